@@ -1,0 +1,1 @@
+"""Known vLLM patches (package data; see servectl.patches)."""

@@ -1,0 +1,1 @@
+"""GPU profiles and model recipes (package data; see servectl.catalog)."""

@@ -1,0 +1,1 @@
+"""Commands of this group are added by its owner module (placeholder until then)."""

@@ -1,0 +1,277 @@
+"""Typed data of servectl: GPU profiles, model recipes, deployments and launch specs.
+
+Every model forbids unknown keys and documents each field, so a typo in a profile YAML is an
+error with the file, line and field, and `servectl profiles show` can explain every value.
+Pure data: no I/O here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+Vendor = Literal["nvidia", "amd", "cpu"]
+Quantization = Literal["nvfp4", "mxfp4", "fp8", "gptq-int8", "gptq-int4", "bf16", "fp16"]
+TorchDtype = Literal["float32", "bfloat16", "float16"]
+
+
+class Strict(BaseModel):
+    """Base of every catalog model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- GPU profiles
+
+
+class ContainerOptions(Strict):
+    """How a container reaches the accelerators of this profile."""
+
+    image: str = Field(description="Default vLLM image for this hardware (vendor build, CUDA/ROCm flavour).")
+    runtime: str | None = Field(None, description="Docker runtime (`--runtime=`), e.g. nvidia.")
+    gpus: str | None = Field(None, description="Value of `docker run --gpus` (NVIDIA), e.g. all.")
+    devices: list[str] = Field(default_factory=list, description="Device nodes to pass through (ROCm: /dev/kfd, /dev/dri).")
+    group_add: list[str] = Field(default_factory=list, description="Supplementary groups (ROCm: video).")
+    ipc: str | None = Field("host", description="IPC namespace; vLLM's workers share tensors through /dev/shm.")
+    security_opt: list[str] = Field(default_factory=list, description="Extra `--security-opt` values (ROCm: seccomp=unconfined).")
+    shm_size: str | None = Field(None, description="Size of /dev/shm when ipc is not host (e.g. 16g).")
+
+
+class UtilizationPreset(Strict):
+    """A named `--gpu-memory-utilization` choice with its rationale."""
+
+    gpu_memory_utilization: float = Field(gt=0.0, le=1.0, description="Fraction of device memory vLLM may use.")
+    description: str = Field(description="When to pick this preset and what it risks.")
+
+
+class KubernetesOptions(Strict):
+    """Scheduling facts for rendered Kubernetes manifests."""
+
+    gpu_resource: str = Field(description="Extended resource name for one device (nvidia.com/gpu, amd.com/gpu).")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels that select this hardware.")
+    tolerations: list[dict[str, str]] = Field(default_factory=list, description="Tolerations for tainted GPU nodes.")
+
+
+class GpuProfile(Strict):
+    """One kind of machine servectl can plan for and launch on."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Catalog key, used with --gpu.")
+    title: str = Field(description="Human name of the hardware.")
+    vendor: Vendor = Field(description="Accelerator vendor; cpu for the embedded default.")
+    architecture: str = Field(description="Chip architecture family (blackwell, hopper, cdna3, cpu).")
+    name_patterns: list[str] = Field(default_factory=list, description="Regexes matched against detected device names (case-insensitive).")
+    count: int = Field(1, ge=1, le=64, description="Number of devices in one machine of this profile.")
+    memory_gib: float = Field(gt=0, description="Memory per device as marketed, GiB (for unified memory: the whole pool).")
+    usable_memory_gib: float | None = Field(None, gt=0, description="Total memory per device as the runtime reports it (cudaMemGetInfo total), GiB; vLLM's utilization is a fraction of this.")
+    context_overhead_gib: float = Field(0.5, ge=0, description="Memory taken before vLLM's budget snapshot (CUDA context, NCCL), GiB; lies outside utilization x total.")
+    unified_memory: bool = Field(False, description="Device memory is system memory shared with the OS (DGX Spark); NVML reports no dedicated memory.")
+    os_headroom_gib: float = Field(0.0, ge=0, description="Memory left to the OS and other processes on unified-memory systems, GiB.")
+    compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$", description="CUDA compute capability (12.0 for sm_120).")
+    gfx_target: str | None = Field(None, description="AMD gfx target (gfx942, gfx1100); from detection when the profile spans several.")
+    quantizations: list[Quantization] = Field(default_factory=list, description="Weight formats this hardware runs natively in vLLM.")
+    min_driver: str | None = Field(None, description="Oldest driver the profile's image runs on (cu130 images need >= 580).")
+    container: ContainerOptions | None = Field(None, description="Container runtime options; absent for the cpu profile.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables every launch on this hardware needs.")
+    presets: dict[str, UtilizationPreset] = Field(description="Utilization presets; must include 'desktop' and 'headless'.")
+    default_preset: str = Field("headless", description="Preset used when neither --desktop nor --headless is given.")
+    kubernetes: KubernetesOptions | None = Field(None, description="Scheduling facts for Kubernetes manifests.")
+
+    @model_validator(mode="after")
+    def _presets_complete(self) -> "GpuProfile":
+        missing = {"desktop", "headless"} - set(self.presets)
+        if missing:
+            raise ValueError(f"presets must include {sorted(missing)}")
+        if self.default_preset not in self.presets:
+            raise ValueError(f"default_preset {self.default_preset!r} is not one of the presets")
+        return self
+
+    @property
+    def total_memory_gib(self) -> float:
+        """Memory of one device as vLLM sees it."""
+        return self.usable_memory_gib or self.memory_gib
+
+
+# --------------------------------------------------------------------------- model recipes
+
+
+class LinearAttention(Strict):
+    """Gated DeltaNet (linear attention) layer geometry: sizes the constant per-request state."""
+
+    num_key_heads: int = Field(ge=1, description="linear_num_key_heads.")
+    num_value_heads: int = Field(ge=1, description="linear_num_value_heads.")
+    key_head_dim: int = Field(ge=1, description="linear_key_head_dim.")
+    value_head_dim: int = Field(ge=1, description="linear_value_head_dim.")
+    conv_kernel_dim: int = Field(ge=1, description="linear_conv_kernel_dim (conv state keeps kernel-1 rows).")
+    ssm_dtype: TorchDtype = Field("float32", description="dtype of the temporal (SSM) state; Qwen3.5's config sets float32.")
+
+
+class VisionEncoder(Strict):
+    """Vision tower geometry (kept in BF16 by every recipe here)."""
+
+    depth: int = Field(ge=1, description="Number of ViT blocks.")
+    hidden_size: int = Field(ge=1, description="ViT hidden size.")
+    patch_size: int = Field(ge=1, description="Patch edge in pixels.")
+    params_b: float = Field(ge=0, description="Parameters, billions (sizes the encoder weights).")
+
+
+class Architecture(Strict):
+    """The numbers memory planning needs (from the checkpoint's config.json text_config)."""
+
+    hf_architecture: str = Field(description="`architectures[0]` of config.json; vLLM picks its model class from it.")
+    num_layers: int = Field(ge=1, description="num_hidden_layers of the text stack.")
+    full_attention_layers: int = Field(ge=0, description="Layers with a growing KV cache.")
+    linear_attention_layers: int = Field(0, ge=0, description="Gated DeltaNet layers with constant per-request state.")
+    hidden_size: int = Field(ge=1, description="hidden_size.")
+    num_attention_heads: int = Field(ge=1, description="Query heads of the full-attention layers.")
+    num_kv_heads: int = Field(ge=1, description="num_key_value_heads.")
+    head_dim: int = Field(ge=1, description="Attention head dim.")
+    linear: LinearAttention | None = Field(None, description="Linear-attention geometry (hybrid models).")
+    num_experts: int = Field(0, ge=0, description="Routed experts per MoE layer (0: dense).")
+    experts_per_token: int = Field(0, ge=0, description="Active routed experts per token.")
+    moe_intermediate_size: int = Field(0, ge=0, description="Intermediate size of one expert.")
+    shared_expert_intermediate_size: int = Field(0, ge=0, description="Intermediate size of the shared expert.")
+    vocab_size: int = Field(ge=1, description="Vocabulary size (sizes logits and the sampler's profile peak).")
+    max_position_embeddings: int = Field(ge=1, description="Native context; vLLM's derived max_model_len.")
+    mtp_layers: int = Field(0, ge=0, description="Multi-token-prediction layers (not loaded unless speculative decoding).")
+    dtype: TorchDtype = Field("bfloat16", description="Activation / KV dtype when --kv-cache-dtype is auto.")
+    vision: VisionEncoder | None = Field(None, description="Vision encoder, for multimodal recipes.")
+
+    @model_validator(mode="after")
+    def _layers_add_up(self) -> "Architecture":
+        if self.full_attention_layers + self.linear_attention_layers != self.num_layers:
+            raise ValueError("full_attention_layers + linear_attention_layers must equal num_layers")
+        if self.linear_attention_layers and self.linear is None:
+            raise ValueError("linear_attention_layers > 0 needs the `linear` geometry")
+        return self
+
+
+class Parsers(Strict):
+    """vLLM output parsers the recipe needs."""
+
+    reasoning: str | None = Field(None, description="--reasoning-parser (splits <think> into reasoning_content).")
+    tool_call: str | None = Field(None, description="--tool-call-parser; implies --enable-auto-tool-choice.")
+
+
+class Multimodal(Strict):
+    """Modalities and per-prompt limits."""
+
+    modalities: list[Literal["image", "video", "audio"]] = Field(default_factory=list, description="Input modalities the model accepts besides text.")
+    limits: dict[str, int] = Field(default_factory=dict, description="Default --limit-mm-per-prompt (0 disables a modality and its encoder profile).")
+
+
+class CardLaunch(Strict):
+    """A launch exactly as the model card publishes it (reproduced token for token by `--card`)."""
+
+    style: Literal["serve", "docker"] = Field(description="`vllm serve ...` or `docker run ... IMAGE MODEL ...`.")
+    model: str = Field(description="Model argument as written on the card.")
+    args: list[str] = Field(default_factory=list, description="vLLM arguments after the model, one token per item.")
+    env: list[str] = Field(default_factory=list, description="Environment as on the card: NAME (passed by name) or NAME=value.")
+    container_name: str | None = Field(None, description="docker --name.")
+    image: str | None = Field(None, description="Container image.")
+    volumes: list[str] = Field(default_factory=list, description="docker -v values.")
+    ports: list[str] = Field(default_factory=list, description="docker -p values.")
+    remove: bool = Field(True, description="docker --rm.")
+
+
+class CardSettings(Strict):
+    """The model card's published launch settings."""
+
+    source: str = Field(description="Where the settings come from (model card URL or name).")
+    base: CardLaunch | None = Field(None, description="Launch common to every profile (complete when `generic`).")
+    generic: bool = Field(False, description="The base launch applies unchanged to every profile that can run the model.")
+    profiles: dict[str, list[str]] = Field(default_factory=dict, description="Extra vLLM args per GPU profile, appended to the base args.")
+    profile_launches: dict[str, CardLaunch] = Field(default_factory=dict, description="Complete launches for one profile only (no base).")
+
+
+class ProfileSettings(Strict):
+    """servectl's own settings for a recipe on one GPU profile (beyond the card)."""
+
+    args: list[str] = Field(default_factory=list, description="vLLM arguments servectl adds or changes for this hardware.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment for this pair (non-secret values only).")
+    notes: list[str] = Field(default_factory=list, description="Why these settings.")
+
+
+class ModelRecipe(Strict):
+    """A quantized model and everything needed to serve it well."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$", description="Catalog key, used on the command line.")
+    title: str = Field(description="Human name.")
+    repo: str = Field(description="Hub repo id (or, for generated models, the local directory name).")
+    served_model_name: str = Field(description="Name clients use in the OpenAI API.")
+    generated: bool = Field(False, description="The checkpoint is generated locally by servectl (tiny-cpu), never downloaded.")
+    quantization: Quantization = Field(description="Weight format of the routed experts / linear layers.")
+    quantization_method: str | None = Field(None, description="quantization_config.quant_method of the checkpoint (informational).")
+    weights_gib: float = Field(gt=0, description="Weights resident on the devices after load, GiB (vLLM's 'Model loading took'); the checkpoint's safetensors headers override it when available.")
+    size_on_disk_gb: float | None = Field(None, gt=0, description="Checkpoint size on disk, GB.")
+    architecture: Architecture = Field(description="Geometry for memory planning.")
+    parsers: Parsers = Field(default_factory=Parsers, description="Reasoning / tool-call parsers.")
+    multimodal: Multimodal = Field(default_factory=Multimodal, description="Multimodal inputs.")
+    required_dtype: TorchDtype | None = Field(None, description="--dtype the kernels require on some hardware (GPTQ on ROCm: float16).")
+    min_vllm: str = Field(description="PEP 440 specifier the installed vLLM must satisfy (Qwen3.5: >0.16.0).")
+    hazards: list[str] = Field(default_factory=list, description="Ids of known hazards (guards, patches, diagnosis rules) for this model.")
+    sampling_presets: str | None = Field(None, description="Name of the sampling preset family (profiles/presets.yaml).")
+    smoke_test: str = Field("Who are you?", description="Prompt of the card's smoke test.")
+    card: CardSettings | None = Field(None, description="The model card's published launch settings.")
+    profiles: dict[str, ProfileSettings] = Field(default_factory=dict, description="Per-GPU-profile settings; a profile not listed cannot run the recipe.")
+
+
+# --------------------------------------------------------------------------- catalog files
+
+
+class ProfilesFile(Strict):
+    """profiles/gpus.yaml."""
+
+    schema_version: int = Field(ge=1, le=SCHEMA_VERSION, description="Catalog schema version.")
+    gpus: list[GpuProfile]
+
+
+class RecipesFile(Strict):
+    """profiles/models.yaml."""
+
+    schema_version: int = Field(ge=1, le=SCHEMA_VERSION, description="Catalog schema version.")
+    models: list[ModelRecipe]
+
+
+# --------------------------------------------------------------------------- deployments
+
+
+class LaunchOptions(Strict):
+    """Where and how a deployment runs (not vLLM flags)."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Deployment / container name (default: derived from the model).")
+    host: str = Field("127.0.0.1", description="Address the server binds (or the host port is published on).")
+    port: int = Field(8000, ge=1, le=65535, description="Port on the host.")
+    image: str | None = Field(None, description="Container image (default: the profile's).")
+    cache_dir: str = Field("/srv/cache", description="Host directory mounted as the container's /root/.cache (HF cache and torch.compile artefacts; keep it between runs).")
+    model_path: str | None = Field(None, description="Local checkpoint directory to serve instead of the repo id.")
+    secrets: list[str] = Field(default_factory=lambda: ["HF_TOKEN"], description="Environment variables passed by name only (never their values).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key vLLM should require (passed by name).")
+
+
+class LaunchSpec(Strict):
+    """Everything a renderer needs: resolved, guarded, ready to print. Built by servectl.deployment."""
+
+    name: str = Field(description="Deployment / container / unit name.")
+    recipe: str = Field(description="Model recipe name.")
+    profile: str = Field(description="GPU profile name.")
+    card: bool = Field(False, description="Rendered from the model card's settings verbatim.")
+    model: str = Field(description="Model argument of vllm serve (repo id or path).")
+    served_model_name: str | None = Field(None, description="--served-model-name, when set in args.")
+    vllm_args: list[str] = Field(description="vLLM arguments after the model, one token per item.")
+    env: dict[str, str] = Field(default_factory=dict, description="Non-secret environment values.")
+    secret_env: list[str] = Field(default_factory=list, description="Secrets passed by name.")
+    image: str | None = Field(None, description="Container image.")
+    host: str = Field("127.0.0.1", description="Bind / publish address.")
+    port: int = Field(8000, description="Host port.")
+    container_port: int = Field(8000, description="Port vLLM listens on inside a container.")
+    cache_host_path: str = Field(description="Host side of the cache mount.")
+    cache_container_path: str = Field("/root/.cache", description="Container side of the cache mount.")
+    container: ContainerOptions | None = Field(None, description="Accelerator access for containers.")
+    vendor: Vendor = Field(description="Accelerator vendor.")
+    gpu_count: int = Field(1, ge=1, description="Devices used (tensor x pipeline parallel within one node).")
+    remove: bool = Field(True, description="Remove the container on exit (docker --rm).")
+    argv_binds: bool = Field(True, description="The `vllm serve` argv carries --host/--port (false only for a card's verbatim serve command).")
+    warnings: list[str] = Field(default_factory=list, description="Things the user should know about this launch.")
