@@ -26,16 +26,19 @@ from servectl.specs import LaunchOptions
 @click.option("--image", help="Container image (default: the profile's).")
 @click.option("--secret", "secrets", multiple=True, help="Environment variable passed by name (repeatable; HF_TOKEN always).")
 @click.option("--force", is_flag=True, help="Override guards that can be overridden.")
+@click.option("--nodes", type=click.IntRange(1, 64), help="Nodes for a multi-node Ray layout (k8s-lws, k8s-raycluster, ray-nodes; default 2 there).")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write into this directory instead of stdout.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
-def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args) -> None:
+def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None) -> None:
     """Render a launch for MODEL on GPU profile P. Extra vLLM flags after the options override servectl's."""
     cat = load_catalog()
     opts = LaunchOptions(name=name, host=host, port=port, image=image, secrets=["HF_TOKEN", *secrets])
     spec = resolve(Request(cat.model(model), cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset, force=force))
     for w in spec.warnings:
         warn(w)
-    text = renderer(fmt)(spec)
+    from servectl.render.multinode import render_with_nodes
+
+    text = render_with_nodes(fmt, spec, nodes)  # plain renderer(fmt)(spec) unless multi-node
     if out_dir is None:
         click.echo(text, nl=False)
         return

@@ -15,10 +15,16 @@ from servectl.specs import LaunchSpec
 FORMATS: dict[str, str] = {
     "argv": "argv",
     "docker": "docker",
+    "k8s": "k8s",
+    "k8s-lws": "multinode:render_lws",
+    "k8s-raycluster": "multinode:render_raycluster",
+    "ray-nodes": "multinode:render_ray_nodes",
 }
 
 
 def renderer(fmt: str) -> Callable[[LaunchSpec], str]:
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}", f"formats: {', '.join(FORMATS)}")
-    return importlib.import_module(f"servectl.render.{FORMATS[fmt]}").render
+    # "module" or "module:function" (one module may serve several formats)
+    module, _, func = FORMATS[fmt].partition(":")
+    return getattr(importlib.import_module(f"servectl.render.{module}"), func or "render")

@@ -1,0 +1,215 @@
+"""Multi-node vLLM on Ray: tensor parallel within a node, pipeline parallel across nodes.
+
+Three renderings of one layout (T = GPUs per node from the profile, N = --nodes):
+- `k8s-lws`: a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) + ClusterIP Service on the leader, as in
+  vLLM's docs/deployment/frameworks/lws.md: the leader starts the Ray head and `vllm serve`, the
+  workers join with `ray start --address=$(LWS_LEADER_ADDRESS):6379 --block` (LWS injects that
+  variable; the kubelet expands `$(VAR)` in command/args).
+- `k8s-raycluster`: a KubeRay RayCluster (ray.io/v1) + Service on the head pod. The head overrides
+  KubeRay's command (annotation `ray.io/overwrite-container-cmd`) to start Ray without --block and
+  then exec `vllm serve`; workers run KubeRay's generated `$KUBERAY_GEN_RAY_START_CMD`.
+- `ray-nodes`: a POSIX sh script with the per-node commands of vLLM's
+  examples/online_serving/multi-node-serving.sh (`ray start --head` on node 0, `ray start --address`
+  on the others, `vllm serve` on the head).
+
+`vllm serve` may start before every worker has joined: vLLM waits up to PG_WAIT_TIMEOUT (1800 s)
+for its placement group (vllm/v1/executor/ray_utils.py, _wait_until_pg_ready).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from typing import Any
+
+from servectl import vllm_args as va
+from servectl.errors import UserError
+from servectl.render import k8s
+from servectl.specs import GpuProfile, LaunchSpec, ModelRecipe
+
+RAY_PORT = 6379
+MAX_NODES = 64
+MULTINODE_FORMATS = ("k8s-lws", "k8s-raycluster", "ray-nodes")
+
+
+def layout(profile: GpuProfile, nodes: int) -> tuple[int, int]:
+    """(tensor parallel, pipeline parallel): every GPU of a node in one TP group, one PP stage per node."""
+    if not 2 <= nodes <= MAX_NODES:
+        raise UserError(f"--nodes {nodes} is not a multi-node layout", f"use 2 to {MAX_NODES} nodes")
+    return profile.count, nodes
+
+
+def parallel_args(spec: LaunchSpec, tp: int, pp: int) -> list[str]:
+    """The spec's vLLM args with the multi-node parallel sizes and the Ray executor, in place."""
+    flags = va.parse_args(spec.vllm_args)
+    for name in ("--data-parallel-size",):
+        flags = va.remove(flags, name)
+    flags = va.merge(flags, [va.Flag("--tensor-parallel-size", str(tp)), va.Flag("--pipeline-parallel-size", str(pp)),
+                             va.Flag("--distributed-executor-backend", "ray")])
+    return va.to_tokens(flags)
+
+
+def layout_note(profile: GpuProfile, recipe: ModelRecipe, tp: int, pp: int) -> str:
+    """Annotation text; per-GPU memory figures come from the planner when it offers a sharding function."""
+    note = (f"tensor-parallel {tp} x pipeline-parallel {pp} = {tp * pp} {profile.name} GPUs "
+            f"({tp} per node, {pp} nodes, Ray executor)")
+    shard = _planner_shard()
+    if shard is not None:
+        note += f"; {shard(recipe, profile, tp, pp)}"
+    return note
+
+
+def _planner_shard():
+    try:
+        planner = importlib.import_module("servectl.planner")
+    except ImportError:
+        return None
+    return getattr(planner, "per_gpu_summary", None)
+
+
+def _head_command(spec: LaunchSpec, args: list[str], tp: int, head_flags: list[str]) -> str:
+    serve = shlex.join(["vllm", "serve", *k8s.serve_args(spec, args)])
+    ray = shlex.join(["ray", "start", "--head", f"--port={RAY_PORT}", f"--num-gpus={tp}", *head_flags])
+    return f"{ray} && exec {serve}"
+
+
+def _pod_spec(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, container: dict, tp: int, pp: int,
+              cache_claim: str) -> dict[str, Any]:
+    vols, mounts = k8s.volumes(spec, tp, cache_claim)
+    container = {**container, "env": k8s.env(spec, k8s.secret_name(spec)),
+                 "resources": k8s.resources(spec, profile, recipe, tp, 1.0 / pp), "volumeMounts": mounts}
+    return {**k8s.scheduling(profile), "terminationGracePeriodSeconds": 60, "containers": [container], "volumes": vols}
+
+
+def _http_port(spec: LaunchSpec) -> list[dict]:
+    return [{"name": k8s.HTTP_PORT_NAME, "containerPort": spec.container_port, "protocol": "TCP"}]
+
+
+def lws_manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, nodes: int) -> list[dict[str, Any]]:
+    tp, pp = layout(profile, nodes)
+    args = parallel_args(spec, tp, pp)
+    name = k8s.k8s_name(spec.name)
+    cache = f"{name}-cache"
+    base_labels = k8s.labels(spec)
+    leader = {"name": "vllm-leader", "image": k8s.image(spec), "command": ["sh", "-c", _head_command(spec, args, tp, [])],
+              "ports": _http_port(spec), **k8s.probes(spec, recipe)}
+    worker = {"name": "vllm-worker", "image": k8s.image(spec),
+              "command": ["sh", "-c", f"ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --num-gpus={tp} --block"]}
+    lws = {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+        "metadata": {"name": name, "labels": base_labels, "annotations": k8s.annotations(spec, layout_note(profile, recipe, tp, pp))},
+        "spec": {
+            "replicas": 1,
+            "leaderWorkerTemplate": {
+                "size": nodes,
+                # One failed pod breaks the Ray cluster: restart the whole group together.
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": {"metadata": {"labels": {**base_labels, "role": "leader"}},
+                                   "spec": _pod_spec(spec, profile, recipe, leader, tp, pp, cache)},
+                "workerTemplate": {"metadata": {"labels": {**base_labels, "role": "worker"}},
+                                   "spec": _pod_spec(spec, profile, recipe, worker, tp, pp, cache)},
+            },
+        },
+    }
+    selector = {"leaderworkerset.sigs.k8s.io/name": name, "role": "leader"}
+    # Every pod reads the checkpoint: one ReadWriteMany claim (NFS, CephFS, ...) shared by the group.
+    return [k8s.pvc(spec, recipe, cache, "ReadWriteMany"), lws, k8s.service(spec, selector)]
+
+
+def raycluster_manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, nodes: int) -> list[dict[str, Any]]:
+    tp, pp = layout(profile, nodes)
+    args = parallel_args(spec, tp, pp)
+    name = k8s.k8s_name(spec.name)
+    cache = f"{name}-cache"
+    overwrite = {"ray.io/overwrite-container-cmd": "true"}
+    head = {"name": "ray-head", "image": k8s.image(spec),
+            "command": ["sh", "-c", _head_command(spec, args, tp, ["--dashboard-host=0.0.0.0"])],
+            "ports": [*_http_port(spec), {"name": "gcs", "containerPort": RAY_PORT, "protocol": "TCP"}],
+            **k8s.probes(spec, recipe)}
+    worker = {"name": "ray-worker", "image": k8s.image(spec), "command": ["/bin/bash", "-c", "--"],
+              "args": ['ulimit -n 65536; exec /bin/bash -c "$KUBERAY_GEN_RAY_START_CMD"']}
+    cluster = {
+        "apiVersion": "ray.io/v1", "kind": "RayCluster",
+        "metadata": {"name": name, "labels": k8s.labels(spec), "annotations": k8s.annotations(spec, layout_note(profile, recipe, tp, pp))},
+        "spec": {
+            "headGroupSpec": {
+                "rayStartParams": {"num-gpus": str(tp)},
+                "template": {"metadata": {"labels": k8s.labels(spec), "annotations": overwrite},
+                             "spec": _pod_spec(spec, profile, recipe, head, tp, pp, cache)},
+            },
+            "workerGroupSpecs": [{
+                "groupName": "gpu",
+                "replicas": nodes - 1, "minReplicas": nodes - 1, "maxReplicas": nodes - 1,
+                # KubeRay reads only nvidia.com/gpu from resources; state the count for AMD too.
+                "rayStartParams": {"num-gpus": str(tp)},
+                "template": {"metadata": {"labels": k8s.labels(spec), "annotations": overwrite},
+                             "spec": _pod_spec(spec, profile, recipe, worker, tp, pp, cache)},
+            }],
+        },
+    }
+    selector = {"ray.io/cluster": name, "ray.io/node-type": "head"}
+    return [k8s.pvc(spec, recipe, cache, "ReadWriteMany"), cluster, k8s.service(spec, selector)]
+
+
+def ray_nodes_script(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, nodes: int) -> str:
+    tp, pp = layout(profile, nodes)
+    args = parallel_args(spec, tp, pp)
+    serve = ["vllm", "serve", spec.model, *args, "--host", spec.host, "--port", str(spec.port)]
+    env_words = [f"{k}={v}" for k, v in spec.env.items()]
+    head_start = shlex.join(["ray", "start", "--head", "--port", str(RAY_PORT), "--num-gpus", str(tp)])
+    worker_start = shlex.join(["ray", "start", "--num-gpus", str(tp), "--block"])
+    secrets = ", ".join(spec.secret_env) or "none"
+    lines = [
+        "#!/bin/sh",
+        f"# {spec.name}: {layout_note(profile, recipe, tp, pp)}.",
+        "# Per-node commands after vLLM's examples/online_serving/multi-node-serving.sh.",
+        f"# Run `sh THIS head` on node 0, then `sh THIS worker HEAD_IP` on each of the other {nodes - 1} node(s).",
+        "# Every node needs the same vLLM version, model path and network reach to HEAD_IP:6379;",
+        f"# secrets ({secrets}) are read from the environment of the head.",
+        "set -eu",
+        'case "${1:-}" in',
+        "  head)",
+        f"    {head_start}",
+        f"    exec {shlex.join(['env', *env_words, *serve]) if env_words else shlex.join(serve)}",
+        "    ;;",
+        "  worker)",
+        f'    exec {worker_start} --address "${{2:?usage: $0 worker HEAD_IP}}:{RAY_PORT}"',
+        "    ;;",
+        "  *)",
+        '    echo "usage: $0 head | worker HEAD_IP" >&2',
+        "    exit 2",
+        "    ;;",
+        "esac",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _render(fmt: str, spec: LaunchSpec, nodes: int) -> str:
+    profile, recipe = k8s.context(spec)
+    if fmt == "ray-nodes":
+        return ray_nodes_script(spec, profile, recipe, nodes)
+    build = lws_manifests if fmt == "k8s-lws" else raycluster_manifests
+    return k8s.dump(build(spec, profile, recipe, nodes))
+
+
+def render_with_nodes(fmt: str, spec: LaunchSpec, nodes: int | None) -> str:
+    """`servectl render --format FMT [--nodes N]`: single-node formats need N unset or 1, multi-node ones N >= 2 (default 2)."""
+    if fmt in MULTINODE_FORMATS:
+        return _render(fmt, spec, 2 if nodes is None else nodes)
+    if nodes not in (None, 1):
+        raise UserError(f"--nodes {nodes} needs a multi-node format", f"use --format {', '.join(MULTINODE_FORMATS)}")
+    from servectl.render import renderer
+
+    return renderer(fmt)(spec)
+
+
+def render_lws(spec: LaunchSpec) -> str:
+    return _render("k8s-lws", spec, 2)
+
+
+def render_raycluster(spec: LaunchSpec) -> str:
+    return _render("k8s-raycluster", spec, 2)
+
+
+def render_ray_nodes(spec: LaunchSpec) -> str:
+    return _render("ray-nodes", spec, 2)
