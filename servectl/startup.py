@@ -42,6 +42,12 @@ def match_phase(line: str) -> str | None:
 
 def kv_cache_tokens(text: str) -> int | None:
     """KV cache size vLLM logged, in tokens (last one when the log holds several starts)."""
+    try:
+        from servectl.vllm_log import parse_text  # the planner's parser of vLLM's figures
+    except ImportError:
+        parse_text = None
+    if parse_text is not None:
+        return parse_text(text).kv_cache_tokens
     found = _KV_TOKENS.findall(text)
     return int(found[-1].replace(",", "")) if found else None
 
