@@ -68,6 +68,17 @@ def process_alive(pid: int | None, create_time: float | None) -> bool:
         return False
 
 
+def pid_taken_by_another(pid: int, create_time: float | None) -> bool:
+    """The PID now belongs to a different live process (so its group is not ours to signal)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is not None and abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE_S
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
 def group_members(pgid: int) -> list[psutil.Process]:
     """Live (non-zombie) processes of a process group."""
     out = []
@@ -186,8 +197,9 @@ class SubprocessRunner:
     def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None:
         if launched.pid is None:
             return
-        if launched.popen is None and launched.create_time is not None and not process_alive(launched.pid, launched.create_time):
-            # Leader gone (or its PID reused): only signal the group if members of ours remain.
+        if launched.popen is None:
+            if pid_taken_by_another(launched.pid, launched.create_time):
+                return  # our server is long gone and its PID was reused: not ours to signal
             if not group_members(launched.pid):
                 return
         stop_group(launched.pid, grace_s, launched.popen)

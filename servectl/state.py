@@ -114,7 +114,8 @@ def status_of(record: DeploymentRecord, now: float | None = None) -> Status:
 
 def clean_stale(record: DeploymentRecord) -> None:
     """Remove a dead deployment's record; stop leftovers of its process group (EngineCore, workers)."""
-    if record.runtime == "local" and record.pid and runner.group_members(record.pid):
+    if (record.runtime == "local" and record.pid and not runner.pid_taken_by_another(record.pid, record.create_time)
+            and runner.group_members(record.pid)):
         runner.stop_group(record.pid, grace_s=2.0)
     remove(record.name)
 

@@ -1,0 +1,120 @@
+"""Deployment records: atomic JSON files, stale detection with psutil, and the status/down/logs commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from servectl import state
+from servectl.specs import DeploymentRecord
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+def _record(name="d1", pid=None, create_time=None, **kw) -> DeploymentRecord:
+    return DeploymentRecord(
+        name=name, runtime="local", recipe="tiny-cpu", profile="cpu", model="/models/tiny", served_model_name="tiny-cpu",
+        host="127.0.0.1", port=8132, pid=pid, create_time=create_time, log_path=str(state.log_path_for(name)),
+        argv=["vllm", "serve", "/models/tiny"], started_at=time.time() - 65, **kw,
+    )
+
+
+@pytest.fixture()
+def sleeper():
+    """A real process in its own group, standing in for a server (no vLLM needed for state logic)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_roundtrip_is_json_on_disk():
+    rec = _record(kv_cache_tokens_reported=190650)
+    state.save(rec)
+    path = state.deployments_dir() / "d1.json"
+    assert json.loads(path.read_text())["kv_cache_tokens_reported"] == 190650
+    assert state.load("d1") == rec
+    assert [r.name for r in state.list_records()] == ["d1"]
+    assert not list(state.deployments_dir().glob(".*tmp"))  # atomic write left no temp file
+
+
+def test_corrupt_record_is_ignored():
+    state.deployments_dir().mkdir(parents=True)
+    (state.deployments_dir() / "bad.json").write_text("{not json")
+    assert state.load("bad") is None and state.list_records() == []
+
+
+def test_stale_records_are_reported_and_removed(sleeper):
+    p = psutil.Process(sleeper.pid)
+    state.save(_record("live", sleeper.pid, p.create_time()))
+    state.save(_record("reused", sleeper.pid, p.create_time() - 50))  # same PID, another process
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    state.save(_record("dead", dead.pid, time.time() - 10))
+    live, stale = state.sweep()
+    assert [s.record.name for s in live] == ["live"]
+    assert sorted(s.record.name for s in stale) == ["dead", "reused"]
+    assert live[0].rss_bytes > 0 and live[0].uptime_s >= 60
+    assert [r.name for r in state.list_records()] == ["live"]
+    assert sleeper.poll() is None  # the reused-PID record did not signal the live process
+
+
+def test_resolve_name():
+    from servectl.errors import UserError
+
+    with pytest.raises(UserError, match="no deployments"):
+        state.resolve_name(None)
+    state.save(_record("a"))
+    assert state.resolve_name(None).name == "a"
+    state.save(_record("b"))
+    with pytest.raises(UserError, match="several"):
+        state.resolve_name(None)
+    with pytest.raises(UserError, match="no deployment named 'c'"):
+        state.resolve_name("c")
+
+
+def test_status_json_and_down(cli, sleeper):
+    state.save(_record("svc", sleeper.pid, psutil.Process(sleeper.pid).create_time()))
+    res = cli("status", "--json")
+    assert res.exit_code == 0
+    data = json.loads(res.stdout)
+    (dep,) = data["deployments"]
+    assert dep["name"] == "svc" and dep["state"] == "running" and dep["pid"] == sleeper.pid
+    assert dep["endpoint"] == "http://127.0.0.1:8132/v1" and dep["rss_bytes"] > 0
+    res = cli("down", "svc")
+    assert res.exit_code == 0, res.output
+    assert sleeper.wait(timeout=10) is not None
+    assert state.load("svc") is None
+
+
+def test_status_after_kill(cli, sleeper):
+    state.save(_record("svc", sleeper.pid, psutil.Process(sleeper.pid).create_time()))
+    sleeper.kill()
+    sleeper.wait()
+    data = json.loads(cli("status", "--json").stdout)
+    assert data["deployments"] == [] and data["cleaned"][0]["name"] == "svc" and data["cleaned"][0]["state"] == "gone"
+    assert state.load("svc") is None
+
+
+def test_logs_of_a_stopped_deployment(cli):
+    rec = _record("old")
+    state.logs_dir().mkdir(parents=True)
+    (state.logs_dir() / "old-20260101-000000.log").write_text("line1\nERROR boom\n")
+    res = cli("logs", "old", "-n", "1")
+    assert res.exit_code == 0 and res.stdout.strip() == "ERROR boom"
+    assert cli("logs", "nope").exit_code == 2
+    del rec
+
+
+def test_down_unknown_name_is_user_error(cli):
+    res = cli("down", "ghost")
+    assert res.exit_code == 2 and "no deployment named 'ghost'" in res.stderr
