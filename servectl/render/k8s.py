@@ -202,8 +202,16 @@ def manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe) -> lis
     return [pvc(spec, recipe, f"{name}-cache"), deployment, service(spec, pod_labels)]
 
 
+class _SafeDumperNoAliases(yaml.SafeDumper):
+    """yaml.SafeDumper that repeats shared dicts instead of emitting &anchors (kubectl reads both; people prefer this)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump(docs: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=120)
+    """yaml.safe_dump_all with aliases off."""
+    return yaml.dump_all(docs, Dumper=_SafeDumperNoAliases, sort_keys=False, default_flow_style=False, width=120)
 
 
 def context(spec: LaunchSpec) -> tuple[GpuProfile, ModelRecipe]:
