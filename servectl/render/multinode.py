@@ -18,7 +18,6 @@ for its placement group (vllm/v1/executor/ray_utils.py, _wait_until_pg_ready).
 
 from __future__ import annotations
 
-import importlib
 import shlex
 from typing import Any
 
@@ -50,21 +49,9 @@ def parallel_args(spec: LaunchSpec, tp: int, pp: int) -> list[str]:
 
 
 def layout_note(profile: GpuProfile, recipe: ModelRecipe, tp: int, pp: int) -> str:
-    """Annotation text; per-GPU memory figures come from the planner when it offers a sharding function."""
-    note = (f"tensor-parallel {tp} x pipeline-parallel {pp} = {tp * pp} {profile.name} GPUs "
+    """Annotation text: the parallel layout only (servectl.planner has no tp x pp sharding function yet)."""
+    return (f"tensor-parallel {tp} x pipeline-parallel {pp} = {tp * pp} {profile.name} GPUs "
             f"({tp} per node, {pp} nodes, Ray executor)")
-    shard = _planner_shard()
-    if shard is not None:
-        note += f"; {shard(recipe, profile, tp, pp)}"
-    return note
-
-
-def _planner_shard():
-    try:
-        planner = importlib.import_module("servectl.planner")
-    except ImportError:
-        return None
-    return getattr(planner, "per_gpu_summary", None)
 
 
 def _head_command(spec: LaunchSpec, args: list[str], tp: int, head_flags: list[str]) -> str:
