@@ -1,0 +1,164 @@
+"""`servectl up/status/logs/down` against the real vLLM CPU server (each start costs ~35 s: few starts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from servectl.vllm_env import find_vllm_python
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+SERVECTL = [sys.executable, "-m", "servectl"]
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> str:
+    try:
+        find_vllm_python()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no vLLM CPU environment: {exc} (scripts/test bootstraps it)")
+    try:
+        from servectl.tinymodel import ensure_tiny_model
+    except ImportError:
+        path = os.environ.get("SERVECTL_TEST_MODEL_DIR")
+        if not path:
+            pytest.skip("servectl.tinymodel is not available and SERVECTL_TEST_MODEL_DIR is unset")
+        return path
+    return str(ensure_tiny_model(variant="scripted"))
+
+
+@pytest.fixture()
+def env(tmp_path):
+    # Isolated state (records, logs); the tiny model and the vLLM venv stay in the shared user dirs.
+    return {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+
+
+def sc(env, *args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([*SERVECTL, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def status(env) -> dict:
+    res = sc(env, "status", "--json", timeout=60)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def group_alive(pgid: int) -> list[int]:
+    out = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
+                out.append(p.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return out
+
+
+def wait_for(pred, timeout=120.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    return pred()
+
+
+def test_up_detached_check_status_logs_down(env, model_dir):
+    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8122", "--detach", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    up = json.loads(res.stdout)
+    assert up["endpoint"] == "http://127.0.0.1:8122/v1" and up["served_model_name"] == "tiny-cpu"
+    assert up["kv_cache_tokens_reported"] and up["kv_cache_tokens_reported"] > 0
+    assert list(up["phases"])[-1] == "ready" and "kv_cache" in up["phases"]
+    pgid = up["pid"]
+    pids = [pgid, *(c.pid for c in psutil.Process(pgid).children(recursive=True))]
+    try:
+        from openai import OpenAI
+
+        client = OpenAI(base_url=up["endpoint"], api_key="none")
+        models = client.models.list().data
+        assert [m.id for m in models] == ["tiny-cpu"] and models[0].root == model_dir
+        chat = client.chat.completions.create(model="tiny-cpu", messages=[{"role": "user", "content": "hi"}], max_tokens=8)
+        assert chat.choices[0].finish_reason in ("stop", "length")
+
+        (dep,) = status(env)["deployments"]
+        assert dep["name"] == "tiny-cpu" and dep["state"] == "running" and dep["pid"] == pgid
+        assert dep["rss_bytes"] > 100 * 2**20  # API server + EngineCore + worker
+        logs = sc(env, "logs", "tiny-cpu", timeout=30)
+        assert "Application startup complete" in logs.stdout
+
+        again = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8123", "--detach")
+        assert again.returncode == 2 and "already running" in again.stderr
+    finally:
+        down = sc(env, "down", "tiny-cpu", timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert status(env)["deployments"] == []
+
+
+def test_kill9_of_a_foreground_server_is_reported(env, model_dir):
+    proc = subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8124", "--no-check"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["ready"]), None), timeout=240, every=1)
+        assert dep, "server never became ready"
+        pgid = dep["pid"]
+        os.kill(pgid, signal.SIGKILL)
+        # `up` notices at once (it polls the process) and exits 1 with the log tail.
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "exited while serving" in err
+        data = status(env)
+        assert data["deployments"] == []
+        assert wait_for(lambda: not group_alive(pgid), timeout=30)  # EngineCore / worker did not linger
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sigint_to_foreground_up_leaves_no_process(env, model_dir):
+    proc = subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8125", "--no-check"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Interrupt mid start-up, once vLLM has spawned its engine process.
+        dep = wait_for(lambda: next(iter(status(env)["deployments"]), None), timeout=60, every=0.5)
+        assert dep
+        pgid = dep["pid"]
+        assert wait_for(lambda: len(group_alive(pgid)) >= 2, timeout=120, every=0.5)
+        pids = set(group_alive(pgid)) | {c.pid for c in psutil.Process(pgid).children(recursive=True)}
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        left = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        assert left == [] and group_alive(pgid) == []
+        assert status(env) == {"deployments": [], "cleaned": []}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_bad_flag_fails_fast_with_the_log_tail(env, model_dir):
+    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8126", "--", "--no-such-flag", "3", timeout=120)
+    assert res.returncode == 1
+    assert "vLLM exited during start-up" in res.stderr
+    assert "unrecognized arguments: --no-such-flag 3" in res.stderr
+    assert status(env)["deployments"] == []
+
+
+def test_port_in_use_refused_before_launch(env, model_dir, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 8127))
+        s.listen()
+        res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8127", timeout=60)
+    assert res.returncode == 2 and "port 8127 on 127.0.0.1 is already in use" in res.stderr
+    assert not (tmp_path / "state" / "servectl" / "logs").exists()  # nothing was started
