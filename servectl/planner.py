@@ -443,7 +443,7 @@ def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, targe
                             f"weights and overheads leave {best.budget['kv_available']:.0f} MiB for the KV cache",
                             "pick a smaller quantization or a larger GPU")
         raise UserError(f"{target_concurrency} x {target_context} tokens do not fit on {profile.name} at utilization {ceiling:g} "
-                        f"(needs {util:g})", f"the largest context that fits is --max-model-len {min(largest, arch.max_position_embeddings)}")
+                        + (f"(needs {util:g})" if util < 1 else "(not even the whole device is enough)"), f"the largest context that fits is --max-model-len {min(largest, arch.max_position_embeddings)}")
     notes = [f"utilization {util:g} gives the {need} blocks {target_concurrency} x {target_context} tokens need "
              f"(ceiling {ceiling:g}); equivalently --kv-cache-memory-bytes {need * lay.block_bytes // MIB}M"]
     return replace(s, gpu_memory_utilization=util, max_model_len=target_context, max_model_len_auto=False), notes
