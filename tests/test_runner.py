@@ -165,3 +165,11 @@ def test_log_follower_keeps_partial_lines(tmp_path):
     with open(p, "a") as fh:
         fh.write("c\n")
     assert f.read_lines() == ["bc"]
+
+
+def test_plan_prediction_next_to_what_vllm_reported(catalog):
+    from servectl.cli.serve_cmd import predicted_kv_tokens
+
+    spec = _spec(catalog)
+    reported = startup.kv_cache_tokens((DATA / "vllm-0.32.0-cpu-startup.log").read_text())
+    assert predicted_kv_tokens(catalog.model("tiny-cpu"), spec) == reported

@@ -39,21 +39,18 @@ def tiny_model_path(variant: str = "scripted") -> Path:
 
 
 def predicted_kv_tokens(recipe: ModelRecipe, spec: LaunchSpec) -> int | None:
-    """The plan's KV cache prediction for this launch; None when the planner cannot say."""
+    """What the plan predicts vLLM will log as its KV cache size; None when the planner cannot say."""
+    from servectl import planner
+    from servectl import vllm_args as va
+    from servectl.vllm_env import DEFAULT_CPU_VLLM
+
     try:
-        from servectl import planner
-    except ImportError:
+        profile = load_catalog().gpu(spec.profile)
+        s = planner.settings_from_flags(va.parse_args(spec.vllm_args), spec.env)
+        version = DEFAULT_CPU_VLLM if profile.vendor == "cpu" else planner.DEFAULT_VLLM
+        return planner.predict(recipe, profile, s, vllm_version=version, flags=spec.vllm_args).kv_cache_tokens_logged
+    except Exception:  # advisory only: a launch never fails on a prediction
         return None
-    try:
-        cat = load_catalog()
-        plan = planner.plan(recipe, cat.gpu(spec.profile), spec.vllm_args)
-    except Exception:  # the planner is advisory here: a launch never fails on a prediction
-        return None
-    for attr in ("kv_cache_tokens", "kv_cache_tokens_logged", "kv_tokens"):
-        value = getattr(plan, attr, None)
-        if isinstance(value, int):
-            return value
-    return None
 
 
 def patch_problems(python: Path) -> list[str]:
