@@ -421,8 +421,6 @@ def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, targe
         raise UserError(f"target context {target_context} exceeds the model's native {arch.max_position_embeddings}",
                         f"the largest context is {arch.max_position_embeddings}")
     ceiling = ceiling_util or s.gpu_memory_utilization
-    probe = predict(recipe, profile, replace(s, max_model_len=target_context, max_model_len_auto=False), **kw)
-    lay_blocks = probe.budget  # noqa: F841  (kept for readability of the debugger view)
     cpu = profile.vendor == "cpu"
     prefix = s.enable_prefix_caching if s.enable_prefix_caching is not None else prefix_caching_default(kw.get("vllm_version", DEFAULT_VLLM))
     lay = layout(arch, tp=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu,
