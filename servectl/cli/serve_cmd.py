@@ -207,8 +207,9 @@ def _sigterm_as_interrupt() -> None:
             pass
 
 
-def fail_start(launch_runner: runners.Runner, launched: runners.Launched, name: str, text: str, why: str) -> CheckFailed:
-    launch_runner.stop(launched, grace_s=5)
+def fail_start(launch_runner: runners.Runner, launched: runners.Launched, name: str, text: str, why: str,
+               grace_s: float = 5) -> CheckFailed:
+    launch_runner.stop(launched, grace_s=grace_s)
     state.remove(name)
     err_console.rule("log tail")
     err_console.print(startup.tail(text), markup=False, highlight=False, soft_wrap=True)
@@ -375,8 +376,10 @@ def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeo
         info("serving in the foreground; Ctrl-C stops it")
         while ln.runner.alive(ln.launched):
             time.sleep(0.1)
+        # Report first, clean up after: the leader is gone, its engine processes get a short grace.
+        err_console.print(f"[bold red]vLLM server (pid {ln.launched.pid}) exited while serving[/]", highlight=False)
         text = Path(ln.launched.log_path).read_text(errors="replace")
-        raise fail_start(ln.runner, ln.launched, ln.spec.name, text, "vLLM exited while serving")
+        raise fail_start(ln.runner, ln.launched, ln.spec.name, text, "vLLM exited while serving", grace_s=1)
     except KeyboardInterrupt:
         info("stopping vLLM ...")
         raise
