@@ -10,7 +10,9 @@ from servectl.catalog import load_catalog
 from servectl.cli.app import info, main, warn
 from servectl.deployment import Request, resolve
 from servectl.fsutil import write_atomic
-from servectl.render import FORMATS, renderer
+from servectl.errors import CheckFailed, UserError
+from servectl.render import FORMATS, outputs
+from servectl.render.systemd import DEFAULT_VLLM_BIN
 from servectl.specs import LaunchOptions
 
 
@@ -27,21 +29,42 @@ from servectl.specs import LaunchOptions
 @click.option("--secret", "secrets", multiple=True, help="Environment variable passed by name (repeatable; HF_TOKEN always).")
 @click.option("--force", is_flag=True, help="Override guards that can be overridden.")
 @click.option("--nodes", type=click.IntRange(1, 64), help="Nodes for a multi-node Ray layout (k8s-lws, k8s-raycluster, ray-nodes; default 2 there).")
-@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write into this directory instead of stdout.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write into this directory (launch.sh, docker-run.sh, vllm-config.yaml, docker-compose.yaml, NAME.service).")
+@click.option("--validate", is_flag=True, help="Check the result with the real tools: vLLM's own argument parser, docker compose, systemd-analyze.")
+@click.option("--python", "vllm_python", type=click.Path(dir_okay=False, path_type=Path),
+              help="Interpreter of the vLLM environment for --validate (default: servectl bootstrap's).")
+@click.option("--vllm-bin", default=DEFAULT_VLLM_BIN, show_default=True, help="Absolute path of `vllm` for --format systemd.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
-def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None) -> None:
-    """Render a launch for MODEL on GPU profile P. Extra vLLM flags after the options override servectl's."""
+def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
+           validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN) -> None:
+    """Render a launch for MODEL on GPU profile P. Extra vLLM flags after the options override servectl's.
+
+    \b
+    servectl render qwen3.5-35b-a3b-nvfp4 --gpu rtx-5090 --card --format docker
+    servectl render qwen3.5-35b-a3b-gptq-8bit --gpu rocm-4gpu --format compose -o deploy/
+    servectl render qwen3.5-35b-a3b-mxfp4 --gpu rtx-5090 --format vllm-config --validate -- --max-model-len 16384
+    """
     cat = load_catalog()
     opts = LaunchOptions(name=name, host=host, port=port, image=image, secrets=["HF_TOKEN", *secrets])
     spec = resolve(Request(cat.model(model), cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset, force=force))
     for w in spec.warnings:
         warn(w)
-    from servectl.render.multinode import render_with_nodes
+    if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():
+        raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
+    text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin)
+    if validate:
+        from servectl import validate as checks
 
-    text = render_with_nodes(fmt, spec, nodes)  # plain renderer(fmt)(spec) unless multi-node
+        tools, problems = checks.rendering(fmt, spec, text, vllm_python)
+        if problems:
+            more = f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None
+            raise CheckFailed(problems[0], more)
+        info(f"valid: {', '.join(tools) or 'nothing to check for this format'}")
     if out_dir is None:
         click.echo(text, nl=False)
         return
-    target = out_dir / f"{spec.name}.{fmt}"
-    write_atomic(target, text)
+    body, mode = outputs.file_text(fmt, spec, text)
+    target = out_dir / outputs.filename(fmt, spec)
+    write_atomic(target, body, mode=mode)
     info(f"wrote {target}")

@@ -15,6 +15,9 @@ from servectl.specs import LaunchSpec
 FORMATS: dict[str, str] = {
     "argv": "argv",
     "docker": "docker",
+    "vllm-config": "vllm_config",
+    "compose": "compose",
+    "systemd": "systemd",
     "k8s": "k8s",
     "k8s-lws": "multinode:render_lws",
     "k8s-raycluster": "multinode:render_raycluster",
