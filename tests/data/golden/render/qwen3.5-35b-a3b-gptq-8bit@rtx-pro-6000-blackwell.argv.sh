@@ -1,0 +1,1 @@
+vllm serve btbtyler09/Qwen3.5-35B-A3B-GPTQ-8bit --served-model-name Qwen3.5-35B-A3B-GPTQ-8bit --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --limit-mm-per-prompt '{"image": 2}' --gpu-memory-utilization 0.95 --max-model-len 262144 --host 127.0.0.1 --port 8000

@@ -1,0 +1,1 @@
+docker run --rm --name qwen3.5-35b-a3b-mxfp4 --runtime=nvidia --gpus all --ipc=host -e HF_TOKEN -v /srv/cache:/root/.cache -p 127.0.0.1:8000:8000 vllm/vllm-openai:v0.18.0-cu130 olka-fi/Qwen3.5-35B-A3B-MXFP4 --served-model-name Qwen3.5-35B-A3B-MXFP4 --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --gpu-memory-utilization 0.8 --max-model-len 262144

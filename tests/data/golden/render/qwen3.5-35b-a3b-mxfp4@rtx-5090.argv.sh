@@ -1,0 +1,1 @@
+vllm serve olka-fi/Qwen3.5-35B-A3B-MXFP4 --served-model-name Qwen3.5-35B-A3B-MXFP4 --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --gpu-memory-utilization 0.905 --max-model-len 32768 --max-num-seqs 32 --max-cudagraph-capture-size 32 --max-num-batched-tokens 2048 --limit-mm-per-prompt.video 0 --host 127.0.0.1 --port 8000

@@ -1,0 +1,1 @@
+VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1 vllm serve ig1/Qwen3.5-35B-A3B-NVFP4 --served-model-name Qwen3.5-35B-A3B --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --max-model-len auto --gpu-memory-utilization 0.65 --kv-cache-memory-bytes 20600M --host 127.0.0.1 --port 8000

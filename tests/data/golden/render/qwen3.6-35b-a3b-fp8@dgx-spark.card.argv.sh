@@ -1,0 +1,1 @@
+vllm serve batsclamp/Huihui-Qwen3.6-35B-A3B-abliterated-FP8

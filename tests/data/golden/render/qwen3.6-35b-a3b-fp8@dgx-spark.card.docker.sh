@@ -1,0 +1,1 @@
+docker run --rm --name qwen3.6-35b-a3b-fp8 --runtime=nvidia --gpus all --ipc=host -v /srv/cache:/root/.cache -p 127.0.0.1:8000:8000 vllm/vllm-openai:v0.18.0-cu130 batsclamp/Huihui-Qwen3.6-35B-A3B-abliterated-FP8

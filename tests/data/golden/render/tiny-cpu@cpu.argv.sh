@@ -1,0 +1,1 @@
+VLLM_TARGET_DEVICE=cpu HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 vllm serve servectl/tiny-cpu --served-model-name tiny-cpu --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser hermes --enforce-eager --dtype bfloat16 --kv-cache-memory-bytes 64M --max-model-len 2048 --host 127.0.0.1 --port 8000
