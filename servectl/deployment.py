@@ -104,6 +104,7 @@ def resolve(req: Request) -> LaunchSpec:
     """Build the LaunchSpec for a request, applying guards (UserError unless forced)."""
     recipe, profile, opts = req.recipe, req.profile, req.options
     warnings: list[str] = []
+    unlisted: str | None = None
     if req.card:
         launch = card_launch(recipe, profile.name)
         flags = va.merge(va.parse_args(launch.args), _parse_overrides(req.overrides))
@@ -126,10 +127,7 @@ def resolve(req: Request) -> LaunchSpec:
     else:
         if profile.name not in recipe.profiles:
             runs_on = ", ".join(recipe.profiles) or "none"
-            msg = f"{recipe.name} has no settings for GPU profile {profile.name} (runs on: {runs_on})"
-            if not req.force:
-                raise UserError(msg, "pick one of those with --gpu, or --force to launch without tuned settings")
-            warnings.append(msg)
+            unlisted = f"{recipe.name} has no settings for GPU profile {profile.name} (runs on: {runs_on})"
         flags = va.merge(_servectl_flags(req), _parse_overrides(req.overrides))
         env = {**profile.env, **(recipe.profiles[profile.name].env if profile.name in recipe.profiles else {})}
         secrets = list(opts.secrets)
@@ -144,6 +142,10 @@ def resolve(req: Request) -> LaunchSpec:
     problems = guards.check(recipe, profile, flags, req.env)
     hard = [v for v in problems if not v.forceable]
     soft = [v for v in problems if v.forceable]
+    if unlisted and not hard:  # a hard guard says more than "no settings" (e.g. NVFP4 on ROCm)
+        if not req.force:
+            raise UserError(unlisted, "pick one of those with --gpu, or --force to launch without tuned settings")
+        warnings.append(unlisted)
     if hard or (soft and not req.force):
         first = (hard or soft)[0]
         hint = None if not first.forceable else "or pass --force if you know better"

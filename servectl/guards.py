@@ -48,13 +48,7 @@ def check(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: d
             f"{profile.name} has {profile.count}; use --tensor-parallel-size {profile.count}",
         ))
     if recipe.quantization not in profile.quantizations:
-        why = {"nvfp4": "NVFP4 needs NVIDIA Blackwell (sm_100/sm_120/sm_121)",
-               "mxfp4": "MXFP4 needs an NVIDIA GPU with FP4 or Marlin kernels"}.get(recipe.quantization, "no kernels")
-        out.append(Violation(
-            "quantization-unsupported",
-            f"{recipe.quantization} weights cannot run on {profile.name} ({why}); pick a recipe in "
-            f"{', '.join(profile.quantizations)} format",
-        ))
+        out.append(_quantization_violation(recipe, profile))
     dtype = va.get(flags, "--dtype")
     if profile.vendor == "amd" and recipe.quantization.startswith("gptq") and dtype != "float16":
         out.append(Violation(
@@ -63,6 +57,27 @@ def check(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: d
         ))
     out.extend(secret_violations(flags, env))
     return out
+
+
+def _quantization_violation(recipe: ModelRecipe, profile: GpuProfile) -> Violation:
+    """FP4 formats have no ROCm kernels in vLLM (hard stop); elsewhere the profile's list is a judgement
+    (e.g. vLLM's Marlin FP4 fallback runs NVFP4 weights slowly before Blackwell), so --force may override it."""
+    fp4 = recipe.quantization in ("nvfp4", "mxfp4")
+    if profile.vendor == "amd" and fp4:
+        why, forceable = "vLLM has no kernels for this FP4 checkpoint format on ROCm", False
+    elif recipe.quantization == "nvfp4" and profile.vendor == "nvidia":
+        cc = profile.compute_capability or "?"
+        why, forceable = f"native NVFP4 needs Blackwell (compute capability 10.0+), this is {cc}", True
+    elif profile.vendor == "cpu":
+        why, forceable = "vLLM's CPU build has no kernels for it", False
+    else:
+        why, forceable = "not a format this profile is known to run", True
+    return Violation(
+        "quantization-unsupported",
+        f"{recipe.quantization} weights cannot run on {profile.name} ({why}); pick a recipe in "
+        f"{', '.join(profile.quantizations)} format",
+        forceable=forceable,
+    )
 
 
 def secret_violations(flags: list[va.Flag], env: dict[str, str]) -> list[Violation]:

@@ -1,0 +1,79 @@
+"""Each guard of the core: a one-line error with exit 2, and --force where overriding makes sense."""
+
+from __future__ import annotations
+
+import pytest
+
+from servectl import guards
+from servectl import vllm_args as va
+
+NVFP4, GPTQ, MXFP4 = "qwen3.5-35b-a3b-nvfp4", "qwen3.5-35b-a3b-gptq-8bit", "qwen3.5-35b-a3b-mxfp4"
+
+# (id, render args, words the error must contain, forceable)
+CASES = [
+    ("fp8-kv-cache", [NVFP4, "--gpu", "rtx-5090", "--", "--kv-cache-dtype", "fp8_e4m3"], "gibberish", True),
+    ("fp8-kv-cache-with-scales", [MXFP4, "--gpu", "rtx-5090", "--", "--kv-cache-dtype", "fp8", "--calculate-kv-scales"], "gibberish", True),
+    ("max-num-seqs-above-capture", [NVFP4, "--gpu", "rtx-5090", "--", "--max-num-seqs", "64"], "--max-cudagraph-capture-size 32", True),
+    ("parallel-above-gpu-count", [NVFP4, "--gpu", "rtx-pro-6000-blackwell", "--", "--tensor-parallel-size", "2"], "needs 2 GPUs", True),
+    ("nvfp4-on-rocm", [NVFP4, "--gpu", "rocm-4gpu"], "ROCm", False),
+    ("mxfp4-on-rocm", [MXFP4, "--gpu", "rocm-4gpu"], "ROCm", False),
+    ("gptq-rocm-without-float16", [GPTQ, "--gpu", "rocm-4gpu", "--", "--dtype", "bfloat16"], "--dtype float16", True),
+    ("secret-api-key", [NVFP4, "--gpu", "rtx-5090", "--", "--api-key", "s3cret-value"], "--secret", False),
+    ("secret-looking-value", [NVFP4, "--gpu", "rtx-5090", "--", "--hf-overrides", "hf_abcdefghijklmnopqrstuv"], "secret", False),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_guard_refuses_with_one_line_and_exit_2(cli, case):
+    _, args, words, forceable = case
+    result = cli("render", *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    line = result.stderr.strip()
+    assert line.startswith("error:") and "\n" not in line and "Traceback" not in line
+    assert words in line
+    assert ("--force" in line) == forceable
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[3]], ids=[c[0] for c in CASES if c[3]])
+def test_force_overrides_with_a_warning(cli, case):
+    _, args, _, _ = case
+    result = cli("render", "--force", *args)
+    assert result.exit_code == 0, result.stderr
+    assert "forced past guard" in result.stderr
+    assert "vllm serve " in result.stdout
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c[3]], ids=[c[0] for c in CASES if not c[3]])
+def test_force_does_not_override_hard_guards(cli, case):
+    _, args, words, _ = case
+    result = cli("render", "--force", *args)
+    assert result.exit_code == 2 and words in result.stderr
+
+
+def test_card_settings_pass_every_guard(cli):
+    # the 5090 card runs --max-num-seqs 32 with a capture size of 32: equal is fine
+    assert cli("render", NVFP4, "--gpu", "rtx-5090", "--card").exit_code == 0
+
+
+def test_card_overrides_still_guarded(cli):
+    result = cli("render", NVFP4, "--gpu", "rtx-5090", "--card", "--", "--max-num-seqs", "33")
+    assert result.exit_code == 2 and "exceeds --max-cudagraph-capture-size 32" in result.stderr
+
+
+def test_literal_secret_in_env_is_refused(catalog):
+    found = guards.check(catalog.model(NVFP4), catalog.gpu("rtx-5090"), [], {"HF_TOKEN": "whatever"})
+    assert [v.id for v in found] == ["secret-on-command-line"] and not found[0].forceable
+
+
+def test_nvfp4_before_blackwell_is_a_forceable_refusal(catalog):
+    hopper = catalog.gpu("rtx-pro-6000-blackwell").model_copy(update={
+        "name": "h100", "architecture": "hopper", "compute_capability": "9.0",
+        "quantizations": ["fp8", "gptq-int8", "bf16"]})
+    found = guards.check(catalog.model(NVFP4), hopper, va.parse_args([]), {})
+    assert [(v.id, v.forceable) for v in found] == [("quantization-unsupported", True)]
+    assert "Blackwell" in found[0].message and "9.0" in found[0].message
+
+
+def test_fp8_recipe_runs_where_listed(catalog):
+    assert guards.check(catalog.model("qwen3.6-35b-a3b-fp8"), catalog.gpu("dgx-spark"), [], {}) == []
