@@ -30,7 +30,7 @@ def profiles_list(as_json: bool) -> None:
         return
     table = Table(title="GPU profiles")
     for col in ("name", "hardware", "devices", "memory / device", "presets (utilization)"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "name")
     for g in cat.gpus.values():
         mem = f"{g.memory_gib:g} GiB" + (" unified" if g.unified_memory else "")
         presets = ", ".join(f"{k} {p.gpu_memory_utilization:g}" for k, p in g.presets.items())
@@ -70,7 +70,7 @@ def models_list(as_json: bool) -> None:
         return
     table = Table(title="Model recipes")
     for col in ("name", "repo", "format", "weights", "runs on (card settings*)"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "name")
     for m in cat.models.values():
         carded = set(card_profiles(m, cat))
         runs = ", ".join(p + ("*" if p in carded else "") for p in m.profiles)
