@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -103,6 +104,18 @@ def _run(cmd: list[str], log: Path) -> None:
         raise CheckFailed(f"`{shlex.join(cmd[:5])} ...` failed (exit {proc.returncode}): {' | '.join(tail)}", f"full log: {log}")
 
 
+def smoke(req: Request) -> str:
+    """`vllm --version` in the new environment (imports vLLM there, ~15 s): the console script works."""
+    exe = req.venv / "bin" / "vllm"
+    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu"} if req.cpu else None
+    proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=300, env=env)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines or not lines[-1].startswith(req.version):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CheckFailed(f"`{exe} --version` fails after install: {tail}", "see the bootstrap log in the venv")
+    return lines[-1]
+
+
 def _summary(req: Request, status: str, message: str, applied: list[str]) -> dict:
     return {"status": status, "message": message, "venv": str(req.venv), "python": str(req.venv / "bin" / "python"),
             "vllm": req.version, "cpu": req.cpu, "patches_applied": applied,
@@ -145,6 +158,8 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
         if bad:
             raise CheckFailed(f"patch verification failed: {bad[0]['id']}: {bad[0]['detail']}", f"see {log}")
         console.print(f"[green]done[/] patches ({', '.join(applied) or 'none needed for ' + req.version})")
+        status.update("vllm --version ...")
+        console.print(f"[green]done[/] vllm --version: {smoke(req)}")
     left = problems(req)
     if left:
         raise CheckFailed(f"environment incomplete after install: {left[0]}", f"see {log}")

@@ -81,3 +81,9 @@ def test_alias_metadata_is_what_the_vllm_command_reads():
 
     meta = Parser().parsestr(bs.alias_metadata("0.32.0"))
     assert meta["Name"] == "vllm" and meta["Version"] == "0.32.0+cpu"
+
+
+@pytest.mark.slow
+def test_smoke_check_runs_the_real_vllm_command(default_cpu_venv):
+    """The last step of a fresh bootstrap: the `vllm` console script works (alias dist-info in place)."""
+    assert bs.smoke(bs.Request(cpu=True).resolved()) == "0.32.0+cpu"
