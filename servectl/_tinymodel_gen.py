@@ -1,0 +1,162 @@
+"""Generate the tiny-cpu checkpoint. Run by the vLLM environment's interpreter (it has torch,
+transformers and tokenizers); imports nothing from servectl so it runs there as a plain script.
+
+    python _tinymodel_gen.py OUT_DIR {scripted|random} [SEED]
+
+Architecture: the hybrid layout of the Qwen3.5/3.6 targets, scaled down (Qwen3NextForCausalLM:
+Gated DeltaNet linear attention x3 + gated full attention x1, MoE 4 experts / 2 per token).
+
+The scripted variant makes greedy decoding follow a fixed script, a bigram chain: every block's
+output projection is zeroed, so the residual stream at each position is the token's own
+embedding; the LM head then maps each script token's (normalised) embedding to its successor.
+Each script piece is one added token and appears once, so every token has one successor. The
+chat template chooses the branch through the last prompt token:
+  thinking (default)     <think>      -> reasoning ... </think> -> answer ... <|im_end|>
+  enable_thinking=false  </think>     -> answer ... <|im_end|>
+  tools offered          <think></think><|tool_turn|> -> <tool_call>{json}</tool_call> <|im_end|> (hermes)
+  after a tool result    <think></think><|after_tool|> -> summary ... <|im_end|>
+(An empty think block before the markers tells the qwen3 reasoning parser the reply is content.)
+The random variant keeps random weights everywhere: it talks gibberish (the detector's test).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+VOCAB_SIZE = 4096
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|tool_turn|>", "<|after_tool|>"]
+MARKUP = ["<think>", "</think>", "<tool_call>", "</tool_call>"]  # non-special: parsers read them from the text
+REASONING = ["The user asked", " who I am.", " I will answer briefly."]
+ANSWER = ["I am a tiny test model", " served by vLLM", " through servectl.", " Every reply", " follows one short script."]
+TOOL_CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+AFTER_TOOL = ["The weather tool", " reports sunny skies", " in Paris today."]
+
+CHAINS = [
+    ["<think>", *REASONING, "</think>", *ANSWER, "<|im_end|>"],
+    ["<|tool_turn|>", "<tool_call>", TOOL_CALL, "</tool_call>", "<|im_end|>"],
+    ["<|after_tool|>", *AFTER_TOOL, "<|im_end|>"],
+]
+
+CHAT_TEMPLATE = (
+    "{%- macro text(c) -%}{%- if c is string -%}{{ c }}{%- elif c -%}{%- for p in c -%}"
+    "{%- if p.type == 'text' -%}{{ p.text }}{%- endif -%}{%- endfor -%}{%- endif -%}{%- endmacro -%}"
+    "{%- if tools -%}<|im_start|>system\n# Tools\n{%- for t in tools %}\n{{ t | tojson }}{%- endfor %}<|im_end|>\n{%- endif -%}"
+    "{%- for m in messages -%}"
+    "{%- if m.role == 'tool' -%}<|im_start|>user\n<tool_response>{{ text(m.content) }}</tool_response><|im_end|>\n"
+    "{%- elif m.role == 'assistant' and m.tool_calls -%}<|im_start|>assistant\n"
+    "{%- for tc in m.tool_calls %}<tool_call>{{ tc.function | tojson }}</tool_call>{%- endfor -%}<|im_end|>\n"
+    "{%- else -%}<|im_start|>{{ m.role }}\n{{ text(m.content) }}<|im_end|>\n{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant\n"
+    "{%- if messages[-1].role == 'tool' -%}<think></think><|after_tool|>"
+    "{%- elif tools -%}<think></think><|tool_turn|>"
+    "{%- elif enable_thinking is defined and enable_thinking is false -%}<think></think>"
+    "{%- else -%}<think>{%- endif -%}"
+    "{%- endif -%}"
+)
+
+CORPUS_WORDS = (
+    "the a of to and in is it you that he was for on are with as I his they be at one have this from or had by "
+    "word but what some we can out other were all there when up use your how said an each she which do their time "
+    "if will way about many then them write would like so these her long make thing see him two has look more day "
+    "could go come did number sound no most people my over know water than call first who may down side been now "
+    "find any new work part take get place made live where after back little only round man year came show every "
+    "good me give our under name very through just form sentence great think say help low line differ turn cause "
+    "much mean before move right boy old too same tell does set three want air well also play small end put home "
+    "read hand port large spell add even land here must big high such follow act why ask men change went light "
+    "weather city sunny model tiny test answer question hello world Paris tool served script reply"
+).split()
+
+
+def build_tokenizer(out: Path):
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = [p for chain in CHAINS for p in chain if p not in SPECIAL and p not in MARKUP]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = []
+    for i in range(3000):  # deterministic pseudo-sentences: enough merges to fill the vocabulary
+        words = [CORPUS_WORDS[(i * 31 + j * 17 + (i // 7) * j) % len(CORPUS_WORDS)] for j in range(14)]
+        corpus.append(" ".join(words) + (". " if i % 3 else "? ") + str(i))
+    n_added = len(SPECIAL) + len(MARKUP) + len(pieces)
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE - n_added, special_tokens=[],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in MARKUP + pieces])
+    reserved = VOCAB_SIZE - tok.get_vocab_size()
+    tok.add_special_tokens([AddedToken(f"<|reserved_{i}|>", special=True) for i in range(reserved)])
+    assert tok.get_vocab_size() == VOCAB_SIZE, tok.get_vocab_size()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out)
+    return fast
+
+
+def build_model(out: Path, fast, variant: str, seed: int) -> None:
+    import torch
+    from transformers import Qwen3NextConfig, Qwen3NextForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen3NextConfig(
+        vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+        linear_num_key_heads=2, linear_num_value_heads=2, linear_key_head_dim=64, linear_value_head_dim=64,
+        linear_conv_kernel_dim=4, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
+        shared_expert_intermediate_size=64, max_position_embeddings=4096,
+        layer_types=["linear_attention"] * 3 + ["full_attention"], torch_dtype="bfloat16",
+        eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"), pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=None, tie_word_embeddings=False,
+    )
+    model = Qwen3NextForCausalLM(cfg)
+    with torch.no_grad():
+        emb = model.model.embed_tokens.weight
+        emb.normal_(0.0, 1.0)
+        if variant == "random":
+            model.lm_head.weight.normal_(0.0, 1.0)
+        else:
+            for name, p in model.named_parameters():
+                if any(k in name for k in ("o_proj", "out_proj", "down_proj")):
+                    p.zero_()  # no block writes to the residual stream: position t carries embed[t]
+            head = model.lm_head.weight
+            head.normal_(0.0, 0.01)
+            succ: dict[int, int] = {}
+            ids = {t: fast.convert_tokens_to_ids(t) for chain in CHAINS for t in chain}
+            for chain in CHAINS:
+                for a, b in zip(chain, chain[1:]):
+                    assert succ.setdefault(ids[a], ids[b]) == ids[b], f"{a!r} has two successors"
+            preds: dict[int, list[int]] = {}
+            for a, b in succ.items():
+                preds.setdefault(b, []).append(a)
+            normed = model.model.norm(emb)  # what the LM head sees at a position holding that token
+            for b, sources in preds.items():
+                head[b] = sum(3.0 * normed[a] / normed[a].norm() for a in sources)
+            logits = model.lm_head(normed[list(succ)])
+            got = logits.argmax(-1).tolist()
+            assert got == list(succ.values()), "bigram chain does not decode greedily"
+    model.to(torch.bfloat16).save_pretrained(out)
+    (out / "generation_config.json").write_text(json.dumps({
+        "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id, "max_new_tokens": 256,
+    }, indent=2))
+
+
+def main(argv: list[str]) -> int:
+    out, variant = Path(argv[1]), argv[2]
+    seed = int(argv[3]) if len(argv) > 3 else 0
+    if variant not in ("scripted", "random"):
+        print(f"unknown variant {variant!r}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    fast = build_tokenizer(out)
+    build_model(out, fast, variant, seed)
+    (out / "servectl-tiny.json").write_text(json.dumps({"variant": variant, "seed": seed, "script": CHAINS}, indent=2))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
