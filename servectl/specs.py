@@ -432,3 +432,62 @@ class PatchFileDoc(Strict):
 
     schema_version: int = Field(description="Format version of the patch file.")
     patch: PatchSpec = Field(description="The patch.")
+
+
+# --------------------------------------------------------------------------- health report (servectl.health)
+
+
+class CheckResult(BaseModel):
+    """One health check: pass, fail, or skipped with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Check id (health, models, chat, sanity, reasoning, tools, vision, streaming, metrics).")
+    status: Literal["pass", "fail", "skipped"] = Field(description="Outcome.")
+    detail: str = Field("", description="What was seen, or why it was skipped.")
+    figures: dict[str, Any] = Field(default_factory=dict, description="Numbers measured by the check (timings, metric values).")
+
+
+class Report(BaseModel):
+    """All checks against one endpoint; passed only when every applicable check passed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Base URL checked.")
+    model: str | None = Field(None, description="Served model name the checks used.")
+    recipe: str | None = Field(None, description="Catalog recipe the expectations came from.")
+    checks: list[CheckResult] = Field(default_factory=list, description="Results in the order run.")
+
+    @property
+    def passed(self) -> bool:
+        return all(c.status != "fail" for c in self.checks) and any(c.status == "pass" for c in self.checks)
+
+
+# --------------------------------------------------------------------------- sampling presets (servectl.presets, servectl.proxy)
+
+
+class SamplingPreset(Strict):
+    """A named set of sampling values the proxy applies to requests for `<served name>-<preset>`."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$", description="Preset name; the virtual model name is `<served name>-<name>`.")
+    family: str | None = Field(None, description="Preset family a recipe refers to (`sampling_presets: qwen3.5`); None for user presets.")
+    description: str = Field("", description="What the preset is for.")
+    enable_thinking: bool | None = Field(None, description="chat_template_kwargs.enable_thinking for chat requests (None: leave the template's default).")
+    temperature: float | None = Field(None, ge=0, description="Sampling temperature.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling probability mass.")
+    top_k: int | None = Field(None, ge=-1, description="Top-k cut-off (-1 or 0: off).")
+    min_p: float | None = Field(None, ge=0, le=1, description="Minimum token probability relative to the most likely one.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Presence penalty (OpenAI semantics).")
+    repetition_penalty: float | None = Field(None, gt=0, description="Repetition penalty (1.0: off).")
+
+    def sampling(self) -> dict[str, Any]:
+        """The request-body sampling fields this preset sets (unset fields omitted)."""
+        keys = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "repetition_penalty")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+class PresetsFile(Strict):
+    """profiles/presets.yaml."""
+
+    schema_version: int = Field(ge=1, le=SCHEMA_VERSION, description="Catalog schema version.")
+    presets: list[SamplingPreset]

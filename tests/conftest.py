@@ -24,3 +24,80 @@ def cli():
         return runner.invoke(main, list(args), input=input, catch_exceptions=False)
 
     return run
+
+
+# --------------------------------------------------------------------------- a real vLLM CPU server
+
+
+class VllmServer:
+    """A real `vllm serve` of a tiny model, in the style of vLLM's tests/utils.py RemoteOpenAIServer:
+    its own process group, /health polled while checking the process is alive (a dead server fails
+    at once with its log tail), stopped by PID at teardown."""
+
+    def __init__(self, model_dir, port, served_name="tiny-cpu", extra=(), log_path=None):
+        import os
+        import subprocess
+        import tempfile
+
+        from servectl.vllm_env import find_vllm_python
+
+        python = find_vllm_python()
+        self.url = f"http://127.0.0.1:{port}"
+        self.model = served_name
+        self.model_dir = str(model_dir)
+        self.log_path = log_path or tempfile.mktemp(prefix="vllm-", suffix=".log")
+        env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        argv = [str(python.parent / "vllm"), "serve", self.model_dir, "--served-model-name", served_name,
+                "--enforce-eager", "--dtype", "bfloat16", "--kv-cache-memory-bytes", "64M", "--max-model-len", "2048",
+                "--host", "127.0.0.1", "--port", str(port), "--reasoning-parser", "qwen3",
+                "--enable-auto-tool-choice", "--tool-call-parser", "hermes", *extra]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait_ready(self, timeout_s=300):
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vLLM exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"vLLM not healthy after {timeout_s} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines=30):
+        from pathlib import Path
+
+        return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self):
+        import os
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except Exception:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_server():
+    """The scripted tiny-cpu model on a real vLLM CPU server, shared by the whole test run."""
+    from servectl.tinymodel import ensure_tiny_model
+
+    server = VllmServer(ensure_tiny_model("scripted"), port=8110)
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
