@@ -1,1 +1,76 @@
-"""Commands of this group are added by its owner module (placeholder until then)."""
+"""servectl proxy: sampling presets as virtual model names in front of a running vLLM server."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from servectl.cli.app import console, emit_json, info, main
+from servectl.errors import UserError
+from servectl.presets import load_presets, select_presets, virtual_names
+from servectl.proxy import POLICIES, discover_served_model, normalize_backend, serve_proxy
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """HOST:PORT or PORT -> (host, port); the host defaults to 127.0.0.1."""
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        n = int(port)
+    except ValueError:
+        raise UserError(f"--listen {value!r} is not HOST:PORT", "e.g. --listen 127.0.0.1:8001") from None
+    if not 1 <= n <= 65535:
+        raise UserError(f"--listen port {n} is out of range", "use 1-65535")
+    return host, n
+
+
+@main.command()
+@click.option("--backend", required=True, help="URL of the vLLM server, e.g. http://127.0.0.1:8000.")
+@click.option("--listen", default="127.0.0.1:8001", show_default=True, help="HOST:PORT the proxy binds.")
+@click.option("--presets", "names", help="Comma-separated preset or family names (default: all).")
+@click.option("--policy", type=click.Choice(POLICIES), default="preset-wins", show_default=True,
+              help="Which value counts when the client also sets a sampling field the preset sets.")
+@click.option("--model", "served", help="Served model name of the backend (default: discovered from its /v1/models).")
+@click.option("--api-key-env", help="Environment variable holding the backend's API key (only for discovering the model).")
+def proxy(backend, listen, names, policy, served, api_key_env) -> None:
+    """Serve sampling presets as virtual model names (<served>-<preset>) in front of BACKEND."""
+    backend = normalize_backend(backend)
+    host, port = parse_listen(listen)
+    chosen = select_presets(names)
+    if not chosen:
+        raise UserError("no sampling presets to serve", "check --presets and the config file's `presets:`")
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise UserError(f"environment variable {api_key_env} is not set", "export it or drop --api-key-env")
+    served = served or discover_served_model(backend, key)
+    info(f"proxy http://{host}:{port} -> {backend} (model {served}, policy {policy})")
+    for name in virtual_names(served, chosen):
+        info(f"  {name}")
+    serve_proxy(backend, host, port, served, chosen, policy)
+
+
+@main.group()
+def presets() -> None:
+    """Sampling presets served by `servectl proxy`."""
+
+
+@presets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def presets_list(as_json) -> None:
+    """Shipped presets and those of the config file."""
+    data = {name: p.model_dump(exclude_none=True) for name, p in load_presets().items()}
+    if as_json:
+        emit_json(data)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("preset", "family", "thinking", "temperature", "top_p", "top_k", "min_p", "presence", "repetition"):
+        table.add_column(col, no_wrap=True)
+    for name, p in load_presets().items():
+        cells = [p.enable_thinking, p.temperature, p.top_p, p.top_k, p.min_p, p.presence_penalty, p.repetition_penalty]
+        table.add_row(name, p.family or "(user)", *["-" if c is None else str(c) for c in cells])
+    console.print(table)

@@ -1,0 +1,290 @@
+"""The sampling-preset proxy: Qwen's sampling presets as virtual model names in front of one vLLM server.
+
+An ASGI app (starlette, served by uvicorn) with one shared, pooled httpx.AsyncClient:
+
+- GET /v1/models lists the backend's models plus `<served>-<preset>` for every preset;
+- POST /v1/chat/completions and /v1/completions naming a virtual model get the real model name
+  and the preset's sampling values (and, for chat, chat_template_kwargs.enable_thinking); with
+  policy "preset-wins" the preset overrides values the client also set, with "client-wins" the
+  client's values stay;
+- a name `<served>-<unknown>` is a 404 in the OpenAI error shape;
+- everything else passes through unchanged (method, path, query, body, headers including
+  Authorization; hop-by-hop headers dropped); backend errors keep their status and body;
+- responses stream chunk by chunk as the backend sends them (no buffering of SSE), and a client
+  that goes away closes the upstream request, which makes vLLM abort the generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import anyio
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from servectl.errors import UserError
+from servectl.specs import SamplingPreset
+
+Policy = Literal["preset-wins", "client-wins"]
+POLICIES: tuple[str, ...] = ("preset-wins", "client-wins")
+REWRITE_PATHS = {"/v1/chat/completions": True, "/v1/completions": False}  # path -> is chat
+
+# RFC 9110 7.6.1 hop-by-hop headers, plus the ones the client library recomputes (host, content-length).
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+}
+_REQUEST_DROP = _HOP_BY_HOP | {"host", "content-length"}
+_RESPONSE_DROP = _HOP_BY_HOP | {"content-length"}
+
+
+def normalize_backend(url: str) -> str:
+    """http://host:port[/v1][/] -> http://host:port (the proxy forwards the client's full path)."""
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"backend {url!r} is not an http(s) URL", "e.g. --backend http://127.0.0.1:8000")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+def openai_error(status: int, message: str, type_: str, param: str | None = None) -> Response:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": status}}
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+def apply_preset(body: dict[str, Any], preset: SamplingPreset, real_model: str, *, chat: bool, policy: Policy) -> dict[str, Any]:
+    """The request body with the real model name and the preset's values (pure; returns a new dict)."""
+    out = dict(body)
+    out["model"] = real_model
+    client_wins = policy == "client-wins"
+    for key, value in preset.sampling().items():
+        if client_wins and out.get(key) is not None:
+            continue
+        out[key] = value
+    if chat and preset.enable_thinking is not None:
+        kwargs = dict(out.get("chat_template_kwargs") or {})
+        if not (client_wins and kwargs.get("enable_thinking") is not None):
+            kwargs["enable_thinking"] = preset.enable_thinking
+        out["chat_template_kwargs"] = kwargs
+    return out
+
+
+def _forward_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    named = set()
+    for k, v in headers:
+        if k.lower() == b"connection":
+            named |= {t.strip().lower() for t in v.decode("latin-1").split(",")}
+    return [(k, v) for k, v in headers if (lk := k.decode("latin-1").lower()) not in _REQUEST_DROP and lk not in named]
+
+
+def _response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in headers.raw if k.decode("latin-1").lower() not in _RESPONSE_DROP]
+
+
+class UpstreamResponse:
+    """ASGI response relaying an open httpx streaming response chunk by chunk.
+
+    While relaying it watches for the client's disconnect; whichever way it ends, the upstream
+    response is closed, so an abandoned request is cancelled on the backend too.
+    """
+
+    def __init__(self, upstream: httpx.Response):
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        up = self.upstream
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                try:
+                    await send({"type": "http.response.start", "status": up.status_code,
+                                "headers": _response_headers(up.headers)})
+                    async for chunk in up.aiter_raw():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except OSError:  # the client went away while we were sending
+                    pass
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await up.aclose()
+
+
+class _Proxy:
+    def __init__(self, backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy):
+        if policy not in POLICIES:
+            raise UserError(f"unknown policy {policy!r}", f"use one of {', '.join(POLICIES)}")
+        self.backend = normalize_backend(backend_url)
+        self.served = served_model
+        self.presets = dict(presets)
+        self.virtual = {f"{served_model}-{name}": p for name, p in self.presets.items()}
+        self.policy: Policy = policy
+        self.client: httpx.AsyncClient | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.client = httpx.AsyncClient(
+            base_url=self.backend,
+            timeout=httpx.Timeout(connect=10.0, read=None, write=None, pool=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30.0),
+            follow_redirects=False,
+        )
+        try:
+            yield
+        finally:
+            await self.client.aclose()
+            self.client = None
+
+    # ------------------------------------------------------------------ request handling
+
+    async def handle(self, request: Request) -> Any:
+        path = request.url.path
+        body = await request.body()
+        if request.method == "POST" and path in REWRITE_PATHS and body:
+            rewritten = self.rewrite(body, chat=REWRITE_PATHS[path])
+            if isinstance(rewritten, Response):
+                return rewritten
+            body = rewritten
+        elif request.method == "GET" and path == "/v1/models":
+            return await self.models(request)
+        return await self.forward(request, body)
+
+    def rewrite(self, raw: bytes, *, chat: bool) -> bytes | Response:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return raw  # not JSON: the backend says what is wrong
+        if not isinstance(data, dict) or not isinstance(model := data.get("model"), str):
+            return raw
+        preset = self.virtual.get(model)
+        if preset is None:
+            if model.startswith(self.served + "-"):
+                known = ", ".join(sorted(self.virtual)) or "none"
+                return openai_error(404, f"The model `{model}` does not exist: no sampling preset "
+                                    f"{model[len(self.served) + 1:]!r} (known: {known}).", "NotFoundError", "model")
+            return raw
+        return json.dumps(apply_preset(data, preset, self.served, chat=chat, policy=self.policy)).encode()
+
+    async def send_upstream(self, request: Request, body: bytes) -> httpx.Response | Response:
+        assert self.client is not None, "the proxy app was not started (lifespan)"
+        target = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string") or b""
+        url = target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        req = self.client.build_request(request.method, url, headers=_forward_headers(request.headers.raw), content=body)
+        try:
+            return await self.client.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            return openai_error(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway")
+
+    async def forward(self, request: Request, body: bytes) -> Any:
+        up = await self.send_upstream(request, body)
+        if isinstance(up, Response):
+            return up
+        return UpstreamResponse(up)
+
+    async def models(self, request: Request) -> Any:
+        up = await self.send_upstream(request, b"")
+        if isinstance(up, Response):
+            return up
+        if up.status_code != 200:
+            return UpstreamResponse(up)
+        try:
+            data = json.loads(await up.aread())
+        finally:
+            await up.aclose()
+        entries = data.get("data") if isinstance(data, dict) else None
+        if isinstance(entries, list):
+            real = next((m for m in entries if isinstance(m, dict) and m.get("id") == self.served), None)
+            base = dict(real) if real else {"object": "model", "owned_by": "vllm"}
+            for name, preset in self.virtual.items():
+                entry = {k: v for k, v in base.items() if k != "permission"}
+                entry.update(id=name, parent=self.served)
+                entries.append(entry)
+        headers = {k: v for k, v in up.headers.items() if k.lower() not in _RESPONSE_DROP | {"content-encoding"}}
+        return Response(json.dumps(data), status_code=200, headers=headers)
+
+
+def build_app(backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins") -> Starlette:
+    """The proxy as an ASGI app (the httpx client opens and closes with the app's lifespan)."""
+    proxy = _Proxy(backend_url, served_model, presets, policy)
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    app = Starlette(routes=[Route("/{path:path}", proxy.handle, methods=methods)], lifespan=proxy.lifespan)
+    app.state.proxy = proxy
+    return app
+
+
+def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
+    # The backend's Date/Server headers are relayed; uvicorn must not add second copies.
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          server_header=False, date_header=False, lifespan="on", timeout_graceful_shutdown=3)
+
+
+def serve_proxy(backend_url: str, listen_host: str, listen_port: int, served_model: str,
+                presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins") -> None:
+    """Serve the proxy in the foreground until interrupted."""
+    app = build_app(backend_url, served_model, presets, policy)
+    uvicorn.Server(uvicorn_config(app, listen_host, listen_port)).run()
+
+
+class ProxyThread:
+    """The proxy on a background thread (used by `servectl up --proxy` and tests); stop() ends it."""
+
+    def __init__(self, backend_url: str, listen_host: str, listen_port: int, served_model: str,
+                 presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins"):
+        self.url = f"http://{listen_host}:{listen_port}"
+        app = build_app(backend_url, served_model, presets, policy)
+        self.server = uvicorn.Server(uvicorn_config(app, listen_host, listen_port))
+        self.thread = threading.Thread(target=self.server.run, name="servectl-proxy", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> ProxyThread:
+        self.thread.start()
+        end = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise UserError(f"the proxy could not start on {self.url}", "is the port free?")
+            if time.monotonic() > end:
+                self.stop()
+                raise UserError(f"the proxy did not start on {self.url} within {timeout:.0f} s", "is the port free?")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+
+
+def discover_served_model(backend_url: str, api_key: str | None = None, timeout: float = 10.0) -> str:
+    """The backend's served model name (its only entry in /v1/models)."""
+    url = normalize_backend(backend_url) + "/v1/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        resp = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise UserError(f"cannot reach the backend at {url}: {type(exc).__name__}", "start it first, or check --backend") from None
+    if resp.status_code != 200:
+        raise UserError(f"{url} answered HTTP {resp.status_code}", "check --backend (and the API key), or pass --model")
+    try:
+        ids = [m["id"] for m in resp.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{url} did not return an OpenAI model list", "check --backend, or pass --model") from None
+    if len(ids) != 1:
+        raise UserError(f"the backend serves {len(ids)} models ({', '.join(ids) or 'none'})", "pass --model NAME")
+    return ids[0]
