@@ -1,0 +1,321 @@
+"""The sampling-preset proxy against a small real HTTP backend on a loopback port (no mocks).
+
+The backend echoes what reached it (method, path, query, headers, body), streams numbered SSE
+chunks, fails on demand, and records when a streaming client went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from servectl.presets import load_presets, select_presets, user_presets
+from servectl.proxy import ProxyThread, apply_preset, build_app
+
+BACKEND_PORT = 8150
+PROXY_PORT = 8151
+CLIENT_WINS_PORT = 8152
+SERVED = "tiny-cpu"
+
+
+# --------------------------------------------------------------------------- the real local backend
+
+
+class BackendState:
+    def __init__(self):
+        self.stream_closed = threading.Event()
+        self.chunks_sent = 0
+
+
+STATE = BackendState()
+
+
+async def echo(request: Request):
+    body = await request.body()
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    return JSONResponse({
+        "method": request.method, "path": request.url.path, "query": request.url.query,
+        "headers": {k: v for k, v in request.headers.items()}, "body": body.decode(errors="replace"), "json": parsed,
+    }, headers={"x-backend": "yes"})
+
+
+async def completions(request: Request):
+    data = await request.json()
+    if data.get("model") != SERVED:
+        return JSONResponse({"error": {"message": f"The model `{data.get('model')}` does not exist.",
+                                       "type": "NotFoundError", "param": "model", "code": 404}}, status_code=404)
+    if data.get("stream"):
+        n = int(data.get("max_tokens") or 5)
+        delay = float(request.query_params.get("delay", "0.05"))
+
+        async def gen():
+            try:
+                for i in range(n):
+                    STATE.chunks_sent = i + 1
+                    yield f"data: {json.dumps({'i': i, 't': time.monotonic()})}\n\n".encode()
+                    await asyncio.sleep(delay)
+                yield b"data: [DONE]\n\n"
+            finally:
+                STATE.stream_closed.set()
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+    return JSONResponse({"object": "chat.completion", "received": data})
+
+
+async def models(request: Request):
+    return JSONResponse({"object": "list", "data": [
+        {"id": SERVED, "object": "model", "owned_by": "vllm", "root": "/models/tiny", "max_model_len": 2048}]})
+
+
+async def fail(request: Request):
+    return Response('{"error": {"message": "teapot", "code": 418}}', status_code=418, media_type="application/json",
+                    headers={"x-why": "short and stout"})
+
+
+backend_app = Starlette(routes=[
+    Route("/v1/models", models),
+    Route("/v1/chat/completions", completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+    Route("/fail", fail, methods=["GET", "POST"]),
+    Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+])
+
+
+def _serve_in_thread(app, port):
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    end = time.monotonic() + 10
+    while not server.started:
+        assert t.is_alive() and time.monotonic() < end, f"backend did not start on port {port}"
+        time.sleep(0.02)
+    return server, t
+
+
+@pytest.fixture(scope="module")
+def backend():
+    server, t = _serve_in_thread(backend_app, BACKEND_PORT)
+    yield f"http://127.0.0.1:{BACKEND_PORT}"
+    server.should_exit = True
+    t.join(10)
+
+
+@pytest.fixture(scope="module")
+def proxy(backend):
+    p = ProxyThread(backend, "127.0.0.1", PROXY_PORT, SERVED, select_presets("qwen3.5")).start()
+    yield p.url
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def client_wins_proxy(backend):
+    p = ProxyThread(backend + "/v1/", "127.0.0.1", CLIENT_WINS_PORT, SERVED, select_presets("qwen3.5"), "client-wins").start()
+    yield p.url
+    p.stop()
+
+
+# --------------------------------------------------------------------------- presets data
+
+
+def test_shipped_presets_match_the_model_card():
+    p = load_presets()
+    assert set(select_presets("qwen3.5")) == {"thinking-general", "thinking-coding", "instruct-general", "instruct-reasoning"}
+    assert p["thinking-coding"].sampling() == {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0,
+                                               "presence_penalty": 0.0, "repetition_penalty": 1.0}
+    assert (p["instruct-reasoning"].temperature, p["instruct-reasoning"].top_k, p["instruct-reasoning"].presence_penalty) == (1.0, 40, 2.0)
+    assert p["thinking-general"].enable_thinking is True and p["instruct-general"].enable_thinking is False
+
+
+def test_recipes_name_an_existing_family(catalog):
+    fams = {p.family for p in load_presets().values()}
+    named = {r.sampling_presets for r in catalog.models.values() if r.sampling_presets}
+    assert named and named <= fams
+
+
+def test_user_presets_from_the_config_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"presets": {"precise": {"temperature": 0.2, "enable_thinking": False},
+                                               "thinking-coding": {"temperature": 0.3}}}))
+    monkeypatch.setenv("SERVECTL_CONFIG", str(cfg))
+    p = load_presets()
+    assert p["precise"].sampling() == {"temperature": 0.2} and p["precise"].family is None
+    assert p["thinking-coding"].temperature == 0.3  # the user's replaces the shipped one
+    assert "thinking-general" in p
+
+
+@pytest.mark.parametrize("text, words", [
+    ("presets: {bad: {temperature: -1}}", "temperature"),
+    ("presets: {bad: {tempreature: 1}}", "tempreature"),
+    ("presets: [1, 2]", "mapping"),
+    ("presets: {a: [", "not valid YAML"),
+])
+def test_bad_config_is_one_line_user_error(tmp_path, cli, monkeypatch, text, words):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    monkeypatch.setenv("SERVECTL_CONFIG", str(cfg))
+    result = cli("presets", "list")
+    assert result.exit_code == 2
+    assert words in result.stderr and "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_preset_name_suggests(cli):
+    result = cli("proxy", "--backend", "http://127.0.0.1:1", "--presets", "thinking-codng")
+    assert result.exit_code == 2 and "thinking-coding" in result.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--backend", "ftp://x"], "not an http(s) URL"),
+    (["--backend", "http://127.0.0.1:1", "--listen", "127.0.0.1:notaport"], "HOST:PORT"),
+    (["--backend", "http://127.0.0.1:1", "--listen", "99999"], "out of range"),
+    (["--backend", "http://127.0.0.1:1"], "cannot reach the backend"),
+    (["--backend", "http://127.0.0.1:1", "--api-key-env", "SERVECTL_TEST_UNSET_KEY"], "SERVECTL_TEST_UNSET_KEY"),
+])
+def test_proxy_cli_bad_input(cli, args, words):
+    result = cli("proxy", *args)
+    assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_apply_preset_policies():
+    preset = load_presets()["instruct-general"]
+    body = {"model": "tiny-cpu-instruct-general", "temperature": 0.1, "messages": [],
+            "chat_template_kwargs": {"enable_thinking": True, "other": 1}}
+    pw = apply_preset(body, preset, SERVED, chat=True, policy="preset-wins")
+    cw = apply_preset(body, preset, SERVED, chat=True, policy="client-wins")
+    assert pw["model"] == cw["model"] == SERVED
+    assert pw["temperature"] == 0.7 and cw["temperature"] == 0.1
+    assert pw["top_p"] == cw["top_p"] == 0.8  # the client did not set it
+    assert pw["chat_template_kwargs"] == {"enable_thinking": False, "other": 1}
+    assert cw["chat_template_kwargs"] == {"enable_thinking": True, "other": 1}
+    assert body["model"] == "tiny-cpu-instruct-general"  # input untouched
+    plain = apply_preset({"model": "x", "prompt": "hi"}, preset, SERVED, chat=False, policy="preset-wins")
+    assert "chat_template_kwargs" not in plain
+
+
+# --------------------------------------------------------------------------- through the proxy
+
+
+def test_models_lists_real_and_virtual_names(proxy):
+    data = httpx.get(proxy + "/v1/models").json()
+    ids = [m["id"] for m in data["data"]]
+    assert ids[0] == SERVED
+    assert set(ids[1:]) == {f"{SERVED}-{n}" for n in ("thinking-general", "thinking-coding", "instruct-general", "instruct-reasoning")}
+    virt = next(m for m in data["data"] if m["id"] == f"{SERVED}-thinking-coding")
+    assert virt["max_model_len"] == 2048 and virt["parent"] == SERVED
+
+
+@pytest.mark.parametrize("path, chat", [("/v1/chat/completions", True), ("/v1/completions", False)])
+def test_virtual_name_is_rewritten_with_the_preset(proxy, path, chat):
+    body = {"model": f"{SERVED}-thinking-coding", "temperature": 1.3, "max_tokens": 3}
+    body.update({"messages": [{"role": "user", "content": "hi"}]} if chat else {"prompt": "hi"})
+    got = httpx.post(proxy + path, json=body).json()["received"]
+    assert got["model"] == SERVED
+    assert (got["temperature"], got["top_p"], got["top_k"], got["min_p"], got["presence_penalty"], got["repetition_penalty"]) == (0.6, 0.95, 20, 0.0, 0.0, 1.0)
+    assert got["max_tokens"] == 3
+    if chat:
+        assert got["chat_template_kwargs"] == {"enable_thinking": True}
+    else:
+        assert "chat_template_kwargs" not in got
+
+
+def test_client_wins_keeps_client_values(client_wins_proxy):
+    body = {"model": f"{SERVED}-instruct-reasoning", "temperature": 0.25, "messages": [],
+            "chat_template_kwargs": {"enable_thinking": True}}
+    got = httpx.post(client_wins_proxy + "/v1/chat/completions", json=body).json()["received"]
+    assert got["temperature"] == 0.25 and got["top_k"] == 40 and got["presence_penalty"] == 2.0
+    assert got["chat_template_kwargs"] == {"enable_thinking": True}
+
+
+def test_real_model_name_passes_untouched(proxy):
+    body = {"model": SERVED, "messages": [], "temperature": 1.3}
+    got = httpx.post(proxy + "/v1/chat/completions", json=body).json()["received"]
+    assert got == body
+
+
+def test_unknown_virtual_preset_is_404_in_openai_shape(proxy):
+    r = httpx.post(proxy + "/v1/chat/completions", json={"model": f"{SERVED}-nope", "messages": []})
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["code"] == 404 and err["param"] == "model" and "nope" in err["message"] and err["type"] == "NotFoundError"
+
+
+def test_other_paths_pass_through_unchanged(proxy):
+    raw = b"\x00not json at all\xff"
+    r = httpx.put(proxy + "/some/path?x=1&y=%20two&x=3", content=raw,
+                  headers={"Authorization": "Bearer sk-secret-test", "X-Custom": "kept", "Connection": "keep-alive, X-Drop", "X-Drop": "gone",
+                           "Content-Type": "application/octet-stream"})
+    assert r.status_code == 200 and r.headers["x-backend"] == "yes"
+    got = r.json()
+    assert got["method"] == "PUT" and got["path"] == "/some/path" and got["query"] == "x=1&y=%20two&x=3"
+    assert got["body"] == raw.decode(errors="replace")
+    assert got["headers"]["authorization"] == "Bearer sk-secret-test"
+    assert got["headers"]["x-custom"] == "kept" and got["headers"]["content-type"] == "application/octet-stream"
+    assert "x-drop" not in got["headers"]  # named by Connection: hop-by-hop
+    assert got["headers"]["host"] == f"127.0.0.1:{BACKEND_PORT}"
+
+
+def test_authorization_reaches_the_backend_on_rewritten_requests(proxy):
+    r = httpx.post(proxy + "/v1/chat/completions?delay=0", json={"model": f"{SERVED}-thinking-general", "messages": []},
+                   headers={"Authorization": "Bearer sk-abc"})
+    assert r.status_code == 200
+    got = httpx.get(proxy + "/whoami", headers={"Authorization": "Bearer sk-abc"}).json()
+    assert got["headers"]["authorization"] == "Bearer sk-abc"
+
+
+def test_backend_errors_propagate_with_status_and_body(proxy):
+    for method in ("GET", "POST"):
+        r = httpx.request(method, proxy + "/fail")
+        assert r.status_code == 418 and r.json() == {"error": {"message": "teapot", "code": 418}}
+        assert r.headers["x-why"] == "short and stout"
+    r = httpx.post(proxy + "/v1/chat/completions", json={"model": "other-model", "messages": []})
+    assert r.status_code == 404 and "other-model" in r.json()["error"]["message"]
+
+
+def test_unreachable_backend_is_502():
+    async def run():
+        app = build_app("http://127.0.0.1:1", SERVED, select_presets("qwen3.5"))
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
+                return await c.get("/v1/models")
+
+    r = asyncio.run(run())
+    assert r.status_code == 502 and r.json()["error"]["code"] == 502
+
+
+def test_streaming_arrives_chunk_by_chunk(proxy):
+    body = {"model": f"{SERVED}-instruct-general", "messages": [], "stream": True, "max_tokens": 6}
+    arrivals = []
+    with httpx.stream("POST", proxy + "/v1/chat/completions?delay=0.15", json=body) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                arrivals.append((json.loads(line[6:])["i"], STATE.chunks_sent))
+    assert [i for i, _ in arrivals] == list(range(6))
+    # Each chunk reached the client before the backend produced the one after next (no buffering).
+    assert all(sent <= i + 2 for i, sent in arrivals), arrivals
+
+
+def test_client_disconnect_cancels_the_upstream_stream(proxy):
+    STATE.stream_closed.clear()
+    body = {"model": f"{SERVED}-thinking-general", "messages": [], "stream": True, "max_tokens": 1000}
+    with httpx.stream("POST", proxy + "/v1/chat/completions?delay=0.05", json=body) as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("data: ")
+    # closing the client's response drops the connection; the backend's generator must end early
+    assert STATE.stream_closed.wait(10), "the backend kept streaming after the client went away"
+    assert STATE.chunks_sent < 1000
+
