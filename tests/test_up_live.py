@@ -23,17 +23,9 @@ SERVECTL = [sys.executable, "-m", "servectl"]
 
 @pytest.fixture(scope="module")
 def model_dir() -> str:
-    try:
-        find_vllm_python()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"no vLLM CPU environment: {exc} (scripts/test bootstraps it)")
-    try:
-        from servectl.tinymodel import ensure_tiny_model
-    except ImportError:
-        path = os.environ.get("SERVECTL_TEST_MODEL_DIR")
-        if not path:
-            pytest.skip("servectl.tinymodel is not available and SERVECTL_TEST_MODEL_DIR is unset")
-        return path
+    from servectl.tinymodel import ensure_tiny_model
+
+    find_vllm_python()  # fails (not skips) without the vLLM CPU environment: scripts/test bootstraps it
     return str(ensure_tiny_model(variant="scripted"))
 
 

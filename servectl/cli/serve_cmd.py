@@ -26,7 +26,7 @@ from servectl.catalog import load_catalog
 from servectl.cli.app import emit_json, err_console, info, main, warn
 from servectl.deployment import Request, resolve
 from servectl.errors import EXIT_CHECK_FAILED, CheckFailed, UserError
-from servectl.specs import DeploymentRecord, LaunchOptions, LaunchSpec, ModelRecipe
+from servectl.specs import DeploymentRecord, LaunchOptions, LaunchSpec, ModelRecipe, Report
 from servectl.vllm_env import find_vllm_python
 
 # --------------------------------------------------------------------------- adapters to other layers
@@ -53,23 +53,20 @@ def predicted_kv_tokens(recipe: ModelRecipe, spec: LaunchSpec) -> int | None:
         return None
 
 
-def patch_problems(python: Path) -> list[str]:
-    """Known vLLM bugs present in the environment (one line each); empty when none or no patch engine."""
-    try:
-        from servectl import patches
-    except ImportError:
-        return []
-    result = patches.check(python=python)
-    pending = getattr(result, "needed", None)
-    if pending is None and isinstance(result, list):
-        pending = [p for p in result if getattr(p, "status", "") in ("needed", "unpatched")]
-    return [str(getattr(p, "id", p)) for p in (pending or [])]
-
-
-def apply_patches(python: Path) -> None:
+def patch_problems(python: Path, recipe: ModelRecipe) -> list[str]:
+    """Known vLLM bugs this recipe meets that are unpatched in the environment (one line each)."""
     from servectl import patches
 
-    patches.apply(python=python)
+    return [f"{sel.patch.id} ({sel.reason})" for sel in patches.missing(python=python, hazards=recipe.hazards)]
+
+
+def apply_patches(python: Path, recipe: ModelRecipe) -> None:
+    from servectl import patches
+    from servectl.pyenv import resolve_target
+
+    ids = [p.id for p in patches.patches_for_hazards(recipe.hazards)]
+    for outcome in patches.apply(resolve_target(python), ids):
+        info(f"patch {outcome.id}: {outcome.message}")
 
 
 def diagnoses(log_text: str) -> list[str]:
@@ -88,27 +85,14 @@ def diagnoses(log_text: str) -> list[str]:
     return out
 
 
-def health_report(base_url: str, model: str | None) -> Any:
-    """The health layer's Report, or None when it is not available."""
-    try:
-        from servectl.health import run_checks
-    except ImportError:
-        return None
-    return run_checks(base_url, model=model)
+def health_report(url: str, model: str | None) -> Report:
+    from servectl.health import run_checks
+
+    return run_checks(url, model=model)
 
 
-def report_passed(report: Any) -> bool:
-    for attr in ("passed", "ok"):
-        value = getattr(report, attr, None)
-        if value is not None:
-            return bool(value() if callable(value) else value)
-    return False
-
-
-def report_json(report: Any) -> Any:
-    if report is None:
-        return None
-    return report.model_dump(mode="json") if hasattr(report, "model_dump") else str(report)
+def report_json(report: Report | None) -> Any:
+    return None if report is None else {**report.model_dump(mode="json"), "passed": report.passed}
 
 
 def ensure_vllm_env(python: str | None) -> Path:
@@ -118,12 +102,11 @@ def ensure_vllm_env(python: str | None) -> Path:
     except UserError:
         if python:
             raise
-    try:
-        from servectl.bootstrap import bootstrap
-    except ImportError:
-        raise UserError("no vLLM environment and no bootstrap available", "run `servectl bootstrap --cpu`") from None
+    from servectl.bootstrap import Request as BootstrapRequest
+    from servectl.bootstrap import bootstrap
+
     info("setting up the vLLM CPU environment (one time, a few minutes) ...")
-    bootstrap(cpu=True)
+    bootstrap(BootstrapRequest(cpu=True))
     return find_vllm_python(None)
 
 
@@ -247,12 +230,12 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         launch_runner: runners.Runner = runners.DockerRunner()
     else:
         py = find_vllm_python(python)
-        problems = patch_problems(py)
+        problems = patch_problems(py, recipe)
         if problems and not patch:
             raise CheckFailed(f"the vLLM environment has known bugs unpatched: {', '.join(problems)}",
                               f"run `servectl patch apply --python {py}` or pass --apply-patches")
         if problems:
-            apply_patches(py)
+            apply_patches(py, recipe)
         launch_runner = runners.SubprocessRunner(runners.vllm_executable(py))
 
     log_path = state.log_path_for(spec.name)
@@ -306,7 +289,7 @@ def summary(ln: Launch, report: Any) -> dict[str, Any]:
         "startup_s": ln.result.elapsed_s, "phases": ln.result.phases,
         "kv_cache_tokens_reported": r.kv_cache_tokens_reported, "kv_cache_tokens_predicted": r.kv_cache_tokens_predicted,
         "detached": r.detached, "health": report_json(report),
-        "health_passed": None if report is None else report_passed(report),
+        "health_passed": None if report is None else report.passed,
     }
 
 
@@ -321,16 +304,10 @@ def print_summary(data: dict[str, Any]) -> None:
     info(f"log: {data['log']}   pid: {data['pid'] or data['container_id']}")
 
 
-def print_report(report: Any) -> None:
-    if report is None:
-        warn("health checks are not available in this build; only /health was checked")
-        return
-    render = getattr(report, "render", None) or getattr(report, "table", None)
-    if callable(render):
-        err_console.print(render())
-    else:
-        for chk in getattr(report, "checks", []):
-            err_console.print(f"  {getattr(chk, 'status', '?'):<8} {getattr(chk, 'name', chk)}  {getattr(chk, 'detail', '') or ''}", highlight=False)
+def print_report(report: Report) -> None:
+    from servectl.cli.check_cmd import report_table
+
+    err_console.print(report_table(report))
 
 
 # --------------------------------------------------------------------------- commands
@@ -361,9 +338,9 @@ def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeo
     try:
         report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name)
         data = summary(ln, report)
-        if not no_check:
+        if report is not None:
             print_report(report)
-        if report is not None and not report_passed(report):
+        if report is not None and not report.passed:
             raise CheckFailed(f"{ln.spec.name} started but failed its health checks; stopped it",
                               f"log: {ln.launched.log_path}")
         print_summary(data)
@@ -489,6 +466,6 @@ def demo(port, python, timeout, as_json) -> None:
         state.stop(ln.record)
     if as_json:
         emit_json(data)
-    if report is None or not report_passed(report):
+    if not report.passed:
         raise CheckFailed("the demo server did not pass its health checks", f"log: {ln.record.log_path}")
     info("[bold green]demo passed[/]: a real vLLM server served the tiny model and passed every check")
