@@ -1,0 +1,157 @@
+"""The sampling-preset proxy in front of the real vLLM CPU server, driven by the real openai client.
+
+vLLM runs with --enable-log-requests, so the SamplingParams it logs for each request prove which
+values reached the engine.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from conftest import VllmServer
+from servectl.presets import select_presets
+from servectl.proxy import ProxyThread
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+VLLM_PORT = 8160
+PROXY_PORT = 8161
+MESSAGES = [{"role": "user", "content": "Who are you?"}]
+
+
+@pytest.fixture(scope="module")
+def vllm():
+    from servectl.tinymodel import ensure_tiny_model
+
+    server = VllmServer(ensure_tiny_model("scripted"), port=VLLM_PORT, extra=("--enable-log-requests",))
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(vllm):
+    p = ProxyThread(vllm.url, "127.0.0.1", PROXY_PORT, vllm.model, select_presets("qwen3.5")).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture()
+def client(proxy):
+    return openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
+
+
+def logged_sampling(vllm, since: int, request_id: str | None = None) -> dict[str, str]:
+    """key=value pairs of the SamplingParams(...) vLLM logged after byte offset `since`."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = Path(vllm.log_path).read_bytes()[since:].decode(errors="replace")
+        lines = [ln for ln in text.splitlines() if "SamplingParams(" in ln and (request_id is None or request_id in ln)]
+        if lines:
+            inner = lines[-1].split("SamplingParams(", 1)[1]
+            return dict(re.findall(r"(\w+)=([^,()\[\]]+)", inner))
+        time.sleep(0.1)
+    raise AssertionError(f"no SamplingParams logged:\n{vllm.log_tail()}")
+
+
+def log_size(vllm) -> int:
+    return Path(vllm.log_path).stat().st_size
+
+
+def test_models_through_the_proxy(client):
+    ids = [m.id for m in client.models.list().data]
+    assert ids[0] == "tiny-cpu" and "tiny-cpu-thinking-coding" in ids and len(ids) == 5
+
+
+@pytest.mark.parametrize("preset, expected", [
+    ("thinking-coding", {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.0}),
+    ("instruct-reasoning", {"temperature": 1.0, "top_p": 1.0, "top_k": 40, "min_p": 0.0, "presence_penalty": 2.0, "repetition_penalty": 1.0}),
+])
+def test_vllm_logs_the_presets_sampling_params(vllm, client, preset, expected):
+    since = log_size(vllm)
+    resp = client.chat.completions.create(model=f"tiny-cpu-{preset}", messages=MESSAGES, max_tokens=8)
+    assert resp.model == "tiny-cpu"
+    logged = logged_sampling(vllm, since)
+    for key, value in expected.items():
+        assert float(logged[key]) == pytest.approx(value), (key, logged)
+
+
+def test_completions_endpoint_gets_the_preset(vllm, client):
+    since = log_size(vllm)
+    client.completions.create(model="tiny-cpu-instruct-general", prompt="Hello", max_tokens=4)
+    logged = logged_sampling(vllm, since)
+    assert (float(logged["temperature"]), float(logged["top_p"]), int(logged["top_k"]), float(logged["presence_penalty"])) == (0.7, 0.8, 20, 1.5)
+
+
+def test_real_name_is_not_given_a_preset(vllm, client):
+    since = log_size(vllm)
+    client.chat.completions.create(model="tiny-cpu", messages=MESSAGES, max_tokens=4, temperature=0.33)
+    logged = logged_sampling(vllm, since)
+    assert float(logged["temperature"]) == pytest.approx(0.33)
+
+
+def _reasoning(msg) -> str | None:
+    extra = msg.model_extra or {}
+    return extra.get("reasoning") or extra.get("reasoning_content")
+
+
+def test_thinking_and_instruct_presets_switch_the_chat_template(client):
+    # greedy-like: the scripted model follows its script whatever the sampling; ask for enough tokens
+    thinking = client.chat.completions.create(model="tiny-cpu-thinking-coding", messages=MESSAGES, max_tokens=200,
+                                              extra_body={"top_k": 1}).choices[0].message
+    instruct = client.chat.completions.create(model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=200,
+                                              extra_body={"top_k": 1}).choices[0].message
+    assert _reasoning(thinking), thinking
+    assert "user asked" in _reasoning(thinking)
+    assert instruct.content and "tiny test model" in instruct.content
+    assert not _reasoning(instruct), instruct
+
+
+def test_streaming_arrives_as_several_chunks_in_order(client):
+    stream = client.chat.completions.create(model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=40,
+                                            stream=True, extra_body={"top_k": 1})
+    pieces, stamps = [], []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+            stamps.append(time.monotonic())
+    assert len(pieces) >= 5
+    text = "".join(pieces)
+    assert text.startswith("I am a tiny test model")
+    assert stamps == sorted(stamps) and stamps[-1] > stamps[0]  # arrived over time, not in one read
+
+
+def running_requests(vllm) -> float:
+    text = httpx.get(vllm.url + "/metrics").text
+    values = [float(m) for m in re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+-]+)$", text, re.M)]
+    return sum(values)
+
+
+def test_client_disconnect_mid_stream_aborts_upstream(vllm, proxy):
+    since = log_size(vllm)
+    body = {"model": "tiny-cpu-thinking-general", "messages": MESSAGES, "stream": True, "max_tokens": 1900,
+            "ignore_eos": True}
+    with httpx.stream("POST", proxy.url + "/v1/chat/completions", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        got = 0
+        for line in lines:
+            if line.startswith("data: {"):
+                got += 1
+                if got == 3:
+                    break
+        assert running_requests(vllm) >= 1  # still generating while we hold the stream
+    # the client hung up: vLLM must abort (its log says so) and drop to 0 running requests
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and running_requests(vllm) > 0:
+        time.sleep(0.1)
+    assert running_requests(vllm) == 0
+    text = Path(vllm.log_path).read_bytes()[since:].decode(errors="replace")
+    assert re.search(r"abort", text, re.I), text[-2000:]
