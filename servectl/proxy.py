@@ -288,3 +288,10 @@ def discover_served_model(backend_url: str, api_key: str | None = None, timeout:
     if len(ids) != 1:
         raise UserError(f"the backend serves {len(ids)} models ({', '.join(ids) or 'none'})", "pass --model NAME")
     return ids[0]
+
+
+def start_for_deployment(backend_url: str, served_model: str, family: str | None, host: str, port: int) -> ProxyThread:
+    """The proxy for a server `servectl up` started: the recipe's preset family (all presets when it names none)."""
+    from servectl.presets import select_presets
+
+    return ProxyThread(backend_url, host, port, served_model, select_presets(family)).start()

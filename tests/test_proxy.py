@@ -319,3 +319,57 @@ def test_client_disconnect_cancels_the_upstream_stream(proxy):
     assert STATE.stream_closed.wait(10), "the backend kept streaming after the client went away"
     assert STATE.chunks_sent < 1000
 
+
+
+# --------------------------------------------------------------------------- rendered deployments with the proxy
+
+
+def test_render_compose_with_proxy_is_valid_compose(cli, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "compose", "--with-proxy", "--proxy-port", "9001")
+    assert result.exit_code == 0, result.stderr
+    doc = yaml.safe_load(result.stdout)
+    proxy_svc = doc["services"]["proxy"]
+    cmd = proxy_svc["command"]
+    assert cmd[:2] == ["servectl", "proxy"] and cmd[cmd.index("--backend") + 1] == "http://vllm:8000"
+    assert cmd[cmd.index("--presets") + 1] == "qwen3.5" and proxy_svc["ports"] == ["127.0.0.1:9001:8001"]
+    assert proxy_svc["depends_on"] == {"vllm": {"condition": "service_healthy"}}
+    path = tmp_path / "docker-compose.yaml"
+    path.write_text(result.stdout)
+    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    check = subprocess.run([exe, "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # the check can fail: a service with a misspelt key is rejected by the same schema
+    proxy_svc["depends_onn"] = proxy_svc.pop("depends_on")
+    path.write_text(yaml.safe_dump(doc))
+    assert subprocess.run([exe, "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True).returncode != 0
+
+
+def test_render_systemd_with_proxy_writes_a_second_unit(cli, tmp_path):
+    import shutil
+    import subprocess
+
+    result = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "systemd", "--with-proxy", "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    unit = (tmp_path / "qwen3.5-35b-a3b-nvfp4-proxy.service").read_text()
+    assert "BindsTo=qwen3.5-35b-a3b-nvfp4.service" in unit and "After=qwen3.5-35b-a3b-nvfp4.service" in unit
+    assert "--backend http://127.0.0.1:8000 --listen 127.0.0.1:8001" in unit
+    assert (tmp_path / "qwen3.5-35b-a3b-nvfp4.service").is_file()
+    if shutil.which("systemd-analyze"):
+        out = subprocess.run(["systemd-analyze", "verify", "--man=no", str(tmp_path / "qwen3.5-35b-a3b-nvfp4-proxy.service")],
+                             capture_output=True, text=True)
+        assert "Unknown key" not in out.stderr and "Unknown section" not in out.stderr, out.stderr
+
+
+def test_with_proxy_rejects_other_formats(cli):
+    result = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "docker", "--with-proxy")
+    assert result.exit_code == 2 and "--with-proxy" in result.stderr
+
+
+def test_up_proxy_with_detach_is_refused(cli):
+    result = cli("up", "tiny-cpu", "--proxy", "--detach")
+    assert result.exit_code == 2 and "--proxy" in result.stderr

@@ -35,9 +35,13 @@ from servectl.specs import LaunchOptions
 @click.option("--python", "vllm_python", type=click.Path(dir_okay=False, path_type=Path),
               help="Interpreter of the vLLM environment for --validate (default: servectl bootstrap's).")
 @click.option("--vllm-bin", default=DEFAULT_VLLM_BIN, show_default=True, help="Absolute path of `vllm` for --format systemd.")
+@click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
+@click.option("--proxy-port", type=int, help="Host port of the proxy (default: --port + 1).")
+@click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
-           validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN) -> None:
+           validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN, with_proxy=False, proxy_port=None,
+           servectl_bin="/opt/servectl/bin/servectl") -> None:
     """Render a launch for MODEL on GPU profile P. Extra vLLM flags after the options override servectl's.
 
     \b
@@ -53,6 +57,16 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
     text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin)
+    proxy_unit = None
+    if with_proxy:
+        from servectl.render import proxy as proxy_render
+
+        if fmt not in ("compose", "systemd"):
+            raise UserError(f"--with-proxy is for --format compose or systemd, not {fmt}", "or run `servectl proxy` beside it")
+        if fmt == "compose":
+            text = proxy_render.compose_text(spec, proxy_port or spec.port + 1)
+        else:
+            proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, proxy_port or spec.port + 1, servectl_bin))
     if validate:
         from servectl import validate as checks
 
@@ -63,8 +77,13 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         info(f"valid: {', '.join(tools) or 'nothing to check for this format'}")
     if out_dir is None:
         click.echo(text, nl=False)
+        if proxy_unit:
+            click.echo(f"\n# ---- {proxy_unit[0]}\n{proxy_unit[1]}", nl=False)
         return
     body, mode = outputs.file_text(fmt, spec, text)
     target = out_dir / outputs.filename(fmt, spec)
     write_atomic(target, body, mode=mode)
     info(f"wrote {target}")
+    if proxy_unit:
+        write_atomic(out_dir / proxy_unit[0], proxy_unit[1], mode=mode)
+        info(f"wrote {out_dir / proxy_unit[0]}")

@@ -327,9 +327,14 @@ def print_report(report: Report) -> None:
 @click.option("--name", help="Deployment name (default: the model's).")
 @click.option("--no-check", is_flag=True, help="Skip the API health checks after start-up (/health is still required).")
 @click.option("--json", "as_json", is_flag=True, help="Print the launch summary as JSON on stdout.")
+@click.option("--proxy", "with_proxy", is_flag=True, help="Also serve the sampling presets as virtual model names (servectl proxy).")
+@click.option("--proxy-port", type=int, help="Port of the preset proxy (default: the server's port + 1).")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
-def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, extra) -> None:
+def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port, extra) -> None:
     """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
+    if with_proxy and detach:
+        raise UserError("--proxy runs in the foreground with the server", "drop --detach, or run `servectl proxy --backend URL` next to the detached server")
+    proxy_thread = None
     if not detach:
         _sigterm_as_interrupt()
     ln = launch(model, gpu=gpu, runtime=runtime, host=host, port=port, python=python, timeout=timeout, name=name,
@@ -346,6 +351,13 @@ def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeo
         print_summary(data)
         if as_json:
             emit_json(data)
+        if with_proxy:
+            from servectl.proxy import start_for_deployment
+
+            family = load_catalog().model(ln.spec.recipe).sampling_presets
+            proxy_thread = start_for_deployment(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name or ln.spec.model,
+                                                family, ln.spec.host, proxy_port or ln.spec.port + 1)
+            info(f"preset proxy: {proxy_thread.url}/v1 (models <served>-<preset>, `servectl presets list`)")
         if detach:
             keep = True
             info(f"running detached; stop with `servectl down {ln.spec.name}`")
@@ -361,6 +373,8 @@ def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeo
         info("stopping vLLM ...")
         raise
     finally:
+        if proxy_thread is not None:
+            proxy_thread.stop()
         if not keep:  # foreground, failed check or interrupt: no process left behind
             ln.runner.stop(ln.launched)
             state.remove(ln.spec.name)
