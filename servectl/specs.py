@@ -491,3 +491,100 @@ class PresetsFile(Strict):
 
     schema_version: int = Field(ge=1, le=SCHEMA_VERSION, description="Catalog schema version.")
     presets: list[SamplingPreset]
+
+
+# --------------------------------------------------------------------------- GPU detection, profile matching, pre-flight, diagnosis
+# (servectl.detect, servectl.matching, servectl.preflight, servectl.diagnose)
+
+
+class GpuProcess(Strict):
+    """A process holding memory on a device (NVML compute/graphics processes)."""
+
+    pid: int = Field(description="Process id.")
+    name: str = Field("", description="Process name, when known.")
+    used_mib: float | None = Field(None, ge=0, description="Device memory it holds, MiB (None: not reported).")
+
+
+class DetectedGpu(Strict):
+    """One accelerator as a probe or a captured tool output reported it."""
+
+    index: int = Field(ge=0, description="Device index (NVML / rocm-smi card number).")
+    vendor: Literal["nvidia", "amd"] = Field(description="Accelerator vendor.")
+    name: str = Field(description="Device name as reported (e.g. 'NVIDIA GeForce RTX 5090').")
+    memory_total_mib: float | None = Field(None, ge=0, description="Dedicated memory, MiB (None: not reported, as on unified-memory systems).")
+    memory_used_mib: float | None = Field(None, ge=0, description="Memory in use, MiB.")
+    memory_free_mib: float | None = Field(None, ge=0, description="Memory free, MiB.")
+    compute_capability: str | None = Field(None, description="CUDA compute capability, e.g. '12.0'.")
+    gfx_target: str | None = Field(None, description="AMD gfx target, e.g. 'gfx942'.")
+    driver_version: str | None = Field(None, description="Driver version.")
+    cuda_version: str | None = Field(None, description="Highest CUDA version the driver supports.")
+    display_active: bool | None = Field(None, description="A display is driven by this device (None: unknown).")
+    unified_memory: bool = Field(False, description="The device shares system memory (GB10); memory figures come from the OS.")
+    processes: list[GpuProcess] = Field(default_factory=list, description="Processes holding memory on the device.")
+
+
+class Detection(Strict):
+    """What this machine has: accelerators, whether a display is attached, system memory, and how it was found."""
+
+    gpus: list[DetectedGpu] = Field(default_factory=list, description="Detected accelerators (empty: none).")
+    display: bool = Field(False, description="A display is attached (to a GPU, or a display server runs).")
+    system_memory_mib: float | None = Field(None, ge=0, description="System memory total, MiB (psutil).")
+    system_available_mib: float | None = Field(None, ge=0, description="System memory available, MiB (psutil).")
+    source: str = Field(description="Which probe or captured output produced this, and why others were not used.")
+    notes: list[str] = Field(default_factory=list, description="Probe failures and fallbacks worth knowing.")
+
+
+class Choice(Strict):
+    """The GPU profile detection chose, the utilization preset, and why."""
+
+    profile: GpuProfile = Field(description="Catalog profile, or a generic one built from the detected hardware.")
+    preset: str = Field(description="Utilization preset: 'desktop' with a display attached, 'headless' otherwise.")
+    reason: str = Field(description="One line: why this profile and preset.")
+    warnings: list[str] = Field(default_factory=list, description="What the user should check (unknown hardware, mixed devices).")
+    generic: bool = Field(False, description="The profile was built from detection (no catalog profile matched).")
+
+
+class Problem(Strict):
+    """A pre-flight finding: what is wrong and the change that fixes it."""
+
+    check: str = Field(description="Check id (free-memory, vllm-version, quantization, driver).")
+    severity: Literal["error", "warning"] = Field("error", description="error: the launch will fail; warning: it may.")
+    what: str = Field(description="What is wrong, with the numbers.")
+    fix: str = Field(description="What to do (a flag, a command or an image).")
+
+
+class DiagnosisRule(Strict):
+    """One known vLLM log signature (profiles/diagnose.yaml)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Rule id.")
+    pattern: str = Field(description="Regex searched in each log line; named groups feed the templates.")
+    cause: str = Field(description="Root cause, one line (template).")
+    remedy: str = Field(description="What to do (template).")
+    fix: str | None = Field(None, description="The exact flag change or command, ready to paste (template).")
+    compute: dict[str, str] = Field(default_factory=dict, description="Named computations, e.g. util: utilization_that_fits(free, total).")
+    requires: list[str] = Field(default_factory=list, description="Regexes that must each occur somewhere in the log.")
+    extract: dict[str, str] = Field(default_factory=dict, description="Extra values: name -> regex (first group) searched in the whole log.")
+    after: str | None = Field(None, description="Regex that must match a line before the matched one.")
+    not_after: str | None = Field(None, description="Regex that must not match any line before the matched one.")
+    wrapper: bool = Field(False, description="A wrapper error: reported only when no root-cause rule matched.")
+    priority: int = Field(50, ge=0, le=100, description="Order among several causes (higher first).")
+    source: str = Field(description="Where the message comes from (vLLM source file, public issue).")
+
+
+class DiagnoseFile(Strict):
+    """profiles/diagnose.yaml."""
+
+    schema_version: int = Field(ge=1, le=SCHEMA_VERSION, description="Catalog schema version.")
+    rules: list[DiagnosisRule]
+
+
+class Diagnosis(Strict):
+    """A cause found in a vLLM log."""
+
+    rule: str = Field(description="Rule id.")
+    cause: str = Field(description="Root cause, one line.")
+    remedy: str = Field(description="What to do.")
+    fix: str | None = Field(None, description="The flag change / command, ready to paste.")
+    evidence: str = Field(description="The log line the rule matched.")
+    line: int = Field(ge=1, description="1-based line number of the evidence.")
+    context: list[str] = Field(default_factory=list, description="Error lines above a wrapper error (where to look).")

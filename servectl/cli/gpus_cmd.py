@@ -1,1 +1,94 @@
-"""Commands of this group are added by its owner module (placeholder until then)."""
+"""`servectl gpus [--json]` (detected hardware and the profile it maps to) and `servectl diagnose LOGFILE|-`.
+
+`servectl diagnose` exits 0 when it found a cause (the diagnosis is the useful output), 1 when the log matched no
+known signature (nothing explained: a failed check), 2 for an unreadable file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from servectl.catalog import load_catalog
+from servectl.cli.app import console, emit_json, main
+from servectl.errors import EXIT_CHECK_FAILED, UserError
+
+
+def detect_and_choose(captured: Path | None = None):
+    """Detection (live probes, or a captured nvidia-smi / rocm-smi output) and the profile choice."""
+    from servectl import detect as d
+    from servectl.matching import choose_profile
+
+    if captured is not None:
+        try:
+            text = captured.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot read {captured}: {exc.strerror}") from None
+        detection = d.detection_from_captured(text, sysmem=d.probe_system_memory(), source=f"captured {captured.name}")
+    else:
+        detection = d.detect()
+    return detection, choose_profile(detection, load_catalog())
+
+
+@main.command("gpus")
+@click.option("--from", "captured", type=click.Path(path_type=Path, dir_okay=False),
+              help="Parse a captured `nvidia-smi -q -x`, `nvidia-smi --query-gpu --format=csv`, `nvidia-smi` or `rocm-smi --json` output instead of probing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def gpus_cmd(captured: Path | None, as_json: bool) -> None:
+    """Show the detected GPUs, free memory, display, and the profile servectl would use."""
+    detection, choice = detect_and_choose(captured)
+    if as_json:
+        emit_json({"detection": detection.model_dump(mode="json"),
+                   "choice": {"profile": choice.profile.name, "preset": choice.preset, "reason": choice.reason,
+                              "warnings": choice.warnings, "generic": choice.generic,
+                              "memory_gib": choice.profile.memory_gib, "count": choice.profile.count}})
+        return
+    if detection.gpus:
+        t = Table(title=f"GPUs ({detection.source})")
+        for col in ("#", "name", "total GiB", "free GiB", "cc / gfx", "driver", "display", "processes"):
+            t.add_column(col, no_wrap=col == "name")
+        for g in detection.gpus:
+            gib = lambda v: "-" if v is None else f"{v / 1024:.2f}"  # noqa: E731
+            t.add_row(str(g.index), g.name, gib(g.memory_total_mib) + (" (unified)" if g.unified_memory else ""),
+                      gib(g.memory_free_mib), g.compute_capability or g.gfx_target or "-", g.driver_version or "-",
+                      {True: "yes", False: "no", None: "?"}[g.display_active], str(len(g.processes)))
+        console.print(t)
+    else:
+        console.print(f"no GPU: {detection.source}", highlight=False)
+    console.print(f"profile: [bold]{choice.profile.name}[/] preset {choice.preset} — {choice.reason}", highlight=False)
+    for w in choice.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+
+
+@main.command("diagnose")
+@click.argument("logfile")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def diagnose_cmd(logfile: str, as_json: bool) -> None:
+    """Explain a failed vLLM start from its log (LOGFILE, or - for stdin): root cause, remedy, the flag that fixes it."""
+    from servectl.diagnose import diagnose
+
+    if logfile == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(logfile).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise UserError(f"cannot read {logfile}: {exc.strerror}", "pass a vLLM log file or - for stdin") from None
+    found = diagnose(text)
+    if as_json:
+        emit_json({"found": bool(found), "diagnoses": [d.model_dump() for d in found]})
+    elif not found:
+        console.print("no known cause found in the log; read its last error lines", highlight=False)
+    for d in [] if as_json else found:
+        console.print(f"[bold red]cause:[/] {d.cause}", highlight=False, soft_wrap=True)
+        console.print(f"  remedy: {d.remedy}", highlight=False, soft_wrap=True)
+        if d.fix:
+            console.print(f"  fix: [bold]{d.fix}[/]", highlight=False, soft_wrap=True)
+        console.print(f"  evidence (line {d.line}): {d.evidence}", highlight=False, soft_wrap=True, markup=False)
+        for c in d.context:
+            console.print(f"  above: {c}", highlight=False, soft_wrap=True, markup=False)
+    if not found:
+        raise SystemExit(EXIT_CHECK_FAILED)
