@@ -43,11 +43,15 @@ def _check_memory_flags(tokens: list[str]) -> None:
 def _profile(cat, gpu: str | None):
     if gpu:
         return cat.gpu(gpu)
-    try:  # detection lands in servectl.matching; until then --gpu is required
-        from servectl.matching import choose_profile  # type: ignore[attr-defined]
-    except ImportError:
-        raise UserError("no GPU given", "pass --gpu PROFILE (`servectl profiles list` shows them)") from None
-    return choose_profile(cat)
+    from servectl.cli.app import info
+    from servectl.detect import detect
+    from servectl.matching import choose_profile
+
+    choice = choose_profile(detect(), cat)
+    info(f"profile {choice.profile.name} (preset {choice.preset}): {choice.reason}")
+    for w in choice.warnings:
+        info(f"warning: {w}")
+    return choice.profile
 
 
 def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,

@@ -70,19 +70,9 @@ def apply_patches(python: Path, recipe: ModelRecipe) -> None:
 
 
 def diagnoses(log_text: str) -> list[str]:
-    try:
-        from servectl.diagnose import diagnose
-    except ImportError:
-        return []
-    out = []
-    for d in diagnose(log_text):
-        parts = [getattr(d, k, None) for k in ("cause", "remedy")]
-        parts = [p for p in parts if p]
-        fix = getattr(d, "fix", None) or getattr(d, "flag_change", None)
-        if fix:
-            parts.append(f"fix: {fix}")
-        out.append(" — ".join(parts) if parts else str(d))
-    return out
+    from servectl.diagnose import diagnose
+
+    return [" — ".join([d.cause, d.remedy] + ([f"fix: {d.fix}"] if d.fix else [])) for d in diagnose(log_text)]
 
 
 def health_report(url: str, model: str | None) -> Report:
@@ -113,11 +103,18 @@ def ensure_vllm_env(python: str | None) -> Path:
 def detect_profile(recipe: ModelRecipe) -> str:
     if list(recipe.profiles) == ["cpu"]:
         return "cpu"
-    try:
-        from servectl.detect import detect_profile as detect
-    except ImportError:
-        raise UserError("cannot detect the GPU here", "pass --gpu PROFILE (servectl profiles list)") from None
-    return detect().name
+    from servectl.catalog import load_catalog
+    from servectl.detect import detect
+    from servectl.matching import choose_profile
+
+    choice = choose_profile(detect(), load_catalog())
+    info(f"profile {choice.profile.name} (preset {choice.preset}): {choice.reason}")
+    for w in choice.warnings:
+        info(f"warning: {w}")
+    if choice.generic:
+        raise UserError(f"no catalog profile for this hardware ({choice.reason})",
+                        "pass --gpu PROFILE (servectl profiles list); `servectl gpus` shows what was detected")
+    return choice.profile.name
 
 
 # --------------------------------------------------------------------------- pure helpers
