@@ -295,3 +295,17 @@ def start_for_deployment(backend_url: str, served_model: str, family: str | None
     from servectl.presets import select_presets
 
     return ProxyThread(backend_url, host, port, served_model, select_presets(family)).start()
+
+
+def compose_service(spec: Any, port: int, image: str | None = None) -> dict[str, Any]:
+    """The proxy as a Compose service for `spec` (a LaunchSpec), published on `port` (see servectl.render.proxy)."""
+    from servectl.render import proxy as rendered
+
+    return rendered.compose_service(spec, port, image or rendered.DEFAULT_IMAGE)
+
+
+def systemd_unit(spec: Any, port: int, servectl_bin: str | None = None) -> str:
+    """The proxy's systemd unit for `spec`, bound to the vLLM unit (see servectl.render.proxy)."""
+    from servectl.render import proxy as rendered
+
+    return rendered.systemd_unit(spec, port, servectl_bin or rendered.DEFAULT_SERVECTL_BIN)

@@ -373,3 +373,20 @@ def test_with_proxy_rejects_other_formats(cli):
 def test_up_proxy_with_detach_is_refused(cli):
     result = cli("up", "tiny-cpu", "--proxy", "--detach")
     assert result.exit_code == 2 and "--proxy" in result.stderr
+
+
+def test_proxy_helpers_for_renderers(catalog):
+    from servectl.deployment import Request as DeployRequest
+    from servectl.deployment import resolve
+    from servectl.proxy import compose_service, systemd_unit
+    from servectl.specs import LaunchOptions
+
+    spec = resolve(DeployRequest(catalog.model("qwen3.5-35b-a3b-nvfp4"), catalog.gpu("rtx-5090"), [],
+                                 options=LaunchOptions(port=8000, host="127.0.0.1")))
+    svc = compose_service(spec, 9005)
+    assert svc["ports"] == ["127.0.0.1:9005:8001"]
+    cmd = svc["command"]
+    assert cmd[cmd.index("--model") + 1] == spec.served_model_name and cmd[cmd.index("--presets") + 1] == "qwen3.5"
+    unit = systemd_unit(spec, 9005, "/usr/local/bin/servectl")
+    assert unit.splitlines()[0] == "[Unit]"
+    assert "ExecStart=/usr/local/bin/servectl proxy --backend http://127.0.0.1:8000 --listen 127.0.0.1:9005" in unit
