@@ -39,17 +39,23 @@ CHAINS = [
     ["<|after_tool|>", *AFTER_TOOL, "<|im_end|>"],
 ]
 
+# Newlines are written as {{ nl }} expressions: transformers renders with trim_blocks/lstrip_blocks,
+# which would eat literal newlines next to block tags.
 CHAT_TEMPLATE = (
+    "{%- set nl = '\\n' -%}"
     "{%- macro text(c) -%}{%- if c is string -%}{{ c }}{%- elif c -%}{%- for p in c -%}"
     "{%- if p.type == 'text' -%}{{ p.text }}{%- endif -%}{%- endfor -%}{%- endif -%}{%- endmacro -%}"
-    "{%- if tools -%}<|im_start|>system\n# Tools\n{%- for t in tools %}\n{{ t | tojson }}{%- endfor %}<|im_end|>\n{%- endif -%}"
+    "{%- if tools -%}<|im_start|>system{{ nl }}# Tools{{ nl }}"
+    "{%- for t in tools -%}{{ t | tojson }}{{ nl }}{%- endfor -%}<|im_end|>{{ nl }}{%- endif -%}"
     "{%- for m in messages -%}"
-    "{%- if m.role == 'tool' -%}<|im_start|>user\n<tool_response>{{ text(m.content) }}</tool_response><|im_end|>\n"
-    "{%- elif m.role == 'assistant' and m.tool_calls -%}<|im_start|>assistant\n"
-    "{%- for tc in m.tool_calls %}<tool_call>{{ tc.function | tojson }}</tool_call>{%- endfor -%}<|im_end|>\n"
-    "{%- else -%}<|im_start|>{{ m.role }}\n{{ text(m.content) }}<|im_end|>\n{%- endif -%}"
+    "{%- if m.role == 'tool' -%}<|im_start|>user{{ nl }}<tool_response>{{ text(m.content) }}</tool_response><|im_end|>{{ nl }}"
+    "{%- elif m.role == 'assistant' and m.tool_calls -%}<|im_start|>assistant{{ nl }}"
+    "{%- for tc in m.tool_calls -%}<tool_call>{\"name\": {{ tc.function.name | tojson }}, \"arguments\": "
+    "{%- if tc.function.arguments is string %} {{ tc.function.arguments }}{%- else %} {{ tc.function.arguments | tojson }}{%- endif -%}"
+    "}</tool_call>{%- endfor -%}<|im_end|>{{ nl }}"
+    "{%- else -%}<|im_start|>{{ m.role }}{{ nl }}{{ text(m.content) }}<|im_end|>{{ nl }}{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}<|im_start|>assistant\n"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant{{ nl }}"
     "{%- if messages[-1].role == 'tool' -%}<think></think><|after_tool|>"
     "{%- elif tools -%}<think></think><|tool_turn|>"
     "{%- elif enable_thinking is defined and enable_thinking is false -%}<think></think>"

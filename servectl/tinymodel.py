@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from servectl.errors import ServectlError
+from servectl.errors import CheckFailed
 from servectl.paths import cache_dir
 from servectl.vllm_env import find_vllm_python
 
@@ -45,7 +45,7 @@ def ensure_tiny_model(variant: Variant = "scripted", root: Path | None = None, p
                               capture_output=True, text=True, env=env, timeout=600)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ServectlError(f"generating the tiny model failed: {tail}", f"the vLLM environment is {interpreter}")
+            raise CheckFailed(f"generating the tiny model failed: {tail}", f"the vLLM environment is {interpreter}")
         try:
             os.rename(work / "model", target)
         except OSError:
