@@ -14,6 +14,8 @@ page says ("nvidia-smi reports memory usage not supported").
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -276,13 +278,48 @@ def parse_rocm_smi_json(data: str | Mapping[str, Any]) -> list[DetectedGpu]:
     return out
 
 
+def parse_rocm_smi_csv(text: str) -> list[DetectedGpu]:
+    """`rocm-smi --showproductname --showmeminfo vram --csv` -> DetectedGpu list (same columns as the JSON keys)."""
+    rows = list(csv.DictReader(io.StringIO(text.strip())))
+    return parse_rocm_smi_json({r.pop("device"): r for r in rows if r.get("device", "").startswith("card")})
+
+
+def parse_nvidia_smi_apps(text: str) -> dict[str, list[GpuProcess]]:
+    """`nvidia-smi --query-compute-apps=...,gpu_name,pid,process_name,used_gpu_memory --format=csv` -> processes by GPU name."""
+    rows = list(csv.reader(io.StringIO(text.strip()), skipinitialspace=True))
+    if not rows:
+        return {}
+    header = [h.split(" ")[0] for h in rows[0]]
+    out: dict[str, list[GpuProcess]] = {}
+    for row in rows[1:]:
+        cells = dict(zip(header, row, strict=False))
+        if not cells.get("pid", "").isdigit():
+            continue
+        out.setdefault(cells.get("gpu_name", ""), []).append(GpuProcess(
+            pid=int(cells["pid"]), name=cells.get("process_name", ""), used_mib=_mib(cells.get("used_gpu_memory"))))
+    return out
+
+
+def with_processes(gpus: list[DetectedGpu], apps: Mapping[str, list[GpuProcess]]) -> list[DetectedGpu]:
+    """Attach the processes of `parse_nvidia_smi_apps` to the GPUs of the same name (pure)."""
+    return [g.model_copy(update={"processes": [*g.processes, *apps.get(g.name, [])]}) for g in gpus]
+
+
 def parse_captured(text: str) -> list[DetectedGpu]:
     """Any of the captured formats above, recognised by its shape."""
     s = text.lstrip()
     if s.startswith("<?xml") or s.startswith("<nvidia_smi_log"):
         return parse_nvidia_smi_xml(text)
+    if s.startswith("{") and '"devices"' in s:  # a saved probe_nvml() dict
+        data = json.loads(s)
+        return with_unified_memory(parse_nvml(data), data.get("system_memory"))
     if s.startswith("{"):
         return parse_rocm_smi_json(text)
+    if s.startswith("device,") and "VRAM Total Memory" in s.splitlines()[0]:
+        return parse_rocm_smi_csv(text)
+    if "used_gpu_memory" in s.splitlines()[0]:
+        raise UserError("this is a process list (--query-compute-apps), not a GPU list",
+                        "capture `nvidia-smi --query-gpu=index,name,memory.total,memory.used,memory.free --format=csv`")
     if "NVIDIA-SMI" in text:
         return parse_nvidia_smi_table(text)
     return parse_nvidia_smi_csv(text)
