@@ -29,6 +29,25 @@ def cli():
 # --------------------------------------------------------------------------- a real vLLM CPU server
 
 
+def port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(candidates=range(8112, 8119)) -> int:
+    """First free port of the range (concurrent test runs on one machine each get their own)."""
+    for port in candidates:
+        if port_is_free(port):
+            return port
+    raise RuntimeError(f"no free port in {candidates.start}-{candidates.stop - 1}")
+
+
 class VllmServer:
     """A real `vllm serve` of a tiny model, in the style of vLLM's tests/utils.py RemoteOpenAIServer:
     its own process group, /health polled while checking the process is alive (a dead server fails
@@ -51,6 +70,9 @@ class VllmServer:
                 "--enforce-eager", "--dtype", "bfloat16", "--kv-cache-memory-bytes", "64M", "--max-model-len", "2048",
                 "--host", "127.0.0.1", "--port", str(port), "--reasoning-parser", "qwen3",
                 "--enable-auto-tool-choice", "--tool-call-parser", "hermes", *extra]
+        # a leftover server on the port would answer /health for us: refuse before starting
+        if not port_is_free(port):
+            raise RuntimeError(f"port {port} is already in use on 127.0.0.1 (a leftover server?)")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -65,6 +87,11 @@ class VllmServer:
                 raise RuntimeError(f"vLLM exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    # and it is ours: the model path it serves is the one we started it with
+                    roots = [m.get("root") for m in httpx.get(self.url + "/v1/models", timeout=5).json()["data"]]
+                    if self.model_dir not in roots:
+                        self.stop()
+                        raise RuntimeError(f"{self.url} serves {roots}, not {self.model_dir}")
                     return self
             except httpx.TransportError:
                 pass
@@ -96,7 +123,7 @@ def tiny_server():
     """The scripted tiny-cpu model on a real vLLM CPU server, shared by the whole test run."""
     from servectl.tinymodel import ensure_tiny_model
 
-    server = VllmServer(ensure_tiny_model("scripted"), port=8110)
+    server = VllmServer(ensure_tiny_model("scripted"), port=8110 if port_is_free(8110) else free_port())
     try:
         yield server.wait_ready()
     finally:

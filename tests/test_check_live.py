@@ -6,7 +6,7 @@ import json
 from servectl.health import run_checks, tiny_png
 from servectl.tinymodel import ensure_tiny_model
 
-from conftest import VllmServer
+from conftest import VllmServer, free_port, port_is_free
 
 
 def by_name(report):
@@ -52,7 +52,7 @@ def test_missing_api_key_variable_is_one_line(cli, monkeypatch):
 
 
 def test_random_weights_are_flagged_as_gibberish():
-    server = VllmServer(ensure_tiny_model("random"), port=8111, served_name="tiny-random")
+    server = VllmServer(ensure_tiny_model("random"), port=8111 if port_is_free(8111) else free_port(), served_name="tiny-random")
     try:
         server.wait_ready()
         report = run_checks(server.url, model="tiny-random")
