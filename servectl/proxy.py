@@ -27,9 +27,8 @@ import anyio
 import httpx
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
 from servectl.errors import UserError
@@ -92,42 +91,21 @@ def _response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in headers.raw if k.decode("latin-1").lower() not in _RESPONSE_DROP]
 
 
-class UpstreamResponse:
-    """ASGI response relaying an open httpx streaming response chunk by chunk.
-
-    While relaying it watches for the client's disconnect; whichever way it ends, the upstream
-    response is closed, so an abandoned request is cancelled on the backend too.
-    """
-
-    def __init__(self, upstream: httpx.Response):
-        self.upstream = upstream
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        up = self.upstream
-        try:
-            async with anyio.create_task_group() as tg:
-
-                async def watch() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(watch)
-                try:
-                    await send({"type": "http.response.start", "status": up.status_code,
-                                "headers": _response_headers(up.headers)})
-                    async for chunk in up.aiter_raw():
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                except OSError:  # the client went away while we were sending
-                    pass
-                tg.cancel_scope.cancel()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await up.aclose()
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client went away first."""
+    chunks = []
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body"):
+            return b"".join(chunks)
 
 
 class _Proxy:
+    """The per-request path is plain ASGI (no routing, no Request objects): it runs for every token stream."""
+
     def __init__(self, backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy):
         if policy not in POLICIES:
             raise UserError(f"unknown policy {policy!r}", f"use one of {', '.join(POLICIES)}")
@@ -154,17 +132,39 @@ class _Proxy:
 
     # ------------------------------------------------------------------ request handling
 
-    async def handle(self, request: Request) -> Any:
-        path = request.url.path
-        body = await request.body()
-        if request.method == "POST" and path in REWRITE_PATHS and body:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # websockets: vLLM's realtime endpoints are not proxied
+        body = await _read_body(receive)
+        if body is None:
+            return
+        method, path = scope["method"], scope["path"]
+        reply: Response | None = None
+        if method == "POST" and path in REWRITE_PATHS and body:
             rewritten = self.rewrite(body, chat=REWRITE_PATHS[path])
             if isinstance(rewritten, Response):
-                return rewritten
-            body = rewritten
-        elif request.method == "GET" and path == "/v1/models":
-            return await self.models(request)
-        return await self.forward(request, body)
+                reply = rewritten
+            else:
+                body = rewritten
+        if reply is not None:
+            await reply(scope, receive, send)
+            return
+        # One task group for the whole exchange: a client that disconnects while vLLM is still
+        # working (a non-streaming reply has no headers until it is complete) or while we relay a
+        # stream cancels it, and closing the upstream response makes vLLM abort the request.
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            if method == "GET" and path == "/v1/models":
+                await self.models(scope, body, send)
+            else:
+                await self.relay(scope, body, send)
+            tg.cancel_scope.cancel()
 
     def rewrite(self, raw: bytes, *, chat: bool) -> bytes | Response:
         try:
@@ -182,50 +182,72 @@ class _Proxy:
             return raw
         return json.dumps(apply_preset(data, preset, self.served, chat=chat, policy=self.policy)).encode()
 
-    async def send_upstream(self, request: Request, body: bytes) -> httpx.Response | Response:
+    async def open_upstream(self, scope: Scope, body: bytes) -> httpx.Response | Response:
         assert self.client is not None, "the proxy app was not started (lifespan)"
-        target = request.scope.get("raw_path") or request.url.path.encode()
-        query = request.scope.get("query_string") or b""
-        url = target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        req = self.client.build_request(request.method, url, headers=_forward_headers(request.headers.raw), content=body)
+        url = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        if query := scope.get("query_string"):
+            url += "?" + query.decode("latin-1")
+        req = self.client.build_request(scope["method"], url, headers=_forward_headers(scope["headers"]), content=body)
         try:
             return await self.client.send(req, stream=True)
         except httpx.HTTPError as exc:
             return openai_error(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway")
 
-    async def forward(self, request: Request, body: bytes) -> Any:
-        up = await self.send_upstream(request, body)
+    async def relay(self, scope: Scope, body: bytes, send: Send) -> None:
+        """Forward the request and relay the response chunk by chunk (aiter_raw: no decoding, no buffering)."""
+        up = await self.open_upstream(scope, body)
         if isinstance(up, Response):
-            return up
-        return UpstreamResponse(up)
-
-    async def models(self, request: Request) -> Any:
-        up = await self.send_upstream(request, b"")
-        if isinstance(up, Response):
-            return up
-        if up.status_code != 200:
-            return UpstreamResponse(up)
+            await up(scope, _no_receive, send)
+            return
         try:
-            data = json.loads(await up.aread())
+            await send({"type": "http.response.start", "status": up.status_code, "headers": _response_headers(up.headers)})
+            async for chunk in up.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the client went away while we were sending
+            pass
         finally:
-            await up.aclose()
+            with anyio.CancelScope(shield=True):
+                await up.aclose()
+
+    async def models(self, scope: Scope, body: bytes, send: Send) -> None:
+        """The backend's model list plus one entry per virtual name (copying the real model's fields)."""
+        up = await self.open_upstream(scope, body)
+        if isinstance(up, Response):
+            await up(scope, _no_receive, send)
+            return
+        try:
+            raw = await up.aread()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await up.aclose()
+        try:
+            data = json.loads(raw) if up.status_code == 200 else None
+        except ValueError:
+            data = None
         entries = data.get("data") if isinstance(data, dict) else None
-        if isinstance(entries, list):
-            real = next((m for m in entries if isinstance(m, dict) and m.get("id") == self.served), None)
-            base = dict(real) if real else {"object": "model", "owned_by": "vllm"}
-            for name, preset in self.virtual.items():
-                entry = {k: v for k, v in base.items() if k != "permission"}
-                entry.update(id=name, parent=self.served)
-                entries.append(entry)
+        if not isinstance(entries, list):  # an error, or not a model list: relay as it came
+            headers = {k: v for k, v in up.headers.items() if k.lower() not in _RESPONSE_DROP | {"content-encoding"}}
+            await Response(raw, status_code=up.status_code, headers=headers)(scope, _no_receive, send)
+            return
+        real = next((m for m in entries if isinstance(m, dict) and m.get("id") == self.served), None)
+        base = dict(real) if real else {"object": "model", "owned_by": "vllm"}
+        for name in self.virtual:
+            entry = {k: v for k, v in base.items() if k != "permission"}
+            entry.update(id=name, parent=self.served)
+            entries.append(entry)
         headers = {k: v for k, v in up.headers.items() if k.lower() not in _RESPONSE_DROP | {"content-encoding"}}
-        return Response(json.dumps(data), status_code=200, headers=headers)
+        await Response(json.dumps(data), status_code=200, headers=headers)(scope, _no_receive, send)
+
+
+async def _no_receive() -> Any:
+    raise RuntimeError("the request body was already read")
 
 
 def build_app(backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins") -> Starlette:
     """The proxy as an ASGI app (the httpx client opens and closes with the app's lifespan)."""
     proxy = _Proxy(backend_url, served_model, presets, policy)
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    app = Starlette(routes=[Route("/{path:path}", proxy.handle, methods=methods)], lifespan=proxy.lifespan)
+    app = Starlette(routes=[Mount("/", app=proxy)], lifespan=proxy.lifespan)
     app.state.proxy = proxy
     return app
 

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 
+import anyio
 import httpx
 import pytest
 import uvicorn
@@ -18,7 +19,7 @@ import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from servectl.presets import load_presets, select_presets, user_presets
 from servectl.proxy import ProxyThread, apply_preset, build_app
@@ -36,6 +37,7 @@ class BackendState:
     def __init__(self):
         self.stream_closed = threading.Event()
         self.chunks_sent = 0
+        self.hold_disconnected = threading.Event()
 
 
 STATE = BackendState()
@@ -86,7 +88,19 @@ async def fail(request: Request):
                     headers={"x-why": "short and stout"})
 
 
+async def hold(scope, receive, send):
+    """Like vLLM's non-streaming replies: no headers until done; a client disconnect is noticed (with_cancellation)."""
+    while (await receive()).get("more_body"):
+        pass
+    with anyio.move_on_after(10):
+        if (await receive())["type"] == "http.disconnect":
+            STATE.hold_disconnected.set()
+            return
+    await JSONResponse({"held": True})(scope, receive, send)
+
+
 backend_app = Starlette(routes=[
+    Mount("/hold", app=hold),
     Route("/v1/models", models),
     Route("/v1/chat/completions", completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
@@ -319,6 +333,14 @@ def test_client_disconnect_cancels_the_upstream_stream(proxy):
     assert STATE.stream_closed.wait(10), "the backend kept streaming after the client went away"
     assert STATE.chunks_sent < 1000
 
+
+def test_client_disconnect_before_the_reply_cancels_upstream(proxy):
+    # A non-streaming chat reply has no headers until generation ends; a client that gives up
+    # before that must still cancel the backend's work.
+    STATE.hold_disconnected.clear()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(proxy + "/hold/on", json={"model": SERVED}, timeout=httpx.Timeout(10, read=0.5))
+    assert STATE.hold_disconnected.wait(8), "the backend never saw the client go away"
 
 
 # --------------------------------------------------------------------------- rendered deployments with the proxy
