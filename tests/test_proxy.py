@@ -412,3 +412,14 @@ def test_proxy_helpers_for_renderers(catalog):
     unit = systemd_unit(spec, 9005, "/usr/local/bin/servectl")
     assert unit.splitlines()[0] == "[Unit]"
     assert "ExecStart=/usr/local/bin/servectl proxy --backend http://127.0.0.1:8000 --listen 127.0.0.1:9005" in unit
+
+
+def test_presets_list_json_and_table(cli):
+    result = cli("presets", "list", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = __import__("json").loads(result.stdout)
+    assert data["thinking-coding"] == {"name": "thinking-coding", "family": "qwen3.5", "description": data["thinking-coding"]["description"],
+                                       "enable_thinking": True, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0,
+                                       "presence_penalty": 0.0, "repetition_penalty": 1.0}
+    table = cli("presets", "list").stdout
+    assert all(name in table for name in data)  # whole names, not cut off with an ellipsis
