@@ -216,7 +216,7 @@ class _Checks:
 
     def streaming(self) -> CheckResult:
         start = time.perf_counter()
-        first = last = None
+        first = None
         chunks = 0
         usage_tokens = None
         stream = self.client.chat.completions.create(
@@ -229,13 +229,15 @@ class _Checks:
             if event.choices and (event.choices[0].delta.content or _reasoning_of(event.choices[0].delta)):
                 now = time.perf_counter()
                 first = first or now
-                last = now
                 chunks += 1
+        end = time.perf_counter()
         if first is None:
             return CheckResult(name="streaming", status="fail", detail="the stream carried no text")
         ttft = first - start
         tokens = usage_tokens or chunks
-        decode = (tokens - 1) / (last - first) if tokens > 1 and last > first else None
+        # tokens after the first over the time to the end of the stream: chunks arrive in bursts, so
+        # the last text chunk's arrival would overstate the rate
+        decode = (tokens - 1) / (end - first) if tokens > 1 and end > first else None
         figures = {"ttft_s": round(ttft, 4), "chunks": chunks, "completion_tokens": tokens,
                    "decode_tokens_per_s": round(decode, 1) if decode else None}
         return CheckResult(name="streaming", status="pass",
@@ -269,6 +271,13 @@ class _Checks:
                                   f"{figures.get('num_requests_running', 0):g} running", figures=figures)
 
 
+def _step(step: Callable[[], CheckResult | tuple[CheckResult, ...]]):
+    try:
+        return step()
+    except Exception as exc:  # a check that errors is a failed check, with what went wrong
+        return CheckResult(name=step.__name__, status="fail", detail=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+
+
 def run_checks(base_url: str, model: str | None = None, api_key_env: str | None = None,
                expect: Expectations | None = None, timeout_s: float = 120.0,
                on_check: Callable[[CheckResult], None] | None = None) -> Report:
@@ -293,16 +302,20 @@ def run_checks(base_url: str, model: str | None = None, api_key_env: str | None 
             on_check(result)
 
     record(first)
-    steps = [checks.models, checks.chat, checks.reasoning, checks.tools, checks.vision, checks.streaming, checks.metrics]
+    record(_step(checks.models))
+    if expect.recipe is None and checks.model:
+        # no recipe named: the served name may still be a catalog recipe's, which says what applies
+        found = expectations_for(checks.model)
+        if found.recipe:
+            checks.expect = expect = found
+            report.recipe = found.recipe
+    steps = [checks.chat, checks.reasoning, checks.tools, checks.vision, checks.streaming, checks.metrics]
     for step in steps:
         name = step.__name__
-        if name != "models" and any(c.name == "models" and c.status == "fail" for c in report.checks):
+        if any(c.name == "models" and c.status == "fail" for c in report.checks):
             record(CheckResult(name=name, status="skipped", detail="the expected model is not served here"))
             continue
-        try:
-            result = step()
-        except Exception as exc:  # a check that errors is a failed check, with what went wrong
-            result = CheckResult(name=name, status="fail", detail=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+        result = _step(step)
         for r in result if isinstance(result, tuple) else (result,):
             record(r)
     report.model = checks.model

@@ -30,6 +30,7 @@ def test_cli_json_and_exit_code(tiny_server, cli):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["passed"] is True and data["model"] == "tiny-cpu"
+    assert data["recipe"] == "tiny-cpu"  # found from the served name: no --model given
 
 
 def test_a_different_model_on_the_port_fails(tiny_server, cli):
