@@ -89,7 +89,7 @@ def assess(text: str) -> Verdict:
 
     tokens = text.split()
     scores["longest_repeat_run"] = _longest_run([t.lower() for t in tokens])
-    if scores["longest_repeat_run"] >= 6:
+    if scores["longest_repeat_run"] >= 4:  # prose almost never says one word four times running
         reasons.append(f"one word repeated {scores['longest_repeat_run']} times in a row")
     if len(text) >= 200:
         ratio = len(zlib.compress(text.encode())) / len(text.encode())
