@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from servectl import calibrate as cal
+from servectl.checkpoint import cached_checkpoint, weight_bytes
 from servectl import planner
 from servectl import vllm_args as va
 from servectl import vllm_log
@@ -56,7 +57,8 @@ def _profile(cat, gpu: str | None):
 
 def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,
           vllm_version: str = planner.DEFAULT_VLLM, estimate: bool | None = None,
-          target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None):
+          target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
+          model_path: str | None = None):
     """Recipe settings for the profile (deployment.resolve) + the user's flags -> Plan. Other commands reuse it."""
     cat = load_catalog()
     recipe, profile = cat.model(model), _profile(cat, gpu)
@@ -69,6 +71,12 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     correction = cal.correction_for(recipe.name, profile.name)
     kw = dict(vllm_version=vllm_version, correction=correction)
     notes: list[str] = []
+    checkpoint = Path(model_path) if model_path else cached_checkpoint(recipe.repo)
+    if checkpoint is not None:
+        loaded, skipped = weight_bytes(checkpoint)
+        kw["weights_gib"] = loaded / 2**30
+        notes.append(f"weights {loaded / 2**30:.2f} GiB from the safetensors headers in {checkpoint}"
+                     + (f" ({skipped / 2**30:.2f} GiB of MTP head not loaded)" if skipped else ""))
     if target_context:
         ceiling = s.gpu_memory_utilization
         s, notes = planner.plan_for_target(recipe, profile, s, target_context, target_concurrency, ceiling_util=ceiling, **kw)
@@ -129,10 +137,13 @@ def _table(plan) -> None:
 @click.option("--target-concurrency", type=click.IntRange(1), default=1, show_default=True, help="Concurrent requests of --target-context.")
 @click.option("--desktop", "preset", flag_value="desktop", help="Leave display headroom (the profile's desktop preset).")
 @click.option("--headless", "preset", flag_value="headless", help="No display on this GPU (the headless preset).")
+@click.option("--model-path", type=click.Path(exists=True, file_okay=False),
+              help="Local checkpoint: weights from its safetensors headers (default: the HF cache's copy, if any).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str, estimate_cudagraphs: bool | None,
-             target_context: int | None, target_concurrency: int, preset: str | None, as_json: bool) -> None:
+             target_context: int | None, target_concurrency: int, preset: str | None, model_path: str | None,
+             as_json: bool) -> None:
     """Predict vLLM's KV cache and memory before loading MODEL, and the flags that realise it.
 
     Any vLLM memory flag may follow, spelled as vLLM spells it: --gpu-memory-utilization F,
@@ -151,7 +162,7 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str,
     if estimate_cudagraphs is None and os.environ.get(_ENV) is not None:
         env[_ENV] = os.environ[_ENV]
     plan = build(model, gpu, extra, preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
-                 target_context=target_context, target_concurrency=target_concurrency, env=env)
+                 target_context=target_context, target_concurrency=target_concurrency, env=env, model_path=model_path)
     if as_json:
         emit_json(plan.to_json())
     else:
