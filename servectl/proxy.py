@@ -1,6 +1,7 @@
 """The sampling-preset proxy: Qwen's sampling presets as virtual model names in front of one vLLM server.
 
-An ASGI app (starlette, served by uvicorn) with one shared, pooled httpx.AsyncClient:
+An ASGI app (starlette, served by uvicorn) with one shared pool of backend connections (httpx's
+transport API on aiohttp's client, httpx-aiohttp):
 
 - GET /v1/models lists the backend's models plus `<served>-<preset>` for every preset;
 - POST /v1/chat/completions and /v1/completions naming a virtual model get the real model name
@@ -17,6 +18,7 @@ An ASGI app (starlette, served by uvicorn) with one shared, pooled httpx.AsyncCl
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 import time
@@ -26,6 +28,7 @@ from typing import Any, Literal
 import anyio
 import httpx
 import uvicorn
+from httpx_aiohttp import AiohttpTransport
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -91,6 +94,15 @@ def _response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in headers.raw if k.decode("latin-1").lower() not in _RESPONSE_DROP]
 
 
+# No read/write/pool limit: a long generation may take minutes between chunks of a non-streaming reply.
+_TIMEOUT = {"connect": 10.0, "read": None, "write": None, "pool": None}
+
+
+@functools.lru_cache(maxsize=1024)
+def _backend_url(backend: str, target: bytes) -> httpx.URL:
+    return httpx.URL(backend + target.decode("latin-1"))
+
+
 async def _read_body(receive: Receive) -> bytes | None:
     """The whole request body, or None when the client went away first."""
     chunks = []
@@ -114,21 +126,20 @@ class _Proxy:
         self.presets = dict(presets)
         self.virtual = {f"{served_model}-{name}": p for name, p in self.presets.items()}
         self.policy: Policy = policy
-        self.client: httpx.AsyncClient | None = None
+        self.transport: httpx.AsyncBaseTransport | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self.client = httpx.AsyncClient(
-            base_url=self.backend,
-            timeout=httpx.Timeout(connect=10.0, read=None, write=None, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30.0),
-            follow_redirects=False,
-        )
+        # httpx's API on aiohttp's connection pool and C HTTP parser (httpx-aiohttp): httpx's own
+        # pure-Python transport (httpcore + h11) cost ~1.4x the proxy CPU per request here
+        # (2.6 vs 1.8 ms measured on a 2-core machine; encode/httpx#3215).
+        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30.0)
+        transport = self.transport = AiohttpTransport(limits=limits, trust_env=False)
         try:
             yield
         finally:
-            await self.client.aclose()
-            self.client = None
+            self.transport = None
+            await transport.aclose()  # closes the pool's connections
 
     # ------------------------------------------------------------------ request handling
 
@@ -183,13 +194,21 @@ class _Proxy:
         return json.dumps(apply_preset(data, preset, self.served, chat=chat, policy=self.policy)).encode()
 
     async def open_upstream(self, scope: Scope, body: bytes) -> httpx.Response | Response:
-        assert self.client is not None, "the proxy app was not started (lifespan)"
-        url = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        """Send the request to the backend and return its response, headers read, body not yet.
+
+        It goes to the client's transport (the connection pool) directly: AsyncClient.send would
+        keep the backend's Set-Cookie in the one client shared by all users and send it on with
+        other users' requests, and add its own default headers; building the URL once per target
+        also saves httpx's URL merging, the largest per-request cost of the client layer.
+        """
+        assert self.transport is not None, "the proxy app was not started (lifespan)"
+        target = scope.get("raw_path") or scope["path"].encode()
         if query := scope.get("query_string"):
-            url += "?" + query.decode("latin-1")
-        req = self.client.build_request(scope["method"], url, headers=_forward_headers(scope["headers"]), content=body)
+            target += b"?" + query
+        req = httpx.Request(scope["method"], _backend_url(self.backend, target), headers=_forward_headers(scope["headers"]),
+                            content=body, extensions={"timeout": _TIMEOUT})
         try:
-            return await self.client.send(req, stream=True)
+            return await self.transport.handle_async_request(req)
         except httpx.HTTPError as exc:
             return openai_error(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway")
 

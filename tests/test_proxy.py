@@ -83,6 +83,12 @@ async def models(request: Request):
         {"id": SERVED, "object": "model", "owned_by": "vllm", "root": "/models/tiny", "max_model_len": 2048}]})
 
 
+async def set_cookie(request: Request):
+    resp = JSONResponse({"ok": True})
+    resp.set_cookie("session", "user-a-secret")
+    return resp
+
+
 async def fail(request: Request):
     return Response('{"error": {"message": "teapot", "code": 418}}', status_code=418, media_type="application/json",
                     headers={"x-why": "short and stout"})
@@ -105,6 +111,7 @@ backend_app = Starlette(routes=[
     Route("/v1/chat/completions", completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/fail", fail, methods=["GET", "POST"]),
+    Route("/set-cookie", set_cookie),
     Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
 ])
 
@@ -279,6 +286,14 @@ def test_other_paths_pass_through_unchanged(proxy):
     assert got["headers"]["x-custom"] == "kept" and got["headers"]["content-type"] == "application/octet-stream"
     assert "x-drop" not in got["headers"]  # named by Connection: hop-by-hop
     assert got["headers"]["host"] == f"127.0.0.1:{BACKEND_PORT}"
+
+
+def test_backend_cookies_reach_only_their_client(proxy):
+    r = httpx.get(proxy + "/set-cookie")
+    assert r.cookies.get("session") == "user-a-secret"  # relayed to the client that got it
+    other = httpx.get(proxy + "/echo").json()  # a different client, no cookies of its own
+    assert "cookie" not in other["headers"]
+    assert "user-agent" in other["headers"] and other["headers"]["user-agent"].startswith("python-httpx")  # the client's own
 
 
 def test_authorization_reaches_the_backend_on_rewritten_requests(proxy):
