@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,9 @@ def serve(role: str, port: int, backend_port: int) -> None:
 
 
 def start(role: str, port: int, backend_port: int) -> subprocess.Popen:
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            raise SystemExit(f"port {port} is already in use; pick another with --port")
     proc = subprocess.Popen([sys.executable, __file__, "--serve", role, "--port", str(port), "--backend-port", str(backend_port)],
                             start_new_session=True)
     deadline = time.monotonic() + 20
