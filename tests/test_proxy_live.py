@@ -155,3 +155,48 @@ def test_client_disconnect_mid_stream_aborts_upstream(vllm, proxy):
     assert running_requests(vllm) == 0
     text = Path(vllm.log_path).read_bytes()[since:].decode(errors="replace")
     assert re.search(r"abort", text, re.I), text[-2000:]
+
+
+def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path):
+    """`servectl up tiny-cpu --proxy`: the proxy comes up beside the server; Ctrl-C ends both."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from servectl.tinymodel import ensure_tiny_model
+
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--model-path", str(ensure_tiny_model("scripted")),
+                             "--port", "8162", "--proxy", "--proxy-port", "8163", "--no-check"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        ids: list[str] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ids = [m["id"] for m in httpx.get("http://127.0.0.1:8163/v1/models", timeout=2).json()["data"]]
+                break
+            except (httpx.TransportError, ValueError, KeyError):
+                time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert "tiny-cpu-thinking-coding" in ids and "tiny-cpu" in ids
+        client = openai.OpenAI(base_url="http://127.0.0.1:8163/v1", api_key="unused", max_retries=0)
+        resp = client.chat.completions.create(model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=40,
+                                              extra_body={"top_k": 1})
+        assert resp.model == "tiny-cpu" and "tiny test model" in (resp.choices[0].message.content or "")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 130, err[-2000:]
+        with pytest.raises(httpx.TransportError):
+            httpx.get("http://127.0.0.1:8163/v1/models", timeout=2)
+        with pytest.raises(httpx.TransportError):
+            httpx.get("http://127.0.0.1:8162/health", timeout=2)
+    finally:
+        if proc.poll() is None:  # a failed assertion: stop it the clean way, so vLLM goes too
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate(timeout=30)
