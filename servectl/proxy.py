@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
+import aiohttp
 import anyio
 import httpx
 import uvicorn
@@ -47,7 +48,10 @@ _HOP_BY_HOP = {
     "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 }
 _REQUEST_DROP = _HOP_BY_HOP | {"host", "content-length"}
-_RESPONSE_DROP = _HOP_BY_HOP | {"content-length"}
+# Relayed bodies are the raw bytes (aiter_raw), so the backend's Content-Length stays true; a body
+# the proxy rewrites (/v1/models) is re-encoded and gets its own length.
+_RESPONSE_DROP = _HOP_BY_HOP
+_REWRITTEN_DROP = _HOP_BY_HOP | {"content-length", "content-encoding"}
 
 
 def normalize_backend(url: str) -> str:
@@ -134,7 +138,14 @@ class _Proxy:
         # pure-Python transport (httpcore + h11) cost ~1.4x the proxy CPU per request here
         # (2.6 vs 1.8 ms measured on a 2-core machine; encode/httpx#3215).
         limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30.0)
-        transport = self.transport = AiohttpTransport(limits=limits, trust_env=False)
+        # A transparent proxy adds no headers of its own: aiohttp would add Accept, Accept-Encoding
+        # (then relay a compressed body the client never asked for) and User-Agent.
+        def session() -> aiohttp.ClientSession:
+            connector = aiohttp.TCPConnector(limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry)
+            return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False,
+                                         skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"))
+
+        transport = self.transport = AiohttpTransport(client=session)
         try:
             yield
         finally:
@@ -246,7 +257,7 @@ class _Proxy:
             data = None
         entries = data.get("data") if isinstance(data, dict) else None
         if not isinstance(entries, list):  # an error, or not a model list: relay as it came
-            headers = {k: v for k, v in up.headers.items() if k.lower() not in _RESPONSE_DROP | {"content-encoding"}}
+            headers = {k: v for k, v in up.headers.items() if k.lower() not in _REWRITTEN_DROP}
             await Response(raw, status_code=up.status_code, headers=headers)(scope, _no_receive, send)
             return
         real = next((m for m in entries if isinstance(m, dict) and m.get("id") == self.served), None)
@@ -255,7 +266,7 @@ class _Proxy:
             entry = {k: v for k, v in base.items() if k != "permission"}
             entry.update(id=name, parent=self.served)
             entries.append(entry)
-        headers = {k: v for k, v in up.headers.items() if k.lower() not in _RESPONSE_DROP | {"content-encoding"}}
+        headers = {k: v for k, v in up.headers.items() if k.lower() not in _REWRITTEN_DROP}
         await Response(json.dumps(data), status_code=200, headers=headers)(scope, _no_receive, send)
 
 

@@ -296,6 +296,21 @@ def test_backend_cookies_reach_only_their_client(proxy):
     assert "user-agent" in other["headers"] and other["headers"]["user-agent"].startswith("python-httpx")  # the client's own
 
 
+def test_proxy_adds_no_headers_of_its_own(proxy):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", PROXY_PORT)) as sock:
+        sock.sendall(b"GET /bare HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert f"content-length: {len(body)}".encode() in head.lower()  # the backend's length, relayed
+    got = json.loads(body)["headers"]
+    assert not {"accept", "accept-encoding", "user-agent", "cookie"} & set(got), got
+
+
 def test_authorization_reaches_the_backend_on_rewritten_requests(proxy):
     r = httpx.post(proxy + "/v1/chat/completions?delay=0", json={"model": f"{SERVED}-thinking-general", "messages": []},
                    headers={"Authorization": "Bearer sk-abc"})
