@@ -207,9 +207,9 @@ class _Proxy:
     async def open_upstream(self, scope: Scope, body: bytes) -> httpx.Response | Response:
         """Send the request to the backend and return its response, headers read, body not yet.
 
-        It goes to the client's transport (the connection pool) directly: AsyncClient.send would
-        keep the backend's Set-Cookie in the one client shared by all users and send it on with
-        other users' requests, and add its own default headers; building the URL once per target
+        It goes to the transport (the connection pool) directly, not through httpx.AsyncClient:
+        a client shared by all users would keep the backend's Set-Cookie and send it on with other
+        users' requests, and would add its own default headers; building the URL once per target
         also saves httpx's URL merging, the largest per-request cost of the client layer.
         """
         assert self.transport is not None, "the proxy app was not started (lifespan)"
@@ -235,6 +235,10 @@ class _Proxy:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the client went away while we were sending
+            pass
+        except httpx.HTTPError:
+            # The backend broke off mid-body: return without ending the response, so the server
+            # closes the client's connection too and the client sees a cut stream, not a whole one.
             pass
         finally:
             with anyio.CancelScope(shield=True):

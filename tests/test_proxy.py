@@ -83,6 +83,15 @@ async def models(request: Request):
         {"id": SERVED, "object": "model", "owned_by": "vllm", "root": "/models/tiny", "max_model_len": 2048}]})
 
 
+async def broken_stream(request: Request):
+    async def gen():
+        yield b"data: {\"i\": 0}\n\n"
+        await asyncio.sleep(0.05)
+        raise RuntimeError("backend crashed mid-stream")
+
+    return StreamingResponse(gen(), media_type="text/event-stream")
+
+
 async def set_cookie(request: Request):
     resp = JSONResponse({"ok": True})
     resp.set_cookie("session", "user-a-secret")
@@ -112,6 +121,7 @@ backend_app = Starlette(routes=[
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/fail", fail, methods=["GET", "POST"]),
     Route("/set-cookie", set_cookie),
+    Route("/broken-stream", broken_stream),
     Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
 ])
 
@@ -326,6 +336,15 @@ def test_backend_errors_propagate_with_status_and_body(proxy):
         assert r.headers["x-why"] == "short and stout"
     r = httpx.post(proxy + "/v1/chat/completions", json={"model": "other-model", "messages": []})
     assert r.status_code == 404 and "other-model" in r.json()["error"]["message"]
+
+
+def test_backend_breaking_off_mid_stream_cuts_the_client_stream(proxy):
+    got = []
+    with pytest.raises(httpx.RemoteProtocolError):
+        with httpx.stream("GET", proxy + "/broken-stream") as r:
+            for line in r.iter_lines():
+                got.append(line)
+    assert got[:1] == ['data: {"i": 0}']  # what came before the break was relayed
 
 
 def test_unreachable_backend_is_502():
