@@ -472,3 +472,28 @@ def test_presets_list_json_and_table(cli):
                                        "presence_penalty": 0.0, "repetition_penalty": 1.0}
     table = cli("presets", "list").stdout
     assert all(name in table for name in data)  # whole names, not cut off with an ellipsis
+
+
+def test_proxy_command_discovers_the_model_and_serves(backend):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "servectl", "proxy", "--backend", backend + "/v1", "--listen", "127.0.0.1:8153",
+                             "--presets", "thinking-coding,instruct-general"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ids = None
+        end = time.monotonic() + 30
+        while ids is None and time.monotonic() < end and proc.poll() is None:
+            try:
+                ids = [m["id"] for m in httpx.get("http://127.0.0.1:8153/v1/models", timeout=2).json()["data"]]
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert ids == [SERVED, f"{SERVED}-thinking-coding", f"{SERVED}-instruct-general"], proc.stderr.read() if proc.poll() is not None else ids
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert f"{SERVED}-thinking-coding" in err and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
