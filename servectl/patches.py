@@ -366,11 +366,9 @@ def verify(target: Target, ids: list[str] | None = None) -> list[dict]:
     return out
 
 
-def missing(python: str | os.PathLike | None = None, hazards: list[str] | None = None) -> list[Selection]:
+def missing(target: Target, hazards: list[str] | None = None) -> list[Selection]:
     """For `servectl up`: the fixes missing in the vLLM environment (optionally only a recipe's hazards)."""
-    from servectl.pyenv import resolve_target
-
     ids = [p.id for p in patches_for_hazards(hazards)] if hazards is not None else None
     if ids == []:
         return []
-    return [s for s in check(resolve_target(python), ids) if s.needs_action]
+    return [s for s in check(target, ids) if s.needs_action]

@@ -462,6 +462,10 @@ class Report(BaseModel):
     def passed(self) -> bool:
         return all(c.status != "fail" for c in self.checks) and any(c.status == "pass" for c in self.checks)
 
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` shape of `servectl check` (and `health` in `servectl up --json`)."""
+        return {**self.model_dump(mode="json"), "passed": self.passed}
+
 
 # --------------------------------------------------------------------------- sampling presets (servectl.presets, servectl.proxy)
 

