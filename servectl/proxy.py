@@ -1,7 +1,7 @@
 """The sampling-preset proxy: Qwen's sampling presets as virtual model names in front of one vLLM server.
 
-An ASGI app (starlette, served by uvicorn) with one shared pool of backend connections (httpx's
-transport API on aiohttp's client, httpx-aiohttp):
+A plain ASGI app (served by uvicorn on uvloop + httptools) with one shared pool of backend
+connections (aiohttp's client: C HTTP parser, keep-alive pool):
 
 - GET /v1/models lists the backend's models plus `<served>-<preset>` for every preset;
 - POST /v1/chat/completions and /v1/completions naming a virtual model get the real model name
@@ -13,27 +13,26 @@ transport API on aiohttp's client, httpx-aiohttp):
   Authorization; hop-by-hop headers dropped); backend errors keep their status and body;
 - responses stream chunk by chunk as the backend sends them (no buffering of SSE), and a client
   that goes away closes the upstream request, which makes vLLM abort the generation.
+
+The per-request path runs for every token stream, so it is kept to what the job needs: no
+framework routing or middleware, no request/response objects beyond aiohttp's own, one small
+task per request to notice a client that leaves (benchmarks/proxy_overhead.py measures it).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import functools
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import aiohttp
-import anyio
 import httpx
 import uvicorn
-from httpx_aiohttp import AiohttpTransport
-from starlette.applications import Starlette
-from starlette.responses import Response
-from starlette.routing import Mount
-from starlette.types import Receive, Scope, Send
+from yarl import URL
 
 from servectl.errors import UserError
 from servectl.specs import SamplingPreset
@@ -43,15 +42,19 @@ POLICIES: tuple[str, ...] = ("preset-wins", "client-wins")
 REWRITE_PATHS = {"/v1/chat/completions": True, "/v1/completions": False}  # path -> is chat
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus the ones the client library recomputes (host, content-length).
-_HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
-}
-_REQUEST_DROP = _HOP_BY_HOP | {"host", "content-length"}
-# Relayed bodies are the raw bytes (aiter_raw), so the backend's Content-Length stays true; a body
-# the proxy rewrites (/v1/models) is re-encoded and gets its own length.
+_HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
+    b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
+})
+_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length"}
+# Relayed bodies are the raw bytes (no decompression), so the backend's Content-Length stays true;
+# a body the proxy rewrites (/v1/models) is re-encoded and gets its own length.
 _RESPONSE_DROP = _HOP_BY_HOP
-_REWRITTEN_DROP = _HOP_BY_HOP | {"content-length", "content-encoding"}
+_REWRITTEN_DROP = _HOP_BY_HOP | {b"content-length", b"content-encoding"}
+_JSON = [(b"content-type", b"application/json")]
+
+# No read limit: a long generation may take minutes between chunks of a non-streaming reply.
+_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10.0, sock_connect=10.0, sock_read=None)
 
 
 def normalize_backend(url: str) -> str:
@@ -64,9 +67,8 @@ def normalize_backend(url: str) -> str:
     return url
 
 
-def openai_error(status: int, message: str, type_: str, param: str | None = None) -> Response:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": status}}
-    return Response(json.dumps(body), status_code=status, media_type="application/json")
+def openai_error_body(status: int, message: str, type_: str, param: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": status}}).encode()
 
 
 def apply_preset(body: dict[str, Any], preset: SamplingPreset, real_model: str, *, chat: bool, policy: Policy) -> dict[str, Any]:
@@ -86,30 +88,33 @@ def apply_preset(body: dict[str, Any], preset: SamplingPreset, real_model: str, 
     return out
 
 
-def _forward_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    named = set()
+def _forward_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The client's headers for the backend: hop-by-hop ones (and those Connection names) dropped."""
+    drop = _REQUEST_DROP
     for k, v in headers:
         if k.lower() == b"connection":
-            named |= {t.strip().lower() for t in v.decode("latin-1").split(",")}
-    return [(k, v) for k, v in headers if (lk := k.decode("latin-1").lower()) not in _REQUEST_DROP and lk not in named]
+            drop = drop | {t.strip().lower() for t in v.split(b",")}
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() not in drop]
 
 
-def _response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in headers.raw if k.decode("latin-1").lower() not in _RESPONSE_DROP]
-
-
-# No read/write/pool limit: a long generation may take minutes between chunks of a non-streaming reply.
-_TIMEOUT = {"connect": 10.0, "read": None, "write": None, "pool": None}
+def _relayed_headers(raw: tuple[tuple[bytes, bytes], ...], drop: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in raw if k.lower() not in drop]
 
 
 @functools.lru_cache(maxsize=1024)
-def _backend_url(backend: str, target: bytes) -> httpx.URL:
-    return httpx.URL(backend + target.decode("latin-1"))
+def _backend_url(backend: str, target: bytes) -> URL:
+    # encoded=True: the client's percent-encoding is forwarded as it came, not normalized
+    return URL(backend + target.decode("latin-1"), encoded=True)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def _read_body(receive: Any) -> bytes | None:
     """The whole request body, or None when the client went away first."""
-    chunks = []
+    msg = await receive()
+    if msg["type"] == "http.disconnect":
+        return None
+    if not msg.get("more_body"):
+        return msg.get("body", b"")
+    chunks = [msg.get("body", b"")]
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
@@ -119,8 +124,15 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
+async def _reply(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = _JSON) -> None:
+    """A whole response the proxy makes itself (errors, the rewritten model list)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 class _Proxy:
-    """The per-request path is plain ASGI (no routing, no Request objects): it runs for every token stream."""
+    """The ASGI app: lifespan opens and closes the backend connection pool; http requests are proxied."""
 
     def __init__(self, backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy):
         if policy not in POLICIES:
@@ -130,65 +142,83 @@ class _Proxy:
         self.presets = dict(presets)
         self.virtual = {f"{served_model}-{name}": p for name, p in self.presets.items()}
         self.policy: Policy = policy
-        self.transport: httpx.AsyncBaseTransport | None = None
+        self.session: aiohttp.ClientSession | None = None
 
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        # httpx's API on aiohttp's connection pool and C HTTP parser (httpx-aiohttp): httpx's own
-        # pure-Python transport (httpcore + h11) cost ~1.4x the proxy CPU per request here
-        # (2.6 vs 1.8 ms measured on a 2-core machine; encode/httpx#3215).
-        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30.0)
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        # websockets: vLLM's realtime endpoints are not proxied (uvicorn answers 403)
+
+    async def lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                self.session = self.open_pool()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self.session is not None:
+                    await self.session.close()  # closes the pool's connections
+                    self.session = None
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    @staticmethod
+    def open_pool() -> aiohttp.ClientSession:
         # A transparent proxy adds no headers of its own: aiohttp would add Accept, Accept-Encoding
-        # (then relay a compressed body the client never asked for) and User-Agent.
-        def session() -> aiohttp.ClientSession:
-            connector = aiohttp.TCPConnector(limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry)
-            return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False,
-                                         skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"))
-
-        transport = self.transport = AiohttpTransport(client=session)
-        try:
-            yield
-        finally:
-            self.transport = None
-            await transport.aclose()  # closes the pool's connections
+        # (then relay a compressed body the client never asked for), User-Agent and a default
+        # Content-Type. DummyCookieJar: one session serves all users, so it must not keep the
+        # backend's Set-Cookie and send it on with other users' requests.
+        connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=30.0, ttl_dns_cache=300)
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False,
+                                     cookie_jar=aiohttp.DummyCookieJar(), timeout=_TIMEOUT,
+                                     skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"))
 
     # ------------------------------------------------------------------ request handling
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return  # websockets: vLLM's realtime endpoints are not proxied
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = await _read_body(receive)
         if body is None:
             return
         method, path = scope["method"], scope["path"]
-        reply: Response | None = None
-        if method == "POST" and path in REWRITE_PATHS and body:
+        if method == "POST" and body and path in REWRITE_PATHS:
             rewritten = self.rewrite(body, chat=REWRITE_PATHS[path])
-            if isinstance(rewritten, Response):
-                reply = rewritten
-            else:
-                body = rewritten
-        if reply is not None:
-            await reply(scope, receive, send)
-            return
-        # One task group for the whole exchange: a client that disconnects while vLLM is still
-        # working (a non-streaming reply has no headers until it is complete) or while we relay a
-        # stream cancels it, and closing the upstream response makes vLLM abort the request.
-        async with anyio.create_task_group() as tg:
+            if isinstance(rewritten, tuple):
+                await _reply(send, *rewritten)
+                return
+            body = rewritten
+        # A client that disconnects while vLLM is still working (a non-streaming reply has no
+        # headers until it is complete) or while a stream is relayed must cancel the upstream
+        # request: uvicorn's send() after a disconnect returns silently, so only receive() tells.
+        # One watcher task per request cancels this one; closing the upstream response in the
+        # cancelled code makes vLLM abort the generation.
+        me = asyncio.current_task()
+        state = {"done": False, "gone": False}
 
-            async def watch() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                tg.cancel_scope.cancel()
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not state["done"]:
+                state["gone"] = True
+                me.cancel()
 
-            tg.start_soon(watch)
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
             if method == "GET" and path == "/v1/models":
                 await self.models(scope, body, send)
             else:
                 await self.relay(scope, body, send)
-            tg.cancel_scope.cancel()
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise  # the server is shutting down, not the client leaving
+            me.uncancel()
+        finally:
+            state["done"] = True
+            watcher.cancel()
 
-    def rewrite(self, raw: bytes, *, chat: bool) -> bytes | Response:
+    def rewrite(self, raw: bytes, *, chat: bool) -> bytes | tuple[int, bytes]:
+        """The body for the backend, or (status, error body) for an unknown preset."""
         try:
             data = json.loads(raw)
         except ValueError:
@@ -199,70 +229,65 @@ class _Proxy:
         if preset is None:
             if model.startswith(self.served + "-"):
                 known = ", ".join(sorted(self.virtual)) or "none"
-                return openai_error(404, f"The model `{model}` does not exist: no sampling preset "
-                                    f"{model[len(self.served) + 1:]!r} (known: {known}).", "NotFoundError", "model")
+                return 404, openai_error_body(404, f"The model `{model}` does not exist: no sampling preset "
+                                              f"{model[len(self.served) + 1:]!r} (known: {known}).", "NotFoundError", "model")
             return raw
         return json.dumps(apply_preset(data, preset, self.served, chat=chat, policy=self.policy)).encode()
 
-    async def open_upstream(self, scope: Scope, body: bytes) -> httpx.Response | Response:
-        """Send the request to the backend and return its response, headers read, body not yet.
-
-        It goes to the transport (the connection pool) directly, not through httpx.AsyncClient:
-        a client shared by all users would keep the backend's Set-Cookie and send it on with other
-        users' requests, and would add its own default headers; building the URL once per target
-        also saves httpx's URL merging, the largest per-request cost of the client layer.
-        """
-        assert self.transport is not None, "the proxy app was not started (lifespan)"
+    async def open_upstream(self, scope: dict[str, Any], body: bytes, send: Any) -> aiohttp.ClientResponse | None:
+        """Send the request to the backend and return its response, headers read, body not yet;
+        on failure answer the client 502 and return None."""
+        assert self.session is not None, "the proxy app was not started (lifespan)"
         target = scope.get("raw_path") or scope["path"].encode()
         if query := scope.get("query_string"):
             target += b"?" + query
-        req = httpx.Request(scope["method"], _backend_url(self.backend, target), headers=_forward_headers(scope["headers"]),
-                            content=body, extensions={"timeout": _TIMEOUT})
         try:
-            return await self.transport.handle_async_request(req)
-        except httpx.HTTPError as exc:
-            return openai_error(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway")
+            return await self.session.request(scope["method"], _backend_url(self.backend, target),
+                                              headers=_forward_headers(scope["headers"]), data=body or None,
+                                              allow_redirects=False, compress=None)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            await _reply(send, 502, openai_error_body(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway"))
+            return None
 
-    async def relay(self, scope: Scope, body: bytes, send: Send) -> None:
-        """Forward the request and relay the response chunk by chunk (aiter_raw: no decoding, no buffering)."""
-        up = await self.open_upstream(scope, body)
-        if isinstance(up, Response):
-            await up(scope, _no_receive, send)
+    async def relay(self, scope: dict[str, Any], body: bytes, send: Any) -> None:
+        """Forward the request and relay the response chunk by chunk as it arrives (raw bytes, no buffering)."""
+        up = await self.open_upstream(scope, body, send)
+        if up is None:
             return
         try:
-            await send({"type": "http.response.start", "status": up.status_code, "headers": _response_headers(up.headers)})
-            async for chunk in up.aiter_raw():
+            await send({"type": "http.response.start", "status": up.status, "headers": _relayed_headers(up.raw_headers, _RESPONSE_DROP)})
+            async for chunk in up.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # the client went away while we were sending
-            pass
-        except httpx.HTTPError:
+        except aiohttp.ClientError:
             # The backend broke off mid-body: return without ending the response, so the server
             # closes the client's connection too and the client sees a cut stream, not a whole one.
             pass
         finally:
-            with anyio.CancelScope(shield=True):
-                await up.aclose()
+            # A body read to the end has already gone back to the pool; otherwise (the client
+            # left, the backend broke off) this closes the backend connection.
+            up.close()
 
-    async def models(self, scope: Scope, body: bytes, send: Send) -> None:
+    async def models(self, scope: dict[str, Any], body: bytes, send: Any) -> None:
         """The backend's model list plus one entry per virtual name (copying the real model's fields)."""
-        up = await self.open_upstream(scope, body)
-        if isinstance(up, Response):
-            await up(scope, _no_receive, send)
+        up = await self.open_upstream(scope, body, send)
+        if up is None:
             return
         try:
-            raw = await up.aread()
+            raw = await up.read()
+        except aiohttp.ClientError as exc:
+            await _reply(send, 502, openai_error_body(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway"))
+            return
         finally:
-            with anyio.CancelScope(shield=True):
-                await up.aclose()
+            up.close()
+        headers = _relayed_headers(up.raw_headers, _REWRITTEN_DROP)
         try:
-            data = json.loads(raw) if up.status_code == 200 else None
+            data = json.loads(raw) if up.status == 200 else None
         except ValueError:
             data = None
         entries = data.get("data") if isinstance(data, dict) else None
         if not isinstance(entries, list):  # an error, or not a model list: relay as it came
-            headers = {k: v for k, v in up.headers.items() if k.lower() not in _REWRITTEN_DROP}
-            await Response(raw, status_code=up.status_code, headers=headers)(scope, _no_receive, send)
+            await _reply(send, up.status, raw, headers)
             return
         real = next((m for m in entries if isinstance(m, dict) and m.get("id") == self.served), None)
         base = dict(real) if real else {"object": "model", "owned_by": "vllm"}
@@ -270,25 +295,19 @@ class _Proxy:
             entry = {k: v for k, v in base.items() if k != "permission"}
             entry.update(id=name, parent=self.served)
             entries.append(entry)
-        headers = {k: v for k, v in up.headers.items() if k.lower() not in _REWRITTEN_DROP}
-        await Response(json.dumps(data), status_code=200, headers=headers)(scope, _no_receive, send)
+        await _reply(send, 200, json.dumps(data).encode(), headers)
 
 
-async def _no_receive() -> Any:
-    raise RuntimeError("the request body was already read")
-
-
-def build_app(backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins") -> Starlette:
-    """The proxy as an ASGI app (the httpx client opens and closes with the app's lifespan)."""
-    proxy = _Proxy(backend_url, served_model, presets, policy)
-    app = Starlette(routes=[Mount("/", app=proxy)], lifespan=proxy.lifespan)
-    app.state.proxy = proxy
-    return app
+def build_app(backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins") -> _Proxy:
+    """The proxy as an ASGI app (its backend connection pool opens and closes with the lifespan)."""
+    return _Proxy(backend_url, served_model, presets, policy)
 
 
 def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
     # The backend's Date/Server headers are relayed; uvicorn must not add second copies.
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+    # proxy_headers=False: the app never reads the client address, so uvicorn need not rewrite it
+    # from X-Forwarded-For on every request; the header itself is still forwarded.
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=False,
                           server_header=False, date_header=False, lifespan="on", timeout_graceful_shutdown=3)
 
 

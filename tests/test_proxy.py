@@ -27,6 +27,7 @@ from servectl.proxy import ProxyThread, apply_preset, build_app
 BACKEND_PORT = 8150
 PROXY_PORT = 8151
 CLIENT_WINS_PORT = 8152
+UNREACHABLE_PORT = 8153
 SERVED = "tiny-cpu"
 
 
@@ -348,15 +349,15 @@ def test_backend_breaking_off_mid_stream_cuts_the_client_stream(proxy):
 
 
 def test_unreachable_backend_is_502():
-    async def run():
-        app = build_app("http://127.0.0.1:1", SERVED, select_presets("qwen3.5"))
-        transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
-                return await c.get("/v1/models")
-
-    r = asyncio.run(run())
+    # port 1 on loopback: nothing listens, the connection is refused
+    p = ProxyThread("http://127.0.0.1:1", "127.0.0.1", UNREACHABLE_PORT, SERVED, select_presets("qwen3.5")).start()
+    try:
+        r = httpx.get(p.url + "/v1/models")
+        chat = httpx.post(p.url + "/v1/chat/completions", json={"model": f"{SERVED}-thinking-coding", "messages": []})
+    finally:
+        p.stop()
     assert r.status_code == 502 and r.json()["error"]["code"] == 502
+    assert chat.status_code == 502 and "127.0.0.1:1" in chat.json()["error"]["message"]
 
 
 def test_streaming_arrives_chunk_by_chunk(proxy):
