@@ -40,23 +40,33 @@ def model_dir(explicit: str | None) -> str:
     return str(ensure_tiny_model(variant="scripted"))
 
 
-def bare(path: str, port: int) -> float:
+def launch_bare(path: str, port: int) -> subprocess.Popen:
+    """`vllm serve` of the tiny model with the argv and env servectl renders, in its own process group."""
     cat = load_catalog()
     spec = resolve(Request(cat.model("tiny-cpu"), cat.gpu("cpu"), options=LaunchOptions(model_path=path, port=port)))
     cmd = argv(spec, executable=vllm_executable(find_vllm_python()))
+    return subprocess.Popen(cmd, env=child_env(spec), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_healthy(proc: subprocess.Popen, port: int) -> None:
+    with httpx.Client(timeout=1) as client:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"bare vllm serve exited with {proc.returncode}")
+            try:
+                if client.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+
+
+def bare(path: str, port: int) -> float:
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=child_env(spec), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = launch_bare(path, port)
     try:
-        with httpx.Client(timeout=1) as client:
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(f"bare vllm serve exited with {proc.returncode}")
-                try:
-                    if client.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                        return time.monotonic() - t0
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+        wait_healthy(proc, port)
+        return time.monotonic() - t0
     finally:
         stop_group(proc.pid, popen=proc)
 
