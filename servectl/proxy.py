@@ -246,8 +246,11 @@ class _Proxy:
                                               headers=_forward_headers(scope["headers"]), data=body or None,
                                               allow_redirects=False, compress=None)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            await _reply(send, 502, openai_error_body(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway"))
+            await self.bad_gateway(send, exc)
             return None
+
+    async def bad_gateway(self, send: Any, exc: BaseException) -> None:
+        await _reply(send, 502, openai_error_body(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway"))
 
     async def relay(self, scope: dict[str, Any], body: bytes, send: Any) -> None:
         """Forward the request and relay the response chunk by chunk as it arrives (raw bytes, no buffering)."""
@@ -276,7 +279,7 @@ class _Proxy:
         try:
             raw = await up.read()
         except aiohttp.ClientError as exc:
-            await _reply(send, 502, openai_error_body(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway"))
+            await self.bad_gateway(send, exc)
             return
         finally:
             up.close()
