@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -306,12 +307,26 @@ def build_app(backend_url: str, served_model: str, presets: Mapping[str, Samplin
     return _Proxy(backend_url, served_model, presets, policy)
 
 
+class _ShutdownCutsAreExpected(logging.Filter):
+    """Streams outlive a Ctrl-C: after the grace period uvicorn cancels them and logs each one as
+    "Exception in ASGI application" with a CancelledError traceback. The client sees its stream
+    cut, which is what a shutdown means; the traceback says nothing, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+_SHUTDOWN_FILTER = _ShutdownCutsAreExpected()
+
+
 def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
     # The backend's Date/Server headers are relayed; uvicorn must not add second copies.
     # proxy_headers=False: the app never reads the client address, so uvicorn need not rewrite it
     # from X-Forwarded-For on every request; the header itself is still forwarded.
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=False,
-                          server_header=False, date_header=False, lifespan="on", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=False,
+                            server_header=False, date_header=False, lifespan="on", timeout_graceful_shutdown=3)
+    logging.getLogger("uvicorn.error").addFilter(_SHUTDOWN_FILTER)  # after Config, which sets up uvicorn's loggers
+    return config
 
 
 def serve_proxy(backend_url: str, listen_host: str, listen_port: int, served_model: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 
@@ -21,13 +22,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
-from servectl.presets import load_presets, select_presets, user_presets
-from servectl.proxy import ProxyThread, apply_preset, build_app
+from servectl.presets import load_presets, select_presets
+from servectl.proxy import ProxyThread, apply_preset
 
 BACKEND_PORT = 8150
 PROXY_PORT = 8151
 CLIENT_WINS_PORT = 8152
 UNREACHABLE_PORT = 8153
+SHUTDOWN_PORT = 8154
 SERVED = "tiny-cpu"
 
 
@@ -358,6 +360,41 @@ def test_unreachable_backend_is_502():
         p.stop()
     assert r.status_code == 502 and r.json()["error"]["code"] == 502
     assert chat.status_code == 502 and "127.0.0.1:1" in chat.json()["error"]["message"]
+
+
+def test_stopping_the_proxy_cuts_open_streams_without_a_traceback(backend):
+    p = ProxyThread(backend, "127.0.0.1", SHUTDOWN_PORT, SERVED, select_presets("qwen3.5")).start()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    STATE.stream_closed.clear()
+    got: list[str] = []
+
+    def consume():
+        body = {"model": f"{SERVED}-thinking-general", "messages": [], "stream": True, "max_tokens": 1000}
+        try:
+            with httpx.stream("POST", p.url + "/v1/chat/completions?delay=0.05", json=body, timeout=30) as r:
+                got.extend(r.iter_lines())
+        except httpx.HTTPError as exc:
+            got.append(type(exc).__name__)
+
+    client = threading.Thread(target=consume)
+    try:
+        client.start()
+        end = time.monotonic() + 10
+        while not got and time.monotonic() < end:
+            time.sleep(0.02)
+        p.stop()  # the stream outlives uvicorn's grace period and is cancelled
+        client.join(15)
+    finally:
+        logger.removeHandler(handler)
+        p.stop()
+    assert got and got[0].startswith("data: ") and "data: [DONE]" not in got
+    assert got[-1] == "RemoteProtocolError"  # a cut stream, not one that looks finished
+    assert STATE.stream_closed.wait(10), "the backend kept streaming after the proxy stopped"
+    assert not [r for r in records if r.exc_info], [r.getMessage() for r in records]
 
 
 def test_streaming_arrives_chunk_by_chunk(proxy):
