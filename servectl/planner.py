@@ -98,10 +98,18 @@ def _v(version: str) -> Version:
 
 
 def prefix_caching_default(version: str) -> bool:
-    """Hybrid models: off in 0.17-0.20 (vllm/config/model.py:1689-1694, "Hybrid models do not support
-    prefix caching"); on in 0.32 ('align' mamba mode, seen in a real 0.32 start). The switch between
-    0.21 and 0.31 is not pinned down; 0.24 logs from public issues set it explicitly."""
-    return _v(version) >= Version("0.21")
+    """Whether vLLM turns prefix caching on by default for hybrid (Gated DeltaNet) models.
+
+    Read from the released wheels' vllm/config/model.py and vllm/engine/arg_utils.py:
+    - 0.17-0.25: off; ModelConfig.is_prefix_caching_supported returns False for attn_type
+      "hybrid" ("Hybrid models do not support prefix caching since the feature is still
+      experimental").
+    - 0.26.0-0.27.1: supported but still off by default (arg_utils: "Hybrid models support
+      prefix caching but keep it opt-in for now", `... and not model_config.is_hybrid`).
+    - 0.28.0 on: on, in 'align' mamba mode (vllm-project/vllm PR #50991, "[Mamba] enable prefix
+      cache by default"); a real 0.32 CPU start shows it.
+    """
+    return _v(version) >= Version("0.28")
 
 
 def estimate_cudagraphs_default(version: str) -> bool:

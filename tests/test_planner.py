@@ -61,6 +61,20 @@ def test_qwen35_layout_and_versions(catalog, nvfp4):
     assert old.kv_cache_tokens_real == 262_144  # one request really holds the native context
 
 
+def test_hybrid_prefix_caching_default_follows_the_released_versions(catalog, nvfp4):
+    # Off through 0.27.1 (unsupported to 0.25, opt-in in 0.26-0.27), on from 0.28.0 (PR #50991):
+    # with it on, each request's Gated-DeltaNet state takes two blocks ('align' mode), so vLLM
+    # reports fewer tokens and less concurrency from the same blocks.
+    s = P.Settings(kv_cache_memory_bytes=20600 * 2**20, max_model_len=32768)
+    gpu = catalog.gpu("rtx-pro-6000-blackwell")
+    plans = {v: P.predict(nvfp4, gpu, s, vllm_version=v) for v in ("0.24.0", "0.27.1", "0.28.0", "0.32.0")}
+    tokens = {v: p.kv_cache_tokens_logged for v, p in plans.items()}
+    assert tokens["0.24.0"] == tokens["0.27.1"] > tokens["0.28.0"] == tokens["0.32.0"]
+    assert plans["0.28.0"].max_concurrency < plans["0.27.1"].max_concurrency
+    explicit = P.predict(nvfp4, gpu, replace(s, enable_prefix_caching=True), vllm_version="0.27.1")
+    assert explicit.kv_cache_tokens_logged == tokens["0.28.0"]  # --enable-prefix-caching on 0.27.1 = the 0.28 default
+
+
 def test_capture_sizes_follow_vllm():
     assert P.capture_sizes(32) == [1, 2, 4, 8, 16, 24, 32]
     assert len(P.capture_sizes(512)) == 51 and P.capture_sizes(512)[-1] == 512
