@@ -113,7 +113,7 @@ def prefix_caching_default(version: str) -> bool:
 
 
 def estimate_cudagraphs_default(version: str) -> bool:
-    """VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS: "0" in 0.18.0/0.19.1 (envs.py:1636), "1" in 0.20.2 (envs.py:1737)."""
+    """VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS: "0" in 0.18.0/0.19.1 (envs.py:1636), "1" from 0.20.0 (envs.py:1725; 0.20.2: 1737)."""
     return _v(version) >= Version("0.20")
 
 
