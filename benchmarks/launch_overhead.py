@@ -48,24 +48,28 @@ def launch_bare(path: str, port: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=child_env(spec), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def wait_healthy(proc: subprocess.Popen, port: int) -> None:
+def wait_ready(proc: subprocess.Popen, port: int, path: str = "/health", what: str = "bare vllm serve",
+               timeout: float | None = None) -> None:
+    """Poll http://127.0.0.1:PORT/PATH every 0.1 s until it answers 200; exit if the process ends or time runs out."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     with httpx.Client(timeout=1) as client:
-        while True:
+        while deadline is None or time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise SystemExit(f"bare vllm serve exited with {proc.returncode}")
+                raise SystemExit(f"{what} exited with {proc.returncode}")
             try:
-                if client.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                if client.get(f"http://127.0.0.1:{port}{path}").status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+    raise SystemExit(f"{what} did not start within {timeout:.0f} s")
 
 
 def bare(path: str, port: int) -> float:
     t0 = time.monotonic()
     proc = launch_bare(path, port)
     try:
-        wait_healthy(proc, port)
+        wait_ready(proc, port)
         return time.monotonic() - t0
     finally:
         stop_group(proc.pid, popen=proc)

@@ -94,18 +94,19 @@ def start(role: str, port: int, backend_port: int) -> subprocess.Popen:
         raise SystemExit(f"port {port} is already in use; pick another with --port")
     proc = subprocess.Popen([sys.executable, __file__, "--serve", role, "--port", str(port), "--backend-port", str(backend_port)],
                             start_new_session=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{role} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    stop(proc)
-    raise SystemExit(f"{role} did not start")
+    return ready(proc, port, "/v1/models", role, timeout=20)
+
+
+def ready(proc: subprocess.Popen, port: int, path: str, what: str, timeout: float | None = None) -> subprocess.Popen:
+    """`proc` once it answers on PATH; stopped (its whole group) when it does not."""
+    from launch_overhead import wait_ready
+
+    try:
+        wait_ready(proc, port, path=path, what=what, timeout=timeout)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
 
 
 def pct(values: list[float], q: float) -> float:
@@ -252,20 +253,14 @@ def pin(procs: list[subprocess.Popen]) -> None:
 def start_backend(kind: str, port: int, pinned: bool) -> subprocess.Popen:
     if kind == "canned":
         return start("backend", port, 0)
-    from launch_overhead import launch_bare, model_dir, wait_healthy
+    from launch_overhead import launch_bare, model_dir
 
     if not port_free(port):
         raise SystemExit(f"port {port} is already in use; pick another with --port")
     print(f"starting the vLLM CPU server with the tiny model on port {port} (about a minute)...", file=sys.stderr, flush=True)
     if pinned:  # vLLM binds its OpenMP threads itself: one thread, on CPU 0
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "0"
-    proc = launch_bare(model_dir(None), port)
-    try:
-        wait_healthy(proc, port)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
+    return ready(launch_bare(model_dir(None), port), port, "/health", "vllm serve")
 
 
 def port_free(port: int) -> bool:
