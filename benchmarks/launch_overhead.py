@@ -22,12 +22,12 @@ import time
 
 import httpx
 
-from servectl.catalog import load_catalog
-from servectl.deployment import Request, resolve
+from servectl.catalog.load import load_catalog
+from servectl.spec.resolve import Request, resolve
 from servectl.render.argv import argv
-from servectl.runner import child_env, stop_group, vllm_executable
-from servectl.specs import LaunchOptions
-from servectl.vllm_env import find_vllm_python
+from servectl.launch.runners import child_env, stop_group, vllm_executable
+from servectl.spec.models import LaunchOptions
+from servectl.vllmenv.location import find_vllm_python
 
 SERVECTL = [sys.executable, "-m", "servectl"]
 
@@ -35,7 +35,7 @@ SERVECTL = [sys.executable, "-m", "servectl"]
 def model_dir(explicit: str | None) -> str:
     if explicit:
         return explicit
-    from servectl.tinymodel import ensure_tiny_model
+    from servectl.vllmenv.tinymodel import ensure_tiny_model
 
     return str(ensure_tiny_model(variant="scripted"))
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from servectl import planner as P
-from servectl.catalog import load_catalog
+from servectl.plan import planner as P
+from servectl.catalog.load import load_catalog
 
 cat = load_catalog()
 nvfp4, fp8 = cat.model("qwen3.5-35b-a3b-nvfp4"), cat.model("qwen3.6-35b-a3b-fp8")

@@ -83,8 +83,8 @@ def serve(role: str, port: int, backend_port: int) -> None:
     if role == "backend":
         uvicorn.run(backend_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
     else:
-        from servectl.presets import select_presets
-        from servectl.proxy import serve_proxy
+        from servectl.catalog.presets import select_presets
+        from servectl.proxy.app import serve_proxy
 
         serve_proxy(f"http://127.0.0.1:{backend_port}", "127.0.0.1", port, "tiny-cpu", select_presets("qwen3.5"))
 
@@ -124,8 +124,8 @@ def p50_difference_ci(proxied: list[float], direct: list[float], resamples: int 
 
 def request_body(preset_applied: bool, stream: bool, backend: str) -> dict:
     """The chat request; with preset_applied, the body the proxy sends the backend for the virtual name."""
-    from servectl.presets import select_presets
-    from servectl.proxy import apply_preset
+    from servectl.catalog.presets import select_presets
+    from servectl.proxy.app import apply_preset
 
     body = {"model": f"tiny-cpu-{PRESET}", "messages": [{"role": "user", "content": "Who are you?"}], "stream": stream}
     if backend == "vllm":
@@ -269,7 +269,7 @@ def port_free(port: int) -> bool:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    from servectl.runner import stop_group
+    from servectl.launch.runners import stop_group
 
     stop_group(proc.pid, popen=proc)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from servectl.catalog import load_catalog
+from servectl.catalog.load import load_catalog
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ class VllmServer:
         import subprocess
         import tempfile
 
-        from servectl.vllm_env import find_vllm_python
+        from servectl.vllmenv.location import find_vllm_python
 
         python = find_vllm_python()
         self.url = f"http://127.0.0.1:{port}"
@@ -121,7 +121,7 @@ class VllmServer:
 @pytest.fixture(scope="session")
 def tiny_server():
     """The scripted tiny-cpu model on a real vLLM CPU server, shared by the whole test run."""
-    from servectl.tinymodel import ensure_tiny_model
+    from servectl.vllmenv.tinymodel import ensure_tiny_model
 
     server = VllmServer(ensure_tiny_model("scripted"), port=8110 if port_is_free(8110) else free_port())
     try:

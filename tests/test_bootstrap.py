@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from servectl import bootstrap as bs
-from servectl.vllm_env import default_venv
+from servectl.vllmenv import bootstrap as bs
+from servectl.vllmenv.location import default_venv
 
 
 def snapshot(venv: Path) -> dict[str, float]:

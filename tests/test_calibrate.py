@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from servectl import calibrate as cal
+from servectl.plan import calibrate as cal
 
 LOGS = Path(__file__).parent / "data" / "logs"
 

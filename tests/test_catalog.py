@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from servectl.catalog import load_catalog
-from servectl.specs import GpuProfile
+from servectl.catalog.load import load_catalog
+from servectl.catalog.gpu import GpuProfile
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "profiles"

@@ -3,8 +3,8 @@ check; the random-weight variant is caught as gibberish (the detector's real tes
 
 import json
 
-from servectl.health import run_checks, tiny_png
-from servectl.tinymodel import ensure_tiny_model
+from servectl.verify.health import run_checks, tiny_png
+from servectl.vllmenv.tinymodel import ensure_tiny_model
 
 from conftest import VllmServer, free_port, port_is_free
 

@@ -5,9 +5,9 @@ import struct
 
 import pytest
 
-from servectl.checkpoint import weight_bytes
+from servectl.plan.checkpoint import weight_bytes
 from servectl.errors import UserError
-from servectl.tinymodel import ensure_tiny_model
+from servectl.vllmenv.tinymodel import ensure_tiny_model
 
 
 def write_safetensors(path, tensors):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from servectl.deployment import Request, card_profile_names, resolve
+from servectl.spec.resolve import Request, card_profile_names, resolve
 from servectl.errors import UserError
-from servectl.specs import LaunchOptions
+from servectl.spec.models import LaunchOptions
 
 
 def spec_for(catalog, model, gpu, *overrides, **kw):

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from servectl import detect as d
-from servectl.detect import ProbeUnavailable
+from servectl.hardware import detect as d
+from servectl.hardware.detect import ProbeUnavailable
 
 DATA = Path(__file__).parent / "data" / "gpus"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from servectl import detect as d
-from servectl.catalog import load_catalog
+from servectl.hardware import detect as d
+from servectl.catalog.load import load_catalog
 from servectl.errors import UserError
-from servectl.matching import choose_profile
+from servectl.hardware.matching import choose_profile
 
 DATA = Path(__file__).parent / "data" / "gpus"
 MIB = 1024 * 1024

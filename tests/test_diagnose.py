@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from servectl.cli import main
-from servectl.diagnose import diagnose, load_rules
+from servectl.verify.diagnose import diagnose, load_rules
 
 DATA = Path(__file__).parent / "data" / "logs"
 DIAG = DATA / "diagnose"
@@ -91,7 +91,7 @@ def test_live_failing_start_is_diagnosed(tmp_path):
     """One real start of the CPU vLLM with a max-model-len its KV cache cannot hold."""
     import os
 
-    from servectl.tinymodel import ensure_tiny_model
+    from servectl.vllmenv.tinymodel import ensure_tiny_model
 
     vllm = Path.home() / ".local/share/servectl/venvs/vllm-0.32.0-cpu/bin/vllm"
     assert vllm.exists(), "the vLLM CPU environment is missing: run `servectl bootstrap --cpu`"

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from servectl.cli import main
-from servectl.diagnose import diagnose
+from servectl.verify.diagnose import diagnose
 
 DIAG = Path(__file__).parent / "data" / "logs" / "diagnose"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from servectl import guards
-from servectl import vllm_args as va
+from servectl.spec import guards
+from servectl.vllmenv import args as va
 
 NVFP4, GPTQ, MXFP4 = "qwen3.5-35b-a3b-nvfp4", "qwen3.5-35b-a3b-gptq-8bit", "qwen3.5-35b-a3b-mxfp4"
 

@@ -10,11 +10,15 @@ import subprocess
 import pytest
 import yaml
 
-from servectl.deployment import Request, resolve
+from servectl.spec.resolve import Request, resolve
 from servectl.errors import UserError
-from servectl.render import k8s, multinode
-from servectl.render.k8s import GOLDEN_CASES, GOLDEN_DIR, golden_filename, golden_outputs
-from servectl.validate_k8s import validate_documents, validate_text
+from golden_cases import K8S_CASES as GOLDEN_CASES
+from golden_cases import K8S_GOLDEN_DIR as GOLDEN_DIR
+from golden_cases import k8s_golden_name as golden_filename
+from golden_cases import k8s_golden_outputs as golden_outputs
+from servectl.render import k8s
+from servectl.render import outputs as render_outputs
+from servectl.verify.validate_k8s import validate_documents, validate_text
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +27,7 @@ def outputs():
 
 
 def _spec(catalog, recipe, profile, *overrides, **opts):
-    from servectl.specs import LaunchOptions
+    from servectl.spec.models import LaunchOptions
 
     return resolve(Request(catalog.model(recipe), catalog.gpu(profile), list(overrides), options=LaunchOptions(**opts)))
 
@@ -43,8 +47,8 @@ def _by_kind(docs, kind):
 def test_golden_file_matches_rendering(outputs, case):
     name = golden_filename(case[0], case[3])
     path = GOLDEN_DIR / name
-    assert path.exists(), f"missing golden {name}: python -m servectl.render.k8s --regen-golden"
-    assert outputs[name] == path.read_text(), f"{name} differs: python -m servectl.render.k8s --regen-golden"
+    assert path.exists(), f"missing golden {name}: scripts/regen-golden"
+    assert outputs[name] == path.read_text(), f"{name} differs: scripts/regen-golden"
 
 
 @pytest.mark.parametrize("name", [golden_filename(c[0], c[3]) for c in GOLDEN_CASES if c[3] != "ray-nodes"])
@@ -243,7 +247,7 @@ def test_ray_nodes_script_is_valid_sh(outputs, tmp_path):
 
 def test_multinode_single_gpu_profile_is_pipeline_only(catalog):
     spec = _spec(catalog, "qwen3.5-35b-a3b-nvfp4", "rtx-5090")
-    text = multinode.render_with_nodes("k8s-lws", spec, 3)
+    text = render_outputs.text("k8s-lws", spec, nodes=3)
     lws = _by_kind(_docs(text), "LeaderWorkerSet")
     assert lws["spec"]["leaderWorkerTemplate"]["size"] == 3
     cmd = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]["command"][2]
@@ -254,10 +258,10 @@ def test_multinode_single_gpu_profile_is_pipeline_only(catalog):
 def test_nodes_option_errors(catalog):
     spec = _spec(catalog, "qwen3.5-35b-a3b-mxfp4", "rtx-5090")
     with pytest.raises(UserError, match="multi-node format"):
-        multinode.render_with_nodes("k8s", spec, 2)
+        render_outputs.text("k8s", spec, nodes=2)
     with pytest.raises(UserError, match="not a multi-node layout"):
-        multinode.render_with_nodes("k8s-lws", spec, 1)
-    assert multinode.render_with_nodes("k8s", spec, 1) == k8s.render(spec)
+        render_outputs.text("k8s-lws", spec, nodes=1)
+    assert render_outputs.text("k8s", spec, nodes=1) == k8s.render(spec)
 
 
 def test_cli_render_k8s_and_nodes(cli):

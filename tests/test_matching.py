@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from servectl.catalog import load_catalog
-from servectl.detect import detection_from_captured, parse_nvml
-from servectl.matching import choose_profile
-from servectl.specs import Detection
+from servectl.catalog.load import load_catalog
+from servectl.hardware.detect import detection_from_captured, parse_nvml
+from servectl.hardware.matching import choose_profile
+from servectl.hardware.models import Detection
 
 DATA = Path(__file__).parent / "data" / "gpus"
 CAT = load_catalog()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from patch_sources import AFFECTED, FIXED, extracted, site_packages
-from servectl import patches
-from servectl.patches import Status, select
-from servectl.pyenv import from_site_packages
+from servectl.vllmenv import patches
+from servectl.vllmenv.patches import Status, select
+from servectl.vllmenv.pyenv import from_site_packages
 
 CONFIGS = ["vllm/transformers_utils/configs/qwen3_5.py", "vllm/transformers_utils/configs/qwen3_5_moe.py"]
 
@@ -178,8 +178,8 @@ def test_read_only_site_packages_gives_the_remedy(sources, tmp_path_factory):
 
 def test_python_target_is_inspected_without_import(tmp_path, sources):
     """--python: versions and site-packages come from a probe of that interpreter (its real venv)."""
-    from servectl.vllm_env import find_vllm_python
-    from servectl.pyenv import from_python
+    from servectl.vllmenv.location import find_vllm_python
+    from servectl.vllmenv.pyenv import from_python
 
     try:
         py = find_vllm_python()

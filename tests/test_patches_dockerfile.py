@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from patch_sources import AFFECTED, FIXED, extracted, site_packages
-from servectl.catalog import load_catalog
-from servectl.deployment import Request, resolve
-from servectl.render import renderer
+from servectl.catalog.load import load_catalog
+from servectl.spec.resolve import Request, resolve
+from servectl.render import outputs
+from servectl.vllmenv.patches import load_patches
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "vllm/transformers_utils/configs/qwen3_5_moe.py"
@@ -28,7 +29,7 @@ CONFIG = "vllm/transformers_utils/configs/qwen3_5_moe.py"
 
 def rendered(model="qwen3.5-35b-a3b-nvfp4", gpu="rtx-5090") -> str:
     cat = load_catalog()
-    return renderer("dockerfile")(resolve(Request(cat.model(model), cat.gpu(gpu))))
+    return outputs.text("dockerfile", resolve(Request(cat.model(model), cat.gpu(gpu))), patches=load_patches())
 
 
 def run_line(text: str) -> str:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from patch_sources import AFFECTED, extracted, site_packages
-from servectl import patches
+from servectl.vllmenv import patches
 from servectl.paths import cache_dir
-from servectl.pyenv import from_site_packages
+from servectl.vllmenv.pyenv import from_site_packages
 
 TRANSFORMERS = "5.2.0"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from servectl import planner as P
-from servectl.vllm_log import parse_text
+from servectl.plan import planner as P
+from servectl.plan.vllm_log import parse_text
 
 LOGS = Path(__file__).parent / "data" / "logs"
 

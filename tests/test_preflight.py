@@ -1,8 +1,8 @@
 """Pre-flight checks (pure) with catalog recipes and profiles."""
 
-from servectl.catalog import load_catalog
-from servectl.preflight import preflight, utilization_that_fits
-from servectl.specs import DetectedGpu, Detection, GpuProcess
+from servectl.catalog.load import load_catalog
+from servectl.hardware.preflight import preflight, utilization_that_fits
+from servectl.hardware.models import DetectedGpu, Detection, GpuProcess
 
 CAT = load_catalog()
 

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
-from servectl.presets import load_presets, select_presets
-from servectl.proxy import ProxyThread, apply_preset
+from servectl.catalog.presets import load_presets, select_presets
+from servectl.proxy.app import ProxyThread, apply_preset
 
 BACKEND_PORT = 8150
 PROXY_PORT = 8151
@@ -485,10 +485,10 @@ def test_up_proxy_with_detach_is_refused(cli):
 
 
 def test_proxy_helpers_for_renderers(catalog):
-    from servectl.deployment import Request as DeployRequest
-    from servectl.deployment import resolve
-    from servectl.proxy import compose_service, systemd_unit
-    from servectl.specs import LaunchOptions
+    from servectl.spec.resolve import Request as DeployRequest
+    from servectl.spec.resolve import resolve
+    from servectl.proxy.app import compose_service, systemd_unit
+    from servectl.spec.models import LaunchOptions
 
     spec = resolve(DeployRequest(catalog.model("qwen3.5-35b-a3b-nvfp4"), catalog.gpu("rtx-5090"), [],
                                  options=LaunchOptions(port=8000, host="127.0.0.1")))

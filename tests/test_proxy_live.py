@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from conftest import VllmServer
-from servectl.presets import select_presets
-from servectl.proxy import ProxyThread
+from servectl.catalog.presets import select_presets
+from servectl.proxy.app import ProxyThread
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -27,7 +27,7 @@ MESSAGES = [{"role": "user", "content": "Who are you?"}]
 
 @pytest.fixture(scope="module")
 def vllm():
-    from servectl.tinymodel import ensure_tiny_model
+    from servectl.vllmenv.tinymodel import ensure_tiny_model
 
     server = VllmServer(ensure_tiny_model("scripted"), port=VLLM_PORT, extra=("--enable-log-requests",))
     try:
@@ -164,7 +164,7 @@ def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path):
     import subprocess
     import sys
 
-    from servectl.tinymodel import ensure_tiny_model
+    from servectl.vllmenv.tinymodel import ensure_tiny_model
 
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--model-path", str(ensure_tiny_model("scripted")),

@@ -9,9 +9,11 @@ import stat
 import pytest
 import yaml
 
-from servectl import validate
-from servectl.deployment import Request, resolve
-from servectl.render import golden, outputs
+from servectl.verify import validate
+from servectl.vllmenv.vllm_parser import vllm_parse
+from servectl.spec.resolve import Request, resolve
+import golden_cases as golden
+from servectl.render import outputs
 from servectl.render import vllm_config
 
 REGEN = "run scripts/regen-golden and review the diff"
@@ -126,7 +128,7 @@ def test_render_output_dir_writes_conventional_names(cli, tmp_path):
 
 @pytest.fixture(scope="module")
 def vllm_python():
-    from servectl.vllm_env import find_vllm_python
+    from servectl.vllmenv.location import find_vllm_python
 
     try:
         return find_vllm_python()
@@ -152,7 +154,7 @@ def test_vllm_parser_accepts_every_golden_argv_and_config_and_rejects_bad_ones(v
         (["m", "--tool-call-parser", "qwen3_coderr"], "unknown --tool-call-parser 'qwen3_coderr'"),
         (["m", "--reasoning-parser", "qwen4"], "unknown --reasoning-parser 'qwen4'"),
     ]
-    results = validate.vllm_parse(argvs + [b[0] for b in bad], vllm_python)
+    results = vllm_parse(argvs + [b[0] for b in bad], vllm_python)
     assert {labels[i]: r for i, r in enumerate(results[: len(argvs)]) if r} == {}
     for (argv, expected), error in zip(bad, results[len(argvs):]):
         assert error and expected in error and "\n" not in error, (argv, error)

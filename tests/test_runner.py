@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
-from servectl import runner, startup
-from servectl.cli.serve_cmd import free_port, port_in_use
-from servectl.deployment import Request, resolve
-from servectl.specs import LaunchOptions
+from servectl.launch import runners as runner
+
+from servectl.launch import startup
+from servectl.launch.ports import free_port, port_in_use
+from servectl.spec.resolve import Request, resolve
+from servectl.spec.models import LaunchOptions
 
 DATA = Path(__file__).parent / "data"
 
@@ -168,7 +169,7 @@ def test_log_follower_keeps_partial_lines(tmp_path):
 
 
 def test_plan_prediction_next_to_what_vllm_reported(catalog):
-    from servectl.cli.serve_cmd import predicted_kv_tokens
+    from servectl.launch.workflow import predicted_kv_tokens
 
     spec = _spec(catalog)
     reported = startup.kv_cache_tokens((DATA / "vllm-0.32.0-cpu-startup.log").read_text())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from servectl.sanity import assess
+from servectl.verify.sanity import assess
 
 SAMPLES = json.loads((Path(__file__).parent / "data" / "sanity" / "samples.json").read_text())
 

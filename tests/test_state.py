@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from servectl import state
-from servectl.specs import DeploymentRecord
+from servectl.launch import state
+from servectl.launch.record import DeploymentRecord
 
 
 @pytest.fixture(autouse=True)

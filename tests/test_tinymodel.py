@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from servectl import tinymodel
+from servectl.vllmenv import tinymodel
 from servectl.errors import CheckFailed, UserError
-from servectl.tinymodel import ensure_tiny_model
-from servectl.vllm_env import find_vllm_python
+from servectl.vllmenv.tinymodel import ensure_tiny_model
+from servectl.vllmenv.location import find_vllm_python
 
 # Greedy decoding with transformers in the vLLM environment, for each branch of the chat template.
 PROBE = r"""

@@ -9,13 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
-from servectl.vllm_env import find_vllm_python
+from servectl.vllmenv.location import find_vllm_python
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 SERVECTL = [sys.executable, "-m", "servectl"]
@@ -23,7 +21,7 @@ SERVECTL = [sys.executable, "-m", "servectl"]
 
 @pytest.fixture(scope="module")
 def model_dir() -> str:
-    from servectl.tinymodel import ensure_tiny_model
+    from servectl.vllmenv.tinymodel import ensure_tiny_model
 
     find_vllm_python()  # fails (not skips) without the vLLM CPU environment: scripts/test bootstraps it
     return str(ensure_tiny_model(variant="scripted"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from servectl import vllm_args as va
+from servectl.vllmenv import args as va
 
 
 def test_round_trip_keeps_tokens_exactly():

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from servectl.vllm_log import parse_text, phase_of
+from servectl.plan.vllm_log import parse_text, phase_of
 
 LOGS = Path(__file__).parent / "data" / "logs"
 

@@ -6,21 +6,53 @@ A ServectlError becomes one line on stderr and its exit code; never a traceback.
 
 from __future__ import annotations
 
-import json
+import importlib
 from typing import Any
 
 import click
-from rich.console import Console
-
 from servectl import __version__
+from servectl.console import console, emit_json, err_console, info, warn  # noqa: F401  (the commands' output helpers)
 from servectl.errors import EXIT_INTERRUPTED, ServectlError
 
-console = Console()
-err_console = Console(stderr=True)
+# Every command: name -> (module:attribute, one-line help). Modules load only when their command runs,
+# so `servectl render` never imports the HTTP clients, the proxy server or the Docker SDK; `--help`
+# lists the commands from this table without importing any of them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bootstrap": ("servectl.cli.patch_cmd:bootstrap", "Make a vLLM environment (venv) servectl can drive, patched and verified."),
+    "calibrate": ("servectl.cli.plan_cmd:calibrate_cmd", "Store a correction from a real vLLM start-up log for later plans."),
+    "check": ("servectl.cli.check_cmd:check", "Prove a served model answers sensibly (health, chat, sanity, tools, ...)."),
+    "demo": ("servectl.cli.serve_cmd:demo", "The whole loop on this machine's CPU: tiny model, up, check, down."),
+    "diagnose": ("servectl.cli.gpus_cmd:diagnose_cmd", "Root cause of a failed vLLM start from its log, and the flag that fixes it."),
+    "down": ("servectl.cli.serve_cmd:down", "Stop a deployment (its whole process group or container)."),
+    "gpus": ("servectl.cli.gpus_cmd:gpus_cmd", "Detect GPUs (NVML, rocm-smi, unified memory) and the profile that fits."),
+    "logs": ("servectl.cli.serve_cmd:logs", "Show a deployment's server log."),
+    "models": ("servectl.cli.catalog_cmds:models", "Model recipes in the catalog."),
+    "patch": ("servectl.cli.patch_cmd:patch", "Known vLLM bugs: check, apply, revert, verify in an installed vLLM."),
+    "plan": ("servectl.cli.plan_cmd:plan_cmd", "Predict vLLM's memory and KV cache before anything loads."),
+    "presets": ("servectl.cli.proxy_cmd:presets", "Sampling presets the proxy serves."),
+    "profiles": ("servectl.cli.catalog_cmds:profiles", "GPU profiles in the catalog."),
+    "proxy": ("servectl.cli.proxy_cmd:proxy", "Serve sampling presets as virtual model names in front of vLLM."),
+    "render": ("servectl.cli.render_cmd:render", "Render the launch: vllm argv, config, docker, compose, systemd, Kubernetes."),
+    "status": ("servectl.cli.serve_cmd:status", "List deployments and whether they are running."),
+    "up": ("servectl.cli.serve_cmd:up", "Plan, patch-check, launch vLLM, follow its start-up, health-check it."),
+}
 
 
 class ServectlGroup(click.Group):
-    """Turns ServectlError into one line + exit code, Ctrl-C into exit 130."""
+    """Loads commands lazily; turns ServectlError into one line + exit code, Ctrl-C into exit 130."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[cmd_name][0].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -46,17 +78,3 @@ def main() -> None:
     servectl check http://127.0.0.1:8000           prove a served model answers sensibly
     servectl demo                                  the whole loop on this machine's CPU with a tiny model
     """
-
-
-def emit_json(data: Any) -> None:
-    """Machine-readable output on stdout (stable keys; scripts read these)."""
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
-
-
-def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
-
-
-def info(message: str) -> None:
-    err_console.print(message, highlight=False, soft_wrap=True)
-

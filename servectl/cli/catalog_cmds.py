@@ -6,11 +6,11 @@ import click
 import yaml
 from rich.table import Table
 
-from servectl.catalog import load_catalog
-from servectl.cli.app import console, emit_json, main
+from servectl.catalog.load import load_catalog
+from servectl.cli.app import console, emit_json
 
 
-@main.group()
+@click.group()
 def profiles() -> None:
     """GPU profiles servectl can plan for and launch on."""
 
@@ -50,7 +50,7 @@ def profiles_show(name: str, as_json: bool) -> None:
         click.echo(yaml.safe_dump(data, sort_keys=False))
 
 
-@main.group()
+@click.group()
 def models() -> None:
     """Model recipes (quantized checkpoints and how to serve them)."""
 
@@ -92,6 +92,6 @@ def models_show(name: str, as_json: bool) -> None:
 
 def card_profiles(recipe, cat) -> list[str]:
     """GPU profiles for which the model card publishes settings (generic cards: every profile that runs it)."""
-    from servectl.deployment import card_profile_names
+    from servectl.spec.resolve import card_profile_names
 
     return card_profile_names(recipe)

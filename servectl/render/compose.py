@@ -1,6 +1,6 @@
 """docker-compose.yaml: the `docker run` launch as a Compose service (Compose specification).
 
-Same container as servectl.render.docker: GPU access from the profile (NVIDIA device reservation,
+Same container as servectl.render.docker (servectl.render.container decides it): GPU access from the profile (NVIDIA device reservation,
 ROCm device nodes + video group), host IPC for vLLM's shared-memory tensors, the cache mount kept
 between runs, the port published on the bind address only, secrets passed by name.
 """
@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from servectl.specs import LaunchSpec
+from servectl.render.container import compose_service, container_run
+from servectl.spec.models import LaunchSpec
 
 FILENAME = "docker-compose.yaml"
 SERVICE = "vllm"
@@ -33,42 +34,8 @@ def healthcheck(spec: LaunchSpec) -> dict[str, Any]:
     }
 
 
-def _gpu_access(spec: LaunchSpec, service: dict[str, Any]) -> None:
-    c = spec.container
-    if c is None:
-        return
-    if c.runtime:
-        service["runtime"] = c.runtime
-    if c.gpus:
-        count: Any = "all" if c.gpus == "all" else int(c.gpus)
-        service["deploy"] = {"resources": {"reservations": {"devices": [
-            {"driver": "nvidia", "count": count, "capabilities": ["gpu"]},
-        ]}}}
-    if c.devices:
-        service["devices"] = list(c.devices)
-    if c.group_add:
-        service["group_add"] = list(c.group_add)
-    if c.ipc:
-        service["ipc"] = c.ipc
-    elif c.shm_size:
-        service["shm_size"] = c.shm_size
-    if c.security_opt:
-        service["security_opt"] = list(c.security_opt)
-
-
 def compose_dict(spec: LaunchSpec) -> dict[str, Any]:
-    service: dict[str, Any] = {
-        "image": spec.image or "vllm/vllm-openai:latest",
-        "container_name": spec.name,
-        "command": [spec.model, *spec.vllm_args],
-    }
-    _gpu_access(spec, service)
-    # A bare NAME copies the value from the environment of `docker compose up` (never written here).
-    env = [*spec.secret_env, *(f"{k}={v}" for k, v in spec.env.items())]
-    if env:
-        service["environment"] = env
-    service["volumes"] = [f"{spec.cache_host_path}:{spec.cache_container_path}"]
-    service["ports"] = [f"{spec.host}:{spec.port}:{spec.container_port}"]
+    service = compose_service(container_run(spec))
     service["healthcheck"] = healthcheck(spec)
     service["restart"] = "unless-stopped"
     return {"name": spec.name.lower().replace(".", "-"), "services": {SERVICE: service}}

@@ -14,7 +14,8 @@ import json
 import zlib
 from importlib import resources
 
-from servectl.specs import LaunchSpec, PatchSpec
+from servectl.catalog.patch_schema import PatchSpec
+from servectl.spec.models import LaunchSpec
 
 
 def _program(patches: list[PatchSpec], mode: str) -> str:
@@ -29,10 +30,7 @@ def python_step(patches: list[PatchSpec], mode: str) -> str:
     return f"python3 -c \"import base64,zlib;exec(zlib.decompress(base64.b64decode('{blob}')))\""
 
 
-def render(spec: LaunchSpec, patch_list: list[PatchSpec] | None = None) -> str:
-    from servectl.patches import load_patches
-
-    patch_list = load_patches() if patch_list is None else patch_list
+def render(spec: LaunchSpec, patch_list: list[PatchSpec]) -> str:
     lines = [
         f"# vLLM image for {spec.recipe} on {spec.profile}, with servectl's known patches applied at build time.",
         "# Rendered by `servectl render --format dockerfile`; the RUN steps use only the image's python3.",

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import math
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from servectl import vllm_args as va
+from servectl.vllmenv import args as va
 from servectl.errors import UserError
-from servectl.specs import GpuProfile, LaunchSpec, ModelRecipe
+from servectl.catalog.gpu import GpuProfile
+from servectl.catalog.recipe import ModelRecipe
+from servectl.spec.models import LaunchSpec
 
 HTTP_PORT_NAME = "http"
 PROBE_PERIOD_S = 10
@@ -214,66 +214,5 @@ def dump(docs: list[dict[str, Any]]) -> str:
     return yaml.dump_all(docs, Dumper=_SafeDumperNoAliases, sort_keys=False, default_flow_style=False, width=120)
 
 
-def context(spec: LaunchSpec) -> tuple[GpuProfile, ModelRecipe]:
-    """The profile and recipe named by the spec (package data; nothing else is read)."""
-    from servectl.catalog import load_catalog
-
-    cat = load_catalog()
-    return cat.gpu(spec.profile), cat.model(spec.recipe)
-
-
 def render(spec: LaunchSpec) -> str:
-    profile, recipe = context(spec)
-    return dump(manifests(spec, profile, recipe))
-
-
-# --------------------------------------------------------------------------- golden files
-
-# (file stem, recipe, profile, format, nodes): the four pairs with model-card settings, rendered with
-# servectl's own settings, and a 2-node variant in every multi-node format.
-GOLDEN_CASES: list[tuple[str, str, str, str, int]] = [
-    ("mxfp4-rtx-5090", "qwen3.5-35b-a3b-mxfp4", "rtx-5090", "k8s", 1),
-    ("gptq-8bit-rocm-4gpu", "qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "k8s", 1),
-    ("nvfp4-rtx-pro-6000-blackwell", "qwen3.5-35b-a3b-nvfp4", "rtx-pro-6000-blackwell", "k8s", 1),
-    ("nvfp4-rtx-5090", "qwen3.5-35b-a3b-nvfp4", "rtx-5090", "k8s", 1),
-    ("gptq-8bit-rocm-4gpu-2nodes", "qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "k8s-lws", 2),
-    ("gptq-8bit-rocm-4gpu-2nodes", "qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "k8s-raycluster", 2),
-    ("gptq-8bit-rocm-4gpu-2nodes", "qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "ray-nodes", 2),
-]
-GOLDEN_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "golden" / "k8s"
-_EXT = {"ray-nodes": "sh"}
-
-
-def golden_filename(stem: str, fmt: str) -> str:
-    return f"{stem}.{fmt}.{_EXT.get(fmt, 'yaml')}"
-
-
-def golden_outputs() -> dict[str, str]:
-    """Rendered text of every golden case, keyed by file name."""
-    from servectl.catalog import load_catalog
-    from servectl.deployment import Request, resolve
-    from servectl.render.multinode import render_with_nodes
-
-    cat = load_catalog()
-    out = {}
-    for stem, recipe, profile, fmt, nodes in GOLDEN_CASES:
-        spec = resolve(Request(cat.model(recipe), cat.gpu(profile)))
-        out[golden_filename(stem, fmt)] = render_with_nodes(fmt, spec, nodes)
-    return out
-
-
-def regen_golden(directory: Path = GOLDEN_DIR) -> list[Path]:
-    from servectl.fsutil import write_atomic
-
-    written = []
-    for filename, text in golden_outputs().items():
-        write_atomic(directory / filename, text)
-        written.append(directory / filename)
-    return written
-
-
-if __name__ == "__main__":  # python -m servectl.render.k8s --regen-golden [DIR]
-    if len(sys.argv) < 2 or sys.argv[1] != "--regen-golden":
-        sys.exit("usage: python -m servectl.render.k8s --regen-golden [DIR]")
-    for path in regen_golden(Path(sys.argv[2]) if len(sys.argv) > 2 else GOLDEN_DIR):
-        print(path)
+    return dump(manifests(spec, spec.gpu_profile, spec.model_recipe))

@@ -21,14 +21,15 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from servectl import vllm_args as va
+from servectl.vllmenv import args as va
 from servectl.errors import UserError
 from servectl.render import k8s
-from servectl.specs import GpuProfile, LaunchSpec, ModelRecipe
+from servectl.catalog.gpu import GpuProfile
+from servectl.catalog.recipe import ModelRecipe
+from servectl.spec.models import LaunchSpec
 
 RAY_PORT = 6379
 MAX_NODES = 64
-MULTINODE_FORMATS = ("k8s-lws", "k8s-raycluster", "ray-nodes")
 
 
 def layout(profile: GpuProfile, nodes: int) -> tuple[int, int]:
@@ -49,7 +50,7 @@ def parallel_args(spec: LaunchSpec, tp: int, pp: int) -> list[str]:
 
 
 def layout_note(profile: GpuProfile, recipe: ModelRecipe, tp: int, pp: int) -> str:
-    """Annotation text: the parallel layout only (servectl.planner has no tp x pp sharding function yet)."""
+    """Annotation text: the parallel layout only (servectl.plan.planner has no tp x pp sharding function yet)."""
     return (f"tensor-parallel {tp} x pipeline-parallel {pp} = {tp * pp} {profile.name} GPUs "
             f"({tp} per node, {pp} nodes, Ray executor)")
 
@@ -171,32 +172,10 @@ def ray_nodes_script(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe,
     return "\n".join(lines) + "\n"
 
 
-def _render(fmt: str, spec: LaunchSpec, nodes: int) -> str:
-    profile, recipe = k8s.context(spec)
+def render_nodes(fmt: str, spec: LaunchSpec, nodes: int) -> str:
+    """A multi-node format for `nodes` nodes."""
+    profile, recipe = spec.gpu_profile, spec.model_recipe
     if fmt == "ray-nodes":
         return ray_nodes_script(spec, profile, recipe, nodes)
     build = lws_manifests if fmt == "k8s-lws" else raycluster_manifests
     return k8s.dump(build(spec, profile, recipe, nodes))
-
-
-def render_with_nodes(fmt: str, spec: LaunchSpec, nodes: int | None) -> str:
-    """`servectl render --format FMT [--nodes N]`: single-node formats need N unset or 1, multi-node ones N >= 2 (default 2)."""
-    if fmt in MULTINODE_FORMATS:
-        return _render(fmt, spec, 2 if nodes is None else nodes)
-    if nodes not in (None, 1):
-        raise UserError(f"--nodes {nodes} needs a multi-node format", f"use --format {', '.join(MULTINODE_FORMATS)}")
-    from servectl.render import renderer
-
-    return renderer(fmt)(spec)
-
-
-def render_lws(spec: LaunchSpec) -> str:
-    return _render("k8s-lws", spec, 2)
-
-
-def render_raycluster(spec: LaunchSpec) -> str:
-    return _render("k8s-raycluster", spec, 2)
-
-
-def render_ray_nodes(spec: LaunchSpec) -> str:
-    return _render("ray-nodes", spec, 2)

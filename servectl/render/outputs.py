@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from servectl.render import systemd
-from servectl.specs import LaunchSpec
+from servectl.catalog.patch_schema import PatchSpec
+from servectl.errors import UserError
+import importlib
+
+from servectl.render import FORMATS, systemd
+from servectl.spec.models import LaunchSpec
 
 SCRIPT_HEADER = "#!/bin/sh\n# {recipe} on {profile}\n"
 # format -> fixed file name (systemd units are named after the deployment)
@@ -22,17 +26,25 @@ def filename(fmt: str, spec: LaunchSpec) -> str:
     return FILENAMES.get(fmt, f"{spec.name}.{fmt}")
 
 
-def text(fmt: str, spec: LaunchSpec, *, nodes: int | None = None, vllm_bin: str = systemd.DEFAULT_VLLM_BIN) -> str:
-    """The rendering for stdout (scripts written to files get a shebang on top, see file_text)."""
+def text(fmt: str, spec: LaunchSpec, *, nodes: int | None = None, vllm_bin: str = systemd.DEFAULT_VLLM_BIN,
+         patches: list[PatchSpec] | None = None) -> str:
+    """The rendering for stdout (scripts written to files get a shebang on top, see file_text).
+
+    Single-node formats need `nodes` unset or 1, multi-node ones N >= 2 (default 2); the Dockerfile
+    needs the patches to bake in (the caller reads them; renderers never touch the disk)."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}", f"formats: {', '.join(FORMATS)}")
+    module = importlib.import_module(f"servectl.render.{FORMATS[fmt]}")
+    if FORMATS[fmt] == "multinode":
+        return module.render_nodes(fmt, spec, 2 if nodes is None else nodes)
+    if nodes not in (None, 1):
+        multi = [f for f, m in FORMATS.items() if m == "multinode"]
+        raise UserError(f"--nodes {nodes} needs a multi-node format", f"use --format {', '.join(multi)}")
     if fmt == "systemd":
-        if nodes not in (None, 1):
-            from servectl.render.multinode import render_with_nodes
-
-            return render_with_nodes(fmt, spec, nodes)  # raises the multi-node error
         return systemd.render(spec, vllm_bin=vllm_bin)
-    from servectl.render.multinode import render_with_nodes
-
-    return render_with_nodes(fmt, spec, nodes)
+    if fmt == "dockerfile":
+        return module.render(spec, patches or [])
+    return module.render(spec)
 
 
 def file_text(fmt: str, spec: LaunchSpec, rendered: str) -> tuple[str, int]:

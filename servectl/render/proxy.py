@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from servectl.render import compose, systemd
-from servectl.specs import LaunchSpec
+from servectl.spec.models import LaunchSpec
 
 SERVICE = "proxy"
 DEFAULT_IMAGE = "servectl:latest"  # an image with servectl installed (pip install servectl)
@@ -19,16 +19,9 @@ DEFAULT_SERVECTL_BIN = "/opt/servectl/bin/servectl"
 CONTAINER_PORT = 8001
 
 
-def _family(spec: LaunchSpec) -> str | None:
-    from servectl.catalog import load_catalog
-
-    recipe = load_catalog().models.get(spec.recipe)
-    return recipe.sampling_presets if recipe else None
-
-
 def _args(spec: LaunchSpec, backend: str, listen: str) -> list[str]:
     args = ["proxy", "--backend", backend, "--listen", listen, "--model", spec.served_model_name or spec.model]
-    family = _family(spec)
+    family = spec.model_recipe.sampling_presets
     if family:
         args += ["--presets", family]
     return args

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 
 from servectl.render.argv import argv
-from servectl.specs import LaunchSpec
+from servectl.spec.models import LaunchSpec
 
 DEFAULT_VLLM_BIN = "/opt/vllm/bin/vllm"
 SECRETS_DIR = "/etc/servectl"

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from servectl import vllm_args as va
-from servectl.specs import LaunchSpec
+from servectl.vllmenv import args as va
+from servectl.spec.models import LaunchSpec
 
 FILENAME = "vllm-config.yaml"
 _INT = re.compile(r"^-?[1-9][0-9]*$|^0$")

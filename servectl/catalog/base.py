@@ -1,0 +1,25 @@
+"""Base of every catalog schema and the value types they share."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+SCHEMA_VERSION = 1
+
+
+Vendor = Literal["nvidia", "amd", "cpu"]
+
+
+Quantization = Literal["nvfp4", "mxfp4", "fp8", "gptq-int8", "gptq-int4", "bf16", "fp16"]
+
+
+TorchDtype = Literal["float32", "bfloat16", "float16"]
+
+
+class Strict(BaseModel):
+    """Base of every catalog model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,0 +1,144 @@
+"""The catalog: GPU profiles and model recipes shipped as package data (profiles/*.yaml).
+
+Loading validates every entry with the pydantic models of servectl.specs. A malformed file is
+reported as one line with its path, the line number and the field; an unknown name gets
+"did you mean". `SERVECTL_PROFILES_DIR` points the loader at another folder (tests, user catalogs).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from servectl.errors import UnknownName, UserError
+from servectl.catalog.gpu import GpuProfile, ProfilesFile
+from servectl.catalog.recipe import ModelRecipe, RecipesFile
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class CatalogError(UserError):
+    """A catalog file is missing, is not YAML, or does not match the schema."""
+
+
+def profiles_dir() -> Path | resources.abc.Traversable:
+    """Where the catalog YAML lives: $SERVECTL_PROFILES_DIR, else the installed package data."""
+    override = os.environ.get("SERVECTL_PROFILES_DIR")
+    if override:
+        return Path(override)
+    return resources.files("servectl.profiles")
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """Walk a composed YAML node tree along a pydantic error location; return the deepest node found."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == part), None)
+            if child is None:
+                # an extra/misspelt key: point at the key itself
+                key = next((k for k, _ in node.value if k.value == part), None)
+                return key or node
+            node = child
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+    return node
+
+
+def parse_yaml_model(text: str, source: str, model: type[M]) -> M:
+    """Parse YAML text into `model`; errors name the source, line and field."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CatalogError(f"{where}: not valid YAML: {problem}", "fix the file's syntax") from None
+    if not isinstance(data, dict):
+        raise CatalogError(f"{source}: expected a mapping at the top level", "see the shipped profiles/*.yaml for the layout")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        node = _node_at(root, loc)
+        line = node.start_mark.line + 1 if node is not None else 1
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise CatalogError(f"{source}:{line}: field {field}: {err['msg']}{more}", "fix that field") from None
+
+
+def _read(name: str) -> tuple[str, str]:
+    base = profiles_dir()
+    path = base / name
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except FileNotFoundError:
+        raise CatalogError(f"catalog file {path} is missing", "reinstall servectl or unset SERVECTL_PROFILES_DIR") from None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every GPU profile and model recipe, validated and cross-checked."""
+
+    gpus: dict[str, GpuProfile]
+    models: dict[str, ModelRecipe]
+
+    def gpu(self, name: str) -> GpuProfile:
+        try:
+            return self.gpus[name]
+        except KeyError:
+            raise UnknownName("profile", name, list(self.gpus)) from None
+
+    def model(self, name: str) -> ModelRecipe:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownName("model", name, list(self.models)) from None
+
+
+def _index(items: list[Any], source: str, kind: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if item.name in out:
+            raise CatalogError(f"{source}: {kind} {item.name!r} is defined twice", "keep one definition")
+        out[item.name] = item
+    return out
+
+
+def _cross_check(cat: Catalog, source: str) -> None:
+    """References between files must resolve (a recipe naming a profile that does not exist is a typo)."""
+    for recipe in cat.models.values():
+        named = set(recipe.profiles)
+        if recipe.card:
+            named |= set(recipe.card.profiles) | set(recipe.card.profile_launches)
+        for profile in sorted(named - set(cat.gpus)):
+            close = UnknownName("profile", profile, list(cat.gpus)).close_matches
+            hint = f"did you mean {close[0]!r}?" if close else "add the profile to gpus.yaml"
+            raise CatalogError(f"{source}: model {recipe.name!r} names unknown GPU profile {profile!r}", hint)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(key: str) -> Catalog:
+    gpus_text, gpus_src = _read("gpus.yaml")
+    models_text, models_src = _read("models.yaml")
+    gpus = parse_yaml_model(gpus_text, gpus_src, ProfilesFile)
+    models = parse_yaml_model(models_text, models_src, RecipesFile)
+    cat = Catalog(gpus=_index(gpus.gpus, gpus_src, "profile"), models=_index(models.models, models_src, "model"))
+    _cross_check(cat, models_src)
+    return cat
+
+
+def load_catalog() -> Catalog:
+    """Load (once per catalog folder) and validate the catalog."""
+    return _load_cached(str(profiles_dir()))
+

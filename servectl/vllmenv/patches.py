@@ -1,0 +1,374 @@
+"""Known-bug patches for an installed package (vLLM): select (pure), apply / revert / verify.
+
+A patch is data (patches/*.yaml, PatchSpec): a version range established from released
+wheels, exact before -> after anchors per file, and a verification snippet run in the target's
+interpreter. The engine never guesses: an anchor that does not match exactly once refuses.
+
+Files are rewritten atomically (temp + rename, permissions kept); sha256 before/after of every
+file goes to a manifest beside the package (SITE/.servectl-patches.json) so `revert` restores
+the original byte for byte and a file changed by hand since is refused, with nothing written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import errno
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from servectl.errors import CheckFailed, UserError
+from servectl.fsutil import write_atomic
+from servectl.vllmenv.pyenv import Target
+from servectl.catalog.patch_schema import PatchFileDoc, PatchSpec
+
+MANIFEST_NAME = ".servectl-patches.json"
+
+
+class Status(str, Enum):
+    APPLICABLE = "applicable"  # affected version, every anchor found: apply it
+    APPLIED = "already-applied"  # affected version, the fix text is in place
+    FIXED_UPSTREAM = "fixed-upstream"  # this release carries the fix
+    NOT_AFFECTED = "not-affected"  # not installed, older than the bug, or the files are absent
+    ANCHOR_MISMATCH = "anchor-mismatch"  # affected version but the text is neither before nor after
+
+
+@dataclass(frozen=True)
+class Selection:
+    patch: PatchSpec
+    status: Status
+    reason: str
+    version: str | None = None
+    pending: tuple[str, ...] = ()  # files still to patch (relative to the package root)
+
+    @property
+    def needs_action(self) -> bool:
+        """A missing fix (or an unknown state) on an affected version: `patch check` fails on it."""
+        return self.status in (Status.APPLICABLE, Status.ANCHOR_MISMATCH)
+
+    def to_json(self) -> dict:
+        return {"id": self.patch.id, "hazard": self.patch.hazard, "package": self.patch.package,
+                "version": self.version, "affected": self.patch.versions, "status": self.status.value,
+                "reason": self.reason, "pending_files": list(self.pending)}
+
+
+@dataclass
+class Outcome:
+    id: str
+    action: str  # applied | already-applied | would-apply | reverted | not-applied | skipped
+    message: str
+    files: list[str] = field(default_factory=list)
+    diff: str = ""
+    verified: bool | None = None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "action": self.action, "message": self.message, "files": self.files,
+                "diff": self.diff, "verified": self.verified}
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def load_patches() -> list[PatchSpec]:
+    """Every patch shipped in patches/*.yaml (package data servectl.patches_data), sorted by id."""
+    from servectl.catalog.load import parse_yaml_model
+
+    base = resources.files("servectl.patches_data")
+    out = [parse_yaml_model(p.read_text(encoding="utf-8"), str(p), PatchFileDoc).patch
+           for p in base.iterdir() if p.name.endswith(".yaml")]
+    return sorted(out, key=lambda p: p.id)
+
+
+def patches_for_hazards(hazards: list[str]) -> list[PatchSpec]:
+    """The patches that fix a recipe's hazards (ModelRecipe.hazards)."""
+    return [p for p in load_patches() if p.hazard in set(hazards)]
+
+
+def pick(ids: list[str] | tuple[str, ...] | None) -> list[PatchSpec]:
+    known = load_patches()
+    if not ids:
+        return known
+    by_id = {p.id: p for p in known}
+    from servectl.errors import UnknownName
+
+    for i in ids:
+        if i not in by_id:
+            raise UnknownName("patch", i, list(by_id))
+    return [by_id[i] for i in ids]
+
+
+# --------------------------------------------------------------------------- select (pure)
+
+
+def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None]) -> Selection:
+    """Decide what to do from the installed version and the target files' text (None: absent)."""
+    if version is None:
+        return Selection(patch, Status.NOT_AFFECTED, f"{patch.package} is not installed")
+    try:
+        v = Version(version)
+    except InvalidVersion:
+        return Selection(patch, Status.ANCHOR_MISMATCH, f"cannot read version {version!r}", version)
+    if not SpecifierSet(patch.versions).contains(v, prereleases=True):
+        if patch.fixed_in and v >= Version(patch.fixed_in):
+            return Selection(patch, Status.FIXED_UPSTREAM,
+                             f"{patch.package} {version} carries the fix (since {patch.fixed_in}): fixed upstream, nothing to do", version)
+        return Selection(patch, Status.NOT_AFFECTED, f"{patch.package} {version} is outside {patch.versions}", version)
+    present = {f.path: contents.get(f.path) for f in patch.files}
+    if all(text is None for text in present.values()):
+        return Selection(patch, Status.NOT_AFFECTED, f"{patch.package} {version} has none of the patched files", version)
+    pending, problems = [], []
+    for f in patch.files:
+        text = present[f.path]
+        if text is None:
+            problems.append(f"{f.path} is missing")
+        elif text.count(f.before) == 1:
+            pending.append(f.path)
+        elif f.before not in text and f.after in text:
+            continue
+        else:
+            problems.append(f"{f.path}: the text to replace is not found exactly once")
+    if problems:
+        return Selection(patch, Status.ANCHOR_MISMATCH, "; ".join(problems), version)
+    if pending:
+        return Selection(patch, Status.APPLICABLE, f"{patch.package} {version} needs it: {', '.join(pending)}", version, tuple(pending))
+    return Selection(patch, Status.APPLIED, f"{patch.package} {version}: already applied", version)
+
+
+def patched_text(patch: PatchSpec, rel: str, text: str) -> str:
+    f = next(f for f in patch.files if f.path == rel)
+    return text.replace(f.before, f.after, 1)
+
+
+def unified_diff(rel_label: str, old: str, new: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=f"a/{rel_label}", tofile=f"b/{rel_label}"))
+
+
+# --------------------------------------------------------------------------- reading a target
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(path: Path) -> str | None:
+    # bytes decoded as-is (no newline translation) so a rewrite changes only the anchor
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def select_in(target: Target, patch: PatchSpec) -> Selection:
+    found = target.version_of(patch.distributions)
+    root = target.package_root(patch.package)
+    contents = {f.path: _read(root / f.path) for f in patch.files}
+    return select(patch, found[1] if found else None, contents)
+
+
+def check(target: Target, ids: list[str] | None = None) -> list[Selection]:
+    """Selections of the known patches on `target`; `s.needs_action` marks a missing fix."""
+    return [select_in(target, p) for p in pick(ids)]
+
+
+def manifest_path(target: Target) -> Path:
+    return target.site_packages / MANIFEST_NAME
+
+
+def read_manifest(target: Target) -> dict:
+    path = manifest_path(target)
+    if not path.exists():
+        return {"schema_version": 1, "patches": {}}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UserError(f"{path} is not valid JSON", "restore it, or reinstall the package and delete it") from None
+
+
+def _write_manifest(target: Target, data: dict) -> None:
+    path = manifest_path(target)
+    if data["patches"]:
+        write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    elif path.exists():
+        path.unlink()
+
+
+# --------------------------------------------------------------------------- side effects
+
+
+def _not_writable(directory: Path) -> UserError:
+    return UserError(
+        f"{directory} is not writable",
+        "run as the owner of that environment (e.g. sudo servectl patch apply --python PATH), use a venv of "
+        "your own (`servectl bootstrap`), or for an image render `--format dockerfile`",
+    )
+
+
+def _drop_bytecode(path: Path) -> None:
+    # A same-size rewrite within the same second would let Python reuse the stale .pyc
+    # (it checks source mtime in seconds and size): remove it so the next import recompiles.
+    for pyc in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
+        try:
+            pyc.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _write_all(changes: list[tuple[Path, bytes, bytes]]) -> None:
+    """Write every (path, old, new) or none: on a failure the files already written get `old` back."""
+    for path, _, _ in changes:
+        if not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK):
+            raise _not_writable(path.parent)
+    done: list[tuple[Path, bytes]] = []
+    try:
+        for path, old, new in changes:
+            write_atomic(path, new)
+            done.append((path, old))
+            _drop_bytecode(path)
+    except OSError as exc:
+        for path, old in done:
+            write_atomic(path, old)
+            _drop_bytecode(path)
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise _not_writable(changes[0][0].parent) from None
+        raise
+
+
+def run_verify(target: Target, patch: PatchSpec) -> tuple[bool, str]:
+    """Run the patch's snippet in the target interpreter (servectl's for a bare folder)."""
+    root = target.package_root(patch.package)
+    proc = subprocess.run([target.interpreter(), "-c", patch.verify, str(root)], capture_output=True, text=True, timeout=120)
+    text = (proc.stdout + proc.stderr).strip()
+    return proc.returncode == 0, text.splitlines()[-1] if text else f"exit {proc.returncode}"
+
+
+def _changed_since(target: Target, entry: dict) -> list[str]:
+    """Files recorded in a manifest entry whose current sha256 is neither the recorded before nor after."""
+    bad = []
+    for rec in entry.get("files", []):
+        path = target.site_packages / rec["path"]
+        data = path.read_bytes() if path.exists() else b""
+        if sha256(data) not in (rec["sha256_before"], rec["sha256_after"]):
+            bad.append(rec["path"])
+    return bad
+
+
+def apply(target: Target, ids: list[str] | None = None, dry_run: bool = False, do_verify: bool = True) -> list[Outcome]:
+    """Apply the applicable patches; refuses (writing nothing) on an anchor mismatch or a file changed since."""
+    selections = check(target, ids)
+    manifest = read_manifest(target)
+    # Every refusal is decided before the first write.
+    for sel in selections:
+        if sel.status is Status.ANCHOR_MISMATCH:
+            raise UserError(f"patch {sel.patch.id} does not match {target.describe()}: {sel.reason}",
+                            "the file differs from the released text; reinstall the package, then apply again")
+        entry = manifest["patches"].get(sel.patch.id)
+        if entry and (bad := _changed_since(target, entry)):
+            raise UserError(f"patch {sel.patch.id}: {', '.join(bad)} changed since servectl patched it",
+                            "reinstall the package (pip install --force-reinstall --no-deps), then apply again")
+    outcomes: list[Outcome] = []
+    for sel in selections:
+        patch = sel.patch
+        if sel.status is not Status.APPLICABLE:
+            action = "already-applied" if sel.status is Status.APPLIED else "skipped"
+            outcomes.append(Outcome(patch.id, action, sel.reason))
+            continue
+        root = target.package_root(patch.package)
+        changes, diffs, records = [], [], []
+        for rel in sel.pending:
+            path = root / rel
+            old = path.read_bytes()
+            new = patched_text(patch, rel, old.decode("utf-8")).encode("utf-8")
+            label = f"{patch.package}/{rel}"
+            changes.append((path, old, new))
+            diffs.append(unified_diff(label, old.decode("utf-8"), new.decode("utf-8")))
+            records.append({"path": str(path.relative_to(target.site_packages)), "sha256_before": sha256(old), "sha256_after": sha256(new)})
+        files = [r["path"] for r in records]
+        if dry_run:
+            outcomes.append(Outcome(patch.id, "would-apply", f"would patch {len(files)} file(s) ({sel.reason})", files, "".join(diffs)))
+            continue
+        _write_all(changes)
+        manifest["patches"][patch.id] = {
+            "package": patch.package, "version": sel.version, "files": records,
+            "applied_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        _write_manifest(target, manifest)
+        verified = None
+        if do_verify:
+            verified, detail = run_verify(target, patch)
+            if not verified:
+                raise CheckFailed(f"patch {patch.id} was written but its verification fails: {detail}",
+                                  "run `servectl patch revert` and report the bug")
+        outcomes.append(Outcome(patch.id, "applied", f"applied to {patch.package} {sel.version}", files, "".join(diffs), verified))
+    return outcomes
+
+
+def revert(target: Target, ids: list[str] | None = None, dry_run: bool = False) -> list[Outcome]:
+    """Restore the files recorded in the manifest byte for byte (sha256 checked before and after)."""
+    manifest = read_manifest(target)
+    wanted = [p.id for p in pick(ids)]
+    plans: list[tuple[PatchSpec, list[tuple[Path, bytes, bytes]]]] = []
+    outcomes: list[Outcome] = []
+    by_id = {p.id: p for p in load_patches()}
+    for pid in wanted:
+        entry = manifest["patches"].get(pid)
+        if not entry:
+            outcomes.append(Outcome(pid, "not-applied", "not applied by servectl here, nothing to revert"))
+            continue
+        patch, changes = by_id[pid], []
+        for rec in entry["files"]:
+            path = target.site_packages / rec["path"]
+            cur = path.read_bytes() if path.exists() else b""
+            if sha256(cur) == rec["sha256_before"]:
+                continue  # already original (e.g. the package was reinstalled)
+            if sha256(cur) != rec["sha256_after"]:
+                raise UserError(f"patch {pid}: {rec['path']} changed since servectl patched it (sha256 differs); nothing reverted",
+                                "reinstall the package to get the original file back")
+            rel = str(path.relative_to(target.package_root(patch.package)))
+            f = next(f for f in patch.files if f.path == rel)
+            old = cur.decode("utf-8").replace(f.after, f.before, 1).encode("utf-8")
+            if sha256(old) != rec["sha256_before"]:
+                raise UserError(f"patch {pid}: cannot rebuild the original of {rec['path']} exactly; nothing reverted",
+                                "reinstall the package to get the original file back")
+            changes.append((path, cur, old))
+        plans.append((patch, changes))
+    for patch, changes in plans:
+        files = [str(p.relative_to(target.site_packages)) for p, _, _ in changes]
+        diff = "".join(unified_diff(str(p.relative_to(target.site_packages)), cur.decode(), old.decode()) for p, cur, old in changes)
+        if dry_run:
+            outcomes.append(Outcome(patch.id, "would-revert", f"would restore {len(files)} file(s)", files, diff))
+            continue
+        _write_all(changes)
+        del manifest["patches"][patch.id]
+        _write_manifest(target, manifest)
+        outcomes.append(Outcome(patch.id, "reverted", f"restored {len(files)} file(s) to the original", files, diff))
+    return outcomes
+
+
+def verify(target: Target, ids: list[str] | None = None) -> list[dict]:
+    """Run each relevant patch's verification in the target; `ok` False means the fix is not in place."""
+    out = []
+    for sel in check(target, ids):
+        if sel.status in (Status.NOT_AFFECTED,):
+            out.append({"id": sel.patch.id, "status": sel.status.value, "ok": True, "detail": sel.reason})
+            continue
+        ok, detail = run_verify(target, sel.patch)
+        out.append({"id": sel.patch.id, "status": sel.status.value, "ok": ok, "detail": detail})
+    return out
+
+
+def missing(target: Target, hazards: list[str] | None = None) -> list[Selection]:
+    """For `servectl up`: the fixes missing in the vLLM environment (optionally only a recipe's hazards)."""
+    ids = [p.id for p in patches_for_hazards(hazards)] if hazards is not None else None
+    if ids == []:
+        return []
+    return [s for s in check(target, ids) if s.needs_action]

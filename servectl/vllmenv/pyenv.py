@@ -1,0 +1,101 @@
+"""Inspect a Python environment from outside, without importing its packages.
+
+A target is either an interpreter (`--python PATH`: one `PATH -c` run reads sysconfig and
+importlib.metadata there) or a bare site-packages folder (`--site-packages DIR`: the
+*.dist-info METADATA files are read here with importlib.metadata's path finder). Either
+way servectl never imports vLLM (DESIGN.md: servectl is the controller, not the engine).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from servectl.errors import UserError
+
+# Runs in the target interpreter: stdlib only, imports nothing from the environment's packages.
+_PROBE = r"""
+import importlib.metadata as md, json, sys, sysconfig
+paths = sysconfig.get_paths()
+versions = {}
+for d in md.distributions():
+    name = d.metadata["Name"]
+    if name:
+        versions.setdefault(name, d.version)
+print(json.dumps({"purelib": paths["purelib"], "platlib": paths["platlib"], "executable": sys.executable,
+                  "python_version": "%d.%d.%d" % sys.version_info[:3], "versions": versions}))
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a package lives and which distributions are installed there."""
+
+    site_packages: Path
+    python: Path | None = None  # None: a bare folder; verification then runs in servectl's interpreter
+    versions: dict[str, str] = field(default_factory=dict)  # canonical distribution name -> version
+    python_version: str | None = None
+
+    def version_of(self, names: list[str]) -> tuple[str, str] | None:
+        """(distribution, version) of the first of `names` installed here, or None."""
+        for name in names:
+            v = self.versions.get(canonicalize_name(name))
+            if v is not None:
+                return name, v
+        return None
+
+    def package_root(self, package: str) -> Path:
+        return self.site_packages / package
+
+    def interpreter(self) -> str:
+        return str(self.python) if self.python else sys.executable
+
+    def describe(self) -> str:
+        return f"{self.python} ({self.site_packages})" if self.python else str(self.site_packages)
+
+
+def _canonical(versions: dict[str, str]) -> dict[str, str]:
+    return {canonicalize_name(k): v for k, v in versions.items()}
+
+
+def from_site_packages(directory: str | Path) -> Target:
+    site = Path(directory).expanduser().resolve()
+    if not site.is_dir():
+        raise UserError(f"no such site-packages folder: {site}", "pass the folder that holds the package and its *.dist-info")
+    versions: dict[str, str] = {}
+    for dist in metadata.distributions(path=[str(site)]):
+        name = dist.metadata["Name"]
+        if name:
+            versions.setdefault(name, dist.version)
+    return Target(site_packages=site, versions=_canonical(versions))
+
+
+def from_python(python: str | Path) -> Target:
+    exe = Path(python).expanduser()
+    if not exe.is_file():
+        raise UserError(f"no interpreter at {exe}", "pass --python PATH to a python executable (e.g. VENV/bin/python)")
+    try:
+        out = subprocess.run([str(exe), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise UserError(f"cannot inspect {exe}: {detail.strip().splitlines()[-1] if detail.strip() else exc}", "is it a working python?") from None
+    data = json.loads(out.stdout)
+    site = Path(data["purelib"])
+    return Target(site_packages=site, python=exe, versions=_canonical(data["versions"]), python_version=data["python_version"])
+
+
+def resolve_target(python: str | Path | None = None, site_packages: str | Path | None = None) -> Target:
+    """--site-packages DIR, else --python PATH, else the vLLM environment servectl drives."""
+    if python and site_packages:
+        raise UserError("--python and --site-packages are exclusive", "pass one of them")
+    if site_packages:
+        return from_site_packages(site_packages)
+    from servectl.vllmenv.location import find_vllm_python
+
+    return from_python(find_vllm_python(python))

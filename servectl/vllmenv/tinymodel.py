@@ -1,0 +1,56 @@
+"""The `tiny-cpu` test model, generated locally on first use (never downloaded).
+
+Generation runs in the vLLM environment's interpreter (servectl does not import torch or
+transformers); the result is cached per generator version and moved into place atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from servectl.errors import CheckFailed
+from servectl.paths import cache_dir
+from servectl.vllmenv.location import find_vllm_python
+
+Variant = Literal["scripted", "random"]
+_GENERATOR = Path(__file__).with_name("_tinymodel_gen.py")
+
+
+def generator_version() -> str:
+    """Changes whenever the generator changes, so a stale cached model is never reused."""
+    return hashlib.sha256(_GENERATOR.read_bytes()).hexdigest()[:12]
+
+
+def model_dir(variant: Variant = "scripted", root: Path | None = None) -> Path:
+    return (root or cache_dir() / "models") / f"tiny-cpu-{variant}-{generator_version()}"
+
+
+def ensure_tiny_model(variant: Variant = "scripted", root: Path | None = None, python: str | None = None) -> Path:
+    """Return the checkpoint directory of the tiny model, generating it if needed (seconds)."""
+    target = model_dir(variant, root)
+    if (target / "servectl-tiny.json").is_file():
+        return target
+    interpreter = find_vllm_python(python)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        proc = subprocess.run([str(interpreter), str(_GENERATOR), str(work / "model"), variant],
+                              capture_output=True, text=True, env=env, timeout=600)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise CheckFailed(f"generating the tiny model failed: {tail}", f"the vLLM environment is {interpreter}")
+        try:
+            os.rename(work / "model", target)
+        except OSError:
+            if not (target / "servectl-tiny.json").is_file():  # lost a race to another process: theirs is fine
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
