@@ -22,4 +22,6 @@ TorchDtype = Literal["float32", "bfloat16", "float16"]
 class Strict(BaseModel):
     """Base of every catalog model: unknown keys are errors, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a schema is built on first validation, not at import, so commands that only read a
+    # cached catalog (servectl.catalog.load) never pay for building every schema.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)

@@ -1,6 +1,7 @@
 """The catalog: GPU profiles and model recipes shipped as package data (profiles/*.yaml).
 
-Loading validates every entry with the pydantic models of servectl.specs. A malformed file is
+Loading validates every entry with the pydantic schemas of servectl.catalog (and keeps the validated
+catalog in the user cache dir, keyed by the files' text and the schemas' source). A malformed file is
 reported as one line with its path, the line number and the field; an unknown name gets
 "did you mean". `SERVECTL_PROFILES_DIR` points the loader at another folder (tests, user catalogs).
 """
@@ -8,7 +9,10 @@ reported as one line with its path, the line number and the field; an unknown na
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +22,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from servectl.errors import UnknownName, UserError
+from servectl.fsutil import write_atomic
+from servectl.paths import cache_dir
 from servectl.catalog.gpu import GpuProfile, ProfilesFile
 from servectl.catalog.recipe import ModelRecipe, RecipesFile
 
@@ -56,8 +62,7 @@ def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
 def parse_yaml_model(text: str, source: str, model: type[M]) -> M:
     """Parse YAML text into `model`; errors name the source, line and field."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -70,7 +75,7 @@ def parse_yaml_model(text: str, source: str, model: type[M]) -> M:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
-        node = _node_at(root, loc)
+        node = _node_at(yaml.compose(text, Loader=yaml.SafeLoader), loc)  # line numbers only on the error path
         line = node.start_mark.line + 1 if node is not None else 1
         field = ".".join(str(p) for p in loc) or "(top level)"
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
@@ -127,10 +132,42 @@ def _cross_check(cat: Catalog, source: str) -> None:
             raise CatalogError(f"{source}: model {recipe.name!r} names unknown GPU profile {profile!r}", hint)
 
 
+def _schema_fingerprint() -> bytes:
+    """The schema modules' source: a changed schema must never meet a catalog validated by the old one."""
+    here = Path(__file__).parent
+    return b"".join((here / f"{m}.py").read_bytes() for m in ("base", "gpu", "recipe", "load"))
+
+
+def _disk_cached(texts: list[str], build: Callable[[], Catalog]) -> Catalog:
+    """The validated catalog, pickled under the user cache dir keyed by the YAML text and the schemas.
+
+    Validating the catalog builds every pydantic schema (most of a command's start-up); a cache hit
+    only unpickles. Any problem with the cache falls back to validating (and rewrites it)."""
+    digest = hashlib.sha256(_schema_fingerprint() + "\0".join(texts).encode()).hexdigest()[:32]
+    path = cache_dir() / "catalog" / f"{digest}.pickle"
+    try:
+        cached = pickle.loads(path.read_bytes())
+        if isinstance(cached, Catalog):
+            return cached
+    except Exception:  # missing, unreadable or from another version: rebuild below
+        pass
+    cat = build()
+    try:
+        write_atomic(path, pickle.dumps(cat, protocol=pickle.HIGHEST_PROTOCOL))
+    except OSError:  # a read-only home still gets a catalog, only slower
+        pass
+    return cat
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(key: str) -> Catalog:
     gpus_text, gpus_src = _read("gpus.yaml")
     models_text, models_src = _read("models.yaml")
+    return _disk_cached([gpus_src, gpus_text, models_src, models_text],
+                        lambda: _validate(gpus_text, gpus_src, models_text, models_src))
+
+
+def _validate(gpus_text: str, gpus_src: str, models_text: str, models_src: str) -> Catalog:
     gpus = parse_yaml_model(gpus_text, gpus_src, ProfilesFile)
     models = parse_yaml_model(models_text, models_src, RecipesFile)
     cat = Catalog(gpus=_index(gpus.gpus, gpus_src, "profile"), models=_index(models.models, models_src, "model"))

@@ -1,0 +1,61 @@
+"""Cold-start wall time of the command line: `servectl --help`, `servectl render ... --format argv`,
+`servectl plan ...` and `python -c pass`, each as a fresh process, median of N rounds in which the
+four commands alternate (so a busy moment of the machine hits all of them alike). Prints the medians
+and each command's ratio to `python -c pass`. Target: render and plan at most 8x `python -c pass`.
+
+    .venv/bin/python benchmarks/cli_startup.py [--runs 10] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SERVECTL = [sys.executable, "-m", "servectl"]
+COMMANDS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "servectl --help": [*SERVECTL, "--help"],
+    "servectl render": [*SERVECTL, "render", "qwen3.5-35b-a3b-mxfp4", "--gpu", "rtx-5090", "--format", "argv"],
+    "servectl plan": [*SERVECTL, "plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--max-model-len", "32768"],
+}
+TARGET_RATIO = 8.0
+
+
+def wall(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parent)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv[2:])} failed: {proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    for argv in COMMANDS.values():  # warm the file cache (and .pyc files) once
+        wall(argv)
+    samples: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    for _ in range(args.runs):
+        for name, argv in COMMANDS.items():
+            samples[name].append(wall(argv))
+    base = statistics.median(samples["python -c pass"])
+    rows = {name: {"median_ms": statistics.median(s) * 1000, "ratio": statistics.median(s) / base} for name, s in samples.items()}
+    if args.json:
+        print(json.dumps({"runs": args.runs, "target_ratio": TARGET_RATIO, "commands": rows}, indent=2))
+        return
+    print(f"{'command':<18} {'median ms':>10} {'x python -c pass':>17}   ({args.runs} alternating runs)")
+    for name, r in rows.items():
+        flag = "" if name in ("python -c pass", "servectl --help") else ("  ok" if r["ratio"] <= TARGET_RATIO else f"  above {TARGET_RATIO:g}x")
+        print(f"{name:<18} {r['median_ms']:>10.1f} {r['ratio']:>17.1f}{flag}")
+
+
+if __name__ == "__main__":
+    main()
