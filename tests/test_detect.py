@@ -3,27 +3,28 @@
 from pathlib import Path
 
 from servectl.hardware import detect as d
+from servectl.hardware import parsers
 from servectl.hardware.detect import ProbeUnavailable
 
 DATA = Path(__file__).parent / "data" / "gpus"
 
 
 def test_gb10_csv_unified_memory_filled_from_system_memory():
-    gpus = d.parse_captured((DATA / "gb10-query-gpu-noheader.csv").read_text())
+    gpus = parsers.parse_captured((DATA / "gb10-query-gpu-noheader.csv").read_text())
     assert [g.name for g in gpus] == ["NVIDIA GB10"]
     assert gpus[0].unified_memory and gpus[0].memory_total_mib is None
-    filled = d.with_unified_memory(gpus, {"total": 130663165952, "available": 121411960832})
+    filled = parsers.with_unified_memory(gpus, {"total": 130663165952, "available": 121411960832})
     assert round(filled[0].memory_total_mib / 1024, 1) == 121.7
     assert round(filled[0].memory_free_mib / 1024, 1) == 113.1
 
 
 def test_gb10_table_not_supported_memory():
-    (g,) = d.parse_captured((DATA / "gb10-nvidia-smi.txt").read_text())
+    (g,) = parsers.parse_captured((DATA / "gb10-nvidia-smi.txt").read_text())
     assert g.name == "NVIDIA GB10" and g.unified_memory and g.driver_version == "580.95.05" and g.cuda_version == "13.0"
 
 
 def test_rtx5090_table_two_devices_display_on_second():
-    gpus = d.parse_captured((DATA / "rtx5090x2-nvidia-smi.txt").read_text())
+    gpus = parsers.parse_captured((DATA / "rtx5090x2-nvidia-smi.txt").read_text())
     assert [g.index for g in gpus] == [0, 1]
     assert gpus[0].memory_total_mib == 32607 and gpus[0].memory_free_mib == 32607 - 29324
     assert [g.display_active for g in gpus] == [False, True]
@@ -36,7 +37,7 @@ def test_nvml_dict_and_not_supported_memory():
          "compute_capability": [9, 0], "display_active": 0, "processes": [{"pid": 7, "used": 1048576 * 512}]},
         {"index": 1, "name": "NVIDIA GB10", "memory": {"error": "Not Supported"}, "compute_capability": [12, 1],
          "display_active": {"error": "Not Supported"}, "processes": {"error": "x"}}]}
-    h100, gb10 = d.parse_nvml(data)
+    h100, gb10 = parsers.parse_nvml(data)
     assert h100.compute_capability == "9.0" and h100.memory_total_mib == 81559 and h100.cuda_version == "13.0"
     assert h100.processes[0].used_mib == 512 and h100.display_active is False
     assert gb10.unified_memory and gb10.memory_total_mib is None and gb10.display_active is None

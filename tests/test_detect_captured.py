@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from servectl.hardware import detect as d
+from servectl.hardware import parsers
 from servectl.catalog.load import load_catalog
 from servectl.errors import UserError
 from servectl.hardware.matching import choose_profile
@@ -24,19 +25,19 @@ def _read(name: str) -> str:
 
 
 def test_xml_a100_mig_reads_the_whole_gpu_not_its_mig_slices():
-    (g,) = d.parse_nvidia_smi_xml(_read("nvidia-smi-q-x-a100-sxm4-mig.xml"))
+    (g,) = parsers.parse_nvidia_smi_xml(_read("nvidia-smi-q-x-a100-sxm4-mig.xml"))
     assert (g.name, g.memory_total_mib, g.memory_free_mib) == ("NVIDIA A100-SXM4-40GB", 40960, 40315)
     assert (g.driver_version, g.cuda_version, g.display_active) == ("510.47.03", "11.6", False)
 
 
 def test_xml_laptop_gpu_lists_the_display_server_process():
-    (g,) = d.parse_nvidia_smi_xml(_read("nvidia-smi-q-x-rtx-3060.xml"))
+    (g,) = parsers.parse_nvidia_smi_xml(_read("nvidia-smi-q-x-rtx-3060.xml"))
     assert g.memory_total_mib == 6144 and g.memory_used_mib == 5
     assert [(p.pid, p.name, p.used_mib) for p in g.processes] == [(28543, "/usr/libexec/Xorg", 4)]
 
 
 def test_xml_rtx4090():
-    (g,) = d.parse_captured(_read("nvidia-smi-q-x-rtx-4090-driver-535.xml"))
+    (g,) = parsers.parse_captured(_read("nvidia-smi-q-x-rtx-4090-driver-535.xml"))
     assert (g.name, g.memory_total_mib, g.driver_version) == ("NVIDIA GeForce RTX 4090", 24564, "535.86.05")
 
 
@@ -49,16 +50,16 @@ def test_xml_rtx4090():
     ],
 )
 def test_query_gpu_csv_with_processes(stem, name, total, free, cc, display):
-    (g,) = d.parse_captured(_read(f"nvidia-smi-query-gpu-{stem}.csv"))
+    (g,) = parsers.parse_captured(_read(f"nvidia-smi-query-gpu-{stem}.csv"))
     assert (g.name, g.memory_total_mib, g.memory_free_mib, g.compute_capability, g.display_active) == (
         name, total, free, cc, display)
-    (g,) = d.with_processes([g], d.parse_nvidia_smi_apps(_read(f"nvidia-smi-query-compute-apps-{stem}.csv")))
+    (g,) = parsers.with_processes([g], parsers.parse_nvidia_smi_apps(_read(f"nvidia-smi-query-compute-apps-{stem}.csv")))
     assert len(g.processes) == 3 and all(p.used_mib and p.used_mib > 0 for p in g.processes)
 
 
 def test_process_list_alone_is_refused():
     with pytest.raises(UserError, match="process list"):
-        d.parse_captured(_read("nvidia-smi-query-compute-apps-h200-590.48.01.csv"))
+        parsers.parse_captured(_read("nvidia-smi-query-compute-apps-h200-590.48.01.csv"))
 
 
 def _as_nvml(g, apps) -> dict:
@@ -80,9 +81,9 @@ def _as_nvml(g, apps) -> dict:
 
 @pytest.mark.parametrize("stem", ["h100-80gb-hbm3-590.48.01", "geforce-rtx-4080-super-595.71.05"])
 def test_nvml_dict_replayed_from_real_values(stem):
-    (smi,) = d.parse_captured(_read(f"nvidia-smi-query-gpu-{stem}.csv"))
-    apps = d.parse_nvidia_smi_apps(_read(f"nvidia-smi-query-compute-apps-{stem}.csv"))
-    (g,) = d.parse_nvml(_as_nvml(smi, apps))
+    (smi,) = parsers.parse_captured(_read(f"nvidia-smi-query-gpu-{stem}.csv"))
+    apps = parsers.parse_nvidia_smi_apps(_read(f"nvidia-smi-query-compute-apps-{stem}.csv"))
+    (g,) = parsers.parse_nvml(_as_nvml(smi, apps))
     assert (g.name, g.compute_capability, g.display_active, g.cuda_version) == (
         smi.name, smi.compute_capability, smi.display_active, "13.1")
     assert g.memory_total_mib == pytest.approx(smi.memory_total_mib)
@@ -92,16 +93,16 @@ def test_nvml_dict_replayed_from_real_values(stem):
 
 
 def test_nvml_gb10_unified_memory_comes_from_system_memory():
-    (g,) = d.parse_captured(_read("nvml-gb10-dgx-spark.json"))
+    (g,) = parsers.parse_captured(_read("nvml-gb10-dgx-spark.json"))
     assert g.unified_memory and g.compute_capability == "12.1" and g.cuda_version == "13.0"
     assert g.memory_total_mib == pytest.approx(127600748 / 1024)  # MemTotal kB -> MiB
     assert g.display_active is None
 
 
 def test_rocm_smi_json_and_csv():
-    (g,) = d.parse_captured(_read("rocm-smi-json-rx7900xt.json"))
+    (g,) = parsers.parse_captured(_read("rocm-smi-json-rx7900xt.json"))
     assert (g.vendor, g.name, g.gfx_target, g.memory_total_mib) == ("amd", "Radeon RX 7900 XT", "gfx1100", 21458059264 / MIB)
-    dgpu, igpu = d.parse_captured(_read("rocm-smi-csv-rx6800-raphael.csv"))
+    dgpu, igpu = parsers.parse_captured(_read("rocm-smi-csv-rx6800-raphael.csv"))
     assert (dgpu.gfx_target, dgpu.memory_total_mib, igpu.gfx_target) == ("gfx1030", 16368, "gfx1036")
 
 
@@ -138,3 +139,20 @@ def test_choice_on_captured_hardware(fixture, profile, preset, generic, memory_g
 def test_no_gpu_here_chooses_cpu():
     choice = choose_profile(d.detect(), load_catalog())
     assert (choice.profile.name, choice.reason) == ("cpu", "no GPU: using the cpu profile")
+
+
+def test_gpus_from_capture_with_processes_cli():
+    import json
+
+    from click.testing import CliRunner
+
+    from servectl.cli import main
+
+    gpu, apps = DATA / "nvidia-smi-query-gpu-h200-590.48.01.csv", DATA / "nvidia-smi-query-compute-apps-h200-590.48.01.csv"
+    res = CliRunner().invoke(main, ["gpus", "--from", str(gpu), "--processes", str(apps), "--json"])
+    assert res.exit_code == 0, res.output
+    (g,) = json.loads(res.stdout)["detection"]["gpus"]
+    assert [p["pid"] for p in g["processes"]] == [p.pid for p in parsers.parse_nvidia_smi_apps(apps.read_text())["NVIDIA H200"]]
+    assert len(g["processes"]) == 3
+    alone = CliRunner().invoke(main, ["gpus", "--processes", str(apps)])
+    assert alone.exit_code == 2 and "--processes goes with --from" in alone.output

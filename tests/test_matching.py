@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from servectl.catalog.load import load_catalog
-from servectl.hardware.detect import detection_from_captured, parse_nvml
+from servectl.hardware.detect import detection_from_captured
+from servectl.hardware.parsers import parse_nvml
 from servectl.hardware.matching import choose_profile
 from servectl.hardware.models import Detection
 

@@ -14,6 +14,7 @@ from servectl.launch import runners as runner
 
 from servectl.launch import startup
 from servectl.launch.ports import free_port, port_in_use
+from servectl.render.container import container_run, sdk_kwargs
 from servectl.spec.resolve import Request, resolve
 from servectl.spec.models import LaunchOptions
 
@@ -89,7 +90,7 @@ def test_vllm_executable_prefers_console_script(tmp_path):
 def test_docker_kwargs_nvidia(catalog):
     spec = _spec(catalog, gpu="cpu", port=8131)
     spec = spec.model_copy(update={"container": catalog.gpu("rtx-5090").container, "image": "vllm/vllm-openai:v0.32.0"})
-    kw = runner.docker_run_kwargs(spec, environ={"SERVECTL_TEST_SECRET": "v", "PATH": "/bin"})
+    kw = sdk_kwargs(container_run(spec), {"SERVECTL_TEST_SECRET": "v", "PATH": "/bin"})
     assert kw["image"] == "vllm/vllm-openai:v0.32.0"
     assert kw["command"][0] == "/models/tiny" and "--port" not in kw["command"]
     assert kw["ports"] == {"8000/tcp": ("127.0.0.1", 8131)}
@@ -104,7 +105,7 @@ def test_docker_kwargs_nvidia(catalog):
 
 def test_docker_kwargs_rocm(catalog):
     spec = _spec(catalog).model_copy(update={"container": catalog.gpu("rocm-4gpu").container})
-    kw = runner.docker_run_kwargs(spec, environ={})
+    kw = sdk_kwargs(container_run(spec), {})
     c = catalog.gpu("rocm-4gpu").container
     assert kw["devices"] == [f"{d}:{d}:rwm" for d in c.devices] and c.devices
     assert kw["group_add"] == c.group_add
@@ -147,7 +148,7 @@ def test_wait_ready_fails_at_once_when_the_process_dies(tmp_path):
             stdout=fh, stderr=fh)
     res = startup.wait_ready(log, lambda: proc.poll() is None, f"http://127.0.0.1:{free_port()}/health", timeout_s=120)
     assert not res.ready and res.failure == "exited"
-    assert "ValueError: boom" in res.log_tail and "config" in res.phases
+    assert "ValueError: boom" in startup.tail(res.log_text) and "config" in res.phases
     assert res.elapsed_s < 120  # it did not wait for the deadline
 
 

@@ -17,17 +17,23 @@ from servectl.cli.app import console, emit_json
 from servectl.errors import EXIT_CHECK_FAILED, UserError
 
 
-def detect_and_choose(captured: Path | None = None):
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def detect_and_choose(captured: Path | None = None, processes: Path | None = None):
     """Detection (live probes, or a captured nvidia-smi / rocm-smi output) and the profile choice."""
     from servectl.hardware import detect as d
     from servectl.hardware.matching import choose_profile
 
+    if processes is not None and captured is None:
+        raise UserError("--processes goes with --from", "live probes read the processes themselves")
     if captured is not None:
-        try:
-            text = captured.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot read {captured}: {exc.strerror}") from None
-        detection = d.detection_from_captured(text, sysmem=d.probe_system_memory(), source=f"captured {captured.name}")
+        detection = d.detection_from_captured(_read(captured), sysmem=d.probe_system_memory(), source=f"captured {captured.name}",
+                                              processes=_read(processes) if processes is not None else None)
     else:
         detection = d.detect()
     return detection, choose_profile(detection, load_catalog())
@@ -36,10 +42,12 @@ def detect_and_choose(captured: Path | None = None):
 @click.command("gpus")
 @click.option("--from", "captured", type=click.Path(path_type=Path, dir_okay=False),
               help="Parse a captured `nvidia-smi -q -x`, `nvidia-smi --query-gpu --format=csv`, `nvidia-smi` or `rocm-smi --json` output instead of probing.")
+@click.option("--processes", type=click.Path(path_type=Path, dir_okay=False),
+              help="With --from: a captured `nvidia-smi --query-compute-apps=pid,process_name,used_gpu_memory,gpu_name --format=csv` to attach.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def gpus_cmd(captured: Path | None, as_json: bool) -> None:
+def gpus_cmd(captured: Path | None, processes: Path | None, as_json: bool) -> None:
     """Show the detected GPUs, free memory, display, and the profile servectl would use."""
-    detection, choice = detect_and_choose(captured)
+    detection, choice = detect_and_choose(captured, processes)
     if as_json:
         emit_json({"detection": detection.model_dump(mode="json"),
                    "choice": {"profile": choice.profile.name, "preset": choice.preset, "reason": choice.reason,

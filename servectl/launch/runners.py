@@ -209,11 +209,6 @@ class SubprocessRunner:
 # --------------------------------------------------------------------------- docker
 
 
-def docker_run_kwargs(spec: LaunchSpec, environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """docker SDK `containers.run` arguments: the same container `servectl render --format docker` prints."""
-    return sdk_kwargs(container_run(spec), os.environ if environ is None else environ)
-
-
 class DockerRunner:
     """The spec as a container through the docker SDK; its log is copied to the log file on stop."""
 

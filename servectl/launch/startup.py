@@ -65,10 +65,6 @@ class StartupResult:
     failure: str | None = None  # "exited" | "deadline"
     log_text: str = ""
 
-    @property
-    def log_tail(self) -> str:
-        return tail(self.log_text)
-
 
 class LogFollower:
     """Reads what was appended to a log file since the last call (from a start offset)."""

@@ -44,23 +44,12 @@ class LogFigures:
     max_model_len: int | None = None  # "non-default args" or the engine config's max_seq_len
     kv_cache_memory_bytes: int | None = None  # --kv-cache-memory-bytes as vLLM echoed it in "non-default args"
     args: dict[str, str] = field(default_factory=dict)  # memory flags from "non-default args" (vLLM's names)
-    phases: list[str] = field(default_factory=list)  # start-up phases seen, in order
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 # (phase name, pattern) in the order a start passes them; other components show these as progress.
-PHASES: list[tuple[str, re.Pattern[str]]] = [
-    ("config", re.compile(r"non-default args:")),
-    ("engine", re.compile(r"Initializing a V1 LLM engine")),
-    ("load", re.compile(r"Loading weights took|Model loading took")),
-    ("profile", re.compile(r"Available KV cache memory|GiB for KV cache on node|Memory profiling")),
-    ("kv_cache", re.compile(r"(GPU|CPU|XPU|TPU) KV cache size")),
-    ("cudagraphs", re.compile(r"Graph capturing finished")),
-    ("ready", re.compile(r"Application startup complete|Starting vLLM API server")),
-]
-
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("version", re.compile(r"Initializing a V1 LLM engine \(v([0-9][^)\s]*)\)")),
     ("version", re.compile(r"vLLM API server version ([0-9][^\s]*)")),
@@ -97,9 +86,6 @@ def parse_lines(lines: Iterable[str]) -> LogFigures:
     for line in lines:
         if "non-default args:" in line and not fig.args:
             fig.args = {k: v.strip("'") for k, v in _ARG_RE.findall(line)}
-        for name, pat in PHASES:
-            if name not in fig.phases and pat.search(line):
-                fig.phases.append(name)
         for key, pat in _RULES:
             m = pat.search(line)
             if not m:
@@ -138,11 +124,3 @@ def parse_lines(lines: Iterable[str]) -> LogFigures:
 
 def parse_text(text: str) -> LogFigures:
     return parse_lines(text.splitlines())
-
-
-def phase_of(line: str) -> str | None:
-    """The start-up phase a single line announces (for progress displays), or None."""
-    for name, pat in PHASES:
-        if pat.search(line):
-            return name
-    return None
