@@ -118,6 +118,39 @@ def test_validator_rejects_bad_crd_fields(outputs):
     assert any("apiVersion" in p for p in validate_documents(ray))
 
 
+@pytest.mark.parametrize("kind,release", [("LeaderWorkerSet", "v0.10.0"), ("RayCluster", "v1.7.0")])
+def test_crd_schemas_are_the_released_ones(kind, release):
+    from servectl.verify.validate_k8s import crd_schema
+
+    record = crd_schema(kind)
+    assert record["kind"] == kind and record["source"]["release"] == release
+    assert len(record["source"]["commit"]) == 40 and release in record["source"]["url"]
+    assert "spec" in record["openAPIV3Schema"]["properties"]
+
+
+def test_crd_schema_refuses_unknown_keys_enums_and_missing_required(outputs):
+    lws = _docs(outputs["gptq-8bit-rocm-4gpu-2nodes.k8s-lws.yaml"])
+    lwt = lws[1]["spec"]["leaderWorkerTemplate"]
+    lwt["sizee"] = 2  # a typo the API server's strict field validation rejects
+    lwt["restartPolicy"] = "Always"  # not in the CRD's enum
+    problems = validate_documents(lws)
+    assert any("leaderWorkerTemplate" in p and "sizee" in p for p in problems), problems
+    assert any("restartPolicy" in p and "Always" in p for p in problems), problems
+    ray = _docs(outputs["gptq-8bit-rocm-4gpu-2nodes.k8s-raycluster.yaml"])
+    del ray[1]["spec"]["workerGroupSpecs"][0]["maxReplicas"]  # required by the CRD
+    ray[1]["spec"]["headGroupSpec"]["rayStartParam"] = {}
+    problems = validate_documents(ray)
+    assert any("maxReplicas" in p and "required" in p for p in problems), problems
+    assert any("rayStartParam'" in p for p in problems), problems
+
+
+def test_crd_schema_keeps_open_maps_open(outputs):
+    """rayStartParams is a string map in the CRD: any key is fine, a non-string value is not."""
+    ray = _docs(outputs["gptq-8bit-rocm-4gpu-2nodes.k8s-raycluster.yaml"])
+    ray[1]["spec"]["workerGroupSpecs"][0]["rayStartParams"]["object-store-memory"] = "100000000"
+    assert validate_documents(ray) == []
+
+
 # --------------------------------------------------------------------------- what the manifests say
 
 

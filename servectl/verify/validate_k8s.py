@@ -3,17 +3,21 @@
 Core objects (Deployment, Service, PersistentVolumeClaim, ...) go through PyPI `kubernetes-validate`
 in strict mode (unknown keys are errors), which bundles the upstream OpenAPI schemas.
 
-Custom resources: no package on PyPI or npm ships the OpenAPI schema of LeaderWorkerSet
-(leaderworkerset.x-k8s.io/v1) or KubeRay's RayCluster (ray.io/v1), and copying them from the
-projects' repositories is out of bounds. So their embedded pod templates, which are core
-PodTemplateSpec objects, are validated by wrapping each one (with the resource's metadata) in a
-v1 PodTemplate; the CRD-level fields are checked only for the few that servectl sets, by hand below
-(types as documented in the CRDs' API references), which is weaker than a schema.
+Custom resources: LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) and KubeRay's RayCluster (ray.io/v1)
+are validated against the openAPIV3Schema of their CRDs as released (crd_schemas/*.json, vendored
+with scripts/vendor-crd-schema; each file names its release, commit and URL), strictly: an object
+schema that lists properties accepts no other keys unless it says x-kubernetes-preserve-unknown-fields,
+as the API server's strict field validation (kubectl's default) rejects them. Their embedded pod
+templates are also wrapped in a core v1 PodTemplate for kubernetes-validate, whose Kubernetes schema
+knows the pod fields of the target Kubernetes version.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -68,39 +72,42 @@ def _pod_templates(doc: dict[str, Any]) -> list[tuple[str, Any]]:
     return found
 
 
+CRD_SCHEMA_DIR = Path(__file__).with_name("crd_schemas")
+
+
+def _strict(node: Any) -> Any:
+    """The CRD schema with unknown keys refused where the API server's strict validation refuses them."""
+    if isinstance(node, list):
+        return [_strict(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict(v) for k, v in node.items()}
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def crd_schema(kind: str) -> dict[str, Any]:
+    """The vendored CRD record of a kind: group, version, source and openAPIV3Schema."""
+    api_version, _ = POD_TEMPLATES[kind]
+    group, version = api_version.split("/")
+    return json.loads((CRD_SCHEMA_DIR / f"{group}_{version}_{kind}.json").read_text())
+
+
+@functools.lru_cache(maxsize=None)
+def _crd_validator(kind: str):
+    import jsonschema  # comes with check-jsonschema in the test extra
+
+    # OpenAPI v3.0 schemas are a Draft 4 dialect (boolean exclusiveMinimum, no const)
+    return jsonschema.Draft4Validator(_strict(crd_schema(kind)["openAPIV3Schema"]))
+
+
 def _crd_fields(doc: dict[str, Any]) -> list[str]:
-    """Hand checks of the CRD fields servectl sets (types and required keys from the CRD docs)."""
-    problems = []
-    spec = doc.get("spec")
-    if not isinstance(spec, dict):
-        return ["spec: missing"]
-    if doc["kind"] == "LeaderWorkerSet":
-        lwt = spec.get("leaderWorkerTemplate")
-        checks = [("spec.replicas", spec.get("replicas"), int, False),
-                  ("spec.leaderWorkerTemplate", lwt, dict, True)]
-        if isinstance(lwt, dict):
-            checks += [("spec.leaderWorkerTemplate.size", lwt.get("size"), int, False),
-                       ("spec.leaderWorkerTemplate.workerTemplate", lwt.get("workerTemplate"), dict, True),
-                       ("spec.leaderWorkerTemplate.restartPolicy", lwt.get("restartPolicy"), str, False)]
-            if lwt.get("restartPolicy") not in (None, "RecreateGroupOnPodRestart", "None", "Default"):
-                problems.append(f"spec.leaderWorkerTemplate.restartPolicy: {lwt['restartPolicy']!r} is not a known policy")
-    else:
-        checks = [("spec.headGroupSpec", spec.get("headGroupSpec"), dict, True),
-                  ("spec.workerGroupSpecs", spec.get("workerGroupSpecs"), list, False)]
-        for i, group in enumerate(spec.get("workerGroupSpecs") or []):
-            for key in ("replicas", "minReplicas", "maxReplicas"):
-                checks.append((f"spec.workerGroupSpecs.{i}.{key}", group.get(key), int, False))
-            checks.append((f"spec.workerGroupSpecs.{i}.groupName", group.get("groupName"), str, True))
-            params = group.get("rayStartParams", {})
-            if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
-                problems.append(f"spec.workerGroupSpecs.{i}.rayStartParams: values must be strings")
-    for where, value, typ, required in checks:
-        if value is None:
-            if required:
-                problems.append(f"{where}: required")
-        elif not isinstance(value, typ) or isinstance(value, bool):
-            problems.append(f"{where}: {value!r} is not of type {typ.__name__}")
-    return problems
+    """Problems against the custom resource's own CRD schema (strict)."""
+    errors = sorted(_crd_validator(doc["kind"]).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in errors]
 
 
 def validate_document(doc: dict[str, Any], version: str = DEFAULT_K8S_VERSION) -> list[str]:
