@@ -7,6 +7,7 @@ Consoles are made on first use, so a command that prints nothing rich never impo
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -25,8 +26,18 @@ class _LazyConsole:
         return getattr(self._console, name)
 
 
-console = _LazyConsole()
-err_console = _LazyConsole(stderr=True)
+# Markup off everywhere: names, paths and vLLM flags come from the user, and `[x]` in them must print
+# as written (and never raise rich's MarkupError). Styles are passed explicitly (style=...).
+console = _LazyConsole(markup=False, highlight=False)
+err_console = _LazyConsole(stderr=True, markup=False, highlight=False)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x9b]")
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def plain(text: str) -> str:
+    """One printable line: control characters (newlines, terminal escapes) shown as \\n or \\xNN, never sent raw."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
 def emit_json(data: Any) -> None:
@@ -37,8 +48,10 @@ def emit_json(data: Any) -> None:
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print("warning: ", style="yellow", end="")
+    err_console.print(plain(message), soft_wrap=True)
 
 
-def info(message: str) -> None:
-    err_console.print(message, highlight=False, soft_wrap=True)
+def info(message: str, style: str | None = None) -> None:
+    """A line for people on stderr, printed as written (never read as markup)."""
+    err_console.print(message, style=style, soft_wrap=True)

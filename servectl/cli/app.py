@@ -7,12 +7,14 @@ A ServectlError becomes one line on stderr and its exit code; never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 from typing import Any
 
 import click
 from servectl import __version__
-from servectl.console import console, emit_json, err_console, info, warn  # noqa: F401  (the commands' output helpers)
-from servectl.errors import EXIT_INTERRUPTED, ServectlError
+from servectl.console import console, emit_json, err_console, info, plain, warn  # noqa: F401  (the commands' output helpers)
+from servectl.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERRUPTED, ServectlError
 
 # Every command: name -> (module:attribute, one-line help). Modules load only when their command runs,
 # so `servectl render` never imports the HTTP clients, the proxy server or the Docker SDK; `--help`
@@ -38,8 +40,54 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {plain(message)}", err=True)
+    raise SystemExit(code)
+
+
+def _validation_message(exc: Any) -> str:
+    """A pydantic ValidationError in one line: the first problem and where."""
+    first = exc.errors()[0]
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if first.get("type") == "value_error":  # servectl's own validators name the option themselves
+        return msg
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{where}: {msg}" if where else msg
+
+
+def _boundary(exc: Exception) -> None:
+    """Exceptions that are not ServectlError: the expected kinds get their exit code, the rest is a bug."""
+    from packaging.version import InvalidVersion
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        _fail(_validation_message(exc), EXIT_BAD_INPUT)
+    if isinstance(exc, InvalidVersion):
+        _fail(f"{exc} (expected a release such as 0.20.2)", EXIT_BAD_INPUT)
+    if isinstance(exc, subprocess.TimeoutExpired):
+        cmd = exc.cmd if isinstance(exc.cmd, str) else " ".join(map(str, exc.cmd[:3]))
+        _fail(f"`{cmd} ...` did not finish within {exc.timeout:.0f} s", EXIT_CHECK_FAILED)
+    if type(exc).__module__.startswith("docker."):
+        _fail(f"docker: {exc}", EXIT_CHECK_FAILED)
+    if isinstance(exc, UnicodeError):
+        _fail(f"cannot encode or decode a value: {exc}", EXIT_BAD_INPUT)
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}", EXIT_CHECK_FAILED)
+    if os.environ.get("SERVECTL_DEBUG"):
+        raise exc
+    _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SERVECTL_DEBUG=1 shows where)",
+          EXIT_CHECK_FAILED)
+
+
 class ServectlGroup(click.Group):
-    """Loads commands lazily; turns ServectlError into one line + exit code, Ctrl-C into exit 130."""
+    """Loads commands lazily, and is the CLI's one error boundary: every failure is one plain line on
+    stderr (never read as markup, control characters shown escaped) and an exit code.
+
+    ServectlError: its own code (2 bad input, 1 failed check). Values the schemas refuse (pydantic)
+    and malformed versions: 2. Timeouts, OS and Docker errors: 1. Ctrl-C: 130. Anything else is a
+    bug in servectl: one line saying so (exit 1); SERVECTL_DEBUG=1 re-raises it with its traceback.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -54,15 +102,24 @@ class ServectlGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # No command line can carry NUL (execve ends each word there); only an in-process caller can.
+        if any("\x00" in a for a in args):
+            _fail("an argument contains a NUL character", EXIT_BAD_INPUT)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
         except ServectlError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
-            ctx.exit(exc.exit_code)
+            _fail(exc.one_line(), exc.exit_code)
         except KeyboardInterrupt:
-            err_console.print("interrupted")
-            ctx.exit(EXIT_INTERRUPTED)
+            click.echo("interrupted", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            _boundary(exc)
 
 
 @click.group(cls=ServectlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

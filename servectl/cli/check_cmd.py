@@ -21,7 +21,8 @@ def check(url: str, model: str | None, api_key_env: str | None, timeout: float, 
 
     def progress(result: CheckResult) -> None:
         if not as_json and err_console.is_terminal:
-            err_console.print(f"  {result.name:<10} {STATUS_STYLE[result.status]}", highlight=False)
+            err_console.print(f"  {result.name:<10} ", end="")
+            err_console.print(*STATUS_STYLE[result.status][:1], style=STATUS_STYLE[result.status][1])
 
     report = run_checks(url, model=model, api_key_env=api_key_env, timeout_s=timeout, on_check=progress)
     if as_json:

@@ -22,6 +22,8 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not text", "capture nvidia-smi or rocm-smi output into it") from None
 
 
 def detect_and_choose(captured: Path | None = None, processes: Path | None = None):
@@ -32,8 +34,12 @@ def detect_and_choose(captured: Path | None = None, processes: Path | None = Non
     if processes is not None and captured is None:
         raise UserError("--processes goes with --from", "live probes read the processes themselves")
     if captured is not None:
-        detection = d.detection_from_captured(_read(captured), sysmem=d.probe_system_memory(), source=f"captured {captured.name}",
-                                              processes=_read(processes) if processes is not None else None)
+        try:
+            detection = d.detection_from_captured(_read(captured), sysmem=d.probe_system_memory(), source=f"captured {captured.name}",
+                                                  processes=_read(processes) if processes is not None else None)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, SyntaxError) as exc:  # ElementTree's ParseError is a SyntaxError
+            raise UserError(f"cannot read {captured.name} as nvidia-smi or rocm-smi output ({type(exc).__name__}: {exc})",
+                            "capture `nvidia-smi -q -x`, `nvidia-smi --query-gpu=... --format=csv` or `rocm-smi --json`") from None
     else:
         detection = d.detect()
     return detection, choose_profile(detection, load_catalog())
@@ -66,9 +72,9 @@ def gpus_cmd(captured: Path | None, processes: Path | None, as_json: bool) -> No
         console.print(t)
     else:
         console.print(f"no GPU: {detection.source}", highlight=False)
-    console.print(f"profile: [bold]{choice.profile.name}[/] preset {choice.preset} — {choice.reason}", highlight=False)
+    console.print(f"profile: {choice.profile.name} preset {choice.preset} — {choice.reason}")
     for w in choice.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(f"warning: {w}", style="yellow")
 
 
 @click.command("diagnose")
@@ -91,10 +97,10 @@ def diagnose_cmd(logfile: str, as_json: bool) -> None:
     elif not found:
         console.print("no known cause found in the log; read its last error lines", highlight=False)
     for d in [] if as_json else found:
-        console.print(f"[bold red]cause:[/] {d.cause}", highlight=False, soft_wrap=True)
+        console.print(f"cause: {d.cause}", style="bold red", soft_wrap=True)
         console.print(f"  remedy: {d.remedy}", highlight=False, soft_wrap=True)
         if d.fix:
-            console.print(f"  fix: [bold]{d.fix}[/]", highlight=False, soft_wrap=True)
+            console.print(f"  fix: {d.fix}", soft_wrap=True)
         console.print(f"  evidence (line {d.line}): {d.evidence}", highlight=False, soft_wrap=True, markup=False)
         for c in d.context:
             console.print(f"  above: {c}", highlight=False, soft_wrap=True, markup=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from servectl.vllmenv import patches as engine
 from servectl.cli.app import console, emit_json, info
@@ -47,7 +48,7 @@ def _print_selections(selections, target) -> None:
     table = Table("id", "version", "status", "reason")
     for s in selections:
         style = "red" if s.needs_action else "green"
-        table.add_row(s.patch.id, s.version or "-", f"[{style}]{s.status.value}[/]", s.reason)
+        table.add_row(s.patch.id, s.version or "-", Text(s.status.value, style=style), s.reason)
     console.print(table)
 
 
@@ -135,6 +136,6 @@ def bootstrap(venv, version, cpu: bool, dry_run: bool, as_json: bool) -> None:
         for cmd in result["commands"]:
             click.echo(cmd)
         return
-    info(f"[green]{result['message']}[/]")
+    info(result["message"], style="green")
     click.echo(f"source {result['venv']}/bin/activate")
     click.echo(f"python: {result['python']}")

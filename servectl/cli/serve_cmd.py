@@ -93,7 +93,7 @@ def _latest_log(name: str) -> Path | None:
     rec = state.load(name)
     if rec is not None:
         return Path(rec.log_path)
-    logs = sorted(state.logs_dir().glob(f"{name}-*.log"))
+    logs = sorted(state.logs_dir().glob(f"{state.valid_name(name)}-*.log"))
     return logs[-1] if logs else None
 
 

@@ -35,8 +35,22 @@ def log_path_for(name: str) -> Path:
     return logs_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
 
 
+def is_valid_name(name: str) -> bool:
+    from servectl.spec.models import NAME_PATTERN
+
+    return bool(NAME_PATTERN.match(name))
+
+
+def valid_name(name: str) -> str:
+    """A deployment name as LaunchOptions allows it; anything else (a path, a glob) names no deployment."""
+    if not is_valid_name(name):
+        raise UserError(f"no deployment named {name!r} (names use letters, digits, '.', '_' and '-')",
+                        "`servectl status` lists deployments")
+    return name
+
+
 def _path(name: str) -> Path:
-    return deployments_dir() / f"{name}.json"
+    return deployments_dir() / f"{valid_name(name)}.json"
 
 
 def save(record: DeploymentRecord) -> None:
@@ -59,6 +73,8 @@ def remove(name: str) -> None:
 def list_records() -> list[DeploymentRecord]:
     out = []
     for path in sorted(deployments_dir().glob("*.json")):
+        if not is_valid_name(path.stem):
+            continue
         rec = load(path.stem)
         if rec is not None:
             out.append(rec)

@@ -160,11 +160,11 @@ def fail_start(launch_runner: runners.Runner, launched: runners.Launched, name: 
     launch_runner.stop(launched, grace_s=grace_s)
     state.remove(name)
     err_console.rule("log tail")
-    err_console.print(startup.tail(text), markup=False, highlight=False, soft_wrap=True)
+    err_console.print(startup.tail(text), soft_wrap=True)
     err_console.rule()
     found = diagnoses(text)
     for line in found:
-        err_console.print(f"[bold]diagnosis:[/] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"diagnosis: {line}", soft_wrap=True)
     return CheckFailed(why, f"full log: {launched.log_path}" + ("" if found else "; `servectl diagnose` may explain it"))
 
 
@@ -241,7 +241,7 @@ def follow(launch_runner: runners.Runner, launched: runners.Launched, spec: Laun
     t0 = time.monotonic()
     with err_console.status(f"starting vLLM ({spec.model}) ...") as status:
         def on_phase(pid: str, at: float) -> None:
-            err_console.print(f"  [green]✓[/] {startup.PHASE_LABELS[pid]:<36} {at:6.1f} s", highlight=False)
+            err_console.print(f"  ✓ {startup.PHASE_LABELS[pid]:<36} {at:6.1f} s")
             status.update(f"vLLM start-up: {startup.PHASE_LABELS[pid]} ...")
 
         def alive() -> bool:
@@ -264,7 +264,7 @@ def summary(ln: Launch, report: Any) -> dict[str, Any]:
 
 
 def print_summary(data: dict[str, Any]) -> None:
-    info(f"[bold green]ready[/] in {data['startup_s']:.1f} s: {data['endpoint']}  model [bold]{data['served_model_name']}[/]")
+    info(f"ready in {data['startup_s']:.1f} s: {data['endpoint']}  model {data['served_model_name']}", style="bold")
     rep, pred = data["kv_cache_tokens_reported"], data["kv_cache_tokens_predicted"]
     if rep is not None or pred is not None:
         line = f"KV cache: vLLM reported {rep:,} tokens" if rep is not None else "KV cache: vLLM reported nothing"
@@ -317,7 +317,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
         while ln.runner.alive(ln.launched):
             time.sleep(0.1)
         # Report first, clean up after: the leader is gone, its engine processes get a short grace.
-        err_console.print(f"[bold red]vLLM server (pid {ln.launched.pid}) exited while serving[/]", highlight=False)
+        err_console.print(f"vLLM server (pid {ln.launched.pid}) exited while serving", style="bold red")
         text = Path(ln.launched.log_path).read_text(errors="replace")
         raise fail_start(ln.runner, ln.launched, ln.spec.name, text, "vLLM exited while serving", grace_s=1)
     except KeyboardInterrupt:
@@ -333,27 +333,27 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
 
 def demo(port: int | None, python: str | None, timeout: float, as_json: bool) -> None:
     """`servectl demo`: vLLM env, tiny model, up, check, down on this machine's CPU; CheckFailed unless healthy."""
-    info("[bold]1/5[/] vLLM environment")
+    info("1/5 vLLM environment", style="bold")
     py = ensure_vllm_env(python)
     info(f"    {py}")
-    info("[bold]2/5[/] tiny model (generated locally, cached)")
+    info("2/5 tiny model (generated locally, cached)", style="bold")
     path = tiny_model_path()
     info(f"    {path}")
     port = port or free_port()
-    info(f"[bold]3/5[/] servectl up tiny-cpu --gpu cpu --port {port}")
+    info(f"3/5 servectl up tiny-cpu --gpu cpu --port {port}", style="bold")
     ln = launch("tiny-cpu", gpu="cpu", runtime="local", host="127.0.0.1", port=port, python=str(py), timeout=timeout,
                 name="tiny-cpu-demo", extra=[], patch=False, model_path=str(path), detached=True)
     try:
-        info(f"[bold]4/5[/] servectl check {base_url('127.0.0.1', port)}")
+        info(f"4/5 servectl check {base_url('127.0.0.1', port)}", style="bold")
         report = health_report(base_url("127.0.0.1", port), ln.spec.served_model_name)
         print_report(report)
         data = summary(ln, report)
         print_summary(data)
     finally:
-        info("[bold]5/5[/] servectl down tiny-cpu-demo")
+        info("5/5 servectl down tiny-cpu-demo", style="bold")
         state.stop(ln.record)
     if as_json:
         emit_json(data)
     if not report.passed:
         raise CheckFailed("the demo server did not pass its health checks", f"log: {ln.record.log_path}")
-    info("[bold green]demo passed[/]: a real vLLM server served the tiny model and passed every check")
+    info("demo passed: a real vLLM server served the tiny model and passed every check", style="bold green")

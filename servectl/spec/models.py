@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from servectl.catalog.base import Strict, Vendor
 from servectl.catalog.gpu import ContainerOptions, GpuProfile
@@ -13,7 +15,7 @@ from servectl.catalog.recipe import ModelRecipe
 class LaunchOptions(Strict):
     """Where and how a deployment runs (not vLLM flags)."""
 
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Deployment / container name (default: derived from the model).")
+    name: str | None = Field(None, description="Deployment / container name (default: derived from the model).")
     host: str = Field("127.0.0.1", description="Address the server binds (or the host port is published on).")
     port: int = Field(8000, ge=1, le=65535, description="Port on the host.")
     image: str | None = Field(None, description="Container image (default: the profile's).")
@@ -21,6 +23,55 @@ class LaunchOptions(Strict):
     model_path: str | None = Field(None, description="Local checkpoint directory to serve instead of the repo id.")
     secrets: list[str] = Field(default_factory=lambda: ["HF_TOKEN"], description="Environment variables passed by name only (never their values).")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key vLLM should require (passed by name).")
+
+    # These values end up in file, unit and container names, shell scripts, YAML and URLs: each is
+    # held to a shape all of those accept as one plain word.
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not NAME_PATTERN.match(v):
+            raise ValueError(f"--name {v!r}: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            if not _HOSTNAME.match(v):
+                raise ValueError(f"--host {v!r} is neither an IP address nor a host name") from None
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        if v is not None and not _IMAGE.match(v):
+            raise ValueError(f"--image {v!r} is not an image reference such as vllm/vllm-openai:v0.20.2")
+        return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"--secret {name!r} is not an environment variable name (letters, digits, '_')")
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_NAME.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name (letters, digits, '_')")
+        return v
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# docker/distribution's reference grammar, simplified: [registry[:port]/]path[:tag][@sha256:digest]
+_IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
+                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 
 
 class LaunchSpec(Strict):

@@ -51,17 +51,19 @@ class Diagnosis(Strict):
     context: list[str] = Field(default_factory=list, description="Error lines above a wrapper error (where to look).")
 
 
-STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skipped": "[dim]skipped[/]"}
+# (text, rich style): rich Text pieces, never markup (details carry server output)
+STATUS_STYLE = {"pass": ("pass", "green"), "fail": ("FAIL", "bold red"), "skipped": ("skipped", "dim")}
 
 
 def report_table(report: Report) -> Any:
     """The report as a rich Table (for people; --json for scripts)."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{report.url}  model {report.model or '?'}" + (f"  (recipe {report.recipe})" if report.recipe else ""))
     table.add_column("check")
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for c in report.checks:
-        table.add_row(c.name, STATUS_STYLE[c.status], c.detail)
+        table.add_row(c.name, Text(*STATUS_STYLE[c.status]), c.detail)
     return table

@@ -137,7 +137,7 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
         return {**_summary(req, "dry-run", "nothing changed", []), "commands": cmds}
     if not problems(req):
         return _summary(req, "already-set-up", f"already set up: vLLM {req.version}{' (CPU)' if req.cpu else ''} in {req.venv}", [])
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet, markup=False, highlight=False)
     req.venv.mkdir(parents=True, exist_ok=True)
     log = req.venv / LOG
     steps = commands(req)
@@ -148,21 +148,21 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
             if cmd[1:3] == ["-m", "venv"] and (req.venv / "bin" / "python").exists():
                 continue  # keep an existing venv: a rerun after a failed install resumes
             _run(cmd, log)
-            console.print(f"[green]done[/] {name}")
+            console.print(f"done {name}")
         target = pyenv.from_python(req.venv / "bin" / "python")
         if req.cpu:
             alias = target.site_packages / f"vllm-{req.version}+cpu.dist-info" / "METADATA"
             write_atomic(alias, alias_metadata(req.version))
             target = pyenv.from_python(req.venv / "bin" / "python")
-            console.print("[green]done[/] alias dist-info for the `vllm` command")
+            console.print("done alias dist-info for the `vllm` command")
         status.update("patches ...")
         applied = [o.id for o in patches.apply(target) if o.action == "applied"]
         bad = [r for r in patches.verify(target) if not r["ok"]]
         if bad:
             raise CheckFailed(f"patch verification failed: {bad[0]['id']}: {bad[0]['detail']}", f"see {log}")
-        console.print(f"[green]done[/] patches ({', '.join(applied) or 'none needed for ' + req.version})")
+        console.print(f"done patches ({', '.join(applied) or 'none needed for ' + req.version})")
         status.update("vllm --version ...")
-        console.print(f"[green]done[/] vllm --version: {smoke(req)}")
+        console.print(f"done vllm --version: {smoke(req)}")
     left = problems(req)
     if left:
         raise CheckFailed(f"environment incomplete after install: {left[0]}", f"see {log}")

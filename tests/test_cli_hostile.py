@@ -1,0 +1,199 @@
+"""Every command under generated hostile arguments: exit 0, 1 or 2, one plain line, no traceback,
+nothing half-written.
+
+Arguments come from each command's own click parameters: names from the catalog or hostile
+text (unicode, control characters, shell metacharacters, rich markup, huge values), numbers in
+and far out of range, files with malformed YAML / binary content, and vLLM flags after `--`.
+The user's directories (XDG_*) and the config file are redirected to a fresh temporary tree per
+example, so no real vLLM environment, deployment or setting is reachable; commands that would
+install, serve or wait forever get one argument fixed that keeps them short (bootstrap --dry-run,
+proxy against a closed port, up/demo with a --python that does not exist).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from servectl.cli import main
+
+CLOSED_PORT_URL = "http://127.0.0.1:1"  # nothing listens on port 1: connections are refused at once
+
+HOSTILE = [
+    "", " ", "a b", "-", "--", "--help-not", "$(touch pwned)", "`id`", "; rm -rf ~", "a|b", "a&&b", "'", '"', "\\",
+    "\n", "x\nExecStartPre=/bin/touch /tmp/owned", "\r", "\t", "\x00", "\x1b[31mred", "\x7f", "\u202e", "é中🙂",
+    "[bold]x[/]", "[/x]", "[red", "%n", "%%", "$HOME", "${X}", "$$", "{{x}}", "..", "../../etc/passwd", "/",
+    "a" * 5000, "9" * 40, "-1", "0", "1e309", "nan", "true", "null", "{}", "[1,2", "x: [unclosed", ": -", "*a",
+    "&anchor", "!!python/object:os.system", "rtx[/x]",
+]
+MALFORMED_FILES = [
+    b"", b"\x00\xff\xfe binary", b"presets: [unclosed", b"presets:\n  x: {temperature: hot}\n", b": - :\n\t- x",
+    b"!!python/object/apply:os.system ['touch pwned']\n", b"presets: !!binary AAAA\n", b"a: &a [*a, *a, *a]\n",
+    "é中🙂\n".encode(), b"\xef\xbb\xbfpresets: {}\n", b"presets: null\n", b"presets:\n  " + b"x" * 10000 + b": {}\n",
+]
+VLLM_FLAGS = ["-tp", "--tensor-parallel-size", "--tensor_parallel_size", "--max-model-len", "--max-num-seqs",
+              "--max-num-seq", "--kv-cache-dtype", "--dtype", "--chat-template", "--served-model-name", "--api-key",
+              "--compilation-config", "--compilation-config.mode", "-O3", "--enforce-eager", "--no-enforce-eager",
+              "--speculative-config", "--hf-overrides", "--port", "--host", "--gpu-memory-utilization", "-q"]
+
+
+def hostile_text() -> st.SearchStrategy[str]:
+    return st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40),
+                     st.text(alphabet=st.characters(max_codepoint=0x7f), max_size=20))
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    ctx = click.Context(group)
+    out = []
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, (*path, name))
+        else:
+            out.append(((*path, name), cmd))
+    return out
+
+
+COMMANDS = _commands(main)
+
+
+@st.composite
+def value_for(draw, param: click.Parameter, files: list[str], catalog) -> list[str]:
+    """One or more argv words for a click parameter (valid-looking or hostile)."""
+    names = [*catalog.models, *catalog.gpus, "tiny-cpu", "cpu"]
+    t = param.type
+    if isinstance(t, click.Choice):
+        return [draw(st.one_of(st.sampled_from(list(t.choices)), hostile_text()))]
+    if isinstance(t, (click.types.IntParamType, click.types.FloatParamType)):
+        number = st.one_of(st.integers(-2, 70000), st.integers(), st.floats(allow_nan=True).map(repr))
+        return [str(draw(number)) if not isinstance(draw(st.booleans()), bool) or draw(st.booleans()) else draw(hostile_text())]
+    if isinstance(t, click.Path):
+        return [draw(st.one_of(st.sampled_from(files), hostile_text()))]
+    if param.name in ("url", "backend"):
+        return [draw(st.one_of(st.just(CLOSED_PORT_URL), st.just(CLOSED_PORT_URL + "/v1"), hostile_text()))]
+    if param.name in ("host",):
+        return [draw(st.one_of(st.sampled_from(["127.0.0.1", "::1", "0.0.0.0", "999.1.1.1"]), hostile_text()))]
+    if param.name in ("logfile", "log"):
+        return [draw(st.one_of(st.sampled_from(files), hostile_text()))]
+    if param.name == "gpu":
+        names = [*catalog.gpus]
+    elif param.name == "model":
+        names = [*catalog.models, "tiny-cpu"]
+    valid = st.sampled_from(names)
+    return [draw(st.one_of(valid, valid, valid, hostile_text()))]
+
+
+def vllm_tail() -> st.SearchStrategy[list[str]]:
+    """vLLM flags, mostly as flag-value pairs (aliases, `=` forms, dotted and JSON values), some bare."""
+    value = st.one_of(st.sampled_from(['{"mode": 3}', "[1,2]", "fp8", "auto", "8", "two", "1e9", "64k", "-1", "0"]),
+                      st.integers(-5, 10**6).map(str), hostile_text())
+    flag = st.one_of(st.sampled_from(VLLM_FLAGS), hostile_text())
+    pair = st.one_of(st.tuples(flag, value).map(list), st.tuples(flag, value).map(lambda p: [f"{p[0]}={p[1]}"]),
+                     flag.map(lambda f: [f]))
+    return st.lists(pair, max_size=4).map(lambda pairs: [w for p in pairs for w in p])
+
+
+# Commands that would install, serve or wait: one argument fixed so each run ends quickly.
+FORCED = {
+    ("bootstrap",): ["--dry-run"],
+    ("demo",): ["--python", "/nonexistent/bin/python", "--timeout", "1"],
+    ("up",): ["--python", "/nonexistent/bin/python", "--timeout", "1"],
+    ("check",): ["--timeout", "2"],
+}
+EXCLUDED_OPTIONS = {
+    ("proxy",): {"served"},  # with --model it skips discovery and would serve until stopped
+    ("logs",): {"follow_"},
+    ("render",): {"validate"},  # real validators are exercised by their own tests (seconds each)
+}
+
+
+@st.composite
+def command_line(draw, path, cmd, files, catalog) -> list[str]:
+    args = list(path)
+    excluded = EXCLUDED_OPTIONS.get(path, set())
+    tail: list[str] = []
+    for param in cmd.params:
+        if param.name in excluded:
+            continue
+        if isinstance(param, click.Argument):
+            if param.nargs == -1:
+                tail = draw(vllm_tail())
+                continue
+            if param.required or draw(st.booleans()):
+                args += draw(value_for(param, files, catalog))
+            continue
+        if not param.required and not draw(st.integers(0, 3)) == 0:
+            continue
+        opt = draw(st.sampled_from(param.opts))
+        if param.is_flag:
+            args.append(opt)
+        else:
+            args += [opt, *draw(value_for(param, files, catalog))]
+    args += FORCED.get(path, [])
+    if path == ("proxy",) and "--backend" not in args:
+        args += ["--backend", CLOSED_PORT_URL]
+    if tail:
+        args += (["--"] if draw(st.booleans()) else []) + tail
+    return args
+
+
+def _half_written(root: Path) -> list[str]:
+    """Temp files left by an interrupted atomic write, or structured files that do not parse."""
+    bad = []
+    for p in root.rglob("*"):
+        if not p.is_file() or p.name.startswith("input-"):
+            continue
+        if p.name.endswith(".tmp"):
+            bad.append(f"{p}: leftover temp file")
+        elif p.suffix == ".json":
+            try:
+                json.loads(p.read_text())
+            except ValueError as exc:
+                bad.append(f"{p}: {exc}")
+        elif p.suffix in (".yaml", ".yml"):
+            try:
+                list(yaml.safe_load_all(p.read_text()))
+            except yaml.YAMLError as exc:
+                bad.append(f"{p}: {exc}")
+    return bad
+
+
+@pytest.mark.parametrize("path,cmd", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_command_survives_hostile_arguments(path, cmd, catalog, monkeypatch):
+    root = Path(tempfile.mkdtemp(prefix="servectl-hostile-"))
+    files = []
+    for i, data in enumerate(MALFORMED_FILES):
+        f = root / f"input-{i}.yaml"
+        f.write_bytes(data)
+        files.append(str(f))
+    files += [str(root / "missing.yaml"), str(root), str(root / "out")]
+    for var in ("XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.setenv(var, str(root / var.lower()))
+    monkeypatch.delenv("SERVECTL_VLLM_PYTHON", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # no container is ever started
+    runner = CliRunner()
+
+    @settings(max_examples=int(os.environ.get('SERVECTL_HOSTILE_EXAMPLES', '40')), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(args=command_line(path, cmd, files, catalog), config=st.sampled_from(files))
+    def check(args, config):
+        monkeypatch.setenv("SERVECTL_CONFIG", config)
+        result = runner.invoke(main, args, catch_exceptions=True)
+        shown = f"servectl {' '.join(map(repr, args))}\nexit {result.exit_code}\n{result.output[-2000:]}"
+        assert result.exit_code in (0, 1, 2), shown
+        assert result.exception is None or isinstance(result.exception, SystemExit), shown
+        assert "Traceback" not in result.output and "internal error" not in result.output, shown
+        for line in result.stderr.splitlines():
+            if line.startswith("error:"):  # servectl's own error line: one printable line
+                assert all(ch >= " " and ch != "\x7f" for ch in line), shown
+        assert not _half_written(root), _half_written(root)
+
+    check()
