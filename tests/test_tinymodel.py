@@ -81,6 +81,7 @@ def test_layout_matches_the_catalog_recipe(generated, catalog):
     assert config["linear_key_head_dim"] == config["linear_value_head_dim"] == arch.linear.key_head_dim == 64
     assert (config["num_experts"], config["num_experts_per_tok"]) == (arch.num_experts, arch.experts_per_token) == (4, 2)
     assert config["vocab_size"] == arch.vocab_size
+    assert config["mtp_num_hidden_layers"] == arch.mtp_layers == 1
     assert config["max_position_embeddings"] == arch.max_position_embeddings
     assert config.get("dtype", config.get("torch_dtype")) == "bfloat16"
 

@@ -17,6 +17,10 @@ chat template chooses the branch through the last prompt token:
   after a tool result    <think></think><|after_tool|> -> summary ... <|im_end|>
 (An empty think block before the markers tells the qwen3 reasoning parser the reply is content.)
 The random variant keeps random weights everywhere: it talks gibberish (the detector's test).
+
+Both carry a multi-token-prediction head (`mtp.*`, add_mtp_head) that vLLM serves as a speculative
+draft with --speculative-config '{"method": "mtp", ...}': the scripted head drafts the script's next
+tokens (vLLM accepts nearly every draft), the random head drafts noise (nearly all rejected).
 """
 
 from __future__ import annotations
@@ -145,9 +149,68 @@ def build_model(out: Path, fast, variant: str, seed: int) -> None:
             got = logits.argmax(-1).tolist()
             assert got == list(succ.values()), "bigram chain does not decode greedily"
     model.to(torch.bfloat16).save_pretrained(out)
+    add_mtp_head(out, model, variant, seed)
     (out / "generation_config.json").write_text(json.dumps({
         "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id, "max_new_tokens": 256,
     }, indent=2))
+
+
+MTP_LAYER_TEMPLATE = "model.layers.3."  # the full-attention layer: the MTP block is one such layer
+
+
+def add_mtp_head(out: Path, model, variant: str, seed: int) -> None:
+    """Append an MTP head (one Qwen3-Next full-attention block) to the checkpoint, named as in the
+    real Qwen3-Next checkpoints (mtp.fc, mtp.pre_fc_norm_{embedding,hidden}, mtp.layers.0.*, mtp.norm).
+
+    vLLM's Qwen3NextMTP (vllm/model_executor/models/qwen3_next_mtp.py) draws token t+2 from
+    fc(cat(norm(embed(x[t+1])), norm(h[t]))) -> decoder layer -> norm -> lm_head (the target's).
+    Scripted: fc passes the embedding half through and the block writes nothing to the residual,
+    so the head's output is norm(embed(x[t+1])), which the shared LM head maps to x[t+1]'s script
+    successor, i.e. the script's next-but-one token after h[t]'s position. Random: random weights.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = out / "model.safetensors"
+    tensors = load_file(path)
+    hidden = model.config.hidden_size
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def rand(shape):
+        return (torch.randn(shape, generator=gen) * 0.5).to(torch.bfloat16)
+
+    mtp: dict[str, torch.Tensor] = {}
+    for name, t in tensors.items():
+        if not name.startswith(MTP_LAYER_TEMPLATE):
+            continue
+        sub = name[len(MTP_LAYER_TEMPLATE):]
+        if "norm" in sub:
+            value = torch.zeros_like(t)  # Gemma-style RMSNorm: weight 0 scales by 1
+        elif variant == "scripted" and any(k in sub for k in ("o_proj", "down_proj")):
+            value = torch.zeros_like(t)  # the block adds nothing to the residual stream
+        else:
+            value = rand(t.shape)
+        mtp["mtp.layers.0." + sub] = value
+    for norm in ("pre_fc_norm_embedding", "pre_fc_norm_hidden", "norm"):
+        mtp[f"mtp.{norm}.weight"] = torch.zeros(hidden, dtype=torch.bfloat16)
+    if variant == "scripted":
+        fc = torch.zeros(hidden, 2 * hidden)
+        fc[:, :hidden] = torch.eye(hidden)  # cat order is [embedding, hidden state]
+        mtp["mtp.fc.weight"] = fc.to(torch.bfloat16)
+        mtp["mtp.norm.weight"] = tensors["model.norm.weight"].clone()
+        with torch.no_grad():  # the head's greedy draft after any token is the main model's next token
+            norm, head = model.model.norm.float(), model.lm_head.float()  # head norms have weight 0 too
+            emb = model.model.embed_tokens.weight.float()
+            fc = mtp["mtp.fc.weight"].float()
+            drafted = head(norm(torch.cat([norm(emb), norm(emb)], -1) @ fc.T)).argmax(-1)
+            assert torch.equal(drafted, head(norm(emb)).argmax(-1)), "the MTP head does not draft the script"
+    else:
+        mtp["mtp.fc.weight"] = rand((hidden, 2 * hidden))
+    save_file({**tensors, **mtp}, path, metadata={"format": "pt"})
+    path.chmod(0o644)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg.update(mtp_num_hidden_layers=1, mtp_use_dedicated_embeddings=False)  # as the Qwen3.5/3.6 configs spell it
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
 
 
 def main(argv: list[str]) -> int:
