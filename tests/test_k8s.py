@@ -16,7 +16,7 @@ from golden_cases import K8S_CASES as GOLDEN_CASES
 from golden_cases import K8S_GOLDEN_DIR as GOLDEN_DIR
 from golden_cases import k8s_golden_name as golden_filename
 from golden_cases import k8s_golden_outputs as golden_outputs
-from servectl.render import k8s
+from servectl.render import k8s, multinode
 from servectl.render import outputs as render_outputs
 from servectl.verify.validate_k8s import validate_documents, validate_text
 
@@ -232,16 +232,20 @@ def test_lws_layout(outputs):
     assert lwt["size"] == 2
     leader = lwt["leaderTemplate"]["spec"]["containers"][0]
     worker = lwt["workerTemplate"]["spec"]["containers"][0]
-    script = leader["command"][2]
-    ray, serve = script.split(" && exec ")
-    assert shlex.split(ray)[:3] == ["ray", "start", "--head"]
-    words = shlex.split(serve)
+    ray, export, wait, serve = leader["command"][2].split(" && ")
+    assert shlex.split(ray)[:3] == ["ray", "start", "--head"] and "--node-name=leader" in shlex.split(ray)
+    assert export == "export RAY_ADDRESS=127.0.0.1:6379"
+    # the leader waits (bounded) for the whole group, naming each node, before vllm serve
+    assert shlex.split(wait)[:2] == ["python3", "-c"] and shlex.split(wait)[2] == multinode.WAIT_FOR_NODES_PY
+    assert shlex.split(wait)[3:] == ["2", "${SERVECTL_NODES_WAIT_S:-600}", "leader", "worker-1"]
+    words = shlex.split(serve.removeprefix("exec "))
     assert words[:3] == ["vllm", "serve", "btbtyler09/Qwen3.5-35B-A3B-GPTQ-8bit"]
     assert words[words.index("--tensor-parallel-size") + 1] == "4"
     assert words[words.index("--pipeline-parallel-size") + 1] == "2"
     assert words[words.index("--distributed-executor-backend") + 1] == "ray"
     assert words.count("--tensor-parallel-size") == 1
     assert "ray start --address=$(LWS_LEADER_ADDRESS):6379" in worker["command"][2] and "--block" in worker["command"][2]
+    assert "--node-name=worker-${LWS_WORKER_INDEX}" in worker["command"][2]
     assert leader["resources"]["limits"] == worker["resources"]["limits"] == {"amd.com/gpu": 4}
     svc = _by_kind(docs, "Service")
     assert svc["spec"]["selector"] == {"leaderworkerset.sigs.k8s.io/name": lws["metadata"]["name"], "role": "leader"}
@@ -258,6 +262,8 @@ def test_raycluster_layout(outputs):
     head = rc["spec"]["headGroupSpec"]["template"]
     assert head["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
     assert "--pipeline-parallel-size 2" in head["spec"]["containers"][0]["command"][2]
+    wait = head["spec"]["containers"][0]["command"][2].split(" && ")[2]
+    assert shlex.split(wait)[3:] == ["2", "${SERVECTL_NODES_WAIT_S:-600}"]  # KubeRay names no nodes: counted
     assert "$KUBERAY_GEN_RAY_START_CMD" in group["template"]["spec"]["containers"][0]["args"][0]
     assert _by_kind(docs, "Service")["spec"]["selector"] == {"ray.io/cluster": rc["metadata"]["name"], "ray.io/node-type": "head"}
 
@@ -272,10 +278,19 @@ def test_ray_nodes_script_is_valid_sh(outputs, tmp_path):
     res = subprocess.run([sh, str(script)], capture_output=True, text=True)
     assert res.returncode == 2 and "usage" in res.stderr
     lines = [ln.strip() for ln in text.splitlines()]
-    assert "ray start --head --port 6379 --num-gpus 4" in lines
+    assert 'ray start --head --port "$RAY_PORT" --num-gpus 4 --node-name node-0 ${RAY_START_ARGS:-}' in lines
+    wait = next(ln for ln in lines if ln.startswith("' 2 "))  # the end of the node wait's python3 -c '...'
+    assert shlex.split(wait[1:]) == ["2", "${SERVECTL_NODES_WAIT_S:-600}", "node-0", "node-1"]
+    # a worker without its node index refuses before starting Ray
+    res = subprocess.run([sh, str(script), "worker", "10.0.0.1"], capture_output=True, text=True)
+    assert res.returncode != 0 and "usage" in res.stderr and "worker HEAD_IP K" in res.stderr
     serve = shlex.split(next(ln for ln in lines if ln.startswith("exec vllm serve")))
     assert serve[serve.index("--pipeline-parallel-size") + 1] == "2"
     assert serve[serve.index("--host") + 1] == "127.0.0.1"
+
+
+def test_node_wait_program_compiles():
+    compile(multinode.WAIT_FOR_NODES_PY, "wait-for-nodes", "exec")
 
 
 def test_multinode_single_gpu_profile_is_pipeline_only(catalog):

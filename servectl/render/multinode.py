@@ -12,8 +12,12 @@ Three renderings of one layout (T = GPUs per node from the profile, N = --nodes)
   examples/online_serving/multi-node-serving.sh (`ray start --head` on node 0, `ray start --address`
   on the others, `vllm serve` on the head).
 
-`vllm serve` may start before every worker has joined: vLLM waits up to PG_WAIT_TIMEOUT (1800 s)
-for its placement group (vllm/v1/executor/ray_utils.py, _wait_until_pg_ready).
+The head waits for every node before `vllm serve` (WAIT_FOR_NODES_PY, bounded by
+SERVECTL_NODES_WAIT_S, default 600 s) and fails naming the nodes that did not join. Without it vLLM
+would wait silently up to PG_WAIT_TIMEOUT (1800 s) for its placement group and then report only a
+resource shortfall (vllm/v1/executor/ray_utils.py, _wait_until_pg_ready). Nodes are named with
+`ray start --node-name` (node-K in the script, leader / worker-K under LWS); KubeRay starts its
+workers itself, unnamed, so there the message counts them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,32 @@ from servectl.spec.models import LaunchSpec
 
 RAY_PORT = 6379
 MAX_NODES = 64
+NODES_WAIT_S = 600
+
+# Run on the head after `ray start --head` (with RAY_ADDRESS set): argv = node count, seconds, expected
+# node names (optional). Exit 1 with one line naming what is missing when the time is up.
+WAIT_FOR_NODES_PY = """\
+import sys, time, ray
+want, limit, names = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+ray.init(logging_level="ERROR", log_to_driver=False)
+deadline = time.monotonic() + limit
+print("servectl: waiting up to %g s for %d Ray nodes" % (limit, want), file=sys.stderr)
+while True:
+    alive = sorted(n["NodeName"] for n in ray.nodes() if n["Alive"])
+    if len(alive) >= want:
+        break
+    if time.monotonic() > deadline:
+        missing = [x for x in names if x not in alive] or ["%d more node(s)" % (want - len(alive))]
+        sys.exit("servectl: %d of %d Ray nodes joined after %g s (joined: %s); missing: %s"
+                 % (len(alive), want, limit, ", ".join(alive), ", ".join(missing)))
+    time.sleep(2)
+print("servectl: all %d Ray nodes joined: %s" % (want, ", ".join(alive)), file=sys.stderr)
+"""
+
+
+def wait_for_nodes(nodes: int, names: list[str], limit: str = f"${{SERVECTL_NODES_WAIT_S:-{NODES_WAIT_S}}}") -> str:
+    """The sh command that waits for `nodes` Ray nodes (a bounded wait; see WAIT_FOR_NODES_PY)."""
+    return f'python3 -c {shlex.quote(WAIT_FOR_NODES_PY)} {nodes} "{limit}"' + "".join(f" {shlex.quote(n)}" for n in names)
 
 
 def layout(profile: GpuProfile, nodes: int) -> tuple[int, int]:
@@ -55,10 +85,10 @@ def layout_note(profile: GpuProfile, recipe: ModelRecipe, tp: int, pp: int) -> s
             f"({tp} per node, {pp} nodes, Ray executor)")
 
 
-def _head_command(spec: LaunchSpec, args: list[str], tp: int, head_flags: list[str]) -> str:
+def _head_command(spec: LaunchSpec, args: list[str], tp: int, head_flags: list[str], nodes: int, names: list[str]) -> str:
     serve = shlex.join(["vllm", "serve", *k8s.serve_args(spec, args)])
     ray = shlex.join(["ray", "start", "--head", f"--port={RAY_PORT}", f"--num-gpus={tp}", *head_flags])
-    return f"{ray} && exec {serve}"
+    return f"{ray} && export RAY_ADDRESS=127.0.0.1:{RAY_PORT} && {wait_for_nodes(nodes, names)} && exec {serve}"
 
 
 def _pod_spec(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, container: dict, tp: int, pp: int,
@@ -79,10 +109,14 @@ def lws_manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, no
     name = k8s.k8s_name(spec.name)
     cache = f"{name}-cache"
     base_labels = k8s.labels(spec)
-    leader = {"name": "vllm-leader", "image": k8s.image(spec), "command": ["sh", "-c", _head_command(spec, args, tp, [])],
+    names = ["leader", *(f"worker-{i}" for i in range(1, nodes))]
+    leader = {"name": "vllm-leader", "image": k8s.image(spec),
+              "command": ["sh", "-c", _head_command(spec, args, tp, ["--node-name=leader"], nodes, names)],
               "ports": _http_port(spec), **k8s.probes(spec, recipe)}
     worker = {"name": "vllm-worker", "image": k8s.image(spec),
-              "command": ["sh", "-c", f"ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --num-gpus={tp} --block"]}
+              # LWS sets LWS_WORKER_INDEX (1..size-1) in every worker; the shell expands it
+              "command": ["sh", "-c", f"ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --num-gpus={tp} "
+                                      "--node-name=worker-${LWS_WORKER_INDEX} --block"]}
     lws = {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
         "metadata": {"name": name, "labels": base_labels, "annotations": k8s.annotations(spec, layout_note(profile, recipe, tp, pp))},
@@ -111,7 +145,7 @@ def raycluster_manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRec
     cache = f"{name}-cache"
     overwrite = {"ray.io/overwrite-container-cmd": "true"}
     head = {"name": "ray-head", "image": k8s.image(spec),
-            "command": ["sh", "-c", _head_command(spec, args, tp, ["--dashboard-host=0.0.0.0"])],
+            "command": ["sh", "-c", _head_command(spec, args, tp, ["--dashboard-host=0.0.0.0"], nodes, [])],
             "ports": [*_http_port(spec), {"name": "gcs", "containerPort": RAY_PORT, "protocol": "TCP"}],
             **k8s.probes(spec, recipe)}
     worker = {"name": "ray-worker", "image": k8s.image(spec), "command": ["/bin/bash", "-c", "--"],
@@ -144,27 +178,33 @@ def ray_nodes_script(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe,
     args = parallel_args(spec, tp, pp)
     serve = ["vllm", "serve", spec.model, *args, "--host", spec.host, "--port", str(spec.port)]
     env_words = [f"{k}={v}" for k, v in spec.env.items()]
-    head_start = shlex.join(["ray", "start", "--head", "--port", str(RAY_PORT), "--num-gpus", str(tp)])
-    worker_start = shlex.join(["ray", "start", "--num-gpus", str(tp), "--block"])
+    names = [f"node-{i}" for i in range(nodes)]
     secrets = ", ".join(spec.secret_env) or "none"
     lines = [
         "#!/bin/sh",
         f"# {spec.name}: {layout_note(profile, recipe, tp, pp)}.",
         "# Per-node commands after vLLM's examples/online_serving/multi-node-serving.sh.",
-        f"# Run `sh THIS head` on node 0, then `sh THIS worker HEAD_IP` on each of the other {nodes - 1} node(s).",
-        "# Every node needs the same vLLM version, model path and network reach to HEAD_IP:6379;",
+        f"# Run `sh THIS head` on node 0, then `sh THIS worker HEAD_IP K` on node K (K = 1..{nodes - 1}).",
+        f"# The head waits up to SERVECTL_NODES_WAIT_S seconds (default {NODES_WAIT_S}) for all {nodes} Ray nodes",
+        "# before `vllm serve`, and names the missing ones if they do not join.",
+        f"# Every node needs the same vLLM version (with ray), model path and network reach to HEAD_IP:RAY_PORT;",
         f"# secrets ({secrets}) are read from the environment of the head.",
+        f"# Environment: RAY_PORT (default {RAY_PORT}); RAY_START_ARGS: more `ray start` flags for this node.",
         "set -eu",
+        f"RAY_PORT=${{RAY_PORT:-{RAY_PORT}}}",
         'case "${1:-}" in',
         "  head)",
-        f"    {head_start}",
+        f'    ray start --head --port "$RAY_PORT" --num-gpus {tp} --node-name node-0 ${{RAY_START_ARGS:-}}',
+        '    export RAY_ADDRESS="127.0.0.1:$RAY_PORT"',
+        f"    {wait_for_nodes(nodes, names)}",
         f"    exec {shlex.join(['env', *env_words, *serve]) if env_words else shlex.join(serve)}",
         "    ;;",
         "  worker)",
-        f'    exec {worker_start} --address "${{2:?usage: $0 worker HEAD_IP}}:{RAY_PORT}"',
+        f'    exec ray start --block --address "${{2:?usage: $0 worker HEAD_IP K}}:$RAY_PORT" --num-gpus {tp} '
+        f'--node-name "node-${{3:?usage: $0 worker HEAD_IP K}}" ${{RAY_START_ARGS:-}}',
         "    ;;",
         "  *)",
-        '    echo "usage: $0 head | worker HEAD_IP" >&2',
+        '    echo "usage: $0 head | worker HEAD_IP K" >&2',
         "    exit 2",
         "    ;;",
         "esac",
