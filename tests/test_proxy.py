@@ -30,6 +30,7 @@ PROXY_PORT = 8151
 CLIENT_WINS_PORT = 8152
 UNREACHABLE_PORT = 8153
 SHUTDOWN_PORT = 8154
+ONE_ANSWER_PORT = 8158
 SERVED = "tiny-cpu"
 
 
@@ -86,6 +87,20 @@ async def models(request: Request):
         {"id": SERVED, "object": "model", "owned_by": "vllm", "root": "/models/tiny", "max_model_len": 2048}]})
 
 
+BIG_CHUNK = bytes(range(256)) * 256  # 64 KiB
+
+
+async def big(request: Request):
+    """MiB of known bytes, streamed in 64 KiB chunks: more than the sockets buffer for a client that waits."""
+    mib = int(request.query_params["mib"])
+
+    async def gen():
+        for _ in range(mib * 16):
+            yield BIG_CHUNK
+
+    return StreamingResponse(gen(), media_type="application/octet-stream")
+
+
 async def broken_stream(request: Request):
     async def gen():
         yield b"data: {\"i\": 0}\n\n"
@@ -125,6 +140,7 @@ backend_app = Starlette(routes=[
     Route("/fail", fail, methods=["GET", "POST"]),
     Route("/set-cookie", set_cookie),
     Route("/broken-stream", broken_stream),
+    Route("/big", big),
     Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
 ])
 
@@ -428,6 +444,74 @@ def test_client_disconnect_before_the_reply_cancels_upstream(proxy):
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(proxy + "/hold/on", json={"model": SERVED}, timeout=httpx.Timeout(10, read=0.5))
     assert STATE.hold_disconnected.wait(8), "the backend never saw the client go away"
+
+
+
+def test_answers_to_the_rewritten_paths_say_the_preset_and_the_proxys_own_time(proxy):
+    def info(r) -> dict[str, str]:
+        return dict(part.split("=", 1) for part in r.headers["x-servectl-proxy"].split("; "))
+
+    virtual = info(httpx.post(proxy + "/v1/chat/completions", json={"model": f"{SERVED}-thinking-coding", "messages": []}))
+    assert (virtual["preset"], virtual["by"]) == ("thinking-coding", "model") and float(virtual["ms"]) >= 0
+    real = info(httpx.post(proxy + "/v1/completions", json={"model": SERVED, "prompt": "hi"}))
+    assert (real["preset"], real["by"]) == ("none", "model") and float(real["ms"]) >= 0
+    assert "x-servectl-proxy" not in httpx.get(proxy + "/echo").headers  # other paths: as the backend sent them
+
+
+def test_a_client_that_reads_slowly_gets_every_byte(proxy):
+    # The proxy holds the backend while the client's side is full, then carries on where it stopped.
+    with httpx.stream("GET", proxy + "/big?mib=48", timeout=60) as r:
+        time.sleep(1)  # sockets and the proxy's buffers fill meanwhile
+        got = b"".join(r.iter_raw())
+    assert len(got) == 48 * 1024 * 1024 and got == BIG_CHUNK * (48 * 16)
+
+
+def test_head_requests_pass_and_the_next_request_still_works(proxy):
+    r = httpx.head(proxy + "/echo")
+    assert r.status_code == 200 and r.content == b"" and int(r.headers["content-length"]) > 0
+    assert httpx.get(proxy + "/echo").json()["method"] == "GET"
+
+
+def test_a_keep_alive_connection_the_backend_dropped_is_retried_on_a_new_one():
+    """A backend that answers one request per connection and closes the connection when the second
+    arrives (as a server whose keep-alive timeout ran out at that moment): the proxy's reused
+    connection fails before any answer, and the request goes again on a fresh connection."""
+    import socket
+    import socketserver
+
+    seen = {"connections": 0, "requests": 0}
+
+    class OneAnswer(socketserver.BaseRequestHandler):
+        def handle(self):
+            seen["connections"] += 1
+            sock = self.request
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                if not (data := sock.recv(65536)):
+                    return
+                buf += data
+            seen["requests"] += 1
+            body = json.dumps({"request": seen["requests"]}).encode()
+            sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            sock.recv(65536)  # the next request on this connection: dropped unanswered
+            sock.shutdown(socket.SHUT_RDWR)
+
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", ONE_ANSWER_PORT), OneAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    p = ProxyThread(f"http://127.0.0.1:{ONE_ANSWER_PORT}", "127.0.0.1", UNREACHABLE_PORT, SERVED, select_presets("qwen3.5")).start()
+    try:
+        answers = [httpx.get(p.url + "/anything") for _ in range(3)]
+    finally:
+        p.stop()
+        server.shutdown()
+        server.server_close()
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    # requests 2 and 3 went first on the previous answer's connection, which closed unanswered
+    assert [r.json()["request"] for r in answers] == [1, 2, 3] and seen["connections"] == 3
 
 
 # --------------------------------------------------------------------------- rendered deployments with the proxy

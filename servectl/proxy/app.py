@@ -1,61 +1,63 @@
 """The sampling-preset proxy: Qwen's sampling presets as virtual model names in front of one vLLM server.
 
-A plain ASGI app (served by uvicorn on uvloop + httptools) with one shared pool of backend
-connections (aiohttp's client: C HTTP parser, keep-alive pool):
+A plain ASGI app (served by uvicorn on uvloop + httptools) with its own keep-alive connections to
+the backend (servectl.proxy.backend: asyncio protocols and httptools' C parser):
 
 - GET /v1/models lists the backend's models plus `<served>-<preset>` for every preset;
 - POST /v1/chat/completions and /v1/completions naming a virtual model get the real model name
   and the preset's sampling values (and, for chat, chat_template_kwargs.enable_thinking); with
   policy "preset-wins" the preset overrides values the client also set, with "client-wins" the
   client's values stay;
+- the answers to those two paths carry `x-servectl-proxy: preset=NAME; by=model; ms=T`
+  (preset=none when none applied; T = the proxy's own time before it relayed the head, without
+  the backend's);
 - a name `<served>-<unknown>` is a 404 in the OpenAI error shape;
 - everything else passes through unchanged (method, path, query, body, headers including
   Authorization; hop-by-hop headers dropped); backend errors keep their status and body;
-- responses stream chunk by chunk as the backend sends them (no buffering of SSE), and a client
-  that goes away closes the upstream request, which makes vLLM abort the generation.
+- response bodies are relayed chunk by chunk as the backend sends them (no buffering of SSE),
+  and a client that goes away closes the upstream connection, which makes vLLM abort the
+  generation.
 
-The per-request path runs for every token stream, so it is kept to what the job needs: no
-framework routing or middleware, no request/response objects beyond aiohttp's own, one small
-task per request to notice a client that leaves (benchmarks/proxy_overhead.py measures it).
+Per request: one JSON parse and dump of the request on the two rewritten paths, one task to
+notice a client that leaves. Per body chunk: the backend's parser hands it to the client's send on
+the same call stack (_BodySender), no task switch and no parsing in Python.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+import types
+from collections.abc import Coroutine, Generator, Mapping
 from typing import Any, Literal
 
-import aiohttp
 import httpx
 import uvicorn
-from yarl import URL
 
 from servectl.errors import UserError
 from servectl.catalog.preset_schema import SamplingPreset
+from servectl.proxy.backend import BackendError, BackendPool, BackendResponse
 
 Policy = Literal["preset-wins", "client-wins"]
 POLICIES: tuple[str, ...] = ("preset-wins", "client-wins")
 REWRITE_PATHS = {"/v1/chat/completions": True, "/v1/completions": False}  # path -> is chat
+INFO_HEADER = b"x-servectl-proxy"
 
-# RFC 9110 7.6.1 hop-by-hop headers, plus the ones the client library recomputes (host, content-length).
+# RFC 9110 7.6.1 hop-by-hop headers; host and content-length are the proxy's to set for the
+# backend; expect: the proxy has read the whole body already, the backend must not wait for it.
 _HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
     b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
 })
-_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length"}
+_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 # Relayed bodies are the raw bytes (no decompression), so the backend's Content-Length stays true;
 # a body the proxy rewrites (/v1/models) is re-encoded and gets its own length.
 _RESPONSE_DROP = _HOP_BY_HOP
 _REWRITTEN_DROP = _HOP_BY_HOP | {b"content-length", b"content-encoding"}
 _JSON = [(b"content-type", b"application/json")]
-
-# No read limit: a long generation may take minutes between chunks of a non-streaming reply.
-_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10.0, sock_connect=10.0, sock_read=None)
 
 
 def normalize_backend(url: str) -> str:
@@ -89,23 +91,17 @@ def apply_preset(body: dict[str, Any], preset: SamplingPreset, real_model: str, 
     return out
 
 
-def _forward_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+def _forward_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The client's headers for the backend: hop-by-hop ones (and those Connection names) dropped."""
     drop = _REQUEST_DROP
     for k, v in headers:
         if k.lower() == b"connection":
             drop = drop | {t.strip().lower() for t in v.split(b",")}
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() not in drop]
+    return [(k, v) for k, v in headers if k.lower() not in drop]
 
 
-def _relayed_headers(raw: tuple[tuple[bytes, bytes], ...], drop: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+def _relayed_headers(raw: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in raw if k.lower() not in drop]
-
-
-@functools.lru_cache(maxsize=1024)
-def _backend_url(backend: str, target: bytes) -> URL:
-    # encoded=True: the client's percent-encoding is forwarded as it came, not normalized
-    return URL(backend + target.decode("latin-1"), encoded=True)
 
 
 async def _read_body(receive: Any) -> bytes | None:
@@ -132,6 +128,64 @@ async def _reply(send: Any, status: int, body: bytes, headers: list[tuple[bytes,
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], pending: Any) -> Generator[Any, None, None]:
+    """The rest of a coroutine that yielded `pending` (what it awaits) when it was stepped by hand."""
+    try:
+        yield pending  # the awaiting task waits for it, as it would have for the coroutine itself
+    except BaseException:
+        coro.close()
+        raise
+    yield from coro
+
+
+class _BodySender:
+    """Hands each body chunk, as the backend's parser delivers it, to the ASGI send without a task switch.
+
+    The server's send for a body chunk writes to the client's transport and returns without
+    waiting unless the client reads too slowly (uvicorn then waits for its transport to drain).
+    So each send coroutine is stepped on the spot; when it has to wait, the backend connection
+    stops reading and the relaying task finishes that send and the chunks parsed meanwhile
+    (catch_up), then reads on. A send that fails is re-raised in the relaying task.
+    """
+
+    __slots__ = ("send", "up", "waiting", "backlog", "error")
+
+    def __init__(self, send: Any, up: BackendResponse):
+        self.send = send
+        self.up = up
+        self.waiting: Any = None
+        self.backlog: list[bytes] = []
+        self.error: BaseException | None = None
+
+    def __call__(self, chunk: bytes) -> None:
+        if self.waiting is not None or self.error is not None:
+            self.backlog.append(chunk)
+            return
+        coro = self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            pending = coro.send(None)
+        except StopIteration:
+            return  # written
+        except BaseException as exc:  # noqa: BLE001 - handed to the relaying task
+            self.error = exc
+        else:
+            self.waiting = _resume(coro, pending)
+            self.up.pause_reading()
+        self.up.wake()
+
+    async def catch_up(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.waiting is None:
+            return
+        await self.waiting
+        while self.backlog:
+            await self.send({"type": "http.response.body", "body": self.backlog.pop(0), "more_body": True})
+        self.waiting = None
+        self.up.resume_reading()
+
+
 class _Proxy:
     """The ASGI app: lifespan opens and closes the backend connection pool; http requests are proxied."""
 
@@ -143,7 +197,7 @@ class _Proxy:
         self.presets = dict(presets)
         self.virtual = {f"{served_model}-{name}": p for name, p in self.presets.items()}
         self.policy: Policy = policy
-        self.session: aiohttp.ClientSession | None = None
+        self.pool: BackendPool | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -156,43 +210,34 @@ class _Proxy:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
-                self.session = self.open_pool()
+                self.pool = BackendPool(self.backend)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                if self.session is not None:
-                    await self.session.close()  # closes the pool's connections
-                    self.session = None
+                if self.pool is not None:
+                    self.pool.close()
+                    self.pool = None
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    @staticmethod
-    def open_pool() -> aiohttp.ClientSession:
-        # A transparent proxy adds no headers of its own: aiohttp would add Accept, Accept-Encoding
-        # (then relay a compressed body the client never asked for), User-Agent and a default
-        # Content-Type. DummyCookieJar: one session serves all users, so it must not keep the
-        # backend's Set-Cookie and send it on with other users' requests.
-        connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=30.0, ttl_dns_cache=300)
-        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False,
-                                     cookie_jar=aiohttp.DummyCookieJar(), timeout=_TIMEOUT,
-                                     skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"))
 
     # ------------------------------------------------------------------ request handling
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
         body = await _read_body(receive)
         if body is None:
             return
         method, path = scope["method"], scope["path"]
+        info = None
         if method == "POST" and body and path in REWRITE_PATHS:
             rewritten = self.rewrite(body, chat=REWRITE_PATHS[path])
-            if isinstance(rewritten, tuple):
+            if isinstance(rewritten[0], int):
                 await _reply(send, *rewritten)
                 return
-            body = rewritten
+            body, info = rewritten
         # A client that disconnects while vLLM is still working (a non-streaming reply has no
         # headers until it is complete) or while a stream is relayed must cancel the upstream
         # request: uvicorn's send() after a disconnect returns silently, so only receive() tells.
-        # One watcher task per request cancels this one; closing the upstream response in the
+        # One watcher task per request cancels this one; closing the upstream connection in the
         # cancelled code makes vLLM abort the generation.
         me = asyncio.current_task()
         state = {"done": False, "gone": False}
@@ -209,7 +254,7 @@ class _Proxy:
             if method == "GET" and path == "/v1/models":
                 await self.models(scope, body, send)
             else:
-                await self.relay(scope, body, send)
+                await self.relay(scope, body, send, info, started)
         except asyncio.CancelledError:
             if not state["gone"]:
                 raise  # the server is shutting down, not the client leaving
@@ -218,59 +263,63 @@ class _Proxy:
             state["done"] = True
             watcher.cancel()
 
-    def rewrite(self, raw: bytes, *, chat: bool) -> bytes | tuple[int, bytes]:
-        """The body for the backend, or (status, error body) for an unknown preset."""
+    def rewrite(self, raw: bytes, *, chat: bool) -> tuple[bytes, bytes | None] | tuple[int, bytes]:
+        """(body for the backend, x-servectl-proxy info or None), or (status, error body) for an unknown preset."""
         try:
             data = json.loads(raw)
         except ValueError:
-            return raw  # not JSON: the backend says what is wrong
+            return raw, None  # not JSON: the backend says what is wrong
         if not isinstance(data, dict) or not isinstance(model := data.get("model"), str):
-            return raw
+            return raw, None
         preset = self.virtual.get(model)
-        if preset is None:
-            if model.startswith(self.served + "-"):
-                known = ", ".join(sorted(self.virtual)) or "none"
-                return 404, openai_error_body(404, f"The model `{model}` does not exist: no sampling preset "
-                                              f"{model[len(self.served) + 1:]!r} (known: {known}).", "NotFoundError", "model")
-            return raw
-        return json.dumps(apply_preset(data, preset, self.served, chat=chat, policy=self.policy)).encode()
+        if preset is not None:
+            out = apply_preset(data, preset, self.served, chat=chat, policy=self.policy)
+            return json.dumps(out).encode(), b"preset=%s; by=model" % preset.name.encode()
+        if model.startswith(self.served + "-"):
+            known = ", ".join(sorted(self.virtual)) or "none"
+            return 404, openai_error_body(404, f"The model `{model}` does not exist: no sampling preset "
+                                          f"{model[len(self.served) + 1:]!r} (known: {known}).", "NotFoundError", "model")
+        return raw, b"preset=none; by=model"
 
-    async def open_upstream(self, scope: dict[str, Any], body: bytes, send: Any) -> aiohttp.ClientResponse | None:
-        """Send the request to the backend and return its response, headers read, body not yet;
+    async def open_upstream(self, scope: dict[str, Any], body: bytes, send: Any) -> BackendResponse | None:
+        """Send the request to the backend and return its answer, head read, body not yet;
         on failure answer the client 502 and return None."""
-        assert self.session is not None, "the proxy app was not started (lifespan)"
+        assert self.pool is not None, "the proxy app was not started (lifespan)"
         target = scope.get("raw_path") or scope["path"].encode()
         if query := scope.get("query_string"):
             target += b"?" + query
         try:
-            return await self.session.request(scope["method"], _backend_url(self.backend, target),
-                                              headers=_forward_headers(scope["headers"]), data=body or None,
-                                              allow_redirects=False, compress=None)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            return await self.pool.request(scope["method"].encode(), target, _forward_headers(scope["headers"]), body)
+        except BackendError as exc:
             await self.bad_gateway(send, exc)
             return None
 
     async def bad_gateway(self, send: Any, exc: BaseException) -> None:
-        await _reply(send, 502, openai_error_body(502, f"backend {self.backend} failed: {type(exc).__name__}: {exc}", "BadGateway"))
+        await _reply(send, 502, openai_error_body(502, f"backend {self.backend} failed: {exc}", "BadGateway"))
 
-    async def relay(self, scope: dict[str, Any], body: bytes, send: Any) -> None:
-        """Forward the request and relay the response chunk by chunk as it arrives (raw bytes, no buffering)."""
+    async def relay(self, scope: dict[str, Any], body: bytes, send: Any, info: bytes | None, started: float) -> None:
+        """Forward the request and relay the answer: its head (hop-by-hop headers dropped), then the
+        body chunk by chunk as it arrives (raw bytes, no buffering)."""
+        forwarded = time.perf_counter()
         up = await self.open_upstream(scope, body, send)
         if up is None:
             return
         try:
-            await send({"type": "http.response.start", "status": up.status, "headers": _relayed_headers(up.raw_headers, _RESPONSE_DROP)})
-            async for chunk in up.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            headers = _relayed_headers(up.headers, _RESPONSE_DROP)
+            if info is not None:
+                own_ms = (forwarded - started + time.perf_counter() - up.head_at) * 1000
+                headers.append((INFO_HEADER, b"%s; ms=%.3f" % (info, own_ms)))
+            await send({"type": "http.response.start", "status": up.status, "headers": headers})
+            await up.relay(_BodySender(send, up))
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except aiohttp.ClientError:
+        except BackendError:
             # The backend broke off mid-body: return without ending the response, so the server
             # closes the client's connection too and the client sees a cut stream, not a whole one.
             pass
         finally:
-            # A body read to the end has already gone back to the pool; otherwise (the client
-            # left, the backend broke off) this closes the backend connection.
-            up.close()
+            # An answer read to its end goes back to the pool; otherwise (the client left, the
+            # backend broke off) this closes the backend connection.
+            up.release()
 
     async def models(self, scope: dict[str, Any], body: bytes, send: Any) -> None:
         """The backend's model list plus one entry per virtual name (copying the real model's fields)."""
@@ -279,12 +328,12 @@ class _Proxy:
             return
         try:
             raw = await up.read()
-        except aiohttp.ClientError as exc:
+        except BackendError as exc:
             await self.bad_gateway(send, exc)
             return
         finally:
-            up.close()
-        headers = _relayed_headers(up.raw_headers, _REWRITTEN_DROP)
+            up.release()
+        headers = _relayed_headers(up.headers, _REWRITTEN_DROP)
         try:
             data = json.loads(raw) if up.status == 200 else None
         except ValueError:
