@@ -34,8 +34,20 @@ def healthcheck(spec: LaunchSpec) -> dict[str, Any]:
     }
 
 
+def literal(value: Any) -> Any:
+    """Every string with `$` doubled: Compose interpolates ${VAR} / $VAR in all values and reads `$$`
+    as one `$` (compose-spec, "Interpolation"), so a `$` in a vLLM argument arrives as written."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [literal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: literal(v) for k, v in value.items()}
+    return value
+
+
 def compose_dict(spec: LaunchSpec) -> dict[str, Any]:
-    service = compose_service(container_run(spec))
+    service = literal(compose_service(container_run(spec)))
     service["healthcheck"] = healthcheck(spec)
     service["restart"] = "unless-stopped"
     return {"name": spec.name.lower().replace(".", "-"), "services": {SERVICE: service}}

@@ -109,9 +109,16 @@ def probes(spec: LaunchSpec, recipe: ModelRecipe) -> dict[str, Any]:
     }
 
 
+def literal(word: str) -> str:
+    """`$` doubled: the kubelet expands $(VAR) in command, args and env values and reads `$$` as one `$`
+    (Kubernetes API, Container.args; k8s.io/kubernetes third_party/forked/golang/expansion)."""
+    return word.replace("$", "$$")
+
+
 def serve_args(spec: LaunchSpec, vllm_args: list[str] | None = None) -> list[str]:
-    return [spec.model, *(spec.vllm_args if vllm_args is None else vllm_args),
-            "--host", "0.0.0.0", "--port", str(spec.container_port)]
+    words = [spec.model, *(spec.vllm_args if vllm_args is None else vllm_args),
+             "--host", "0.0.0.0", "--port", str(spec.container_port)]
+    return [literal(w) for w in words]
 
 
 def volumes(spec: LaunchSpec, tp: int, cache_claim: str | None) -> tuple[list[dict], list[dict]]:

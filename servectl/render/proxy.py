@@ -62,7 +62,7 @@ def systemd_unit(spec: LaunchSpec, port: int, servectl_bin: str = DEFAULT_SERVEC
         "",
         "[Service]",
         "Type=exec",
-        "ExecStart=" + " ".join(systemd._word(a) for a in cmd),
+        "ExecStart=" + " ".join(systemd.exec_word(a) for a in cmd),
         "Restart=on-failure",
         "RestartSec=5",
         "",
