@@ -47,12 +47,13 @@ def spec():
 
 @pytest.fixture()
 def fake_bin(tmp_path):
-    """Stand-ins for vllm, docker and ray that append their argv (NUL-separated, one record per run)."""
+    """Stand-ins for vllm and docker that append their argv (NUL-separated, one record per run), and for
+    the multi-node scripts' ray and python3 (the Ray node wait) that do nothing."""
     bin_dir, record = tmp_path / "bin", tmp_path / "argv.bin"
     bin_dir.mkdir()
-    for name in ("vllm", "docker", "ray"):
+    for name in ("vllm", "docker", "ray", "python3"):
         exe = bin_dir / name
-        exe.write_text(f'#!/bin/sh\nif [ "{name}" != ray ]; then printf "%s\\0" "{name}" "$@" >> "{record}"; printf "\\n" >> "{record}"; fi\n')
+        exe.write_text(f'#!/bin/sh\nif [ "{name}" = vllm ] || [ "{name}" = docker ]; then printf "%s\\0" "{name}" "$@" >> "{record}"; printf "\\n" >> "{record}"; fi\n')
         exe.chmod(0o755)
     return bin_dir, record
 
