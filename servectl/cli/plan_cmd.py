@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from servectl.cli.app import console, emit_json
-from servectl.plan import planner, service
+from servectl.plan import service
 
 
 def _table(plan) -> None:
@@ -30,15 +30,19 @@ def _table(plan) -> None:
         b.add_row(k, f"{v:,.0f}")
     console.print(b)
     if plan.guide:
-        g = Table(title=f"utilization guide for {plan.profile} (computed)")
-        for c in ("preset", "utilization", "KV tokens logged", "tokens one request holds", "max-model-len that fits"):
+        g = Table(title=f"utilization guide for {plan.profile} (computed, vLLM {plan.vllm_version})")
+        for c in ("preset", "utilization", "KV tokens logged", "tokens one request holds", "max-model-len that runs"):
             g.add_column(c, justify="right")
         for r in plan.guide:
             g.add_row(r.name, f"{r.gpu_memory_utilization:g}", f"{r.kv_cache_tokens_logged:,}",
                       f"{r.kv_cache_tokens_real:,}", f"{r.max_model_len_fit:,}")
         console.print(g)
     for n in plan.notes:
-        console.print(f"note: {n}", highlight=False)
+        console.print(f"note: {n}", highlight=False, soft_wrap=True)
+    for w in plan.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    if plan.ignored_flags:
+        console.print(f"not affecting the plan: {' '.join(plan.ignored_flags)}", highlight=False, soft_wrap=True)
     env = " ".join(f"{k}={v}" for k, v in plan.env.items())
     console.print(f"flags: {env + ' ' if env else ''}vllm serve MODEL {' '.join(plan.flags)}", highlight=False, soft_wrap=True)
 
@@ -46,7 +50,9 @@ def _table(plan) -> None:
 @click.command("plan", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("model")
 @click.option("--gpu", help="GPU profile (default: detected).")
-@click.option("--vllm-version", default=planner.DEFAULT_VLLM, show_default=True, help="vLLM release the figures are for (logged numbers changed in 0.20).")
+@click.option("--vllm-version", help="vLLM release the figures are for (default: the vLLM that will run: the environment's "
+                                     "installed one, else the profile's image tag).")
+@click.option("--python", type=click.Path(dir_okay=False), help="Interpreter of the vLLM environment (default: servectl's).")
 @click.option("--estimate-cudagraphs/--no-estimate-cudagraphs", default=None,
               help=f"Subtract the CUDA-graph estimate from the KV budget (default: ${service.ESTIMATE_ENV}, else the version's default).")
 @click.option("--target-context", type=click.IntRange(1), help="Plan the utilization that serves this context.")
@@ -57,28 +63,30 @@ def _table(plan) -> None:
               help="Local checkpoint: weights from its safetensors headers (default: the HF cache's copy, if any).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str, estimate_cudagraphs: bool | None,
-             target_context: int | None, target_concurrency: int, preset: str | None, model_path: str | None,
-             as_json: bool) -> None:
-    """Predict vLLM's KV cache and memory before loading MODEL, and the flags that realise it.
+def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
+             estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
+             model_path: str | None, as_json: bool) -> None:
+    """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it.
 
-    Any vLLM memory flag may follow, spelled as vLLM spells it: --gpu-memory-utilization F,
-    --kv-cache-memory-bytes 20600M, --max-model-len N|auto, --max-num-seqs N, --max-num-batched-tokens N,
-    --max-cudagraph-capture-size N, --enforce-eager, --limit-mm-per-prompt '{"video": 0}' or
-    --limit-mm-per-prompt.video 0, --skip-mm-profiling, --kv-cache-dtype D, --tensor-parallel-size N,
-    --enable-prefix-caching.
+    After MODEL goes the vLLM command line as you would write it (`vllm serve REPO` in front is fine). Flags that
+    change memory are planned: --gpu-memory-utilization, --kv-cache-memory-bytes, --max-model-len N|auto,
+    --max-num-seqs, --max-num-batched-tokens, --max-cudagraph-capture-size, --enforce-eager,
+    --limit-mm-per-prompt[.MODALITY], --skip-mm-profiling, --kv-cache-dtype, --tensor-parallel-size,
+    --[no-]enable-prefix-caching, --mamba-ssm-cache-dtype, --block-size, --speculative-config, --dtype. The others
+    are accepted (checked by vLLM's own parser when the vLLM that will run is installed here) and listed as not
+    affecting the plan. Exit 0 for everything vLLM starts, with warnings; exit 2 only where vLLM refuses to start
+    (the message names vLLM's check and the flag that fixes it).
 
-    --json keys: kv_cache_tokens_logged, kv_cache_tokens_real, max_concurrency, total_vram_mib,
-    budget (MiB per term), max_model_len, block_size, num_blocks, vllm_version, flags, env, fits,
-    figures, guide, notes.
+    --json keys: kv_cache_tokens_logged, kv_cache_tokens_real, max_concurrency, total_vram_mib, budget (MiB per
+    term), max_model_len, block_size, num_blocks, vllm_version, flags, env, fits, vllm_starts, warnings,
+    ignored_flags, figures, guide, notes.
     """
-    extra = list(ctx.args)
-    service.check_memory_flags(extra)
-    env = {}
-    if estimate_cudagraphs is None and os.environ.get(service.ESTIMATE_ENV) is not None:
-        env[service.ESTIMATE_ENV] = os.environ[service.ESTIMATE_ENV]
-    plan = service.build(model, gpu, extra, preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
-                 target_context=target_context, target_concurrency=target_concurrency, env=env, model_path=model_path)
+    env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
+    if estimate_cudagraphs is not None:
+        env.pop(service.ESTIMATE_ENV, None)
+    plan = service.build(model, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
+                         target_context=target_context, target_concurrency=target_concurrency, env=env,
+                         model_path=model_path, python=python)
     if as_json:
         emit_json(plan.to_json())
     else:
@@ -89,19 +97,23 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str,
 @click.argument("model")
 @click.option("--gpu", help="GPU profile the log was taken on (default: detected).")
 @click.option("--log", "log_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="vLLM start-up log.")
+@click.option("--host", help="Host the log came from (default: this one); later plans on that host use it.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def calibrate_cmd(model: str, gpu: str | None, log_file: Path, as_json: bool) -> None:
-    """Compare a real vLLM start with the plan for the same flags; store the correction for later plans.
+def calibrate_cmd(model: str, gpu: str | None, log_file: Path, host: str | None, as_json: bool) -> None:
+    """Compare a real vLLM start with the plan for the same flags and release; store it for later plans (per recipe,
+    profile, vLLM release and host; `plan` then says "calibrated from N starts"). `servectl up` does this itself.
 
-    --json keys: recipe, profile, vllm_version, overhead_mib, measured_kv_tokens, predicted_kv_tokens,
-    measured_available_mib, predicted_available_mib, source, file.
+    --json keys: recipe, profile, vllm_version, host, overhead_mib, measured_kv_tokens, predicted_kv_tokens,
+    measured_available_mib, predicted_available_mib, measured_block_size, predicted_block_size, measured_terms_gib,
+    starts, overheads, source, file.
     """
-    rec, path = service.calibrate_from_log(model, gpu, log_file)
+    rec, path = service.calibrate_from_log(model, gpu, log_file, host=host)
     out = {**asdict(rec), "file": str(path)}
     if as_json:
         emit_json(out)
         return
-    console.print(f"{rec.recipe} on {rec.profile}, vLLM {rec.vllm_version or '?'}: KV cache size measured "
+    console.print(f"{rec.recipe} on {rec.profile}, vLLM {rec.vllm_version or '?'}, host {rec.host}: KV cache size measured "
                   f"{rec.measured_kv_tokens if rec.measured_kv_tokens is not None else '?'} vs predicted {rec.predicted_kv_tokens} tokens",
                   highlight=False)
-    console.print(f"correction stored: {rec.overhead_mib:+.1f} MiB non-KV overhead -> {path}", highlight=False)
+    console.print(f"stored ({rec.starts} start{'s' if rec.starts != 1 else ''} for this key): {rec.overhead_mib:+.1f} MiB non-KV "
+                  f"overhead, block size {rec.measured_block_size} (rules: {rec.predicted_block_size}) -> {path}", highlight=False)

@@ -37,19 +37,38 @@ def tiny_model_path(variant: str = "scripted") -> Path:
     return Path(ensure_tiny_model(variant=variant))
 
 
-def predicted_kv_tokens(recipe: ModelRecipe, spec: LaunchSpec) -> int | None:
-    """What the plan predicts vLLM will log as its KV cache size; None when the planner cannot say."""
-    from servectl.plan import planner
-    from servectl.vllmenv import args as va
-    from servectl.vllmenv.location import DEFAULT_CPU_VLLM
+def plan_target(profile, spec: LaunchSpec, runtime: str, env_target: Target | None):
+    """The vLLM release and host this launch runs on, as the planner sees them (None when it cannot say)."""
+    from servectl.plan import service
 
     try:
-        profile = load_catalog().gpu(spec.profile)
-        s = planner.settings_from_flags(va.parse_args(spec.vllm_args), spec.env)
-        version = DEFAULT_CPU_VLLM if profile.vendor == "cpu" else planner.DEFAULT_VLLM
-        return planner.predict(recipe, profile, s, vllm_version=version, flags=spec.vllm_args).kv_cache_tokens_logged
+        return service.target_for(profile, image=spec.image, runtime=runtime, env_target=env_target)
     except Exception:  # advisory only: a launch never fails on a prediction
         return None
+
+
+def predicted_kv_tokens(recipe: ModelRecipe, profile, spec: LaunchSpec, plan_tgt) -> int | None:
+    """What the plan predicts vLLM will log as its KV cache size; None when the planner cannot say."""
+    from servectl.plan import service
+
+    if plan_tgt is None:
+        return None
+    try:
+        return service.predicted_kv_tokens(recipe, profile, spec.vllm_args, spec.env, plan_tgt)
+    except Exception:  # advisory only
+        return None
+
+
+def learn_from_start(recipe: ModelRecipe, profile, spec: LaunchSpec, plan_tgt, log_text: str) -> None:
+    """Every start that reaches vLLM's KV cache line calibrates later plans for (recipe, profile, release, host)."""
+    from servectl.plan import service
+
+    if plan_tgt is None:
+        return
+    try:
+        service.learn_from_start(recipe, profile, spec.vllm_args, spec.env, plan_tgt, log_text, f"up {spec.name}")
+    except Exception:  # advisory only: a launch never fails on calibration
+        pass
 
 
 def patch_problems(target: Target, recipe: ModelRecipe) -> list[str]:
@@ -190,7 +209,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     if port_in_use(spec.host, spec.port):
         raise UserError(f"port {spec.port} on {spec.host} is already in use", "stop what listens there or pick another --port")
 
-    predicted = predicted_kv_tokens(recipe, spec)
+    target = None
     if runtime == "docker":
         launch_runner: runners.Runner = runners.DockerRunner()
     else:
@@ -207,6 +226,8 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         if problems:
             apply_patches(target, recipe)
         launch_runner = runners.SubprocessRunner(runners.vllm_executable(py))
+    plan_tgt = plan_target(profile, spec, runtime, target)
+    predicted = predicted_kv_tokens(recipe, profile, spec, plan_tgt)
 
     log_path = state.log_path_for(spec.name)
     launched = launch_runner.start(spec, log_path)
@@ -228,6 +249,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         why = (f"vLLM exited during start-up (after {result.elapsed_s:.0f} s)" if result.failure == "exited"
                else f"vLLM was not ready within {timeout:.0f} s; stopped it")
         raise fail_start(launch_runner, launched, spec.name, result.log_text, why)
+    learn_from_start(recipe, profile, spec, plan_tgt, result.log_text)
     record = record.model_copy(update={"ready": True, "kv_cache_tokens_reported": result.kv_cache_tokens})
     state.save(record)
     return Launch(spec, record, launched, launch_runner, result)

@@ -1,22 +1,31 @@
-"""Per-machine corrections from real vLLM starts, stored under cache_dir()/calibration/<profile>.json.
+"""What real vLLM starts measured, kept per (recipe, profile, vLLM version, host) and used by later plans.
 
-A start's log says how much memory vLLM left for the KV cache ("Available KV cache memory", or the
-KV cache size line when the bytes were pinned). The difference to the plan's prediction for the same
-flags is non-KV memory the model did not see (desktop, driver, allocator); later plans subtract it.
+Every `servectl up` that reaches vLLM's KV cache line adds a start, and so does `servectl calibrate --log` for a
+log from elsewhere. Two things are learnt:
+- the non-KV memory the model did not see (desktop, driver, allocator): predicted minus measured
+  "Available KV cache memory" of starts that sized the cache by utilization; later plans subtract the mean;
+- the block size vLLM chose ("Setting attention block size to N tokens", or the platform default when the line
+  is absent) when it differs from the rules' — a host or version the rules do not cover (e.g. an SSM state dtype
+  reset they miss); later plans use the measured one.
+Stored under cache_dir()/calibration/<profile>.json as {recipe: {version: {host: entry}}}.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import socket
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from servectl import paths
+from servectl.catalog import versions as vv
 from servectl.errors import UserError
 from servectl.fsutil import write_atomic
-from servectl.plan.planner import MIB, Correction
 from servectl.plan.models import Plan
+from servectl.plan.planner import MIB, Correction
 from servectl.plan.vllm_log import LogFigures
+
+KEEP = 10  # starts remembered per key (the mean of their overheads is applied)
 
 
 @dataclass
@@ -24,12 +33,23 @@ class CalibrationRecord:
     recipe: str
     profile: str
     vllm_version: str | None
-    overhead_mib: float  # applied by later plans (positive: vLLM had less KV memory than predicted)
+    host: str
+    overhead_mib: float  # this start's (positive: vLLM had less KV memory than predicted)
     measured_kv_tokens: int | None
     predicted_kv_tokens: int
     measured_available_mib: float | None
     predicted_available_mib: float
+    measured_block_size: int | None
+    predicted_block_size: int
     source: str
+    measured_terms_gib: dict[str, float] = field(default_factory=dict)  # vLLM's "Actual usage" terms, when logged
+    starts: int = 0  # starts stored for this key, this one included
+    overheads: list[float] = field(default_factory=list)
+
+
+def host_id() -> str:
+    """The machine a start ran on (calibration is per host)."""
+    return socket.gethostname() or "localhost"
 
 
 def calibration_dir() -> Path:
@@ -40,8 +60,21 @@ def _file(profile: str) -> Path:
     return calibration_dir() / f"{profile}.json"
 
 
-def compare(plan: Plan, fig: LogFigures, source: str) -> CalibrationRecord:
-    """Pure: the correction a real start implies for this plan's recipe and profile."""
+def _version_key(version: str | None) -> str:
+    if not version:
+        return "unknown"
+    try:
+        return str(vv.parse(version))
+    except ValueError:
+        return version
+
+
+def compare(plan: Plan, fig: LogFigures, source: str, host: str | None = None,
+            default_block_size: int | None = None) -> CalibrationRecord:
+    """Pure: what a real start says about this plan (same recipe, profile, flags and version).
+
+    `default_block_size` is the block size vLLM keeps when it logs no "Setting attention block size" line
+    (the platform's: 128 on CPU, 16 on GPU, or --block-size)."""
     if fig.kv_cache_tokens is None and fig.available_kv_gib is None:
         raise UserError(f"{source} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
                         "pass the log of a vLLM start that reached the KV cache allocation")
@@ -53,16 +86,31 @@ def compare(plan: Plan, fig: LogFigures, source: str) -> CalibrationRecord:
         # the log rounds to 0.01 GiB (~10 MiB): below that there is nothing to correct
         diff = predicted_avail - measured_avail
         overhead = diff if abs(diff) > 10.24 else 0.0
-    return CalibrationRecord(plan.recipe, plan.profile, fig.vllm_version, round(overhead, 1), fig.kv_cache_tokens,
-                             plan.kv_cache_tokens_logged, measured_avail, round(predicted_avail, 1), source)
+    # no "Setting attention block size" line in a whole start (from the engine line to the KV size) means vLLM
+    # kept the platform's block; an excerpt without the line says nothing
+    whole = fig.kv_cache_tokens is not None and fig.vllm_version is not None
+    block = fig.block_size if fig.block_size is not None else (default_block_size if whole else None)
+    terms = {k: v for k, v in (("weights", fig.weights_gib), ("activation", fig.peak_activation_gib),
+                               ("non_torch", fig.non_torch_gib), ("cudagraph", fig.cudagraph_gib),
+                               ("cudagraph_estimate", fig.cudagraph_estimate_gib)) if v is not None}
+    if not {"weights", "activation", "non_torch"} <= terms.keys() or plan.device == "CPU":
+        terms = {}
+    return CalibrationRecord(plan.recipe, plan.profile, fig.vllm_version or plan.vllm_version, host or host_id(),
+                             round(overhead, 1), fig.kv_cache_tokens, plan.kv_cache_tokens_logged, measured_avail,
+                             round(predicted_avail, 1), block, plan.block_size, source, terms)
 
 
-def save(rec: CalibrationRecord) -> Path:
-    path = _file(rec.profile)
+def save(rec: CalibrationRecord) -> CalibrationRecord:
+    """Add this start to its key; returns the record with the key's start count and overheads."""
     data = load_all(rec.profile)
-    data[rec.recipe] = asdict(rec)
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return path
+    slot = data.setdefault(rec.recipe, {}).setdefault(_version_key(rec.vllm_version), {})
+    prev = slot.get(rec.host, {})
+    overheads = (list(prev.get("overheads", [])) + [rec.overhead_mib])[-KEEP:]
+    rec.starts = int(prev.get("starts", 0)) + 1
+    rec.overheads = overheads
+    slot[rec.host] = asdict(rec)
+    write_atomic(_file(rec.profile), json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return rec
 
 
 def load_all(profile: str) -> dict:
@@ -70,16 +118,28 @@ def load_all(profile: str) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"calibration file {path} is unreadable: {exc}", "delete it and calibrate again") from None
+    if not isinstance(data, dict) or any(not isinstance(v, dict) or "overhead_mib" in v for v in data.values()):
+        # an older layout ({recipe: record}): start afresh rather than misapply it
+        return {}
+    return data
 
 
-def correction_for(recipe: str, profile: str) -> Correction | None:
-    rec = load_all(profile).get(recipe)
-    if not rec or not rec.get("overhead_mib"):
+def correction_for(recipe: str, profile: str, vllm_version: str | None, host: str | None = None) -> Correction | None:
+    """What past starts of this key measured, or None when there were none."""
+    rec = load_all(profile).get(recipe, {}).get(_version_key(vllm_version), {}).get(host or host_id())
+    if not rec:
         return None
-    return Correction(overhead_mib=float(rec["overhead_mib"]), source=rec.get("source", "calibration"))
+    overheads = [float(x) for x in rec.get("overheads", [])] or [float(rec.get("overhead_mib", 0.0))]
+    block = rec.get("measured_block_size")
+    terms = {k: float(v) * 1024 for k, v in (rec.get("measured_terms_gib") or {}).items()}
+    return Correction(overhead_mib=round(sum(overheads) / len(overheads), 1),
+                      block_size=int(block) if block else None, starts=int(rec.get("starts", 1)),
+                      source=f"last: {rec.get('source', 'a start')}", weights_mib=terms.get("weights"),
+                      activation_mib=terms.get("activation"), non_torch_mib=terms.get("non_torch"),
+                      cudagraph_mib=terms.get("cudagraph"), cudagraph_estimate_mib=terms.get("cudagraph_estimate"))
 
 
-__all__ = ["CalibrationRecord", "compare", "save", "load_all", "correction_for", "calibration_dir", "MIB"]
+__all__ = ["CalibrationRecord", "compare", "save", "load_all", "correction_for", "calibration_dir", "host_id", "MIB"]

@@ -44,7 +44,10 @@ class Plan(Strict):
     figures: dict[str, Figure] = Field(description="Every figure with its one-line reason.")
     flags: list[str] = Field(description="vLLM flags that realise the plan.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment the plan assumes (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS).")
-    fits: bool = Field(description="vLLM would start and serve one request of max_model_len.")
+    fits: bool = Field(description="One request of max_model_len really runs (its blocks fit beside vLLM's null block).")
+    vllm_starts: bool = Field(True, description="vLLM's own start-up checks pass (a plan is only made for what vLLM starts).")
+    warnings: list[str] = Field(default_factory=list, description="What vLLM will do that the user may not expect (it still starts).")
+    ignored_flags: list[str] = Field(default_factory=list, description="Flags given that do not change memory (accepted, not planned).")
     guide: list[GuideRow] = Field(default_factory=list, description="Utilization guide for this GPU (computed).")
     notes: list[str] = Field(default_factory=list, description="What the user should know (OS headroom, version quirks, calibration used).")
 
@@ -66,6 +69,9 @@ class Plan(Strict):
             "flags": self.flags,
             "env": self.env,
             "fits": self.fits,
+            "vllm_starts": self.vllm_starts,
+            "warnings": self.warnings,
+            "ignored_flags": self.ignored_flags,
             "figures": {k: f.model_dump() for k, f in self.figures.items()},
             "guide": [g.model_dump() for g in self.guide],
             "notes": self.notes,

@@ -1,18 +1,27 @@
-"""Memory planner: recipe + GPU profile + vLLM memory flags -> Plan. Pure (no I/O, no vLLM import).
+"""Memory planner: recipe + GPU profile + vLLM flags + the vLLM version and host that will run them -> Plan.
+Pure (no I/O, no vLLM import): the version, the host's CPU features and past starts come in as arguments.
 
-Follows what vLLM does (paths are repo-relative; line numbers of 0.18.0 unless marked):
+Follows what vLLM does (paths are repo-relative; line numbers of 0.18.0 unless marked; version ranges in
+servectl.catalog.versions):
 - page unification of hybrid models: vllm/model_executor/models/config.py:103-248
   (`HybridAttentionMambaModelConfig`), in 0.20+ vllm/platforms/interface.py `_align_hybrid_block_size`
-  (0.32: interface.py:1040-1125, read from the installed CPU build);
+  (0.32: interface.py:939-1125);
+- the CPU platform's rules (block size 128, SSM state dtype on AMX / AVX-512 BF16 hosts, VLLM_CPU_KVCACHE_SPACE):
+  vllm/platforms/cpu.py `check_and_update_config` (0.32: cpu.py:196-330);
 - KV groups, num_blocks, logged size and concurrency: vllm/v1/core/kv_cache_utils.py
   (`_get_kv_cache_groups_uniform_page_size` :956-1075, `get_num_blocks` :836-851,
   `get_max_concurrency_for_kv_cache_config` :799-817, `_report_kv_cache_config` :1284-1326;
-  0.32 `get_kv_cache_capacity` :2299-2308 logs int(max_concurrency * max_model_len));
+  0.32 `get_kv_cache_capacity` :2300-2308 logs int(max_concurrency * max_model_len));
+- the start-up check and `--max-model-len auto`: kv_cache_utils.py `_check_enough_kv_cache_memory` :616-650,
+  `_auto_fit_max_model_len` :1400-1450 (the null block is reserved there only from 0.29);
 - memory budget: vllm/v1/worker/gpu_worker.py:350-502 (`determine_available_memory`),
   vllm/v1/worker/utils.py:403-423 (requested = ceil(total * utilization));
-- CUDA-graph capture sizes: vllm/config/vllm.py:1287-1430; estimate env default vllm/envs.py.
-Constants that are not exact (activation per token, non-torch memory, graph memory per captured
-token) are physics estimates with one fitted scale each; benchmarks/planner_accuracy.py prints the error.
+- CUDA graphs: vllm/config/vllm.py:1287-1430 (capture sizes), vllm/v1/cudagraph_dispatcher.py:195-225 (FULL
+  decode graphs up to max_num_seqs), gpu_model_runner.py profile_cudagraph_memory / capture_model (0.19.1 :5862-6050);
+- sampler: gpu_model_runner.py `_dummy_sampler_run` (profiled) and gpu_worker.py `compile_or_warm_up_model`
+  (a second sampler warm-up after graph capture, kept reserved on purpose: outside the profiled budget).
+Constants that are not exact (activation per token, non-torch memory, graph memory per captured token) are
+physics estimates with one fitted scale each; benchmarks/planner_accuracy.py prints the error.
 """
 
 from __future__ import annotations
@@ -21,22 +30,22 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 
-from servectl.vllmenv import args as va
-from servectl.errors import UserError
-from servectl.catalog import versions
+from servectl.catalog import versions as vv
 from servectl.catalog.gpu import GpuProfile
 from servectl.catalog.recipe import Architecture, ModelRecipe
+from servectl.errors import UserError
+from servectl.hardware.cpu_features import CpuFeatures
+from servectl.plan.accounting import Accounting
+from servectl.plan.cpu_rules import cpu_ssm_dtype
+from servectl.plan.geometry import DTYPE_BYTES, Graphs, Layout, capture_sizes, graphs_for, layout
 from servectl.plan.models import Figure, GuideRow, Plan
+from servectl.vllmenv import args as va
 
 MIB = 2**20
 GIB = 2**30
-DEFAULT_VLLM = versions.CARD_IMAGE_VLLM
-# A release whose start-up check sums every KV-cache group: the length that truly fits one request.
-FIT_VLLM = versions.row("max_model_len_check_sums_groups").since
-_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
 
 # Non-torch memory grown during profiling (cuBLAS / FlashInfer workspaces, NCCL): outside torch's
-# allocator, counted by gpu_worker.py as non_torch_increase; 0.3-0.6 GiB in public logs.
+# allocator, counted by gpu_worker.py as non_torch_increase; 0.13-0.6 GiB in public logs.
 NON_TORCH_GIB = 0.4
 # Resident non-KV memory the model above does not explain for the multimodal Qwen3.5 recipes (the card's
 # VRAM table shows it stays allocated after start-up: total ~= context + util x total - activations, so it
@@ -44,12 +53,15 @@ NON_TORCH_GIB = 0.4
 # The ONE fitted constant: the RTX 5090 headless point of the NVFP4 card (util 0.956 -> ~40,000 tokens).
 # benchmarks/planner_accuracy.py prints the error on every other measured point; calibration refines it.
 MULTIMODAL_RESIDENT_GIB = 5.56
-# CUDA-graph pool per captured token, MiB, for hidden 2048 (scaled by hidden size): the card's
-# "capture <= 32 saves ~4,400 MiB" against the default <= 512 list, divided by the captured tokens.
-CUDAGRAPH_MIB_PER_TOKEN = 4400 / (10563 - 87)
-# The sampler profile: max_num_seqs rows of vocab logits in fp32 and ~5 working copies (top-k/top-p
-# sort, softmax, probs): gpu_model_runner.py `_dummy_sampler_run` :5523.
-SAMPLER_COPIES = 6
+# Sampler working set per (request row, vocabulary entry), bytes: bf16 logits (2), their fp32 copy (4,
+# sampler.py), softmax probs (4) and the exponential draws q (4, topk_topp_sampler.random_sample); the top-k/
+# top-p step works in place from 8 rows up (Triton), below that the PyTorch path sorts: + values 4 + int64 ids 8.
+SAMPLER_BYTES = 14
+SAMPLER_BYTES_SORTED = 26
+# CUDA-graph pool per captured token (PIECEWISE and FULL graphs alike), MiB, for hidden 2048 (scaled by hidden
+# size). Fitted: the card's "capture <= 32 saves ~4,400 MiB" against vLLM's defaults on the RTX 5090 (max-num-seqs
+# 256 -> 51 PIECEWISE + 35 FULL graphs, vs 7 + 7), after the sampler warm-up difference is taken out.
+CUDAGRAPH_MIB_PER_TOKEN = 0.2501
 # Encoder profile delta when video is enabled (card: "video encoder off ~170 MiB").
 VIDEO_ENCODER_MIB = 170.0
 
@@ -72,86 +84,27 @@ class Settings:
     tensor_parallel_size: int = 1
     enable_prefix_caching: bool | None = None  # None: the version's default for hybrid models
     estimate_cudagraphs: bool | None = None  # None: the version's default of the env var
-
-
-@dataclass(frozen=True)
-class Layout:
-    """KV cache geometry after vLLM's hybrid page unification."""
-
-    block_size: int
-    attn_bytes_per_token_layer: int
-    mamba_state_bytes: int
-    page_bytes: int
-    layers_per_group: int
-    attn_groups: int
-    mamba_groups: int
-    mamba_blocks_per_request: int  # 1 ('none'), 2 ('align')
-
-    @property
-    def block_bytes(self) -> int:
-        """One block id costs one page in each of the group_size shared tensors."""
-        return self.page_bytes * self.layers_per_group
-
-    def blocks_per_request(self, length: int) -> int:
-        return self.attn_groups * math.ceil(length / self.block_size) + self.mamba_groups * self.mamba_blocks_per_request
+    mamba_ssm_cache_dtype: str = "auto"
+    block_size: int | None = None
+    num_speculative_tokens: int = 0
+    dtype: str = "auto"
+    cpu_kvcache_space_gib: int | None = None  # VLLM_CPU_KVCACHE_SPACE: overrides the KV bytes on CPU
+    allow_long_max_model_len: bool = False  # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
 
 
 def prefix_caching_default(version: str) -> bool:
-    """Whether vLLM turns prefix caching on by default for hybrid (Gated DeltaNet) models."""
-    return versions.has("hybrid_prefix_caching_default", version)
+    """Whether vLLM turns prefix caching on by default for hybrid (Gated DeltaNet) models (vllm_versions)."""
+    return vv.has("hybrid_prefix_caching_default", version)
+
+
+def group_ratio(version: str) -> float:
+    """Layers per KV group: the smaller layer count unless the larger is within this factor (vllm_versions)."""
+    return 1.5 if vv.has("group_size_ratio_1_5", version) else 1.25
 
 
 def estimate_cudagraphs_default(version: str) -> bool:
-    """VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS's default."""
-    return versions.has("estimate_cudagraphs_default", version)
-
-
-def capture_sizes(max_size: int) -> list[int]:
-    """vllm/config/vllm.py:1287-1430: [1, 2, 4] + multiples of 8 below 256 + multiples of 16 from 256."""
-    sizes = [i for i in (1, 2, 4) if i <= max_size]
-    if max_size >= 8:
-        sizes += list(range(8, min(max_size + 1, 256), 8))
-    if max_size >= 256:
-        sizes += list(range(256, max_size + 1, 16))
-    return sizes
-
-
-def layout(arch: Architecture, *, tp: int = 1, kv_cache_dtype: str = "auto", cpu: bool = False,
-           prefix_caching: bool = False, num_spec: int = 0) -> Layout:
-    """Block size, page and groups as vLLM computes them for this model."""
-    kv_bytes = 1 if kv_cache_dtype.startswith("fp8") else _DTYPE_BYTES[arch.dtype]
-    kv_heads = max(1, arch.num_kv_heads // tp)
-    # FullAttentionSpec.real_page_size_bytes (vllm/v1/kv_cache_interface.py:181-187), one token, one layer
-    a = 2 * kv_heads * arch.head_dim * kv_bytes
-    # CPU build: cache_config.block_size defaults to 128 (seen in vllm:cache_config_info of a 0.32 start);
-    # GPU backends (FlashAttention/FlashInfer) have a smallest kernel block of 16.
-    base_block = 128 if cpu else 16
-    mamba = 0
-    if arch.linear_attention_layers and arch.linear is not None:
-        lin = arch.linear
-        # vllm/model_executor/layers/mamba/mamba_utils.py:177-200 gated_delta_net_state_shape
-        conv_dim = (lin.key_head_dim * lin.num_key_heads * 2 + lin.value_head_dim * lin.num_value_heads) // tp
-        conv = (lin.conv_kernel_dim - 1 + num_spec) * conv_dim * _DTYPE_BYTES[arch.dtype]
-        temporal = (lin.num_value_heads // tp) * lin.value_head_dim * lin.key_head_dim * _DTYPE_BYTES[lin.ssm_dtype]
-        mamba = conv + temporal
-    block = base_block
-    if mamba:
-        # alignment = max(min kernel block size, cache_config.block_size) (0.32 interface.py:1062-1069)
-        align = base_block
-        block = max(base_block, align * math.ceil(mamba / (align * a)))
-    page = block * a
-    full, lin_n = arch.full_attention_layers, arch.linear_attention_layers
-    if lin_n and full:
-        lo, hi = min(full, lin_n), max(full, lin_n)
-        # kv_cache_utils.py:1043: one group per min-count layers unless the counts are close (x1.5)
-        g = hi if hi < lo * 1.5 else lo
-    else:
-        g = full or lin_n
-    attn_groups = math.ceil(full / g) if full else 0
-    mamba_groups = math.ceil(lin_n / g) if lin_n else 0
-    # MambaSpec.max_memory_usage_bytes (kv_cache_interface.py:293-300): 'align' 2+spec, 'none' 1+spec
-    m = (2 if prefix_caching else 1) + num_spec
-    return Layout(block, a, mamba, page, g, attn_groups, mamba_groups, m)
+    """VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS's default in this version (vllm_versions)."""
+    return vv.has("estimate_cudagraphs_default", version)
 
 
 def activation_mib(arch: Architecture, tokens: int) -> float:
@@ -159,7 +112,7 @@ def activation_mib(arch: Architecture, tokens: int) -> float:
 
     Per token: the fused input projection (bf16), the fp32 working copies of the GDN kernel's q/k/v,
     fused-MoE intermediate caches (top-k x (gate+up, down, output)), and a few hidden-size buffers."""
-    b = _DTYPE_BYTES[arch.dtype]
+    b = DTYPE_BYTES[arch.dtype]
     per = 4 * arch.hidden_size * b
     if arch.linear is not None:
         lin = arch.linear
@@ -170,17 +123,36 @@ def activation_mib(arch: Architecture, tokens: int) -> float:
     return tokens * per / MIB
 
 
-def cudagraph_mib(arch: Architecture, sizes: list[int]) -> float:
-    """CUDA-graph pool: grows with the captured tokens (FULL_AND_PIECEWISE for hybrids)."""
-    return CUDAGRAPH_MIB_PER_TOKEN * (arch.hidden_size / 2048) * sum(sizes)
+def sampler_mib(arch: Architecture, rows: int) -> float:
+    """The sampler's working set over `rows` requests (the dummy sampler run on max_num_seqs rows)."""
+    per = SAMPLER_BYTES if rows >= 8 else SAMPLER_BYTES_SORTED
+    return rows * arch.vocab_size * per / MIB
+
+
+def cudagraph_mib(arch: Architecture, graphs: Graphs | list[int]) -> float:
+    """CUDA-graph pool: grows with the captured tokens."""
+    tokens = graphs.tokens if isinstance(graphs, Graphs) else sum(graphs)
+    return CUDAGRAPH_MIB_PER_TOKEN * (arch.hidden_size / 2048) * tokens
 
 
 @dataclass(frozen=True)
 class Correction:
-    """A per-machine correction from a real start (servectl.plan.calibrate)."""
+    """What past starts of this (recipe, profile, vLLM version, host) measured (servectl.calibrate)."""
 
     overhead_mib: float = 0.0  # non-KV memory vLLM used beyond the model's prediction
+    block_size: int | None = None  # the block size vLLM chose, when it differs from the rules' (a host they miss)
+    starts: int = 0
     source: str = ""
+    # vLLM's own memory terms, when a start logged them ("Actual usage is ..."; per GPU): they replace the model's
+    weights_mib: float | None = None
+    activation_mib: float | None = None
+    non_torch_mib: float | None = None
+    cudagraph_mib: float | None = None
+    cudagraph_estimate_mib: float | None = None
+
+    @property
+    def measured_terms(self) -> bool:
+        return None not in (self.weights_mib, self.activation_mib, self.non_torch_mib)
 
 
 def batch_defaults(profile: GpuProfile) -> tuple[int, int]:
@@ -190,21 +162,41 @@ def batch_defaults(profile: GpuProfile) -> tuple[int, int]:
     return 2048, 256
 
 
-def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str = DEFAULT_VLLM,
+class VllmRefuses(UserError):
+    """vLLM itself would refuse these flags at start-up (names vLLM's check)."""
+
+
+def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
             weights_gib: float | None = None, correction: Correction | None = None,
-            flags: list[str] | None = None) -> Plan:
-    """Forward plan: what vLLM will do with these settings on this hardware."""
+            flags: list[str] | None = None, host: CpuFeatures | None = None) -> Plan:
+    """Forward plan: what vLLM `vllm_version` will do with these settings on this hardware (and host CPU)."""
     arch = recipe.architecture
     cpu = profile.vendor == "cpu"
     tp = s.tensor_parallel_size
+    host = host or CpuFeatures()
+    hybrid = bool(arch.linear_attention_layers)
     prefix = prefix_caching_default(vllm_version) if s.enable_prefix_caching is None else s.enable_prefix_caching
-    lay = layout(arch, tp=tp, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu, prefix_caching=prefix and bool(arch.linear_attention_layers))
+    fig: dict[str, Figure] = {}
+    notes: list[str] = []
+    warnings: list[str] = []
+
+    declared = arch.linear.ssm_dtype if arch.linear else "float32"
+    if cpu and hybrid:
+        ssm, ssm_reason = cpu_ssm_dtype(vllm_version, host, declared, s.mamba_ssm_cache_dtype)
+    else:
+        ssm = s.mamba_ssm_cache_dtype if s.mamba_ssm_cache_dtype != "auto" else declared
+        ssm_reason = "--mamba-ssm-cache-dtype" if s.mamba_ssm_cache_dtype != "auto" else "the model's state dtype"
+    lay = layout(arch, tp=tp, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu, prefix_caching=prefix and hybrid,
+                 num_spec=s.num_speculative_tokens, ssm_dtype=ssm, block_size=s.block_size, dtype=s.dtype,
+                 group_ratio=group_ratio(vllm_version))
+    if correction and correction.block_size and correction.block_size != lay.block_size:
+        notes.append(f"block size {correction.block_size} measured by {correction.starts} start(s) on this host "
+                     f"(the rules gave {lay.block_size})")
+        lay = replace(lay, block_size=correction.block_size, page_bytes=correction.block_size * lay.attn_bytes_per_token_layer)
     mbt_default, seqs_default = batch_defaults(profile)
     seqs = s.max_num_seqs or seqs_default
     mbt = s.max_num_batched_tokens or mbt_default
     estimate = estimate_cudagraphs_default(vllm_version) if s.estimate_cudagraphs is None else s.estimate_cudagraphs
-    fig: dict[str, Figure] = {}
-    notes: list[str] = []
 
     total_gib = profile.memory_gib if profile.unified_memory else profile.total_memory_gib
     total = total_gib * GIB
@@ -212,8 +204,15 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     c0 = profile.context_overhead_gib * GIB
     n = 0.0 if cpu else (NON_TORCH_GIB + (MULTIMODAL_RESIDENT_GIB if recipe.multimodal.modalities else 0.0)) * GIB
     corr = (correction.overhead_mib * MIB) if correction else 0.0
-    if correction and correction.overhead_mib:
-        notes.append(f"calibrated: {correction.overhead_mib:+.0f} MiB non-KV overhead from {correction.source}")
+    measured = bool(correction and correction.measured_terms and not cpu)
+    if measured:
+        # vLLM's own terms from a past start of this key replace the model's (and explain the overhead)
+        w, n, corr = correction.weights_mib * MIB, correction.non_torch_mib * MIB, 0.0
+    if correction and correction.starts:
+        notes.insert(0, f"calibrated from {correction.starts} start{'s' if correction.starts != 1 else ''}"
+                     + (": vLLM's measured weights, activation peak, non-torch and CUDA-graph memory" if measured
+                        else f": {correction.overhead_mib:+.0f} MiB non-KV memory" if correction.overhead_mib else "")
+                     + (f" ({correction.source})" if correction.source else ""))
 
     # Activation peak: max over the profile phases (gpu_model_runner.py profile_run :5456-5529).
     a_lm = activation_mib(arch, mbt)
@@ -221,63 +220,110 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     if recipe.multimodal.modalities and not s.skip_mm_profiling:
         video = "video" in recipe.multimodal.modalities and s.limit_mm.get("video", 1) > 0
         a_enc = VIDEO_ENCODER_MIB if video else 0.0
-    a_sampler = seqs * arch.vocab_size * 4 * SAMPLER_COPIES / MIB
+    rows = min(seqs, mbt)
+    a_sampler = sampler_mib(arch, rows)
     a = (0.0 if cpu else max(a_lm + a_enc, a_sampler)) * MIB
+    if measured:
+        a = correction.activation_mib * MIB
+    # The sampler warm-up after graph capture keeps its buffers reserved (gpu_worker.compile_or_warm_up_model).
+    s_warm = 0.0 if cpu else a_sampler * MIB
 
-    eager = s.enforce_eager or cpu
-    cap = s.max_cudagraph_capture_size or min(seqs * 2, 512)
-    cap = min(cap, mbt)
-    sizes = [] if eager else capture_sizes(cap)
-    g_actual = cudagraph_mib(arch, sizes) * MIB
-    g_est = g_actual if (estimate and not eager and versions.has("cudagraph_memory_profiled", vllm_version)) else 0.0
+    graphs = graphs_for(seqs, mbt, s.max_cudagraph_capture_size, s.num_speculative_tokens, s.enforce_eager or cpu)
+    g_actual = cudagraph_mib(arch, graphs) * MIB
+    if measured and correction.cudagraph_mib is not None and graphs.count:
+        g_actual = correction.cudagraph_mib * MIB
+    g_est = g_actual if (estimate and graphs.count and vv.has("cudagraph_memory_profiled", vllm_version)) else 0.0
+    if g_est and measured and correction.cudagraph_estimate_mib is not None:
+        g_est = correction.cudagraph_estimate_mib * MIB
 
     util = s.gpu_memory_utilization
     requested = math.ceil(util * total)
-    if s.kv_cache_memory_bytes is not None:
-        avail = float(s.kv_cache_memory_bytes)
-        avail_reason = "--kv-cache-memory-bytes replaces the profiled budget (gpu_worker.py:362-380)"
+    kv_pinned = s.kv_cache_memory_bytes
+    if cpu and s.cpu_kvcache_space_gib is not None:
+        kv_pinned = s.cpu_kvcache_space_gib * GIB
+        notes.append(f"VLLM_CPU_KVCACHE_SPACE={s.cpu_kvcache_space_gib} replaces the KV cache size (platforms/cpu.py)")
+    if kv_pinned is not None:
+        avail = float(kv_pinned)
+        avail_reason = ("VLLM_CPU_KVCACHE_SPACE" if kv_pinned != s.kv_cache_memory_bytes else "--kv-cache-memory-bytes") + \
+            " replaces the profiled budget (gpu_worker.py:362-380)"
     else:
         avail = requested - w - a - n - g_est - corr
         avail_reason = (f"ceil({util:g} x {total_gib:.2f} GiB) - weights - activation peak - non-torch"
-                        + (" - CUDA-graph estimate" if g_est else "") + " (gpu_worker.py:405-441)")
+                        + (" - CUDA-graph estimate" if g_est else "") + (" - calibration" if corr else "")
+                        + " (gpu_worker.py:405-441)")
     nb = max(0, int(avail // lay.page_bytes // lay.layers_per_group))
+    acc = Accounting.of(nb, vllm_version, hybrid)
 
     native = arch.max_position_embeddings
-    one_req_fit = ((nb - lay.mamba_groups * lay.mamba_blocks_per_request) // max(1, lay.attn_groups)) * lay.block_size
+    starts_reason = ""
     if s.max_model_len_auto:
-        if versions.has("max_model_len_check_sums_groups", vllm_version):
-            mml = max(0, min(native, one_req_fit))
-            mml_reason = f"auto: the largest length one request fits in {nb} blocks (0.19+ sums over groups)"
-        else:
-            mml = native
-            mml_reason = "auto on <=0.18 keeps the native length (the check looks at a mamba group only)"
+        mml = acc.auto_length(lay, native)
+        mml_reason = ("auto: vLLM <= 0.18 keeps the native length (its check sizes one request by a mamba group)"
+                      if acc.group0_only else
+                      f"auto: vLLM's fit of one request into {acc.check_blocks} blocks"
+                      + (" (num_blocks - the null block)" if acc.null_reserved else " (num_blocks; the null block not counted)"))
     else:
         mml = s.max_model_len or native
         mml_reason = "--max-model-len" if s.max_model_len else "the model's max_position_embeddings"
+
+    # What vLLM refuses (it exits; nothing to warn about then).
+    if mml > native and s.allow_long_max_model_len:
+        warnings.append(f"--max-model-len {mml:,} exceeds the model's max_position_embeddings {native:,} "
+                        "(allowed by VLLM_ALLOW_LONG_MAX_MODEL_LEN=1; outputs past it may be garbage)")
+    elif mml > native:
+        raise VllmRefuses(f"vLLM refuses --max-model-len {mml}: it exceeds the model's max_position_embeddings {native} "
+                          "(ModelConfig: 'User-specified max_model_len ... is greater than the derived max_model_len')",
+                          f"use --max-model-len {native} or less (or set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 if the model really supports more)")
+    if avail <= 0 or nb == 0:
+        raise VllmRefuses(f"vLLM refuses to start on {profile.name}: no memory left for the KV cache "
+                          f"(weights and overheads exceed the budget by {-avail / MIB:.0f} MiB; kv_cache_utils.py: "
+                          "'No available memory for the cache blocks')",
+                          "raise --gpu-memory-utilization or set --kv-cache-memory-bytes, lower --max-num-seqs / "
+                          "--max-num-batched-tokens, or pick a larger GPU")
+    if s.max_model_len_auto and mml <= 0:
+        raise VllmRefuses("vLLM refuses --max-model-len auto: not even one token fits ('Cannot auto-fit max_model_len')",
+                          "raise --gpu-memory-utilization or --kv-cache-memory-bytes")
+    if not acc.vllm_starts(lay, mml):
+        fit = acc.auto_length(replace(lay), native) if not acc.group0_only else 0
+        raise VllmRefuses(f"vLLM refuses max_model_len {mml}: one request needs {acc.vllm_needs(lay, mml)} KV blocks and its "
+                          f"check allows {acc.check_blocks} of the {nb} on {profile.name} "
+                          "(kv_cache_utils.py: 'To serve at least one request with the model's max seq len')",
+                          f"use --max-model-len {fit} (vLLM's own estimate) or give the KV cache more memory" if fit > 0
+                          else "give the KV cache more memory (--gpu-memory-utilization / --kv-cache-memory-bytes) or pick a larger GPU")
+
     per_req = lay.blocks_per_request(mml) if mml else 1
     conc = nb / per_req if per_req else 0.0
-    n_groups = lay.attn_groups + lay.mamba_groups
-    if versions.has("kv_tokens_logged_from_concurrency", vllm_version):
+    if vv.has("kv_tokens_logged_from_concurrency", vllm_version):
         logged = int(conc * mml)
         logged_reason = "int(max_concurrency x max_model_len) (kv_cache_utils.py, 0.20+)"
     else:
-        logged = nb // n_groups * lay.block_size
-        logged_reason = f"num_blocks // {n_groups} groups x block_size (kv_cache_utils.py:1299-1303)"
-    real_capacity = max(0, (nb - 1 - lay.mamba_groups * lay.mamba_blocks_per_request) // max(1, lay.attn_groups) * lay.block_size)
-    real = min(real_capacity, mml)
-    fits = nb >= per_req and avail > 0
-    if not fits and not versions.has("max_model_len_check_sums_groups", vllm_version) and avail > 0 and nb > lay.mamba_groups:
-        notes.append("vLLM <= 0.18 starts anyway (its check looks at a mamba group only) but cannot serve one full-length request")
+        logged = nb // lay.n_groups * lay.block_size
+        logged_reason = f"num_blocks // {lay.n_groups} groups x block_size (kv_cache_utils.py:1299-1303)"
+    longest = acc.longest_real(lay)
+    real = min(longest, mml)
+    fits = per_req <= acc.usable_blocks
+    if not fits:
+        why = ("its check sizes one request by a mamba group only" if acc.group0_only
+               else "its check counts the null block as usable" if not acc.null_reserved else "")
+        warnings.append(f"vLLM {vllm_version} starts, but one request of max_model_len {mml:,} tokens needs {per_req} blocks and "
+                        f"only {acc.usable_blocks} are usable (one of {nb} is the null block{'; ' + why if why else ''}): "
+                        f"the longest request that runs is {longest:,} tokens (--max-model-len {longest} matches it)")
+    if hybrid and not vv.has("kv_tokens_logged_from_concurrency", vllm_version) and lay.n_groups > 1 and logged:
+        warnings.append(f"vLLM {vllm_version} will log {logged:,} KV tokens (num_blocks // {lay.n_groups} groups x {lay.block_size}); "
+                        f"its blocks really hold {longest:,} tokens for one request ({longest / logged:.1f}x the logged figure)")
 
     kv_alloc = nb * lay.block_bytes
     if cpu:
         vram = w + kv_alloc
+        vram_reason = "weights + KV cache"
     else:
-        # activations are freed after profiling (torch.cuda.empty_cache); graphs stay.
-        vram = c0 + w + n + corr + kv_alloc + g_actual
+        # Activations are freed after profiling (torch.cuda.empty_cache); graphs and the sampler warm-up stay.
+        # The KV term is vLLM's budget for it (whole blocks fill it to within one block).
+        vram = c0 + w + n + corr + avail + g_actual + s_warm
+        vram_reason = "context + weights + non-torch + KV budget + CUDA graphs + sampler warm-up (activations freed)"
     budget = {
         "device_total": total / MIB,
-        "requested": (requested if s.kv_cache_memory_bytes is None else w + a + n + avail) / MIB,
+        "requested": (requested if kv_pinned is None else w + a + n + avail) / MIB,
         "context": c0 / MIB,
         "weights": w / MIB,
         "activation_peak": a / MIB,
@@ -285,42 +331,58 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
         "calibration": corr / MIB,
         "cudagraph_estimate": g_est / MIB,
         "cudagraphs": g_actual / MIB,
+        "sampler_warmup": s_warm / MIB,
         "kv_available": avail / MIB,
         "kv_allocated": kv_alloc / MIB,
     }
     if profile.unified_memory:
-        left = total - (c0 + requested + (g_actual - g_est))
+        left = total - (c0 + requested + (g_actual - g_est) + s_warm)
         budget["os_headroom"] = left / MIB
         notes.append(f"unified memory: {total_gib:.1f} GiB shared with the OS; the plan leaves {left / GIB:.1f} GiB "
                      f"(wanted >= {profile.os_headroom_gib:g} GiB)")
         if left < profile.os_headroom_gib * GIB:
-            notes.append("utilization eats into the OS headroom: lower --gpu-memory-utilization")
+            warnings.append("utilization eats into the OS headroom: lower --gpu-memory-utilization")
 
     fig["block_size"] = Figure(value=lay.block_size, unit="tokens", reason=(
-        f"16-aligned attention block whose page ({lay.page_bytes:,} B) holds one mamba state ({lay.mamba_state_bytes:,} B)"
+        f"{'128' if cpu else '16'}-aligned attention block whose page ({lay.page_bytes:,} B) holds one mamba state "
+        f"({lay.mamba_state_bytes:,} B, SSM state {lay.ssm_dtype}: {ssm_reason})"
         if lay.mamba_state_bytes else "backend default block size"))
     fig["page_bytes"] = Figure(value=lay.page_bytes, unit="B", reason=f"block_size x {lay.attn_bytes_per_token_layer} B per token per layer")
     fig["kv_groups"] = Figure(value=f"{lay.attn_groups} attention + {lay.mamba_groups} mamba", reason=f"{lay.layers_per_group} layers per group share one tensor each")
-    fig["num_blocks"] = Figure(value=nb, unit="blocks", reason=f"kv_available // page // {lay.layers_per_group} (get_num_blocks)")
+    fig["num_blocks"] = Figure(value=nb, unit="blocks", reason=f"kv_available // page // {lay.layers_per_group} (get_num_blocks); one is the null block")
     fig["kv_available"] = Figure(value=round(avail / MIB, 1), unit="MiB", reason=avail_reason)
     fig["weights"] = Figure(value=round(w / MIB, 1), unit="MiB", reason="checkpoint weights resident after load" + (f", / tp {tp}" if tp > 1 else ""))
     fig["activation_peak"] = Figure(value=round(a / MIB, 1), unit="MiB", reason=(
-        f"max(LM forward over {mbt} tokens {a_lm:.0f} + encoder {a_enc:.0f}, sampler {seqs} seqs {a_sampler:.0f})"))
+        f"max(LM forward over {mbt} tokens {a_lm:.0f} + encoder {a_enc:.0f}, sampler {rows} rows {a_sampler:.0f})"))
     fig["cudagraphs"] = Figure(value=round(g_actual / MIB, 1), unit="MiB", reason=(
-        "eager: none" if eager else f"{len(sizes)} capture sizes up to {cap}; " + ("subtracted from KV (estimate on)" if g_est else "on top of the budget (estimate off)")))
+        "eager: none" if not graphs.count else
+        f"{len(graphs.piecewise)} PIECEWISE (largest {max(graphs.piecewise)}) + {len(graphs.full)} FULL graphs; "
+        + ("subtracted from KV (estimate on)" if g_est else "on top of the budget (estimate off)")))
+    fig["sampler_warmup"] = Figure(value=round(s_warm / MIB, 1), unit="MiB", reason=(
+        "none on CPU" if cpu else f"{rows} rows x {arch.vocab_size:,} vocab kept reserved after graph capture (outside the budget)"))
     fig["max_model_len"] = Figure(value=mml, unit="tokens", reason=mml_reason)
     fig["kv_cache_tokens_logged"] = Figure(value=logged, unit="tokens", reason=logged_reason)
     fig["kv_cache_tokens_real"] = Figure(value=real, unit="tokens", reason=(
-        f"(num_blocks - 1 null - {lay.mamba_groups * lay.mamba_blocks_per_request} state blocks) x block_size, capped at max_model_len"))
+        f"(num_blocks - 1 null - {lay.state_blocks} state blocks) x block_size, capped at max_model_len"))
     fig["max_concurrency"] = Figure(value=round(conc, 2), unit="x", reason=f"num_blocks / {per_req} blocks per request of max_model_len")
-    fig["total_vram"] = Figure(value=round(vram / MIB), unit="MiB", reason="context + weights + non-torch + KV + CUDA graphs (activations freed)")
+    fig["total_vram"] = Figure(value=round(vram / MIB), unit="MiB", reason=vram_reason)
     env = {}
     if not cpu:
         env["VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS"] = "1" if estimate else "0"
     return Plan(recipe=recipe.name, profile=profile.name, vllm_version=vllm_version, device="CPU" if cpu else "GPU",
                 max_model_len=mml, block_size=lay.block_size, num_blocks=nb, kv_cache_tokens_logged=logged,
                 kv_cache_tokens_real=real, max_concurrency=conc, total_vram_mib=vram / MIB, budget=budget,
-                figures=fig, flags=flags or [], env=env, fits=fits, notes=notes)
+                figures=fig, flags=flags or [], env=env, fits=fits, vllm_starts=True, warnings=warnings, notes=notes)
+
+
+def _json_value(raw: str, flag: str) -> dict:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise UserError(f"{flag} {raw!r} is not JSON") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag} {raw!r} is not a JSON object")
+    return value
 
 
 def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None) -> Settings:
@@ -341,8 +403,9 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
         c = va.canonical(f.name)
         if c == "--limit-mm-per-prompt" and f.value:
             try:
-                limits.update({k: int(v) if not isinstance(v, dict) else int(v.get("count", 1)) for k, v in json.loads(f.value).items()})
-            except (ValueError, AttributeError):
+                limits.update({k: int(v) if not isinstance(v, dict) else int(v.get("count", 1))
+                               for k, v in _json_value(f.value, c).items()})
+            except (ValueError, AttributeError, UserError):
                 raise UserError(f"--limit-mm-per-prompt {f.value!r} is not JSON like '{{\"image\": 2}}'") from None
         elif c.startswith("--limit-mm-per-prompt.") and f.value is not None:
             limits[c.split(".", 1)[1]] = int(f.value)
@@ -367,7 +430,19 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
         prefix = True
     if va.has(flags, "--no-enable-prefix-caching"):
         prefix = False
+    spec_raw = va.get(flags, "--speculative-config")
+    num_spec = 0
+    if spec_raw:
+        num_spec = int(_json_value(spec_raw, "--speculative-config").get("num_speculative_tokens", 0) or 0)
     est_env = env.get("VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS")
+    space = env.get("VLLM_CPU_KVCACHE_SPACE")
+    try:
+        space_gib = int(space) if space not in (None, "") else None
+    except ValueError:
+        raise UserError(f"VLLM_CPU_KVCACHE_SPACE={space!r} is not a whole number of GiB") from None
+    dtype = (va.get(flags, "--dtype") or "auto").lower()
+    if dtype not in DTYPE_BYTES:
+        raise UserError(f"--dtype {dtype!r} is not one of {', '.join(sorted(DTYPE_BYTES))}")
     return Settings(
         gpu_memory_utilization=util if util is not None else 0.9,
         kv_cache_memory_bytes=kv_bytes, max_model_len=mml, max_model_len_auto=auto,
@@ -378,6 +453,9 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
         kv_cache_dtype=va.get(flags, "--kv-cache-dtype") or "auto",
         tensor_parallel_size=num("--tensor-parallel-size") or 1, enable_prefix_caching=prefix,
         estimate_cudagraphs=None if est_env is None else est_env.strip() not in ("", "0", "false", "False"),
+        mamba_ssm_cache_dtype=(va.get(flags, "--mamba-ssm-cache-dtype") or "auto").lower(),
+        block_size=num("--block-size"), num_speculative_tokens=num_spec, dtype=dtype, cpu_kvcache_space_gib=space_gib,
+        allow_long_max_model_len=env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "").strip().lower() in ("1", "true"),
     )
 
 
@@ -386,25 +464,64 @@ def required_util(recipe: ModelRecipe, profile: GpuProfile, s: Settings, blocks:
     lo, hi = 0.0, 1.0
     for _ in range(30):
         mid = (lo + hi) / 2
-        if predict(recipe, profile, replace(s, gpu_memory_utilization=mid, kv_cache_memory_bytes=None), **kw).num_blocks >= blocks:
+        if _blocks(recipe, profile, replace(s, gpu_memory_utilization=mid, kv_cache_memory_bytes=None), **kw) >= blocks:
             hi = mid
         else:
             lo = mid
     return math.ceil(hi * 1000) / 1000
 
 
+def _blocks(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> int:
+    """num_blocks of a plan, 0 where vLLM would refuse (probe for searches over utilization)."""
+    try:
+        return predict(recipe, profile, replace(s, max_model_len=1, max_model_len_auto=False), **kw).num_blocks
+    except VllmRefuses:
+        return 0
+
+
 def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> Plan:
-    """Attach the utilization guide: each preset of the profile, computed."""
+    """Attach the utilization guide: each preset of the profile, computed for the plan's vLLM version."""
     rows = []
     for name, preset in sorted(profile.presets.items(), key=lambda kv: kv[1].gpu_memory_utilization):
-        p = predict(recipe, profile, replace(s, gpu_memory_utilization=preset.gpu_memory_utilization, kv_cache_memory_bytes=None), **kw)
-        lay_fit = predict(recipe, profile, replace(s, gpu_memory_utilization=preset.gpu_memory_utilization,
-                                                   kv_cache_memory_bytes=None, max_model_len_auto=True), vllm_version=FIT_VLLM,
-                          **{k: v for k, v in kw.items() if k != "vllm_version"}).max_model_len
+        at = replace(s, gpu_memory_utilization=preset.gpu_memory_utilization, kv_cache_memory_bytes=None)
+        try:
+            p = predict(recipe, profile, at, **kw)
+        except VllmRefuses:
+            rows.append(GuideRow(name=name, gpu_memory_utilization=preset.gpu_memory_utilization, kv_cache_tokens_logged=0,
+                                 kv_cache_tokens_real=0, max_model_len_fit=_longest(recipe, profile, at, **kw)))
+            continue
+        lay_fit = _longest(recipe, profile, at, **kw)
         rows.append(GuideRow(name=name, gpu_memory_utilization=preset.gpu_memory_utilization,
                              kv_cache_tokens_logged=p.kv_cache_tokens_logged, kv_cache_tokens_real=p.kv_cache_tokens_real,
                              max_model_len_fit=lay_fit))
     return plan.model_copy(update={"guide": rows})
+
+
+def _longest(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> int:
+    """Longest max_model_len one request really runs with at these settings (the null block counted)."""
+    nb = _blocks(recipe, profile, s, **kw)
+    return min(recipe.architecture.max_position_embeddings, layout_for(recipe, profile, s, **kw).longest_request(max(0, nb - 1)))
+
+
+def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> Layout:
+    """The layout predict() uses for these settings (keyword arguments as predict's)."""
+    version = kw["vllm_version"]
+    cpu = profile.vendor == "cpu"
+    arch = recipe.architecture
+    hybrid = bool(arch.linear_attention_layers)
+    prefix = prefix_caching_default(version) if s.enable_prefix_caching is None else s.enable_prefix_caching
+    declared = arch.linear.ssm_dtype if arch.linear else "float32"
+    if cpu and hybrid:
+        ssm, _ = cpu_ssm_dtype(version, kw.get("host") or CpuFeatures(), declared, s.mamba_ssm_cache_dtype)
+    else:
+        ssm = s.mamba_ssm_cache_dtype if s.mamba_ssm_cache_dtype != "auto" else declared
+    lay = layout(arch, tp=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu, prefix_caching=prefix and hybrid,
+                 num_spec=s.num_speculative_tokens, ssm_dtype=ssm, block_size=s.block_size, dtype=s.dtype,
+                 group_ratio=group_ratio(version))
+    corr = kw.get("correction")
+    if corr and corr.block_size and corr.block_size != lay.block_size:
+        lay = replace(lay, block_size=corr.block_size, page_bytes=corr.block_size * lay.attn_bytes_per_token_layer)
+    return lay
 
 
 def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, target_context: int,
@@ -418,26 +535,25 @@ def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, targe
                         f"the largest context is {arch.max_position_embeddings}")
     ceiling = ceiling_util or s.gpu_memory_utilization
     cpu = profile.vendor == "cpu"
-    prefix = s.enable_prefix_caching if s.enable_prefix_caching is not None else prefix_caching_default(kw.get("vllm_version", DEFAULT_VLLM))
-    lay = layout(arch, tp=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu,
-                 prefix_caching=prefix and bool(arch.linear_attention_layers))
-    need = 1 + target_concurrency * lay.blocks_per_request(target_context)
+    lay = layout_for(recipe, profile, s, **kw)
+    need = 1 + target_concurrency * lay.blocks_per_request(target_context)  # + the null block
     if s.kv_cache_memory_bytes is not None or cpu:
         kv_bytes = need * lay.block_bytes
-        notes = [f"{target_concurrency} x {target_context} tokens need {need} blocks = {kv_bytes / MIB:.0f} MiB of KV cache"]
+        notes = [f"{target_concurrency} x {target_context} tokens need {need} blocks (one is vLLM's null block) = "
+                 f"{kv_bytes / MIB:.0f} MiB of KV cache"]
         return replace(s, kv_cache_memory_bytes=kv_bytes, max_model_len=target_context, max_model_len_auto=False), notes
     util = required_util(recipe, profile, replace(s, max_model_len=target_context), need, **kw)
     if util > ceiling:
-        best = predict(recipe, profile, replace(s, gpu_memory_utilization=ceiling, kv_cache_memory_bytes=None), **kw)
-        nb = best.num_blocks
-        per = (nb - 1) // max(1, target_concurrency) - lay.mamba_groups * lay.mamba_blocks_per_request
-        largest = max(0, per // max(1, lay.attn_groups) * lay.block_size)
+        nb = _blocks(recipe, profile, replace(s, gpu_memory_utilization=ceiling, kv_cache_memory_bytes=None), **kw)
+        per = (nb - 1) // max(1, target_concurrency)
+        largest = lay.longest_request(per)
         if largest <= 0:
             raise UserError(f"{recipe.name} does not fit on {profile.name} at utilization {ceiling:g}: "
-                            f"weights and overheads leave {best.budget['kv_available']:.0f} MiB for the KV cache",
+                            "weights and overheads leave no room for the KV cache",
                             "pick a smaller quantization or a larger GPU")
         raise UserError(f"{target_concurrency} x {target_context} tokens do not fit on {profile.name} at utilization {ceiling:g} "
-                        + (f"(needs {util:g})" if util < 1 else "(not even the whole device is enough)"), f"the largest context that fits is --max-model-len {min(largest, arch.max_position_embeddings)}")
+                        + (f"(needs {util:g})" if util < 1 else "(not even the whole device is enough)"),
+                        f"the largest context that fits is --max-model-len {min(largest, arch.max_position_embeddings)}")
     notes = [f"utilization {util:g} gives the {need} blocks {target_concurrency} x {target_context} tokens need "
              f"(ceiling {ceiling:g}); equivalently --kv-cache-memory-bytes {need * lay.block_bytes // MIB}M"]
     return replace(s, gpu_memory_utilization=util, max_model_len=target_context, max_model_len_auto=False), notes
@@ -454,3 +570,8 @@ def flags_for(base: list[va.Flag], s: Settings) -> list[va.Flag]:
     if s.max_model_len is not None:
         out = va.merge(out, [va.Flag("--max-model-len", str(s.max_model_len))])
     return out
+
+
+__all__ = ["Accounting", "CpuFeatures", "Correction", "Graphs", "Layout", "Settings", "VllmRefuses", "activation_mib",
+           "capture_sizes", "cpu_ssm_dtype", "cudagraph_mib", "flags_for", "graphs_for", "layout", "layout_for",
+           "plan_for_target", "predict", "sampler_mib", "settings_from_flags", "with_guide"]

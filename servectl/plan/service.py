@@ -1,16 +1,22 @@
-"""`plan` and `calibrate` as functions: a recipe, a profile and the user's vLLM flags -> a Plan; a real
-start-up log -> a stored correction. The commands only parse and print."""
+"""The planner's edge: which vLLM release and host a plan is for, the user's whole vLLM command line, and the
+starts it learns from. `plan`, `calibrate --log` and the launch workflow call these; the memory model
+(servectl.plan.planner) stays pure."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from servectl.catalog import versions
+from servectl.catalog.gpu import GpuProfile
 from servectl.catalog.load import load_catalog
+from servectl.catalog.recipe import ModelRecipe
 from servectl.errors import UserError
+from servectl.hardware.cpu_features import CpuFeatures
 from servectl.plan import calibrate as cal
 from servectl.plan import planner, vllm_log
 from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
+from servectl.plan.models import Plan
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 
@@ -19,21 +25,123 @@ MEMORY_FLAGS = (
     "--gpu-memory-utilization", "--kv-cache-memory-bytes", "--max-model-len", "--max-num-seqs",
     "--max-num-batched-tokens", "--max-cudagraph-capture-size", "--enforce-eager", "--limit-mm-per-prompt",
     "--skip-mm-profiling", "--kv-cache-dtype", "--tensor-parallel-size", "--enable-prefix-caching",
-    "--no-enable-prefix-caching",
+    "--no-enable-prefix-caching", "--mamba-ssm-cache-dtype", "--block-size", "--speculative-config", "--dtype",
 )
 ESTIMATE_ENV = "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS"
+# environment variables of the user's shell that change what vLLM does with memory
+PLAN_ENV = (ESTIMATE_ENV, "VLLM_CPU_KVCACHE_SPACE", "VLLM_ALLOW_LONG_MAX_MODEL_LEN")
 
 
-def check_memory_flags(tokens: list[str]) -> None:
+def is_memory_flag(name: str) -> bool:
+    c = va.canonical(name)
+    return c in MEMORY_FLAGS or c.startswith("--limit-mm-per-prompt.")
+
+
+def command_tokens(tokens: list[str]) -> list[str]:
+    """A vLLM command line as users write it -> its flag tokens (`vllm serve MODEL`, `serve MODEL` or
+    `python -m vllm.entrypoints.openai.api_server` in front are dropped)."""
+    toks = list(tokens)
+    if toks and toks[0] in ("vllm", "python", "python3"):
+        toks = toks[1:]
+        if toks[:2] == ["-m", "vllm.entrypoints.openai.api_server"]:
+            toks = toks[2:]
+    if toks and toks[0] == "serve":
+        toks = toks[1:]
+    if toks and not toks[0].startswith("-"):
+        toks = toks[1:]  # the model; the recipe names it
     try:
-        flags = va.parse_args(tokens)
+        va.parse_args(toks)
     except ValueError as exc:
-        raise UserError(f"cannot read the vLLM flags: {exc}") from None
-    for f in flags:
-        name = va.canonical(f.name)
-        if name not in MEMORY_FLAGS and not name.startswith("--limit-mm-per-prompt."):
-            raise UserError(f"{f.name} is not a vLLM memory flag servectl plan knows",
-                            "memory flags: " + " ".join(MEMORY_FLAGS))
+        raise UserError(f"cannot read the vLLM flags: {exc}", "write them as vLLM does: --flag value") from None
+    return toks
+
+
+def split_memory_flags(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(tokens of the flags that change memory, tokens of the others)."""
+    mem: list[va.Flag] = []
+    other: list[va.Flag] = []
+    for f in va.parse_args(tokens):
+        (mem if is_memory_flag(f.name) else other).append(f)
+    return va.to_tokens(mem), va.to_tokens(other)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The vLLM that will run a plan: its release (and why) and, for the cpu profile, the host's CPU features."""
+
+    version: str
+    version_reason: str
+    host: CpuFeatures
+    python: Path | None = None  # the local vLLM environment's interpreter, when it is what runs the plan
+
+
+def _local_environment(python: str | None):
+    """(interpreter, vllmenv.pyenv.Target) of the local vLLM environment, or (None, None)."""
+    from servectl.vllmenv.location import find_vllm_python
+    from servectl.vllmenv.pyenv import from_python
+
+    try:
+        py = find_vllm_python(python)
+        return py, from_python(py)
+    except UserError:
+        return None, None
+
+
+def target_for(profile: GpuProfile, *, override: str | None = None, image: str | None = None,
+               python: str | None = None, runtime: str | None = None, env_target=None) -> Target:
+    """The release that will run (`--vllm-version`, the environment's installed vLLM, or the image tag's) and, on
+    the cpu profile, the CPU features that environment's torch reports (/proc/cpuinfo without one)."""
+    from servectl.hardware.cpu_features import probe
+
+    cpu = profile.vendor == "cpu"
+    py, env = (None, None)
+    if runtime != "docker":
+        py, env = (env_target.python, env_target) if env_target is not None else _local_environment(python)
+    installed = versions.installed_vllm(env.versions) if env is not None else None
+    version, why = versions.that_runs(override=override, installed=installed, cpu_profile=cpu,
+                                      image=image or (profile.container.image if profile.container else None))
+    local = installed is not None and why.startswith("the vLLM environment")
+    host = probe(str(py) if (py and local) else None) if cpu else CpuFeatures(source="not a CPU plan")
+    return Target(version, why, host, Path(py) if (py and local) else None)
+
+
+def plan_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str], target: Target, *,
+             weights_gib: float | None = None, calibrated: bool = True) -> Plan:
+    """The forward plan for a launch's whole vLLM argv (flags that do not change memory are ignored)."""
+    mem, _ = split_memory_flags(vllm_args)
+    s = planner.settings_from_flags(va.parse_args(mem), env)
+    correction = cal.correction_for(recipe.name, profile.name, target.version) if calibrated else None
+    return planner.predict(recipe, profile, s, vllm_version=target.version, correction=correction, host=target.host,
+                           weights_gib=weights_gib, flags=vllm_args)
+
+
+def predicted_kv_tokens(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str],
+                        target: Target) -> int | None:
+    """What the plan says vLLM will log as its KV cache size (None where vLLM would refuse these flags)."""
+    try:
+        return plan_for(recipe, profile, vllm_args, env, target).kv_cache_tokens_logged
+    except UserError:
+        return None
+
+
+def default_block_size(profile: GpuProfile, vllm_args: list[str]) -> int:
+    """The block vLLM keeps when it logs no alignment line: --block-size, else the platform's (CPU 128, GPU 16)."""
+    raw = va.get(va.parse_args(split_memory_flags(vllm_args)[0]), "--block-size")
+    return int(raw) if raw else (128 if profile.vendor == "cpu" else 16)
+
+
+def learn_from_start(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str],
+                     target: Target, log_text: str, source: str) -> cal.CalibrationRecord | None:
+    """Store what a start that reached vLLM's KV cache line measured (None when it did not get there)."""
+    fig = vllm_log.parse_text(log_text)
+    if fig.kv_cache_tokens is None and fig.available_kv_gib is None:
+        return None
+    t = replace(target, version=(fig.vllm_version or target.version).split("+")[0])
+    try:
+        plan = plan_for(recipe, profile, vllm_args, env, t, calibrated=False)
+    except UserError:
+        return None
+    return cal.save(cal.compare(plan, fig, source, default_block_size=default_block_size(profile, vllm_args)))
 
 
 def profile_for(cat, gpu: str | None):
@@ -50,22 +158,41 @@ def profile_for(cat, gpu: str | None):
     return choice.profile
 
 
+def _vllm_parser_verdict(target: Target, tokens: list[str]) -> str | None:
+    """vLLM's own parser on the flags, where the vLLM that will run them is installed here."""
+    if target.python is None or not tokens:
+        return None
+    from servectl.vllmenv.vllm_parser import vllm_parse
+
+    return vllm_parse([tokens], target.python)[0]
+
+
 def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,
-          vllm_version: str = planner.DEFAULT_VLLM, estimate: bool | None = None,
+          vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
-          model_path: str | None = None):
-    """Recipe settings for the profile (deployment.resolve) + the user's flags -> Plan. Other commands reuse it."""
+          model_path: str | None = None, python: str | None = None) -> Plan:
+    """Recipe settings for the profile + the user's whole vLLM command line -> what the vLLM that will run does.
+
+    Raises UserError only where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
     cat = load_catalog()
     recipe, profile = cat.model(model), profile_for(cat, gpu)
-    spec = resolve(Request(recipe=recipe, profile=profile, overrides=list(vllm_tokens), preset=preset))
-    flags = va.parse_args(spec.vllm_args)
+    tokens = command_tokens(vllm_tokens)
+    _, other_tokens = split_memory_flags(tokens)
+    # force: servectl's own guards become warnings here; a plan refuses only what vLLM refuses
+    spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=True))
+    target = target_for(profile, override=vllm_version, image=spec.image, python=python)
+    verdict = _vllm_parser_verdict(target, tokens)
+    if verdict:
+        raise UserError(f"vLLM {target.version} rejects the flags: {verdict}", "fix or drop the flag vLLM names")
     run_env = {**spec.env, **(env or {})}
     if estimate is not None:
         run_env[ESTIMATE_ENV] = "1" if estimate else "0"
-    s = planner.settings_from_flags(flags, run_env)
-    correction = cal.correction_for(recipe.name, profile.name)
-    kw = dict(vllm_version=vllm_version, correction=correction)
-    notes: list[str] = []
+    s = planner.settings_from_flags(va.parse_args(split_memory_flags(spec.vllm_args)[0]), run_env)
+    correction = cal.correction_for(recipe.name, profile.name, target.version)
+    kw = dict(vllm_version=target.version, correction=correction, host=target.host)
+    notes: list[str] = [f"vLLM {target.version}: {target.version_reason}"]
+    if profile.vendor == "cpu":
+        notes.append(f"host CPU: {target.host.describe()}")
     checkpoint = Path(model_path) if model_path else cached_checkpoint(recipe.repo)
     if checkpoint is not None:
         loaded, skipped = weight_bytes(checkpoint)
@@ -73,50 +200,56 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
         notes.append(f"weights {loaded / 2**30:.2f} GiB from the safetensors headers in {checkpoint}"
                      + (f" ({skipped / 2**30:.2f} GiB of MTP head not loaded)" if skipped else ""))
     if target_context:
-        ceiling = s.gpu_memory_utilization
-        s, notes = planner.plan_for_target(recipe, profile, s, target_context, target_concurrency, ceiling_util=ceiling, **kw)
-    out_flags = va.to_tokens(planner.flags_for(flags, s))
+        s, target_notes = planner.plan_for_target(recipe, profile, s, target_context, target_concurrency,
+                                                  ceiling_util=s.gpu_memory_utilization, **kw)
+        notes += target_notes
+    out_flags = va.to_tokens(planner.flags_for(va.parse_args(spec.vllm_args), s))
     plan = planner.predict(recipe, profile, s, flags=out_flags, **kw)
     plan = planner.with_guide(plan, recipe, profile, s, **kw)
     if s.estimate_cudagraphs is not None and profile.vendor != "cpu":
         plan = plan.model_copy(update={"env": {ESTIMATE_ENV: "1" if s.estimate_cudagraphs else "0"}})
-    plan = plan.model_copy(update={"notes": notes + plan.notes})
-    if plan.budget["kv_available"] <= 0:
-        raise UserError(f"{recipe.name} does not fit on {profile.name}: weights and overheads exceed the budget by "
-                        f"{-plan.budget['kv_available']:.0f} MiB",
-                        "raise --gpu-memory-utilization, lower --max-num-batched-tokens, or pick a larger GPU")
-    if not plan.fits:
-        fit = planner.predict(recipe, profile, replace(s, max_model_len_auto=True), vllm_version=planner.FIT_VLLM,
-                              correction=correction).max_model_len
-        raise UserError(f"max_model_len {plan.max_model_len} does not fit in the {plan.num_blocks} KV blocks on {profile.name}",
-                        f"the largest context that fits is --max-model-len {fit}" if fit > 0 else "pick a larger GPU")
-    return plan
+    calibrated = [n for n in plan.notes if n.startswith("calibrated from")]
+    rest = [n for n in plan.notes if n not in calibrated]
+    return plan.model_copy(update={"notes": calibrated + notes + rest, "ignored_flags": other_tokens,
+                                   "warnings": list(spec.warnings) + plan.warnings})
 
 
-def calibrate_from_log(model: str, gpu: str | None, log_file: Path) -> tuple[cal.CalibrationRecord, Path]:
-    """Plan the flags a real start used, compare with what it logged, store the correction."""
-    fig = vllm_log.parse_text(Path(log_file).read_text(errors="replace"))
+_LOG_FLAGS = {"max_model_len": "--max-model-len", "kv_cache_memory_bytes": "--kv-cache-memory-bytes",
+              "gpu_memory_utilization": "--gpu-memory-utilization", "max_num_seqs": "--max-num-seqs",
+              "max_num_batched_tokens": "--max-num-batched-tokens", "kv_cache_dtype": "--kv-cache-dtype",
+              "tensor_parallel_size": "--tensor-parallel-size", "max_cudagraph_capture_size": "--max-cudagraph-capture-size",
+              "dtype": "--dtype", "mamba_ssm_cache_dtype": "--mamba-ssm-cache-dtype", "block_size": "--block-size"}
+
+
+def _tokens_from_log(fig: vllm_log.LogFigures) -> list[str]:
+    """The memory flags a start used, from vLLM's "non-default args" line."""
     tokens: list[str] = []
-    a = fig.args
-    mapping = {"max_model_len": "--max-model-len", "kv_cache_memory_bytes": "--kv-cache-memory-bytes",
-               "gpu_memory_utilization": "--gpu-memory-utilization", "max_num_seqs": "--max-num-seqs",
-               "max_num_batched_tokens": "--max-num-batched-tokens", "kv_cache_dtype": "--kv-cache-dtype",
-               "tensor_parallel_size": "--tensor-parallel-size", "max_cudagraph_capture_size": "--max-cudagraph-capture-size"}
-    for key, flag in mapping.items():
-        if key in a:
-            tokens += [flag, a[key]]
+    for key, flag in _LOG_FLAGS.items():
+        if key in fig.args:
+            tokens += [flag, fig.args[key]]
     for key, flag in (("enforce_eager", "--enforce-eager"), ("enable_prefix_caching", "--enable-prefix-caching")):
-        if a.get(key) == "True":
+        if fig.args.get(key) == "True":
             tokens.append(flag)
-    if fig.max_model_len and "max_model_len" not in a:
+    if fig.max_model_len and "max_model_len" not in fig.args:
         tokens += ["--max-model-len", str(fig.max_model_len)]
-    version = fig.vllm_version or planner.DEFAULT_VLLM
+    return tokens
+
+
+def calibrate_from_log(model: str, gpu: str | None, log_file: Path, host: str | None = None) -> tuple[cal.CalibrationRecord, Path]:
+    """Plan the flags a real start used (for the release it logged), compare with what it logged, store the start
+    for (recipe, profile, release, host)."""
+    fig = vllm_log.parse_text(Path(log_file).read_text(errors="replace"))
+    if fig.kv_cache_tokens is None and fig.available_kv_gib is None:
+        raise UserError(f"{Path(log_file).name} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
+                        "pass the log of a vLLM start that reached the KV cache allocation")
     cat = load_catalog()
     recipe, profile = cat.model(model), profile_for(cat, gpu)
-    spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, force=True))
-    flags = va.parse_args(spec.vllm_args)
-    s = planner.settings_from_flags(flags, spec.env)
-    plan = planner.predict(recipe, profile, s, vllm_version=version)
-    rec = cal.compare(plan, fig, Path(log_file).name)
-    path = cal.save(rec)
-    return rec, path
+    spec = resolve(Request(recipe=recipe, profile=profile, overrides=_tokens_from_log(fig), force=True))
+    target = target_for(profile, image=spec.image)
+    if fig.vllm_version:
+        target = replace(target, version=fig.vllm_version.split("+")[0], version_reason="the log's engine line")
+    plan = plan_for(recipe, profile, spec.vllm_args, spec.env, target, calibrated=False)
+    rec = cal.compare(plan, fig, Path(log_file).name, host=host,
+                      default_block_size=default_block_size(profile, spec.vllm_args))
+    rec = cal.save(rec)
+    return rec, cal.calibration_dir() / f"{rec.profile}.json"

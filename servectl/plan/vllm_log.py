@@ -6,6 +6,10 @@ The line formats follow vLLM's sources: vllm/v1/core/kv_cache_utils.py (`_report
 0.19, `update_kv_cache_capacity` in 0.32: "%s KV cache size: %s tokens, Maximum concurrency ..."),
 vllm/v1/worker/gpu_worker.py ("Available KV cache memory: %.2f GiB", "Free memory on device (%.2f/%.2f GiB)"),
 vllm/v1/worker/gpu_model_runner.py ("Model loading took %.4f GiB", "Estimated CUDA graph memory: %.2f GiB"),
+gpu_worker.py compile_or_warm_up_model ("CUDA graph pool memory: X GiB (actual), Y GiB (estimated)", and "Free memory on
+device ... Desired GPU memory utilization is (u, X GiB). Actual usage is W GiB for weight, A GiB for peak activation,
+N GiB for non-torch memory, and G GiB for CUDAGraph memory ... Current kv cache memory in use is K GiB": DEBUG up to
+0.19, INFO later),
 vllm/platforms/interface.py (`_align_hybrid_block_size`: "Setting attention block size to %d tokens",
 "Padding mamba page size by %.2f%%"), vllm/v1/worker/cpu_worker.py ("Explicitly set (%.2f/%.2f) GiB").
 """
@@ -38,6 +42,9 @@ class LogFigures:
     max_concurrency_len: int | None = None  # "for L tokens per request"
     cudagraph_gib: float | None = None  # "Graph capturing finished in .. secs, took X GiB" (actual)
     cudagraph_estimate_gib: float | None = None  # "Estimated CUDA graph memory: X GiB total"
+    peak_activation_gib: float | None = None  # "Actual usage is W GiB for weight, A GiB for peak activation, ..."
+    non_torch_gib: float | None = None  # "... N GiB for non-torch memory ..."
+    requested_gib: float | None = None  # "Desired GPU memory utilization is (u, X GiB)"
     block_size: int | None = None  # "Setting attention block size to N tokens"
     mamba_padding_pct: float | None = None  # "Padding mamba page size by X%"
     num_gpu_blocks: int | None = None  # from the cache_config_info metric or the override line
@@ -62,6 +69,11 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("concurrency", re.compile(r"Maximum concurrency for " + _NUM + r" tokens per request: " + _NUM + r"x")),
     ("graph", re.compile(r"Graph capturing finished in [0-9.]+ secs?, took " + _NUM + r" GiB")),
     ("graph_est", re.compile(r"Estimated CUDA graph memory: " + _NUM + r" GiB")),
+    ("graph_pool", re.compile(r"CUDA graph pool memory: " + _NUM + r" GiB \(actual\), " + _NUM + r" GiB \(estimated\)")),
+    ("usage", re.compile(r"Actual usage is " + _NUM + r" GiB for weight, " + _NUM + r" GiB for peak activation, "
+                         + _NUM + r" GiB for non-torch memory, and " + _NUM + r" GiB for CUDAGraph memory")),
+    ("requested", re.compile(r"Desired GPU memory utilization is \(" + _NUM + r", " + _NUM + r" GiB\)")),
+    ("in_use", re.compile(r"Current kv cache memory in use is " + _NUM + r" GiB")),
     ("block", re.compile(r"Setting attention block size to " + _NUM + r" tokens")),
     ("padding", re.compile(r"Padding mamba page size by " + _NUM + r"%")),
     ("blocks", re.compile(r"with num_gpu_blocks_override=([0-9]+)")),
@@ -109,6 +121,18 @@ def parse_lines(lines: Iterable[str]) -> LogFigures:
                 fig.cudagraph_gib = _num(g[0])
             elif key == "graph_est" and fig.cudagraph_estimate_gib is None:
                 fig.cudagraph_estimate_gib = _num(g[0])
+            elif key == "graph_pool":
+                fig.cudagraph_gib = fig.cudagraph_gib if fig.cudagraph_gib is not None else _num(g[0])
+                fig.cudagraph_estimate_gib = fig.cudagraph_estimate_gib if fig.cudagraph_estimate_gib is not None else _num(g[1])
+            elif key == "usage" and fig.peak_activation_gib is None:
+                fig.weights_gib = fig.weights_gib if fig.weights_gib is not None else _num(g[0])
+                fig.peak_activation_gib, fig.non_torch_gib = _num(g[1]), _num(g[2])
+                fig.cudagraph_gib = fig.cudagraph_gib if fig.cudagraph_gib is not None else _num(g[3])
+            elif key == "requested" and fig.requested_gib is None:
+                fig.requested_gib = _num(g[1])
+                fig.args.setdefault("gpu_memory_utilization", g[0])
+            elif key == "in_use" and fig.available_kv_gib is None:
+                fig.available_kv_gib = _num(g[0])
             elif key == "block" and fig.block_size is None:
                 fig.block_size = int(_num(g[0]))
             elif key == "padding" and fig.mamba_padding_pct is None:
