@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def _table(plan) -> None:
     if plan.ignored_flags:
         console.print(f"not affecting the plan: {' '.join(plan.ignored_flags)}", highlight=False, soft_wrap=True)
     env = " ".join(f"{k}={v}" for k, v in plan.env.items())
-    console.print(f"flags: {env + ' ' if env else ''}vllm serve MODEL {' '.join(plan.flags)}", highlight=False, soft_wrap=True)
+    console.print(f"flags: {env + ' ' if env else ''}vllm serve MODEL {shlex.join(plan.flags)}", highlight=False, soft_wrap=True)
 
 
 @click.command("plan", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
