@@ -54,3 +54,19 @@ def test_cpu_features_parsers():
     line = json.dumps({"avx512_bf16": False, "amx": False, "capability": "AVX2", "torch": "2.13.0+cpu"})
     probe = parse_torch_probe("a warning\n" + line + "\n", "/venv/bin/python")
     assert not probe.avx512_bf16 and "AVX2" in probe.source and "2.13.0" in probe.source
+
+
+def test_target_for_follows_the_runtime(catalog):
+    from servectl.plan.service import target_for
+
+    # a container runs the image's release; the CPU features then come from the kernel's flags
+    gpu = target_for(catalog.gpu("rtx-5090"), runtime="docker")
+    assert (gpu.version, gpu.python) == ("0.18.0", None) and "vllm/vllm-openai:v0.18.0-cu130" in gpu.version_reason
+    cpu = target_for(catalog.gpu("cpu"), runtime="docker")
+    assert cpu.version == "0.32.0" and cpu.host.source == "/proc/cpuinfo flags"
+    # locally the cpu profile runs the bootstrapped CPU build: its installed release and its torch's view of the CPU
+    local = target_for(catalog.gpu("cpu"))
+    assert local.python is not None and "installed vllm" in local.version_reason and local.version == "0.32.0"
+    assert local.host.source.startswith("torch ")
+    # a CPU build does not run a GPU profile's plan
+    assert target_for(catalog.gpu("rtx-5090")).version == "0.18.0"
