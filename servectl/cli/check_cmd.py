@@ -1,32 +1,50 @@
-"""`servectl check URL`: prove a served model is healthy and answers sensibly."""
+"""`servectl check URL [--level quick|full|soak]`: prove a served model is healthy and answers sensibly."""
 
 from __future__ import annotations
 
 import click
 from servectl.cli.app import console, emit_json, err_console
-from servectl.errors import CheckFailed
-from servectl.verify.health import run_checks
+from servectl.errors import CheckFailed, UserError
 from servectl.verify.report import STATUS_STYLE, CheckResult, report_table
+
 
 @click.command()
 @click.argument("url", default="http://127.0.0.1:8000")
+@click.option("--level", type=click.Choice(["quick", "full", "soak"]), default="quick", show_default=True,
+              help="quick: one request of each kind; full: + concurrency, context, tool-stream, reasoning-leak; "
+                   "soak: quick + mixed load for --duration.")
+@click.option("--duration", metavar="TIME", help="How long `--level soak` loads the server (30s, 10m, 1h) [default: 10m].")
+@click.option("--max-num-seqs", type=click.IntRange(min=1), metavar="N",
+              help="The concurrency the server promises, when servectl cannot read its flags (a server on another machine).")
 @click.option("--model", help="Expected served model name (or a recipe name); default: the one /v1/models lists.")
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the server's API key (sent as Bearer).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds allowed per request.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def check(url: str, model: str | None, api_key_env: str | None, timeout: float, as_json: bool) -> None:
-    """Check a live OpenAI-compatible endpoint: health, models, chat, output sanity, reasoning,
-    tools, vision, streaming, metrics. Exit 0 when every applicable check passes, 1 otherwise,
-    2 when the server cannot be reached."""
+def check(url: str, level: str, duration: str | None, max_num_seqs: int | None, model: str | None,
+          api_key_env: str | None, timeout: float, as_json: bool) -> None:
+    """Check a live OpenAI-compatible endpoint. quick: health, models, chat, output sanity, reasoning,
+    tools, vision, streaming, metrics. full adds concurrency, context, tool-stream, reasoning-leak;
+    soak runs quick, then a mixed load for --duration. Exit 0 when every applicable check passes, 1 otherwise,
+    2 when the server cannot be reached or the input is wrong."""
+    from servectl.verify.levels import run_level
+    from servectl.verify.soak import parse_duration
 
-    def progress(result: CheckResult) -> None:
+    if duration is not None and level != "soak":
+        raise UserError("--duration applies to --level soak only", f"add --level soak or drop --duration {duration}")
+    duration_s = parse_duration(duration) if duration is not None else None
+
+    def on_check(result: CheckResult) -> None:
         if not as_json and err_console.is_terminal:
-            err_console.print(f"  {result.name:<10} ", end="")
+            err_console.print(f"  {result.name:<14} ", end="")
             err_console.print(*STATUS_STYLE[result.status][:1], style=STATUS_STYLE[result.status][1])
 
-    report = run_checks(url, model=model, api_key_env=api_key_env, timeout_s=timeout, on_check=progress)
+    def on_progress(text: str) -> None:  # long checks say what they do (stderr: --json output stays clean)
+        err_console.print(f"  {text}", highlight=False, soft_wrap=True)
+
+    report = run_level(url, level, model=model, api_key_env=api_key_env, timeout_s=timeout, duration_s=duration_s,
+                       max_num_seqs=max_num_seqs, on_check=on_check, on_progress=on_progress)
     if as_json:
-        emit_json(report.to_json())
+        emit_json({**report.to_json(), "level": level})
     else:
         console.print(report_table(report))
     if not report.passed:

@@ -1,0 +1,404 @@
+"""The `full` level of `servectl check`: serving gates beyond one request.
+
+concurrency     the KV cache's capacity (vLLM's own maximum concurrency at max_model_len) against the
+                concurrency the flags promise (max_num_seqs); then max_num_seqs long requests at once,
+                preemptions read from /metrics
+context         prompts at 25/50/75/90 % of max_model_len, lengths measured with the server's /tokenize
+tool-stream     a streamed tool call, reassembled from its deltas, equals the non-streamed one
+reasoning-leak  thinking on: no reasoning markup in content; thinking off: no reasoning at all
+
+Requests go through httpx (asyncio for the concurrent ones): the OpenAI client would hide the
+raw deltas and the vLLM-only fields (ignore_eos, min_tokens) these checks need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from servectl.verify.report import CheckResult
+from servectl.verify.server_facts import ServerFacts, read_metrics
+
+THINK_MARKUP = ("<think>", "</think>")
+NO_THINKING = {"chat_template_kwargs": {"enable_thinking": False}}
+CONTEXT_RUNGS = (0.25, 0.50, 0.75, 0.90)
+# filler for long prompts: plain words every tokenizer knows; its token ids are taken from /tokenize
+FILLER = ("The weather in the city was sunny and the people went out to see the water. "
+          "They could find a new place to live after the long work of the year. ") * 8
+
+
+@dataclass
+class GateContext:
+    base: str
+    model: str
+    http: httpx.Client
+    facts: ServerFacts
+    timeout_s: float
+    tools_tool: dict  # the tool definition the quick `tools` check uses
+    expect_tools: bool | None
+    expect_reasoning: bool | None
+    headers: dict[str, str] | None = None  # the API key, for the asyncio clients
+    progress: Callable[[str], None] | None = None
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            self.progress(text)
+
+
+# --------------------------------------------------------------------------- token-exact prompts
+
+
+def tokenize(ctx: GateContext, text: str) -> list[int]:
+    r = ctx.http.post(ctx.base + "/tokenize", json={"model": ctx.model, "prompt": text, "add_special_tokens": False})
+    r.raise_for_status()
+    return r.json()["tokens"]
+
+
+def filler_ids(ctx: GateContext, count: int) -> list[int]:
+    """At least `count` token ids of plain text, from the server's own tokenizer."""
+    ids = tokenize(ctx, FILLER)
+    if not ids:
+        raise RuntimeError("/tokenize returned no tokens")
+    return (ids * (count // len(ids) + 1))[:count]
+
+
+def metrics_now(ctx: GateContext) -> dict:
+    return read_metrics(ctx.http.get(ctx.base + "/metrics").text)
+
+
+async def _watch_metrics(base: str, headers: dict | None, peaks: dict, stop: asyncio.Event, interval_s: float = 0.1) -> None:
+    """Peak running / waiting / KV usage while a load runs."""
+    async with httpx.AsyncClient(timeout=10, headers=headers) as client:
+        while not stop.is_set():
+            try:
+                m = read_metrics((await client.get(base + "/metrics")).text)
+                for key in ("running", "waiting", "kv_usage"):
+                    peaks[key] = max(peaks.get(key, 0.0), m.get(key, 0.0))
+            except httpx.HTTPError:
+                pass
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def fixes_for(f: ServerFacts, promise: int, preempted: bool = False) -> list[str]:
+    """Flags that make the KV cache hold `promise` requests: fewer sequences, a shorter context
+    (vLLM's figure scales with 1/max_model_len; rounded down to whole KV blocks), or more KV memory
+    (linear in the bytes; 5 % over for block rounding)."""
+    cap = f.max_concurrency or 0.0
+    if preempted and cap >= promise:
+        cap = promise - 1  # vLLM's figure says it fits but the run preempted: ask for less than was tried
+    fixes = [f"--max-num-seqs {max(1, math.floor(cap))}"]
+    if f.max_model_len and cap > 0:
+        block = f.block_size or 16
+        fixes.append(f"--max-model-len {max(block, int(f.max_model_len * cap / promise) // block * block)}")
+    if f.kv_cache_memory_bytes and cap > 0:
+        fixes.append(f"--kv-cache-memory-bytes {math.ceil(f.kv_cache_memory_bytes * promise / cap * 1.05 / 2**20)}M")
+    elif f.gpu_memory_utilization and cap > 0:
+        fixes.append(f"more KV memory: {promise / cap:.1f}x the KV cache (raise --gpu-memory-utilization "
+                     f"from {f.gpu_memory_utilization:g}, or set --kv-cache-memory-bytes)")
+    return fixes
+
+
+async def _one_long(client: httpx.AsyncClient, base: str, model: str, prompt: list[int], out_tokens: int) -> dict:
+    try:
+        r = await client.post(base + "/v1/completions", json={
+            "model": model, "prompt": prompt, "max_tokens": out_tokens, "min_tokens": out_tokens,
+            "ignore_eos": True, "temperature": 0})
+    except httpx.HTTPError as exc:
+        return {"error": f"{exc.__class__.__name__}: {exc}"}
+    if r.status_code != 200:
+        return {"error": f"HTTP {r.status_code}: {r.text[:160]}"}
+    body = r.json()
+    return {"text": body["choices"][0].get("text") or "", "usage": body.get("usage") or {}}
+
+
+def concurrency_load(ctx: GateContext, n: int, prompt_len: int, out_tokens: int, seed: int = 0) -> dict:
+    """n requests at once, each prompt_len prompt tokens (ids of the server's tokenizer, shuffled per
+    request so prefix caching shares nothing) + out_tokens generated; returns the figures."""
+    base_ids = filler_ids(ctx, prompt_len)
+    rng = random.Random(seed)
+    prompts = []
+    for _ in range(n):
+        ids = base_ids[:]
+        rng.shuffle(ids)
+        prompts.append(ids)
+    before = metrics_now(ctx)["preemptions"]
+
+    async def run() -> tuple[list[dict], dict]:
+        peaks: dict = {}
+        stop = asyncio.Event()
+        limits = httpx.Limits(max_connections=n + 2, max_keepalive_connections=n + 2)
+        async with httpx.AsyncClient(timeout=ctx.timeout_s, limits=limits, headers=ctx.headers) as client:
+            watcher = asyncio.create_task(_watch_metrics(ctx.base, ctx.headers, peaks, stop))
+            results = await asyncio.gather(*(_one_long(client, ctx.base, ctx.model, p, out_tokens) for p in prompts))
+            stop.set()
+            await watcher
+        return results, peaks
+
+    start = time.monotonic()
+    results, peaks = asyncio.run(run())
+    seconds = time.monotonic() - start
+    after = metrics_now(ctx)["preemptions"]
+    errors = [r["error"] for r in results if "error" in r]
+    empty = sum(1 for r in results if "error" not in r and not (r["text"] and r["usage"].get("completion_tokens")))
+    return {"requests": n, "prompt_tokens": prompt_len, "output_tokens": out_tokens, "errors": len(errors),
+            "first_error": errors[0] if errors else None, "empty": empty, "preemptions": int(after - before),
+            "peak_running": int(peaks.get("running", 0)), "peak_waiting": int(peaks.get("waiting", 0)),
+            "peak_kv_usage": round(peaks.get("kv_usage", 0.0), 4), "seconds": round(seconds, 1)}
+
+
+def concurrency(ctx: GateContext) -> CheckResult:
+    f = ctx.facts
+    if not f.max_model_len or f.max_concurrency is None:
+        return CheckResult(name="concurrency", status="fail",
+                           detail="the server reports no max_model_len or KV cache size (/v1/models, vllm:cache_config_info)")
+    if f.max_num_seqs is None:
+        return CheckResult(name="concurrency", status="skipped",
+                           detail=f"KV cache holds {f.max_concurrency:.1f} requests of {f.max_model_len} tokens; the "
+                                  "promised concurrency is unknown (server not on this machine): pass --max-num-seqs N")
+    n = f.max_num_seqs
+    figures = {"max_concurrency": round(f.max_concurrency, 2), "max_num_seqs": n, "max_num_seqs_source": f.max_num_seqs_source,
+               "max_model_len": f.max_model_len, "kv_cache_tokens": f.kv_cache_tokens}
+    # long prompts near max_model_len, and output long enough to need new KV blocks while decoding
+    # (a request that never grows never triggers a preemption)
+    out_tokens = min(512, max(16, f.max_model_len // 5))
+    prompt_len = max(1, int(f.max_model_len * 0.95) - out_tokens)
+    ctx.say(f"concurrency: {n} requests of {prompt_len}+{out_tokens} tokens at once")
+    load = concurrency_load(ctx, n, prompt_len, out_tokens)
+    figures.update(load)
+    problems = []
+    short = f.max_concurrency < n
+    if short:
+        problems.append(f"KV cache holds {f.max_concurrency:.1f} requests of {f.max_model_len} tokens "
+                        f"(vLLM's maximum concurrency) but the flags promise {n} ({f.max_num_seqs_source})")
+    if load["preemptions"]:
+        problems.append(f"{load['preemptions']} preemptions with {n} requests of {prompt_len + out_tokens} tokens")
+    if load["errors"]:
+        problems.append(f"{load['errors']} of {n} requests failed ({load['first_error']})")
+    if load["empty"]:
+        problems.append(f"{load['empty']} of {n} replies empty")
+    if problems:
+        fix = ""
+        if short or load["preemptions"]:
+            figures["fixes"] = fixes_for(f, n, preempted=bool(load["preemptions"]))
+            fix = "; fix: " + " or ".join(figures["fixes"])
+        return CheckResult(name="concurrency", status="fail", detail="; ".join(problems) + fix, figures=figures)
+    return CheckResult(name="concurrency", status="pass",
+                       detail=f"KV cache holds {f.max_concurrency:.1f} x {f.max_model_len} tokens >= max_num_seqs {n}; "
+                              f"{n} requests of {prompt_len + out_tokens} tokens completed, no preemption "
+                              f"({load['seconds']:.0f} s)", figures=figures)
+
+
+# --------------------------------------------------------------------------- context ladder
+
+
+def _ladder_request(ctx: GateContext, text: str, out_tokens: int) -> tuple[dict, float | None]:
+    """One streamed completion (usage included): (usage + text, peak KV usage or None when no
+    reading caught it running). /metrics is read at its first token and every 16 chunks after (EOS
+    ignored, so out_tokens decode steps follow); a reading with no request running is dropped: on a
+    loaded host the client can fall behind a stream that has already ended on the server."""
+
+    async def run():
+        usage: dict = {}
+        text_out = []
+        peak = None
+        async with httpx.AsyncClient(timeout=ctx.timeout_s, headers=ctx.headers) as client:
+            async with client.stream("POST", ctx.base + "/v1/completions", json={
+                    "model": ctx.model, "prompt": text, "max_tokens": out_tokens, "min_tokens": out_tokens,
+                    "ignore_eos": True, "temperature": 0, "stream": True,
+                    "stream_options": {"include_usage": True}}) as r:
+                if r.status_code != 200:
+                    raise RuntimeError(f"HTTP {r.status_code}: {(await r.aread()).decode(errors='replace')[:160]}")
+                chunks = 0
+                async for line in r.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    event = json.loads(line[6:])
+                    if event.get("usage"):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or []:
+                        text_out.append(choice.get("text") or "")
+                        if chunks % 16 == 0 and chunks < out_tokens - 8:
+                            metrics = read_metrics((await client.get(ctx.base + "/metrics")).text)
+                            if metrics.get("running"):
+                                peak = max(peak or 0.0, metrics.get("kv_usage", 0.0))
+                        chunks += 1
+        return {**usage, "text": "".join(text_out)}, peak
+
+    return asyncio.run(run())
+
+
+def context(ctx: GateContext, recipe_needle: bool = False) -> CheckResult:
+    f = ctx.facts
+    if not f.max_model_len:
+        return CheckResult(name="context", status="fail", detail="/v1/models reports no max_model_len")
+    out_tokens = max(16, min(128, f.max_model_len // 16))
+    ids = filler_ids(ctx, int(f.max_model_len * max(CONTEXT_RUNGS)))
+    rungs = []
+    problems = []
+    for share in CONTEXT_RUNGS:
+        target = min(int(f.max_model_len * share), f.max_model_len - out_tokens - 8)
+        r = ctx.http.post(ctx.base + "/detokenize", json={"model": ctx.model, "tokens": ids[:target]})
+        r.raise_for_status()
+        text = r.json()["prompt"]
+        measured = len(tokenize(ctx, text))  # the server's own count of what it will be sent
+        ctx.say(f"context: {share:.0%} of {f.max_model_len} = {measured} tokens")
+        try:
+            usage, kv_peak = _ladder_request(ctx, text, out_tokens)
+        except Exception as exc:
+            problems.append(f"{share:.0%} ({measured} tokens) failed: {str(exc)[:160]}")
+            rungs.append({"share": share, "prompt_tokens": measured, "error": str(exc)[:160]})
+            continue
+        rung = {"share": share, "prompt_tokens": measured, "usage_prompt_tokens": usage.get("prompt_tokens"),
+                "completion_tokens": usage.get("completion_tokens"),
+                "kv_usage_peak": round(kv_peak, 4) if kv_peak is not None else None}
+        rungs.append(rung)
+        # vLLM may add special tokens (BOS) that /tokenize with add_special_tokens=False leaves out
+        extra = (usage.get("prompt_tokens") or 0) - measured
+        if not 0 <= extra <= 2:
+            problems.append(f"{share:.0%}: usage.prompt_tokens {usage.get('prompt_tokens')} but /tokenize counted {measured}")
+        if not usage.get("completion_tokens") or not usage.get("text", "x"):
+            problems.append(f"{share:.0%}: empty completion")
+    peaks = [r.get("kv_usage_peak") for r in rungs]
+    observed = len(peaks) == len(CONTEXT_RUNGS) and None not in peaks
+    if not problems and observed and not (all(b >= a for a, b in zip(peaks, peaks[1:])) and peaks[-1] > peaks[0]):
+        problems.append(f"KV cache usage did not rise with the prompt length (peaks {peaks})")
+    figures = {"max_model_len": f.max_model_len, "rungs": rungs,
+               "needle": "not claimed by the recipe" if not recipe_needle else "not run"}
+    if problems:
+        return CheckResult(name="context", status="fail", detail="; ".join(problems), figures=figures)
+    return CheckResult(name="context", status="pass",
+                       detail=f"{', '.join(str(r['prompt_tokens']) for r in rungs)} prompt tokens "
+                              f"(25-90 % of {f.max_model_len}) completed, usage matches /tokenize, "
+                              + (f"KV usage {peaks[0]:.1%} -> {peaks[-1]:.1%}" if observed else
+                                 "KV usage not caught while every rung ran"), figures=figures)
+
+
+# --------------------------------------------------------------------------- tool-stream
+
+
+def reassemble_tool_calls(deltas: list[dict]) -> list[dict]:
+    """Join streamed `delta.tool_calls` by index: id, type and name from whichever delta carries
+    them, arguments concatenated in order (the OpenAI streaming contract)."""
+    calls: dict[int, dict] = {}
+    for d in deltas:
+        call = calls.setdefault(d.get("index", 0), {"id": None, "name": None, "arguments": ""})
+        call["id"] = call["id"] or d.get("id")
+        fn = d.get("function") or {}
+        call["name"] = call["name"] or fn.get("name")
+        call["arguments"] += fn.get("arguments") or ""
+    return [calls[i] for i in sorted(calls)]
+
+
+def _chat_stream(ctx: GateContext, body: dict) -> dict:
+    """A streamed chat: content, reasoning and tool-call deltas collected."""
+    out = {"content": "", "reasoning": "", "tool_deltas": [], "chunks": 0, "finish_reason": None}
+    with ctx.http.stream("POST", ctx.base + "/v1/chat/completions", json={**body, "stream": True}) as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.read().decode(errors='replace')[:160]}")
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            for choice in event.get("choices") or []:
+                delta = choice.get("delta") or {}
+                out["chunks"] += 1
+                out["content"] += delta.get("content") or ""
+                out["reasoning"] += delta.get("reasoning") or delta.get("reasoning_content") or ""
+                out["tool_deltas"] += delta.get("tool_calls") or []
+                out["finish_reason"] = choice.get("finish_reason") or out["finish_reason"]
+    return out
+
+
+def _chat(ctx: GateContext, body: dict) -> dict:
+    r = ctx.http.post(ctx.base + "/v1/chat/completions", json=body)
+    if r.status_code != 200:
+        raise RuntimeError(f"HTTP {r.status_code}: {r.text[:160]}")
+    return r.json()["choices"][0]["message"]
+
+
+def tool_stream(ctx: GateContext) -> CheckResult:
+    if ctx.expect_tools is False:
+        return CheckResult(name="tool-stream", status="skipped", detail="the recipe enables no tool-call parser")
+    body = {"model": ctx.model, "messages": [{"role": "user", "content": "What is the weather in Paris? Use the get_weather tool."}],
+            "tools": [ctx.tools_tool], "tool_choice": "auto", "max_tokens": 256, "temperature": 0, **NO_THINKING}
+    try:
+        plain = _chat(ctx, body)
+    except RuntimeError as exc:
+        if ctx.expect_tools is None:
+            return CheckResult(name="tool-stream", status="skipped", detail=f"tool calling not enabled ({str(exc)[:80]})")
+        raise
+    plain_calls = plain.get("tool_calls") or []
+    if not plain_calls:
+        status = "skipped" if ctx.expect_tools is None else "fail"
+        return CheckResult(name="tool-stream", status=status, detail="no tool call in the non-streamed reply to compare with")
+    streamed = _chat_stream(ctx, body)
+    calls = reassemble_tool_calls(streamed["tool_deltas"])
+    figures = {"chunks": streamed["chunks"], "tool_call_deltas": len(streamed["tool_deltas"]),
+               "finish_reason": streamed["finish_reason"]}
+    if not calls:
+        return CheckResult(name="tool-stream", status="fail",
+                           detail=f"the stream carried no tool call (content {streamed['content'][:80]!r})", figures=figures)
+    want = plain_calls[0]["function"]
+    got = calls[0]
+    try:
+        got_args = json.loads(got["arguments"] or "{}")
+    except json.JSONDecodeError:
+        return CheckResult(name="tool-stream", status="fail",
+                           detail=f"streamed arguments do not parse as JSON: {got['arguments'][:120]!r}", figures=figures)
+    want_args = json.loads(want.get("arguments") or "{}")
+    if got["name"] != want["name"] or got_args != want_args:
+        return CheckResult(name="tool-stream", status="fail",
+                           detail=f"streamed {got['name']}({got_args}) differs from non-streamed {want['name']}({want_args})",
+                           figures=figures)
+    if not got["id"]:
+        return CheckResult(name="tool-stream", status="fail", detail="the streamed tool call has no id", figures=figures)
+    return CheckResult(name="tool-stream", status="pass",
+                       detail=f"{got['name']}({got_args}) from {len(streamed['tool_deltas'])} deltas equals the non-streamed call",
+                       figures=figures)
+
+
+# --------------------------------------------------------------------------- reasoning-leak
+
+
+def _markup_in(text: str) -> list[str]:
+    return [m for m in THINK_MARKUP if m in (text or "")]
+
+
+def reasoning_leak(ctx: GateContext, prompt: str) -> CheckResult:
+    if ctx.expect_reasoning is False:
+        return CheckResult(name="reasoning-leak", status="skipped", detail="the recipe runs no reasoning parser")
+    base = {"model": ctx.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1024, "temperature": 0}
+    problems = []
+    figures: dict = {}
+    for label, body in (("thinking on", base), ("thinking off", {**base, **NO_THINKING})):
+        msg = _chat(ctx, body)
+        plain = {"content": msg.get("content") or "", "reasoning": msg.get("reasoning") or msg.get("reasoning_content") or ""}
+        streamed = _chat_stream(ctx, body)
+        for how, reply in (("", plain), (" (streamed)", streamed)):
+            leaked = _markup_in(reply["content"])
+            if leaked:
+                problems.append(f"{label}{how}: {' '.join(leaked)} in content")
+            if label == "thinking off" and reply["reasoning"]:
+                problems.append(f"{label}{how}: reasoning returned ({len(reply['reasoning'])} characters)")
+            if label == "thinking on" and not reply["reasoning"] and ctx.expect_reasoning:
+                problems.append(f"{label}{how}: no reasoning split off")
+        figures[label.replace(" ", "_")] = {"reasoning_chars": len(plain["reasoning"]), "content_chars": len(plain["content"]),
+                                            "streamed_reasoning_chars": len(streamed["reasoning"])}
+    if problems:
+        return CheckResult(name="reasoning-leak", status="fail", detail="; ".join(problems), figures=figures)
+    return CheckResult(name="reasoning-leak", status="pass",
+                       detail="thinking on: reasoning split off, no markup in content; thinking off: no reasoning "
+                              "(plain and streamed)", figures=figures)

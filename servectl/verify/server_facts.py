@@ -1,0 +1,220 @@
+"""What a live vLLM server is and promises: figures from its own endpoints, plus its flags and
+process tree when it runs on this machine.
+
+/metrics gives the KV cache's capacity (`vllm:cache_config_info`: kv_cache_size_tokens,
+num_gpu_blocks, block_size and, from 0.32, kv_cache_max_concurrency), /v1/models the
+max_model_len. The concurrency the server promises (max_num_seqs) is in none of them: it is read
+from the flags of the process listening on the port (or stated with --max-num-seqs), else vLLM's
+default for the platform.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import httpx
+import psutil
+
+from servectl.vllmenv.args import parse_args as parse_flags
+
+# vllm/engine/arg_utils.py get_batch_defaults (read in the CPU build's wheel), usage context OPENAI_API_SERVER:
+# CPU 128 x world size; GPUs with >= 70 GiB (not A100) 1024; >= 160 GiB 1024; others 256.
+CPU_DEFAULT_MAX_NUM_SEQS = 128
+
+
+def gpu_default_max_num_seqs(memory_gib: float, name: str = "") -> int:
+    return 1024 if memory_gib >= 70 and "a100" not in name.lower() else 256
+
+
+PREEMPTION_SAMPLES = ("vllm:num_preemptions_total", "vllm:num_preemptions")  # V1 / older spelling
+KV_USAGE_SAMPLES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # >= 0.10 / older
+
+
+def read_metrics(text: str) -> dict[str, float | dict]:
+    """The figures the gates use, summed over engines; cache_config_info's labels under 'cache_config'."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict = {"preemptions": 0.0, "running": 0.0, "waiting": 0.0}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name in PREEMPTION_SAMPLES:
+                out["preemptions"] += s.value
+            elif s.name in KV_USAGE_SAMPLES:
+                out["kv_usage"] = max(out.get("kv_usage", 0.0), s.value)
+            elif s.name == "vllm:num_requests_running":
+                out["running"] += s.value
+            elif s.name == "vllm:num_requests_waiting":
+                out["waiting"] += s.value
+            elif s.name.startswith("vllm:cache_config_info"):
+                out["cache_config"] = dict(s.labels)
+    return out
+
+
+def _int(value) -> int | None:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class ServerFacts:
+    url: str
+    model: str
+    max_model_len: int | None = None
+    root: str | None = None
+    kv_cache_tokens: int | None = None
+    max_concurrency: float | None = None  # vLLM's own: requests of max_model_len its KV cache holds
+    block_size: int | None = None
+    num_blocks: int | None = None
+    kv_cache_memory_bytes: int | None = None
+    gpu_memory_utilization: float | None = None
+    pid: int | None = None  # the API server process when it runs here
+    flags: dict[str, str | None] = field(default_factory=dict)  # its vLLM flags, when read
+    max_num_seqs: int | None = None
+    max_num_seqs_source: str = "unknown"
+
+    @property
+    def local(self) -> bool:
+        return self.pid is not None
+
+    def flag(self, name: str) -> str | None:
+        return self.flags.get(name)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except OSError:
+            return False
+
+
+def listening_process(url: str) -> psutil.Process | None:
+    """The vLLM process listening on the URL's port on this machine, or None (remote, container, not vLLM)."""
+    parsed = urlparse(url)
+    if not parsed.hostname or not _is_loopback(parsed.hostname):
+        return None
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, PermissionError):
+        return None
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            try:
+                proc = psutil.Process(c.pid)
+                if any("vllm" in part for part in proc.cmdline()):
+                    return proc
+            except psutil.Error:
+                return None
+    return None
+
+
+def vllm_flags(cmdline: list[str]) -> dict[str, str | None]:
+    """--flag -> value from a `vllm serve MODEL ...` or `python -m vllm.entrypoints... ...` command line."""
+    start = next((i for i, tok in enumerate(cmdline) if tok.startswith("--")), len(cmdline))
+    try:
+        return {f.name.split("=")[0]: f.value for f in parse_flags(cmdline[start:])}
+    except ValueError:
+        return {}
+
+
+def tree_rss(pid: int) -> int | None:
+    """Resident memory of a process and all its descendants (vLLM: API server, EngineCore, workers), bytes."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return None
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def tree_vram(pid: int) -> int | None:
+    """GPU memory NVML attributes to the process tree, bytes; None where NVML sees no GPU."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        try:
+            pids = {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
+        except psutil.NoSuchProcess:
+            return None
+        total = 0
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                if proc.pid in pids and proc.usedGpuMemory:
+                    total += proc.usedGpuMemory
+        return total
+    except Exception:
+        return None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+def discover(http: httpx.Client, base: str, model: str, max_num_seqs: int | None = None,
+             gpu_memory_gib: float | None = None) -> ServerFacts:
+    """Read the server's figures; `max_num_seqs` states the promise when its flags cannot be read here."""
+    facts = ServerFacts(url=base, model=model)
+    for entry in http.get(base + "/v1/models").json().get("data", []):
+        if entry.get("id") == model:
+            facts.max_model_len, facts.root = entry.get("max_model_len"), entry.get("root")
+    metrics = read_metrics(http.get(base + "/metrics").text)
+    cc = metrics.get("cache_config", {})
+    facts.kv_cache_tokens = _int(cc.get("kv_cache_size_tokens"))
+    facts.block_size = _int(cc.get("block_size"))
+    facts.num_blocks = _int(cc.get("num_gpu_blocks"))
+    facts.kv_cache_memory_bytes = _int(cc.get("kv_cache_memory_bytes"))
+    facts.gpu_memory_utilization = _float(cc.get("gpu_memory_utilization"))
+    # 0.32 labels it (the figure of the start-up line "Maximum concurrency for N tokens per request");
+    # older releases: tokens / max_model_len, as vllm/v1/core/kv_cache_utils.py computes it for one group
+    facts.max_concurrency = _float(cc.get("kv_cache_max_concurrency"))
+    if facts.max_concurrency is None and facts.kv_cache_tokens and facts.max_model_len:
+        facts.max_concurrency = facts.kv_cache_tokens / facts.max_model_len
+    proc = listening_process(base)
+    if proc is not None:
+        facts.pid = proc.pid
+        try:
+            facts.flags = vllm_flags(proc.cmdline())
+        except psutil.Error:
+            pass
+    if max_num_seqs is not None:
+        facts.max_num_seqs, facts.max_num_seqs_source = max_num_seqs, "stated (--max-num-seqs)"
+    elif facts.flag("--max-num-seqs"):
+        facts.max_num_seqs, facts.max_num_seqs_source = _int(facts.flag("--max-num-seqs")), "the server's --max-num-seqs"
+    elif facts.local:
+        if gpu_memory_gib is None:
+            facts.max_num_seqs = CPU_DEFAULT_MAX_NUM_SEQS
+        else:
+            facts.max_num_seqs = gpu_default_max_num_seqs(gpu_memory_gib)
+        facts.max_num_seqs_source = "vLLM's default (no --max-num-seqs flag)"
+    return facts
