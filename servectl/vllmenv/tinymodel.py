@@ -18,7 +18,7 @@ from servectl.errors import CheckFailed
 from servectl.paths import cache_dir
 from servectl.vllmenv.location import find_vllm_python
 
-Variant = Literal["scripted", "random"]
+Variant = Literal["scripted", "random", "scripted-pp"]  # scripted-pp: for pipeline parallel 2 (see the generator)
 _GENERATOR = Path(__file__).with_name("_tinymodel_gen.py")
 
 
