@@ -34,3 +34,56 @@ def test_value_that_is_not_a_flag_is_rejected():
 )
 def test_sizes_follow_vllm_human_readable_int(text, expected):
     assert va.parse_size(text) == expected
+
+
+# --------------------------------------------------------------------------- canonical forms, as vLLM's parser reads them
+
+
+@pytest.mark.parametrize(("tokens", "canonical"), [
+    (["-tp", "8"], ["--tensor-parallel-size", "8"]),
+    (["-tp=8"], ["--tensor-parallel-size", "8"]),
+    (["--tensor_parallel_size=2"], ["--tensor-parallel-size", "2"]),
+    (["-pp", "2", "-dp", "1"], ["--pipeline-parallel-size", "2", "--data-parallel-size", "1"]),
+    (["-O3"], ["--optimization-level", "3"]),
+    (["-ep"], ["--enable-expert-parallel"]),
+    (["-q", "gptq"], ["--quantization", "gptq"]),
+    (["--compilation_config.mode=3"], ["--compilation-config.mode", "3"]),
+    (["-cc", '{"mode": 3}'], ["--compilation-config", '{"mode": 3}']),
+    (["--served-model-name", "a", "b", "--enforce-eager"], ["--served-model-name", "a", "b", "--enforce-eager"]),
+    (["--no-enable-prefix-caching"], ["--no-enable-prefix-caching"]),
+    (["--max-model-len", "auto"], ["--max-model-len", "auto"]),
+])
+def test_aliases_equals_and_dotted_forms_are_canonical(tokens, canonical):
+    assert va.to_tokens(va.parse_args(tokens)) == canonical
+
+
+def test_the_guards_and_planner_see_tp_through_its_alias():
+    assert va.get(va.parse_args(["-tp", "4"]), "--tensor-parallel-size") == "4"
+
+
+@pytest.mark.parametrize(("tokens", "message"), [
+    (["--tensor-parallel-size", "two"], "--tensor-parallel-size expects an integer, got 'two'"),
+    (["--max-model-len", "lots"], "--max-model-len expects a size"),
+    (["--enforce-eager=1"], "--enforce-eager takes no value"),
+    (["-tp"], "--tensor-parallel-size needs a value"),
+])
+def test_values_vllm_would_refuse_are_refused_with_its_option_name(tokens, message):
+    with pytest.raises(ValueError, match=message):
+        va.parse_args(tokens)
+
+
+def test_unknown_flags_are_named_with_close_matches():
+    flags = va.parse_args(["--max-num-seq", "64", "--speculative", "mtp", "--enforce-eager"])
+    assert va.unknown_flags(flags) == ["--max-num-seq", "--speculative"]
+    assert "--max-num-seqs" in va.bundled_options().suggest("--max-num-seq")
+
+
+def test_bundled_table_is_what_the_vllm_environment_reports(tmp_path, monkeypatch):
+    """The shipped table is vLLM's own parser output: the real CPU environment gives the same options."""
+    from servectl.vllmenv.location import find_vllm_python, serve_options
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    live = serve_options(find_vllm_python())
+    bundled = va.bundled_options()
+    assert live.vllm == bundled.vllm
+    assert live.options == bundled.options

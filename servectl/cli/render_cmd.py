@@ -16,7 +16,7 @@ from servectl.render.systemd import DEFAULT_VLLM_BIN
 from servectl.spec.models import LaunchOptions
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command()
 @click.argument("model")
 @click.option("--gpu", "gpu", required=True, help="GPU profile (servectl profiles list).")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="argv", show_default=True, help="Output format.")
@@ -33,16 +33,17 @@ from servectl.spec.models import LaunchOptions
               help="Write into this directory (launch.sh, docker-run.sh, vllm-config.yaml, docker-compose.yaml, NAME.service).")
 @click.option("--validate", is_flag=True, help="Check the result with the real tools: vLLM's own argument parser, docker compose, systemd-analyze.")
 @click.option("--python", "vllm_python", type=click.Path(dir_okay=False, path_type=Path),
-              help="Interpreter of the vLLM environment for --validate (default: servectl bootstrap's).")
+              help="Interpreter of the target's vLLM environment: checks the vLLM flags after `--` with its own parser, and --validate runs there (default for --validate: servectl bootstrap's).")
 @click.option("--vllm-bin", default=DEFAULT_VLLM_BIN, show_default=True, help="Absolute path of `vllm` for --format systemd.")
 @click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
 @click.option("--proxy-port", type=int, help="Host port of the proxy (default: --port + 1).")
 @click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
+@click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked (without --python: those servectl's table of vLLM options lacks).")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
            validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN, with_proxy=False, proxy_port=None,
-           servectl_bin="/opt/servectl/bin/servectl") -> None:
-    """Render a launch for MODEL on GPU profile P. Extra vLLM flags after the options override servectl's.
+           servectl_bin="/opt/servectl/bin/servectl", strict=False) -> None:
+    """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's.
 
     \b
     servectl render qwen3.5-35b-a3b-nvfp4 --gpu rtx-5090 --card --format docker
@@ -51,7 +52,13 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     """
     cat = load_catalog()
     opts = LaunchOptions(name=name, host=host, port=port, image=image, secrets=["HF_TOKEN", *secrets])
-    spec = resolve(Request(cat.model(model), cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset, force=force))
+    asked = None
+    if vllm_python is not None and vllm_args:
+        from servectl.vllmenv.location import serve_options
+
+        asked = serve_options(vllm_python)
+    spec = resolve(Request(cat.model(model), cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
+                           force=force, vllm_options=asked, strict=strict))
     for w in spec.warnings:
         warn(w)
     if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():

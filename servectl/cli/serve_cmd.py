@@ -27,13 +27,13 @@ def fmt_duration(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command()
 @click.argument("model")
 @click.option("--gpu", help="GPU profile (default: detected; tiny-cpu runs on cpu).")
 @click.option("--runtime", type=click.Choice(["local", "docker"]), default="local", show_default=True, help="Run vLLM from its venv or in a container.")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port the server listens on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the server binds.")
-@click.option("--python", "python", help="Interpreter of the vLLM environment (default: the bootstrapped one).")
+@click.option("--python", "python", help="Interpreter of the vLLM environment: runs the server, generates the tiny model, checks the vLLM flags (default: the bootstrapped one).")
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False), help="Serve this local checkpoint directory instead of the recipe's model.")
 @click.option("--detach", is_flag=True, help="Leave the server running and return once it is healthy.")
 @click.option("--apply-patches", "patch", is_flag=True, help="Apply known vLLM fixes to the environment before starting.")
@@ -43,13 +43,15 @@ def fmt_duration(s: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the launch summary as JSON on stdout.")
 @click.option("--proxy", "with_proxy", is_flag=True, help="Also serve the sampling presets as virtual model names (servectl proxy).")
 @click.option("--proxy-port", type=int, help="Port of the preset proxy (default: the server's port + 1).")
+@click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked against the vLLM that runs them.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
-def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port, extra) -> None:
+def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port,
+       strict, extra) -> None:
     """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
     """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
     workflow.up(model, gpu=gpu, runtime=runtime, port=port, host=host, python=python, model_path=model_path, detach=detach,
                 patch=patch, timeout=timeout, name=name, no_check=no_check, as_json=as_json, with_proxy=with_proxy,
-                proxy_port=proxy_port, extra=list(extra))
+                proxy_port=proxy_port, extra=list(extra), strict=strict)
 
 
 @click.command()

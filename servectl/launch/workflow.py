@@ -31,10 +31,10 @@ from servectl.vllmenv.pyenv import Target, resolve_target
 # --------------------------------------------------------------------------- calls into the other layers
 
 
-def tiny_model_path(variant: str = "scripted") -> Path:
+def tiny_model_path(variant: str = "scripted", python: str | None = None) -> Path:
     from servectl.vllmenv.tinymodel import ensure_tiny_model
 
-    return Path(ensure_tiny_model(variant=variant))
+    return Path(ensure_tiny_model(variant=variant, python=python))
 
 
 def plan_target(profile, spec: LaunchSpec, runtime: str, env_target: Target | None):
@@ -189,14 +189,22 @@ def fail_start(launch_runner: runners.Runner, launched: runners.Launched, name: 
 
 def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, python: str | None,
            timeout: float, name: str | None, extra: list[str], patch: bool, model_path: str | None,
-           detached: bool, quiet: bool = False) -> Launch:
+           detached: bool, quiet: bool = False, strict: bool = False) -> Launch:
     cat = load_catalog()
     recipe = cat.model(model)
     profile = cat.gpu(gpu or detect_profile(recipe))
+    opts = LaunchOptions(name=name, host=host, port=port)  # bad values are refused before anything runs
+    # The environment that runs the server also generates the tiny model and answers for vLLM's flags.
+    py = find_vllm_python(python) if runtime == "local" else None
     if model_path is None and recipe.generated:
-        model_path = str(tiny_model_path())
-    opts = LaunchOptions(name=name, host=host, port=port, model_path=model_path)
-    spec = resolve(Request(recipe, profile, list(extra), options=opts))
+        model_path = str(tiny_model_path(python=str(py) if py else python))
+    opts = opts.model_copy(update={"model_path": model_path})
+    asked = None
+    if py is not None and extra:
+        from servectl.vllmenv.location import serve_options
+
+        asked = serve_options(py)
+    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict))
     for w in spec.warnings:
         warn(w)
 
@@ -213,7 +221,6 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     if runtime == "docker":
         launch_runner: runners.Runner = runners.DockerRunner()
     else:
-        py = find_vllm_python(python)
         target = resolve_target(py)  # one probe of the vLLM interpreter serves pre-flight and the patch check
         blockers = preflight_problems(recipe, spec, target)
         if blockers:
@@ -302,7 +309,7 @@ def print_report(report: Report) -> None:
 
 def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, python: str | None, model_path: str | None,
        detach: bool, patch: bool, timeout: float, name: str | None, no_check: bool, as_json: bool,
-       with_proxy: bool, proxy_port: int | None, extra: list[str]) -> None:
+       with_proxy: bool, proxy_port: int | None, extra: list[str], strict: bool = False) -> None:
     """`servectl up`: launch, health-check, then return (detached) or serve in the foreground until the
     server exits or Ctrl-C; nothing is left running unless detached."""
     if with_proxy and detach:
@@ -311,7 +318,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
     if not detach:
         stop_on_sigterm()
     ln = launch(model, gpu=gpu, runtime=runtime, host=host, port=port, python=python, timeout=timeout, name=name,
-                extra=list(extra), patch=patch, model_path=model_path, detached=detach)
+                extra=list(extra), patch=patch, model_path=model_path, detached=detach, strict=strict)
     keep = False
     try:
         report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name)
@@ -359,7 +366,7 @@ def demo(port: int | None, python: str | None, timeout: float, as_json: bool) ->
     py = ensure_vllm_env(python)
     info(f"    {py}")
     info("2/5 tiny model (generated locally, cached)", style="bold")
-    path = tiny_model_path()
+    path = tiny_model_path(python=str(py))
     info(f"    {path}")
     port = port or free_port()
     info(f"3/5 servectl up tiny-cpu --gpu cpu --port {port}", style="bold")

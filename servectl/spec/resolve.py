@@ -33,6 +33,10 @@ class Request:
     card: bool = False
     preset: str | None = None
     force: bool = False
+    # vLLM's options as the target's own environment reports them (then unknown flags are refused);
+    # None: the bundled table, and flags it does not know are warned about (refused with strict).
+    vllm_options: va.VllmOptions | None = None
+    strict: bool = False
 
 
 def card_profile_names(recipe: ModelRecipe) -> list[str]:
@@ -95,11 +99,33 @@ def _servectl_flags(req: Request) -> list[va.Flag]:
     return flags
 
 
-def _parse_overrides(tokens: list[str]) -> list[va.Flag]:
+def _parse_overrides(tokens: list[str], options: va.VllmOptions | None = None) -> list[va.Flag]:
     try:
-        return va.parse_args(tokens)
+        return va.parse_args(tokens, options)
     except ValueError as exc:
         raise UserError(f"cannot read the vLLM arguments: {exc}", "pass them as --flag value after `--`") from None
+
+
+def unknown_flag_problem(req: Request, flags: list[va.Flag]) -> tuple[str | None, str | None]:
+    """(refusal, warning) for user flags vLLM does not know: refused when the target's vLLM was asked
+    (or with strict), else one warning naming every flag that could not be checked."""
+    table = req.vllm_options or va.bundled_options()
+    unknown = va.unknown_flags(flags, table)
+    if not unknown:
+        return None, None
+
+    def named(flag: str) -> str:
+        close = table.suggest(flag)
+        return f"{flag} (did you mean {' or '.join(close)}?)" if close else flag
+
+    names = ", ".join(named(f) for f in unknown)
+    if req.vllm_options is not None:
+        return f"vLLM {table.vllm} has no option {names}", None
+    if req.strict:
+        return (f"cannot check {names} against the target's vLLM (unknown to vLLM {table.vllm}, servectl's table); "
+                "--strict refuses flags it cannot check"), None
+    return None, (f"not checked against the target's vLLM: {names} (unknown to vLLM {table.vllm}); "
+                  "pass --python of the target's vLLM environment to check, --strict to refuse")
 
 
 def resolve(req: Request) -> LaunchSpec:
@@ -109,7 +135,8 @@ def resolve(req: Request) -> LaunchSpec:
     unlisted: str | None = None
     if req.card:
         launch = card_launch(recipe, profile.name)
-        flags = va.merge(va.parse_args(launch.args), _parse_overrides(req.overrides))
+        overrides = _parse_overrides(req.overrides, req.vllm_options)
+        flags = va.merge(va.parse_args(launch.args), overrides)
         env, secrets = {}, []
         for item in launch.env:
             name, sep, value = item.partition("=")
@@ -130,7 +157,8 @@ def resolve(req: Request) -> LaunchSpec:
         if profile.name not in recipe.profiles:
             runs_on = ", ".join(recipe.profiles) or "none"
             unlisted = f"{recipe.name} has no settings for GPU profile {profile.name} (runs on: {runs_on})"
-        flags = va.merge(_servectl_flags(req), _parse_overrides(req.overrides))
+        overrides = _parse_overrides(req.overrides, req.vllm_options)
+        flags = va.merge(_servectl_flags(req), overrides)
         env = {**profile.env, **(recipe.profiles[profile.name].env if profile.name in recipe.profiles else {})}
         secrets = list(opts.secrets)
         model = opts.model_path or recipe.repo
@@ -140,6 +168,12 @@ def resolve(req: Request) -> LaunchSpec:
     env = {**env, **req.env}
     if opts.api_key_env and "VLLM_API_KEY" not in secrets:
         secrets.append("VLLM_API_KEY")
+
+    refusal, warning = unknown_flag_problem(req, overrides)
+    if refusal:
+        raise UserError(refusal, "check the spelling; `vllm serve --help` lists vLLM's options")
+    if warning:
+        warnings.append(warning)
 
     problems = guards.check(recipe, profile, flags, req.env)
     hard = [v for v in problems if not v.forceable]

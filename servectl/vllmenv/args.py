@@ -5,7 +5,11 @@ Kept token-exact so a card's command survives a round trip unchanged.
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 from dataclasses import dataclass
+from importlib import resources
 
 # vLLM size suffixes (vllm/engine/arg_utils.py human_readable_int): upper case binary, lower case decimal.
 _BINARY = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -27,31 +31,132 @@ def parse_size(text: str) -> int:
 
 @dataclass
 class Flag:
-    name: str  # with leading dashes, e.g. --max-model-len or --limit-mm-per-prompt.video
+    name: str  # canonical: the long name, e.g. --tensor-parallel-size for -tp; dotted keys kept (--x.key)
     value: str | None  # None for boolean flags
+    extra: tuple[str, ...] = ()  # further values of a flag taking several (nargs "+": --served-model-name a b)
 
 
-def parse_args(tokens: list[str]) -> list[Flag]:
-    """Split vLLM tokens into flags; `--a=b` becomes (--a, b); a value never starts with `--`."""
+class VllmOptions:
+    """`vllm serve`'s options as vLLM's own parser declares them (servectl/vllmenv/_vllm_options_dump.py)."""
+
+    def __init__(self, data: dict):
+        self.vllm: str | None = data.get("vllm")
+        self.options: dict[str, dict] = data["options"]
+        self.alias: dict[str, str] = {}
+        for long, o in self.options.items():
+            for a in o.get("aliases", []):
+                self.alias[a] = long
+            if o.get("negative"):
+                self.alias[o["negative"]] = o["negative"]
+
+    def spec(self, name: str) -> dict | None:
+        if name in self.options:
+            return self.options[name]
+        if name in self.alias and name.startswith("--no-"):
+            return {"nargs": 0, "type": None}
+        return None
+
+    def known(self, name: str) -> bool:
+        return self.spec(name.split(".", 1)[0]) is not None
+
+    def suggest(self, name: str) -> list[str]:
+        import difflib
+
+        pool = [*self.options, *(a for a in self.alias if a.startswith("--"))]
+        return difflib.get_close_matches(name.split(".", 1)[0], pool, n=2, cutoff=0.7)
+
+
+@functools.cache
+def bundled_options() -> VllmOptions:
+    """The table captured from the CPU build servectl tests with (its "vllm" key says which release);
+    aliases and value counts change rarely across releases."""
+    return VllmOptions(json.loads(resources.files("servectl.vllmenv").joinpath("vllm_serve_options.json").read_text()))
+
+
+_NUMBER = re.compile(r"^-\d+(\.\d*)?([eE][-+]?\d+)?$")
+_UNDERSCORES = re.compile(r"(?<=--)[^.]*")  # vLLM's own pattern: the name up to the first dot
+
+
+def _is_value(token: str) -> bool:
+    """A word that argparse would take as a value rather than an option (negative numbers included)."""
+    return not token.startswith("-") or bool(_NUMBER.match(token)) or token == "-"
+
+
+def _check_type(name: str, value: str, kind: str | None) -> None:
+    try:
+        if kind == "int":
+            int(value)
+        elif kind == "float":
+            float(value)
+        elif kind == "size" and value != "auto":
+            parse_size(value)
+    except ValueError:
+        raise ValueError(f"{name} expects {'an integer' if kind == 'int' else 'a number' if kind == 'float' else 'a size such as 32k or 20600M'}, got {value!r}") from None
+
+
+def parse_args(tokens: list[str], options: VllmOptions | None = None) -> list[Flag]:
+    """vLLM tokens as canonical flags, the way vLLM's parser reads them.
+
+    vllm/utils/argparse_utils.py FlexibleArgumentParser.parse_args: `--a_b` is `--a-b` (up to the
+    first dot), `--x=v` is `--x v`, `-O3` / `-O 3` is `--optimization-level 3`, `--cfg.key v` sets
+    one key of a JSON option; argparse then resolves aliases (-tp is --tensor-parallel-size) and
+    takes as many values as the option declares. Flags the table does not know keep the old rule
+    (a value unless the next word starts with `--`); `unknown_flags` lists them.
+    """
+    opts = options or bundled_options()
     flags: list[Flag] = []
     i = 0
     while i < len(tokens):
         tok = tokens[i]
-        if not tok.startswith("-"):
+        i += 1
+        if _is_value(tok):
             raise ValueError(f"expected a flag, got {tok!r}")
-        if "=" in tok and tok.startswith("--"):
-            name, value = tok.split("=", 1)
-            flags.append(Flag(name, value))
-            i += 1
-            continue
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-        if nxt is not None and not nxt.startswith("--"):
-            flags.append(Flag(tok, nxt))
-            i += 2
+        value: str | None = None
+        if tok.startswith("-O") and not tok.startswith("--"):
+            name, value = "--optimization-level", (tok[3:] if tok[2:3] == "=" else tok[2:]) or None
         else:
-            flags.append(Flag(tok, None))
-            i += 1
+            name = tok
+            if "=" in tok:
+                name, value = tok.split("=", 1)
+            if name.startswith("--"):
+                name = _UNDERSCORES.sub(lambda m: m.group(0).replace("_", "-"), name, count=1)
+        base, dot, key = name.partition(".")
+        base = opts.alias.get(base, base)
+        name = base + dot + key
+        spec = opts.spec(base)
+        if spec is None:
+            if value is None and i < len(tokens) and not tokens[i].startswith("--"):
+                value, i = tokens[i], i + 1
+            flags.append(Flag(name, value))
+            continue
+        nargs = 1 if dot else spec["nargs"]  # a dotted key always takes one value
+        if nargs == 0:
+            if value is not None:
+                raise ValueError(f"{name} takes no value, got {value!r}")
+            flags.append(Flag(name, None))
+            continue
+        if value is None and i < len(tokens) and _is_value(tokens[i]):
+            value, i = tokens[i], i + 1
+        if value is None:
+            if nargs == "?":
+                flags.append(Flag(name, None))
+                continue
+            raise ValueError(f"{name} needs a value")
+        extra: list[str] = []
+        if nargs in ("+", "*"):
+            while i < len(tokens) and _is_value(tokens[i]):
+                extra.append(tokens[i])
+                i += 1
+        if not dot:
+            _check_type(name, value, spec.get("type"))
+        flags.append(Flag(name, value, tuple(extra)))
     return flags
+
+
+def unknown_flags(flags: list[Flag], options: VllmOptions | None = None) -> list[str]:
+    """Names of flags the options table does not know (typos, or options of another vLLM release)."""
+    opts = options or bundled_options()
+    return [f.name for f in flags if not opts.known(f.name)]
 
 
 def to_tokens(flags: list[Flag]) -> list[str]:
@@ -60,6 +165,7 @@ def to_tokens(flags: list[Flag]) -> list[str]:
         out.append(f.name)
         if f.value is not None:
             out.append(f.value)
+        out.extend(f.extra)
     return out
 
 
@@ -82,15 +188,15 @@ def has(flags: list[Flag], name: str) -> bool:
 
 def merge(base: list[Flag], extra: list[Flag]) -> list[Flag]:
     """Later flags replace earlier ones of the same name in place; new ones are appended."""
-    out = [Flag(f.name, f.value) for f in base]
+    out = [Flag(f.name, f.value, f.extra) for f in base]
     for f in extra:
         key = canonical(f.name)
         for existing in out:
             if canonical(existing.name) == key:
-                existing.value = f.value
+                existing.value, existing.extra = f.value, f.extra
                 break
         else:
-            out.append(Flag(f.name, f.value))
+            out.append(Flag(f.name, f.value, f.extra))
     return out
 
 
