@@ -222,6 +222,6 @@ def test_systemd_unit_shape_and_verify_catches_errors(stub_vllm, catalog):
 
 def test_render_validate_shows_only_vllms_error_line(cli, vllm_python):
     bad = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "vllm-config", "--validate",
-              "--python", str(vllm_python), "--", "--max-num-seqs", "many")
+              "--python", str(vllm_python), "--", "--kv-cache-dtype", "many")  # a choice only vLLM's parser checks
     assert bad.exit_code == 1
-    assert bad.stderr.strip().count("\n") == 0 and "--max-num-seqs" in bad.stderr and "usage:" not in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0 and "--kv-cache-dtype" in bad.stderr and "usage:" not in bad.stderr
