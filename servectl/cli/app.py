@@ -20,6 +20,7 @@ from servectl.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERRUPTED,
 # so `servectl render` never imports the HTTP clients, the proxy server or the Docker SDK; `--help`
 # lists the commands from this table without importing any of them.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("servectl.cli.bench_cmd:bench", "Benchmark a served model with vLLM's own `vllm bench serve`; compare results."),
     "bootstrap": ("servectl.cli.patch_cmd:bootstrap", "Make a vLLM environment (venv) servectl can drive, patched and verified."),
     "calibrate": ("servectl.cli.plan_cmd:calibrate_cmd", "Store a correction from a real vLLM start-up log for later plans."),
     "check": ("servectl.cli.check_cmd:check", "Prove a served model answers sensibly (health, chat, sanity, tools, ...)."),

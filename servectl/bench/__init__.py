@@ -1,0 +1,1 @@
+"""`servectl bench`: vLLM's own serving benchmark under a fixed protocol, shareable result files, comparisons."""
