@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 
 from servectl.catalog.presets import load_presets, select_presets
 from servectl.proxy.app import ProxyThread, apply_preset
+from servectl.proxy.auto import choose, split_auto
 
 BACKEND_PORT = 8150
 PROXY_PORT = 8151
@@ -31,6 +32,7 @@ CLIENT_WINS_PORT = 8152
 UNREACHABLE_PORT = 8153
 SHUTDOWN_PORT = 8154
 ONE_ANSWER_PORT = 8158
+AUTO_PORT = 8159
 SERVED = "tiny-cpu"
 
 
@@ -172,6 +174,13 @@ def proxy(backend):
 
 
 @pytest.fixture(scope="module")
+def auto_proxy(backend):
+    p = ProxyThread(backend, "127.0.0.1", AUTO_PORT, SERVED, select_presets("qwen3.5"), auto=True).start()
+    yield p.url
+    p.stop()
+
+
+@pytest.fixture(scope="module")
 def client_wins_proxy(backend):
     p = ProxyThread(backend + "/v1/", "127.0.0.1", CLIENT_WINS_PORT, SERVED, select_presets("qwen3.5"), "client-wins").start()
     yield p.url
@@ -233,6 +242,7 @@ def test_unknown_preset_name_suggests(cli):
     (["--backend", "http://127.0.0.1:1", "--listen", "99999"], "out of range"),
     (["--backend", "http://127.0.0.1:1"], "cannot reach the backend"),
     (["--backend", "http://127.0.0.1:1", "--api-key-env", "SERVECTL_TEST_UNSET_KEY"], "SERVECTL_TEST_UNSET_KEY"),
+    (["--backend", "http://127.0.0.1:1", "--presets", "auto,instruct-general"], "needs the presets instruct-reasoning, thinking-coding"),
 ])
 def test_proxy_cli_bad_input(cli, args, words):
     result = cli("proxy", *args)
@@ -255,7 +265,56 @@ def test_apply_preset_policies():
     assert "chat_template_kwargs" not in plain
 
 
+@pytest.mark.parametrize("fields, preset", [
+    ({"chat_template_kwargs": {"enable_thinking": False}}, "instruct-general"),
+    ({"chat_template_kwargs": {"enable_thinking": True}}, "thinking-general"),
+    ({"reasoning_effort": "none"}, "instruct-general"),
+    ({"reasoning_effort": "low"}, "thinking-general"),  # any effort but none thinks, as vLLM renders it
+    ({"reasoning_effort": "none", "chat_template_kwargs": {"enable_thinking": True}}, "thinking-general"),  # the switch wins
+    ({"metadata": {"task": "coding"}}, "thinking-coding"),
+    ({"metadata": {"task": "coding"}, "reasoning_effort": "none"}, "instruct-general"),
+    ({"metadata": {"task": "reasoning"}, "chat_template_kwargs": {"enable_thinking": False}}, "instruct-reasoning"),
+    ({"metadata": {"task": "reasoning"}}, "thinking-general"),
+    ({"metadata": {"task": "general"}}, None),
+    ({"metadata": {"task": "poetry"}, "reasoning_effort": "high"}, "thinking-general"),  # an unknown task counts as none
+    ({"temperature": 0.3}, None),  # says nothing: the model's own defaults
+])
+def test_auto_picks_the_preset_the_request_asks_for(fields, preset):
+    body = {"model": SERVED, "messages": [], **fields}
+    forwarded, chosen = choose(body)
+    assert chosen == preset
+    assert "task" not in forwarded.get("metadata", {}) and body["model"] == SERVED  # the hint is the proxy's; input untouched
+    assert {k: v for k, v in forwarded.items() if k != "metadata"} == {k: v for k, v in body.items() if k != "metadata"}
+
+
+def test_split_auto_from_the_presets_option():
+    assert split_auto("auto") == (None, True)
+    assert split_auto("qwen3.5, auto") == ("qwen3.5", True)
+    assert split_auto("thinking-coding,instruct-general") == ("thinking-coding,instruct-general", False)
+    assert split_auto(None) == (None, False)
+
+
 # --------------------------------------------------------------------------- through the proxy
+
+
+def test_auto_presets_on_the_real_model_name(auto_proxy):
+    r = httpx.post(auto_proxy + "/v1/chat/completions", json={
+        "model": SERVED, "messages": [], "reasoning_effort": "none", "metadata": {"task": "coding", "user": "u1"}})
+    got = r.json()["received"]
+    assert got["model"] == SERVED and got["chat_template_kwargs"] == {"enable_thinking": False}
+    assert (got["temperature"], got["top_p"], got["presence_penalty"]) == (0.7, 0.8, 1.5)  # instruct-general
+    assert got["metadata"] == {"user": "u1"} and got["reasoning_effort"] == "none"
+    assert r.headers["x-servectl-proxy"].startswith("preset=instruct-general; by=auto; ms=")
+    coding = httpx.post(auto_proxy + "/v1/completions", json={"model": SERVED, "prompt": "def f(", "metadata": {"task": "coding"}})
+    got = coding.json()["received"]
+    assert (got["temperature"], got["top_k"]) == (0.6, 20) and "metadata" not in got and "chat_template_kwargs" not in got
+    assert coding.headers["x-servectl-proxy"].startswith("preset=thinking-coding; by=auto; ")
+    silent = httpx.post(auto_proxy + "/v1/chat/completions", json={"model": SERVED, "messages": [], "temperature": 0.3})
+    assert silent.json()["received"] == {"model": SERVED, "messages": [], "temperature": 0.3}
+    assert silent.headers["x-servectl-proxy"].startswith("preset=none; by=auto; ")
+    virtual = httpx.post(auto_proxy + "/v1/chat/completions", json={"model": f"{SERVED}-instruct-reasoning", "messages": [],
+                                                                    "reasoning_effort": "high"})
+    assert virtual.json()["received"]["top_k"] == 40 and virtual.headers["x-servectl-proxy"].startswith("preset=instruct-reasoning; by=model; ")
 
 
 def test_models_lists_real_and_virtual_names(proxy):

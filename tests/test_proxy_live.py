@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 VLLM_PORT = 8160
 PROXY_PORT = 8161
+AUTO_PROXY_PORT = 8164
 MESSAGES = [{"role": "user", "content": "Who are you?"}]
 
 
@@ -126,6 +127,23 @@ def test_streaming_arrives_as_several_chunks_in_order(client):
     text = "".join(pieces)
     assert text.startswith("I am a tiny test model")
     assert stamps == sorted(stamps) and stamps[-1] > stamps[0]  # arrived over time, not in one read
+
+
+def test_auto_preset_from_reasoning_effort_reaches_the_engine(vllm):
+    """`--presets auto`: the real model name with reasoning_effort "none" gets instruct-general."""
+    p = ProxyThread(vllm.url, "127.0.0.1", AUTO_PROXY_PORT, vllm.model, select_presets("qwen3.5"), auto=True).start()
+    try:
+        client = openai.OpenAI(base_url=p.url + "/v1", api_key="unused", max_retries=0)
+        since = log_size(vllm)
+        raw = client.chat.completions.with_raw_response.create(model="tiny-cpu", messages=MESSAGES, max_tokens=200,
+                                                               reasoning_effort="none")
+        msg = raw.parse().choices[0].message
+    finally:
+        p.stop()
+    assert raw.headers["x-servectl-proxy"].startswith("preset=instruct-general; by=auto; ms=")
+    logged = logged_sampling(vllm, since)
+    assert (float(logged["temperature"]), float(logged["top_p"]), int(logged["top_k"]), float(logged["presence_penalty"])) == (0.7, 0.8, 20, 1.5)
+    assert msg.content and "tiny test model" in msg.content and not _reasoning(msg)  # thinking off reached the template
 
 
 def running_requests(vllm) -> float:

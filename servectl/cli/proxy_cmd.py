@@ -10,6 +10,7 @@ from servectl.cli.app import console, emit_json, info
 from servectl.errors import UserError
 from servectl.catalog.presets import load_presets, select_presets, virtual_names
 from servectl.proxy.app import POLICIES, discover_served_model, normalize_backend, serve_proxy
+from servectl.proxy.auto import check_auto, split_auto
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -28,7 +29,8 @@ def parse_listen(value: str) -> tuple[str, int]:
 @click.command()
 @click.option("--backend", required=True, help="URL of the vLLM server, e.g. http://127.0.0.1:8000.")
 @click.option("--listen", default="127.0.0.1:8001", show_default=True, help="HOST:PORT the proxy binds.")
-@click.option("--presets", "names", help="Comma-separated preset or family names (default: all).")
+@click.option("--presets", "names", help="Comma-separated preset or family names (default: all); `auto` also picks a preset "
+              "for requests to the real model name from their enable_thinking / reasoning_effort / metadata.task.")
 @click.option("--policy", type=click.Choice(POLICIES), default="preset-wins", show_default=True,
               help="Which value counts when the client also sets a sampling field the preset sets.")
 @click.option("--model", "served", help="Served model name of the backend (default: discovered from its /v1/models).")
@@ -37,9 +39,12 @@ def proxy(backend, listen, names, policy, served, api_key_env) -> None:
     """Serve sampling presets as virtual model names (<served>-<preset>) in front of BACKEND."""
     backend = normalize_backend(backend)
     host, port = parse_listen(listen)
+    names, auto = split_auto(names)
     chosen = select_presets(names)
     if not chosen:
         raise UserError("no sampling presets to serve", "check --presets and the config file's `presets:`")
+    if auto:
+        check_auto(chosen)
     key = None
     if api_key_env:
         key = os.environ.get(api_key_env)
@@ -49,7 +54,9 @@ def proxy(backend, listen, names, policy, served, api_key_env) -> None:
     info(f"proxy http://{host}:{port} -> {backend} (model {served}, policy {policy})")
     for name in virtual_names(served, chosen):
         info(f"  {name}")
-    serve_proxy(backend, host, port, served, chosen, policy)
+    if auto:
+        info(f"  {served}: preset from enable_thinking / reasoning_effort / metadata.task (auto)")
+    serve_proxy(backend, host, port, served, chosen, policy, auto)
 
 
 @click.group()

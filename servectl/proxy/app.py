@@ -7,8 +7,9 @@ the backend (servectl.proxy.backend: asyncio protocols and httptools' C parser):
 - POST /v1/chat/completions and /v1/completions naming a virtual model get the real model name
   and the preset's sampling values (and, for chat, chat_template_kwargs.enable_thinking); with
   policy "preset-wins" the preset overrides values the client also set, with "client-wins" the
-  client's values stay;
-- the answers to those two paths carry `x-servectl-proxy: preset=NAME; by=model; ms=T`
+  client's values stay; with `auto`, a request naming the real model gets the preset its own
+  fields ask for (servectl.proxy.auto);
+- the answers to those two paths carry `x-servectl-proxy: preset=NAME; by=model|auto; ms=T`
   (preset=none when none applied; T = the proxy's own time before it relayed the head, without
   the backend's);
 - a name `<served>-<unknown>` is a 404 in the OpenAI error shape;
@@ -39,6 +40,7 @@ import uvicorn
 
 from servectl.errors import UserError
 from servectl.catalog.preset_schema import SamplingPreset
+from servectl.proxy.auto import check_auto, choose
 from servectl.proxy.backend import BackendError, BackendPool, BackendResponse
 
 Policy = Literal["preset-wins", "client-wins"]
@@ -189,14 +191,18 @@ class _BodySender:
 class _Proxy:
     """The ASGI app: lifespan opens and closes the backend connection pool; http requests are proxied."""
 
-    def __init__(self, backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy):
+    def __init__(self, backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy,
+                 auto: bool = False):
         if policy not in POLICIES:
             raise UserError(f"unknown policy {policy!r}", f"use one of {', '.join(POLICIES)}")
+        if auto:
+            check_auto(presets)
         self.backend = normalize_backend(backend_url)
         self.served = served_model
         self.presets = dict(presets)
         self.virtual = {f"{served_model}-{name}": p for name, p in self.presets.items()}
         self.policy: Policy = policy
+        self.auto = auto
         self.pool: BackendPool | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -279,7 +285,13 @@ class _Proxy:
             known = ", ".join(sorted(self.virtual)) or "none"
             return 404, openai_error_body(404, f"The model `{model}` does not exist: no sampling preset "
                                           f"{model[len(self.served) + 1:]!r} (known: {known}).", "NotFoundError", "model")
-        return raw, b"preset=none; by=model"
+        if not (self.auto and model == self.served):
+            return raw, b"preset=none; by=model"
+        data, name = choose(data)
+        if name is None:
+            return json.dumps(data).encode(), b"preset=none; by=auto"
+        out = apply_preset(data, self.presets[name], self.served, chat=chat, policy=self.policy)
+        return json.dumps(out).encode(), b"preset=%s; by=auto" % name.encode()
 
     async def open_upstream(self, scope: dict[str, Any], body: bytes, send: Any) -> BackendResponse | None:
         """Send the request to the backend and return its answer, head read, body not yet;
@@ -351,9 +363,10 @@ class _Proxy:
         await _reply(send, 200, json.dumps(data).encode(), headers)
 
 
-def build_app(backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins") -> _Proxy:
+def build_app(backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins",
+              auto: bool = False) -> _Proxy:
     """The proxy as an ASGI app (its backend connection pool opens and closes with the lifespan)."""
-    return _Proxy(backend_url, served_model, presets, policy)
+    return _Proxy(backend_url, served_model, presets, policy, auto)
 
 
 class _ShutdownCutsAreExpected(logging.Filter):
@@ -379,9 +392,9 @@ def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -
 
 
 def serve_proxy(backend_url: str, listen_host: str, listen_port: int, served_model: str,
-                presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins") -> None:
+                presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False) -> None:
     """Serve the proxy in the foreground until interrupted."""
-    app = build_app(backend_url, served_model, presets, policy)
+    app = build_app(backend_url, served_model, presets, policy, auto)
     uvicorn.Server(uvicorn_config(app, listen_host, listen_port)).run()
 
 
@@ -389,9 +402,9 @@ class ProxyThread:
     """The proxy on a background thread (used by `servectl up --proxy` and tests); stop() ends it."""
 
     def __init__(self, backend_url: str, listen_host: str, listen_port: int, served_model: str,
-                 presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins"):
+                 presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False):
         self.url = f"http://{listen_host}:{listen_port}"
-        app = build_app(backend_url, served_model, presets, policy)
+        app = build_app(backend_url, served_model, presets, policy, auto)
         self.server = uvicorn.Server(uvicorn_config(app, listen_host, listen_port))
         self.thread = threading.Thread(target=self.server.run, name="servectl-proxy", daemon=True)
 
