@@ -55,6 +55,7 @@ class Connection(asyncio.Protocol):
         self.complete = False
         self.got_bytes = False
         self.head_only = False
+        self.in_flight = False  # a request was sent and its answer is not complete
         self._sink: Sink | None = None
         self._chunks: list[bytes] = []  # body parsed from the latest read (or before a sink was attached)
         self._head: asyncio.Future[None] = self._loop.create_future()
@@ -67,6 +68,10 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if not self.in_flight:  # bytes nobody asked for (say, a 408 before an idle close): drop the connection
+            self.lost = True
+            self.transport.close()
+            return
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
@@ -84,8 +89,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if self.complete:
-            return
+        if self.complete or not self.in_flight:
+            return  # an idle connection the backend closed: the pool drops it
         if self._head.done() and self.status and not self._has_length():
             self._message_done()  # an answer delimited by the connection's end
             return
@@ -129,6 +134,7 @@ class Connection(asyncio.Protocol):
 
     def _message_done(self) -> None:
         self.complete = True
+        self.in_flight = False
         self._wake()
 
     def _fail(self, error: BackendError) -> None:
@@ -144,6 +150,7 @@ class Connection(asyncio.Protocol):
 
     def send_request(self, data: bytes, head_only: bool) -> None:
         self.head_only = head_only
+        self.in_flight = True
         self.transport.write(data)
 
     async def head(self) -> None:
