@@ -262,3 +262,29 @@ def test_dockerfile_cmd_gives_back_the_argv(spec, tmp_path):
     path.write_text(text)
     proc = subprocess.run([hadolint, "--failure-threshold", "error", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- exposure of rendered scale-out
+
+
+def _raycluster_head_command(text: str) -> str:
+    cluster = next(d for d in yaml.safe_load_all(text) if d["kind"] == "RayCluster")
+    return cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["command"][2]
+
+
+def test_ray_dashboard_binds_localhost_unless_asked(cli):
+    args = ["render", "qwen3.5-35b-a3b-gptq-8bit", "--gpu", "rocm-4gpu", "--format", "k8s-raycluster", "--nodes", "2"]
+    assert "--dashboard-host=127.0.0.1" in _raycluster_head_command(cli(*args).stdout)
+    assert "--dashboard-host=0.0.0.0" in _raycluster_head_command(cli(*args, "--ray-dashboard-host", "0.0.0.0").stdout)
+    assert cli(*args, "--ray-dashboard-host", "everywhere").exit_code == 2
+
+
+@pytest.mark.parametrize("fmt", ["k8s", "k8s-lws", "k8s-raycluster"])
+def test_secret_hint_never_puts_the_value_on_a_command_line(spec, fmt):
+    text = outputs.text(fmt, spec, nodes=None if fmt == "k8s" else 2)
+    hints = [d["metadata"]["annotations"]["servectl.io/secrets"] for d in yaml.safe_load_all(text)
+             if "servectl.io/secrets" in d.get("metadata", {}).get("annotations", {})]
+    assert hints
+    for hint in hints:
+        assert "--from-literal" not in hint
+        assert "--from-env-file=" in hint and "--from-file=HF_TOKEN=/dev/stdin" in hint

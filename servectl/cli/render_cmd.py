@@ -38,11 +38,12 @@ from servectl.spec.models import LaunchOptions
 @click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
 @click.option("--proxy-port", type=int, help="Host port of the proxy (default: --port + 1).")
 @click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
+@click.option("--ray-dashboard-host", default="127.0.0.1", show_default=True, help="Address Ray's dashboard binds on a multi-node head (an unauthenticated job API).")
 @click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked (without --python: those servectl's table of vLLM options lacks).")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
            validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN, with_proxy=False, proxy_port=None,
-           servectl_bin="/opt/servectl/bin/servectl", strict=False) -> None:
+           servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1") -> None:
     """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's.
 
     \b
@@ -51,7 +52,8 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     servectl render qwen3.5-35b-a3b-mxfp4 --gpu rtx-5090 --format vllm-config --validate -- --max-model-len 16384
     """
     cat = load_catalog()
-    opts = LaunchOptions(name=name, host=host, port=port, image=image, secrets=["HF_TOKEN", *secrets])
+    opts = LaunchOptions(name=name, host=host, port=port, image=image, secrets=["HF_TOKEN", *secrets],
+                         ray_dashboard_host=ray_dashboard_host)
     asked = None
     if vllm_python is not None and vllm_args:
         from servectl.vllmenv.location import serve_options

@@ -167,8 +167,16 @@ def service(spec: LaunchSpec, selector: dict[str, str], name: str | None = None)
 
 def annotations(spec: LaunchSpec, layout: str) -> dict[str, str]:
     return {"servectl.io/recipe": spec.recipe, "servectl.io/profile": spec.profile, "servectl.io/parallel": layout,
-            "servectl.io/secrets": f"kubectl create secret generic {secret_name(spec)} "
-                                   + " ".join(f"--from-literal={s}=..." for s in spec.secret_env)}
+            "servectl.io/secrets": secret_hint(spec)}
+
+
+def secret_hint(spec: LaunchSpec) -> str:
+    """How to create the Secret without the value on a command line (shell history, `ps`): from a file
+    of NAME=value lines, or one value from stdin (`--from-file=NAME=/dev/stdin`)."""
+    name, first = secret_name(spec), (spec.secret_env or ["HF_TOKEN"])[0]
+    return (f"kubectl create secret generic {name} --from-env-file=FILE (FILE: {', '.join(spec.secret_env)}=... lines, "
+            f"mode 0600); or one from stdin: printenv {first} | tr -d '\\n' | kubectl create secret generic {name} "
+            f"--from-file={first}=/dev/stdin")
 
 
 def secret_name(spec: LaunchSpec) -> str:

@@ -145,7 +145,7 @@ def raycluster_manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRec
     cache = f"{name}-cache"
     overwrite = {"ray.io/overwrite-container-cmd": "true"}
     head = {"name": "ray-head", "image": k8s.image(spec),
-            "command": ["sh", "-c", _head_command(spec, args, tp, ["--dashboard-host=0.0.0.0"], nodes, [])],
+            "command": ["sh", "-c", _head_command(spec, args, tp, [f"--dashboard-host={spec.ray_dashboard_host}"], nodes, [])],
             "ports": [*_http_port(spec), {"name": "gcs", "containerPort": RAY_PORT, "protocol": "TCP"}],
             **k8s.probes(spec, recipe)}
     worker = {"name": "ray-worker", "image": k8s.image(spec), "command": ["/bin/bash", "-c", "--"],

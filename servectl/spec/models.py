@@ -23,6 +23,7 @@ class LaunchOptions(Strict):
     model_path: str | None = Field(None, description="Local checkpoint directory to serve instead of the repo id.")
     secrets: list[str] = Field(default_factory=lambda: ["HF_TOKEN"], description="Environment variables passed by name only (never their values).")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key vLLM should require (passed by name).")
+    ray_dashboard_host: str = Field("127.0.0.1", description="Address Ray's dashboard (an unauthenticated job API) binds on a multi-node head.")
 
     # These values end up in file, unit and container names, shell scripts, YAML and URLs: each is
     # held to a shape all of those accept as one plain word.
@@ -41,6 +42,15 @@ class LaunchOptions(Strict):
         except ValueError:
             if not _HOSTNAME.match(v):
                 raise ValueError(f"--host {v!r} is neither an IP address nor a host name") from None
+        return v
+
+    @field_validator("ray_dashboard_host")
+    @classmethod
+    def _dashboard_host(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"--ray-dashboard-host {v!r} is not an IP address") from None
         return v
 
     @field_validator("image")
@@ -99,4 +109,5 @@ class LaunchSpec(Strict):
     gpu_count: int = Field(1, ge=1, description="Devices used (tensor x pipeline parallel within one node).")
     remove: bool = Field(True, description="Remove the container on exit (docker --rm).")
     argv_binds: bool = Field(True, description="The `vllm serve` argv carries --host/--port (false only for a card's verbatim serve command).")
+    ray_dashboard_host: str = Field("127.0.0.1", description="Address Ray's dashboard binds on a multi-node head (unauthenticated job API: local unless asked).")
     warnings: list[str] = Field(default_factory=list, description="Things the user should know about this launch.")

@@ -194,6 +194,7 @@ def resolve(req: Request) -> LaunchSpec:
         name=name, recipe=recipe.name, profile=profile.name, model_recipe=recipe, gpu_profile=profile, card=req.card, model=model,
         served_model_name=va.get(flags, "--served-model-name"), vllm_args=va.to_tokens(flags),
         env=env, secret_env=secrets, image=image, host=host, port=port, cache_host_path=cache_host,
+        ray_dashboard_host=opts.ray_dashboard_host,
         container=profile.container, vendor=profile.vendor, gpu_count=max(1, min(tp * pp, profile.count)),
         remove=remove, argv_binds=not (req.card and launch_style == "serve"), warnings=warnings,
     )
