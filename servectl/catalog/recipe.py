@@ -106,6 +106,25 @@ class ProfileSettings(Strict):
     notes: list[str] = Field(default_factory=list, description="Why these settings.")
 
 
+class MtpDepth(Strict):
+    """MTP speculation on one GPU profile: how deep to draft and the draft's kernel options."""
+
+    num_speculative_tokens: int = Field(ge=1, le=16, description="Draft tokens per decode step (the depth).")
+    options: dict[str, str] = Field(default_factory=dict, description="Extra --speculative-config keys, e.g. moe_backend (the draft's MoE kernels; dropped for vLLM releases without the key).")
+    source: str | None = Field(None, description="Where this depth was published.")
+
+
+class Speculative(Strict):
+    """Speculative decoding with the checkpoint's own multi-token-prediction head (opt-in: --speculative mtp)."""
+
+    method: Literal["mtp"] = Field("mtp", description="vLLM's --speculative-config method (older releases: per-model names such as qwen3_next_mtp).")
+    min_vllm: str = Field(description="PEP 440 specifier of the vLLM releases that serve this model's MTP head.")
+    default: MtpDepth = Field(description="Depth for profiles not listed below.")
+    profiles: dict[str, MtpDepth] = Field(default_factory=dict, description="Per-GPU-profile depth and options.")
+    not_helpful: list[str] = Field(default_factory=list, description="Where MTP is known not to help (cited).")
+    sources: list[str] = Field(default_factory=list, description="Public recipes and measurements the settings come from.")
+
+
 class ModelRecipe(Strict):
     """A quantized model and everything needed to serve it well."""
 
@@ -128,6 +147,7 @@ class ModelRecipe(Strict):
     smoke_test: str = Field("Who are you?", description="Prompt of the card's smoke test.")
     card: CardSettings | None = Field(None, description="The model card's published launch settings.")
     profiles: dict[str, ProfileSettings] = Field(default_factory=dict, description="Per-GPU-profile settings; a profile not listed cannot run the recipe.")
+    speculative: Speculative | None = Field(None, description="MTP speculative decoding settings (None: the checkpoint has no MTP head).")
 
 
 class RecipesFile(Strict):

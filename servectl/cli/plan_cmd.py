@@ -62,11 +62,12 @@ def _table(plan) -> None:
 @click.option("--headless", "preset", flag_value="headless", help="No display on this GPU (the headless preset).")
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False),
               help="Local checkpoint: weights from its safetensors headers (default: the HF cache's copy, if any).")
+@click.option("--speculative", metavar="mtp[:N]|off", help="Plan MTP speculative decoding (the recipe's depth for the GPU, N draft tokens, or off).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
              estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
-             model_path: str | None, as_json: bool) -> None:
+             model_path: str | None, as_json: bool, speculative: str | None = None) -> None:
     """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it.
 
     After MODEL goes the vLLM command line as you would write it (`vllm serve REPO` in front is fine). Flags that
@@ -79,15 +80,16 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     (the message names vLLM's check and the flag that fixes it).
 
     --json keys: kv_cache_tokens_logged, kv_cache_tokens_real, max_concurrency, total_vram_mib, budget (MiB per
-    term), max_model_len, block_size, num_blocks, vllm_version, flags, env, fits, vllm_starts, warnings,
-    ignored_flags, figures, guide, notes.
+    term; `speculative`: the MTP draft's), max_model_len, block_size, num_blocks, vllm_version, flags, env, fits,
+    vllm_starts, warnings, ignored_flags, figures, guide, notes, speculative (null, or num_speculative_tokens,
+    budget_mib and `without`: the same figures without speculation).
     """
     env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
     if estimate_cudagraphs is not None:
         env.pop(service.ESTIMATE_ENV, None)
     plan = service.build(model, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
                          target_context=target_context, target_concurrency=target_concurrency, env=env,
-                         model_path=model_path, python=python)
+                         model_path=model_path, python=python, speculative=speculative)
     if as_json:
         emit_json(plan.to_json())
     else:

@@ -40,10 +40,11 @@ from servectl.spec.models import LaunchOptions
 @click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
 @click.option("--ray-dashboard-host", default="127.0.0.1", show_default=True, help="Address Ray's dashboard binds on a multi-node head (an unauthenticated job API).")
 @click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked (without --python: those servectl's table of vLLM options lacks).")
+@click.option("--speculative", metavar="mtp[:N]|off", help="MTP speculative decoding: the recipe's depth for the GPU, N draft tokens, or off.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
            validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN, with_proxy=False, proxy_port=None,
-           servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1") -> None:
+           servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None) -> None:
     """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's.
 
     \b
@@ -59,8 +60,15 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         from servectl.vllmenv.location import serve_options
 
         asked = serve_options(vllm_python)
-    spec = resolve(Request(cat.model(model), cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
-                           force=force, vllm_options=asked, strict=strict))
+    recipe = cat.model(model)
+    mtp_on_disk = None
+    if speculative and speculative.strip().lower() != "off":
+        from servectl.plan.checkpoint import has_mtp_head
+
+        mtp_on_disk = has_mtp_head(recipe)
+    spec = resolve(Request(recipe, cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
+                           force=force, vllm_options=asked, strict=strict, speculative=speculative,
+                           checkpoint_mtp=mtp_on_disk))
     for w in spec.warnings:
         warn(w)
     if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():

@@ -44,14 +44,15 @@ def fmt_duration(s: float) -> str:
 @click.option("--proxy", "with_proxy", is_flag=True, help="Also serve the sampling presets as virtual model names (servectl proxy).")
 @click.option("--proxy-port", type=int, help="Port of the preset proxy (default: the server's port + 1).")
 @click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked against the vLLM that runs them.")
+@click.option("--speculative", metavar="mtp[:N]|off", help="MTP speculative decoding: the recipe's depth for the GPU, N draft tokens, or off.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port,
-       strict, extra) -> None:
+       strict, extra, speculative=None) -> None:
     """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
     """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
     workflow.up(model, gpu=gpu, runtime=runtime, port=port, host=host, python=python, model_path=model_path, detach=detach,
                 patch=patch, timeout=timeout, name=name, no_check=no_check, as_json=as_json, with_proxy=with_proxy,
-                proxy_port=proxy_port, extra=list(extra), strict=strict)
+                proxy_port=proxy_port, extra=list(extra), strict=strict, speculative=speculative)
 
 
 @click.command()

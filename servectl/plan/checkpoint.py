@@ -69,3 +69,20 @@ def cached_checkpoint(repo: str) -> Path | None:
     except (LocalEntryNotFoundError, ValueError, OSError):
         return None
     return path if any(path.glob("*.safetensors")) else None
+
+
+def has_mtp_head(recipe, model_path: str | Path | None = None) -> bool | None:
+    """Whether the checkpoint to serve lists mtp.* tensors in its safetensors headers; None when it is not
+    on disk (a --model-path, the generated tiny model, or the Hugging Face cache's copy; never downloads)."""
+    if model_path:
+        directory: Path | None = Path(model_path)
+    elif recipe.generated:
+        from servectl.vllmenv.tinymodel import model_dir
+
+        directory = model_dir("scripted")
+        directory = directory if (directory / "servectl-tiny.json").is_file() else None
+    else:
+        directory = cached_checkpoint(recipe.repo)
+    if directory is None:
+        return None
+    return weight_bytes(directory)[1] > 0

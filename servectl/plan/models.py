@@ -50,6 +50,7 @@ class Plan(Strict):
     ignored_flags: list[str] = Field(default_factory=list, description="Flags given that do not change memory (accepted, not planned).")
     guide: list[GuideRow] = Field(default_factory=list, description="Utilization guide for this GPU (computed).")
     notes: list[str] = Field(default_factory=list, description="What the user should know (OS headroom, version quirks, calibration used).")
+    speculative: dict | None = Field(None, description="MTP speculation: depth, the draft's MiB, and the same figures without it (None: not speculating).")
 
     def to_json(self) -> dict:
         """The stable `--json` contract (scripts read these keys)."""
@@ -75,4 +76,5 @@ class Plan(Strict):
             "figures": {k: f.model_dump() for k, f in self.figures.items()},
             "guide": [g.model_dump() for g in self.guide],
             "notes": self.notes,
+            "speculative": self.speculative,
         }

@@ -129,6 +129,18 @@ def sampler_mib(arch: Architecture, rows: int) -> float:
     return rows * arch.vocab_size * per / MIB
 
 
+def mtp_weight_bytes(arch: Architecture, tp: int = 1) -> int:
+    """The MTP head in BF16 as the Qwen3-Next/3.5 checkpoints store it (mtp.* tensors): fc (2H -> H), one
+    gated full-attention decoder layer with the MoE MLP, and its norms; vLLM loads it only when speculating."""
+    h, hd, b = arch.hidden_size, arch.head_dim, DTYPE_BYTES[arch.dtype]
+    attn = h * arch.num_attention_heads * hd * 2 + 2 * h * arch.num_kv_heads * hd + arch.num_attention_heads * hd * h
+    moe = arch.num_experts * 3 * h * arch.moe_intermediate_size + h * arch.num_experts
+    if arch.shared_expert_intermediate_size:
+        moe += 3 * h * arch.shared_expert_intermediate_size + h
+    per_layer = attn + moe + 2 * h + 2 * hd
+    return (2 * h * h + 3 * h + arch.mtp_layers * per_layer) * b // tp
+
+
 def cudagraph_mib(arch: Architecture, graphs: Graphs | list[int]) -> float:
     """CUDA-graph pool: grows with the captured tokens."""
     tokens = graphs.tokens if isinstance(graphs, Graphs) else sum(graphs)
@@ -168,7 +180,7 @@ class VllmRefuses(UserError):
 
 def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
             weights_gib: float | None = None, correction: Correction | None = None,
-            flags: list[str] | None = None, host: CpuFeatures | None = None) -> Plan:
+            flags: list[str] | None = None, host: CpuFeatures | None = None, mtp_weights_gib: float | None = None) -> Plan:
     """Forward plan: what vLLM `vllm_version` will do with these settings on this hardware (and host CPU)."""
     arch = recipe.architecture
     cpu = profile.vendor == "cpu"
@@ -208,6 +220,12 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     if measured:
         # vLLM's own terms from a past start of this key replace the model's (and explain the overhead)
         w, n, corr = correction.weights_mib * MIB, correction.non_torch_mib * MIB, 0.0
+    # The draft's weights (the checkpoint's mtp.* bytes when known) load with the model ("Model loading took").
+    n_spec = s.num_speculative_tokens if arch.mtp_layers else 0
+    w_mtp = 0.0
+    if n_spec:
+        w_mtp = mtp_weights_gib / tp * GIB if mtp_weights_gib is not None else float(mtp_weight_bytes(arch, tp))
+        w += w_mtp
     if correction and correction.starts:
         notes.insert(0, f"calibrated from {correction.starts} start{'s' if correction.starts != 1 else ''}"
                      + (": vLLM's measured weights, activation peak, non-torch and CUDA-graph memory" if measured
@@ -230,6 +248,9 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
 
     graphs = graphs_for(seqs, mbt, s.max_cudagraph_capture_size, s.num_speculative_tokens, s.enforce_eager or cpu)
     g_actual = cudagraph_mib(arch, graphs) * MIB
+    g_spec = 0.0  # what capturing (1 + N)-token decode steps adds to the graph pool
+    if n_spec and graphs.count:
+        g_spec = g_actual - cudagraph_mib(arch, graphs_for(seqs, mbt, s.max_cudagraph_capture_size, 0, False)) * MIB
     if measured and correction.cudagraph_mib is not None and graphs.count:
         g_actual = correction.cudagraph_mib * MIB
     g_est = g_actual if (estimate and graphs.count and vv.has("cudagraph_memory_profiled", vllm_version)) else 0.0
@@ -334,6 +355,7 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
         "sampler_warmup": s_warm / MIB,
         "kv_available": avail / MIB,
         "kv_allocated": kv_alloc / MIB,
+        "speculative": (w_mtp + g_spec) / MIB,
     }
     if profile.unified_memory:
         left = total - (c0 + requested + (g_actual - g_est) + s_warm)
@@ -354,6 +376,11 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     fig["weights"] = Figure(value=round(w / MIB, 1), unit="MiB", reason="checkpoint weights resident after load" + (f", / tp {tp}" if tp > 1 else ""))
     fig["activation_peak"] = Figure(value=round(a / MIB, 1), unit="MiB", reason=(
         f"max(LM forward over {mbt} tokens {a_lm:.0f} + encoder {a_enc:.0f}, sampler {rows} rows {a_sampler:.0f})"))
+    if n_spec:
+        fig["speculative"] = Figure(value=round((w_mtp + g_spec) / MIB, 1), unit="MiB", reason=(
+            f"MTP draft, {n_spec} tokens per step: head weights {w_mtp / MIB:.1f} MiB (in weights) + CUDA graphs for "
+            f"(1 + {n_spec}) x seqs tokens {g_spec / MIB:+.1f} MiB; its KV: +{arch.mtp_layers} attention layer in the groups, "
+            f"+{n_spec} conv rows per GDN state, {lay.mamba_blocks_per_request} state blocks per request and group"))
     fig["cudagraphs"] = Figure(value=round(g_actual / MIB, 1), unit="MiB", reason=(
         "eager: none" if not graphs.count else
         f"{len(graphs.piecewise)} PIECEWISE (largest {max(graphs.piecewise)}) + {len(graphs.full)} FULL graphs; "

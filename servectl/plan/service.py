@@ -170,7 +170,7 @@ def _vllm_parser_verdict(target: Target, tokens: list[str]) -> str | None:
 def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,
           vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
-          model_path: str | None = None, python: str | None = None) -> Plan:
+          model_path: str | None = None, python: str | None = None, speculative: str | None = None) -> Plan:
     """Recipe settings for the profile + the user's whole vLLM command line -> what the vLLM that will run does.
 
     Raises UserError only where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
@@ -179,7 +179,13 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     tokens = command_tokens(vllm_tokens)
     _, other_tokens = split_memory_flags(tokens)
     # force: servectl's own guards become warnings here; a plan refuses only what vLLM refuses
-    spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=True))
+    checkpoint = Path(model_path) if model_path else cached_checkpoint(recipe.repo)
+    headers = weight_bytes(checkpoint) if checkpoint is not None else None
+    if speculative and headers is not None and not headers[1] and speculative.strip().lower() != "off":
+        # vLLM cannot start a draft without weights: a refusal of vLLM's own, so not a forceable guard here
+        resolve(Request(recipe=recipe, profile=profile, speculative=speculative, checkpoint_mtp=False))
+    spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=True,
+                           speculative=speculative, vllm_version=vllm_version))
     target = target_for(profile, override=vllm_version, image=spec.image, python=python)
     verdict = _vllm_parser_verdict(target, tokens)
     if verdict:
@@ -193,10 +199,11 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     notes: list[str] = [f"vLLM {target.version}: {target.version_reason}"]
     if profile.vendor == "cpu":
         notes.append(f"host CPU: {target.host.describe()}")
-    checkpoint = Path(model_path) if model_path else cached_checkpoint(recipe.repo)
     if checkpoint is not None:
-        loaded, skipped = weight_bytes(checkpoint)
+        loaded, skipped = headers
         kw["weights_gib"] = loaded / 2**30
+        if skipped:
+            kw["mtp_weights_gib"] = skipped / 2**30
         notes.append(f"weights {loaded / 2**30:.2f} GiB from the safetensors headers in {checkpoint}"
                      + (f" ({skipped / 2**30:.2f} GiB of MTP head not loaded)" if skipped else ""))
     if target_context:
@@ -208,10 +215,21 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     plan = planner.with_guide(plan, recipe, profile, s, **kw)
     if s.estimate_cudagraphs is not None and profile.vendor != "cpu":
         plan = plan.model_copy(update={"env": {ESTIMATE_ENV: "1" if s.estimate_cudagraphs else "0"}})
+    if s.num_speculative_tokens and recipe.architecture.mtp_layers:
+        without = planner.predict(recipe, profile, replace(s, num_speculative_tokens=0), flags=out_flags, **kw)
+        plan = plan.model_copy(update={"speculative": speculative_summary(plan, without, s.num_speculative_tokens)})
     calibrated = [n for n in plan.notes if n.startswith("calibrated from")]
     rest = [n for n in plan.notes if n not in calibrated]
     return plan.model_copy(update={"notes": calibrated + notes + rest, "ignored_flags": other_tokens,
                                    "warnings": list(spec.warnings) + plan.warnings})
+
+
+def speculative_summary(plan: Plan, without: Plan, depth: int) -> dict:
+    """`plan --json` key `speculative`: the depth, the draft's MiB, and the same figures without speculation."""
+    other = without.to_json()
+    keys = ("kv_cache_tokens_logged", "kv_cache_tokens_real", "max_concurrency", "num_blocks", "total_vram_mib", "max_model_len")
+    return {"method": "mtp", "num_speculative_tokens": depth, "budget_mib": round(plan.budget.get("speculative", 0.0), 1),
+            "without": {**{k: other[k] for k in keys}, "budget": other["budget"]}}
 
 
 _LOG_FLAGS = {"max_model_len": "--max-model-len", "kv_cache_memory_bytes": "--kv-cache-memory-bytes",

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from servectl.spec import guards
+from servectl.spec import guards, speculative
 from servectl.vllmenv import args as va
 from servectl.errors import UserError
 from servectl.catalog.gpu import GpuProfile
@@ -37,6 +37,9 @@ class Request:
     # None: the bundled table, and flags it does not know are warned about (refused with strict).
     vllm_options: va.VllmOptions | None = None
     strict: bool = False
+    speculative: str | None = None  # --speculative mtp[:N] | off (None: as the flags say)
+    vllm_version: str | None = None  # release that will run it, when known (guards); else the image tag's
+    checkpoint_mtp: bool | None = None  # the checkpoint's headers list mtp.* tensors (None: not on disk)
 
 
 def card_profile_names(recipe: ModelRecipe) -> list[str]:
@@ -175,7 +178,12 @@ def resolve(req: Request) -> LaunchSpec:
     if warning:
         warnings.append(warning)
 
-    problems = guards.check(recipe, profile, flags, req.env)
+    spec_choice = speculative.parse_choice(req.speculative) if req.speculative else None
+    mtp = speculative.apply(recipe, profile, flags, spec_choice, checkpoint_mtp=req.checkpoint_mtp,
+                            vllm_version=req.vllm_version or speculative.image_version(image))
+    flags = mtp.flags
+    warnings += mtp.warnings
+    problems = guards.check(recipe, profile, flags, req.env) + mtp.violations
     hard = [v for v in problems if not v.forceable]
     soft = [v for v in problems if v.forceable]
     if unlisted and not hard:  # a hard guard says more than "no settings" (e.g. NVFP4 on ROCm)

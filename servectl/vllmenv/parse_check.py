@@ -54,6 +54,35 @@ def check(argv):
     reasoning = getattr(args, "reasoning_parser", None)
     if reasoning and reasoning not in ReasoningParserManager.list_registered():
         return f"error: unknown --reasoning-parser {reasoning!r} (registered: {', '.join(sorted(ReasoningParserManager.list_registered()))})"
+    speculative = getattr(args, "speculative_config", None)
+    if isinstance(speculative, dict):
+        return _speculative_problem(speculative)
+    return None
+
+
+def _literals(tp):
+    import typing
+
+    args = typing.get_args(tp)
+    return {a for a in args if isinstance(a, str)} | {x for a in args if not isinstance(a, str) for x in _literals(a)}
+
+
+def _speculative_problem(cfg):
+    """--speculative-config is parsed to a dict only; its keys and method are checked against vLLM's own
+    SpeculativeConfig (the engine would reject them at start-up, after loading the model)."""
+    import dataclasses
+
+    try:
+        from vllm.config.speculative import SpeculativeConfig, SpeculativeMethod
+    except ImportError:
+        return None
+    known = {f.name for f in dataclasses.fields(SpeculativeConfig)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        return f"error: --speculative-config: unknown key(s) {', '.join(unknown)}"
+    method = cfg.get("method")
+    if method is not None and method not in _literals(SpeculativeMethod):
+        return f"error: --speculative-config: unknown method {method!r}"
     return None
 
 
