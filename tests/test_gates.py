@@ -61,8 +61,9 @@ def test_a_preempting_server_whose_figure_fits_is_asked_for_less_than_was_tried(
 def test_vllm_flags_from_either_command_line():
     serve = ["/venv/bin/python", "/venv/bin/vllm", "serve", "/models/x", "--max-num-seqs", "8", "--enforce-eager"]
     assert vllm_flags(serve) == {"--max-num-seqs": "8", "--enforce-eager": None}
-    module = ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", "/m", "--max-num-seqs=16"]
-    assert vllm_flags(module)["--max-num-seqs"] == "16"
+    module = ["python", "-B", "-m", "vllm.entrypoints.openai.api_server", "--model", "/m", "--max_num_seqs=16", "-tp", "2"]
+    flags = vllm_flags(module)
+    assert flags["--max-num-seqs"] == "16" and flags["--tensor-parallel-size"] == "2"
 
 
 def test_tool_call_deltas_of_vllm_hermes_stream_are_reassembled():

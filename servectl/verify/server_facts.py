@@ -126,8 +126,10 @@ def listening_process(url: str) -> psutil.Process | None:
 
 
 def vllm_flags(cmdline: list[str]) -> dict[str, str | None]:
-    """--flag -> value from a `vllm serve MODEL ...` or `python -m vllm.entrypoints... ...` command line."""
-    start = next((i for i, tok in enumerate(cmdline) if tok.startswith("--")), len(cmdline))
+    """--flag -> value from a `vllm serve MODEL ...` or `python -m vllm.entrypoints... ...` command line
+    (names canonical, as vLLM's parser reads them: --max_num_seqs, -tp)."""
+    anchor = next((i for i, tok in enumerate(cmdline) if tok == "serve" or tok.startswith("vllm.entrypoints")), 0)
+    start = next((i for i, tok in enumerate(cmdline) if i > anchor and tok.startswith("-")), len(cmdline))
     try:
         return {f.name.split("=")[0]: f.value for f in parse_flags(cmdline[start:])}
     except ValueError:
@@ -208,7 +210,7 @@ def discover(http: httpx.Client, base: str, model: str, max_num_seqs: int | None
         except psutil.Error:
             pass
     if max_num_seqs is not None:
-        facts.max_num_seqs, facts.max_num_seqs_source = max_num_seqs, "stated (--max-num-seqs)"
+        facts.max_num_seqs, facts.max_num_seqs_source = max_num_seqs, "stated with check --max-num-seqs"
     elif facts.flag("--max-num-seqs"):
         facts.max_num_seqs, facts.max_num_seqs_source = _int(facts.flag("--max-num-seqs")), "the server's --max-num-seqs"
     elif facts.local:
@@ -216,5 +218,5 @@ def discover(http: httpx.Client, base: str, model: str, max_num_seqs: int | None
             facts.max_num_seqs = CPU_DEFAULT_MAX_NUM_SEQS
         else:
             facts.max_num_seqs = gpu_default_max_num_seqs(gpu_memory_gib)
-        facts.max_num_seqs_source = "vLLM's default (no --max-num-seqs flag)"
+        facts.max_num_seqs_source = "vLLM's default: no --max-num-seqs given"
     return facts
