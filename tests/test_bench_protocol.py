@@ -130,3 +130,10 @@ def test_host_facts_name_no_host():
     facts = host_facts(detect())
     assert facts["cpu_cores"] >= 1 and facts["memory_gib"] > 0
     assert socket.gethostname() not in json.dumps(facts)
+
+
+def test_unreachable_server_is_bad_input_and_writes_nothing(cli, tmp_path):
+    out = tmp_path / "r.json"
+    result = cli("bench", "http://127.0.0.1:8259", "-o", str(out))
+    assert result.exit_code == 2 and "cannot reach" in result.stderr and "Traceback" not in result.output
+    assert not out.exists() and not list(tmp_path.iterdir())

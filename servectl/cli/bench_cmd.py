@@ -31,6 +31,8 @@ def bench() -> None:
     servectl bench NAME|URL [--concurrency 1,4,16] [--num-prompts N] [--input-len N --output-len N]
                    [-o result.json] [--plot throughput.png] [--json]
     servectl bench compare A.json B.json
+
+    `servectl bench URL --help` lists the run's options.
     """
 
 
@@ -49,6 +51,8 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result document as JSON.")
 def bench_run(target: str, levels: str, num_prompts: int | None, input_len: int, output_len: int, model: str | None,
               tokenizer: str | None, output: Path | None, plot: Path | None, python: str | None, as_json: bool) -> None:
+    """Run vLLM's serving benchmark against TARGET (a deployment name or a URL) at each concurrency
+    level, under servectl's fixed protocol, and write one result file."""
     from servectl.bench.protocol import Protocol, default_num_prompts, parse_levels
     from servectl.bench.runner import run_bench, target_for, write_result
     from servectl.errors import UserError

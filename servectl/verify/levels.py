@@ -57,8 +57,14 @@ def run_level(base_url: str, level: Level = "quick", *, model: str | None = None
     base = base_url.rstrip("/")
     with httpx.Client(timeout=timeout_s, headers=headers) as http:
         local = listening_process(base) is not None
-        facts = discover(http, base, report.model, max_num_seqs=max_num_seqs,
-                         gpu_memory_gib=_gpu_memory_gib() if local and max_num_seqs is None else None)
+        try:
+            facts = discover(http, base, report.model, max_num_seqs=max_num_seqs,
+                             gpu_memory_gib=_gpu_memory_gib() if local and max_num_seqs is None else None)
+        except Exception as exc:  # not vLLM's endpoints (a proxy in front?): every gate fails with why
+            for name in names:
+                _record(report, CheckResult(name=name, status="fail", detail=f"cannot read the server's /v1/models and "
+                                            f"/metrics: {exc.__class__.__name__}: {str(exc)[:160]}"), on_check)
+            return report
         ctx = gates.GateContext(base=base, model=report.model, http=http, facts=facts, timeout_s=timeout_s,
                                 tools_tool=WEATHER_TOOL, expect_tools=expect.tools, expect_reasoning=expect.reasoning,
                                 headers=headers, progress=on_progress)
