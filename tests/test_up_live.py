@@ -152,3 +152,15 @@ def test_port_in_use_refused_before_launch(env, model_dir, tmp_path):
         res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8127", timeout=60)
     assert res.returncode == 2 and "port 8127 on 127.0.0.1 is already in use" in res.stderr
     assert not (tmp_path / "state" / "servectl" / "logs").exists()  # nothing was started
+
+
+def test_failed_start_shows_root_error_and_fix(env, model_dir):
+    """`up` prints what `servectl diagnose` prints: the root error and the fix, the recipe's parser for a bad one."""
+    from servectl.catalog.load import load_catalog
+
+    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8223", "--",
+             "--enable-auto-tool-choice", "--tool-call-parser", "nosuch", timeout=180)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "root error (log line" in res.stderr and "KeyError: 'invalid tool call parser: nosuch" in res.stderr
+    assert f"fix: --tool-call-parser {load_catalog().model('tiny-cpu').parsers.tool_call}" in res.stderr
+    assert status(env)["deployments"] == []

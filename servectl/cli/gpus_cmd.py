@@ -1,7 +1,7 @@
 """`servectl gpus [--json]` (detected hardware and the profile it maps to) and `servectl diagnose LOGFILE|-`.
 
-`servectl diagnose` exits 0 when it found a cause (the diagnosis is the useful output), 1 when the log matched no
-known signature (nothing explained: a failed check), 2 for an unreadable file.
+`servectl diagnose` prints the root error always; it exits 0 when a rule found the cause (the diagnosis is the useful
+output), 1 when none matched (the root error is still shown), 2 for unreadable input (missing file, binary data).
 """
 
 from __future__ import annotations
@@ -79,30 +79,25 @@ def gpus_cmd(captured: Path | None, processes: Path | None, as_json: bool) -> No
 
 @click.command("diagnose")
 @click.argument("logfile")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def diagnose_cmd(logfile: str, as_json: bool) -> None:
-    """Explain a failed vLLM start from its log (LOGFILE, or - for stdin): root cause, remedy, the flag that fixes it."""
-    from servectl.verify.diagnose import diagnose
+@click.option("--model", "model", metavar="NAME",
+              help="The model of the log when the log does not say: a recipe name (its parsers and memory layout) or a repo / path (its family).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: cause, remedy, fix, evidence, rule, root_error.")
+def diagnose_cmd(logfile: str, model: str | None, as_json: bool) -> None:
+    """Explain a failed vLLM start from its log (LOGFILE, or - for stdin): the root error, and the cause, remedy and
+    the flags that fix it when a rule knows it."""
+    from servectl.verify.diagnose import explain_log, text_lines
 
-    if logfile == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            text = Path(logfile).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise UserError(f"cannot read {logfile}: {exc.strerror}", "pass a vLLM log file or - for stdin") from None
-    found = diagnose(text)
+    try:
+        data = sys.stdin.buffer.read() if logfile == "-" else Path(logfile).read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {logfile}: {exc.strerror}", "pass a vLLM log file or - for stdin") from None
+    if b"\x00" in data:
+        raise UserError(f"{logfile} is not a text log (binary data)", "pass the log vLLM wrote (servectl logs NAME)")
+    found = explain_log(data.decode("utf-8", errors="replace"), model)
     if as_json:
-        emit_json({"found": bool(found), "diagnoses": [d.model_dump() for d in found]})
-    elif not found:
-        console.print("no known cause found in the log; read its last error lines", highlight=False)
-    for d in [] if as_json else found:
-        console.print(f"cause: {d.cause}", style="bold red", soft_wrap=True)
-        console.print(f"  remedy: {d.remedy}", highlight=False, soft_wrap=True)
-        if d.fix:
-            console.print(f"  fix: {d.fix}", soft_wrap=True)
-        console.print(f"  evidence (line {d.line}): {d.evidence}", highlight=False, soft_wrap=True, markup=False)
-        for c in d.context:
-            console.print(f"  above: {c}", highlight=False, soft_wrap=True, markup=False)
-    if not found:
+        emit_json(found.model_dump(mode="json"))
+    else:
+        for line in text_lines(found):
+            console.print(line, soft_wrap=True)
+    if found.rule is None:
         raise SystemExit(EXIT_CHECK_FAILED)

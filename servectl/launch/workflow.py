@@ -86,10 +86,18 @@ def apply_patches(target: Target, recipe: ModelRecipe) -> None:
         info(f"patch {outcome.id}: {outcome.message}")
 
 
-def diagnoses(log_text: str) -> list[str]:
-    from servectl.verify.diagnose import diagnose
+def diagnosis_lines(log_text: str, spec: LaunchSpec | None = None) -> tuple[list[str], bool]:
+    """What `servectl diagnose` would print for this log, with the recipe and GPU profile of the start as hints
+    (its parsers, memory layout, GPU count and gfx target); and whether a rule found the cause."""
+    from servectl.verify.diagnose import explain, hints_for, text_lines
 
-    return [" — ".join([d.cause, d.remedy] + ([f"fix: {d.fix}"] if d.fix else [])) for d in diagnose(log_text)]
+    hints = None
+    if spec is not None:
+        profile = spec.gpu_profile
+        hints = hints_for(log_text, recipe=spec.model_recipe, gpus=profile.count if profile.vendor != "cpu" else None,
+                          gfx_target=profile.gfx_target)
+    found = explain(log_text, hints)
+    return text_lines(found), found.rule is not None
 
 
 def health_report(url: str, model: str | None) -> Report:
@@ -175,16 +183,17 @@ def stop_on_sigterm() -> None:
 
 
 def fail_start(launch_runner: runners.Runner, launched: runners.Launched, name: str, text: str, why: str,
-               grace_s: float = 5) -> CheckFailed:
+               grace_s: float = 5, spec: LaunchSpec | None = None) -> CheckFailed:
+    """Stop a failed start, show the log tail and the diagnosis (root error, cause, fix), for every runtime."""
     launch_runner.stop(launched, grace_s=grace_s)
     state.remove(name)
     err_console.rule("log tail")
     err_console.print(startup.tail(text), soft_wrap=True)
-    err_console.rule()
-    found = diagnoses(text)
-    for line in found:
-        err_console.print(f"diagnosis: {line}", soft_wrap=True)
-    return CheckFailed(why, f"full log: {launched.log_path}" + ("" if found else "; `servectl diagnose` may explain it"))
+    err_console.rule("diagnosis")
+    lines, known = diagnosis_lines(text, spec)
+    for line in lines:
+        err_console.print(line, soft_wrap=True)
+    return CheckFailed(why, f"full log: {launched.log_path}" + ("" if known else f"; `servectl diagnose {launched.log_path}`"))
 
 
 def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, python: str | None,
@@ -264,7 +273,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     if not result.ready:
         why = (f"vLLM exited during start-up (after {result.elapsed_s:.0f} s)" if result.failure == "exited"
                else f"vLLM was not ready within {timeout:.0f} s; stopped it")
-        raise fail_start(launch_runner, launched, spec.name, result.log_text, why)
+        raise fail_start(launch_runner, launched, spec.name, result.log_text, why, spec=spec)
     learn_from_start(recipe, profile, spec, plan_tgt, result.log_text)
     record = record.model_copy(update={"ready": True, "kv_cache_tokens_reported": result.kv_cache_tokens})
     state.save(record)
@@ -359,7 +368,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
         # Report first, clean up after: the leader is gone, its engine processes get a short grace.
         err_console.print(f"vLLM server (pid {ln.launched.pid}) exited while serving", style="bold red")
         text = Path(ln.launched.log_path).read_text(errors="replace")
-        raise fail_start(ln.runner, ln.launched, ln.spec.name, text, "vLLM exited while serving", grace_s=1)
+        raise fail_start(ln.runner, ln.launched, ln.spec.name, text, "vLLM exited while serving", grace_s=1, spec=ln.spec)
     except KeyboardInterrupt:
         info("stopping vLLM ...")
         raise

@@ -39,16 +39,30 @@ class Report(BaseModel):
         return {**self.model_dump(mode="json"), "passed": self.passed}
 
 
-class Diagnosis(Strict):
-    """A cause found in a vLLM log."""
+class Evidence(Strict):
+    """The log line a diagnosis rule matched."""
 
-    rule: str = Field(description="Rule id.")
-    cause: str = Field(description="Root cause, one line.")
-    remedy: str = Field(description="What to do.")
-    fix: str | None = Field(None, description="The flag change / command, ready to paste.")
-    evidence: str = Field(description="The log line the rule matched.")
-    line: int = Field(ge=1, description="1-based line number of the evidence.")
-    context: list[str] = Field(default_factory=list, description="Error lines above a wrapper error (where to look).")
+    line: int = Field(ge=1, description="1-based line number in the log.")
+    text: str = Field(description="The line, stripped (at most 500 characters).")
+
+
+class RootError(Strict):
+    """The failing process's final exception that is not a wrapper."""
+
+    type: str = Field(description="Exception type as printed (KeyError, ValueError, huggingface_hub.errors.HFValidationError, ArgumentError for argparse).")
+    message: str = Field(description="Its message; pydantic's 'Value error, ...' unwrapped.")
+    line: int = Field(ge=1, description="1-based line number in the log.")
+
+
+class Diagnosis(Strict):
+    """What `servectl diagnose` reports: the root error always, cause / remedy / fix when a rule knows it."""
+
+    cause: str | None = Field(description="Root cause, one line; None when no rule matched.")
+    remedy: str | None = Field(description="What to do; None when no rule matched.")
+    fix: list[str] = Field(default_factory=list, description="`vllm serve` flags (or NAME=value environment settings) that fix it.")
+    evidence: Evidence | None = Field(description="The log line the rule matched.")
+    rule: str | None = Field(description="Rule id; None when no rule matched.")
+    root_error: RootError | None = Field(description="The failing process's final exception; None when the log shows none.")
 
 
 # (text, rich style): rich Text pieces, never markup (details carry server output)
