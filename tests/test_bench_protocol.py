@@ -104,7 +104,8 @@ def test_bad_concurrency_is_bad_input(cli):
     assert result.exit_code == 2 and "--concurrency" in result.stderr
 
 
-def test_unknown_deployment_name_is_bad_input(cli):
+def test_unknown_deployment_name_is_bad_input(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     result = cli("bench", "no-such-deployment-17")
     assert result.exit_code == 2 and "no deployment named" in result.stderr
 
@@ -137,3 +138,20 @@ def test_unreachable_server_is_bad_input_and_writes_nothing(cli, tmp_path):
     result = cli("bench", "http://127.0.0.1:8259", "-o", str(out))
     assert result.exit_code == 2 and "cannot reach" in result.stderr and "Traceback" not in result.output
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_deployment_name_brings_its_recipe_profile_and_flags(monkeypatch, tmp_path):
+    from servectl.bench.runner import target_for
+    from servectl.launch import state
+    from servectl.launch.record import DeploymentRecord
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    argv = ["/opt/v/bin/vllm", "serve", "/srv/models/Qwen3.5-35B-A3B-NVFP4", "--served-model-name", "qwen",
+            "--host", "0.0.0.0", "--port", "8123", "--max-num-seqs", "4", "--api-key", "sk-x"]
+    state.save(DeploymentRecord(name="prod", runtime="local", recipe="qwen3.5-35b-a3b-nvfp4", profile="rtx-5090",
+                                model="/srv/models/Qwen3.5-35B-A3B-NVFP4", served_model_name="qwen", host="0.0.0.0",
+                                port=8123, log_path=str(tmp_path / "log"), argv=argv, started_at=0.0))
+    t = target_for("prod")
+    assert t.url == "http://127.0.0.1:8123" and (t.recipe, t.profile, t.model) == ("qwen3.5-35b-a3b-nvfp4", "rtx-5090", "qwen")
+    assert t.tokenizer == "/srv/models/Qwen3.5-35B-A3B-NVFP4" and t.argv == argv
+    assert shareable_flags(t.argv) == ["--served-model-name", "qwen", "--max-num-seqs", "4", "--api-key", "<redacted>"]
