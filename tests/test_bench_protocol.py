@@ -43,6 +43,12 @@ def test_results_entry_carries_vllms_figures_unchanged():
     assert r["ttft_ms"] == {"p50": VLLM_JSON["p50_ttft_ms"], "p99": VLLM_JSON["p99_ttft_ms"]}
     assert r["tpot_ms"] == {"p50": VLLM_JSON["p50_tpot_ms"], "p99": VLLM_JSON["p99_tpot_ms"]}
     assert r["errors"] == VLLM_JSON["failed"] == 0 and r["completed"] == 8
+    assert "spec_decode" not in r  # the server does not speculate
+    # keys serve.py writes when the server's /metrics count drafts (vllm/benchmarks/serve.py, 0.32.0)
+    spec = level_result(4, {**VLLM_JSON, "spec_decode_acceptance_rate": 71.5, "spec_decode_acceptance_length": 2.43,
+                            "spec_decode_num_drafts": 100, "spec_decode_draft_tokens": 200, "spec_decode_accepted_tokens": 143})
+    assert spec["spec_decode"] == {"acceptance_rate": 71.5, "acceptance_length": 2.43, "num_drafts": 100,
+                                   "draft_tokens": 200, "accepted_tokens": 143}
 
 
 def test_shared_flags_hold_no_secret_address_or_path():

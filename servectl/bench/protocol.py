@@ -63,8 +63,10 @@ def bench_argv(p: Protocol, level: int, base_url: str, model: str, tokenizer: st
 
 
 def level_result(level: int, vllm_json: dict[str, Any]) -> dict[str, Any]:
-    """One `results` entry from vLLM's own result JSON (keys of vllm/benchmarks/serve.py); figures unchanged."""
-    return {
+    """One `results` entry from vLLM's own result JSON (keys of vllm/benchmarks/serve.py); figures unchanged.
+    A server that speculates (MTP, a draft model) adds vLLM's acceptance figures, read from its /metrics
+    before and after the level (serve.py fetch_spec_decode_metrics)."""
+    entry = {
         "concurrency": level,
         "request_throughput": vllm_json["request_throughput"],
         "output_throughput": vllm_json["output_throughput"],
@@ -79,6 +81,10 @@ def level_result(level: int, vllm_json: dict[str, Any]) -> dict[str, Any]:
         "total_input_tokens": vllm_json.get("total_input_tokens"),
         "total_output_tokens": vllm_json.get("total_output_tokens"),
     }
+    if "spec_decode_acceptance_rate" in vllm_json:
+        entry["spec_decode"] = {key: vllm_json.get(f"spec_decode_{key}") for key in (
+            "acceptance_rate", "acceptance_length", "num_drafts", "draft_tokens", "accepted_tokens")}
+    return entry
 
 
 # --------------------------------------------------------------------------- what is shared: no secrets, no hostnames, no paths
