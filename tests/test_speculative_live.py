@@ -8,11 +8,14 @@ counters on /metrics (vllm/v1/spec_decode/metrics.py): accepted / draft tokens.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from servectl.verify import acceptance
+from servectl.verify.health import run_checks
 from servectl.vllmenv.tinymodel import ensure_tiny_model
 from conftest import VllmServer, free_port
 
@@ -66,3 +69,22 @@ def test_acceptance_follows_the_head(speculating):
         assert "I am a tiny test model" in (replies[1]["choices"][0]["message"]["content"] or "")
     else:
         assert accepted / drafted <= 0.2, (accepted, drafted)
+
+
+def test_check_reports_acceptance_and_fails_when_nothing_is_accepted(speculating):
+    variant, server = speculating
+    report = run_checks(server.url, model="tiny-cpu")
+    check = next(c for c in report.checks if c.name == "speculative")
+    assert check.figures["draft_tokens"] > 0
+    if variant == "scripted":
+        assert check.status == "pass" and check.figures["acceptance_rate"] >= 0.9, check
+    else:
+        assert check.status == "fail" and check.figures["accepted_tokens"] == 0, check
+        assert "none of" in check.detail and not report.passed
+
+
+def test_check_skips_a_server_that_does_not_speculate():
+    # vLLM registers the spec-decode counters only with a speculative config (SpecDecodingProm);
+    # a real non-speculating CPU server's /metrics (captured) carries none
+    result = acceptance.check((Path(__file__).parent / "data" / "vllm-0.32.0-cpu-metrics.txt").read_text())
+    assert result.status == "skipped"

@@ -271,6 +271,14 @@ class _Checks:
                            detail=f"KV cache {figures['kv_cache_usage_perc']:.1%} used, "
                                   f"{figures.get('num_requests_running', 0):g} running", figures=figures)
 
+    def speculative(self) -> CheckResult:
+        from servectl.verify import acceptance
+
+        r = self.http.get(self.base + "/metrics")
+        if r.status_code != 200:
+            return CheckResult(name="speculative", status="skipped", detail=f"/metrics answered {r.status_code}")
+        return acceptance.check(r.text)
+
 
 def _step(step: Callable[[], CheckResult | tuple[CheckResult, ...]]):
     try:
@@ -310,7 +318,7 @@ def run_checks(base_url: str, model: str | None = None, api_key_env: str | None 
         if found.recipe:
             checks.expect = expect = found
             report.recipe = found.recipe
-    steps = [checks.chat, checks.reasoning, checks.tools, checks.vision, checks.streaming, checks.metrics]
+    steps = [checks.chat, checks.reasoning, checks.tools, checks.vision, checks.streaming, checks.metrics, checks.speculative]
     for step in steps:
         name = step.__name__
         if any(c.name == "models" and c.status == "fail" for c in report.checks):

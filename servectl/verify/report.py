@@ -14,7 +14,7 @@ class CheckResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Check id (health, models, chat, sanity, reasoning, tools, vision, streaming, metrics).")
+    name: str = Field(description="Check id (health, models, chat, sanity, reasoning, tools, vision, streaming, metrics, speculative).")
     status: Literal["pass", "fail", "skipped"] = Field(description="Outcome.")
     detail: str = Field("", description="What was seen, or why it was skipped.")
     figures: dict[str, Any] = Field(default_factory=dict, description="Numbers measured by the check (timings, metric values).")
