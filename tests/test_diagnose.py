@@ -59,6 +59,7 @@ def test_rule_messages_are_in_the_installed_vllm_source():
         ("issue-8189-flash-attention-ampere.log", "flash-attention-needs-ampere", ["--dtype half"]),
         ("issue-9045-oom-loading.log", "cuda-oom-loading", ["--tensor-parallel-size 2"]),
         ("issue-23230-oom-profiling.log", "cuda-oom-profiling", ["--max-num-batched-tokens 2048", "--max-num-seqs 32"]),
+        ("issue-10439-compose-no-cache-blocks.log", "no-memory-for-cache-blocks", ["--gpu-memory-utilization 0.95", "--max-num-batched-tokens 2048"]),
         ("issue-17431-no-cache-blocks-a800.log", "no-memory-for-cache-blocks", ["--gpu-memory-utilization 0.95", "--max-num-batched-tokens 2048"]),
         ("issue-recipes-653-max-model-len-kv.log", "max-model-len-exceeds-kv-cache", ["--max-model-len 199552"]),
         ("issue-2418-max-seq-len-kv-tokens.log", "max-model-len-exceeds-kv-tokens", ["--max-model-len 3664"]),
@@ -149,6 +150,15 @@ def test_root_error_skips_wrappers_and_unwraps_pydantic() -> None:
     assert r.type == "ValueError" and r.line == 2 and r.message.endswith("max_num_seqs (128).")
 
 
+def test_root_error_through_prefixes_and_the_worker_wrapper() -> None:
+    compose = root_error(_read("issue-10439-compose-no-cache-blocks.log"))
+    assert (compose.type, compose.line) == ("ValueError", 4) and compose.message.startswith("No available memory")
+    worker = root_error(_read("issue-38632-mamba-blocks-worker-wrapper.log"))
+    assert worker.type == "RuntimeError" and worker.message.startswith("max_num_seqs (1024) exceeds available Mamba")
+    stamped = "2026-02-24T20:21:58.123456789Z (APIServer pid=1) KeyError: 'invalid tool call parser: x (chose from { hermes })'"
+    assert root_error(stamped).type == "KeyError"
+
+
 def test_unknown_error_still_shows_the_root_error_exit_1() -> None:
     log = "INFO starting\nTraceback (most recent call last):\nzmq.error.ZMQError: Something nobody has seen\n"
     res = CliRunner().invoke(main, ["diagnose", "-", "--json"], input=log)
@@ -231,3 +241,18 @@ def test_every_rule_is_tested_on_a_log() -> None:
     text = (here / "test_diagnose.py").read_text() + (here / "test_diagnose_live.py").read_text()
     untested = [r.id for r in load_rules() if f'"{r.id}"' not in text]
     assert not untested
+
+
+def test_a_healthy_start_has_no_cause() -> None:
+    """A real start that served (vLLM 0.32 CPU), and a start allowed past max_model_len whose WARNING quotes the
+    error's words (the line below is from a real start with VLLM_ALLOW_LONG_MAX_MODEL_LEN=1): nothing to fix."""
+    healthy = (DATA.parent / "vllm-0.32.0-cpu-startup.log").read_text()
+    d = explain(healthy)
+    assert d.rule is None and d.root_error is None and d.fix == []
+    warned = healthy + (
+        "(APIServer pid=17905) WARNING 12-01 15:26:47 [model.py:2660] User-specified max_model_len (500000) is greater "
+        "than the derived max_model_len (max_position_embeddings=4096.0 or model_max_length=None in model's "
+        "config.json). VLLM_ALLOW_LONG_MAX_MODEL_LEN must be used with extreme caution.\n")
+    assert explain(warned).rule is None
+    res = CliRunner().invoke(main, ["diagnose", "-"], input=healthy)
+    assert res.exit_code == 1 and "no error found in the log" in res.output

@@ -32,10 +32,12 @@ from servectl.verify.report import Diagnosis, Evidence, RootError
 
 # ---------------------------------------------------------------------------------------------- root error
 
+# A log line's prefixes, outermost first: docker compose's "vllm-1  | ", a timestamp (kubectl --timestamps, CI),
 # "(APIServer pid=1)", "(EngineCore_DP0 pid=2)", "(VllmWorker rank=0 pid=3)", "(RayWorkerWrapper pid=4, ip=...)",
 # "[rank0]:", "ERROR 12-01 15:00:01 [core.py:123]" (vLLM >= 0.8) or "ERROR 12-01 15:00:01 core.py:123]" (older).
 _PREFIX = re.compile(
-    r"^(?:\x1b\[[\d;]*m)*(?:\[\d{4}-\d\d-\d\dT[\d:.]+Z?\]\s*)?(?:\s*\([\w.\s]*?(?:pid|rank)=[^)]*\)\s*)?(?:\[rank\d+\]:\s?)?"
+    r"^(?:\x1b\[[\d;]*m)*(?:[\w.-]+\s+\|\s)?(?:\[?\d{4}-\d\d-\d\dT[\d:.]+Z?\]?\s+)?"
+    r"(?:\s*\([\w.\s]*?(?:pid|rank)=[^)]*\)\s*)?(?:\[rank\d+\]:\s?)?"
     r"(?:(?:ERROR|WARNING|INFO|DEBUG|CRITICAL)\s+(?:\d{4}-)?\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?\s+\[?[\w.]+:\d+\]\s?)?"
 )
 _EXCEPTION = re.compile(
@@ -46,9 +48,11 @@ _PYDANTIC_HEAD = re.compile(r"^\d+ validation errors? for \w+$")
 _PYDANTIC_VALUE = re.compile(r"^\s*(?:Value|Assertion) error, (?P<msg>.*?)(?:\s*\[type=[^\]]*\])?\s*$")
 _PYDANTIC_OTHER = re.compile(r"^\s+(?P<msg>.+?)\s*\[type=(?P<kind>[\w.]+), input_value=(?P<input>.*?)(?:, input_type=\w+)?\]\s*$")
 _UVICORN = re.compile(r"^ERROR:\s+(?P<msg>\[Errno \d+\].*)$")
+# vllm/v1/executor/multiproc_executor.py re-raises a worker's error inside this text: keep the worker's message
+_WORKER_WRAPPED = re.compile(r"^Worker failed with error '(?P<inner>.*)', please check the stack trace above")
 WRAPPERS = re.compile(
     r"Engine core initialization failed|Engine process failed to start|WorkerProc initialization failed"
-    r"|EngineDeadError|EngineGenerateError|Worker failed with error|See (?:the )?root cause above"
+    r"|EngineDeadError|EngineGenerateError|See (?:the )?root cause above"
     r"|^(?:SystemExit|KeyboardInterrupt|(?:asyncio\.(?:exceptions\.)?)?CancelledError)\b"
 )
 
@@ -103,6 +107,8 @@ def exceptions(log_text: str) -> list[RootError]:
                 typ, msg, line = _pydantic(lines, i, msg)
                 out.append(RootError(type=typ, message=msg, line=line))
             else:
+                if wrapped := _WORKER_WRAPPED.match(msg):
+                    msg = wrapped["inner"]
                 out.append(RootError(type=typ, message=msg, line=i + 1))
     return out
 
@@ -346,6 +352,11 @@ class _Default(dict):
         return "?"
 
 
+# vLLM's INFO / WARNING lines describe a start that goes on (a warning can quote an error's text, e.g. the
+# max_model_len check with VLLM_ALLOW_LONG_MAX_MODEL_LEN=1): failure rules do not take their evidence there.
+_NOT_A_FAILURE = re.compile(r"^(?:\x1b\[[\d;]*m)*(?:[\w.-]+\s+\|\s)?(?:\s*\([^)]*\)\s*)?(?:INFO|WARNING|DEBUG)\s+\d\d-\d\d ")
+
+
 def _match(rule: DiagnosisRule, lines: list[str], text: str, root: RootError | None) -> tuple[int, dict] | None:
     """(evidence line, named groups) of the rule in this log: the root error when it matches, else the first line."""
     if any(not re.search(rx, text) for rx in rule.requires) or any(re.search(rx, text) for rx in rule.unless):
@@ -360,6 +371,8 @@ def _match(rule: DiagnosisRule, lines: list[str], text: str, root: RootError | N
     first = None
     for i, line in enumerate(lines):
         m = rx.search(line)
+        if m and not rule.hazard and _NOT_A_FAILURE.match(line):
+            m = None
         if m and (after is None or seen_after) and not seen_not:
             if root is not None and i + 1 == root.line:
                 return i + 1, m.groupdict()
