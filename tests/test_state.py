@@ -47,10 +47,47 @@ def test_roundtrip_is_json_on_disk():
     assert not list(state.deployments_dir().glob(".*tmp"))  # atomic write left no temp file
 
 
-def test_corrupt_record_is_ignored():
-    state.deployments_dir().mkdir(parents=True)
+def test_corrupt_record_is_listed_with_the_pid_of_its_side_file(sleeper):
+    made = psutil.Process(sleeper.pid).create_time()
+    state.save(_record("bad", sleeper.pid, made))
     (state.deployments_dir() / "bad.json").write_text("{not json")
     assert state.load("bad") is None and state.list_records() == []
+    (entry,) = state.list_entries()
+    assert isinstance(entry, state.Corrupt) and (entry.name, entry.pid, entry.create_time) == ("bad", sleeper.pid, made)
+    live, stale = state.sweep()
+    assert stale == [] and [s.as_json()["state"] for s in live] == ["corrupt"]
+    assert state.read("bad") == entry  # listing does not remove it: `down` does
+    state.stop(state.resolve_name("bad"), grace_s=2)
+    assert sleeper.wait(timeout=10) is not None and state.list_entries() == []
+    assert not (state.deployments_dir() / "bad.pgid").exists()
+
+
+def test_a_directory_in_place_of_a_record_is_corrupt_not_a_crash():
+    (state.deployments_dir() / "odd.json").mkdir(parents=True)
+    (entry,) = state.list_entries()
+    assert isinstance(entry, state.Corrupt) and entry.pid is None
+
+
+def test_a_server_whose_foreground_owner_died_is_not_running(sleeper):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    state.save(_record("orphan", sleeper.pid, psutil.Process(sleeper.pid).create_time(),
+                       owner_pid=dead.pid, owner_create_time=time.time() - 5))
+    live, stale = state.sweep()
+    assert live == [] and [s.record.name for s in stale] == ["orphan"]
+    assert sleeper.wait(timeout=10) is not None  # its group was stopped with the record
+
+
+def test_claim_refuses_a_live_name_and_takes_over_a_stale_one(sleeper):
+    from servectl.errors import UserError
+
+    me = psutil.Process()
+    state.claim(_record("x", owner_pid=me.pid, owner_create_time=me.create_time()))  # starting: no pid yet
+    with pytest.raises(UserError, match="'x' is already running"):
+        state.claim(_record("x").model_copy(update={"port": 9999}))
+    state.save(_record("x", owner_pid=sleeper.pid + 10**6))  # its owner is gone: stale
+    state.claim(_record("x").model_copy(update={"port": 9998}))
+    assert state.load("x").port == 9998
 
 
 def test_stale_records_are_reported_and_removed(sleeper):

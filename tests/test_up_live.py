@@ -116,12 +116,32 @@ def test_kill9_of_a_foreground_server_is_reported(env, model_dir):
             proc.kill()
 
 
+def test_sigkill_of_a_foreground_up_leaves_no_vllm_process(env, model_dir):
+    proc = subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8340", "--no-check"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["ready"]), None), timeout=240, every=1)
+        assert dep, "server never became ready"
+        pgid = dep["pid"]
+        pids = set(group_alive(pgid)) | {c.pid for c in psutil.Process(pgid).children(recursive=True)}
+        assert len(pids) >= 2  # API server and EngineCore
+        proc.kill()  # no handler runs in servectl: its watchdog alone stops the group
+        proc.wait(timeout=30)
+        assert wait_for(lambda: not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE],
+                        timeout=120), "vLLM outlived a SIGKILLed `servectl up`"
+        assert status(env)["deployments"] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_sigint_to_foreground_up_leaves_no_process(env, model_dir):
     proc = subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8125", "--no-check"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Interrupt mid start-up, once vLLM has spawned its engine process.
-        dep = wait_for(lambda: next(iter(status(env)["deployments"]), None), timeout=60, every=0.5)
+        # The record exists before the server: wait until it names the process.
+        dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["pid"]), None), timeout=60, every=0.5)
         assert dep
         pgid = dep["pid"]
         assert wait_for(lambda: len(group_alive(pgid)) >= 2, timeout=120, every=0.5)

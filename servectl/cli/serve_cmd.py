@@ -49,7 +49,6 @@ def fmt_duration(s: float) -> str:
 def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port,
        strict, extra, speculative=None) -> None:
     """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
-    """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
     workflow.up(model, gpu=gpu, runtime=runtime, port=port, host=host, python=python, model_path=model_path, detach=detach,
                 patch=patch, timeout=timeout, name=name, no_check=no_check, as_json=as_json, with_proxy=with_proxy,
                 proxy_port=proxy_port, extra=list(extra), strict=strict, speculative=speculative)
@@ -60,17 +59,21 @@ def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeo
 @click.option("--all", "all_", is_flag=True, help="Stop every deployment.")
 def down(name, all_) -> None:
     """Stop a deployment (the whole process group or the container) and forget it."""
-    records = state.list_records() if all_ else [state.resolve_name(name)]
+    records = state.list_entries() if all_ else [state.resolve_name(name)]
     for rec in records:
         alive = state.is_alive(rec)
         state.stop(rec)
-        info(f"stopped {rec.name}" if alive else f"{rec.name} was already gone; removed its record")
+        if isinstance(rec, state.Corrupt):
+            info(f"{rec.name}: corrupt record removed" + (f"; stopped process group {rec.pid}" if alive else ""))
+        else:
+            info(f"stopped {rec.name}" if alive else f"{rec.name} was already gone; removed its record")
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable: {deployments: [...], cleaned: [...]}.")
 def status(as_json) -> None:
-    """Deployments: PID or container, port, model, uptime, memory. Gone ones are reported and removed."""
+    """Deployments: PID or container, port, model, uptime, memory. Gone ones are reported and removed;
+    corrupt records are listed until `down` removes them."""
     live, stale = state.sweep()
     if as_json:
         emit_json({"deployments": [s.as_json() for s in live], "cleaned": [s.as_json() for s in stale]})
@@ -84,6 +87,10 @@ def status(as_json) -> None:
         return
     table = Table("name", "state", "pid/container", "endpoint", "model", "uptime", "memory (RSS)")
     for s in live:
+        if isinstance(s, state.CorruptStatus):
+            warn(f"{s.entry.name}: {s.entry.error}; `servectl down {s.entry.name}` stops its process group and removes it")
+            table.add_row(s.entry.name, "corrupt", str(s.entry.pid or "?"), "-", "-", "-", "-")
+            continue
         r = s.record
         table.add_row(r.name, "ready" if r.ready else "starting", str(r.pid or (r.container_id or "")[:12]),
                       r.endpoint, r.served_model_name or r.model, fmt_duration(s.uptime_s), fmt_bytes(s.rss_bytes))

@@ -3,7 +3,9 @@
 All three share one protocol: `start(spec, log_path) -> Launched`, `alive(launched)`, `stop(launched)`.
 A local server runs in its own session / process group (start_new_session): Ctrl-C in the
 terminal reaches servectl only, and servectl stops the whole group (API server, EngineCore,
-workers), SIGTERM first and SIGKILL after a grace period, so nothing is left behind.
+workers), SIGTERM first and SIGKILL after a grace period, so nothing is left behind. The server
+is started by a watchdog process (launch/watchdog.py) that stops the group if servectl dies
+without doing so (SIGKILL, OOM killer); a detached deployment releases it.
 Secrets reach the process by inheritance (their names are in spec.secret_env); their values
 are never written to argv, the log or the state file.
 """
@@ -14,6 +16,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from servectl.spec.models import LaunchSpec
 DEFAULT_GRACE_S = 15.0
 # /proc create times are in clock ticks (10 ms); a reused PID starts at least a tick later.
 _CREATE_TIME_TOLERANCE_S = 0.05
+WATCHDOG = Path(__file__).with_name("watchdog.py")
 
 
 @dataclass
@@ -42,7 +46,7 @@ class Launched:
     pid: int | None = None
     create_time: float | None = None  # psutil create_time of pid, guards against PID reuse
     container_id: str | None = None
-    popen: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+    watchdog: subprocess.Popen | None = field(default=None, repr=False, compare=False)
 
 
 class Runner(Protocol):
@@ -51,6 +55,10 @@ class Runner(Protocol):
     def alive(self, launched: Launched) -> bool: ...
 
     def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None: ...
+
+    def release(self, launched: Launched) -> None:
+        """Leave the server running after this servectl exits (a detached deployment)."""
+        ...
 
 
 # --------------------------------------------------------------------------- local processes
@@ -126,7 +134,7 @@ def stop_group(pgid: int, grace_s: float = DEFAULT_GRACE_S, popen: subprocess.Po
 
     def remaining() -> list[int]:
         if popen is not None:
-            popen.poll()  # reap our own child so its zombie does not count as alive
+            popen.poll()  # a caller's own child: reap it so its zombie does not count as alive
         left = [p.pid for p in group_members(pgid)]
         left += [p for p in extra if p not in left and process_alive(p, None)]
         return left
@@ -177,33 +185,54 @@ class SubprocessRunner:
             # Only names of the environment, never values: the log may be shared in a bug report.
             log.write(f"# servectl: {shlex.join(cmd)}\n# env: {' '.join(spec.env)} inherited: {' '.join(spec.secret_env)}\n".encode())
             log.flush()
-            try:
-                popen = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=child_env(spec), start_new_session=True, close_fds=True,
-                )
-            except OSError as exc:
-                raise CheckFailed(f"cannot start {cmd[0]}: {exc.strerror}", "check --python / `servectl bootstrap --cpu`") from None
+            # -I: the server's environment (PYTHONPATH, ...) must not change the watchdog's own interpreter.
+            watchdog = subprocess.Popen(
+                [sys.executable, "-I", str(WATCHDOG), str(DEFAULT_GRACE_S), str(log_path), *cmd],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=child_env(spec),
+                start_new_session=True, close_fds=True,
+            )
+        word, _, rest = watchdog.stdout.readline().decode(errors="replace").strip().partition(" ")
+        if word != "pid":
+            watchdog.stdin.close()
+            watchdog.wait()
+            why = rest or f"the server's watchdog exited {watchdog.returncode}"
+            raise CheckFailed(f"cannot start {cmd[0]}: {why}", "check --python / `servectl bootstrap --cpu`")
+        pid = int(rest)
         try:
-            create_time = psutil.Process(popen.pid).create_time()
+            create_time = psutil.Process(pid).create_time()
         except psutil.NoSuchProcess:
             create_time = None
-        return Launched("local", cmd, log_path, pid=popen.pid, create_time=create_time, popen=popen)
+        return Launched("local", cmd, log_path, pid=pid, create_time=create_time, watchdog=watchdog)
 
     def alive(self, launched: Launched) -> bool:
-        if launched.popen is not None:
-            return launched.popen.poll() is None
         return process_alive(launched.pid, launched.create_time)
 
     def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None:
-        if launched.pid is None:
+        if launched.pid is not None and not pid_taken_by_another(launched.pid, launched.create_time) \
+                and (group_members(launched.pid) or launched.watchdog is not None):
+            stop_group(launched.pid, grace_s)
+        self._end_watchdog(launched, b"")  # the group is gone: EOF lets the watchdog exit
+
+    def release(self, launched: Launched) -> None:
+        self._end_watchdog(launched, b"release\n")
+
+    @staticmethod
+    def _end_watchdog(launched: Launched, message: bytes) -> None:
+        watchdog = launched.watchdog
+        if watchdog is None:
             return
-        if launched.popen is None:
-            if pid_taken_by_another(launched.pid, launched.create_time):
-                return  # our server is long gone and its PID was reused: not ours to signal
-            if not group_members(launched.pid):
-                return
-        stop_group(launched.pid, grace_s, launched.popen)
+        try:
+            if message:
+                watchdog.stdin.write(message)
+            watchdog.stdin.close()
+        except BrokenPipeError:  # it has already exited (the server ended)
+            pass
+        try:
+            watchdog.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return
+        watchdog.stdout.close()
+        launched.watchdog = None
 
 
 # --------------------------------------------------------------------------- docker
@@ -252,6 +281,9 @@ class DockerRunner:
         except docker.errors.NotFound:
             pass
 
+    def release(self, launched: Launched) -> None:
+        return None
+
 
 # --------------------------------------------------------------------------- dry run
 
@@ -272,6 +304,9 @@ class DryRunRunner:
         return False
 
     def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None:
+        return None
+
+    def release(self, launched: Launched) -> None:
         return None
 
 

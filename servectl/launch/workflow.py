@@ -8,12 +8,13 @@ A server that dies or misses the deadline is stopped at once and its log tail an
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from servectl.catalog.load import load_catalog
 from servectl.catalog.recipe import ModelRecipe
@@ -226,15 +227,43 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     for w in spec.warnings:
         warn(w)
 
-    existing = state.load(spec.name)
-    if existing is not None:
-        if state.is_alive(existing):
-            raise UserError(f"deployment {spec.name!r} is already running on port {existing.port}",
-                            f"`servectl down {spec.name}` first, or pick another --name")
-        state.clean_stale(existing)
+    log_path = state.log_path_for(spec.name)
+    me = psutil.Process()
+    record = DeploymentRecord(
+        name=spec.name, runtime="docker" if runtime == "docker" else "local", recipe=recipe.name, profile=profile.name,
+        model=spec.model, served_model_name=spec.served_model_name, host=spec.host, port=spec.port,
+        log_path=str(log_path), argv=[], started_at=time.time(), detached=detached,
+        owner_pid=me.pid, owner_create_time=me.create_time(),
+    )
+    state.claim(record)  # exit 2 while another deployment holds the name; from here on the record is ours
+    launched = launch_runner = None
+    try:
+        launch_runner, plan_tgt, predicted = prepare(recipe, profile, spec, runtime, py, probed, patch)
+        launched = launch_runner.start(spec, log_path)
+        record = record.model_copy(update={
+            "runtime": launched.runtime, "pid": launched.pid, "create_time": launched.create_time,
+            "container_id": launched.container_id, "argv": launched.argv, "kv_cache_tokens_predicted": predicted})
+        state.save(record)
+        result = follow(launch_runner, launched, spec, timeout, quiet)
+        if not result.ready:
+            why = (f"vLLM exited during start-up (after {result.elapsed_s:.0f} s)" if result.failure == "exited"
+                   else f"vLLM was not ready within {timeout:.0f} s; stopped it")
+            raise fail_start(launch_runner, launched, spec.name, result.log_text, why, spec=spec)
+        learn_from_start(recipe, profile, spec, plan_tgt, result.log_text)
+        record = record.model_copy(update={"ready": True, "kv_cache_tokens_reported": result.kv_cache_tokens})
+        state.save(record)
+    except BaseException:  # exception, Ctrl-C, SIGTERM, failed start: nothing started is left, nor its record
+        if launched is not None:
+            launch_runner.stop(launched, grace_s=5)
+        state.remove(spec.name)
+        raise
+    return Launch(spec, record, launched, launch_runner, result)
+
+
+def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Path | None, probed: Target | None, patch: bool):
+    """Port check, pre-flight and the patch check; (runner, plan target, predicted KV tokens)."""
     if port_in_use(spec.host, spec.port):
         raise UserError(f"port {spec.port} on {spec.host} is already in use", "stop what listens there or pick another --port")
-
     target = None
     if runtime == "docker":
         launch_runner: runners.Runner = runners.DockerRunner()
@@ -252,32 +281,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
             apply_patches(target, recipe)
         launch_runner = runners.SubprocessRunner(runners.vllm_executable(py))
     plan_tgt = plan_target(profile, spec, runtime, target)
-    predicted = predicted_kv_tokens(recipe, profile, spec, plan_tgt)
-
-    log_path = state.log_path_for(spec.name)
-    launched = launch_runner.start(spec, log_path)
-    record = DeploymentRecord(
-        name=spec.name, runtime=launched.runtime, recipe=recipe.name, profile=profile.name, model=spec.model,
-        served_model_name=spec.served_model_name, host=spec.host, port=spec.port, pid=launched.pid,
-        create_time=launched.create_time, container_id=launched.container_id, log_path=str(log_path),
-        argv=launched.argv, started_at=time.time(), detached=detached,
-        owner_pid=None if detached else os.getpid(), kv_cache_tokens_predicted=predicted,
-    )
-    state.save(record)  # before waiting: a crash of servectl from here on leaves a record to clean up
-    try:
-        result = follow(launch_runner, launched, spec, timeout, quiet)
-    except BaseException:
-        launch_runner.stop(launched, grace_s=5)
-        state.remove(spec.name)
-        raise
-    if not result.ready:
-        why = (f"vLLM exited during start-up (after {result.elapsed_s:.0f} s)" if result.failure == "exited"
-               else f"vLLM was not ready within {timeout:.0f} s; stopped it")
-        raise fail_start(launch_runner, launched, spec.name, result.log_text, why, spec=spec)
-    learn_from_start(recipe, profile, spec, plan_tgt, result.log_text)
-    record = record.model_copy(update={"ready": True, "kv_cache_tokens_reported": result.kv_cache_tokens})
-    state.save(record)
-    return Launch(spec, record, launched, launch_runner, result)
+    return launch_runner, plan_tgt, predicted_kv_tokens(recipe, profile, spec, plan_tgt)
 
 
 def follow(launch_runner: runners.Runner, launched: runners.Launched, spec: LaunchSpec, timeout: float, quiet: bool) -> startup.StartupResult:
@@ -360,6 +364,8 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
             info(f"preset proxy: {proxy_thread.url}/v1 (models <served>-<preset>, `servectl presets list`)")
         if detach:
             keep = True
+            ln.runner.release(ln.launched)  # the watchdog lets go; the record loses its owner
+            state.save(ln.record.model_copy(update={"owner_pid": None, "owner_create_time": None}))
             info(f"running detached; stop with `servectl down {ln.spec.name}`")
             return
         info("serving in the foreground; Ctrl-C stops it")
@@ -400,7 +406,8 @@ def demo(port: int | None, python: str | None, timeout: float, as_json: bool) ->
         print_summary(data)
     finally:
         info("5/5 servectl down tiny-cpu-demo", style="bold")
-        state.stop(ln.record)
+        ln.runner.stop(ln.launched)
+        state.remove(ln.spec.name)
     if as_json:
         emit_json(data)
     if not report.passed:
