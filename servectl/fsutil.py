@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
-def write_atomic(path: Path, data: str | bytes, mode: int | None = None) -> None:
+def write_atomic(path: Path, data: str | bytes, mode: int | None = None,
+                 before_replace: Callable[[], None] | None = None) -> None:
     """Write via a temp file in the same directory, fsync, then rename over the target.
 
-    Keeps the target's permission bits when it exists (or uses `mode`)."""
+    Keeps the target's permission bits when it exists (or uses `mode`). The temp file is
+    `.NAME.*.tmp` (a crash may leave one; `temp_leftovers` finds them). `before_replace` runs
+    between the fsync and the rename (crash tests pause there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
@@ -24,6 +28,8 @@ def write_atomic(path: Path, data: str | bytes, mode: int | None = None) -> None
             os.fsync(fh.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -31,3 +37,9 @@ def write_atomic(path: Path, data: str | bytes, mode: int | None = None) -> None
         except FileNotFoundError:
             pass
         raise
+
+
+def temp_leftovers(path: Path) -> list[Path]:
+    """Temp files of write_atomic(path) that a killed process left behind."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))

@@ -7,6 +7,14 @@ interpreter. The engine never guesses: an anchor that does not match exactly onc
 Files are rewritten atomically (temp + rename, permissions kept); sha256 before/after of every
 file goes to a manifest beside the package (SITE/.servectl-patches.json) so `revert` restores
 the original byte for byte and a file changed by hand since is refused, with nothing written.
+
+Crash safety: the manifest entry is the intent record. It is written (atomically, state
+"applying" / "reverting", every file's sha256 before and after) before the first file is
+replaced, and set to "applied" / removed after the last one. Each file is replaced by a rename,
+so whatever kills servectl, every file is either the released one or the patched one; an entry
+left in "applying" / "reverting" tells `check` (the `interrupted` key) and lets `apply` finish
+the job or `revert` restore the release, both removing temp files a kill left behind. Any
+exception, KeyboardInterrupt included, rolls the files written so far and the entry back.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from importlib import resources
 from pathlib import Path
@@ -27,11 +36,15 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from servectl.errors import CheckFailed, UserError
-from servectl.fsutil import write_atomic
+from servectl.fsutil import temp_leftovers, write_atomic
 from servectl.vllmenv.pyenv import Target
 from servectl.catalog.patch_schema import PatchFileDoc, PatchSpec
 
 MANIFEST_NAME = ".servectl-patches.json"
+# Tests only: the Nth durable step of apply/revert (a temp file written, a rename done) stops the
+# process with SIGSTOP, so a test's SIGKILL lands between two known steps, never on a timing guess.
+PAUSE_ENV = "SERVECTL_TEST_PATCH_PAUSE_AT"
+_steps_done = 0
 
 
 class Status(str, Enum):
@@ -49,6 +62,7 @@ class Selection:
     reason: str
     version: str | None = None
     pending: tuple[str, ...] = ()  # files still to patch (relative to the package root)
+    interrupted: str | None = None  # "apply" / "revert": a run was killed midway (the manifest's intent record)
 
     @property
     def needs_action(self) -> bool:
@@ -58,7 +72,7 @@ class Selection:
     def to_json(self) -> dict:
         return {"id": self.patch.id, "hazard": self.patch.hazard, "package": self.patch.package,
                 "version": self.version, "affected": self.patch.versions, "status": self.status.value,
-                "reason": self.reason, "pending_files": list(self.pending)}
+                "reason": self.reason, "pending_files": list(self.pending), "interrupted": self.interrupted}
 
 
 @dataclass
@@ -175,9 +189,24 @@ def select_in(target: Target, patch: PatchSpec) -> Selection:
     return select(patch, found[1] if found else None, contents)
 
 
+_INTERRUPTED = {"applying": "apply", "reverting": "revert"}
+
+
 def check(target: Target, ids: list[str] | None = None) -> list[Selection]:
     """Selections of the known patches on `target`; `s.needs_action` marks a missing fix."""
-    return [select_in(target, p) for p in pick(ids)]
+    try:
+        entries = read_manifest(target)["patches"]
+    except UserError:
+        entries = {}
+    out = []
+    for p in pick(ids):
+        sel = select_in(target, p)
+        run = _INTERRUPTED.get((entries.get(p.id) or {}).get("state", "applied"))
+        if run:
+            sel = replace(sel, interrupted=run, reason=f"{sel.reason}; an interrupted `patch {run}` left this state: "
+                                                      "`servectl patch apply` completes the fix, `servectl patch revert` restores the release")
+        out.append(sel)
+    return out
 
 
 def manifest_path(target: Target) -> Path:
@@ -197,9 +226,10 @@ def read_manifest(target: Target) -> dict:
 def _write_manifest(target: Target, data: dict) -> None:
     path = manifest_path(target)
     if data["patches"]:
-        write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        _write_file(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     elif path.exists():
         path.unlink()
+        _step()
 
 
 # --------------------------------------------------------------------------- side effects
@@ -223,24 +253,53 @@ def _drop_bytecode(path: Path) -> None:
             pass
 
 
-def _write_all(changes: list[tuple[Path, bytes, bytes]]) -> None:
-    """Write every (path, old, new) or none: on a failure the files already written get `old` back."""
+def _step() -> None:
+    global _steps_done
+    pause_at = os.environ.get(PAUSE_ENV)
+    if pause_at:
+        _steps_done += 1
+        if _steps_done == int(pause_at):
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    write_atomic(path, data, before_replace=_step)
+    _step()
+
+
+def _require_writable(target: Target, changes: list[tuple[Path, bytes, bytes]]) -> None:
+    """Refuse before the intent record is written: the manifest's folder and every file to replace."""
+    if not os.access(target.site_packages, os.W_OK):
+        raise _not_writable(target.site_packages)
     for path, _, _ in changes:
         if not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK):
             raise _not_writable(path.parent)
+
+
+def _write_all(changes: list[tuple[Path, bytes, bytes]]) -> None:
+    """Write every (path, old, new) or none: on any failure (KeyboardInterrupt included) the files
+    already written get `old` back."""
     done: list[tuple[Path, bytes]] = []
     try:
         for path, old, new in changes:
-            write_atomic(path, new)
+            _write_file(path, new)
             done.append((path, old))
             _drop_bytecode(path)
-    except OSError as exc:
-        for path, old in done:
+    except BaseException as exc:
+        for path, old in reversed(done):
             write_atomic(path, old)
             _drop_bytecode(path)
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise _not_writable(changes[0][0].parent) from None
         raise
+
+
+def _remove_leftovers(target: Target, patches: list[PatchSpec]) -> None:
+    """Temp files a killed apply/revert left beside the manifest and the patched files."""
+    paths = [manifest_path(target)] + [target.package_root(p.package) / f.path for p in patches for f in p.files]
+    for path in paths:
+        for tmp in temp_leftovers(path):
+            tmp.unlink(missing_ok=True)
 
 
 def run_verify(target: Target, patch: PatchSpec) -> tuple[bool, str]:
@@ -262,8 +321,38 @@ def _changed_since(target: Target, entry: dict) -> list[str]:
     return bad
 
 
+def _plan_apply(target: Target, sel: Selection, entry: dict | None) -> tuple[list[tuple[Path, bytes, bytes]], list[dict], list[str]]:
+    """(changes, manifest records of every file of the patch, diffs). A file already patched (an
+    interrupted run) is recorded too, with the original the intent record holds (or rebuilt)."""
+    patch, root = sel.patch, target.package_root(sel.patch.package)
+    known = {r["path"]: r for r in (entry or {}).get("files", [])}
+    changes, records, diffs = [], [], []
+    for f in patch.files:
+        path = root / f.path
+        cur = path.read_bytes()
+        site_rel = str(path.relative_to(target.site_packages))
+        if f.path in sel.pending:
+            new = patched_text(patch, f.path, cur.decode("utf-8")).encode("utf-8")
+            changes.append((path, cur, new))
+            diffs.append(unified_diff(f"{patch.package}/{f.path}", cur.decode("utf-8"), new.decode("utf-8")))
+            records.append({"path": site_rel, "sha256_before": sha256(cur), "sha256_after": sha256(new)})
+        else:
+            before = known[site_rel]["sha256_before"] if site_rel in known else \
+                sha256(cur.decode("utf-8").replace(f.after, f.before, 1).encode("utf-8"))
+            records.append({"path": site_rel, "sha256_before": before, "sha256_after": sha256(cur)})
+    return changes, records, diffs
+
+
+def _put_back(manifest: dict, pid: str, previous: dict | None) -> None:
+    if previous is None:
+        manifest["patches"].pop(pid, None)
+    else:
+        manifest["patches"][pid] = previous
+
+
 def apply(target: Target, ids: list[str] | None = None, dry_run: bool = False, do_verify: bool = True) -> list[Outcome]:
-    """Apply the applicable patches; refuses (writing nothing) on an anchor mismatch or a file changed since."""
+    """Apply the applicable patches; refuses (writing nothing) on an anchor mismatch or a file changed since.
+    Completes a patch an interrupted apply or revert left half done."""
     selections = check(target, ids)
     manifest = read_manifest(target)
     # Every refusal is decided before the first write.
@@ -275,32 +364,39 @@ def apply(target: Target, ids: list[str] | None = None, dry_run: bool = False, d
         if entry and (bad := _changed_since(target, entry)):
             raise UserError(f"patch {sel.patch.id}: {', '.join(bad)} changed since servectl patched it",
                             "reinstall the package (pip install --force-reinstall --no-deps), then apply again")
+    if not dry_run:
+        _remove_leftovers(target, [s.patch for s in selections])
     outcomes: list[Outcome] = []
     for sel in selections:
         patch = sel.patch
+        previous = manifest["patches"].get(patch.id)
+        if sel.status is Status.APPLIED and sel.interrupted and not dry_run:
+            # every file is patched, only the record still says "applying" / "reverting": finish it
+            manifest["patches"][patch.id] = {**previous, "state": "applied"}
+            _write_manifest(target, manifest)
+            outcomes.append(Outcome(patch.id, "applied", f"completed an interrupted `patch {sel.interrupted}`: every file is patched"))
+            continue
         if sel.status is not Status.APPLICABLE:
             action = "already-applied" if sel.status is Status.APPLIED else "skipped"
             outcomes.append(Outcome(patch.id, action, sel.reason))
             continue
-        root = target.package_root(patch.package)
-        changes, diffs, records = [], [], []
-        for rel in sel.pending:
-            path = root / rel
-            old = path.read_bytes()
-            new = patched_text(patch, rel, old.decode("utf-8")).encode("utf-8")
-            label = f"{patch.package}/{rel}"
-            changes.append((path, old, new))
-            diffs.append(unified_diff(label, old.decode("utf-8"), new.decode("utf-8")))
-            records.append({"path": str(path.relative_to(target.site_packages)), "sha256_before": sha256(old), "sha256_after": sha256(new)})
-        files = [r["path"] for r in records]
+        changes, records, diffs = _plan_apply(target, sel, previous)
+        files = [str(p.relative_to(target.site_packages)) for p, _, _ in changes]
         if dry_run:
             outcomes.append(Outcome(patch.id, "would-apply", f"would patch {len(files)} file(s) ({sel.reason})", files, "".join(diffs)))
             continue
-        _write_all(changes)
-        manifest["patches"][patch.id] = {
-            "package": patch.package, "version": sel.version, "files": records,
-            "applied_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+        entry = {"package": patch.package, "version": sel.version, "files": records, "state": "applying",
+                 "applied_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        _require_writable(target, changes)
+        manifest["patches"][patch.id] = entry
+        _write_manifest(target, manifest)  # the intent record, before the first file is replaced
+        try:
+            _write_all(changes)
+        except BaseException:
+            _put_back(manifest, patch.id, previous)
+            _write_manifest(target, manifest)
+            raise
+        entry["state"] = "applied"
         _write_manifest(target, manifest)
         verified = None
         if do_verify:
@@ -313,7 +409,8 @@ def apply(target: Target, ids: list[str] | None = None, dry_run: bool = False, d
 
 
 def revert(target: Target, ids: list[str] | None = None, dry_run: bool = False) -> list[Outcome]:
-    """Restore the files recorded in the manifest byte for byte (sha256 checked before and after)."""
+    """Restore the files recorded in the manifest byte for byte (sha256 checked before and after),
+    also after an interrupted apply or revert."""
     manifest = read_manifest(target)
     wanted = [p.id for p in pick(ids)]
     plans: list[tuple[PatchSpec, list[tuple[Path, bytes, bytes]]]] = []
@@ -341,13 +438,25 @@ def revert(target: Target, ids: list[str] | None = None, dry_run: bool = False) 
                                 "reinstall the package to get the original file back")
             changes.append((path, cur, old))
         plans.append((patch, changes))
+    if not dry_run:
+        _remove_leftovers(target, [by_id[pid] for pid in wanted])
     for patch, changes in plans:
         files = [str(p.relative_to(target.site_packages)) for p, _, _ in changes]
         diff = "".join(unified_diff(str(p.relative_to(target.site_packages)), cur.decode(), old.decode()) for p, cur, old in changes)
         if dry_run:
             outcomes.append(Outcome(patch.id, "would-revert", f"would restore {len(files)} file(s)", files, diff))
             continue
-        _write_all(changes)
+        previous = manifest["patches"][patch.id]
+        _require_writable(target, changes)
+        if changes:
+            manifest["patches"][patch.id] = {**previous, "state": "reverting"}
+            _write_manifest(target, manifest)  # the intent record, before the first file is restored
+            try:
+                _write_all(changes)
+            except BaseException:
+                _put_back(manifest, patch.id, previous)
+                _write_manifest(target, manifest)
+                raise
         del manifest["patches"][patch.id]
         _write_manifest(target, manifest)
         outcomes.append(Outcome(patch.id, "reverted", f"restored {len(files)} file(s) to the original", files, diff))
