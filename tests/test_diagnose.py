@@ -82,6 +82,8 @@ def test_rule_messages_are_in_the_installed_vllm_source():
         ("issue-49064-mamba-blocks-h100.log", "mamba-blocks-below-max-num-seqs", ["--max-num-seqs 969", "--max-cudagraph-capture-size 969"]),
         # the message inside vLLM's worker wrapper: no root error of its own, the rule still reads the line
         ("issue-38632-mamba-blocks-worker-wrapper.log", "mamba-blocks-below-max-num-seqs", ["--max-num-seqs 600", "--max-cudagraph-capture-size 600"]),
+        ("cpu-lora-adapter-missing.log", "lora-adapter-missing", []),
+        ("cpu-ssl-files-missing.log", "file-missing", []),
         ("cpu-pp3-numa-nodes.log", "cpu-workers-exceed-numa-nodes", ["--tensor-parallel-size 1", "--pipeline-parallel-size 1"]),
     ],
 )
