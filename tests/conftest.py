@@ -13,6 +13,21 @@ def catalog():
     return load_catalog()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_calibration_store(tmp_path_factory):
+    """Every `up` calibrates later plans: the suite keeps its starts to itself (set in os.environ, so the
+    servectl processes the tests start see it too), never reading or adding to the user's store."""
+    import os
+
+    old = os.environ.get("SERVECTL_CALIBRATION_DIR")
+    os.environ["SERVECTL_CALIBRATION_DIR"] = str(tmp_path_factory.mktemp("calibration"))
+    yield
+    if old is None:
+        os.environ.pop("SERVECTL_CALIBRATION_DIR", None)
+    else:
+        os.environ["SERVECTL_CALIBRATION_DIR"] = old
+
+
 @pytest.fixture()
 def cli():
     """Invoke `servectl ...` in-process; returns click's Result (exit_code, stdout, stderr)."""

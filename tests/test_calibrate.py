@@ -15,6 +15,7 @@ LOGS = Path(__file__).parent / "data" / "logs"
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("SERVECTL_CALIBRATION_DIR", raising=False)  # the store under this test's cache dir
     return tmp_path
 
 

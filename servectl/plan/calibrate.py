@@ -13,6 +13,7 @@ Stored under cache_dir()/calibration/<profile>.json as {recipe: {version: {host:
 from __future__ import annotations
 
 import json
+import os
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,7 +54,9 @@ def host_id() -> str:
 
 
 def calibration_dir() -> Path:
-    return paths.cache_dir() / "calibration"
+    """$SERVECTL_CALIBRATION_DIR (a store shared by several machines, or a test's own), else the user cache."""
+    override = os.environ.get("SERVECTL_CALIBRATION_DIR")
+    return Path(override) if override else paths.cache_dir() / "calibration"
 
 
 def _file(profile: str) -> Path:
@@ -135,8 +138,10 @@ def correction_for(recipe: str, profile: str, vllm_version: str | None, host: st
     overheads = [float(x) for x in rec.get("overheads", [])] or [float(rec.get("overhead_mib", 0.0))]
     block = rec.get("measured_block_size")
     terms = {k: float(v) * 1024 for k, v in (rec.get("measured_terms_gib") or {}).items()}
+    rule = rec.get("predicted_block_size")
     return Correction(overhead_mib=round(sum(overheads) / len(overheads), 1),
-                      block_size=int(block) if block else None, starts=int(rec.get("starts", 1)),
+                      block_size=int(block) if block else None, rule_block_size=int(rule) if rule else None,
+                      starts=int(rec.get("starts", 1)),
                       source=f"last: {rec.get('source', 'a start')}", weights_mib=terms.get("weights"),
                       activation_mib=terms.get("activation"), non_torch_mib=terms.get("non_torch"),
                       cudagraph_mib=terms.get("cudagraph"), cudagraph_estimate_mib=terms.get("cudagraph_estimate"))

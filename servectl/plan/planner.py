@@ -153,6 +153,7 @@ class Correction:
 
     overhead_mib: float = 0.0  # non-KV memory vLLM used beyond the model's prediction
     block_size: int | None = None  # the block size vLLM chose, when it differs from the rules' (a host they miss)
+    rule_block_size: int | None = None  # what the rules gave for that start: the measurement applies to that case only
     starts: int = 0
     source: str = ""
     # vLLM's own memory terms, when a start logged them ("Actual usage is ..."; per GPU): they replace the model's
@@ -165,6 +166,15 @@ class Correction:
     @property
     def measured_terms(self) -> bool:
         return None not in (self.weights_mib, self.activation_mib, self.non_torch_mib)
+
+
+def measured_block_size(lay: Layout, correction: Correction | None) -> int | None:
+    """The block size past starts measured, where it corrects the rules for this very case: a start whose rules
+    gave the same block as this plan's (same host rules, KV dtype, speculation, TP). A start with other flags or
+    for another host (its rules gave another block) says nothing about this plan."""
+    if correction is None or not correction.block_size or correction.block_size == lay.block_size:
+        return None
+    return correction.block_size if correction.rule_block_size == lay.block_size else None
 
 
 def batch_defaults(profile: GpuProfile) -> tuple[int, int]:
@@ -201,10 +211,11 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     lay = layout(arch, tp=tp, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu, prefix_caching=prefix and hybrid,
                  num_spec=s.num_speculative_tokens, ssm_dtype=ssm, block_size=s.block_size, dtype=s.dtype,
                  group_ratio=group_ratio(vllm_version))
-    if correction and correction.block_size and correction.block_size != lay.block_size:
-        notes.append(f"block size {correction.block_size} measured by {correction.starts} start(s) on this host "
+    measured = measured_block_size(lay, correction)
+    if measured is not None:
+        notes.append(f"block size {measured} measured by {correction.starts} start(s) on this host "
                      f"(the rules gave {lay.block_size})")
-        lay = replace(lay, block_size=correction.block_size, page_bytes=correction.block_size * lay.attn_bytes_per_token_layer)
+        lay = replace(lay, block_size=measured, page_bytes=measured * lay.attn_bytes_per_token_layer)
     mbt_default, seqs_default = batch_defaults(profile)
     seqs = s.max_num_seqs or seqs_default
     mbt = s.max_num_batched_tokens or mbt_default
@@ -545,9 +556,9 @@ def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> L
     lay = layout(arch, tp=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu, prefix_caching=prefix and hybrid,
                  num_spec=s.num_speculative_tokens, ssm_dtype=ssm, block_size=s.block_size, dtype=s.dtype,
                  group_ratio=group_ratio(version))
-    corr = kw.get("correction")
-    if corr and corr.block_size and corr.block_size != lay.block_size:
-        lay = replace(lay, block_size=corr.block_size, page_bytes=corr.block_size * lay.attn_bytes_per_token_layer)
+    measured = measured_block_size(lay, kw.get("correction"))
+    if measured is not None:
+        lay = replace(lay, block_size=measured, page_bytes=measured * lay.attn_bytes_per_token_layer)
     return lay
 
 
