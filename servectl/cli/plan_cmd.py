@@ -44,6 +44,15 @@ def _table(plan) -> None:
         console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     if plan.ignored_flags:
         console.print(f"not affecting the plan: {' '.join(plan.ignored_flags)}", highlight=False, soft_wrap=True)
+    if plan.nodes:
+        n = plan.nodes
+        for row in n["per_node"]:
+            mark = "  <- bottleneck" if row["node"] == n["bottleneck"]["node"] else ""
+            console.print(f"node {row['node']}: layers {row['layers'][0]}-{row['layers'][1]}, {row['ranks']} rank(s) with "
+                          f"{row['weights_mib_per_rank']:,.0f} MiB weights, {row['kv_available_mib_per_rank']:,.0f} MiB for KV, "
+                          f"{row['kv_blocks']} blocks{mark}", highlight=False, soft_wrap=True)
+        console.print(f"all nodes: {n['num_blocks']} blocks, {n['kv_cache_tokens_real']:,} tokens per request "
+                      f"({n['bottleneck']['reason']})", highlight=False, soft_wrap=True)
     env = " ".join(f"{k}={v}" for k, v in plan.env.items())
     console.print(f"flags: {env + ' ' if env else ''}vllm serve MODEL {shlex.join(plan.flags)}", highlight=False, soft_wrap=True)
 
@@ -63,11 +72,13 @@ def _table(plan) -> None:
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False),
               help="Local checkpoint: weights from its safetensors headers (default: the HF cache's copy, if any).")
 @click.option("--speculative", metavar="mtp[:N]|off", help="Plan MTP speculative decoding (the recipe's depth for the GPU, N draft tokens, or off).")
+@click.option("--nodes", type=click.IntRange(1, 64), help="Plan the multi-node Ray layout on N nodes of this GPU profile "
+                                                           "(tensor parallel within a node, pipeline parallel across).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
              estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
-             model_path: str | None, as_json: bool, speculative: str | None = None) -> None:
+             model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None) -> None:
     """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it.
 
     After MODEL goes the vLLM command line as you would write it (`vllm serve REPO` in front is fine). Flags that
@@ -82,14 +93,18 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     --json keys: kv_cache_tokens_logged, kv_cache_tokens_real, max_concurrency, total_vram_mib, budget (MiB per
     term; `speculative`: the MTP draft's), max_model_len, block_size, num_blocks, vllm_version, flags, env, fits,
     vllm_starts, warnings, ignored_flags, figures, guide, notes, speculative (null, or num_speculative_tokens,
-    budget_mib and `without`: the same figures without speculation).
+    budget_mib and `without`: the same figures without speculation); with --nodes N (N >= 2) also nodes: count,
+    tensor_parallel_size, pipeline_parallel_size, ranks, layers_per_node, per_node (node, layers,
+    full_attention_layers, linear_attention_layers, ranks, weights_mib_per_rank, kv_available_mib_per_rank,
+    kv_block_bytes_per_rank, kv_blocks, kv_used_mib_per_rank, kv_unused_mib_per_rank), bottleneck (node,
+    kv_blocks, reason), num_blocks, kv_cache_tokens_real, fits, weights_mib_total, max_weights_mib_per_rank, note.
     """
     env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
     if estimate_cudagraphs is not None:
         env.pop(service.ESTIMATE_ENV, None)
     plan = service.build(model, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
                          target_context=target_context, target_concurrency=target_concurrency, env=env,
-                         model_path=model_path, python=python, speculative=speculative)
+                         model_path=model_path, python=python, speculative=speculative, nodes=nodes)
     if as_json:
         emit_json(plan.to_json())
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+from typing import Any
+
 from pydantic import Field
 
 from servectl.catalog.base import Strict
@@ -51,6 +53,7 @@ class Plan(Strict):
     guide: list[GuideRow] = Field(default_factory=list, description="Utilization guide for this GPU (computed).")
     notes: list[str] = Field(default_factory=list, description="What the user should know (OS headroom, version quirks, calibration used).")
     speculative: dict | None = Field(None, description="MTP speculation: depth, the draft's MiB, and the same figures without it (None: not speculating).")
+    nodes: dict[str, Any] | None = Field(None, description="Multi-node split (plan --nodes N): per node and per rank, and the bottleneck node.")
 
     def to_json(self) -> dict:
         """The stable `--json` contract (scripts read these keys)."""
@@ -77,4 +80,5 @@ class Plan(Strict):
             "guide": [g.model_dump() for g in self.guide],
             "notes": self.notes,
             "speculative": self.speculative,
+            **({"nodes": self.nodes} if self.nodes is not None else {}),
         }

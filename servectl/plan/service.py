@@ -14,7 +14,7 @@ from servectl.catalog.recipe import ModelRecipe
 from servectl.errors import UserError
 from servectl.hardware.cpu_features import CpuFeatures
 from servectl.plan import calibrate as cal
-from servectl.plan import planner, vllm_log
+from servectl.plan import multinode, planner, vllm_log
 from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
 from servectl.plan.models import Plan
 from servectl.spec.resolve import Request, resolve
@@ -170,8 +170,12 @@ def _vllm_parser_verdict(target: Target, tokens: list[str]) -> str | None:
 def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,
           vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
-          model_path: str | None = None, python: str | None = None, speculative: str | None = None) -> Plan:
+          model_path: str | None = None, python: str | None = None, speculative: str | None = None,
+          nodes: int | None = None) -> Plan:
     """Recipe settings for the profile + the user's whole vLLM command line -> what the vLLM that will run does.
+
+    nodes >= 2: the multi-node layout (tensor parallel = the profile's GPUs, pipeline parallel = nodes), planned
+    per rank and split per node (plan.multinode); the plan's `nodes` block carries it.
 
     Raises UserError only where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
     cat = load_catalog()
@@ -194,6 +198,8 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     if estimate is not None:
         run_env[ESTIMATE_ENV] = "1" if estimate else "0"
     s = planner.settings_from_flags(va.parse_args(split_memory_flags(spec.vllm_args)[0]), run_env)
+    if nodes is not None and nodes >= 2:
+        s = replace(s, tensor_parallel_size=profile.count)  # render.multinode's layout: one TP group per node
     correction = cal.correction_for(recipe.name, profile.name, target.version)
     kw = dict(vllm_version=target.version, correction=correction, host=target.host)
     notes: list[str] = [f"vLLM {target.version}: {target.version_reason}"]
@@ -218,6 +224,12 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     if s.num_speculative_tokens and recipe.architecture.mtp_layers:
         without = planner.predict(recipe, profile, replace(s, num_speculative_tokens=0), flags=out_flags, **kw)
         plan = plan.model_copy(update={"speculative": speculative_summary(plan, without, s.num_speculative_tokens)})
+    if nodes is not None and nodes >= 2:
+        pinned = s.kv_cache_memory_bytes is not None or (profile.vendor == "cpu" and s.cpu_kvcache_space_gib is not None)
+        lay = planner.layout_for(recipe, profile, s, **kw)
+        plan = plan.model_copy(update={"nodes": multinode.split(plan, recipe.architecture, lay, profile.count, nodes, pinned)})
+        notes.append(f"{nodes} nodes: tensor parallel {profile.count} x pipeline parallel {nodes}; figures above are per rank "
+                     "of a single stage holding every layer, `nodes` splits them per node")
     calibrated = [n for n in plan.notes if n.startswith("calibrated from")]
     rest = [n for n in plan.notes if n not in calibrated]
     return plan.model_copy(update={"notes": calibrated + notes + rest, "ignored_flags": other_tokens,
