@@ -84,6 +84,7 @@ def test_rule_messages_are_in_the_installed_vllm_source():
         ("issue-38632-mamba-blocks-worker-wrapper.log", "mamba-blocks-below-max-num-seqs", ["--max-num-seqs 600", "--max-cudagraph-capture-size 600"]),
         ("cpu-lora-adapter-missing.log", "lora-adapter-missing", []),
         ("cpu-ssl-files-missing.log", "file-missing", []),
+        ("cpu-weights-lfs-pointer.log", "weights-not-safetensors", []),
         ("cpu-pp3-numa-nodes.log", "cpu-workers-exceed-numa-nodes", ["--tensor-parallel-size 1", "--pipeline-parallel-size 1"]),
     ],
 )
