@@ -1,5 +1,6 @@
-"""The launch workflow: resolve -> guards -> port check -> plan -> pre-flight -> patch check -> start ->
-follow the start-up -> record -> health check. `servectl up`, `servectl demo`, the benchmarks and the
+"""The launch workflow: resolve -> guards -> claim the name (record written) -> port check -> plan ->
+pre-flight -> patch check -> start (under the watchdog) -> record the process -> follow the start-up ->
+health check. Any failure after the claim removes the record and stops what started. `servectl up`, `servectl demo`, the benchmarks and the
 tests all call `launch` (and `serve` / `demo`) from here; the CLI only parses and prints.
 
 A server that dies or misses the deadline is stopped at once and its log tail and diagnosis shown
