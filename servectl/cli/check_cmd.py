@@ -8,6 +8,19 @@ from servectl.errors import CheckFailed, UserError
 from servectl.verify.report import STATUS_STYLE, CheckResult, report_table
 
 
+def _check_url(url: str) -> None:
+    """An http(s) URL with a host and nothing a URL cannot carry (spaces, control characters)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # a port out of range or not a number
+        ok = False
+    if not ok or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise UserError(f"{url!r} is not an http(s) URL of a server", "e.g. http://127.0.0.1:8000")
+
+
 @click.command()
 @click.argument("url", default="http://127.0.0.1:8000")
 @click.option("--level", type=click.Choice(["quick", "full", "soak"]), default="quick", show_default=True,
@@ -29,6 +42,7 @@ def check(url: str, level: str, duration: str | None, max_num_seqs: int | None, 
     from servectl.verify.levels import run_level
     from servectl.verify.soak import parse_duration
 
+    _check_url(url)
     if duration is not None and level != "soak":
         raise UserError("--duration applies to --level soak only", f"add --level soak or drop --duration {duration}")
     duration_s = parse_duration(duration) if duration is not None else None
