@@ -187,7 +187,7 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     headers = weight_bytes(checkpoint) if checkpoint is not None else None
     if speculative and headers is not None and not headers[1] and speculative.strip().lower() != "off":
         # vLLM cannot start a draft without weights: a refusal of vLLM's own, so not a forceable guard here
-        resolve(Request(recipe=recipe, profile=profile, speculative=speculative, checkpoint_mtp=False))
+        resolve(Request(recipe=recipe, profile=profile, speculative=speculative, checkpoint_mtp=False, force=True))
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=True,
                            speculative=speculative, vllm_version=vllm_version))
     target = target_for(profile, override=vllm_version, image=spec.image, python=python)
