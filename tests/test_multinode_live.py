@@ -289,3 +289,61 @@ def test_pipeline_parallel_2_of_the_rendered_serve_passes_check(script, env, tmp
         left = server.stop()
     assert left == []
     assert port_is_free(HTTP_PORT)
+
+
+# --------------------------------------------------------------------------- servectl up --runtime ray
+
+
+@pytest.fixture()
+def ray_cluster(env, tmp_path, ray_tmp):
+    """Two Ray nodes started by hand (`ray start`), the existing cluster `up --runtime ray` drives."""
+    ray = ["ray", "start", "--block", "--num-gpus", "1"]
+    head = Session([*ray, "--head", "--port", str(RAY_PORT), *HEAD_ARGS.split(), *COMMON_ARGS.split(), "--temp-dir", ray_tmp],
+                   env, tmp_path / "ray-head.log")
+    worker = None
+    try:
+        head.wait_for("Ray runtime started", timeout_s=300)
+        worker = Session([*ray, "--address", f"127.0.0.1:{RAY_PORT}", *WORKER_ARGS.split(), *COMMON_ARGS.split()],
+                         env, tmp_path / "ray-worker.log")
+        worker.wait_for("Ray runtime started", timeout_s=300, running=(head,))
+        yield f"127.0.0.1:{RAY_PORT}"
+        assert head.proc.poll() is None and worker.proc.poll() is None  # `up` leaves the user's cluster alone
+    finally:
+        left = (worker.stop() if worker else []) + head.stop()
+    assert left == []
+
+
+def _servectl(env, tmp_path, *args, **more):
+    import sys
+
+    run_env = {**env, "XDG_STATE_HOME": str(tmp_path / "state"), **more}
+    return subprocess.run([sys.executable, "-m", "servectl", *args], env=run_env, capture_output=True, text=True, timeout=900)
+
+
+def _deployments(env, tmp_path) -> list:
+    r = _servectl(env, tmp_path, "status", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["deployments"]
+
+
+def test_up_on_a_ray_cluster_waits_for_its_nodes(ray_cluster, env, tmp_path):
+    r = _servectl(env, tmp_path, "up", "tiny-cpu", "--runtime", "ray", "--nodes", "3", "--head", ray_cluster,
+                  "--port", str(HTTP_PORT), SERVECTL_NODES_WAIT_S="3")
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "2 of 3 Ray nodes joined after 3 s" in r.stderr and "missing: 1 more node(s)" in r.stderr
+    assert f"ray start --address {ray_cluster}" in r.stderr
+    assert _deployments(env, tmp_path) == []
+
+
+def test_up_on_a_ray_cluster_drives_vllm_until_its_cpu_refusal(ray_cluster, env, tmp_path):
+    r = _servectl(env, tmp_path, "up", "tiny-cpu", "--runtime", "ray", "--nodes", "2", "--head", ray_cluster,
+                  "--port", str(HTTP_PORT), "--timeout", "600")
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "vLLM exited during start-up" in r.stderr
+    assert "current platform cpu does not support ray" in r.stderr, r.stderr[-3000:]
+    log = next((tmp_path / "state").rglob("*.log")).read_text()
+    assert "--pipeline-parallel-size 2 --distributed-executor-backend ray" in log.splitlines()[0]
+    assert "# env:" in log and "RAY_ADDRESS" in log.splitlines()[1]
+    # nothing of the failed start is left: no record, the port free
+    assert _deployments(env, tmp_path) == []
+    assert port_is_free(HTTP_PORT)

@@ -30,7 +30,8 @@ def fmt_duration(s: float) -> str:
 @click.command()
 @click.argument("model")
 @click.option("--gpu", help="GPU profile (default: detected; tiny-cpu runs on cpu).")
-@click.option("--runtime", type=click.Choice(["local", "docker"]), default="local", show_default=True, help="Run vLLM from its venv or in a container.")
+@click.option("--runtime", type=click.Choice(["local", "docker", "ray"]), default="local", show_default=True,
+              help="Run vLLM from its venv, in a container, or from its venv as the driver of an existing Ray cluster (--nodes, --head).")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port the server listens on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the server binds.")
 @click.option("--python", "python", help="Interpreter of the vLLM environment: runs the server, generates the tiny model, checks the vLLM flags (default: the bootstrapped one).")
@@ -45,13 +46,15 @@ def fmt_duration(s: float) -> str:
 @click.option("--proxy-port", type=int, help="Port of the preset proxy (default: the server's port + 1).")
 @click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked against the vLLM that runs them.")
 @click.option("--speculative", metavar="mtp[:N]|off", help="MTP speculative decoding: the recipe's depth for the GPU, N draft tokens, or off.")
+@click.option("--nodes", type=click.IntRange(2, 64), help="--runtime ray: Ray nodes of the layout (pipeline parallel N, tensor parallel = the profile's GPUs).")
+@click.option("--head", metavar="ADDRESS", help="--runtime ray: the Ray cluster's head (HOST:PORT of `ray start --head`).")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port,
-       strict, extra, speculative=None) -> None:
+       strict, extra, speculative=None, nodes=None, head=None) -> None:
     """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
     workflow.up(model, gpu=gpu, runtime=runtime, port=port, host=host, python=python, model_path=model_path, detach=detach,
                 patch=patch, timeout=timeout, name=name, no_check=no_check, as_json=as_json, with_proxy=with_proxy,
-                proxy_port=proxy_port, extra=list(extra), strict=strict, speculative=speculative)
+                proxy_port=proxy_port, extra=list(extra), strict=strict, speculative=speculative, nodes=nodes, head=head)
 
 
 @click.command()

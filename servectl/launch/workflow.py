@@ -9,7 +9,9 @@ A server that dies or misses the deadline is stopped at once and its log tail an
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,15 +200,41 @@ def fail_start(launch_runner: runners.Runner, launched: runners.Launched, name: 
     return CheckFailed(why, f"full log: {launched.log_path}" + ("" if known else f"; `servectl diagnose {launched.log_path}`"))
 
 
+def ray_layout(runtime: str, nodes: int | None, head: str | None) -> None:
+    """`--runtime ray` needs --nodes N (2 or more) and --head ADDRESS; they mean nothing without it."""
+    if runtime == "ray":
+        if not head or nodes is None or nodes < 2:
+            raise UserError("--runtime ray needs --nodes N (2 or more) and --head ADDRESS",
+                            "e.g. --runtime ray --nodes 2 --head 10.0.0.1:6379 (the Ray cluster's head, `ray start --head`)")
+    elif nodes is not None or head is not None:
+        raise UserError("--nodes and --head go with --runtime ray", "add --runtime ray, or drop them")
+
+
+def wait_for_ray_nodes(py: Path, head: str, nodes: int) -> None:
+    """The rendered layouts' bounded node wait (SERVECTL_NODES_WAIT_S), run by the vLLM environment against `head`."""
+    from servectl.render import multinode
+
+    limit = os.environ.get("SERVECTL_NODES_WAIT_S", str(multinode.NODES_WAIT_S))
+    proc = subprocess.run([str(py), "-c", multinode.WAIT_FOR_NODES_PY, str(nodes), limit],
+                          env={**os.environ, "RAY_ADDRESS": head}, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or ["no output"]
+        if "No module named 'ray'" in proc.stderr:
+            raise CheckFailed(f"the vLLM environment {py} has no Ray", "run `servectl bootstrap --with-ray` (with --cpu on the CPU build)")
+        raise CheckFailed(lines[-1].removeprefix("servectl: "), f"start the missing Ray node(s) with `ray start --address {head}`")
+
+
 def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, python: str | None,
            timeout: float, name: str | None, extra: list[str], patch: bool, model_path: str | None,
-           detached: bool, quiet: bool = False, strict: bool = False, speculative: str | None = None) -> Launch:
+           detached: bool, quiet: bool = False, strict: bool = False, speculative: str | None = None,
+           nodes: int | None = None, head: str | None = None) -> Launch:
+    ray_layout(runtime, nodes, head)
     cat = load_catalog()
     recipe = cat.model(model)
     profile = cat.gpu(gpu or detect_profile(recipe))
     opts = LaunchOptions(name=name, host=host, port=port)  # bad values are refused before anything runs
     # The environment that runs the server also generates the tiny model and answers for vLLM's flags.
-    py = find_vllm_python(python) if runtime == "local" else None
+    py = find_vllm_python(python) if runtime in ("local", "ray") else None
     if model_path is None and recipe.generated:
         model_path = str(tiny_model_path(python=str(py) if py else python))
     opts = opts.model_copy(update={"model_path": model_path})
@@ -227,6 +255,13 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict, **mtp_kw))
     for w in spec.warnings:
         warn(w)
+    if runtime == "ray":  # the renderers' multi-node layout on an existing Ray cluster, its driver here
+        from servectl.render import multinode
+
+        tp, pp = multinode.layout(profile, nodes)
+        spec = spec.model_copy(update={"env": {**spec.env, "RAY_ADDRESS": head},
+                                       "vllm_args": multinode.parallel_args(spec, tp, pp)})
+        wait_for_ray_nodes(py, head, nodes)
 
     log_path = state.log_path_for(spec.name)
     me = psutil.Process()
@@ -239,7 +274,8 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     state.claim(record)  # exit 2 while another deployment holds the name; from here on the record is ours
     launched = launch_runner = None
     try:
-        launch_runner, plan_tgt, predicted = prepare(recipe, profile, spec, runtime, py, probed, patch)
+        launch_runner, plan_tgt, predicted = prepare(recipe, profile, spec, "local" if runtime == "ray" else runtime,
+                                                     py, probed, patch)
         launched = launch_runner.start(spec, log_path)
         record = record.model_copy(update={
             "runtime": launched.runtime, "pid": launched.pid, "create_time": launched.create_time,
@@ -333,7 +369,7 @@ def print_report(report: Report) -> None:
 def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, python: str | None, model_path: str | None,
        detach: bool, patch: bool, timeout: float, name: str | None, no_check: bool, as_json: bool,
        with_proxy: bool, proxy_port: int | None, extra: list[str], strict: bool = False,
-       speculative: str | None = None) -> None:
+       speculative: str | None = None, nodes: int | None = None, head: str | None = None) -> None:
     """`servectl up`: launch, health-check, then return (detached) or serve in the foreground until the
     server exits or Ctrl-C; nothing is left running unless detached."""
     if with_proxy and detach:
@@ -343,7 +379,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
         stop_on_sigterm()
     ln = launch(model, gpu=gpu, runtime=runtime, host=host, port=port, python=python, timeout=timeout, name=name,
                 extra=list(extra), patch=patch, model_path=model_path, detached=detach, strict=strict,
-                speculative=speculative)
+                speculative=speculative, nodes=nodes, head=head)
     keep = False
     try:
         report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name)
