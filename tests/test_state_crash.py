@@ -28,9 +28,13 @@ from servectl.vllmenv.location import find_vllm_python
 SERVECTL = [sys.executable, "-m", "servectl"]
 
 FAKE_VLLM = r"""
-import http.server, subprocess, sys
+import http.server, os, subprocess, sys
 args = sys.argv[1:]
 port = int(args[args.index("--port") + 1])
+record = os.path.join(os.environ["XDG_STATE_HOME"], "servectl", "deployments", "tiny-cpu.json")
+print("record present at start:", os.path.exists(record), flush=True)
+if os.environ.get("FAKE_VLLM_EXIT"):
+    sys.exit(int(os.environ["FAKE_VLLM_EXIT"]))
 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # stands in for EngineCore
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -146,6 +150,15 @@ def test_sigkill_of_a_foreground_up_leaves_no_process(env, fake_env):
         if proc.poll() is None:
             proc.kill()
         kill_leftovers()
+
+
+def test_record_exists_before_the_server_and_goes_with_a_failed_start(env, fake_env):
+    res = subprocess.run(up_argv(fake_env, 8346), env={**env, "FAKE_VLLM_EXIT": "3"}, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 1 and "vLLM exited during start-up" in res.stderr, res.stderr
+    (log,) = state.logs_dir().glob("tiny-cpu-*.log")
+    assert "record present at start: True" in log.read_text()
+    assert not list(state.deployments_dir().glob("tiny-cpu.*"))  # record and pgid side file removed
+    assert status(env) == {"deployments": [], "cleaned": []}
 
 
 def test_two_ups_of_one_name_at_once_start_one_server(env, fake_env):
