@@ -164,3 +164,42 @@ def test_keyboard_interrupt_between_files_rolls_back(site, references, monkeypat
         patches.revert(target)
     assert digest(site) == with_manifest  # files patched again, the record back to "applied"
     assert json.loads((site / MANIFEST).read_text())["patches"]["rope-validation-set"]["state"] == "applied"
+
+
+def test_a_second_apply_waits_for_the_first_and_completes_what_its_kill_left(cli, site, references):
+    """Two applies on one environment: the second waits on the first's lock (an flock on the
+    site-packages folder); the first is SIGKILLed between the two files; the second then finishes."""
+    import fcntl
+
+    released, patched = references
+    first = subprocess.Popen([sys.executable, "-m", "servectl", "patch", "apply", "--site-packages", str(site)],
+                             env={**os.environ, patches.PAUSE_ENV: "4"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    second = None
+    try:
+        ps = psutil.Process(first.pid)
+        deadline = time.monotonic() + 120
+        while ps.status() != psutil.STATUS_STOPPED and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ps.status() == psutil.STATUS_STOPPED
+        assert assert_each_file_whole(site, released, patched) == "mixed"  # step 4: the first file renamed
+        fd = os.open(site, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with pytest.raises(BlockingIOError):  # the stopped apply holds the environment's lock
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        second = subprocess.Popen([sys.executable, "-m", "servectl", "patch", "apply", "--site-packages", str(site), "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first.kill()
+        first.communicate()
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        (outcome,) = json.loads(out)["patches"]
+        assert outcome["action"] == "applied" and outcome["verified"] is True
+        assert digest(site, skip=(MANIFEST,)) == patched
+        assert check_json(cli, site)["status"] == "already-applied" and check_json(cli, site)["interrupted"] is None
+        assert cli("patch", "revert", "--site-packages", str(site)).exit_code == 0 and digest(site) == released
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()

@@ -22,15 +22,18 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import signal
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -350,9 +353,29 @@ def _put_back(manifest: dict, pid: str, previous: dict | None) -> None:
         manifest["patches"][pid] = previous
 
 
+@contextmanager
+def _exclusive(target: Target) -> Iterator[None]:
+    """One apply / revert at a time per environment (two `up --apply-patches` at once): an flock on the
+    site-packages folder itself, so nothing is added to the environment and a killed holder releases it."""
+    if not target.site_packages.is_dir():
+        yield
+        return
+    fd = os.open(target.site_packages, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def apply(target: Target, ids: list[str] | None = None, dry_run: bool = False, do_verify: bool = True) -> list[Outcome]:
     """Apply the applicable patches; refuses (writing nothing) on an anchor mismatch or a file changed since.
     Completes a patch an interrupted apply or revert left half done."""
+    with _exclusive(target):
+        return _apply(target, ids, dry_run, do_verify)
+
+
+def _apply(target: Target, ids: list[str] | None, dry_run: bool, do_verify: bool) -> list[Outcome]:
     selections = check(target, ids)
     manifest = read_manifest(target)
     # Every refusal is decided before the first write.
@@ -411,6 +434,11 @@ def apply(target: Target, ids: list[str] | None = None, dry_run: bool = False, d
 def revert(target: Target, ids: list[str] | None = None, dry_run: bool = False) -> list[Outcome]:
     """Restore the files recorded in the manifest byte for byte (sha256 checked before and after),
     also after an interrupted apply or revert."""
+    with _exclusive(target):
+        return _revert(target, ids, dry_run)
+
+
+def _revert(target: Target, ids: list[str] | None, dry_run: bool) -> list[Outcome]:
     manifest = read_manifest(target)
     wanted = [p.id for p in pick(ids)]
     plans: list[tuple[PatchSpec, list[tuple[Path, bytes, bytes]]]] = []
