@@ -183,16 +183,18 @@ def runner_for(record: DeploymentRecord) -> runner.Runner:
 
 
 def is_alive(record: Entry) -> bool:
-    """The server runs, and so does the `up` that owns it (a foreground server whose owner died is an
-    orphan its watchdog is stopping). A record without a pid yet is alive while its owner is."""
+    """The server runs, and (local runtime) so does the `up` that owns it: a foreground server whose
+    owner died is an orphan its watchdog is stopping. A record without a pid / container yet is alive
+    while its owner is."""
     if isinstance(record, Corrupt):
         return runner.process_alive(record.pid, record.create_time)
-    if record.owner_pid is not None and not runner.process_alive(record.owner_pid, record.owner_create_time):
-        return False
+    owner_gone = record.owner_pid is not None and not runner.process_alive(record.owner_pid, record.owner_create_time)
     if record.runtime == "local":
-        return record.pid is None or runner.process_alive(record.pid, record.create_time)
-    if record.runtime == "docker":
-        return record.container_id is None or runner_for(record).alive(launched_of(record))
+        return not owner_gone and (record.pid is None or runner.process_alive(record.pid, record.create_time))
+    if record.runtime == "docker":  # no watchdog stops a container: one that runs is listed until `down`
+        if record.container_id is None:
+            return not owner_gone
+        return runner_for(record).alive(launched_of(record))
     return False
 
 
