@@ -85,6 +85,8 @@ def test_rule_messages_are_in_the_installed_vllm_source():
         ("cpu-lora-adapter-missing.log", "lora-adapter-missing", []),
         ("cpu-ssl-files-missing.log", "file-missing", []),
         ("cpu-weights-lfs-pointer.log", "weights-not-safetensors", []),
+        ("cpu-mtp-weights-missing.log", "mtp-weights-missing", []),
+        ("cpu-mtp-prefix-caching-triton.log", "cpu-speculative-prefix-caching-triton", ["--no-enable-prefix-caching"]),
         ("cpu-pp3-numa-nodes.log", "cpu-workers-exceed-numa-nodes", ["--tensor-parallel-size 1", "--pipeline-parallel-size 1"]),
     ],
 )
