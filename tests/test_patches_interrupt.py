@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -86,8 +87,24 @@ def check_json(cli, site: Path) -> dict:
     return sel
 
 
-@pytest.mark.parametrize("recover", ["revert", "apply"])
-def test_apply_killed_at_every_step(cli, site, references, recover):
+def recover_both_ways(cli, site: Path, step: int, released: dict, patched: dict) -> None:
+    """From the state a kill left: `revert` gives the released tree back (no manifest, no temp file);
+    on a copy of the same state, `apply` gives the patched tree, and its `revert` the released one."""
+    copy = site.parent / f"{site.name}-step{step}"
+    shutil.copytree(site, copy)
+    res = cli("patch", "revert", "--site-packages", str(site))
+    assert res.exit_code == 0, res.output
+    assert digest(site) == released, f"revert after step {step}"
+    res = cli("patch", "apply", "--site-packages", str(copy))
+    assert res.exit_code == 0, res.output
+    assert digest(copy, skip=(MANIFEST,)) == patched, f"apply after step {step}"
+    sel = check_json(cli, copy)
+    assert sel["status"] == "already-applied" and sel["interrupted"] is None
+    assert cli("patch", "revert", "--site-packages", str(copy)).exit_code == 0 and digest(copy) == released
+    shutil.rmtree(copy)
+
+
+def test_apply_killed_at_every_step(cli, site, references):
     released, patched = references
     seen, step = set(), 0
     while True:
@@ -99,14 +116,7 @@ def test_apply_killed_at_every_step(cli, site, references, recover):
         sel = check_json(cli, site)
         if whole == "mixed":  # check names the half-done state instead of refusing it
             assert sel["status"] == "applicable" and sel["interrupted"] == "apply" and len(sel["pending_files"]) == 1
-        res = cli("patch", recover, "--site-packages", str(site))
-        assert res.exit_code == 0, res.output
-        if recover == "revert":
-            assert digest(site) == released, f"step {step}"  # no manifest, no temp file left
-        else:
-            assert digest(site, skip=(MANIFEST,)) == patched, f"step {step}"
-            assert check_json(cli, site)["status"] == "already-applied" and check_json(cli, site)["interrupted"] is None
-            assert cli("patch", "revert", "--site-packages", str(site)).exit_code == 0 and digest(site) == released
+        recover_both_ways(cli, site, step, released, patched)
     # the last run was not interrupted: it applied
     assert digest(site, skip=(MANIFEST,)) == patched
     assert cli("patch", "revert", "--site-packages", str(site)).exit_code == 0 and digest(site) == released
@@ -114,8 +124,7 @@ def test_apply_killed_at_every_step(cli, site, references, recover):
     assert step - 1 == 8 and seen == {"released", "mixed", "patched"}
 
 
-@pytest.mark.parametrize("recover", ["revert", "apply"])
-def test_revert_killed_at_every_step(cli, site, references, recover):
+def test_revert_killed_at_every_step(cli, site, references):
     released, patched = references
     seen, step = set(), 0
     while True:
@@ -126,13 +135,7 @@ def test_revert_killed_at_every_step(cli, site, references, recover):
         seen.add(assert_each_file_whole(site, released, patched))
         sel = check_json(cli, site)
         assert sel["interrupted"] in ("revert", None)  # None: killed after the record was removed
-        res = cli("patch", recover, "--site-packages", str(site))
-        assert res.exit_code == 0, res.output
-        if recover == "apply":
-            assert digest(site, skip=(MANIFEST,)) == patched, f"step {step}"
-            res = cli("patch", "revert", "--site-packages", str(site))
-            assert res.exit_code == 0, res.output
-        assert digest(site) == released, f"step {step}"
+        recover_both_ways(cli, site, step, released, patched)
     assert digest(site) == released
     # intent (temp, rename), two files (temp, rename each), record removed
     assert step - 1 == 7 and seen == {"released", "mixed", "patched"}

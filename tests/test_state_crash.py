@@ -25,6 +25,7 @@ from servectl.launch import state
 from servectl.launch.record import DeploymentRecord
 from servectl.vllmenv.location import find_vllm_python
 
+pytestmark = pytest.mark.slow  # each `servectl up` probes the real vLLM environment (a few seconds)
 SERVECTL = [sys.executable, "-m", "servectl"]
 
 FAKE_VLLM = r"""
