@@ -133,6 +133,15 @@ def test_status_json_and_down(cli, sleeper):
     assert state.load("svc") is None
 
 
+def test_a_ray_driven_deployment_shows_its_head_and_goes_down(cli, sleeper):
+    """`up --runtime ray` records the cluster's head; status shows it, down stops the local vLLM (the cluster is not ours)."""
+    state.save(_record("multi", sleeper.pid, psutil.Process(sleeper.pid).create_time(), ray_head="10.0.0.1:6379"))
+    (dep,) = json.loads(cli("status", "--json").stdout)["deployments"]
+    assert dep["ray_head"] == "10.0.0.1:6379" and dep["state"] == "running"
+    assert cli("down", "multi").exit_code == 0
+    assert sleeper.wait(timeout=10) is not None and state.load("multi") is None
+
+
 def test_status_after_kill(cli, sleeper):
     state.save(_record("svc", sleeper.pid, psutil.Process(sleeper.pid).create_time()))
     sleeper.kill()

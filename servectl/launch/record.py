@@ -32,6 +32,7 @@ class DeploymentRecord(BaseModel):
     ready: bool = Field(False, description="The server answered /health after start-up.")
     kv_cache_tokens_reported: int | None = Field(None, description="KV cache size vLLM logged at start-up, tokens.")
     kv_cache_tokens_predicted: int | None = Field(None, description="KV cache size the plan predicted, tokens.")
+    ray_head: str | None = Field(None, description="`up --runtime ray`: the Ray cluster's head the local vLLM drives.")
 
     @property
     def endpoint(self) -> str:

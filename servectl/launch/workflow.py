@@ -269,7 +269,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         name=spec.name, runtime="docker" if runtime == "docker" else "local", recipe=recipe.name, profile=profile.name,
         model=spec.model, served_model_name=spec.served_model_name, host=spec.host, port=spec.port,
         log_path=str(log_path), argv=[], started_at=time.time(), detached=detached,
-        owner_pid=me.pid, owner_create_time=me.create_time(),
+        owner_pid=me.pid, owner_create_time=me.create_time(), ray_head=head if runtime == "ray" else None,
     )
     state.claim(record)  # exit 2 while another deployment holds the name; from here on the record is ours
     launched = launch_runner = None
