@@ -1,5 +1,5 @@
 """The rendered `ray-nodes` layout, run for real on one host: a Ray head and a second Ray node
-(separate `ray start` sessions with their own ports), the tiny model, vLLM's CPU build.
+(separate `ray start` process trees with their own ports), the tiny model, vLLM's CPU build.
 
 What the CPU build can and cannot do here (vLLM 0.32.0, found by running it):
 - vLLM's Ray executor refuses the CPU platform: `ValueError: current platform cpu does not support
@@ -16,7 +16,7 @@ What the CPU build can and cannot do here (vLLM 0.32.0, found by running it):
   compile warm-up, vllm/v1/worker/cpu_model_runner.py warming_up_model; without it the first
   request fails an assertion in gpu_model_runner.py sync_and_gather_intermediate_tensors) and the
   scripted-pp tiny model (each stage holds a full-attention layer, see _tinymodel_gen.py).
-Everything started is stopped by session, and nothing may be left: Ray's daemons and workers too.
+Everything started is stopped by its setsid id (SID), and nothing may be left: Ray's daemons and workers too.
 
 Ray comes from the vLLM environment when it has it (`servectl bootstrap --cpu --with-ray`); when it
 does not, this setup installs the same ray release for that interpreter into servectl's cache
@@ -145,12 +145,12 @@ def ports_free():
     assert not taken, f"ports {taken} are in use on 127.0.0.1 (a leftover Ray or vLLM?)"
 
 
-# --------------------------------------------------------------------------- sessions
+# --------------------------------------------------------------------------- process trees
 
 
-class Session:
-    """A command in its own session; stop() ends every process of that session (Ray's daemons and
-    the workers its raylet forks keep the session id even in their own process groups)."""
+class Tree:
+    """A command started with setsid; stop() ends every process with its SID (Ray's daemons and the
+    workers its raylet forks keep the SID even in process groups of their own)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, extra_env: dict[str, str] | None = None):
         self.log_path = log
@@ -172,8 +172,8 @@ class Session:
     def text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for(self, needle: str, timeout_s: float, running: tuple["Session", ...] = ()) -> None:
-        """Until `needle` is in the log; the sessions in `running` must stay up meanwhile."""
+    def wait_for(self, needle: str, timeout_s: float, running: tuple["Tree", ...] = ()) -> None:
+        """Until `needle` is in the log; the trees in `running` must stay up meanwhile."""
         deadline = time.monotonic() + timeout_s
         while needle not in self.text():
             for other in running:
@@ -182,7 +182,7 @@ class Session:
             time.sleep(0.5)
 
     def stop(self, grace_s: float = 10) -> list[str]:
-        """SIGTERM the session, SIGKILL what is left after grace_s; returns what survived both (should be [])."""
+        """SIGTERM the tree, SIGKILL what is left after grace_s; returns what survived both (should be [])."""
         for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10)):
             for p in self.members():
                 try:
@@ -206,8 +206,8 @@ def ray_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _node(script: Path, env, log: Path, role: list[str], extra: str, ray_tmp: str, **more: str) -> Session:
-    return Session(["sh", str(script), *role], env, log, {"RAY_START_ARGS": f"{extra} {COMMON_ARGS} --temp-dir {ray_tmp}", **more})
+def _node(script: Path, env, log: Path, role: list[str], extra: str, ray_tmp: str, **more: str) -> Tree:
+    return Tree(["sh", str(script), *role], env, log, {"RAY_START_ARGS": f"{extra} {COMMON_ARGS} --temp-dir {ray_tmp}", **more})
 
 
 # --------------------------------------------------------------------------- tests
@@ -264,7 +264,7 @@ def test_pipeline_parallel_2_of_the_rendered_serve_passes_check(script, env, tmp
     assert argv[backend] == "ray"
     argv[backend] = "mp"  # the one change: vLLM's multiprocessing executor, one host
     argv.remove("--enforce-eager")  # see the module docstring
-    server = Session(argv, env, tmp_path / "vllm.log", {"VLLM_CPU_OMP_THREADS_BIND": "nobind"})
+    server = Tree(argv, env, tmp_path / "vllm.log", {"VLLM_CPU_OMP_THREADS_BIND": "nobind"})
     url = f"http://127.0.0.1:{HTTP_PORT}"
     try:
         deadline = time.monotonic() + 900
@@ -298,12 +298,12 @@ def test_pipeline_parallel_2_of_the_rendered_serve_passes_check(script, env, tmp
 def ray_cluster(env, tmp_path, ray_tmp):
     """Two Ray nodes started by hand (`ray start`), the existing cluster `up --runtime ray` drives."""
     ray = ["ray", "start", "--block", "--num-gpus", "1"]
-    head = Session([*ray, "--head", "--port", str(RAY_PORT), *HEAD_ARGS.split(), *COMMON_ARGS.split(), "--temp-dir", ray_tmp],
+    head = Tree([*ray, "--head", "--port", str(RAY_PORT), *HEAD_ARGS.split(), *COMMON_ARGS.split(), "--temp-dir", ray_tmp],
                    env, tmp_path / "ray-head.log")
     worker = None
     try:
         head.wait_for("Ray runtime started", timeout_s=300)
-        worker = Session([*ray, "--address", f"127.0.0.1:{RAY_PORT}", *WORKER_ARGS.split(), *COMMON_ARGS.split()],
+        worker = Tree([*ray, "--address", f"127.0.0.1:{RAY_PORT}", *WORKER_ARGS.split(), *COMMON_ARGS.split()],
                          env, tmp_path / "ray-worker.log")
         worker.wait_for("Ray runtime started", timeout_s=300, running=(head,))
         yield f"127.0.0.1:{RAY_PORT}"
