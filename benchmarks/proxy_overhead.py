@@ -13,6 +13,8 @@ ask the backend for the same work.
 
     python benchmarks/proxy_overhead.py [--backend canned|vllm] [--client aiohttp|httpx] [--pin]
                                         [--requests N] [--concurrency 8] [--json]
+    python benchmarks/proxy_overhead.py --client vllm-bench [--pin] [--rounds 3] [--requests 80] [--preset NAME]
+                                        (vLLM's own client against the real server: proxy_vllm_bench.py)
 
 Latency: sequential requests (p50/p99 of the full response; for streams, time to the first chunk).
 Throughput: `--concurrency` requests in flight, requests/s over `--requests` requests.
@@ -82,6 +84,10 @@ def serve(role: str, port: int, backend_port: int) -> None:
 
     if role == "backend":
         uvicorn.run(backend_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    elif role == "tcp-relay":
+        from proxy_vllm_bench import serve_tcp_relay
+
+        serve_tcp_relay(port, backend_port)
     else:
         from servectl.catalog.presets import select_presets
         from servectl.proxy.app import serve_proxy
@@ -234,7 +240,8 @@ async def measure(urls: dict[str, str], backend: str, client: str, stream: bool,
 
 
 def pin(procs: list[subprocess.Popen]) -> None:
-    """Backend (every thread of it and its children) and this load generator on CPU 0, the proxy on CPU 1."""
+    """Backend (every thread of it and its children) and this load generator on CPU 0, the proxy (and any
+    further relay, --floor) on CPU 1."""
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("--pin needs at least 2 CPUs")
 
@@ -247,7 +254,8 @@ def pin(procs: list[subprocess.Popen]) -> None:
 
     place(procs[0].pid, 0)
     place(os.getpid(), 0)
-    place(procs[1].pid, 1)
+    for proc in procs[1:]:
+        place(proc.pid, 1)
 
 
 def start_backend(kind: str, port: int, pinned: bool) -> subprocess.Popen:
@@ -276,21 +284,35 @@ def stop(proc: subprocess.Popen) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", choices=["canned", "vllm"], default="canned",
-                    help="canned responses (the proxy's own cost) or the real vLLM CPU server with the tiny model")
-    ap.add_argument("--client", choices=sorted(LOAD_GENERATORS), default="aiohttp", help="the load generator's HTTP client")
+    ap.add_argument("--backend", choices=["canned", "vllm"],
+                    help="canned responses (the proxy's own cost; the default) or the real vLLM CPU server with the tiny model "
+                         "(the default with --client vllm-bench)")
+    ap.add_argument("--client", choices=[*sorted(LOAD_GENERATORS), "vllm-bench"], default="aiohttp",
+                    help="the load generator's HTTP client, or vLLM's own benchmark client (`vllm bench serve`, "
+                         "see benchmarks/proxy_vllm_bench.py)")
+    ap.add_argument("--rounds", type=int, default=3, help="vllm-bench: direct/proxy rounds")
+    ap.add_argument("--preset", help="vllm-bench: proxied runs ask for tiny-cpu-PRESET, direct ones send its values")
     ap.add_argument("--pin", action="store_true", help="backend and load generator on CPU 0, the proxy on CPU 1")
     ap.add_argument("--requests", type=int, help="requests per measurement (latency and throughput each); "
-                                                 "default 1000 (canned), 200 (vllm)")
+                                                 "default 1000 (canned), 200 (vllm), 80 (vllm-bench: prompts per run)")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--port", type=int, default=8165, help="backend port; the proxy uses the next one")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
-    ap.add_argument("--serve", choices=["backend", "proxy"], help=argparse.SUPPRESS)
+    ap.add_argument("--floor", action="store_true", help="vllm-bench: also a path through a bare TCP relay (no HTTP), "
+                                                         "the least a relaying process costs on this host")
+    ap.add_argument("--serve", choices=["backend", "proxy", "tcp-relay"], help=argparse.SUPPRESS)
     ap.add_argument("--backend-port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.backend_port)
         return
+    if args.client == "vllm-bench":
+        import proxy_vllm_bench
+
+        args.backend = args.backend or "vllm"
+        proxy_vllm_bench.main(args, start_backend, start, pin, stop)
+        return
+    args.backend = args.backend or "canned"
     n = max(10, min(args.requests or (1000 if args.backend == "canned" else 200), 20000))
     procs = [start_backend(args.backend, args.port, args.pin)]
     try:
