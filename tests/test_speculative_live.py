@@ -8,6 +8,10 @@ counters on /metrics (vllm/v1/spec_decode/metrics.py): accepted / draft tokens.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,14 +21,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from servectl.verify import acceptance
 from servectl.verify.health import run_checks
 from servectl.vllmenv.tinymodel import ensure_tiny_model
-from conftest import VllmServer, free_port
+from conftest import free_port
 
+pytestmark = [pytest.mark.server]
 DEPTH = 2
-# Prefix caching (on by default for hybrid models from vLLM 0.28) runs a Triton kernel for
-# speculative mamba state copies (v1/worker/mamba_utils.py precopy_mamba_align_fused_kernel); the CPU
-# build has no Triton, so the first request kills the engine. Off, the CPU server speculates fine.
-SPEC_FLAGS = ("--no-enable-prefix-caching", "--speculative-config",
-              json.dumps({"method": "mtp", "num_speculative_tokens": DEPTH}))
+SERVECTL = [sys.executable, "-m", "servectl"]
+
+
+@dataclass
+class Server:
+    url: str
+    up: dict
 
 
 def spec_counters(url: str) -> dict[str, float]:
@@ -46,12 +53,19 @@ def chat(url: str, **extra) -> dict:
 
 
 @pytest.fixture(scope="module", params=["scripted", "random"])
-def speculating(request):
-    server = VllmServer(ensure_tiny_model(request.param), free_port(), extra=SPEC_FLAGS).wait_ready()
+def speculating(request, tmp_path_factory):
+    """`servectl up --speculative mtp:2` of one head (isolated state dir); `down` at the end."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path_factory.mktemp("state"))}
+    name = f"mtp-{request.param}"
+    res = subprocess.run([*SERVECTL, "up", "tiny-cpu", "--model-path", str(ensure_tiny_model(request.param)),
+                          "--port", str(free_port()), "--name", name, "--detach", "--no-check", "--json",
+                          "--speculative", f"mtp:{DEPTH}"], env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    up = json.loads(res.stdout)
     try:
-        yield request.param, server
+        yield request.param, Server(up["endpoint"].removesuffix("/v1"), up)
     finally:
-        server.stop()
+        subprocess.run([*SERVECTL, "down", name], env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_acceptance_follows_the_head(speculating):
@@ -63,6 +77,9 @@ def test_acceptance_follows_the_head(speculating):
     drafted = after["num_draft_tokens"] - before["num_draft_tokens"]
     accepted = after["num_accepted_tokens"] - before["num_accepted_tokens"]
     assert drafted >= DEPTH * 2, after  # every decode step drafted DEPTH tokens
+    # up turned prefix caching off (the CPU build's speculative state copy needs Triton) and the plan it
+    # made beforehand, draft included, is what vLLM logged
+    assert server.up["kv_cache_tokens_predicted"] == server.up["kv_cache_tokens_reported"], server.up
     if variant == "scripted":
         assert accepted / drafted >= 0.9, (accepted, drafted)
         # speculation is lossless: the reply is the script, as without a draft
