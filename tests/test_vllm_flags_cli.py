@@ -20,9 +20,9 @@ def test_the_rendered_command_uses_vllms_long_names(cli):
 
 
 def test_a_servectl_option_it_does_not_know_is_never_passed_to_vllm(cli):
-    result = cli("render", MODEL, "--gpu", GPU, "--speculative", "mtp")
+    result = cli("render", MODEL, "--gpu", GPU, "--turbo", "on")  # (--speculative is a render option now)
     assert result.exit_code == 2
-    assert "No such option" in result.stderr and "--speculative" in result.stderr
+    assert "No such option" in result.stderr and "--turbo" in result.stderr
     assert "vllm serve" not in result.stdout
 
 
