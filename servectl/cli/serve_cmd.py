@@ -48,13 +48,16 @@ def fmt_duration(s: float) -> str:
 @click.option("--speculative", metavar="mtp[:N]|off", help="MTP speculative decoding: the recipe's depth for the GPU, N draft tokens, or off.")
 @click.option("--nodes", type=click.IntRange(2, 64), help="--runtime ray: Ray nodes of the layout (pipeline parallel N, tensor parallel = the profile's GPUs).")
 @click.option("--head", metavar="ADDRESS", help="--runtime ray: the Ray cluster's head (HOST:PORT of `ray start --head`).")
+@click.option("--image", help="Container image for --runtime docker (default: the profile's).")
+@click.option("--force", is_flag=True, help="--runtime docker: start an image whose vLLM release has known bugs unpatched.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port,
-       strict, extra, speculative=None, nodes=None, head=None) -> None:
+       strict, extra, speculative=None, nodes=None, head=None, image=None, force=False) -> None:
     """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
     workflow.up(model, gpu=gpu, runtime=runtime, port=port, host=host, python=python, model_path=model_path, detach=detach,
                 patch=patch, timeout=timeout, name=name, no_check=no_check, as_json=as_json, with_proxy=with_proxy,
-                proxy_port=proxy_port, extra=list(extra), strict=strict, speculative=speculative, nodes=nodes, head=head)
+                proxy_port=proxy_port, extra=list(extra), strict=strict, speculative=speculative, nodes=nodes, head=head,
+                image=image, force=force)
 
 
 @click.command()

@@ -239,10 +239,14 @@ class SubprocessRunner:
 
 
 class DockerRunner:
-    """The spec as a container through the docker SDK; its log is copied to the log file on stop."""
+    """The spec as a container through the docker SDK. Its output is streamed into the log file by a
+    follower process of its own session (launch/docker_follow.py), so start-up phases, the KV cache
+    figure, the diagnosis and `servectl logs` work as for a local server; for a foreground `up`
+    (`tied`) the follower also stops the container when servectl dies."""
 
-    def __init__(self, client: Any = None):
+    def __init__(self, client: Any = None, tied: bool = False):
         self._client = client
+        self.tied = tied
 
     @property
     def client(self) -> Any:
@@ -251,15 +255,46 @@ class DockerRunner:
 
             try:
                 self._client = docker.from_env()
+                self._client.ping()
             except docker.errors.DockerException as exc:
                 raise CheckFailed(f"cannot reach the docker daemon: {exc}", "start docker, or use --runtime local") from None
         return self._client
 
+    def image_labels(self, image: str) -> dict[str, str]:
+        """The image's labels; CheckFailed when the image is not on this machine (nothing is pulled)."""
+        import docker
+
+        try:
+            return dict(self.client.images.get(image).labels or {})
+        except docker.errors.ImageNotFound:
+            raise CheckFailed(f"image {image} is not on this machine",
+                              f"docker pull {image} (for the CPU build: scripts/docker-cpu-image)") from None
+
     def start(self, spec: LaunchSpec, log_path: Path) -> Launched:
+        import docker
+
         run = container_run(spec)
-        container = self.client.containers.run(**sdk_kwargs(run, os.environ))
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        return Launched("docker", docker_argv(run), log_path, container_id=container.id)
+        kwargs = sdk_kwargs(run, os.environ)
+        if spec.model.startswith("/") and os.path.isdir(spec.model):  # a local checkpoint: visible at the same path
+            kwargs["volumes"][spec.model] = {"bind": spec.model, "mode": "ro"}
+        with open(log_path, "ab") as log:
+            log.write(f"# servectl: {shlex.join(docker_argv(run))}\n# env: {' '.join(run.env)} inherited: {' '.join(run.secret_env)}\n".encode())
+        try:
+            container = self.client.containers.run(**kwargs)
+        except docker.errors.APIError as exc:
+            self._remove_created(run.name)  # a failed start can leave a container in "created"
+            raise CheckFailed(f"docker could not start {run.image}: {exc.explanation or exc}", "see `docker info`") from None
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "servectl.launch.docker_follow", container.id, str(log_path), str(os.getpid() if self.tied else 0)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        return Launched("docker", docker_argv(run), log_path, container_id=container.id, watchdog=follower)
+
+    def _remove_created(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except Exception:
+            pass
 
     def logs(self, launched: Launched) -> str:
         return self.client.containers.get(launched.container_id).logs().decode(errors="replace")
@@ -278,8 +313,16 @@ class DockerRunner:
         try:
             container = self.client.containers.get(launched.container_id)
             container.stop(timeout=int(grace_s))  # docker sends SIGTERM, then SIGKILL after timeout
+            if not container.attrs.get("HostConfig", {}).get("AutoRemove"):
+                container.remove(force=True)
         except docker.errors.NotFound:
             pass
+        if launched.watchdog is not None:  # the log follower ends with the container: let it write its last lines
+            try:
+                launched.watchdog.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                launched.watchdog.kill()
+                launched.watchdog.wait()
 
     def release(self, launched: Launched) -> None:
         return None

@@ -227,12 +227,12 @@ def wait_for_ray_nodes(py: Path, head: str, nodes: int) -> None:
 def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, python: str | None,
            timeout: float, name: str | None, extra: list[str], patch: bool, model_path: str | None,
            detached: bool, quiet: bool = False, strict: bool = False, speculative: str | None = None,
-           nodes: int | None = None, head: str | None = None) -> Launch:
+           nodes: int | None = None, head: str | None = None, image: str | None = None, force: bool = False) -> Launch:
     ray_layout(runtime, nodes, head)
     cat = load_catalog()
     recipe = cat.model(model)
     profile = cat.gpu(gpu or detect_profile(recipe))
-    opts = LaunchOptions(name=name, host=host, port=port)  # bad values are refused before anything runs
+    opts = LaunchOptions(name=name, host=host, port=port, image=image)  # bad values are refused before anything runs
     # The environment that runs the server also generates the tiny model and answers for vLLM's flags.
     py = find_vllm_python(python) if runtime in ("local", "ray") else None
     if model_path is None and recipe.generated:
@@ -275,7 +275,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     launched = launch_runner = None
     try:
         launch_runner, plan_tgt, predicted = prepare(recipe, profile, spec, "local" if runtime == "ray" else runtime,
-                                                     py, probed, patch)
+                                                     py, probed, patch, tied=not detached, force=force)
         launched = launch_runner.start(spec, log_path)
         record = record.model_copy(update={
             "runtime": launched.runtime, "pid": launched.pid, "create_time": launched.create_time,
@@ -297,13 +297,59 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     return Launch(spec, record, launched, launch_runner, result)
 
 
-def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Path | None, probed: Target | None, patch: bool):
+def image_version(image: str) -> str | None:
+    """The vLLM release an image tag names (vllm/vllm-openai:v0.17.1, servectl/vllm-cpu:0.32.0), if any."""
+    import re
+
+    m = re.search(r":v?(\d+\.\d+(?:\.\d+)?)(?:$|[-+])", image)
+    return m.group(1) if m else None
+
+
+def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profile, spec: LaunchSpec, force: bool) -> None:
+    """For --runtime docker, what the local runtime checks in the venv, checked on the image: it exists here,
+    pre-flight with the vLLM release its tag names, and no known bug of that release the recipe meets
+    unless the image carries servectl's patch (io.servectl.patches label, render --format dockerfile)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from servectl.hardware.detect import detect
+    from servectl.hardware.models import Detection
+    from servectl.hardware.preflight import preflight
+    from servectl.vllmenv.patches import patches_for_hazards
+
+    image = spec.image or (profile.container.image if profile.container else None) or "vllm/vllm-openai:latest"
+    labels = docker_runner.image_labels(image)
+    version = image_version(image)
+    if version is not None:
+        patched = set(filter(None, labels.get("io.servectl.patches", "").split(",")))
+        unpatched = [p.id for p in patches_for_hazards(recipe.hazards)
+                     if SpecifierSet(p.versions).contains(Version(version), prereleases=True) and p.id not in patched]
+        if unpatched and not force:
+            raise CheckFailed(f"image {image} (vLLM {version}) has known bugs unpatched for {recipe.name}: {', '.join(unpatched)}",
+                              f"build a patched image (`servectl render {recipe.name} --gpu {profile.name} --format dockerfile`), "
+                              "or --force")
+        if unpatched:
+            warn(f"forced: image {image} runs with known bugs unpatched: {', '.join(unpatched)}")
+    detection = Detection(source="cpu profile: nothing to probe") if profile.vendor == "cpu" else detect()
+    problems = preflight(recipe, profile, detection, vllm_version=version, image=image)
+    for p in problems:
+        if p.severity == "warning":
+            warn(f"{p.what} ({p.fix})")
+    blockers = [f"{p.what} ({p.fix})" for p in problems if p.severity == "error"]
+    if blockers:
+        raise CheckFailed(f"pre-flight: {blockers[0]}", "; ".join(blockers[1:]) or None)
+
+
+def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Path | None, probed: Target | None, patch: bool,
+            tied: bool = False, force: bool = False):
     """Port check, pre-flight and the patch check; (runner, plan target, predicted KV tokens)."""
     if port_in_use(spec.host, spec.port):
         raise UserError(f"port {spec.port} on {spec.host} is already in use", "stop what listens there or pick another --port")
     target = None
     if runtime == "docker":
-        launch_runner: runners.Runner = runners.DockerRunner()
+        docker_runner = runners.DockerRunner(tied=tied)
+        image_checks(docker_runner, recipe, profile, spec, force)
+        launch_runner: runners.Runner = docker_runner
     else:
         target = probed or resolve_target(py)  # one probe of the vLLM interpreter serves pre-flight and the patch check
         blockers = preflight_problems(recipe, spec, target)
@@ -369,7 +415,8 @@ def print_report(report: Report) -> None:
 def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, python: str | None, model_path: str | None,
        detach: bool, patch: bool, timeout: float, name: str | None, no_check: bool, as_json: bool,
        with_proxy: bool, proxy_port: int | None, extra: list[str], strict: bool = False,
-       speculative: str | None = None, nodes: int | None = None, head: str | None = None) -> None:
+       speculative: str | None = None, nodes: int | None = None, head: str | None = None,
+       image: str | None = None, force: bool = False) -> None:
     """`servectl up`: launch, health-check, then return (detached) or serve in the foreground until the
     server exits or Ctrl-C; nothing is left running unless detached."""
     if with_proxy and detach:
@@ -379,7 +426,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
         stop_on_sigterm()
     ln = launch(model, gpu=gpu, runtime=runtime, host=host, port=port, python=python, timeout=timeout, name=name,
                 extra=list(extra), patch=patch, model_path=model_path, detached=detach, strict=strict,
-                speculative=speculative, nodes=nodes, head=head)
+                speculative=speculative, nodes=nodes, head=head, image=image, force=force)
     keep = False
     try:
         report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name)
