@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from servectl.bench.protocol import Protocol, bench_argv, compare, level_result, parse_levels, shareable_flags
-from servectl.errors import UserError
 
 DATA = Path(__file__).parent / "data"
 # written by `vllm bench serve` 0.32.0 (CPU build) against the tiny model: --backend openai-chat,

@@ -287,7 +287,6 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     acc = Accounting.of(nb, vllm_version, hybrid)
 
     native = arch.max_position_embeddings
-    starts_reason = ""
     if s.max_model_len_auto:
         mml = acc.auto_length(lay, native)
         mml_reason = ("auto: vLLM <= 0.18 keeps the native length (its check sizes one request by a mamba group)"

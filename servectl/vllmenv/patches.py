@@ -346,6 +346,20 @@ def _plan_apply(target: Target, sel: Selection, entry: dict | None) -> tuple[lis
     return changes, records, diffs
 
 
+def _replace_recorded(target: Target, manifest: dict, patch_id: str, intent: dict, previous: dict | None,
+                      changes) -> None:
+    """The intent record first (an interrupted run is then known to check/apply/revert), then the files; on any
+    exception (KeyboardInterrupt included) the files are rolled back by _write_all and the entry put back."""
+    manifest["patches"][patch_id] = intent
+    _write_manifest(target, manifest)
+    try:
+        _write_all(changes)
+    except BaseException:
+        _put_back(manifest, patch_id, previous)
+        _write_manifest(target, manifest)
+        raise
+
+
 def _put_back(manifest: dict, pid: str, previous: dict | None) -> None:
     if previous is None:
         manifest["patches"].pop(pid, None)
@@ -411,14 +425,7 @@ def _apply(target: Target, ids: list[str] | None, dry_run: bool, do_verify: bool
         entry = {"package": patch.package, "version": sel.version, "files": records, "state": "applying",
                  "applied_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         _require_writable(target, changes)
-        manifest["patches"][patch.id] = entry
-        _write_manifest(target, manifest)  # the intent record, before the first file is replaced
-        try:
-            _write_all(changes)
-        except BaseException:
-            _put_back(manifest, patch.id, previous)
-            _write_manifest(target, manifest)
-            raise
+        _replace_recorded(target, manifest, patch.id, entry, previous, changes)
         entry["state"] = "applied"
         _write_manifest(target, manifest)
         verified = None
@@ -477,14 +484,7 @@ def _revert(target: Target, ids: list[str] | None, dry_run: bool) -> list[Outcom
         previous = manifest["patches"][patch.id]
         _require_writable(target, changes)
         if changes:
-            manifest["patches"][patch.id] = {**previous, "state": "reverting"}
-            _write_manifest(target, manifest)  # the intent record, before the first file is restored
-            try:
-                _write_all(changes)
-            except BaseException:
-                _put_back(manifest, patch.id, previous)
-                _write_manifest(target, manifest)
-                raise
+            _replace_recorded(target, manifest, patch.id, {**previous, "state": "reverting"}, previous, changes)
         del manifest["patches"][patch.id]
         _write_manifest(target, manifest)
         outcomes.append(Outcome(patch.id, "reverted", f"restored {len(files)} file(s) to the original", files, diff))
