@@ -153,26 +153,41 @@ def running_requests(vllm) -> float:
 
 
 def test_client_disconnect_mid_stream_aborts_upstream(vllm, proxy):
+    """The request is held in vLLM whatever the host's speed: its engine processes are stopped
+    (SIGSTOP) before the request is sent, so not one token can be generated while the client holds
+    the stream and hangs up; they resume afterwards and must find the request aborted."""
+    import psutil
+
     since = log_size(vllm)
-    body = {"model": "tiny-cpu-thinking-general", "messages": MESSAGES, "stream": True, "max_tokens": 1900,
+    body = {"model": "tiny-cpu-thinking-general", "messages": MESSAGES, "stream": True, "max_tokens": 64,
             "ignore_eos": True}
-    with httpx.stream("POST", proxy.url + "/v1/chat/completions", json=body, timeout=60) as r:
-        assert r.status_code == 200
-        lines = r.iter_lines()
-        got = 0
-        for line in lines:
-            if line.startswith("data: {"):
-                got += 1
-                if got == 3:
-                    break
-        assert running_requests(vllm) >= 1  # still generating while we hold the stream
-    # the client hung up: vLLM must abort (its log says so) and drop to 0 running requests
-    deadline = time.monotonic() + 20
+    engine = psutil.Process(vllm.proc.pid).children(recursive=True)  # EngineCore (and its helpers); not the API server
+    assert engine
+    for p in engine:
+        p.suspend()
+    try:
+        with httpx.stream("POST", proxy.url + "/v1/chat/completions", json=body, timeout=60) as r:
+            assert r.status_code == 200
+            # vLLM's API server has the request (it logs it) and the engine cannot have run it
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "Received request" not in log_text(vllm, since):
+                time.sleep(0.1)
+            assert "Received request" in log_text(vllm, since)
+        time.sleep(1)  # the client is gone: give the proxy and vLLM's API server a moment to notice
+    finally:
+        for p in engine:
+            p.resume()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not re.search(r"abort", log_text(vllm, since), re.I):
+        time.sleep(0.1)
+    assert re.search(r"abort", log_text(vllm, since), re.I), log_text(vllm, since)[-2000:]
     while time.monotonic() < deadline and running_requests(vllm) > 0:
         time.sleep(0.1)
     assert running_requests(vllm) == 0
-    text = Path(vllm.log_path).read_bytes()[since:].decode(errors="replace")
-    assert re.search(r"abort", text, re.I), text[-2000:]
+
+
+def log_text(vllm, since: int) -> str:
+    return Path(vllm.log_path).read_bytes()[since:].decode(errors="replace")
 
 
 def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path):
