@@ -35,7 +35,9 @@ def parse_listen(value: str) -> tuple[str, int]:
               help="Which value counts when the client also sets a sampling field the preset sets.")
 @click.option("--model", "served", help="Served model name of the backend (default: discovered from its /v1/models).")
 @click.option("--api-key-env", help="Environment variable holding the backend's API key (only for discovering the model).")
-def proxy(backend, listen, names, policy, served, api_key_env) -> None:
+@click.option("--max-body-mib", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Largest request body accepted; a larger one is answered 413 in OpenAI's error shape.")
+def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) -> None:
     """Serve sampling presets as virtual model names (<served>-<preset>) in front of BACKEND."""
     backend = normalize_backend(backend)
     host, port = parse_listen(listen)
@@ -56,7 +58,7 @@ def proxy(backend, listen, names, policy, served, api_key_env) -> None:
         info(f"  {name}")
     if auto:
         info(f"  {served}: preset from enable_thinking / reasoning_effort / metadata.task (auto)")
-    serve_proxy(backend, host, port, served, chosen, policy, auto)
+    serve_proxy(backend, host, port, served, chosen, policy, auto, max_body=max_body_mib * 2**20)
 
 
 @click.group()

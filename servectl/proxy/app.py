@@ -60,6 +60,9 @@ _REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 _RESPONSE_DROP = _HOP_BY_HOP
 _REWRITTEN_DROP = _HOP_BY_HOP | {b"content-length", b"content-encoding"}
 _JSON = [(b"content-type", b"application/json")]
+# Request bodies are read whole (the preset is applied to the JSON): cap them so a client cannot make
+# the proxy buffer without bound. 32 MiB leaves room for long prompts and base64 images.
+DEFAULT_MAX_BODY = 32 * 2**20
 
 
 def normalize_backend(url: str) -> str:
@@ -103,24 +106,51 @@ def _forward_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, by
 
 
 def _relayed_headers(raw: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    """The backend's headers for the client: hop-by-hop ones, and those its Connection header names
+    (RFC 9110 7.6.1), dropped."""
+    for k, v in raw:
+        if k.lower() == b"connection":
+            drop = drop | {t.strip().lower() for t in v.split(b",")}
     return [(k, v) for k, v in raw if k.lower() not in drop]
 
 
-async def _read_body(receive: Any) -> bytes | None:
-    """The whole request body, or None when the client went away first."""
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The whole request body, or None when the client went away first; _TooLarge past `limit` bytes."""
     msg = await receive()
     if msg["type"] == "http.disconnect":
         return None
     if not msg.get("more_body"):
-        return msg.get("body", b"")
-    chunks = [msg.get("body", b"")]
+        body = msg.get("body", b"")
+        if len(body) > limit:
+            raise _TooLarge
+        return body
+    chunks, size = [msg.get("body", b"")], len(msg.get("body", b""))
     while True:
+        if size > limit:
+            raise _TooLarge
         msg = await receive()
         if msg["type"] == "http.disconnect":
             return None
         chunks.append(msg.get("body", b""))
+        size += len(chunks[-1])
         if not msg.get("more_body"):
+            if size > limit:
+                raise _TooLarge
             return b"".join(chunks)
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for k, v in headers:
+        if k.lower() == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
 
 
 async def _reply(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = _JSON) -> None:
@@ -192,7 +222,7 @@ class _Proxy:
     """The ASGI app: lifespan opens and closes the backend connection pool; http requests are proxied."""
 
     def __init__(self, backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy,
-                 auto: bool = False):
+                 auto: bool = False, max_body: int | None = None):
         if policy not in POLICIES:
             raise UserError(f"unknown policy {policy!r}", f"use one of {', '.join(POLICIES)}")
         if auto:
@@ -203,6 +233,7 @@ class _Proxy:
         self.virtual = {f"{served_model}-{name}": p for name, p in self.presets.items()}
         self.policy: Policy = policy
         self.auto = auto
+        self.max_body = DEFAULT_MAX_BODY if max_body is None else max_body
         self.pool: BackendPool | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -229,7 +260,16 @@ class _Proxy:
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        body = await _read_body(receive)
+        declared = _declared_length(scope["headers"])
+        try:
+            if declared is not None and declared > self.max_body:
+                raise _TooLarge  # refused before reading a byte of it
+            body = await _read_body(receive, self.max_body)
+        except _TooLarge:
+            await _reply(send, 413, openai_error_body(
+                413, f"Request body too large: the proxy accepts at most {self.max_body} bytes "
+                f"(servectl proxy --max-body-mib).", "invalid_request_error"), [*_JSON, (b"connection", b"close")])
+            return
         if body is None:
             return
         method, path = scope["method"], scope["path"]
@@ -301,7 +341,10 @@ class _Proxy:
         if query := scope.get("query_string"):
             target += b"?" + query
         try:
-            return await self.pool.request(scope["method"].encode(), target, _forward_headers(scope["headers"]), body)
+            headers = _forward_headers(scope["headers"])
+            if scope["path"] == "/v1/models":  # the proxy reads and rewrites this answer: ask for it unencoded
+                headers = [(k, v) for k, v in headers if k.lower() != b"accept-encoding"]
+            return await self.pool.request(scope["method"].encode(), target, headers, body)
         except BackendError as exc:
             await self.bad_gateway(send, exc)
             return None
@@ -364,9 +407,9 @@ class _Proxy:
 
 
 def build_app(backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins",
-              auto: bool = False) -> _Proxy:
+              auto: bool = False, max_body: int | None = None) -> _Proxy:
     """The proxy as an ASGI app (its backend connection pool opens and closes with the lifespan)."""
-    return _Proxy(backend_url, served_model, presets, policy, auto)
+    return _Proxy(backend_url, served_model, presets, policy, auto, max_body)
 
 
 class _ShutdownCutsAreExpected(logging.Filter):
@@ -392,9 +435,10 @@ def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -
 
 
 def serve_proxy(backend_url: str, listen_host: str, listen_port: int, served_model: str,
-                presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False) -> None:
+                presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False,
+                max_body: int | None = None) -> None:
     """Serve the proxy in the foreground until interrupted."""
-    app = build_app(backend_url, served_model, presets, policy, auto)
+    app = build_app(backend_url, served_model, presets, policy, auto, max_body)
     uvicorn.Server(uvicorn_config(app, listen_host, listen_port)).run()
 
 
@@ -402,9 +446,10 @@ class ProxyThread:
     """The proxy on a background thread (used by `servectl up --proxy` and tests); stop() ends it."""
 
     def __init__(self, backend_url: str, listen_host: str, listen_port: int, served_model: str,
-                 presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False):
+                 presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False,
+                 max_body: int | None = None):
         self.url = f"http://{listen_host}:{listen_port}"
-        app = build_app(backend_url, served_model, presets, policy, auto)
+        app = build_app(backend_url, served_model, presets, policy, auto, max_body)
         self.server = uvicorn.Server(uvicorn_config(app, listen_host, listen_port))
         self.thread = threading.Thread(target=self.server.run, name="servectl-proxy", daemon=True)
 
