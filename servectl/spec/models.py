@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, InstanceOf, field_validator
 
 from servectl.catalog.base import Strict, Vendor
 from servectl.catalog.gpu import ContainerOptions, GpuProfile
@@ -90,8 +90,8 @@ class LaunchSpec(Strict):
     name: str = Field(description="Deployment / container / unit name.")
     recipe: str = Field(description="Model recipe name.")
     profile: str = Field(description="GPU profile name.")
-    model_recipe: ModelRecipe = Field(exclude=True, repr=False, description="The resolved recipe (renderers read it; never reload the catalog).")
-    gpu_profile: GpuProfile = Field(exclude=True, repr=False, description="The resolved GPU profile.")
+    model_recipe: InstanceOf[ModelRecipe] = Field(exclude=True, repr=False, description="The resolved recipe (renderers read it; never reload the catalog).")
+    gpu_profile: InstanceOf[GpuProfile] = Field(exclude=True, repr=False, description="The resolved GPU profile.")
     card: bool = Field(False, description="Rendered from the model card's settings verbatim.")
     model: str = Field(description="Model argument of vllm serve (repo id or path).")
     served_model_name: str | None = Field(None, description="--served-model-name, when set in args.")

@@ -8,7 +8,9 @@ way servectl never imports vLLM (DESIGN.md: servectl is the controller, not the 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +20,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from servectl.errors import UserError
+from servectl.fsutil import write_atomic
+from servectl.paths import cache_dir
 
 # Runs in the target interpreter: stdlib only, imports nothing from the environment's packages.
 _PROBE = r"""
@@ -76,16 +80,45 @@ def from_site_packages(directory: str | Path) -> Target:
     return Target(site_packages=site, versions=_canonical(versions))
 
 
-def from_python(python: str | Path) -> Target:
-    exe = Path(python).expanduser()
-    if not exe.is_file():
-        raise UserError(f"no interpreter at {exe}", "pass --python PATH to a python executable (e.g. VENV/bin/python)")
+def _probe_cache(exe: Path) -> Path:
+    key = hashlib.sha256(str(exe.absolute()).encode()).hexdigest()[:24]
+    return cache_dir() / "pyenv" / f"{key}.json"
+
+
+def _stamp(data: dict, exe: Path) -> list[float]:
+    """What changes when packages are installed or removed: the site-packages folders gain or lose a
+    *.dist-info entry (their mtime moves), or the interpreter itself is replaced."""
+    return [os.stat(p).st_mtime_ns for p in (exe, data["purelib"], data["platlib"])]
+
+
+def _probe(exe: Path) -> dict:
+    """The interpreter's paths and installed distributions; a cached answer while nothing was (un)installed
+    (each run of the interpreter costs ~0.1 s of every plan and launch)."""
+    cached = _probe_cache(exe)
+    try:
+        entry = json.loads(cached.read_text())
+        if entry["stamp"] == _stamp(entry["data"], exe):
+            return entry["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     try:
         out = subprocess.run([str(exe), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=True)
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         raise UserError(f"cannot inspect {exe}: {detail.strip().splitlines()[-1] if detail.strip() else exc}", "is it a working python?") from None
     data = json.loads(out.stdout)
+    try:
+        write_atomic(cached, json.dumps({"stamp": _stamp(data, exe), "data": data}))
+    except OSError:  # a read-only cache only costs the probe next time
+        pass
+    return data
+
+
+def from_python(python: str | Path) -> Target:
+    exe = Path(python).expanduser()
+    if not exe.is_file():
+        raise UserError(f"no interpreter at {exe}", "pass --python PATH to a python executable (e.g. VENV/bin/python)")
+    data = _probe(exe)
     site = Path(data["purelib"])
     return Target(site_packages=site, python=exe, versions=_canonical(data["versions"]), python_version=data["python_version"])
 
