@@ -7,7 +7,9 @@ and far out of range, files with malformed YAML / binary content, and vLLM flags
 The user's directories (XDG_*) and the config file are redirected to a fresh temporary tree per
 example, so no real vLLM environment, deployment or setting is reachable; commands that would
 install, serve or wait forever get one argument fixed that keeps them short (bootstrap --dry-run,
-proxy against a closed port, up/demo with a --python that does not exist).
+proxy against a closed port, up/demo with a --python that does not exist). Each run keeps all
+values sane but one, so it reaches the renderers and the planner with that one hostile value.
+100 runs per command by default (seconds); SERVECTL_HOSTILE_EXAMPLES=1000 for a longer search.
 """
 
 from __future__ import annotations
@@ -66,30 +68,45 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tupl
 COMMANDS = _commands(main)
 
 
-@st.composite
-def value_for(draw, param: click.Parameter, files: list[str], catalog) -> list[str]:
-    """One or more argv words for a click parameter (valid-looking or hostile)."""
-    names = [*catalog.models, *catalog.gpus, "tiny-cpu", "cpu"]
+# Values servectl accepts, per option name: a run keeps all but one value sane, so it reaches deep
+# into the command (the renderers, the planner) with the one hostile value it carries.
+SANE = {"secrets": ["HF_TOKEN", "API_KEY_2"], "name": ["dep-1", "a.b_c"], "image": ["vllm/vllm-openai:v0.20.2"],
+        "host": ["127.0.0.1", "::1", "0.0.0.0"], "ray_dashboard_host": ["127.0.0.1"], "listen": ["127.0.0.1:8332"],
+        "vllm_bin": ["/opt/vllm/bin/vllm"], "servectl_bin": ["/opt/servectl/bin/servectl"], "names": ["qwen3.5", "auto"],
+        "api_key_env": ["API_KEY"], "preset": ["desktop", "headless"], "duration": ["1s"], "speculative": ["mtp", "off"],
+        "vllm_version": ["0.20.2", "0.32.0"], "head": ["127.0.0.1:6379"], "desktop": ["0.5"], "headless": ["0.9"]}
+
+
+def sane_value(param: click.Parameter, files: list[str], catalog) -> st.SearchStrategy[str]:
     t = param.type
     if isinstance(t, click.Choice):
-        return [draw(st.one_of(st.sampled_from(list(t.choices)), hostile_text()))]
-    if isinstance(t, (click.types.IntParamType, click.types.FloatParamType)):
-        number = st.one_of(st.integers(-2, 70000), st.integers(), st.floats(allow_nan=True).map(repr))
-        return [str(draw(number)) if not isinstance(draw(st.booleans()), bool) or draw(st.booleans()) else draw(hostile_text())]
-    if isinstance(t, click.Path):
-        return [draw(st.one_of(st.sampled_from(files), hostile_text()))]
+        return st.sampled_from(list(t.choices))
+    if isinstance(t, click.types.IntRange):
+        lo = t.min if t.min is not None else 1
+        return st.integers(lo, max(lo, min(t.max if t.max is not None else lo + 9000, lo + 9000))).map(str)
+    if isinstance(t, click.types.IntParamType):
+        return st.integers(8332, 8339).map(str) if "port" in (param.name or "") else st.integers(1, 9000).map(str)
+    if isinstance(t, click.types.FloatParamType):
+        return st.integers(1, 5).map(str)
+    if isinstance(t, click.Path) or param.name in ("logfile", "log"):
+        return st.sampled_from(files)
     if param.name in ("url", "backend"):
-        return [draw(st.one_of(st.just(CLOSED_PORT_URL), st.just(CLOSED_PORT_URL + "/v1"), hostile_text()))]
-    if param.name in ("host",):
-        return [draw(st.one_of(st.sampled_from(["127.0.0.1", "::1", "0.0.0.0", "999.1.1.1"]), hostile_text()))]
-    if param.name in ("logfile", "log"):
-        return [draw(st.one_of(st.sampled_from(files), hostile_text()))]
+        return st.sampled_from([CLOSED_PORT_URL, CLOSED_PORT_URL + "/v1"])
     if param.name == "gpu":
-        names = [*catalog.gpus]
-    elif param.name == "model":
-        names = [*catalog.models, "tiny-cpu"]
-    valid = st.sampled_from(names)
-    return [draw(st.one_of(valid, valid, valid, hostile_text()))]
+        return st.sampled_from([*catalog.gpus])
+    if param.name == "model":
+        return st.sampled_from([*catalog.models, "tiny-cpu"])
+    if param.name in SANE:
+        return st.sampled_from(SANE[param.name])
+    return st.sampled_from([*catalog.models, *catalog.gpus])
+
+
+def hostile_value(param: click.Parameter) -> st.SearchStrategy[str]:
+    t = param.type
+    if isinstance(t, (click.types.IntParamType, click.types.FloatParamType)):
+        return st.one_of(st.integers(-2, 70000).map(str), st.integers().map(str), st.floats(allow_nan=True).map(repr),
+                         hostile_text())
+    return hostile_text()
 
 
 def vllm_tail() -> st.SearchStrategy[list[str]]:
@@ -118,32 +135,41 @@ EXCLUDED_OPTIONS = {
 
 @st.composite
 def command_line(draw, path, cmd, files, catalog) -> list[str]:
+    """A command line with sane values everywhere but (usually) one hostile spot: an option's value,
+    a positional argument, or the vLLM flags after `--`."""
     args = list(path)
     excluded = EXCLUDED_OPTIONS.get(path, set())
+    params = [p for p in cmd.params if p.name not in excluded]
+    hostile = draw(st.sampled_from([*(p.name for p in params), "nothing"]))
     tail: list[str] = []
-    for param in cmd.params:
-        if param.name in excluded:
-            continue
+    for param in params:
+        bad = param.name == hostile
         if isinstance(param, click.Argument):
             if param.nargs == -1:
-                tail = draw(vllm_tail())
+                tail = draw(vllm_tail() if bad else sane_tail())
                 continue
-            if param.required or draw(st.booleans()):
-                args += draw(value_for(param, files, catalog))
+            if param.required or bad or draw(st.booleans()):
+                args.append(draw(hostile_value(param) if bad else sane_value(param, files, catalog)))
             continue
-        if not param.required and not draw(st.integers(0, 3)) == 0:
+        if not (param.required or bad) and draw(st.integers(0, 3)) != 0:  # each other option one run in four
             continue
         opt = draw(st.sampled_from(param.opts))
         if param.is_flag:
             args.append(opt)
         else:
-            args += [opt, *draw(value_for(param, files, catalog))]
+            args += [opt, draw(hostile_value(param) if bad else sane_value(param, files, catalog))]
     args += FORCED.get(path, [])
     if path == ("proxy",) and "--backend" not in args:
         args += ["--backend", CLOSED_PORT_URL]
     if tail:
-        args += (["--"] if draw(st.booleans()) else []) + tail
+        args += (["--"] if draw(st.integers(0, 9)) else []) + tail  # without `--` one run in ten
     return args
+
+
+def sane_tail() -> st.SearchStrategy[list[str]]:
+    pairs = [["--max-model-len", "4096"], ["-tp", "1"], ["--enforce-eager"], ["--max_num_seqs=8"],
+             ["--compilation-config.mode", "3"], ["--chat-template", "x\n{{ messages }}"]]
+    return st.lists(st.sampled_from(pairs), max_size=3).map(lambda ps: [w for p in ps for w in p])
 
 
 def _half_written(root: Path) -> list[str]:
@@ -180,9 +206,10 @@ def test_command_survives_hostile_arguments(path, cmd, catalog, monkeypatch):
         monkeypatch.setenv(var, str(root / var.lower()))
     monkeypatch.delenv("SERVECTL_VLLM_PYTHON", raising=False)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # no container is ever started
+    monkeypatch.chdir(root)  # relative paths among the hostile values (say, -o '$(x)') land in the temp tree
     runner = CliRunner()
 
-    @settings(max_examples=int(os.environ.get('SERVECTL_HOSTILE_EXAMPLES', '40')), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=int(os.environ.get('SERVECTL_HOSTILE_EXAMPLES', '100')), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(args=command_line(path, cmd, files, catalog), config=st.sampled_from(files))
     def check(args, config):
         monkeypatch.setenv("SERVECTL_CONFIG", config)
