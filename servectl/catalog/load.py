@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from servectl.errors import UnknownName, UserError
@@ -26,6 +25,9 @@ from servectl.fsutil import write_atomic
 from servectl.paths import cache_dir
 from servectl.catalog.gpu import GpuProfile, ProfilesFile
 from servectl.catalog.recipe import ModelRecipe, RecipesFile
+
+if TYPE_CHECKING:
+    import yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,6 +46,8 @@ def profiles_dir() -> Path | resources.abc.Traversable:
 
 def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     """Walk a composed YAML node tree along a pydantic error location; return the deepest node found."""
+    import yaml
+
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             child = next((v for k, v in node.value if k.value == part), None)
@@ -61,6 +65,8 @@ def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
 
 def parse_yaml_model(text: str, source: str, model: type[M]) -> M:
     """Parse YAML text into `model`; errors name the source, line and field."""
+    import yaml  # here, not at import: a command served from the cached catalog never parses YAML
+
     try:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
