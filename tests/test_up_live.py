@@ -64,6 +64,23 @@ def wait_for(pred, timeout=120.0, every=0.1):
     return pred()
 
 
+def foreground_up(env, model_dir: str, port: int) -> subprocess.Popen:
+    """`servectl up` in the foreground, as a user runs it; the test stops or kills it."""
+    return subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(port), "--no-check"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ready_deployment(env) -> dict:
+    dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["ready"]), None), timeout=240, every=1)
+    assert dep, "server never became ready"
+    return dep
+
+
+def still_running(pids) -> list[int]:
+    """The pids that are still processes (zombies nobody reaped count as gone)."""
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
 def test_up_detached_check_status_logs_down(env, model_dir):
     res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8122", "--detach", "--json")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -93,17 +110,14 @@ def test_up_detached_check_status_logs_down(env, model_dir):
     finally:
         down = sc(env, "down", "tiny-cpu", timeout=60)
     assert down.returncode == 0, down.stderr
-    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not still_running(pids)
     assert status(env)["deployments"] == []
 
 
 def test_kill9_of_a_foreground_server_is_reported(env, model_dir):
-    proc = subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8124", "--no-check"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = foreground_up(env, model_dir, 8124)
     try:
-        dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["ready"]), None), timeout=240, every=1)
-        assert dep, "server never became ready"
-        pgid = dep["pid"]
+        pgid = ready_deployment(env)["pid"]
         os.kill(pgid, signal.SIGKILL)
         # `up` notices at once (it polls the process) and exits 1 with the log tail.
         out, err = proc.communicate(timeout=30)
@@ -117,17 +131,14 @@ def test_kill9_of_a_foreground_server_is_reported(env, model_dir):
 
 
 def test_sigkill_of_a_foreground_up_leaves_no_vllm_process(env, model_dir):
-    proc = subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8340", "--no-check"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = foreground_up(env, model_dir, 8340)
     try:
-        dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["ready"]), None), timeout=240, every=1)
-        assert dep, "server never became ready"
-        pgid = dep["pid"]
+        pgid = ready_deployment(env)["pid"]
         pids = set(group_alive(pgid)) | {c.pid for c in psutil.Process(pgid).children(recursive=True)}
         assert len(pids) >= 2  # API server and EngineCore
         proc.kill()  # no handler runs in servectl: its watchdog alone stops the group
         proc.wait(timeout=30)
-        assert wait_for(lambda: not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE],
+        assert wait_for(lambda: not still_running(pids),
                         timeout=120), "vLLM outlived a SIGKILLed `servectl up`"
         assert status(env)["deployments"] == []
     finally:
@@ -136,8 +147,7 @@ def test_sigkill_of_a_foreground_up_leaves_no_vllm_process(env, model_dir):
 
 
 def test_sigint_to_foreground_up_leaves_no_process(env, model_dir):
-    proc = subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8125", "--no-check"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = foreground_up(env, model_dir, 8125)
     try:
         # Interrupt mid start-up, once vLLM has spawned its engine process.
         # The record exists before the server: wait until it names the process.
@@ -149,7 +159,7 @@ def test_sigint_to_foreground_up_leaves_no_process(env, model_dir):
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
         assert proc.returncode == 130
-        left = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        left = still_running(pids)
         assert left == [] and group_alive(pgid) == []
         assert status(env) == {"deployments": [], "cleaned": []}
     finally:
