@@ -128,3 +128,16 @@ def choose_profile(detection: Detection, catalog: Catalog) -> Choice:
     return Choice(profile=generic, preset=preset, generic=True, warnings=warnings,
                   reason=f"unknown hardware {gpu.name}: generic {gpu.vendor} profile, "
                          f"{generic.memory_gib:g} GiB x {count}; {where}: preset {preset}")
+
+
+def choose_for_this_machine(catalog: Catalog) -> Choice:
+    """Probe this machine and choose its profile, saying on stderr which one and why (for `plan` and `up`
+    without --gpu)."""
+    from servectl.console import info
+    from servectl.hardware.detect import detect
+
+    choice = choose_profile(detect(), catalog)
+    info(f"profile {choice.profile.name} (preset {choice.preset}): {choice.reason}")
+    for w in choice.warnings:
+        info(f"warning: {w}")
+    return choice

@@ -147,14 +147,9 @@ def preflight_problems(recipe: ModelRecipe, spec: LaunchSpec, target: Target) ->
 def detect_profile(recipe: ModelRecipe) -> str:
     if list(recipe.profiles) == ["cpu"]:
         return "cpu"
-    from servectl.catalog.load import load_catalog
-    from servectl.hardware.detect import detect
-    from servectl.hardware.matching import choose_profile
+    from servectl.hardware.matching import choose_for_this_machine
 
-    choice = choose_profile(detect(), load_catalog())
-    info(f"profile {choice.profile.name} (preset {choice.preset}): {choice.reason}")
-    for w in choice.warnings:
-        info(f"warning: {w}")
+    choice = choose_for_this_machine(load_catalog())
     if choice.generic:
         raise UserError(f"no catalog profile for this hardware ({choice.reason})",
                         "pass --gpu PROFILE (servectl profiles list); `servectl gpus` shows what was detected")

@@ -147,15 +147,9 @@ def learn_from_start(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[s
 def profile_for(cat, gpu: str | None):
     if gpu:
         return cat.gpu(gpu)
-    from servectl.console import info
-    from servectl.hardware.detect import detect
-    from servectl.hardware.matching import choose_profile
+    from servectl.hardware.matching import choose_for_this_machine
 
-    choice = choose_profile(detect(), cat)
-    info(f"profile {choice.profile.name} (preset {choice.preset}): {choice.reason}")
-    for w in choice.warnings:
-        info(f"warning: {w}")
-    return choice.profile
+    return choose_for_this_machine(cat).profile
 
 
 def _vllm_parser_verdict(target: Target, tokens: list[str]) -> str | None:
