@@ -16,6 +16,7 @@ import yaml
 from servectl.plan import planner as P
 from servectl.vllmenv import args as va
 from servectl.catalog.load import load_catalog
+from servectl.catalog.base import validate
 from servectl.catalog.recipe import Architecture
 from servectl.plan.vllm_log import parse_text
 
@@ -93,8 +94,8 @@ for entry in manifest["replays"]:
     if "recipe" in entry:
         recipe = cat.model(entry["recipe"])
     else:
-        recipe = nvfp4.model_copy(update={"name": entry["architecture"],
-                                          "architecture": Architecture(**manifest["architectures"][entry["architecture"]])})
+        recipe = replace(nvfp4, name=entry["architecture"],
+                         architecture=validate(Architecture, manifest["architectures"][entry["architecture"]]))
     s = P.settings_from_flags(va.parse_args(entry["flags"]))
     name = Path(entry["log"]).stem
     if entry["replay"] == "memory":
@@ -106,7 +107,7 @@ for entry in manifest["replays"]:
         rows.append(Row(f"log: {name}", p.kv_cache_tokens_logged, log.kv_cache_tokens, "tokens",
                         tolerance=abs(nxt.kv_cache_tokens_logged - p.kv_cache_tokens_logged), note=entry["source"]))
     elif entry["replay"] == "budget":
-        gpu = cat.gpu("rtx-pro-6000-blackwell").model_copy(update={"usable_memory_gib": log.total_memory_gib})
+        gpu = replace(cat.gpu("rtx-pro-6000-blackwell"), usable_memory_gib=log.total_memory_gib)
         gib = 1024.0
         corr = P.Correction(starts=1, weights_mib=log.weights_gib * gib, activation_mib=log.peak_activation_gib * gib,
                             non_torch_mib=log.non_torch_gib * gib, cudagraph_mib=log.cudagraph_gib * gib,

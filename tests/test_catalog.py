@@ -8,10 +8,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from servectl.catalog.base import validate
 from servectl.catalog.load import load_catalog
 from servectl.catalog.gpu import GpuProfile
 
@@ -77,10 +80,24 @@ def test_recipes_carry_architecture_numbers(catalog):
 
 
 def test_schema_forbids_unknown_fields():
-    data = load_catalog().gpu("rtx-5090").model_dump()
+    data = asdict(load_catalog().gpu("rtx-5090"))
+    assert validate(GpuProfile, data) == load_catalog().gpu("rtx-5090")  # a profile's fields round-trip
     data["memory_gb"] = 32
-    with pytest.raises(Exception, match="memory_gb"):
-        GpuProfile.model_validate(data)
+    with pytest.raises(ValidationError, match="memory_gb"):
+        validate(GpuProfile, data)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("name", "RTX 5090", "does not match"),
+    ("count", 0, "greater than or equal to 1"),
+    ("compute_capability", "sm_120", "does not match"),
+    ("default_preset", "gaming", "not one of the presets"),
+    ("vendor", "intel", "'nvidia', 'amd' or 'cpu'"),
+])
+def test_schema_refuses_bad_values(field, value, message):
+    data = {**asdict(load_catalog().gpu("rtx-5090")), field: value}
+    with pytest.raises(ValidationError, match=message):
+        validate(GpuProfile, data)
 
 
 def _broken_copy(tmp_path: Path, filename: str, old: str, new: str) -> Path:
@@ -137,3 +154,37 @@ def test_unknown_names_exit_2_with_did_you_mean(cli, args, expected):
     result = cli(*args)
     assert result.exit_code == 2 and result.stdout == ""
     assert expected in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+_LOAD = ("import sys, json\nfrom servectl.catalog.load import load_catalog\n"
+         "cat = load_catalog()\n"
+         "print(json.dumps({'pydantic': 'pydantic' in sys.modules, 'title': cat.gpu('rtx-5090').title}))")
+
+
+def _load_in_child(env: dict[str, str]) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_validated_catalog_is_cached_and_keyed_by_its_text(tmp_path):
+    """The first load validates with pydantic and caches; later loads only unpickle (no pydantic); an edited
+    file or a damaged cache entry is validated again."""
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    for f in SHIPPED.glob("*.yaml"):
+        shutil.copy(f, folder / f.name)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "SERVECTL_PROFILES_DIR": str(folder)}
+    first, second = _load_in_child(env), _load_in_child(env)
+    assert first["pydantic"] and not second["pydantic"]
+    assert first["title"] == second["title"]
+    entries = list((tmp_path / "cache" / "servectl" / "catalog").iterdir())
+    assert len(entries) == 1
+    gpus = folder / "gpus.yaml"
+    gpus.write_text(gpus.read_text().replace(first["title"], "Edited title", 1))
+    edited = _load_in_child(env)
+    assert edited == {"pydantic": True, "title": "Edited title"}
+    for entry in (tmp_path / "cache" / "servectl" / "catalog").iterdir():
+        entry.write_bytes(b"not a pickle")
+    assert _load_in_child(env) == {"pydantic": True, "title": "Edited title"}
+    assert _load_in_child(env) == {"pydantic": False, "title": "Edited title"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from servectl.spec import guards
@@ -67,9 +69,8 @@ def test_literal_secret_in_env_is_refused(catalog):
 
 
 def test_nvfp4_before_blackwell_is_a_forceable_refusal(catalog):
-    hopper = catalog.gpu("rtx-pro-6000-blackwell").model_copy(update={
-        "name": "h100", "architecture": "hopper", "compute_capability": "9.0",
-        "quantizations": ["fp8", "gptq-int8", "bf16"]})
+    hopper = replace(catalog.gpu("rtx-pro-6000-blackwell"), name="h100", architecture="hopper", compute_capability="9.0",
+                     quantizations=["fp8", "gptq-int8", "bf16"])
     found = guards.check(catalog.model(NVFP4), hopper, va.parse_args([]), {})
     assert [(v.id, v.forceable) for v in found] == [("quantization-unsupported", True)]
     assert "Blackwell" in found[0].message and "9.0" in found[0].message

@@ -45,7 +45,7 @@ def test_one_stage_reproduces_the_single_node_plan(cli, catalog):
 
     d = _plan(cli, "--tensor-parallel-size", "4")
     assert "nodes" not in d
-    plan = Plan.model_validate({**{k: d[k] for k in ("recipe", "profile", "vllm_version", "device", "max_model_len",
+    plan = Plan(**{**{k: d[k] for k in ("recipe", "profile", "vllm_version", "device", "max_model_len",
                                                      "block_size", "num_blocks", "kv_cache_tokens_logged",
                                                      "kv_cache_tokens_real", "max_concurrency", "budget", "flags",
                                                      "fits")},

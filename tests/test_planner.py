@@ -286,7 +286,7 @@ def test_whole_vllm_command_line_is_accepted(cli, catalog):
         launches = dict(recipe.card.profile_launches)
         if recipe.card.base is not None:
             for prof, extra in recipe.card.profiles.items():
-                launches[prof] = recipe.card.base.model_copy(update={"args": recipe.card.base.args + list(extra)})
+                launches[prof] = replace(recipe.card.base, args=recipe.card.base.args + list(extra))
         for prof, launch in launches.items():
             r = cli("plan", recipe.name, "--gpu", prof, "--json", "vllm", "serve", launch.model, *launch.args)
             assert r.exit_code == 0, (recipe.name, prof, r.output)

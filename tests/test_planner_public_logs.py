@@ -3,6 +3,7 @@ KV tokens within one block, memory figures within 1 %."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from servectl.plan import planner as P
 from servectl.vllmenv import args as va
+from servectl.catalog.base import validate
 from servectl.catalog.recipe import Architecture
 from servectl.plan.vllm_log import parse_text
 
@@ -21,9 +23,9 @@ REPLAYS = MANIFEST["replays"]
 def recipe_for(catalog, entry):
     if "recipe" in entry:
         return catalog.model(entry["recipe"])
-    arch = Architecture(**MANIFEST["architectures"][entry["architecture"]])
+    arch = validate(Architecture, MANIFEST["architectures"][entry["architecture"]])
     base = catalog.model("qwen3.5-35b-a3b-nvfp4")
-    return base.model_copy(update={"name": entry["architecture"], "architecture": arch})
+    return replace(base, name=entry["architecture"], architecture=arch)
 
 
 def settings_for(entry, **overrides):
@@ -82,8 +84,8 @@ def test_budget_replay_within_one_percent(catalog, entry):
     budget give the KV memory vLLM reports."""
     log = parse_text((PUBLIC / entry["log"]).read_text())
     base = catalog.gpu("rtx-pro-6000-blackwell")
-    gpu = base.model_copy(update={"name": "h100-80gb", "usable_memory_gib": log.total_memory_gib,
-                                  "context_overhead_gib": round(log.total_memory_gib - log.free_memory_gib, 2)})
+    gpu = replace(base, name="h100-80gb", usable_memory_gib=log.total_memory_gib,
+                  context_overhead_gib=round(log.total_memory_gib - log.free_memory_gib, 2))
     gib = 1024.0
     corr = P.Correction(starts=1, weights_mib=log.weights_gib * gib, activation_mib=log.peak_activation_gib * gib,
                         non_torch_mib=log.non_torch_gib * gib, cudagraph_mib=log.cudagraph_gib * gib,

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ def test_systemd_unit_gives_back_the_argv_in_systemd(spec, unit_dir):
 
 
 def test_systemd_environment_values_arrive_as_written(spec, unit_dir):
-    hostile = spec.model_copy(update={"env": {"A": "v$a%b\\c\"d' e", "B": "line1\nline2"}})
+    hostile = replace(spec, env={"A": "v$a%b\\c\"d' e", "B": "line1\nline2"})
     (unit_dir / "e.service").write_text(outputs.text("systemd", hostile, vllm_bin="/bin/echo"))
     systemd = "/lib/systemd/systemd" if os.path.exists("/lib/systemd/systemd") else "/usr/lib/systemd/systemd"
     cmd = [systemd, "--test", "--system", "--unit=e.service", "--no-pager"]

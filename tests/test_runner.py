@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -89,7 +90,7 @@ def test_vllm_executable_prefers_console_script(tmp_path):
 
 def test_docker_kwargs_nvidia(catalog):
     spec = _spec(catalog, gpu="cpu", port=8131)
-    spec = spec.model_copy(update={"container": catalog.gpu("rtx-5090").container, "image": "vllm/vllm-openai:v0.32.0"})
+    spec = replace(spec, container=catalog.gpu("rtx-5090").container, image="vllm/vllm-openai:v0.32.0")
     kw = sdk_kwargs(container_run(spec), {"SERVECTL_TEST_SECRET": "v", "PATH": "/bin"})
     assert kw["image"] == "vllm/vllm-openai:v0.32.0"
     assert kw["command"][0] == "/models/tiny" and "--port" not in kw["command"]
@@ -104,7 +105,7 @@ def test_docker_kwargs_nvidia(catalog):
 
 
 def test_docker_kwargs_rocm(catalog):
-    spec = _spec(catalog).model_copy(update={"container": catalog.gpu("rocm-4gpu").container})
+    spec = replace(_spec(catalog), container=catalog.gpu("rocm-4gpu").container)
     kw = sdk_kwargs(container_run(spec), {})
     c = catalog.gpu("rocm-4gpu").container
     assert kw["devices"] == [f"{d}:{d}:rwm" for d in c.devices] and c.devices

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,7 @@ def test_refused_for_a_checkpoint_without_mtp_tensors(cli, tmp_path):
 
 def test_recipe_without_an_mtp_head_is_bad_input(catalog):
     recipe = catalog.model("tiny-cpu")
-    bare = recipe.model_copy(update={"speculative": None})
+    bare = replace(recipe, speculative=None)
     with pytest.raises(UserError, match="no multi-token-prediction head"):
         resolve(Request(bare, catalog.gpu("cpu"), speculative="mtp"))
 

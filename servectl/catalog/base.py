@@ -1,10 +1,19 @@
-"""Base of every catalog schema and the value types they share."""
+"""Base of every catalog schema and the value types they share.
+
+A schema is a frozen, keyword-only dataclass, not a pydantic model: the validated catalog is cached
+and unpickled on every command, and plain dataclasses keep pydantic (its import and its schema
+builds, most of a command's start-up) off that path. pydantic still validates every file that is
+read (`validate`): it reads the field types, their bounds (`Annotated[int, Ge(1)]`) and
+`__pydantic_config__`, and calls `__post_init__`, whose ValueError becomes a validation error at
+that record's location.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 
 SCHEMA_VERSION = 1
@@ -19,9 +28,48 @@ Quantization = Literal["nvfp4", "mxfp4", "fp8", "gptq-int8", "gptq-int4", "bf16"
 TorchDtype = Literal["float32", "bfloat16", "float16"]
 
 
-class Strict(BaseModel):
-    """Base of every catalog model: unknown keys are errors, instances are immutable."""
+T = TypeVar("T")
 
-    # defer_build: a schema is built on first validation, not at import, so commands that only read a
-    # cached catalog (servectl.catalog.load) never pay for building every schema.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+def _bound(kind: str) -> Any:
+    def make(value: Any) -> Any:
+        import annotated_types
+
+        return getattr(annotated_types, kind)(value)
+
+    make.__name__ = make.__qualname__ = kind
+    return make
+
+
+# Bounds of the schemas' fields, as the annotated_types objects pydantic reads. The annotations are
+# strings (PEP 563) that only pydantic evaluates, when it validates a file; these make the objects
+# then, so reading the cached catalog never imports annotated_types (a twentieth of a start-up).
+Ge, Gt, Le, MinLen = (_bound(kind) for kind in ("Ge", "Gt", "Le", "MinLen"))
+
+
+def schema(cls: type[T]) -> type[T]:
+    """A catalog record: immutable, fields by keyword only, unknown keys refused when validated."""
+    cls.__pydantic_config__ = {"extra": "forbid"}  # type: ignore[attr-defined]  # read by pydantic only
+    return dataclass(frozen=True, kw_only=True)(cls)
+
+
+CATALOG_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+DOTTED_KEY = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+
+
+def require_match(value: str | None, pattern: re.Pattern[str], field: str) -> None:
+    """Refuse a value outside its pattern (raised from __post_init__: pydantic reports it where it stands)."""
+    if value is not None and not pattern.match(value):
+        raise ValueError(f"{field} {value!r} does not match {pattern.pattern}")
+
+
+@functools.cache
+def _adapter(model: type) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(model)
+
+
+def validate(model: type[T], data: Any) -> T:
+    """`data` (parsed YAML or JSON) as a `model`; raises pydantic.ValidationError with every problem's location."""
+    return _adapter(model).validate_python(data)

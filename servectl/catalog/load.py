@@ -1,6 +1,6 @@
 """The catalog: GPU profiles and model recipes shipped as package data (profiles/*.yaml).
 
-Loading validates every entry with the pydantic schemas of servectl.catalog (and keeps the validated
+Loading validates every entry against the schemas of servectl.catalog (with pydantic) (and keeps the validated
 catalog in the user cache dir, keyed by the files' text and the schemas' source). A malformed file is
 reported as one line with its path, the line number and the field; an unknown name gets
 "did you mean". `SERVECTL_PROFILES_DIR` points the loader at another folder (tests, user catalogs).
@@ -18,18 +18,17 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
 from servectl.errors import UnknownName, UserError
 from servectl.fsutil import write_atomic
 from servectl.paths import cache_dir
+from servectl.catalog.base import validate
 from servectl.catalog.gpu import GpuProfile, ProfilesFile
 from servectl.catalog.recipe import ModelRecipe, RecipesFile
 
 if TYPE_CHECKING:
     import yaml
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
 
 
 class CatalogError(UserError):
@@ -64,8 +63,9 @@ def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
 
 
 def parse_yaml_model(text: str, source: str, model: type[M]) -> M:
-    """Parse YAML text into `model`; errors name the source, line and field."""
+    """Parse YAML text into `model` (a catalog schema); errors name the source, line and field."""
     import yaml  # here, not at import: a command served from the cached catalog never parses YAML
+    from pydantic import ValidationError
 
     try:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -77,7 +77,7 @@ def parse_yaml_model(text: str, source: str, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise CatalogError(f"{source}: expected a mapping at the top level", "see the shipped profiles/*.yaml for the layout")
     try:
-        return model.model_validate(data)
+        return validate(model, data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])

@@ -18,8 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
-
+from servectl.catalog.base import validate
 from servectl.catalog.load import CatalogError, _read, parse_yaml_model
 from servectl.errors import UnknownName, UserError
 from servectl.paths import config_file
@@ -58,8 +57,10 @@ def user_presets(path: Path | None = None) -> dict[str, SamplingPreset]:
     for name, fields in raw.items():
         if not isinstance(fields, dict):
             raise UserError(f"{path}: preset {name!r} must be a mapping of fields", "e.g. `temperature: 0.2`")
+        from pydantic import ValidationError
+
         try:
-            out[str(name)] = SamplingPreset.model_validate({"name": str(name), **fields})
+            out[str(name)] = validate(SamplingPreset, {"name": str(name), **fields})
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "(preset)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
 import yaml
 from rich.table import Table
@@ -43,7 +45,7 @@ def profiles_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def profiles_show(name: str, as_json: bool) -> None:
     """Show every field of one GPU profile."""
-    data = load_catalog().gpu(name).model_dump(mode="json")
+    data = asdict(load_catalog().gpu(name))
     if as_json:
         emit_json(data)
     else:
@@ -83,7 +85,7 @@ def models_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models_show(name: str, as_json: bool) -> None:
     """Show every field of one model recipe."""
-    data = load_catalog().model(name).model_dump(mode="json")
+    data = asdict(load_catalog().model(name))
     if as_json:
         emit_json(data)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 
 import click
 
@@ -70,7 +71,7 @@ def presets() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def presets_list(as_json) -> None:
     """Shipped presets and those of the config file."""
-    data = {name: p.model_dump(exclude_none=True) for name, p in load_presets().items()}
+    data = {name: {k: v for k, v in asdict(p).items() if v is not None} for name, p in load_presets().items()}
     if as_json:
         emit_json(data)
         return

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from servectl.catalog.base import Strict
+from servectl.strict import Strict
 from servectl.catalog.gpu import GpuProfile
 
 
@@ -27,7 +27,7 @@ class DetectedGpu(Strict):
     memory_total_mib: float | None = Field(None, ge=0, description="Dedicated memory, MiB (None: not reported, as on unified-memory systems).")
     memory_used_mib: float | None = Field(None, ge=0, description="Memory in use, MiB.")
     memory_free_mib: float | None = Field(None, ge=0, description="Memory free, MiB.")
-    compute_capability: str | None = Field(None, description="CUDA compute capability, e.g. '12.0'.")
+    compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$", description="CUDA compute capability, e.g. '12.0'.")
     gfx_target: str | None = Field(None, description="AMD gfx target, e.g. 'gfx942'.")
     driver_version: str | None = Field(None, description="Driver version.")
     cuda_version: str | None = Field(None, description="Highest CUDA version the driver supports.")

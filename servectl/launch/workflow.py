@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     py = find_vllm_python(python) if runtime in ("local", "ray") else None
     if model_path is None and recipe.generated:
         model_path = str(tiny_model_path(python=str(py) if py else python))
-    opts = opts.model_copy(update={"model_path": model_path})
+    opts = replace(opts, model_path=model_path)
     asked = None
     if py is not None and extra:
         from servectl.vllmenv.location import serve_options
@@ -254,8 +254,8 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         from servectl.render import multinode
 
         tp, pp = multinode.layout(profile, nodes)
-        spec = spec.model_copy(update={"env": {**spec.env, "RAY_ADDRESS": head},
-                                       "vllm_args": multinode.parallel_args(spec, tp, pp)})
+        spec = replace(spec, env={**spec.env, "RAY_ADDRESS": head},
+                      vllm_args=multinode.parallel_args(spec, tp, pp))
         wait_for_ray_nodes(py, head, nodes)
 
     log_path = state.log_path_for(spec.name)

@@ -531,7 +531,7 @@ def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings
         rows.append(GuideRow(name=name, gpu_memory_utilization=preset.gpu_memory_utilization,
                              kv_cache_tokens_logged=p.kv_cache_tokens_logged, kv_cache_tokens_real=p.kv_cache_tokens_real,
                              max_model_len_fit=lay_fit))
-    return plan.model_copy(update={"guide": rows})
+    return replace(plan, guide=rows)
 
 
 def _longest(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> int:

@@ -214,20 +214,20 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     plan = planner.predict(recipe, profile, s, flags=out_flags, **kw)
     plan = planner.with_guide(plan, recipe, profile, s, **kw)
     if s.estimate_cudagraphs is not None and profile.vendor != "cpu":
-        plan = plan.model_copy(update={"env": {ESTIMATE_ENV: "1" if s.estimate_cudagraphs else "0"}})
+        plan = replace(plan, env={ESTIMATE_ENV: "1" if s.estimate_cudagraphs else "0"})
     if s.num_speculative_tokens and recipe.architecture.mtp_layers:
         without = planner.predict(recipe, profile, replace(s, num_speculative_tokens=0), flags=out_flags, **kw)
-        plan = plan.model_copy(update={"speculative": speculative_summary(plan, without, s.num_speculative_tokens)})
+        plan = replace(plan, speculative=speculative_summary(plan, without, s.num_speculative_tokens))
     if nodes is not None and nodes >= 2:
         pinned = s.kv_cache_memory_bytes is not None or (profile.vendor == "cpu" and s.cpu_kvcache_space_gib is not None)
         lay = planner.layout_for(recipe, profile, s, **kw)
-        plan = plan.model_copy(update={"nodes": multinode.split(plan, recipe.architecture, lay, profile.count, nodes, pinned)})
+        plan = replace(plan, nodes=multinode.split(plan, recipe.architecture, lay, profile.count, nodes, pinned))
         notes.append(f"{nodes} nodes: tensor parallel {profile.count} x pipeline parallel {nodes}; figures above are per rank "
                      "of a single stage holding every layer, `nodes` splits them per node")
     calibrated = [n for n in plan.notes if n.startswith("calibrated from")]
     rest = [n for n in plan.notes if n not in calibrated]
-    return plan.model_copy(update={"notes": calibrated + notes + rest, "ignored_flags": other_tokens,
-                                   "warnings": list(spec.warnings) + plan.warnings})
+    return replace(plan, notes=calibrated + notes + rest, ignored_flags=other_tokens,
+                   warnings=list(spec.warnings) + plan.warnings)
 
 
 def speculative_summary(plan: Plan, without: Plan, depth: int) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
+from dataclasses import asdict
 from importlib import resources
 
 from servectl.catalog.patch_schema import PatchSpec
@@ -20,7 +21,8 @@ from servectl.spec.models import LaunchSpec
 
 def _program(patches: list[PatchSpec], mode: str) -> str:
     source = resources.files("servectl.patches_data").joinpath("image_apply.py").read_text(encoding="utf-8")
-    data = [p.model_dump(include={"id", "package", "distributions", "versions", "files", "verify"}) for p in patches]
+    keep = ("id", "package", "distributions", "versions", "files", "verify")
+    data = [{k: v for k, v in asdict(p).items() if k in keep} for p in patches]
     return f"{source}\nmain(__import__('json').loads({json.dumps(data)!r}), {mode!r})\n"
 
 

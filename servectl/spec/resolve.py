@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from servectl.spec import guards, speculative
 from servectl.vllmenv import args as va
@@ -61,7 +61,7 @@ def card_launch(recipe: ModelRecipe, profile: str) -> CardLaunch:
             return card.profile_launches[profile]
         if card.base is not None and (profile in card.profiles or (card.generic and profile in recipe.profiles)):
             extra = card.profiles.get(profile, [])
-            return card.base.model_copy(update={"args": [*card.base.args, *extra]})
+            return replace(card.base, args=[*card.base.args, *extra])
     pairs = ", ".join(f"{recipe.name} --gpu {p}" for p in card_profile_names(recipe)) or "none"
     raise UserError(
         f"the model card of {recipe.name} publishes no settings for {profile}",

@@ -21,7 +21,7 @@ import math
 import re
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from servectl.catalog.diagnose_schema import DiagnoseFile, DiagnosisRule, ModelFamily
@@ -332,7 +332,7 @@ def kv_context_bytes(arch, log_text: str) -> int | None:
         return None
     cpu = bool(re.search(r"CPU KV cache|GiB for KV cache on node|\[cpu_worker\.py|cpu_model_runner", log_text))
     if arch.linear is not None and "Reset SSM cache type to float32" in log_text:
-        arch = arch.model_copy(update={"linear": arch.linear.model_copy(update={"ssm_dtype": "float32"})})
+        arch = replace(arch, linear=replace(arch.linear, ssm_dtype="float32"))
     tp = re.search(r"'tensor_parallel_size': (\d+)", log_text)
     dtype = re.search(r"'kv_cache_dtype': '([^']+)'", log_text)
     lay = layout(arch, tp=int(tp.group(1)) if tp else 1, kv_cache_dtype=dtype.group(1) if dtype else "auto", cpu=cpu,

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from servectl.catalog.base import Strict
+from servectl.strict import Strict
 
 
 class CheckResult(BaseModel):

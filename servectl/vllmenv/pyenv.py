@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-
-from packaging.utils import canonicalize_name
 
 from servectl.errors import UserError
 from servectl.fsutil import write_atomic
@@ -64,6 +62,12 @@ class Target:
         return f"{self.python} ({self.site_packages})" if self.python else str(self.site_packages)
 
 
+def canonicalize_name(name: str) -> str:
+    """A distribution name as PEP 503 normalizes it (the spec's own one-liner; packaging.utils has the
+    same, but importing it loads packaging.tags, a tenth of `servectl plan`'s start-up)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _canonical(versions: dict[str, str]) -> dict[str, str]:
     return {canonicalize_name(k): v for k, v in versions.items()}
 
@@ -72,6 +76,8 @@ def from_site_packages(directory: str | Path) -> Target:
     site = Path(directory).expanduser().resolve()
     if not site.is_dir():
         raise UserError(f"no such site-packages folder: {site}", "pass the folder that holds the package and its *.dist-info")
+    from importlib import metadata  # only a bare folder is read here; a probed interpreter reads its own
+
     versions: dict[str, str] = {}
     for dist in metadata.distributions(path=[str(site)]):
         name = dist.metadata["Name"]
