@@ -53,12 +53,12 @@ def user_presets(path: Path | None = None) -> dict[str, SamplingPreset]:
     raw = data.get("presets") or {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: `presets` must be a mapping of name to fields", "see README, 'Sampling presets'")
+    from pydantic import ValidationError
+
     out: dict[str, SamplingPreset] = {}
     for name, fields in raw.items():
         if not isinstance(fields, dict):
             raise UserError(f"{path}: preset {name!r} must be a mapping of fields", "e.g. `temperature: 0.2`")
-        from pydantic import ValidationError
-
         try:
             out[str(name)] = validate(SamplingPreset, {"name": str(name), **fields})
         except ValidationError as exc:
