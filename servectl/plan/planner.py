@@ -141,10 +141,9 @@ def mtp_weight_bytes(arch: Architecture, tp: int = 1) -> int:
     return (2 * h * h + 3 * h + arch.mtp_layers * per_layer) * b // tp
 
 
-def cudagraph_mib(arch: Architecture, graphs: Graphs | list[int]) -> float:
+def cudagraph_mib(arch: Architecture, graphs: Graphs) -> float:
     """CUDA-graph pool: grows with the captured tokens."""
-    tokens = graphs.tokens if isinstance(graphs, Graphs) else sum(graphs)
-    return CUDAGRAPH_MIB_PER_TOKEN * (arch.hidden_size / 2048) * tokens
+    return CUDAGRAPH_MIB_PER_TOKEN * (arch.hidden_size / 2048) * graphs.tokens
 
 
 @dataclass(frozen=True)
@@ -197,25 +196,14 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     tp = s.tensor_parallel_size
     host = host or CpuFeatures()
     hybrid = bool(arch.linear_attention_layers)
-    prefix = prefix_caching_default(vllm_version) if s.enable_prefix_caching is None else s.enable_prefix_caching
     fig: dict[str, Figure] = {}
     notes: list[str] = []
     warnings: list[str] = []
 
-    declared = arch.linear.ssm_dtype if arch.linear else "float32"
-    if cpu and hybrid:
-        ssm, ssm_reason = cpu_ssm_dtype(vllm_version, host, declared, s.mamba_ssm_cache_dtype)
-    else:
-        ssm = s.mamba_ssm_cache_dtype if s.mamba_ssm_cache_dtype != "auto" else declared
-        ssm_reason = "--mamba-ssm-cache-dtype" if s.mamba_ssm_cache_dtype != "auto" else "the model's state dtype"
-    lay = layout(arch, tp=tp, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu, prefix_caching=prefix and hybrid,
-                 num_spec=s.num_speculative_tokens, ssm_dtype=ssm, block_size=s.block_size, dtype=s.dtype,
-                 group_ratio=group_ratio(vllm_version))
-    measured = measured_block_size(lay, correction)
-    if measured is not None:
-        notes.append(f"block size {measured} measured by {correction.starts} start(s) on this host "
-                     f"(the rules gave {lay.block_size})")
-        lay = replace(lay, block_size=measured, page_bytes=measured * lay.attn_bytes_per_token_layer)
+    lay, ssm_reason, ruled_block = _layout(recipe, profile, s, vllm_version, host, correction)
+    if ruled_block is not None:
+        notes.append(f"block size {lay.block_size} measured by {correction.starts} start(s) on this host "
+                     f"(the rules gave {ruled_block})")
     mbt_default, seqs_default = batch_defaults(profile)
     seqs = s.max_num_seqs or seqs_default
     mbt = s.max_num_batched_tokens or mbt_default
@@ -315,7 +303,7 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
         raise VllmRefuses("vLLM refuses --max-model-len auto: not even one token fits ('Cannot auto-fit max_model_len')",
                           "raise --gpu-memory-utilization or --kv-cache-memory-bytes")
     if not acc.vllm_starts(lay, mml):
-        fit = acc.auto_length(replace(lay), native) if not acc.group0_only else 0
+        fit = acc.auto_length(lay, native) if not acc.group0_only else 0
         raise VllmRefuses(f"vLLM refuses max_model_len {mml}: one request needs {acc.vllm_needs(lay, mml)} KV blocks and its "
                           f"check allows {acc.check_blocks} of the {nb} on {profile.name} "
                           "(kv_cache_utils.py: 'To serve at least one request with the model's max seq len')",
@@ -523,14 +511,11 @@ def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings
         at = replace(s, gpu_memory_utilization=preset.gpu_memory_utilization, kv_cache_memory_bytes=None)
         try:
             p = predict(recipe, profile, at, **kw)
+            logged, real = p.kv_cache_tokens_logged, p.kv_cache_tokens_real
         except VllmRefuses:
-            rows.append(GuideRow(name=name, gpu_memory_utilization=preset.gpu_memory_utilization, kv_cache_tokens_logged=0,
-                                 kv_cache_tokens_real=0, max_model_len_fit=_longest(recipe, profile, at, **kw)))
-            continue
-        lay_fit = _longest(recipe, profile, at, **kw)
-        rows.append(GuideRow(name=name, gpu_memory_utilization=preset.gpu_memory_utilization,
-                             kv_cache_tokens_logged=p.kv_cache_tokens_logged, kv_cache_tokens_real=p.kv_cache_tokens_real,
-                             max_model_len_fit=lay_fit))
+            logged = real = 0
+        rows.append(GuideRow(name=name, gpu_memory_utilization=preset.gpu_memory_utilization, kv_cache_tokens_logged=logged,
+                             kv_cache_tokens_real=real, max_model_len_fit=_longest(recipe, profile, at, **kw)))
     return replace(plan, guide=rows)
 
 
@@ -542,23 +527,29 @@ def _longest(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> int
 
 def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> Layout:
     """The layout predict() uses for these settings (keyword arguments as predict's)."""
-    version = kw["vllm_version"]
+    return _layout(recipe, profile, s, kw["vllm_version"], kw.get("host") or CpuFeatures(), kw.get("correction"))[0]
+
+
+def _layout(recipe: ModelRecipe, profile: GpuProfile, s: Settings, version: str, host: CpuFeatures,
+            correction: Correction | None) -> tuple[Layout, str, int | None]:
+    """(layout, why the SSM state has its dtype, the rules' block size when a measured one replaced it)."""
     cpu = profile.vendor == "cpu"
     arch = recipe.architecture
     hybrid = bool(arch.linear_attention_layers)
     prefix = prefix_caching_default(version) if s.enable_prefix_caching is None else s.enable_prefix_caching
     declared = arch.linear.ssm_dtype if arch.linear else "float32"
     if cpu and hybrid:
-        ssm, _ = cpu_ssm_dtype(version, kw.get("host") or CpuFeatures(), declared, s.mamba_ssm_cache_dtype)
+        ssm, ssm_reason = cpu_ssm_dtype(version, host, declared, s.mamba_ssm_cache_dtype)
     else:
         ssm = s.mamba_ssm_cache_dtype if s.mamba_ssm_cache_dtype != "auto" else declared
+        ssm_reason = "--mamba-ssm-cache-dtype" if s.mamba_ssm_cache_dtype != "auto" else "the model's state dtype"
     lay = layout(arch, tp=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu, prefix_caching=prefix and hybrid,
                  num_spec=s.num_speculative_tokens, ssm_dtype=ssm, block_size=s.block_size, dtype=s.dtype,
                  group_ratio=group_ratio(version))
-    measured = measured_block_size(lay, kw.get("correction"))
-    if measured is not None:
-        lay = replace(lay, block_size=measured, page_bytes=measured * lay.attn_bytes_per_token_layer)
-    return lay
+    measured = measured_block_size(lay, correction)
+    if measured is None:
+        return lay, ssm_reason, None
+    return replace(lay, block_size=measured, page_bytes=measured * lay.attn_bytes_per_token_layer), ssm_reason, lay.block_size
 
 
 def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, target_context: int,

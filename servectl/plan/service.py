@@ -213,8 +213,6 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     out_flags = va.to_tokens(planner.flags_for(va.parse_args(spec.vllm_args), s))
     plan = planner.predict(recipe, profile, s, flags=out_flags, **kw)
     plan = planner.with_guide(plan, recipe, profile, s, **kw)
-    if s.estimate_cudagraphs is not None and profile.vendor != "cpu":
-        plan = replace(plan, env={ESTIMATE_ENV: "1" if s.estimate_cudagraphs else "0"})
     if s.num_speculative_tokens and recipe.architecture.mtp_layers:
         without = planner.predict(recipe, profile, replace(s, num_speculative_tokens=0), flags=out_flags, **kw)
         plan = replace(plan, speculative=speculative_summary(plan, without, s.num_speculative_tokens))
@@ -238,22 +236,19 @@ def speculative_summary(plan: Plan, without: Plan, depth: int) -> dict:
             "without": {**{k: other[k] for k in keys}, "budget": other["budget"]}}
 
 
-_LOG_FLAGS = {"max_model_len": "--max-model-len", "kv_cache_memory_bytes": "--kv-cache-memory-bytes",
-              "gpu_memory_utilization": "--gpu-memory-utilization", "max_num_seqs": "--max-num-seqs",
-              "max_num_batched_tokens": "--max-num-batched-tokens", "kv_cache_dtype": "--kv-cache-dtype",
-              "tensor_parallel_size": "--tensor-parallel-size", "max_cudagraph_capture_size": "--max-cudagraph-capture-size",
-              "dtype": "--dtype", "mamba_ssm_cache_dtype": "--mamba-ssm-cache-dtype", "block_size": "--block-size"}
+_LOG_SWITCHES = ("enforce_eager", "enable_prefix_caching")
 
 
 def _tokens_from_log(fig: vllm_log.LogFigures) -> list[str]:
-    """The memory flags a start used, from vLLM's "non-default args" line."""
+    """The memory flags a start used, from vLLM's "non-default args" line (the keys vllm_log reads; a key is
+    its flag's EngineArgs name)."""
     tokens: list[str] = []
-    for key, flag in _LOG_FLAGS.items():
-        if key in fig.args:
-            tokens += [flag, fig.args[key]]
-    for key, flag in (("enforce_eager", "--enforce-eager"), ("enable_prefix_caching", "--enable-prefix-caching")):
+    for key in vllm_log.ARG_KEYS:
+        if key in fig.args and key not in _LOG_SWITCHES:
+            tokens += ["--" + key.replace("_", "-"), fig.args[key]]
+    for key in _LOG_SWITCHES:
         if fig.args.get(key) == "True":
-            tokens.append(flag)
+            tokens.append("--" + key.replace("_", "-"))
     if fig.max_model_len and "max_model_len" not in fig.args:
         tokens += ["--max-model-len", str(fig.max_model_len)]
     return tokens

@@ -86,10 +86,10 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
 
 
 # Memory-relevant keys of vLLM's "non-default args: {...}" line (EngineArgs field names).
-_ARG_KEYS = ("max_model_len", "kv_cache_memory_bytes", "gpu_memory_utilization", "max_num_seqs",
+ARG_KEYS = ("max_model_len", "kv_cache_memory_bytes", "gpu_memory_utilization", "max_num_seqs",
              "max_num_batched_tokens", "kv_cache_dtype", "enable_prefix_caching", "enforce_eager",
              "tensor_parallel_size", "max_cudagraph_capture_size", "dtype")
-_ARG_RE = re.compile(r"'(" + "|".join(_ARG_KEYS) + r")': ('[^']*'|[A-Za-z0-9_.]+)")
+_ARG_RE = re.compile(r"'(" + "|".join(ARG_KEYS) + r")': ('[^']*'|[A-Za-z0-9_.]+)")
 
 
 def parse_lines(lines: Iterable[str]) -> LogFigures:
