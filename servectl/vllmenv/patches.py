@@ -165,6 +165,12 @@ def patched_text(patch: PatchSpec, rel: str, text: str) -> str:
     return text.replace(f.before, f.after, 1)
 
 
+def original_bytes(patch: PatchSpec, rel: str, patched: bytes) -> bytes:
+    """The file as it was before `patch` changed `rel` (the inverse of patched_text)."""
+    f = next(f for f in patch.files if f.path == rel)
+    return patched.decode("utf-8").replace(f.after, f.before, 1).encode("utf-8")
+
+
 def unified_diff(rel_label: str, old: str, new: str) -> str:
     return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                         fromfile=f"a/{rel_label}", tofile=f"b/{rel_label}"))
@@ -341,7 +347,7 @@ def _plan_apply(target: Target, sel: Selection, entry: dict | None) -> tuple[lis
             records.append({"path": site_rel, "sha256_before": sha256(cur), "sha256_after": sha256(new)})
         else:
             before = known[site_rel]["sha256_before"] if site_rel in known else \
-                sha256(cur.decode("utf-8").replace(f.after, f.before, 1).encode("utf-8"))
+                sha256(original_bytes(patch, f.path, cur))
             records.append({"path": site_rel, "sha256_before": before, "sha256_after": sha256(cur)})
     return changes, records, diffs
 
@@ -466,8 +472,7 @@ def _revert(target: Target, ids: list[str] | None, dry_run: bool) -> list[Outcom
                 raise UserError(f"patch {pid}: {rec['path']} changed since servectl patched it (sha256 differs); nothing reverted",
                                 "reinstall the package to get the original file back")
             rel = str(path.relative_to(target.package_root(patch.package)))
-            f = next(f for f in patch.files if f.path == rel)
-            old = cur.decode("utf-8").replace(f.after, f.before, 1).encode("utf-8")
+            old = original_bytes(patch, rel, cur)
             if sha256(old) != rec["sha256_before"]:
                 raise UserError(f"patch {pid}: cannot rebuild the original of {rec['path']} exactly; nothing reverted",
                                 "reinstall the package to get the original file back")
