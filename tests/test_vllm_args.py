@@ -80,7 +80,8 @@ def test_unknown_flags_are_named_with_close_matches():
 
 def test_bundled_table_is_what_the_vllm_environment_reports(tmp_path, monkeypatch):
     """The shipped table is vLLM's own parser output: the real CPU environment gives the same options."""
-    from servectl.vllmenv.location import find_vllm_python, serve_options
+    from servectl.vllmenv.location import find_vllm_python
+    from servectl.vllmenv.vllm_parser import serve_options
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     live = serve_options(find_vllm_python())

@@ -57,7 +57,7 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
                          ray_dashboard_host=ray_dashboard_host)
     asked = None
     if vllm_python is not None and vllm_args:
-        from servectl.vllmenv.location import serve_options
+        from servectl.vllmenv.vllm_parser import serve_options
 
         asked = serve_options(vllm_python)
     recipe = cat.model(model)

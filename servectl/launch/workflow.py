@@ -235,7 +235,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     opts = replace(opts, model_path=model_path)
     asked = None
     if py is not None and extra:
-        from servectl.vllmenv.location import serve_options
+        from servectl.vllmenv.vllm_parser import serve_options
 
         asked = serve_options(py)
     probed = None
