@@ -89,12 +89,15 @@ def test_compare_side_by_side():
 def test_cli_compare_prints_both_and_bad_files_are_one_line(cli, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(_doc()))
-    b.write_text(json.dumps(_doc(profile="rtx-5090")))
+    faster = _doc(profile="rtx-5090")
+    faster["results"][0]["output_throughput"] = _doc()["results"][0]["output_throughput"] * 1.25
+    b.write_text(json.dumps(faster))
     result = cli("bench", "compare", str(a), str(b), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["setup"] == {"profile": {"a": "p", "b": "rtx-5090"}}
     table = cli("bench", "compare", str(a), str(b))
     assert table.exit_code == 0 and "output_throughput" in table.stdout and "rtx-5090" in table.stdout
+    assert "+25.0%" in table.stdout and "[" not in table.stdout  # the change is styled, never printed as markup
     (tmp_path / "bad.json").write_text("{not json")
     for args in ((str(tmp_path / "nope.json"), str(b)), (str(tmp_path / "bad.json"), str(b))):
         result = cli("bench", "compare", *args)

@@ -313,3 +313,10 @@ def test_plan_cli_checks_other_flags_with_vllms_parser(cli):
     assert json.loads(ok.stdout)["ignored_flags"] == ["--reasoning-parser", "qwen3", "--served-model-name", "t"]
     bad = cli("plan", "tiny-cpu", "--gpu", "cpu", "--no-such-flag", "3")
     assert bad.exit_code == 2 and "unrecognized arguments: --no-such-flag" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_plan_table_prints_warnings_as_plain_lines(cli):
+    r = cli("plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--vllm-version", "0.18.0")
+    assert r.exit_code == 0, r.output
+    warnings = [ln for ln in r.stdout.splitlines() if ln.startswith("warning: ")]
+    assert any("will log" in ln for ln in warnings) and "[yellow]" not in r.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from servectl.console import console, emit_json, info
 
@@ -135,7 +136,7 @@ def bench_compare(a: Path, b: Path, as_json: bool) -> None:
         style = {True: "green", False: "red"}.get(row["better"])
         fmt = (lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v)))
         t.add_row(str(row["concurrency"]), f"{row['metric']} {row['unit']}".strip(), fmt(row["a"]), fmt(row["b"]),
-                  f"[{style}]{change}[/]" if style and change else change)
+                  Text(change, style=style or ""))
     console.print(t)
     for side in ("a", "b"):
         if diff[f"only_in_{side}"]:

@@ -41,7 +41,8 @@ def _table(plan) -> None:
     for n in plan.notes:
         console.print(f"note: {n}", highlight=False, soft_wrap=True)
     for w in plan.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        console.print("warning: ", style="yellow", end="")
+        console.print(w, highlight=False, soft_wrap=True)
     if plan.ignored_flags:
         console.print(f"not affecting the plan: {' '.join(plan.ignored_flags)}", highlight=False, soft_wrap=True)
     if plan.nodes:
