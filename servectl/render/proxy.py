@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from servectl.render import compose, systemd
 from servectl.spec.models import LaunchSpec
 
@@ -42,8 +40,7 @@ def compose_service(spec: LaunchSpec, port: int, image: str = DEFAULT_IMAGE) -> 
 def compose_text(spec: LaunchSpec, port: int) -> str:
     doc = compose.compose_dict(spec)
     doc["services"][SERVICE] = compose_service(spec, port)
-    header = f"# {spec.recipe} on {spec.profile} with the sampling-preset proxy on port {port}: docker compose up -d\n"
-    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+    return compose.dump(doc, f"# {spec.recipe} on {spec.profile} with the sampling-preset proxy on port {port}: docker compose up -d\n")
 
 
 def systemd_filename(spec: LaunchSpec) -> str:
