@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
 from typing import Any
 
 import click
@@ -58,6 +57,8 @@ def _validation_message(exc: Any) -> str:
 
 def _boundary(exc: Exception) -> None:
     """Exceptions that are not ServectlError: the expected kinds get their exit code, the rest is a bug."""
+    import subprocess
+
     from packaging.version import InvalidVersion
     from pydantic import ValidationError
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from servectl.catalog.patch_schema import PatchSpec
-from servectl.errors import UserError
 import importlib
+from typing import TYPE_CHECKING
 
+from servectl.errors import UserError
 from servectl.render import FORMATS, systemd
 from servectl.spec.models import LaunchSpec
+
+if TYPE_CHECKING:
+    from servectl.catalog.patch_schema import PatchSpec
 
 SCRIPT_HEADER = "#!/bin/sh\n# {recipe} on {profile}\n"
 # format -> fixed file name (systemd units are named after the deployment)

@@ -13,8 +13,6 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
 from servectl.catalog import versions
 from servectl.catalog.gpu import GpuProfile
 from servectl.catalog.recipe import ModelRecipe
@@ -86,6 +84,8 @@ def apply(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], choice
         config[key] = value
     out.flags = va.merge(flags, [va.Flag(FLAG, json.dumps(config))])
     if vllm_version:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet  # only a known release is checked
+
         try:
             wanted = SpecifierSet(spec.min_vllm)
         except InvalidSpecifier:  # pragma: no cover - the catalog schema test checks every specifier
