@@ -101,8 +101,6 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     kv_blocks, reason), num_blocks, kv_cache_tokens_real, fits, weights_mib_total, max_weights_mib_per_rank, note.
     """
     env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
-    if estimate_cudagraphs is not None:
-        env.pop(service.ESTIMATE_ENV, None)
     plan = service.build(model, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
                          target_context=target_context, target_concurrency=target_concurrency, env=env,
                          model_path=model_path, python=python, speculative=speculative, nodes=nodes)
