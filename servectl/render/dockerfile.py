@@ -16,6 +16,7 @@ from dataclasses import asdict
 from importlib import resources
 
 from servectl.catalog.patch_schema import PatchSpec
+from servectl.render.container import DEFAULT_IMAGE
 from servectl.spec.models import LaunchSpec
 
 
@@ -41,7 +42,7 @@ def render(spec: LaunchSpec, patch_list: list[PatchSpec]) -> str:
         lines.append(f"# patch {p.id} ({p.package} {p.versions}): {p.title}")
         lines += [f"#   {url}" for url in p.upstream]
     lines += [
-        f"FROM {spec.image or 'vllm/vllm-openai:latest'}",
+        f"FROM {spec.image or DEFAULT_IMAGE}",
         f"LABEL org.opencontainers.image.description=\"{spec.recipe} on {spec.profile}, patched by servectl\" "
         f"io.servectl.patches=\"{','.join(p.id for p in patch_list)}\"",
     ]

@@ -28,6 +28,7 @@ from servectl.vllmenv import args as va
 from servectl.errors import UserError
 from servectl.catalog.gpu import GpuProfile
 from servectl.catalog.recipe import ModelRecipe
+from servectl.render.container import DEFAULT_IMAGE
 from servectl.spec.models import LaunchSpec
 
 HTTP_PORT_NAME = "http"
@@ -144,7 +145,7 @@ def scheduling(profile: GpuProfile) -> dict[str, Any]:
 
 
 def image(spec: LaunchSpec) -> str:
-    return spec.image or "vllm/vllm-openai:latest"
+    return spec.image or DEFAULT_IMAGE
 
 
 def pvc(spec: LaunchSpec, recipe: ModelRecipe, name: str, access_mode: str = "ReadWriteOnce") -> dict[str, Any]:
