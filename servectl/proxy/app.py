@@ -55,6 +55,8 @@ _HOP_BY_HOP = frozenset({
     b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
 })
 _REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+# The proxy reads and rewrites the /v1/models answer: it asks for it unencoded.
+_MODELS_REQUEST_DROP = _REQUEST_DROP | {b"accept-encoding"}
 # Relayed bodies are the raw bytes (no decompression), so the backend's Content-Length stays true;
 # a body the proxy rewrites (/v1/models) is re-encoded and gets its own length.
 _RESPONSE_DROP = _HOP_BY_HOP
@@ -96,22 +98,13 @@ def apply_preset(body: dict[str, Any], preset: SamplingPreset, real_model: str, 
     return out
 
 
-def _forward_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The client's headers for the backend: hop-by-hop ones (and those Connection names) dropped."""
-    drop = _REQUEST_DROP
+def _kept_headers(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    """`headers` without those in `drop` or named by their own Connection header (RFC 9110 7.6.1);
+    serves both ways: the client's headers for the backend and the backend's for the client."""
     for k, v in headers:
         if k.lower() == b"connection":
             drop = drop | {t.strip().lower() for t in v.split(b",")}
     return [(k, v) for k, v in headers if k.lower() not in drop]
-
-
-def _relayed_headers(raw: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
-    """The backend's headers for the client: hop-by-hop ones, and those its Connection header names
-    (RFC 9110 7.6.1), dropped."""
-    for k, v in raw:
-        if k.lower() == b"connection":
-            drop = drop | {t.strip().lower() for t in v.split(b",")}
-    return [(k, v) for k, v in raw if k.lower() not in drop]
 
 
 class _TooLarge(Exception):
@@ -341,9 +334,8 @@ class _Proxy:
         if query := scope.get("query_string"):
             target += b"?" + query
         try:
-            headers = _forward_headers(scope["headers"])
-            if scope["path"] == "/v1/models":  # the proxy reads and rewrites this answer: ask for it unencoded
-                headers = [(k, v) for k, v in headers if k.lower() != b"accept-encoding"]
+            drop = _MODELS_REQUEST_DROP if scope["path"] == "/v1/models" else _REQUEST_DROP
+            headers = _kept_headers(scope["headers"], drop)
             return await self.pool.request(scope["method"].encode(), target, headers, body)
         except BackendError as exc:
             await self.bad_gateway(send, exc)
@@ -360,7 +352,7 @@ class _Proxy:
         if up is None:
             return
         try:
-            headers = _relayed_headers(up.headers, _RESPONSE_DROP)
+            headers = _kept_headers(up.headers, _RESPONSE_DROP)
             if info is not None:
                 own_ms = (forwarded - started + time.perf_counter() - up.head_at) * 1000
                 headers.append((INFO_HEADER, b"%s; ms=%.3f" % (info, own_ms)))
@@ -388,7 +380,7 @@ class _Proxy:
             return
         finally:
             up.release()
-        headers = _relayed_headers(up.headers, _REWRITTEN_DROP)
+        headers = _kept_headers(up.headers, _REWRITTEN_DROP)
         try:
             data = json.loads(raw) if up.status == 200 else None
         except ValueError:
