@@ -178,11 +178,11 @@ def target_for(name_or_url: str, model: str | None = None, tokenizer: str | None
     if url.endswith("/v1"):
         url = url[:-3]
     port = urlparse(url).port
+    proc = listening_process(url)  # one scan of the machine's sockets serves every record
     for rec in state.list_records():
-        if rec.port == port and listening_process(url) is not None:
+        if rec.port == port and proc is not None:
             return Target(url=url, recipe=rec.recipe, profile=rec.profile, argv=rec.argv,
                           model=model or rec.served_model_name, tokenizer=tokenizer or rec.model, local=True)
-    proc = listening_process(url)
     argv = None
     if proc is not None:
         try:
