@@ -81,8 +81,7 @@ def _served(http: httpx.Client, url: str, model: str | None) -> tuple[str, str |
 
 
 def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike | None = None,
-              on_line: Callable[[str], None] | None = None, work_dir: Path | None = None,
-              timeout_s: float = 6 * 3600, detection=None) -> tuple[dict[str, Any], list[str]]:
+              on_line: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Run every level with vLLM's benchmark: (the result document (README: bench), vLLM's output lines)."""
     from servectl.vllmenv.location import find_vllm_python
 
@@ -97,7 +96,7 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
         except (httpx.HTTPError, ValueError):
             version = None
     tokenizer = target.tokenizer or root or model
-    work = Path(tempfile.mkdtemp(prefix="servectl-bench-")) if work_dir is None else Path(work_dir)
+    work = Path(tempfile.mkdtemp(prefix="servectl-bench-"))
     runs = [bench_argv(protocol, level, url, model, tokenizer, str(work)) for level in protocol.concurrency]
     (work / "runs.json").write_text(json.dumps(runs))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -111,7 +110,7 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
             log.append(line.rstrip("\n"))
             if on_line:
                 on_line(line.rstrip("\n"))
-        proc.wait(timeout=timeout_s)
+        proc.wait(timeout=6 * 3600)  # its output has ended; a driver that then hangs is killed
     except BaseException:
         proc.kill()
         proc.wait()
@@ -122,8 +121,7 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
         raise CheckFailed(f"vllm bench serve failed (exit {proc.returncode}): {tail[:300]}",
                           f"its whole output is in {work / 'vllm-bench.log'}")
     results = [level_result(level, json.loads((work / f"c{level}.json").read_text())) for level in protocol.concurrency]
-    if work_dir is None:
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     return {
         "format": FORMAT_VERSION,
         "servectl_version": __version__,
@@ -133,7 +131,7 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
         "model": model,
         "vllm_version": version,
         "flags": shareable_flags(target.argv) if target.argv else None,
-        "host": {**host_facts(detection), "server_on_this_host": target.local},
+        "host": {**host_facts(), "server_on_this_host": target.local},
         "protocol": protocol.model_dump(),
         "results": results,
     }, log
