@@ -161,6 +161,7 @@ def target_for(name_or_url: str, model: str | None = None, tokenizer: str | None
     """A deployment name (servectl's records) or a URL. A local URL picks up the record or the
     process listening on its port, for recipe, profile and flags."""
     from servectl.launch import state
+    from servectl.launch.ports import base_url
     from servectl.verify.server_facts import listening_process
 
     if "://" not in name_or_url:
@@ -169,8 +170,7 @@ def target_for(name_or_url: str, model: str | None = None, tokenizer: str | None
             names = [r.name for r in state.list_records()]
             raise UserError(f"no deployment named {name_or_url!r}" + (f" (running: {', '.join(names)})" if names else ""),
                             "give a URL such as http://127.0.0.1:8000 or a name `servectl status` lists")
-        host = "127.0.0.1" if rec.host in ("0.0.0.0", "::", "") else rec.host
-        return Target(url=f"http://{host}:{rec.port}", recipe=rec.recipe, profile=rec.profile, argv=rec.argv,
+        return Target(url=base_url(rec.host, rec.port), recipe=rec.recipe, profile=rec.profile, argv=rec.argv,
                       model=model or rec.served_model_name, tokenizer=tokenizer or rec.model, local=rec.runtime == "local")
     url = name_or_url.rstrip("/")
     if url.endswith("/v1"):
