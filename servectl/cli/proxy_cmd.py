@@ -10,8 +10,8 @@ import click
 from servectl.cli.app import console, emit_json, info
 from servectl.errors import UserError
 from servectl.catalog.presets import load_presets, select_presets, virtual_names
-from servectl.proxy.app import POLICIES, discover_served_model, normalize_backend, serve_proxy
 from servectl.proxy.auto import check_auto, split_auto
+from servectl.proxy.policy import POLICIES
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -40,6 +40,9 @@ def parse_listen(value: str) -> tuple[str, int]:
               help="Largest request body accepted; a larger one is answered 413 in OpenAI's error shape.")
 def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) -> None:
     """Serve sampling presets as virtual model names (<served>-<preset>) in front of BACKEND."""
+    # here, not at the top: `presets list` shares this module and needs none of the server's libraries
+    from servectl.proxy.app import discover_served_model, normalize_backend, serve_proxy
+
     backend = normalize_backend(backend)
     host, port = parse_listen(listen)
     names, auto = split_auto(names)

@@ -33,7 +33,7 @@ import threading
 import time
 import types
 from collections.abc import Coroutine, Generator, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import uvicorn
@@ -42,9 +42,8 @@ from servectl.errors import UserError
 from servectl.catalog.preset_schema import SamplingPreset
 from servectl.proxy.auto import check_auto, choose
 from servectl.proxy.backend import BackendError, BackendPool, BackendResponse
+from servectl.proxy.policy import POLICIES, Policy
 
-Policy = Literal["preset-wins", "client-wins"]
-POLICIES: tuple[str, ...] = ("preset-wins", "client-wins")
 REWRITE_PATHS = {"/v1/chat/completions": True, "/v1/completions": False}  # path -> is chat
 INFO_HEADER = b"x-servectl-proxy"
 
