@@ -97,12 +97,6 @@ class Connection(asyncio.Protocol):
         what = "closed the connection" if exc is None else f"{type(exc).__name__}: {exc}"
         self._fail(_Closed(f"the backend {what}") if not self.got_bytes else BackendError(f"the backend {what} mid-answer"))
 
-    def pause_writing(self) -> None:  # requests are small; the transport buffers them
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # ------------------------------------------------------------------ httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
