@@ -18,7 +18,7 @@ import httpx
 from servectl.verify import gates, soak
 from servectl.verify.health import WEATHER_TOOL, expectations_for, run_checks
 from servectl.verify.report import CheckResult, Report
-from servectl.verify.server_facts import discover, listening_process
+from servectl.verify.server_facts import discover
 
 Level = Literal["quick", "full", "soak"]
 LEVELS: tuple[str, ...] = ("quick", "full", "soak")
@@ -56,10 +56,8 @@ def run_level(base_url: str, level: Level = "quick", *, model: str | None = None
     expect = expectations_for(report.recipe or report.model)
     base = base_url.rstrip("/")
     with httpx.Client(timeout=timeout_s, headers=headers) as http:
-        local = listening_process(base) is not None
         try:
-            facts = discover(http, base, report.model, max_num_seqs=max_num_seqs,
-                             gpu_memory_gib=_gpu_memory_gib() if local and max_num_seqs is None else None)
+            facts = discover(http, base, report.model, max_num_seqs=max_num_seqs, gpu_memory_gib=_gpu_memory_gib)
         except Exception as exc:  # not vLLM's endpoints (a proxy in front?): every gate fails with why
             for name in names:
                 _record(report, CheckResult(name=name, status="fail", detail=f"cannot read the server's /v1/models and "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -184,8 +185,9 @@ def tree_vram(pid: int) -> int | None:
 
 
 def discover(http: httpx.Client, base: str, model: str, max_num_seqs: int | None = None,
-             gpu_memory_gib: float | None = None) -> ServerFacts:
-    """Read the server's figures; `max_num_seqs` states the promise when its flags cannot be read here."""
+             gpu_memory_gib: Callable[[], float | None] | None = None) -> ServerFacts:
+    """Read the server's figures; `max_num_seqs` states the promise when its flags cannot be read here.
+    `gpu_memory_gib` is called only for a local server with no max_num_seqs given: probing GPUs is slow."""
     facts = ServerFacts(url=base, model=model)
     for entry in http.get(base + "/v1/models").json().get("data", []):
         if entry.get("id") == model:
@@ -214,9 +216,10 @@ def discover(http: httpx.Client, base: str, model: str, max_num_seqs: int | None
     elif facts.flag("--max-num-seqs"):
         facts.max_num_seqs, facts.max_num_seqs_source = _int(facts.flag("--max-num-seqs")), "the server's --max-num-seqs"
     elif facts.local:
-        if gpu_memory_gib is None:
+        memory_gib = gpu_memory_gib() if gpu_memory_gib else None
+        if memory_gib is None:
             facts.max_num_seqs = CPU_DEFAULT_MAX_NUM_SEQS
         else:
-            facts.max_num_seqs = gpu_default_max_num_seqs(gpu_memory_gib)
+            facts.max_num_seqs = gpu_default_max_num_seqs(memory_gib)
         facts.max_num_seqs_source = "vLLM's default: no --max-num-seqs given"
     return facts
