@@ -28,6 +28,7 @@ from servectl.launch.ports import base_url, free_port, port_in_use
 from servectl.launch.record import DeploymentRecord
 from servectl.spec.models import LaunchOptions, LaunchSpec
 from servectl.spec.resolve import Request, resolve
+from servectl.spec.speculative import image_version
 from servectl.verify.report import Report, report_table
 from servectl.vllmenv.location import find_vllm_python
 from servectl.vllmenv.pyenv import Target, resolve_target
@@ -290,14 +291,6 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         state.remove(spec.name)
         raise
     return Launch(spec, record, launched, launch_runner, result)
-
-
-def image_version(image: str) -> str | None:
-    """The vLLM release an image tag names (vllm/vllm-openai:v0.17.1, servectl/vllm-cpu:0.32.0), if any."""
-    import re
-
-    m = re.search(r":v?(\d+\.\d+(?:\.\d+)?)(?:$|[-+])", image)
-    return m.group(1) if m else None
 
 
 def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profile, spec: LaunchSpec, force: bool) -> None:
