@@ -307,9 +307,10 @@ def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profi
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 
+    from servectl.render.container import container_run
     from servectl.vllmenv.patches import patches_for_hazards
 
-    image = spec.image or (profile.container.image if profile.container else None) or "vllm/vllm-openai:latest"
+    image = container_run(spec).image  # the image the Docker runner starts
     labels = docker_runner.image_labels(image)
     version = image_version(image)
     if version is not None:
