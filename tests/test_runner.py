@@ -18,6 +18,7 @@ from servectl.launch.ports import free_port, port_in_use
 from servectl.render.container import container_run, sdk_kwargs
 from servectl.spec.resolve import Request, resolve
 from servectl.spec.models import LaunchOptions
+from servectl.verify.proctree import tree_pids
 
 DATA = Path(__file__).parent / "data"
 
@@ -44,9 +45,9 @@ def test_subprocess_runner_logs_inherits_secrets_and_stops_whole_group(catalog, 
     launched = run.start(spec, tmp_path / "logs" / "x.log")
     try:
         deadline = time.monotonic() + 20
-        while len(runner.tree_pids(launched.pid)) < 2 and time.monotonic() < deadline:
+        while len(tree_pids(launched.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        pids = runner.tree_pids(launched.pid)
+        pids = tree_pids(launched.pid)
         assert len(pids) == 2
         assert os.getpgid(launched.pid) == launched.pid != os.getpgid(0)  # its own process group
         assert run.alive(launched)

@@ -100,26 +100,6 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return out
 
 
-def tree_pids(pid: int) -> list[int]:
-    """pid and all its descendants (for memory figures and orphan checks)."""
-    try:
-        root = psutil.Process(pid)
-        return [root.pid, *(c.pid for c in root.children(recursive=True))]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and its descendants, bytes."""
-    total = 0
-    for p in tree_pids(pid):
-        try:
-            total += psutil.Process(p).memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
 def stop_group(pgid: int, grace_s: float = DEFAULT_GRACE_S, popen: subprocess.Popen | None = None) -> None:
     """SIGTERM the whole group, wait up to grace_s, then SIGKILL what is left.
 

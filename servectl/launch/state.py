@@ -31,6 +31,7 @@ from servectl.errors import UserError
 from servectl.fsutil import write_atomic
 from servectl.paths import state_dir
 from servectl.launch.record import DeploymentRecord
+from servectl.verify.proctree import tree_rss
 
 
 def deployments_dir() -> Path:
@@ -234,7 +235,8 @@ class CorruptStatus:
 
 def status_of(record: DeploymentRecord, now: float | None = None) -> Status:
     alive = is_alive(record)
-    rss = runner.tree_rss(record.pid) if alive and record.runtime == "local" and record.pid else None
+    # a tree gone since is_alive counts 0 bytes, not unknown
+    rss = (tree_rss(record.pid) or 0) if alive and record.runtime == "local" and record.pid else None
     return Status(record, alive, rss, (now or time.time()) - record.started_at)
 
 

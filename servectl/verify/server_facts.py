@@ -137,53 +137,6 @@ def vllm_flags(cmdline: list[str]) -> dict[str, str | None]:
         return {}
 
 
-def tree_rss(pid: int) -> int | None:
-    """Resident memory of a process and all its descendants (vLLM: API server, EngineCore, workers), bytes."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return None
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def tree_vram(pid: int) -> int | None:
-    """GPU memory NVML attributes to the process tree, bytes; None where NVML sees no GPU."""
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        try:
-            pids = {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
-        except psutil.NoSuchProcess:
-            return None
-        total = 0
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-                if proc.pid in pids and proc.usedGpuMemory:
-                    total += proc.usedGpuMemory
-        return total
-    except Exception:
-        return None
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
-
-
 def discover(http: httpx.Client, base: str, model: str, max_num_seqs: int | None = None,
              gpu_memory_gib: Callable[[], float | None] | None = None) -> ServerFacts:
     """Read the server's figures; `max_num_seqs` states the promise when its flags cannot be read here.

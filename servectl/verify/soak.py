@@ -27,7 +27,8 @@ import httpx
 
 from servectl.errors import UserError
 from servectl.verify.report import CheckResult
-from servectl.verify.server_facts import ServerFacts, tree_rss, tree_vram
+from servectl.verify.proctree import tree_rss, tree_vram
+from servectl.verify.server_facts import ServerFacts
 
 NO_THINKING = {"chat_template_kwargs": {"enable_thinking": False}}
 # memory may grow over the second half by this share of the mid-run figure, or GROWTH_FLOOR_MIB if larger
