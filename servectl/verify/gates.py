@@ -243,7 +243,7 @@ def _ladder_request(ctx: GateContext, text: str, out_tokens: int) -> tuple[dict,
     return asyncio.run(run())
 
 
-def context(ctx: GateContext, recipe_needle: bool = False) -> CheckResult:
+def context(ctx: GateContext) -> CheckResult:
     f = ctx.facts
     if not f.max_model_len:
         return CheckResult(name="context", status="fail", detail="/v1/models reports no max_model_len")
@@ -279,7 +279,7 @@ def context(ctx: GateContext, recipe_needle: bool = False) -> CheckResult:
     if not problems and observed and not (all(b >= a for a, b in zip(peaks, peaks[1:])) and peaks[-1] > peaks[0]):
         problems.append(f"KV cache usage did not rise with the prompt length (peaks {peaks})")
     figures = {"max_model_len": f.max_model_len, "rungs": rungs,
-               "needle": "not claimed by the recipe" if not recipe_needle else "not run"}
+               "needle": "not claimed by the recipe"}
     if problems:
         return CheckResult(name="context", status="fail", detail="; ".join(problems), figures=figures)
     return CheckResult(name="context", status="pass",

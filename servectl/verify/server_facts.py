@@ -23,11 +23,12 @@ from servectl.vllmenv.args import parse_args as parse_flags
 
 # vllm/engine/arg_utils.py get_batch_defaults (read in the CPU build's wheel), usage context OPENAI_API_SERVER:
 # CPU 128 x world size; GPUs with >= 70 GiB (not A100) 1024; >= 160 GiB 1024; others 256.
+# Only the memory is known here (the GPU's name is not), so the A100 exception is not applied.
 CPU_DEFAULT_MAX_NUM_SEQS = 128
 
 
-def gpu_default_max_num_seqs(memory_gib: float, name: str = "") -> int:
-    return 1024 if memory_gib >= 70 and "a100" not in name.lower() else 256
+def gpu_default_max_num_seqs(memory_gib: float) -> int:
+    return 1024 if memory_gib >= 70 else 256
 
 
 PREEMPTION_SAMPLES = ("vllm:num_preemptions_total", "vllm:num_preemptions")  # V1 / older spelling

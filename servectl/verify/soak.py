@@ -21,7 +21,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
@@ -70,7 +70,6 @@ class SoakPlan:
     tool: dict | None
     timeout_s: float = 120.0
     headers: dict[str, str] | None = None  # the API key, when the server wants one
-    kinds: list[str] = field(default_factory=list)
 
 
 def _bodies(plan: SoakPlan) -> dict[str, dict]:
@@ -125,7 +124,7 @@ def run_soak(plan: SoakPlan, pid: int | None, on_progress: Callable[[dict], None
              progress_every_s: float = 5.0) -> dict:
     """Run the load; returns the figures (see the module doc). pid: the server's process, when local."""
     bodies = _bodies(plan)
-    kinds = plan.kinds or list(bodies)
+    kinds = list(bodies)
     url = plan.base + "/v1/chat/completions"
 
     async def run() -> tuple[list[Outcome], float, float, dict]:
