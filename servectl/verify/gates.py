@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import httpx
 
+from servectl.verify.prompts import NO_THINKING, WEATHER_PROMPT, reasoning_text
 from servectl.verify.report import CheckResult
 from servectl.verify.server_facts import ServerFacts, read_metrics
 
 THINK_MARKUP = ("<think>", "</think>")
-NO_THINKING = {"chat_template_kwargs": {"enable_thinking": False}}
 CONTEXT_RUNGS = (0.25, 0.50, 0.75, 0.90)
 # filler for long prompts: plain words every tokenizer knows; its token ids are taken from /tokenize
 FILLER = ("The weather in the city was sunny and the people went out to see the water. "
@@ -319,7 +319,7 @@ def _chat_stream(ctx: GateContext, body: dict) -> dict:
                 delta = choice.get("delta") or {}
                 out["chunks"] += 1
                 out["content"] += delta.get("content") or ""
-                out["reasoning"] += delta.get("reasoning") or delta.get("reasoning_content") or ""
+                out["reasoning"] += reasoning_text(delta)
                 out["tool_deltas"] += delta.get("tool_calls") or []
                 out["finish_reason"] = choice.get("finish_reason") or out["finish_reason"]
     return out
@@ -335,7 +335,7 @@ def _chat(ctx: GateContext, body: dict) -> dict:
 def tool_stream(ctx: GateContext) -> CheckResult:
     if ctx.expect_tools is False:
         return CheckResult(name="tool-stream", status="skipped", detail="the recipe enables no tool-call parser")
-    body = {"model": ctx.model, "messages": [{"role": "user", "content": "What is the weather in Paris? Use the get_weather tool."}],
+    body = {"model": ctx.model, "messages": [{"role": "user", "content": WEATHER_PROMPT}],
             "tools": [ctx.tools_tool], "tool_choice": "auto", "max_tokens": 256, "temperature": 0, **NO_THINKING}
     try:
         plain = _chat(ctx, body)
@@ -388,7 +388,7 @@ def reasoning_leak(ctx: GateContext, prompt: str) -> CheckResult:
     figures: dict = {}
     for label, body in (("thinking on", base), ("thinking off", {**base, **NO_THINKING})):
         msg = _chat(ctx, body)
-        plain = {"content": msg.get("content") or "", "reasoning": msg.get("reasoning") or msg.get("reasoning_content") or ""}
+        plain = {"content": msg.get("content") or "", "reasoning": reasoning_text(msg)}
         streamed = _chat_stream(ctx, body)
         for how, reply in (("", plain), (" (streamed)", streamed)):
             leaked = _markup_in(reply["content"])

@@ -23,17 +23,9 @@ import httpx
 from servectl.errors import UserError
 from servectl.verify.sanity import assess
 from servectl.catalog.recipe import ModelRecipe
+from servectl.verify.prompts import NO_THINKING, WEATHER_PROMPT, WEATHER_TOOL, reasoning_text
 from servectl.verify.report import CheckResult, Report
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-NO_THINKING = {"chat_template_kwargs": {"enable_thinking": False}}
 
 
 @dataclass(frozen=True)
@@ -91,9 +83,9 @@ def tiny_png(size: int = 32) -> bytes:
 
 
 def _reasoning_of(message) -> str | None:
-    # vLLM >= 0.2x puts it in `reasoning`; older releases in `reasoning_content`
+    # the OpenAI client keeps fields it does not model (vLLM's) in model_extra
     extra = getattr(message, "model_extra", None) or {}
-    return extra.get("reasoning") or extra.get("reasoning_content") or getattr(message, "reasoning_content", None)
+    return reasoning_text(extra) or getattr(message, "reasoning_content", None)
 
 
 class _Checks:
@@ -168,7 +160,7 @@ class _Checks:
     def tools(self) -> CheckResult:
         if self.expect.tools is False:
             return CheckResult(name="tools", status="skipped", detail="the recipe enables no tool-call parser")
-        messages = [{"role": "user", "content": "What is the weather in Paris? Use the get_weather tool."}]
+        messages = [{"role": "user", "content": WEATHER_PROMPT}]
         try:
             resp = self.client.chat.completions.create(
                 model=self.model, messages=messages, tools=[WEATHER_TOOL], tool_choice="auto", max_tokens=256,

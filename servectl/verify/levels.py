@@ -16,7 +16,8 @@ from typing import Literal
 import httpx
 
 from servectl.verify import gates, soak
-from servectl.verify.health import WEATHER_TOOL, expectations_for, run_checks
+from servectl.verify.health import expectations_for, run_checks
+from servectl.verify.prompts import WEATHER_TOOL
 from servectl.verify.report import CheckResult, Report
 from servectl.verify.server_facts import discover
 

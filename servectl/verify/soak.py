@@ -28,9 +28,9 @@ import httpx
 from servectl.errors import UserError
 from servectl.verify.report import CheckResult
 from servectl.verify.proctree import tree_rss, tree_vram
+from servectl.verify.prompts import NO_THINKING, WEATHER_PROMPT, reasoning_text
 from servectl.verify.server_facts import ServerFacts
 
-NO_THINKING = {"chat_template_kwargs": {"enable_thinking": False}}
 # memory may grow over the second half by this share of the mid-run figure, or GROWTH_FLOOR_MIB if larger
 GROWTH_BOUND = 0.10
 GROWTH_FLOOR_MIB = 256
@@ -82,7 +82,7 @@ def _bodies(plan: SoakPlan) -> dict[str, dict]:
     if plan.long_prompt:
         out["long"] = {**chat, "messages": [{"role": "user", "content": plan.long_prompt}], **NO_THINKING}
     if plan.tool:
-        out["tool"] = {**chat, "messages": [{"role": "user", "content": "What is the weather in Paris? Use the get_weather tool."}],
+        out["tool"] = {**chat, "messages": [{"role": "user", "content": WEATHER_PROMPT}],
                        "tools": [plan.tool], "tool_choice": "auto", **NO_THINKING}
     return out
 
@@ -100,14 +100,14 @@ async def _send(client: httpx.AsyncClient, url: str, kind: str, body: dict) -> O
                         tokens = (event.get("usage") or {}).get("completion_tokens", tokens)
                         for c in event.get("choices") or []:
                             d = c.get("delta") or {}
-                            text.append((d.get("content") or "") + (d.get("reasoning") or d.get("reasoning_content") or ""))
+                            text.append((d.get("content") or "") + reasoning_text(d))
             return Outcome(kind, True, empty=not "".join(text).strip(), tokens=tokens, end=time.monotonic())
         r = await client.post(url, json=body)
         if r.status_code != 200:
             return Outcome(kind, False, error=f"HTTP {r.status_code}: {r.text[:120]}", end=time.monotonic())
         data = r.json()
         msg = data["choices"][0]["message"]
-        said = (msg.get("content") or "") + (msg.get("reasoning") or msg.get("reasoning_content") or "")
+        said = (msg.get("content") or "") + reasoning_text(msg)
         empty = not said.strip() and not msg.get("tool_calls")
         return Outcome(kind, True, empty=empty, tokens=(data.get("usage") or {}).get("completion_tokens", 0), end=time.monotonic())
     except (httpx.HTTPError, json.JSONDecodeError, KeyError) as exc:
