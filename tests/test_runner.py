@@ -181,3 +181,40 @@ def test_plan_prediction_next_to_what_vllm_reported(catalog):
     # captured on an AVX2 host (GDN state kept in bf16: "Padding mamba page size by 75.34%"): plan for that host
     capture_host = Target("0.32.0", "the log's engine line", CpuFeatures(source="the capture host: AVX2"))
     assert predicted_kv_tokens(catalog.model("tiny-cpu"), catalog.gpu("cpu"), spec, capture_host) == reported
+
+
+def test_wait_ready_trusts_health_only_from_the_process_on_the_port(tmp_path):
+    """Another process took the port (after the pre-flight) and answers /health while ours still imports:
+    that is not readiness; the same answer from our own process tree is."""
+    import http.server
+    import subprocess
+    import threading
+
+    from servectl.launch.ports import held_by_another
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)  # held by this test's process
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    log = tmp_path / "start.log"
+    log.write_text("")
+    try:
+        url = f"http://127.0.0.1:{port}/health"
+        assert held_by_another(port, ours.pid) and not held_by_another(port, os.getpid())
+        other = startup.wait_ready(log, lambda: ours.poll() is None, url, timeout_s=1.0,
+                                   listening=lambda: not held_by_another(port, ours.pid))
+        assert not other.ready and other.failure == "deadline"
+        mine = startup.wait_ready(log, lambda: True, url, timeout_s=30, listening=lambda: not held_by_another(port, os.getpid()))
+        assert mine.ready
+    finally:
+        ours.kill()
+        ours.wait()
+        server.shutdown()

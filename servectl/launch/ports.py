@@ -1,4 +1,4 @@
-"""Ports and URLs of a deployment: is a port free, a free one, the URL a client uses."""
+"""Ports and URLs of a deployment: is a port free, a free one, who listens on it, the URL a client uses."""
 
 from __future__ import annotations
 
@@ -21,6 +21,21 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def held_by_another(port: int, pid: int) -> bool:
+    """Whether a process outside `pid`'s tree listens on `port` (False when the sockets cannot be read)."""
+    import psutil
+
+    from servectl.verify.proctree import tree_pids
+
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, PermissionError):
+        return False
+    ours = set(tree_pids(pid))
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid and c.pid not in ours
+               for c in conns)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

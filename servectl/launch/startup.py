@@ -2,8 +2,9 @@
 
 The wait follows vLLM's own tests/utils.py RemoteOpenAIServer: poll /health, and check the
 process in the same loop so a dead server fails at once with its log tail instead of waiting
-for the deadline. /health alone is not trusted (a leftover server on the port answers too):
-the server must be ours and alive when it answers.
+for the deadline. /health alone is not trusted (a server that took the port after the pre-flight
+answers too, while ours is still importing; ours then exits on its bind error): the server must
+be alive and the one listening when it answers.
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ def wait_ready(
     on_phase: Callable[[str, float], None] | None = None,
     offset: int = 0,
     poll_s: float = 0.1,
+    listening: Callable[[], bool] = lambda: True,
 ) -> StartupResult:
-    """Follow the log and poll `health_url` until ready, the process dies, or timeout_s passes."""
+    """Follow the log and poll `health_url` until ready, the process dies, or timeout_s passes. `listening`:
+    whether the port is ours (an answer from another process is not readiness)."""
     start = time.monotonic()
     follower = LogFollower(log_path, offset)
     phases: dict[str, float] = {}
@@ -129,10 +132,11 @@ def wait_ready(
             if not alive():
                 return result(False, "exited")
             if health_ok(client, health_url):
-                if alive():  # answered by our server, not a leftover that took the port
+                if not alive():
+                    return result(False, "exited")
+                if listening():  # answered by our server, not another that took the port
                     seen("ready")
                     return result(True)
-                return result(False, "exited")
             if time.monotonic() - start > timeout_s:
                 return result(False, "deadline")
             time.sleep(poll_s)

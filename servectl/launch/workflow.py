@@ -24,7 +24,7 @@ from servectl.catalog.recipe import ModelRecipe
 from servectl.console import emit_json, err_console, info, warn
 from servectl.errors import CheckFailed, UserError
 from servectl.launch import runners, startup, state
-from servectl.launch.ports import base_url, free_port, port_in_use
+from servectl.launch.ports import base_url, free_port, held_by_another, port_in_use
 from servectl.launch.record import DeploymentRecord
 from servectl.spec.models import LaunchOptions, LaunchSpec
 from servectl.spec.resolve import Request, resolve
@@ -358,8 +358,11 @@ def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Pa
 def follow(launch_runner: runners.Runner, launched: runners.Launched, spec: LaunchSpec, timeout: float, quiet: bool) -> startup.StartupResult:
     """The readiness wait with a progress display of vLLM's start-up phases on stderr."""
     health = base_url(spec.host, spec.port) + "/health"
+    # A local server must be the one on the port; a container's port is published by Docker's proxy.
+    listening = (lambda: not held_by_another(spec.port, launched.pid)) if launched.runtime == "local" else (lambda: True)
     if quiet:
-        return startup.wait_ready(launched.log_path, lambda: launch_runner.alive(launched), health, timeout)
+        return startup.wait_ready(launched.log_path, lambda: launch_runner.alive(launched), health, timeout,
+                                  listening=listening)
     t0 = time.monotonic()
     with err_console.status(f"starting vLLM ({spec.model}) ...") as status:
         def on_phase(pid: str, at: float) -> None:
@@ -370,7 +373,7 @@ def follow(launch_runner: runners.Runner, launched: runners.Launched, spec: Laun
             status.update(f"vLLM start-up ... {time.monotonic() - t0:.0f} s")
             return launch_runner.alive(launched)
 
-        return startup.wait_ready(launched.log_path, alive, health, timeout, on_phase=on_phase)
+        return startup.wait_ready(launched.log_path, alive, health, timeout, on_phase=on_phase, listening=listening)
 
 
 def summary(ln: Launch, report: Any) -> dict[str, Any]:
