@@ -39,6 +39,7 @@ from servectl.spec.models import LaunchOptions
 @click.option("--cache-dir", default="/srv/cache", show_default=True, help="Host directory for the HF and compile caches (containers mount it at /root/.cache).")
 @click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
 @click.option("--proxy-port", type=int, help="Host port of the proxy (default: --port + 1).")
+@click.option("--proxy-image", default="servectl:latest", show_default=True, help="Image of the proxy's Compose service (docker/Dockerfile.servectl; scripts/docker-servectl-image builds it).")
 @click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
 @click.option("--ray-dashboard-host", default="127.0.0.1", show_default=True, help="Address Ray's dashboard binds on a multi-node head (an unauthenticated job API).")
 @click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked (without --python: those servectl's table of vLLM options lacks).")
@@ -47,7 +48,7 @@ from servectl.spec.models import LaunchOptions
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
            validate=False, vllm_python=None, vllm_bin=None, with_proxy=False, proxy_port=None,
            servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None,
-           model_path=None, cache_dir="/srv/cache") -> None:
+           model_path=None, cache_dir="/srv/cache", proxy_image="servectl:latest") -> None:
     """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's.
 
     \b
@@ -106,7 +107,7 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         if fmt not in ("compose", "systemd"):
             raise UserError(f"--with-proxy is for --format compose or systemd, not {fmt}", "or run `servectl proxy` beside it")
         if fmt == "compose":
-            text = proxy_render.compose_text(spec, proxy_port or spec.port + 1)
+            text = proxy_render.compose_text(spec, proxy_port or spec.port + 1, proxy_image)
         else:
             proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, proxy_port or spec.port + 1, servectl_bin))
     if validate:

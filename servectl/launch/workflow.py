@@ -302,18 +302,45 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     return Launch(spec, record, launched, launch_runner, result)
 
 
+def pull_with_progress(docker_runner: runners.DockerRunner, image: str) -> dict[str, str]:
+    """The image's labels, pulled first (with a progress bar on stderr) when it is not on this machine."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    with Progress(TextColumn("pulling {task.fields[image]}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[line]}"),
+                  console=Console(stderr=True, markup=False, highlight=False), transient=True) as bar:
+        task = None
+
+        def on_progress(p) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task("pull", image=image, line="", total=None)
+            bar.update(task, completed=p.current, total=p.total or None, line=p.line())
+
+        labels = docker_runner.image_labels(image, on_progress=on_progress)
+    if task is not None:
+        info(f"pulled {image}")
+    return labels
+
+
 def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profile, spec: LaunchSpec, force: bool) -> None:
-    """For --runtime docker, what the local runtime checks in the venv, checked on the image: it exists here,
-    pre-flight with the vLLM release its tag names, and no known bug of that release the recipe meets
-    unless the image carries servectl's patch (io.servectl.patches label, render --format dockerfile)."""
+    """For --runtime docker, what the local runtime checks in the venv, checked on the image: the engine reaches the
+    GPUs (NVIDIA container toolkit / ROCm devices), the image is here (pulled with progress when not), pre-flight
+    with the vLLM release its tag names, and no known bug of that release the recipe meets unless the image
+    carries servectl's patch (io.servectl.patches label, render --format dockerfile)."""
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 
     from servectl.render.container import container_run
     from servectl.vllmenv.patches import patches_for_hazards
 
-    image = container_run(spec).image  # the image the Docker runner starts
-    labels = docker_runner.image_labels(image)
+    run = container_run(spec)  # the container the Docker runner starts
+    image = run.image
+    if profile.vendor != "cpu":
+        problem = docker_runner.gpu_problem(run)
+        if problem:
+            raise CheckFailed(*problem)
+    labels = pull_with_progress(docker_runner, image)
     version = image_version(image)
     if version is not None:
         patched = set(filter(None, labels.get("io.servectl.patches", "").split(",")))

@@ -27,6 +27,7 @@ class ContainerRun:
     env: dict[str, str]
     volume: tuple[str, str]  # (host path, container path)
     port: tuple[str, int, int]  # (host address, host port, container port)
+    model_mount: str | None = None  # a local checkpoint directory, mounted read-only at the same path
     runtime: str | None = None
     gpus: str | None = None
     devices: list[str] = field(default_factory=list)
@@ -42,6 +43,8 @@ def container_run(spec: LaunchSpec) -> ContainerRun:
         image=spec.image or DEFAULT_IMAGE, name=spec.name, command=[spec.model, *spec.vllm_args], remove=spec.remove,
         secret_env=list(spec.secret_env), env=dict(spec.env),
         volume=(spec.cache_host_path, spec.cache_container_path), port=(spec.host, spec.port, spec.container_port),
+        # a local checkpoint (the tiny model, --model-path) is seen by vLLM at the path the command names
+        model_mount=spec.model if spec.model.startswith("/") else None,
         runtime=c.runtime if c else None, gpus=c.gpus if c else None,
         devices=list(c.devices) if c else [], group_add=list(c.group_add) if c else [],
         ipc=c.ipc if c else None, shm_size=(c.shm_size if c and not c.ipc else None),
@@ -78,7 +81,10 @@ def docker_argv(run: ContainerRun) -> list[str]:
         cmd += ["-e", f"{key}={value}"]
     host_path, container_path = run.volume
     address, port, container_port = run.port
-    cmd += ["-v", f"{host_path}:{container_path}", "-p", f"{address}:{port}:{container_port}"]
+    cmd += ["-v", f"{host_path}:{container_path}"]
+    if run.model_mount:
+        cmd += ["-v", f"{run.model_mount}:{run.model_mount}:ro"]
+    cmd += ["-p", f"{address}:{port}:{container_port}"]
     return cmd + [run.image, *run.command]
 
 
@@ -108,7 +114,7 @@ def compose_service(run: ContainerRun) -> dict[str, Any]:
         service["environment"] = env
     host_path, container_path = run.volume
     address, port, container_port = run.port
-    service["volumes"] = [f"{host_path}:{container_path}"]
+    service["volumes"] = [f"{host_path}:{container_path}"] + ([f"{run.model_mount}:{run.model_mount}:ro"] if run.model_mount else [])
     service["ports"] = [f"{address}:{port}:{container_port}"]
     return service
 
@@ -127,6 +133,8 @@ def sdk_kwargs(run: ContainerRun, environ: Mapping[str, str]) -> dict[str, Any]:
         "environment": env, "volumes": {host_path: {"bind": container_path, "mode": "rw"}},
         "ports": {f"{container_port}/tcp": (address, port)},
     }
+    if run.model_mount:
+        kw["volumes"][run.model_mount] = {"bind": run.model_mount, "mode": "ro"}
     if run.runtime:
         kw["runtime"] = run.runtime
     if run.gpus:
