@@ -173,9 +173,10 @@ def newest_first(releases: tuple[str, ...] = RELEASES) -> list[str]:
 
 def version_at_least(version: str | None, floor: str) -> bool:
     """`version` (a driver, CUDA or ROCm version such as 575.57.08 or 7.2.1-45) is at least `floor`."""
-    if not version:
+    words = "".join(c if c.isdigit() or c == "." else " " for c in version or "").split()
+    parts = [int(p) for p in words[0].split(".") if p] if words else []
+    if not parts:
         return False
-    parts = [int(p) for p in "".join(c if c.isdigit() or c == "." else " " for c in version).split()[0].split(".") if p]
     floor_parts = [int(p) for p in floor.split(".")]
     n = max(len(parts), len(floor_parts))
     return parts + [0] * (n - len(parts)) >= floor_parts + [0] * (n - len(floor_parts))

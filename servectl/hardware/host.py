@@ -57,6 +57,10 @@ class Host:
                 "glibc_version": self.glibc_version, "source": self.source, "notes": list(self.notes)}
 
 
+_VERSION = re.compile(r"^\d{1,6}(\.\d{1,6}){0,3}$")
+_EXAMPLE = {"--driver": "575.57.08", "--python-version": "3.12.3", "--glibc": "2.39", "--rocm-version": "7.2.1"}
+
+
 @dataclass(frozen=True)
 class PlatformFacts:
     arch: str
@@ -123,7 +127,12 @@ def host_from(detection: Detection, facts: PlatformFacts | None, *, rocm_version
 
 def with_overrides(host: Host, *, driver: str | None = None, arch: str | None = None, python_version: str | None = None,
                    glibc: str | None = None, rocm_version: str | None = None) -> Host:
-    """The host with facts the user states (planning for another machine, or a fact no probe can read)."""
+    """The host with facts the user states (planning for another machine, or a fact no probe can read);
+    a version that is not dotted numbers is bad input."""
+    for option, value in (("--driver", driver), ("--python-version", python_version), ("--glibc", glibc),
+                          ("--rocm-version", rocm_version)):
+        if value is not None and not _VERSION.match(value):
+            raise UserError(f"{option} {value!r} is not a version", f"give dotted numbers, e.g. {option} {_EXAMPLE[option]}")
     changes = {k: v for k, v in {"driver_version": driver, "arch": arch, "python_version": python_version,
                                  "glibc_version": glibc, "rocm_version": rocm_version}.items() if v}
     return replace(host, **changes) if changes else host
