@@ -102,10 +102,11 @@ def _patch_bugs() -> tuple[KnownBug, ...]:
 @lru_cache(maxsize=64)
 def _recipe_hazards(recipe: str) -> frozenset[str]:
     from servectl.catalog.load import load_catalog
+    from servectl.errors import UnknownName
 
     try:
         return frozenset(load_catalog().model(recipe).hazards)
-    except Exception:  # a recipe the catalog does not know (any-model work): no hazards declared
+    except UnknownName:  # a model the catalog has no recipe for: it declares no hazards
         return frozenset()
 
 

@@ -29,13 +29,17 @@ from servectl.cli.app import console, emit_json, info, warn
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bootstrap(recipe, gpu, version, cpu: bool, venv, with_ray: bool, base_python, captured, driver, rocm_version, arch,
               python_version, glibc, dry_run: bool, as_json: bool) -> None:
-    """Create the vLLM environment for this machine (and RECIPE), apply the patches its release needs, verify them.
+    """Create the vLLM environment for this machine (and --recipe), apply the patches its release needs, verify them.
 
     Without --vllm the release, wheel variant and torch build are chosen from the GPU and its driver (or ROCm),
     the CPU architecture, Python and glibc, the recipe's minimum release and the known-bug catalog.
     """
     from servectl.vllmenv import bootstrap as bs
 
+    if captured is not None and not dry_run:
+        from servectl.errors import UserError
+
+        raise UserError("--from plans for the machine of a capture, not this one", "add --dry-run, and run the commands it prints on that machine")
     host = detection = None
     facts = dict(driver=driver, arch=arch, python_version=python_version, glibc=glibc, rocm_version=rocm_version)
     if captured is not None or any(facts.values()):

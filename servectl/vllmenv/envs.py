@@ -150,7 +150,8 @@ def report(env: EnvInfo, with_size: bool = True) -> dict:
         try:
             target = pyenv.from_python(env.python)
             states = [{"id": s.patch.id, "status": s.status.value} for s in patches.check(target)
-                      if s.status.value != "not-affected"]
+                      if s.status.value not in ("not-affected", "fixed-upstream")]
+            out["torch"] = out["torch"] or target.versions.get("torch")
             missing = [s for s in states if s["status"] in ("applicable", "anchor-mismatch")]
             applied = [s for s in states if s["status"] == "already-applied"]
             state = "unpatched" if missing else "patched" if applied else "none-needed"
