@@ -296,6 +296,12 @@ def _choose_cuda(ctx: _Ctx, version: str | None) -> Choice:
             skipped.append((release, bug_why))
             continue
         kw = _cuda_install(release, row, build, ctx.arch)
+        cc = ctx.compute_capability
+        if cc is not None and Version(cc) < Version(vi.CUDA13_MIN_COMPUTE_CAPABILITY) and not build.default:
+            # docker/versions.json lists 7.0 before PR #39878 and starts at 7.5 after it; the +cu129 build's own
+            # arch list is not published
+            ctx.warnings.append(f"sm_{cc.replace('.', '')}: whether the +{build.variant} build of {release} still has kernels for it "
+                                "is unverified; 0.19.1 is the newest release whose default build lists it (--vllm 0.19.1)")
         ctx.reasons.append(f"vLLM {release}: the {'default wheel' if build.default else '+' + build.variant + ' wheel'} is built "
                            f"for CUDA {build.cuda}; torch {row.torch} is its pin ({row.source.split(';')[0]})")
         if ctx.arch == "aarch64" and row.torch in vi.AARCH64_CPU_ONLY_PYPI_TORCH:
