@@ -204,14 +204,16 @@ def schema_classes(path: Path) -> Iterator[tuple[str, str, list[tuple[str, str, 
 
 
 def catalog_schema_page() -> str:
-    from servectl.catalog.base import Quantization, Vendor  # noqa: F401  (named in the text below)
+    import typing
 
+    from servectl.catalog import base
+
+    aliases = "; ".join(f"`{name}` is one of " + ", ".join(f"`{v}`" for v in typing.get_args(getattr(base, name)))
+                        for name in ("Vendor", "Quantization", "TorchDtype"))
     out = ["# Catalog fields", "",
            "Every field a catalog file may hold, generated from the schemas (`servectl/catalog/*.py`) at every "
            "build: the type and bounds pydantic checks when a file is read, the default, and the field's own "
-           "description (its comment in the schema). Unknown keys are refused. Types named in the tables: "
-           "`Vendor` is one of `nvidia`, `amd`, `cpu`; `Quantization` one of `nvfp4`, `mxfp4`, `fp8`, `gptq-int8`, "
-           "`gptq-int4`, `bf16`, `fp16`; `TorchDtype` one of `float32`, `bfloat16`, `float16`.", ""]
+           f"description (its comment in the schema). Unknown keys are refused. Types named in the tables: {aliases}.", ""]
     for title, rel in SCHEMA_MODULES:
         out += [f"## {title}", "", f"Schema: `{rel}`.", ""]
         for name, doc, fields in schema_classes(ROOT / rel):
@@ -335,6 +337,10 @@ def catalog_page() -> str:
 def diagnosis_page() -> str:
     import yaml
 
+    from servectl.catalog.versions import CPU_BUILD_VLLM
+
+    cpu = ".".join(CPU_BUILD_VLLM.split(".")[:2])
+
     data = yaml.safe_load((ROOT / "profiles" / "diagnose.yaml").read_text(encoding="utf-8"))
     rules = data["rules"]
     releases = sorted({v for r in rules for v in r.get("versions", [])}, key=lambda v: tuple(int(x) for x in v.split(".")))
@@ -344,8 +350,8 @@ def diagnosis_page() -> str:
            "[Diagnose a failed start](../how-to/diagnose.md) for how they work.", "",
            f"*Message in vLLM source*: the releases whose source was read and hold the message's text "
            f"(`source_text`); \"all {len(releases)}\" means every one of {', '.join(releases)}. "
-           "A test checks each text against the installed vLLM 0.32 source. *Tested on*: `live` is a real failed "
-           "start of the vLLM 0.32 CPU build in the tests (`tests/test_diagnose_live.py`); otherwise the captured or "
+           f"A test checks each text against the installed vLLM {cpu} source. *Tested on*: `live` is a real failed "
+           f"start of the vLLM {cpu} CPU build in the tests (`tests/test_diagnose_live.py`); otherwise the captured or "
            "public log kept as test data (`tests/data/logs/diagnose/`).", "",
            "| rule | cause (template) | fix | message in vLLM source | tested on | priority |",
            "| --- | --- | --- | --- | --- | --- |"]
@@ -358,7 +364,7 @@ def diagnosis_page() -> str:
         else:
             where = ", ".join(versions)
         tested = r["tested"]
-        tested = "live start, vLLM 0.32 CPU" if tested == "live" else tested
+        tested = f"live start, vLLM {cpu} CPU" if tested == "live" else tested
         tested = tested.replace("https://github.com/", "public log: ")
         fix = " ".join(f"`{f}`" for f in r.get("fix", [])) or "-"
         kind = " (wrapper)" if r.get("wrapper") else " (hazard)" if r.get("hazard") else ""
