@@ -94,7 +94,7 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         else:
             proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, proxy_port or spec.port + 1, servectl_bin))
     if with_monitoring:
-        text = outputs.with_monitoring(fmt, spec, text, _dashboard(spec), (proxy_port or spec.port + 1) if with_proxy else None)
+        text = outputs.with_monitoring(fmt, spec, text, monitoring_dashboard(spec), (proxy_port or spec.port + 1) if with_proxy else None)
     if validate:
         from servectl.verify import validate as checks
 
@@ -117,7 +117,7 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         info(f"wrote {out_dir / proxy_unit[0]}")
 
 
-def _dashboard(spec):
+def monitoring_dashboard(spec):
     """vLLM's dashboard for the release the rendered image runs (servectl.catalog.dashboards)."""
     from servectl.catalog import dashboards
     from servectl.render.container import DEFAULT_IMAGE
