@@ -98,6 +98,11 @@ def test_catalog_diagnosis_and_versions_pages_are_complete(site):
     assert [r.id for r in load_rules() if r.id not in rules] == []
     table = page_text(site, "reference/vllm-versions")
     assert [b.key for b in versions.TABLE if b.key not in table] == []
+    from servectl.catalog import dashboards, metrics
+
+    names = [n.name for c in metrics.CONCEPTS for n in c.names] + [c.key for c in metrics.CONCEPTS]
+    assert [n for n in names if n not in table] == []
+    assert [d.file for d in dashboards.DASHBOARDS if d.file not in table] == []
 
 
 def test_markdown_in_help_text_is_shown_as_written():

@@ -10,7 +10,8 @@ rule or vLLM behaviour added to the code appears in the next build.
   servectl/catalog/*.py). A field's description is its trailing `# ...` comment, read with tokenize.
 - reference/catalog.md: the GPU profiles, model recipes, sampling presets and patches shipped today.
 - reference/diagnosis-rules.md: the rules of profiles/diagnose.yaml and the model families.
-- reference/vllm-versions.md: servectl/catalog/versions.py's table of version-dependent behaviours.
+- reference/vllm-versions.md: servectl/catalog/versions.py's table of version-dependent behaviours, and
+  the per-release tables of metric names (catalog/metrics.py) and Grafana dashboards (catalog/dashboards.py).
 
 Also importable (tests/test_docs.py walks the same commands to check the built site).
 """
@@ -400,7 +401,44 @@ def versions_page() -> str:
     for b in versions.TABLE:
         out.append(f"| `{b.key}` | {b.since or '-'} | {b.until or 'still so'} | {_cell(b.summary)} | {_cell(b.source)} |")
     out.append("")
+    out += metrics_section() + dashboards_section()
     return "\n".join(out)
+
+
+def metrics_section() -> list[str]:
+    """vLLM's metric names per concept and release (servectl/catalog/metrics.py), when this version has the table."""
+    try:
+        from servectl.catalog import metrics
+    except ImportError:
+        return []
+    out = ["## Metric names", "",
+           f"`servectl top`, `servectl check` and the monitoring stack read vLLM's Prometheus metrics by concept; the "
+           f"names changed across releases. Each concept's names, newest first, with the releases that expose them "
+           f"(read in the wheels {metrics.OLDEST_READ} to {metrics.NEWEST_READ}; `-`: every release read, or still exposed). A reader "
+           "takes the first name a server exposes, so no version needs asking. From `servectl/catalog/metrics.py`.", "",
+           "| concept | type | what | name | since | through | source |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for c in metrics.CONCEPTS:
+        for i, n in enumerate(c.names):
+            head = f"`{c.key}` | {c.kind} | {_cell(c.summary)}" if i == 0 else " | | "
+            out.append(f"| {head} | `{n.name}` | {n.since or '-'} | {n.until or '-'} | {_cell(n.source)} |")
+    return [*out, ""]
+
+
+def dashboards_section() -> list[str]:
+    """vLLM's Grafana dashboards vendored per release (servectl/catalog/dashboards.py), when this version has them."""
+    try:
+        from servectl.catalog import dashboards
+    except ImportError:
+        return []
+    out = ["## Grafana dashboards", "",
+           "`render --with-monitoring` ships vLLM's own dashboard for the release the rendered image runs, byte for "
+           "byte, from the releases' source distributions. From `servectl/catalog/dashboards.py`.", "",
+           "| file | used for releases | taken from | same file found in | sha256 |", "| --- | --- | --- | --- | --- |"]
+    for d in dashboards.DASHBOARDS:
+        span = f"{'>= ' + d.since if d.since else ''}{', ' if d.since and d.until else ''}{'< ' + d.until if d.until else ''}" or "all"
+        out.append(f"| `{d.file}` | {span} | [v{d.release}]({d.source}), commit {d.commit} | {', '.join(d.checked)} | "
+                   f"`{d.sha256[:16]}...` |")
+    return [*out, ""]
 
 
 PAGES = {
