@@ -21,7 +21,7 @@ from patch_sources import AFFECTED, FIXED, extracted, site_packages
 from servectl.catalog.load import load_catalog
 from servectl.spec.resolve import Request, resolve
 from servectl.render import outputs
-from servectl.vllmenv.patches import load_patches
+from servectl.spec.known_bug_guards import patches_for_spec
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "vllm/transformers_utils/configs/qwen3_5_moe.py"
@@ -29,7 +29,8 @@ CONFIG = "vllm/transformers_utils/configs/qwen3_5_moe.py"
 
 def rendered(model="qwen3.5-35b-a3b-nvfp4", gpu="rtx-5090") -> str:
     cat = load_catalog()
-    return outputs.text("dockerfile", resolve(Request(cat.model(model), cat.gpu(gpu))), patches=load_patches())
+    spec = resolve(Request(cat.model(model), cat.gpu(gpu)))
+    return outputs.text("dockerfile", spec, patches=patches_for_spec(spec))
 
 
 def run_line(text: str) -> str:
@@ -60,7 +61,11 @@ def test_layout():
     text = rendered()
     assert text.splitlines()[[i for i, ln in enumerate(text.splitlines()) if ln.startswith("FROM")][0]] == \
         "FROM vllm/vllm-openai:v0.18.0-cu130"
-    assert "pull/36920" in text and 'io.servectl.patches="rope-validation-set"' in text
+    assert "pull/36920" in text
+    label = re.search(r'io.servectl.patches="([^"]*)"', text).group(1).split(",")
+    # the patches this launch (v0.18.0 image, rtx-5090, qwen3 parsers, hybrid model) needs, and only those
+    assert label == ["hybrid-kv-groups-max-len", "qwen3-reasoning-tool-call-end", "qwen3coder-malformed-parameter",
+                     "rope-validation-set"]
     assert re.search(r'^CMD \["ig1/Qwen3.5-35B-A3B-NVFP4", ', text, re.M)
     assert "HF_TOKEN=" not in text  # secrets never baked into an image
 

@@ -83,16 +83,41 @@ class RangeFile(io.RawIOBase):
         return len(data)
 
 
+_INDEXES: dict[str, tuple[str, dict]] = {}
+
+
+def _index(client: httpx.Client, name: str) -> tuple[str, dict]:
+    """(the index's own address, its releases), read once per process."""
+    if name not in _INDEXES:
+        resp = client.get(INDEX.format(name=name))
+        resp.raise_for_status()
+        _INDEXES[name] = (str(resp.url), resp.json()["releases"])
+    return _INDEXES[name]
+
+
 def wheel_url(client: httpx.Client, version: str, name: str = "vllm") -> str:
-    resp = client.get(INDEX.format(name=name))
-    resp.raise_for_status()
-    files = resp.json()["releases"].get(version) or []
-    wheels = [u for u in files if u["filename"].endswith(".whl") and "x86_64" in u["filename"]]
+    base, releases = _index(client, name)
+    wheels = [u for u in releases.get(version) or [] if u["filename"].endswith(".whl") and "x86_64" in u["filename"]
+              and not u.get("yanked")]
     if not wheels:
         raise Unreachable(f"{name} {version} has no x86_64 wheel on the registry")
     # the plain build first (0.20.1-1 and the like are re-uploads with a build tag)
     wheels.sort(key=lambda u: (u["filename"].count("-"), u["filename"]))
-    return str(resp.url.join(wheels[0]["url"]))  # absolute, or relative to the index (mirrors)
+    return str(httpx.URL(base).join(wheels[0]["url"]))  # absolute, or relative to the index (mirrors)
+
+
+def releases(name: str = "vllm") -> list[str]:
+    """Every final release with an x86_64 wheel, oldest first."""
+    from packaging.version import Version
+
+    try:
+        with httpx.Client(timeout=_TIMEOUT, follow_redirects=True) as client:
+            _, rel = _index(client, name)
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"cannot read the {name} index from the package registry: {exc}") from None
+    out = [v for v, files in rel.items() if not Version(v).is_prerelease
+           and any(f["filename"].endswith(".whl") and "x86_64" in f["filename"] and not f.get("yanked") for f in files)]
+    return sorted(out, key=Version)
 
 
 def _cache(version: str, name: str) -> Path:

@@ -83,9 +83,9 @@ class KnownBug:
 
     def message(self, version: str) -> str:
         """`vLLM X has bug Z with this setting; use W or upgrade` (one line, with the upstream reference)."""
-        fix = f" or upgrade to vLLM {self.fixed_in}+" if self.fixed_in else " (not fixed upstream yet)"
-        return (f"vLLM {version} has known bug {self.id} with this setting: {self.title}; "
-                f"{self.advice}{fix} ({self.upstream[0]})")
+        fix = f"; or upgrade to vLLM {self.fixed_in}+" if self.fixed_in else " (no fixed release yet)"
+        return (f"vLLM {version} has known bug {self.id} with this setting: {self.title}. "
+                f"Use: {self.advice}{fix} ({self.upstream[0]})")
 
 
 # --------------------------------------------------------------------------- release ranges

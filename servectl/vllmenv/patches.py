@@ -163,7 +163,7 @@ def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None
         if text is None:
             problems.append(f"{rel} is missing")
             continue
-        states = {_edit_state(text, e) for e in edits(patch, rel, version)}
+        states = {edit_state(text, e) for e in edits(patch, rel, version)}
         if states == {"bug"}:
             pending.append(rel)
         elif states == {"fixed"}:
@@ -177,7 +177,12 @@ def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None
     return Selection(patch, Status.APPLIED, f"{patch.package} {version}: already applied", version)
 
 
-def _edit_state(text: str, edit: PatchFile) -> str:
+def edit_state(text: str, edit: PatchFile) -> str:
+    """"bug" (the released text, exactly once), "fixed" (the fix text in its place) or "unknown"."""
+    if edit.before in edit.after:  # an insertion around the anchor: the fix text still holds the anchor
+        if text.count(edit.after) == 1:
+            return "fixed"
+        return "bug" if text.count(edit.before) == 1 else "unknown"
     if text.count(edit.before) == 1:
         return "bug"
     if edit.before not in text and edit.after in text:
