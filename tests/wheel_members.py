@@ -166,8 +166,8 @@ def members(version: str, paths: list[str], name: str = "vllm") -> dict[str, str
 def namelist(version: str, name: str = "vllm") -> list[str]:
     """Every member name of the release's wheel (cached)."""
     names_file = _cache(version, name) / ".names.json"
-    if not names_file.exists():
-        members(version, [f"{name}/__init__.py"], name)
+    if not names_file.exists():  # opening the wheel writes it: ask for a member no wheel has
+        members(version, [f"{name}/.servectl-namelist-probe"], name)
     return json.loads(names_file.read_text())
 
 

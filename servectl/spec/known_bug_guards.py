@@ -21,6 +21,13 @@ from servectl.spec.models import LaunchSpec
 from servectl.vllmenv import args as va
 
 PLATFORM_OF_VENDOR = {"nvidia": "cuda", "amd": "rocm", "cpu": "cpu"}
+# The environment variables features() reads: where the server inherits the caller's environment (up, plan),
+# these are taken from it; a rendered config only carries its own.
+FEATURE_ENV = ("VLLM_MARLIN_INPUT_DTYPE", "VLLM_USE_DEEP_GEMM")
+
+
+def caller_env(environ: dict[str, str]) -> dict[str, str]:
+    return {k: environ[k] for k in FEATURE_ENV if k in environ}
 _ON = {"1", "true", "yes", "on"}
 
 

@@ -42,6 +42,9 @@ class Request:
     checkpoint_mtp: bool | None = None  # the checkpoint's headers list mtp.* tensors (None: not on disk)
     # known bugs that a servectl patch fixes: warn (plan, render), or leave them to the caller's own patch check (up)
     warn_patches: bool = True
+    known_bugs: bool = True  # check the known-bug catalog here (plan checks it itself, for the release it plans for)
+    # the caller's environment where the server inherits it (up, plan): known-bug features read VLLM_* from it
+    runtime_env: dict[str, str] = field(default_factory=dict)
 
 
 def card_profile_names(recipe: ModelRecipe) -> list[str]:
@@ -185,7 +188,8 @@ def resolve(req: Request) -> LaunchSpec:
     mtp = speculative.apply(recipe, profile, flags, spec_choice, checkpoint_mtp=req.checkpoint_mtp, vllm_version=release)
     flags = mtp.flags
     warnings += mtp.warnings
-    bugs = known_bug_guards.check(recipe, profile, flags, env, release, warn_patches=req.warn_patches)
+    bugs = known_bug_guards.check(recipe, profile, flags, {**req.runtime_env, **env}, release if req.known_bugs else None,
+                                  warn_patches=req.warn_patches)
     warnings += bugs.warnings
     problems = guards.check(recipe, profile, flags, req.env) + mtp.violations + bugs.violations
     hard = [v for v in problems if not v.forceable]
