@@ -4,6 +4,8 @@ starts it learns from. `plan`, `calibrate --log` and the launch workflow call th
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from servectl.plan import calibrate as cal
 from servectl.plan import multinode, planner, vllm_log
 from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
 from servectl.plan.models import Plan
+from servectl.spec import guards, known_bug_guards
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 
@@ -186,9 +189,13 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     checkpoint = Path(model_path) if model_path else cached_checkpoint(recipe.repo)
     headers = weight_bytes(checkpoint) if checkpoint is not None else None
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=force,
-                           speculative=speculative, vllm_version=vllm_version, nodes=nodes,
+                           speculative=speculative, vllm_version=vllm_version, nodes=nodes, known_bugs=False,
                            checkpoint_mtp=bool(headers[1]) if headers is not None else None))
     target = target_for(profile, override=vllm_version, image=spec.image, python=python, recipe=recipe)
+    # known bugs of the release the plan is for, under the same --force rule as servectl's own guards
+    bugs = known_bug_guards.check(recipe, profile, va.parse_args(spec.vllm_args),
+                                  {**known_bug_guards.caller_env(dict(os.environ)), **spec.env}, target.version)
+    spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *guards.enforce(bugs.violations, force)])
     verdict = _vllm_parser_verdict(target, tokens)
     if verdict:
         raise UserError(f"vLLM {target.version} rejects the flags: {verdict}", "fix or drop the flag vLLM names")

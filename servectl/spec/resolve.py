@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 
-from servectl.spec import guards, layout, speculative
+from servectl.spec import guards, known_bug_guards, layout, speculative
 from servectl.vllmenv import args as va
 from servectl.errors import UserError
 from servectl.catalog.gpu import GpuProfile
@@ -41,6 +41,11 @@ class Request:
     vllm_version: str | None = None  # release that will run it, when known (guards); else the image tag's
     checkpoint_mtp: bool | None = None  # the checkpoint's headers list mtp.* tensors (None: not on disk)
     nodes: int | None = None  # --nodes N >= 2: the multi-node layout (spec.layout), applied before the guards
+    # known bugs that a servectl patch fixes: warn (plan, render), or leave them to the caller's own patch check (up)
+    warn_patches: bool = True
+    known_bugs: bool = True  # check the known-bug catalog here (plan checks it itself, for the release it plans for)
+    # the caller's environment where the server inherits it (up, plan): known-bug features read VLLM_* from it
+    runtime_env: dict[str, str] = field(default_factory=dict)
 
 
 def card_profile_names(recipe: ModelRecipe) -> list[str]:
@@ -189,13 +194,17 @@ def resolve(req: Request) -> LaunchSpec:
     if nodes > 1:  # the layout --nodes reaches is guarded as if its flags were written by hand
         flags = layout.with_layout(flags, *layout.layout(profile, nodes))
     spec_choice = speculative.parse_choice(req.speculative) if req.speculative else None
-    version = req.vllm_version or speculative.image_version(image)
-    mtp = speculative.apply(recipe, profile, flags, spec_choice, vllm_version=version)
+    release = req.vllm_version or speculative.image_version(image)
+    mtp = speculative.apply(recipe, profile, flags, spec_choice, vllm_version=release)
     flags = mtp.flags
     warnings += mtp.warnings
-    problems = guards.evaluate(guards.GuardInput(recipe, profile, flags, req.env, nodes=nodes, vllm_version=version,
+    bugs = known_bug_guards.check(recipe, profile, flags, {**req.runtime_env, **env}, release if req.known_bugs else None,
+                                  warn_patches=req.warn_patches)
+    warnings += bugs.warnings
+    # servectl's guard table and the known-bug catalog's guards, under the one --force rule
+    problems = guards.evaluate(guards.GuardInput(recipe, profile, flags, req.env, nodes=nodes, vllm_version=release,
                                                  checkpoint_mtp=req.checkpoint_mtp, unlisted=unlisted))
-    warnings += guards.enforce(problems, req.force)
+    warnings += guards.enforce(problems + bugs.violations, req.force)
 
     tp = int(va.get(flags, "--tensor-parallel-size") or 1)
     pp = int(va.get(flags, "--pipeline-parallel-size") or 1)

@@ -173,6 +173,15 @@ def smoke(req: Resolved) -> str:
     return lines[-1]
 
 
+def release_patches(version: str, platform: str) -> list[str]:
+    """The known-bug patches a fresh environment of this release and build gets (the recipe is not known yet,
+    so every patch of the release: a text fix is inert where its code path is not used)."""
+    from servectl.catalog.known_bugs import version_in_range
+
+    return [p.id for p in patches.load_patches() if version_in_range(version, p.versions)
+            and (not p.applies_to.platforms or platform in p.applies_to.platforms)]
+
+
 def _summary(req: Resolved, status: str, message: str, applied: list[str]) -> dict:
     c = req.choice
     return {"status": status, "message": message, "venv": str(req.venv), "python": str(req.venv / "bin" / "python"),
@@ -187,8 +196,9 @@ def dry_run_commands(req: Resolved) -> list[str]:
         return cmds
     if req.cpu:
         cmds.append(f"# write {req.venv}/lib/pythonX.Y/site-packages/vllm-{req.version}+cpu.dist-info/METADATA (Name: vllm)")
+    due = release_patches(req.version, req.choice.platform)
     cmds.append(f"servectl patch apply --python {req.venv}/bin/python"
-                + (f"   # {', '.join(req.choice.patches)}" if req.choice.patches else ""))
+                + (f"   # {', '.join(due)}" if due else "   # no known patch for this release"))
     return cmds
 
 
@@ -206,7 +216,8 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
 
     req = request.resolved()
     if dry_run:
-        return {**_summary(req, "dry-run", "nothing changed", []), "commands": dry_run_commands(req)}
+        return {**_summary(req, "dry-run", "nothing changed", []), "commands": dry_run_commands(req),
+                "patches_to_apply": release_patches(req.version, req.choice.platform) if req.choice.method == "pip" else []}
     if req.choice.method != "pip":
         raise _not_a_venv(req)
     label = f"vLLM {req.version} ({req.choice.variant})"
