@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from servectl.catalog import vllm_install as vi
-from servectl.catalog.known_bugs import BugContext, KnownBug, all_bugs, applicable_bugs
+from servectl.catalog.known_bugs import BugContext, KnownBug, applicable_bugs
+from servectl.catalog.patch_schema import Conditions
 from servectl.hardware.host import Host
 from servectl.vllmenv.choose import choose
 
@@ -39,15 +40,21 @@ def capture(name: str) -> str:
 # (id, bootstrap args, release, variant, torch, requirements, indexes)
 CUDA_HOSTS = [
     # RTX 5090 D on driver 576.52 (CUDA 12.9): no CUDA 13 build runs; the newest release with a CUDA 12.9 build is
-    # 0.31.0 (+cu129); NVFP4 before 0.20 is guarded, so the card's pin (0.18.0) is left out.
-    ("rtx5090-driver-576-nvfp4", ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", NVFP4],
+    # 0.31.0 (+cu129)
+    ("rtx5090-driver-576-mxfp4", ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", MXFP4],
      "0.31.0", "cu129", "2.13.0+cu129", ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
      ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"]),
+    # the NVFP4 card pins v0.18.0 on the RTX 5090: its release, in the build the driver runs (the default CUDA 12.9
+    # wheel on 576, the +cu130 wheel of the card's image on 610); its known bugs are patches, bootstrap applies them
+    ("rtx5090-driver-576-nvfp4-card", ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", NVFP4],
+     "0.18.0", "cu129", "2.10.0+cu128", ["vllm==0.18.0", "torch==2.10.0+cu128", "torchvision==0.25.0+cu128"],
+     ["https://download.pytorch.org/whl/cu128"]),
     # the same card on driver 595.71.05 (CUDA 13.2): the default CUDA 13.0 wheel of the newest release, PyPI torch
     ("rtx5090-driver-595-mxfp4", ["--from", capture("rtx5090-595.71.05-nvidia-smi.txt"), "--recipe", MXFP4],
      "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
-    ("2x-rtx5090-driver-610", ["--from", capture("rtx5090x2-nvidia-smi.txt"), "--recipe", NVFP4],
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
+    ("2x-rtx5090-driver-610-nvfp4-card", ["--from", capture("rtx5090x2-nvidia-smi.txt"), "--recipe", NVFP4],
+     "0.18.0", "cu130", "2.10.0+cu130", ["vllm==0.18.0+cu130", "torch==2.10.0+cu130", "torchvision==0.25.0+cu130"],
+     ["https://wheels.vllm.ai/0.18.0/cu130", "https://download.pytorch.org/whl/cu130"]),
     ("rtx5090+rtx4090-driver-580", ["--from", capture("rtx5090-rtx4090-580.82.09-nvidia-smi.txt")],
      "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
     # RTX PRO 6000 Blackwell: the driver of a captured machine (bigstack-oss/cubecos#312, 580.105.06) and the
@@ -100,14 +107,23 @@ def test_cuda_hosts(cli, case, tmp_path, monkeypatch):
     assert choice["reasons"] and not (tmp_path / "servectl").exists()
 
 
-def test_the_card_release_is_chosen_when_no_guard_hits_it(cli):
-    """The NVFP4 card pins v0.18.0 on the RTX 5090; for MXFP4 on the same card nothing pins, for NVFP4 the pin is
-    guarded (NVFP4 kernels on sm_12x before 0.20) and left out with the reason."""
+def test_the_card_release_is_tried_first_and_a_guard_moves_it(cli, catalog):
+    """The NVFP4 card pins v0.18.0 on the RTX 5090: chosen with its patches; a known bug of kind guard on it (the
+    lookup is the chooser's parameter) leaves it out with the reason, and the newest release is chosen."""
     data = dry_run(cli, "--gpu", "rtx-5090", "--driver", "580.82.09", "--recipe", NVFP4)
-    skipped = {s["vllm"]: s["why"] for s in data["choice"]["skipped"]}
-    assert "nvfp4-sm12x-kernels" in skipped["0.18.0"]
+    assert data["choice"]["release"] == "0.18.0" and "rope-validation-set" in data["choice"]["patches"]
     assert any("pins vLLM 0.18.0" in r for r in data["choice"]["reasons"])
-    assert data["choice"]["release"] == "0.34.0"
+    assert "rope-validation-set" in data["patches_to_apply"]
+
+    def lookup(ctx: BugContext) -> list[KnownBug]:
+        extra = [] if ctx.vllm != "0.18.0" else [KnownBug("sm12x-nvfp4", "NVFP4 kernels fail", "guard", "<0.20.0", "0.20.0",
+                                                          ("https://github.com/vllm-project/vllm/pull/38423",), "upgrade",
+                                                          "why", Conditions(compute_capabilities=["12.0"]))]
+        return applicable_bugs(ctx) + extra
+
+    host = Host(vendor="nvidia", compute_capability="12.0", driver_version="580.82.09", arch="x86_64", python_version="3.11.7")
+    c = choose(host, profile=catalog.gpu("rtx-5090"), recipe=catalog.model(NVFP4), lookup=lookup)
+    assert c.release == "0.34.0" and c.skipped[0] == ("0.18.0", "known bug sm12x-nvfp4: NVFP4 kernels fail")
 
 
 def test_a_guard_of_the_lookup_moves_the_choice_and_patches_stay(catalog):
@@ -118,8 +134,8 @@ def test_a_guard_of_the_lookup_moves_the_choice_and_patches_stay(catalog):
     recipe, profile = catalog.model(MXFP4), catalog.gpu("rtx-5090")
 
     def lookup(ctx: BugContext) -> list[KnownBug]:
-        bugs = {"0.34.0": KnownBug("x", "breaks", "guard", "==0.34.0", "0.35.0", (), "wait"),
-                "0.33.0": KnownBug("y", "patched", "patch", "==0.33.0", None, (), "apply")}
+        bugs = {"0.34.0": KnownBug("x", "breaks", "guard", "==0.34.0", "0.35.0", (), "wait", "why", Conditions()),
+                "0.33.0": KnownBug("y", "patched", "patch", "==0.33.0", None, (), "apply", "why", Conditions())}
         return [bugs[ctx.vllm]] if ctx.vllm in bugs else []
 
     c = choose(host, profile=profile, recipe=recipe, lookup=lookup)
@@ -194,16 +210,14 @@ def test_hosts_no_release_fits_are_one_line_errors(cli, args, words):
     assert result.stderr.count("\n") == 1 and result.stdout == ""
 
 
-def test_known_bug_seed_covers_the_patch_files_and_the_nvfp4_guard(catalog):
-    from servectl.vllmenv.patches import load_patches
-
-    patches = {b.id: b for b in all_bugs() if b.kind == "patch"}
-    assert {p.id: (p.versions, p.fixed_in) for p in load_patches()} == {i: (b.versions, b.fixed_in) for i, b in patches.items()}
-    ctx = BugContext(vllm="0.18.0", platform="cuda", compute_capability="12.0", quantization="nvfp4", recipe=NVFP4)
-    assert [(b.id, b.kind) for b in applicable_bugs(ctx)] == [("rope-validation-set", "patch"), ("nvfp4-sm12x-kernels", "guard")]
-    assert applicable_bugs(replace(ctx, vllm="0.20.0")) == []
-    assert [b.id for b in applicable_bugs(replace(ctx, recipe="tiny-cpu", quantization="bf16"))] == []  # no rope hazard
-    assert [b.id for b in applicable_bugs(replace(ctx, compute_capability="9.0"))] == ["rope-validation-set"]
+def test_the_chooser_asks_the_catalog_with_the_recipe_and_gpu(catalog):
+    """The lookup sees the release, platform, GPU and the recipe's facts (its guards and patches can match them)."""
+    seen: list[BugContext] = []
+    host = Host(vendor="nvidia", compute_capability="12.1", driver_version="580.95.05", arch="aarch64", python_version="3.12.3")
+    choose(host, profile=catalog.gpu("dgx-spark"), recipe=catalog.model(FP8), lookup=lambda ctx: seen.append(ctx) or [])
+    ctx = seen[0]
+    assert (ctx.vllm, ctx.platform, ctx.compute_capability, ctx.quantization, ctx.recipe) == ("0.34.0", "cuda", "12.1", "fp8", FP8)
+    assert ctx.architecture == catalog.model(FP8).architecture.hf_architecture
 
 
 def test_every_release_of_the_table_has_its_facts():

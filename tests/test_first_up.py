@@ -23,10 +23,13 @@ NO_GPU = d.Detection(source="simulated: no GPU")
 
 # (profile, recipe, capture or None, platform facts, rocm version, up's --gpu, release, variant, torch)
 CASES = [
+    # the NVFP4 card's release (0.18.0) in the build each driver runs: CUDA 12.9 on 576, +cu130 on the assumed 580
     ("rtx-5090", "qwen3.5-35b-a3b-nvfp4", "rtx5090d-576.52-nvidia-smi.txt", ("x86_64", "3.12.3", "2.39"), None, None,
-     "0.31.0", "cu129", "2.13.0+cu129"),
+     "0.18.0", "cu129", "2.10.0+cu128"),
     ("rtx-pro-6000-blackwell", "qwen3.5-35b-a3b-nvfp4", None, ("x86_64", "3.11.7", "2.36"), None, "rtx-pro-6000-blackwell",
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)"),
+     "0.18.0", "cu130", "2.10.0+cu130"),
+    ("rtx-5090-mxfp4", "qwen3.5-35b-a3b-mxfp4", "rtx5090d-576.52-nvidia-smi.txt", ("x86_64", "3.12.3", "2.39"), None, None,
+     "0.31.0", "cu129", "2.13.0+cu129"),
     ("dgx-spark", "qwen3.6-35b-a3b-fp8", "nvml-gb10-dgx-spark.json", ("aarch64", "3.12.3", "2.39"), None, None,
      "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)"),
     ("rocm-4gpu", "qwen3.5-35b-a3b-gptq-8bit", "rocm-smi-json-4x-mi300a.json", ("x86_64", "3.12.3", "2.39"), "7.2.1", None,
@@ -70,7 +73,7 @@ def test_first_up_names_the_bootstrap_command_and_its_dry_run_is_right(cli, fres
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     c = data["choice"]
-    assert (c["release"], c["variant"], c["torch"], data["profile"]) == (release, variant, torch, profile)
+    assert (c["release"], c["variant"], c["torch"], data["profile"]) == (release, variant, torch, profile.removesuffix("-mxfp4"))
     assert data["venv"] == str(fresh / "data" / "servectl" / "venvs" / f"vllm-{release}-{variant}")
     assert not (fresh / "data" / "servectl").exists()  # a dry run makes nothing
 

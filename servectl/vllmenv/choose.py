@@ -90,9 +90,12 @@ class _Ctx:
     warnings: list[str] = field(default_factory=list)
 
     def bugs(self, release: str) -> list[KnownBug]:
-        return self.lookup(BugContext(vllm=release, platform=self.platform, compute_capability=self.compute_capability,  # type: ignore[arg-type]
-                                      gfx_target=self.gfx_target, quantization=self.recipe.quantization if self.recipe else None,
-                                      features=self.features, recipe=self.recipe.name if self.recipe else None))
+        r = self.recipe
+        return self.lookup(BugContext(vllm=release, platform=self.platform, compute_capability=self.compute_capability,
+                                      gfx_target=self.gfx_target, quantization=r.quantization if r else None,
+                                      features=self.features, recipe=r.name if r else None,
+                                      quantization_method=r.quantization_method if r else None,
+                                      architecture=r.architecture.hf_architecture if r else None))
 
 
 def _v(version: str) -> Version:

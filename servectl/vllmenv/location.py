@@ -151,9 +151,10 @@ def environment_for_launch(recipe: ModelRecipe, profile: GpuProfile, python: str
     driver = host.driver_version if on_host and platform == "cuda" else None
 
     def guards(release: str) -> list[str]:
-        ctx = BugContext(vllm=release, platform=platform, compute_capability=cc if platform == "cuda" else None,  # type: ignore[arg-type]
-                         gfx_target=(host.gfx_target if on_host else None) or profile.gfx_target if platform == "rocm" else None,
-                         quantization=recipe.quantization, recipe=recipe.name)
+        ctx = BugContext(vllm=release, platform=platform, compute_capability=cc if platform == "cuda" else None,
+                         gfx_target=((host.gfx_target if on_host else None) or profile.gfx_target) if platform == "rocm" else None,
+                         quantization=recipe.quantization, recipe=recipe.name, quantization_method=recipe.quantization_method,
+                         architecture=recipe.architecture.hf_architecture)
         return [b.id for b in applicable_bugs(ctx) if b.kind == "guard"]
 
     prefer = None
