@@ -66,10 +66,7 @@ def models() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models_list(as_json: bool) -> None:
     """List model recipes and the GPU profiles each runs on."""
-    from servectl.hardware.cpu_memory import for_this_host
-
     cat = load_catalog()
-    gpus = [for_this_host(g) for g in cat.gpus.values()]  # the cpu profile: this host's memory
     if as_json:
         emit_json([
             {"name": m.name, "title": m.title, "repo": m.repo, "quantization": m.quantization,

@@ -31,7 +31,7 @@ def cpu_profile_for_host(profile: GpuProfile, memory_bytes: int) -> GpuProfile:
     """The cpu profile with `memory_bytes` as its memory (other profiles unchanged). Pure."""
     if profile.vendor != "cpu":
         return profile
-    return replace(profile, memory_gib=round(memory_bytes / 2**30, 2), usable_memory_gib=None)
+    return replace(profile, memory_gib=round(memory_bytes / 2**30, 2), usable_memory_gib=None)  # type: ignore[type-var]
 
 
 def for_this_host(profile: GpuProfile) -> GpuProfile:

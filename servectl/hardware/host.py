@@ -113,16 +113,16 @@ def host_from(detection: Detection, facts: PlatformFacts | None, *, rocm_version
               notes: tuple[str, ...] = ()) -> Host:
     """Host facts from a detection (first vendor's devices) and the platform facts (None: another machine's
     capture, whose platform is not known)."""
-    plat = dict(arch=facts.arch, python_version=facts.python_version, glibc_version=facts.glibc_version) if facts else {}
+    arch, py, glibc = (facts.arch, facts.python_version, facts.glibc_version) if facts else (None, None, None)
     if not detection.gpus:
-        return Host(vendor=None, source=source, notes=notes, **plat)
+        return Host(vendor=None, source=source, notes=notes, arch=arch, python_version=py, glibc_version=glibc)
     first = detection.gpus[0]
     same = [g for g in detection.gpus if g.vendor == first.vendor]
     return Host(
         vendor=first.vendor, gpu_name=first.name, gpu_count=len(same), compute_capability=first.compute_capability,
         gfx_target=first.gfx_target, driver_version=first.driver_version if first.vendor == "nvidia" else None,
         cuda_version=first.cuda_version, rocm_version=rocm_version if first.vendor == "amd" else None,
-        source=source, notes=notes, **plat)
+        source=source, notes=notes, arch=arch, python_version=py, glibc_version=glibc)
 
 
 def with_overrides(host: Host, *, driver: str | None = None, arch: str | None = None, python_version: str | None = None,
@@ -133,9 +133,9 @@ def with_overrides(host: Host, *, driver: str | None = None, arch: str | None = 
                           ("--rocm-version", rocm_version)):
         if value is not None and not _VERSION.match(value):
             raise UserError(f"{option} {value!r} is not a version", f"give dotted numbers, e.g. {option} {_EXAMPLE[option]}")
-    changes = {k: v for k, v in {"driver_version": driver, "arch": arch, "python_version": python_version,
-                                 "glibc_version": glibc, "rocm_version": rocm_version}.items() if v}
-    return replace(host, **changes) if changes else host
+    return replace(host, driver_version=driver or host.driver_version, arch=arch or host.arch,
+                   python_version=python_version or host.python_version, glibc_version=glibc or host.glibc_version,
+                   rocm_version=rocm_version or host.rocm_version)
 
 
 def probe_host(base_python: str | None = None) -> Host:

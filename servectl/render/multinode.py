@@ -26,7 +26,6 @@ import shlex
 from typing import Any
 
 from servectl.vllmenv import args as va
-from servectl.errors import UserError
 from servectl.render import k8s
 from servectl.catalog.gpu import GpuProfile
 from servectl.catalog.recipe import ModelRecipe

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servectl.catalog import versions
+from servectl.catalog.gpu import GpuProfile
 from servectl.errors import CheckFailed, UserError
 from servectl.fsutil import write_atomic
 from servectl.hardware.host import Host
@@ -62,6 +63,7 @@ class Request:
         cat = load_catalog()
         recipe = cat.model(self.recipe) if self.recipe else None
         host, detection = (self.host, self.detection) if self.host is not None else host_and_detection(base_python=self.base_python)
+        profile: GpuProfile | None
         if self.cpu:
             profile = cat.gpu("cpu")
         elif self.gpu:
@@ -107,7 +109,7 @@ def commands(req: Resolved) -> list[list[str]]:
     """The install commands (pure; also what --dry-run prints)."""
     c = req.choice
     if c.method == "docker":
-        return [["docker", "pull", c.image]]
+        return [["docker", "pull", c.image or ""]]
     if c.method == "source":
         arch = c.variant.removeprefix("source-")
         return [["git", "clone", "--depth", "1", "--branch", f"v{c.release}", "https://github.com/vllm-project/vllm"],

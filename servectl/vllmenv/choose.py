@@ -117,7 +117,12 @@ def card_release(recipe: ModelRecipe | None, profile: GpuProfile | None) -> tupl
         launch = card.base
     image = launch.image if launch is not None else None
     release = versions.version_from_image(image) if image else None
-    return (release, image) if release else None
+    return (release, image) if release and image else None
+
+
+def _needs(recipe: ModelRecipe | None) -> str:
+    """Why a release is left out for the recipe's minimum (only called with a recipe)."""
+    return f"{recipe.name} needs vLLM {recipe.min_vllm}" if recipe is not None else "out of range"
 
 
 def _recipe_allows(recipe: ModelRecipe | None, release: str) -> bool:
@@ -134,7 +139,7 @@ def _candidates(ctx: _Ctx, releases: list[str], version: str | None) -> list[str
         return [str(_v(version))]
     order = list(releases)
     pin = card_release(ctx.recipe, ctx.profile)
-    if pin and pin[0] in order:
+    if pin and pin[0] in order and ctx.recipe is not None and ctx.profile is not None:
         order.remove(pin[0])
         order.insert(0, pin[0])
         ctx.reasons.append(f"the model card of {ctx.recipe.name} pins vLLM {pin[0]} on {ctx.profile.name} ({pin[1]}): tried first")
@@ -190,7 +195,7 @@ def _choose_cpu(ctx: _Ctx, version: str | None) -> Choice:
     skipped: list[tuple[str, str]] = []
     for release in _candidates(ctx, vi.newest_first(tuple(builds)), version):
         if not _recipe_allows(ctx.recipe, release) and version is None:
-            skipped.append((release, f"{ctx.recipe.name} needs vLLM {ctx.recipe.min_vllm}"))
+            skipped.append((release, _needs(ctx.recipe)))
             continue
         why, patches = _bug_verdict(ctx, release, version is not None)
         if why:
@@ -216,9 +221,9 @@ def _cuda_majors(ctx: _Ctx) -> set[str]:
         ctx.reasons.append(f"NVIDIA driver unknown (no NVIDIA GPU seen on this machine): assumed >= {assumed}, the "
                            f"{'profile' if ctx.profile and ctx.profile.min_driver else 'CUDA 13'} minimum; pass --driver VERSION")
         driver = assumed
-    blackwell = cc is not None and float(cc) >= 10.0
-    if blackwell and not vi.version_at_least(driver, vi.BLACKWELL_DRIVER_FLOOR):
-        raise UserError(f"driver {driver} is too old for a Blackwell GPU (sm_{cc.replace('.', '')} needs R{vi.BLACKWELL_DRIVER_FLOOR}+)",
+    sm = f"sm_{cc.replace('.', '')}" if cc else "this GPU"
+    if cc is not None and float(cc) >= 10.0 and not vi.version_at_least(driver, vi.BLACKWELL_DRIVER_FLOOR):
+        raise UserError(f"driver {driver} is too old for a Blackwell GPU ({sm} needs R{vi.BLACKWELL_DRIVER_FLOOR}+)",
                         "install an NVIDIA driver >= 580 (CUDA 13), or >= 570 for CUDA 12 builds")
     majors = {m for m, floor in vi.CUDA_DRIVER_FLOOR.items() if vi.version_at_least(driver, floor)}
     if not majors:
@@ -237,7 +242,7 @@ def _cuda_majors(ctx: _Ctx) -> set[str]:
         ctx.reasons.append(f"sm_{cc.replace('.', '')} (GB10): never a CUDA 12 build (its FP8/NVFP4 kernels are sm_120a "
                            "only there; CUDA 13 builds compile the 12.0f family that runs on sm_121)")
     if not majors:
-        raise UserError(f"no vLLM build runs sm_{cc.replace('.', '')} with driver {driver}", "install an NVIDIA driver >= 580")
+        raise UserError(f"no vLLM build runs {sm} with driver {driver}", "install an NVIDIA driver >= 580")
     return majors
 
 
@@ -278,10 +283,10 @@ def _choose_cuda(ctx: _Ctx, version: str | None) -> Choice:
                                 f"known releases: {vi.RELEASES[0]} to {vi.RELEASES[-1]}")
             continue
         if not _recipe_allows(ctx.recipe, release) and version is None:
-            skipped.append((release, f"{ctx.recipe.name} needs vLLM {ctx.recipe.min_vllm}"))
+            skipped.append((release, _needs(ctx.recipe)))
             continue
         build = _pick_build(row, majors)
-        why = None
+        why: str | None = None
         if build is None:
             why = ("no CUDA 12 build is verified (upgrade the driver to >= 580)" if majors == {"12"}
                    else "no CUDA 13 build (CUDA 13 is all this GPU/driver allows)" if majors == {"13"} else "no build")
@@ -295,8 +300,8 @@ def _choose_cuda(ctx: _Ctx, version: str | None) -> Choice:
             skipped.append((release, why))
             continue
         bug_why, patches = _bug_verdict(ctx, release, version is not None)
-        if bug_why:
-            skipped.append((release, bug_why))
+        if bug_why or build is None:
+            skipped.append((release, bug_why or "no build"))
             continue
         kw = _cuda_install(release, row, build, ctx.arch)
         cc = ctx.compute_capability
@@ -327,7 +332,7 @@ def _choose_rocm(ctx: _Ctx, version: str | None) -> Choice:
     def newest_runnable() -> tuple[str, tuple[str, ...]]:
         for release in _candidates(ctx, releases, version):
             if version is None and not _recipe_allows(ctx.recipe, release):
-                skipped.append((release, f"{ctx.recipe.name} needs vLLM {ctx.recipe.min_vllm}"))
+                skipped.append((release, _needs(ctx.recipe)))
                 continue
             why, patches = _bug_verdict(ctx, release, version is not None)
             if why:
@@ -366,9 +371,9 @@ def _choose_rocm(ctx: _Ctx, version: str | None) -> Choice:
         ctx.warnings.append("the venv needs Python 3.12 (cp312 ROCm wheels)")
     for release in _candidates(ctx, releases, version):
         row = vi.rocm_releases(release)
-        why = None
+        why: str | None = None
         if version is None and not _recipe_allows(ctx.recipe, release):
-            why = f"{ctx.recipe.name} needs vLLM {ctx.recipe.min_vllm}"
+            why = _needs(ctx.recipe)
         elif row is None:
             why = "no ROCm wheel variant known (look it up at wheels.vllm.ai/rocm/X/)"
         elif host.rocm_version is not None and not vi.version_at_least(host.rocm_version, ".".join(row.rocm.split(".")[:2])):
@@ -381,8 +386,8 @@ def _choose_rocm(ctx: _Ctx, version: str | None) -> Choice:
             skipped.append((release, why))
             continue
         bug_why, patches = _bug_verdict(ctx, release, version is not None)
-        if bug_why:
-            skipped.append((release, bug_why))
+        if bug_why or row is None:
+            skipped.append((release, bug_why or "no ROCm wheel"))
             continue
         ctx.reasons.append(f"vLLM {release}: ROCm wheel {row.variant} (built for ROCm {row.rocm}; {row.source}); it brings "
                            "its own ROCm build of torch")

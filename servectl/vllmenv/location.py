@@ -185,5 +185,5 @@ def resolve_target(python: str | os.PathLike | None = None, site_packages: str |
     if python and site_packages:
         raise UserError("--python and --site-packages are exclusive", "pass one of them")
     if site_packages:
-        return pyenv.from_site_packages(site_packages)
+        return pyenv.from_site_packages(Path(site_packages))
     return pyenv.from_python(find_vllm_python(python))
