@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from servectl.catalog.load import load_catalog
+from servectl.plan.any_model import resolve_model
 from servectl.cli.app import info, warn
 from servectl.spec.resolve import Request, resolve
 from servectl.fsutil import write_atomic
@@ -45,7 +46,8 @@ from servectl.spec.models import LaunchOptions
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
            validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN, with_proxy=False, proxy_port=None,
            servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None) -> None:
-    """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's.
+    """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's. MODEL is a recipe (curated
+    or your own), a hub repo id (org/name[@revision]) or a checkpoint directory (servectl derives the recipe).
 
     \b
     servectl render qwen3.5-35b-a3b-nvfp4 --gpu rtx-5090 --card --format docker
@@ -60,12 +62,16 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         from servectl.vllmenv.vllm_parser import serve_options
 
         asked = serve_options(vllm_python)
-    recipe = cat.model(model)
+    resolved = resolve_model(model, python=str(vllm_python) if vllm_python else None, catalog=cat)
+    recipe = resolved.recipe
+    if card and resolved.origin != "curated":
+        raise UserError(f"--card renders a curated recipe's published command; {model} is a {resolved.origin} recipe",
+                        "drop --card for servectl's settings")
     mtp_on_disk = None
     if speculative and speculative.strip().lower() != "off":
         from servectl.plan.checkpoint import has_mtp_head
 
-        mtp_on_disk = has_mtp_head(recipe)
+        mtp_on_disk = has_mtp_head(recipe, recipe.model_path)
     spec = resolve(Request(recipe, cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
                            force=force, vllm_options=asked, strict=strict, speculative=speculative,
                            checkpoint_mtp=mtp_on_disk))

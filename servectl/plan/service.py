@@ -172,12 +172,15 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     per rank and split per node (plan.multinode); the plan's `nodes` block carries it.
 
     Raises UserError only where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
+    from servectl.plan.any_model import resolve_model
+
     cat = load_catalog()
-    recipe, profile = cat.model(model), profile_for(cat, gpu)
+    recipe, profile = resolve_model(model, python=python, catalog=cat).recipe, profile_for(cat, gpu)
     tokens = command_tokens(vllm_tokens)
     _, other_tokens = split_memory_flags(tokens)
     # force: servectl's own guards become warnings here; a plan refuses only what vLLM refuses
-    checkpoint = Path(model_path) if model_path else cached_checkpoint(recipe.repo)
+    local = model_path or recipe.model_path
+    checkpoint = Path(local) if local else cached_checkpoint(recipe.repo)
     headers = weight_bytes(checkpoint) if checkpoint is not None else None
     if speculative and headers is not None and not headers[1] and speculative.strip().lower() != "off":
         # vLLM cannot start a draft without weights: a refusal of vLLM's own, so not a forceable guard here
@@ -261,8 +264,10 @@ def calibrate_from_log(model: str, gpu: str | None, log_file: Path, host: str | 
     if fig.kv_cache_tokens is None and fig.available_kv_gib is None:
         raise UserError(f"{Path(log_file).name} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
                         "pass the log of a vLLM start that reached the KV cache allocation")
+    from servectl.plan.any_model import resolve_model
+
     cat = load_catalog()
-    recipe, profile = cat.model(model), profile_for(cat, gpu)
+    recipe, profile = resolve_model(model, catalog=cat).recipe, profile_for(cat, gpu)
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=_tokens_from_log(fig), force=True))
     target = target_for(profile, image=spec.image)
     if fig.vllm_version:
