@@ -114,12 +114,20 @@ def explain(exc: BaseException, ref: ModelRef, what: str) -> Exception:
     return CheckFailed(f"reading {label}'s {what} from the Hub failed: {type(exc).__name__}", "SERVECTL_DEBUG=1 shows where")
 
 
+def quiet_library() -> None:
+    """huggingface_hub logs each retry and fallback as a warning; servectl reports the outcome as one line."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
 class HubSource:
     """A hub repo, read through huggingface_hub (see the module docstring)."""
 
     def __init__(self, ref: ModelRef, *, deadline: Deadline | None = None):
         if ref.repo is None:
             raise ValueError("a HubSource needs a repo ref")
+        quiet_library()
         self.ref = ref
         self.name = ref.repo
         self.label = ref.label
@@ -148,13 +156,13 @@ class HubSource:
 
         try:
             path = self._download(filename)
-        except errors.EntryNotFoundError:
-            return None
-        except errors.LocalEntryNotFoundError as exc:
+        except errors.LocalEntryNotFoundError as exc:  # (a subclass of EntryNotFoundError: first)
             if filename == "config.json" or self.commit is None:
                 raise explain(exc, self.ref, filename) from None
             self.notes.append(f"{filename} is not in the Hugging Face cache ({'HF_HUB_OFFLINE' if offline() else 'Hub unreachable'}): "
                               "read as absent")
+            return None
+        except errors.EntryNotFoundError:
             return None
         except (errors.GatedRepoError, errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as exc:
             raise explain(exc, self.ref, filename) from None
