@@ -17,8 +17,9 @@ from urllib.parse import unquote, urlsplit
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]], fill: bytes = b"\0") -> bytes:
-    """A safetensors file: u64 header length, JSON header, then each tensor's bytes."""
+def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]], fill: bytes = b"\0", data: bool = True) -> bytes:
+    """A safetensors file: u64 header length, JSON header, then each tensor's bytes (data=False: the header alone,
+    as the first bytes of a file too large to write here; servectl only ever reads headers)."""
     sizes = {"BF16": 2, "F16": 2, "F32": 4, "U8": 1, "I32": 4, "F8_E4M3": 1, "I8": 1}
     header: dict = {"__metadata__": {"format": "pt"}}
     offset = 0
@@ -30,7 +31,7 @@ def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]], fill: bytes = b
         offset += n
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + fill * offset
+    return struct.pack("<Q", len(raw)) + raw + (fill * offset if data else b"")
 
 
 QWEN3_TEMPLATE = (
@@ -54,7 +55,8 @@ def qwen3_config(**over) -> dict:
 
 
 def checkpoint_files(config: dict | None = None, template: str | None = QWEN3_TEMPLATE, *, generation: dict | None = None,
-                     weights: dict[str, tuple[str, list[int]]] | None = None, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
+                     weights: dict[str, tuple[str, list[int]]] | None = None, extra: dict[str, bytes] | None = None,
+                     weight_data: bool = True) -> dict[str, bytes]:
     """The files of a tiny checkpoint: config.json, tokenizer_config.json (with the chat template),
     generation_config.json and model.safetensors."""
     config = config or qwen3_config()
@@ -66,7 +68,7 @@ def checkpoint_files(config: dict | None = None, template: str | None = QWEN3_TE
             "model.embed_tokens.weight": ("BF16", [vocab, hidden]),
             "model.layers.0.self_attn.q_proj.weight": ("BF16", [hidden, hidden]),
             "model.norm.weight": ("BF16", [hidden]),
-        }),
+        }, data=weight_data),
     }
     if generation is not None:
         files["generation_config.json"] = json.dumps(generation).encode()

@@ -85,6 +85,9 @@ def _profile_settings(recipe: ModelRecipe, profile: GpuProfile, python: str | No
         v = guards._quantization_violation(recipe, profile)
         return None, Choice(setting=key, value="-", reason=f"left out: {v.message}")
     target = service.target_for(profile, python=python)
+    tp_args, tp_why = _tensor_parallel(recipe, profile)
+    if tp_args:
+        recipe = replace(recipe, profiles={**recipe.profiles, profile.name: ProfileSettings(args=tp_args)})
     spec = resolve(Request(recipe=recipe, profile=profile, force=True, vllm_version=target.version))
     s = planner.settings_from_flags(va.parse_args(service.split_memory_flags(spec.vllm_args)[0]), spec.env)
     kw = dict(vllm_version=target.version, host=target.host)
@@ -106,8 +109,8 @@ def _profile_settings(recipe: ModelRecipe, profile: GpuProfile, python: str | No
                    f"need {mib:,} MiB of KV cache, sized in bytes (vLLM's CPU build reads utilization as a share of NUMA node 0); "
                    f"--enforce-eager skips torch.compile at start-up; {release}")
             return ProfileSettings(args=args, notes=[why]), Choice(setting=key, value=" ".join(args), reason=why)
-        plan = planner.predict(recipe, profile, s, **kw)
-        plan = planner.with_guide(plan, recipe, profile, s, **kw)
+        probe = replace(s, max_model_len=1, max_model_len_auto=False)  # what fits is asked of the guide, not assumed
+        plan = planner.with_guide(planner.predict(recipe, profile, probe, **kw), recipe, profile, probe, **kw)
     except UserError as exc:  # vLLM would refuse: the weights leave no room
         return None, Choice(setting=key, value="-", reason=f"left out: {exc.message}")
     preset = profile.default_preset
@@ -121,9 +124,22 @@ def _profile_settings(recipe: ModelRecipe, profile: GpuProfile, python: str | No
     how = (f"the native context {native:,} fits" if mml == native else
            f"the native {native:,} does not fit; the longest one request holds is {fit:,}, rounded down to {mml:,}")
     why = (f"plan at the {preset} preset (--gpu-memory-utilization {util:g}; --desktop/--headless or --preset pick "
-           f"another): {how}; {release}")
-    args = ["--max-model-len", str(mml)]
+           f"another): {how}{tp_why}; {release}")
+    args = [*tp_args, "--max-model-len", str(mml)]
     return ProfileSettings(args=args, notes=[why]), Choice(setting=key, value=" ".join(args), reason=why)
+
+
+def _tensor_parallel(recipe: ModelRecipe, profile: GpuProfile) -> tuple[list[str], str]:
+    """A multi-GPU profile uses its GPUs as one tensor-parallel group: the largest count up to the profile's that
+    divides the attention heads (vLLM refuses a tensor-parallel size that does not divide them)."""
+    if profile.count <= 1:
+        return [], ""
+    heads = recipe.architecture.num_attention_heads
+    tp = next(n for n in range(profile.count, 0, -1) if heads % n == 0)
+    if tp == 1:
+        return [], f"; one GPU of {profile.count}: {heads} attention heads divide by no larger count"
+    return (["--tensor-parallel-size", str(tp)],
+            f"; tensor parallel over {tp} of the profile's {profile.count} GPUs ({heads} attention heads divide by {tp})")
 
 
 def derive_recipe(model: str, *, python: str | None = None, name: str | None = None, catalog: Catalog | None = None) -> ModelRecipe:
