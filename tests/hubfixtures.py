@@ -111,6 +111,7 @@ class HubServer:
     def __init__(self, repos: dict[str, dict[str, bytes]], gated: set[str] | None = None):
         self.repos, self.gated = repos, gated or set()
         self.requests: list[tuple[str, str, str | None]] = []
+        self.agents: list[str] = []  # User-Agent of each request, in order
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -127,6 +128,7 @@ class HubServer:
             def _handle(self, head: bool) -> None:
                 path = unquote(urlsplit(self.path).path)
                 server.requests.append(("HEAD" if head else "GET", path, self.headers.get("Range")))
+                server.agents.append(self.headers.get("User-Agent") or "")
                 parts = path.strip("/").split("/")
                 if parts[:2] == ["api", "models"] and "tree" in parts:
                     i = parts.index("tree")
