@@ -45,7 +45,7 @@ def checks(doc) -> dict[str, str]:
 
 def test_up_directory_then_check(env, tiny_dir):
     """A checkpoint directory as MODEL: derived recipe (family Qwen3-Next: qwen3 reasoning, hermes tools; KV in
-    bytes on CPU), started, checked by `up` and again by `servectl check` from another shell."""
+    bytes on CPU), started, checked by `up` and again by `servectl check` from another shell, benchmarked by name."""
     port = free_port()
     res = sc(env, "up", str(tiny_dir), "--gpu", "cpu", "--port", str(port), "--detach", "--json")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -59,6 +59,13 @@ def test_up_directory_then_check(env, tiny_dir):
         assert again.returncode == 0, again.stderr
         doc = json.loads(again.stdout)
         assert doc["recipe"] == tiny_dir.name.lower() and checks(doc)["tools"] == "pass"
+        # bench by deployment name, as for a curated recipe: the record names the recipe and the tokenizer
+        out = Path(env["XDG_STATE_HOME"]) / "bench.json"
+        bench = sc(env, "bench", up["name"], "--concurrency", "1", "--num-prompts", "2", "--input-len", "16",
+                   "--output-len", "8", "-o", str(out), timeout=600)
+        assert bench.returncode == 0, bench.stderr[-2000:]
+        result = json.loads(out.read_text())
+        assert result["recipe"] == tiny_dir.name.lower() and result["results"][0]["completed"] == 2
     finally:
         sc(env, "down", up["name"], timeout=120)
 
