@@ -86,7 +86,7 @@ def models_list(as_json: bool) -> None:
         for m, source, _ in rows:
             carded = set(card_profiles(m, cat))
             runs = ", ".join(p + ("*" if p in carded else "") for p in m.profiles)
-            table.add_row(m.name, source, m.model_path or m.repo, m.quantization, f"{m.weights_gib:g} GiB", runs)
+            table.add_row(m.name, source, plain(m.model_path or m.repo), m.quantization, f"{m.weights_gib:.3g} GiB", runs)
         console.print(table)
     for err in broken:
         click.echo(f"error: {plain(err.one_line())}", err=True)
@@ -98,8 +98,8 @@ def _explain(resolved) -> None:
     """The choices of a derived (or user) recipe: setting, value, why."""
     rec = resolved.recipe
     d = rec.derivation
-    console.print(f"{rec.name}: {resolved.origin} recipe" + (f" ({resolved.file})" if resolved.file else "")
-                  + (f", derived from {d.source}" if d else ""), highlight=False, soft_wrap=True)
+    console.print(plain(f"{rec.name}: {resolved.origin} recipe" + (f" ({resolved.file})" if resolved.file else "")
+                        + (f", derived from {d.source}" if d else "")), highlight=False, soft_wrap=True)
     if d is None:
         return
     table = Table(title=f"how {rec.name} is served" + (f" (parsers checked against vLLM {d.vllm})" if d.vllm else ""),
@@ -133,7 +133,7 @@ def models_show(model: str, python: str | None, as_json: bool) -> None:
     if resolved.recipe.derivation is not None:
         _explain(resolved)
         if resolved.derived:
-            console.print(f"keep it as a recipe of your own: servectl models add {model}", highlight=False, soft_wrap=True)
+            console.print(plain(f"keep it as a recipe of your own: servectl models add {model}"), highlight=False, soft_wrap=True)
         return
     click.echo(yaml.safe_dump(data, sort_keys=False))
 
@@ -166,8 +166,8 @@ def models_add(model: str, name: str | None, force: bool, python: str | None, as
         return
     for w in recipe.derivation.warnings if recipe.derivation else []:
         warn(w)
-    console.print(f"wrote {path}: recipe {recipe.name} (runs on {', '.join(recipe.profiles) or 'no profile'}); "
-                  f"`servectl models show {recipe.name}` explains it, edit the file to change it", highlight=False, soft_wrap=True)
+    console.print(plain(f"wrote {path}: recipe {recipe.name} (runs on {', '.join(recipe.profiles) or 'no profile'}); "
+                        f"`servectl models show {recipe.name}` explains it, edit the file to change it"), highlight=False, soft_wrap=True)
 
 
 def card_profiles(recipe, cat) -> list[str]:

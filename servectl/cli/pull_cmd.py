@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from servectl.cli.app import emit_json, info
+from servectl.console import plain
 
 
 @click.command()
@@ -31,10 +32,10 @@ def pull(repo: str, dry_run: bool, as_json: bool) -> None:
            "total_bytes": plan.total_bytes, "cached_bytes": plan.cached_bytes, "to_fetch_bytes": plan.to_fetch_bytes,
            "free_bytes": free, "cache": str(where), "snapshot": None}
     if not as_json:
-        info(f"{ref.label} at {plan.commit}: {len(plan.files)} files, {plan.total_bytes / 1e9:.2f} GB "
-             f"({plan.cached_bytes / 1e9:.2f} GB already cached), {len(plan.skipped)} skipped")
+        info(plain(f"{ref.label} at {plan.commit}: {len(plan.files)} files, {plan.total_bytes / 1e9:.2f} GB "
+             f"({plan.cached_bytes / 1e9:.2f} GB already cached), {len(plan.skipped)} skipped"))
         for path, why in sorted(plan.skipped.items()):
-            info(f"  skip {path}: {why}")
+            info(plain(f"  skip {path}: {why}"))
     if dry_run:
         if as_json:
             emit_json(doc)
@@ -45,4 +46,4 @@ def pull(repo: str, dry_run: bool, as_json: bool) -> None:
     if as_json:
         emit_json(doc)
     else:
-        info(f"ready: {snapshot} (vLLM reads it from the cache; `servectl up {ref.label}`)")
+        info(plain(f"ready: {snapshot} (vLLM reads it from the cache; `servectl up {ref.label}`)"))

@@ -77,6 +77,9 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
                            checkpoint_mtp=mtp_on_disk))
     for w in spec.warnings:
         warn(w)
+    if spec.model.startswith("/") and fmt.startswith("k8s"):
+        warn(f"{spec.model} is a directory of this machine: a pod sees it only if every node has it at that path "
+             "(mount it, or serve a hub repo)")
     if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
     patches = None
