@@ -9,7 +9,7 @@ import json
 import pytest
 
 from hubfixtures import checkpoint_files, qwen3_config, write_dir
-from servectl.catalog.families import load_families
+from servectl.catalog.parser_table import load_parser_table
 from servectl.checkpoint import parsers
 from servectl.checkpoint.quant import quantization
 from servectl.checkpoint.ref import parse, recipe_name
@@ -82,7 +82,7 @@ CASES = [
 @pytest.mark.parametrize("name,model_type,template,expected", CASES, ids=[c[0] for c in CASES])
 def test_parsers_match_the_published_commands(name, model_type, template, expected):
     ck = parsers.Checkpoint(name=name, model_types=(model_type,), architecture=None, template=template)
-    d = parsers.decide(load_families(), ck, R032)
+    d = parsers.decide(load_parser_table(), ck, R032)
     assert (d.reasoning.parser, d.tool_call.parser) == expected, (d.reasoning.reason, d.tool_call.reason)
     for decision in (d.reasoning, d.tool_call):
         assert decision.reason  # every choice explained
@@ -92,18 +92,18 @@ def test_parsers_match_the_published_commands(name, model_type, template, expect
 
 def test_a_parser_the_release_lacks_is_left_out_with_a_warning_never_guessed():
     ck = parsers.Checkpoint(name="google/gemma-4-31B-it", model_types=("gemma4",), architecture=None, template="x")
-    d = parsers.decide(load_families(), ck, registries.static("0.18.0"))  # gemma4 parsers arrive in 0.19
+    d = parsers.decide(load_parser_table(), ck, registries.static("0.18.0"))  # gemma4 parsers arrive in 0.19
     assert d.tool_call.parser is None and d.reasoning.parser is None
     assert "not registered in vLLM 0.18.0" in d.tool_call.warning
     ck = parsers.Checkpoint(name="nvidia/NVIDIA-Nemotron-Nano-9B-v2", model_types=("nemotron_h",), architecture=None,
                             template="<TOOLCALL>[...]</TOOLCALL>")
-    d = parsers.decide(load_families(), ck, R032)
+    d = parsers.decide(load_parser_table(), ck, R032)
     assert d.tool_call.parser is None and "nemotron_json" in d.tool_call.warning
 
 
 def test_every_parser_the_table_names_exists_in_some_release():
     known = {k for k in ("tool_parsers", "reasoning_parsers") for k in [k]}
-    for rule in load_families():
+    for rule in load_parser_table():
         for kind, table in (("reasoning", "reasoning_parsers"), ("tool_call", "tool_parsers")):
             choice = getattr(rule, kind)
             for name in choice.parsers if choice else []:

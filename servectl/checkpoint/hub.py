@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from servectl.checkpoint.ref import ModelRef
-from servectl.checkpoint.source import file_header
+from servectl.checkpoint.files import file_header
 from servectl.errors import CheckFailed, UserError
 from servectl.fsutil import write_atomic
 from servectl.paths import cache_dir
@@ -185,7 +185,7 @@ class HubSource:
 
     def _weight_names(self) -> list[str] | None:
         """The repo's safetensors files from its index (None: no index, a single file)."""
-        from servectl.checkpoint.source import read_json
+        from servectl.checkpoint.files import read_json
 
         index = read_json(self, "model.safetensors.index.json")
         if index is None:
@@ -252,3 +252,38 @@ class HubSource:
             ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
             out[name] = 8 + len(json.dumps(header)) + max(ends, default=0)
         return out
+
+    # ------------------------------------------------------------------ the checkpoint-source calls of the layout planner
+    # (list the files, read a small one, read one safetensors header), so a hub repo plans like a directory
+
+    def list_files(self) -> list[str]:
+        """The repo's files: one tree listing online; offline, the cached snapshot's files and the headers cache's."""
+        from huggingface_hub import HfApi
+
+        if self.commit is None:
+            self.read_bytes("config.json", 1 << 20)
+        if offline():
+            names = {str(p.relative_to(self.snapshot)) for p in self.snapshot.rglob("*") if p.is_file()} if self.snapshot else set()
+            cached = self._cache_file()
+            if cached.is_file():
+                try:
+                    names |= set(json.loads(cached.read_text()))
+                except ValueError:
+                    pass
+            return sorted(names)
+        try:
+            entries = self.deadline.run(lambda: list(HfApi().list_repo_tree(self.ref.repo, revision=self.commit, recursive=True)))
+        except (CheckFailed, UserError):
+            raise
+        except Exception as exc:
+            raise explain(exc, self.ref, "file list") from None
+        return sorted(e.path for e in entries if getattr(e, "size", None) is not None)
+
+    def read_small(self, path: str, limit: int = 4 << 20) -> bytes | None:
+        return self.read_bytes(path, limit)
+
+    def read_safetensors_header(self, path: str) -> bytes:
+        header = self.safetensors_headers().get(path)
+        if header is None:
+            raise UserError(f"{self.label} has no safetensors file {path}", "is the repo complete?")
+        return json.dumps(header).encode()

@@ -1,4 +1,4 @@
-"""The reasoning and tool-call parsers a checkpoint needs, from the family table (profiles/families.yaml), its
+"""The reasoning and tool-call parsers a checkpoint needs, from the family table (profiles/parsers.yaml), its
 config and its chat template, checked against the parser names the vLLM release that runs registers. Pure.
 
 For each kind the first rule that matches the checkpoint and names that kind decides (see the table's header).
@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from servectl.catalog.family_schema import Family, FamilyMatch, ParserChoice
+from servectl.catalog.parser_schema import Family, FamilyMatch, ParserChoice
 from servectl.vllmenv.registries import Registry
 
 KINDS = ("reasoning", "tool_call")

@@ -65,7 +65,7 @@ def _vllm_registry(python: str | None):
 
 
 def _source_for(ref):
-    from servectl.checkpoint.source import LocalSource
+    from servectl.checkpoint.files import LocalSource
 
     if ref.kind == "path":
         return LocalSource(ref.path)
@@ -144,15 +144,15 @@ def _tensor_parallel(recipe: ModelRecipe, profile: GpuProfile) -> tuple[list[str
 
 def derive_recipe(model: str, *, python: str | None = None, name: str | None = None, catalog: Catalog | None = None) -> ModelRecipe:
     """The recipe derived from the checkpoint MODEL names (a repo id or a directory), with per-profile settings."""
-    from servectl.catalog.families import load_families
+    from servectl.catalog.parser_table import load_parser_table
     from servectl.checkpoint import ref as refs
-    from servectl.checkpoint.derive import derive, with_profiles
+    from servectl.checkpoint.serving import derive, with_profiles
 
     cat = catalog or load_catalog()
     ref = refs.parse(model)
     if ref is None:
         raise UnknownName("model", model, [*cat.models]) from None
-    derived = derive(_source_for(ref), ref, _vllm_registry(python), load_families(), name=name)
+    derived = derive(_source_for(ref), ref, _vllm_registry(python), load_parser_table(), name=name)
     recipe = derived.recipe
     profiles: dict[str, ProfileSettings] = {}
     choices: list[Choice] = []

@@ -1,4 +1,4 @@
-"""Model families (profiles/families.yaml): which reasoning and tool-call parsers a checkpoint needs, and its hazards."""
+"""Model families (profiles/parsers.yaml): which reasoning and tool-call parsers a checkpoint needs, and its hazards."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class Family:
 
 @schema
 class FamiliesFile:
-    """profiles/families.yaml."""
+    """profiles/parsers.yaml."""
 
     schema_version: Annotated[int, Ge(1), Le(SCHEMA_VERSION)]  # Catalog schema version.
     families: list[Family]

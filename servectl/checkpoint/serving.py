@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from servectl.catalog.base import validate
-from servectl.catalog.family_schema import Family
+from servectl.catalog.parser_schema import Family
 from servectl.catalog.recipe import Choice, Derivation, ModelRecipe
 from servectl.checkpoint import layout_basic, parsers
 from servectl.checkpoint.quant import quantization
 from servectl.checkpoint.ref import ModelRef, recipe_name
-from servectl.checkpoint.source import Source, chat_template, read_json, weight_bytes
+from servectl.checkpoint.files import Source, chat_template, read_json, weight_bytes
 from servectl.errors import UserError
 from servectl.vllmenv import registries
 from servectl.vllmenv.registries import Registry
