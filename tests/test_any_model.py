@@ -324,3 +324,11 @@ def test_check_expectations_follow_the_recipe(tmp_path):
     e = check_expectations("http://127.0.0.1:9", path)
     assert e.tools is True and e.reasoning is False and e.served_name == "ckpt"
     assert check_expectations("http://127.0.0.1:9", "tiny-cpu") is None  # the catalog answers by itself
+
+
+def test_tiny_family_generator_names_its_families():
+    from servectl.vllmenv.tinyfamilies import ensure_tiny_family, family_names
+
+    assert {"llama", "granite", "qwen3-moe"} <= set(family_names())
+    with pytest.raises(UserError, match="no tiny checkpoint of family"):
+        ensure_tiny_family("no-such-family")

@@ -1,6 +1,7 @@
 """Any checkpoint, served for real: `servectl up DIR` and `servectl up REPO` on the vLLM CPU build with the recipe
 servectl derives, then `servectl check` (tool calls included where the recipe sets a tool parser, skipped where it
-does not). Each start costs a few minutes on two cores: two starts in all."""
+does not), for checkpoints of several families: the Qwen3-Next tiny model, scripted tiny Llama and Granite
+checkpoints (servectl/vllmenv/_tinyfamily_gen.py). Each start costs a few minutes on two cores: four in all."""
 
 from __future__ import annotations
 
@@ -97,3 +98,26 @@ def test_up_repo_pulls_first_then_serves_from_the_cache(env, tiny_dir):
             assert dep["model"] == repo and dep["recipe"] == "tiny-thinker"
         finally:
             sc(env, "down", up["name"], timeout=120)
+
+
+@pytest.mark.parametrize("family,parsers", [
+    ("llama", {"reasoning": "qwen3", "tool_call": "hermes"}),  # a Llama with a ChatML template: the template's rules
+    ("granite", {"reasoning": None, "tool_call": "granite4"}),  # the Granite 4.0 family row
+])
+def test_up_family_checkpoint_then_check(env, family, parsers):
+    from servectl.vllmenv.tinyfamilies import ensure_tiny_family
+
+    path = ensure_tiny_family(family)
+    shown = sc(env, "models", "show", str(path), "--json", timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["parsers"] == parsers
+    res = sc(env, "up", str(path), "--gpu", "cpu", "--port", str(free_port()), "--detach", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    up = json.loads(res.stdout)
+    try:
+        got = checks(up["health"])
+        assert up["health_passed"] is True and got["tools"] == "pass" and got["sanity"] == "pass"
+        assert got["reasoning"] == ("pass" if parsers["reasoning"] else "skipped")
+        assert up["kv_cache_tokens_reported"] == up["kv_cache_tokens_predicted"]
+    finally:
+        sc(env, "down", up["name"], timeout=120)
