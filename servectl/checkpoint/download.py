@@ -82,12 +82,13 @@ def plan(ref: ModelRef, *, cache_dir: Path | None = None) -> DownloadPlan:
     from huggingface_hub import HfApi
 
     source = HubSource(ref)
+    repo = source.name
     source.read_bytes("config.json", 1 << 20)  # resolves the revision to its commit (and fails early, one line)
     cache = hub_cache(cache_dir)
     if offline():
         raise UserError(f"HF_HUB_OFFLINE is set: {ref.label} cannot be downloaded", "unset HF_HUB_OFFLINE where the Hub is reachable")
     try:
-        entries = source.deadline.run(lambda: list(HfApi().list_repo_tree(ref.repo, revision=source.commit, recursive=True)))
+        entries = source.deadline.run(lambda: list(HfApi().list_repo_tree(repo, revision=source.commit, recursive=True)))
     except (CheckFailed, UserError):
         raise
     except Exception as exc:
@@ -118,7 +119,6 @@ def download(p: DownloadPlan, *, cache_dir: Path | None = None, quiet: bool = Fa
     """Download the plan's files (huggingface_hub resumes partial ones); the snapshot folder vLLM reads."""
     from huggingface_hub import snapshot_download
 
-    kwargs = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
     if quiet:
         from huggingface_hub.utils import disable_progress_bars
 
@@ -126,7 +126,7 @@ def download(p: DownloadPlan, *, cache_dir: Path | None = None, quiet: bool = Fa
     # the weights may take hours: the deadline covers each stall, not the whole transfer (huggingface_hub retries)
     try:
         path = snapshot_download(p.repo, revision=p.commit, allow_patterns=sorted(p.files), etag_timeout=min(30.0, timeout_s()),
-                                 **kwargs)
+                                 cache_dir=str(cache_dir) if cache_dir is not None else None)
     except (CheckFailed, UserError):
         raise
     except Exception as exc:

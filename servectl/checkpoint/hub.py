@@ -101,7 +101,7 @@ def explain(exc: BaseException, ref: ModelRef, what: str) -> Exception:
             return UserError(f"{label}: {what} is not in the Hugging Face cache and HF_HUB_OFFLINE is set",
                              f"run `servectl pull {label}` where the Hub is reachable, or unset HF_HUB_OFFLINE")
         return CheckFailed(f"cannot reach {endpoint()} and {label}'s {what} is not in the Hugging Face cache",
-                           f"check the network (or HF_ENDPOINT), or copy the checkpoint here and give its directory")
+                           "check the network (or HF_ENDPOINT), or copy the checkpoint here and give its directory")
     if isinstance(exc, errors.OfflineModeIsEnabled):
         return UserError(f"{label}: {what} is not cached and HF_HUB_OFFLINE is set",
                          f"run `servectl pull {label}` where the Hub is reachable, or unset HF_HUB_OFFLINE")
@@ -272,7 +272,7 @@ class HubSource:
                     pass
             return sorted(names)
         try:
-            entries = self.deadline.run(lambda: list(HfApi().list_repo_tree(self.ref.repo, revision=self.commit, recursive=True)))
+            entries = self.deadline.run(lambda: list(HfApi().list_repo_tree(self.name, revision=self.commit, recursive=True)))
         except (CheckFailed, UserError):
             raise
         except Exception as exc:

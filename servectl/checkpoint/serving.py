@@ -131,8 +131,7 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
     choose("served_model_name", served, "the repo id, as vLLM names a hub model" if ref.repo else "the directory's name")
     if isinstance(config.get("vision_config"), dict):
         choose("multimodal", "image", "config.json has a vision_config")
-    if getattr(source, "notes", None):
-        warnings += list(source.notes)
+    warnings += list(getattr(source, "notes", None) or [])  # a hub source's optional files it could not look up
 
     recipe_fields: dict[str, Any] = {
         "name": name or recipe_name(ref),
@@ -164,7 +163,7 @@ def _validated(fields: dict[str, Any]) -> ModelRecipe:
     """The recipe through the catalog schema (a derived recipe obeys the same rules as a written one)."""
     from dataclasses import asdict, is_dataclass
 
-    data = {k: (asdict(v) if is_dataclass(v) else v) for k, v in fields.items()}
+    data = {k: (asdict(v) if is_dataclass(v) and not isinstance(v, type) else v) for k, v in fields.items()}
     return validate(ModelRecipe, data)
 
 

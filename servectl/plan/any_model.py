@@ -90,14 +90,14 @@ def _profile_settings(recipe: ModelRecipe, profile: GpuProfile, python: str | No
         recipe = replace(recipe, profiles={**recipe.profiles, profile.name: ProfileSettings(args=tp_args)})
     spec = resolve(Request(recipe=recipe, profile=profile, force=True, vllm_version=target.version))
     s = planner.settings_from_flags(va.parse_args(service.split_memory_flags(spec.vllm_args)[0]), spec.env)
-    kw = dict(vllm_version=target.version, host=target.host)
     native = recipe.architecture.max_position_embeddings
     _, _, dropped = registered_parsers(recipe, target.version)
     release = f"vLLM {target.version} ({target.version_reason})" + (f"; {'; '.join(dropped)}" if dropped else "")
     try:
         if profile.vendor == "cpu":
             context = min(native, CPU_CONTEXT_CAP)
-            s2, _ = planner.plan_for_target(recipe, profile, s, context, CPU_CONCURRENCY, **kw)
+            s2, _ = planner.plan_for_target(recipe, profile, s, context, CPU_CONCURRENCY,
+                                            vllm_version=target.version, host=target.host)
             kv = s2.kv_cache_memory_bytes or 0
             need = recipe.weights_gib + kv / 2**30
             if need > profile.memory_gib:
@@ -110,7 +110,8 @@ def _profile_settings(recipe: ModelRecipe, profile: GpuProfile, python: str | No
                    f"--enforce-eager skips torch.compile at start-up; {release}")
             return ProfileSettings(args=args, notes=[why]), Choice(setting=key, value=" ".join(args), reason=why)
         probe = replace(s, max_model_len=1, max_model_len_auto=False)  # what fits is asked of the guide, not assumed
-        plan = planner.with_guide(planner.predict(recipe, profile, probe, **kw), recipe, profile, probe, **kw)
+        plan = planner.with_guide(planner.predict(recipe, profile, probe, vllm_version=target.version, host=target.host),
+                                  recipe, profile, probe, vllm_version=target.version, host=target.host)
     except UserError as exc:  # vLLM would refuse: the weights leave no room
         return None, Choice(setting=key, value="-", reason=f"left out: {exc.message}")
     preset = profile.default_preset

@@ -24,6 +24,7 @@ from pathlib import Path
 
 _BASE = Path(__file__).with_name("_tinymodel_gen.py")
 _spec = importlib.util.spec_from_file_location("servectl_tinymodel_gen", _BASE)
+assert _spec is not None and _spec.loader is not None
 base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(base)
 

@@ -24,8 +24,9 @@ _BASE = Path(__file__).with_name("_tinymodel_gen.py")
 def family_names() -> list[str]:
     """The FAMILIES the generator knows (read from its source, without running it)."""
     for node in ast.parse(_GENERATOR.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "FAMILIES" for t in node.targets):
-            return [k.value for k in node.value.keys]
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                and any(getattr(t, "id", None) == "FAMILIES" for t in node.targets)):
+            return [k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
     return []
 
 
