@@ -332,3 +332,10 @@ def test_tiny_family_generator_names_its_families():
     assert {"llama", "granite", "qwen3-moe"} <= set(family_names())
     with pytest.raises(UserError, match="no tiny checkpoint of family"):
         ensure_tiny_family("no-such-family")
+
+
+def test_awq_runs_on_the_nvidia_profiles_only(cli, tmp_path):
+    path = make(tmp_path, config=qwen3_config(quantization_config={"quant_method": "awq", "bits": 4, "group_size": 128}))
+    doc = json.loads(cli("models", "show", path, "--json").stdout)
+    assert doc["quantization"] == "awq-int4"
+    assert set(doc["profiles"]) == {"rtx-5090", "rtx-pro-6000-blackwell", "dgx-spark"}
