@@ -22,7 +22,8 @@ SCHEMA_VERSION = 1
 Vendor = Literal["nvidia", "amd", "cpu"]
 
 
-Quantization = Literal["nvfp4", "mxfp4", "fp8", "gptq-int8", "gptq-int4", "bf16", "fp16"]
+# awq-int4: AutoAWQ 4-bit; int4 / int8: compressed-tensors integer weights (W4A16, W8A8/W8A16) that are not GPTQ.
+Quantization = Literal["nvfp4", "mxfp4", "fp8", "gptq-int8", "gptq-int4", "awq-int4", "int4", "int8", "bf16", "fp16"]
 
 
 TorchDtype = Literal["float32", "bfloat16", "float16"]
