@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, dataclass_transform
 
 
 SCHEMA_VERSION = 1
@@ -48,6 +48,7 @@ def _bound(kind: str) -> Any:
 Ge, Gt, Le, MinLen = (_bound(kind) for kind in ("Ge", "Gt", "Le", "MinLen"))
 
 
+@dataclass_transform(frozen_default=True, kw_only_default=True)
 def schema(cls: type[T]) -> type[T]:
     """A catalog record: immutable, fields by keyword only, unknown keys refused when validated."""
     cls.__pydantic_config__ = {"extra": "forbid"}  # type: ignore[attr-defined]  # read by pydantic only
