@@ -84,7 +84,8 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
              estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
              model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None,
              plot: Path | None = None, force: bool = False) -> None:
-    """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it.
+    """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it. MODEL is a recipe
+    (curated or your own), a hub repo id (org/name[@revision]) or a checkpoint directory.
 
     After MODEL goes the vLLM command line as you would write it (`vllm serve REPO` in front is fine). Flags that
     change memory are planned: --gpu-memory-utilization, --kv-cache-memory-bytes, --max-model-len N|auto,
@@ -114,8 +115,10 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
 
         plot_format(plot)
         require_matplotlib()
+    from servectl.plan.any_model import resolve_model
+
     env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
-    plan = service.build(model, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
+    plan = service.build(resolve_model(model, python=python).recipe, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
                          target_context=target_context, target_concurrency=target_concurrency, env=env,
                          model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force)
     if plot is not None:
@@ -144,7 +147,9 @@ def calibrate_cmd(model: str, gpu: str | None, log_file: Path, host: str | None,
     measured_available_mib, predicted_available_mib, measured_block_size, predicted_block_size, measured_terms_gib,
     starts, overheads, source, file.
     """
-    rec, path = service.calibrate_from_log(model, gpu, log_file, host=host)
+    from servectl.plan.any_model import resolve_model
+
+    rec, path = service.calibrate_from_log(resolve_model(model).recipe, gpu, log_file, host=host)
     out = {**asdict(rec), "file": str(path)}
     if as_json:
         emit_json(out)

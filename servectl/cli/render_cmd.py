@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from servectl.catalog.load import load_catalog
+from servectl.plan.any_model import resolve_model
 from servectl.cli.app import info, warn
 from servectl.spec.resolve import Request, resolve
 from servectl.fsutil import write_atomic
@@ -52,7 +53,8 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
            validate=False, vllm_python=None, vllm_bin=None, with_proxy=False, proxy_port=None,
            servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None,
            model_path=None, cache_dir="/srv/cache", proxy_image="servectl:latest", with_monitoring=False) -> None:
-    """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's.
+    """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's. MODEL is a recipe (curated
+    or your own), a hub repo id (org/name[@revision]) or a checkpoint directory (servectl derives the recipe).
 
     \b
     servectl render qwen3.5-35b-a3b-nvfp4 --gpu rtx-5090 --card --format docker
@@ -61,7 +63,11 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     """
     cat = load_catalog()
     nodes = outputs.nodes_for(fmt, nodes)
-    recipe, profile = cat.model(model), cat.gpu(gpu)
+    resolved = resolve_model(model, python=str(vllm_python) if vllm_python else None, catalog=cat)
+    recipe, profile = resolved.recipe, cat.gpu(gpu)
+    if card and resolved.origin != "curated":
+        raise UserError(f"--card renders a curated recipe's published command; {model} is a {resolved.origin} recipe",
+                        "drop --card for servectl's settings")
     if model_path is None and recipe.generated and not card:  # the generated checkpoint, as the launch would use it
         from servectl.vllmenv.tinymodel import for_render
 
@@ -81,7 +87,7 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     if speculative and speculative.strip().lower() != "off":
         from servectl.plan.checkpoint import has_mtp_head
 
-        mtp_on_disk = has_mtp_head(recipe, opts.model_path)
+        mtp_on_disk = has_mtp_head(recipe, opts.model_path or recipe.model_path)
     release = None
     if vllm_python is not None:  # the known bugs of the release that will run it, else of the image's tag
         from servectl.vllmenv.location import resolve_target
@@ -93,6 +99,9 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
                            checkpoint_mtp=mtp_on_disk, vllm_version=release, nodes=nodes))
     for w in spec.warnings:
         warn(w)
+    if spec.model.startswith("/") and fmt.startswith("k8s"):
+        warn(f"{spec.model} is a directory of this machine: a pod sees it only if every node has it at that path "
+             "(mount it, or serve a hub repo)")
     if vllm_bin is not None and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
     if vllm_bin is None and fmt == "systemd":

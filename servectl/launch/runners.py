@@ -288,7 +288,7 @@ class DockerRunner:
 
         run = container_run(spec)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        kwargs = sdk_kwargs(run, os.environ)  # a local checkpoint is mounted read-only at its path (container_run)
+        kwargs = sdk_kwargs(run, os.environ)  # a local checkpoint is mounted read-only at the same path (container_run)
         with open(log_path, "ab") as log:
             log.write(f"# servectl: {shlex.join(docker_argv(run))}\n# env: {' '.join(run.env)} inherited: {' '.join(run.secret_env)}\n".encode())
         try:

@@ -27,6 +27,7 @@ from servectl.launch import runners, startup, state
 from servectl.launch.ports import base_url, free_port, held_by_another, port_in_use
 from servectl.launch.record import DeploymentRecord
 from servectl.spec.models import LaunchOptions, LaunchSpec
+from servectl.plan.any_model import resolve_model
 from servectl.spec.resolve import Request, resolve
 from servectl.spec.speculative import image_version
 from servectl.verify.report import Report, report_table
@@ -76,6 +77,26 @@ def learn_from_start(recipe: ModelRecipe, profile, spec: LaunchSpec, plan_tgt, l
         pass
 
 
+def pull_for_launch(recipe: ModelRecipe, spec: LaunchSpec, runtime: str, quiet: bool) -> dict[str, str]:
+    """Download a hub model's files before vLLM starts (servectl pull), so the start-up measures vLLM and not the
+    download; the environment the server then gets: HF_HUB_OFFLINE=1 for a local start (it reads the cache only).
+    A container reads the HF cache under the host's cache mount, so the download goes there."""
+    from servectl.checkpoint import download
+    from servectl.checkpoint.ref import ModelRef
+
+    revision = recipe.revision
+    ref = ModelRef("repo", spec.model, repo=spec.model, revision=revision)
+    cache = Path(spec.cache_host_path) / "huggingface" / "hub" if runtime == "docker" else None
+
+    def show(p) -> None:
+        if not quiet and p.to_fetch_bytes:
+            info(f"pulling {ref.label}: {p.to_fetch_bytes / 1e9:.2f} GB of {p.total_bytes / 1e9:.2f} GB "
+                 f"({len(p.files)} files, {len(p.skipped)} skipped) before starting vLLM")
+
+    download.ensure(ref, cache_dir=cache, quiet=quiet, on_plan=show)
+    return {"HF_HUB_OFFLINE": "1"} if runtime == "local" else {}
+
+
 def launch_patch_ids(spec: LaunchSpec, version: str | None) -> list[str]:
     """The known-bug patches this launch needs on `version` (the same list `patch list` and render use)."""
     from servectl.spec.known_bug_guards import patches_for_spec
@@ -116,10 +137,22 @@ def diagnosis_lines(log_text: str, spec: LaunchSpec | None = None) -> tuple[list
     return text_lines(found), found.rule is not None
 
 
-def health_report(url: str, model: str | None) -> Report:
-    from servectl.verify.health import run_checks
+def health_report(url: str, model: str | None, spec: LaunchSpec | None = None) -> Report:
+    """The quick checks; for a launch of ours, reasoning and tools are checked exactly where its flags turn their
+    parsers on (the recipe's, less what the release lacks, plus the user's; a derived recipe is in no catalog the
+    checks could look it up in)."""
+    from dataclasses import replace as with_fields
 
-    return run_checks(url, model=model)
+    from servectl.verify.health import Expectations, run_checks
+    from servectl.vllmenv import args as va
+
+    expect = None
+    if spec is not None:
+        flags = va.parse_args(spec.vllm_args)
+        expect = with_fields(Expectations.from_recipe(spec.model_recipe, served_name=model),
+                             reasoning=va.get(flags, "--reasoning-parser") is not None,
+                             tools=va.get(flags, "--tool-call-parser") is not None)
+    return run_checks(url, model=model, expect=expect)
 
 
 def ensure_vllm_env(python: str | None) -> Path:
@@ -245,7 +278,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
            nodes: int | None = None, head: str | None = None, image: str | None = None, force: bool = False) -> Launch:
     ray_layout(runtime, nodes, head)
     cat = load_catalog()
-    recipe = cat.model(model)
+    recipe = resolve_model(model, python=python, catalog=cat).recipe
     from servectl.hardware.cpu_memory import for_this_host
 
     profile = for_this_host(cat.gpu(gpu or detect_profile(recipe)))  # the cpu profile: this host's memory
@@ -269,7 +302,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         from servectl.plan.checkpoint import has_mtp_head
 
         mtp_kw.update(speculative=speculative,
-                      checkpoint_mtp=has_mtp_head(recipe, model_path) if speculative.strip().lower() != "off" else None)
+                      checkpoint_mtp=has_mtp_head(recipe, model_path or recipe.model_path) if speculative.strip().lower() != "off" else None)
     # One guard table and --force rule for plan, render and up; --nodes' layout is guarded like written flags.
     # Patch entries are checked in the environment below (prepare), or on the image's label (image_checks).
     from servectl.spec.known_bug_guards import caller_env
@@ -283,6 +316,11 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     if runtime == "ray":  # the renderers' multi-node layout (applied by resolve) on an existing Ray cluster, its driver here
         spec = replace(spec, env={**spec.env, "RAY_ADDRESS": head})
         wait_for_ray_nodes(py, head, nodes)
+
+    if runtime in ("local", "docker") and not spec.model.startswith("/") and not recipe.generated and not spec.card:
+        if port_in_use(spec.host, spec.port):  # before a download that may take long
+            raise UserError(f"port {spec.port} on {spec.host} is already in use", "stop what listens there or pick another --port")
+        spec = replace(spec, env={**spec.env, **pull_for_launch(recipe, spec, runtime, quiet)})
 
     log_path = state.log_path_for(spec.name)
     me = psutil.Process()
@@ -460,7 +498,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
                 speculative=speculative, nodes=nodes, head=head, image=image, force=force)
     keep = False
     try:
-        report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name)
+        report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name, ln.spec)
         data = summary(ln, report)
         if report is not None:
             print_report(report)
@@ -473,7 +511,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
         if with_proxy:
             from servectl.proxy.app import start_for_deployment
 
-            family = load_catalog().model(ln.spec.recipe).sampling_presets
+            family = ln.spec.model_recipe.sampling_presets
             proxy_thread = start_for_deployment(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name or ln.spec.model,
                                                 family, ln.spec.host, proxy_port or ln.spec.port + 1)
             info(f"preset proxy: {proxy_thread.url}/v1 (models <served>-<preset>, `servectl presets list`)")
@@ -528,3 +566,39 @@ def demo(port: int | None, python: str | None, timeout: float, as_json: bool) ->
     if not report.passed:
         raise CheckFailed("the demo server did not pass its health checks", f"log: {ln.record.log_path}")
     info("demo passed: a real vLLM server served the tiny model and passed every check", style="bold green")
+
+
+def check_expectations(url: str, model: str | None):
+    """What `servectl check URL [--model MODEL]` should expect when the catalog cannot say by served name (None: it can).
+
+    `--model` may name a user recipe, a hub repo or a checkpoint directory (the recipe derived from it says which
+    parsers run). Without it, a deployment servectl started on this machine at that port says it: the parsers its
+    vLLM command line turned on (a derived recipe is in no catalog)."""
+    from dataclasses import replace as with_fields
+    from urllib.parse import urlsplit
+
+    from servectl.verify.health import Expectations
+    from servectl.vllmenv import args as va
+
+    cat = load_catalog()
+    if model is not None:
+        if model in cat.models or any(model == r.served_model_name for r in cat.models.values()):
+            return None
+        from servectl.catalog import user
+        from servectl.checkpoint.ref import parse
+
+        if user.find(model, cat) is None and parse(model) is None:
+            return None  # a served name the catalog does not know: probe and skip, as before
+        return Expectations.from_recipe(resolve_model(model, catalog=cat).recipe)
+    try:
+        port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+    except ValueError:
+        return None
+    rec = next((r for r in state.list_records() if r.port == port and r.host in ("127.0.0.1", "localhost", "0.0.0.0", "::1")), None)
+    if rec is None or rec.recipe in cat.models or not rec.argv:
+        return None
+    words = list(rec.argv)
+    flags = va.parse_args(words[words.index(rec.model) + 1:]) if rec.model in words else []
+    base = Expectations(served_name=rec.served_model_name or rec.model, recipe=rec.recipe)
+    return with_fields(base, reasoning=va.get(flags, "--reasoning-parser") is not None,
+                       tools=va.get(flags, "--tool-call-parser") is not None)

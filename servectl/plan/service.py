@@ -149,6 +149,12 @@ def learn_from_start(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[s
     return cal.save(cal.compare(plan, fig, source, default_block_size=default_block_size(profile, vllm_args)))
 
 
+def _recipe(cat, model: str | ModelRecipe) -> ModelRecipe:
+    """A recipe given as such (servectl.plan.any_model resolved it: a repo, a directory, a recipe of one's own), or a
+    catalog name."""
+    return model if isinstance(model, ModelRecipe) else cat.model(model)
+
+
 def profile_for(cat, gpu: str | None):
     """--gpu's profile, else the one matched to this machine; the cpu profile with this host's memory."""
     from servectl.hardware.cpu_memory import for_this_host
@@ -169,7 +175,7 @@ def _vllm_parser_verdict(target: Target, tokens: list[str]) -> str | None:
     return vllm_parse([tokens], target.python)[0]
 
 
-def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,
+def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,
           vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
           model_path: str | None = None, python: str | None = None, speculative: str | None = None,
@@ -182,11 +188,12 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     Raises UserError where servectl's guard table refuses (spec.guards; `force` as render's and up's --force) and
     where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
     cat = load_catalog()
-    recipe, profile = cat.model(model), profile_for(cat, gpu)
+    recipe, profile = _recipe(cat, model), profile_for(cat, gpu)
     tokens = command_tokens(vllm_tokens)
     _, other_tokens = split_memory_flags(tokens)
     # servectl's guard table, as for render and up: the same refusals, messages and --force rule
-    checkpoint = Path(model_path) if model_path else cached_checkpoint(recipe.repo)
+    local = model_path or recipe.model_path
+    checkpoint = Path(local) if local else cached_checkpoint(recipe.repo)
     headers = weight_bytes(checkpoint) if checkpoint is not None else None
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=force,
                            speculative=speculative, vllm_version=vllm_version, nodes=nodes, known_bugs=False,
@@ -265,7 +272,7 @@ def _tokens_from_log(fig: vllm_log.LogFigures) -> list[str]:
     return tokens
 
 
-def calibrate_from_log(model: str, gpu: str | None, log_file: Path, host: str | None = None) -> tuple[cal.CalibrationRecord, Path]:
+def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path, host: str | None = None) -> tuple[cal.CalibrationRecord, Path]:
     """Plan the flags a real start used (for the release it logged), compare with what it logged, store the start
     for (recipe, profile, release, host)."""
     fig = vllm_log.parse_text(Path(log_file).read_text(errors="replace"))
@@ -273,7 +280,7 @@ def calibrate_from_log(model: str, gpu: str | None, log_file: Path, host: str | 
         raise UserError(f"{Path(log_file).name} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
                         "pass the log of a vLLM start that reached the KV cache allocation")
     cat = load_catalog()
-    recipe, profile = cat.model(model), profile_for(cat, gpu)
+    recipe, profile = _recipe(cat, model), profile_for(cat, gpu)
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=_tokens_from_log(fig), force=True))
     target = target_for(profile, image=spec.image)
     if fig.vllm_version:

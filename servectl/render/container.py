@@ -27,7 +27,6 @@ class ContainerRun:
     env: dict[str, str]
     volume: tuple[str, str]  # (host path, container path)
     port: tuple[str, int, int]  # (host address, host port, container port)
-    model_mount: str | None = None  # a local checkpoint directory, mounted read-only at the same path
     runtime: str | None = None
     gpus: str | None = None
     devices: list[str] = field(default_factory=list)
@@ -35,20 +34,26 @@ class ContainerRun:
     ipc: str | None = None
     shm_size: str | None = None  # only when ipc is not set (host IPC has no own /dev/shm)
     security_opt: list[str] = field(default_factory=list)
+    model_mount: str | None = None  # a local checkpoint directory: mounted read-only at the same path
 
 
 def container_run(spec: LaunchSpec) -> ContainerRun:
     c = spec.container
+    if spec.model.startswith("/") and (":" in spec.model or "," in spec.model):
+        from servectl.errors import UserError
+
+        raise UserError(f"{spec.model!r}: a container mount cannot name a path with ':' or ','",
+                        "move or link the checkpoint to a plain path")
     return ContainerRun(
         image=spec.image or DEFAULT_IMAGE, name=spec.name, command=[spec.model, *spec.vllm_args], remove=spec.remove,
         secret_env=list(spec.secret_env), env=dict(spec.env),
         volume=(spec.cache_host_path, spec.cache_container_path), port=(spec.host, spec.port, spec.container_port),
-        # a local checkpoint (the tiny model, --model-path) is seen by vLLM at the path the command names
-        model_mount=spec.model if spec.model.startswith("/") else None,
         runtime=c.runtime if c else None, gpus=c.gpus if c else None,
         devices=list(c.devices) if c else [], group_add=list(c.group_add) if c else [],
         ipc=c.ipc if c else None, shm_size=(c.shm_size if c and not c.ipc else None),
         security_opt=list(c.security_opt) if c else [],
+        # a model argument that is an absolute path is a local checkpoint (a repo id never starts with '/')
+        model_mount=spec.model if spec.model.startswith("/") else None,
     )
 
 
@@ -130,11 +135,10 @@ def sdk_kwargs(run: ContainerRun, environ: Mapping[str, str]) -> dict[str, Any]:
     address, port, container_port = run.port
     kw: dict[str, Any] = {
         "image": run.image, "command": list(run.command), "name": run.name, "detach": True, "auto_remove": run.remove,
-        "environment": env, "volumes": {host_path: {"bind": container_path, "mode": "rw"}},
+        "environment": env, "volumes": {host_path: {"bind": container_path, "mode": "rw"},
+                                        **({run.model_mount: {"bind": run.model_mount, "mode": "ro"}} if run.model_mount else {})},
         "ports": {f"{container_port}/tcp": (address, port)},
     }
-    if run.model_mount:
-        kw["volumes"][run.model_mount] = {"bind": run.model_mount, "mode": "ro"}
     if run.runtime:
         kw["runtime"] = run.runtime
     if run.gpus:

@@ -94,13 +94,37 @@ def _published(mapping: str) -> tuple[str, int]:
     return host, int(parts[-2])
 
 
-def _servectl_flags(req: Request) -> list[va.Flag]:
+def registered_parsers(recipe: ModelRecipe, release: str | None) -> tuple[str | None, str | None, list[str]]:
+    """(reasoning, tool-call parser, warnings): the recipe's parsers that the release that runs registers. A parser
+    it lacks is left out with a warning (vLLM would refuse to start); an unknown release keeps them as written."""
+    from servectl.vllmenv.registries import static
+
+    reasoning, tool = recipe.parsers.reasoning, recipe.parsers.tool_call
+    registry = static(release) if release else None
+    if registry is None:
+        return reasoning, tool, []
+    warnings = []
+    if reasoning and not registry.has("reasoning", reasoning):
+        warnings.append(f"vLLM {registry.vllm} registers no reasoning parser {reasoning!r}: left out for this launch")
+        reasoning = None
+    if tool and not registry.has("tool_call", tool):
+        warnings.append(f"vLLM {registry.vllm} registers no tool-call parser {tool!r}: left out for this launch")
+        tool = None
+    return reasoning, tool, warnings
+
+
+def _servectl_flags(req: Request, release: str | None = None, warnings: list[str] | None = None) -> list[va.Flag]:
     recipe, profile = req.recipe, req.profile
     flags: list[va.Flag] = [va.Flag("--served-model-name", recipe.served_model_name)]
-    if recipe.parsers.reasoning:
-        flags.append(va.Flag("--reasoning-parser", recipe.parsers.reasoning))
-    if recipe.parsers.tool_call:
-        flags += [va.Flag("--enable-auto-tool-choice", None), va.Flag("--tool-call-parser", recipe.parsers.tool_call)]
+    if recipe.revision:
+        flags.append(va.Flag("--revision", recipe.revision))
+    reasoning, tool, dropped = registered_parsers(recipe, release)
+    if warnings is not None:
+        warnings += dropped
+    if reasoning:
+        flags.append(va.Flag("--reasoning-parser", reasoning))
+    if tool:
+        flags += [va.Flag("--enable-auto-tool-choice", None), va.Flag("--tool-call-parser", tool)]
     if recipe.required_dtype and profile.vendor == "amd":
         flags.append(va.Flag("--dtype", recipe.required_dtype))
     if recipe.multimodal.limits:
@@ -173,11 +197,12 @@ def resolve(req: Request) -> LaunchSpec:
     else:
         unlisted = profile.name not in recipe.profiles
         overrides = _parse_overrides(req.overrides, req.vllm_options)
-        flags = va.merge(_servectl_flags(req), overrides)
+        image = opts.image or card_image(recipe, profile.name) or (profile.container.image if profile.container else None)
+        release = req.vllm_version or speculative.image_version(image)
+        flags = va.merge(_servectl_flags(req, release, warnings), overrides)
         env = {**profile.env, **(recipe.profiles[profile.name].env if profile.name in recipe.profiles else {})}
         secrets = list(opts.secrets)
-        model = opts.model_path or recipe.repo
-        image = opts.image or card_image(recipe, profile.name) or (profile.container.image if profile.container else None)
+        model = opts.model_path or recipe.model_path or recipe.repo
         name = opts.name or default_name(recipe)
         cache_host, host, port, remove, launch_style = opts.cache_dir, opts.host, opts.port, True, None
     env = {**env, **req.env}
