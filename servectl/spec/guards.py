@@ -125,6 +125,11 @@ def _quantization(g: GuardInput) -> Violation | None:
                      f"{', '.join(profile.quantizations)} format", forceable=forceable)
 
 
+def quantization_violation(recipe: ModelRecipe, profile: GpuProfile) -> Violation | None:
+    """The quantization row alone (derived recipes: which profiles a checkpoint's format can run on)."""
+    return _quantization(GuardInput(recipe, profile, []))
+
+
 def _gptq_rocm_dtype(g: GuardInput) -> str | None:
     dtype = g.get("--dtype")
     if g.profile.vendor == "amd" and g.recipe.quantization.startswith("gptq") and dtype != "float16":
