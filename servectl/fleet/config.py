@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, BeforeValidator
+
 from servectl.catalog.base import Ge, Le, MinLen, schema, validate
 from servectl.errors import UserError
 
@@ -42,7 +44,6 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
 _SIZE_UNITS = {"": 1, "B": 1, **{u: 1024**i for i, u in enumerate("KMGT", 1)}, **{u: 1000**i for i, u in enumerate("kmgt", 1)},
                **{f"{u}iB": 1024**i for i, u in enumerate("KMGT", 1)}, **{f"{u}i": 1024**i for i, u in enumerate("KMGT", 1)},
                **{f"{u}B": 1000**i for i, u in enumerate("KMGT", 1)}, "kB": 1000}
-SleepChoice = Literal["auto", "on", "off"]
 
 
 def seconds(value: str | int | float) -> float:
@@ -89,15 +90,46 @@ def parse_listen(value: str | int) -> tuple[str, int]:
     return host, int(port)
 
 
+def _duration(value: Any) -> Any:
+    seconds(value)
+    return value
+
+
+def _size(value: Any) -> Any:
+    size_bytes(value)
+    return value
+
+
+def _listen(value: Any) -> Any:
+    parse_listen(value)
+    return value
+
+
+def _fleet_name(value: Any) -> Any:
+    if value is not None and not FLEET_NAME.match(value):
+        raise ValueError(f"{value!r}: use 1-32 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return value
+
+
+def _on_off(value: Any) -> Any:
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value  # YAML 1.1 reads `on` as true
+
+
+# Checked where they stand, so that every mistake of a file is reported at once (a __post_init__ check would
+# run only once every other field of its record is valid).
+Duration = Annotated[str | int | float, AfterValidator(_duration)]
+Size = Annotated[str | int, AfterValidator(_size)]
+Listen = Annotated[str | int, AfterValidator(_listen)]
+FleetName = Annotated[str | None, AfterValidator(_fleet_name)]
+SleepChoice = Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]
+
+
 @schema
 class QueueSettings:
     """How requests wait for a model that is not ready yet (starting, waking, or waiting for room)."""
 
     max_waiting: Annotated[int, Ge(1), Le(100_000)] = 64  # Requests that may wait for one model at a time; more are refused with 503.
-    timeout: str | int | float = "10m"  # How long a request waits for its model to become ready; then 503 saying why.
-
-    def __post_init__(self) -> None:
-        seconds(self.timeout)
+    timeout: Duration = "10m"  # How long a request waits for its model to become ready; then 503 saying why.
 
 
 @schema
@@ -111,42 +143,29 @@ class FleetModel:
     env: dict[str, str] = field(default_factory=dict)  # Extra environment of the server (non-secret values only).
     context: Annotated[int, Ge(1)] | None = None  # Size the KV cache for `concurrency` requests of this many tokens (sets --max-model-len).
     concurrency: Annotated[int, Ge(1), Le(65536)] = 1  # Requests of `context` tokens the KV cache must hold at once.
-    ttl: str | int | float | None = None  # Idle time after which the model sleeps (sleep mode) or stops; unset or 0: never.
+    ttl: Duration | None = None  # Idle time after which the model sleeps (sleep mode) or stops; unset or 0: never.
     preload: bool = False  # Start it with the fleet (in file order, while it fits beside the models already started).
     aliases: list[str] = field(default_factory=list)  # Other names that route to this model.
     presets: str | None = None  # Sampling presets served as `<name>-<preset>` (names or families, `auto`; default: the recipe's family).
     sleep: SleepChoice | None = None  # Sleep instead of stopping when idle or evicted (default: the fleet's `sleep`).
-    start_timeout: str | int | float | None = None  # Seconds a start may take (default: the fleet's).
-
-    def __post_init__(self) -> None:
-        for value in (self.ttl, self.start_timeout):
-            if value is not None:
-                seconds(value)
+    start_timeout: Duration | None = None  # Seconds a start may take (default: the fleet's).
 
 
 @schema
 class FleetFile:
     """A fleet: several models behind one OpenAI-compatible endpoint, placed by what fits in memory."""
 
-    name: str | None = None  # Fleet name; its servers' records are NAME-MODEL (default: the file's name).
-    listen: str | int = "127.0.0.1:8080"  # HOST:PORT of the front door (port 0: chosen by the OS and printed).
+    name: FleetName = None  # Fleet name; its servers' records are NAME-MODEL (default: the file's name).
+    listen: Listen = "127.0.0.1:8080"  # HOST:PORT of the front door (port 0: chosen by the OS and printed).
     gpu: str | None = None  # Default GPU profile of the models (default: detected; cpu when no GPU).
     preset: str | None = None  # The profile's utilization preset whose share of the device the fleet may use (default: the profile's).
-    memory_limit: str | int | None = None  # Cap on the device memory the models hold together (e.g. 24G); default: the preset's share.
+    memory_limit: Size | None = None  # Cap on the device memory the models hold together (e.g. 24G); default: the preset's share.
     python: str | None = None  # Interpreter of the vLLM environment (default: servectl bootstrap's).
     sleep: SleepChoice = "auto"  # vLLM's sleep mode for idle models: auto = where the platform has it (GPU releases), never on CPU.
-    start_timeout: str | int | float = "15m"  # Seconds a model's start may take before it is stopped and reported.
+    start_timeout: Duration = "15m"  # Seconds a model's start may take before it is stopped and reported.
     max_body_mib: Annotated[int, Ge(1), Le(4096)] = 32  # Largest request body accepted; larger ones get 413.
     queue: QueueSettings = field(default_factory=QueueSettings)  # Waiting for a model that is not ready.
     models: Annotated[dict[str, FleetModel], MinLen(1)]  # The models, by the name clients use.
-
-    def __post_init__(self) -> None:
-        if self.name is not None and not FLEET_NAME.match(self.name):
-            raise ValueError(f"name {self.name!r}: use 1-32 letters, digits, '.', '_' or '-', starting with a letter or digit")
-        parse_listen(self.listen)
-        seconds(self.start_timeout)
-        if self.memory_limit is not None:
-            size_bytes(self.memory_limit)
 
 
 class FleetFileError(UserError):
@@ -172,27 +191,42 @@ class FleetSource:
         return self.fleet.name or stem
 
     def where(self, *loc: Any) -> str:
-        """`FILE:LINE` of a value (or of the nearest key above it)."""
-        from servectl.catalog.load import _node_at
-
-        node = _node_at(self.root, loc)
-        line = node.start_mark.line + 1 if node is not None else 1
-        return f"{self.path}:{line}"
+        """`FILE:LINE` of a value (or of the key whose entry lacks it)."""
+        return f"{self.path}:{line_of(self.root, loc)}"
 
     def problem(self, loc: tuple[Any, ...], message: str) -> str:
         return f"{self.where(*loc)}: {'.'.join(str(p) for p in loc) or '(top level)'}: {message}"
 
 
-def _schema_problems(path: Path, root: Any, exc: Any) -> list[str]:
-    from servectl.catalog.load import _node_at
+def line_of(root: Any, loc: tuple[Any, ...]) -> int:
+    """1-based line of the YAML value at `loc`; for a key that is missing, the line of the entry that lacks it."""
+    import yaml
 
+    node, line = root, (root.start_mark.line + 1 if root is not None else 1)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if pair is None:
+                return line
+            line, node = pair[0].start_mark.line + 1, pair[1]
+            if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+                line = node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _schema_problems(path: Path, root: Any, exc: Any) -> list[str]:
     out = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "int", "str", "float", "none"))))
-        node = _node_at(root, loc)
-        line = node.start_mark.line + 1 if node is not None else 1
+        # pydantic adds the member of a union it tried (`str`, `int`, `function-after[...]`): not a place in the file
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p in ("str", "int", "float", "bool", "none")
+                                                                          or p.startswith(("function-", "union[")))))
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        out.append(f"{path}:{line}: {'.'.join(str(p) for p in loc) or '(top level)'}: {msg}")
+        out.append(f"{path}:{line_of(root, loc)}: {'.'.join(str(p) for p in loc) or '(top level)'}: {msg}")
     return list(dict.fromkeys(out))
 
 

@@ -76,8 +76,9 @@ class Model:
 
 class Manager:
     def __init__(self, fleet: Fleet, executable: list[str], metrics: FleetMetrics, label: str,
-                 on_change: Callable[[], None] | None = None):
+                 on_change: Callable[[], None] | None = None, ops: Any = backend):
         self.fleet = fleet
+        self.ops = ops  # start / stop / diagnosis / log_tail of one server (servectl.fleet.backend)
         self.executable = executable
         self.metrics = metrics
         self.label = label  # what the servers' records name as their fleet
@@ -91,6 +92,7 @@ class Manager:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max(4, 2 * len(self.models)),
                                                                thread_name_prefix="servectl-fleet")
         self._ticker: asyncio.Task | None = None
+        self._shutdown: asyncio.Task | None = None
         for name in self.models:
             metrics.declare(name)
         self._publish()
@@ -241,7 +243,7 @@ class Manager:
             m.starting = (launched, runner)
 
         try:
-            result = await self._thread(backend.start, spec, self.executable, self.label, m.member.start_timeout_s,
+            result = await self._thread(self.ops.start, spec, self.executable, self.label, m.member.start_timeout_s,
                                         self._cancel, on_started)
         except Exception as exc:  # noqa: BLE001 - e.g. the record name is held by a live deployment
             m.starting = None
@@ -253,7 +255,7 @@ class Manager:
         if isinstance(result, backend.Failed):
             self._set(m, "stopped")
             self.metrics.start_failures.labels(m.name).inc()
-            diagnosis = await self._thread(backend.diagnosis, result.log_text, spec)
+            diagnosis = await self._thread(self.ops.diagnosis, result.log_text, spec)
             self._failed(m, f"{result.why}: {diagnosis} (log: {result.log_path})")
             return
         m.running = result
@@ -308,7 +310,8 @@ class Manager:
 
     async def _evict(self, m: Model, action: str, reason: str) -> None:
         """Put an idle model to sleep (falling back to stopping it) or stop it; its state is already `stopping`."""
-        self.metrics.evictions.labels(m.name, action).inc()
+        if reason == "evicted":
+            self.metrics.evictions.labels(m.name, action).inc()
         if action == "sleep" and m.running is not None:
             why = await self._call(m, "/sleep?level=1", SLEEP_CALL_S)
             if why is None:
@@ -324,7 +327,7 @@ class Manager:
         if proxy is not None:
             proxy.close()
         if run is not None:
-            await self._thread(backend.stop, run)
+            await self._thread(self.ops.stop, run)
             self.metrics.stops.labels(m.name, reason).inc()
         self._set(m, final_state)
         self.notify()
@@ -339,9 +342,9 @@ class Manager:
 
         async def clean() -> None:
             run = m.running
-            text = await self._thread(backend.log_tail, run.launched.log_path)
+            text = await self._thread(self.ops.log_tail, run.launched.log_path)
             m.last_error = (f"died while {was}: "
-                            + await self._thread(backend.diagnosis, text, run.spec) + f" (log: {run.launched.log_path})")
+                            + await self._thread(self.ops.diagnosis, text, run.spec) + f" (log: {run.launched.log_path})")
             await self._stop(m, "died")
 
         asyncio.get_running_loop().create_task(clean())
@@ -368,7 +371,7 @@ class Manager:
         """Preload (in file order, each only where it fits beside those already up) and start the ticker."""
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
         for m in self.models.values():
-            if not m.member.preload or self.closing:
+            if not m.member.preload or self.closing or m.task is not None or m.state != "stopped":
                 continue
             decision = placement.place(m.name, self.slots(), self.budgets)
             if decision.outcome != "run" or decision.evict:
@@ -390,7 +393,12 @@ class Manager:
             self.notify()
 
     async def shutdown(self, wait_s: float = 60.0) -> None:
-        """Stop every server this fleet started; nothing is left running."""
+        """Stop every server this fleet started; nothing is left running (a second call waits for the first)."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.get_running_loop().create_task(self._stop_all(wait_s))
+        await asyncio.shield(self._shutdown)
+
+    async def _stop_all(self, wait_s: float) -> None:
         self.begin_shutdown()
         tasks = [m.task for m in self.models.values() if m.task is not None]
         if tasks:

@@ -5,7 +5,8 @@ Each model's footprint comes from its plan (servectl.plan.share): `awake` MiB wh
 of their footprints stays within its budget. To make room:
 
 1. idle models that can sleep are put to sleep, least recently used first;
-2. if that is not enough, idle models are stopped, least recently used first (a sleeping one too).
+2. if that is not enough, idle models are stopped, least recently used first (a sleeping one too), until it
+   fits; a sleep of step 1 that these stops made unnecessary is dropped.
 
 Never touched: a model serving a request (`busy`), one starting, waking or stopping, and the model being placed.
 When even evicting every idle model leaves too little room the answer is "wait" (busy models will finish), or
@@ -117,10 +118,12 @@ def place(name: str, slots: list[Slot], budgets: dict[str, float]) -> Decision:
 
 
 def _only_needed(evictions: list[Eviction], short: float) -> list[Eviction]:
-    """Drop evictions (most recently used first) that the others make unnecessary: a later stop may have freed
-    enough that an earlier sleep is not needed. A stop that replaced a sleep keeps its full amount."""
+    """Drop sleeps (most recently used first) that the stops after them made unnecessary; the stops stay the
+    least recently used idle models in order."""
     kept = list(evictions)
     for e in reversed(evictions):
+        if e.action != "sleep":
+            continue
         rest = [k for k in kept if k is not e]
         if sum(k.frees_mib for k in rest) >= short:
             kept = rest
