@@ -85,6 +85,7 @@ def test_every_mistake_is_one_line_naming_file_and_line(cli, tmp_path):
 def test_names_recipes_profiles_and_flags_are_checked_with_their_lines(cli, tmp_path):
     models = tmp_path / "ckpt"
     models.mkdir()
+    (models / "config.json").write_text("{}")
     path = write(tmp_path, f"""
         models:
           chat:
@@ -240,3 +241,26 @@ def test_render_fleet_systemd_unit_passes_systemd_analyze(cli, tmp_path, stub_se
     assert cli("render", "--fleet", str(path), "--format", "argv").exit_code == 2
     assert cli("render", "tiny-cpu", "--fleet", str(path), "--format", "compose").exit_code == 2
     assert cli("render", "tiny-cpu", "--format", "argv").exit_code == 2  # MODEL needs --gpu
+
+
+@pytest.mark.parametrize("text", [
+    "models:\n  a: &a {model: *a}\n",  # a recursive alias
+    "x: &x [*x, *x]\nmodels: {m: {model: tiny-cpu, args: *x}}\n",
+    "lol: &l [a, a, a, a, a, a, a, a, a]\nl2: &l2 [*l, *l, *l, *l, *l, *l, *l, *l, *l]\nmodels: {m: {model: tiny-cpu, args: [*l2, *l2]}}\n",
+    "models:\n  \"\\e[2Jevil\\nname\":\n    model: \"\\e]0;title\\a\"\n",
+    "models: {m: {model: tiny-cpu, ttl: 1e400}}\n",
+    "models: {m: {model: tiny-cpu, ttl: .nan}}\n",
+    "models: {m: {model: tiny-cpu, context: 99999999999999999999}}\n",
+    "models: {m: {model: tiny-cpu, env: {HF_TOKEN: [1]}}}\n",
+    "models: {m: {model: ../../../../../../etc, recipe: tiny-cpu}}\n",  # a directory, but no checkpoint
+    "listen: '[::1]:99999'\nmodels: {m: {model: tiny-cpu}}\n",
+    "models:\n" + "".join(f"  m{i}: {{model: tiny-cpu, aliases: [a]}}\n" for i in range(3)),
+])
+def test_hostile_fleet_files_are_bad_input_one_clean_line_each(cli, tmp_path, text):
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    result = cli("serve", str(path), "--plan")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    for line in result.stderr.splitlines():
+        assert line.startswith("error: ") and all(ch >= " " and ch != "\x7f" for ch in line), line

@@ -391,3 +391,25 @@ def test_random_fleets_under_many_clients_never_overcommit_and_answer_everyone(t
     assert set(answers) <= {200, 503} and answers.count(200) > 0, answers
     assert ops.peak_over == [], ops.peak_over[:3]
     assert ops.running == {} and ops.holding == {}  # nothing left after shutdown
+
+
+def test_the_display_prints_each_change_once_with_outside_text_escaped(capsys):
+    from servectl.fleet.display import Display
+
+    snap = [{"name": "chat", "state": "stopped", "error": None, "port": None, "pid": None, "note": None, "busy": 0,
+             "waiting": 0, "since_s": 1.0, "memory_mib": 66.0}]
+    display = Display(lambda: snap, lambda: {"cpu": (66.0, 100.0)}, live=False)
+    display.changed()
+    display.changed()  # nothing changed: nothing printed
+    snap[0].update(state="ready", port=4000, pid=42)
+    display.changed()
+    snap[0].update(state="stopped", error="died while serving: \x1b[2Jroot error\nx")
+    display.changed()
+    err = capsys.readouterr().err
+    assert err.count("chat: stopped") == 2 and "chat: ready (port 4000, pid 42)" in err
+    assert "\x1b" not in err and "\\x1b[2Jroot error\\nx" in err
+    from rich.console import Console
+
+    console = Console(record=True, width=160)
+    console.print(display._table())
+    assert "66 MiB of 100 MiB held" in console.export_text() and "\x1b" not in console.export_text()

@@ -103,14 +103,17 @@ def fleet(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("fleet")
     scripted, rnd = ensure_tiny_model("scripted"), ensure_tiny_model("random")
-    (tmp / "empty-checkpoint").mkdir()
+    broken = tmp / "broken-checkpoint"  # the tiny model's config naming an architecture vLLM does not have
+    broken.mkdir()
+    config = json.loads((scripted / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchModelForCausalLM"]}))
     f = Fleet(tmp, f"""
         name: live
         memory_limit: 100M
         queue: {{timeout: 400s}}
         models:
           broken:
-            model: {tmp / "empty-checkpoint"}
+            model: {broken}
             recipe: tiny-cpu
           chat:
             model: {scripted}

@@ -144,7 +144,7 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
     """One model resolved, sized and pinned (_At on the first problem, naming its key)."""
     fleet = src.fleet
     with _at("recipe" if entry.recipe and entry.recipe not in cat.models else "model"):
-        resolved = resolve_model(entry.model, entry.recipe, cat)
+        resolved = resolve_model(entry.model, entry.recipe, cat, base=src.path.parent)
     recipe, model_path = resolved.recipe, resolved.model_path
     with _at("gpu"):
         profile = _profile(cat, entry, fleet, recipe)

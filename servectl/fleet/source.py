@@ -27,15 +27,21 @@ class Resolved:
     model_path: str | None  # a directory or repo id served instead of the recipe's own (None: the recipe's)
 
 
-def resolve_model(model: str, recipe: str | None, catalog: Catalog) -> Resolved:
-    """`model` (+ `recipe`) of a fleet entry -> Resolved; UserError saying what to write otherwise."""
+def resolve_model(model: str, recipe: str | None, catalog: Catalog, base: Path | None = None) -> Resolved:
+    """`model` (+ `recipe`) of a fleet entry -> Resolved; UserError saying what to write otherwise. A relative
+    directory is relative to `base` (the fleet file's folder)."""
     named = catalog.model(recipe) if recipe else None
     if model in catalog.models and (named is None or named.name == model):
         return Resolved(catalog.models[model], None)
     path = Path(model).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
     if model.startswith(("/", ".", "~")) or path.is_dir():
         if not path.is_dir():
             raise UserError(f"model directory {model!r} does not exist", "give an existing checkpoint directory")
+        if not (path / "config.json").is_file():
+            raise UserError(f"{model!r} is not a checkpoint directory (no config.json)",
+                            "give the directory that holds the model's config.json and weights")
         if named is None:
             raise UserError(f"a checkpoint directory needs `recipe:` naming the recipe that serves it",
                             "`servectl models list` shows the recipes")
