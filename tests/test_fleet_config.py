@@ -180,7 +180,9 @@ def test_a_model_without_context_fills_the_budget_alone(cli, tmp_path):
 def test_the_cpu_build_has_no_sleep_mode_and_says_so(cli, tmp_path):
     data = plan_json(cli, tiny_fleet(tmp_path, "100M", extra="sleep: on"))
     assert all(m["sleep"] is False and m["asleep_mib"] is None for m in data["models"])
-    assert any("CPU build has no sleep mode" in n and "stopped instead" in n for n in data["notes"])
+    assert any("CPU build has no sleep mode" in n and "chat, noise stop instead of sleeping" in n for n in data["notes"])
+    data = plan_json(cli, tiny_fleet(tmp_path, "100M", extra="sleep: off"))
+    assert not any("sleep" in n for n in data["notes"])
 
 
 def test_old_releases_get_the_utilization_share_that_gives_the_same_blocks(catalog):

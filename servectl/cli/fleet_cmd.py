@@ -82,4 +82,4 @@ def render_fleet(fleet_file: Path, fmt: str, layout: str, image: str | None, ser
         click.echo(text, nl=False)
         return
     write_atomic(out_dir / name, text, mode=0o644)
-    info(f"wrote {out_dir / name}")
+    info(plain(f"wrote {out_dir / name}"))

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from servectl.errors import ServectlError
 from servectl.fleet import backend, placement
 from servectl.fleet.metrics import FleetMetrics
 from servectl.fleet.sizing import Fleet, Member
@@ -249,7 +250,7 @@ class Manager:
             m.starting = None
             self._set(m, "stopped")
             self.metrics.start_failures.labels(m.name).inc()
-            self._failed(m, getattr(exc, "one_line", lambda: f"{type(exc).__name__}: {exc}")())
+            self._failed(m, exc.one_line() if isinstance(exc, ServectlError) else f"{type(exc).__name__}: {exc}")
             return
         m.starting = None
         if isinstance(result, backend.Failed):

@@ -14,7 +14,6 @@ import contextlib
 import signal
 import socket
 import threading
-from collections.abc import Callable
 
 import uvicorn
 
@@ -89,7 +88,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(fleet: Fleet, executable: list[str], live: bool, on_ready: Callable[[str], None] | None = None) -> int | None:
+def serve(fleet: Fleet, executable: list[str], live: bool) -> int | None:
     """Run the front door until a signal; returns the signal that stopped it (None if it stopped otherwise)."""
     sock = bind(fleet.host, fleet.port)
     port = sock.getsockname()[1]
@@ -114,8 +113,6 @@ def serve(fleet: Fleet, executable: list[str], live: bool, on_ready: Callable[[s
                "Ctrl-C stops it and every model it started"), style="bold")
     for note in fleet.notes:
         info(plain(f"note: {note}"))
-    if on_ready is not None:
-        on_ready(url)
     display.start()
     display.changed()
     try:

@@ -9,6 +9,7 @@ pre-flight and patch checks `servectl up` runs, once per model.
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -157,8 +158,6 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
             raise UserError(f"cannot read the vLLM flags: {exc}", "write them as vLLM does: --flag value") from None
     sleep_asked = entry.sleep or fleet.sleep
     sleep = sleep_asked != "off" and profile.vendor != "cpu"
-    if sleep_asked == "on" and profile.vendor == "cpu":
-        notes.append(f"{name}: {CPU_NO_SLEEP}; it is stopped instead of put to sleep")
     opts = LaunchOptions(name=_record_name(src.name, name), host="127.0.0.1", port=8000, model_path=model_path)
     with _at("model"):
         if model_path is None and recipe.generated and serving:
@@ -213,13 +212,20 @@ def _tiny_model(python: str | None) -> Path:
     return tiny_model_path(python=python)
 
 
-def _preflight(recipe, profile, spec: LaunchSpec, python: str | None) -> None:
-    """`servectl up`'s pre-flight and patch check for this launch, in the environment that will run it."""
-    from servectl.launch import workflow
+@functools.lru_cache(maxsize=4)
+def _environment(python: str | None):
+    """The vLLM environment that runs the servers, probed once per load (its release, packages)."""
     from servectl.vllmenv.location import find_vllm_python
     from servectl.vllmenv.pyenv import resolve_target
 
-    target = resolve_target(find_vllm_python(python))
+    return resolve_target(find_vllm_python(python))
+
+
+def _preflight(recipe, profile, spec: LaunchSpec, python: str | None) -> None:
+    """`servectl up`'s pre-flight and patch check for this launch, in the environment that will run it."""
+    from servectl.launch import workflow
+
+    target = _environment(python)
     blockers = workflow.preflight_problems(recipe, profile, spec, target) + workflow.patch_problems(target, recipe)
     if blockers:
         raise UserError(f"pre-flight: {blockers[0]}", "`servectl up` with the same model says more")
@@ -254,6 +260,7 @@ def _routes(members: dict[str, Member], problems: _Problems) -> dict[str, tuple[
 
 def load(path: Path, *, serving: bool = False, listen: str | None = None, python: str | None = None) -> Fleet:
     """Read, check and size a fleet file; FleetFileError lists every problem, one line each."""
+    _environment.cache_clear()
     src = fc.read(path)
     if python is not None:
         src.fleet = replace(src.fleet, python=python)
@@ -283,6 +290,10 @@ def load(path: Path, *, serving: bool = False, listen: str | None = None, python
         if m.share.awake_mib > b.budget_mib:
             problems.add(("models", m.name), f"needs {m.share.awake_mib:,.0f} MiB on {m.pool}, more than the fleet may hold there "
                          f"({b.budget_mib:,.0f} MiB: {b.reason}); lower its `context` or KV cache, or raise memory_limit")
+    no_sleep = [m.name for m in members.values() if m.spec.vendor == "cpu" and (fleet.models[m.name].sleep or fleet.sleep) != "off"]
+    if no_sleep:
+        notes.append(f"{CPU_NO_SLEEP}: {', '.join(no_sleep)} stop{'s' if len(no_sleep) == 1 else ''} instead of sleeping "
+                     "when idle or evicted")
     routes = _routes(members, problems)
     if problems.lines:
         raise fc.FleetFileError(problems.lines)

@@ -43,7 +43,7 @@ def resolve_model(model: str, recipe: str | None, catalog: Catalog, base: Path |
             raise UserError(f"{model!r} is not a checkpoint directory (no config.json)",
                             "give the directory that holds the model's config.json and weights")
         if named is None:
-            raise UserError(f"a checkpoint directory needs `recipe:` naming the recipe that serves it",
+            raise UserError("a checkpoint directory needs `recipe:` naming the recipe that serves it",
                             "`servectl models list` shows the recipes")
         return Resolved(named, str(path.resolve()))
     if _REPO.match(model):
