@@ -195,7 +195,11 @@ class Manager:
     async def _bring_up(self, m: Model) -> None:
         """One task per model: place it (waiting for room while requests want it), then wake or start it."""
         try:
+            if self.lock.locked():
+                m.note = "queued behind another model's start or swap"
+                self.notify()
             async with self.lock:
+                m.note = ""
                 while True:
                     if self.closing or (m.waiting == 0 and not m.preload_wanted):
                         return
@@ -205,9 +209,10 @@ class Manager:
                     if decision.outcome == "never":
                         self._failed(m, decision.reason)
                         return
-                    if not m.note:
+                    note = f"waiting for room: {decision.reason}"
+                    if note != m.note:
+                        m.note = note
                         self.notify()
-                    m.note = f"waiting for room: {decision.reason}"
                     await self._wait_change(1.0)
                 m.note = ""
                 waking = m.state == "sleeping"

@@ -3,13 +3,13 @@
 | metric | type | labels | what |
 |---|---|---|---|
 | servectl_fleet_requests_total | counter | model | requests routed to the model (answered by it) |
-| servectl_fleet_rejected_total | counter | model, reason | requests answered 503 by the front door (queue_full, deadline, start_failed, no_room, shutting_down) |
+| servectl_fleet_rejected_total | counter | model, reason | requests answered 503 by the front door (queue_full, deadline, start_failed, shutting_down) |
 | servectl_fleet_starts_total | counter | model | server starts that reached ready |
 | servectl_fleet_start_failures_total | counter | model | starts that did not |
 | servectl_fleet_swaps_total | counter | model | starts or wake-ups of the model that first put others to sleep or stopped them |
 | servectl_fleet_evictions_total | counter | model, action | times the model was put to sleep / stopped to make room |
 | servectl_fleet_wakeups_total | counter | model | wake-ups from sleep |
-| servectl_fleet_stops_total | counter | model, reason | stops: ttl, evicted, died, shutdown |
+| servectl_fleet_stops_total | counter | model, reason | stops: ttl, evicted, died, wake_failed, shutdown |
 | servectl_fleet_queue_seconds | histogram | model | time a request waited for its model to be ready (0 when it was) |
 | servectl_fleet_start_seconds | histogram | model | time from start to ready |
 | servectl_fleet_model_state | gauge | model, state | 1 for the model's current state (stopped, starting, ready, sleeping) |

@@ -30,7 +30,7 @@ from servectl.proxy.app import _declared_length, _read_body, _reply, _TooLarge, 
 FORWARD_EXACT = frozenset({"/tokenize", "/detokenize", "/pooling", "/classify", "/score", "/rerank", "/invocations"})
 FORWARD_PREFIXES = ("/v1/", "/v2/")
 NEVER_FORWARDED = frozenset({"/v1/load_lora_adapter", "/v1/unload_lora_adapter"})  # server administration
-RETRY_AFTER = {"queue_full": 2, "deadline": 10, "start_failed": 30, "no_room": 10, "shutting_down": 30}
+RETRY_AFTER = {"queue_full": 2, "deadline": 10, "start_failed": 30, "shutting_down": 30}
 _JSON = [(b"content-type", b"application/json")]
 
 
