@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("servectl.cli.render_cmd:render", "Render the launch: vllm argv, config, docker, compose, systemd, Kubernetes."),
     "serve": ("servectl.cli.fleet_cmd:serve", "Several models behind one endpoint, started and swapped by what fits in memory."),
     "status": ("servectl.cli.serve_cmd:status", "List deployments and whether they are running."),
+    "top": ("servectl.cli.top_cmd:top", "Watch vLLM servers live from /metrics: load, tokens/s, latency, KV cache, memory."),
     "up": ("servectl.cli.serve_cmd:up", "Plan, patch-check, launch vLLM, follow its start-up, health-check it."),
 }
 
