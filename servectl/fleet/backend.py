@@ -82,13 +82,14 @@ def start(spec: LaunchSpec, executable: list[str], fleet_label: str, timeout_s: 
     launched = None
     try:
         launched = runner.start(spec, log_path)
+        pid = launched.pid or 0  # a local start always has one
         if on_started is not None:
             on_started(launched, runner)
         record = record.model_copy(update={"pid": launched.pid, "create_time": launched.create_time, "argv": launched.argv})
         state.save(record)
         result = startup.wait_ready(
             log_path, lambda: runner.alive(launched) and not cancelled.is_set(), base_url(spec.host, spec.port) + "/health",
-            timeout_s, listening=lambda: not held_by_another(spec.port, launched.pid))
+            timeout_s, listening=lambda: not held_by_another(spec.port, pid))
         if not result.ready:
             runner.stop(launched, grace_s=5)
             state.remove(spec.name)

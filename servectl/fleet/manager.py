@@ -286,9 +286,13 @@ class Manager:
         """POST to the server's sleep API; None on success, else why not (a total deadline, a bounded body)."""
         import httpx
 
+        run = m.running
+        if run is None:
+            return "the server is gone"
+
         async def post() -> str | None:
             async with httpx.AsyncClient(timeout=httpx.Timeout(limit_s)) as client:
-                async with client.stream("POST", m.running.url + path) as resp:
+                async with client.stream("POST", run.url + path) as resp:
                     body = b""
                     async for chunk in resp.aiter_bytes():
                         body += chunk
@@ -343,11 +347,11 @@ class Manager:
         if m.state not in ("ready", "sleeping") or m.running is None:
             return
         was = "asleep" if m.state == "sleeping" else "serving"
+        run = m.running
         self._set(m, "stopping")
         self.notify()
 
         async def clean() -> None:
-            run = m.running
             text = await self._thread(self.ops.log_tail, run.launched.log_path)
             m.last_error = (f"died while {was}: "
                             + await self._thread(self.ops.diagnosis, text, run.spec) + f" (log: {run.launched.log_path})")

@@ -116,6 +116,7 @@ class FrontDoor:
             if wanted == asked:
                 await model.proxy.forward(scope, receive, send, body, started)
             else:  # an alias, or a preset under an alias: the server knows only its own name
+                assert isinstance(data, dict)  # it named the model
                 await model.proxy.forward(scope, receive, send, None, started, data={**data, "model": wanted})
         finally:
             self.manager.release(model)

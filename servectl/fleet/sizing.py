@@ -70,7 +70,8 @@ def _record_name(fleet: str, model: str) -> str:
 
 class _Problems:
     def __init__(self, src: fc.FleetSource):
-        self.src, self.lines = src, []
+        self.src = src
+        self.lines: list[str] = []
 
     def add(self, loc: tuple[Any, ...], message: str) -> None:
         self.lines.append(self.src.problem(loc, message))
@@ -114,7 +115,8 @@ class _Targets:
     """The vLLM release and host each profile's plans are for (one probe per profile)."""
 
     def __init__(self, python: str | None):
-        self.python, self.cache = python, {}
+        self.python = python
+        self.cache: dict[str, Any] = {}
 
     def __call__(self, profile):
         if profile.name not in self.cache:
@@ -201,7 +203,7 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
         presets, auto = _presets(entry, recipe)
     ttl = fc.seconds(entry.ttl) if entry.ttl is not None else 0.0
     return Member(
-        name=name, record=opts.name, pool=profile.name, spec=spec, share=share, sleep=sleep, ttl_s=ttl or None,
+        name=name, record=spec.name, pool=profile.name, spec=spec, share=share, sleep=sleep, ttl_s=ttl or None,
         preload=entry.preload, aliases=tuple(entry.aliases), presets=presets, auto_presets=auto,
         start_timeout_s=fc.seconds(entry.start_timeout if entry.start_timeout is not None else fleet.start_timeout))
 
@@ -263,7 +265,7 @@ def load(path: Path, *, serving: bool = False, listen: str | None = None, python
     _environment.cache_clear()
     src = fc.read(path)
     if python is not None:
-        src.fleet = replace(src.fleet, python=python)
+        src.fleet = replace(src.fleet, python=python)  # type: ignore[type-var]  # a frozen dataclass (catalog.base.schema)
     fleet = src.fleet
     problems = _Problems(src)
     cat = load_catalog()

@@ -120,6 +120,7 @@ def share_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], en
     if has_kv_bytes_flag(vllm_version) or cpu:
         plan = planner.predict(recipe, profile, sized, **kw)
         kv = sized.kv_cache_memory_bytes
+        assert kv is not None  # _sized_settings fixed it
         flags = ["--kv-cache-memory-bytes", f"{kv // MIB}M" if kv % MIB == 0 else str(kv)]
         if not cpu:  # vLLM's free-memory check at start: what this server allocates beside its CUDA context
             need = plan.total_vram_mib * MIB - plan.budget["context"] * MIB
