@@ -362,6 +362,7 @@ def test_routing_aliases_presets_streams_and_refusals(tmp_path):
         assert httpx.get(fd.url + "/v1/models/a-thinking-coding").json()["preset"] == "thinking-coding"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_random_fleets_under_many_clients_never_overcommit_and_answer_everyone(tmp_path, seed):
     rnd = random.Random(seed)

@@ -228,7 +228,7 @@ def _preflight(recipe, profile, spec: LaunchSpec, python: str | None) -> None:
     from servectl.launch import workflow
 
     target = _environment(python)
-    blockers = workflow.preflight_problems(recipe, profile, spec, target) + workflow.patch_problems(target, recipe)
+    blockers = workflow.preflight_problems(recipe, profile, spec, target) + workflow.patch_problems(target, spec)
     if blockers:
         raise UserError(f"pre-flight: {blockers[0]}", "`servectl up` with the same model says more")
 
