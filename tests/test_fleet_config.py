@@ -266,3 +266,36 @@ def test_hostile_fleet_files_are_bad_input_one_clean_line_each(cli, tmp_path, te
     assert "Traceback" not in result.output and "internal error" not in result.output
     for line in result.stderr.splitlines():
         assert line.startswith("error: ") and all(ch >= " " and ch != "\x7f" for ch in line), line
+
+
+def test_serving_asks_the_vllm_environment_for_flags_tiny_model_and_preflight(tmp_path):
+    """What `servectl serve` checks before it listens (no server starts): the flags with the environment's own vLLM
+    parser, the generated tiny model's directory, the pre-flight and known-bug checks of `up`."""
+    from servectl.fleet import sizing
+    from servectl.fleet.config import FleetFileError
+    from servectl.vllmenv.location import find_vllm_python
+
+    try:
+        find_vllm_python()
+    except Exception as exc:  # the suite's script bootstraps it; say so rather than pass silently
+        pytest.fail(f"vLLM CPU environment missing ({exc}); scripts/test bootstraps it")
+    good = write(tmp_path, """
+        models:
+          chat:
+            model: tiny-cpu
+            args: [--max-num-seqs, "8"]
+        """)
+    fleet = sizing.load(good, serving=True)
+    spec = fleet.members["chat"].spec
+    assert Path(spec.model).is_dir() and (Path(spec.model) / "config.json").is_file()  # the generated checkpoint
+    assert spec.vllm_args[spec.vllm_args.index("--max-num-seqs") + 1] == "8"
+    bad = write(tmp_path, """
+        models:
+          chat:
+            model: tiny-cpu
+            args: [--max-num-seqz, "8"]
+        """, "bad.yaml")
+    with pytest.raises(FleetFileError) as exc:
+        sizing.load(bad, serving=True)
+    assert len(exc.value.problems) == 1 and ":4: models.chat.args: vLLM" in exc.value.problems[0]
+    assert "--max-num-seqz" in exc.value.problems[0] and "did you mean --max-num-seqs" in exc.value.problems[0]
