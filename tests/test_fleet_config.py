@@ -299,3 +299,27 @@ def test_serving_asks_the_vllm_environment_for_flags_tiny_model_and_preflight(tm
         sizing.load(bad, serving=True)
     assert len(exc.value.problems) == 1 and ":4: models.chat.args: vLLM" in exc.value.problems[0]
     assert "--max-num-seqz" in exc.value.problems[0] and "did you mean --max-num-seqs" in exc.value.problems[0]
+
+
+def test_a_second_serve_of_a_running_fleet_is_refused(tmp_path, monkeypatch):
+    import os
+    import time
+
+    import psutil
+
+    from servectl.errors import UserError
+    from servectl.fleet import server, sizing
+    from servectl.launch import state
+    from servectl.launch.record import DeploymentRecord
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    fleet = sizing.load(tiny_fleet(tmp_path, "100M"))
+    me = psutil.Process()
+    # a server of fleet `t` being started by a live servectl (this test process stands in for it; nothing is signalled)
+    state.save(DeploymentRecord(name="t-chat", runtime="local", recipe="tiny-cpu", profile="cpu", model="m", host="127.0.0.1",
+                                port=9, log_path=str(tmp_path / "log"), argv=[], started_at=time.time(), owner_pid=os.getpid(),
+                                owner_create_time=me.create_time(), fleet="t http://127.0.0.1:8080"))
+    with pytest.raises(UserError, match="fleet t is already served"):
+        server.refuse_a_second_copy(fleet)
+    state.remove("t-chat")
+    server.refuse_a_second_copy(fleet)  # nothing of fleet t runs: fine

@@ -44,9 +44,13 @@ class Display:
                 continue
             before = self._seen.get(snap["name"])
             self._seen[snap["name"]] = key
-            if self._live is not None:
-                continue
             stamp = time.strftime("%H:%M:%S")
+            if self._live is not None:  # the table shows states; a failure's diagnosis is printed above it, whole
+                if snap["error"] and (before is None or before[1] != snap["error"]):
+                    from rich.text import Text
+
+                    self._live.console.print(Text(plain(f"{stamp} {snap['name']}: {snap['error']}"), style="red"))
+                continue
             if before is None or before[0] != snap["state"]:
                 where = f" (port {snap['port']}, pid {snap['pid']})" if snap["state"] == "ready" and snap["port"] else ""
                 info(plain(f"{stamp} {snap['name']}: {snap['state']}{where}"))

@@ -88,8 +88,19 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def refuse_a_second_copy(fleet: Fleet) -> None:
+    """Another `servectl serve` of a fleet with this name owns servers now: their records would collide."""
+    from servectl.launch import state
+
+    for rec in state.list_records():
+        if rec.fleet and rec.fleet.split()[0] == fleet.name and state.is_alive(rec):
+            raise UserError(f"fleet {fleet.name} is already served ({' '.join(rec.fleet.split()[1:])}; its server {rec.name} runs)",
+                            "stop that `servectl serve` first, or give this file another `name:`")
+
+
 def serve(fleet: Fleet, executable: list[str], live: bool) -> int | None:
     """Run the front door until a signal; returns the signal that stopped it (None if it stopped otherwise)."""
+    refuse_a_second_copy(fleet)
     sock = bind(fleet.host, fleet.port)
     port = sock.getsockname()[1]
     url = base_url(fleet.host, port)
