@@ -111,7 +111,8 @@ def place(name: str, slots: list[Slot], budgets: dict[str, float]) -> Decision:
         return Decision(name, "wait", need_mib=need, used_mib=held, budget_mib=budget,
                         reason=f"{name} needs {need:,.0f} MiB; {budget - held:,.0f} MiB free and the idle models free "
                         f"{sum(e.frees_mib for e in plan.values()):,.0f} more; busy: {', '.join(busy) or 'none'}")
-    evictions = _only_needed(list(plan.values()), need - (budget - held))
+    order = {s.name: i for i, s in enumerate(idle)}  # reported least recently used first
+    evictions = sorted(_only_needed(list(plan.values()), need - (budget - held)), key=lambda e: order[e.name])
     what = ", ".join(f"{e.action} {e.name}" for e in evictions)
     return Decision(name, "run", evictions, need_mib=need, used_mib=held, budget_mib=budget,
                     reason=f"{need:,.0f} MiB needed, {budget - held:,.0f} MiB free: {what} (least recently used first)")
