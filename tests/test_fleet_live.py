@@ -6,7 +6,7 @@ start is answered 503 with the diagnosis of its log; the first requests for `cha
 (a small KV cache) starts beside it because the plan says both fit; `coder` needs chat's room: chat, least
 recently used, is stopped for it; a killed server is restarted on the next request and its death diagnosed;
 `noise` unloads after its TTL; SIGTERM stops everything the fleet started. A second, tiny fleet checks the
-bounded queue and the deadline during a start, and that SIGTERM in the middle of a start leaves nothing.
+bounded queue and the deadline during a start, and that Ctrl-C (SIGINT) in the middle of a start leaves nothing.
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ class Fleet:
                              env=self.env, timeout=60)
         return {d["name"]: d for d in json.loads(out.stdout)["deployments"]}
 
-    def stop(self, timeout: float = 90) -> int:
+    def stop(self, timeout: float = 90, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -242,7 +242,7 @@ def test_sigterm_stops_every_model_and_leaves_nothing(fleet):
     assert fleet.records() == {}
 
 
-def test_bounded_queue_deadline_and_sigterm_during_a_start(tmp_path):
+def test_bounded_queue_deadline_and_ctrl_c_during_a_start(tmp_path):
     from servectl.vllmenv.tinymodel import ensure_tiny_model
 
     f = Fleet(tmp_path, f"""
@@ -273,7 +273,7 @@ def test_bounded_queue_deadline_and_sigterm_during_a_start(tmp_path):
             time.sleep(0.2)
         pid = f.records()["quick-slow"]["pid"]
         assert group_left(pid)
-        assert f.stop() == 0  # in the middle of vLLM's start-up
+        assert f.stop(sig=signal.SIGINT) == 0  # Ctrl-C in the middle of vLLM's start-up
         assert group_left(pid) == [] and f.records() == {}
     finally:
         if f.proc.poll() is None:
