@@ -354,6 +354,9 @@ def test_routing_aliases_presets_streams_and_refusals(tmp_path):
         assert events[-1] == "data: [DONE]" and len(events) == 4
         assert chat(fd.url, "nope").status_code == 404
         assert httpx.post(fd.url + "/v1/chat/completions", content=b"{not json").status_code == 400
+        assert httpx.post(fd.url + "/v1/chat/completions", content=b"[" * 200_000).status_code == 400
+        long = chat(fd.url, "x" * 100_000)
+        assert long.status_code == 404 and len(long.content) < 2000
         assert httpx.post(fd.url + "/sleep", json={"model": "a"}).status_code == 404  # vLLM's admin paths stay inside
         big = httpx.post(fd.url + "/v1/chat/completions", content=b"x" * (fleet.max_body + 1))
         assert big.status_code == 413

@@ -95,7 +95,7 @@ class FrontDoor:
             return
         try:
             data = json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             data = None
         asked = data.get("model") if isinstance(data, dict) else None
         if not isinstance(asked, str):
@@ -104,7 +104,8 @@ class FrontDoor:
                                      "invalid_request_error", "model")
         route = self.fleet.routes.get(asked)
         if route is None:
-            return await self._error(send, 404, f"The model `{asked}` does not exist (GET /v1/models lists the fleet's "
+            shown = asked if len(asked) <= 200 else asked[:200] + "..."
+            return await self._error(send, 404, f"The model `{shown}` does not exist (GET /v1/models lists the fleet's "
                                      "models, aliases and preset names).", "NotFoundError", "model")
         name, preset = route
         model = await self._acquire(name, receive, send)
