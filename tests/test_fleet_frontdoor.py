@@ -417,3 +417,18 @@ def test_the_display_prints_each_change_once_with_outside_text_escaped(capsys):
     console = Console(record=True, width=160)
     console.print(display._table())
     assert "66 MiB of 100 MiB held" in console.export_text() and "\x1b" not in console.export_text()
+
+
+def test_a_client_that_leaves_while_waiting_no_longer_waits(tmp_path):
+    fleet = make_fleet(tmp_path, {"a": {}}, 200, queue_max=1)
+    ops = CannedOps(fleet)
+    ops.gate["a"] = threading.Event()
+    with FrontDoorThread(fleet, ops) as fd:
+        with pytest.raises(httpx.TimeoutException):
+            chat(fd.url, "a", timeout=0.5)
+        deadline = time.monotonic() + 10
+        while fd.manager.snapshot()[0]["waiting"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fd.manager.snapshot()[0]["waiting"] == 0
+        ops.gate["a"].set()  # the one place in the queue is free again: the next request is served
+        assert chat(fd.url, "a").status_code == 200
