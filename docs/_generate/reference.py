@@ -154,6 +154,7 @@ SCHEMA_MODULES = (
     ("Sampling presets (`profiles/presets.yaml`, the `presets:` of the config file)", "servectl/catalog/preset_schema.py"),
     ("Known vLLM patches (`patches/*.yaml`)", "servectl/catalog/patch_schema.py"),
     ("Diagnosis rules (`profiles/diagnose.yaml`)", "servectl/catalog/diagnose_schema.py"),
+    ("Fleet files (`servectl serve FLEET.yaml`)", "servectl/fleet/config.py"),
 )
 
 

@@ -72,6 +72,11 @@ TABLE: tuple[Behaviour, ...] = (
     Behaviour("group_size_ratio_1_5", "0.18.0", None,
               "KV-cache groups: layers per group = min layers unless max < 1.5 x min (1.25 in 0.17)",
               "vllm/v1/core/kv_cache_utils.py _get_kv_cache_groups_uniform_page_size (:1043)"),
+    Behaviour("kv_cache_memory_bytes", "0.10.2", None,
+              "--kv-cache-memory-bytes fixes the KV cache in bytes (profiling's budget skipped); before, only "
+              "--gpu-memory-utilization sized it",
+              "vllm/engine/arg_utils.py add_argument('--kv-cache-memory-bytes') and vllm/config/cache.py "
+              "CacheConfig.kv_cache_memory_bytes (absent in the 0.10.1 wheel, present in 0.10.2)"),
     Behaviour("speculative_moe_backend", "0.19.1", None,
               "--speculative-config accepts moe_backend (the draft's own MoE kernels); absent in 0.18.0, 0.19.0 not checked",
               "vllm/config/speculative.py SpeculativeConfig.moe_backend (0.19.1 :97, 0.20.2 :102); PR #37880"),

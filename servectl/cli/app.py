@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("servectl.cli.pull_cmd:pull", "Download a hub model's files vLLM loads into the HF cache (disk checked first)."),
     "proxy": ("servectl.cli.proxy_cmd:proxy", "Serve sampling presets as virtual model names in front of vLLM."),
     "render": ("servectl.cli.render_cmd:render", "Render the launch: vllm argv, config, docker, compose, systemd, Kubernetes."),
+    "serve": ("servectl.cli.fleet_cmd:serve", "Several models behind one endpoint, started and swapped by what fits in memory."),
     "status": ("servectl.cli.serve_cmd:status", "List deployments and whether they are running."),
     "top": ("servectl.cli.top_cmd:top", "Watch vLLM servers live from /metrics: load, tokens/s, latency, KV cache, memory."),
     "up": ("servectl.cli.serve_cmd:up", "Plan, patch-check, launch vLLM, follow its start-up, health-check it."),
@@ -138,5 +139,6 @@ def main() -> None:
     servectl render MODEL --gpu P --format F       vllm argv / config / docker / compose / systemd / k8s
     servectl patch check|apply|revert              fix known vLLM bugs in an installed environment
     servectl check http://127.0.0.1:8000           prove a served model answers sensibly
+    servectl serve fleet.yaml                      several models behind one endpoint, placed by memory
     servectl demo                                  the whole loop on this machine's CPU with a tiny model
     """

@@ -18,8 +18,8 @@ from servectl.spec.models import LaunchOptions
 
 
 @click.command()
-@click.argument("model")
-@click.option("--gpu", "gpu", required=True, help="GPU profile (servectl profiles list).")
+@click.argument("model", required=False)
+@click.option("--gpu", "gpu", help="GPU profile (servectl profiles list); required with MODEL.")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="argv", show_default=True, help="Output format.")
 @click.option("--card", is_flag=True, help="Render the model card's published settings verbatim.")
 @click.option("--preset", help="Utilization preset of the profile (desktop, headless, ...).")
@@ -48,11 +48,16 @@ from servectl.spec.models import LaunchOptions
 @click.option("--ray-dashboard-host", default="127.0.0.1", show_default=True, help="Address Ray's dashboard binds on a multi-node head (an unauthenticated job API).")
 @click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked (without --python: those servectl's table of vLLM options lacks).")
 @click.option("--speculative", metavar="mtp[:N]|off", help="MTP speculative decoding: the recipe's depth for the GPU, N draft tokens, or off.")
+@click.option("--fleet", "fleet_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Render a fleet file (servectl serve) instead of MODEL: --format compose or systemd.")
+@click.option("--fleet-layout", type=click.Choice(["front-door", "services"]), default="front-door", show_default=True,
+              help="Compose of a fleet: the front door alone, or one vLLM service per model with its memory share.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
            validate=False, vllm_python=None, vllm_bin=None, with_proxy=False, proxy_port=None,
            servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None,
-           model_path=None, cache_dir="/srv/cache", proxy_image="servectl:latest", with_monitoring=False) -> None:
+           model_path=None, cache_dir="/srv/cache", proxy_image="servectl:latest", with_monitoring=False,
+           fleet_file=None, fleet_layout="front-door") -> None:
     """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's. MODEL is a recipe (curated
     or your own), a hub repo id (org/name[@revision]) or a checkpoint directory (servectl derives the recipe).
 
@@ -60,7 +65,19 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     servectl render qwen3.5-35b-a3b-nvfp4 --gpu rtx-5090 --card --format docker
     servectl render qwen3.5-35b-a3b-gptq-8bit --gpu rocm-4gpu --format compose -o deploy/
     servectl render qwen3.5-35b-a3b-mxfp4 --gpu rtx-5090 --format vllm-config --validate -- --max-model-len 16384
+    servectl render --fleet fleet.yaml --format compose --fleet-layout services
     """
+    if fleet_file is not None:
+        if model or vllm_args:
+            raise UserError("--fleet renders the fleet file's models", "drop MODEL and the vLLM flags (set them in the file)")
+        if with_monitoring or with_proxy:
+            raise UserError("--with-monitoring and --with-proxy do not apply to --fleet",
+                            "the front door serves the presets itself; scrape its /metrics (servectl_fleet_*)")
+        from servectl.cli.fleet_cmd import render_fleet
+
+        return render_fleet(fleet_file, fmt, fleet_layout, image, servectl_bin, validate, vllm_python, out_dir)
+    if not model or not gpu:
+        raise UserError("render needs MODEL and --gpu PROFILE (or --fleet FLEET.yaml)", "e.g. servectl render tiny-cpu --gpu cpu")
     cat = load_catalog()
     nodes = outputs.nodes_for(fmt, nodes)
     resolved = resolve_model(model, python=str(vllm_python) if vllm_python else None, catalog=cat)

@@ -99,7 +99,8 @@ def status(as_json) -> None:
             table.add_row(s.entry.name, "corrupt", str(s.entry.pid or "?"), "-", "-", "-", "-")
             continue
         r = s.record
-        table.add_row(r.name, "ready" if r.ready else "starting", str(r.pid or (r.container_id or "")[:12]),
+        name = r.name if not r.fleet else f"{r.name} (fleet {r.fleet.split()[0]})"
+        table.add_row(name, "ready" if r.ready else "starting", str(r.pid or (r.container_id or "")[:12]),
                       r.endpoint, r.served_model_name or r.model, fmt_duration(s.uptime_s), fmt_bytes(s.rss_bytes))
     from servectl.cli.app import console
 

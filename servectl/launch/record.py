@@ -33,6 +33,7 @@ class DeploymentRecord(BaseModel):
     kv_cache_tokens_reported: int | None = Field(None, description="KV cache size vLLM logged at start-up, tokens.")
     kv_cache_tokens_predicted: int | None = Field(None, description="KV cache size the plan predicted, tokens.")
     ray_head: str | None = Field(None, description="`up --runtime ray`: the Ray cluster's head the local vLLM drives.")
+    fleet: str | None = Field(None, description="`servectl serve`: the fleet this server belongs to and its front door (NAME URL).")
 
     @property
     def endpoint(self) -> str:

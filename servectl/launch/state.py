@@ -215,7 +215,7 @@ class Status:
             "served_model_name": r.served_model_name, "uptime_s": round(self.uptime_s, 1),
             "rss_bytes": self.rss_bytes, "ready": r.ready, "detached": r.detached, "log": r.log_path,
             "kv_cache_tokens_reported": r.kv_cache_tokens_reported,
-            "kv_cache_tokens_predicted": r.kv_cache_tokens_predicted, "ray_head": r.ray_head,
+            "kv_cache_tokens_predicted": r.kv_cache_tokens_predicted, "ray_head": r.ray_head, "fleet": r.fleet,
         }
 
 
@@ -228,7 +228,7 @@ class CorruptStatus:
         e = self.entry
         keys = ("runtime", "container_id", "host", "port", "endpoint", "recipe", "model", "served_model_name",
                 "uptime_s", "rss_bytes", "ready", "detached", "log", "kv_cache_tokens_reported", "kv_cache_tokens_predicted",
-                "ray_head")
+                "ray_head", "fleet")
         return {"name": e.name, "state": "corrupt", "pid": e.pid, "process_alive": self.alive, "error": e.error,
                 **dict.fromkeys(keys)}
 

@@ -242,14 +242,21 @@ class _Proxy:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
-                self.pool = BackendPool(self.backend)
+                self.open()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                if self.pool is not None:
-                    self.pool.close()
-                    self.pool = None
+                self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def open(self) -> None:
+        """Open the backend connection pool (the lifespan does it; an app embedding the proxy calls it)."""
+        self.pool = BackendPool(self.backend)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     # ------------------------------------------------------------------ request handling
 
@@ -268,19 +275,27 @@ class _Proxy:
             return
         if body is None:
             return
+        await self.forward(scope, receive, send, body, started)
+
+    async def forward(self, scope: dict[str, Any], receive: Any, send: Any, body: bytes | None, started: float,
+                      data: dict[str, Any] | None = None) -> None:
+        """Proxy a request whose body was read already: `body` as received, or None with `data` (its JSON, parsed
+        and changed by the caller: servectl.fleet's front door routes by `model` and rewrites aliases)."""
         method, path = scope["method"], scope["path"]
         if method == "GET" and path == METRICS_PATH:
             await _reply(send, 200, self.metrics.text(), [(b"content-type", CONTENT_TYPE)])
             return
         info = None
-        if method == "POST" and body and path in REWRITE_PATHS:
-            rewritten = self.rewrite(body, chat=REWRITE_PATHS[path])
+        if method == "POST" and (body is None or body) and path in REWRITE_PATHS:
+            rewritten = self.rewrite(body, chat=REWRITE_PATHS[path], data=data)
             if isinstance(rewritten[0], int):
                 self.metrics.rejected["unknown_preset"] += 1
                 await _reply(send, *rewritten)
                 return
             body, info = rewritten
             self.metrics.requested(info)
+        elif body is None:
+            body = json.dumps(data).encode()
         # A client that disconnects while vLLM is still working (a non-streaming reply has no
         # headers until it is complete) or while a stream is relayed must cancel the upstream
         # request: uvicorn's send() after a disconnect returns silently, so only receive() tells.
@@ -310,12 +325,16 @@ class _Proxy:
             state["done"] = True
             watcher.cancel()
 
-    def rewrite(self, raw: bytes, *, chat: bool) -> tuple[bytes, bytes | None] | tuple[int, bytes]:
-        """(body for the backend, x-servectl-proxy info or None), or (status, error body) for an unknown preset."""
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return raw, None  # not JSON: the backend says what is wrong
+    def rewrite(self, raw: bytes | None, *, chat: bool, data: Any = None) -> tuple[bytes, bytes | None] | tuple[int, bytes]:
+        """(body for the backend, x-servectl-proxy info or None), or (status, error body) for an unknown preset.
+        `raw` None: the body is `data` (already parsed), sent re-encoded."""
+        if raw is not None:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                return raw, None  # not JSON: the backend says what is wrong
+        else:
+            raw = json.dumps(data).encode()
         if not isinstance(data, dict) or not isinstance(model := data.get("model"), str):
             return raw, None
         preset = self.virtual.get(model)

@@ -1,0 +1,280 @@
+"""`servectl serve FLEET.yaml` on the real vLLM CPU build: three tiny models behind one front door, run as a
+real process and driven over HTTP (httpx and the openai client).
+
+One fleet is shared by the tests below, in order (each vLLM CPU start takes 30-90 s): a checkpoint that cannot
+start is answered 503 with the diagnosis of its log; the first requests for `chat` start it once; `noise`
+(a small KV cache) starts beside it because the plan says both fit; `coder` needs chat's room: chat, least
+recently used, is stopped for it; a killed server is restarted on the next request and its death diagnosed;
+`noise` unloads after its TTL; SIGTERM stops everything the fleet started. A second, tiny fleet checks the
+bounded queue and the deadline during a start, and that Ctrl-C (SIGINT) in the middle of a start leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from conftest import free_port
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+MIB = 2**20
+
+
+class Fleet:
+    """`servectl serve FILE` as its own process, with its own state directory."""
+
+    def __init__(self, tmp: Path, text: str):
+        self.dir = tmp
+        self.path = tmp / "fleet.yaml"
+        self.path.write_text(textwrap.dedent(text).lstrip())
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state"), "PYTHONUNBUFFERED": "1"}
+        self.err = open(tmp / "serve.err", "w+b")
+        self.proc = subprocess.Popen([sys.executable, "-m", "servectl", "serve", str(self.path), "--listen", f"127.0.0.1:{self.port}"],
+                                     stdout=subprocess.DEVNULL, stderr=self.err, env=self.env, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.stderr()
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError("the front door did not answer /health: " + self.stderr())
+
+    def stderr(self) -> str:
+        return (self.dir / "serve.err").read_text(errors="replace")
+
+    def chat(self, model: str, timeout: float = 400, **extra) -> httpx.Response:
+        return httpx.post(self.url + "/v1/chat/completions", timeout=timeout,
+                          json={"model": model, "messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 24, **extra})
+
+    def models(self) -> dict[str, dict]:
+        return {m["id"]: m for m in httpx.get(self.url + "/v1/models", timeout=10).json()["data"] if m["parent"] is None}
+
+    def metric(self, name: str, **labels) -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for fam in text_string_to_metric_families(httpx.get(self.url + "/metrics", timeout=10).text):
+            for s in fam.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return s.value
+        return 0.0
+
+    def records(self) -> dict[str, dict]:
+        out = subprocess.run([sys.executable, "-m", "servectl", "status", "--json"], capture_output=True, text=True,
+                             env=self.env, timeout=60)
+        return {d["name"]: d for d in json.loads(out.stdout)["deployments"]}
+
+    def stop(self, timeout: float = 90, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+                raise
+        return self.proc.returncode
+
+
+def group_left(pgid: int) -> list[int]:
+    """Live processes of a server's process group (its API server, EngineCore and workers)."""
+    from servectl.launch.runners import group_members
+
+    return [p.pid for p in group_members(pgid)]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    from servectl.vllmenv.tinymodel import ensure_tiny_model
+
+    tmp = tmp_path_factory.mktemp("fleet")
+    scripted, rnd = ensure_tiny_model("scripted"), ensure_tiny_model("random")
+    broken = tmp / "broken-checkpoint"  # the tiny model's config naming an architecture vLLM does not have
+    broken.mkdir()
+    config = json.loads((scripted / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchModelForCausalLM"]}))
+    f = Fleet(tmp, f"""
+        name: live
+        memory_limit: 100M
+        queue: {{timeout: 400s}}
+        models:
+          broken:
+            model: {broken}
+            recipe: tiny-cpu
+          chat:
+            model: {scripted}
+            recipe: tiny-cpu
+            aliases: [assistant]
+          noise:
+            model: {rnd}
+            recipe: tiny-cpu
+            args: [--kv-cache-memory-bytes, 16M]
+            ttl: 45s
+          coder:
+            model: {scripted}
+            recipe: tiny-cpu
+        """)
+    yield f
+    if f.proc.poll() is None:
+        f.stop()
+
+
+def test_plan_of_the_live_fleet(fleet, cli):
+    data = json.loads(cli("serve", str(fleet.path), "--plan", "--json").stdout)
+    awake = {m["name"]: m["awake_mib"] for m in data["models"]}
+    assert awake["chat"] + awake["noise"] <= 100 < awake["chat"] + awake["coder"]
+
+
+def test_a_checkpoint_that_cannot_start_is_refused_with_its_diagnosis(fleet):
+    r = fleet.chat("broken")
+    assert r.status_code == 503, r.text
+    message = r.json()["error"]["message"]
+    assert "could not be started" in message and "vLLM exited during start-up" in message and "root error" in message
+    assert fleet.models()["broken"]["state"] == "stopped" and "root error" in fleet.models()["broken"]["error"]
+    assert fleet.metric("servectl_fleet_start_failures_total", model="broken") == 1
+    assert "live-broken" not in fleet.records()
+
+
+def test_the_first_requests_start_the_model_once_and_are_all_answered(fleet):
+    names = ["chat", "assistant", "chat-instruct-general", "chat", "assistant"]
+    replies: list[httpx.Response | None] = [None] * len(names)
+
+    def ask(i: int) -> None:
+        replies[i] = fleet.chat(names[i])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(names))]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    assert fleet.models()["chat"]["state"] == "starting"
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in replies] == [200] * len(names), [r.text for r in replies]
+    assert all(r.json()["model"] == "chat" for r in replies)
+    assert "Every reply follows one short script" in replies[0].json()["choices"][0]["message"]["content"]
+    assert "preset=instruct-general" in replies[2].headers["x-servectl-proxy"]
+    assert fleet.metric("servectl_fleet_starts_total", model="chat") == 1
+    assert fleet.metric("servectl_fleet_requests_total", model="chat") == len(names)
+    rec = fleet.records()["live-chat"]
+    assert rec["fleet"] == f"live {fleet.url}" and rec["state"] == "running" and rec["served_model_name"] == "chat"
+
+
+def test_streaming_passes_through_with_the_openai_client(fleet):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=fleet.url + "/v1", api_key="unused", timeout=120)
+    chunks = list(client.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "Who are you?"}],
+                                                 max_tokens=24, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(chunks) > 3 and "tiny test model" in text
+    listed = {m.id for m in client.models.list().data}
+    assert {"chat", "assistant", "noise", "coder", "chat-thinking-coding"} <= listed
+
+
+def test_a_second_model_starts_beside_the_first_when_both_fit(fleet):
+    r = fleet.chat("noise")
+    assert r.status_code == 200, r.text
+    models = fleet.models()
+    assert models["chat"]["state"] == "ready" and models["noise"]["state"] == "ready"
+    assert fleet.metric("servectl_fleet_swaps_total", model="noise") == 0
+    records = fleet.records()
+    assert {"live-chat", "live-noise"} <= set(records)
+    assert fleet.metric("servectl_fleet_memory_mib", pool="cpu", kind="used") <= 100
+
+
+def test_a_model_that_does_not_fit_swaps_out_the_least_recently_used(fleet):
+    chat_pid = fleet.records()["live-chat"]["pid"]
+    fleet.chat("noise")  # noise is now more recently used than chat
+    r = fleet.chat("coder")
+    assert r.status_code == 200, r.text
+    models = fleet.models()
+    assert models["coder"]["state"] == "ready" and models["chat"]["state"] == "stopped"
+    assert fleet.metric("servectl_fleet_evictions_total", model="chat", action="stop") == 1
+    assert fleet.metric("servectl_fleet_evictions_total", model="noise", action="stop") == 0
+    assert fleet.metric("servectl_fleet_swaps_total", model="coder") == 1
+    assert not psutil.pid_exists(chat_pid) or psutil.Process(chat_pid).status() == psutil.STATUS_ZOMBIE
+    assert "live-chat" not in fleet.records()
+
+
+def test_a_killed_server_is_restarted_on_the_next_request_and_its_death_diagnosed(fleet):
+    pid = fleet.records()["live-coder"]["pid"]
+    os.killpg(pid, signal.SIGKILL)  # the test kills what its own fleet started
+    time.sleep(1.5)
+    r = fleet.chat("coder")
+    assert r.status_code == 200, r.text
+    assert fleet.metric("servectl_fleet_starts_total", model="coder") == 2
+    assert fleet.metric("servectl_fleet_stops_total", model="coder", reason="died") == 1
+    assert "coder: died while serving" in fleet.stderr()
+    assert fleet.records()["live-coder"]["pid"] != pid
+
+
+def test_an_idle_model_unloads_after_its_ttl(fleet):
+    deadline = time.monotonic() + 120
+    while fleet.models()["noise"]["state"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(1)
+    assert fleet.models()["noise"]["state"] == "stopped"
+    while "live-noise" in fleet.records() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert fleet.metric("servectl_fleet_stops_total", model="noise", reason="ttl") == 1
+    assert "live-noise" not in fleet.records()
+
+
+def test_sigterm_stops_every_model_and_leaves_nothing(fleet):
+    pids = [rec["pid"] for rec in fleet.records().values()]
+    assert pids and all(group_left(pid) for pid in pids)
+    assert fleet.stop() == 0
+    assert "fleet stopped" in fleet.stderr()
+    assert [group_left(pid) for pid in pids] == [[]] * len(pids)
+    assert fleet.records() == {}
+
+
+def test_bounded_queue_deadline_and_ctrl_c_during_a_start(tmp_path):
+    from servectl.vllmenv.tinymodel import ensure_tiny_model
+
+    f = Fleet(tmp_path, f"""
+        name: quick
+        queue: {{max_waiting: 2, timeout: 3s}}
+        models:
+          slow:
+            model: {ensure_tiny_model("scripted")}
+            recipe: tiny-cpu
+        """)
+    try:
+        replies: list[httpx.Response | None] = [None] * 3
+
+        def ask(i: int) -> None:
+            replies[i] = f.chat("slow", timeout=60)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        errors = sorted(r.json()["error"]["message"] for r in replies)
+        assert [r.status_code for r in replies] == [503] * 3
+        assert sum("queue.max_waiting 2" in e for e in errors) == 1
+        assert sum("was not ready within" in e and "starting" in e for e in errors) == 2, errors
+        assert f.models()["slow"]["state"] == "starting"
+        while "quick-slow" not in f.records() or not f.records()["quick-slow"]["pid"]:
+            time.sleep(0.2)
+        pid = f.records()["quick-slow"]["pid"]
+        assert group_left(pid)
+        assert f.stop(sig=signal.SIGINT) == 0  # Ctrl-C in the middle of vLLM's start-up
+        assert group_left(pid) == [] and f.records() == {}
+    finally:
+        if f.proc.poll() is None:
+            f.stop()
