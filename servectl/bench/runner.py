@@ -85,7 +85,7 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
     """Run every level with vLLM's benchmark: (the result document (README: bench), vLLM's output lines)."""
     from servectl.vllmenv.location import find_vllm_python
 
-    interpreter = find_vllm_python(python)
+    interpreter = find_vllm_python(python, any_env=True)
     url = target.url.rstrip("/")
     if url.endswith("/v1"):
         url = url[:-3]

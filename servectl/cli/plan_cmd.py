@@ -75,6 +75,7 @@ def _table(plan) -> None:
 @click.option("--speculative", metavar="mtp[:N]|off", help="Plan MTP speculative decoding (the recipe's depth for the GPU, N draft tokens, or off).")
 @click.option("--nodes", type=click.IntRange(1, 64), help="Plan the multi-node Ray layout on N nodes of this GPU profile "
                                                            "(tensor parallel within a node, pipeline parallel across).")
+@click.option("--force", is_flag=True, help="Plan past the guards that can be overridden (as render --force and up --force).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw the memory and the KV cache's blocks into FILE (.svg or .png; needs matplotlib: servectl[plot]).")
@@ -82,7 +83,7 @@ def _table(plan) -> None:
 def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
              estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
              model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None,
-             plot: Path | None = None) -> None:
+             plot: Path | None = None, force: bool = False) -> None:
     """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it. MODEL is a recipe
     (curated or your own), a hub repo id (org/name[@revision]) or a checkpoint directory.
 
@@ -92,8 +93,9 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     --limit-mm-per-prompt[.MODALITY], --skip-mm-profiling, --kv-cache-dtype, --tensor-parallel-size,
     --[no-]enable-prefix-caching, --mamba-ssm-cache-dtype, --block-size, --speculative-config, --dtype. The others
     are accepted (checked by vLLM's own parser when the vLLM that will run is installed here) and listed as not
-    affecting the plan. Exit 0 for everything vLLM starts, with warnings; exit 2 only where vLLM refuses to start
-    (the message names vLLM's check and the flag that fixes it).
+    affecting the plan. servectl's guards refuse as in render and up (exit 2; --force plans past the forceable ones,
+    with a warning each); beyond them exit 0 for everything vLLM starts, with warnings, and exit 2 where vLLM refuses
+    to start (the message names vLLM's check and the flag that fixes it).
 
     --json keys: kv_cache_tokens_logged, kv_cache_tokens_real, max_concurrency, total_vram_mib, budget (MiB per
     term; `speculative`: the MTP draft's), max_model_len, block_size, num_blocks, vllm_version, flags, env, fits,
@@ -118,7 +120,7 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
     plan = service.build(resolve_model(model, python=python).recipe, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
                          target_context=target_context, target_concurrency=target_concurrency, env=env,
-                         model_path=model_path, python=python, speculative=speculative, nodes=nodes)
+                         model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force)
     if plot is not None:
         from servectl.observe.plan_plot import draw
 

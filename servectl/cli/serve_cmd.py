@@ -34,7 +34,7 @@ def fmt_duration(s: float) -> str:
               help="Run vLLM from its venv, in a container, or from its venv as the driver of an existing Ray cluster (--nodes, --head).")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port the server listens on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the server binds.")
-@click.option("--python", "python", help="Interpreter of the vLLM environment: runs the server, generates the tiny model, checks the vLLM flags (default: the bootstrapped one).")
+@click.option("--python", "python", help="Interpreter of the vLLM environment: runs the server, generates the tiny model, checks the vLLM flags (default: $SERVECTL_VLLM_PYTHON, else the bootstrapped environment that fits the recipe and GPU).")
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False), help="Serve this local checkpoint directory instead of the recipe's model.")
 @click.option("--detach", is_flag=True, help="Leave the server running and return once it is healthy.")
 @click.option("--apply-patches", "patch", is_flag=True, help="Apply known vLLM fixes to the environment before starting.")

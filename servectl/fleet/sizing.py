@@ -217,8 +217,7 @@ def _tiny_model(python: str | None) -> Path:
 @functools.lru_cache(maxsize=4)
 def _environment(python: str | None):
     """The vLLM environment that runs the servers, probed once per load (its release, packages)."""
-    from servectl.vllmenv.location import find_vllm_python
-    from servectl.vllmenv.pyenv import resolve_target
+    from servectl.vllmenv.location import find_vllm_python, resolve_target
 
     return resolve_target(find_vllm_python(python))
 

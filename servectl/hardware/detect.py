@@ -135,10 +135,26 @@ def detect(nvml: Callable[[], dict] = probe_nvml, rocm: Callable[[], dict] = pro
                      system_available_mib=mem["available"] / MIB, source=source, notes=notes)
 
 
+def captured_system_memory(text: str) -> dict[str, Any] | None:
+    """The system memory a saved probe_nvml() dict recorded (`system_memory`, bytes), else None: a captured
+    output describes its own machine, never the one reading it."""
+    s = text.lstrip()
+    if not (s.startswith("{") and '"system_memory"' in s):
+        return None
+    try:
+        mem = json.loads(s).get("system_memory")
+    except (ValueError, AttributeError):
+        return None
+    ok = isinstance(mem, dict) and all(isinstance(mem.get(k), (int, float)) for k in ("total", "available"))
+    return mem if ok else None
+
+
 def detection_from_captured(text: str, *, display: bool | None = None, sysmem: Mapping[str, Any] | None = None,
                             source: str = "captured output", processes: str | None = None) -> Detection:
     """A Detection from a captured tool output (tests, `servectl gpus --from FILE [--processes APPS]`);
     `processes` is a captured `nvidia-smi --query-compute-apps=... --format=csv`."""
+    if sysmem is None:
+        sysmem = captured_system_memory(text)
     gpus = with_unified_memory(parse_captured(text), sysmem)
     if processes is not None:
         gpus = with_processes(gpus, parse_nvidia_smi_apps(processes))

@@ -240,15 +240,48 @@ class DockerRunner:
                 raise CheckFailed(f"cannot reach the docker daemon: {exc}", "start docker, or use --runtime local") from None
         return self._client
 
-    def image_labels(self, image: str) -> dict[str, str]:
-        """The image's labels; CheckFailed when the image is not on this machine (nothing is pulled)."""
+    def image_labels(self, image: str, pull: bool = True, on_progress: Any = None) -> dict[str, str]:
+        """The image's labels, pulling it first when it is not on this machine (`on_progress(PullProgress)` after
+        each event of the engine's pull stream); CheckFailed when it is missing and cannot be pulled."""
         import docker
 
         try:
             return dict(self.client.images.get(image).labels or {})
         except docker.errors.ImageNotFound:
-            raise CheckFailed(f"image {image} is not on this machine",
-                              f"docker pull {image} (for the CPU build: scripts/docker-cpu-image)") from None
+            if not pull:
+                raise CheckFailed(f"image {image} is not on this machine",
+                                  f"docker pull {image} (for the CPU build: scripts/docker-cpu-image)") from None
+        self.pull(image, on_progress)
+        return dict(self.client.images.get(image).labels or {})
+
+    def pull(self, image: str, on_progress: Any = None) -> None:
+        """Pull through the SDK's stream (per-layer progress events); CheckFailed naming the engine's error."""
+        import docker
+        from docker.utils import parse_repository_tag
+
+        from servectl.launch.docker_images import PullProgress
+
+        repo, tag = parse_repository_tag(image)
+        progress = PullProgress()
+        try:
+            for event in self.client.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+                progress.update(event)
+                if on_progress is not None:
+                    on_progress(progress)
+                if progress.error:
+                    break
+        except docker.errors.APIError as exc:
+            progress.error = str(exc.explanation or exc)
+        if progress.error:
+            raise CheckFailed(f"image {image} is not on this machine and pulling it failed: {progress.error.strip()}",
+                              f"check the registry and your login (`docker pull {image}`), or build it "
+                              "(the CPU build: scripts/docker-cpu-image)")
+
+    def gpu_problem(self, run: Any) -> tuple[str, str] | None:
+        """Why the engine cannot give the container its accelerators (docker_images.gpu_access_problem), or None."""
+        from servectl.launch.docker_images import gpu_access_problem
+
+        return gpu_access_problem(self.client.info(), run)
 
     def start(self, spec: LaunchSpec, log_path: Path) -> Launched:
         import docker

@@ -31,8 +31,8 @@ from servectl.plan.any_model import resolve_model
 from servectl.spec.resolve import Request, resolve
 from servectl.spec.speculative import image_version
 from servectl.verify.report import Report, report_table
-from servectl.vllmenv.location import find_vllm_python
-from servectl.vllmenv.pyenv import Target, resolve_target
+from servectl.vllmenv.location import environment_for_launch, find_vllm_python, resolve_target
+from servectl.vllmenv.pyenv import Target
 
 # --------------------------------------------------------------------------- calls into the other layers
 
@@ -156,9 +156,10 @@ def health_report(url: str, model: str | None, spec: LaunchSpec | None = None) -
 
 
 def ensure_vllm_env(python: str | None) -> Path:
-    """find_vllm_python, bootstrapping the default CPU environment when it is missing (demo)."""
+    """The CPU environment (find_vllm_python), bootstrapping it when it is missing (demo)."""
+    cpu = load_catalog().gpu("cpu")
     try:
-        return find_vllm_python(python)
+        return find_vllm_python(python, profile=cpu)
     except UserError:
         if python:
             raise
@@ -167,7 +168,7 @@ def ensure_vllm_env(python: str | None) -> Path:
 
     info("setting up the vLLM CPU environment (one time, a few minutes) ...")
     bootstrap(BootstrapRequest(cpu=True))
-    return find_vllm_python(None)
+    return find_vllm_python(None, profile=cpu)
 
 
 def preflight_blockers(recipe: ModelRecipe, profile, *, vllm_version: str | None, image: str | None,
@@ -278,10 +279,13 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     ray_layout(runtime, nodes, head)
     cat = load_catalog()
     recipe = resolve_model(model, python=python, catalog=cat).recipe
-    profile = cat.gpu(gpu or detect_profile(recipe))
+    from servectl.hardware.cpu_memory import for_this_host
+
+    profile = for_this_host(cat.gpu(gpu or detect_profile(recipe)))  # the cpu profile: this host's memory
     opts = LaunchOptions(name=name, host=host, port=port, image=image)  # bad values are refused before anything runs
-    # The environment that runs the server also generates the tiny model and answers for vLLM's flags.
-    py = find_vllm_python(python) if runtime in ("local", "ray") else None
+    # The environment that runs the server also generates the tiny model and answers for vLLM's flags: the one
+    # that fits the recipe on this GPU, or the error naming the `servectl bootstrap` command that makes it.
+    py = environment_for_launch(recipe, profile, python, explicit_gpu=gpu is not None) if runtime in ("local", "ray") else None
     if model_path is None and recipe.generated:
         model_path = str(tiny_model_path(python=str(py) if py else python))
     opts = replace(opts, model_path=model_path)
@@ -299,20 +303,18 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
 
         mtp_kw.update(speculative=speculative,
                       checkpoint_mtp=has_mtp_head(recipe, model_path or recipe.model_path) if speculative.strip().lower() != "off" else None)
-    # patch entries are checked in the environment below (prepare), or on the image's label (image_checks)
+    # One guard table and --force rule for plan, render and up; --nodes' layout is guarded like written flags.
+    # Patch entries are checked in the environment below (prepare), or on the image's label (image_checks).
     from servectl.spec.known_bug_guards import caller_env
 
     runtime_env = caller_env(dict(os.environ)) if runtime in ("local", "ray") else {}
     spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict,
-                           force=force, warn_patches=False, runtime_env=runtime_env, **mtp_kw))
+                           force=force, warn_patches=False, runtime_env=runtime_env,
+                           nodes=nodes if runtime == "ray" else None, **mtp_kw))
     for w in spec.warnings:
         warn(w)
-    if runtime == "ray":  # the renderers' multi-node layout on an existing Ray cluster, its driver here
-        from servectl.render import multinode
-
-        tp, pp = multinode.layout(profile, nodes)
-        spec = replace(spec, env={**spec.env, "RAY_ADDRESS": head},
-                      vllm_args=multinode.parallel_args(spec, tp, pp))
+    if runtime == "ray":  # the renderers' multi-node layout (applied by resolve) on an existing Ray cluster, its driver here
+        spec = replace(spec, env={**spec.env, "RAY_ADDRESS": head})
         wait_for_ray_nodes(py, head, nodes)
 
     if runtime in ("local", "docker") and not spec.model.startswith("/") and not recipe.generated and not spec.card:
@@ -354,14 +356,41 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     return Launch(spec, record, launched, launch_runner, result)
 
 
+def pull_with_progress(docker_runner: runners.DockerRunner, image: str) -> dict[str, str]:
+    """The image's labels, pulled first (with a progress bar on stderr) when it is not on this machine."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    with Progress(TextColumn("pulling {task.fields[image]}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[line]}"),
+                  console=Console(stderr=True, markup=False, highlight=False), transient=True) as bar:
+        task = None
+
+        def on_progress(p) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task("pull", image=image, line="", total=None)
+            bar.update(task, completed=p.current, total=p.total or None, line=p.line())
+
+        labels = docker_runner.image_labels(image, on_progress=on_progress)
+    if task is not None:
+        info(f"pulled {image}")
+    return labels
+
+
 def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profile, spec: LaunchSpec, force: bool) -> None:
-    """For --runtime docker, what the local runtime checks in the venv, checked on the image: it exists here,
-    pre-flight with the vLLM release its tag names, and no known bug of that release the recipe meets
-    unless the image carries servectl's patch (io.servectl.patches label, render --format dockerfile)."""
+    """For --runtime docker, what the local runtime checks in the venv, checked on the image: the engine reaches the
+    GPUs (NVIDIA container toolkit / ROCm devices), the image is here (pulled with progress when not), pre-flight
+    with the vLLM release its tag names, and no known bug of that release the recipe meets unless the image
+    carries servectl's patch (io.servectl.patches label, render --format dockerfile)."""
     from servectl.render.container import container_run
 
-    image = container_run(spec).image  # the image the Docker runner starts
-    labels = docker_runner.image_labels(image)
+    run = container_run(spec)  # the container the Docker runner starts
+    image = run.image
+    if profile.vendor != "cpu":
+        problem = docker_runner.gpu_problem(run)
+        if problem:
+            raise CheckFailed(*problem)
+    labels = pull_with_progress(docker_runner, image)
     version = image_version(image)
     if version is not None:
         patched = set(filter(None, labels.get("io.servectl.patches", "").split(",")))

@@ -82,8 +82,8 @@ def _profile_settings(recipe: ModelRecipe, profile: GpuProfile, python: str | No
 
     key = f"profiles.{profile.name}"
     if recipe.quantization not in profile.quantizations:
-        v = guards._quantization_violation(recipe, profile)
-        return None, Choice(setting=key, value="-", reason=f"left out: {v.message}")
+        v = guards.quantization_violation(recipe, profile)
+        return None, Choice(setting=key, value="-", reason=f"left out: {v.message if v else recipe.quantization}")
     target = service.target_for(profile, python=python)
     tp_args, tp_why = _tensor_parallel(recipe, profile)
     if tp_args:

@@ -19,7 +19,7 @@ from servectl.plan import calibrate as cal
 from servectl.plan import multinode, planner, vllm_log
 from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
 from servectl.plan.models import Plan
-from servectl.spec import known_bug_guards
+from servectl.spec import guards, known_bug_guards
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 
@@ -78,20 +78,22 @@ class Target:
     python: Path | None = None  # the local vLLM environment's interpreter, when it is what runs the plan
 
 
-def _local_environment(python: str | None):
-    """(interpreter, vllmenv.pyenv.Target) of the local vLLM environment, or (None, None)."""
+def _local_environment(python: str | None, profile: GpuProfile | None = None, recipe: ModelRecipe | None = None):
+    """(interpreter, vllmenv.pyenv.Target) of the local vLLM environment for the profile's platform (and the
+    recipe's releases), or (None, None)."""
     from servectl.vllmenv.location import find_vllm_python
     from servectl.vllmenv.pyenv import from_python
 
     try:
-        py = find_vllm_python(python)
+        py = find_vllm_python(python, recipe=recipe, profile=profile)
         return py, from_python(py)
     except UserError:
         return None, None
 
 
 def target_for(profile: GpuProfile, *, override: str | None = None, image: str | None = None,
-               python: str | None = None, runtime: str | None = None, env_target=None) -> Target:
+               python: str | None = None, runtime: str | None = None, env_target=None,
+               recipe: ModelRecipe | None = None) -> Target:
     """The release that will run (`--vllm-version`, the environment's installed vLLM, or the image tag's) and, on
     the cpu profile, the CPU features that environment's torch reports (/proc/cpuinfo without one)."""
     from servectl.hardware.cpu_features import probe
@@ -99,7 +101,7 @@ def target_for(profile: GpuProfile, *, override: str | None = None, image: str |
     cpu = profile.vendor == "cpu"
     py, env = (None, None)
     if runtime != "docker":
-        py, env = (env_target.python, env_target) if env_target is not None else _local_environment(python)
+        py, env = (env_target.python, env_target) if env_target is not None else _local_environment(python, profile, recipe)
     installed = versions.installed_vllm(env.versions) if env is not None else None
     version, why = versions.that_runs(override=override, installed=installed, cpu_profile=cpu,
                                       image=image or (profile.container.image if profile.container else None))
@@ -154,11 +156,14 @@ def _recipe(cat, model: str | ModelRecipe) -> ModelRecipe:
 
 
 def profile_for(cat, gpu: str | None):
+    """--gpu's profile, else the one matched to this machine; the cpu profile with this host's memory."""
+    from servectl.hardware.cpu_memory import for_this_host
+
     if gpu:
-        return cat.gpu(gpu)
+        return for_this_host(cat.gpu(gpu))
     from servectl.hardware.matching import choose_for_this_machine
 
-    return choose_for_this_machine(cat).profile
+    return for_this_host(choose_for_this_machine(cat).profile)
 
 
 def _vllm_parser_verdict(target: Target, tokens: list[str]) -> str | None:
@@ -174,32 +179,30 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
           vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
           model_path: str | None = None, python: str | None = None, speculative: str | None = None,
-          nodes: int | None = None) -> Plan:
+          nodes: int | None = None, force: bool = False) -> Plan:
     """Recipe settings for the profile + the user's whole vLLM command line -> what the vLLM that will run does.
 
     nodes >= 2: the multi-node layout (tensor parallel = the profile's GPUs, pipeline parallel = nodes), planned
     per rank and split per node (plan.multinode); the plan's `nodes` block carries it.
 
-    Raises UserError only where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
+    Raises UserError where servectl's guard table refuses (spec.guards; `force` as render's and up's --force) and
+    where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
     cat = load_catalog()
     recipe, profile = _recipe(cat, model), profile_for(cat, gpu)
     tokens = command_tokens(vllm_tokens)
     _, other_tokens = split_memory_flags(tokens)
-    # force: servectl's own guards become warnings here; a plan refuses only what vLLM refuses
+    # servectl's guard table, as for render and up: the same refusals, messages and --force rule
     local = model_path or recipe.model_path
     checkpoint = Path(local) if local else cached_checkpoint(recipe.repo)
     headers = weight_bytes(checkpoint) if checkpoint is not None else None
-    if speculative and headers is not None and not headers[1] and speculative.strip().lower() != "off":
-        # vLLM cannot start a draft without weights: a refusal of vLLM's own, so not a forceable guard here
-        resolve(Request(recipe=recipe, profile=profile, speculative=speculative, checkpoint_mtp=False, force=True))
-    spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=True,
-                           speculative=speculative, vllm_version=vllm_version, known_bugs=False))
-    target = target_for(profile, override=vllm_version, image=spec.image, python=python)
-    # known bugs of the release the plan is for (guards are reported, like servectl's own guards here)
+    spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=force,
+                           speculative=speculative, vllm_version=vllm_version, nodes=nodes, known_bugs=False,
+                           checkpoint_mtp=bool(headers[1]) if headers is not None else None))
+    target = target_for(profile, override=vllm_version, image=spec.image, python=python, recipe=recipe)
+    # known bugs of the release the plan is for, under the same --force rule as servectl's own guards
     bugs = known_bug_guards.check(recipe, profile, va.parse_args(spec.vllm_args),
                                   {**known_bug_guards.caller_env(dict(os.environ)), **spec.env}, target.version)
-    spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *(f"forced past guard {v.id}: {v.message}"
-                                                                      for v in bugs.violations)])
+    spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *guards.enforce(bugs.violations, force)])
     verdict = _vllm_parser_verdict(target, tokens)
     if verdict:
         raise UserError(f"vLLM {target.version} rejects the flags: {verdict}", "fix or drop the flag vLLM names")

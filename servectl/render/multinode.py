@@ -26,14 +26,14 @@ import shlex
 from typing import Any
 
 from servectl.vllmenv import args as va
-from servectl.errors import UserError
 from servectl.render import k8s
 from servectl.catalog.gpu import GpuProfile
 from servectl.catalog.recipe import ModelRecipe
+from servectl.spec import layout as spec_layout
 from servectl.spec.models import LaunchSpec
 
 RAY_PORT = 6379
-MAX_NODES = 64
+MAX_NODES = spec_layout.MAX_NODES
 NODES_WAIT_S = 600
 
 # Run on the head after `ray start --head` (with RAY_ADDRESS set): argv = node count, seconds, expected
@@ -63,20 +63,14 @@ def wait_for_nodes(nodes: int, names: list[str], limit: str = f"${{SERVECTL_NODE
 
 
 def layout(profile: GpuProfile, nodes: int) -> tuple[int, int]:
-    """(tensor parallel, pipeline parallel): every GPU of a node in one TP group, one PP stage per node."""
-    if not 2 <= nodes <= MAX_NODES:
-        raise UserError(f"--nodes {nodes} is not a multi-node layout", f"use 2 to {MAX_NODES} nodes")
-    return profile.count, nodes
+    """(tensor parallel, pipeline parallel): spec.layout's, which resolve already applied to the spec."""
+    return spec_layout.layout(profile, nodes)
 
 
 def parallel_args(spec: LaunchSpec, tp: int, pp: int) -> list[str]:
-    """The spec's vLLM args with the multi-node parallel sizes and the Ray executor, in place."""
-    flags = va.parse_args(spec.vllm_args)
-    for name in ("--data-parallel-size",):
-        flags = va.remove(flags, name)
-    flags = va.merge(flags, [va.Flag("--tensor-parallel-size", str(tp)), va.Flag("--pipeline-parallel-size", str(pp)),
-                             va.Flag("--distributed-executor-backend", "ray")])
-    return va.to_tokens(flags)
+    """The spec's vLLM args with the multi-node parallel sizes and the Ray executor, in place (idempotent: a spec
+    resolved with `nodes` has them already)."""
+    return va.to_tokens(spec_layout.with_layout(va.parse_args(spec.vllm_args), tp, pp))
 
 
 def layout_note(profile: GpuProfile, recipe: ModelRecipe, tp: int, pp: int) -> str:

@@ -29,20 +29,29 @@ def filename(fmt: str, spec: LaunchSpec) -> str:
     return FILENAMES.get(fmt, f"{spec.name}.{fmt}")
 
 
+def nodes_for(fmt: str, nodes: int | None) -> int | None:
+    """The node count a format renders: N >= 2 for the multi-node formats (default 2), none for the others
+    (an explicit --nodes above 1 there is an error). Resolve the spec with it, so its guards see the layout."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}", f"formats: {', '.join(FORMATS)}")
+    if FORMATS[fmt] == "multinode":
+        return 2 if nodes is None else nodes
+    if nodes not in (None, 1):
+        multi = [f for f, m in FORMATS.items() if m == "multinode"]
+        raise UserError(f"--nodes {nodes} needs a multi-node format", f"use --format {', '.join(multi)}")
+    return None
+
+
 def text(fmt: str, spec: LaunchSpec, *, nodes: int | None = None, vllm_bin: str = systemd.DEFAULT_VLLM_BIN,
          patches: list[PatchSpec] | None = None) -> str:
     """The rendering for stdout (scripts written to files get a shebang on top, see file_text).
 
     Single-node formats need `nodes` unset or 1, multi-node ones N >= 2 (default 2); the Dockerfile
     needs the patches to bake in (the caller reads them; renderers never touch the disk)."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown format {fmt!r}", f"formats: {', '.join(FORMATS)}")
+    nodes = nodes_for(fmt, nodes)
     module = importlib.import_module(f"servectl.render.{FORMATS[fmt]}")
     if FORMATS[fmt] == "multinode":
-        return module.render_nodes(fmt, spec, 2 if nodes is None else nodes)
-    if nodes not in (None, 1):
-        multi = [f for f, m in FORMATS.items() if m == "multinode"]
-        raise UserError(f"--nodes {nodes} needs a multi-node format", f"use --format {', '.join(multi)}")
+        return module.render_nodes(fmt, spec, nodes)
     if fmt == "systemd":
         return systemd.render(spec, vllm_bin=vllm_bin)
     if fmt == "dockerfile":

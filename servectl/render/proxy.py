@@ -12,7 +12,7 @@ from servectl.render import compose, systemd
 from servectl.spec.models import LaunchSpec
 
 SERVICE = "proxy"
-DEFAULT_IMAGE = "servectl:latest"  # an image with servectl installed (pip install servectl)
+DEFAULT_IMAGE = "servectl:latest"  # servectl's own image: docker/Dockerfile.servectl (scripts/docker-servectl-image builds it)
 DEFAULT_SERVECTL_BIN = "/opt/servectl/bin/servectl"
 CONTAINER_PORT = 8001
 METRICS_PATH = "/proxy/metrics"  # the proxy's own counters (servectl.proxy.metrics); /metrics is vLLM's, passed through
@@ -38,9 +38,9 @@ def compose_service(spec: LaunchSpec, port: int, image: str = DEFAULT_IMAGE) -> 
     }
 
 
-def compose_text(spec: LaunchSpec, port: int) -> str:
+def compose_text(spec: LaunchSpec, port: int, image: str = DEFAULT_IMAGE) -> str:
     doc = compose.compose_dict(spec)
-    doc["services"][SERVICE] = compose_service(spec, port)
+    doc["services"][SERVICE] = compose_service(spec, port, image)
     return compose.dump(doc, f"# {spec.recipe} on {spec.profile} with the sampling-preset proxy on port {port}: docker compose up -d\n")
 
 

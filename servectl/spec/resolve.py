@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 
-from servectl.spec import guards, known_bug_guards, speculative
+from servectl.spec import guards, known_bug_guards, layout, speculative
 from servectl.vllmenv import args as va
 from servectl.errors import UserError
 from servectl.catalog.gpu import GpuProfile
@@ -40,6 +40,7 @@ class Request:
     speculative: str | None = None  # --speculative mtp[:N] | off (None: as the flags say)
     vllm_version: str | None = None  # release that will run it, when known (guards); else the image tag's
     checkpoint_mtp: bool | None = None  # the checkpoint's headers list mtp.* tensors (None: not on disk)
+    nodes: int | None = None  # --nodes N >= 2: the multi-node layout (spec.layout), applied before the guards
     # known bugs that a servectl patch fixes: warn (plan, render), or leave them to the caller's own patch check (up)
     warn_patches: bool = True
     known_bugs: bool = True  # check the known-bug catalog here (plan checks it itself, for the release it plans for)
@@ -72,6 +73,14 @@ def card_launch(recipe: ModelRecipe, profile: str) -> CardLaunch:
         f"the model card of {recipe.name} publishes no settings for {profile}",
         f"card settings exist for: {pairs}; drop --card for servectl's own settings",
     )
+
+
+def card_image(recipe: ModelRecipe, profile: str) -> str | None:
+    """The image the model card's launch names for this profile (the card's tag), or None."""
+    try:
+        return card_launch(recipe, profile).image
+    except UserError:
+        return None
 
 
 def default_name(recipe: ModelRecipe) -> str:
@@ -161,10 +170,10 @@ def unknown_flag_problem(req: Request, flags: list[va.Flag]) -> tuple[str | None
 
 
 def resolve(req: Request) -> LaunchSpec:
-    """Build the LaunchSpec for a request, applying guards (UserError unless forced)."""
+    """Build the LaunchSpec for a request, applying the guard table (spec.guards: UserError unless forced)."""
     recipe, profile, opts = req.recipe, req.profile, req.options
     warnings: list[str] = []
-    unlisted: str | None = None
+    unlisted = False
     if req.card:
         launch = card_launch(recipe, profile.name)
         overrides = _parse_overrides(req.overrides, req.vllm_options)
@@ -186,11 +195,9 @@ def resolve(req: Request) -> LaunchSpec:
                             "servectl's own settings (without --card) bind 127.0.0.1")
         remove, launch_style = launch.remove, launch.style
     else:
-        if profile.name not in recipe.profiles:
-            runs_on = ", ".join(recipe.profiles) or "none"
-            unlisted = f"{recipe.name} has no settings for GPU profile {profile.name} (runs on: {runs_on})"
+        unlisted = profile.name not in recipe.profiles
         overrides = _parse_overrides(req.overrides, req.vllm_options)
-        image = opts.image or (profile.container.image if profile.container else None)
+        image = opts.image or card_image(recipe, profile.name) or (profile.container.image if profile.container else None)
         release = req.vllm_version or speculative.image_version(image)
         flags = va.merge(_servectl_flags(req, release, warnings), overrides)
         env = {**profile.env, **(recipe.profiles[profile.name].env if profile.name in recipe.profiles else {})}
@@ -208,26 +215,21 @@ def resolve(req: Request) -> LaunchSpec:
     if warning:
         warnings.append(warning)
 
+    nodes = req.nodes if req.nodes and req.nodes >= 2 else 1
+    if nodes > 1:  # the layout --nodes reaches is guarded as if its flags were written by hand
+        flags = layout.with_layout(flags, *layout.layout(profile, nodes))
     spec_choice = speculative.parse_choice(req.speculative) if req.speculative else None
     release = req.vllm_version or speculative.image_version(image)
-    mtp = speculative.apply(recipe, profile, flags, spec_choice, checkpoint_mtp=req.checkpoint_mtp, vllm_version=release)
+    mtp = speculative.apply(recipe, profile, flags, spec_choice, vllm_version=release)
     flags = mtp.flags
     warnings += mtp.warnings
     bugs = known_bug_guards.check(recipe, profile, flags, {**req.runtime_env, **env}, release if req.known_bugs else None,
                                   warn_patches=req.warn_patches)
     warnings += bugs.warnings
-    problems = guards.check(recipe, profile, flags, req.env) + mtp.violations + bugs.violations
-    hard = [v for v in problems if not v.forceable]
-    soft = [v for v in problems if v.forceable]
-    if unlisted and not hard:  # a hard guard says more than "no settings" (e.g. NVFP4 on ROCm)
-        if not req.force:
-            raise UserError(unlisted, "pick one of those with --gpu, or --force to launch without tuned settings")
-        warnings.append(unlisted)
-    if hard or (soft and not req.force):
-        first = (hard or soft)[0]
-        hint = None if not first.forceable else "or pass --force if you know better"
-        raise UserError(first.message, hint)
-    warnings += [f"forced past guard {v.id}: {v.message}" for v in soft]
+    # servectl's guard table and the known-bug catalog's guards, under the one --force rule
+    problems = guards.evaluate(guards.GuardInput(recipe, profile, flags, req.env, nodes=nodes, vllm_version=release,
+                                                 checkpoint_mtp=req.checkpoint_mtp, unlisted=unlisted))
+    warnings += guards.enforce(problems + bugs.violations, req.force)
 
     tp = int(va.get(flags, "--tensor-parallel-size") or 1)
     pp = int(va.get(flags, "--pipeline-parallel-size") or 1)

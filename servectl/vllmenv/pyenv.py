@@ -127,14 +127,3 @@ def from_python(python: str | Path) -> Target:
     data = _probe(exe)
     site = Path(data["purelib"])
     return Target(site_packages=site, python=exe, versions=_canonical(data["versions"]), python_version=data["python_version"])
-
-
-def resolve_target(python: str | Path | None = None, site_packages: str | Path | None = None) -> Target:
-    """--site-packages DIR, else --python PATH, else the vLLM environment servectl drives."""
-    if python and site_packages:
-        raise UserError("--python and --site-packages are exclusive", "pass one of them")
-    if site_packages:
-        return from_site_packages(site_packages)
-    from servectl.vllmenv.location import find_vllm_python
-
-    return from_python(find_vllm_python(python))

@@ -45,7 +45,7 @@ def ensure_tiny_family(family: str, root: Path | None = None, python: str | None
     target = family_dir(family, root)
     if (target / "servectl-tiny.json").is_file():
         return target
-    interpreter = find_vllm_python(python)
+    interpreter = find_vllm_python(python, any_env=True)  # any vLLM environment has torch and transformers
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

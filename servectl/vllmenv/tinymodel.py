@@ -36,7 +36,7 @@ def ensure_tiny_model(variant: Variant = "scripted", root: Path | None = None, p
     target = model_dir(variant, root)
     if (target / "servectl-tiny.json").is_file():
         return target
-    interpreter = find_vllm_python(python)
+    interpreter = find_vllm_python(python, any_env=True)  # any vLLM environment has torch and transformers
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -54,3 +54,18 @@ def ensure_tiny_model(variant: Variant = "scripted", root: Path | None = None, p
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def for_render(python: str | None = None) -> tuple[Path, str | None]:
+    """The tiny model's directory for a rendering that mounts it, generated here when missing and a vLLM
+    environment can make it; (path, a note for the user when it could not be made)."""
+    from servectl.errors import UserError
+
+    target = model_dir()
+    if (target / "servectl-tiny.json").is_file():
+        return target, None
+    try:
+        return ensure_tiny_model(python=python), None
+    except UserError as exc:
+        return target, (f"the rendering names the tiny model at {target}, which is not generated yet ({exc.message}); "
+                        "`servectl up tiny-cpu` generates it")
