@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "servectl"
 
 # Lowest first. A module may import from its own layer and any layer listed before it.
-LAYERS = ["foundation", "catalog", "hardware", "vllmenv", "spec", "plan", "render", "verify", "proxy", "launch", "bench", "cli"]
+LAYERS = ["foundation", "catalog", "checkpoint", "hardware", "vllmenv", "spec", "plan", "render", "verify", "proxy", "launch", "bench", "cli"]
 FOUNDATION = {"servectl", "servectl.errors", "servectl.paths", "servectl.fsutil", "servectl.console", "servectl.strict"}
 CLI_MAX_LINES = 250
 
