@@ -84,12 +84,45 @@ def models_list(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models_show(name: str, as_json: bool) -> None:
-    """Show every field of one model recipe."""
-    data = asdict(load_catalog().model(name))
+    """Show every field of one model recipe, or what a checkpoint directory is as vLLM reads it.
+
+    For a directory: every figure (layer layout, KV heads, head size, window, MLA, state geometry, native length,
+    dtype, quantization, weights) with its source. --json keys: figures (name -> value, source), architecture,
+    family, quantization, quant_method, kv_cache_dtype, weights_gib, weights_source, sparse_attention, notes.
+    """
+    cat = load_catalog()
+    if name not in cat.models:
+        from servectl.checkpoint.source import looks_like_path, open_source
+
+        source = open_source(name)
+        if source is not None:
+            return _show_checkpoint(source, as_json)
+        if looks_like_path(name):
+            from servectl.errors import UserError
+
+            raise UserError(f"{name} is not a checkpoint directory", "give a directory with config.json, or a recipe name")
+    data = asdict(cat.model(name))
     if as_json:
         emit_json(data)
     else:
         click.echo(yaml.safe_dump(data, sort_keys=False))
+
+
+def _show_checkpoint(source, as_json: bool) -> None:
+    from servectl.checkpoint.derive import as_json as derived_json, derive
+
+    d = derive(source)
+    if as_json:
+        emit_json(derived_json(d))
+        return
+    table = Table(title=f"{source.name}: {d.family.title}")
+    for col in ("figure", "value", "source"):
+        table.add_column(col, overflow="fold")
+    for key, fig in d.figures.items():
+        table.add_row(key, str(fig.value), fig.source)
+    console.print(table)
+    for note in d.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 def card_profiles(recipe, cat) -> list[str]:

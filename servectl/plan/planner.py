@@ -226,8 +226,10 @@ class VllmRefuses(UserError):
 
 def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
             weights_gib: float | None = None, correction: Correction | None = None,
-            flags: list[str] | None = None, host: CpuFeatures | None = None, mtp_weights_gib: float | None = None) -> Plan:
-    """Forward plan: what vLLM `vllm_version` will do with these settings on this hardware (and host CPU)."""
+            flags: list[str] | None = None, host: CpuFeatures | None = None, mtp_weights_gib: float | None = None,
+            check_target: bool = True) -> Plan:
+    """Forward plan: what vLLM `vllm_version` will do with these settings on this hardware (and host CPU).
+    check_target=False sizes a layout even where the target cannot run it (what vLLM would log before failing)."""
     arch = recipe.architecture
     cpu = profile.vendor == "cpu"
     tp = s.tensor_parallel_size
@@ -237,7 +239,7 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     notes: list[str] = []
     warnings: list[str] = []
 
-    lay, ssm_reason, ruled_block = _layout(recipe, profile, s, vllm_version, host, correction)
+    lay, ssm_reason, ruled_block = _layout(recipe, profile, s, vllm_version, host, correction, check_target)
     if ruled_block is not None:
         notes.append(f"block size {lay.block_size} measured by {correction.starts} start(s) on this host "
                      f"(the rules gave {ruled_block})")
@@ -607,7 +609,7 @@ def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> L
 
 
 def _layout(recipe: ModelRecipe, profile: GpuProfile, s: Settings, version: str, host: CpuFeatures,
-            correction: Correction | None) -> tuple[Layout, str, int | None]:
+            correction: Correction | None, check_target: bool = True) -> tuple[Layout, str, int | None]:
     """(layout, why the SSM state has its dtype, the rules' block size when a measured one replaced it)."""
     cpu = profile.vendor == "cpu"
     arch = recipe.architecture
@@ -620,7 +622,7 @@ def _layout(recipe: ModelRecipe, profile: GpuProfile, s: Settings, version: str,
     else:
         ssm = s.mamba_ssm_cache_dtype if s.mamba_ssm_cache_dtype != "auto" else declared
         ssm_reason = "--mamba-ssm-cache-dtype" if s.mamba_ssm_cache_dtype != "auto" else "the model's state dtype"
-    if cpu:
+    if cpu and check_target:
         why = cpu_refusal(arch, version, host, kv_cache_dtype=s.kv_cache_dtype,
                           dtype=s.dtype if s.dtype != "auto" else arch.dtype, sparse=sparse_attention(recipe))
         if why:

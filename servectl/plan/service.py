@@ -26,10 +26,13 @@ MEMORY_FLAGS = (
     "--max-num-batched-tokens", "--max-cudagraph-capture-size", "--enforce-eager", "--limit-mm-per-prompt",
     "--skip-mm-profiling", "--kv-cache-dtype", "--tensor-parallel-size", "--enable-prefix-caching",
     "--no-enable-prefix-caching", "--mamba-ssm-cache-dtype", "--block-size", "--speculative-config", "--dtype",
+    "--disable-hybrid-kv-cache-manager", "--no-disable-hybrid-kv-cache-manager", "--async-scheduling",
+    "--no-async-scheduling", "--pipeline-parallel-size", "--disable-sliding-window",
 )
 ESTIMATE_ENV = "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS"
 # environment variables of the user's shell that change what vLLM does with memory
-PLAN_ENV = (ESTIMATE_ENV, "VLLM_CPU_KVCACHE_SPACE", "VLLM_ALLOW_LONG_MAX_MODEL_LEN")
+PLAN_ENV = (ESTIMATE_ENV, "VLLM_CPU_KVCACHE_SPACE", "VLLM_ALLOW_LONG_MAX_MODEL_LEN",
+            "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE")
 
 
 def is_memory_flag(name: str) -> bool:
@@ -144,6 +147,32 @@ def learn_from_start(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[s
     return cal.save(cal.compare(plan, fig, source, default_block_size=default_block_size(profile, vllm_args)))
 
 
+@dataclass(frozen=True)
+class Model:
+    """What a MODEL argument names: a catalog recipe, or a checkpoint directory and the recipe derived from it."""
+
+    recipe: ModelRecipe
+    checkpoint: Path | None = None  # the directory, when MODEL is one
+    derived: object | None = None  # servectl.checkpoint.derive.Derived of a checkpoint
+
+
+def model_for(cat, model: str) -> Model:
+    """A recipe name, or a local checkpoint directory (its config.json read as vLLM reads it)."""
+    if model in cat.models:
+        return Model(cat.model(model))
+    from servectl.checkpoint.source import looks_like_path, open_source
+
+    source = open_source(model)
+    if source is None:
+        if looks_like_path(model):
+            raise UserError(f"{model} is not a checkpoint directory", "give a directory with config.json, or a recipe name")
+        cat.model(model)  # unknown name: did-you-mean
+    from servectl.checkpoint.recipe import checkpoint_recipe
+
+    recipe, derived = checkpoint_recipe(source, list(cat.gpus))
+    return Model(recipe, Path(model).expanduser(), derived)
+
+
 def profile_for(cat, gpu: str | None):
     if gpu:
         return cat.gpu(gpu)
@@ -173,12 +202,19 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
 
     Raises UserError only where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
     cat = load_catalog()
-    recipe, profile = cat.model(model), profile_for(cat, gpu)
+    named = model_for(cat, model)
+    recipe, profile = named.recipe, profile_for(cat, gpu)
     tokens = command_tokens(vllm_tokens)
     _, other_tokens = split_memory_flags(tokens)
     # force: servectl's own guards become warnings here; a plan refuses only what vLLM refuses
-    checkpoint = Path(model_path) if model_path else cached_checkpoint(recipe.repo)
-    headers = weight_bytes(checkpoint) if checkpoint is not None else None
+    checkpoint = Path(model_path) if model_path else (named.checkpoint or cached_checkpoint(recipe.repo))
+    headers, weights_from = None, "the safetensors headers"
+    if checkpoint is not None and named.checkpoint is not None and not model_path:
+        w = named.derived.weights  # read with the config (None: neither headers nor an index; estimated)
+        headers = (w.loaded_bytes, w.skipped_bytes) if w is not None else None
+        weights_from = w.source if w is not None else weights_from
+    elif checkpoint is not None:
+        headers = weight_bytes(checkpoint)
     if speculative and headers is not None and not headers[1] and speculative.strip().lower() != "off":
         # vLLM cannot start a draft without weights: a refusal of vLLM's own, so not a forceable guard here
         resolve(Request(recipe=recipe, profile=profile, speculative=speculative, checkpoint_mtp=False, force=True))
@@ -192,6 +228,17 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     if estimate is not None:
         run_env[ESTIMATE_ENV] = "1" if estimate else "0"
     s = planner.settings_from_flags(va.parse_args(split_memory_flags(spec.vllm_args)[0]), run_env)
+    derived_notes: list[str] = []
+    if named.derived is not None:
+        d = named.derived
+        derived_notes.append(f"{d.family.title}: {_layers(d)}")
+        derived_notes += d.notes
+        if s.kv_cache_dtype == "auto" and d.kv_cache_dtype != "auto":
+            s = replace(s, kv_cache_dtype=d.kv_cache_dtype)
+            derived_notes.append(f"KV cache {d.kv_cache_dtype}: the checkpoint's quantization_config asks for it "
+                                 "(vLLM resolves --kv-cache-dtype auto to it)")
+        if d.sparse_attention and profile.vendor != "cpu":
+            derived_notes.append("DeepSeek sparse attention: its indexer cache is not in these figures")
     if nodes is not None and nodes >= 2:
         s = replace(s, tensor_parallel_size=profile.count)  # render.multinode's layout: one TP group per node
     correction = cal.correction_for(recipe.name, profile.name, target.version)
@@ -199,12 +246,13 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     notes: list[str] = [f"vLLM {target.version}: {target.version_reason}"]
     if profile.vendor == "cpu":
         notes.append(f"host CPU: {target.host.describe()}")
-    if checkpoint is not None:
+    notes += derived_notes
+    if checkpoint is not None and headers is not None:
         loaded, skipped = headers
         kw["weights_gib"] = loaded / 2**30
         if skipped:
             kw["mtp_weights_gib"] = skipped / 2**30
-        notes.append(f"weights {loaded / 2**30:.2f} GiB from the safetensors headers in {checkpoint}"
+        notes.append(f"weights {loaded / 2**30:.2f} GiB from {weights_from} in {checkpoint}"
                      + (f" ({skipped / 2**30:.2f} GiB of MTP head not loaded)" if skipped else ""))
     if target_context:
         s, target_notes = planner.plan_for_target(recipe, profile, s, target_context, target_concurrency,
@@ -226,6 +274,10 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     rest = [n for n in plan.notes if n not in calibrated]
     return replace(plan, notes=calibrated + notes + rest, ignored_flags=other_tokens,
                    warnings=list(spec.warnings) + plan.warnings)
+
+
+def _layers(d) -> str:
+    return str(d.figures["layer_layout"].value) + (f", window {d.architecture.sliding_window}" if d.architecture.sliding_window else "")
 
 
 def speculative_summary(plan: Plan, without: Plan, depth: int) -> dict:
