@@ -87,6 +87,11 @@ TABLE: tuple[Behaviour, ...] = (
               "AMX_MLA on AMX hosts; before, no MLA backend on CPU",
               "vllm/v1/attention/backends/mla/cpu_mla.py and platforms/cpu.py 'CPU MLA backend requires "
               "block_size=16' (absent in the 0.27.1 wheel, present in 0.28.0)"),
+    Behaviour("mamba2_prefill_checkpoint_block", "0.32.0", None,
+              "Mamba2 layers (MambaMixer2) keep one more state block per request in 'align' mode (prefix caching): "
+              "the prefill checkpoint, 3 + speculative tokens instead of 2",
+              "vllm/model_executor/layers/mamba/mamba_mixer2.py get_kv_cache_spec (num_prefill_checkpoint_blocks=1; "
+              "absent in the 0.31.0 wheel), kv_cache_interface.py MambaSpec.max_memory_usage_bytes"),
     Behaviour("speculative_moe_backend", "0.19.1", None,
               "--speculative-config accepts moe_backend (the draft's own MoE kernels); absent in 0.18.0, 0.19.0 not checked",
               "vllm/config/speculative.py SpeculativeConfig.moe_backend (0.19.1 :97, 0.20.2 :102); PR #37880"),

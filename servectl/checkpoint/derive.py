@@ -247,11 +247,13 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
     if cfg.text_key:
         figs["text_config"] = Sourced(cfg.text_key, f"config.json {cfg.text_key} (transformers get_text_config)")
 
-    n = cfg.get("num_hidden_layers")
+    n = cfg.get("num_hidden_layers", None)
     if fam.name == "nemotron-h" and not cfg.text.get("hybrid_override_pattern") and isinstance(cfg.text.get("layers_block_type"), list):
         n = Sourced(len(cfg.text["layers_block_type"]), "len(config.json layers_block_type)")
     elif fam.name == "nemotron-h" and isinstance(cfg.text.get("hybrid_override_pattern"), str):
         n = Sourced(len(cfg.text["hybrid_override_pattern"]), "len(config.json hybrid_override_pattern)")
+    if n.value is None:
+        raise UserError(f"{source.name}/config.json has no num_hidden_layers", "is this a decoder model's config.json?")
     layers = _int(n, "num_hidden_layers")
     if layers > MAX_LAYERS:
         raise UserError(f"config.json num_hidden_layers {layers} is implausible")

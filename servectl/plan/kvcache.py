@@ -237,7 +237,7 @@ def layer_kinds(arch: Architecture, mtp: bool = False) -> list[str]:
 def build(arch: Architecture, platform: Platform, *, tp: int = 1, kv_cache_dtype: str = "auto", dtype: str = "auto",
           prefix_caching: bool = False, num_spec: int = 0, ssm_dtype: str | None = None, in_flight: int = 0,
           hma: bool = True, group_ratio: float = 1.5, pad_uneven_pages: bool = True,
-          disable_sliding_window: bool = False) -> Layout:
+          disable_sliding_window: bool = False, mamba2_checkpoint: bool = False) -> Layout:
     """The layout vLLM builds for `arch` on `platform` with these settings. LayoutRefused where vLLM raises."""
     model_bytes = DTYPE_BYTES[dtype] if dtype != "auto" else DTYPE_BYTES[arch.dtype]
     kv_bytes = kv_bytes_per_element(kv_cache_dtype, model_bytes)
@@ -268,7 +268,10 @@ def build(arch: Architecture, platform: Platform, *, tp: int = 1, kv_cache_dtype
         block = max(block, align * math.ceil(state / (align * per_tok)))
         block = platform.kernel_block * math.ceil(block / platform.kernel_block)
         mamba_padded = block * per_tok if block * per_tok != state else None
-    state_blocks = (2 if prefix_caching else 1) + num_spec
+    # MambaSpec.max_memory_usage_bytes: 'align' (prefix caching) 2 + spec (+ the Mamba2 prefill checkpoint, 0.32+),
+    # 'none' 1 + spec (kv_cache_interface.py:1076-1083, mamba_mixer2.py get_kv_cache_spec)
+    checkpoint = 1 if (mamba2_checkpoint and prefix_caching and arch.mamba is not None and arch.mamba.kind == "mamba2") else 0
+    state_blocks = (2 + checkpoint if prefix_caching else 1) + num_spec
     specs: list[Spec] = []
     for k in kinds:
         if k == "mamba":

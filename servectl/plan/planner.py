@@ -635,7 +635,8 @@ def _layout(recipe: ModelRecipe, profile: GpuProfile, s: Settings, version: str,
                      block_size=s.block_size, dtype=s.dtype, group_ratio=group_ratio(version),
                      in_flight=in_flight_tokens(profile, s, version, mbt), hma=not off,
                      pad_uneven_pages=vv.has("unify_pads_uneven_attention_pages", version),
-                     mla_block=cpu_mla_block(arch, host) if cpu else None, disable_sliding_window=s.disable_sliding_window)
+                     mla_block=cpu_mla_block(arch, host) if cpu else None, disable_sliding_window=s.disable_sliding_window,
+                     mamba2_checkpoint=vv.has("mamba2_prefill_checkpoint_block", version))
     except LayoutRefused as exc:
         raise VllmRefuses(exc.message, exc.hint) from None
     measured = measured_block_size(lay, correction)
