@@ -124,6 +124,7 @@ class Layout:
     hma: bool = True  # the hybrid KV-cache manager is on
     promoted: bool = False  # sliding / chunked layers allocated as full attention (manager off)
     padded_layers: int = 0  # empty slots of the groups (vLLM's "padding layers")
+    mamba_align: bool = False  # Mamba 'align' mode (prefix caching): state blocks of block_size tokens
 
     @property
     def layers_per_group(self) -> int:
@@ -179,9 +180,13 @@ class Layout:
         return replace(self, groups=groups, block_size=block, page_bytes=page,
                        block_bytes=max(g.page_bytes for g in groups))
 
-    def describe(self) -> list[dict]:
-        """`plan --json` key `layout`: per group its spec kind, layers, page bytes, block size, blocks per request."""
-        return [{"kind": g.kind, "layers": list(g.layers), "page_bytes": g.spec.page, "block_size": g.spec.block_size,
+    def describe(self, max_model_len: int) -> list[dict]:
+        """`plan --json` key `layout`: per group its spec kind, layers, page bytes, block size, blocks per request.
+        A Mamba group's block spans max_model_len tokens without prefix caching (models/config.py MambaModelConfig)."""
+        def block(g: Group) -> int:
+            return max_model_len if (g.kind == "mamba" and not self.mamba_align) else g.spec.block_size
+        return [{"kind": g.kind, "layers": list(g.layers), "page_bytes": g.spec.page, "block_size": block(g),
+                 "blocks_per_request": g.pages(max_model_len, self.in_flight),
                  **({"sliding_window": g.spec.window} if "sliding" in g.kind else {}),
                  **({"attention_chunk_size": g.spec.window} if g.kind == "chunked_local" else {})}
                 for g in self.groups]
@@ -290,7 +295,7 @@ def build(arch: Architecture, platform: Platform, *, tp: int = 1, kv_cache_dtype
     return Layout(groups=tuple(groups), block_size=block, attn_bytes_per_token_layer=per_tok, mamba_state_bytes=state,
                   page_bytes=page, block_bytes=max((g.page_bytes for g in groups), default=0), in_flight=in_flight,
                   mamba_blocks_per_request=state_blocks if has_state else 0, ssm_dtype=ssm, hma=hma, promoted=promoted,
-                  padded_layers=padded_layers)
+                  padded_layers=padded_layers, mamba_align=prefix_caching)
 
 
 def _uniform(specs: list[Spec]) -> bool:

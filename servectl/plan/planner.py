@@ -462,7 +462,7 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
         fig["in_flight_tokens"] = Figure(value=lay.in_flight, unit="tokens", reason=(
             "sliding / chunked layers keep blocks for the window plus the tokens scheduled but not settled "
             "(max_concurrent_batches x max_num_batched_tokens, vllm/config/vllm.py max_in_flight_tokens)"))
-    layout_rows = [{**row, "blocks_per_request": lay.group_blocks(i, mml)} for i, row in enumerate(lay.describe())]
+    layout_rows = lay.describe(mml)
     return Plan(recipe=recipe.name, profile=profile.name, vllm_version=vllm_version, device="CPU" if cpu else "GPU",
                 max_model_len=mml, block_size=lay.block_size, num_blocks=nb, kv_cache_tokens_logged=logged,
                 kv_cache_tokens_real=real, max_concurrency=conc, total_vram_mib=vram / MIB, budget=budget,

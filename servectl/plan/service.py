@@ -194,7 +194,7 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
           vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
           model_path: str | None = None, python: str | None = None, speculative: str | None = None,
-          nodes: int | None = None) -> Plan:
+          nodes: int | None = None, target: Target | None = None) -> Plan:
     """Recipe settings for the profile + the user's whole vLLM command line -> what the vLLM that will run does.
 
     nodes >= 2: the multi-node layout (tensor parallel = the profile's GPUs, pipeline parallel = nodes), planned
@@ -220,8 +220,10 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
         resolve(Request(recipe=recipe, profile=profile, speculative=speculative, checkpoint_mtp=False, force=True))
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=True,
                            speculative=speculative, vllm_version=vllm_version))
-    target = target_for(profile, override=vllm_version, image=spec.image, python=python)
-    verdict = _vllm_parser_verdict(target, tokens)
+    # a caller planning many command lines for one target passes it (then vLLM's parser is not asked again)
+    given = target is not None
+    target = target or target_for(profile, override=vllm_version, image=spec.image, python=python)
+    verdict = None if given else _vllm_parser_verdict(target, tokens)
     if verdict:
         raise UserError(f"vLLM {target.version} rejects the flags: {verdict}", "fix or drop the flag vLLM names")
     run_env = {**spec.env, **(env or {})}
