@@ -19,7 +19,9 @@ def estimated_weight_bytes(arch: Architecture, quantization: str, intermediate_s
     h, b = arch.hidden_size, BYTES_PER_PARAM.get(quantization, 2.0)
     embed = 2 * arch.vocab_size * h * 2
     params = 0.0
-    for kind in arch.kinds():
+    kinds = arch.kinds()
+    separate_mlp = "none" in kinds  # Nemotron-H style: mixers and MLPs are separate layers
+    for kind in kinds:
         if kind in ("full_attention", "sliding_attention", "chunked_attention", "attention+mamba"):
             if arch.mla is not None:
                 params += h * arch.mla.kv_lora_rank * 2 + arch.num_attention_heads * arch.head_dim * h * 3
@@ -32,6 +34,8 @@ def estimated_weight_bytes(arch: Architecture, quantization: str, intermediate_s
         if kind in ("mamba", "attention+mamba") and arch.mamba is not None:
             m = arch.mamba
             params += h * (2 * m.intermediate_size + 2 * max(1, m.n_groups) * m.state_size + m.num_heads) + m.intermediate_size * h
+        if separate_mlp and kind != "none":
+            continue
         if arch.num_experts:
             params += arch.num_experts * 3 * h * (arch.moe_intermediate_size or intermediate_size or 4 * h)
         else:
