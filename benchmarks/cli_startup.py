@@ -27,6 +27,8 @@ COMMANDS = {
     "servectl --help": [*SERVECTL, "--help"],
     "servectl render": [*SERVECTL, "render", "qwen3.5-35b-a3b-mxfp4", "--gpu", "rtx-5090", "--format", "argv"],
     "servectl plan": [*SERVECTL, "plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--max-model-len", "32768"],
+    "servectl plan DIR": [*SERVECTL, "plan", str(PACKAGE.parent / "tests" / "data" / "configs" / "gemma-3-27b-text"),
+                          "--gpu", "rtx-pro-6000-blackwell", "--vllm-version", "0.32.0", "--max-model-len", "32768"],
 }
 TARGET_RATIO = 8.0
 

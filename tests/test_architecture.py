@@ -103,6 +103,8 @@ HEAVY = ["aiohttp", "httpx", "openai", "uvicorn", "docker", "psutil", "huggingfa
     ["--help"],
     ["render", "qwen3.5-35b-a3b-mxfp4", "--gpu", "rtx-5090", "--format", "argv"],
     ["plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--max-model-len", "32768"],
+    ["plan", str(PACKAGE.parent / "tests" / "data" / "configs" / "gemma-3-27b-text"), "--gpu", "rtx-pro-6000-blackwell",
+     "--vllm-version", "0.32.0", "--max-model-len", "32768"],
 ])
 def test_light_commands_import_only_what_they_use(argv):
     code = (

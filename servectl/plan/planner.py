@@ -288,7 +288,11 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     # The sampler warm-up after graph capture keeps its buffers reserved (gpu_worker.compile_or_warm_up_model).
     s_warm = 0.0 if cpu else a_sampler * MIB
 
-    graphs = graphs_for(seqs, mbt, s.max_cudagraph_capture_size, s.num_speculative_tokens, s.enforce_eager or cpu)
+    # gpt-oss raises the default largest capture to 1024 (model_executor/models/config.py GptOssForCausalLMConfig)
+    max_capture = s.max_cudagraph_capture_size
+    if max_capture is None and arch.hf_architecture == "GptOssForCausalLM":
+        max_capture = 1024
+    graphs = graphs_for(seqs, mbt, max_capture, s.num_speculative_tokens, s.enforce_eager or cpu)
     g_actual = cudagraph_mib(arch, graphs) * MIB
     g_spec = 0.0  # what capturing (1 + N)-token decode steps adds to the graph pool
     if n_spec and graphs.count:
