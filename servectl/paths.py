@@ -32,3 +32,8 @@ def config_file() -> Path:
     if override:
         return Path(override)
     return _xdg("XDG_CONFIG_HOME", ".config") / "servectl" / "config.yaml"
+
+
+def recipes_dir() -> Path:
+    """The user's own model recipes (`servectl models add`), one YAML file per recipe."""
+    return _xdg("XDG_CONFIG_HOME", ".config") / "servectl" / "recipes"

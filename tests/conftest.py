@@ -55,12 +55,22 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def free_port(candidates=range(8112, 8119)) -> int:
-    """First free port of the range (concurrent test runs on one machine each get their own)."""
-    for port in candidates:
-        if port_is_free(port):
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> int:
+    """A port nothing listens on, chosen by the OS: two suites on one machine never collide on a fixed number,
+    and no port is handed out twice in one run."""
+    import socket
+
+    for _ in range(1000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
             return port
-    raise RuntimeError(f"no free port in {candidates.start}-{candidates.stop - 1}")
+    raise RuntimeError("the OS handed out no unused port")
 
 
 class VllmServer:
@@ -140,9 +150,17 @@ def tiny_server():
     (vLLM's CPU default, 128, promises more than the cache holds: `check --level full` fails that)."""
     from servectl.vllmenv.tinymodel import ensure_tiny_model
 
-    server = VllmServer(ensure_tiny_model("scripted"), port=8110 if port_is_free(8110) else free_port(),
+    server = VllmServer(ensure_tiny_model("scripted"), port=free_port(),
                         extra=("--max-num-seqs", "8"))
     try:
         yield server.wait_ready()
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the shared real vLLM server is in the `server` tier even when its module forgot the
+    marker: `pytest -m "not server"` (the fast tier) must never start vLLM."""
+    for item in items:
+        if "tiny_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)

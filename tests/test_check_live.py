@@ -3,10 +3,14 @@ check; the random-weight variant is caught as gibberish (the detector's real tes
 
 import json
 
+import pytest
+
 from servectl.verify.health import run_checks, tiny_png
 from servectl.vllmenv.tinymodel import ensure_tiny_model
 
-from conftest import VllmServer, free_port, port_is_free
+from conftest import VllmServer, free_port
+
+pytestmark = [pytest.mark.server]
 
 
 def by_name(report):
@@ -41,19 +45,19 @@ def test_a_different_model_on_the_port_fails(tiny_server, cli):
 
 
 def test_unreachable_server_is_bad_input(cli):
-    result = cli("check", "http://127.0.0.1:8119")
+    result = cli("check", f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 2
     assert "cannot reach" in result.stderr and "Traceback" not in result.output
 
 
 def test_missing_api_key_variable_is_one_line(cli, monkeypatch):
     monkeypatch.delenv("SERVECTL_TEST_NO_SUCH_KEY", raising=False)
-    result = cli("check", "http://127.0.0.1:8119", "--api-key-env", "SERVECTL_TEST_NO_SUCH_KEY")
+    result = cli("check", f"http://127.0.0.1:{free_port()}", "--api-key-env", "SERVECTL_TEST_NO_SUCH_KEY")
     assert result.exit_code == 2 and "SERVECTL_TEST_NO_SUCH_KEY" in result.stderr
 
 
 def test_random_weights_are_flagged_as_gibberish():
-    server = VllmServer(ensure_tiny_model("random"), port=8111 if port_is_free(8111) else free_port(), served_name="tiny-random")
+    server = VllmServer(ensure_tiny_model("random"), port=free_port(), served_name="tiny-random")
     try:
         server.wait_ready()
         report = run_checks(server.url, model="tiny-random")

@@ -24,6 +24,8 @@ from servectl.hardware.cpu_features import CpuFeatures
 from servectl.plan import planner as P
 from servectl.plan.kvcache import LayoutRefused
 
+from checkpoint_dirs import checkpoint_dir
+
 CONFIGS = Path(__file__).parent / "data" / "configs"
 SOURCES = yaml.safe_load((CONFIGS / "sources.yaml").read_text())["configs"]
 AVX512 = CpuFeatures(avx512_bf16=True, source="test: AVX-512 BF16 host")
@@ -85,19 +87,20 @@ def test_mla_and_state_geometry_from_the_models_own_fields():
     assert (f.intermediate_size, f.num_heads, f.head_dim, f.state_size) == (1024, 24, 64, 128)  # transformers' mamba_d_ssm
 
 
-def test_every_figure_names_its_source(cli):
-    r = cli("models", "show", str(CONFIGS / "gemma-3-27b-text"), "--json")
+def test_every_figure_names_its_source(cli, tmp_path):
+    r = cli("models", "show", str(checkpoint_dir("gemma-3-27b-text", tmp_path)), "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    figs = d["figures"]
-    assert all(f["source"] for f in figs.values())
-    assert "sliding_window_pattern 6" in figs["layer_layout"]["source"] and "default" in figs["layer_layout"]["source"]
-    assert figs["sliding_window"] == {"value": 1024, "source": "config.json sliding_window"}
-    assert figs["head_dim"]["source"] == "config.json head_dim"
-    assert d["architecture"]["layer_types"].count("full_attention") == 10
-    llama = json.loads(cli("models", "show", str(CONFIGS / "llama-3.1-8b"), "--json").stdout)["figures"]
-    assert "hidden_size / num_attention_heads" in llama["head_dim"]["source"]
-    table = cli("models", "show", str(CONFIGS / "nemotron-h-8b-base-8k"))
+    figs = {c["setting"].removeprefix("architecture."): c for c in d["derivation"]["choices"] if c["setting"].startswith("architecture.")}
+    assert all(f["reason"] for f in figs.values())
+    assert "sliding_window_pattern 6" in figs["layer_layout"]["reason"] and "default" in figs["layer_layout"]["reason"]
+    assert (figs["sliding_window"]["value"], figs["sliding_window"]["reason"]) == ("1024", "config.json sliding_window")
+    assert figs["head_dim"]["reason"] == "config.json head_dim"
+    assert d["architecture"]["layer_types"].count("full_attention") == 10 and d["architecture"]["sliding_window"] == 1024
+    llama = json.loads(cli("models", "show", str(checkpoint_dir("llama-3.1-8b", tmp_path)), "--json").stdout)
+    head = next(c for c in llama["derivation"]["choices"] if c["setting"] == "architecture.head_dim")
+    assert "hidden_size / num_attention_heads" in head["reason"]
+    table = cli("models", "show", str(checkpoint_dir("nemotron-h-8b-base-8k", tmp_path)))
     assert table.exit_code == 0 and "hybrid_override_pattern" in table.stdout
 
 
@@ -105,17 +108,20 @@ def test_every_figure_names_its_source(cli):
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
-def test_real_configs_plan_on_a_fitting_gpu(cli, name):
+def test_real_configs_plan_on_a_fitting_gpu(cli, tmp_path, name):
     plan = SOURCES[name]["plan"]
+    path = str(checkpoint_dir(name, tmp_path))  # weights as the architecture implies them
     if plan is None:  # no catalog GPU holds it: vLLM's own refusal, one line
-        r = cli("plan", str(CONFIGS / name), "--gpu", "rtx-pro-6000-blackwell", "--vllm-version", "0.32.0")
+        r = cli("plan", path, "--gpu", "rtx-pro-6000-blackwell", "--vllm-version", "0.32.0")
         assert r.exit_code == 2 and "No available memory for the cache blocks" in r.stderr
         return
-    r = cli("plan", str(CONFIGS / name), "--gpu", plan["gpu"], "--vllm-version", "0.32.0", "--json", *plan["flags"])
+    r = cli("plan", path, "--gpu", plan["gpu"], "--vllm-version", "0.32.0", "--json", *plan["flags"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["vllm_starts"] and d["kv_cache_tokens_logged"] > 0 and d["layout"]
-    assert any("estimated from the architecture" in n for n in d["notes"])
+    # every KV-cache layer of the architecture the checkpoint derives (Falcon-H1: attention and Mamba in each layer)
+    specs = sum(2 if k == "attention+mamba" else k != "none" for k in arch(name).kinds())
+    assert len({i for g in d["layout"] for i in g["layers"]}) == specs
     for key in ("kv_cache_tokens_logged", "kv_cache_tokens_real", "max_concurrency", "total_vram_mib", "budget",
                 "max_model_len", "block_size", "num_blocks", "vllm_version", "flags", "env", "fits", "vllm_starts",
                 "warnings", "ignored_flags", "figures", "guide", "notes", "speculative", "layout"):
@@ -242,7 +248,7 @@ def test_cpu_refusals_name_the_missing_kernel(tmp_path, catalog):
 
 
 def test_cli_refusal_is_one_line(cli, tmp_path):
-    path = _with(tmp_path, "glm-4.7-flash", kv_lora_rank=256)
+    path = checkpoint_dir("glm-4.7-flash", tmp_path, kv_lora_rank=256)
     r = cli("plan", str(path), "--gpu", "cpu", "--vllm-version", "0.32.0", "--kv-cache-memory-bytes", "64M",
             "--max-model-len", "2048")
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
@@ -255,7 +261,7 @@ def test_cli_refusal_is_one_line(cli, tmp_path):
     (lambda d: None, "has no config.json"),
     (lambda d: (d / "config.json").write_text("{not json"), "is not valid JSON"),
     (lambda d: (d / "config.json").write_text("[1, 2]"), "is not a JSON object"),
-    (lambda d: (d / "config.json").write_text('{"architectures": ["NoSuchForCausalLM"]}'), "no KV-cache rule"),
+    (lambda d: (d / "config.json").write_text('{"architectures": ["NoSuchForCausalLM"]}'), "has no num_hidden_layers"),
     (lambda d: (d / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
                                                           "num_attention_heads": 2})), "no num_hidden_layers"),
     (lambda d: (d / "config.json").write_text(json.dumps({"architectures": ["Gemma2ForCausalLM"], "hidden_size": 64,
@@ -277,7 +283,7 @@ def test_bad_checkpoints_are_one_line(cli, tmp_path, setup, message):
 
 def test_a_missing_directory_is_not_an_unknown_recipe(cli, tmp_path):
     r = cli("plan", str(tmp_path / "nope"), "--gpu", "cpu")
-    assert r.exit_code == 2 and "is not a checkpoint directory" in r.stderr
+    assert r.exit_code == 2 and "no such directory" in r.stderr
     assert cli("plan", "no-such-recipe", "--gpu", "cpu").exit_code == 2
 
 

@@ -16,24 +16,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 HERE = Path(__file__).parent
-PORT_RANGE = range(8220, 8240)
-
-
-def _free_port(skip: set[int] = frozenset()) -> int:
-    for port in PORT_RANGE:
-        if port in skip:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError(f"no free port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
 
 
 def _variant(base: Path, root: Path, name: str, **changes) -> str:
@@ -105,9 +92,9 @@ def starts(tmp_path_factory):
     }
     (root / "empty").mkdir()
     busy = socket.socket()  # held for the whole run: the port-in-use case starts on it
-    busy.bind(("127.0.0.1", _free_port()))
+    busy.bind(("127.0.0.1", free_port()))
     busy.listen()
-    port = _free_port({busy.getsockname()[1]})
+    port = free_port()
     env = {"VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     cases, meta = [], {}
     for name, (flags, extra_env, model) in CASES.items():

@@ -11,10 +11,10 @@ sizes its KV cache, then fails the first request.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,6 +76,14 @@ def starts(tmp_path_factory):
                         results[c["name"]], c["log"]) for c in cases}
 
 
+@functools.lru_cache(maxsize=None)
+def _recipe(model: Path):
+    """The recipe servectl derives for the checkpoint directory (what `servectl plan DIR` plans)."""
+    from servectl.plan.any_model import resolve_model
+
+    return resolve_model(str(model)).recipe
+
+
 @pytest.fixture(scope="module")
 def target():
     return service.target_for(load_catalog().gpu("cpu"))  # the installed CPU build and this host's CPU features
@@ -86,7 +94,7 @@ def test_plan_equals_vllm_log(starts, target, case):
     model, log, result, path = starts[case]
     assert result["rc"] == 0 and log.kv_cache_tokens is not None, (result, Path(path).read_text()[-3000:])
     assert result["generated"] == 2, result  # the layout vLLM sized also serves a request
-    plan = service.build(str(model), "cpu", _flags(case), target=target)
+    plan = service.build(_recipe(model), "cpu", _flags(case), target=target)
     host = target.host.describe()
     assert plan.kv_cache_tokens_logged == log.kv_cache_tokens, host
     assert round(plan.max_concurrency, 2) == log.max_concurrency, host
@@ -104,7 +112,7 @@ def test_jamba_is_refused_on_cpu_and_vllm_fails_its_first_request(starts, target
     assert r.exit_code == 2 and "Mamba1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     # what the refusal says: vLLM sizes the cache (the plan's figures match it) and the first request fails
     assert log.kv_cache_tokens is not None and result["generated"] == 0 and "IndexError" in result["error"]
-    recipe = service.model_for(load_catalog(), str(model)).recipe
+    recipe = _recipe(model)
     s = planner.settings_from_flags(planner.va.parse_args(_flags("jamba")))
     plan = planner.predict(recipe, load_catalog().gpu("cpu"), s, vllm_version=target.version, host=target.host,
                            check_target=False)
@@ -113,8 +121,8 @@ def test_jamba_is_refused_on_cpu_and_vllm_fails_its_first_request(starts, target
 
 def test_hma_off_allocates_windows_as_full_attention(starts, target):
     """The same model with the hybrid manager off holds fewer tokens: its window layers get every block."""
-    on = service.build(str(starts["gemma3"][0]), "cpu", _flags("gemma3"), target=target)
-    off = service.build(str(starts["gemma3-hma-off"][0]), "cpu", _flags("gemma3-hma-off"), target=target)
+    on = service.build(_recipe(starts["gemma3"][0]), "cpu", _flags("gemma3"), target=target)
+    off = service.build(_recipe(starts["gemma3-hma-off"][0]), "cpu", _flags("gemma3-hma-off"), target=target)
     assert starts["gemma3"][1].kv_cache_tokens > starts["gemma3-hma-off"][1].kv_cache_tokens
     assert [g["kind"] for g in off.layout] == ["full_attention"] and len(on.layout) > 1
     assert any("hybrid KV-cache manager is off" in w for w in off.warnings)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from servectl.vllmenv.location import find_vllm_python
 from servectl.plan.vllm_log import parse_text
 
@@ -36,7 +37,7 @@ def test_plan_equals_the_real_start_on_this_host(tmp_path):
     plan = json.loads(plan_res.stdout)
     assert not any(n.startswith("calibrated") for n in plan["notes"])
 
-    up = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8207", "--detach", "--no-check", "--json")
+    up = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--detach", "--no-check", "--json")
     try:
         assert up.returncode == 0, up.stderr[-3000:]
         summary = json.loads(up.stdout)

@@ -23,17 +23,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
+from conftest import free_port
 from servectl.catalog.presets import load_presets, select_presets
 from servectl.proxy.app import ProxyThread, apply_preset
 from servectl.proxy.auto import choose, split_auto
 
-BACKEND_PORT = 8150
-PROXY_PORT = 8151
-CLIENT_WINS_PORT = 8152
-UNREACHABLE_PORT = 8153
-SHUTDOWN_PORT = 8154
-ONE_ANSWER_PORT = 8158
-AUTO_PORT = 8159
+BACKEND_PORT = free_port()
+PROXY_PORT = free_port()
+CLIENT_WINS_PORT = free_port()
+UNREACHABLE_PORT = free_port()
+SHUTDOWN_PORT = free_port()
+ONE_ANSWER_PORT = free_port()
+AUTO_PORT = free_port()
 SERVED = "tiny-cpu"
 
 
@@ -670,14 +671,15 @@ def test_proxy_command_discovers_the_model_and_serves(backend):
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "servectl", "proxy", "--backend", backend + "/v1", "--listen", "127.0.0.1:8153",
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "servectl", "proxy", "--backend", backend + "/v1", "--listen", f"127.0.0.1:{port}",
                              "--presets", "thinking-coding,instruct-general"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ids = None
         end = time.monotonic() + 30
         while ids is None and time.monotonic() < end and proc.poll() is None:
             try:
-                ids = [m["id"] for m in httpx.get("http://127.0.0.1:8153/v1/models", timeout=2).json()["data"]]
+                ids = [m["id"] for m in httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).json()["data"]]
             except httpx.TransportError:
                 time.sleep(0.1)
         assert ids == [SERVED, f"{SERVED}-thinking-coding", f"{SERVED}-instruct-general"], proc.stderr.read() if proc.poll() is not None else ids

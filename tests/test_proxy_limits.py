@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from conftest import free_port
 from servectl.catalog.presets import select_presets
 from servectl.proxy.app import ProxyThread
 
-BACKEND_PORT, PROXY_PORT = 8330, 8331
+BACKEND_PORT, PROXY_PORT = free_port(), free_port()
 SERVED = "tiny-cpu"
 LIMIT = 4096
 

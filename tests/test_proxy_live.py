@@ -14,15 +14,15 @@ import httpx
 import openai
 import pytest
 
-from conftest import VllmServer
+from conftest import VllmServer, free_port
 from servectl.catalog.presets import select_presets
 from servectl.proxy.app import ProxyThread
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-VLLM_PORT = 8160
-PROXY_PORT = 8161
-AUTO_PROXY_PORT = 8164
+VLLM_PORT = free_port()
+PROXY_PORT = free_port()
+AUTO_PROXY_PORT = free_port()
 MESSAGES = [{"role": "user", "content": "Who are you?"}]
 
 
@@ -200,21 +200,22 @@ def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path):
     from servectl.vllmenv.tinymodel import ensure_tiny_model
 
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    port, proxy_port = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--model-path", str(ensure_tiny_model("scripted")),
-                             "--port", "8162", "--proxy", "--proxy-port", "8163", "--no-check"],
+                             "--port", str(port), "--proxy", "--proxy-port", str(proxy_port), "--no-check"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         ids: list[str] = []
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                ids = [m["id"] for m in httpx.get("http://127.0.0.1:8163/v1/models", timeout=2).json()["data"]]
+                ids = [m["id"] for m in httpx.get(f"http://127.0.0.1:{proxy_port}/v1/models", timeout=2).json()["data"]]
                 break
             except (httpx.TransportError, ValueError, KeyError):
                 time.sleep(0.5)
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert "tiny-cpu-thinking-coding" in ids and "tiny-cpu" in ids
-        client = openai.OpenAI(base_url="http://127.0.0.1:8163/v1", api_key="unused", max_retries=0)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key="unused", max_retries=0)
         resp = client.chat.completions.create(model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=40,
                                               extra_body={"top_k": 1})
         assert resp.model == "tiny-cpu" and "tiny test model" in (resp.choices[0].message.content or "")
@@ -222,9 +223,9 @@ def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path):
         _, err = proc.communicate(timeout=90)
         assert proc.returncode == 130, err[-2000:]
         with pytest.raises(httpx.TransportError):
-            httpx.get("http://127.0.0.1:8163/v1/models", timeout=2)
+            httpx.get(f"http://127.0.0.1:{proxy_port}/v1/models", timeout=2)
         with pytest.raises(httpx.TransportError):
-            httpx.get("http://127.0.0.1:8162/health", timeout=2)
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
     finally:
         if proc.poll() is None:  # a failed assertion: stop it the clean way, so vLLM goes too
             proc.send_signal(signal.SIGINT)

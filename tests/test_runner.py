@@ -102,7 +102,9 @@ def test_docker_kwargs_nvidia(catalog):
     req = kw["device_requests"][0]
     assert req["Count"] == -1 and req["Capabilities"] == [["gpu"]]
     assert kw["ipc_mode"] == "host" and kw["detach"] is True and kw["auto_remove"] is True
-    assert kw["volumes"] == {spec.cache_host_path: {"bind": "/root/.cache", "mode": "rw"}}
+    # the cache, and the local checkpoint read-only at the same path (the model argument is an absolute path)
+    assert kw["volumes"] == {spec.cache_host_path: {"bind": "/root/.cache", "mode": "rw"},
+                             "/models/tiny": {"bind": "/models/tiny", "mode": "ro"}}
 
 
 def test_docker_kwargs_rocm(catalog):

@@ -13,6 +13,7 @@ import time
 import psutil
 import pytest
 
+from conftest import free_port
 from servectl.vllmenv.location import find_vllm_python
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -82,10 +83,11 @@ def still_running(pids) -> list[int]:
 
 
 def test_up_detached_check_status_logs_down(env, model_dir):
-    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8122", "--detach", "--json")
+    port = free_port()
+    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(port), "--detach", "--json")
     assert res.returncode == 0, res.stderr[-3000:]
     up = json.loads(res.stdout)
-    assert up["endpoint"] == "http://127.0.0.1:8122/v1" and up["served_model_name"] == "tiny-cpu"
+    assert up["endpoint"] == f"http://127.0.0.1:{port}/v1" and up["served_model_name"] == "tiny-cpu"
     assert up["kv_cache_tokens_reported"] and up["kv_cache_tokens_reported"] > 0
     assert list(up["phases"])[-1] == "ready" and "kv_cache" in up["phases"]
     pgid = up["pid"]
@@ -105,7 +107,7 @@ def test_up_detached_check_status_logs_down(env, model_dir):
         logs = sc(env, "logs", "tiny-cpu", timeout=30)
         assert "Application startup complete" in logs.stdout
 
-        again = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8123", "--detach")
+        again = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--detach")
         assert again.returncode == 2 and "already running" in again.stderr
     finally:
         down = sc(env, "down", "tiny-cpu", timeout=60)
@@ -115,7 +117,7 @@ def test_up_detached_check_status_logs_down(env, model_dir):
 
 
 def test_kill9_of_a_foreground_server_is_reported(env, model_dir):
-    proc = foreground_up(env, model_dir, 8124)
+    proc = foreground_up(env, model_dir, free_port())
     try:
         pgid = ready_deployment(env)["pid"]
         os.kill(pgid, signal.SIGKILL)
@@ -131,7 +133,7 @@ def test_kill9_of_a_foreground_server_is_reported(env, model_dir):
 
 
 def test_sigkill_of_a_foreground_up_leaves_no_vllm_process(env, model_dir):
-    proc = foreground_up(env, model_dir, 8340)
+    proc = foreground_up(env, model_dir, free_port())
     try:
         pgid = ready_deployment(env)["pid"]
         pids = set(group_alive(pgid)) | {c.pid for c in psutil.Process(pgid).children(recursive=True)}
@@ -147,7 +149,7 @@ def test_sigkill_of_a_foreground_up_leaves_no_vllm_process(env, model_dir):
 
 
 def test_sigint_to_foreground_up_leaves_no_process(env, model_dir):
-    proc = foreground_up(env, model_dir, 8125)
+    proc = foreground_up(env, model_dir, free_port())
     try:
         # Interrupt mid start-up, once vLLM has spawned its engine process.
         # The record exists before the server: wait until it names the process.
@@ -169,7 +171,7 @@ def test_sigint_to_foreground_up_leaves_no_process(env, model_dir):
 
 def test_a_start_that_fails_shows_the_log_tail(env, model_dir):
     # argparse accepts any parser name; vLLM fails at start-up (vllm-cpu.md "Real failing starts")
-    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8126", "--", "--tool-call-parser", "nosuch",
+    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--", "--tool-call-parser", "nosuch",
              timeout=300)
     assert res.returncode == 1
     assert "vLLM exited during start-up" in res.stderr
@@ -178,18 +180,19 @@ def test_a_start_that_fails_shows_the_log_tail(env, model_dir):
 
 
 def test_a_flag_vllm_does_not_know_is_refused_before_anything_starts(env, model_dir, tmp_path):
-    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8126", "--", "--no-such-flag", "3", timeout=120)
+    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--", "--no-such-flag", "3", timeout=120)
     assert res.returncode == 2
     assert "has no option --no-such-flag" in res.stderr
     assert not (tmp_path / "state" / "servectl" / "logs").exists() and status(env)["deployments"] == []
 
 
 def test_port_in_use_refused_before_launch(env, model_dir, tmp_path):
+    port = free_port()
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 8127))
+        s.bind(("127.0.0.1", port))
         s.listen()
-        res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8127", timeout=60)
-    assert res.returncode == 2 and "port 8127 on 127.0.0.1 is already in use" in res.stderr
+        res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(port), timeout=60)
+    assert res.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in res.stderr
     assert not (tmp_path / "state" / "servectl" / "logs").exists()  # nothing was started
 
 
@@ -197,7 +200,7 @@ def test_failed_start_shows_root_error_and_fix(env, model_dir):
     """`up` prints what `servectl diagnose` prints: the root error and the fix, the recipe's parser for a bad one."""
     from servectl.catalog.load import load_catalog
 
-    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", "8223", "--",
+    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--",
              "--enable-auto-tool-choice", "--tool-call-parser", "nosuch", timeout=180)
     assert res.returncode == 1, res.stderr[-2000:]
     assert "root error (log line" in res.stderr and "KeyError: 'invalid tool call parser: nosuch" in res.stderr

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, dataclass_transform
 
 
 SCHEMA_VERSION = 1
@@ -22,7 +22,8 @@ SCHEMA_VERSION = 1
 Vendor = Literal["nvidia", "amd", "cpu"]
 
 
-Quantization = Literal["nvfp4", "mxfp4", "fp8", "gptq-int8", "gptq-int4", "bf16", "fp16"]
+# awq-int4: AutoAWQ 4-bit; int4 / int8: compressed-tensors integer weights (W4A16, W8A8/W8A16) that are not GPTQ.
+Quantization = Literal["nvfp4", "mxfp4", "fp8", "gptq-int8", "gptq-int4", "awq-int4", "int4", "int8", "bf16", "fp16"]
 
 
 TorchDtype = Literal["float32", "bfloat16", "float16"]
@@ -47,6 +48,7 @@ def _bound(kind: str) -> Any:
 Ge, Gt, Le, MinLen = (_bound(kind) for kind in ("Ge", "Gt", "Le", "MinLen"))
 
 
+@dataclass_transform(frozen_default=True, kw_only_default=True)
 def schema(cls: type[T]) -> type[T]:
     """A catalog record: immutable, fields by keyword only, unknown keys refused when validated."""
     cls.__pydantic_config__ = {"extra": "forbid"}  # type: ignore[attr-defined]  # read by pydantic only

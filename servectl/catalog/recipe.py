@@ -85,6 +85,7 @@ class Architecture:
     attention_chunk_size: Annotated[int, Ge(1)] | None = None  # Chunk of the chunked_attention layers, tokens.
     mla: MlaAttention | None = None  # Attention layers are MLA (one latent head) instead of num_kv_heads x head_dim.
     mamba: MambaState | None = None  # Geometry of the mamba layers.
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"  # What --kv-cache-dtype auto resolves to for this checkpoint (its quantization_config's KV scheme).
 
     def __post_init__(self) -> None:
         if self.layer_types:
@@ -193,6 +194,27 @@ class Speculative:
 
 
 @schema
+class Choice:
+    """One setting of a recipe derived from a checkpoint: its value and why (shown by `models show`)."""
+
+    setting: str  # What was chosen (quantization, parsers.tool_call, profiles.rtx-5090, ...).
+    value: str  # The value chosen ("-" when the setting is left out).
+    reason: str  # Why: the config key, the table row and its source, the plan figure.
+
+
+@schema
+class Derivation:
+    """Where a recipe derived from a checkpoint came from, and every choice made for it."""
+
+    source: str  # The checkpoint: a hub repo id (org/name) or a local directory.
+    revision: str | None = None  # The hub revision asked for (branch, tag or commit), if any.
+    commit: str | None = None  # The hub commit the files were read at, when known.
+    vllm: str | None = None  # The vLLM release whose parser registry the parsers were checked against.
+    choices: list[Choice] = field(default_factory=list)  # Every choice with its reason.
+    warnings: list[str] = field(default_factory=list)  # What was left out or could not be decided.
+
+
+@schema
 class ModelRecipe:
     """A quantized model and everything needed to serve it well."""
 
@@ -216,6 +238,10 @@ class ModelRecipe:
     card: CardSettings | None = None  # The model card's published launch settings.
     profiles: dict[str, ProfileSettings] = field(default_factory=dict)  # Per-GPU-profile settings; a profile not listed cannot run the recipe.
     speculative: Speculative | None = None  # MTP speculative decoding settings (None: the checkpoint has no MTP head).
+    model_path: str | None = None  # Local checkpoint directory vLLM serves instead of the hub repo (recipes of one's own).
+    revision: str | None = None  # Hub revision (branch, tag or commit) to serve: vLLM's --revision.
+    sampling_defaults: dict[str, float] = field(default_factory=dict)  # generation_config.json's sampling values vLLM applies as request defaults (--generation-config auto).
+    derivation: Derivation | None = None  # For recipes derived from a checkpoint: its source and every choice with its reason.
 
     def __post_init__(self) -> None:
         require_match(self.name, DOTTED_KEY, "name")

@@ -80,6 +80,7 @@ class ModelConfig:
 
 def load(source: CheckpointSource) -> ModelConfig:
     root = read_json(source, "config.json", required=True)
+    assert root is not None  # required: a missing file raised
     text_key = None
     text = root
     found = [k for k in TEXT_CONFIG_KEYS if isinstance(root.get(k), dict)]

@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
-from servectl.catalog.recipe import Architecture, LinearAttention, MambaState, MlaAttention
+from servectl.catalog.recipe import Architecture, LinearAttention, MambaState, MlaAttention, VisionEncoder
 from servectl.checkpoint import configfile, families
 from servectl.checkpoint.configfile import ModelConfig, Sourced
 from servectl.checkpoint.safetensors import Weights, index_total, weights
@@ -139,7 +139,7 @@ def model_dtype(cfg: ModelConfig, w: Weights | None) -> Sourced:
     return Sourced(dtype, src)
 
 
-def quantization(cfg: ModelConfig, dtype: str, model_type: str) -> tuple[str, str | None, str, str]:
+def quantization(cfg: ModelConfig, dtype: str, model_type: str) -> tuple[str, str | None, Literal["auto", "fp8"], str]:
     """(servectl's label, quant_method, KV dtype `auto` resolves to, where that came from)."""
     q = cfg.root.get("quantization_config") or cfg.root.get("compression_config") or cfg.text.get("quantization_config")
     if not isinstance(q, dict):
@@ -149,7 +149,7 @@ def quantization(cfg: ModelConfig, dtype: str, model_type: str) -> tuple[str, st
         method = "gpt_oss_mxfp4"  # model_executor/models/config.py:447-463
     fmt = str(q.get("format", "")).lower()
     bits = q.get("bits") or q.get("w_bit")
-    inner = q.get("quantization") if isinstance(q.get("quantization"), dict) else {}
+    inner: dict = q["quantization"] if isinstance(q.get("quantization"), dict) else {}
     algo = str(inner.get("quant_algo") or q.get("quant_algo") or "").lower()
     if "nvfp4" in (method + fmt + algo) or method == "modelopt_fp4":
         label = "nvfp4"
@@ -163,7 +163,8 @@ def quantization(cfg: ModelConfig, dtype: str, model_type: str) -> tuple[str, st
         label = "gptq-int8"
     else:
         label = "bf16" if dtype == "bfloat16" else "fp16"
-    kv, kv_src = "auto", "model dtype"
+    kv: Literal["auto", "fp8"] = "auto"
+    kv_src = "model dtype"
     kv_algo = inner.get("kv_cache_scheme") or q.get("kv_cache_scheme") or inner.get("kv_cache_quant_algo") or q.get("kv_cache_quant_algo")
     if kv_algo:
         if isinstance(kv_algo, dict) and kv_algo.get("num_bits") == 8 and kv_algo.get("type", "float") == "float":
@@ -314,6 +315,14 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
     figs["vocab_size"] = vocab
     experts = cfg.get("num_experts", None).value or cfg.get("n_routed_experts", None).value or cfg.get("num_local_experts", None).value or 0
     per_tok = cfg.get("num_experts_per_tok", None).value or 0
+    if experts:
+        figs["num_experts"] = Sourced(experts, "config.json num_experts / n_routed_experts / num_local_experts")
+    mtp_s = next((cfg.get(k) for k in ("mtp_num_hidden_layers", "num_nextn_predict_layers") if cfg.has(k)), None)
+    mtp = mtp_s.value if mtp_s is not None and isinstance(mtp_s.value, int) and mtp_s.value > 0 else 0
+    if mtp and mtp_s is not None:
+        figs["mtp_layers"] = mtp_s  # the multi-token-prediction head (loaded only when speculating)
+    shared = cfg.value("shared_expert_intermediate_size", 0)
+    vision = _vision(cfg.root.get("vision_config"))
     attn = sum(k in ("full_attention", "sliding_attention", "chunked_attention", "attention+mamba") for k in kinds)
     state = sum(k in ("linear_attention", "mamba", "attention+mamba") for k in kinds)
     arch = Architecture(
@@ -324,11 +333,22 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
         vocab_size=_int(vocab, "vocab_size"), max_position_embeddings=int(length.value), dtype=dtype.value,
         layer_types=kinds, sliding_window=lay.sliding_window.value if lay.sliding_window else None,
         attention_chunk_size=_int(lay.attention_chunk_size, "attention_chunk_size") if lay.attention_chunk_size else None,
-        mla=mla, mamba=mamba)
+        mla=mla, mamba=mamba, kv_cache_dtype=kv_dtype, mtp_layers=mtp,
+        shared_expert_intermediate_size=shared if isinstance(shared, int) and shared > 0 else 0, vision=vision)
     notes = list(fam.notes)
     if cfg.get("use_bidirectional_attention", None).value:
         notes.append("use_bidirectional_attention: transformers halves the sliding window for this config")
     return Derived(arch, fam, model_type, figs, label, method, kv_dtype, w, wsrc, sparse, notes)
+
+
+def _vision(vision: Any) -> VisionEncoder | None:
+    """The vision tower's geometry when config.json has one (its weights come with the checkpoint's)."""
+    if not isinstance(vision, dict):
+        return None
+    def first(*keys: str) -> int | None:
+        return next((v for k in keys if isinstance(v := vision.get(k), int) and not isinstance(v, bool) and v > 0), None)
+    depth, hidden, patch = first("depth", "num_hidden_layers"), first("hidden_size", "embed_dim"), first("patch_size")
+    return VisionEncoder(depth=depth, hidden_size=hidden, patch_size=patch, params_b=0.0) if depth and hidden and patch else None
 
 
 def _summary(kinds: list[str]) -> str:

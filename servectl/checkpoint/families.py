@@ -83,7 +83,7 @@ def _layer_types(cfg: ModelConfig, n: int, key: str = "layer_types") -> list[str
         return None
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
         raise UserError(f"config.json {key} is not a list of layer kinds")
-    kinds = [LEGACY_LAYER_TYPES.get(x, x) for x in raw]
+    kinds = [LEGACY_LAYER_TYPES.get(x) or x for x in raw]
     if len(kinds) != n:
         raise UserError(f"config.json {key} has {len(kinds)} entries for {n} layers")
     return kinds
@@ -182,7 +182,8 @@ def nemotron_h_layers(cfg: ModelConfig, n: int) -> Layers:
         listed = cfg.get(key, None).value
         if not isinstance(listed, list):
             raise UserError("config.json has neither hybrid_override_pattern nor layers_block_type")
-        raw = [{"moe": "none", "mlp": "none"}.get(LEGACY_LAYER_TYPES.get(t, t), LEGACY_LAYER_TYPES.get(t, t)) for t in listed]
+        named = [LEGACY_LAYER_TYPES.get(str(t)) or str(t) for t in listed]
+        raw = [{"moe": "none", "mlp": "none"}.get(t, t) for t in named]
         src = f"config.json {key}"
     window = _window(cfg)
     kinds = [("mamba" if k == "linear_attention" else

@@ -1,7 +1,11 @@
-"""A recipe for a checkpoint directory: the derived architecture plus the plain settings any profile can run
-(no parsers, no card, no tuned flags), so `plan DIR` and `models show DIR` work like a catalog recipe."""
+"""A plain recipe from a checkpoint's files: the derived architecture and the settings any profile can run (no
+parsers, no card, no tuned flags), weights estimated from the architecture when there are no safetensors headers.
+The planner's view of a config.json alone (public configs, captured starts); `plan DIR` and `models show DIR` go
+through checkpoint.serving's full recipe, which derives the same architecture."""
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 from servectl.catalog.recipe import Architecture, ModelRecipe, ProfileSettings
 from servectl.checkpoint.derive import Derived, derive, recipe_name
@@ -54,7 +58,7 @@ def checkpoint_recipe(source: CheckpointSource, profiles: list[str], derived: De
     name = recipe_name(source)
     recipe = ModelRecipe(
         name=name, title=f"{d.family.title}: {source.name}", repo=str(source.name), served_model_name=name,
-        quantization=d.quantization, quantization_method=d.quant_method, weights_gib=weights, architecture=d.architecture,
+        quantization=cast(Any, d.quantization), quantization_method=d.quant_method, weights_gib=weights, architecture=d.architecture,
         min_vllm=">=0", profiles={p: ProfileSettings() for p in profiles},
     )
     return recipe, d

@@ -39,7 +39,7 @@ class Weights:
     @property
     def main_dtype(self) -> str | None:
         """The dtype holding most bytes (vLLM falls back to the weights' dtype when config.json names none)."""
-        return max(self.dtypes, key=self.dtypes.get) if self.dtypes else None
+        return max(self.dtypes, key=lambda d: self.dtypes[d]) if self.dtypes else None
 
 
 def parse_header(raw: bytes, where: str) -> dict:

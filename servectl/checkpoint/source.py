@@ -93,15 +93,3 @@ class LocalDirectory:
             raise UserError(f"{self.name}/{path} ends inside its safetensors header", "is the file complete?")
         return raw
 
-
-def open_source(model: str) -> CheckpointSource | None:
-    """The source a MODEL argument names: a local checkpoint directory, or None (a catalog recipe name)."""
-    p = Path(model).expanduser()
-    if p.is_dir():
-        return LocalDirectory(p)
-    return None
-
-
-def looks_like_path(model: str) -> bool:
-    """Whether MODEL was meant as a path (so a missing directory is reported as such, not as an unknown recipe)."""
-    return model.startswith((".", "/", "~")) or os.sep in model and not model.count("/") == 1

@@ -28,14 +28,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("servectl.cli.serve_cmd:down", "Stop a deployment (its whole process group or container)."),
     "gpus": ("servectl.cli.gpus_cmd:gpus_cmd", "Detect GPUs (NVML, rocm-smi, unified memory) and the profile that fits."),
     "logs": ("servectl.cli.serve_cmd:logs", "Show a deployment's server log."),
-    "models": ("servectl.cli.catalog_cmds:models", "Model recipes in the catalog."),
+    "models": ("servectl.cli.catalog_cmds:models", "Model recipes: curated, your own, any hub repo or checkpoint directory."),
     "patch": ("servectl.cli.patch_cmd:patch", "Known vLLM bugs: check, apply, revert, verify in an installed vLLM."),
     "plan": ("servectl.cli.plan_cmd:plan_cmd", "Predict vLLM's memory and KV cache before anything loads."),
     "presets": ("servectl.cli.proxy_cmd:presets", "Sampling presets the proxy serves."),
     "profiles": ("servectl.cli.catalog_cmds:profiles", "GPU profiles in the catalog."),
+    "pull": ("servectl.cli.pull_cmd:pull", "Download a hub model's files vLLM loads into the HF cache (disk checked first)."),
     "proxy": ("servectl.cli.proxy_cmd:proxy", "Serve sampling presets as virtual model names in front of vLLM."),
     "render": ("servectl.cli.render_cmd:render", "Render the launch: vllm argv, config, docker, compose, systemd, Kubernetes."),
     "status": ("servectl.cli.serve_cmd:status", "List deployments and whether they are running."),
+    "top": ("servectl.cli.top_cmd:top", "Watch vLLM servers live from /metrics: load, tokens/s, latency, KV cache, memory."),
     "up": ("servectl.cli.serve_cmd:up", "Plan, patch-check, launch vLLM, follow its start-up, health-check it."),
 }
 

@@ -1,4 +1,4 @@
-"""`servectl profiles list|show` and `servectl models list|show`."""
+"""`servectl profiles list|show` and `servectl models list|show|add`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import yaml
 from rich.table import Table
 
 from servectl.catalog.load import load_catalog
-from servectl.cli.app import console, emit_json
+from servectl.cli.app import console, emit_json, warn
+from servectl.console import plain
 
 
 @click.group()
@@ -54,75 +55,119 @@ def profiles_show(name: str, as_json: bool) -> None:
 
 @click.group()
 def models() -> None:
-    """Model recipes (quantized checkpoints and how to serve them)."""
+    """Model recipes: the curated catalog, recipes of your own, and any hub repo or checkpoint directory."""
 
 
 @models.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models_list(as_json: bool) -> None:
-    """List model recipes and the GPU profiles each runs on."""
+    """List the curated recipes and your own ($XDG_CONFIG_HOME/servectl/recipes/), with the GPU profiles each runs on.
+    A recipe file of yours that does not validate is named with its line (exit 2 after the listing).
+
+    --json keys: name, title, repo, quantization, weights_gib, min_vllm, profiles, card_profiles, source (curated |
+    user), file (user recipes: the YAML file)."""
+    from servectl.catalog import user
+    from servectl.errors import EXIT_BAD_INPUT
+
     cat = load_catalog()
+    mine, broken = user.load_all(cat)
+    rows = [(m, "curated", None) for m in cat.models.values()] + [(u.recipe, "user", str(u.path)) for u in mine]
     if as_json:
         emit_json([
             {"name": m.name, "title": m.title, "repo": m.repo, "quantization": m.quantization,
              "weights_gib": m.weights_gib, "min_vllm": m.min_vllm, "profiles": list(m.profiles),
-             "card_profiles": card_profiles(m, cat)}
-            for m in cat.models.values()
+             "card_profiles": card_profiles(m, cat), "source": source, **({"file": file} if file else {})}
+            for m, source, file in rows
         ])
+    else:
+        table = Table(title="Model recipes")
+        for col in ("name", "source", "checkpoint", "format", "weights", "runs on (card settings*)"):
+            table.add_column(col, no_wrap=col == "name")
+        for m, source, _ in rows:
+            carded = set(card_profiles(m, cat))
+            runs = ", ".join(p + ("*" if p in carded else "") for p in m.profiles)
+            table.add_row(m.name, source, plain(m.model_path or m.repo), m.quantization, f"{m.weights_gib:.3g} GiB", runs)
+        console.print(table)
+    for err in broken:
+        click.echo(f"error: {plain(err.one_line())}", err=True)
+    if broken:
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _explain(resolved) -> None:
+    """The choices of a derived (or user) recipe: setting, value, why."""
+    rec = resolved.recipe
+    d = rec.derivation
+    console.print(plain(f"{rec.name}: {resolved.origin} recipe" + (f" ({resolved.file})" if resolved.file else "")
+                        + (f", derived from {d.source}" if d else "")), highlight=False, soft_wrap=True)
+    if d is None:
         return
-    table = Table(title="Model recipes")
-    for col in ("name", "repo", "format", "weights", "runs on (card settings*)"):
-        table.add_column(col, no_wrap=col == "name")
-    for m in cat.models.values():
-        carded = set(card_profiles(m, cat))
-        runs = ", ".join(p + ("*" if p in carded else "") for p in m.profiles)
-        table.add_row(m.name, m.repo, m.quantization, f"{m.weights_gib:g} GiB", runs)
+    table = Table(title=f"how {rec.name} is served" + (f" (parsers checked against vLLM {d.vllm})" if d.vllm else ""),
+                  show_lines=False)
+    for col in ("setting", "value", "why"):
+        table.add_column(col, overflow="fold")
+    for c in d.choices:
+        table.add_row(plain(c.setting), plain(c.value), plain(c.reason))
     console.print(table)
+    for w in d.warnings:
+        warn(w)
 
 
 @models.command("show")
-@click.argument("name")
+@click.argument("model")
+@click.option("--python", "python", metavar="PATH", help="The vLLM environment that will run it (its release decides the parsers).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def models_show(name: str, as_json: bool) -> None:
-    """Show every field of one model recipe, or what a checkpoint directory is as vLLM reads it.
+def models_show(model: str, python: str | None, as_json: bool) -> None:
+    """Show a recipe: a curated or user recipe's every field, or for a hub repo (org/name[@revision]) or a checkpoint
+    directory the recipe servectl derives, every choice with its value and reason.
 
-    For a directory: every figure (layer layout, KV heads, head size, window, MLA, state geometry, native length,
-    dtype, quantization, weights) with its source. --json keys: figures (name -> value, source), architecture,
-    family, quantization, quant_method, kv_cache_dtype, weights_gib, weights_source, sparse_attention, notes.
-    """
-    cat = load_catalog()
-    if name not in cat.models:
-        from servectl.checkpoint.source import looks_like_path, open_source
+    --json: the recipe's fields (a derived one's choices under derivation.choices) plus source (curated | user |
+    repo | directory) and file (user recipes)."""
+    from servectl.plan.any_model import resolve_model
 
-        source = open_source(name)
-        if source is not None:
-            return _show_checkpoint(source, as_json)
-        if looks_like_path(name):
-            from servectl.errors import UserError
-
-            raise UserError(f"{name} is not a checkpoint directory", "give a directory with config.json, or a recipe name")
-    data = asdict(cat.model(name))
+    resolved = resolve_model(model, python=python)
+    data = asdict(resolved.recipe)
     if as_json:
-        emit_json(data)
-    else:
-        click.echo(yaml.safe_dump(data, sort_keys=False))
-
-
-def _show_checkpoint(source, as_json: bool) -> None:
-    from servectl.checkpoint.derive import as_json as derived_json, derive
-
-    d = derive(source)
-    if as_json:
-        emit_json(derived_json(d))
+        emit_json({**data, "source": resolved.origin, **({"file": str(resolved.file)} if resolved.file else {})})
         return
-    table = Table(title=f"{source.name}: {d.family.title}")
-    for col in ("figure", "value", "source"):
-        table.add_column(col, overflow="fold")
-    for key, fig in d.figures.items():
-        table.add_row(key, str(fig.value), fig.source)
-    console.print(table)
-    for note in d.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    if resolved.recipe.derivation is not None:
+        _explain(resolved)
+        if resolved.derived:
+            console.print(plain(f"keep it as a recipe of your own: servectl models add {model}"), highlight=False, soft_wrap=True)
+        return
+    click.echo(yaml.safe_dump(data, sort_keys=False))
+
+
+@models.command("add")
+@click.argument("model", metavar="REPO|DIR")
+@click.option("--name", help="Recipe name (default: from the checkpoint's name, e.g. Qwen/Qwen3-8B -> qwen3-8b).")
+@click.option("--force", is_flag=True, help="Replace a recipe of yours with the same name.")
+@click.option("--python", "python", metavar="PATH", help="The vLLM environment that will run it (its release decides the parsers).")
+@click.option("--json", "as_json", is_flag=True, help="Print {name, file, source} as JSON.")
+def models_add(model: str, name: str | None, force: bool, python: str | None, as_json: bool) -> None:
+    """Derive the recipe for a hub repo or a checkpoint directory and keep it in your catalog
+    ($XDG_CONFIG_HOME/servectl/recipes/NAME.yaml, written atomically), where you edit it."""
+    from servectl.catalog import user
+    from servectl.catalog.base import DOTTED_KEY
+    from servectl.checkpoint.ref import parse
+    from servectl.errors import UserError
+    from servectl.plan.any_model import derive_recipe
+
+    if name is not None and not DOTTED_KEY.match(name):
+        raise UserError(f"--name {name!r}: use lower-case letters, digits, '.' and '-', starting with a letter or digit")
+    cat = load_catalog()
+    if parse(model) is None:
+        raise UserError(f"{model!r} is neither a hub repo id (org/name[@revision]) nor a checkpoint directory",
+                        "`servectl models add Qwen/Qwen3-8B` or `servectl models add ./my-checkpoint`")
+    recipe = derive_recipe(model, python=python, name=name, catalog=cat)
+    path = user.write(recipe, cat, overwrite=force)
+    if as_json:
+        emit_json({"name": recipe.name, "file": str(path), "source": "user"})
+        return
+    for w in recipe.derivation.warnings if recipe.derivation else []:
+        warn(w)
+    console.print(plain(f"wrote {path}: recipe {recipe.name} (runs on {', '.join(recipe.profiles) or 'no profile'}); "
+                        f"`servectl models show {recipe.name}` explains it, edit the file to change it"), highlight=False, soft_wrap=True)
 
 
 def card_profiles(recipe, cat) -> list[str]:

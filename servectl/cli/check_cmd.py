@@ -29,7 +29,8 @@ def _check_url(url: str) -> None:
 @click.option("--duration", metavar="TIME", help="How long `--level soak` loads the server (30s, 10m, 1h) [default: 10m].")
 @click.option("--max-num-seqs", type=click.IntRange(min=1), metavar="N",
               help="The concurrency the server promises, when servectl cannot read its flags (a server on another machine).")
-@click.option("--model", help="Expected served model name (or a recipe name); default: the one /v1/models lists.")
+@click.option("--model", help="Expected served model name, or a recipe (curated, your own, a hub repo id or a checkpoint "
+                               "directory: its parsers say what is checked); default: the one /v1/models lists.")
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the server's API key (sent as Bearer).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds allowed per request.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -55,8 +56,12 @@ def check(url: str, level: str, duration: str | None, max_num_seqs: int | None, 
     def on_progress(text: str) -> None:  # long checks say what they do (stderr: --json output stays clean)
         err_console.print(f"  {text}", highlight=False, soft_wrap=True)
 
-    report = run_level(url, level, model=model, api_key_env=api_key_env, timeout_s=timeout, duration_s=duration_s,
-                       max_num_seqs=max_num_seqs, on_check=on_check, on_progress=on_progress)
+    from servectl.launch.workflow import check_expectations
+
+    expect = check_expectations(url, model)
+    report = run_level(url, level, model=model if expect is None else expect.served_name, api_key_env=api_key_env,
+                       timeout_s=timeout, duration_s=duration_s, max_num_seqs=max_num_seqs, on_check=on_check,
+                       on_progress=on_progress, expect=expect)
     if as_json:
         emit_json({**report.to_json(), "level": level})
     else:

@@ -76,11 +76,15 @@ def _table(plan) -> None:
 @click.option("--nodes", type=click.IntRange(1, 64), help="Plan the multi-node Ray layout on N nodes of this GPU profile "
                                                            "(tensor parallel within a node, pipeline parallel across).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw the memory and the KV cache's blocks into FILE (.svg or .png; needs matplotlib: servectl[plot]).")
 @click.pass_context
 def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
              estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
-             model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None) -> None:
-    """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it.
+             model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None,
+             plot: Path | None = None) -> None:
+    """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it. MODEL is a recipe
+    (curated or your own), a hub repo id (org/name[@revision]) or a checkpoint directory.
 
     MODEL is a recipe name or a local checkpoint directory (its config.json read as vLLM reads it).
 
@@ -101,16 +105,33 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     tensor_parallel_size, pipeline_parallel_size, ranks, layers_per_node, per_node (node, layers,
     full_attention_layers, linear_attention_layers, ranks, weights_mib_per_rank, kv_available_mib_per_rank,
     kv_block_bytes_per_rank, kv_blocks, kv_used_mib_per_rank, kv_unused_mib_per_rank), bottleneck (node,
-    kv_blocks, reason), num_blocks, kv_cache_tokens_real, fits, weights_mib_total, max_weights_mib_per_rank, note.
+    kv_blocks, reason), num_blocks, kv_cache_tokens_real, fits, weights_mib_total, max_weights_mib_per_rank, note;
+    kv_layout (block_size, page_bytes, layers_per_group, block_bytes, groups [kind, count, blocks_per_request],
+    null_blocks, blocks_per_request: what one request of max_model_len pins).
+
+    --plot FILE draws the memory as a stacked bar (one per node with --nodes) and the KV cache's blocks.
     """
+    if plot is not None:  # refused before planning; matplotlib loads only here
+        from servectl.observe.plot_style import plot_format, require_matplotlib
+
+        plot_format(plot)
+        require_matplotlib()
+    from servectl.plan.any_model import resolve_model
+
     env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
-    plan = service.build(model, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
+    plan = service.build(resolve_model(model, python=python).recipe, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
                          target_context=target_context, target_concurrency=target_concurrency, env=env,
                          model_path=model_path, python=python, speculative=speculative, nodes=nodes)
+    if plot is not None:
+        from servectl.observe.plan_plot import draw
+
+        draw(plan.to_json(), plot)
     if as_json:
         emit_json(plan.to_json())
     else:
         _table(plan)
+        if plot is not None:
+            console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
 
 
 @click.command("calibrate")
@@ -127,7 +148,9 @@ def calibrate_cmd(model: str, gpu: str | None, log_file: Path, host: str | None,
     measured_available_mib, predicted_available_mib, measured_block_size, predicted_block_size, measured_terms_gib,
     starts, overheads, source, file.
     """
-    rec, path = service.calibrate_from_log(model, gpu, log_file, host=host)
+    from servectl.plan.any_model import resolve_model
+
+    rec, path = service.calibrate_from_log(resolve_model(model).recipe, gpu, log_file, host=host)
     out = {**asdict(rec), "file": str(path)}
     if as_json:
         emit_json(out)

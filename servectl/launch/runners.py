@@ -255,9 +255,7 @@ class DockerRunner:
 
         run = container_run(spec)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        kwargs = sdk_kwargs(run, os.environ)
-        if spec.model.startswith("/") and os.path.isdir(spec.model):  # a local checkpoint: visible at the same path
-            kwargs["volumes"][spec.model] = {"bind": spec.model, "mode": "ro"}
+        kwargs = sdk_kwargs(run, os.environ)  # a local checkpoint is mounted read-only at the same path (container_run)
         with open(log_path, "ab") as log:
             log.write(f"# servectl: {shlex.join(docker_argv(run))}\n# env: {' '.join(run.env)} inherited: {' '.join(run.secret_env)}\n".encode())
         try:

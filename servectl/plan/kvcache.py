@@ -69,8 +69,10 @@ class Spec:
         if self.kind == "mamba":
             return self.state_blocks
         if self.kind in ("sliding_window", "sliding_window_mla"):
+            assert self.window is not None
             return math.ceil(min(self.window - 1 + in_flight, length) / self.block_size) + 1
         if self.kind == "chunked_local":
+            assert self.window is not None
             return math.ceil(min(self.window + in_flight, length) / self.block_size)
         return math.ceil(length / self.block_size)
 
@@ -214,6 +216,7 @@ def _mamba_state(arch: Architecture, tp: int, num_spec: int, model_bytes: int, s
         conv = (m.conv_kernel - 1 + num_spec) * conv_dim * model_bytes
         return conv + (m.num_heads // tp) * m.head_dim * m.state_size * ssm_bytes
     lin = arch.linear
+    assert lin is not None, "linear_attention layers need the `linear` geometry"
     conv_dim = (lin.key_head_dim * lin.num_key_heads * 2 + lin.value_head_dim * lin.num_value_heads) // tp
     conv = (lin.conv_kernel_dim - 1 + num_spec) * conv_dim * model_bytes
     return conv + (lin.num_value_heads // tp) * lin.value_head_dim * lin.key_head_dim * ssm_bytes

@@ -234,7 +234,6 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     cpu = profile.vendor == "cpu"
     tp = s.tensor_parallel_size
     host = host or CpuFeatures()
-    hybrid = bool(arch.linear_attention_layers)
     fig: dict[str, Figure] = {}
     notes: list[str] = []
     warnings: list[str] = []
@@ -471,7 +470,25 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
                 max_model_len=mml, block_size=lay.block_size, num_blocks=nb, kv_cache_tokens_logged=logged,
                 kv_cache_tokens_real=real, max_concurrency=conc, total_vram_mib=vram / MIB, budget=budget,
                 figures=fig, flags=flags or [], env=env, fits=fits, vllm_starts=True, warnings=warnings, notes=notes,
-                layout=layout_rows)
+                layout=layout_rows, kv_layout=kv_layout(lay, mml))
+
+
+def kv_layout(lay: Layout, max_model_len: int) -> dict:
+    """`plan --json` kv_layout: the KV groups and what one request of max_model_len pins in each (blocks of
+    the one shared pool: kv_cache_utils.py groups, kv_cache_interface.py max_memory_usage_bytes). Groups of one
+    kind that pin different counts (a sliding window beside full attention) are separate entries."""
+    groups: list[dict] = []
+    for i, g in enumerate(lay.groups):
+        kind = "attention" if g.spec.is_attention else "mamba"
+        pins = lay.group_blocks(i, max_model_len) if max_model_len else 0
+        same = next((e for e in groups if e["kind"] == kind and e["blocks_per_request"] == pins), None)
+        if same:
+            same["count"] += 1
+        else:
+            groups.append({"kind": kind, "count": 1, "blocks_per_request": pins})
+    return {"block_size": lay.block_size, "page_bytes": lay.page_bytes, "layers_per_group": lay.layers_per_group,
+            "block_bytes": lay.block_bytes, "groups": groups, "null_blocks": 1,
+            "blocks_per_request": lay.blocks_per_request(max_model_len) if max_model_len else 0}
 
 
 def _json_value(raw: str, flag: str) -> dict:

@@ -4,6 +4,8 @@ starts it learns from. `plan`, `calibrate --log` and the launch workflow call th
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from servectl.plan import calibrate as cal
 from servectl.plan import multinode, planner, vllm_log
 from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
 from servectl.plan.models import Plan
+from servectl.spec import known_bug_guards
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 
@@ -147,30 +150,10 @@ def learn_from_start(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[s
     return cal.save(cal.compare(plan, fig, source, default_block_size=default_block_size(profile, vllm_args)))
 
 
-@dataclass(frozen=True)
-class Model:
-    """What a MODEL argument names: a catalog recipe, or a checkpoint directory and the recipe derived from it."""
-
-    recipe: ModelRecipe
-    checkpoint: Path | None = None  # the directory, when MODEL is one
-    derived: object | None = None  # servectl.checkpoint.derive.Derived of a checkpoint
-
-
-def model_for(cat, model: str) -> Model:
-    """A recipe name, or a local checkpoint directory (its config.json read as vLLM reads it)."""
-    if model in cat.models:
-        return Model(cat.model(model))
-    from servectl.checkpoint.source import looks_like_path, open_source
-
-    source = open_source(model)
-    if source is None:
-        if looks_like_path(model):
-            raise UserError(f"{model} is not a checkpoint directory", "give a directory with config.json, or a recipe name")
-        cat.model(model)  # unknown name: did-you-mean
-    from servectl.checkpoint.recipe import checkpoint_recipe
-
-    recipe, derived = checkpoint_recipe(source, list(cat.gpus))
-    return Model(recipe, Path(model).expanduser(), derived)
+def _recipe(cat, model: str | ModelRecipe) -> ModelRecipe:
+    """A recipe given as such (servectl.plan.any_model resolved it: a repo, a directory, a recipe of one's own), or a
+    catalog name."""
+    return model if isinstance(model, ModelRecipe) else cat.model(model)
 
 
 def profile_for(cat, gpu: str | None):
@@ -190,7 +173,7 @@ def _vllm_parser_verdict(target: Target, tokens: list[str]) -> str | None:
     return vllm_parse([tokens], target.python)[0]
 
 
-def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,
+def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,
           vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
           model_path: str | None = None, python: str | None = None, speculative: str | None = None,
@@ -202,27 +185,26 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
 
     Raises UserError only where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
     cat = load_catalog()
-    named = model_for(cat, model)
-    recipe, profile = named.recipe, profile_for(cat, gpu)
+    recipe, profile = _recipe(cat, model), profile_for(cat, gpu)
     tokens = command_tokens(vllm_tokens)
     _, other_tokens = split_memory_flags(tokens)
     # force: servectl's own guards become warnings here; a plan refuses only what vLLM refuses
-    checkpoint = Path(model_path) if model_path else (named.checkpoint or cached_checkpoint(recipe.repo))
-    headers, weights_from = None, "the safetensors headers"
-    if checkpoint is not None and named.checkpoint is not None and not model_path:
-        w = named.derived.weights  # read with the config (None: neither headers nor an index; estimated)
-        headers = (w.loaded_bytes, w.skipped_bytes) if w is not None else None
-        weights_from = w.source if w is not None else weights_from
-    elif checkpoint is not None:
-        headers = weight_bytes(checkpoint)
+    local = model_path or recipe.model_path
+    checkpoint = Path(local) if local else cached_checkpoint(recipe.repo)
+    headers = weight_bytes(checkpoint) if checkpoint is not None else None
     if speculative and headers is not None and not headers[1] and speculative.strip().lower() != "off":
         # vLLM cannot start a draft without weights: a refusal of vLLM's own, so not a forceable guard here
         resolve(Request(recipe=recipe, profile=profile, speculative=speculative, checkpoint_mtp=False, force=True))
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=True,
-                           speculative=speculative, vllm_version=vllm_version))
+                           speculative=speculative, vllm_version=vllm_version, known_bugs=False))
     # a caller planning many command lines for one target passes it (then vLLM's parser is not asked again)
     given = target is not None
     target = target or target_for(profile, override=vllm_version, image=spec.image, python=python)
+    # known bugs of the release the plan is for (guards are reported, like servectl's own guards here)
+    bugs = known_bug_guards.check(recipe, profile, va.parse_args(spec.vllm_args),
+                                  {**known_bug_guards.caller_env(dict(os.environ)), **spec.env}, target.version)
+    spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *(f"forced past guard {v.id}: {v.message}"
+                                                                      for v in bugs.violations)])
     verdict = None if given else _vllm_parser_verdict(target, tokens)
     if verdict:
         raise UserError(f"vLLM {target.version} rejects the flags: {verdict}", "fix or drop the flag vLLM names")
@@ -231,16 +213,13 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
         run_env[ESTIMATE_ENV] = "1" if estimate else "0"
     s = planner.settings_from_flags(va.parse_args(split_memory_flags(spec.vllm_args)[0]), run_env)
     derived_notes: list[str] = []
-    if named.derived is not None:
-        d = named.derived
-        derived_notes.append(f"{d.family.title}: {_layers(d)}")
-        derived_notes += d.notes
-        if s.kv_cache_dtype == "auto" and d.kv_cache_dtype != "auto":
-            s = replace(s, kv_cache_dtype=d.kv_cache_dtype)
-            derived_notes.append(f"KV cache {d.kv_cache_dtype}: the checkpoint's quantization_config asks for it "
-                                 "(vLLM resolves --kv-cache-dtype auto to it)")
-        if d.sparse_attention and profile.vendor != "cpu":
-            derived_notes.append("DeepSeek sparse attention: its indexer cache is not in these figures")
+    arch = recipe.architecture
+    if s.kv_cache_dtype == "auto" and arch.kv_cache_dtype != "auto":
+        s = replace(s, kv_cache_dtype=arch.kv_cache_dtype)
+        derived_notes.append(f"KV cache {arch.kv_cache_dtype}: the checkpoint's quantization_config asks for it "
+                             "(vLLM resolves --kv-cache-dtype auto to it)")
+    if arch.mla is not None and arch.mla.sparse and profile.vendor != "cpu":
+        derived_notes.append("DeepSeek sparse attention: its indexer cache is not in these figures")
     if nodes is not None and nodes >= 2:
         s = replace(s, tensor_parallel_size=profile.count)  # render.multinode's layout: one TP group per node
     correction = cal.correction_for(recipe.name, profile.name, target.version)
@@ -254,7 +233,7 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
         kw["weights_gib"] = loaded / 2**30
         if skipped:
             kw["mtp_weights_gib"] = skipped / 2**30
-        notes.append(f"weights {loaded / 2**30:.2f} GiB from {weights_from} in {checkpoint}"
+        notes.append(f"weights {loaded / 2**30:.2f} GiB from the safetensors headers in {checkpoint}"
                      + (f" ({skipped / 2**30:.2f} GiB of MTP head not loaded)" if skipped else ""))
     if target_context:
         s, target_notes = planner.plan_for_target(recipe, profile, s, target_context, target_concurrency,
@@ -276,10 +255,6 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     rest = [n for n in plan.notes if n not in calibrated]
     return replace(plan, notes=calibrated + notes + rest, ignored_flags=other_tokens,
                    warnings=list(spec.warnings) + plan.warnings)
-
-
-def _layers(d) -> str:
-    return str(d.figures["layer_layout"].value) + (f", window {d.architecture.sliding_window}" if d.architecture.sliding_window else "")
 
 
 def speculative_summary(plan: Plan, without: Plan, depth: int) -> dict:
@@ -308,7 +283,7 @@ def _tokens_from_log(fig: vllm_log.LogFigures) -> list[str]:
     return tokens
 
 
-def calibrate_from_log(model: str, gpu: str | None, log_file: Path, host: str | None = None) -> tuple[cal.CalibrationRecord, Path]:
+def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path, host: str | None = None) -> tuple[cal.CalibrationRecord, Path]:
     """Plan the flags a real start used (for the release it logged), compare with what it logged, store the start
     for (recipe, profile, release, host)."""
     fig = vllm_log.parse_text(Path(log_file).read_text(errors="replace"))
@@ -316,7 +291,7 @@ def calibrate_from_log(model: str, gpu: str | None, log_file: Path, host: str | 
         raise UserError(f"{Path(log_file).name} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
                         "pass the log of a vLLM start that reached the KV cache allocation")
     cat = load_catalog()
-    recipe, profile = cat.model(model), profile_for(cat, gpu)
+    recipe, profile = _recipe(cat, model), profile_for(cat, gpu)
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=_tokens_from_log(fig), force=True))
     target = target_for(profile, image=spec.image)
     if fig.vllm_version:

@@ -34,10 +34,16 @@ class ContainerRun:
     ipc: str | None = None
     shm_size: str | None = None  # only when ipc is not set (host IPC has no own /dev/shm)
     security_opt: list[str] = field(default_factory=list)
+    model_mount: str | None = None  # a local checkpoint directory: mounted read-only at the same path
 
 
 def container_run(spec: LaunchSpec) -> ContainerRun:
     c = spec.container
+    if spec.model.startswith("/") and (":" in spec.model or "," in spec.model):
+        from servectl.errors import UserError
+
+        raise UserError(f"{spec.model!r}: a container mount cannot name a path with ':' or ','",
+                        "move or link the checkpoint to a plain path")
     return ContainerRun(
         image=spec.image or DEFAULT_IMAGE, name=spec.name, command=[spec.model, *spec.vllm_args], remove=spec.remove,
         secret_env=list(spec.secret_env), env=dict(spec.env),
@@ -46,6 +52,8 @@ def container_run(spec: LaunchSpec) -> ContainerRun:
         devices=list(c.devices) if c else [], group_add=list(c.group_add) if c else [],
         ipc=c.ipc if c else None, shm_size=(c.shm_size if c and not c.ipc else None),
         security_opt=list(c.security_opt) if c else [],
+        # a model argument that is an absolute path is a local checkpoint (a repo id never starts with '/')
+        model_mount=spec.model if spec.model.startswith("/") else None,
     )
 
 
@@ -78,7 +86,10 @@ def docker_argv(run: ContainerRun) -> list[str]:
         cmd += ["-e", f"{key}={value}"]
     host_path, container_path = run.volume
     address, port, container_port = run.port
-    cmd += ["-v", f"{host_path}:{container_path}", "-p", f"{address}:{port}:{container_port}"]
+    cmd += ["-v", f"{host_path}:{container_path}"]
+    if run.model_mount:
+        cmd += ["-v", f"{run.model_mount}:{run.model_mount}:ro"]
+    cmd += ["-p", f"{address}:{port}:{container_port}"]
     return cmd + [run.image, *run.command]
 
 
@@ -108,7 +119,7 @@ def compose_service(run: ContainerRun) -> dict[str, Any]:
         service["environment"] = env
     host_path, container_path = run.volume
     address, port, container_port = run.port
-    service["volumes"] = [f"{host_path}:{container_path}"]
+    service["volumes"] = [f"{host_path}:{container_path}"] + ([f"{run.model_mount}:{run.model_mount}:ro"] if run.model_mount else [])
     service["ports"] = [f"{address}:{port}:{container_port}"]
     return service
 
@@ -124,7 +135,8 @@ def sdk_kwargs(run: ContainerRun, environ: Mapping[str, str]) -> dict[str, Any]:
     address, port, container_port = run.port
     kw: dict[str, Any] = {
         "image": run.image, "command": list(run.command), "name": run.name, "detach": True, "auto_remove": run.remove,
-        "environment": env, "volumes": {host_path: {"bind": container_path, "mode": "rw"}},
+        "environment": env, "volumes": {host_path: {"bind": container_path, "mode": "rw"},
+                                        **({run.model_mount: {"bind": run.model_mount, "mode": "ro"}} if run.model_mount else {})},
         "ports": {f"{container_port}/tcp": (address, port)},
     }
     if run.runtime:

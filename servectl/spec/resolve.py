@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 
-from servectl.spec import guards, speculative
+from servectl.spec import guards, known_bug_guards, speculative
 from servectl.vllmenv import args as va
 from servectl.errors import UserError
 from servectl.catalog.gpu import GpuProfile
@@ -40,6 +40,11 @@ class Request:
     speculative: str | None = None  # --speculative mtp[:N] | off (None: as the flags say)
     vllm_version: str | None = None  # release that will run it, when known (guards); else the image tag's
     checkpoint_mtp: bool | None = None  # the checkpoint's headers list mtp.* tensors (None: not on disk)
+    # known bugs that a servectl patch fixes: warn (plan, render), or leave them to the caller's own patch check (up)
+    warn_patches: bool = True
+    known_bugs: bool = True  # check the known-bug catalog here (plan checks it itself, for the release it plans for)
+    # the caller's environment where the server inherits it (up, plan): known-bug features read VLLM_* from it
+    runtime_env: dict[str, str] = field(default_factory=dict)
 
 
 def card_profile_names(recipe: ModelRecipe) -> list[str]:
@@ -80,13 +85,37 @@ def _published(mapping: str) -> tuple[str, int]:
     return host, int(parts[-2])
 
 
-def _servectl_flags(req: Request) -> list[va.Flag]:
+def registered_parsers(recipe: ModelRecipe, release: str | None) -> tuple[str | None, str | None, list[str]]:
+    """(reasoning, tool-call parser, warnings): the recipe's parsers that the release that runs registers. A parser
+    it lacks is left out with a warning (vLLM would refuse to start); an unknown release keeps them as written."""
+    from servectl.vllmenv.registries import static
+
+    reasoning, tool = recipe.parsers.reasoning, recipe.parsers.tool_call
+    registry = static(release) if release else None
+    if registry is None:
+        return reasoning, tool, []
+    warnings = []
+    if reasoning and not registry.has("reasoning", reasoning):
+        warnings.append(f"vLLM {registry.vllm} registers no reasoning parser {reasoning!r}: left out for this launch")
+        reasoning = None
+    if tool and not registry.has("tool_call", tool):
+        warnings.append(f"vLLM {registry.vllm} registers no tool-call parser {tool!r}: left out for this launch")
+        tool = None
+    return reasoning, tool, warnings
+
+
+def _servectl_flags(req: Request, release: str | None = None, warnings: list[str] | None = None) -> list[va.Flag]:
     recipe, profile = req.recipe, req.profile
     flags: list[va.Flag] = [va.Flag("--served-model-name", recipe.served_model_name)]
-    if recipe.parsers.reasoning:
-        flags.append(va.Flag("--reasoning-parser", recipe.parsers.reasoning))
-    if recipe.parsers.tool_call:
-        flags += [va.Flag("--enable-auto-tool-choice", None), va.Flag("--tool-call-parser", recipe.parsers.tool_call)]
+    if recipe.revision:
+        flags.append(va.Flag("--revision", recipe.revision))
+    reasoning, tool, dropped = registered_parsers(recipe, release)
+    if warnings is not None:
+        warnings += dropped
+    if reasoning:
+        flags.append(va.Flag("--reasoning-parser", reasoning))
+    if tool:
+        flags += [va.Flag("--enable-auto-tool-choice", None), va.Flag("--tool-call-parser", tool)]
     if recipe.required_dtype and profile.vendor == "amd":
         flags.append(va.Flag("--dtype", recipe.required_dtype))
     if recipe.multimodal.limits:
@@ -161,11 +190,12 @@ def resolve(req: Request) -> LaunchSpec:
             runs_on = ", ".join(recipe.profiles) or "none"
             unlisted = f"{recipe.name} has no settings for GPU profile {profile.name} (runs on: {runs_on})"
         overrides = _parse_overrides(req.overrides, req.vllm_options)
-        flags = va.merge(_servectl_flags(req), overrides)
+        image = opts.image or (profile.container.image if profile.container else None)
+        release = req.vllm_version or speculative.image_version(image)
+        flags = va.merge(_servectl_flags(req, release, warnings), overrides)
         env = {**profile.env, **(recipe.profiles[profile.name].env if profile.name in recipe.profiles else {})}
         secrets = list(opts.secrets)
-        model = opts.model_path or recipe.repo
-        image = opts.image or (profile.container.image if profile.container else None)
+        model = opts.model_path or recipe.model_path or recipe.repo
         name = opts.name or default_name(recipe)
         cache_host, host, port, remove, launch_style = opts.cache_dir, opts.host, opts.port, True, None
     env = {**env, **req.env}
@@ -179,11 +209,14 @@ def resolve(req: Request) -> LaunchSpec:
         warnings.append(warning)
 
     spec_choice = speculative.parse_choice(req.speculative) if req.speculative else None
-    mtp = speculative.apply(recipe, profile, flags, spec_choice, checkpoint_mtp=req.checkpoint_mtp,
-                            vllm_version=req.vllm_version or speculative.image_version(image))
+    release = req.vllm_version or speculative.image_version(image)
+    mtp = speculative.apply(recipe, profile, flags, spec_choice, checkpoint_mtp=req.checkpoint_mtp, vllm_version=release)
     flags = mtp.flags
     warnings += mtp.warnings
-    problems = guards.check(recipe, profile, flags, req.env) + mtp.violations
+    bugs = known_bug_guards.check(recipe, profile, flags, {**req.runtime_env, **env}, release if req.known_bugs else None,
+                                  warn_patches=req.warn_patches)
+    warnings += bugs.warnings
+    problems = guards.check(recipe, profile, flags, req.env) + mtp.violations + bugs.violations
     hard = [v for v in problems if not v.forceable]
     soft = [v for v in problems if v.forceable]
     if unlisted and not hard:  # a hard guard says more than "no settings" (e.g. NVFP4 on ROCm)

@@ -16,7 +16,7 @@ from typing import Literal
 import httpx
 
 from servectl.verify import gates, soak
-from servectl.verify.health import expectations_for, run_checks
+from servectl.verify.health import Expectations, expectations_for, run_checks
 from servectl.verify.prompts import WEATHER_TOOL
 from servectl.verify.report import CheckResult, Report
 from servectl.verify.server_facts import discover
@@ -41,10 +41,11 @@ def _gpu_memory_gib() -> float | None:
 def run_level(base_url: str, level: Level = "quick", *, model: str | None = None, api_key_env: str | None = None,
               timeout_s: float = 120.0, duration_s: float | None = None, max_num_seqs: int | None = None,
               on_check: Callable[[CheckResult], None] | None = None,
-              on_progress: Callable[[str], None] | None = None) -> Report:
-    """Run a level against `base_url`: the quick checks, then the gates (full) or the load (soak).
+              on_progress: Callable[[str], None] | None = None, expect: Expectations | None = None) -> Report:
+    """Run a level against `base_url`: the quick checks, then the gates (full) or the load (soak). `expect`: what
+    applies, when the caller knows the recipe (else it comes from the catalog by served name).
     Raises UserError when the server cannot be reached at all."""
-    report = run_checks(base_url, model=model, api_key_env=api_key_env, timeout_s=timeout_s, on_check=on_check)
+    report = run_checks(base_url, model=model, api_key_env=api_key_env, timeout_s=timeout_s, on_check=on_check, expect=expect)
     if level == "quick":
         return report
     names = list(FULL_CHECKS) if level == "full" else ["soak"]
@@ -54,7 +55,7 @@ def run_level(base_url: str, level: Level = "quick", *, model: str | None = None
         return report
     api_key = os.environ.get(api_key_env) if api_key_env else None
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    expect = expectations_for(report.recipe or report.model)
+    expect = expect or expectations_for(report.recipe or report.model)
     base = base_url.rstrip("/")
     with httpx.Client(timeout=timeout_s, headers=headers) as http:
         try:

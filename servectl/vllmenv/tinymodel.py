@@ -27,8 +27,9 @@ def family_names() -> list[str]:
     import ast
 
     for node in ast.parse(_GENERATOR.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "FAMILIES" for t in node.targets):
-            return [k.value for k in node.value.keys]
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                and any(getattr(t, "id", None) == "FAMILIES" for t in node.targets)):
+            return [k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
     return []
 
 
