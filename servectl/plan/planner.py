@@ -486,6 +486,7 @@ def kv_layout(lay: Layout, max_model_len: int) -> dict:
             same["count"] += 1
         else:
             groups.append({"kind": kind, "count": 1, "blocks_per_request": pins})
+    groups.sort(key=lambda e: e["kind"] != "attention")  # attention entries first, as the key has always listed them
     return {"block_size": lay.block_size, "page_bytes": lay.page_bytes, "layers_per_group": lay.layers_per_group,
             "block_bytes": lay.block_bytes, "groups": groups, "null_blocks": 1,
             "blocks_per_request": lay.blocks_per_request(max_model_len) if max_model_len else 0}
