@@ -27,7 +27,25 @@ COMMANDS = {
     "servectl --help": [*SERVECTL, "--help"],
     "servectl render": [*SERVECTL, "render", "qwen3.5-35b-a3b-mxfp4", "--gpu", "rtx-5090", "--format", "argv"],
     "servectl plan": [*SERVECTL, "plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--max-model-len", "32768"],
+    # a checkpoint directory (made in main(): a public config.json and a header-only safetensors file)
+    "servectl plan DIR": [*SERVECTL, "plan", "DIR", "--gpu", "rtx-pro-6000-blackwell", "--vllm-version", "0.32.0",
+                          "--max-model-len", "32768"],
 }
+CONFIG = PACKAGE.parent / "tests" / "data" / "configs" / "gemma-3-27b-text" / "config.json"
+
+
+def checkpoint_dir(root: Path) -> Path:
+    """config.json + one safetensors file whose header declares 54 GB of BF16 weights (no tensor data: servectl reads
+    headers only)."""
+    import struct
+
+    out = root / "gemma-3-27b-text"
+    out.mkdir()
+    (out / "config.json").write_bytes(CONFIG.read_bytes())
+    n = 27 * 10**9
+    header = json.dumps({"model.embed_tokens.weight": {"dtype": "BF16", "shape": [n], "data_offsets": [0, 2 * n]}}).encode()
+    (out / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    return out
 TARGET_RATIO = 8.0
 
 
@@ -46,6 +64,12 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="Do not byte-compile servectl first.")
     args = ap.parse_args()
+    import tempfile
+
+    tmp = tempfile.TemporaryDirectory(prefix="servectl-startup-")
+    directory = str(checkpoint_dir(Path(tmp.name)))
+    for argv in COMMANDS.values():
+        argv[:] = [directory if a == "DIR" else a for a in argv]
     if not args.no_compile:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(PACKAGE)], check=True, stdout=subprocess.DEVNULL)
     for argv in COMMANDS.values():  # warm the file cache (and .pyc files) once

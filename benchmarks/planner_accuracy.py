@@ -1,5 +1,6 @@
 """Predicted vs measured for every measured memory figure the planner has: the NVFP4 model card's RTX 5090 table
-and the public start-up logs in tests/data/logs/public/replays.yaml. Every row says whether its measured value was
+and the public start-up logs in tests/data/logs/public/replays.yaml, and a row per KV-cache layout family (captured starts
+of the vLLM CPU build, tests/data/logs/families). Every row says whether its measured value was
 used to fit a constant; only the unfitted rows count toward the errors printed at the end.
 Targets: KV tokens within one block (1,056 tokens for Qwen3.5 on bf16 KV), total VRAM within 1 %.
 
@@ -8,6 +9,9 @@ Targets: KV tokens within one block (1,056 tokens for Qwen3.5 on bf16 KV), total
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +23,9 @@ from servectl.catalog.load import load_catalog
 from servectl.catalog.base import validate
 from servectl.catalog.recipe import Architecture
 from servectl.plan.vllm_log import parse_text
+from servectl.checkpoint.recipe import checkpoint_recipe
+from servectl.checkpoint.source import LocalDirectory
+from servectl.hardware.cpu_features import CpuFeatures
 
 cat = load_catalog()
 nvfp4 = cat.model("qwen3.5-35b-a3b-nvfp4")
@@ -115,6 +122,27 @@ for entry in manifest["replays"]:
 gguf = parse_text((PUBLIC / "gpu-v0.19dev-qwen3.5-35b-a3b-gguf-262k.log").read_text())
 rows.append(Row("log: CUDA-graph estimate MiB, default list", P.cudagraph_mib(nvfp4.architecture, P.graphs_for(256, 8192, None)),
                 gguf.cudagraph_estimate_gib * 1024, "mib", note="vllm PR #39559 (another run there logged 0.73 GiB)"))
+
+# one row per KV-cache layout family: the captured starts of the vLLM 0.32 CPU build on tiny checkpoints of each
+# family (tests/data/logs/families, with each checkpoint's config.json), planned from the config alone
+FAMILIES = PUBLIC.parent / "families"
+for log_path in sorted(FAMILIES.glob("*.log")):
+    text = log_path.read_text()
+    family, fam_flags = re.search(r"tiny-(\S+) with (.*?); ", text.splitlines()[0]).groups()
+    host = CpuFeatures(avx512_bf16="avx512_bf16=True" in text.splitlines()[1], amx="amx=True" in text.splitlines()[1],
+                       source="the captured host")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(FAMILIES / f"{family}.config.json", Path(tmp) / "config.json")
+        fam_recipe, derived = checkpoint_recipe(LocalDirectory(tmp), list(cat.gpus))
+    fam_settings = P.settings_from_flags(va.parse_args(fam_flags.split()))
+    fam_plan = P.predict(fam_recipe, cat.gpu("cpu"), fam_settings, vllm_version="0.32.0", host=host, check_target=False)
+    fam_log = parse_text(text)
+    block = max(g["block_size"] for g in fam_plan.layout if g["kind"] != "mamba") if any(
+        g["kind"] != "mamba" for g in fam_plan.layout) else fam_plan.block_size
+    rows.append(Row(f"cpu family: {log_path.stem} ({derived.family.name})", fam_plan.kv_cache_tokens_logged,
+                    fam_log.kv_cache_tokens, "tokens", tolerance=block,
+                    note=f"{' + '.join(sorted({g['kind'] for g in fam_plan.layout}))}; {fam_log.max_concurrency}x logged, "
+                         f"{fam_plan.max_concurrency:.2f}x planned"))
 
 print(f"{'figure':62} {'predicted':>11} {'measured':>10} {'error':>8}  {'fit':>4}  note")
 for r in rows:

@@ -238,9 +238,17 @@ def test_max_model_len_from_the_plan_when_the_native_context_does_not_fit(cli, t
     assert plan["fits"] and plan["max_model_len"] == mml
 
 
-def test_layouts_the_planner_cannot_size_are_one_line(cli, tmp_path):
-    path = make(tmp_path, config=qwen3_config(model_type="mistral", sliding_window=4096, use_sliding_window=True))
-    res = cli("models", "show", path)
+def test_sliding_windows_are_sized_and_unknown_families_refused_in_one_line(cli, tmp_path):
+    # a family the KV-cache rules know: its window is planned (every layer slides: use_sliding_window)
+    path = make(tmp_path, config=qwen3_config(sliding_window=4096, use_sliding_window=True, head_dim=32))
+    doc = json.loads(cli("models", "show", path, "--json").stdout)
+    assert doc["architecture"]["sliding_window"] == 4096 and set(doc["architecture"]["layer_types"]) == {"sliding_attention"}
+    plan = json.loads(cli("plan", path, "--gpu", "rtx-5090", "--max-model-len", "32768", "--json").stdout)
+    assert [g["kind"] for g in plan["layout"]] == ["sliding_window"]
+    # an architecture outside those families: full attention is read generically, a window is refused
+    other = make(tmp_path, name="other", config=qwen3_config(architectures=["FooForCausalLM"], model_type="foo",
+                                                             sliding_window=4096, use_sliding_window=True))
+    res = cli("models", "show", other)
     assert res.exit_code == 2 and "sliding-window" in res.stderr and "Traceback" not in res.stderr
 
 

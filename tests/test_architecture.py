@@ -117,3 +117,21 @@ def test_light_commands_import_only_what_they_use(argv):
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("HEAVY=")]
         assert line, proc.stderr[-2000:]
     assert line[-1] == "HEAVY=", f"{' '.join(argv)} imported {line[-1][6:]}"
+
+
+def test_plan_of_a_checkpoint_directory_loads_no_model_library(tmp_path):
+    """`plan DIR` reads config.json and safetensors headers itself: no torch, transformers, safetensors library or
+    hub download code. (A derived recipe is validated by the catalog schema, so pydantic is allowed here.)"""
+    from checkpoint_dirs import checkpoint_dir
+
+    path = checkpoint_dir("gemma-3-27b-text", tmp_path)
+    heavy = ["torch", "transformers", "safetensors", "numpy", "huggingface_hub.file_download", "httpx", "aiohttp", "openai"]
+    code = (
+        "import sys\nfrom servectl.cli import main\n"
+        "try:\n    main.main(args=sys.argv[1:], prog_name='servectl', standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY=' + ','.join(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    argv = ["plan", str(path), "--gpu", "rtx-pro-6000-blackwell", "--vllm-version", "0.32.0", "--max-model-len", "32768", "--json"]
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert '"layout"' in proc.stdout, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY="

@@ -8,6 +8,11 @@ from typing import Annotated, Literal
 from servectl.catalog.base import DOTTED_KEY, Ge, Gt, Le, Quantization, SCHEMA_VERSION, TorchDtype, require_match, schema
 
 
+ATTENTION_KINDS = ("full_attention", "sliding_attention", "chunked_attention")
+STATE_KINDS = ("linear_attention", "mamba")
+LAYER_KINDS = (*ATTENTION_KINDS, *STATE_KINDS, "attention+mamba", "none")
+
+
 @schema
 class LinearAttention:
     """Gated DeltaNet (linear attention) layer geometry: sizes the constant per-request state."""
@@ -18,6 +23,29 @@ class LinearAttention:
     value_head_dim: Annotated[int, Ge(1)]  # linear_value_head_dim.
     conv_kernel_dim: Annotated[int, Ge(1)]  # linear_conv_kernel_dim (conv state keeps kernel-1 rows).
     ssm_dtype: TorchDtype = "float32"  # dtype of the temporal (SSM) state; Qwen3.5's config sets float32.
+
+
+@schema
+class MlaAttention:
+    """DeepSeek-style multi-head latent attention: one cached head of kv_lora_rank + qk_rope_head_dim values."""
+
+    kv_lora_rank: Annotated[int, Ge(1)]  # kv_lora_rank (the compressed latent cached per token).
+    qk_rope_head_dim: Annotated[int, Ge(0)]  # qk_rope_head_dim (the RoPE part cached beside the latent).
+    sparse: bool = False  # DeepSeek sparse attention (V3.2): an indexer cache besides the latent, not sized by servectl.
+
+
+@schema
+class MambaState:
+    """A Mamba2 or Mamba1 layer's constant per-request state (vllm/model_executor/layers/mamba/mamba_utils.py)."""
+
+    kind: Literal["mamba2", "mamba1"]  # mamba2_state_shape or mamba1_state_shape.
+    intermediate_size: Annotated[int, Ge(1)]  # Inner dimension the conv state spans (heads x head_dim for Mamba2).
+    state_size: Annotated[int, Ge(1)]  # SSM state size (d_state).
+    conv_kernel: Annotated[int, Ge(1)]  # Conv kernel width (the conv state keeps kernel - 1 rows).
+    n_groups: Annotated[int, Ge(0)] = 0  # Mamba2 B/C groups.
+    num_heads: Annotated[int, Ge(0)] = 0  # Mamba2 heads.
+    head_dim: Annotated[int, Ge(0)] = 0  # Mamba2 head dim.
+    ssm_dtype: TorchDtype | None = None  # Temporal state dtype the model asks for (None: the model dtype).
 
 
 @schema
@@ -52,12 +80,45 @@ class Architecture:
     mtp_layers: Annotated[int, Ge(0)] = 0  # Multi-token-prediction layers (not loaded unless speculative decoding).
     dtype: TorchDtype = "bfloat16"  # Activation / KV dtype when --kv-cache-dtype is auto.
     vision: VisionEncoder | None = None  # Vision encoder, for multimodal recipes.
+    layer_types: list[str] = field(default_factory=list)  # Per layer: full_attention, sliding_attention, chunked_attention, linear_attention (GDN), mamba, attention+mamba or none (empty: linear layers first, full every num_layers / full_attention_layers-th, as Qwen3-Next).
+    sliding_window: Annotated[int, Ge(1)] | None = None  # Window of the sliding_attention layers, tokens.
+    attention_chunk_size: Annotated[int, Ge(1)] | None = None  # Chunk of the chunked_attention layers, tokens.
+    mla: MlaAttention | None = None  # Attention layers are MLA (one latent head) instead of num_kv_heads x head_dim.
+    mamba: MambaState | None = None  # Geometry of the mamba layers.
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"  # What --kv-cache-dtype auto resolves to for this checkpoint (its quantization_config's KV scheme).
 
     def __post_init__(self) -> None:
-        if self.full_attention_layers + self.linear_attention_layers != self.num_layers:
+        if self.layer_types:
+            if len(self.layer_types) != self.num_layers:
+                raise ValueError("layer_types needs one entry per layer")
+            unknown = set(self.layer_types) - set(LAYER_KINDS)
+            if unknown:
+                raise ValueError(f"layer_types has unknown kinds {sorted(unknown)} (known: {', '.join(LAYER_KINDS)})")
+            attn = sum(k in ATTENTION_KINDS or k == "attention+mamba" for k in self.layer_types)
+            state = sum(k in STATE_KINDS or k == "attention+mamba" for k in self.layer_types)
+            if (attn, state) != (self.full_attention_layers, self.linear_attention_layers):
+                raise ValueError("full_attention_layers / linear_attention_layers must count the attention / state layers of layer_types")
+            if "sliding_attention" in self.layer_types and not self.sliding_window:
+                raise ValueError("sliding_attention layers need sliding_window")
+            if "chunked_attention" in self.layer_types and not self.attention_chunk_size:
+                raise ValueError("chunked_attention layers need attention_chunk_size")
+            if any(k in ("mamba", "attention+mamba") for k in self.layer_types) and self.mamba is None:
+                raise ValueError("mamba layers need the `mamba` geometry")
+        elif self.full_attention_layers + self.linear_attention_layers != self.num_layers:
             raise ValueError("full_attention_layers + linear_attention_layers must equal num_layers")
-        if self.linear_attention_layers and self.linear is None:
+        if "linear_attention" in self.kinds() and self.linear is None:
             raise ValueError("linear_attention_layers > 0 needs the `linear` geometry")
+
+    def kinds(self) -> list[str]:
+        """Each layer's KV kind (layer_types, or the Qwen3-Next layout the counts describe)."""
+        if self.layer_types:
+            return list(self.layer_types)
+        if not self.linear_attention_layers:
+            return ["full_attention"] * self.num_layers
+        if not self.full_attention_layers:
+            return ["linear_attention"] * self.num_layers
+        interval = self.num_layers // self.full_attention_layers
+        return ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(self.num_layers)]
 
 
 @schema

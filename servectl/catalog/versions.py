@@ -77,6 +77,26 @@ TABLE: tuple[Behaviour, ...] = (
               "--gpu-memory-utilization sized it",
               "vllm/engine/arg_utils.py add_argument('--kv-cache-memory-bytes') and vllm/config/cache.py "
               "CacheConfig.kv_cache_memory_bytes (absent in the 0.10.1 wheel, present in 0.10.2)"),
+    Behaviour("window_pins_in_flight_batches", "0.26.0", None,
+              "sliding-window and chunked-local layers pin window + max_concurrent_batches x max_num_batched_tokens "
+              "tokens (2 batches with async scheduling); before, window + max_num_batched_tokens",
+              "vllm/v1/kv_cache_interface.py SlidingWindowSpec.max_admission_blocks_per_request and "
+              "vllm/config/vllm.py max_in_flight_tokens (absent in the 0.25.1 wheel, present in 0.26.0)"),
+    Behaviour("unify_pads_uneven_attention_pages", "0.24.0", None,
+              "an attention page that does not divide the largest page is padded to it; before, vLLM raised "
+              "NotImplementedError at start-up",
+              "vllm/v1/core/kv_cache_utils.py unify_kv_cache_spec_page_size (0.20.2: no padding branch; 0.24.0: "
+              "'cannot be padded. Padding is only supported for non-MLA attention layers')"),
+    Behaviour("cpu_mla_backend", "0.28.0", None,
+              "the CPU build runs MLA: CPU_MLA (head 576, block 16, prefix caching and chunked prefill off) or "
+              "AMX_MLA on AMX hosts; before, no MLA backend on CPU",
+              "vllm/v1/attention/backends/mla/cpu_mla.py and platforms/cpu.py 'CPU MLA backend requires "
+              "block_size=16' (absent in the 0.27.1 wheel, present in 0.28.0)"),
+    Behaviour("mamba2_prefill_checkpoint_block", "0.32.0", None,
+              "Mamba2 layers (MambaMixer2) keep one more state block per request in 'align' mode (prefix caching): "
+              "the prefill checkpoint, 3 + speculative tokens instead of 2",
+              "vllm/model_executor/layers/mamba/mamba_mixer2.py get_kv_cache_spec (num_prefill_checkpoint_blocks=1; "
+              "absent in the 0.31.0 wheel), kv_cache_interface.py MambaSpec.max_memory_usage_bytes"),
     Behaviour("speculative_moe_backend", "0.19.1", None,
               "--speculative-config accepts moe_backend (the draft's own MoE kernels); absent in 0.18.0, 0.19.0 not checked",
               "vllm/config/speculative.py SpeculativeConfig.moe_backend (0.19.1 :97, 0.20.2 :102); PR #37880"),

@@ -47,6 +47,16 @@ class Source(Protocol):
     def weight_files(self) -> dict[str, int]:
         """The *.safetensors files and their sizes in bytes."""
 
+    # what the layout planner reads through (checkpoint.source.CheckpointSource)
+    def list_files(self) -> list[str]:
+        """The checkpoint's files, relative paths."""
+
+    def read_small(self, path: str, limit: int = SMALL_FILE_LIMIT) -> bytes | None:
+        """A small file (UserError above `limit`); None when absent."""
+
+    def read_safetensors_header(self, path: str) -> bytes:
+        """One safetensors file's JSON header, raw."""
+
 
 def read_text(source: Source, filename: str) -> str | None:
     data = source.read_bytes(filename, LIMITS.get(filename, SMALL_FILE_LIMIT))
@@ -170,3 +180,19 @@ class LocalSource:
 
     def weight_files(self) -> dict[str, int]:
         return {p.name: p.stat().st_size for p in sorted(self.path.glob("*.safetensors"))}
+
+    # the checkpoint-source calls of the layout planner (checkpoint.source.CheckpointSource), bounded the same way
+
+    def _directory(self):
+        from servectl.checkpoint.source import LocalDirectory
+
+        return LocalDirectory(self.path)
+
+    def list_files(self) -> list[str]:
+        return self._directory().list_files()
+
+    def read_small(self, path: str, limit: int = SMALL_FILE_LIMIT) -> bytes | None:
+        return self._directory().read_small(path, limit)
+
+    def read_safetensors_header(self, path: str) -> bytes:
+        return self._directory().read_safetensors_header(path)

@@ -76,7 +76,7 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
 
     raw_dtype, _ = config_dtype(config)
     dtype = "float16" if raw_dtype in ("float16", "half") else "bfloat16"
-    arch, arch_src = layout_basic.architecture(config, source.label, dtype)
+    arch, arch_src = architecture(source, config, dtype)
     template, template_src = chat_template(source)
     gen = read_json(source, "generation_config.json")
     headers = source.safetensors_headers()
@@ -157,6 +157,26 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
     }
     recipe = _validated(recipe_fields)
     return Derived(recipe=recipe, checkpoint=ck)
+
+
+def architecture(source: Source, config: dict[str, Any], dtype: str) -> tuple[Any, list[tuple[str, str, str]]]:
+    """(the architecture, [(figure, value, source)]) as vLLM builds it: `checkpoint.derive` for the families whose
+    KV-cache layouts servectl knows (sliding windows, MLA, Mamba, chunked local attention, GDN), each figure with its
+    source; an architecture outside them is read by `layout_basic` (full attention or GDN, else refused)."""
+    from servectl.checkpoint import derive as general
+    from servectl.checkpoint.families import family_for
+
+    archs = config.get("architectures") or []
+    try:
+        family_for(str(archs[0]) if archs else "")
+    except UserError:
+        return layout_basic.architecture(config, source.label, dtype)
+    d = general.derive(source, read_weights=False)
+    skip = ("architecture", "quantization", "weights")  # the recipe's own choices say these
+    src = [("hf_architecture", d.architecture.hf_architecture, "config.json architectures[0]")]
+    src += [(k, str(f.value), f.source) for k, f in d.figures.items() if k not in skip]
+    src += [("note", n, "family rule") for n in d.notes]
+    return d.architecture, src
 
 
 def _validated(fields: dict[str, Any]) -> ModelRecipe:

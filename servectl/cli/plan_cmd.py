@@ -87,6 +87,8 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it. MODEL is a recipe
     (curated or your own), a hub repo id (org/name[@revision]) or a checkpoint directory.
 
+    MODEL is a recipe name or a local checkpoint directory (its config.json read as vLLM reads it).
+
     After MODEL goes the vLLM command line as you would write it (`vllm serve REPO` in front is fine). Flags that
     change memory are planned: --gpu-memory-utilization, --kv-cache-memory-bytes, --max-model-len N|auto,
     --max-num-seqs, --max-num-batched-tokens, --max-cudagraph-capture-size, --enforce-eager,
@@ -99,7 +101,8 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
 
     --json keys: kv_cache_tokens_logged, kv_cache_tokens_real, max_concurrency, total_vram_mib, budget (MiB per
     term; `speculative`: the MTP draft's), max_model_len, block_size, num_blocks, vllm_version, flags, env, fits,
-    vllm_starts, warnings, ignored_flags, figures, guide, notes, speculative (null, or num_speculative_tokens,
+    vllm_starts, warnings, ignored_flags, figures, guide, notes, layout (per KV-cache group: kind, layers, page_bytes,
+    block_size, blocks_per_request), speculative (null, or num_speculative_tokens,
     budget_mib and `without`: the same figures without speculation); with --nodes N (N >= 2) also nodes: count,
     tensor_parallel_size, pipeline_parallel_size, ranks, layers_per_node, per_node (node, layers,
     full_attention_layers, linear_attention_layers, ranks, weights_mib_per_rank, kv_available_mib_per_rank,

@@ -37,7 +37,7 @@ class Accounting:
     def vllm_needs(self, lay: Layout, length: int) -> int:
         """Blocks vLLM's check asks for one request of `length` tokens."""
         if self.group0_only:
-            return lay.mamba_blocks_per_request  # group 0 is a mamba group: its state, whatever the length
+            return lay.group_blocks(0, length)  # <= 0.18: group 0 alone (a mamba group for Qwen3.5: its state)
         return lay.blocks_per_request(length)
 
     def vllm_starts(self, lay: Layout, length: int) -> bool:
@@ -46,9 +46,25 @@ class Accounting:
     def auto_length(self, lay: Layout, native: int) -> int:
         """vLLM's `--max-model-len auto` (a binary search over the same check, capped at the native length)."""
         if self.group0_only:
+            if lay.groups and lay.groups[0].spec.grows:
+                return min(native, _longest(lambda n: lay.group_blocks(0, n), self.check_blocks, native))
             return native if self.vllm_starts(lay, native) else 0
         return min(native, lay.longest_request(self.check_blocks))
 
     def longest_real(self, lay: Layout) -> int:
         """Longest request that really runs: its blocks come from the num_blocks - 1 usable ones."""
         return lay.longest_request(self.usable_blocks)
+
+
+def _longest(blocks_for, limit: int, native: int) -> int:
+    """Largest length <= native whose blocks fit in `limit` (vLLM's binary search), 0 when none does."""
+    if blocks_for(1) > limit:
+        return 0
+    lo, hi = 1, native
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if blocks_for(mid) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

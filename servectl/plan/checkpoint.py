@@ -1,54 +1,18 @@
-"""Weights of a checkpoint from its safetensors headers, without loading a tensor.
-
-A .safetensors file starts with a little-endian u64 header length and a JSON header giving every
-tensor's dtype and shape, so the bytes vLLM will hold after load are a sum over headers.
-The MTP head is skipped: vLLM does not load it unless speculative decoding is on
-(vllm/model_executor/models/qwen3_5.py: skip_prefixes=["mtp."]).
-"""
+"""The checkpoint a plan or a launch uses: its weights (servectl.checkpoint reads the headers) and whether it
+carries an MTP head; the Hugging Face cache's copy of a hub repo when one is there (never downloads)."""
 
 from __future__ import annotations
 
-import json
-import struct
-from math import prod
 from pathlib import Path
 
-from servectl.errors import UserError
-
-DTYPE_BYTES = {
-    "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
-    "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1,
-}
-SKIPPED_PREFIXES = ("mtp.", "model.mtp.")
-
-
-def header(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        raw = fh.read(8)
-        if len(raw) != 8:
-            raise UserError(f"{path} is not a safetensors file (too short)", "point --model-path at a checkpoint directory")
-        (length,) = struct.unpack("<Q", raw)
-        if length > 100 * 2**20:
-            raise UserError(f"{path} has an implausible safetensors header ({length} bytes)", "is the file complete?")
-        return json.loads(fh.read(length))
+from servectl.checkpoint.safetensors import DTYPE_BYTES, SKIPPED_PREFIXES, weights  # noqa: F401  (re-exported)
+from servectl.checkpoint.source import LocalDirectory
 
 
 def weight_bytes(directory: Path) -> tuple[int, int]:
     """(bytes vLLM loads, bytes skipped) over every *.safetensors file of a checkpoint directory."""
-    files = sorted(Path(directory).glob("*.safetensors"))
-    if not files:
-        raise UserError(f"no *.safetensors files in {directory}", "point --model-path at a checkpoint directory")
-    loaded = skipped = 0
-    for f in files:
-        for name, info in header(f).items():
-            if name == "__metadata__":
-                continue
-            size = prod(info["shape"]) * DTYPE_BYTES.get(info["dtype"], 1)
-            if name.startswith(SKIPPED_PREFIXES):
-                skipped += size
-            else:
-                loaded += size
-    return loaded, skipped
+    w = weights(LocalDirectory(directory))
+    return w.loaded_bytes, w.skipped_bytes
 
 
 def cached_checkpoint(repo: str) -> Path | None:

@@ -36,8 +36,9 @@ from servectl.catalog.recipe import Architecture, ModelRecipe
 from servectl.errors import UserError
 from servectl.hardware.cpu_features import CpuFeatures
 from servectl.plan.accounting import Accounting
-from servectl.plan.cpu_rules import cpu_ssm_dtype
+from servectl.plan.cpu_rules import cpu_mla_block, cpu_refusal, cpu_ssm_dtype
 from servectl.plan.geometry import DTYPE_BYTES, Graphs, Layout, capture_sizes, graphs_for, layout
+from servectl.plan.kvcache import LayoutRefused
 from servectl.plan.models import Figure, GuideRow, Plan
 from servectl.vllmenv import args as va
 
@@ -90,6 +91,16 @@ class Settings:
     dtype: str = "auto"
     cpu_kvcache_space_gib: int | None = None  # VLLM_CPU_KVCACHE_SPACE: overrides the KV bytes on CPU
     allow_long_max_model_len: bool = False  # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
+    disable_hybrid_kv_cache_manager: bool | None = None  # None: vLLM decides (off for chunked local attention)
+    allow_chunked_local_with_hma: bool = False  # VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1
+    async_scheduling: bool | None = None  # None: vLLM's default (on on GPUs, off on the CPU build)
+    pipeline_parallel_size: int = 1
+    disable_sliding_window: bool = False  # --disable-sliding-window
+
+
+def sparse_attention(recipe: ModelRecipe) -> bool:
+    """DeepSeek sparse attention (V3.2-style indexer), which servectl does not size."""
+    return recipe.architecture.mla is not None and recipe.architecture.mla.sparse
 
 
 def prefix_caching_default(version: str) -> bool:
@@ -176,11 +187,37 @@ def measured_block_size(lay: Layout, correction: Correction | None) -> int | Non
     return correction.block_size if correction.rule_block_size == lay.block_size else None
 
 
-def batch_defaults(profile: GpuProfile) -> tuple[int, int]:
-    """vllm/engine/arg_utils.py get_batch_defaults (serve): >= 70 GiB devices get 8192 / 1024, others 2048 / 256."""
-    if profile.vendor != "cpu" and profile.total_memory_gib >= 70:
+def batch_defaults(profile: GpuProfile, world_size: int = 1) -> tuple[int, int]:
+    """vllm/engine/arg_utils.py get_batch_defaults (serve): >= 70 GiB devices get 8192 / 1024, others 2048 / 256;
+    the CPU build 2048 x world size tokens (0.32: arg_utils.py:2974-2982)."""
+    if profile.vendor == "cpu":
+        return 2048 * world_size, 256
+    if profile.total_memory_gib >= 70:
         return 8192, 1024
     return 2048, 256
+
+
+def hma_disabled(arch: Architecture, s: Settings) -> tuple[bool, str]:
+    """Whether vLLM turns the hybrid KV-cache manager off, and why (vllm/config/vllm.py:2141-2197): the flag, or a
+    model with chunked local attention unless VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1."""
+    if s.disable_hybrid_kv_cache_manager is not None:
+        return s.disable_hybrid_kv_cache_manager, "--disable-hybrid-kv-cache-manager" if s.disable_hybrid_kv_cache_manager else ""
+    if arch.attention_chunk_size and "chunked_attention" in arch.kinds() and not s.allow_chunked_local_with_hma:
+        return True, "chunked local attention turns it off by default (vllm/config/vllm.py:2148-2168)"
+    return False, ""
+
+
+def in_flight_tokens(profile: GpuProfile, s: Settings, version: str, mbt: int) -> int:
+    """Tokens scheduled but not settled, which sliding / chunked layers keep blocks for: max_concurrent_batches x
+    max_num_batched_tokens (vllm/config/vllm.py:577-598; async scheduling: 2 batches with PP 1; the CPU build turns
+    async scheduling off, platforms/cpu.py:331); before 0.26 the window plus max_num_batched_tokens."""
+    if not vv.has("window_pins_in_flight_batches", version):
+        return mbt
+    pp = max(1, s.pipeline_parallel_size)
+    async_on = (profile.vendor != "cpu") if s.async_scheduling is None else (s.async_scheduling and profile.vendor != "cpu")
+    if async_on and pp == 1:
+        return 2 * mbt
+    return pp * mbt
 
 
 class VllmRefuses(UserError):
@@ -189,22 +226,27 @@ class VllmRefuses(UserError):
 
 def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
             weights_gib: float | None = None, correction: Correction | None = None,
-            flags: list[str] | None = None, host: CpuFeatures | None = None, mtp_weights_gib: float | None = None) -> Plan:
-    """Forward plan: what vLLM `vllm_version` will do with these settings on this hardware (and host CPU)."""
+            flags: list[str] | None = None, host: CpuFeatures | None = None, mtp_weights_gib: float | None = None,
+            check_target: bool = True) -> Plan:
+    """Forward plan: what vLLM `vllm_version` will do with these settings on this hardware (and host CPU).
+    check_target=False sizes a layout even where the target cannot run it (what vLLM would log before failing)."""
     arch = recipe.architecture
     cpu = profile.vendor == "cpu"
     tp = s.tensor_parallel_size
     host = host or CpuFeatures()
-    hybrid = bool(arch.linear_attention_layers)
     fig: dict[str, Figure] = {}
     notes: list[str] = []
     warnings: list[str] = []
 
-    lay, ssm_reason, ruled_block = _layout(recipe, profile, s, vllm_version, host, correction)
+    lay, ssm_reason, ruled_block = _layout(recipe, profile, s, vllm_version, host, correction, check_target)
     if ruled_block is not None:
         notes.append(f"block size {lay.block_size} measured by {correction.starts} start(s) on this host "
                      f"(the rules gave {ruled_block})")
-    mbt_default, seqs_default = batch_defaults(profile)
+    if lay.promoted:
+        warnings.append("the hybrid KV-cache manager is off (" + hma_disabled(arch, s)[1] + "): sliding-window / chunked "
+                        "layers get blocks for the whole context like full attention (kv_cache_utils.py "
+                        "_promote_local_kv_cache_specs); their compute stays local")
+    mbt_default, seqs_default = batch_defaults(profile, s.tensor_parallel_size * max(1, s.pipeline_parallel_size))
     seqs = s.max_num_seqs or seqs_default
     mbt = s.max_num_batched_tokens or mbt_default
     estimate = estimate_cudagraphs_default(vllm_version) if s.estimate_cudagraphs is None else s.estimate_cudagraphs
@@ -245,7 +287,11 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     # The sampler warm-up after graph capture keeps its buffers reserved (gpu_worker.compile_or_warm_up_model).
     s_warm = 0.0 if cpu else a_sampler * MIB
 
-    graphs = graphs_for(seqs, mbt, s.max_cudagraph_capture_size, s.num_speculative_tokens, s.enforce_eager or cpu)
+    # gpt-oss raises the default largest capture to 1024 (model_executor/models/config.py GptOssForCausalLMConfig)
+    max_capture = s.max_cudagraph_capture_size
+    if max_capture is None and arch.hf_architecture == "GptOssForCausalLM":
+        max_capture = 1024
+    graphs = graphs_for(seqs, mbt, max_capture, s.num_speculative_tokens, s.enforce_eager or cpu)
     g_actual = cudagraph_mib(arch, graphs) * MIB
     g_spec = 0.0  # what capturing (1 + N)-token decode steps adds to the graph pool
     if n_spec and graphs.count:
@@ -271,13 +317,18 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
         avail_reason = (f"ceil({util:g} x {total_gib:.2f} GiB) - weights - activation peak - non-torch"
                         + (" - CUDA-graph estimate" if g_est else "") + (" - calibration" if corr else "")
                         + " (gpu_worker.py:405-441)")
-    nb = max(0, int(avail // lay.page_bytes // lay.layers_per_group))
-    acc = Accounting.of(nb, vllm_version, hybrid)
+    if lay.block_bytes == lay.page_bytes * lay.layers_per_group:
+        nb = max(0, int(avail // lay.page_bytes // lay.layers_per_group))
+    else:
+        nb = max(0, int(avail // lay.block_bytes))  # largest group's pages per block id (kv_cache_utils.py:1520-1551)
+    acc = Accounting.of(nb, vllm_version, lay.n_groups > 1)
 
     native = arch.max_position_embeddings
     if s.max_model_len_auto:
         mml = acc.auto_length(lay, native)
-        mml_reason = ("auto: vLLM <= 0.18 keeps the native length (its check sizes one request by a mamba group)"
+        mml_reason = (("auto: vLLM <= 0.18 keeps the native length (its check sizes one request by a mamba group)"
+                       if not lay.groups[0].spec.grows else
+                       "auto: vLLM <= 0.18's fit of one request's group-0 blocks (its check looks at group 0 only)")
                       if acc.group0_only else
                       f"auto: vLLM's fit of one request into {acc.check_blocks} blocks"
                       + (" (num_blocks - the null block)" if acc.null_reserved else " (num_blocks; the null block not counted)"))
@@ -327,7 +378,7 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
         warnings.append(f"vLLM {vllm_version} starts, but one request of max_model_len {mml:,} tokens needs {per_req} blocks and "
                         f"only {acc.usable_blocks} are usable (one of {nb} is the null block{'; ' + why if why else ''}): "
                         f"the longest request that runs is {longest:,} tokens (--max-model-len {longest} matches it)")
-    if hybrid and not vv.has("kv_tokens_logged_from_concurrency", vllm_version) and lay.n_groups > 1 and logged:
+    if not vv.has("kv_tokens_logged_from_concurrency", vllm_version) and lay.n_groups > 1 and logged and longest < 2**31 - 1:
         warnings.append(f"vLLM {vllm_version} will log {logged:,} KV tokens (num_blocks // {lay.n_groups} groups x {lay.block_size}); "
                         f"its blocks really hold {longest:,} tokens for one request ({longest / logged:.1f}x the logged figure)")
 
@@ -363,13 +414,27 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
         if left < profile.os_headroom_gib * GIB:
             warnings.append("utilization eats into the OS headroom: lower --gpu-memory-utilization")
 
+    mla_block = arch.mla is not None and cpu and lay.block_size == 16 and not s.block_size
     fig["block_size"] = Figure(value=lay.block_size, unit="tokens", reason=(
         f"{'128' if cpu else '16'}-aligned attention block whose page ({lay.page_bytes:,} B) holds one mamba state "
         f"({lay.mamba_state_bytes:,} B, SSM state {lay.ssm_dtype}: {ssm_reason})"
-        if lay.mamba_state_bytes else "backend default block size"))
-    fig["page_bytes"] = Figure(value=lay.page_bytes, unit="B", reason=f"block_size x {lay.attn_bytes_per_token_layer} B per token per layer")
-    fig["kv_groups"] = Figure(value=f"{lay.attn_groups} attention + {lay.mamba_groups} mamba", reason=f"{lay.layers_per_group} layers per group share one tensor each")
-    fig["num_blocks"] = Figure(value=nb, unit="blocks", reason=f"kv_available // page // {lay.layers_per_group} (get_num_blocks); one is the null block")
+        if lay.mamba_state_bytes and lay.attn_groups else
+        "CPU_MLA's block (platforms/cpu.py forces 16)" if mla_block else
+        "--block-size" if s.block_size else "backend default block size"))
+    fig["page_bytes"] = Figure(value=lay.page_bytes, unit="B", reason=(
+        f"block_size x {lay.attn_bytes_per_token_layer} B per token per layer" if lay.attn_groups else "one mamba state"))
+    if lay.groups and all(not g.spec.is_attention for g in lay.groups) or not lay.mamba_groups:
+        kinds = ", ".join(sorted({g.kind for g in lay.groups}))
+        fig["kv_groups"] = Figure(value=f"{lay.n_groups} ({kinds})", reason=(
+            f"{lay.layers_per_group} layers per group share one tensor each" if lay.n_groups > 1 else
+            "one group: every layer has the same kind of KV cache"))
+    else:
+        fig["kv_groups"] = Figure(value=f"{lay.attn_groups} attention + {lay.mamba_groups} mamba",
+                                  reason=f"{lay.layers_per_group} layers per group share one tensor each")
+    fig["num_blocks"] = Figure(value=nb, unit="blocks", reason=(
+        f"kv_available // page // {lay.layers_per_group} (get_num_blocks); one is the null block"
+        if lay.block_bytes == lay.page_bytes * lay.layers_per_group else
+        f"kv_available // {lay.block_bytes:,} B per block (the largest group's pages); one is the null block"))
     fig["kv_available"] = Figure(value=round(avail / MIB, 1), unit="MiB", reason=avail_reason)
     fig["weights"] = Figure(value=round(w / MIB, 1), unit="MiB", reason="checkpoint weights resident after load" + (f", / tp {tp}" if tp > 1 else ""))
     fig["activation_peak"] = Figure(value=round(a / MIB, 1), unit="MiB", reason=(
@@ -388,26 +453,40 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     fig["max_model_len"] = Figure(value=mml, unit="tokens", reason=mml_reason)
     fig["kv_cache_tokens_logged"] = Figure(value=logged, unit="tokens", reason=logged_reason)
     fig["kv_cache_tokens_real"] = Figure(value=real, unit="tokens", reason=(
-        f"(num_blocks - 1 null - {lay.state_blocks} state blocks) x block_size, capped at max_model_len"))
+        f"(num_blocks - 1 null - {lay.state_blocks} state blocks) x block_size, capped at max_model_len"
+        if lay.mamba_groups and lay.attn_groups and all(g.spec.grows or not g.spec.is_attention for g in lay.groups) else
+        "the longest request whose blocks fit in num_blocks - 1 (the null block), capped at max_model_len"))
     fig["max_concurrency"] = Figure(value=round(conc, 2), unit="x", reason=f"num_blocks / {per_req} blocks per request of max_model_len")
     fig["total_vram"] = Figure(value=round(vram / MIB), unit="MiB", reason=vram_reason)
     env = {}
     if not cpu:
         env["VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS"] = "1" if estimate else "0"
+    if lay.in_flight and any(g.kind in ("sliding_window", "sliding_window_mla", "chunked_local") for g in lay.groups):
+        fig["in_flight_tokens"] = Figure(value=lay.in_flight, unit="tokens", reason=(
+            "sliding / chunked layers keep blocks for the window plus the tokens scheduled but not settled "
+            "(max_concurrent_batches x max_num_batched_tokens, vllm/config/vllm.py max_in_flight_tokens)"))
+    layout_rows = lay.describe(mml)
     return Plan(recipe=recipe.name, profile=profile.name, vllm_version=vllm_version, device="CPU" if cpu else "GPU",
                 max_model_len=mml, block_size=lay.block_size, num_blocks=nb, kv_cache_tokens_logged=logged,
                 kv_cache_tokens_real=real, max_concurrency=conc, total_vram_mib=vram / MIB, budget=budget,
                 figures=fig, flags=flags or [], env=env, fits=fits, vllm_starts=True, warnings=warnings, notes=notes,
-                kv_layout=kv_layout(lay, mml))
+                layout=layout_rows, kv_layout=kv_layout(lay, mml))
 
 
 def kv_layout(lay: Layout, max_model_len: int) -> dict:
     """`plan --json` kv_layout: the KV groups and what one request of max_model_len pins in each (blocks of
-    the one shared pool: kv_cache_utils.py groups, kv_cache_interface.py max_memory_usage_bytes)."""
-    attn = math.ceil(max_model_len / lay.block_size) if max_model_len else 0
-    groups = ([{"kind": "attention", "count": lay.attn_groups, "blocks_per_request": attn}] if lay.attn_groups else []) + \
-             ([{"kind": "mamba", "count": lay.mamba_groups, "blocks_per_request": lay.mamba_blocks_per_request}]
-              if lay.mamba_groups else [])
+    the one shared pool: kv_cache_utils.py groups, kv_cache_interface.py max_memory_usage_bytes). Groups of one
+    kind that pin different counts (a sliding window beside full attention) are separate entries."""
+    groups: list[dict] = []
+    for i, g in enumerate(lay.groups):
+        kind = "attention" if g.spec.is_attention else "mamba"
+        pins = lay.group_blocks(i, max_model_len) if max_model_len else 0
+        same = next((e for e in groups if e["kind"] == kind and e["blocks_per_request"] == pins), None)
+        if same:
+            same["count"] += 1
+        else:
+            groups.append({"kind": kind, "count": 1, "blocks_per_request": pins})
+    groups.sort(key=lambda e: e["kind"] != "attention")  # attention entries first, as the key has always listed them
     return {"block_size": lay.block_size, "page_bytes": lay.page_bytes, "layers_per_group": lay.layers_per_group,
             "block_bytes": lay.block_bytes, "groups": groups, "null_blocks": 1,
             "blocks_per_request": lay.blocks_per_request(max_model_len) if max_model_len else 0}
@@ -494,6 +573,14 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
         mamba_ssm_cache_dtype=(va.get(flags, "--mamba-ssm-cache-dtype") or "auto").lower(),
         block_size=num("--block-size"), num_speculative_tokens=num_spec, dtype=dtype, cpu_kvcache_space_gib=space_gib,
         allow_long_max_model_len=env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "").strip().lower() in ("1", "true"),
+        disable_hybrid_kv_cache_manager=(True if va.has(flags, "--disable-hybrid-kv-cache-manager") else
+                                         False if va.has(flags, "--no-disable-hybrid-kv-cache-manager") else None),
+        allow_chunked_local_with_hma=env.get("VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE", "").strip().lower()
+        in ("1", "true"),
+        async_scheduling=(True if va.has(flags, "--async-scheduling") else
+                          False if va.has(flags, "--no-async-scheduling") else None),
+        pipeline_parallel_size=num("--pipeline-parallel-size") or 1,
+        disable_sliding_window=va.has(flags, "--disable-sliding-window"),
     )
 
 
@@ -544,25 +631,40 @@ def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> L
 
 
 def _layout(recipe: ModelRecipe, profile: GpuProfile, s: Settings, version: str, host: CpuFeatures,
-            correction: Correction | None) -> tuple[Layout, str, int | None]:
+            correction: Correction | None, check_target: bool = True) -> tuple[Layout, str, int | None]:
     """(layout, why the SSM state has its dtype, the rules' block size when a measured one replaced it)."""
     cpu = profile.vendor == "cpu"
     arch = recipe.architecture
     hybrid = bool(arch.linear_attention_layers)
     prefix = prefix_caching_default(version) if s.enable_prefix_caching is None else s.enable_prefix_caching
-    declared = arch.linear.ssm_dtype if arch.linear else "float32"
+    declared = (arch.linear.ssm_dtype if arch.linear else
+                (arch.mamba.ssm_dtype or arch.dtype) if arch.mamba else "float32")
     if cpu and hybrid:
         ssm, ssm_reason = cpu_ssm_dtype(version, host, declared, s.mamba_ssm_cache_dtype)
     else:
         ssm = s.mamba_ssm_cache_dtype if s.mamba_ssm_cache_dtype != "auto" else declared
         ssm_reason = "--mamba-ssm-cache-dtype" if s.mamba_ssm_cache_dtype != "auto" else "the model's state dtype"
-    lay = layout(arch, tp=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu, prefix_caching=prefix and hybrid,
-                 num_spec=s.num_speculative_tokens, ssm_dtype=ssm, block_size=s.block_size, dtype=s.dtype,
-                 group_ratio=group_ratio(version))
+    if cpu and check_target:
+        why = cpu_refusal(arch, version, host, kv_cache_dtype=s.kv_cache_dtype,
+                          dtype=s.dtype if s.dtype != "auto" else arch.dtype, sparse=sparse_attention(recipe))
+        if why:
+            raise VllmRefuses(f"vLLM cannot run {recipe.name} on the CPU build: {why}", "plan it for a GPU profile (--gpu)")
+    mbt = s.max_num_batched_tokens or batch_defaults(profile, s.tensor_parallel_size * max(1, s.pipeline_parallel_size))[0]
+    off, _ = hma_disabled(arch, s)
+    try:
+        lay = layout(arch, tp=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu,
+                     prefix_caching=prefix and hybrid, num_spec=s.num_speculative_tokens, ssm_dtype=ssm,
+                     block_size=s.block_size, dtype=s.dtype, group_ratio=group_ratio(version),
+                     in_flight=in_flight_tokens(profile, s, version, mbt), hma=not off,
+                     pad_uneven_pages=vv.has("unify_pads_uneven_attention_pages", version),
+                     mla_block=cpu_mla_block(arch, host) if cpu else None, disable_sliding_window=s.disable_sliding_window,
+                     mamba2_checkpoint=vv.has("mamba2_prefill_checkpoint_block", version))
+    except LayoutRefused as exc:
+        raise VllmRefuses(exc.message, exc.hint) from None
     measured = measured_block_size(lay, correction)
     if measured is None:
         return lay, ssm_reason, None
-    return replace(lay, block_size=measured, page_bytes=measured * lay.attn_bytes_per_token_layer), ssm_reason, lay.block_size
+    return lay.with_block_size(measured), ssm_reason, lay.block_size
 
 
 def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, target_context: int,

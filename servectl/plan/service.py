@@ -29,10 +29,13 @@ MEMORY_FLAGS = (
     "--max-num-batched-tokens", "--max-cudagraph-capture-size", "--enforce-eager", "--limit-mm-per-prompt",
     "--skip-mm-profiling", "--kv-cache-dtype", "--tensor-parallel-size", "--enable-prefix-caching",
     "--no-enable-prefix-caching", "--mamba-ssm-cache-dtype", "--block-size", "--speculative-config", "--dtype",
+    "--disable-hybrid-kv-cache-manager", "--no-disable-hybrid-kv-cache-manager", "--async-scheduling",
+    "--no-async-scheduling", "--pipeline-parallel-size", "--disable-sliding-window",
 )
 ESTIMATE_ENV = "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS"
 # environment variables of the user's shell that change what vLLM does with memory
-PLAN_ENV = (ESTIMATE_ENV, "VLLM_CPU_KVCACHE_SPACE", "VLLM_ALLOW_LONG_MAX_MODEL_LEN")
+PLAN_ENV = (ESTIMATE_ENV, "VLLM_CPU_KVCACHE_SPACE", "VLLM_ALLOW_LONG_MAX_MODEL_LEN",
+            "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE")
 
 
 def is_memory_flag(name: str) -> bool:
@@ -179,7 +182,7 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
           vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
           model_path: str | None = None, python: str | None = None, speculative: str | None = None,
-          nodes: int | None = None, force: bool = False) -> Plan:
+          nodes: int | None = None, force: bool = False, target: Target | None = None) -> Plan:
     """Recipe settings for the profile + the user's whole vLLM command line -> what the vLLM that will run does.
 
     nodes >= 2: the multi-node layout (tensor parallel = the profile's GPUs, pipeline parallel = nodes), planned
@@ -198,18 +201,28 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=force,
                            speculative=speculative, vllm_version=vllm_version, nodes=nodes, known_bugs=False,
                            checkpoint_mtp=bool(headers[1]) if headers is not None else None))
-    target = target_for(profile, override=vllm_version, image=spec.image, python=python, recipe=recipe)
+    # a caller planning many command lines for one target passes it (then vLLM's parser is not asked again)
+    given = target is not None
+    target = target or target_for(profile, override=vllm_version, image=spec.image, python=python, recipe=recipe)
     # known bugs of the release the plan is for, under the same --force rule as servectl's own guards
     bugs = known_bug_guards.check(recipe, profile, va.parse_args(spec.vllm_args),
                                   {**known_bug_guards.caller_env(dict(os.environ)), **spec.env}, target.version)
     spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *guards.enforce(bugs.violations, force)])
-    verdict = _vllm_parser_verdict(target, tokens)
+    verdict = None if given else _vllm_parser_verdict(target, tokens)
     if verdict:
         raise UserError(f"vLLM {target.version} rejects the flags: {verdict}", "fix or drop the flag vLLM names")
     run_env = {**spec.env, **(env or {})}
     if estimate is not None:
         run_env[ESTIMATE_ENV] = "1" if estimate else "0"
     s = planner.settings_from_flags(va.parse_args(split_memory_flags(spec.vllm_args)[0]), run_env)
+    derived_notes: list[str] = []
+    arch = recipe.architecture
+    if s.kv_cache_dtype == "auto" and arch.kv_cache_dtype != "auto":
+        s = replace(s, kv_cache_dtype=arch.kv_cache_dtype)
+        derived_notes.append(f"KV cache {arch.kv_cache_dtype}: the checkpoint's quantization_config asks for it "
+                             "(vLLM resolves --kv-cache-dtype auto to it)")
+    if arch.mla is not None and arch.mla.sparse and profile.vendor != "cpu":
+        derived_notes.append("DeepSeek sparse attention: its indexer cache is not in these figures")
     if nodes is not None and nodes >= 2:
         s = replace(s, tensor_parallel_size=profile.count)  # render.multinode's layout: one TP group per node
     correction = cal.correction_for(recipe.name, profile.name, target.version)
@@ -217,7 +230,8 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     notes: list[str] = [f"vLLM {target.version}: {target.version_reason}"]
     if profile.vendor == "cpu":
         notes.append(f"host CPU: {target.host.describe()}")
-    if checkpoint is not None:
+    notes += derived_notes
+    if checkpoint is not None and headers is not None:
         loaded, skipped = headers
         kw["weights_gib"] = loaded / 2**30
         if skipped:

@@ -11,7 +11,7 @@ device ... Desired GPU memory utilization is (u, X GiB). Actual usage is W GiB f
 N GiB for non-torch memory, and G GiB for CUDAGraph memory ... Current kv cache memory in use is K GiB": DEBUG up to
 0.19, INFO later),
 vllm/platforms/interface.py (`_align_hybrid_block_size`: "Setting attention block size to %d tokens",
-"Padding mamba page size by %.2f%%"), vllm/v1/worker/cpu_worker.py ("Explicitly set (%.2f/%.2f) GiB").
+"Padding mamba page size by %.2f%%"), kv_cache_utils.py ("kv cache group sizes %s"), vllm/v1/worker/cpu_worker.py ("Explicitly set (%.2f/%.2f) GiB").
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class LogFigures:
     requested_gib: float | None = None  # "Desired GPU memory utilization is (u, X GiB)"
     block_size: int | None = None  # "Setting attention block size to N tokens"
     mamba_padding_pct: float | None = None  # "Padding mamba page size by X%"
+    group_block_sizes: list[int] | None = None  # "kv cache group sizes (a, b, ...)" (0.32; logged with 2+ groups)
     num_gpu_blocks: int | None = None  # from the cache_config_info metric or the override line
     max_model_len: int | None = None  # "non-default args" or the engine config's max_seq_len
     kv_cache_memory_bytes: int | None = None  # --kv-cache-memory-bytes as vLLM echoed it in "non-default args"
@@ -76,6 +77,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("in_use", re.compile(r"Current kv cache memory in use is " + _NUM + r" GiB")),
     ("block", re.compile(r"Setting attention block size to " + _NUM + r" tokens")),
     ("padding", re.compile(r"Padding mamba page size by " + _NUM + r"%")),
+    ("groups", re.compile(r"kv cache group sizes \(([0-9, ]+)\)")),
     ("blocks", re.compile(r"with num_gpu_blocks_override=([0-9]+)")),
     ("blocks", re.compile(r"num_gpu_blocks=\"([0-9]+)\"")),
     ("blocks", re.compile(r"# (?:GPU|CUDA) blocks: " + _NUM)),
@@ -135,6 +137,8 @@ def parse_lines(lines: Iterable[str]) -> LogFigures:
                 fig.available_kv_gib = _num(g[0])
             elif key == "block" and fig.block_size is None:
                 fig.block_size = int(_num(g[0]))
+            elif key == "groups" and fig.group_block_sizes is None:
+                fig.group_block_sizes = [int(x) for x in g[0].replace(" ", "").split(",") if x]
             elif key == "padding" and fig.mamba_padding_pct is None:
                 fig.mamba_padding_pct = _num(g[0])
             elif key == "blocks" and fig.num_gpu_blocks is None:

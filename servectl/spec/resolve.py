@@ -195,7 +195,9 @@ def resolve(req: Request) -> LaunchSpec:
                             "servectl's own settings (without --card) bind 127.0.0.1")
         remove, launch_style = launch.remove, launch.style
     else:
-        unlisted = profile.name not in recipe.profiles
+        # a derived recipe's settings are derived for every profile; one left out is explained by what refuses it
+        # (the quantization guard, or the plan: vLLM's own memory refusal), not by a missing tuning
+        unlisted = profile.name not in recipe.profiles and recipe.derivation is None
         overrides = _parse_overrides(req.overrides, req.vllm_options)
         image = opts.image or card_image(recipe, profile.name) or (profile.container.image if profile.container else None)
         release = req.vllm_version or speculative.image_version(image)

@@ -1,7 +1,7 @@
 """Generate the tiny-cpu checkpoint. Run by the vLLM environment's interpreter (it has torch,
 transformers and tokenizers); imports nothing from servectl so it runs there as a plain script.
 
-    python _tinymodel_gen.py OUT_DIR {scripted|random|scripted-pp} [SEED]
+    python _tinymodel_gen.py OUT_DIR {scripted|random|scripted-pp|family:NAME} [SEED]
 
 Architecture: the hybrid layout of the Qwen3.5/3.6 targets, scaled down (Qwen3NextForCausalLM:
 Gated DeltaNet linear attention x3 + gated full attention x1, MoE 4 experts / 2 per token).
@@ -218,14 +218,88 @@ def add_mtp_head(out: Path, model, variant: str, seed: int) -> None:
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
 
 
+# Tiny random checkpoints of other families (`family:NAME`): transformers' own config class and from_config,
+# random weights, the tokenizer above. Shapes stay inside what vLLM's CPU build runs (CPU_ATTN head sizes 32..256,
+# CPU_MLA's 512 + 64 latent) and vary across entries (head sizes, windows, layer patterns, state shapes), so one
+# family's rule is checked on more than one shape. Each entry: (transformers config class, model class, kwargs).
+_BASE = dict(vocab_size=VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
+             max_position_embeddings=8192, tie_word_embeddings=False)
+FAMILIES = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(_BASE, num_hidden_layers=2, head_dim=32)),
+    "llama-hd96": ("LlamaConfig", "LlamaForCausalLM", dict(_BASE, hidden_size=192, num_attention_heads=2,
+                                                           num_key_value_heads=1, num_hidden_layers=3)),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(_BASE, num_hidden_layers=2, head_dim=64)),
+    "qwen3-moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM", dict(_BASE, num_hidden_layers=2, num_key_value_heads=1,
+                                                                 head_dim=32, num_experts=4, num_experts_per_tok=2,
+                                                                 moe_intermediate_size=64, decoder_sparse_step=1)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(_BASE, num_hidden_layers=2, head_dim=32, sliding_window=200)),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", dict(_BASE, num_hidden_layers=4, head_dim=64, sliding_window=256,
+                                                         query_pre_attn_scalar=64, tie_word_embeddings=True)),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(_BASE, num_hidden_layers=6, num_key_value_heads=1,
+                                                             head_dim=32, sliding_window=512, query_pre_attn_scalar=32)),
+    "gemma3-pattern3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(
+        _BASE, num_hidden_layers=7, head_dim=64, sliding_window=384, query_pre_attn_scalar=64,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"] * 2 + ["sliding_attention"])),
+    "gpt-oss": ("GptOssConfig", "GptOssForCausalLM", dict(_BASE, num_hidden_layers=4, head_dim=64, sliding_window=128,
+                                                         num_local_experts=4, num_experts_per_tok=2)),
+    "deepseek-v3": ("DeepseekV3Config", "DeepseekV3ForCausalLM", dict(
+        _BASE, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, kv_lora_rank=512, q_lora_rank=None,
+        qk_rope_head_dim=64, qk_nope_head_dim=32, v_head_dim=64, n_routed_experts=4, num_experts_per_tok=2,
+        moe_intermediate_size=64, first_k_dense_replace=2, n_group=1, topk_group=1, n_shared_experts=1)),
+    "glm4-moe": ("Glm4MoeConfig", "Glm4MoeForCausalLM", dict(_BASE, num_hidden_layers=2, head_dim=64, n_routed_experts=4,
+                                                            num_experts_per_tok=2, moe_intermediate_size=64,
+                                                            first_k_dense_replace=1, n_group=1, topk_group=1)),
+    "nemotron-h": ("NemotronHConfig", "NemotronHForCausalLM", dict(
+        _BASE, head_dim=32, layers_block_type=["mamba", "attention", "mlp", "mamba", "attention", "mlp"],
+        mamba_num_heads=4, mamba_head_dim=32, n_groups=2, ssm_state_size=32, conv_kernel=4, use_mamba_kernels=False)),
+    "granite-h": ("GraniteMoeHybridConfig", "GraniteMoeHybridForCausalLM", dict(
+        _BASE, num_hidden_layers=4, layer_types=["mamba", "attention", "mamba", "mamba"], mamba_n_heads=4,
+        mamba_n_groups=1, mamba_d_state=32, mamba_d_conv=4, mamba_expand=2, num_local_experts=4,
+        num_experts_per_tok=2, shared_intermediate_size=64)),
+    "falcon-h1": ("FalconH1Config", "FalconH1ForCausalLM", dict(
+        _BASE, num_hidden_layers=2, mamba_d_ssm=256, mamba_n_heads=8, mamba_d_head=32, mamba_n_groups=1,
+        mamba_d_state=16, mamba_d_conv=4)),
+    "jamba": ("JambaConfig", "JambaForCausalLM", dict(
+        _BASE, num_hidden_layers=4, attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
+        expert_layer_offset=1, num_experts=2, num_experts_per_tok=1, mamba_d_state=16, mamba_d_conv=4, mamba_expand=2,
+        use_mamba_kernels=False)),
+}
+
+
+def build_family(out: Path, fast, name: str, seed: int) -> None:
+    import torch
+    import transformers
+
+    config_cls, model_cls, kwargs = FAMILIES[name]
+    torch.manual_seed(seed)
+    cfg = getattr(transformers, config_cls)(**kwargs, dtype="bfloat16", eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
+                                            pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"), bos_token_id=None)
+    model = getattr(transformers, model_cls)(cfg)
+    model.to(torch.bfloat16).save_pretrained(out)
+    (out / "generation_config.json").write_text(json.dumps({
+        "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id, "max_new_tokens": 64}, indent=2))
+
+
 def main(argv: list[str]) -> int:
+    if argv[1] == "--batch":  # --batch JSON: [[OUT_DIR, VARIANT], ...], one interpreter for many checkpoints
+        for out, variant in json.loads(argv[2]):
+            code = main([argv[0], out, variant])
+            if code:
+                return code
+        return 0
     out, variant = Path(argv[1]), argv[2]
     seed = int(argv[3]) if len(argv) > 3 else 0
-    if variant not in LAYER_TYPES:
-        print(f"unknown variant {variant!r}", file=sys.stderr)
+    family = variant.removeprefix("family:") if variant.startswith("family:") else None
+    if (family is None and variant not in LAYER_TYPES) or (family is not None and family not in FAMILIES):
+        print(f"unknown variant {variant!r} (families: {', '.join(FAMILIES)})", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
     fast = build_tokenizer(out)
+    if family is not None:
+        build_family(out, fast, family, seed)
+        (out / "servectl-tiny.json").write_text(json.dumps({"variant": variant, "seed": seed}, indent=2))
+        print(out)
+        return 0
     build_model(out, fast, variant, seed)
     (out / "servectl-tiny.json").write_text(json.dumps({"variant": variant, "seed": seed, "script": CHAINS}, indent=2))
     print(out)
