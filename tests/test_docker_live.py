@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import free_port
+
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "servectl/vllm-cpu:0.32.0"  # the cpu profile's image (profiles/gpus.yaml)
@@ -70,7 +72,8 @@ def followers(container_id: str) -> list[int]:
 
 
 def test_up_docker_start_check_logs_down_leaves_nothing(engine, env):
-    res = sc(env, "up", "tiny-cpu", "--gpu", "cpu", "--runtime", "docker", "--name", "dk-live", "--port", "8327",
+    port = free_port()
+    res = sc(env, "up", "tiny-cpu", "--gpu", "cpu", "--runtime", "docker", "--name", "dk-live", "--port", str(port),
              "--detach", "--no-check", "--json")
     try:
         assert res.returncode == 0, res.stderr[-3000:]
@@ -81,9 +84,9 @@ def test_up_docker_start_check_logs_down_leaves_nothing(engine, env):
         assert data["kv_cache_tokens_reported"] and data["kv_cache_tokens_reported"] > 0
         log = sc(env, "logs", "dk-live").stdout
         assert "KV cache size" in log and "Starting vLLM" in log
-        check = sc(env, "check", "http://127.0.0.1:8327", "--json", timeout=600)
+        check = sc(env, "check", f"http://127.0.0.1:{port}", "--json", timeout=600)
         assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
-        assert httpx.get("http://127.0.0.1:8327/health", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
     finally:
         down = sc(env, "down", "dk-live")
     assert down.returncode == 0, down.stderr
@@ -93,15 +96,16 @@ def test_up_docker_start_check_logs_down_leaves_nothing(engine, env):
 
 
 def test_sigkill_of_a_foreground_docker_up_stops_its_container(engine, env):
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--gpu", "cpu", "--runtime", "docker",
-                             "--name", "dk-fg", "--port", "8328", "--no-check"],
+                             "--name", "dk-fg", "--port", str(port), "--no-check"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             try:
-                if httpx.get("http://127.0.0.1:8328/health", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
