@@ -146,10 +146,29 @@ def loads_strict(text: str | bytes):
         raise ValueError("nested too deep") from None
 
 
+def open_regular(path: Path | str, what: str | None = None):
+    """A binary file object of a regular file (never blocking on a FIFO, never a device such as /dev/zero);
+    UserError otherwise."""
+    import stat
+
+    from servectl.errors import UserError
+
+    what = what or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise UserError(f"cannot read {what}: {exc.strerror}", "check the path") from None
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fh.close()
+        raise UserError(f"{what} is not a regular file", "pass a file")
+    return fh
+
+
 def read_tail(path: Path | str, limit: int = LOG_TAIL_LIMIT) -> str:
     """The last `limit` bytes of a file as text (undecodable bytes replaced; a cut first line dropped):
     how servectl reads a log, whatever its size."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         size = os.fstat(fh.fileno()).st_size
         start = max(0, size - limit)
         fh.seek(start)
@@ -165,8 +184,9 @@ def iter_lines(fh, line_limit: int = LINE_LIMIT, chunk: int = MIB):
     one chunk plus one line whatever the input (a 100 MB line is read, not kept)."""
     buf = b""
     skipping = False
+    read = getattr(fh, "read1", fh.read)  # a pipe: what is there now, so lines arrive as they are written
     while True:
-        data = fh.read(chunk)
+        data = read(chunk)
         if not data:
             break
         buf += data

@@ -41,10 +41,11 @@ def parse_listen(value: str) -> tuple[str, int]:
 def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) -> None:
     """Serve sampling presets as virtual model names (<served>-<preset>) in front of BACKEND."""
     # here, not at the top: `presets list` shares this module and needs none of the server's libraries
-    from servectl.proxy.app import discover_served_model, normalize_backend, serve_proxy
+    from servectl.proxy.app import discover_served_model, normalize_backend, refuse_self, serve_proxy
 
     backend = normalize_backend(backend)
     host, port = parse_listen(listen)
+    refuse_self(backend, host, port)
     names, auto = split_auto(names)
     chosen = select_presets(names)
     if not chosen:

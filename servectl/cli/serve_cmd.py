@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from servectl.cli.app import emit_json, info, warn
-from servectl.errors import UserError
+from servectl.cli.app import echo, emit_json, info, warn
+from servectl.fsutil import iter_lines, open_regular, read_tail
+from servectl.errors import CheckFailed, UserError
 from servectl.launch import startup, state, workflow
 
 
@@ -64,15 +65,26 @@ def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeo
 @click.argument("name", required=False)
 @click.option("--all", "all_", is_flag=True, help="Stop every deployment.")
 def down(name, all_) -> None:
-    """Stop a deployment (the whole process group or the container) and forget it."""
+    """Stop a deployment (the processes that carry its marker, or its container) and forget it. A record
+    servectl cannot prove it wrote is removed without any signal, and down exits 1 saying so."""
+    if all_ and name:
+        raise UserError("give a NAME or --all, not both", "`servectl status` lists deployments")
     records = state.list_entries() if all_ else [state.resolve_name(name)]
+    unverified = []
     for rec in records:
         alive = state.is_alive(rec)
-        state.stop(rec)
-        if isinstance(rec, state.Corrupt):
-            info(f"{rec.name}: corrupt record removed" + (f"; stopped process group {rec.pid}" if alive else ""))
+        done = state.stop(rec)
+        if not done.signalled:
+            unverified.append(rec.name)
+            warn(f"{rec.name}: no proof that servectl started what its record names ({done.why}); "
+                 "removed the record and signalled nothing")
+        elif isinstance(rec, state.Corrupt):
+            info(f"{rec.name}: damaged record removed" + ("; stopped its processes" if alive else ""))
         else:
             info(f"stopped {rec.name}" if alive else f"{rec.name} was already gone; removed its record")
+    if unverified:
+        raise CheckFailed(f"did not signal anything for {', '.join(unverified)}: no proof servectl started it",
+                          "stop such processes yourself if they are yours")
 
 
 @click.command()
@@ -93,12 +105,19 @@ def status(as_json) -> None:
         return
     table = Table("name", "state", "pid/container", "endpoint", "model", "uptime", "memory (RSS)")
     for s in live:
+        verdict = s.verdict
         if isinstance(s, state.CorruptStatus):
-            warn(f"{s.entry.name}: {s.entry.error}; `servectl down {s.entry.name}` stops its process group and removes it")
-            table.add_row(s.entry.name, "corrupt", str(s.entry.pid or "?"), "-", "-", "-", "-")
+            what = ("`servectl down` stops what carries its marker and removes it" if verdict.state == "corrupt"
+                    else "`servectl down` removes the record and signals nothing")
+            warn(f"{s.entry.name}: {verdict.why}; {what}")
+            table.add_row(s.entry.name, verdict.state, str(s.entry.pid or "?"), "-", "-", "-", "-")
             continue
         r = s.record
-        table.add_row(r.name, "ready" if r.ready else "starting", str(r.pid or (r.container_id or "")[:12]),
+        if verdict.state in ("unverified", "orphaned"):
+            warn(f"{r.name}: {verdict.state}: {verdict.why}; `servectl down {r.name}` "
+                 + ("stops them" if verdict.state == "orphaned" else "removes the record and signals nothing"))
+        shown = verdict.state if verdict.state != "running" else ("ready" if r.ready else "starting")
+        table.add_row(r.name, shown, str(r.pid or (r.container_id or "")[:12]),
                       r.endpoint, r.served_model_name or r.model, fmt_duration(s.uptime_s), fmt_bytes(s.rss_bytes))
     from servectl.cli.app import console
 
@@ -116,26 +135,33 @@ def _latest_log(name: str) -> Path | None:
 @click.command()
 @click.argument("name", required=False)
 @click.option("-f", "--follow", "follow_", is_flag=True, help="Keep printing new output until the server stops (or Ctrl-C).")
-@click.option("-n", "--lines", type=int, default=0, help="Only the last N lines (0: all).")
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=0, help="Only the last N lines (0: all).")
 def logs(name, follow_, lines) -> None:
-    """Print a deployment's server log (also the last log of a stopped or failed one)."""
+    """Print a deployment's server log (also the last log of a stopped or failed one). Lines are printed
+    escaped (control characters as \\xNN) with secrets masked; the log is streamed, never held whole."""
     if name is None:
         name = state.resolve_name(None).name
     path = _latest_log(name)
     if path is None or not path.exists():
         raise UserError(f"no log for {name!r}", "`servectl status` lists deployments")
-    text = path.read_text(errors="replace")
-    click.echo(startup.tail(text, lines) if lines else text, nl=False)
+    with open_regular(path, f"log of {name}") as fh:
+        if lines:
+            for line in startup.tail(read_tail(path), lines).splitlines():
+                echo(line)
+        else:
+            for line in iter_lines(fh):
+                echo(line)
+        offset = fh.seek(0, 2)
     if not follow_:
         return
-    follower = startup.LogFollower(path, path.stat().st_size)
+    follower = startup.LogFollower(path, offset)
     while True:
         for line in follower.read_lines():
-            click.echo(line)
+            echo(line)
         rec = state.load(name)
         if rec is None or not state.is_alive(rec):
             for line in follower.read_lines():
-                click.echo(line)
+                echo(line)
             return
         time.sleep(0.2)
 

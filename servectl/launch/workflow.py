@@ -23,7 +23,8 @@ from servectl.catalog.load import load_catalog
 from servectl.catalog.recipe import ModelRecipe
 from servectl.console import emit_json, err_console, info, warn
 from servectl.errors import CheckFailed, UserError
-from servectl.launch import runners, startup, state
+from servectl.fsutil import read_tail
+from servectl.launch import ownership, runners, startup, state
 from servectl.launch.ports import base_url, free_port, held_by_another, port_in_use
 from servectl.launch.record import DeploymentRecord
 from servectl.spec.models import LaunchOptions, LaunchSpec
@@ -273,13 +274,14 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         model=spec.model, served_model_name=spec.served_model_name, host=spec.host, port=spec.port,
         log_path=str(log_path), argv=[], started_at=time.time(), detached=detached,
         owner_pid=me.pid, owner_create_time=me.create_time(), ray_head=head if runtime == "ray" else None,
+        marker=ownership.new_marker(spec.name),
     )
     state.claim(record)  # exit 2 while another deployment holds the name; from here on the record is ours
     launched = launch_runner = None
     try:
         launch_runner, plan_tgt, predicted = prepare(recipe, profile, spec, "local" if runtime == "ray" else runtime,
                                                      py, probed, patch, tied=not detached, force=force)
-        launched = launch_runner.start(spec, log_path)
+        launched = launch_runner.start(spec, log_path, marker=record.marker)
         record = record.model_copy(update={
             "runtime": launched.runtime, "pid": launched.pid, "create_time": launched.create_time,
             "container_id": launched.container_id, "argv": launched.argv, "kv_cache_tokens_predicted": predicted})
@@ -448,7 +450,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
             time.sleep(0.1)
         # Report first, clean up after: the leader is gone, its engine processes get a short grace.
         err_console.print(f"vLLM server (pid {ln.launched.pid}) exited while serving", style="bold red")
-        text = Path(ln.launched.log_path).read_text(errors="replace")
+        text = read_tail(ln.launched.log_path)
         raise fail_start(ln.runner, ln.launched, ln.spec.name, text, "vLLM exited while serving", grace_s=1, spec=ln.spec)
     except KeyboardInterrupt:
         info("stopping vLLM ...")

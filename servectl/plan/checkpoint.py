@@ -8,12 +8,13 @@ The MTP head is skipped: vLLM does not load it unless speculative decoding is on
 
 from __future__ import annotations
 
-import json
+import os
 import struct
 from math import prod
 from pathlib import Path
 
 from servectl.errors import UserError
+from servectl.fsutil import loads_strict
 
 DTYPE_BYTES = {
     "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
@@ -23,14 +24,25 @@ SKIPPED_PREFIXES = ("mtp.", "model.mtp.")
 
 
 def header(path: Path) -> dict:
-    with open(path, "rb") as fh:
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO named *.safetensors must not block the plan
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"{path} is not a regular file", "point --model-path at a checkpoint directory")
         raw = fh.read(8)
         if len(raw) != 8:
             raise UserError(f"{path} is not a safetensors file (too short)", "point --model-path at a checkpoint directory")
         (length,) = struct.unpack("<Q", raw)
         if length > 100 * 2**20:
             raise UserError(f"{path} has an implausible safetensors header ({length} bytes)", "is the file complete?")
-        return json.loads(fh.read(length))
+        try:
+            data = loads_strict(fh.read(length))
+        except (ValueError, UnicodeDecodeError):
+            raise UserError(f"{path} has no readable safetensors header", "is the file complete?") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path} has no readable safetensors header", "is the file complete?")
+        return data
 
 
 def weight_bytes(directory: Path) -> tuple[int, int]:
@@ -43,7 +55,10 @@ def weight_bytes(directory: Path) -> tuple[int, int]:
         for name, info in header(f).items():
             if name == "__metadata__":
                 continue
-            size = prod(info["shape"]) * DTYPE_BYTES.get(info["dtype"], 1)
+            shape = info.get("shape") if isinstance(info, dict) else None
+            if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+                raise UserError(f"{f}: tensor {name!r} has no valid shape in its safetensors header", "is the file complete?")
+            size = prod(shape) * DTYPE_BYTES.get(str(info.get("dtype")), 1)
             if name.startswith(SKIPPED_PREFIXES):
                 skipped += size
             else:

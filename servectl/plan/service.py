@@ -257,7 +257,10 @@ def _tokens_from_log(fig: vllm_log.LogFigures) -> list[str]:
 def calibrate_from_log(model: str, gpu: str | None, log_file: Path, host: str | None = None) -> tuple[cal.CalibrationRecord, Path]:
     """Plan the flags a real start used (for the release it logged), compare with what it logged, store the start
     for (recipe, profile, release, host)."""
-    fig = vllm_log.parse_text(Path(log_file).read_text(errors="replace"))
+    from servectl.fsutil import read_log
+
+    excerpt = read_log(log_file, str(log_file))  # any size: its start and its end, memory bounded
+    fig = vllm_log.parse_text(f"{excerpt.head}\n{excerpt.tail}" if excerpt.head else excerpt.tail)
     if fig.kv_cache_tokens is None and fig.available_kv_gib is None:
         raise UserError(f"{Path(log_file).name} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
                         "pass the log of a vLLM start that reached the KV cache allocation")
