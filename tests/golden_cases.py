@@ -12,7 +12,8 @@ from pathlib import Path
 
 from servectl.catalog.load import load_catalog
 from servectl.render import outputs
-from servectl.spec.resolve import Request, card_profile_names, resolve
+from servectl.plan.service import launch_spec
+from servectl.spec.resolve import Request, card_profile_names
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = ROOT / "tests" / "data" / "golden" / "render"
@@ -59,8 +60,9 @@ def k8s_golden_name(stem: str, fmt: str) -> str:
 
 
 def _spec(recipe: str, profile: str, card: bool = False):
+    """The launch as `servectl render` builds it: resolved, then servectl's --max-num-seqs (plan.service.launch_spec)."""
     cat = load_catalog()
-    return resolve(Request(cat.model(recipe), cat.gpu(profile), card=card))
+    return launch_spec(Request(cat.model(recipe), cat.gpu(profile), card=card))
 
 
 def golden_outputs() -> dict[str, str]:

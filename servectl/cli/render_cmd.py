@@ -8,7 +8,8 @@ import click
 
 from servectl.catalog.load import load_catalog
 from servectl.cli.app import info, warn
-from servectl.spec.resolve import Request, resolve
+from servectl.plan.service import launch_spec
+from servectl.spec.resolve import Request
 from servectl.fsutil import write_atomic
 from servectl.errors import CheckFailed, UserError
 from servectl.render import FORMATS, outputs
@@ -67,11 +68,13 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         from servectl.plan.checkpoint import has_mtp_head
 
         mtp_on_disk = has_mtp_head(recipe)
-    spec = resolve(Request(recipe, cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
-                           force=force, vllm_options=asked, strict=strict, speculative=speculative,
-                           checkpoint_mtp=mtp_on_disk))
+    spec = launch_spec(Request(recipe, cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
+                               force=force, vllm_options=asked, strict=strict, speculative=speculative,
+                               checkpoint_mtp=mtp_on_disk))
     for w in spec.warnings:
         warn(w)
+    for note in spec.notes:
+        info(f"note: {note}")
     if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
     patches = None

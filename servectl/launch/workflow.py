@@ -54,6 +54,15 @@ def plan_target(profile, spec: LaunchSpec, runtime: str, env_target: Target | No
         return None
 
 
+def settled_spec(spec: LaunchSpec, plan_tgt) -> LaunchSpec:
+    """servectl's --max-num-seqs (what the plan says the KV cache holds) for the release and host that run it;
+    with no plan target, the rendering's (the image's release, every CPU feature set)."""
+    from servectl.plan import service
+
+    targets = [plan_tgt] if plan_tgt is not None else service.render_target(spec.gpu_profile, spec.image)
+    return service.settle_max_num_seqs(spec, targets)
+
+
 def predicted_kv_tokens(recipe: ModelRecipe, profile, spec: LaunchSpec, plan_tgt) -> int | None:
     """What the plan predicts vLLM will log as its KV cache size; None when the planner cannot say."""
     from servectl.plan import service
@@ -281,8 +290,8 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
     state.claim(record)  # exit 2 while another deployment holds the name; from here on the record is ours
     launched = launch_runner = None
     try:
-        launch_runner, plan_tgt, predicted = prepare(recipe, profile, spec, "local" if runtime == "ray" else runtime,
-                                                     py, probed, patch, tied=not detached, force=force)
+        launch_runner, plan_tgt, predicted, spec = prepare(recipe, profile, spec, "local" if runtime == "ray" else runtime,
+                                                           py, probed, patch, tied=not detached, force=force)
         launched = launch_runner.start(spec, log_path, marker=record.marker)
         record = record.model_copy(update={
             "runtime": launched.runtime, "pid": launched.pid, "create_time": launched.create_time,
@@ -334,7 +343,8 @@ def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profi
 
 def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Path | None, probed: Target | None, patch: bool,
             tied: bool = False, force: bool = False):
-    """Port check, pre-flight and the patch check; (runner, plan target, predicted KV tokens)."""
+    """Port check, pre-flight and the patch check; (runner, plan target, predicted KV tokens, the spec with
+    servectl's --max-num-seqs for the release and host that run it)."""
     if port_in_use(spec.host, spec.port):
         raise UserError(f"port {spec.port} on {spec.host} is already in use", "stop what listens there or pick another --port")
     target = None
@@ -356,7 +366,10 @@ def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Pa
             apply_patches(target, recipe)
         launch_runner = runners.SubprocessRunner(runners.vllm_executable(py))
     plan_tgt = plan_target(profile, spec, runtime, target)
-    return launch_runner, plan_tgt, predicted_kv_tokens(recipe, profile, spec, plan_tgt)
+    spec = settled_spec(spec, plan_tgt)
+    for note in spec.notes:
+        info(f"note: {note}")
+    return launch_runner, plan_tgt, predicted_kv_tokens(recipe, profile, spec, plan_tgt), spec
 
 
 def follow(launch_runner: runners.Runner, launched: runners.Launched, spec: LaunchSpec, timeout: float, quiet: bool) -> startup.StartupResult:

@@ -176,9 +176,16 @@ def measured_block_size(lay: Layout, correction: Correction | None) -> int | Non
     return correction.block_size if correction.rule_block_size == lay.block_size else None
 
 
-def batch_defaults(profile: GpuProfile) -> tuple[int, int]:
-    """vllm/engine/arg_utils.py get_batch_defaults (serve): >= 70 GiB devices get 8192 / 1024, others 2048 / 256."""
-    if profile.vendor != "cpu" and profile.total_memory_gib >= 70:
+def batch_defaults(profile: GpuProfile, world_size: int = 1) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) vLLM picks for `vllm serve` when the flags are absent
+    (vllm/engine/arg_utils.py get_batch_defaults, usage context OPENAI_API_SERVER): the CPU platform 2048 and
+    128 per rank of the world size; devices of >= 160 GiB 16384 / 1024, >= 70 GiB 8192 / 1024 (vLLM exempts
+    the A100, whose name a profile does not carry), others 2048 / 256."""
+    if profile.vendor == "cpu":
+        return 2048 * world_size, 128 * world_size
+    if profile.total_memory_gib >= 160:
+        return 16384, 1024
+    if profile.total_memory_gib >= 70:
         return 8192, 1024
     return 2048, 256
 

@@ -4,6 +4,7 @@ starts it learns from. `plan`, `calibrate --log` and the launch workflow call th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from servectl.plan import multinode, planner, vllm_log
 from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
 from servectl.plan.models import Plan
 from servectl.spec import values
+from servectl.spec.models import LaunchSpec
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 
@@ -138,6 +140,52 @@ def plan_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env
                            weights_gib=weights_gib, flags=vllm_args)
 
 
+def render_target(profile: GpuProfile, image: str | None) -> list[Target]:
+    """The vLLM a rendering will meet, known only by its image: the release its tag names, and for the cpu
+    profile every host feature set vLLM's CPU rules tell apart (the rendering runs on a host not seen here)."""
+    version, why = versions.that_runs(image=image or (profile.container.image if profile.container else None),
+                                      cpu_profile=profile.vendor == "cpu")
+    if profile.vendor != "cpu":
+        return [Target(version, why, CpuFeatures(source="not a CPU plan"))]
+    return [Target(version, why, CpuFeatures(avx512_bf16=bf16, amx=amx, source="any host"))
+            for bf16 in (False, True) for amx in (False, True)]
+
+
+def settle_max_num_seqs(spec: LaunchSpec, targets: list[Target], *, calibrated: bool = True) -> LaunchSpec:
+    """servectl's own settings promise only what the KV cache holds. Without --max-num-seqs in the flags, vLLM
+    takes its default (128 per rank on CPU, 256 or 1024 on GPUs): when the plan says the KV cache holds fewer
+    requests of max_model_len than that (the smallest figure over `targets`), the launch gets
+    --max-num-seqs N with N the whole requests it holds, and a note saying so; when the plan cannot say, a
+    note says why and vLLM's default stays. A card's launch is its card's, verbatim."""
+    if spec.card or va.has(va.parse_args(spec.vllm_args), "--max-num-seqs"):
+        return spec
+    recipe, profile = spec.model_recipe, spec.gpu_profile
+    tp = int(va.get(va.parse_args(spec.vllm_args), "--tensor-parallel-size") or 1)
+    default = planner.batch_defaults(profile, world_size=tp)[1]
+    try:
+        capacity = min(plan_for(recipe, profile, spec.vllm_args, spec.env, t, calibrated=calibrated).max_concurrency
+                       for t in targets)
+    except UserError as exc:
+        return replace(spec, notes=[*spec.notes, f"--max-num-seqs left to vLLM's default ({default}): the plan cannot "
+                                                 f"say how many requests the KV cache holds ({exc.message})"])
+    n = math.floor(capacity)
+    if n >= default:
+        return spec
+    if n < 1:
+        return replace(spec, notes=[*spec.notes, f"--max-num-seqs left to vLLM's default ({default}): the KV cache holds "
+                                                 f"{capacity:.2f} requests of max_model_len, not one"])
+    note = (f"--max-num-seqs {n}: the plan's KV cache holds {capacity:.2f} requests of max_model_len "
+            f"(vLLM's default of {default} would be preempted); pass --max-num-seqs to choose yourself")
+    return replace(spec, vllm_args=[*spec.vllm_args, "--max-num-seqs", str(n)], notes=[*spec.notes, note])
+
+
+def launch_spec(req: Request) -> LaunchSpec:
+    """resolve() and then servectl's choice of --max-num-seqs for a rendering (no host known: the image's release,
+    every CPU feature set, no calibration): what `render` and the golden files use."""
+    spec = resolve(req)
+    return settle_max_num_seqs(spec, render_target(spec.gpu_profile, spec.image), calibrated=False)
+
+
 def predicted_kv_tokens(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str],
                         target: Target) -> int | None:
     """What the plan says vLLM will log as its KV cache size (None where vLLM would refuse these flags)."""
@@ -213,6 +261,7 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=True,
                            speculative=speculative, vllm_version=vllm_version))
     target = target_for(profile, override=vllm_version, image=spec.image, python=python)
+    spec = settle_max_num_seqs(spec, [target])  # as `up` will launch it on this host
     verdict = _vllm_parser_verdict(target, tokens)
     if verdict:
         raise UserError(f"vLLM {target.version} rejects the flags: {verdict}", "fix or drop the flag vLLM names")
@@ -224,7 +273,7 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
         s = replace(s, tensor_parallel_size=profile.count)  # render.multinode's layout: one TP group per node
     correction = cal.correction_for(recipe.name, profile.name, target.version)
     kw = dict(vllm_version=target.version, correction=correction, host=target.host)
-    notes: list[str] = [f"vLLM {target.version}: {target.version_reason}"]
+    notes: list[str] = [f"vLLM {target.version}: {target.version_reason}", *spec.notes]
     if profile.vendor == "cpu":
         notes.append(f"host CPU: {target.host.describe()}")
     if checkpoint is not None:

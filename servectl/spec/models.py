@@ -91,6 +91,7 @@ class LaunchSpec:
     argv_binds: bool = True  # The `vllm serve` argv carries --host/--port (false only for a card's verbatim serve command).
     ray_dashboard_host: str = "127.0.0.1"  # Address Ray's dashboard binds on a multi-node head (unauthenticated job API: local unless asked).
     warnings: list[str] = field(default_factory=list)  # Things the user should know about this launch.
+    notes: list[str] = field(default_factory=list)  # Choices servectl made for this launch, and why (not problems).
 
 
 def ports_distinct(*named: tuple[str, int]) -> None:
