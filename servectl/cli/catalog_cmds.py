@@ -9,7 +9,7 @@ import yaml
 from rich.table import Table
 
 from servectl.catalog.load import load_catalog
-from servectl.cli.app import console, emit_json
+from servectl.cli.app import console, echo, emit_json
 
 
 @click.group()
@@ -49,7 +49,7 @@ def profiles_show(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        click.echo(yaml.safe_dump(data, sort_keys=False))
+        echo(yaml.safe_dump(data, sort_keys=False))
 
 
 @click.group()
@@ -89,7 +89,7 @@ def models_show(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        click.echo(yaml.safe_dump(data, sort_keys=False))
+        echo(yaml.safe_dump(data, sort_keys=False))
 
 
 def card_profiles(recipe, cat) -> list[str]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import shlex
+
 import click
 from rich.table import Table
 from rich.text import Text
 
 from servectl.vllmenv import patches as engine
-from servectl.cli.app import console, emit_json, info
+from servectl.cli.app import console, echo, emit_json, info
 from servectl.errors import CheckFailed
 from servectl.vllmenv.pyenv import resolve_target
 
@@ -67,8 +69,8 @@ def check_cmd(as_json: bool, python, site_packages, ids) -> None:
         _print_selections(selections, target)
     if missing:
         raise CheckFailed(f"{len(missing)} known patch(es) missing: {', '.join(s.patch.id for s in missing)}",
-                          "run `servectl patch apply`" + (f" --python {python}" if python else "")
-                          + (f" --site-packages {site_packages}" if site_packages else ""))
+                          "run `servectl patch apply`" + (f" --python {shlex.quote(str(python))}" if python else "")
+                          + (f" --site-packages {shlex.quote(str(site_packages))}" if site_packages else ""))
 
 
 def _print_outcomes(outcomes, as_json: bool, target, show_diff: bool) -> None:
@@ -77,7 +79,7 @@ def _print_outcomes(outcomes, as_json: bool, target, show_diff: bool) -> None:
         return
     for o in outcomes:
         if show_diff and o.diff:
-            click.echo(o.diff, nl=False)
+            echo(o.diff, nl=False)
         info(f"{o.id}: {o.message}" + (" (verified)" if o.verified else ""))
 
 
@@ -135,8 +137,8 @@ def bootstrap(venv, version, cpu: bool, with_ray: bool, dry_run: bool, as_json: 
         return
     if dry_run:
         for cmd in result["commands"]:
-            click.echo(cmd)
+            echo(cmd)
         return
     info(result["message"], style="green")
-    click.echo(f"source {result['venv']}/bin/activate")
-    click.echo(f"python: {result['python']}")
+    echo(f"source {shlex.quote(str(result['venv']) + '/bin/activate')}")
+    echo(f"python: {result['python']}")

@@ -54,7 +54,7 @@ def _table(plan) -> None:
                           f"{row['kv_blocks']} blocks{mark}", highlight=False, soft_wrap=True)
         console.print(f"all nodes: {n['num_blocks']} blocks, {n['kv_cache_tokens_real']:,} tokens per request "
                       f"({n['bottleneck']['reason']})", highlight=False, soft_wrap=True)
-    env = " ".join(f"{k}={v}" for k, v in plan.env.items())
+    env = " ".join(shlex.quote(f"{k}={v}") for k, v in plan.env.items())
     console.print(f"flags: {env + ' ' if env else ''}vllm serve MODEL {shlex.join(plan.flags)}", highlight=False, soft_wrap=True)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from servectl.catalog.load import load_catalog
-from servectl.cli.app import info, warn
+from servectl.cli.app import echo, info, warn
+from servectl.redact import redact
 from servectl.plan.service import launch_spec
 from servectl.spec.resolve import Request
 from servectl.fsutil import write_atomic
@@ -16,6 +17,14 @@ from servectl.render import FORMATS, outputs
 from servectl.render.systemd import DEFAULT_VLLM_BIN
 from servectl.cli.options import PORT
 from servectl.spec.models import LaunchOptions, proxy_port_for
+
+
+def refuse_secrets(rendered: str) -> None:
+    """A rendering goes into files, units and manifests people share: one that would carry a secret value
+    (a credential in a URL, an Authorization header, an API key's value) is refused, never written."""
+    if redact(rendered) != rendered:
+        raise UserError("the rendering would carry a secret value (a credential, a key, a token)",
+                        "pass secrets by name: --secret NAME, and export NAME")
 
 
 @click.command()
@@ -102,10 +111,12 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
             more = f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None
             raise CheckFailed(problems[0], more)
         info(f"valid: {', '.join(tools) or 'nothing to check for this format'}")
+    for rendered in (text, proxy_unit[1] if proxy_unit else ""):
+        refuse_secrets(rendered)
     if out_dir is None:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
         if proxy_unit:
-            click.echo(f"\n# ---- {proxy_unit[0]}\n{proxy_unit[1]}", nl=False)
+            echo(f"\n# ---- {proxy_unit[0]}\n{proxy_unit[1]}", nl=False)
         return
     body, mode = outputs.file_text(fmt, spec, text)
     target = out_dir / outputs.filename(fmt, spec)

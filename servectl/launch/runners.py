@@ -26,6 +26,7 @@ import psutil
 
 from servectl.errors import CheckFailed
 from servectl.launch import ownership
+from servectl.redact import redact_argv
 from servectl.render.argv import argv as render_argv
 from servectl.render.container import container_run, docker_argv, sdk_kwargs
 from servectl.spec.models import LaunchSpec
@@ -134,7 +135,7 @@ class SubprocessRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             # Only names of the environment, never values: the log may be shared in a bug report.
-            log.write(f"# servectl: {shlex.join(cmd)}\n# env: {' '.join(spec.env)} inherited: {' '.join(spec.secret_env)}\n".encode())
+            log.write(f"# servectl: {shlex.join(redact_argv(cmd))}\n# env: {' '.join(spec.env)} inherited: {' '.join(spec.secret_env)}\n".encode())
             log.flush()
             # -I: the server's environment (PYTHONPATH, ...) must not change the watchdog's own interpreter.
             watchdog = subprocess.Popen(
@@ -232,7 +233,7 @@ class DockerRunner:
         if spec.model.startswith("/") and os.path.isdir(spec.model):  # a local checkpoint: visible at the same path
             kwargs["volumes"][spec.model] = {"bind": spec.model, "mode": "ro"}
         with open(log_path, "ab") as log:
-            log.write(f"# servectl: {shlex.join(docker_argv(run))}\n# env: {' '.join(run.env)} inherited: {' '.join(run.secret_env)}\n".encode())
+            log.write(f"# servectl: {shlex.join(redact_argv(docker_argv(run)))}\n# env: {' '.join(run.env)} inherited: {' '.join(run.secret_env)}\n".encode())
         try:
             container = self.client.containers.run(**kwargs)
         except docker.errors.APIError as exc:

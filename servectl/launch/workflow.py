@@ -10,6 +10,7 @@ A server that dies or misses the deadline is stopped at once and its log tail an
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -25,6 +26,7 @@ from servectl.console import emit_json, err_console, info, warn
 from servectl.errors import CheckFailed, UserError
 from servectl.fsutil import read_tail
 from servectl.launch import ownership, runners, startup, state
+from servectl.redact import redact_argv
 from servectl.launch.ports import base_url, free_port, held_by_another, port_in_use
 from servectl.launch.record import DeploymentRecord
 from servectl.spec.models import LaunchOptions, LaunchSpec, proxy_port_for
@@ -211,7 +213,7 @@ def fail_start(launch_runner: runners.Runner, launched: runners.Launched, name: 
     lines, known = diagnosis_lines(text, spec)
     for line in lines:
         err_console.print(line, soft_wrap=True)
-    return CheckFailed(why, f"full log: {launched.log_path}" + ("" if known else f"; `servectl diagnose {launched.log_path}`"))
+    return CheckFailed(why, f"full log: {launched.log_path}" + ("" if known else f"; `servectl diagnose {shlex.quote(str(launched.log_path))}`"))
 
 
 def ray_layout(runtime: str, nodes: int | None, head: str | None) -> None:
@@ -235,7 +237,7 @@ def wait_for_ray_nodes(py: Path, head: str, nodes: int) -> None:
         lines = proc.stderr.strip().splitlines() or ["no output"]
         if "No module named 'ray'" in proc.stderr:
             raise CheckFailed(f"the vLLM environment {py} has no Ray", "run `servectl bootstrap --with-ray` (with --cpu on the CPU build)")
-        raise CheckFailed(lines[-1].removeprefix("servectl: "), f"start the missing Ray node(s) with `ray start --address {head}`")
+        raise CheckFailed(lines[-1].removeprefix("servectl: "), f"start the missing Ray node(s) with `ray start --address {shlex.quote(head)}`")
 
 
 def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, python: str | None,
@@ -295,7 +297,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         launched = launch_runner.start(spec, log_path, marker=record.marker)
         record = record.model_copy(update={
             "runtime": launched.runtime, "pid": launched.pid, "create_time": launched.create_time,
-            "container_id": launched.container_id, "argv": launched.argv, "kv_cache_tokens_predicted": predicted})
+            "container_id": launched.container_id, "argv": redact_argv(launched.argv), "kv_cache_tokens_predicted": predicted})
         state.save(record)
         result = follow(launch_runner, launched, spec, timeout, quiet)
         if not result.ready:
@@ -361,7 +363,7 @@ def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Pa
         problems = patch_problems(target, recipe)
         if problems and not patch:
             raise CheckFailed(f"the vLLM environment has known bugs unpatched: {', '.join(problems)}",
-                              f"run `servectl patch apply --python {py}` or pass --apply-patches")
+                              f"run `servectl patch apply --python {shlex.quote(str(py))}` or pass --apply-patches")
         if problems:
             apply_patches(target, recipe)
         launch_runner = runners.SubprocessRunner(runners.vllm_executable(py))
