@@ -57,6 +57,15 @@ WRAPPERS = re.compile(
 )
 
 
+def log_lines(text: str) -> list[str]:
+    """A log's lines as a pager numbers them (split at newlines only), each as a terminal shows it: after its
+    last carriage return (progress bars rewrite their line with \r). servectl.fsutil.read_log counts the same way."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln.rstrip("\r").rsplit("\r", 1)[-1] if "\r" in ln else ln for ln in lines]
+
+
 def strip_prefix(line: str) -> str:
     """A log line without vLLM's process / level / time / source prefix."""
     return _PREFIX.sub("", line, count=1).rstrip()
@@ -88,7 +97,7 @@ def _pydantic(lines: list[str], i: int, head: str, first_line: int = 1) -> tuple
 def exceptions(log_text: str, first_line: int = 1) -> list[RootError]:
     """Every exception, argparse error and uvicorn bind error the log shows, in order (`first_line`: the
     number of the text's first line in the whole log, when the text is a log's tail)."""
-    lines = log_text.splitlines()
+    lines = log_lines(log_text)
     out: list[RootError] = []
     for i, raw in enumerate(lines):
         text = strip_prefix(raw)
@@ -429,7 +438,7 @@ def diagnose(log_text: str, hints: Hints | None = None, doc: DiagnoseFile | None
     the whole-log conditions (requires, unless, extracted values, model names) in both."""
     doc = doc or load_file()
     hints = hints or Hints()
-    lines = log_text.splitlines()
+    lines = log_lines(log_text)
     root = root_error(log_text, first_line)
     whole = f"{head}\n{log_text}" if head else log_text
     family = _family(doc.families, " ".join([hints.model, *model_names(_names_text(log_text, head))]))
