@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 
 import click
@@ -52,11 +51,9 @@ def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) 
         raise UserError("no sampling presets to serve", "check --presets and the config file's `presets:`")
     if auto:
         check_auto(chosen)
-    key = None
-    if api_key_env:
-        key = os.environ.get(api_key_env)
-        if not key:
-            raise UserError(f"environment variable {api_key_env} is not set", "export it or drop --api-key-env")
+    from servectl.verify.health import api_key_from
+
+    key = api_key_from(api_key_env)  # registered as a secret, refused unless one printable word
     served = served or discover_served_model(backend, key)
     info(f"proxy http://{host}:{port} -> {backend} (model {served}, policy {policy})")
     for name in virtual_names(served, chosen):

@@ -2,10 +2,11 @@
 
 All three share one protocol: `start(spec, log_path) -> Launched`, `alive(launched)`, `stop(launched)`.
 A local server runs in its own session / process group (start_new_session): Ctrl-C in the
-terminal reaches servectl only, and servectl stops the whole group (API server, EngineCore,
-workers), SIGTERM first and SIGKILL after a grace period, so nothing is left behind. The server
-is started by a watchdog process (launch/watchdog.py) that stops the group if servectl dies
-without doing so (SIGKILL, OOM killer); a detached deployment releases it.
+terminal reaches servectl only, and servectl stops every process of the server (API server,
+EngineCore, workers: all carry the deployment's marker, servectl.launch.ownership), SIGTERM first
+and SIGKILL after a grace period, so nothing is left behind and nothing else is touched. The server
+is started by a watchdog process (launch/watchdog.py) that stops them if servectl dies without
+doing so (SIGKILL, OOM killer); a detached deployment releases it.
 Secrets reach the process by inheritance (their names are in spec.secret_env); their values
 are never written to argv, the log or the state file.
 """
