@@ -8,6 +8,9 @@ into the deployment record. A process is the deployment's own only when all of t
   whole entry, and the marker names the deployment whose record asks (a record cannot borrow another
   deployment's marker);
 - for the pid a record names, also its create time (a PID the kernel reused fails it).
+The server is started with SPT_NOENV=1 too: vLLM names its processes with the setproctitle package, which
+would otherwise write the title over the memory /proc/PID/environ shows (a process whose marker cannot be
+read is never signalled, so without it EngineCore would outlive `down`).
 The signal is sent through a pidfd opened before the checks (Linux >= 5.3), so the process checked is
 the process signalled, even if it exits in between and its PID is reused. Nothing is ever sent to a
 process group as a whole (`killpg`): a group id can outlive its processes and be taken by a stranger.

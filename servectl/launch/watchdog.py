@@ -32,6 +32,14 @@ MARKER_ENV = "SERVECTL_DEPLOYMENT_ID"
 ENVIRON_LIMIT = 8 * 2**20
 
 
+def marked_env(marker: str) -> dict[str, str]:
+    """What the server's environment gets: the marker, and SPT_NOENV=1. vLLM names its processes with the
+    setproctitle package (VLLM::EngineCore, ...), which by default writes the title over the memory
+    /proc/PID/environ shows, marker included; SPT_NOENV keeps that memory as it is (the title is then as
+    long as the command line)."""
+    return {MARKER_ENV: marker, "SPT_NOENV": "1"}
+
+
 def carries(pid: int, entry: bytes) -> bool:
     try:
         with open(f"/proc/{pid}/environ", "rb") as fh:
@@ -104,7 +112,7 @@ def main(argv: list[str]) -> int:
     with open(log_path, "ab") as log:
         try:
             child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, close_fds=True, env={**os.environ, MARKER_ENV: marker})
+                                     start_new_session=True, close_fds=True, env={**os.environ, **marked_env(marker)})
         except OSError as exc:
             print(f"error {exc.strerror or exc}", flush=True)
             return 1
