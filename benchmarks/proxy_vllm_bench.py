@@ -21,6 +21,10 @@ figure against. With `--preset` the relay path sends the preset's values like th
 
 With `--preset NAME` the proxied runs ask for `tiny-cpu-NAME` and the direct ones send the
 preset's values themselves (--extra-body), so both ask the engine for the same sampling.
+Every round is checked for plausibility from its own figures (servectl.bench.plausibility: all requests
+completed with the asked length, figures consistent, tokens streamed rather than read as one burst); a
+broken round is printed with its reason and left out of the medians.
+
 Targets (issue 20): proxy CPU per chunk <= 20 us; with --pin (the proxy on a CPU of its own),
 median TPOT within 3 % of direct and throughput >= 97 % of direct.
 """
@@ -112,8 +116,11 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-def run_once(cmd: list[str], relays: dict[str, psutil.Process]) -> dict:
-    """One `vllm bench serve`; its saved figures plus each relay's CPU seconds over the main run."""
+def run_once(cmd: list[str], relays: dict[str, psutil.Process], concurrency: int) -> dict:
+    """One `vllm bench serve`; its saved figures, each relay's CPU seconds over the main run, and `broken`: why the
+    round's figures cannot be believed (servectl.bench.plausibility; empty when they can)."""
+    from servectl.bench.plausibility import from_vllm_result, problems
+
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     out_dir = cmd[cmd.index("--result-dir") + 1]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -126,12 +133,12 @@ def run_once(cmd: list[str], relays: dict[str, psutil.Process]) -> dict:
     if proc.wait() != 0 or len(marks) != 2:
         raise SystemExit(f"vllm bench serve failed (exit {proc.returncode}):\n{''.join(tail)}")
     r = json.loads((Path(out_dir) / "result.json").read_text())
-    if r["completed"] != r["num_prompts"]:
-        raise SystemExit(f"vllm bench serve: {r['failed']} of {r['num_prompts']} requests failed: {r['errors'][:3]}")
     events = sum(len(itl) + 1 for itl in r["itls"]) + 2 * r["completed"]  # + usage event + [DONE] each
     return {"tpot_ms": r["median_tpot_ms"], "itl_ms": r["median_itl_ms"], "ttft_ms": r["median_ttft_ms"],
             "req_s": r["request_throughput"], "tok_s": r["output_throughput"], "duration_s": r["duration"],
-            "requests": r["completed"], "events": events, "cpu_s": {name: marks[1][name] - marks[0][name] for name in relays}}
+            "requests": max(r["completed"], 1), "events": events,
+            "cpu_s": {name: marks[1][name] - marks[0][name] for name in relays},
+            "broken": problems(from_vllm_result(r, asked_output_len=OUTPUT_LEN, concurrency=concurrency))}
 
 
 def measure(urls: dict[str, str], relays: dict[str, psutil.Process], rounds: int, prompts: int, concurrency: int,
@@ -154,9 +161,10 @@ def measure(urls: dict[str, str], relays: dict[str, psutil.Process], rounds: int
                 proxied = label == "proxy"
                 cmd = bench_command(urls[label], model if proxied else SERVED, None if proxied else extra,
                                     os.path.join(tmp, f"{label}-{i}"), prompts, concurrency)
-                run = run_once(cmd, relays)
+                run = run_once(cmd, relays, concurrency)
                 runs[label].append(run)
-                print(f"round {i + 1}/{rounds} {label:<6} TPOT {run['tpot_ms']:.2f} ms, {run['req_s']:.2f} req/s",
+                verdict = f" BROKEN: {'; '.join(run['broken'])}" if run["broken"] else ""
+                print(f"round {i + 1}/{rounds} {label:<6} TPOT {run['tpot_ms']:.2f} ms, {run['req_s']:.2f} req/s{verdict}",
                       file=sys.stderr, flush=True)
     for name in relays:
         # its idle CPU (uvicorn's housekeeping tick) per second while the others' runs ran
@@ -169,18 +177,30 @@ def measure(urls: dict[str, str], relays: dict[str, psutil.Process], rounds: int
     return runs
 
 
+FIGURES = ("tpot_ms", "itl_ms", "ttft_ms", "req_s", "tok_s")
+
+
 def summarize(runs: dict[str, list[dict]]) -> dict:
-    med = {label: {k: statistics.median(r[k] for r in rs) for k in ("tpot_ms", "itl_ms", "ttft_ms", "req_s", "tok_s")}
-           for label, rs in runs.items()}
+    """Medians over each path's plausible rounds only; a path without one has no figures (None), never the
+    figures of a broken round."""
+    good = {label: [r for r in rs if not r["broken"]] for label, rs in runs.items()}
+    med = {label: ({k: statistics.median(r[k] for r in rs) for k in FIGURES} if rs else None) for label, rs in good.items()}
+    out: dict = {"median": med, "rounds_used": {label: len(rs) for label, rs in good.items()},
+                 "rounds_broken": {label: len(runs[label]) - len(rs) for label, rs in good.items()}}
     d = med["direct"]
-    out: dict = {"median": med}
     for label in runs:
-        if label != "direct":
-            out[label] = {"tpot_pct_over_direct": (med[label]["tpot_ms"] / d["tpot_ms"] - 1) * 100,
-                          "throughput_pct_of_direct": med[label]["req_s"] / d["req_s"] * 100,
-                          "cpu_us_per_chunk": statistics.median(r["cpu_us_per_chunk"] for r in runs[label]),
-                          "cpu_ms_per_request": statistics.median(r["cpu_ms_per_request"] for r in runs[label])}
+        if label == "direct":
+            continue
+        m, rs = med[label], good[label]
+        out[label] = {"tpot_pct_over_direct": (m["tpot_ms"] / d["tpot_ms"] - 1) * 100 if m and d else None,
+                      "throughput_pct_of_direct": m["req_s"] / d["req_s"] * 100 if m and d else None,
+                      "cpu_us_per_chunk": statistics.median(r["cpu_us_per_chunk"] for r in rs) if rs else None,
+                      "cpu_ms_per_request": statistics.median(r["cpu_ms_per_request"] for r in rs) if rs else None}
     return out
+
+
+def _pct(value: float | None, fmt: str) -> str:
+    return "n/a (no plausible round)" if value is None else format(value, fmt)
 
 
 def report(runs: dict[str, list[dict]], summary: dict, setup: dict) -> None:
@@ -196,9 +216,18 @@ def report(runs: dict[str, list[dict]], summary: dict, setup: dict) -> None:
             cpu = (f"{r['cpu_us_per_chunk']:17.1f} {r['cpu_ms_per_request']:11.3f}" if label != "direct"
                    else f"{'-':>17} {'-':>11}")
             print(f"{i + 1:<6} {label:<7} {r['tpot_ms']:8.2f} {r['itl_ms']:7.2f} {r['ttft_ms']:8.1f} {r['req_s']:7.2f} "
-                  f"{r['tok_s']:7.0f} {r['events']:7d} {cpu}")
+                  f"{r['tok_s']:7.0f} {r['events']:7d} {cpu}" + ("  BROKEN (not in the medians)" if r["broken"] else ""))
     for label, m in summary["median"].items():
-        print(f"{'median':<6} {label:<7} {m['tpot_ms']:8.2f} {m['itl_ms']:7.2f} {m['ttft_ms']:8.1f} {m['req_s']:7.2f} {m['tok_s']:7.0f}")
+        used = f"  ({summary['rounds_used'][label]} of {setup['rounds']} rounds)"
+        if m is None:
+            print(f"{'median':<6} {label:<7} no plausible round")
+        else:
+            print(f"{'median':<6} {label:<7} {m['tpot_ms']:8.2f} {m['itl_ms']:7.2f} {m['ttft_ms']:8.1f} {m['req_s']:7.2f} "
+                  f"{m['tok_s']:7.0f}{used}")
+    for label, rs in runs.items():
+        for i, r in enumerate(rs):
+            for reason in r["broken"]:
+                print(f"broken: round {i + 1} {label}: {reason}")
     print()
     pinned = setup["placement"].startswith("pinned")
     for label in runs:
@@ -207,12 +236,15 @@ def report(runs: dict[str, list[dict]], summary: dict, setup: dict) -> None:
         sm = summary[label]
         chunk, tpot, thr = sm["cpu_us_per_chunk"], sm["tpot_pct_over_direct"], sm["throughput_pct_of_direct"]
         what = "proxy" if label == "proxy" else "bare TCP relay (the floor)"
+        if chunk is None:
+            print(f"{what}: no plausible round, no figure")
+            continue
         target = f" (target <= {TARGET_CHUNK_US:.0f}: {'met' if chunk <= TARGET_CHUNK_US else 'NOT met'})" if label == "proxy" else ""
         print(f"{what}: CPU {chunk:.1f} us per chunk{target}, {sm['cpu_ms_per_request']:.3f} ms per request; "
-              f"median TPOT {tpot:+.1f} % vs direct, throughput {thr:.1f} % of direct"
+              f"median TPOT {_pct(tpot, '+.1f')} % vs direct, throughput {_pct(thr, '.1f')} % of direct"
               + (f" (targets with --pin: TPOT within {TARGET_TPOT_PCT:.0f} %: {'met' if abs(tpot) <= TARGET_TPOT_PCT else 'NOT met'}, "
                  f"throughput >= {TARGET_THROUGHPUT_PCT:.0f} %: {'met' if thr >= TARGET_THROUGHPUT_PCT else 'NOT met'})"
-                 if pinned and label == "proxy" else ""))
+                 if pinned and label == "proxy" and tpot is not None and thr is not None else ""))
     if not pinned:
         print("shared cores: a relay's CPU competes with vLLM and the client; --pin gives it a CPU of its own")
 

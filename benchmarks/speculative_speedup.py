@@ -4,7 +4,8 @@ For each head (scripted: drafts what the model will say; random: drafts noise) a
 (`--speculative off`, `mtp:N`), starts the server with `servectl up tiny-cpu --speculative ...`, runs
 `servectl bench` (vLLM's own `vllm bench serve`: random prompts, EOS ignored, temperature 0) and stops
 it. Prefix caching is off in every run (speculating on CPU needs that; the same for the baseline).
-Prints figures only; what they say about GPUs is in the README.
+Prints figures only; what they say about GPUs is in docs/measurements.md. A level whose figures are
+implausible (servectl.bench.plausibility) is printed as broken and left out of the table and the ratios.
 
     python benchmarks/speculative_speedup.py [--depths 1,2,3] [--concurrency 1,4] [--output-len 128]
 """
@@ -32,6 +33,10 @@ def run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
 
 
 def measure(variant: str, speculative: str, opts) -> list[dict]:
+    """The result levels of one setting, each with `broken`: why its figures cannot be believed
+    (servectl.bench.plausibility; empty when they can)."""
+    from servectl.bench.plausibility import from_bench_level, problems
+
     model = ensure_tiny_model(variant)
     run(["up", "tiny-cpu", "--gpu", "cpu", "--model-path", str(model), "--port", str(opts.port), "--name", NAME,
          "--detach", "--no-check", "--speculative", speculative, "--", "--no-enable-prefix-caching"])
@@ -40,7 +45,8 @@ def measure(variant: str, speculative: str, opts) -> list[dict]:
             out = Path(tmp) / "result.json"
             run(["bench", NAME, "--concurrency", opts.concurrency, "--num-prompts", str(opts.num_prompts),
                  "--input-len", str(opts.input_len), "--output-len", str(opts.output_len), "-o", str(out)])
-            return json.loads(out.read_text())["results"]
+            doc = json.loads(out.read_text())
+            return [{**r, "broken": problems(from_bench_level(r, doc["protocol"]))} for r in doc["results"]]
     finally:
         run(["down", NAME], check=False)
 
@@ -62,6 +68,9 @@ def main() -> None:
         for setting in settings:
             for r in measure(variant, setting, opts):
                 c, tput = r["concurrency"], r["output_throughput"]
+                if r["broken"]:  # printed with its reason, never compared or tabled
+                    print(f"{variant:8} {setting:6} c={c:<3} BROKEN: {'; '.join(r['broken'])}", flush=True)
+                    continue
                 if setting == "off":
                     base[c] = tput
                 spec = r.get("spec_decode") or {}

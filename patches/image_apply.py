@@ -3,7 +3,8 @@
 servectl renders this file, with the patch data appended as `main(PATCHES, MODE)`, into the
 RUN steps of docker/Dockerfile.patched (`servectl render --format dockerfile`). It mirrors
 servectl.patches for one-shot use at build time: exact anchors (the fix text already present:
-nothing to do; the bug text exactly once: replace it; anything else: fail the build), atomic
+nothing to do; the bug text exactly once: replace it; anything else: fail the build; several edits may
+share a file, and an edit's own `versions` narrows it to the releases carrying its text), atomic
 rewrite keeping permissions, then each patch's verification snippet in the same interpreter.
 Stdlib only; the package is located with importlib.util.find_spec, which does not import it.
 """
@@ -50,6 +51,19 @@ def _root(package):
     return list(spec.submodule_search_locations)[0]
 
 
+def _state(text, f):
+    """servectl.vllmenv.patches.edit_state: "bug", "fixed" or "unknown"."""
+    if f["before"] in f["after"]:
+        if text.count(f["after"]) == 1:
+            return "fixed"
+        return "bug" if text.count(f["before"]) == 1 else "unknown"
+    if text.count(f["before"]) == 1:
+        return "bug"
+    if f["before"] not in text and f["after"] in text:
+        return "fixed"
+    return "unknown"
+
+
 def apply(patch):
     root = _root(patch["package"])
     version = _version(patch["distributions"])
@@ -57,21 +71,26 @@ def apply(patch):
         return True, "%s is not installed" % patch["package"]
     if _affected(version, patch["versions"]) is False:
         return True, "%s %s is outside %s: nothing to do" % (patch["package"], version, patch["versions"])
-    changes = []
+    texts, changed = {}, set()
     for f in patch["files"]:
+        if f.get("versions") and _affected(version, f["versions"]) is False:
+            continue  # this release carries another text of the same fix
         path = os.path.join(root, f["path"])
-        if not os.path.exists(path):
+        if path not in texts:
+            if not os.path.exists(path):
+                continue
+            with open(path, encoding="utf-8", newline="") as fh:
+                texts[path] = fh.read()
+        state = _state(texts[path], f)
+        if state == "fixed":
             continue
-        with open(path, encoding="utf-8", newline="") as fh:
-            text = fh.read()
-        if f["before"] not in text and f["after"] in text:
-            continue
-        if text.count(f["before"]) != 1:
+        if state != "bug":
             return False, "%s: the text to replace is not found exactly once" % f["path"]
-        changes.append((path, text.replace(f["before"], f["after"], 1)))
-    for path, text in changes:
-        _write(path, text)
-    return True, "patched %d file(s) of %s %s" % (len(changes), patch["package"], version)
+        texts[path] = texts[path].replace(f["before"], f["after"], 1)
+        changed.add(path)
+    for path in sorted(changed):
+        _write(path, texts[path])
+    return True, "patched %d file(s) of %s %s" % (len(changed), patch["package"], version)
 
 
 def verify(patch):

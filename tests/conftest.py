@@ -156,3 +156,11 @@ def tiny_server():
         yield server.wait_ready()
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the shared real vLLM server is in the `server` tier even when its module forgot the
+    marker: `pytest -m "not server"` (the fast tier) must never start vLLM."""
+    for item in items:
+        if "tiny_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)

@@ -18,6 +18,7 @@ from servectl.spec.resolve import Request, card_profile_names
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = ROOT / "tests" / "data" / "golden" / "render"
 K8S_GOLDEN_DIR = ROOT / "tests" / "data" / "golden" / "k8s"
+MONITORING_GOLDEN_DIR = ROOT / "tests" / "data" / "golden" / "monitoring"
 DEPLOY_DIR = ROOT / "deploy"
 FORMATS = ["argv", "docker", "vllm-config", "compose", "systemd"]
 _EXT = {"argv": "sh", "docker": "sh", "vllm-config": "yaml", "compose": "yaml", "systemd": "service", "ray-nodes": "sh"}
@@ -38,6 +39,15 @@ K8S_CASES: list[tuple[str, str, str, str, int]] = [
     ("gptq-8bit-rocm-4gpu-2nodes", "qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "k8s-lws", 2),
     ("gptq-8bit-rocm-4gpu-2nodes", "qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "k8s-raycluster", 2),
     ("gptq-8bit-rocm-4gpu-2nodes", "qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "ray-nodes", 2),
+]
+
+
+# (file stem, recipe, profile, format, nodes, with the preset proxy): `render --with-monitoring`
+MONITORING_CASES: list[tuple[str, str, str, str, int, bool]] = [
+    ("nvfp4-rtx-5090-proxy", "qwen3.5-35b-a3b-nvfp4", "rtx-5090", "compose", 1, True),
+    ("tiny-cpu", "tiny-cpu", "cpu", "compose", 1, False),
+    ("gptq-8bit-rocm-4gpu", "qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "k8s", 1, False),
+    ("gptq-8bit-rocm-4gpu-2nodes", "qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "k8s-lws", 2, False),
 ]
 
 
@@ -77,6 +87,18 @@ def golden_outputs() -> dict[str, str]:
 def k8s_golden_outputs() -> dict[str, str]:
     return {k8s_golden_name(stem, fmt): outputs.text(fmt, _spec(recipe, profile), nodes=nodes)
             for stem, recipe, profile, fmt, nodes in K8S_CASES}
+
+
+def monitoring_golden_outputs() -> dict[str, str]:
+    from servectl.cli.render_cmd import monitoring_dashboard
+
+    out = {}
+    for stem, recipe, profile, fmt, nodes, proxy in MONITORING_CASES:
+        spec = _spec(recipe, profile)
+        text = outputs.with_monitoring(fmt, spec, outputs.text(fmt, spec, nodes=nodes if nodes > 1 else None),
+                                       monitoring_dashboard(spec), spec.port + 1 if proxy else None)
+        out[f"{stem}.{fmt}.yaml"] = text
+    return out
 
 
 def deploy_outputs() -> dict[str, tuple[str, int]]:

@@ -1,50 +1,38 @@
-"""Real vLLM release files for the patch tests: wheels downloaded once (cached), config files extracted.
-
-The CUDA wheels (~430 MB) are cached under ~/.cache/servectl/wheels (shared with the memory
-planner's reads); only vllm/transformers_utils/ and the dist-info are extracted.
-"""
+"""Real vLLM release files for the patch tests: vllm/transformers_utils/ and the dist-info METADATA of a
+released wheel, read member by member over HTTP range requests and cached (no 430 MB wheel download)."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
+import wheel_members
 from servectl.paths import cache_dir
 
 AFFECTED = "0.17.1"
 FIXED = "0.19.1"
 
 
-def wheel(version: str) -> Path:
-    wheels = cache_dir() / "wheels"
-    found = sorted(wheels.glob(f"vllm-{version}-*.whl"))
-    if found:
-        return found[0]
-    wheels.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "off",
-                           f"vllm=={version}", "-d", str(wheels)], capture_output=True, text=True)
-    found = sorted(wheels.glob(f"vllm-{version}-*.whl"))
-    if proc.returncode != 0 or not found:
-        pytest.skip(f"package registry unreachable, cannot download vllm=={version}: {proc.stderr.strip().splitlines()[-1:]}")
-    return found[0]
-
-
 def extracted(version: str) -> Path:
-    """A cached folder holding vllm/transformers_utils/ and vllm-X.dist-info/ of the release."""
+    """A cached folder holding vllm/transformers_utils/ and the METADATA of vllm-X.dist-info/ of the release,
+    read from the released wheel by HTTP range requests (tests/wheel_members.py), not a 430 MB download."""
     dest = cache_dir() / "vllm-src" / version
     if (dest / f"vllm-{version}.dist-info" / "METADATA").exists():
         return dest
+    try:
+        names = [n for n in wheel_members.namelist(version) if n.startswith("vllm/transformers_utils/")]
+        files = wheel_members.members(version, names + [f"vllm-{version}.dist-info/METADATA"])
+    except wheel_members.Unreachable as exc:
+        pytest.skip(f"package registry unreachable: {exc}")
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    with zipfile.ZipFile(wheel(version)) as zf:
-        for name in zf.namelist():
-            if name.startswith("vllm/transformers_utils/") or name.startswith(f"vllm-{version}.dist-info/"):
-                zf.extract(name, tmp)
+    for name, text in files.items():
+        if text is not None:
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(text.encode("utf-8"))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

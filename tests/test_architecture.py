@@ -1,5 +1,5 @@
 """The package layout is the pipeline: each subpackage imports only from its own layer or the ones
-below it (detect -> plan -> render -> verify -> launch -> cli), no module imports itself back
+below it (detect -> plan -> render -> verify -> launch -> observe -> cli), no module imports itself back
 through a cycle, the commands stay thin, and light commands start without the heavy libraries."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "servectl"
 
 # Lowest first. A module may import from its own layer and any layer listed before it.
-LAYERS = ["foundation", "catalog", "hardware", "vllmenv", "spec", "plan", "render", "verify", "proxy", "launch", "bench", "cli"]
+LAYERS = ["foundation", "catalog", "hardware", "vllmenv", "spec", "plan", "render", "verify", "proxy", "launch", "observe", "bench", "cli"]
 FOUNDATION = {"servectl", "servectl.errors", "servectl.paths", "servectl.fsutil", "servectl.console", "servectl.strict",
               "servectl.redact", "servectl.netio"}
 CLI_MAX_LINES = 250
@@ -97,7 +97,7 @@ def test_cli_modules_stay_thin():
 # huggingface_hub.constants (the cache location) is cheap; its download machinery is not. pydantic
 # validates files; a command served from the cached catalog needs neither it nor packaging.tags.
 HEAVY = ["aiohttp", "httpx", "openai", "uvicorn", "docker", "psutil", "huggingface_hub.file_download", "prometheus_client",
-         "pydantic", "annotated_types", "packaging.tags", "yaml"]
+         "pydantic", "annotated_types", "packaging.tags", "yaml", "matplotlib"]
 
 
 @pytest.mark.parametrize("argv", [

@@ -3,10 +3,14 @@ check; the random-weight variant is caught as gibberish (the detector's real tes
 
 import json
 
+import pytest
+
 from servectl.verify.health import run_checks, tiny_png
 from servectl.vllmenv.tinymodel import ensure_tiny_model
 
 from conftest import VllmServer, free_port
+
+pytestmark = [pytest.mark.server]
 
 
 def by_name(report):

@@ -21,7 +21,7 @@ from patch_sources import AFFECTED, FIXED, extracted, site_packages
 from servectl.catalog.load import load_catalog
 from servectl.spec.resolve import Request, resolve
 from servectl.render import outputs
-from servectl.vllmenv.patches import load_patches
+from servectl.spec.known_bug_guards import patches_for_spec
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "vllm/transformers_utils/configs/qwen3_5_moe.py"
@@ -29,7 +29,8 @@ CONFIG = "vllm/transformers_utils/configs/qwen3_5_moe.py"
 
 def rendered(model="qwen3.5-35b-a3b-nvfp4", gpu="rtx-5090") -> str:
     cat = load_catalog()
-    return outputs.text("dockerfile", resolve(Request(cat.model(model), cat.gpu(gpu))), patches=load_patches())
+    spec = resolve(Request(cat.model(model), cat.gpu(gpu)))
+    return outputs.text("dockerfile", spec, patches=patches_for_spec(spec))
 
 
 def run_line(text: str) -> str:
@@ -60,7 +61,11 @@ def test_layout():
     text = rendered()
     assert text.splitlines()[[i for i, ln in enumerate(text.splitlines()) if ln.startswith("FROM")][0]] == \
         "FROM vllm/vllm-openai:v0.18.0-cu130"
-    assert "pull/36920" in text and 'io.servectl.patches="rope-validation-set"' in text
+    assert "pull/36920" in text
+    label = re.search(r'io.servectl.patches="([^"]*)"', text).group(1).split(",")
+    # the patches this launch (v0.18.0 image, rtx-5090, qwen3 parsers, hybrid model) needs, and only those
+    assert label == ["hybrid-kv-groups-max-len", "qwen3-reasoning-tool-call-end", "qwen3coder-malformed-parameter",
+                     "rope-validation-set"]
     assert re.search(r'^CMD \["ig1/Qwen3.5-35B-A3B-NVFP4", ', text, re.M)
     assert "HF_TOKEN=" not in text  # secrets never baked into an image
 
@@ -124,3 +129,37 @@ def test_run_step_leaves_a_fixed_release_alone(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "outside >=0.17.0,<0.19.0: nothing to do" in proc.stdout
     assert sha(site / CONFIG) == before
+
+
+def test_run_step_and_engine_write_the_same_bytes(tmp_path):
+    """A multi-edit patch (qwen3-reasoning-tool-call-end: 7 edits in one file) and a one-edit one, on the files of
+    the 0.19.1 wheel: the image's RUN step and `servectl patch apply` leave byte-identical trees."""
+    import wheel_members
+    from servectl.spec.models import LaunchOptions
+    from servectl.vllmenv import patches
+    from servectl.vllmenv.pyenv import from_site_packages
+
+    cat = load_catalog()
+    spec = resolve(Request(cat.model("qwen3.5-35b-a3b-nvfp4"), cat.gpu("rtx-5090"),
+                           options=LaunchOptions(image="vllm/vllm-openai:v0.19.1")))
+    chosen = patches_for_spec(spec)
+    assert [p.id for p in chosen] == ["qwen3-reasoning-tool-call-end", "qwen3coder-malformed-parameter"]
+    rels = [r for p in chosen for r in patches.paths(p)]
+    try:
+        files = wheel_members.members("0.19.1", [f"vllm/{r}" for r in rels] + ["vllm-0.19.1.dist-info/METADATA"])
+    except wheel_members.Unreachable as exc:
+        pytest.skip(str(exc))
+    trees = []
+    for name in ("image", "engine"):
+        site = tmp_path / name
+        for member, text in files.items():
+            (site / member).parent.mkdir(parents=True, exist_ok=True)
+            (site / member).write_text(text, encoding="utf-8")
+        trees.append(site)
+    proc = run_in_fake_image(run_line(outputs.text("dockerfile", spec, patches=chosen)), trees[0], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "servectl verify qwen3-reasoning-tool-call-end: <tool_call> ends reasoning" in proc.stdout
+    outcomes = patches.apply(from_site_packages(trees[1]), [p.id for p in chosen])
+    assert all(o.action == "applied" and o.verified for o in outcomes)
+    for rel in rels:
+        assert sha(trees[0] / "vllm" / rel) == sha(trees[1] / "vllm" / rel), rel

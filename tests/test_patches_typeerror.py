@@ -70,7 +70,7 @@ def test_real_typeerror_before_and_none_after(tf_python, tmp_path):
         assert before.returncode == 3, before.stdout + before.stderr
         assert "unsupported operand type(s) for |: 'list' and 'set'" in before.stdout
 
-    (out,) = patches.apply(from_site_packages(site))
+    (out,) = [o for o in patches.apply(from_site_packages(site)) if o.id == "rope-validation-set"]
     assert out.action == "applied" and out.verified
 
     for module, cls in cases:

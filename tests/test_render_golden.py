@@ -224,4 +224,6 @@ def test_render_validate_shows_only_vllms_error_line(cli, vllm_python):
     bad = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "vllm-config", "--validate",
               "--python", str(vllm_python), "--", "--kv-cache-dtype", "many")  # a choice only vLLM's parser checks
     assert bad.exit_code == 1
-    assert bad.stderr.strip().count("\n") == 0 and "--kv-cache-dtype" in bad.stderr and "usage:" not in bad.stderr
+    # warnings (known bugs of the environment's release) aside, one line: vLLM's own error, no usage dump
+    errors = [ln for ln in bad.stderr.strip().splitlines() if not ln.startswith("warning: ")]
+    assert len(errors) == 1 and "--kv-cache-dtype" in errors[0] and "usage:" not in bad.stderr

@@ -1,25 +1,15 @@
-"""`servectl bench --plot`: throughput and latency against concurrency, one PNG (matplotlib, an
-optional extra: `pip install 'servectl[plot]'`)."""
+"""`servectl bench --plot`: throughput and latency against concurrency, one PNG or SVG in servectl's plot
+style (servectl.observe.plot_style, shared with `plan --plot`; matplotlib, an optional extra:
+`pip install 'servectl[plot]'`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from servectl.errors import UserError
-from servectl.fsutil import write_atomic
+from servectl.observe.plot_style import LINE_COLORS, plot_format, require_matplotlib, save
 
-
-def require_matplotlib():
-    try:
-        import matplotlib
-    except ImportError:
-        raise UserError("--plot needs matplotlib, which is not installed",
-                        "pip install 'servectl[plot]' (or drop --plot: the result file has every figure)") from None
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
+__all__ = ["plot_format", "plot_results", "require_matplotlib"]
 
 
 def plot_results(doc: dict[str, Any], path: Path) -> None:
@@ -28,11 +18,11 @@ def plot_results(doc: dict[str, Any], path: Path) -> None:
     rows = sorted(doc["results"], key=lambda r: r["concurrency"])
     levels = [r["concurrency"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.plot(levels, [r["output_throughput"] for r in rows], "o-", label="output tok/s")
+    left.plot(levels, [r["output_throughput"] for r in rows], "o-", color=LINE_COLORS[0], label="output tok/s")
     left.set_xlabel("concurrency")
     left.set_ylabel("output tokens/s")
     twin = left.twinx()
-    twin.plot(levels, [r["request_throughput"] for r in rows], "s--", color="tab:orange", label="requests/s")
+    twin.plot(levels, [r["request_throughput"] for r in rows], "s--", color=LINE_COLORS[1], label="requests/s")
     twin.set_ylabel("requests/s")
     left.set_title("throughput")
     left.legend(left.get_lines() + twin.get_lines(), ["output tok/s", "requests/s"], fontsize="small", loc="upper left")
@@ -47,14 +37,9 @@ def plot_results(doc: dict[str, Any], path: Path) -> None:
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels, [str(c) for c in levels])
-        ax.grid(True, alpha=0.3)
+        ax.grid(True)
     title = " / ".join(str(x) for x in (doc.get("recipe") or doc.get("model"), doc.get("profile"),
                                         f"vLLM {doc.get('vllm_version')}") if x)
     fig.suptitle(title)
     fig.tight_layout()
-    from io import BytesIO
-
-    buf = BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
+    save(fig, path, dpi=100)

@@ -151,11 +151,16 @@ def _disk_cached(texts: list[str], build: Callable[[], Catalog]) -> Catalog:
 
     Validating the catalog builds every pydantic schema (most of a command's start-up); a cache hit
     only unpickles. Any problem with the cache falls back to validating (and rewrites it)."""
-    digest = hashlib.sha256(_schema_fingerprint() + "\0".join(texts).encode()).hexdigest()[:32]
+    return disk_cached(texts, build, Catalog, _schema_fingerprint())
+
+
+def disk_cached(texts: list[str], build: Callable[[], M], kind: type, fingerprint: bytes) -> M:
+    """`build()` pickled under the user cache dir, keyed by the source texts and the schema source (`fingerprint`)."""
+    digest = hashlib.sha256(fingerprint + "\0".join(texts).encode()).hexdigest()[:32]
     path = cache_dir() / "catalog" / f"{digest}.pickle"
     try:
         cached = pickle.loads(read_bytes_capped(path, 64 * MIB, nofollow=True))
-        if isinstance(cached, Catalog):
+        if isinstance(cached, kind):
             return cached
     except Exception:  # missing, unreadable or from another version: rebuild below
         pass

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("servectl.cli.proxy_cmd:proxy", "Serve sampling presets as virtual model names in front of vLLM."),
     "render": ("servectl.cli.render_cmd:render", "Render the launch: vllm argv, config, docker, compose, systemd, Kubernetes."),
     "status": ("servectl.cli.serve_cmd:status", "List deployments and whether they are running."),
+    "top": ("servectl.cli.top_cmd:top", "Watch vLLM servers live from /metrics: load, tokens/s, latency, KV cache, memory."),
     "up": ("servectl.cli.serve_cmd:up", "Plan, patch-check, launch vLLM, follow its start-up, health-check it."),
 }
 

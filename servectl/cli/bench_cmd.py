@@ -47,7 +47,7 @@ def bench() -> None:
 @click.option("--tokenizer", help="Tokenizer directory or repo id for the prompts [default: the served model's root].")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               help="Result file [default: bench-MODEL-DATE.json here].")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also draw throughput and latency against concurrency (PNG; needs matplotlib).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also draw throughput and latency against concurrency (.png or .svg; needs matplotlib).")
 @click.option("--python", "python", metavar="PATH", help="The vLLM environment's interpreter [default: servectl's vLLM environment].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result document as JSON.")
 def bench_run(target: str, levels: str, num_prompts: int | None, input_len: int, output_len: int, model: str | None,
@@ -63,8 +63,9 @@ def bench_run(target: str, levels: str, num_prompts: int | None, input_len: int,
     except ValueError as exc:
         raise UserError(str(exc), "e.g. --concurrency 1,4,16") from None
     if plot is not None:
-        from servectl.bench.plot import require_matplotlib
+        from servectl.bench.plot import plot_format, require_matplotlib
 
+        plot_format(plot)
         require_matplotlib()  # before the run, not after it
     protocol = Protocol(concurrency=concurrency, num_prompts=num_prompts or default_num_prompts(concurrency),
                         input_len=input_len, output_len=output_len)

@@ -85,10 +85,13 @@ class _VllmTailCommand(click.Command):
 @click.option("--nodes", type=click.IntRange(1, 64), help="Plan the multi-node Ray layout on N nodes of this GPU profile "
                                                            "(tensor parallel within a node, pipeline parallel across).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw the memory and the KV cache's blocks into FILE (.svg or .png; needs matplotlib: servectl[plot]).")
 @click.pass_context
 def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
              estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
-             model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None) -> None:
+             model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None,
+             plot: Path | None = None) -> None:
     """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it.
 
     After MODEL goes the vLLM command line as you would write it (`vllm serve REPO` in front is fine). Flags that
@@ -107,18 +110,33 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     tensor_parallel_size, pipeline_parallel_size, ranks, layers_per_node, per_node (node, layers,
     full_attention_layers, linear_attention_layers, ranks, weights_mib_per_rank, kv_available_mib_per_rank,
     kv_block_bytes_per_rank, kv_blocks, kv_used_mib_per_rank, kv_unused_mib_per_rank), bottleneck (node,
-    kv_blocks, reason), num_blocks, kv_cache_tokens_real, fits, weights_mib_total, max_weights_mib_per_rank, note.
+    kv_blocks, reason), num_blocks, kv_cache_tokens_real, fits, weights_mib_total, max_weights_mib_per_rank, note;
+    kv_layout (block_size, page_bytes, layers_per_group, block_bytes, groups [kind, count, blocks_per_request],
+    null_blocks, blocks_per_request: what one request of max_model_len pins).
+
+    --plot FILE draws the memory as a stacked bar (one per node with --nodes) and the KV cache's blocks.
     """
+    if plot is not None:  # refused before planning; matplotlib loads only here
+        from servectl.observe.plot_style import plot_format, require_matplotlib
+
+        plot_format(plot)
+        require_matplotlib()
     env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
     plan = service.build(model, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
                          target_context=target_context, target_concurrency=target_concurrency, env=env,
                          model_path=model_path, python=python, speculative=speculative, nodes=nodes,
                          after_separator=min(ctx.meta.get("after_separator", 0), len(ctx.args)),
                          own_options=[o for p in ctx.command.params for o in p.opts + p.secondary_opts if o.startswith("--")])
+    if plot is not None:
+        from servectl.observe.plan_plot import draw
+
+        draw(plan.to_json(), plot)
     if as_json:
         emit_json(plan.to_json())
     else:
         _table(plan)
+        if plot is not None:
+            console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
 
 
 @click.command("calibrate")

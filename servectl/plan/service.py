@@ -5,6 +5,8 @@ starts it learns from. `plan`, `calibrate --log` and the launch workflow call th
 from __future__ import annotations
 
 import math
+import os
+
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from servectl.plan import calibrate as cal
 from servectl.plan import multinode, planner, vllm_log
 from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
 from servectl.plan.models import Plan
-from servectl.spec import values
+from servectl.spec import known_bug_guards, values
 from servectl.spec.models import LaunchSpec
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
@@ -259,9 +261,14 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
         # vLLM cannot start a draft without weights: a refusal of vLLM's own, so not a forceable guard here
         resolve(Request(recipe=recipe, profile=profile, speculative=speculative, checkpoint_mtp=False, force=True))
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=True,
-                           speculative=speculative, vllm_version=vllm_version))
+                           speculative=speculative, vllm_version=vllm_version, known_bugs=False))
     target = target_for(profile, override=vllm_version, image=spec.image, python=python)
     spec = settle_max_num_seqs(spec, [target])  # as `up` will launch it on this host
+    # known bugs of the release the plan is for (guards are reported, like servectl's own guards here)
+    bugs = known_bug_guards.check(recipe, profile, va.parse_args(spec.vllm_args),
+                                  {**known_bug_guards.caller_env(dict(os.environ)), **spec.env}, target.version)
+    spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *(f"forced past guard {v.id}: {v.message}"
+                                                                      for v in bugs.violations)])
     verdict = _vllm_parser_verdict(target, tokens)
     if verdict:
         raise UserError(f"vLLM {target.version} rejects the flags: {verdict}", "fix or drop the flag vLLM names")

@@ -13,6 +13,7 @@ the backend (servectl.proxy.backend: asyncio protocols and httptools' C parser):
   (preset=none when none applied; T = the proxy's own time before it relayed the head, without
   the backend's);
 - a name `<served>-<unknown>` is a 404 in the OpenAI error shape;
+- GET /proxy/metrics answers the proxy's own counters (servectl.proxy.metrics) in Prometheus text;
 - everything else passes through unchanged (method, path, query, body, headers including
   Authorization; hop-by-hop headers dropped); backend errors keep their status and body;
 - response bodies are relayed chunk by chunk as the backend sends them (no buffering of SSE),
@@ -42,6 +43,7 @@ from servectl.errors import UserError
 from servectl.catalog.preset_schema import SamplingPreset
 from servectl.proxy.auto import check_auto, choose
 from servectl.proxy.backend import BackendError, BackendPool, BackendResponse
+from servectl.proxy.metrics import CONTENT_TYPE, METRICS_PATH, ProxyMetrics
 from servectl.proxy.policy import POLICIES, Policy
 
 REWRITE_PATHS = {"/v1/chat/completions": True, "/v1/completions": False}  # path -> is chat
@@ -231,6 +233,7 @@ class _Proxy:
         self.auto = auto
         self.max_body = DEFAULT_MAX_BODY if max_body is None else max_body
         self.pool: BackendPool | None = None
+        self.metrics = ProxyMetrics()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -262,6 +265,7 @@ class _Proxy:
                 raise _TooLarge  # refused before reading a byte of it
             body = await _read_body(receive, self.max_body)
         except _TooLarge:
+            self.metrics.rejected["body_too_large"] += 1
             await _reply(send, 413, openai_error_body(
                 413, f"Request body too large: the proxy accepts at most {self.max_body} bytes "
                 f"(servectl proxy --max-body-mib).", "invalid_request_error"), [*_JSON, (b"connection", b"close")])
@@ -269,13 +273,18 @@ class _Proxy:
         if body is None:
             return
         method, path = scope["method"], scope["path"]
+        if method == "GET" and path == METRICS_PATH:
+            await _reply(send, 200, self.metrics.text(), [(b"content-type", CONTENT_TYPE)])
+            return
         info = None
         if method == "POST" and body and path in REWRITE_PATHS:
             rewritten = self.rewrite(body, chat=REWRITE_PATHS[path])
             if isinstance(rewritten[0], int):
+                self.metrics.rejected["unknown_preset"] += 1
                 await _reply(send, *rewritten)
                 return
             body, info = rewritten
+            self.metrics.requested(info)
         # A client that disconnects while vLLM is still working (a non-streaming reply has no
         # headers until it is complete) or while a stream is relayed must cancel the upstream
         # request: uvicorn's send() after a disconnect returns silently, so only receive() tells.
@@ -345,6 +354,7 @@ class _Proxy:
             return None
 
     async def bad_gateway(self, send: Any, exc: BaseException) -> None:
+        self.metrics.backend_errors += 1
         await _reply(send, 502, openai_error_body(502, f"backend {self.backend} failed: {exc}", "BadGateway"))
 
     async def relay(self, scope: dict[str, Any], body: bytes, send: Any, info: bytes | None, started: float) -> None:

@@ -53,9 +53,20 @@ def compose_dict(spec: LaunchSpec) -> dict[str, Any]:
     return {"name": spec.name.lower().replace(".", "-"), "services": {SERVICE: service}}
 
 
+class _Dumper(yaml.SafeDumper):
+    """safe_dump, with multi-line strings (inline `configs` files) as literal blocks people can read."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def dump(doc: dict[str, Any], header: str) -> str:
     """The Compose file: every value taken literally (one escaping for all services), after a comment header."""
-    return header + yaml.safe_dump(literal(doc), sort_keys=False, default_flow_style=False, width=1000)
+    return header + yaml.dump(literal(doc), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
 
 
 def render(spec: LaunchSpec) -> str:

@@ -57,3 +57,16 @@ def file_text(fmt: str, spec: LaunchSpec, rendered: str) -> tuple[str, int]:
     if fmt in EXECUTABLE:
         return SCRIPT_HEADER.format(recipe=spec.recipe, profile=spec.profile) + rendered, 0o755
     return rendered, 0o644
+
+
+def with_monitoring(fmt: str, spec: LaunchSpec, rendered: str, dashboard, proxy_port: int | None = None) -> str:
+    """`render --with-monitoring`: Compose gains Prometheus and Grafana (and scrapes the proxy when it is
+    there), the Kubernetes formats a ServiceMonitor and the dashboard's ConfigMap (servectl.render.monitoring)."""
+    from servectl.render import monitoring
+
+    if fmt == "compose":
+        return monitoring.compose_text(spec, dashboard, proxy_port)
+    if fmt in ("k8s", "k8s-lws", "k8s-raycluster"):
+        return monitoring.k8s_text(rendered, spec, dashboard)
+    raise UserError(f"--with-monitoring is for --format compose or a Kubernetes format, not {fmt}",
+                    "use --format compose, k8s, k8s-lws or k8s-raycluster")

@@ -15,6 +15,7 @@ SERVICE = "proxy"
 DEFAULT_IMAGE = "servectl:latest"  # an image with servectl installed (pip install servectl)
 DEFAULT_SERVECTL_BIN = "/opt/servectl/bin/servectl"
 CONTAINER_PORT = 8001
+METRICS_PATH = "/proxy/metrics"  # the proxy's own counters (servectl.proxy.metrics); /metrics is vLLM's, passed through
 
 
 def _args(spec: LaunchSpec, backend: str, listen: str) -> list[str]:

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 
-from servectl.spec import guards, speculative, values
+from servectl.spec import guards, known_bug_guards, speculative, values
 from servectl.vllmenv import args as va
 from servectl.errors import UserError
 from servectl.catalog.gpu import GpuProfile
@@ -40,6 +40,11 @@ class Request:
     speculative: str | None = None  # --speculative mtp[:N] | off (None: as the flags say)
     vllm_version: str | None = None  # release that will run it, when known (guards); else the image tag's
     checkpoint_mtp: bool | None = None  # the checkpoint's headers list mtp.* tensors (None: not on disk)
+    # known bugs that a servectl patch fixes: warn (plan, render), or leave them to the caller's own patch check (up)
+    warn_patches: bool = True
+    known_bugs: bool = True  # check the known-bug catalog here (plan checks it itself, for the release it plans for)
+    # the caller's environment where the server inherits it (up, plan): known-bug features read VLLM_* from it
+    runtime_env: dict[str, str] = field(default_factory=dict)
 
 
 def card_profile_names(recipe: ModelRecipe) -> list[str]:
@@ -180,11 +185,14 @@ def resolve(req: Request) -> LaunchSpec:
 
     values.check(flags, recipe)  # vLLM's own checks of the values (JSON shapes, stages vs layers, heads vs TP)
     spec_choice = speculative.parse_choice(req.speculative) if req.speculative else None
-    mtp = speculative.apply(recipe, profile, flags, spec_choice, checkpoint_mtp=req.checkpoint_mtp,
-                            vllm_version=req.vllm_version or speculative.image_version(image))
+    release = req.vllm_version or speculative.image_version(image)
+    mtp = speculative.apply(recipe, profile, flags, spec_choice, checkpoint_mtp=req.checkpoint_mtp, vllm_version=release)
     flags = mtp.flags
     warnings += mtp.warnings
-    problems = guards.check(recipe, profile, flags, req.env) + mtp.violations
+    bugs = known_bug_guards.check(recipe, profile, flags, {**req.runtime_env, **env}, release if req.known_bugs else None,
+                                  warn_patches=req.warn_patches)
+    warnings += bugs.warnings
+    problems = guards.check(recipe, profile, flags, req.env) + mtp.violations + bugs.violations
     hard = [v for v in problems if not v.forceable]
     soft = [v for v in problems if v.forceable]
     if unlisted and not hard:  # a hard guard says more than "no settings" (e.g. NVFP4 on ROCm)

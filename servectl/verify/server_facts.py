@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import httpx
 import psutil
 
+from servectl.catalog import metrics as metrics_table
 from servectl.vllmenv.args import parse_args as parse_flags
 
 # vllm/engine/arg_utils.py get_batch_defaults (read in the CPU build's wheel), usage context OPENAI_API_SERVER:
@@ -32,8 +33,9 @@ def gpu_default_max_num_seqs(memory_gib: float) -> int:
     return 1024 if memory_gib >= 70 else 256
 
 
-PREEMPTION_SAMPLES = ("vllm:num_preemptions_total", "vllm:num_preemptions")  # V1 / older spelling
-KV_USAGE_SAMPLES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # >= 0.10 / older
+# the names of every release (servectl.catalog.metrics); a counter's sample carries `_total`
+PREEMPTION_SAMPLES = (*metrics_table.sample_names("preemptions"), *metrics_table.names("preemptions"))
+KV_USAGE_SAMPLES = metrics_table.names("kv_cache_usage")
 
 
 # Counters vLLM keeps exactly (vllm/v1/metrics/loggers.py): what it served, summed over engines. The

