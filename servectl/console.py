@@ -134,11 +134,12 @@ console = _LazyConsole(markup=False, highlight=False)
 err_console = _LazyConsole(stderr=True, markup=False, highlight=False)
 
 
-def echo(text: str = "", err: bool = False, nl: bool = True) -> None:
-    """Plain text (no rich) on stdout or stderr, made safe: a log, a rendered file."""
+def echo(text: str = "", err: bool = False, nl: bool = True, redacted: bool = True) -> None:
+    """Plain text (no rich) on stdout or stderr, made safe: a log, a rendered file. `redacted=False` only for
+    text its caller has checked holds no secret (servectl.redact.carries_secret) and must print as written."""
     import click
 
-    click.echo(safe_block(text), err=err, nl=nl)
+    click.echo(safe_block(text) if redacted else plain_block(text), err=err, nl=nl)
 
 
 def finite(data: Any) -> Any:

@@ -123,6 +123,7 @@ class DeadlineTransport(httpx.HTTPTransport):
         at = time.monotonic() + self.total_s
         self._deadline.at = at
         response = super().handle_request(request)
+        assert isinstance(response.stream, httpx.SyncByteStream)
         response.stream = _LimitedBody(response.stream, self._deadline, at, self.body_limit)
         return response
 
@@ -165,6 +166,7 @@ class AsyncDeadlineTransport(httpx.AsyncHTTPTransport):
                 response = await super().handle_async_request(request)
         except TimeoutError:
             raise httpx.ReadTimeout(_deadline_passed(self.total_s), request=request) from None
+        assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _LimitedAsyncBody(response.stream, at, self.total_s, self.body_limit)
         return response
 

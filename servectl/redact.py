@@ -156,6 +156,17 @@ def redact(text: str) -> str:
     return text
 
 
+def carries_secret(text: str) -> bool:
+    """Whether `text` holds a secret itself: a secret environment value or registered value, URL credentials,
+    a Bearer token, or a value given to a secret vLLM option. (Unlike `redact`, a placeholder such as
+    `HF_TOKEN=...` or `--from-file=HF_TOKEN=/dev/stdin` in a hint is not one.)"""
+    if any(value in text for value in _secret_values()):
+        return True
+    if _URL_CREDENTIALS.search(text) or _BEARER.search(text):
+        return True
+    return any(secret_option_for(m.group(1)) for m in _LONG_FLAG.finditer(text)) if "--" in text else False
+
+
 def redact_argv(argv: list[str]) -> list[str]:
     """A command line with the values of secret options masked (`--api-key V` and `--api-key=V` alike)."""
     out: list[str] = []

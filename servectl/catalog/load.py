@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from servectl.errors import UnknownName, UserError
 from servectl.fsutil import MIB, read_bytes_capped, read_text_capped, write_atomic
@@ -94,9 +94,11 @@ CATALOG_FILE_LIMIT = 16 * MIB  # the shipped catalog is ~100 KiB; a folder of th
 def _read(name: str) -> tuple[str, str]:
     base = profiles_dir()
     path = base / name
-    if not path.exists():
+    if not path.is_file():
         raise CatalogError(f"catalog file {path} is missing", "reinstall servectl or unset SERVECTL_PROFILES_DIR")
-    return read_text_capped(path, CATALOG_FILE_LIMIT, str(path)), str(path)
+    if isinstance(path, Path):  # a folder on disk (the user's own with SERVECTL_PROFILES_DIR): held to the limit
+        return read_text_capped(path, CATALOG_FILE_LIMIT, str(path)), str(path)
+    return path.read_text(encoding="utf-8"), str(path)  # package data inside an archive: shipped, not input
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def disk_cached(texts: list[str], build: Callable[[], M], kind: type, fingerprin
     try:
         cached = pickle.loads(read_bytes_capped(path, 64 * MIB, nofollow=True))
         if isinstance(cached, kind):
-            return cached
+            return cast(M, cached)
     except Exception:  # missing, unreadable or from another version: rebuild below
         pass
     cat = build()

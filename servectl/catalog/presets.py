@@ -23,9 +23,9 @@ from servectl.catalog.load import CatalogError, _read, parse_yaml_model
 from servectl.errors import UnknownName, UserError
 from servectl.fsutil import MIB, read_text_capped
 from servectl.paths import config_file
+from servectl.catalog.preset_schema import PresetsFile, SamplingPreset
 
 CONFIG_LIMIT = MIB  # a config file of presets is a few KiB
-from servectl.catalog.preset_schema import PresetsFile, SamplingPreset
 
 
 def shipped_presets() -> dict[str, SamplingPreset]:

@@ -8,7 +8,7 @@ import click
 
 from servectl.catalog.load import load_catalog
 from servectl.cli.app import echo, info, warn
-from servectl.redact import redact
+from servectl.redact import carries_secret
 from servectl.plan.service import launch_spec
 from servectl.spec.resolve import Request
 from servectl.fsutil import write_atomic
@@ -22,7 +22,7 @@ from servectl.spec.models import LaunchOptions, proxy_port_for
 def refuse_secrets(rendered: str) -> None:
     """A rendering goes into files, units and manifests people share: one that would carry a secret value
     (a credential in a URL, an Authorization header, an API key's value) is refused, never written."""
-    if redact(rendered) != rendered:
+    if carries_secret(rendered):
         raise UserError("the rendering would carry a secret value (a credential, a key, a token)",
                         "pass secrets by name: --secret NAME, and export NAME")
 
@@ -127,9 +127,9 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     for rendered in (text, proxy_unit[1] if proxy_unit else ""):
         refuse_secrets(rendered)
     if out_dir is None:
-        echo(text, nl=False)
+        echo(text, nl=False, redacted=False)  # checked above: no secret; printed exactly as the file would be
         if proxy_unit:
-            echo(f"\n# ---- {proxy_unit[0]}\n{proxy_unit[1]}", nl=False)
+            echo(f"\n# ---- {proxy_unit[0]}\n{proxy_unit[1]}", nl=False, redacted=False)
         return
     body, mode = outputs.file_text(fmt, spec, text)
     target = out_dir / outputs.filename(fmt, spec)

@@ -58,7 +58,10 @@ def _environ(pid: int) -> bytes | None:
 
 
 def carries(pid: int, marker: str) -> bool:
-    """Whether the process's environment has SERVECTL_DEPLOYMENT_ID=MARKER as one whole entry."""
+    """Whether the process's environment has SERVECTL_DEPLOYMENT_ID=MARKER as one whole entry (never for an
+    empty marker)."""
+    if not marker:
+        return False
     env = _environ(pid)
     if env is None:
         return False

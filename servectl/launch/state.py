@@ -190,7 +190,7 @@ def claim(record: DeploymentRecord) -> None:
 
 
 def list_entries() -> list[Entry]:
-    out = []
+    out: list[Entry] = []
     folder = deployments_dir()
     if not folder.is_dir():
         return out
@@ -244,7 +244,7 @@ def assess(entry: Entry) -> Verdict:
         problem = ownership.proof_problem(entry.pid, entry.create_time, entry.marker) if entry.pid else None
         if problem:
             return Verdict("unverified", f"{entry.error}; {problem}", alive)
-        return Verdict("corrupt", entry.error, alive or bool(ownership.marked(entry.marker)))
+        return Verdict("corrupt", entry.error, alive or bool(ownership.marked(entry.marker or "")))
     if (problem := _marker_problem(entry)) is not None:
         return Verdict("unverified", problem, runner.process_alive(entry.pid, entry.create_time))
     owner_gone = entry.owner_pid is not None and not runner.process_alive(entry.owner_pid, entry.owner_create_time)
@@ -274,7 +274,7 @@ def assess(entry: Entry) -> Verdict:
         return Verdict("unverified", problem, True)
     if leader and not owner_gone:
         return Verdict("running", process_alive=True)
-    if ownership.marked(entry.marker):
+    if ownership.marked(entry.marker or ""):
         why = "its foreground `servectl up` is gone" if leader else "its server process exited"
         return Verdict("orphaned", f"{why}; processes carrying its marker remain", leader)
     return Verdict("gone")
@@ -389,7 +389,7 @@ def stop(record: Entry, grace_s: float = runner.DEFAULT_GRACE_S) -> Stopped:
         remove(record.name)
         return Stopped(record.name, verdict.state, False, verdict.why)
     if isinstance(record, Corrupt):
-        ownership.stop(record.marker, grace_s)
+        ownership.stop(record.marker or "", grace_s)
     else:
         runner_for(record).stop(launched_of(record), grace_s)
     remove(record.name)

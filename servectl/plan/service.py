@@ -250,7 +250,7 @@ def build(model: str, gpu: str | None, vllm_tokens: list[str], *, preset: str | 
     if nodes is not None and nodes >= 2:
         values.pipeline_fits(nodes, recipe, "--nodes")
     if own_options is None:
-        tokens, tail_warnings = command_tokens(vllm_tokens), []
+        tokens, tail_warnings = command_tokens(vllm_tokens), list[str]()
     else:
         tokens, tail_warnings = written_vllm_flags(vllm_tokens, after_separator, own_options)
     _, other_tokens = split_memory_flags(tokens)

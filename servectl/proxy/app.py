@@ -455,7 +455,7 @@ def _addresses(host: str, port: int) -> set[str]:
     import socket
 
     try:
-        return {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except (socket.gaierror, UnicodeError, ValueError):
         return set()
 
