@@ -25,7 +25,7 @@ import httpx
 from servectl.catalog.load import load_catalog
 from servectl.spec.resolve import Request, resolve
 from servectl.render.argv import argv
-from servectl.launch.runners import child_env, stop_group, vllm_executable
+from servectl.launch.runners import child_env, stop_child_group, vllm_executable
 from servectl.spec.models import LaunchOptions
 from servectl.vllmenv.location import find_vllm_python
 
@@ -72,7 +72,7 @@ def bare(path: str, port: int) -> float:
         wait_ready(proc, port)
         return time.monotonic() - t0
     finally:
-        stop_group(proc.pid, popen=proc)
+        stop_child_group(proc)
 
 
 def servectl_up(path: str, port: int, env: dict) -> float:

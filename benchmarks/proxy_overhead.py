@@ -277,9 +277,9 @@ def port_free(port: int) -> bool:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    from servectl.launch.runners import stop_group
+    from servectl.launch.runners import stop_child_group
 
-    stop_group(proc.pid, popen=proc)
+    stop_child_group(proc)
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from servectl.catalog.load import load_catalog
 from servectl.render import outputs
+from servectl.plan.service import launch_spec
 from servectl.spec.models import LaunchOptions
-from servectl.spec.resolve import Request, card_profile_names, resolve
+from servectl.spec.resolve import Request, card_profile_names
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = ROOT / "tests" / "data" / "golden" / "render"
@@ -74,10 +75,11 @@ GENERATED_MODEL_DIR = "/srv/models/tiny-cpu-scripted"
 
 
 def _spec(recipe: str, profile: str, card: bool = False, nodes: int | None = None):
+    """The launch as `servectl render` builds it: resolved, then servectl's --max-num-seqs (plan.service.launch_spec)."""
     cat = load_catalog()
     model = cat.model(recipe)
     opts = LaunchOptions(model_path=GENERATED_MODEL_DIR) if model.generated and not card else LaunchOptions()
-    return resolve(Request(model, cat.gpu(profile), card=card, options=opts, nodes=nodes))
+    return launch_spec(Request(model, cat.gpu(profile), card=card, options=opts, nodes=nodes))
 
 
 def golden_outputs() -> dict[str, str]:

@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "servectl"
 # Lowest first. A module may import from its own layer and any layer listed before it.
 LAYERS = ["foundation", "catalog", "hardware", "vllmenv", "checkpoint", "spec", "plan", "render", "verify", "proxy", "launch",
           "fleet", "observe", "bench", "cli"]
-FOUNDATION = {"servectl", "servectl.errors", "servectl.paths", "servectl.fsutil", "servectl.console", "servectl.strict"}
+FOUNDATION = {"servectl", "servectl.errors", "servectl.paths", "servectl.fsutil", "servectl.console", "servectl.strict",
+              "servectl.redact", "servectl.netio"}
 CLI_MAX_LINES = 250
 
 

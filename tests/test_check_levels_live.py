@@ -4,6 +4,9 @@ max_model_len fails `concurrency` with vLLM's own figures, the preemptions it ca
 that fix it."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -35,7 +38,34 @@ def test_full_passes_on_a_well_sized_server(tiny_server, cli):
     assert [r["share"] for r in rungs] == [0.25, 0.5, 0.75, 0.9]
     assert all(r["usage_prompt_tokens"] == r["prompt_tokens"] for r in rungs)
     assert rungs[-1]["prompt_tokens"] > 0.85 * 2048
+    # vLLM's own per-request counters saw each rung whole (the only request on the server at that time)
+    assert checks["context"]["figures"]["counters"] == "exact"
+    assert all(r["vllm_counted"] == {"finished_requests": 1, "finished_prompt_tokens": r["usage_prompt_tokens"],
+                                     "finished_generation_tokens": r["completion_tokens"], "preemptions": 0} for r in rungs)
     assert checks["tool-stream"]["figures"]["tool_call_deltas"] >= 1
+
+
+@pytest.fixture()
+def busy_cores():
+    """One busy loop per core (at least two), started here and stopped by PID: a host whose CPUs are taken."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(2, os.cpu_count() or 2))]
+    yield [p.pid for p in loops]
+    for p in loops:
+        p.kill()
+        p.wait()
+
+
+def test_full_passes_while_other_processes_keep_every_core_busy(tiny_server, cli, busy_cores):
+    """The gates decide from figures vLLM reports exactly (token counts, /tokenize, its counters), never from
+    gauges sampled while requests run: a host with no idle core gives the same verdict, only later."""
+    assert all(os.path.exists(f"/proc/{pid}") for pid in busy_cores)
+    result = cli("check", tiny_server.url, "--level", "full", "--json", "--timeout", "600")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0, [(c["name"], c["detail"]) for c in data["checks"] if c["status"] == "fail"]
+    checks = by_name(data)
+    for name in ("concurrency", "context", "tool-stream", "reasoning-leak"):
+        assert checks[name]["status"] == "pass", (name, checks[name]["detail"])
+    assert all(os.path.exists(f"/proc/{pid}") for pid in busy_cores)  # the load lasted the whole check
 
 
 def test_full_fails_concurrency_on_an_undersized_server(cli):

@@ -1,5 +1,9 @@
 """Every command under generated hostile arguments: exit 0, 1 or 2, one plain line, no traceback,
-nothing half-written.
+nothing half-written; --json output parses as strict JSON (no NaN / Infinity); every file written parses
+with its consumer (JSON strictly, YAML, shell scripts with `bash -n`, systemd units with
+`systemd-analyze verify` where it is installed); no raw control character (anything but newline and
+tab) and no canary secret (the value of HF_TOKEN and of a vLLM secret option among the generated values)
+appears anywhere in stdout, stderr or the files written.
 
 Arguments come from each command's own click parameters: names from the catalog or hostile
 text (unicode, control characters, shell metacharacters, rich markup, huge values), numbers in
@@ -27,7 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servectl.cli import main
+from servectl.console import has_raw_control
 
+CANARY = "hostilecanary7c1e"  # HF_TOKEN's value in every run, and a value the generator passes to secret flags
 CLOSED_PORT_URL = "http://127.0.0.1:1"  # nothing listens on port 1: connections are refused at once
 
 HOSTILE = [
@@ -35,7 +41,7 @@ HOSTILE = [
     "\n", "x\nExecStartPre=/bin/touch /tmp/owned", "\r", "\t", "\x00", "\x1b[31mred", "\x7f", "\u202e", "é中🙂",
     "[bold]x[/]", "[/x]", "[red", "%n", "%%", "$HOME", "${X}", "$$", "{{x}}", "..", "../../etc/passwd", "/",
     "a" * 5000, "9" * 40, "-1", "0", "1e309", "nan", "true", "null", "{}", "[1,2", "x: [unclosed", ": -", "*a",
-    "&anchor", "!!python/object:os.system", "rtx[/x]",
+    "&anchor", "!!python/object:os.system", "rtx[/x]", CANARY, f"http://u:{CANARY}@h:1", "\x1b]0;t\x07", "\x9b2J",
 ]
 MALFORMED_FILES = [
     b"", b"\x00\xff\xfe binary", b"presets: [unclosed", b"presets:\n  x: {temperature: hot}\n", b": - :\n\t- x",
@@ -45,7 +51,8 @@ MALFORMED_FILES = [
 VLLM_FLAGS = ["-tp", "--tensor-parallel-size", "--tensor_parallel_size", "--max-model-len", "--max-num-seqs",
               "--max-num-seq", "--kv-cache-dtype", "--dtype", "--chat-template", "--served-model-name", "--api-key",
               "--compilation-config", "--compilation-config.mode", "-O3", "--enforce-eager", "--no-enforce-eager",
-              "--speculative-config", "--hf-overrides", "--port", "--host", "--gpu-memory-utilization", "-q"]
+              "--speculative-config", "--hf-overrides", "--port", "--host", "--gpu-memory-utilization", "-q",
+              "--api-ke", "--hf-token", "--api_key"]
 
 
 def hostile_text() -> st.SearchStrategy[str]:
@@ -111,7 +118,8 @@ def hostile_value(param: click.Parameter) -> st.SearchStrategy[str]:
 
 def vllm_tail() -> st.SearchStrategy[list[str]]:
     """vLLM flags, mostly as flag-value pairs (aliases, `=` forms, dotted and JSON values), some bare."""
-    value = st.one_of(st.sampled_from(['{"mode": 3}', "[1,2]", "fp8", "auto", "8", "two", "1e9", "64k", "-1", "0"]),
+    value = st.one_of(st.sampled_from(['{"mode": 3}', "[1,2]", "fp8", "auto", "8", "two", "1e9", "64k", "-1", "0", CANARY,
+                                       '{"num_speculative_tokens": 1e400}', '{"num_speculative_tokens": "two"}']),
                       st.integers(-5, 10**6).map(str), hostile_text())
     flag = st.one_of(st.sampled_from(VLLM_FLAGS), hostile_text())
     pair = st.one_of(st.tuples(flag, value).map(list), st.tuples(flag, value).map(lambda p: [f"{p[0]}={p[1]}"]),
@@ -172,24 +180,63 @@ def sane_tail() -> st.SearchStrategy[list[str]]:
     return st.lists(st.sampled_from(pairs), max_size=3).map(lambda ps: [w for p in ps for w in p])
 
 
-def _half_written(root: Path) -> list[str]:
-    """Temp files left by an interrupted atomic write, or structured files that do not parse."""
+def strict_json(text: str):
+    def refuse(name: str):
+        raise ValueError(f"{name} is not strict JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _consumer_problem(p: Path, text: str) -> str | None:
+    """Whether a written file parses with what reads it (None: it does)."""
+    import shutil
+    import subprocess
+
+    if p.suffix == ".json":
+        try:
+            strict_json(text)
+        except ValueError as exc:
+            return str(exc)
+    elif p.suffix in (".yaml", ".yml"):
+        try:
+            list(yaml.safe_load_all(text))
+        except yaml.YAMLError as exc:
+            return str(exc)
+    elif p.suffix == ".sh":
+        proc = subprocess.run(["bash", "-n", str(p)], capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            return proc.stderr.strip()
+    elif p.suffix == ".service" and shutil.which("systemd-analyze"):
+        from servectl.verify.validate import systemd_unit
+
+        # the binaries ExecStart names are not installed here: only what the parser says counts
+        parse = [ln for ln in systemd_unit(text, p.name) if "not executable" not in ln and "No such file" not in ln
+                 and "Command " not in ln]
+        if parse:
+            return "; ".join(parse)
+    return None
+
+
+def _half_written(root: Path, seen: dict) -> list[str]:
+    """Temp files left by an interrupted atomic write, files their consumer cannot read, and any file holding a
+    raw control character or the canary. `seen`: path -> text already checked (only new or changed files)."""
     bad = []
     for p in root.rglob("*"):
-        if not p.is_file() or p.name.startswith("input-"):
+        if not p.is_file() or p.name.startswith("input-") or p.suffix in (".pickle", ".lock"):
             continue
         if p.name.endswith(".tmp"):
             bad.append(f"{p}: leftover temp file")
-        elif p.suffix == ".json":
-            try:
-                json.loads(p.read_text())
-            except ValueError as exc:
-                bad.append(f"{p}: {exc}")
-        elif p.suffix in (".yaml", ".yml"):
-            try:
-                list(yaml.safe_load_all(p.read_text()))
-            except yaml.YAMLError as exc:
-                bad.append(f"{p}: {exc}")
+            continue
+        text = p.read_bytes().decode("utf-8", "replace")
+        if seen.get(p) == text:
+            continue
+        seen[p] = text
+        if CANARY in text:
+            bad.append(f"{p}: holds the canary secret")
+        if has_raw_control(text):
+            bad.append(f"{p}: holds a raw control character")
+        if (problem := _consumer_problem(p, text)) is not None:
+            bad.append(f"{p}: {problem}")
     return bad
 
 
@@ -206,8 +253,10 @@ def test_command_survives_hostile_arguments(path, cmd, catalog, monkeypatch):
         monkeypatch.setenv(var, str(root / var.lower()))
     monkeypatch.delenv("SERVECTL_VLLM_PYTHON", raising=False)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # no container is ever started
+    monkeypatch.setenv("HF_TOKEN", CANARY)
     monkeypatch.chdir(root)  # relative paths among the hostile values (say, -o '$(x)') land in the temp tree
     runner = CliRunner()
+    seen: dict = {}
 
     @settings(max_examples=int(os.environ.get('SERVECTL_HOSTILE_EXAMPLES', '100')), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(args=command_line(path, cmd, files, catalog), config=st.sampled_from(files))
@@ -221,6 +270,12 @@ def test_command_survives_hostile_arguments(path, cmd, catalog, monkeypatch):
         for line in result.stderr.splitlines():
             if line.startswith("error:"):  # servectl's own error line: one printable line
                 assert all(ch >= " " and ch != "\x7f" for ch in line), shown
-        assert not _half_written(root), _half_written(root)
+        for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            assert CANARY not in text, f"the canary secret in {stream}: {shown}"
+            assert not has_raw_control(text), f"a raw control character in {stream}: {shown}"
+        if "--json" in args and result.exit_code in (0, 1) and result.stdout.strip():
+            strict_json(result.stdout)  # --json output: one strict JSON document
+        problems = _half_written(root, seen)
+        assert not problems, f"{shown}\n{problems}"
 
     check()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+from servectl.verify.diagnose import log_lines
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -203,7 +204,7 @@ EXPECTED = {
 def test_live_failed_start_is_diagnosed(starts, name):
     start = starts[name]
     assert not start["timed_out"] and start["rc"] not in (0, None), f"{name}: vLLM did not fail: {start}"
-    text = start["log"].read_text(errors="replace")
+    text = start["log"].read_bytes().decode(errors="replace")  # as written: no newline translation of its \r
     # vLLM rejects --enable-auto-tool-choice before it logs the model: the recipe is named, as `servectl up` knows it
     code, out = diagnose_json(start["log"], *(["--model", "tiny-cpu"] if name == "auto-tool-choice-without-parser" else []))
     assert set(out) == {"cause", "remedy", "fix", "evidence", "rule", "root_error"}
@@ -211,7 +212,7 @@ def test_live_failed_start_is_diagnosed(starts, name):
     assert code == 0 and out["rule"] == rule, (name, out, text[-2000:])
     # the root error is the failing process's own exception line, never a wrapper
     root = out["root_error"]
-    lines = text.splitlines()
+    lines = log_lines(text)  # numbered as a pager numbers them (newlines; a progress bar's last rewrite)
     # the message as printed on that line (pydantic's constraint errors are rebuilt as "Config.field: constraint")
     pieces = [p.strip() for p in re.split(r"[;(]|: ", root["message"]) if len(p.strip()) > 12]
     assert any(p[:60] in lines[root["line"] - 1] for p in pieces), (root, lines[root["line"] - 1])

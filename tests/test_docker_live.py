@@ -21,9 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import free_port
+
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "servectl/vllm-cpu:0.32.0"  # the cpu profile's image (profiles/gpus.yaml)
+# container names of this run: two suites on one engine must never remove each other's containers by name
+LIVE, FOREGROUND = f"dk-live-{os.getpid()}", f"dk-fg-{os.getpid()}"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +74,8 @@ def followers(container_id: str) -> list[int]:
 
 
 def test_up_docker_start_check_logs_down_leaves_nothing(engine, env):
-    res = sc(env, "up", "tiny-cpu", "--gpu", "cpu", "--runtime", "docker", "--name", "dk-live", "--port", "8327",
+    port = free_port()
+    res = sc(env, "up", "tiny-cpu", "--gpu", "cpu", "--runtime", "docker", "--name", LIVE, "--port", str(port),
              "--detach", "--no-check", "--json")
     try:
         assert res.returncode == 0, res.stderr[-3000:]
@@ -79,43 +84,44 @@ def test_up_docker_start_check_logs_down_leaves_nothing(engine, env):
         # phases and the KV cache figure come from the container's own log, streamed into the log file
         assert {"weights", "kv_cache", "ready"} <= set(data["phases"]), data["phases"]
         assert data["kv_cache_tokens_reported"] and data["kv_cache_tokens_reported"] > 0
-        log = sc(env, "logs", "dk-live").stdout
+        log = sc(env, "logs", LIVE).stdout
         assert "KV cache size" in log and "Starting vLLM" in log
-        check = sc(env, "check", "http://127.0.0.1:8327", "--json", timeout=600)
+        check = sc(env, "check", f"http://127.0.0.1:{port}", "--json", timeout=600)
         assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
-        assert httpx.get("http://127.0.0.1:8327/health", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
     finally:
-        down = sc(env, "down", "dk-live")
+        down = sc(env, "down", LIVE)
     assert down.returncode == 0, down.stderr
-    assert containers("dk-live") == []
+    assert containers(LIVE) == []
     assert followers(data["container_id"]) == []
     assert json.loads(sc(env, "status", "--json").stdout)["deployments"] == []
 
 
 def test_sigkill_of_a_foreground_docker_up_stops_its_container(engine, env):
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--gpu", "cpu", "--runtime", "docker",
-                             "--name", "dk-fg", "--port", "8328", "--no-check"],
+                             "--name", FOREGROUND, "--port", str(port), "--no-check"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             try:
-                if httpx.get("http://127.0.0.1:8328/health", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
-        assert containers("dk-fg")
+        assert containers(FOREGROUND)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        while containers("dk-fg") and time.monotonic() < deadline:
+        while containers(FOREGROUND) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert containers("dk-fg") == []
+        assert containers(FOREGROUND) == []
     finally:
         if proc.poll() is None:
             proc.kill()
-        for cid in containers("dk-fg"):
+        for cid in containers(FOREGROUND):
             subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
 
 

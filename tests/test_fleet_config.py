@@ -310,7 +310,7 @@ def test_a_second_serve_of_a_running_fleet_is_refused(tmp_path, monkeypatch):
 
     from servectl.errors import UserError
     from servectl.fleet import server, sizing
-    from servectl.launch import state
+    from servectl.launch import ownership, state
     from servectl.launch.record import DeploymentRecord
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -319,7 +319,8 @@ def test_a_second_serve_of_a_running_fleet_is_refused(tmp_path, monkeypatch):
     # a server of fleet `t` being started by a live servectl (this test process stands in for it; nothing is signalled)
     state.save(DeploymentRecord(name="t-chat", runtime="local", recipe="tiny-cpu", profile="cpu", model="m", host="127.0.0.1",
                                 port=9, log_path=str(tmp_path / "log"), argv=[], started_at=time.time(), owner_pid=os.getpid(),
-                                owner_create_time=me.create_time(), fleet="t http://127.0.0.1:8080"))
+                                owner_create_time=me.create_time(), fleet="t http://127.0.0.1:8080",
+                                    marker=ownership.new_marker("t-chat")))
     with pytest.raises(UserError, match="fleet t is already served"):
         server.refuse_a_second_copy(fleet)
     state.remove("t-chat")

@@ -16,7 +16,7 @@ import pytest
 
 from servectl.catalog.known_bugs import (FEATURES, BugContext, KnownBug, applicable_bugs, known_bugs,
                                          load_guard_specs, load_patch_specs, platform_of, version_in_range)
-from servectl.spec.known_bug_guards import check, features, patches_for_spec
+from servectl.spec.known_bug_guards import features, patches_for_spec
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 

@@ -39,6 +39,7 @@ import httpx
 import psutil
 import pytest
 
+from conftest import free_port
 from servectl.catalog import versions
 from servectl.catalog.load import load_catalog
 from servectl.paths import cache_dir
@@ -64,7 +65,7 @@ def port_is_free(port: int) -> bool:
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-HTTP_PORT = 8281
+HTTP_PORT = free_port()  # chosen by the OS (Ray's own ports below stay fixed: both nodes need to know them)
 RAY_PORT = 6390
 # every port of both nodes fixed (two nodes share one host), worker ranges apart
 HEAD_ARGS = ("--node-manager-port 6391 --object-manager-port 6392 --runtime-env-agent-port 6393 "

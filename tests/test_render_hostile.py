@@ -2,8 +2,8 @@
 
 The values hold newlines (a second unit directive or shell command if they leaked), quotes,
 backslashes, systemd specifiers (%n), shell / systemd / Compose / kubelet expansions ($HOME, ${X},
-$(HF_TOKEN), backticks), a lone `;` (systemd's old command separator), control characters and
-non-ASCII text. Each rendering is parsed back by what reads it in production: POSIX sh for the
+$(HF_TOKEN), backticks), a lone `;` (systemd's old command separator), control characters (inside a
+JSON value, escaped: a raw one is refused before rendering, test_cli_hostile.py) and non-ASCII text. Each rendering is parsed back by what reads it in production: POSIX sh for the
 scripts (with stand-in `vllm` / `docker` / `ray` executables that record their argv), systemd itself
 (`systemd --test` dumps the parsed unit; `systemd-analyze verify` must stay silent), Docker Compose
 (`config --format json` interpolates as `compose up` does), YAML plus the kubelet's $(VAR)
@@ -30,11 +30,11 @@ from servectl.render import outputs
 from servectl.spec.resolve import Request, resolve
 from servectl.verify import validate, validate_k8s
 
-NEWLINE = "x\nExecStartPre=/bin/touch /tmp/owned\n; touch /tmp/owned"
+NEWLINE = "x\nExecStartPre=/bin/touch /tmp/owned\n; touch /tmp/owned é中🙂"
 EXPANSIONS = "a b;$(HF_TOKEN)`id`'\"\\ %n %% $HOME ${X} $$ $(X)"
-CONTROL = "\t\x01\x1b[31m\x7f é中🙂"
+CONTROL = "\t\x01\x1b[31m\x7f é中🙂"  # JSON-escaped in the flag's value (json.dumps' default ensure_ascii)
 HOSTILE_PAIRS = [("--chat-template", NEWLINE), ("--served-model-name", EXPANSIONS),
-                 ("--override-generation-config", json.dumps({"k": CONTROL}, ensure_ascii=False)),
+                 ("--override-generation-config", json.dumps({"k": CONTROL})),
                  ("--response-role", ";"), ("--middleware", "")]
 SECRET = "SECRET-VALUE-MUST-NOT-APPEAR"
 

@@ -1,4 +1,6 @@
-"""Deployment records: atomic JSON files, stale detection with psutil, and the status/down/logs commands."""
+"""Deployment records: atomic JSON files, stale detection with psutil, and the status/down/logs commands.
+Stand-in servers carry their deployment's marker (SERVECTL_DEPLOYMENT_ID) as a server `up` starts does;
+test_ownership.py puts foreign processes behind damaged records."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import time
 import psutil
 import pytest
 
-from servectl.launch import state
+import os
+
+from servectl.launch import ownership, state
 from servectl.launch.record import DeploymentRecord
 
 
@@ -19,7 +23,15 @@ def isolated_state(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
 
+MARKERS: dict[str, str] = {}
+
+
+def marker_of(name: str) -> str:
+    return MARKERS.setdefault(name, ownership.new_marker(name))
+
+
 def _record(name="d1", pid=None, create_time=None, **kw) -> DeploymentRecord:
+    kw.setdefault("marker", marker_of(name))
     return DeploymentRecord(
         name=name, runtime="local", recipe="tiny-cpu", profile="cpu", model="/models/tiny", served_model_name="tiny-cpu",
         host="127.0.0.1", port=8132, pid=pid, create_time=create_time, log_path=str(state.log_path_for(name)),
@@ -27,14 +39,31 @@ def _record(name="d1", pid=None, create_time=None, **kw) -> DeploymentRecord:
     )
 
 
+def spawn(name: str | None) -> subprocess.Popen:
+    """A real process in its own group standing in for a server; with a name, it carries that deployment's marker."""
+    env = {**os.environ, **({ownership.MARKER_ENV: marker_of(name)} if name else {})}
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True, env=env)
+
+
 @pytest.fixture()
-def sleeper():
-    """A real process in its own group, standing in for a server (no vLLM needed for state logic)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
-    yield proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+def procs():
+    started: list[subprocess.Popen] = []
+
+    def make(name: str | None) -> subprocess.Popen:
+        started.append(spawn(name))
+        return started[-1]
+
+    yield make
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture()
+def sleeper(procs):
+    """A stand-in server of deployment "svc"."""
+    return procs("svc")
 
 
 def test_roundtrip_is_json_on_disk():
@@ -47,35 +76,54 @@ def test_roundtrip_is_json_on_disk():
     assert not list(state.deployments_dir().glob(".*tmp"))  # atomic write left no temp file
 
 
-def test_corrupt_record_is_listed_with_the_pid_of_its_side_file(sleeper):
-    made = psutil.Process(sleeper.pid).create_time()
-    state.save(_record("bad", sleeper.pid, made))
+def test_corrupt_record_with_an_intact_side_file_still_proves_its_processes(procs):
+    server = procs("bad")
+    made = psutil.Process(server.pid).create_time()
+    state.save(_record("bad", server.pid, made))
     (state.deployments_dir() / "bad.json").write_text("{not json")
     assert state.load("bad") is None and state.list_records() == []
     (entry,) = state.list_entries()
-    assert isinstance(entry, state.Corrupt) and (entry.name, entry.pid, entry.create_time) == ("bad", sleeper.pid, made)
+    assert isinstance(entry, state.Corrupt) and (entry.name, entry.pid, entry.create_time) == ("bad", server.pid, made)
     live, stale = state.sweep()
     assert stale == [] and [s.as_json()["state"] for s in live] == ["corrupt"]
     assert state.read("bad") == entry  # listing does not remove it: `down` does
-    state.stop(state.resolve_name("bad"), grace_s=2)
-    assert sleeper.wait(timeout=10) is not None and state.list_entries() == []
+    done = state.stop(state.resolve_name("bad"), grace_s=2)
+    assert done.signalled and server.wait(timeout=10) is not None and state.list_entries() == []
     assert not (state.deployments_dir() / "bad.pgid").exists()
+
+
+def test_corrupt_record_without_its_side_file_is_unverified_and_never_signalled(procs):
+    server = procs("bad")
+    state.save(_record("bad", server.pid, psutil.Process(server.pid).create_time()))
+    (state.deployments_dir() / "bad.json").write_text("{not json")
+    (state.deployments_dir() / "bad.pgid").unlink()
+    live, _ = state.sweep()
+    assert [s.as_json()["state"] for s in live] == ["unverified"]
+    done = state.stop(state.resolve_name("bad"), grace_s=2)
+    assert not done.signalled and state.list_entries() == []
+    time.sleep(0.3)
+    assert server.poll() is None
 
 
 def test_a_directory_in_place_of_a_record_is_corrupt_not_a_crash():
     (state.deployments_dir() / "odd.json").mkdir(parents=True)
     (entry,) = state.list_entries()
     assert isinstance(entry, state.Corrupt) and entry.pid is None
+    assert state.assess(entry).state == "unverified"
 
 
-def test_a_server_whose_foreground_owner_died_is_not_running(sleeper):
+def test_a_server_whose_foreground_owner_died_is_orphaned_until_down(procs):
+    server = procs("orphan")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    state.save(_record("orphan", sleeper.pid, psutil.Process(sleeper.pid).create_time(),
+    state.save(_record("orphan", server.pid, psutil.Process(server.pid).create_time(),
                        owner_pid=dead.pid, owner_create_time=time.time() - 5))
     live, stale = state.sweep()
-    assert live == [] and [s.record.name for s in stale] == ["orphan"]
-    assert sleeper.wait(timeout=10) is not None  # its group was stopped with the record
+    assert stale == [] and [s.as_json()["state"] for s in live] == ["orphaned"]
+    time.sleep(0.2)
+    assert server.poll() is None  # status signals nothing
+    assert state.stop(state.resolve_name("orphan"), grace_s=2).signalled
+    assert server.wait(timeout=10) is not None
 
 
 def test_claim_refuses_a_live_name_and_takes_over_a_stale_one(sleeper):
@@ -90,7 +138,8 @@ def test_claim_refuses_a_live_name_and_takes_over_a_stale_one(sleeper):
     assert state.load("x").port == 9998
 
 
-def test_stale_records_are_reported_and_removed(sleeper):
+def test_stale_records_are_reported_and_removed(procs):
+    sleeper = procs("live")
     p = psutil.Process(sleeper.pid)
     state.save(_record("live", sleeper.pid, p.create_time()))
     state.save(_record("reused", sleeper.pid, p.create_time() - 50))  # same PID, another process
@@ -133,8 +182,9 @@ def test_status_json_and_down(cli, sleeper):
     assert state.load("svc") is None
 
 
-def test_a_ray_driven_deployment_shows_its_head_and_goes_down(cli, sleeper):
+def test_a_ray_driven_deployment_shows_its_head_and_goes_down(cli, procs):
     """`up --runtime ray` records the cluster's head; status shows it, down stops the local vLLM (the cluster is not ours)."""
+    sleeper = procs("multi")
     state.save(_record("multi", sleeper.pid, psutil.Process(sleeper.pid).create_time(), ray_head="10.0.0.1:6379"))
     (dep,) = json.loads(cli("status", "--json").stdout)["deployments"]
     assert dep["ray_head"] == "10.0.0.1:6379" and dep["state"] == "running"

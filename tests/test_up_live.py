@@ -206,3 +206,27 @@ def test_failed_start_shows_root_error_and_fix(env, model_dir):
     assert "root error (log line" in res.stderr and "KeyError: 'invalid tool call parser: nosuch" in res.stderr
     assert f"fix: --tool-call-parser {load_catalog().model('tiny-cpu').parsers.tool_call}" in res.stderr
     assert status(env)["deployments"] == []
+
+
+def test_up_with_servectls_own_settings_passes_its_own_full_check(env, model_dir):
+    """No --max-num-seqs: servectl chooses what the plan says the KV cache holds (vLLM's CPU default of 128 would
+    be preempted: 64M of KV cache hold 73 requests of 2048 tokens on an AVX-512 BF16 host, 107 on others), and
+    its own `check --level full` passes, every gate included."""
+    port = free_port()
+    up = sc(env, "up", "tiny-cpu", "--gpu", "cpu", "--port", str(port), "--detach", "--no-check", "--json", timeout=900)
+    assert up.returncode == 0, up.stderr[-3000:]
+    try:
+        log = open(json.loads(up.stdout)["log"]).readline()
+        assert "--max-num-seqs" in log and "note: --max-num-seqs" in up.stderr
+        chosen = int(log.split("--max-num-seqs ")[1].split()[0])
+        check = sc(env, "check", f"http://127.0.0.1:{port}", "--level", "full", "--json", "--timeout", "600", timeout=1800)
+        report = json.loads(check.stdout)
+        failed = [(c["name"], c["detail"]) for c in report["checks"] if c["status"] == "fail"]
+        assert check.returncode == 0 and not failed, failed
+        conc = next(c for c in report["checks"] if c["name"] == "concurrency")["figures"]
+        assert conc["max_num_seqs"] == chosen and conc["max_num_seqs_source"] == "the server's --max-num-seqs"
+        assert chosen <= conc["max_concurrency"] < chosen + 1  # the whole requests the cache holds, no fewer
+        assert conc["requests"] == chosen and conc["preemptions"] == 0 and conc["errors"] == 0
+    finally:
+        down = sc(env, "down", "tiny-cpu")
+    assert down.returncode == 0, down.stderr

@@ -17,10 +17,10 @@ def test_equals_form_and_underscores_are_the_same_flag():
 
 
 def test_merge_replaces_in_place_and_appends_new():
-    base = va.parse_args(["--a", "1", "--b", "2"])
-    merged = va.merge(base, va.parse_args(["--b", "3", "--c"]))
-    assert va.to_tokens(merged) == ["--a", "1", "--b", "3", "--c"]
-    assert va.to_tokens(base) == ["--a", "1", "--b", "2"]  # the input is not mutated
+    base = va.parse_args(["--zz-a", "1", "--zz-b", "2"])
+    merged = va.merge(base, va.parse_args(["--zz-b", "3", "--zz-c"]))
+    assert va.to_tokens(merged) == ["--zz-a", "1", "--zz-b", "3", "--zz-c"]
+    assert va.to_tokens(base) == ["--zz-a", "1", "--zz-b", "2"]  # the input is not mutated
 
 
 def test_value_that_is_not_a_flag_is_rejected():
@@ -73,9 +73,18 @@ def test_values_vllm_would_refuse_are_refused_with_its_option_name(tokens, messa
 
 
 def test_unknown_flags_are_named_with_close_matches():
-    flags = va.parse_args(["--max-num-seq", "64", "--speculative", "mtp", "--enforce-eager"])
-    assert va.unknown_flags(flags) == ["--max-num-seq", "--speculative"]
-    assert "--max-num-seqs" in va.bundled_options().suggest("--max-num-seq")
+    flags = va.parse_args(["--max-num-seqz", "64", "--speculativ-config", "mtp", "--enforce-eager"])
+    assert va.unknown_flags(flags) == ["--max-num-seqz", "--speculativ-config"]
+    assert "--max-num-seqs" in va.bundled_options().suggest("--max-num-seqz")
+
+
+def test_abbreviations_are_read_as_vllms_argparse_reads_them():
+    # allow_abbrev (argparse's default, kept by FlexibleArgumentParser): a unique prefix is the option,
+    # an ambiguous one is refused (vLLM 0.32: "ambiguous option: --api could match --api-server-count, --api-key")
+    flags = va.parse_args(["--max-num-seq", "4", "--api-ke", "k", "--max_model", "100", "--no-enable-prefix"])
+    assert [f.name for f in flags] == ["--max-num-seqs", "--api-key", "--max-model-len", "--no-enable-prefix-caching"]
+    with pytest.raises(ValueError, match="ambiguous option --api: could match --api-key, --api-server-count"):
+        va.parse_args(["--api", "k"])
 
 
 def test_bundled_table_is_what_the_vllm_environment_reports(tmp_path, monkeypatch):

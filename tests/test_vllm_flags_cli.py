@@ -27,14 +27,14 @@ def test_a_servectl_option_it_does_not_know_is_never_passed_to_vllm(cli):
 
 
 def test_a_flag_vllm_does_not_know_is_named_in_a_warning(cli):
-    result = cli("render", MODEL, "--gpu", GPU, "--", "--max-num-seq", "64", "--speculative", "mtp")
+    result = cli("render", MODEL, "--gpu", GPU, "--", "--max-num-seqz", "64", "--speculativ-config", "mtp")
     assert result.exit_code == 0
     warning = [ln for ln in result.stderr.splitlines() if ln.startswith("warning: not checked")]
-    assert warning and "--max-num-seq (did you mean --max-num-seqs" in warning[0] and "--speculative" in warning[0]
+    assert warning and "--max-num-seqz (did you mean --max-num-seqs" in warning[0] and "--speculativ-config" in warning[0]
 
 
 def test_strict_refuses_flags_it_cannot_check(cli):
-    result = cli("render", MODEL, "--gpu", GPU, "--strict", "--", "--max-num-seq", "64")
+    result = cli("render", MODEL, "--gpu", GPU, "--strict", "--", "--max-num-seqz", "64")
     assert result.exit_code == 2
     assert "--strict refuses" in result.stderr and result.stdout == ""
 
@@ -49,6 +49,6 @@ def test_the_target_vllm_refuses_unknown_flags_with_did_you_mean(cli, tmp_path, 
     from servectl.vllmenv.location import find_vllm_python
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    result = cli("render", MODEL, "--gpu", GPU, "--python", str(find_vllm_python()), "--", "--max-num-seq", "64")
+    result = cli("render", MODEL, "--gpu", GPU, "--python", str(find_vllm_python()), "--", "--max-num-seqz", "64")
     assert result.exit_code == 2
-    assert "has no option --max-num-seq (did you mean --max-num-seqs" in result.stderr
+    assert "has no option --max-num-seqz (did you mean --max-num-seqs" in result.stderr

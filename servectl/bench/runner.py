@@ -19,13 +19,19 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+
+from servectl import netio
 import psutil
 
 from servectl import __version__
 from servectl.bench.protocol import FORMAT_VERSION, Protocol, bench_argv, level_result, shareable_flags
 from servectl.errors import CheckFailed, UserError
-from servectl.fsutil import write_atomic
+from servectl.console import json_text
+from servectl.fsutil import MIB, iter_lines, read_json_capped, write_atomic
+from servectl.netio import json_of
 
+RESULT_LIMIT = 16 * MIB  # a result file of many levels is tens of KiB
+MAX_LOG_LINES = 200_000
 _DRIVER = Path(__file__).with_name("_driver.py")
 
 
@@ -69,9 +75,13 @@ def host_facts(detection=None) -> dict[str, Any]:
 
 def _served(http: httpx.Client, url: str, model: str | None) -> tuple[str, str | None]:
     try:
-        data = http.get(url + "/v1/models").json().get("data", [])
+        listing = json_of(http.get(url + "/v1/models"))
     except httpx.TransportError as exc:
         raise UserError(f"cannot reach {url}: {exc.__class__.__name__}", "is the server running? `servectl status` lists deployments") from None
+    except (httpx.HTTPError, ValueError):
+        raise CheckFailed(f"{url}/v1/models answered no JSON model list", "is this a vLLM server?") from None
+    data = listing.get("data") if isinstance(listing, dict) else None
+    data = [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] if isinstance(data, list) else []
     if not data:
         raise CheckFailed(f"{url}/v1/models lists no model", "is this a vLLM server?")
     entry = next((m for m in data if m["id"] == model), None) if model else data[0]
@@ -89,12 +99,14 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
     url = target.url.rstrip("/")
     if url.endswith("/v1"):
         url = url[:-3]
-    with httpx.Client(timeout=30) as http:
+    with netio.client(30) as http:
         model, root = _served(http, url, target.model)
         try:
-            version = http.get(url + "/version").json().get("version")
-        except (httpx.HTTPError, ValueError):
+            version = json_of(http.get(url + "/version")).get("version")
+        except (httpx.HTTPError, ValueError, AttributeError):
             version = None
+        version = version if isinstance(version, str) else None
+        root = root if isinstance(root, str) else None
     tokenizer = target.tokenizer or root or model
     work = Path(tempfile.mkdtemp(prefix="servectl-bench-"))
     runs = [bench_argv(protocol, level, url, model, tokenizer, str(work)) for level in protocol.concurrency]
@@ -103,13 +115,14 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
     log: list[str] = []
     started = time.time()
     proc = subprocess.Popen([str(interpreter), str(_DRIVER), str(work / "runs.json")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            log.append(line.rstrip("\n"))
+        for line in iter_lines(proc.stdout):
+            if len(log) < MAX_LOG_LINES:  # what vLLM printed is kept, within bounds
+                log.append(line)
             if on_line:
-                on_line(line.rstrip("\n"))
+                on_line(line)
         proc.wait(timeout=6 * 3600)  # its output has ended; a driver that then hangs is killed
     except BaseException:
         proc.kill()
@@ -120,7 +133,7 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
         tail = next((line for line in reversed(log) if line.strip()), "no output")
         raise CheckFailed(f"vllm bench serve failed (exit {proc.returncode}): {tail[:300]}",
                           f"its whole output is in {work / 'vllm-bench.log'}")
-    results = [level_result(level, json.loads((work / f"c{level}.json").read_text())) for level in protocol.concurrency]
+    results = [level_result(level, read_json_capped(work / f"c{level}.json")) for level in protocol.concurrency]
     shutil.rmtree(work, ignore_errors=True)
     return {
         "format": FORMAT_VERSION,
@@ -140,19 +153,21 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
 def write_result(path: Path, doc: dict[str, Any], log: list[str]) -> None:
     """The result file, and vLLM's own printed output beside it (PATH with .vllm-bench.log)."""
     write_atomic(path.with_suffix(".vllm-bench.log"), "\n".join(log) + "\n")
-    write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    write_atomic(path, json_text(doc) + "\n")
 
 
 def read_result(path: Path) -> dict[str, Any]:
     """A result file, checked enough to compare: UserError (one line) otherwise."""
+    if not Path(path).exists():
+        raise UserError(f"no such result file: {path}", "give files written by `servectl bench -o`")
     try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"no such result file: {path}", "give files written by `servectl bench -o`") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not a JSON result file: {exc}", "give files written by `servectl bench -o`") from None
+        doc = read_json_capped(path, RESULT_LIMIT, f"result file {path}")
+    except UserError as exc:
+        raise UserError(exc.message, "give files written by `servectl bench -o`") from None
     results = doc.get("results") if isinstance(doc, dict) else None
-    if not isinstance(results, list) or not all(isinstance(r, dict) and "concurrency" in r for r in results):
+    if not isinstance(results, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("concurrency"), int) and not isinstance(r.get("concurrency"), bool)
+            for r in results):
         raise UserError(f"{path} has no `results` list of concurrency levels", "give files written by `servectl bench -o`")
     return doc
 

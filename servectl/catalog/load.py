@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from servectl.errors import UnknownName, UserError
-from servectl.fsutil import write_atomic
+from servectl.fsutil import MIB, read_bytes_capped, read_text_capped, write_atomic
 from servectl.paths import cache_dir
 from servectl.catalog.base import validate
 from servectl.catalog.gpu import GpuProfile, ProfilesFile
@@ -88,13 +88,17 @@ def parse_yaml_model(text: str, source: str, model: type[M]) -> M:
         raise CatalogError(f"{source}:{line}: field {field}: {err['msg']}{more}", "fix that field") from None
 
 
+CATALOG_FILE_LIMIT = 16 * MIB  # the shipped catalog is ~100 KiB; a folder of the user's own is held to this too
+
+
 def _read(name: str) -> tuple[str, str]:
     base = profiles_dir()
     path = base / name
-    try:
-        return path.read_text(encoding="utf-8"), str(path)
-    except FileNotFoundError:
-        raise CatalogError(f"catalog file {path} is missing", "reinstall servectl or unset SERVECTL_PROFILES_DIR") from None
+    if not path.is_file():
+        raise CatalogError(f"catalog file {path} is missing", "reinstall servectl or unset SERVECTL_PROFILES_DIR")
+    if isinstance(path, Path):  # a folder on disk (the user's own with SERVECTL_PROFILES_DIR): held to the limit
+        return read_text_capped(path, CATALOG_FILE_LIMIT, str(path)), str(path)
+    return path.read_text(encoding="utf-8"), str(path)  # package data inside an archive: shipped, not input
 
 
 @dataclass(frozen=True)
@@ -157,9 +161,9 @@ def disk_cached(texts: list[str], build: Callable[[], M], kind: type, fingerprin
     digest = hashlib.sha256(fingerprint + "\0".join(texts).encode()).hexdigest()[:32]
     path = cache_dir() / "catalog" / f"{digest}.pickle"
     try:
-        cached = pickle.loads(path.read_bytes())
+        cached = pickle.loads(read_bytes_capped(path, 64 * MIB, nofollow=True))
         if isinstance(cached, kind):
-            return cached
+            return cast(M, cached)
     except Exception:  # missing, unreadable or from another version: rebuild below
         pass
     cat = build()

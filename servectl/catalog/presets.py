@@ -21,8 +21,11 @@ import yaml
 from servectl.catalog.base import validate
 from servectl.catalog.load import CatalogError, _read, parse_yaml_model
 from servectl.errors import UnknownName, UserError
+from servectl.fsutil import MIB, read_text_capped
 from servectl.paths import config_file
 from servectl.catalog.preset_schema import PresetsFile, SamplingPreset
+
+CONFIG_LIMIT = MIB  # a config file of presets is a few KiB
 
 
 def shipped_presets() -> dict[str, SamplingPreset]:
@@ -43,7 +46,7 @@ def user_presets(path: Path | None = None) -> dict[str, SamplingPreset]:
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_text_capped(path, CONFIG_LIMIT, f"config file {path}")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

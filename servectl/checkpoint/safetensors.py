@@ -16,6 +16,7 @@ from math import prod
 
 from servectl.checkpoint.source import CheckpointSource
 from servectl.errors import UserError
+from servectl.fsutil import loads_strict
 
 DTYPE_BYTES = {
     "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
@@ -44,8 +45,8 @@ class Weights:
 
 def parse_header(raw: bytes, where: str) -> dict:
     try:
-        header = json.loads(raw)
-    except ValueError:
+        header = loads_strict(raw)  # no NaN / Infinity, as a safetensors writer never writes them
+    except (ValueError, UnicodeDecodeError):
         raise UserError(f"{where} has a safetensors header that is not JSON", "is the file complete?") from None
     if not isinstance(header, dict):
         raise UserError(f"{where} has a safetensors header that is not a JSON object")
@@ -53,10 +54,10 @@ def parse_header(raw: bytes, where: str) -> dict:
 
 
 def tensor_bytes(info: dict, where: str) -> float:
-    try:
-        return prod(int(d) for d in info["shape"]) * DTYPE_BYTES.get(str(info["dtype"]), 1)
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"{where} lists a tensor without a valid dtype and shape") from None
+    shape = info.get("shape") if isinstance(info, dict) else None
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise UserError(f"{where} lists a tensor without a valid dtype and shape", "is the file complete?")
+    return prod(shape) * DTYPE_BYTES.get(str(info.get("dtype")), 1)
 
 
 def weights(source: CheckpointSource) -> Weights:

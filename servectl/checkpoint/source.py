@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from servectl.errors import UserError
+from servectl.fsutil import open_regular
 
 # Limits on what a checkpoint may make servectl read (config files are kilobytes; the largest real
 # tokenizer_config.json files with inline chat templates are a few hundred KiB).
@@ -78,7 +79,7 @@ class LocalDirectory:
         p = self._path(path)
         if not p.is_file():
             return None
-        with open(p, "rb") as fh:
+        with open_regular(p, f"{self.name}/{path}") as fh:  # never a FIFO or a device under a file's name
             data = fh.read(limit + 1)
         if len(data) > limit:
             raise UserError(f"{self.name}/{path} is larger than {limit // 1024} KiB", "is it the right file?")
@@ -86,7 +87,7 @@ class LocalDirectory:
 
     def read_safetensors_header(self, path: str) -> bytes:
         p = self._path(path)
-        with open(p, "rb") as fh:
+        with open_regular(p, f"{self.name}/{path}") as fh:
             length = header_length(fh.read(8), f"{self.name}/{path}")
             raw = fh.read(length)
         if len(raw) != length:

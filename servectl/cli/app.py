@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 from servectl import __version__
-from servectl.console import console, emit_json, err_console, info, plain, warn  # noqa: F401  (the commands' output helpers)
+from servectl.console import console, echo, emit_json, err_console, info, plain, safe, safe_block, warn  # noqa: F401  (the commands' output helpers)
 from servectl.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERRUPTED, ServectlError
 
 # Every command: name -> (module:attribute, one-line help). Modules load only when their command runs,
@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {plain(message)}", err=True)
+    click.echo(f"error: {safe(message)}", err=True)
     raise SystemExit(code)
 
 
@@ -107,6 +107,29 @@ class ServectlGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """click's own messages (usage errors: an unknown option, a bad value) go out escaped and
+        redacted like every other line: they quote what the user typed."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        import io
+        import sys
+
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.ClickException as exc:
+            buf = io.StringIO()
+            exc.show(file=buf)
+            click.echo(safe_block(buf.getvalue()), err=True, nl=False)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        sys.exit(0)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # No command line can carry NUL (execve ends each word there); only an in-process caller can.

@@ -9,7 +9,7 @@ import yaml
 from rich.table import Table
 
 from servectl.catalog.load import load_catalog
-from servectl.cli.app import console, emit_json, warn
+from servectl.cli.app import console, echo, emit_json, warn
 from servectl.console import plain
 
 
@@ -55,7 +55,7 @@ def profiles_show(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        click.echo(yaml.safe_dump(data, sort_keys=False))
+        echo(yaml.safe_dump(data, sort_keys=False))
 
 
 @click.group()
@@ -140,7 +140,7 @@ def models_show(model: str, python: str | None, as_json: bool) -> None:
         if resolved.derived:
             console.print(plain(f"keep it as a recipe of your own: servectl models add {model}"), highlight=False, soft_wrap=True)
         return
-    click.echo(yaml.safe_dump(data, sort_keys=False))
+    echo(yaml.safe_dump(data, sort_keys=False))
 
 
 @models.command("add")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
 
-from servectl.cli.app import console, emit_json, info, warn
+from servectl.cli.app import console, echo, emit_json, info, warn
 
 
 @click.command()
@@ -67,11 +68,11 @@ def bootstrap(recipe, gpu, version, cpu: bool, venv, with_ray: bool, base_python
         if choice["method"] == "pip":
             info(f"venv: {result['venv']}")
         for cmd in result["commands"]:
-            click.echo(cmd)
+            echo(cmd)
         return
     info(result["message"], style="green")
-    click.echo(f"source {result['venv']}/bin/activate")
-    click.echo(f"python: {result['python']}")
+    echo(f"source {shlex.quote(str(result['venv']) + '/bin/activate')}")
+    echo(f"python: {result['python']}")
 
 
 def _size(n: int | None) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from servectl.cli.app import emit_json, info
-from servectl.console import plain
+from servectl.cli.app import echo, emit_json, info
+from servectl.console import plain, safe
 from servectl.errors import EXIT_BAD_INPUT, CheckFailed, UserError
 
 
@@ -21,7 +21,7 @@ def load_or_exit(path: Path, **kw):
         return load(path, **kw)
     except FleetFileError as exc:
         for line in exc.problems:
-            click.echo(f"error: {plain(line)}", err=True)
+            click.echo(f"error: {safe(line)}", err=True)
         raise SystemExit(EXIT_BAD_INPUT) from None
 
 
@@ -52,7 +52,7 @@ def serve(fleet_file, plan_only, as_json, listen, python) -> None:
             emit_json(data)
         else:
             for line in planview.lines(data):
-                click.echo(plain(line))
+                echo(safe(line))
         return
     from servectl.fleet import server
     from servectl.launch.runners import vllm_executable
@@ -79,7 +79,7 @@ def render_fleet(fleet_file: Path, fmt: str, layout: str, image: str | None, ser
             raise CheckFailed(problems[0], f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None)
         info(f"valid: {', '.join(tools)}")
     if out_dir is None:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
         return
     write_atomic(out_dir / name, text, mode=0o644)
     info(plain(f"wrote {out_dir / name}"))

@@ -6,7 +6,6 @@ output), 1 when none matched (the root error is still shown), 2 for unreadable i
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -15,23 +14,15 @@ from rich.table import Table
 from servectl.catalog.load import load_catalog
 from servectl.cli.app import console, emit_json
 from servectl.errors import EXIT_CHECK_FAILED, UserError
+from servectl.fsutil import read_text_capped
 
 
-CAPTURE_LIMIT = 16 * 2**20  # captured tool outputs are kilobytes; anything near this is not one
+CAPTURE_LIMIT = 16 * 2**20  # nvidia-smi -q -x of a 16-GPU host is ~1 MiB
 
 
 def _read(path: Path) -> str:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(CAPTURE_LIMIT + 1)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > CAPTURE_LIMIT:
-        raise UserError(f"{path} is larger than {CAPTURE_LIMIT >> 20} MiB: not a captured nvidia-smi / rocm-smi output")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not text", "capture nvidia-smi or rocm-smi output into it") from None
+    """A captured tool output: text of at most CAPTURE_LIMIT bytes (servectl.fsutil), else exit 2."""
+    return read_text_capped(path, CAPTURE_LIMIT, str(path))
 
 
 def read_capture(path: Path) -> str:
@@ -107,15 +98,10 @@ def gpus_cmd(captured: Path | None, processes: Path | None, as_json: bool) -> No
 def diagnose_cmd(logfile: str, model: str | None, as_json: bool) -> None:
     """Explain a failed vLLM start from its log (LOGFILE, or - for stdin): the root error, and the cause, remedy and
     the flags that fix it when a rule knows it."""
-    from servectl.verify.diagnose import explain_log, text_lines
+    from servectl.verify.diagnose import explain_file, text_lines
 
-    try:
-        data = sys.stdin.buffer.read() if logfile == "-" else Path(logfile).read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {logfile}: {exc.strerror}", "pass a vLLM log file or - for stdin") from None
-    if b"\x00" in data:
-        raise UserError(f"{logfile} is not a text log (binary data)", "pass the log vLLM wrote (servectl logs NAME)")
-    found = explain_log(data.decode("utf-8", errors="replace"), model)
+    # streamed once, head and tail kept: any size, bounded memory (servectl.fsutil.read_log)
+    found = explain_file(logfile, "stdin" if logfile == "-" else logfile, model)
     if as_json:
         emit_json(found.model_dump(mode="json"))
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -9,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from servectl.vllmenv import patches as engine
-from servectl.cli.app import console, emit_json, info
+from servectl.cli.app import console, echo, emit_json, info
 from servectl.errors import CheckFailed, UserError
 from servectl.vllmenv.location import resolve_target
 
@@ -38,7 +39,7 @@ def patch() -> None:
 def list_cmd(as_json: bool, python, site_packages, image, release, model, gpu, vllm_args) -> None:
     """Known vLLM bugs (patches, guards, warnings); for an environment, image or release: which apply, which are
     patched or guarded, and the upgrade that fixes each. vLLM flags after `--` (with --model and --gpu)."""
-    from servectl.spec.bug_list import Scope, rows
+    from servectl.spec.bug_list import rows
 
     scope = _scope(python, site_packages, image, release, model, gpu, vllm_args)
     found = rows(scope)
@@ -130,8 +131,8 @@ def check_cmd(as_json: bool, python, site_packages, ids) -> None:
                  style="yellow")
     if missing:
         raise CheckFailed(f"{len(missing)} known patch(es) missing: {', '.join(s.patch.id for s in missing)}",
-                          "run `servectl patch apply`" + (f" --python {python}" if python else "")
-                          + (f" --site-packages {site_packages}" if site_packages else ""))
+                          "run `servectl patch apply`" + (f" --python {shlex.quote(str(python))}" if python else "")
+                          + (f" --site-packages {shlex.quote(str(site_packages))}" if site_packages else ""))
 
 
 def _print_outcomes(outcomes, as_json: bool, target, show_diff: bool) -> None:
@@ -140,7 +141,7 @@ def _print_outcomes(outcomes, as_json: bool, target, show_diff: bool) -> None:
         return
     for o in outcomes:
         if show_diff and o.diff:
-            click.echo(o.diff, nl=False)
+            echo(o.diff, nl=False)
         info(f"{o.id}: {o.message}" + (" (verified)" if o.verified else ""))
 
 

@@ -54,11 +54,20 @@ def _table(plan) -> None:
                           f"{row['kv_blocks']} blocks{mark}", highlight=False, soft_wrap=True)
         console.print(f"all nodes: {n['num_blocks']} blocks, {n['kv_cache_tokens_real']:,} tokens per request "
                       f"({n['bottleneck']['reason']})", highlight=False, soft_wrap=True)
-    env = " ".join(f"{k}={v}" for k, v in plan.env.items())
+    env = " ".join(shlex.quote(f"{k}={v}") for k, v in plan.env.items())
     console.print(f"flags: {env + ' ' if env else ''}vllm serve MODEL {shlex.join(plan.flags)}", highlight=False, soft_wrap=True)
 
 
-@click.command("plan", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+class _VllmTailCommand(click.Command):
+    """Keeps the vLLM command line after the model as written, and remembers how much of it came after `--`
+    (click drops the separator): before it, a flag nobody knows is refused; after it, only warned about."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["after_separator"] = len(args) - args.index("--") - 1 if "--" in args else 0
+        return super().parse_args(ctx, args)
+
+
+@click.command("plan", cls=_VllmTailCommand, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("model")
 @click.option("--gpu", help="GPU profile (default: detected).")
 @click.option("--vllm-version", help="vLLM release the figures are for (default: the vLLM that will run: the environment's "
@@ -123,7 +132,9 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
     plan = service.build(resolve_model(model, python=python).recipe, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
                          target_context=target_context, target_concurrency=target_concurrency, env=env,
-                         model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force)
+                         model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force,
+                         after_separator=min(ctx.meta.get("after_separator", 0), len(ctx.args)),
+                         own_options=[o for p in ctx.command.params for o in p.opts + p.secondary_opts if o.startswith("--")])
     if plot is not None:
         from servectl.observe.plan_plot import draw
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 
 import click
@@ -41,21 +40,20 @@ def parse_listen(value: str) -> tuple[str, int]:
 def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) -> None:
     """Serve sampling presets as virtual model names (<served>-<preset>) in front of BACKEND."""
     # here, not at the top: `presets list` shares this module and needs none of the server's libraries
-    from servectl.proxy.app import discover_served_model, normalize_backend, serve_proxy
+    from servectl.proxy.app import discover_served_model, normalize_backend, refuse_self, serve_proxy
 
     backend = normalize_backend(backend)
     host, port = parse_listen(listen)
+    refuse_self(backend, host, port)
     names, auto = split_auto(names)
     chosen = select_presets(names)
     if not chosen:
         raise UserError("no sampling presets to serve", "check --presets and the config file's `presets:`")
     if auto:
         check_auto(chosen)
-    key = None
-    if api_key_env:
-        key = os.environ.get(api_key_env)
-        if not key:
-            raise UserError(f"environment variable {api_key_env} is not set", "export it or drop --api-key-env")
+    from servectl.verify.health import api_key_from
+
+    key = api_key_from(api_key_env)  # registered as a secret, refused unless one printable word
     served = served or discover_served_model(backend, key)
     info(f"proxy http://{host}:{port} -> {backend} (model {served}, policy {policy})")
     for name in virtual_names(served, chosen):

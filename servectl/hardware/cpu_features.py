@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from servectl import paths
-from servectl.fsutil import write_atomic
+from servectl.errors import UserError
+from servectl.fsutil import JSON_LIMIT, read_json_capped, write_atomic
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def probe(python: str | None, timeout_s: float = 120) -> CpuFeatures:
 
 def _read_cache() -> dict:
     try:
-        data = json.loads(_cache_file().read_text())
+        data = read_json_capped(_cache_file(), JSON_LIMIT)
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, UserError):
         return {}

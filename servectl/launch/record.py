@@ -22,6 +22,8 @@ class DeploymentRecord(BaseModel):
     port: int = Field(ge=1, le=65535, description="Port the server listens on.")
     pid: int | None = Field(None, description="Process (and process group) id of the local server.")
     create_time: float | None = Field(None, description="psutil create_time of pid: tells a reused PID apart.")
+    marker: str | None = Field(None, description="NAME:RANDOM, put into the server's environment as SERVECTL_DEPLOYMENT_ID "
+                                                 "(a container's label): servectl signals only processes that carry it.")
     container_id: str | None = Field(None, description="Docker container id.")
     log_path: str = Field(description="File the server's output goes to.")
     argv: list[str] = Field(description="The command that was started.")

@@ -2,10 +2,11 @@
 
 All three share one protocol: `start(spec, log_path) -> Launched`, `alive(launched)`, `stop(launched)`.
 A local server runs in its own session / process group (start_new_session): Ctrl-C in the
-terminal reaches servectl only, and servectl stops the whole group (API server, EngineCore,
-workers), SIGTERM first and SIGKILL after a grace period, so nothing is left behind. The server
-is started by a watchdog process (launch/watchdog.py) that stops the group if servectl dies
-without doing so (SIGKILL, OOM killer); a detached deployment releases it.
+terminal reaches servectl only, and servectl stops every process of the server (API server,
+EngineCore, workers: all carry the deployment's marker, servectl.launch.ownership), SIGTERM first
+and SIGKILL after a grace period, so nothing is left behind and nothing else is touched. The server
+is started by a watchdog process (launch/watchdog.py) that stops them if servectl dies without
+doing so (SIGKILL, OOM killer); a detached deployment releases it.
 Secrets reach the process by inheritance (their names are in spec.secret_env); their values
 are never written to argv, the log or the state file.
 """
@@ -25,15 +26,16 @@ from typing import Any, Protocol
 import psutil
 
 from servectl.errors import CheckFailed
+from servectl.launch import ownership
+from servectl.redact import redact_argv
 from servectl.render.argv import argv as render_argv
 from servectl.render.container import container_run, docker_argv, sdk_kwargs
 from servectl.spec.models import LaunchSpec
 
 # vLLM stops in 2-3 s on SIGTERM on the CPU build; a GPU server freeing memory can take longer.
 DEFAULT_GRACE_S = 15.0
-# /proc create times are in clock ticks (10 ms); a reused PID starts at least a tick later.
-_CREATE_TIME_TOLERANCE_S = 0.05
 WATCHDOG = Path(__file__).with_name("watchdog.py")
+CONTAINER_LABEL = "io.servectl.deployment"  # the container's marker label (servectl.launch.ownership)
 
 
 @dataclass
@@ -46,11 +48,12 @@ class Launched:
     pid: int | None = None
     create_time: float | None = None  # psutil create_time of pid, guards against PID reuse
     container_id: str | None = None
+    marker: str | None = None  # the deployment's marker (servectl.launch.ownership): the proof before any signal
     watchdog: subprocess.Popen | None = field(default=None, repr=False, compare=False)
 
 
 class Runner(Protocol):
-    def start(self, spec: LaunchSpec, log_path: Path) -> Launched: ...
+    def start(self, spec: LaunchSpec, log_path: Path, marker: str | None = None) -> Launched: ...
 
     def alive(self, launched: Launched) -> bool: ...
 
@@ -65,88 +68,57 @@ class Runner(Protocol):
 
 
 def process_alive(pid: int | None, create_time: float | None) -> bool:
-    """True when `pid` is running and is the process recorded (same create time, not a zombie)."""
-    if pid is None:
+    """True when `pid` is running and is the process recorded (same create time, not a zombie). Used to
+    tell whether a deployment runs; never as leave to signal (servectl.launch.ownership decides that)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE_S:
+        if create_time is not None and abs(proc.create_time() - create_time) > ownership.CREATE_TIME_TOLERANCE_S:
             return False
         return proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    except (psutil.Error, ValueError, OverflowError):
         return False
 
 
-def pid_taken_by_another(pid: int, create_time: float | None) -> bool:
-    """The PID now belongs to a different live process (so its group is not ours to signal)."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is not None and abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE_S
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
+def stop_child_group(popen: subprocess.Popen, grace_s: float = DEFAULT_GRACE_S) -> None:
+    """Stop a process group the caller started itself (start_new_session) and holds the Popen of: the
+    unreaped leader pins the group id, so the group cannot belong to anyone else until `wait` below.
+    SIGTERM, up to grace_s, then SIGKILL; the leader is reaped last."""
+    pgid = popen.pid
 
-
-def group_members(pgid: int) -> list[psutil.Process]:
-    """Live (non-zombie) processes of a process group."""
-    out = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
-                out.append(proc)
-        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
-            continue
-    return out
-
-
-def stop_group(pgid: int, grace_s: float = DEFAULT_GRACE_S, popen: subprocess.Popen | None = None) -> None:
-    """SIGTERM the whole group, wait up to grace_s, then SIGKILL what is left.
-
-    `pgid` must be a group servectl created (start_new_session makes pgid == leader pid); a
-    group id is not handed to a new process while any member lives, so signalling it is safe.
-    """
-    extra = set()
-    try:  # descendants that moved to another group still belong to this server
-        extra = {p.pid for p in psutil.Process(pgid).children(recursive=True)}
-    except psutil.NoSuchProcess:
-        pass
-
-    def remaining() -> list[int]:
-        if popen is not None:
-            popen.poll()  # a caller's own child: reap it so its zombie does not count as alive
-        left = [p.pid for p in group_members(pgid)]
-        left += [p for p in extra if p not in left and process_alive(p, None)]
-        return left
-
-    def signal_all(sig: int) -> None:
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for p in extra:
+    def members() -> list[int]:
+        out = []
+        for proc in psutil.process_iter(["status"]):
             try:
-                os.kill(p, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
+                if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                    out.append(proc.pid)
+            except (ProcessLookupError, psutil.Error, PermissionError):
+                continue
+        return out
 
-    if not remaining():
-        return
-    signal_all(signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not remaining():
-            return
-        time.sleep(0.1)
-    signal_all(signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while remaining() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        if not members():
+            break
+        try:
+            os.killpg(pgid, sig)  # safe: the leader is not reaped yet, so the group is still ours
+        except (ProcessLookupError, PermissionError):
+            break
+        deadline = time.monotonic() + wait_s
+        while members() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        else:
+            if not members():
+                break
+    popen.wait()
 
 
 def child_env(spec: LaunchSpec, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The server's environment: the caller's (secrets inherited by name) plus the spec's values."""
-    return {**(os.environ if environ is None else environ), **spec.env}
+    """The server's environment: the caller's (secrets inherited by name) plus the spec's values. A marker
+    a caller's own environment carries is not passed on: each deployment gets its own (the watchdog adds it)."""
+    env = {**(os.environ if environ is None else environ), **spec.env}
+    env.pop(ownership.MARKER_ENV, None)
+    return env
 
 
 class SubprocessRunner:
@@ -158,16 +130,17 @@ class SubprocessRunner:
     def command(self, spec: LaunchSpec) -> list[str]:
         return render_argv(spec, executable=self.executable)
 
-    def start(self, spec: LaunchSpec, log_path: Path) -> Launched:
+    def start(self, spec: LaunchSpec, log_path: Path, marker: str | None = None) -> Launched:
         cmd = self.command(spec)
+        marker = marker or ownership.new_marker(spec.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             # Only names of the environment, never values: the log may be shared in a bug report.
-            log.write(f"# servectl: {shlex.join(cmd)}\n# env: {' '.join(spec.env)} inherited: {' '.join(spec.secret_env)}\n".encode())
+            log.write(f"# servectl: {shlex.join(redact_argv(cmd))}\n# env: {' '.join(spec.env)} inherited: {' '.join(spec.secret_env)}\n".encode())
             log.flush()
             # -I: the server's environment (PYTHONPATH, ...) must not change the watchdog's own interpreter.
             watchdog = subprocess.Popen(
-                [sys.executable, "-I", str(WATCHDOG), str(DEFAULT_GRACE_S), str(log_path), *cmd],
+                [sys.executable, "-I", str(WATCHDOG), str(DEFAULT_GRACE_S), str(log_path), marker, *cmd],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=child_env(spec),
                 start_new_session=True, close_fds=True,
             )
@@ -182,16 +155,16 @@ class SubprocessRunner:
             create_time = psutil.Process(pid).create_time()
         except psutil.NoSuchProcess:
             create_time = None
-        return Launched("local", cmd, log_path, pid=pid, create_time=create_time, watchdog=watchdog)
+        return Launched("local", cmd, log_path, pid=pid, create_time=create_time, marker=marker, watchdog=watchdog)
 
     def alive(self, launched: Launched) -> bool:
         return process_alive(launched.pid, launched.create_time)
 
     def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None:
-        if launched.pid is not None and not pid_taken_by_another(launched.pid, launched.create_time) \
-                and (group_members(launched.pid) or launched.watchdog is not None):
-            stop_group(launched.pid, grace_s)
-        self._end_watchdog(launched, b"")  # the group is gone: EOF lets the watchdog exit
+        """Stop the server's processes: those carrying its marker (servectl.launch.ownership), nothing else."""
+        if launched.marker:
+            ownership.stop(launched.marker, grace_s)
+        self._end_watchdog(launched, b"")  # the server is gone: EOF lets the watchdog exit
 
     def release(self, launched: Launched) -> None:
         self._end_watchdog(launched, b"release\n")
@@ -283,14 +256,16 @@ class DockerRunner:
 
         return gpu_access_problem(self.client.info(), run)
 
-    def start(self, spec: LaunchSpec, log_path: Path) -> Launched:
+    def start(self, spec: LaunchSpec, log_path: Path, marker: str | None = None) -> Launched:
         import docker
 
         run = container_run(spec)
+        marker = marker or ownership.new_marker(spec.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         kwargs = sdk_kwargs(run, os.environ)  # a local checkpoint is mounted read-only at the same path (container_run)
+        kwargs["labels"] = {CONTAINER_LABEL: marker}  # the proof `stop` checks before it touches the container
         with open(log_path, "ab") as log:
-            log.write(f"# servectl: {shlex.join(docker_argv(run))}\n# env: {' '.join(run.env)} inherited: {' '.join(run.secret_env)}\n".encode())
+            log.write(f"# servectl: {shlex.join(redact_argv(docker_argv(run)))}\n# env: {' '.join(run.env)} inherited: {' '.join(run.secret_env)}\n".encode())
         try:
             container = self.client.containers.run(**kwargs)
         except docker.errors.APIError as exc:
@@ -299,7 +274,7 @@ class DockerRunner:
         follower = subprocess.Popen(
             [sys.executable, "-m", "servectl.launch.docker_follow", container.id, str(log_path), str(os.getpid() if self.tied else 0)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-        return Launched("docker", docker_argv(run), log_path, container_id=container.id, watchdog=follower)
+        return Launched("docker", docker_argv(run), log_path, container_id=container.id, marker=marker, watchdog=follower)
 
     def _remove_created(self, name: str) -> None:
         try:
@@ -318,9 +293,25 @@ class DockerRunner:
         except docker.errors.NotFound:
             return False
 
+    def owned(self, launched: Launched) -> str | None:
+        """None when the container carries this deployment's marker label; else why it is not ours to stop."""
+        import docker
+
+        if not launched.marker or not launched.container_id:
+            return "the record carries no deployment marker or container id"
+        try:
+            labels = self.client.containers.get(launched.container_id).labels or {}
+        except docker.errors.NotFound:
+            return None  # gone: nothing to stop
+        if labels.get(CONTAINER_LABEL) != launched.marker:
+            return f"container {launched.container_id[:12]} does not carry this deployment's label"
+        return None
+
     def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None:
         import docker
 
+        if self.owned(launched) is not None:
+            return  # never stop a container servectl cannot prove it started
         try:
             container = self.client.containers.get(launched.container_id)
             container.stop(timeout=int(grace_s))  # docker sends SIGTERM, then SIGKILL after timeout
@@ -349,7 +340,7 @@ class DryRunRunner:
         self.executable = executable
         self.started: list[list[str]] = []
 
-    def start(self, spec: LaunchSpec, log_path: Path) -> Launched:
+    def start(self, spec: LaunchSpec, log_path: Path, marker: str | None = None) -> Launched:
         cmd = render_argv(spec, executable=self.executable)
         self.started.append(cmd)
         return Launched("dry-run", cmd, log_path)

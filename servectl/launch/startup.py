@@ -17,6 +17,10 @@ from pathlib import Path
 
 import httpx
 
+from servectl import netio
+from servectl.errors import UserError
+from servectl.fsutil import LINE_LIMIT, LOG_TAIL_LIMIT, MIB, open_regular
+
 # (phase id, label, pattern). Patterns are vLLM 0.32 log lines (CPU build, captured in
 # tests/data/vllm-0.32.0-cpu-startup.log) and their GPU spellings from vLLM's
 # v1/worker/gpu_model_runner.py, v1/core/kv_cache_utils.py and compilation/backends.py.
@@ -68,7 +72,11 @@ class StartupResult:
 
 
 class LogFollower:
-    """Reads what was appended to a log file since the last call (from a start offset)."""
+    """Reads what was appended to a log file since the last call (from a start offset), in bounded steps:
+    at most READ_STEP bytes per call, lines cut at LINE_LIMIT, and `text` keeps the last LOG_TAIL_LIMIT
+    characters (a server that floods its log cannot grow servectl's memory)."""
+
+    READ_STEP = 4 * MIB
 
     def __init__(self, path: Path, offset: int = 0):
         self.path, self.offset, self.text = path, offset, ""
@@ -76,17 +84,17 @@ class LogFollower:
 
     def read_lines(self) -> list[str]:
         try:
-            with open(self.path, "rb") as fh:
+            with open_regular(self.path) as fh:
                 fh.seek(self.offset)
-                chunk = fh.read()
-        except FileNotFoundError:
+                chunk = fh.read(self.READ_STEP)
+        except UserError:  # not there yet (or not a file)
             return []
         self.offset += len(chunk)
-        data = self._partial + chunk.decode(errors="replace")
-        self.text += chunk.decode(errors="replace")
-        lines = data.split("\n")
-        self._partial = lines.pop()  # an unfinished last line waits for the next read
-        return lines
+        decoded = chunk.decode(errors="replace")
+        self.text = (self.text + decoded)[-LOG_TAIL_LIMIT:]
+        lines = (self._partial + decoded).split("\n")
+        self._partial = lines.pop()[:LINE_LIMIT]  # an unfinished last line waits for the next read
+        return [line[:LINE_LIMIT] for line in lines]
 
 
 def health_ok(client: httpx.Client, url: str) -> bool:
@@ -123,7 +131,7 @@ def wait_ready(
         text = follower.text + follower._partial
         return StartupResult(ready, round(time.monotonic() - start, 2), phases, kv_cache_tokens(text), failure, text)
 
-    with httpx.Client(timeout=httpx.Timeout(1.0)) as client:
+    with netio.client(2.0, body_limit=MIB) as client:
         while True:
             for line in follower.read_lines():
                 pid = match_phase(line)

@@ -10,6 +10,7 @@ A server that dies or misses the deadline is stopped at once and its log tail an
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -23,10 +24,12 @@ from servectl.catalog.load import load_catalog
 from servectl.catalog.recipe import ModelRecipe
 from servectl.console import emit_json, err_console, info, warn
 from servectl.errors import CheckFailed, UserError
-from servectl.launch import runners, startup, state
+from servectl.fsutil import read_tail
+from servectl.launch import ownership, runners, startup, state
+from servectl.redact import redact_argv
 from servectl.launch.ports import base_url, free_port, held_by_another, port_in_use
 from servectl.launch.record import DeploymentRecord
-from servectl.spec.models import LaunchOptions, LaunchSpec
+from servectl.spec.models import LaunchOptions, LaunchSpec, proxy_port_for
 from servectl.plan.any_model import resolve_model
 from servectl.spec.resolve import Request, resolve
 from servectl.spec.speculative import image_version
@@ -51,6 +54,15 @@ def plan_target(profile, spec: LaunchSpec, runtime: str, env_target: Target | No
         return service.target_for(profile, image=spec.image, runtime=runtime, env_target=env_target)
     except Exception:  # advisory only: a launch never fails on a prediction
         return None
+
+
+def settled_spec(spec: LaunchSpec, plan_tgt) -> LaunchSpec:
+    """servectl's --max-num-seqs (what the plan says the KV cache holds) for the release and host that run it;
+    with no plan target, the rendering's (the image's release, every CPU feature set)."""
+    from servectl.plan import service
+
+    targets = [plan_tgt] if plan_tgt is not None else service.render_target(spec.gpu_profile, spec.image)
+    return service.settle_max_num_seqs(spec, targets)
 
 
 def predicted_kv_tokens(recipe: ModelRecipe, profile, spec: LaunchSpec, plan_tgt) -> int | None:
@@ -245,7 +257,7 @@ def fail_start(launch_runner: runners.Runner, launched: runners.Launched, name: 
     lines, known = diagnosis_lines(text, spec)
     for line in lines:
         err_console.print(line, soft_wrap=True)
-    return CheckFailed(why, f"full log: {launched.log_path}" + ("" if known else f"; `servectl diagnose {launched.log_path}`"))
+    return CheckFailed(why, f"full log: {launched.log_path}" + ("" if known else f"; `servectl diagnose {shlex.quote(str(launched.log_path))}`"))
 
 
 def ray_layout(runtime: str, nodes: int | None, head: str | None) -> None:
@@ -269,7 +281,7 @@ def wait_for_ray_nodes(py: Path, head: str, nodes: int) -> None:
         lines = proc.stderr.strip().splitlines() or ["no output"]
         if "No module named 'ray'" in proc.stderr:
             raise CheckFailed(f"the vLLM environment {py} has no Ray", "run `servectl bootstrap --with-ray` (with --cpu on the CPU build)")
-        raise CheckFailed(lines[-1].removeprefix("servectl: "), f"start the missing Ray node(s) with `ray start --address {head}`")
+        raise CheckFailed(lines[-1].removeprefix("servectl: "), f"start the missing Ray node(s) with `ray start --address {shlex.quote(head)}`")
 
 
 def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, python: str | None,
@@ -329,16 +341,17 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
         model=spec.model, served_model_name=spec.served_model_name, host=spec.host, port=spec.port,
         log_path=str(log_path), argv=[], started_at=time.time(), detached=detached,
         owner_pid=me.pid, owner_create_time=me.create_time(), ray_head=head if runtime == "ray" else None,
+        marker=ownership.new_marker(spec.name),
     )
     state.claim(record)  # exit 2 while another deployment holds the name; from here on the record is ours
     launched = launch_runner = None
     try:
-        launch_runner, plan_tgt, predicted = prepare(recipe, profile, spec, "local" if runtime == "ray" else runtime,
-                                                     py, probed, patch, tied=not detached, force=force)
-        launched = launch_runner.start(spec, log_path)
+        launch_runner, plan_tgt, predicted, spec = prepare(recipe, profile, spec, "local" if runtime == "ray" else runtime,
+                                                           py, probed, patch, tied=not detached, force=force)
+        launched = launch_runner.start(spec, log_path, marker=record.marker)
         record = record.model_copy(update={
             "runtime": launched.runtime, "pid": launched.pid, "create_time": launched.create_time,
-            "container_id": launched.container_id, "argv": launched.argv, "kv_cache_tokens_predicted": predicted})
+            "container_id": launched.container_id, "argv": redact_argv(launched.argv), "kv_cache_tokens_predicted": predicted})
         state.save(record)
         result = follow(launch_runner, launched, spec, timeout, quiet)
         if not result.ready:
@@ -408,7 +421,8 @@ def image_checks(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profi
 
 def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Path | None, probed: Target | None, patch: bool,
             tied: bool = False, force: bool = False):
-    """Port check, pre-flight and the patch check; (runner, plan target, predicted KV tokens)."""
+    """Port check, pre-flight and the patch check; (runner, plan target, predicted KV tokens, the spec with
+    servectl's --max-num-seqs for the release and host that run it)."""
     if port_in_use(spec.host, spec.port):
         raise UserError(f"port {spec.port} on {spec.host} is already in use", "stop what listens there or pick another --port")
     target = None
@@ -425,12 +439,15 @@ def prepare(recipe: ModelRecipe, profile, spec: LaunchSpec, runtime: str, py: Pa
         problems = patch_problems(target, spec)
         if problems and not patch:
             raise CheckFailed(f"the vLLM environment has known bugs unpatched: {', '.join(problems)}",
-                              f"run `servectl patch apply --python {py}` or pass --apply-patches")
+                              f"run `servectl patch apply --python {shlex.quote(str(py))}` or pass --apply-patches")
         if problems:
             apply_patches(target, spec)
         launch_runner = runners.SubprocessRunner(runners.vllm_executable(py))
     plan_tgt = plan_target(profile, spec, runtime, target)
-    return launch_runner, plan_tgt, predicted_kv_tokens(recipe, profile, spec, plan_tgt)
+    spec = settled_spec(spec, plan_tgt)
+    for note in spec.notes:
+        info(f"note: {note}")
+    return launch_runner, plan_tgt, predicted_kv_tokens(recipe, profile, spec, plan_tgt), spec
 
 
 def follow(launch_runner: runners.Runner, launched: runners.Launched, spec: LaunchSpec, timeout: float, quiet: bool) -> startup.StartupResult:
@@ -490,6 +507,8 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
     server exits or Ctrl-C; nothing is left running unless detached."""
     if with_proxy and detach:
         raise UserError("--proxy runs in the foreground with the server", "drop --detach, or run `servectl proxy --backend URL` next to the detached server")
+    if with_proxy:
+        proxy_port = proxy_port_for(port, proxy_port)  # before anything starts
     proxy_thread = None
     if not detach:
         stop_on_sigterm()
@@ -513,7 +532,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
 
             family = ln.spec.model_recipe.sampling_presets
             proxy_thread = start_for_deployment(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name or ln.spec.model,
-                                                family, ln.spec.host, proxy_port or ln.spec.port + 1)
+                                                family, ln.spec.host, proxy_port)
             info(f"preset proxy: {proxy_thread.url}/v1 (models <served>-<preset>, `servectl presets list`)")
         if detach:
             keep = True
@@ -526,7 +545,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
             time.sleep(0.1)
         # Report first, clean up after: the leader is gone, its engine processes get a short grace.
         err_console.print(f"vLLM server (pid {ln.launched.pid}) exited while serving", style="bold red")
-        text = Path(ln.launched.log_path).read_text(errors="replace")
+        text = read_tail(ln.launched.log_path)
         raise fail_start(ln.runner, ln.launched, ln.spec.name, text, "vLLM exited while serving", grace_s=1, spec=ln.spec)
     except KeyboardInterrupt:
         info("stopping vLLM ...")

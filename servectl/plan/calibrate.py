@@ -21,7 +21,7 @@ from pathlib import Path
 from servectl import paths
 from servectl.catalog import versions as vv
 from servectl.errors import UserError
-from servectl.fsutil import write_atomic
+from servectl.fsutil import JSON_LIMIT, read_json_capped, write_atomic
 from servectl.plan.models import Plan
 from servectl.plan.planner import MIB, Correction
 from servectl.plan.vllm_log import LogFigures
@@ -121,9 +121,9 @@ def load_all(profile: str) -> dict:
     if not path.exists():
         return {}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"calibration file {path} is unreadable: {exc}", "delete it and calibrate again") from None
+        data = read_json_capped(path, JSON_LIMIT, f"calibration file {path}")
+    except UserError as exc:
+        raise UserError(f"{exc.message}", "delete it and calibrate again") from None
     if not isinstance(data, dict) or any(not isinstance(v, dict) or "overhead_mib" in v for v in data.values()):
         # an older layout ({recipe: record}): start afresh rather than misapply it
         return {}

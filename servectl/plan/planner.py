@@ -26,7 +26,6 @@ physics estimates with one fitted scale each; benchmarks/planner_accuracy.py pri
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 
@@ -40,6 +39,7 @@ from servectl.plan.cpu_rules import cpu_mla_block, cpu_refusal, cpu_ssm_dtype
 from servectl.plan.geometry import DTYPE_BYTES, Graphs, Layout, capture_sizes, graphs_for, layout
 from servectl.plan.kvcache import LayoutRefused
 from servectl.plan.models import Figure, GuideRow, Plan
+from servectl.spec import values
 from servectl.vllmenv import args as va
 
 MIB = 2**20
@@ -188,10 +188,14 @@ def measured_block_size(lay: Layout, correction: Correction | None) -> int | Non
 
 
 def batch_defaults(profile: GpuProfile, world_size: int = 1) -> tuple[int, int]:
-    """vllm/engine/arg_utils.py get_batch_defaults (serve): >= 70 GiB devices get 8192 / 1024, others 2048 / 256;
-    the CPU build 2048 x world size tokens (0.32: arg_utils.py:2974-2982)."""
+    """(max_num_batched_tokens, max_num_seqs) vLLM picks for `vllm serve` when the flags are absent
+    (vllm/engine/arg_utils.py get_batch_defaults, usage context OPENAI_API_SERVER): the CPU platform 2048 and
+    128 per rank of the world size; devices of >= 160 GiB 16384 / 1024, >= 70 GiB 8192 / 1024 (vLLM exempts
+    the A100, whose name a profile does not carry), others 2048 / 256."""
     if profile.vendor == "cpu":
-        return 2048 * world_size, 256
+        return 2048 * world_size, 128 * world_size
+    if profile.total_memory_gib >= 160:
+        return 16384, 1024
     if profile.total_memory_gib >= 70:
         return 8192, 1024
     return 2048, 256
@@ -492,16 +496,6 @@ def kv_layout(lay: Layout, max_model_len: int) -> dict:
             "blocks_per_request": lay.blocks_per_request(max_model_len) if max_model_len else 0}
 
 
-def _json_value(raw: str, flag: str) -> dict:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise UserError(f"{flag} {raw!r} is not JSON") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{flag} {raw!r} is not a JSON object")
-    return value
-
-
 def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None) -> Settings:
     """vLLM flags (as vLLM spells them) -> Settings. Bad values are UserErrors."""
     env = env or {}
@@ -515,17 +509,7 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
         except ValueError:
             raise UserError(f"{name} {raw!r} is not a number") from None
 
-    limits: dict[str, int] = {}
-    for f in flags:
-        c = va.canonical(f.name)
-        if c == "--limit-mm-per-prompt" and f.value:
-            try:
-                limits.update({k: int(v) if not isinstance(v, dict) else int(v.get("count", 1))
-                               for k, v in _json_value(f.value, c).items()})
-            except (ValueError, AttributeError, UserError):
-                raise UserError(f"--limit-mm-per-prompt {f.value!r} is not JSON like '{{\"image\": 2}}'") from None
-        elif c.startswith("--limit-mm-per-prompt.") and f.value is not None:
-            limits[c.split(".", 1)[1]] = int(f.value)
+    limits = values.mm_limits(flags)
     mml_raw = va.get(flags, "--max-model-len")
     auto = mml_raw is not None and mml_raw.lower() in ("auto", "-1")
     mml = None
@@ -547,10 +531,7 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
         prefix = True
     if va.has(flags, "--no-enable-prefix-caching"):
         prefix = False
-    spec_raw = va.get(flags, "--speculative-config")
-    num_spec = 0
-    if spec_raw:
-        num_spec = int(_json_value(spec_raw, "--speculative-config").get("num_speculative_tokens", 0) or 0)
+    num_spec = (values.speculative_config(flags) or {}).get("num_speculative_tokens") or 0
     est_env = env.get("VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS")
     space = env.get("VLLM_CPU_KVCACHE_SPACE")
     try:

@@ -4,6 +4,7 @@ starts it learns from. `plan`, `calibrate --log` and the launch workflow call th
 
 from __future__ import annotations
 
+import math
 import os
 
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from servectl.plan import multinode, planner, vllm_log
 from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
 from servectl.plan.models import Plan
 from servectl.spec import guards, known_bug_guards
+from servectl.spec.models import LaunchSpec
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 
@@ -60,6 +62,28 @@ def command_tokens(tokens: list[str]) -> list[str]:
     except ValueError as exc:
         raise UserError(f"cannot read the vLLM flags: {exc}", "write them as vLLM does: --flag value") from None
     return toks
+
+
+def written_vllm_flags(written: list[str], after_separator: int, own_options: list[str]) -> tuple[list[str], list[str]]:
+    """(the vLLM flag tokens, warnings) of what follows the model on `plan`'s command line. Before `--`, a
+    flag neither vLLM nor plan knows is refused with did-you-mean over both (a typo of plan's own
+    --target-context must not pass for a vLLM flag); the last `after_separator` tokens came after `--`:
+    flags vLLM's table lacks are only warned about (another release may have them)."""
+    head, tail = written[: len(written) - after_separator], written[len(written) - after_separator:]
+    head_tokens, tail_tokens = command_tokens(head), command_tokens(tail)
+    table = va.bundled_options()
+    warnings = []
+    for name in va.unknown_flags(va.parse_args(head_tokens)):
+        import difflib
+
+        base = name.split(".", 1)[0]
+        close = difflib.get_close_matches(base, own_options, n=1, cutoff=0.7) or table.suggest(base)
+        hint = f"did you mean {' or '.join(close)}?" if close else "`servectl plan --help` and `vllm serve --help` list the options"
+        raise UserError(f"no such option: {name} (neither plan's nor vLLM {table.vllm}'s)", hint)
+    unknown = va.unknown_flags(va.parse_args(tail_tokens))
+    if unknown:
+        warnings.append(f"not checked against the target's vLLM: {', '.join(unknown)} (unknown to vLLM {table.vllm})")
+    return head_tokens + tail_tokens, warnings
 
 
 def split_memory_flags(tokens: list[str]) -> tuple[list[str], list[str]]:
@@ -123,6 +147,52 @@ def plan_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env
                            weights_gib=weights_gib, flags=vllm_args)
 
 
+def render_target(profile: GpuProfile, image: str | None) -> list[Target]:
+    """The vLLM a rendering will meet, known only by its image: the release its tag names, and for the cpu
+    profile every host feature set vLLM's CPU rules tell apart (the rendering runs on a host not seen here)."""
+    version, why = versions.that_runs(image=image or (profile.container.image if profile.container else None),
+                                      cpu_profile=profile.vendor == "cpu")
+    if profile.vendor != "cpu":
+        return [Target(version, why, CpuFeatures(source="not a CPU plan"))]
+    return [Target(version, why, CpuFeatures(avx512_bf16=bf16, amx=amx, source="any host"))
+            for bf16 in (False, True) for amx in (False, True)]
+
+
+def settle_max_num_seqs(spec: LaunchSpec, targets: list[Target], *, calibrated: bool = True) -> LaunchSpec:
+    """servectl's own settings promise only what the KV cache holds. Without --max-num-seqs in the flags, vLLM
+    takes its default (128 per rank on CPU, 256 or 1024 on GPUs): when the plan says the KV cache holds fewer
+    requests of max_model_len than that (the smallest figure over `targets`), the launch gets
+    --max-num-seqs N with N the whole requests it holds, and a note saying so; when the plan cannot say, a
+    note says why and vLLM's default stays. A card's launch is its card's, verbatim."""
+    if spec.card or va.has(va.parse_args(spec.vllm_args), "--max-num-seqs"):
+        return spec
+    recipe, profile = spec.model_recipe, spec.gpu_profile
+    tp = int(va.get(va.parse_args(spec.vllm_args), "--tensor-parallel-size") or 1)
+    default = planner.batch_defaults(profile, world_size=tp)[1]
+    try:
+        capacity = min(plan_for(recipe, profile, spec.vllm_args, spec.env, t, calibrated=calibrated).max_concurrency
+                       for t in targets)
+    except UserError as exc:
+        return replace(spec, notes=[*spec.notes, f"--max-num-seqs left to vLLM's default ({default}): the plan cannot "
+                                                 f"say how many requests the KV cache holds ({exc.message})"])
+    n = math.floor(capacity)
+    if n >= default:
+        return spec
+    if n < 1:
+        return replace(spec, notes=[*spec.notes, f"--max-num-seqs left to vLLM's default ({default}): the KV cache holds "
+                                                 f"{capacity:.2f} requests of max_model_len, not one"])
+    note = (f"--max-num-seqs {n}: the plan's KV cache holds {capacity:.2f} requests of max_model_len "
+            f"(vLLM's default of {default} would be preempted); pass --max-num-seqs to choose yourself")
+    return replace(spec, vllm_args=[*spec.vllm_args, "--max-num-seqs", str(n)], notes=[*spec.notes, note])
+
+
+def launch_spec(req: Request) -> LaunchSpec:
+    """resolve() and then servectl's choice of --max-num-seqs for a rendering (no host known: the image's release,
+    every CPU feature set, no calibration): what `render` and the golden files use."""
+    spec = resolve(req)
+    return settle_max_num_seqs(spec, render_target(spec.gpu_profile, spec.image), calibrated=False)
+
+
 def predicted_kv_tokens(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str],
                         target: Target) -> int | None:
     """What the plan says vLLM will log as its KV cache size (None where vLLM would refuse these flags)."""
@@ -182,7 +252,8 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
           vllm_version: str | None = None, estimate: bool | None = None,
           target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
           model_path: str | None = None, python: str | None = None, speculative: str | None = None,
-          nodes: int | None = None, force: bool = False, target: Target | None = None) -> Plan:
+          nodes: int | None = None, force: bool = False, target: Target | None = None, after_separator: int = 0,
+          own_options: list[str] | None = None) -> Plan:
     """Recipe settings for the profile + the user's whole vLLM command line -> what the vLLM that will run does.
 
     nodes >= 2: the multi-node layout (tensor parallel = the profile's GPUs, pipeline parallel = nodes), planned
@@ -192,7 +263,10 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
     cat = load_catalog()
     recipe, profile = _recipe(cat, model), profile_for(cat, gpu)
-    tokens = command_tokens(vllm_tokens)
+    if own_options is None:
+        tokens, tail_warnings = command_tokens(vllm_tokens), list[str]()
+    else:
+        tokens, tail_warnings = written_vllm_flags(vllm_tokens, after_separator, own_options)
     _, other_tokens = split_memory_flags(tokens)
     # servectl's guard table, as for render and up: the same refusals, messages and --force rule
     local = model_path or recipe.model_path
@@ -205,6 +279,7 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     given = target is not None
     target = target or target_for(profile, override=vllm_version, image=spec.image, python=python, recipe=recipe)
     # known bugs of the release the plan is for, under the same --force rule as servectl's own guards
+    spec = settle_max_num_seqs(spec, [target])  # as `up` will launch it on this host
     bugs = known_bug_guards.check(recipe, profile, va.parse_args(spec.vllm_args),
                                   {**known_bug_guards.caller_env(dict(os.environ)), **spec.env}, target.version)
     spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *guards.enforce(bugs.violations, force)])
@@ -227,7 +302,7 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
         s = replace(s, tensor_parallel_size=profile.count)  # render.multinode's layout: one TP group per node
     correction = cal.correction_for(recipe.name, profile.name, target.version)
     kw = dict(vllm_version=target.version, correction=correction, host=target.host)
-    notes: list[str] = [f"vLLM {target.version}: {target.version_reason}"]
+    notes: list[str] = [f"vLLM {target.version}: {target.version_reason}", *spec.notes]
     if profile.vendor == "cpu":
         notes.append(f"host CPU: {target.host.describe()}")
     notes += derived_notes
@@ -257,7 +332,7 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     calibrated = [n for n in plan.notes if n.startswith("calibrated from")]
     rest = [n for n in plan.notes if n not in calibrated]
     return replace(plan, notes=calibrated + notes + rest, ignored_flags=other_tokens,
-                   warnings=list(spec.warnings) + plan.warnings)
+                   warnings=tail_warnings + list(spec.warnings) + plan.warnings)
 
 
 def speculative_summary(plan: Plan, without: Plan, depth: int) -> dict:
@@ -289,7 +364,10 @@ def _tokens_from_log(fig: vllm_log.LogFigures) -> list[str]:
 def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path, host: str | None = None) -> tuple[cal.CalibrationRecord, Path]:
     """Plan the flags a real start used (for the release it logged), compare with what it logged, store the start
     for (recipe, profile, release, host)."""
-    fig = vllm_log.parse_text(Path(log_file).read_text(errors="replace"))
+    from servectl.fsutil import read_log
+
+    excerpt = read_log(log_file, str(log_file))  # any size: its start and its end, memory bounded
+    fig = vllm_log.parse_text(f"{excerpt.head}\n{excerpt.tail}" if excerpt.head else excerpt.tail)
     if fig.kv_cache_tokens is None and fig.available_kv_gib is None:
         raise UserError(f"{Path(log_file).name} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
                         "pass the log of a vLLM start that reached the KV cache allocation")

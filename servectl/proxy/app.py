@@ -66,6 +66,10 @@ _JSON = [(b"content-type", b"application/json")]
 # Request bodies are read whole (the preset is applied to the JSON): cap them so a client cannot make
 # the proxy buffer without bound. 32 MiB leaves room for long prompts and base64 images.
 DEFAULT_MAX_BODY = 32 * 2**20
+# The one answer the proxy reads whole (to add the virtual names): bounded in size and time. Relayed
+# answers are never held: each chunk goes on as it comes, and a client that leaves ends the relay.
+MODELS_BODY_LIMIT = 16 * 2**20
+MODELS_DEADLINE_S = 30.0
 
 
 def normalize_backend(url: str) -> str:
@@ -402,9 +406,10 @@ class _Proxy:
         if up is None:
             return
         try:
-            raw = await up.read()
-        except BackendError as exc:
-            await self.bad_gateway(send, exc)
+            raw = await asyncio.wait_for(up.read(MODELS_BODY_LIMIT), MODELS_DEADLINE_S)
+        except (BackendError, asyncio.TimeoutError) as exc:
+            await self.bad_gateway(send, exc if isinstance(exc, BackendError) else
+                                   BackendError(f"no whole model list within {MODELS_DEADLINE_S:g} s"))
             return
         finally:
             up.release()
@@ -457,9 +462,64 @@ def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -
 def serve_proxy(backend_url: str, listen_host: str, listen_port: int, served_model: str,
                 presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False,
                 max_body: int | None = None) -> None:
-    """Serve the proxy in the foreground until interrupted."""
+    """Serve the proxy in the foreground until interrupted. UserError (one line) when the backend is the
+    proxy's own address or the port is taken: the socket is bound here, before uvicorn starts."""
+    refuse_self(backend_url, listen_host, listen_port)
+    sock = bind_listen(listen_host, listen_port)
     app = build_app(backend_url, served_model, presets, policy, auto, max_body)
-    uvicorn.Server(uvicorn_config(app, listen_host, listen_port)).run()
+    uvicorn.Server(uvicorn_config(app, listen_host, listen_port)).run(sockets=[sock])
+
+
+def _addresses(host: str, port: int) -> set[str]:
+    import socket
+
+    try:
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except (socket.gaierror, UnicodeError, ValueError):
+        return set()
+
+
+def refuse_self(backend_url: str, listen_host: str, listen_port: int) -> None:
+    """A proxy whose backend is itself would forward every request to itself, without end."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(normalize_backend(backend_url))
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UserError(f"--backend {backend_url!r} is not an http(s) URL", "e.g. --backend http://127.0.0.1:8000") from None
+    if port != listen_port or not parts.hostname:
+        return
+    backend = _addresses(parts.hostname, port)
+    listen = _addresses(listen_host, listen_port)
+    wildcard = any(ipaddress.ip_address(a.split("%")[0]).is_unspecified for a in listen)
+    local = any(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in backend)
+    if backend & listen or (wildcard and local):
+        raise UserError(f"the backend {backend_url} is this proxy's own address ({listen_host}:{listen_port})",
+                        "point --backend at the vLLM server, or --listen on another port")
+
+
+def bind_listen(host: str, port: int):
+    """The proxy's listening socket, bound now (SO_REUSEADDR as uvicorn sets it): a taken port is one line, exit 2."""
+    import socket
+
+    infos = _addresses(host, port)
+    if not infos:
+        raise UserError(f"cannot resolve --listen host {host!r}", "use an address such as 127.0.0.1")
+    addr = sorted(infos)[0]
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((addr, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                        "another process holds that port: pick another --listen") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 class ProxyThread:
@@ -469,9 +529,11 @@ class ProxyThread:
                  presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False,
                  max_body: int | None = None):
         self.url = f"http://{listen_host}:{listen_port}"
+        refuse_self(backend_url, listen_host, listen_port)
+        sock = bind_listen(listen_host, listen_port)
         app = build_app(backend_url, served_model, presets, policy, auto, max_body)
         self.server = uvicorn.Server(uvicorn_config(app, listen_host, listen_port))
-        self.thread = threading.Thread(target=self.server.run, name="servectl-proxy", daemon=True)
+        self.thread = threading.Thread(target=lambda: self.server.run(sockets=[sock]), name="servectl-proxy", daemon=True)
 
     def start(self, timeout: float = 10.0) -> ProxyThread:
         self.thread.start()
@@ -495,14 +557,18 @@ def discover_served_model(backend_url: str, api_key: str | None = None, timeout:
     """The backend's served model name (its only entry in /v1/models)."""
     url = normalize_backend(backend_url) + "/v1/models"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    from servectl import netio
+
     try:
-        resp = httpx.get(url, headers=headers, timeout=timeout)
+        resp = netio.get(url, timeout, body_limit=MODELS_BODY_LIMIT, headers=headers)
     except httpx.HTTPError as exc:
         raise UserError(f"cannot reach the backend at {url}: {type(exc).__name__}", "start it first, or check --backend") from None
     if resp.status_code != 200:
         raise UserError(f"{url} answered HTTP {resp.status_code}", "check --backend (and the API key), or pass --model")
     try:
-        ids = [m["id"] for m in resp.json()["data"]]
+        ids = [m["id"] for m in netio.json_of(resp)["data"]]
+        if not all(isinstance(i, str) for i in ids):
+            raise TypeError("model ids are not strings")
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{url} did not return an OpenAI model list", "check --backend, or pass --model") from None
     if len(ids) != 1:

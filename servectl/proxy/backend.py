@@ -220,9 +220,31 @@ class BackendResponse:
         finally:
             conn.detach()
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int = 16 * 2**20) -> bytes:
+        """The whole body, at most `limit` bytes: a longer one closes the connection (BackendError)."""
         chunks: list[bytes] = []
-        await self.relay(chunks.append)
+        seen = 0
+        over = False
+
+        def take(chunk: bytes) -> None:
+            nonlocal seen, over
+            if over:
+                return
+            seen += len(chunk)
+            if seen > limit:  # called on the parser's stack: stop here, let the loop see the closed connection
+                over = True
+                chunks.clear()
+                self.conn.close()
+                return
+            chunks.append(chunk)
+
+        try:
+            await self.relay(take)
+        except BackendError:
+            if not over:
+                raise
+        if over:
+            raise BackendError(f"the answer is larger than {limit // 2**20} MiB")
         return b"".join(chunks)
 
     def wake(self) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from servectl.catalog import versions
+from servectl.redact import secret_options
 from servectl.catalog.gpu import GpuProfile
 from servectl.catalog.recipe import ModelRecipe
 from servectl.errors import UserError
@@ -22,7 +23,7 @@ from servectl.vllmenv import args as va
 
 # Values that look like credentials (HF user tokens, OpenAI-style keys).
 _SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{16,})$")
-_SECRET_FLAGS = {"--api-key", "--hf-token"}
+_SECRET_FLAGS = secret_options()  # vLLM's options whose value is a secret (servectl.redact)
 FORCE_HINT = "or pass --force if you know better"
 
 
@@ -221,7 +222,7 @@ def secret_violations(flags: list[va.Flag], env: dict[str, str]) -> list[Violati
         if va.canonical(f.name) in _SECRET_FLAGS or (f.value and _SECRET_VALUE.match(f.value)):
             out.append(Violation(
                 "secret-on-command-line",
-                f"{f.name} carries a secret value on the command line; export it (e.g. VLLM_API_KEY, HF_TOKEN) "
+                f"a secret value is given on the command line to {f.name}; export it (e.g. VLLM_API_KEY, HF_TOKEN) "
                 "and pass its name with --secret NAME",
                 forceable=False,
             ))

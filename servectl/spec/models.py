@@ -91,3 +91,25 @@ class LaunchSpec:
     argv_binds: bool = True  # The `vllm serve` argv carries --host/--port (false only for a card's verbatim serve command).
     ray_dashboard_host: str = "127.0.0.1"  # Address Ray's dashboard binds on a multi-node head (unauthenticated job API: local unless asked).
     warnings: list[str] = field(default_factory=list)  # Things the user should know about this launch.
+    notes: list[str] = field(default_factory=list)  # Choices servectl made for this launch, and why (not problems).
+
+
+def ports_distinct(*named: tuple[str, int]) -> None:
+    """Ports of one deployment (server, proxy) must be distinct TCP ports: UserError naming the options."""
+    for option, port in named:
+        if not 1 <= port <= 65535:
+            raise UserError(f"{option} {port} is not a TCP port (1-65535)", "pick a port from 1 to 65535")
+    seen: dict[int, str] = {}
+    for option, port in named:
+        if port in seen:
+            raise UserError(f"{seen[port]} and {option} are both {port}", "give them different ports")
+        seen[port] = option
+
+
+def proxy_port_for(port: int, proxy_port: int | None) -> int:
+    """The proxy's port (default: the server's + 1), a TCP port distinct from the server's."""
+    chosen = proxy_port if proxy_port is not None else port + 1
+    if proxy_port is None and chosen > 65535:
+        raise UserError(f"--port {port} leaves no port above it for the proxy", "pass --proxy-port N")
+    ports_distinct(("--port", port), ("--proxy-port", chosen))
+    return chosen

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 
-from servectl.spec import guards, known_bug_guards, layout, speculative
+from servectl.spec import guards, known_bug_guards, layout, speculative, values
 from servectl.vllmenv import args as va
 from servectl.errors import UserError
 from servectl.catalog.gpu import GpuProfile
@@ -219,7 +219,10 @@ def resolve(req: Request) -> LaunchSpec:
 
     nodes = req.nodes if req.nodes and req.nodes >= 2 else 1
     if nodes > 1:  # the layout --nodes reaches is guarded as if its flags were written by hand
-        flags = layout.with_layout(flags, *layout.layout(profile, nodes))
+        tp, pp = layout.layout(profile, nodes)
+        values.pipeline_fits(pp, recipe, "--nodes")
+        flags = layout.with_layout(flags, tp, pp)
+    values.check(flags, recipe)  # vLLM's own checks of the values (JSON shapes, stages vs layers, heads vs TP)
     spec_choice = speculative.parse_choice(req.speculative) if req.speculative else None
     release = req.vllm_version or speculative.image_version(image)
     mtp = speculative.apply(recipe, profile, flags, spec_choice, vllm_version=release)

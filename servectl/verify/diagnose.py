@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import math
 import re
 import socket
@@ -27,6 +26,7 @@ from pathlib import Path
 from servectl.catalog.diagnose_schema import DiagnoseFile, DiagnosisRule, ModelFamily
 from servectl.catalog.load import _read, parse_yaml_model
 from servectl.errors import UserError
+from servectl.fsutil import read_json_capped
 from servectl.hardware.preflight import utilization_that_fits
 from servectl.verify.report import Diagnosis, Evidence, RootError
 
@@ -57,12 +57,21 @@ WRAPPERS = re.compile(
 )
 
 
+def log_lines(text: str) -> list[str]:
+    """A log's lines as a pager numbers them (split at newlines only), each as a terminal shows it: after its
+    last carriage return (progress bars rewrite their line with \r). servectl.fsutil.read_log counts the same way."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln.rstrip("\r").rsplit("\r", 1)[-1] if "\r" in ln else ln for ln in lines]
+
+
 def strip_prefix(line: str) -> str:
     """A log line without vLLM's process / level / time / source prefix."""
     return _PREFIX.sub("", line, count=1).rstrip()
 
 
-def _pydantic(lines: list[str], i: int, head: str) -> tuple[str, str, int]:
+def _pydantic(lines: list[str], i: int, head: str, first_line: int = 1) -> tuple[str, str, int]:
     """The error(s) under pydantic's "N validation error(s) for Config" header: a validator's own ValueError, else
     "Config.field: constraint (input: value)", the fields the user set first (vLLM derives others from them)."""
     model = head.rsplit(" for ", 1)[-1].strip()
@@ -70,24 +79,25 @@ def _pydantic(lines: list[str], i: int, head: str) -> tuple[str, str, int]:
     for j in range(i + 1, min(i + 40, len(lines))):
         text = strip_prefix(lines[j])
         if m := _PYDANTIC_VALUE.match(text):
-            return "ValueError", m["msg"], j + 1
+            return "ValueError", m["msg"], j + first_line
         if m := _PYDANTIC_OTHER.match(text):
             where = f"{model}.{field}" if field else model
-            found.append((f"'{field}':", f"{where}: {m['msg']} (input: {m['input']})", j + 1))
+            found.append((f"'{field}':", f"{where}: {m['msg']} (input: {m['input']})", j + first_line))
         elif text and not text[0].isspace() and not text.startswith("For further"):
             if _EXCEPTION.match(text) or text.startswith("Traceback"):
                 break
             field = text.strip()
     if not found:
-        return "ValidationError", head, i + 1
+        return "ValidationError", head, i + first_line
     log = "\n".join(lines)
     found.sort(key=lambda f: f[0] not in log)  # a field in vLLM's "non-default args" first, else vLLM's order
     return "ValidationError", "; ".join(f[1] for f in found), found[0][2]
 
 
-def exceptions(log_text: str) -> list[RootError]:
-    """Every exception, argparse error and uvicorn bind error the log shows, in order."""
-    lines = log_text.splitlines()
+def exceptions(log_text: str, first_line: int = 1) -> list[RootError]:
+    """Every exception, argparse error and uvicorn bind error the log shows, in order (`first_line`: the
+    number of the text's first line in the whole log, when the text is a log's tail)."""
+    lines = log_lines(log_text)
     out: list[RootError] = []
     for i, raw in enumerate(lines):
         text = strip_prefix(raw)
@@ -97,25 +107,25 @@ def exceptions(log_text: str) -> list[RootError]:
             msg = m["msg"]
             head = msg.rsplit(": ", 1)[-1]
             if _PYDANTIC_HEAD.match(head):  # a JSON config flag that pydantic rejected
-                msg = f"{msg.rsplit(': ', 1)[0]}: {_pydantic(lines, i, head)[1]}"
-            out.append(RootError(type="ArgumentError", message=msg, line=i + 1))
+                msg = f"{msg.rsplit(': ', 1)[0]}: {_pydantic(lines, i, head, first_line)[1]}"
+            out.append(RootError(type="ArgumentError", message=msg, line=i + first_line))
         elif m := _UVICORN.match(text):
-            out.append(RootError(type="OSError", message=m["msg"], line=i + 1))
+            out.append(RootError(type="OSError", message=m["msg"], line=i + first_line))
         elif m := _EXCEPTION.match(text):
             typ, msg = m["type"], (m["msg"] or "").strip()
             if typ.endswith("ValidationError") and _PYDANTIC_HEAD.match(msg):
-                typ, msg, line = _pydantic(lines, i, msg)
+                typ, msg, line = _pydantic(lines, i, msg, first_line)
                 out.append(RootError(type=typ, message=msg, line=line))
             else:
                 if wrapped := _WORKER_WRAPPED.match(msg):
                     msg = wrapped["inner"]
-                out.append(RootError(type=typ, message=msg, line=i + 1))
+                out.append(RootError(type=typ, message=msg, line=i + first_line))
     return out
 
 
-def root_error(log_text: str) -> RootError | None:
+def root_error(log_text: str, first_line: int = 1) -> RootError | None:
     """The failing process's final exception that is not a wrapper; None when the log shows none."""
-    real = [e for e in exceptions(log_text) if not WRAPPERS.search(f"{e.type}: {e.message}")]
+    real = [e for e in exceptions(log_text, first_line) if not WRAPPERS.search(f"{e.type}: {e.message}")]
     return real[-1] if real else None
 
 
@@ -292,6 +302,12 @@ _MODEL_NAMES = re.compile(
 )
 
 
+def _names_text(log_text: str, head: str) -> str:
+    """Where to look for the model's names in a large log: its start (the command, vLLM's args) and its end
+    (an unsupported-architecture error); all of a small one."""
+    return f"{head}\n{log_text[-256 * 1024:]}" if head else log_text
+
+
 def model_names(log_text: str) -> list[str]:
     return [g.strip("'\" ") for m in _MODEL_NAMES.finditer(log_text) for g in m.groups() if g]
 
@@ -303,10 +319,13 @@ def hints_for(log_text: str, recipes: Iterable = (), *, recipe=None, model: str 
     names = [model] if model else []
     names += model_names(log_text)
     config: dict = {}
-    for name in list(names):
+    for name in list(names)[:8]:
         try:
-            config = json.loads((Path(name) / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            config = read_json_capped(Path(name) / "config.json", 4 * 2**20)
+        except (OSError, ValueError, UserError):
+            continue
+        if not isinstance(config, dict):
+            config = {}
             continue
         names += [*(config.get("architectures") or []), str(config.get("model_type") or "")]
         break
@@ -357,7 +376,8 @@ class _Default(dict):
 _NOT_A_FAILURE = re.compile(r"^(?:\x1b\[[\d;]*m)*(?:[\w.-]+\s+\|\s)?(?:\s*\([^)]*\)\s*)?(?:INFO|WARNING|DEBUG)\s+\d\d-\d\d ")
 
 
-def _match(rule: DiagnosisRule, lines: list[str], text: str, root: RootError | None) -> tuple[int, dict] | None:
+def _match(rule: DiagnosisRule, lines: list[str], text: str, root: RootError | None,
+           first_line: int = 1, lines_text: str | None = None) -> tuple[int, dict] | None:
     """(evidence line, named groups) of the rule in this log: the root error when it matches, else the first line."""
     if any(not re.search(rx, text) for rx in rule.requires) or any(re.search(rx, text) for rx in rule.unless):
         return None
@@ -365,6 +385,10 @@ def _match(rule: DiagnosisRule, lines: list[str], text: str, root: RootError | N
     if root is not None and not rule.after and not rule.not_after:
         if m := rx.search(f"{root.type}: {root.message}"):
             return root.line, m.groupdict()
+    # one scan of the whole text first (line anchors per line): a rule no line matches costs one regex pass,
+    # not one per line (a diagnosis of a log tail of megabytes)
+    if lines and not re.search(rule.pattern, "\n".join(lines) if lines_text is None else lines_text, re.M):
+        return None
     after = re.compile(rule.after) if rule.after else None
     not_after = re.compile(rule.not_after) if rule.not_after else None
     seen_after = seen_not = False
@@ -374,9 +398,9 @@ def _match(rule: DiagnosisRule, lines: list[str], text: str, root: RootError | N
         if m and not rule.hazard and _NOT_A_FAILURE.match(line):
             m = None
         if m and (after is None or seen_after) and not seen_not:
-            if root is not None and i + 1 == root.line:
-                return i + 1, m.groupdict()
-            first = first or (i + 1, m.groupdict())
+            if root is not None and i + first_line == root.line:
+                return i + first_line, m.groupdict()
+            first = first or (i + first_line, m.groupdict())
         if after is not None and after.search(line):
             seen_after = True
         if not_after is not None and not_after.search(line):
@@ -397,22 +421,27 @@ def _values(rule: DiagnosisRule, groups: dict, text: str, base: dict) -> dict[st
     return values
 
 
-def _render(rule: DiagnosisRule, values: dict, line: int, lines: list[str], root: RootError | None) -> Diagnosis:
+def _render(rule: DiagnosisRule, values: dict, line: int, lines: list[str], root: RootError | None,
+            first_line: int = 1) -> Diagnosis:
     fill = _Default({k: ("?" if v is None else v) for k, v in values.items()})
     fix = [f.format_map(fill) for f in rule.fix]
     return Diagnosis(rule=rule.id, cause=rule.cause.format_map(fill), remedy=rule.remedy.format_map(fill),
                      fix=[f for f in fix if "?" not in re.split(r"[\s=]+", f)],
-                     evidence=Evidence(line=line, text=lines[line - 1].strip()[:500]), root_error=root)
+                     evidence=Evidence(line=line, text=lines[line - first_line].strip()[:500]), root_error=root)
 
 
-def diagnose(log_text: str, hints: Hints | None = None, doc: DiagnoseFile | None = None) -> list[Diagnosis]:
+def diagnose(log_text: str, hints: Hints | None = None, doc: DiagnoseFile | None = None, *, first_line: int = 1,
+             head: str = "") -> list[Diagnosis]:
     """Every cause the rules find, most relevant first: those matching the root error, then the others by priority
-    (one per evidence line); hazards and wrappers only when the log shows no root error."""
+    (one per evidence line); hazards and wrappers only when the log shows no root error. For a large log,
+    `log_text` is its tail (starting at line `first_line`) and `head` its start: lines are matched in the tail,
+    the whole-log conditions (requires, unless, extracted values, model names) in both."""
     doc = doc or load_file()
     hints = hints or Hints()
-    lines = log_text.splitlines()
-    root = root_error(log_text)
-    family = _family(doc.families, " ".join([hints.model, *model_names(log_text)]))
+    lines = log_lines(log_text)
+    root = root_error(log_text, first_line)
+    whole = f"{head}\n{log_text}" if head else log_text
+    family = _family(doc.families, " ".join([hints.model, *model_names(_names_text(log_text, head))]))
     base = {
         "recipe_tool_call": hints.tool_call_parser, "recipe_reasoning": hints.reasoning_parser,
         "family_tool_call": ",".join(family.tool_call) if family else None,
@@ -425,10 +454,10 @@ def diagnose(log_text: str, hints: Hints | None = None, doc: DiagnoseFile | None
     for rule in doc.rules:
         if (rule.hazard or rule.wrapper) and root is not None:
             continue
-        if (hit := _match(rule, lines, log_text, root)) is None:
+        if (hit := _match(rule, lines, whole, root, first_line, log_text)) is None:
             continue
         line, groups = hit
-        d = _render(rule, _values(rule, groups, log_text, base), line, lines, root)
+        d = _render(rule, _values(rule, groups, whole, base), line, lines, root, first_line)
         ranked.append((rule.wrapper, root is None or line != root.line, -rule.priority, line, d))
     ranked.sort(key=lambda t: t[:4])
     chosen = [t[-1] for t in ranked if not t[0]] or [t[-1] for t in ranked]
@@ -441,12 +470,12 @@ def diagnose(log_text: str, hints: Hints | None = None, doc: DiagnoseFile | None
     return out
 
 
-def explain(log_text: str, hints: Hints | None = None) -> Diagnosis:
+def explain(log_text: str, hints: Hints | None = None, *, first_line: int = 1, head: str = "") -> Diagnosis:
     """The answer for a failed start: the most relevant cause, or the root error alone when no rule matched."""
-    found = diagnose(log_text, hints)
+    found = diagnose(log_text, hints, first_line=first_line, head=head)
     if found:
         return found[0]
-    return Diagnosis(cause=None, remedy=None, fix=[], evidence=None, rule=None, root_error=root_error(log_text))
+    return Diagnosis(cause=None, remedy=None, fix=[], evidence=None, rule=None, root_error=root_error(log_text, first_line))
 
 
 def text_lines(d: Diagnosis, limit: int = 400) -> list[str]:
@@ -470,12 +499,21 @@ def text_lines(d: Diagnosis, limit: int = 400) -> list[str]:
 
 
 def explain_log(log_text: str, model: str | None = None, *, gpus: int | None = None,
-                gfx_target: str | None = None) -> Diagnosis:
+                gfx_target: str | None = None, first_line: int = 1, head: str = "") -> Diagnosis:
     """`servectl diagnose`: the hints from the catalog, the recipe `model` names, else the recipe whose model the
     log shows (a `model` that is no recipe name still gives the model family)."""
     from servectl.catalog.load import load_catalog
 
     cat = load_catalog()
     recipe = cat.models.get(model) if model else None
-    return explain(log_text, hints_for(log_text, cat.models.values(), recipe=recipe, model=model, gpus=gpus,
-                                       gfx_target=gfx_target))
+    return explain(log_text, hints_for(_names_text(log_text, head), cat.models.values(), recipe=recipe, model=model, gpus=gpus,
+                                       gfx_target=gfx_target), first_line=first_line, head=head)
+
+
+def explain_file(source, what: str, model: str | None = None) -> Diagnosis:
+    """`servectl diagnose FILE|-` for a log of any size: read once as a stream (servectl.fsutil.read_log: its head
+    and its tail, memory bounded), diagnosed with the tail's real line numbers."""
+    from servectl.fsutil import read_log
+
+    excerpt = read_log(source, what)
+    return explain_log(excerpt.tail, model, first_line=excerpt.tail_first_line, head=excerpt.head)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from servectl import netio
+from servectl.console import register_secret
 from servectl.errors import UserError
 from servectl.verify.sanity import assess
 from servectl.catalog.recipe import ModelRecipe
@@ -95,8 +97,10 @@ class _Checks:
         self.base = base_url.rstrip("/")
         self.expect = expect
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(timeout=timeout_s, headers=headers)
-        self.client = openai.OpenAI(base_url=self.base + "/v1", api_key=api_key or "none", timeout=timeout_s, max_retries=0)
+        # every request, ours and the OpenAI client's, within the deadline and the body limit (servectl.netio)
+        self.http = netio.client(timeout_s, headers=headers)
+        self.client = openai.OpenAI(base_url=self.base + "/v1", api_key=api_key or "none", timeout=timeout_s, max_retries=0,
+                                    http_client=netio.client(timeout_s))
         self.model: str | None = expect.served_name
 
     def health(self) -> CheckResult:
@@ -108,8 +112,9 @@ class _Checks:
         r = self.http.get(self.base + "/v1/models")
         if r.status_code != 200:
             return CheckResult(name="models", status="fail", detail=f"/v1/models answered {r.status_code}")
-        data = r.json().get("data", [])
-        served = {m["id"]: m for m in data}
+        listing = netio.json_of(r)
+        data = listing.get("data") if isinstance(listing, dict) else None
+        served = {m["id"]: m for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)}
         if not served:
             return CheckResult(name="models", status="fail", detail="/v1/models lists no model")
         if self.model is None:
@@ -279,15 +284,26 @@ def _step(step: Callable[[], CheckResult | tuple[CheckResult, ...]]):
         return CheckResult(name=step.__name__, status="fail", detail=f"{exc.__class__.__name__}: {str(exc)[:200]}")
 
 
+def api_key_from(api_key_env: str | None) -> str | None:
+    """The API key in the variable `api_key_env` names: registered as a secret (never printed), refused
+    (without showing it) unless it is one printable word, as an HTTP header needs it."""
+    if not api_key_env:
+        return None
+    api_key = os.environ.get(api_key_env)
+    if not api_key:
+        raise UserError(f"environment variable {api_key_env} is not set", f"export {api_key_env}=... or drop --api-key-env")
+    register_secret(api_key)
+    if not all(0x21 <= ord(ch) <= 0x7E for ch in api_key):
+        raise UserError(f"environment variable {api_key_env} holds a space, a control character or a non-ASCII "
+                        "character; an API key is one printable word", f"export {api_key_env} again without them")
+    return api_key
+
+
 def run_checks(base_url: str, model: str | None = None, api_key_env: str | None = None,
                expect: Expectations | None = None, timeout_s: float = 120.0,
                on_check: Callable[[CheckResult], None] | None = None) -> Report:
     """Run every check against `base_url`. Raises UserError when the server cannot be reached at all."""
-    api_key = None
-    if api_key_env:
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            raise UserError(f"environment variable {api_key_env} is not set", f"export {api_key_env}=... or drop --api-key-env")
+    api_key = api_key_from(api_key_env)
     expect = expect or expectations_for(model)
     checks = _Checks(base_url, api_key, expect, timeout_s)
     report = Report(url=base_url, model=expect.served_name, recipe=expect.recipe)

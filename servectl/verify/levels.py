@@ -9,14 +9,14 @@ with max_num_seqs x max_model_len: it prefills that many tokens once.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Literal
 
 import httpx
 
+from servectl import netio
 from servectl.verify import gates, soak
-from servectl.verify.health import Expectations, expectations_for, run_checks
+from servectl.verify.health import Expectations, api_key_from, expectations_for, run_checks
 from servectl.verify.prompts import WEATHER_TOOL
 from servectl.verify.report import CheckResult, Report
 from servectl.verify.server_facts import discover
@@ -53,11 +53,11 @@ def run_level(base_url: str, level: Level = "quick", *, model: str | None = None
         for name in names:
             _record(report, CheckResult(name=name, status="skipped", detail="the expected model is not served here"), on_check)
         return report
-    api_key = os.environ.get(api_key_env) if api_key_env else None
+    api_key = api_key_from(api_key_env)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     expect = expect or expectations_for(report.recipe or report.model)
     base = base_url.rstrip("/")
-    with httpx.Client(timeout=timeout_s, headers=headers) as http:
+    with netio.client(timeout_s, headers=headers) as http:
         try:
             facts = discover(http, base, report.model, max_num_seqs=max_num_seqs, gpu_memory_gib=_gpu_memory_gib)
         except Exception as exc:  # not vLLM's endpoints (a proxy in front?): every gate fails with why
@@ -95,8 +95,9 @@ def _soak(ctx: gates.GateContext, expect, duration_s: float, on_progress) -> Che
     try:  # a quarter of max_model_len, as text the server's tokenizer wrote
         ids = gates.filler_ids(ctx, max(16, (facts.max_model_len or 2048) // 4))
         r = ctx.http.post(ctx.base + "/detokenize", json={"model": ctx.model, "tokens": ids})
-        long_prompt = r.json()["prompt"] if r.status_code == 200 else None
-    except (httpx.HTTPError, RuntimeError, KeyError, ValueError):  # no /tokenize (not vLLM?): no long kind
+        long_prompt = netio.json_of(r)["prompt"] if r.status_code == 200 else None
+        long_prompt = long_prompt if isinstance(long_prompt, str) else None
+    except (httpx.HTTPError, RuntimeError, KeyError, ValueError, TypeError):  # no /tokenize (not vLLM?): no long kind
         long_prompt = None
     plan = soak.SoakPlan(base=ctx.base, model=ctx.model, duration_s=duration_s,
                          workers=max(1, min(soak.MAX_WORKERS, facts.max_num_seqs or soak.MAX_WORKERS)),

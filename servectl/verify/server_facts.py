@@ -11,6 +11,7 @@ default for the platform.
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,14 +38,29 @@ PREEMPTION_SAMPLES = (*metrics_table.sample_names("preemptions"), *metrics_table
 KV_USAGE_SAMPLES = metrics_table.names("kv_cache_usage")
 
 
+# Counters vLLM keeps exactly (vllm/v1/metrics/loggers.py): what it served, summed over engines. The
+# request_* histograms are observed once per finished request with its own token counts.
+COUNTER_SAMPLES = {
+    "vllm:prompt_tokens_total": "prompt_tokens",
+    "vllm:generation_tokens_total": "generation_tokens",
+    "vllm:request_prompt_tokens_sum": "finished_prompt_tokens",
+    "vllm:request_generation_tokens_sum": "finished_generation_tokens",
+    "vllm:request_prompt_tokens_count": "finished_requests",
+}
+
+
 def read_metrics(text: str) -> dict[str, float | dict]:
-    """The figures the gates use, summed over engines; cache_config_info's labels under 'cache_config'."""
+    """The figures the gates use, summed over engines; cache_config_info's labels under 'cache_config'.
+    Counters vLLM lacks (an older release, not vLLM) are absent from the result, not zero."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict = {"preemptions": 0.0, "running": 0.0, "waiting": 0.0}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name in PREEMPTION_SAMPLES:
+            if s.name in COUNTER_SAMPLES:
+                key = COUNTER_SAMPLES[s.name]
+                out[key] = out.get(key, 0.0) + s.value
+            elif s.name in PREEMPTION_SAMPLES:
                 out["preemptions"] += s.value
             elif s.name in KV_USAGE_SAMPLES:
                 out["kv_usage"] = max(out.get("kv_usage", 0.0), s.value)
@@ -57,18 +73,18 @@ def read_metrics(text: str) -> dict[str, float | dict]:
     return out
 
 
-def _int(value) -> int | None:
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
-
-
 def _float(value) -> float | None:
+    """A finite number from a label or flag value, else None (a server's text is not trusted)."""
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None else None
 
 
 @dataclass
@@ -144,10 +160,15 @@ def discover(http: httpx.Client, base: str, model: str, max_num_seqs: int | None
              gpu_memory_gib: Callable[[], float | None] | None = None) -> ServerFacts:
     """Read the server's figures; `max_num_seqs` states the promise when its flags cannot be read here.
     `gpu_memory_gib` is called only for a local server with no max_num_seqs given: probing GPUs is slow."""
+    from servectl.netio import json_of
+
     facts = ServerFacts(url=base, model=model)
-    for entry in http.get(base + "/v1/models").json().get("data", []):
-        if entry.get("id") == model:
-            facts.max_model_len, facts.root = entry.get("max_model_len"), entry.get("root")
+    listing = json_of(http.get(base + "/v1/models"))
+    for entry in (listing.get("data") if isinstance(listing, dict) else None) or []:
+        if isinstance(entry, dict) and entry.get("id") == model:
+            mml, root = entry.get("max_model_len"), entry.get("root")
+            facts.max_model_len = mml if isinstance(mml, int) and not isinstance(mml, bool) and mml > 0 else None
+            facts.root = root if isinstance(root, str) else None
     metrics = read_metrics(http.get(base + "/metrics").text)
     cc = metrics.get("cache_config", {})
     facts.kv_cache_tokens = _int(cc.get("kv_cache_size_tokens"))

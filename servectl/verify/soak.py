@@ -17,7 +17,7 @@ load moves it as much as the server does.
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from servectl import netio
 from servectl.errors import UserError
 from servectl.verify.report import CheckResult
 from servectl.verify.proctree import tree_rss, tree_vram
@@ -36,6 +37,7 @@ GROWTH_BOUND = 0.10
 GROWTH_FLOOR_MIB = 256
 MAX_WORKERS = 4
 
+MAX_DURATION_S = 7 * 86400
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
 
@@ -47,6 +49,8 @@ def parse_duration(text: str) -> float:
     value = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
     if value <= 0:
         raise UserError(f"--duration {text!r} must be more than zero", "write e.g. 30s, 10m or 1h")
+    if not math.isfinite(value) or value > MAX_DURATION_S:
+        raise UserError(f"--duration {text!r} is longer than a week", "write e.g. 30s, 10m or 1h")
     return value
 
 
@@ -96,7 +100,7 @@ async def _send(client: httpx.AsyncClient, url: str, kind: str, body: dict) -> O
                     return Outcome(kind, False, error=f"HTTP {r.status_code}", end=time.monotonic())
                 async for line in r.aiter_lines():
                     if line.startswith("data: ") and line != "data: [DONE]":
-                        event = json.loads(line[6:])
+                        event = netio.loads_strict(line[6:])
                         tokens = (event.get("usage") or {}).get("completion_tokens", tokens)
                         for c in event.get("choices") or []:
                             d = c.get("delta") or {}
@@ -105,12 +109,12 @@ async def _send(client: httpx.AsyncClient, url: str, kind: str, body: dict) -> O
         r = await client.post(url, json=body)
         if r.status_code != 200:
             return Outcome(kind, False, error=f"HTTP {r.status_code}: {r.text[:120]}", end=time.monotonic())
-        data = r.json()
+        data = netio.json_of(r)
         msg = data["choices"][0]["message"]
         said = (msg.get("content") or "") + reasoning_text(msg)
         empty = not said.strip() and not msg.get("tool_calls")
         return Outcome(kind, True, empty=empty, tokens=(data.get("usage") or {}).get("completion_tokens", 0), end=time.monotonic())
-    except (httpx.HTTPError, json.JSONDecodeError, KeyError) as exc:
+    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         return Outcome(kind, False, error=f"{exc.__class__.__name__}: {str(exc)[:120]}", end=time.monotonic())
 
 
@@ -128,8 +132,7 @@ def run_soak(plan: SoakPlan, pid: int | None, on_progress: Callable[[dict], None
     url = plan.base + "/v1/chat/completions"
 
     async def run() -> tuple[list[Outcome], float, float, dict]:
-        limits = httpx.Limits(max_connections=plan.workers + 2)
-        async with httpx.AsyncClient(timeout=plan.timeout_s, limits=limits, headers=plan.headers) as client:
+        async with netio.async_client(plan.timeout_s, headers=plan.headers, connections=plan.workers + 2) as client:
             # warm-up: one of each kind, so first-use allocations are not counted as growth
             warm = await asyncio.gather(*(_send(client, url, k, bodies[k]) for k in kinds))
             memory = {"rss_start": tree_rss(pid) if pid else None, "vram_start": tree_vram(pid) if pid else None}

@@ -3,7 +3,8 @@ JSON on stdout, read from vLLM's own parser (make_arg_parser), for servectl.vllm
 
 Per option: its aliases (e.g. -tp), the negative form of a boolean (--no-X), how many values it
 takes (argparse nargs: 0, 1, "?", "+"), the value type vLLM converts with (int, float, size for
-human_readable_int, json, str) and its choices.
+human_readable_int, json, str), its choices, and the bounds vLLM's config classes put on it
+(`Field(ge=1)` etc. in vllm/config/*.py; the parser's argument group names the config class).
 """
 
 import json
@@ -35,6 +36,31 @@ def _type_name(t):
     return "str"
 
 
+def _bounds(parser):
+    """--flag -> {ge|gt|le|lt: number} from the pydantic Field of the config dataclass field behind it."""
+    import dataclasses
+
+    try:
+        import vllm.config as configs
+    except ImportError:
+        return {}
+    group_of = {a.dest: g.title for g in parser._action_groups for a in g._group_actions}
+    out = {}
+    for action in parser._actions:
+        cls = getattr(configs, group_of.get(action.dest) or "", None)
+        if cls is None or not dataclasses.is_dataclass(cls):
+            continue
+        field = {f.name: f for f in dataclasses.fields(cls)}.get(action.dest)
+        found = {}
+        for meta in getattr(getattr(field, "default", None), "metadata", None) or []:
+            for key in ("ge", "gt", "le", "lt"):
+                if isinstance(getattr(meta, key, None), (int, float)):
+                    found[key] = getattr(meta, key)
+        if found:
+            out[action.dest] = found
+    return out
+
+
 def main():
     try:
         from importlib.metadata import version
@@ -45,6 +71,7 @@ def main():
 
         vllm_version = getattr(vllm, "__version__", None)
     parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
+    bounds = _bounds(parser)
     options = {}
     for action in parser._actions:
         longs = [s for s in action.option_strings if s.startswith("--") and not s.startswith("--no-")]
@@ -59,6 +86,8 @@ def main():
         }
         if action.choices is not None and not isinstance(action.choices, dict):
             entry["choices"] = sorted(str(c) for c in action.choices)
+        if action.dest in bounds:
+            entry["bounds"] = bounds[action.dest]
         options[longs[0]] = entry
     _out.write(json.dumps({"vllm": vllm_version, "options": options}, indent=1, sort_keys=True) + "\n")
 

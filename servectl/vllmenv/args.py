@@ -59,6 +59,19 @@ class VllmOptions:
     def known(self, name: str) -> bool:
         return self.spec(name.split(".", 1)[0]) is not None
 
+    def expand(self, name: str) -> str:
+        """An abbreviation as argparse reads it (allow_abbrev, which vLLM's FlexibleArgumentParser keeps): the one
+        option string `name` starts; the name itself when it is an option or starts none. ValueError when
+        it starts several (argparse refuses an ambiguous option)."""
+        if name in self.options or name in self.alias or not name.startswith("--") or len(name) < 3:
+            return name
+        pool = [*self.options, *(a for a in self.alias if a.startswith("--"))]
+        hits = sorted(s for s in pool if s.startswith(name))
+        if len(hits) > 1:
+            raise ValueError(f"ambiguous option {name}: could match {', '.join(hits[:4])}"
+                             + (f" (+{len(hits) - 4} more)" if len(hits) > 4 else ""))
+        return hits[0] if hits else name
+
     def suggest(self, name: str) -> list[str]:
         import difflib
 
@@ -73,6 +86,8 @@ def bundled_options() -> VllmOptions:
     return VllmOptions(json.loads(resources.files("servectl.vllmenv").joinpath("vllm_serve_options.json").read_text()))
 
 
+_NAME_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NUMBER = re.compile(r"^-\d+(\.\d*)?([eE][-+]?\d+)?$")
 _UNDERSCORES = re.compile(r"(?<=--)[^.]*")  # vLLM's own pattern: the name up to the first dot
 
@@ -82,16 +97,48 @@ def _is_value(token: str) -> bool:
     return not token.startswith("-") or bool(_NUMBER.match(token)) or token == "-"
 
 
-def _check_type(name: str, value: str, kind: str | None) -> None:
+# Stricter than vLLM's own bound (ge -1): -1 and `auto` mean "derive it", 0 is no length.
+_AUTO_OR_POSITIVE = {"--max-model-len"}
+
+
+def _check_type(name: str, value: str, kind: str | None, bounds: dict | None = None) -> None:
+    """The value converts as vLLM converts it, is finite, and is within vLLM's own bounds (ValueError naming
+    the flag otherwise). JSON values are parsed strictly: no NaN, no Infinity, no number beyond a float."""
+    import math
+
+    from servectl.fsutil import loads_strict
+
+    if kind == "json":
+        try:
+            loads_strict(value)
+        except ValueError as exc:
+            if value.lstrip()[:1] in ("{", "["):
+                raise ValueError(f"{name} is not valid JSON ({exc})") from None
+        return
     try:
         if kind == "int":
-            int(value)
+            number: float | None = int(value)
         elif kind == "float":
-            float(value)
-        elif kind == "size" and value != "auto":
-            parse_size(value)
-    except ValueError:
+            number = float(value)
+        elif kind == "size" and value.lower() != "auto":
+            number = parse_size(value)
+        else:
+            number = None
+    except (ValueError, OverflowError):
         raise ValueError(f"{name} expects {'an integer' if kind == 'int' else 'a number' if kind == 'float' else 'a size such as 32k or 20600M'}, got {value!r}") from None
+    if number is None:
+        return
+    if not math.isfinite(number):
+        raise ValueError(f"{name} expects a finite number, got {value!r}")
+    if name in _AUTO_OR_POSITIVE:
+        if number != -1 and number < 1:
+            raise ValueError(f"{name} must be at least 1 (or auto), got {value!r}")
+        return
+    for key, ok, words in (("ge", lambda a, b: a >= b, "at least"), ("gt", lambda a, b: a > b, "more than"),
+                           ("le", lambda a, b: a <= b, "at most"), ("lt", lambda a, b: a < b, "less than")):
+        limit = (bounds or {}).get(key)
+        if limit is not None and not ok(number, limit):
+            raise ValueError(f"{name} must be {words} {limit:g} (vLLM's own bound), got {value!r}")
 
 
 def parse_args(tokens: list[str], options: VllmOptions | None = None) -> list[Flag]:
@@ -121,6 +168,8 @@ def parse_args(tokens: list[str], options: VllmOptions | None = None) -> list[Fl
             if name.startswith("--"):
                 name = _UNDERSCORES.sub(lambda m: m.group(0).replace("_", "-"), name, count=1)
         base, dot, key = name.partition(".")
+        if not dot:
+            base = opts.expand(base)
         base = opts.alias.get(base, base)
         name = base + dot + key
         spec = opts.spec(base)
@@ -148,8 +197,13 @@ def parse_args(tokens: list[str], options: VllmOptions | None = None) -> list[Fl
                 extra.append(tokens[i])
                 i += 1
         if not dot:
-            _check_type(name, value, spec.get("type"))
+            _check_type(name, value, spec.get("type"), spec.get("bounds"))
         flags.append(Flag(name, value, tuple(extra)))
+    for f in flags:  # what goes into shell scripts, YAML and unit files: printable (a template may span lines)
+        if _NAME_CONTROL.search(f.name):
+            raise ValueError(f"{f.name!r} is not a flag (it holds a control character)")
+        if any(_VALUE_CONTROL.search(v) for v in (f.value or "", *f.extra)):
+            raise ValueError(f"the value of {f.name} holds a control character (only newlines and tabs may appear)")
     return flags
 
 

@@ -31,7 +31,6 @@ import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from importlib import resources
 from pathlib import Path
 from typing import Iterator
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servectl.errors import UserError
-from servectl.fsutil import write_atomic
+from servectl.fsutil import JSON_LIMIT, read_json_capped, write_atomic
 from servectl.paths import cache_dir
 
 # Runs in the target interpreter: stdlib only, imports nothing from the environment's packages.
@@ -102,10 +102,10 @@ def _probe(exe: Path) -> dict:
     (each run of the interpreter costs ~0.1 s of every plan and launch)."""
     cached = _probe_cache(exe)
     try:
-        entry = json.loads(cached.read_text())
+        entry = read_json_capped(cached, JSON_LIMIT)
         if entry["stamp"] == _stamp(entry["data"], exe):
             return entry["data"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, UserError):
         pass
     try:
         out = subprocess.run([str(exe), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=True)

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from servectl.errors import CheckFailed, UserError
-from servectl.fsutil import write_atomic
+from servectl.fsutil import JSON_LIMIT, read_json_capped, write_atomic
 from servectl.paths import cache_dir
 from servectl.vllmenv.args import VllmOptions
 from servectl.vllmenv.pyenv import from_python
@@ -46,8 +46,8 @@ def serve_options(python: str | os.PathLike) -> VllmOptions:
     cached = cache_dir() / "vllm-options" / f"{key}.json"
     if cached.is_file():
         try:
-            return VllmOptions(json.loads(cached.read_text()))
-        except (ValueError, KeyError):
+            return VllmOptions(read_json_capped(cached, JSON_LIMIT))
+        except (ValueError, KeyError, TypeError, UserError):
             pass  # a damaged cache entry is rebuilt
     script = Path(__file__).with_name("_vllm_options_dump.py")
     env = {**os.environ, "VLLM_TARGET_DEVICE": os.environ.get("VLLM_TARGET_DEVICE", "cpu")}

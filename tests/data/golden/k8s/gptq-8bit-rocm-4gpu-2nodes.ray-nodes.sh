@@ -29,7 +29,7 @@ while True:
     time.sleep(2)
 print("servectl: all %d Ray nodes joined: %s" % (want, ", ".join(alive)), file=sys.stderr)
 ' 2 "${SERVECTL_NODES_WAIT_S:-600}" node-0 node-1
-    exec vllm serve btbtyler09/Qwen3.5-35B-A3B-GPTQ-8bit --served-model-name Qwen3.5-35B-A3B-GPTQ-8bit --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --dtype float16 --limit-mm-per-prompt '{"image": 2}' --gpu-memory-utilization 0.95 --tensor-parallel-size 4 --max-model-len 256000 --skip-mm-profiling --pipeline-parallel-size 2 --distributed-executor-backend ray --host 127.0.0.1 --port 8000
+    exec vllm serve btbtyler09/Qwen3.5-35B-A3B-GPTQ-8bit --served-model-name Qwen3.5-35B-A3B-GPTQ-8bit --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --dtype float16 --limit-mm-per-prompt '{"image": 2}' --gpu-memory-utilization 0.95 --tensor-parallel-size 4 --max-model-len 256000 --skip-mm-profiling --pipeline-parallel-size 2 --distributed-executor-backend ray --max-num-seqs 4 --host 127.0.0.1 --port 8000
     ;;
   worker)
     exec ray start --block --address "${2:?usage: $0 worker HEAD_IP K}:$RAY_PORT" --num-gpus 4 --node-name "node-${3:?usage: $0 worker HEAD_IP K}" ${RAY_START_ARGS:-}

@@ -1,1 +1,1 @@
-vllm serve batsclamp/Huihui-Qwen3.6-35B-A3B-abliterated-FP8 --served-model-name Qwen3.6-35B-A3B-FP8 --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --gpu-memory-utilization 0.95 --max-model-len 262144 --host 127.0.0.1 --port 8000
+vllm serve batsclamp/Huihui-Qwen3.6-35B-A3B-abliterated-FP8 --served-model-name Qwen3.6-35B-A3B-FP8 --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --gpu-memory-utilization 0.95 --max-model-len 262144 --max-num-seqs 9 --host 127.0.0.1 --port 8000
