@@ -91,10 +91,19 @@ class Fleet:
 
 
 def group_left(pgid: int) -> list[int]:
-    """Live processes of a server's process group (its API server, EngineCore and workers)."""
-    from servectl.launch.runners import group_members
+    """Live processes of a server's process group (its API server, EngineCore and workers); zombies count as gone."""
+    import os
 
-    return [p.pid for p in group_members(pgid)]
+    import psutil
+
+    left = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return left
 
 
 @pytest.fixture(scope="module")
