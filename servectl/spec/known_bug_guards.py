@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from servectl.catalog import versions
 from servectl.catalog.gpu import GpuProfile
-from servectl.catalog.known_bugs import BugContext, KnownBug, applicable_bugs, conditions_match, load_patch_specs
+from servectl.catalog.known_bugs import (BugContext, KnownBug, applicable_bugs, conditions_match, load_patch_specs,
+                                         nvfp4_moe_native)
 from servectl.catalog.patch_schema import PatchSpec
 from servectl.catalog.recipe import ModelRecipe
 from servectl.spec.guards import Violation
@@ -23,7 +24,7 @@ from servectl.vllmenv import args as va
 PLATFORM_OF_VENDOR = {"nvidia": "cuda", "amd": "rocm", "cpu": "cpu"}
 # The environment variables features() reads: where the server inherits the caller's environment (up, plan),
 # these are taken from it; a rendered config only carries its own.
-FEATURE_ENV = ("VLLM_MARLIN_INPUT_DTYPE", "VLLM_USE_DEEP_GEMM")
+FEATURE_ENV = ("VLLM_MARLIN_INPUT_DTYPE", "VLLM_USE_DEEP_GEMM", "VLLM_TEST_FORCE_FP8_MARLIN")
 
 
 def caller_env(environ: dict[str, str]) -> dict[str, str]:
@@ -73,6 +74,8 @@ def features(recipe: ModelRecipe, flags: list[va.Flag], env: dict[str, str], vll
         out.add("marlin_fp8_input")
     if env.get("VLLM_USE_DEEP_GEMM", "1").strip().lower() in _ON:
         out.add("deep_gemm")
+    if nvfp4_moe_native(recipe.quantization, arch.num_experts, va.get(flags, "--moe-backend"), env):
+        out.add("nvfp4_moe_native")
     return frozenset(out)
 
 
@@ -129,6 +132,23 @@ def check(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: d
         elif bug.kind == "warning" or warn_patches:
             out.warnings.append(line)
     return out
+
+
+def workarounds(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str],
+                vllm_version: str | None) -> tuple[list[va.Flag], list[str]]:
+    """The flags that steer servectl's own settings around the known bugs (guards and warnings) whose catalog entry
+    gives a `workaround`, and one line for each saying so. resolve adds them before the user's flags, which win."""
+    if vllm_version is None:
+        return [], []
+    add: list[va.Flag] = []
+    notes: list[str] = []
+    for bug in applicable_bugs(context(recipe, profile, flags, env, vllm_version)):
+        if bug.kind in ("guard", "warning") and bug.workaround:
+            add = va.merge(add, va.parse_args(list(bug.workaround)))
+            fix = f"; vLLM {bug.fixed_in}+ is fixed" if bug.fixed_in else ""
+            notes.append(f"vLLM {vllm_version}: servectl's settings add {' '.join(bug.workaround)} to avoid known bug {bug.id} "
+                         f"({bug.title}{fix}; {bug.upstream[0]})")
+    return add, notes
 
 
 def patches_for(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str],

@@ -199,8 +199,16 @@ def resolve(req: Request) -> LaunchSpec:
         overrides = _parse_overrides(req.overrides, req.vllm_options)
         image = opts.image or card_image(recipe, profile.name) or (profile.container.image if profile.container else None)
         release = req.vllm_version or speculative.image_version(image)
-        flags = va.merge(_servectl_flags(req, release, warnings), overrides)
+        own = _servectl_flags(req, release, warnings)
+        flags = va.merge(own, overrides)
         env = {**profile.env, **(recipe.profiles[profile.name].env if profile.name in recipe.profiles else {})}
+        # servectl's own settings step around a known bug whose catalog entry names flags that avoid it; a flag
+        # you set yourself wins (and meets the guard or warning)
+        avoid, notes = known_bug_guards.workarounds(recipe, profile, flags, {**req.runtime_env, **env, **req.env}, release)
+        avoid = [f for f in avoid if not va.has(overrides, f.name)]
+        if avoid:
+            flags = va.merge(va.merge(own, avoid), overrides)
+            warnings += notes
         secrets = list(opts.secrets)
         model = opts.model_path or recipe.model_path or recipe.repo
         name = opts.name or default_name(recipe)
