@@ -222,6 +222,17 @@ def test_plan_follows_the_release_it_plans_for(cli):
     assert refused.exit_code == 2 and "known bug nvfp4-moe-cutlass-gb10" in refused.stderr
 
 
+def test_patch_list_says_a_bug_servectls_settings_avoid(cli):
+    """`patch list` for NVFP4 on a DGX Spark with 0.18.0: the GB10 guard is `avoided` (servectl's settings add its
+    workaround); with your own --moe-backend it is `guarded` again; the sm_120 warning does not concern a GB10."""
+    base = ["patch", "list", "--vllm", "0.18.0", "--model", NVFP4, "--gpu", "dgx-spark", "--json"]
+    rows = {b["id"]: b for b in json.loads(cli(*base).stdout)["bugs"]}
+    assert rows["nvfp4-moe-cutlass-gb10"]["status"] == "avoided" and "--moe-backend marlin" in rows["nvfp4-moe-cutlass-gb10"]["reason"]
+    assert rows["nvfp4-moe-cutlass-sm120"]["status"] == "not-affected"
+    mine = {b["id"]: b for b in json.loads(cli(*base, "--", "--moe-backend", "cutlass").stdout)["bugs"]}
+    assert mine["nvfp4-moe-cutlass-gb10"]["status"] == "guarded" and mine["nvfp4-moe-cutlass-gb10"]["applies"] is True
+
+
 def test_render_plan_and_patch_list_agree(cli):
     """The same launch (nvfp4 on rtx-5090, the profile's v0.18.0 image, --stream-interval 4) seen three ways."""
     base = ["qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090"]

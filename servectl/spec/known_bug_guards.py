@@ -135,20 +135,19 @@ def check(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: d
 
 
 def workarounds(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str],
-                vllm_version: str | None) -> tuple[list[va.Flag], list[str]]:
-    """The flags that steer servectl's own settings around the known bugs (guards and warnings) whose catalog entry
-    gives a `workaround`, and one line for each saying so. resolve adds them before the user's flags, which win."""
+                vllm_version: str | None) -> list[tuple[KnownBug, list[va.Flag], str]]:
+    """(bug, the flags that avoid it, a line saying so) for each known bug (guard or warning) of this launch whose
+    catalog entry gives a `workaround`: resolve adds them to servectl's own settings, before the user's flags."""
     if vllm_version is None:
-        return [], []
-    add: list[va.Flag] = []
-    notes: list[str] = []
+        return []
+    out = []
     for bug in applicable_bugs(context(recipe, profile, flags, env, vllm_version)):
         if bug.kind in ("guard", "warning") and bug.workaround:
-            add = va.merge(add, va.parse_args(list(bug.workaround)))
             fix = f"; vLLM {bug.fixed_in}+ is fixed" if bug.fixed_in else ""
-            notes.append(f"vLLM {vllm_version}: servectl's settings add {' '.join(bug.workaround)} to avoid known bug {bug.id} "
-                         f"({bug.title}{fix}; {bug.upstream[0]})")
-    return add, notes
+            out.append((bug, va.parse_args(list(bug.workaround)),
+                        f"vLLM {vllm_version}: servectl's settings add {' '.join(bug.workaround)} to avoid known bug {bug.id} "
+                        f"({bug.title}{fix}; {bug.upstream[0]})"))
+    return out
 
 
 def patches_for(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str],

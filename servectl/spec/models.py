@@ -91,3 +91,4 @@ class LaunchSpec:
     argv_binds: bool = True  # The `vllm serve` argv carries --host/--port (false only for a card's verbatim serve command).
     ray_dashboard_host: str = "127.0.0.1"  # Address Ray's dashboard binds on a multi-node head (unauthenticated job API: local unless asked).
     warnings: list[str] = field(default_factory=list)  # Things the user should know about this launch.
+    avoided_bugs: tuple[str, ...] = ()  # Known bugs servectl's settings step around with their catalog workaround.
