@@ -52,6 +52,16 @@ MONITORING_CASES: list[tuple[str, str, str, str, int, bool]] = [
 ]
 
 
+# (file stem, fleet file under tests/data/fleets/, layout): `render --fleet F --format compose --with-monitoring`
+FLEET_MONITORING_CASES: list[tuple[str, str, str]] = [
+    ("fleet-pair-front-door", "pro6000-pair.yaml", "front-door"),
+    ("fleet-pair-services", "pro6000-pair.yaml", "services"),
+]
+FLEETS_DIR = ROOT / "tests" / "data" / "fleets"
+# Where the goldens say the fleet file lives (the front door mounts it; `render` uses its real path).
+FLEET_FILE_IN_GOLDEN = "/etc/servectl/fleets/{name}"
+
+
 def cases(cat=None) -> list[tuple[str, str, bool]]:
     """(recipe, profile, card) for every pair that makes sense."""
     cat = cat or load_catalog()
@@ -105,7 +115,19 @@ def monitoring_golden_outputs() -> dict[str, str]:
         text = outputs.with_monitoring(fmt, spec, outputs.text(fmt, spec, nodes=nodes if nodes > 1 else None),
                                        monitoring_dashboard(spec), spec.port + 1 if proxy else None)
         out[f"{stem}.{fmt}.yaml"] = text
+    for stem, file, layout in FLEET_MONITORING_CASES:
+        out[f"{stem}.compose.yaml"] = fleet_monitoring_text(file, layout)
     return out
+
+
+def fleet_monitoring_text(file: str, layout: str) -> str:
+    from dataclasses import replace
+
+    from servectl.fleet import deploy, sizing
+
+    fleet = replace(sizing.load(FLEETS_DIR / file), path=Path(FLEET_FILE_IN_GOLDEN.format(name=file)))
+    dashboard, _ = deploy.dashboard_for(fleet, layout)
+    return deploy.render(fleet, "compose", layout=layout, dashboard=dashboard)[1]
 
 
 def deploy_outputs() -> dict[str, tuple[str, int]]:

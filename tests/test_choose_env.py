@@ -44,17 +44,20 @@ CUDA_HOSTS = [
     ("rtx5090-driver-576-mxfp4", ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", MXFP4],
      "0.31.0", "cu129", "2.13.0+cu129", ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
      ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"]),
-    # the NVFP4 card pins v0.18.0 on the RTX 5090: its release, in the build the driver runs (the default CUDA 12.9
-    # wheel on 576, the +cu130 wheel of the card's image on 610); its known bugs are patches, bootstrap applies them
-    ("rtx5090-driver-576-nvfp4-card", ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", NVFP4],
-     "0.18.0", "cu129", "2.10.0+cu128", ["vllm==0.18.0", "torch==2.10.0+cu128", "torchvision==0.25.0+cu128"],
-     ["https://download.pytorch.org/whl/cu128"]),
+    # the NVFP4 card pins v0.18.0 on the RTX 5090, but 0.17-0.19 carry known bug nvfp4-moe-cutlass-sm120 (a warning,
+    # no patch: vllm-project/vllm#38423, fixed in 0.20.0) for NVFP4 MoE on sm_120: the newest release without an
+    # unpatched known bug the driver runs (576: a CUDA 12.9 build, 0.31.0+cu129; 610: 0.34.0)
+    ("rtx5090-driver-576-nvfp4", ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", NVFP4],
+     "0.31.0", "cu129", "2.13.0+cu129", ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
+     ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"]),
     # the same card on driver 595.71.05 (CUDA 13.2): the default CUDA 13.0 wheel of the newest release, PyPI torch
     ("rtx5090-driver-595-mxfp4", ["--from", capture("rtx5090-595.71.05-nvidia-smi.txt"), "--recipe", MXFP4],
      "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
-    ("2x-rtx5090-driver-610-nvfp4-card", ["--from", capture("rtx5090x2-nvidia-smi.txt"), "--recipe", NVFP4],
-     "0.18.0", "cu130", "2.10.0+cu130", ["vllm==0.18.0+cu130", "torch==2.10.0+cu130", "torchvision==0.25.0+cu130"],
-     ["https://wheels.vllm.ai/0.18.0/cu130", "https://download.pytorch.org/whl/cu130"]),
+    ("2x-rtx5090-driver-610-nvfp4", ["--from", capture("rtx5090x2-nvidia-smi.txt"), "--recipe", NVFP4],
+     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
+    # DGX Spark: NVFP4 MoE on GB10 before 0.20.0 is a guard (nvfp4-moe-cutlass-gb10); the newest release anyway
+    ("gb10-nvfp4", ["--from", capture("gb10-nvidia-smi.txt"), "--recipe", NVFP4],
+     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
     ("rtx5090+rtx4090-driver-580", ["--from", capture("rtx5090-rtx4090-580.82.09-nvidia-smi.txt")],
      "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
     # RTX PRO 6000 Blackwell: the driver of a captured machine (bigstack-oss/cubecos#312, 580.105.06) and the
@@ -107,23 +110,54 @@ def test_cuda_hosts(cli, case, tmp_path, monkeypatch):
     assert choice["reasons"] and not (tmp_path / "servectl").exists()
 
 
-def test_the_card_release_is_tried_first_and_a_guard_moves_it(cli, catalog):
-    """The NVFP4 card pins v0.18.0 on the RTX 5090: chosen with its patches; a known bug of kind guard on it (the
-    lookup is the chooser's parameter) leaves it out with the reason, and the newest release is chosen."""
+def test_the_card_release_is_tried_first_unless_it_has_an_unpatched_known_bug(cli, catalog):
+    """The NVFP4 card pins v0.18.0 on the RTX 5090 and is tried first; the catalog's nvfp4-moe-cutlass-sm120
+    (vllm-project/vllm#38423: a warning, no patch) sends it behind the releases without an unpatched known bug,
+    said in `skipped` and the reasons. With that entry gone (the lookup is the chooser's parameter) the card's
+    release is chosen with its patches; a guard on it leaves it out the same way; --vllm 0.18.0 is honoured with the
+    warning said."""
     data = dry_run(cli, "--gpu", "rtx-5090", "--driver", "580.82.09", "--recipe", NVFP4)
-    assert data["choice"]["release"] == "0.18.0" and "rope-validation-set" in data["choice"]["patches"]
-    assert any("pins vLLM 0.18.0" in r for r in data["choice"]["reasons"])
-    assert "rope-validation-set" in data["patches_to_apply"]
-
-    def lookup(ctx: BugContext) -> list[KnownBug]:
-        extra = [] if ctx.vllm != "0.18.0" else [KnownBug("sm12x-nvfp4", "NVFP4 kernels fail", "guard", "<0.20.0", "0.20.0",
-                                                          ("https://github.com/vllm-project/vllm/pull/38423",), "upgrade",
-                                                          "why", Conditions(compute_capabilities=["12.0"]))]
-        return applicable_bugs(ctx) + extra
+    choice = data["choice"]
+    assert choice["release"] == "0.34.0"
+    assert any("pins vLLM 0.18.0" in r for r in choice["reasons"])
+    assert choice["skipped"][0]["vllm"] == "0.18.0" and "nvfp4-moe-cutlass-sm120" in choice["skipped"][0]["why"]
 
     host = Host(vendor="nvidia", compute_capability="12.0", driver_version="580.82.09", arch="x86_64", python_version="3.11.7")
-    c = choose(host, profile=catalog.gpu("rtx-5090"), recipe=catalog.model(NVFP4), lookup=lookup)
-    assert c.release == "0.34.0" and c.skipped[0] == ("0.18.0", "known bug sm12x-nvfp4: NVFP4 kernels fail")
+    recipe, profile = catalog.model(NVFP4), catalog.gpu("rtx-5090")
+
+    def without(ctx: BugContext) -> list[KnownBug]:
+        assert "nvfp4_moe_native" in ctx.features  # the recipe's default launch: NVFP4 experts on native kernels
+        return [b for b in applicable_bugs(ctx) if b.id != "nvfp4-moe-cutlass-sm120"]
+
+    card = choose(host, profile=profile, recipe=recipe, lookup=without)
+    assert card.release == "0.18.0" and "rope-validation-set" in card.patches and not card.skipped
+
+    def guarded(ctx: BugContext) -> list[KnownBug]:
+        extra = [] if ctx.vllm != "0.18.0" else [KnownBug("sm12x-x", "kernels fail", "guard", "<0.20.0", "0.20.0",
+                                                          ("https://github.com/vllm-project/vllm/pull/38423",), "upgrade",
+                                                          "why", Conditions(compute_capabilities=["12.0"]))]
+        return without(ctx) + extra
+
+    c = choose(host, profile=profile, recipe=recipe, lookup=guarded)
+    assert c.release == "0.34.0" and c.skipped[0] == ("0.18.0", "known bug sm12x-x: kernels fail")
+    asked = choose(host, profile=profile, recipe=recipe, version="0.18.0")
+    assert asked.release == "0.18.0" and any("NVFP4 MoE on sm_120" in w for w in asked.warnings)
+
+
+def test_a_release_with_a_warning_is_taken_when_nothing_better_fits(catalog):
+    """Only releases with an unpatched known bug fit (the recipe's minimum allows 0.17-0.19): the first of them is
+    chosen, its warning said, nothing listed as passed over for it."""
+    host = Host(vendor="nvidia", compute_capability="12.0", driver_version="580.82.09", arch="x86_64", python_version="3.11.7")
+    recipe = replace(catalog.model(NVFP4), min_vllm=">=0.17,<0.20")
+    c = choose(host, profile=catalog.gpu("rtx-5090"), recipe=recipe)
+    assert c.release == "0.18.0" and any("NVFP4 MoE on sm_120" in w for w in c.warnings)
+    assert not any("releases without one first" in why for _, why in c.skipped)
+    # the same recipe with Marlin experts in its per-profile flags has no such bug: the card's release, clean
+    marlin = replace(recipe, profiles={**recipe.profiles, "rtx-5090": replace(recipe.profiles["rtx-5090"],
+                                                                              args=[*recipe.profiles["rtx-5090"].args,
+                                                                                    "--moe-backend", "marlin"])})
+    clean = choose(host, profile=catalog.gpu("rtx-5090"), recipe=marlin)
+    assert clean.release == "0.18.0" and not any("NVFP4 MoE" in w for w in clean.warnings)
 
 
 def test_a_guard_of_the_lookup_moves_the_choice_and_patches_stay(catalog):

@@ -23,11 +23,12 @@ NO_GPU = d.Detection(source="simulated: no GPU")
 
 # (profile, recipe, capture or None, platform facts, rocm version, up's --gpu, release, variant, torch)
 CASES = [
-    # the NVFP4 card's release (0.18.0) in the build each driver runs: CUDA 12.9 on 576, +cu130 on the assumed 580
+    # the NVFP4 card pins 0.18.0, which has known bug nvfp4-moe-cutlass-sm120 on sm_120 (vllm-project/vllm#38423, no
+    # patch): the newest release without it in the build each driver runs (CUDA 12.9 on 576, CUDA 13 on the assumed 580)
     ("rtx-5090", "qwen3.5-35b-a3b-nvfp4", "rtx5090d-576.52-nvidia-smi.txt", ("x86_64", "3.12.3", "2.39"), None, None,
-     "0.18.0", "cu129", "2.10.0+cu128"),
+     "0.31.0", "cu129", "2.13.0+cu129"),
     ("rtx-pro-6000-blackwell", "qwen3.5-35b-a3b-nvfp4", None, ("x86_64", "3.11.7", "2.36"), None, "rtx-pro-6000-blackwell",
-     "0.18.0", "cu130", "2.10.0+cu130"),
+     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)"),
     ("rtx-5090-mxfp4", "qwen3.5-35b-a3b-mxfp4", "rtx5090d-576.52-nvidia-smi.txt", ("x86_64", "3.12.3", "2.39"), None, None,
      "0.31.0", "cu129", "2.13.0+cu129"),
     ("dgx-spark", "qwen3.6-35b-a3b-fp8", "nvml-gb10-dgx-spark.json", ("aarch64", "3.12.3", "2.39"), None, None,

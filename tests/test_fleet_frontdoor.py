@@ -33,6 +33,8 @@ from servectl.fleet.metrics import FleetMetrics
 from servectl.fleet.router import FrontDoor
 
 LOGS = Path(__file__).parent / "data" / "logs" / "diagnose"
+# vLLM 0.32's own /metrics, captured from the CPU server after three requests (tests/test_observe.py reads it too)
+VLLM_METRICS = (Path(__file__).parent / "data" / "metrics" / "vllm-0.32.0-cpu-after-3-requests.txt").read_text()
 
 
 # --------------------------------------------------------------------------- backends standing in for vLLM
@@ -67,8 +69,15 @@ def canned_app(server: "Canned") -> Starlette:
     async def health(request: Request):
         return Response(status_code=200)
 
+    async def metrics(request: Request):  # the captured exposition, as this server's served model name says it
+        if server.metrics_status != 200:
+            return Response(status_code=server.metrics_status)
+        return Response(VLLM_METRICS.replace('model_name="tiny-cpu"', f'model_name="{server.name}"'),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/sleep", sleep, methods=["POST"]),
-                             Route("/wake_up", wake_up, methods=["POST"]), Route("/health", health)])
+                             Route("/wake_up", wake_up, methods=["POST"]), Route("/health", health),
+                             Route("/metrics", metrics)])
 
 
 class Canned:
@@ -78,6 +87,7 @@ class Canned:
         self.ops, self.name = ops, name
         self.requests: list[dict] = []
         self.calls: list[tuple[str, str]] = []
+        self.metrics_status = 200
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
@@ -363,6 +373,52 @@ def test_routing_aliases_presets_streams_and_refusals(tmp_path):
         listed = {m["id"]: m for m in httpx.get(fd.url + "/v1/models").json()["data"]}
         assert listed["a"]["state"] == "ready" and listed["a-thinking-coding"]["parent"] == "a"
         assert httpx.get(fd.url + "/v1/models/a-thinking-coding").json()["preset"] == "thinking-coding"
+
+
+def test_the_front_door_relays_each_running_servers_own_metrics_by_model(tmp_path):
+    """GET /metrics/models: vLLM's metrics of every server that is up, one exposition (one HELP/TYPE per family,
+    as Prometheus' parser wants), each sample labelled with the fleet's model name beside vLLM's model_name; a
+    stopped model is absent; a server whose /metrics fails is servectl_fleet_relay_up 0, the others still come."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fleet = make_fleet(tmp_path, {"a": {}, "b": {}, "c": {}}, 500)
+    ops = CannedOps(fleet)
+    with FrontDoorThread(fleet, ops) as fd:
+        assert [chat(fd.url, m).status_code for m in ("a", "b")] == [200, 200]
+        r = httpx.get(fd.url + "/metrics/models", timeout=10)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
+        types = [ln.split()[2] for ln in r.text.splitlines() if ln.startswith("# TYPE ")]
+        assert len(types) == len(set(types)), "a family's TYPE twice"
+        fams = {f.name: f for f in text_string_to_metric_families(r.text)}
+        tokens = {(s.labels["model"], s.labels["model_name"]): s.value for s in fams["vllm:generation_tokens"].samples
+                  if s.name == "vllm:generation_tokens_total"}
+        assert set(tokens) == {("a", "a"), ("b", "b")} and all(v > 0 for v in tokens.values())
+        assert {s.labels["model"] for s in fams["vllm:kv_cache_usage_perc"].samples} == {"a", "b"}
+        assert {s.labels["model"]: s.value for s in fams["servectl_fleet_relay_up"].samples} == {"a": 1.0, "b": 1.0}
+        ops.running["b"].canned.metrics_status = 500
+        fams = {f.name: f for f in text_string_to_metric_families(httpx.get(fd.url + "/metrics/models", timeout=10).text)}
+        assert {s.labels["model"]: s.value for s in fams["servectl_fleet_relay_up"].samples} == {"a": 1.0, "b": 0.0}
+        assert {s.labels["model"] for s in fams["vllm:num_requests_running"].samples} == {"a"}
+        assert httpx.get(fd.url + "/metrics/other").status_code == 404
+        own = httpx.get(fd.url + "/metrics").text  # the front door's own counters stay apart
+        assert "servectl_fleet_requests_total" in own and "vllm:" not in own
+
+
+def test_relay_merges_families_and_refuses_what_is_not_prometheus_text():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from servectl.fleet.metrics import relay
+
+    clash = "# HELP vllm:num_requests_running x\n# TYPE vllm:num_requests_running counter\nvllm:num_requests_running_total 3\n"
+    own = '# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{model="set-by-server",block_size="16"} 1\n'
+    text = relay({"a": VLLM_METRICS, "b": clash, "c": "<html>not metrics</html>{", "d": own}).decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    running = fams["vllm:num_requests_running"]
+    assert running.type == "gauge" and {s.labels["model"] for s in running.samples} == {"a"}  # b's counter left out
+    assert {s.labels["model"]: s.value for s in fams["servectl_fleet_relay_up"].samples} == {"a": 1, "b": 1, "c": 0, "d": 1}
+    # a label the server set itself is kept
+    assert {s.labels["model"] for s in fams["vllm:cache_config_info"].samples} >= {"set-by-server"}
+    assert relay({}).decode().count("servectl_fleet_relay_up") == 2  # HELP and TYPE, no samples
 
 
 @pytest.mark.slow

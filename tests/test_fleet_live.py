@@ -205,6 +205,67 @@ def test_a_second_model_starts_beside_the_first_when_both_fit(fleet):
     assert fleet.metric("servectl_fleet_memory_mib", pool="cpu", kind="used") <= 100
 
 
+def _query(api: str, promql: str) -> list[dict]:
+    try:
+        return httpx.get(api + "/query", params={"query": promql}, timeout=5).json().get("data", {}).get("result", [])
+    except (httpx.TransportError, ValueError):
+        return []
+
+
+def test_prometheus_reads_the_fleet_through_its_front_door_with_the_rendered_configuration(fleet, tmp_path):
+    """`render --fleet F --format compose --with-monitoring` (front-door layout), its Prometheus configuration as
+    Docker Compose resolves it, run by Debian's Prometheus against this live front door (only the target address
+    `fleet:8080` rewritten): vLLM's own counters of both running models arrive through the relay, labelled by model
+    beside vLLM's model_name, and the front door's own counters beside them."""
+    import shutil
+
+    from servectl.verify.validate import compose_binary
+
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.fail("prometheus is missing: scripts/test installs it (apt-get install prometheus)")
+    relayed = httpx.get(fleet.url + "/metrics/models", timeout=10).text
+    assert 'model="chat"' in relayed and 'model="noise"' in relayed and 'model_name="chat"' in relayed
+    out = tmp_path / "stack"
+    proc = subprocess.run([sys.executable, "-m", "servectl", "render", "--fleet", str(fleet.path), "--format", "compose",
+                           "--with-monitoring", "-o", str(out)], capture_output=True, text=True, env=fleet.env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    resolved = subprocess.run([compose_binary(), "-f", str(out / "docker-compose.yaml"), "config", "--format", "json"],
+                              capture_output=True, text=True, timeout=60, cwd=out, env={"PATH": "/usr/bin:/bin"})
+    assert resolved.returncode == 0, resolved.stderr
+    text = json.loads(resolved.stdout)["configs"]["prometheus"]["content"]
+    assert text.count("fleet:8080") == 2
+    (tmp_path / "prometheus.yml").write_text(text.replace("fleet:8080", f"127.0.0.1:{fleet.port}"))  # the only change
+    port = free_port()
+    log = open(tmp_path / "prometheus.log", "wb")
+    assert fleet.chat("noise").status_code == 200  # used again: its 45 s TTL starts over while Prometheus reads it
+    prom = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        fleet.chat("chat")
+        deadline = time.monotonic() + 120
+        tokens: list[dict] = []
+        while time.monotonic() < deadline:
+            assert prom.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+            tokens = _query(api, 'vllm:generation_tokens_total{job="vllm"}')
+            if {t["metric"].get("model") for t in tokens} >= {"chat", "noise"}:
+                break
+            time.sleep(1)
+        by_model = {t["metric"]["model"]: t["metric"] for t in tokens}
+        assert set(by_model) >= {"chat", "noise"}, tokens
+        assert by_model["chat"]["model_name"] == "chat" and by_model["chat"]["fleet"] == "live"
+        assert float(next(t for t in tokens if t["metric"]["model"] == "chat")["value"][1]) > 0
+        own = _query(api, 'servectl_fleet_requests_total{job="servectl-fleet",model="chat"}')
+        assert own and float(own[0]["value"][1]) >= 1 and own[0]["metric"]["fleet"] == "live"
+        targets = httpx.get(api + "/targets", timeout=5).json()["data"]["activeTargets"]
+        assert sorted((t["labels"]["job"], t["health"]) for t in targets) == [("servectl-fleet", "up"), ("vllm", "up")]
+    finally:
+        os.killpg(prom.pid, signal.SIGTERM)
+        prom.wait(timeout=30)
+        log.close()
+
+
 def test_a_model_that_does_not_fit_swaps_out_the_least_recently_used(fleet):
     chat_pid = fleet.records()["live-chat"]["pid"]
     fleet.chat("noise")  # noise is now more recently used than chat

@@ -16,7 +16,7 @@ import pytest
 
 from servectl.catalog.known_bugs import (FEATURES, BugContext, KnownBug, applicable_bugs, known_bugs,
                                          load_guard_specs, load_patch_specs, platform_of, version_in_range)
-from servectl.spec.known_bug_guards import features, patches_for_spec
+from servectl.spec.known_bug_guards import check, features, patches_for_spec
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 
@@ -133,7 +133,15 @@ def test_features_read_like_vllm(catalog):
                            "--kv-cache-dtype", "fp8_e4m3", "--max-model-len", "auto", "--stream-interval", "4"])
     got = features(recipe, flags, {"VLLM_USE_DEEP_GEMM": "0", "VLLM_MARLIN_INPUT_DTYPE": "FP8"}, "0.27.0")
     assert got == {"hybrid", "qwen3_reasoning", "tool_calling", "qwen3_coder_tools", "speculative", "mtp",
-                   "tensor_parallel", "fp8_kv", "max_model_len_auto", "stream_interval", "marlin_fp8_input", "multimodal"}
+                   "tensor_parallel", "fp8_kv", "max_model_len_auto", "stream_interval", "marlin_fp8_input", "multimodal",
+                   "nvfp4_moe_native"}
+    # the NVFP4 experts leave vLLM's native FP4 MoE kernels only for Marlin (vLLM's nvfp4 MoE oracle, 0.17-0.19)
+    assert "nvfp4_moe_native" not in features(recipe, va.parse_args(["--moe-backend", "marlin"]), {}, "0.18.0")
+    assert "nvfp4_moe_native" not in features(recipe, [], {"VLLM_TEST_FORCE_FP8_MARLIN": "1"}, "0.18.0")
+    assert "nvfp4_moe_native" in features(recipe, va.parse_args(["--moe-backend", "flashinfer-cutlass"]), {}, "0.18.0")
+    assert "nvfp4_moe_native" not in features(catalog.model("qwen3.5-35b-a3b-mxfp4"), [], {}, "0.18.0")
+    dense = dataclasses.replace(recipe, architecture=dataclasses.replace(recipe.architecture, num_experts=0))
+    assert "nvfp4_moe_native" not in features(dense, [], {}, "0.18.0")
     # hybrid prefix caching is on by default from 0.28.0 (versions.py), off when asked, and the video encoder off
     assert "prefix_caching" in features(recipe, [], {}, "0.28.0")
     assert "prefix_caching" not in features(recipe, va.parse_args(["--no-enable-prefix-caching"]), {}, "0.28.0")
@@ -156,6 +164,73 @@ def test_guard_refuses_unless_forced(catalog):
     resolve(Request(recipe, catalog.gpu("rtx-pro-6000-blackwell"), vllm_version="0.30.0", env=env))
     resolve(Request(recipe, spark, vllm_version="0.34.0", env=env))
     resolve(Request(recipe, spark, vllm_version="0.30.0"))
+
+
+NVFP4 = "qwen3.5-35b-a3b-nvfp4"
+
+
+@pytest.mark.parametrize("profile,bug,kind", [("dgx-spark", "nvfp4-moe-cutlass-gb10", "guard"),
+                                              ("rtx-5090", "nvfp4-moe-cutlass-sm120", "warning"),
+                                              ("rtx-pro-6000-blackwell", "nvfp4-moe-cutlass-sm120", "warning")])
+def test_nvfp4_moe_on_sm12x_before_0_20(catalog, profile, bug, kind):
+    """vllm-project/vllm#38423: NVFP4 MoE on sm_12x before 0.20.0. servectl's own settings step around it with the
+    entry's workaround (--moe-backend marlin) and say so; your own backend flag wins and meets the guard (GB10) or
+    the warning (sm_120); from 0.20.0 nothing is added."""
+    from servectl.errors import UserError
+
+    recipe, gpu = catalog.model(NVFP4), catalog.gpu(profile)
+    own = resolve(Request(recipe, gpu, vllm_version="0.18.0"))
+    assert va.get(va.parse_args(own.vllm_args), "--moe-backend") == "marlin"
+    assert any(f"add --moe-backend marlin to avoid known bug {bug}" in w and "pull/38423" in w for w in own.warnings)
+    assert not check(recipe, gpu, va.parse_args(own.vllm_args), own.env, "0.18.0").violations
+    mine = ["--moe-backend", "flashinfer_cutlass"]
+    if kind == "guard":
+        with pytest.raises(UserError, match=f"known bug {bug} with this setting") as err:
+            resolve(Request(recipe, gpu, mine, vllm_version="0.18.0"))
+        assert "--moe-backend marlin" in err.value.message and "upgrade to vLLM 0.20.0+" in err.value.message
+        forced = resolve(Request(recipe, gpu, mine, vllm_version="0.18.0", force=True))
+        assert any(f"forced past guard known-bug:{bug}" in w for w in forced.warnings)
+    else:
+        spec = resolve(Request(recipe, gpu, mine, vllm_version="0.18.0"))
+        assert va.get(va.parse_args(spec.vllm_args), "--moe-backend") == "flashinfer_cutlass"
+        assert any(f"has known bug {bug} with this setting" in w for w in spec.warnings)
+    for fixed in ("0.20.0", "0.34.0"):
+        spec = resolve(Request(recipe, gpu, vllm_version=fixed))
+        assert not va.has(va.parse_args(spec.vllm_args), "--moe-backend") and not any(bug in w for w in spec.warnings)
+    # other formats on the same GPU and release: untouched
+    mxfp4 = resolve(Request(catalog.model("qwen3.5-35b-a3b-mxfp4"), gpu, vllm_version="0.18.0"))
+    assert not va.has(va.parse_args(mxfp4.vllm_args), "--moe-backend")
+
+
+def test_nvfp4_card_command_stays_as_published(catalog):
+    """--card renders the card's v0.18.0-cu130 command token for token: on the RTX 5090 it meets the sm_120 warning
+    (the card's authors ran it there), not a refusal, and nothing is added."""
+    spec = resolve(Request(catalog.model(NVFP4), catalog.gpu("rtx-5090"), card=True))
+    assert not va.has(va.parse_args(spec.vllm_args), "--moe-backend")
+    assert any("has known bug nvfp4-moe-cutlass-sm120 with this setting" in w for w in spec.warnings)
+
+
+def test_plan_follows_the_release_it_plans_for(cli):
+    """plan's flags are servectl's settings for the release that runs: --moe-backend marlin on 0.18.0 (GB10),
+    nothing on 0.20.0; the same line as render."""
+    old = json.loads(cli("plan", NVFP4, "--gpu", "dgx-spark", "--vllm-version", "0.18.0", "--json").stdout)
+    assert any("--moe-backend marlin to avoid known bug nvfp4-moe-cutlass-gb10" in w for w in old["warnings"])
+    assert "--moe-backend" in json.dumps(old["flags"])
+    new = json.loads(cli("plan", NVFP4, "--gpu", "dgx-spark", "--vllm-version", "0.20.0", "--json").stdout)
+    assert "--moe-backend" not in json.dumps(new["flags"]) and not any("nvfp4-moe" in w for w in new["warnings"])
+    refused = cli("plan", NVFP4, "--gpu", "dgx-spark", "--vllm-version", "0.18.0", "--", "--moe-backend", "cutlass")
+    assert refused.exit_code == 2 and "known bug nvfp4-moe-cutlass-gb10" in refused.stderr
+
+
+def test_patch_list_says_a_bug_servectls_settings_avoid(cli):
+    """`patch list` for NVFP4 on a DGX Spark with 0.18.0: the GB10 guard is `avoided` (servectl's settings add its
+    workaround); with your own --moe-backend it is `guarded` again; the sm_120 warning does not concern a GB10."""
+    base = ["patch", "list", "--vllm", "0.18.0", "--model", NVFP4, "--gpu", "dgx-spark", "--json"]
+    rows = {b["id"]: b for b in json.loads(cli(*base).stdout)["bugs"]}
+    assert rows["nvfp4-moe-cutlass-gb10"]["status"] == "avoided" and "--moe-backend marlin" in rows["nvfp4-moe-cutlass-gb10"]["reason"]
+    assert rows["nvfp4-moe-cutlass-sm120"]["status"] == "not-affected"
+    mine = {b["id"]: b for b in json.loads(cli(*base, "--", "--moe-backend", "cutlass").stdout)["bugs"]}
+    assert mine["nvfp4-moe-cutlass-gb10"]["status"] == "guarded" and mine["nvfp4-moe-cutlass-gb10"]["applies"] is True
 
 
 def test_render_plan_and_patch_list_agree(cli):

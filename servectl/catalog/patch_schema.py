@@ -27,6 +27,8 @@ FEATURES: dict[str, str] = {
     "stream_interval": "--stream-interval above 1",
     "marlin_fp8_input": "VLLM_MARLIN_INPUT_DTYPE=fp8 (Marlin W4A8-FP8 activations)",
     "deep_gemm": "DeepGEMM kernels not disabled (VLLM_USE_DEEP_GEMM unset or 1)",
+    "nvfp4_moe_native": "NVFP4 MoE experts on vLLM's native FP4 MoE kernels (FlashInfer or vLLM CUTLASS: the automatic "
+                        "choice; not --moe-backend marlin or VLLM_TEST_FORCE_FP8_MARLIN=1)",
 }
 
 
@@ -146,6 +148,7 @@ class GuardSpec:
     applies_to: Conditions = field(default_factory=Conditions)  # Where it bites besides the release range.
     advice: Annotated[str, MinLen(1)]  # What to do instead ("use W"); the message adds the upgrade.
     forceable: bool = True  # A guard only: --force may launch anyway.
+    workaround: list[str] = field(default_factory=list)  # vLLM flags avoiding the bug: servectl's settings add them (yours win).
     markers: list[Marker] = field(default_factory=list)  # Texts that establish the range in the released wheels.
     evidence: dict[str, Any] = field(default_factory=dict)  # Which releases were checked and what each carried.
 

@@ -66,15 +66,25 @@ def serve(fleet_file, plan_only, as_json, listen, python) -> None:
 
 
 def render_fleet(fleet_file: Path, fmt: str, layout: str, image: str | None, servectl_bin: str, validate: bool,
-                 python: Path | None, out_dir: Path | None) -> None:
-    """`servectl render --fleet FLEET.yaml --format compose|systemd [--fleet-layout ...] [--validate] [-o DIR]`."""
+                 python: Path | None, out_dir: Path | None, with_monitoring: bool = False) -> None:
+    """`servectl render --fleet FLEET.yaml --format compose|systemd [--fleet-layout ...] [--with-monitoring]
+    [--validate] [-o DIR]`."""
+    from servectl.cli.app import warn
     from servectl.fleet import deploy
     from servectl.fsutil import write_atomic
 
+    if with_monitoring and fmt != "compose":
+        raise UserError(f"--with-monitoring is for --format compose, not {fmt}",
+                        "render the fleet with --format compose, or scrape the front door's /metrics and /metrics/models")
     fleet = load_or_exit(fleet_file)
-    name, text = deploy.render(fleet, fmt, layout=layout, image=image, servectl_bin=servectl_bin)
+    dashboard = None
+    if with_monitoring:
+        dashboard, notes = deploy.dashboard_for(fleet, layout)
+        for note in notes:
+            warn(note)
+    name, text = deploy.render(fleet, fmt, layout=layout, image=image, servectl_bin=servectl_bin, dashboard=dashboard)
     if validate:
-        tools, problems = deploy.validate(fleet, fmt, name, text, python)
+        tools, problems = deploy.validate(fleet, fmt, name, text, python, with_monitoring)
         if problems:
             raise CheckFailed(problems[0], f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None)
         info(f"valid: {', '.join(tools)}")

@@ -81,12 +81,12 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     if fleet_file is not None:
         if model or vllm_args:
             raise UserError("--fleet renders the fleet file's models", "drop MODEL and the vLLM flags (set them in the file)")
-        if with_monitoring or with_proxy:
-            raise UserError("--with-monitoring and --with-proxy do not apply to --fleet",
-                            "the front door serves the presets itself; scrape its /metrics (servectl_fleet_*)")
+        if with_proxy:
+            raise UserError("--with-proxy does not apply to --fleet", "the front door serves the presets itself")
         from servectl.cli.fleet_cmd import render_fleet
 
-        return render_fleet(fleet_file, fmt, fleet_layout, image, servectl_bin, validate, vllm_python, out_dir)
+        return render_fleet(fleet_file, fmt, fleet_layout, image, servectl_bin, validate, vllm_python, out_dir,
+                            with_monitoring)
     if not model or not gpu:
         raise UserError("render needs MODEL and --gpu PROFILE (or --fleet FLEET.yaml)", "e.g. servectl render tiny-cpu --gpu cpu")
     cat = load_catalog()

@@ -1,5 +1,5 @@
-"""`servectl render --fleet FLEET.yaml --format compose|systemd`: the sized fleet handed to the pure renderers
-(servectl.render.fleet), and checked with the real tools as `render --validate` checks a single launch."""
+"""`servectl render --fleet FLEET.yaml --format compose|systemd [--with-monitoring]`: the sized fleet handed to the
+pure renderers (servectl.render.fleet), and checked with the real tools as `render --validate` checks a single launch."""
 
 from __future__ import annotations
 
@@ -13,11 +13,40 @@ from servectl.render import fleet as rendered
 LAYOUTS = ("front-door", "services")
 
 
+def dashboard_for(fleet: Fleet, layout: str):
+    """(vLLM's dashboard for the release the fleet's servers run, notes): in the services layout each server runs
+    its image (the tag's release), behind the front door the environment the fleet was planned for. Servers on
+    releases whose dashboards differ get the newest release's, said in a note."""
+    from servectl.catalog import dashboards
+    from servectl.render.container import DEFAULT_IMAGE
+    from servectl.render.monitoring import Dashboard
+
+    members = list(fleet.members.values())
+    if layout == "services":
+        chosen = {m.name: dashboards.for_image(m.spec.image or DEFAULT_IMAGE) for m in members}
+    else:
+        chosen = {m.name: dashboards.for_release(m.share.plan.vllm_version) for m in members}
+    order = [d.release for d in dashboards.DASHBOARDS]
+    picked = max(chosen.values(), key=lambda d: order.index(d.release))
+    notes = []
+    if len({d.release for d in chosen.values()}) > 1:
+        others = ", ".join(f"{n} ({d.release})" for n, d in chosen.items() if d != picked)
+        notes.append(f"the fleet's servers run vLLM releases with different dashboards: Grafana gets vLLM {picked.release}'s; "
+                     f"some panels may stay empty for {others}")
+    return Dashboard(dashboards.text(picked), picked.release, picked.source, picked.commit), notes
+
+
 def render(fleet: Fleet, fmt: str, *, layout: str = "front-door", image: str | None = None,
-           servectl_bin: str = rendered.DEFAULT_SERVECTL_BIN) -> tuple[str, str]:
-    """(file name, text) of the fleet in `fmt` (compose or systemd)."""
+           servectl_bin: str = rendered.DEFAULT_SERVECTL_BIN, dashboard=None) -> tuple[str, str]:
+    """(file name, text) of the fleet in `fmt` (compose or systemd); with `dashboard` (compose only), the monitoring
+    stack too: Prometheus scraping the front door and its relay of the servers' metrics, or each model's server."""
+    from servectl.fleet.metrics import RELAY_PATH
+
     path = str(Path(fleet.path).resolve())
     port = fleet.port or rendered.FRONT_DOOR_PORT
+    if dashboard is not None and fmt != "compose":
+        raise UserError(f"--with-monitoring is for --format compose, not {fmt}",
+                        "render the fleet with --format compose, or scrape the front door's /metrics and /metrics/models")
     if fmt == "systemd":
         if layout != "front-door":
             raise UserError("--format systemd renders the front door (`servectl serve`)", "drop --fleet-layout services")
@@ -38,17 +67,30 @@ def render(fleet: Fleet, fmt: str, *, layout: str = "front-door", image: str | N
         names = [rendered.service_name(m.name) for m in members]
         if len(set(names)) != len(names):
             raise UserError("two models map to the same Compose service name", "rename one (letters, digits, '.', '_', '-')")
+        taken = sorted(set(names) & set(rendered.MONITORING_SERVICES)) if dashboard is not None else []
+        if taken:
+            raise UserError(f"model {taken[0]} has the Compose service name of the monitoring stack's server",
+                            "rename the model in the fleet file")
         sized = [(m.name, replace(m.spec, host=fleet.host, port=port + i, name=m.record), m.share.awake_mib)
                  for i, m in enumerate(members)]
-        return "docker-compose.yaml", rendered.compose_services(fleet.name, sized)
+        if dashboard is None:
+            return "docker-compose.yaml", rendered.compose_services(fleet.name, sized)
+        doc, header = rendered.compose_services_doc(fleet.name, sized)
+        targets = rendered.services_targets(fleet.name, sized)
+        return "docker-compose.yaml", rendered.with_monitoring(fleet.name, doc, header, targets, dashboard)
     mounts = sorted({m.spec.model for m in members if m.spec.model.startswith("/")})
-    return "docker-compose.yaml", rendered.compose_front_door(fleet.name, path, members[0].spec, fleet.host, port, mounts,
-                                                              image or rendered.FRONT_DOOR_IMAGE)
+    args = (fleet.name, path, members[0].spec, fleet.host, port, mounts, image or rendered.FRONT_DOOR_IMAGE)
+    if dashboard is None:
+        return "docker-compose.yaml", rendered.compose_front_door(*args)
+    doc, header = rendered.compose_front_door_doc(*args)
+    targets = rendered.front_door_targets(fleet.name, RELAY_PATH)
+    return "docker-compose.yaml", rendered.with_monitoring(fleet.name, doc, header, targets, dashboard)
 
 
-def validate(fleet: Fleet, fmt: str, filename: str, text: str, python: Path | None) -> tuple[list[str], list[str]]:
+def validate(fleet: Fleet, fmt: str, filename: str, text: str, python: Path | None,
+             with_monitoring: bool = False) -> tuple[list[str], list[str]]:
     """(tools run, problems): vLLM's own parser on every model's flags where a vLLM environment exists, then
-    Docker Compose and the Compose schema, or systemd-analyze verify."""
+    Docker Compose and the Compose schema, or systemd-analyze verify; promtool on the monitoring stack."""
     from servectl.verify import validate as checks
     from servectl.vllmenv.location import find_vllm_python
     from servectl.vllmenv.vllm_parser import vllm_parse
@@ -69,6 +111,9 @@ def validate(fleet: Fleet, fmt: str, filename: str, text: str, python: Path | No
     if fmt == "compose":
         problems += checks.compose(text)
         tools.append("docker compose + compose schema")
+        if with_monitoring:
+            problems += checks.monitoring(fmt, text)
+            tools.append("promtool (scrape config, dashboard queries)")
     else:
         problems += checks.systemd_unit(text, filename)
         tools.append("systemd-analyze verify")

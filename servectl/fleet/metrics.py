@@ -14,11 +14,22 @@
 | servectl_fleet_start_seconds | histogram | model | time from start to ready |
 | servectl_fleet_model_state | gauge | model, state | 1 for the model's current state (stopped, starting, ready, sleeping) |
 | servectl_fleet_memory_mib | gauge | pool, kind | the device's budget and what the fleet's models hold now (kind budget / used) |
+
+`/metrics/models` (RELAY_PATH) relays vLLM's own metrics of every model whose server is up (ready or asleep): each
+sample gains the label `model` (the fleet's name for it, as in the table above; vLLM's own `model_name` stays), the
+families of all servers are merged (one HELP and TYPE each, as the text format wants), and
+servectl_fleet_relay_up{model} says whether that server's /metrics was read (1) or not (0). Prometheus scrapes it
+as its `vllm` job, so vLLM's Grafana dashboard works through the front door, whose servers listen on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
+
+RELAY_PATH = "/metrics/models"
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 STATES = ("stopped", "starting", "ready", "sleeping")
 # queue waits run from ~0 (warm) to a cold start of minutes; starts from seconds (wake) to tens of minutes
@@ -60,3 +71,37 @@ class FleetMetrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def relay(scraped: dict[str, str | None]) -> bytes:
+    """One exposition of the servers' own metrics: {fleet model name: its /metrics text, or None when it could not
+    be read}. Samples gain `model` (unless the server set it itself); families merge across servers; a family
+    whose type differs from the first server's is left out for that server (the text format allows one TYPE)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: dict[str, Metric] = {}
+    up = GaugeMetricFamily("servectl_fleet_relay_up", "1 when the model's server /metrics was read, 0 when not.",
+                           labels=["model"])
+    for model, text in scraped.items():
+        parsed: list[Metric] | None = None
+        if text is not None:
+            try:
+                parsed = list(text_string_to_metric_families(text))
+            except ValueError:  # not Prometheus text: the server counts as not read
+                parsed = None
+        up.add_metric([model], 1.0 if parsed is not None else 0.0)
+        for fam in parsed or []:
+            merged = families.setdefault(fam.name, Metric(fam.name, fam.documentation, fam.type, fam.unit))
+            if merged.type != fam.type:
+                continue
+            merged.samples += [Sample(x.name, x.labels if "model" in x.labels else {"model": model, **x.labels}, x.value,
+                                      x.timestamp, x.exemplar) for x in fam.samples]
+
+    class _Relayed:
+        def collect(self):
+            yield from families.values()
+            yield up
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Relayed())
+    return generate_latest(registry)

@@ -3,7 +3,8 @@
 - GET /v1/models: every model with its state (stopped, starting, ready, sleeping), its aliases and the sampling
   presets as virtual names (`<model>-<preset>`, servectl.proxy), whether it runs or not; /v1/models/{id} one;
 - GET /health: the front door itself (200 while it serves; each model's state in the body);
-- GET /metrics: Prometheus text (servectl.fleet.metrics);
+- GET /metrics: Prometheus text (servectl.fleet.metrics); GET /metrics/models: vLLM's own metrics of every server
+  that is up, labelled by model (servectl.fleet.metrics.relay; each read bounded in time and size);
 - any request whose JSON body names a `model` on an inference path (/v1/..., /tokenize, /detokenize, /pooling,
   /classify, /score, /rerank, /invocations) is routed by that name: the model is made ready if it is not (the
   request waits, bounded), then the preset proxy of that server relays it (aliases and presets rewritten,
@@ -23,7 +24,7 @@ import time
 from typing import Any
 
 from servectl.fleet.manager import Manager, Refused
-from servectl.fleet.metrics import FleetMetrics
+from servectl.fleet.metrics import CONTENT_TYPE, RELAY_PATH, FleetMetrics, relay
 from servectl.fleet.sizing import Fleet
 from servectl.proxy.app import _declared_length, _read_body, _reply, _TooLarge, openai_error_body
 
@@ -31,6 +32,8 @@ FORWARD_EXACT = frozenset({"/tokenize", "/detokenize", "/pooling", "/classify", 
 FORWARD_PREFIXES = ("/v1/", "/v2/")
 NEVER_FORWARDED = frozenset({"/v1/load_lora_adapter", "/v1/unload_lora_adapter"})  # server administration
 RETRY_AFTER = {"queue_full": 2, "deadline": 10, "start_failed": 30, "shutting_down": 30}
+RELAY_TIMEOUT_S = 5.0  # each server's /metrics, read in parallel: within Prometheus' default 10 s scrape timeout
+RELAY_MAX_BYTES = 16 << 20  # vLLM's exposition is ~100 KB; a server answering more is not read
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -69,7 +72,9 @@ class FrontDoor:
                 return await self._json(send, 200, {"status": "shutting down" if self.manager.closing else "ok",
                                                      "models": {m["name"]: m["state"] for m in self.manager.snapshot()}})
             if path == "/metrics":
-                return await _reply(send, 200, self.metrics.text(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
+                return await _reply(send, 200, self.metrics.text(), [(b"content-type", CONTENT_TYPE)])
+            if path == RELAY_PATH:
+                return await _reply(send, 200, await self.relayed(), [(b"content-type", CONTENT_TYPE)])
             if path == "/v1/models":
                 return await self._json(send, 200, {"object": "list", "data": self.model_list()})
             if path.startswith("/v1/models/"):
@@ -80,7 +85,8 @@ class FrontDoor:
                 return await self._json(send, 200, entry)
         if not routable(path):
             return await self._error(send, 404, f"{method} {path} is not served by the front door "
-                                     "(inference paths that name a model in a JSON body, /v1/models, /health, /metrics)",
+                                     "(inference paths that name a model in a JSON body, /v1/models, /health, /metrics, "
+                                     f"{RELAY_PATH})",
                                      "NotFoundError")
         declared = _declared_length(scope["headers"])
         try:
@@ -149,6 +155,13 @@ class FrontDoor:
             await self._error(send, 503, exc.message, "ServiceUnavailable", "model", extra=[(b"retry-after", retry)])
             return None
 
+    async def relayed(self) -> bytes:
+        """vLLM's /metrics of every server that is up (ready or asleep), merged and labelled by model."""
+        up = {m.name: m.running.url for m in self.manager.models.values()
+              if m.state in ("ready", "sleeping") and m.running is not None}
+        texts = await asyncio.gather(*(_read_metrics(url + "/metrics") for url in up.values()))
+        return relay(dict(zip(up, texts)))
+
     def model_list(self) -> list[dict[str, Any]]:
         """Every model (state, memory, aliases, error), then its aliases and preset names (parent = the model)."""
         out, extra = [], []
@@ -174,3 +187,25 @@ class FrontDoor:
 async def _disconnect(receive: Any) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def _read_metrics(url: str) -> str | None:
+    """A server's Prometheus text, or None: not 200, larger than RELAY_MAX_BYTES, or not within RELAY_TIMEOUT_S."""
+    import httpx
+
+    async def read() -> str | None:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(RELAY_TIMEOUT_S)) as client:
+            async with client.stream("GET", url) as resp:
+                if resp.status_code != 200:
+                    return None
+                body = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) > RELAY_MAX_BYTES:
+                        return None
+                return body.decode("utf-8", errors="replace")
+
+    try:
+        return await asyncio.wait_for(read(), RELAY_TIMEOUT_S)
+    except (asyncio.TimeoutError, httpx.HTTPError):
+        return None

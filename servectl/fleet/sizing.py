@@ -164,6 +164,7 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
     with _at("model"):
         if model_path is None and recipe.generated and serving:
             opts = replace(opts, model_path=str(_tiny_model(fleet.python)))
+    target = targets(profile)  # servectl's settings follow the release that runs (parsers, MTP, known-bug workarounds)
     with _at("args"):
         asked = None
         if serving and entry.args:
@@ -172,8 +173,8 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
 
             asked = serve_options(find_vllm_python(fleet.python))
         overrides = [*entry.args, "--served-model-name", name]
-        spec = resolve(Request(recipe, profile, overrides, env=dict(entry.env), options=opts, vllm_options=asked))
-    target = targets(profile)
+        spec = resolve(Request(recipe, profile, overrides, env=dict(entry.env), options=opts, vllm_options=asked,
+                               vllm_version=target.version))
     from servectl.plan import calibrate
 
     user_flags = va.parse_args(list(entry.args))

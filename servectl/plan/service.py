@@ -23,6 +23,7 @@ from servectl.plan.models import Plan
 from servectl.spec import guards, known_bug_guards
 from servectl.spec.models import LaunchSpec
 from servectl.spec.resolve import Request, resolve
+from servectl.spec.speculative import image_version
 from servectl.vllmenv import args as va
 
 # vLLM flags that change memory, as vLLM spells them (plus their dotted / negated forms).
@@ -272,12 +273,16 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     local = model_path or recipe.model_path
     checkpoint = Path(local) if local else cached_checkpoint(recipe.repo)
     headers = weight_bytes(checkpoint) if checkpoint is not None else None
-    spec = resolve(Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=force,
-                           speculative=speculative, vllm_version=vllm_version, nodes=nodes, known_bugs=False,
-                           checkpoint_mtp=bool(headers[1]) if headers is not None else None))
+    request = Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=force,
+                      speculative=speculative, vllm_version=vllm_version, nodes=nodes, known_bugs=False,
+                      checkpoint_mtp=bool(headers[1]) if headers is not None else None)
+    spec = resolve(request)
     # a caller planning many command lines for one target passes it (then vLLM's parser is not asked again)
     given = target is not None
     target = target or target_for(profile, override=vllm_version, image=spec.image, python=python, recipe=recipe)
+    if vllm_version is None and target.version and target.version != image_version(spec.image):
+        # servectl's settings follow the release that runs (parsers, MTP, known-bug workarounds), not the image's
+        spec = resolve(replace(request, vllm_version=target.version))
     # known bugs of the release the plan is for, under the same --force rule as servectl's own guards
     spec = settle_max_num_seqs(spec, [target])  # as `up` will launch it on this host
     bugs = known_bug_guards.check(recipe, profile, va.parse_args(spec.vllm_args),

@@ -7,8 +7,11 @@ a Compose secret read from a file (GF_SECURITY_ADMIN_PASSWORD__FILE): there is n
 Kubernetes: a prometheus-operator ServiceMonitor on the vLLM Service and the dashboard as a ConfigMap
 labelled for Grafana's dashboard sidecar (`grafana_dashboard: "1"`, as kube-prometheus-stack sets it up).
 
-Scrape targets are data (`ScrapeTarget`): another server that exposes metrics is one more entry.
-Pure: the dashboard comes in as text (servectl.catalog.dashboards reads it).
+Scrape targets are data (`ScrapeTarget`): another server that exposes metrics is one more entry, and targets
+that share a job are one Prometheus job with a static config per target (a fleet's servers: job `vllm`, label
+`model`). `add_to_compose` takes a name for the stack's containers, not a launch, so a single deployment and a
+fleet (servectl.render.fleet) add the same stack. Pure: the dashboard comes in as text (servectl.catalog.dashboards
+reads it).
 """
 
 from __future__ import annotations
@@ -55,17 +58,22 @@ class Dashboard:
 
 
 def prometheus_config(targets: list[ScrapeTarget], interval: str = SCRAPE_INTERVAL) -> dict[str, Any]:
-    jobs = []
+    """One job per job name, in the order first seen; each target of a job is a static config with its labels."""
+    jobs: dict[str, dict[str, Any]] = {}
     for t in targets:
         static: dict[str, Any] = {"targets": [t.address]}
         if t.labels:
             static["labels"] = dict(t.labels)
-        job: dict[str, Any] = {"job_name": t.job}
-        if t.metrics_path != "/metrics":
-            job["metrics_path"] = t.metrics_path
-        job["static_configs"] = [static]
-        jobs.append(job)
-    return {"global": {"scrape_interval": interval, "evaluation_interval": "30s"}, "scrape_configs": jobs}
+        job = jobs.get(t.job)
+        if job is None:
+            job = jobs[t.job] = {"job_name": t.job}
+            if t.metrics_path != "/metrics":
+                job["metrics_path"] = t.metrics_path
+            job["static_configs"] = []
+        elif job.get("metrics_path", "/metrics") != t.metrics_path:
+            raise ValueError(f"job {t.job}: targets with different metrics paths ({t.metrics_path})")
+        job["static_configs"].append(static)
+    return {"global": {"scrape_interval": interval, "evaluation_interval": "30s"}, "scrape_configs": list(jobs.values())}
 
 
 def datasource_config(url: str) -> dict[str, Any]:
@@ -93,12 +101,13 @@ def compose_targets(spec: LaunchSpec, proxy_port: int | None = None) -> list[Scr
     return out
 
 
-def add_to_compose(doc: dict[str, Any], spec: LaunchSpec, targets: list[ScrapeTarget], dashboard: Dashboard) -> dict[str, Any]:
-    """The Compose document with Prometheus and Grafana added (a new dict; `doc` is not changed)."""
+def add_to_compose(doc: dict[str, Any], name: str, targets: list[ScrapeTarget], dashboard: Dashboard) -> dict[str, Any]:
+    """The Compose document with Prometheus and Grafana added (a new dict; `doc` is not changed); `name` prefixes
+    their container names (the deployment's or the fleet's)."""
     out = {**doc, "services": dict(doc["services"])}
     out["services"]["prometheus"] = {
         "image": PROMETHEUS_IMAGE,
-        "container_name": f"{spec.name}-prometheus",
+        "container_name": f"{name}-prometheus",
         "command": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
                     "--storage.tsdb.retention.time=15d"],
         "configs": [{"source": "prometheus", "target": "/etc/prometheus/prometheus.yml"}],
@@ -108,7 +117,7 @@ def add_to_compose(doc: dict[str, Any], spec: LaunchSpec, targets: list[ScrapeTa
     }
     out["services"]["grafana"] = {
         "image": GRAFANA_IMAGE,
-        "container_name": f"{spec.name}-grafana",
+        "container_name": f"{name}-grafana",
         "environment": {
             "GF_SECURITY_ADMIN_USER": "admin",
             "GF_SECURITY_ADMIN_PASSWORD__FILE": f"/run/secrets/{PASSWORD_SECRET}",
@@ -139,7 +148,12 @@ def add_to_compose(doc: dict[str, Any], spec: LaunchSpec, targets: list[ScrapeTa
 
 
 def compose_header(spec: LaunchSpec, dashboard: Dashboard) -> str:
-    return (f"# {spec.recipe} on {spec.profile} with Prometheus (127.0.0.1:{PROMETHEUS_PORT}) and Grafana "
+    return stack_header(f"{spec.recipe} on {spec.profile}", dashboard)
+
+
+def stack_header(what: str, dashboard: Dashboard) -> str:
+    """The Compose file's comment: what runs, where the stack listens, the password file to make, the dashboard."""
+    return (f"# {what} with Prometheus (127.0.0.1:{PROMETHEUS_PORT}) and Grafana "
             f"(127.0.0.1:{GRAFANA_PORT}, user admin)\n"
             f"# Grafana's admin password is read from {PASSWORD_FILE} (no default): create it first, e.g.\n"
             f"#   (umask 077; openssl rand -base64 24 > {PASSWORD_FILE})\n"
@@ -154,7 +168,7 @@ def compose_text(spec: LaunchSpec, dashboard: Dashboard, proxy_port: int | None 
         from servectl.render import proxy
 
         doc["services"][proxy.SERVICE] = proxy.compose_service(spec, proxy_port)
-    doc = add_to_compose(doc, spec, compose_targets(spec, proxy_port), dashboard)
+    doc = add_to_compose(doc, spec.name, compose_targets(spec, proxy_port), dashboard)
     return compose.dump(doc, compose_header(spec, dashboard))
 
 

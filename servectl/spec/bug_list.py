@@ -2,7 +2,8 @@
 release named), optionally for one recipe on one GPU profile.
 
 Per entry: whether it applies, its state there (patch: patched / needs-patch / anchor-mismatch; guard: guarded;
-warning: warned; else fixed-upstream / not-affected) and the upgrade that fixes it.
+warning: warned; avoided: servectl's settings add the entry's workaround; else fixed-upstream / not-affected) and
+the upgrade that fixes it.
 """
 
 from __future__ import annotations
@@ -54,14 +55,20 @@ class Scope:
 
 def rows(scope: Scope) -> list[Row]:
     ctx = None
+    avoided: tuple[str, ...] = ()
     if scope.version and scope.recipe is not None and scope.profile is not None:
         from servectl.spec.resolve import Request, resolve
 
         spec = resolve(Request(scope.recipe, scope.profile, list(scope.flags), force=True, vllm_version=scope.version))
         ctx = known_bug_guards.context(scope.recipe, scope.profile, va.parse_args(spec.vllm_args), spec.env, scope.version)
+        avoided = spec.avoided_bugs
     out = []
     for bug in known_bugs():
-        out.append(_row(bug, scope, ctx))
+        if bug.id in avoided:
+            out.append(Row(**_base(bug), applies=False, status="avoided",
+                           reason=f"servectl's settings add {' '.join(bug.workaround)} on vLLM {scope.version}"))
+        else:
+            out.append(_row(bug, scope, ctx))
     return out
 
 
@@ -69,10 +76,14 @@ def _conditions(bug: KnownBug) -> dict:
     return {k: v for k, v in asdict(bug.applies_to).items() if v}
 
 
-def _row(bug: KnownBug, scope: Scope, ctx) -> Row:
-    base = dict(id=bug.id, kind=bug.kind, title=bug.title, versions=bug.versions, fixed_in=bug.fixed_in,
+def _base(bug: KnownBug) -> dict:
+    return dict(id=bug.id, kind=bug.kind, title=bug.title, versions=bug.versions, fixed_in=bug.fixed_in,
                 upgrade=f"vLLM {bug.fixed_in}" if bug.fixed_in else "none yet", upstream=list(bug.upstream),
                 advice=bug.advice, conditions=_conditions(bug))
+
+
+def _row(bug: KnownBug, scope: Scope, ctx) -> Row:
+    base = _base(bug)
     version = scope.version
     if version is None:
         return Row(**base, applies=None, status="-", reason="no release given")

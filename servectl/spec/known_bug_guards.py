@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from servectl.catalog import versions
 from servectl.catalog.gpu import GpuProfile
-from servectl.catalog.known_bugs import BugContext, KnownBug, applicable_bugs, conditions_match, load_patch_specs
+from servectl.catalog.known_bugs import (BugContext, KnownBug, applicable_bugs, conditions_match, load_patch_specs,
+                                         nvfp4_moe_native)
 from servectl.catalog.patch_schema import PatchSpec
 from servectl.catalog.recipe import ModelRecipe
 from servectl.spec.guards import Violation
@@ -23,7 +24,7 @@ from servectl.vllmenv import args as va
 PLATFORM_OF_VENDOR = {"nvidia": "cuda", "amd": "rocm", "cpu": "cpu"}
 # The environment variables features() reads: where the server inherits the caller's environment (up, plan),
 # these are taken from it; a rendered config only carries its own.
-FEATURE_ENV = ("VLLM_MARLIN_INPUT_DTYPE", "VLLM_USE_DEEP_GEMM")
+FEATURE_ENV = ("VLLM_MARLIN_INPUT_DTYPE", "VLLM_USE_DEEP_GEMM", "VLLM_TEST_FORCE_FP8_MARLIN")
 
 
 def caller_env(environ: dict[str, str]) -> dict[str, str]:
@@ -73,6 +74,8 @@ def features(recipe: ModelRecipe, flags: list[va.Flag], env: dict[str, str], vll
         out.add("marlin_fp8_input")
     if env.get("VLLM_USE_DEEP_GEMM", "1").strip().lower() in _ON:
         out.add("deep_gemm")
+    if nvfp4_moe_native(recipe.quantization, arch.num_experts, va.get(flags, "--moe-backend"), env):
+        out.add("nvfp4_moe_native")
     return frozenset(out)
 
 
@@ -128,6 +131,22 @@ def check(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: d
             out.violations.append(Violation(f"known-bug:{bug.id}", line, forceable=bug.forceable))
         elif bug.kind == "warning" or warn_patches:
             out.warnings.append(line)
+    return out
+
+
+def workarounds(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str],
+                vllm_version: str | None) -> list[tuple[KnownBug, list[va.Flag], str]]:
+    """(bug, the flags that avoid it, a line saying so) for each known bug (guard or warning) of this launch whose
+    catalog entry gives a `workaround`: resolve adds them to servectl's own settings, before the user's flags."""
+    if vllm_version is None:
+        return []
+    out = []
+    for bug in applicable_bugs(context(recipe, profile, flags, env, vllm_version)):
+        if bug.kind in ("guard", "warning") and bug.workaround:
+            fix = f"; vLLM {bug.fixed_in}+ is fixed" if bug.fixed_in else ""
+            out.append((bug, va.parse_args(list(bug.workaround)),
+                        f"vLLM {vllm_version}: servectl's settings add {' '.join(bug.workaround)} to avoid known bug {bug.id} "
+                        f"({bug.title}{fix}; {bug.upstream[0]})"))
     return out
 
 

@@ -92,6 +92,7 @@ class LaunchSpec:
     ray_dashboard_host: str = "127.0.0.1"  # Address Ray's dashboard binds on a multi-node head (unauthenticated job API: local unless asked).
     warnings: list[str] = field(default_factory=list)  # Things the user should know about this launch.
     notes: list[str] = field(default_factory=list)  # Choices servectl made for this launch, and why (not problems).
+    avoided_bugs: tuple[str, ...] = ()  # Known bugs servectl's settings step around with their catalog workaround.
 
 
 def ports_distinct(*named: tuple[str, int]) -> None:

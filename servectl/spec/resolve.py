@@ -173,6 +173,7 @@ def resolve(req: Request) -> LaunchSpec:
     """Build the LaunchSpec for a request, applying the guard table (spec.guards: UserError unless forced)."""
     recipe, profile, opts = req.recipe, req.profile, req.options
     warnings: list[str] = []
+    avoided: list[str] = []
     unlisted = False
     if req.card:
         launch = card_launch(recipe, profile.name)
@@ -201,8 +202,17 @@ def resolve(req: Request) -> LaunchSpec:
         overrides = _parse_overrides(req.overrides, req.vllm_options)
         image = opts.image or card_image(recipe, profile.name) or (profile.container.image if profile.container else None)
         release = req.vllm_version or speculative.image_version(image)
-        flags = va.merge(_servectl_flags(req, release, warnings), overrides)
+        own = _servectl_flags(req, release, warnings)
+        flags = va.merge(own, overrides)
         env = {**profile.env, **(recipe.profiles[profile.name].env if profile.name in recipe.profiles else {})}
+        # servectl's own settings step around a known bug whose catalog entry names flags that avoid it; a flag
+        # you set yourself wins (and meets the guard or warning)
+        for bug, fix, note in known_bug_guards.workarounds(recipe, profile, flags, {**req.runtime_env, **env, **req.env},
+                                                          release):
+            if not any(va.has(overrides, f.name) for f in fix):
+                own, avoided = va.merge(own, fix), [*avoided, bug.id]
+                warnings.append(note)
+        flags = va.merge(own, overrides)
         secrets = list(opts.secrets)
         model = opts.model_path or recipe.model_path or recipe.repo
         name = opts.name or default_name(recipe)
@@ -245,4 +255,5 @@ def resolve(req: Request) -> LaunchSpec:
         ray_dashboard_host=opts.ray_dashboard_host,
         container=profile.container, vendor=profile.vendor, gpu_count=max(1, min(tp * pp, profile.count)),
         remove=remove, argv_binds=not (req.card and launch_style == "serve"), warnings=warnings,
+        avoided_bugs=tuple(avoided),
     )

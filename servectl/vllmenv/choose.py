@@ -9,7 +9,10 @@ default) and returns a Choice with every reason. The rules, in order:
    pins one for this GPU (its image tag); `--vllm X` alone when given.
 3. A candidate is skipped when the recipe's `min_vllm` excludes it, no build of it fits the host (driver,
    compute capability, CPU architecture, Python, glibc; ROCm version, gfx target) or a known bug of kind
-   "guard" hits this setting. Known bugs of kind "patch" do not skip a release: bootstrap applies them.
+   "guard" hits this setting. Known bugs of kind "patch" do not skip a release: bootstrap applies them. A release
+   with an unpatched known bug of kind "warning" here (the card's too) goes behind the releases without one: taken
+   only when no release without an unpatched known bug fits. The setting is the recipe's default launch on the
+   profile (`launch_features`: what follows from the recipe and its per-profile flags).
 4. The build: NVIDIA drivers >= 580 run CUDA 13 builds (the default wheel from 0.20, `+cu130` for 0.17-0.19);
    older drivers (>= 525.60.13) only CUDA 12 builds (the default wheel of 0.17-0.19, `+cu129` for 0.20-0.31);
    sm_121 (GB10) never a CUDA 12 build; compute capability < 7.5 never CUDA 13. torch: the release's pin from
@@ -30,10 +33,11 @@ from packaging.version import Version
 from servectl.catalog import versions
 from servectl.catalog import vllm_install as vi
 from servectl.catalog.gpu import GpuProfile
-from servectl.catalog.known_bugs import BugContext, KnownBug, applicable_bugs
+from servectl.catalog.known_bugs import BugContext, KnownBug, applicable_bugs, nvfp4_moe_native
 from servectl.catalog.recipe import ModelRecipe
 from servectl.errors import UserError
 from servectl.hardware.host import Host
+from servectl.vllmenv import args as va
 
 Lookup = Callable[[BugContext], list[KnownBug]]
 Method = Literal["pip", "docker", "source"]
@@ -88,6 +92,8 @@ class _Ctx:
     arch: str = "x86_64"
     reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    deferred: dict[str, str] = field(default_factory=dict)  # release -> why it goes behind the others
+    order: list[str] = field(default_factory=list)  # the candidates before the deferral
 
     def bugs(self, release: str) -> list[KnownBug]:
         r = self.recipe
@@ -134,6 +140,18 @@ def _recipe_allows(recipe: ModelRecipe | None, release: str) -> bool:
         return True
 
 
+def launch_features(recipe: ModelRecipe | None, profile: GpuProfile | None) -> frozenset[str]:
+    """The known-bug features of the recipe's default launch on the profile that the recipe alone decides (no user
+    flags): its per-profile flags are read for the MoE backend (spec.known_bug_guards reads a whole launch)."""
+    if recipe is None:
+        return frozenset()
+    settings = recipe.profiles.get(profile.name) if profile is not None else None
+    flags = va.parse_args(list(settings.args)) if settings is not None else []
+    env = dict(settings.env) if settings is not None else {}
+    native = nvfp4_moe_native(recipe.quantization, recipe.architecture.num_experts, va.get(flags, "--moe-backend"), env)
+    return frozenset({"nvfp4_moe_native"} if native else set())
+
+
 def _candidates(ctx: _Ctx, releases: list[str], version: str | None) -> list[str]:
     if version is not None:
         return [str(_v(version))]
@@ -143,6 +161,15 @@ def _candidates(ctx: _Ctx, releases: list[str], version: str | None) -> list[str
         order.remove(pin[0])
         order.insert(0, pin[0])
         ctx.reasons.append(f"the model card of {ctx.recipe.name} pins vLLM {pin[0]} on {ctx.profile.name} ({pin[1]}): tried first")
+    # an unpatched known bug of kind warning sends a release behind those without one (issue 32's rule: the newest
+    # release without an unpatched known bug; the card's where it has none)
+    ctx.order = list(order)
+    warned = {r: [b.id for b in ctx.bugs(r) if b.kind == "warning"] for r in order}
+    later = [r for r in order if warned[r]]
+    if later and len(later) < len(order):
+        for r in later:
+            ctx.deferred[r] = f"known bug {', '.join(warned[r])} (warning, no patch): releases without one first"
+        order = [r for r in order if not warned[r]] + later
     return order
 
 
@@ -162,6 +189,9 @@ def _bug_verdict(ctx: _Ctx, release: str, explicit: bool) -> tuple[str | None, t
 
 def _finish(ctx: _Ctx, skipped: list[tuple[str, str]], **kw) -> Choice:
     release = kw["release"]
+    if release not in ctx.deferred and release in ctx.order:  # say which releases ahead of it were passed over
+        ahead = ctx.order[:ctx.order.index(release)]
+        skipped = [(r, w) for r, w in ctx.deferred.items() if r in ahead] + list(skipped)
     if skipped:
         shown = ", ".join(f"{r} ({w})" for r, w in skipped[:4]) + (f" and {len(skipped) - 4} more" if len(skipped) > 4 else "")
         ctx.reasons.append(f"left out: {shown}")
@@ -409,7 +439,8 @@ def choose(host: Host, *, profile: GpuProfile | None = None, recipe: ModelRecipe
     on_host = host.vendor is not None and {"cuda": "nvidia", "rocm": "amd"}.get(platform) == host.vendor
     cc = (host.compute_capability if on_host else None) or (profile.compute_capability if profile else None)
     gfx = (host.gfx_target if on_host else None) or (profile.gfx_target if profile else None)
-    ctx = _Ctx(host=host, platform=platform, recipe=recipe, profile=profile, lookup=lookup, features=features,
+    ctx = _Ctx(host=host, platform=platform, recipe=recipe, profile=profile, lookup=lookup,
+               features=frozenset(features) | launch_features(recipe, profile),
                compute_capability=cc if platform == "cuda" else None, gfx_target=gfx if platform == "rocm" else None)
     arch = host.arch
     if arch is None:

@@ -139,7 +139,7 @@ def environment_for_launch(recipe: ModelRecipe, profile: GpuProfile, python: str
     if path is not None:
         return path
     from servectl.catalog.known_bugs import BugContext, applicable_bugs
-    from servectl.vllmenv.choose import choose
+    from servectl.vllmenv.choose import choose, launch_features
 
     platform = _PLATFORM.get(profile.vendor, "cuda")
     if host is None and platform != "cpu":
@@ -154,8 +154,10 @@ def environment_for_launch(recipe: ModelRecipe, profile: GpuProfile, python: str
         ctx = BugContext(vllm=release, platform=platform, compute_capability=cc if platform == "cuda" else None,
                          gfx_target=((host.gfx_target if on_host else None) or profile.gfx_target) if platform == "rocm" else None,
                          quantization=recipe.quantization, recipe=recipe.name, quantization_method=recipe.quantization_method,
-                         architecture=recipe.architecture.hf_architecture)
-        return [b.id for b in applicable_bugs(ctx) if b.kind == "guard"]
+                         architecture=recipe.architecture.hf_architecture, features=launch_features(recipe, profile))
+        # a guard whose catalog entry gives a workaround does not rule an environment out: servectl's own settings
+        # add it there (spec.known_bug_guards.workarounds); bootstrap's chooser still prefers a release without the bug
+        return [b.id for b in applicable_bugs(ctx) if b.kind == "guard" and not b.workaround]
 
     prefer = None
     if host is not None:

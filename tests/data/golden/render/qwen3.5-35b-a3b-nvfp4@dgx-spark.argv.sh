@@ -1,1 +1,1 @@
-vllm serve ig1/Qwen3.5-35B-A3B-NVFP4 --served-model-name Qwen3.5-35B-A3B --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --gpu-memory-utilization 0.8 --max-model-len 262144 --max-num-seqs 12 --host 127.0.0.1 --port 8000
+vllm serve ig1/Qwen3.5-35B-A3B-NVFP4 --served-model-name Qwen3.5-35B-A3B --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --gpu-memory-utilization 0.8 --max-model-len 262144 --moe-backend marlin --max-num-seqs 12 --host 127.0.0.1 --port 8000
