@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from servectl.bench.protocol import Protocol, bench_argv, compare, level_result, parse_levels, shareable_flags
 
 DATA = Path(__file__).parent / "data"
@@ -108,7 +109,7 @@ def test_cli_compare_prints_both_and_bad_files_are_one_line(cli, tmp_path):
 
 
 def test_bad_concurrency_is_bad_input(cli):
-    result = cli("bench", "http://127.0.0.1:8259", "--concurrency", "1,zero")
+    result = cli("bench", f"http://127.0.0.1:{free_port()}", "--concurrency", "1,zero")
     assert result.exit_code == 2 and "--concurrency" in result.stderr
 
 
@@ -120,7 +121,7 @@ def test_unknown_deployment_name_is_bad_input(cli, monkeypatch, tmp_path):
 
 def test_plot_without_matplotlib_fails_before_running(cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
-    result = cli("bench", "http://127.0.0.1:8259", "--plot", "x.png")
+    result = cli("bench", f"http://127.0.0.1:{free_port()}", "--plot", "x.png")
     assert result.exit_code == 2 and "servectl[plot]" in result.stderr
 
 
@@ -141,9 +142,9 @@ def test_host_facts_name_no_host():
     assert socket.gethostname() not in json.dumps(facts)
 
 
-def test_unreachable_server_is_bad_input_and_writes_nothing(cli, tmp_path):
-    out = tmp_path / "r.json"
-    result = cli("bench", "http://127.0.0.1:8259", "-o", str(out))
+def test_unreachable_server_is_bad_input_and_writes_nothing(cli, tmp_path, vllm_python):
+    out = tmp_path / "r.json"  # bench finds the vLLM environment (its `vllm bench serve`) before the server
+    result = cli("bench", f"http://127.0.0.1:{free_port()}", "-o", str(out))
     assert result.exit_code == 2 and "cannot reach" in result.stderr and "Traceback" not in result.output
     assert not out.exists() and not list(tmp_path.iterdir())
 

@@ -22,10 +22,9 @@ def snapshot(venv: Path) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def default_cpu_venv() -> Path:
+def default_cpu_venv(vllm_python) -> Path:
     venv = default_venv()
-    if not (venv / "bin" / "python").exists():
-        pytest.skip(f"no CPU vLLM environment at {venv}: scripts/test runs `servectl bootstrap --cpu` first")
+    assert (venv / "bin" / "python").exists(), f"no CPU vLLM environment at {venv}: scripts/test runs `servectl bootstrap --cpu` first"
     return venv
 
 

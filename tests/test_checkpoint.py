@@ -7,7 +7,6 @@ import pytest
 
 from servectl.plan.checkpoint import weight_bytes
 from servectl.errors import UserError
-from servectl.vllmenv.tinymodel import ensure_tiny_model
 
 
 def write_safetensors(path, tensors):
@@ -21,8 +20,8 @@ def write_safetensors(path, tensors):
     path.write_bytes(struct.pack("<Q", len(head)) + head + b"".join(blobs))
 
 
-def test_tiny_checkpoint_weights_equal_its_tensor_data():
-    model = ensure_tiny_model("scripted")
+def test_tiny_checkpoint_weights_equal_its_tensor_data(tiny_model):
+    model = tiny_model
     loaded, skipped = weight_bytes(model)
     raw = (model / "model.safetensors").read_bytes()
     (header_len,) = struct.unpack("<Q", raw[:8])

@@ -30,12 +30,9 @@ def test_rules_are_data_with_sources_versions_and_how_tested():
         assert not r.versions or r.source_text, f"{r.id}: versions checked need the source text that was looked for"
 
 
-def test_rule_messages_are_in_the_installed_vllm_source():
+def test_rule_messages_are_in_the_installed_vllm_source(vllm_python):
     """Each rule that names vLLM 0.32.0 among its checked versions: its message text is in that release's source."""
-    from servectl.vllmenv.location import find_vllm_python  # the shared vLLM CPU environment (real source files)
-
-    python = find_vllm_python()
-    pkg = next(python.parent.parent.glob("lib/python3*/site-packages/vllm"))
+    pkg = next(vllm_python.parent.parent.glob("lib/python3*/site-packages/vllm"))
     source = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in pkg.rglob("*.py"))
     missing = [r.id for r in load_rules() if "0.32.0" in r.versions and r.source_text not in source]
     assert not missing

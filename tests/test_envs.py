@@ -16,7 +16,7 @@ from servectl.vllmenv.location import default_venv, find_environment, why_not
 
 
 @pytest.fixture(scope="module")
-def real_cpu_env() -> Path:
+def real_cpu_env(vllm_python) -> Path:
     venv = default_venv()
     assert (venv / "bin" / "python").exists(), "scripts/test runs `servectl bootstrap --cpu` first"
     return venv

@@ -79,7 +79,7 @@ def test_first_up_names_the_bootstrap_command_and_its_dry_run_is_right(cli, fres
     assert not (fresh / "data" / "servectl").exists()  # a dry run makes nothing
 
 
-def test_the_environment_bootstrap_makes_is_the_one_up_finds(cli, monkeypatch):
+def test_the_environment_bootstrap_makes_is_the_one_up_finds(cli, monkeypatch, vllm_python):
     """On this machine (no GPU, the suite's real CPU environment): `up tiny-cpu` finds what `bootstrap` made."""
     from servectl.catalog.load import load_catalog
     from servectl.vllmenv.location import default_venv, find_vllm_python

@@ -115,13 +115,13 @@ def test_mtp_with_pipeline_parallelism_is_refused_however_the_layout_is_reached(
     assert "forced past guard speculative-pipeline-parallel" in forced.stderr
 
 
-def test_plan_render_and_up_refuse_with_the_same_line_and_the_same_force_rule(cli, tmp_path, monkeypatch):
+def test_plan_render_and_up_refuse_with_the_same_line_and_the_same_force_rule(cli, tmp_path, monkeypatch, vllm_python):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     tiny = ["tiny-cpu", "--gpu", "cpu", "--speculative", "mtp"]
     pp = ["--", "--pipeline-parallel-size", "2"]
     plan = cli("plan", *tiny, *pp)
     render = cli("render", *tiny, *pp)
-    up = cli("up", *tiny, "--port", "1", "--no-check", *pp)
+    up = cli("up", *tiny, "--port", "1", "--no-check", *pp)  # `up` finds the vLLM environment first (vllm_python)
     assert plan.exit_code == render.exit_code == up.exit_code == 2
     assert _error_line(plan) == _error_line(render) == _error_line(up)
     assert "needs 2 GPUs but profile cpu has 1" in _error_line(plan)  # the table's first row that trips

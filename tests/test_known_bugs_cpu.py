@@ -47,15 +47,8 @@ def release_tree(version: str, rels: list[str], into: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    from servectl.vllmenv.location import find_vllm_python
-    from servectl.vllmenv.tinymodel import ensure_tiny_model
-
-    try:
-        python = find_vllm_python()
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"the vLLM CPU environment is needed (scripts/test sets it up): {exc}")
-    tokenizer = ensure_tiny_model("scripted")
+def results(tmp_path_factory, vllm_python, tiny_model):
+    python, tokenizer = vllm_python, tiny_model
     args = []
     for scenario, (pid, version, extra) in SCENARIOS.items():
         patch = patches.pick([pid])[0]

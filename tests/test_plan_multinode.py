@@ -8,16 +8,15 @@ import subprocess
 import pytest
 
 from servectl.plan import multinode
-from servectl.vllmenv.location import find_vllm_python
 
 CASES = [(40, 2), (40, 3), (41, 4), (4, 2), (7, 3), (48, 5), (40, 1)]
 
 
-def test_layers_per_stage_are_vllms_get_pp_indices():
+def test_layers_per_stage_are_vllms_get_pp_indices(vllm_python):
     """The split is the real vLLM function's, run in the vLLM environment (vllm/distributed/utils.py)."""
     code = ("import json; from vllm.distributed.utils import get_pp_indices as f; "
             f"print(json.dumps([[f(n, r, pp) for r in range(pp)] for n, pp in {CASES!r}]))")
-    out = subprocess.run([str(find_vllm_python()), "-c", code], capture_output=True, text=True, timeout=300,
+    out = subprocess.run([str(vllm_python), "-c", code], capture_output=True, text=True, timeout=300,
                          env={"VLLM_TARGET_DEVICE": "cpu", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     real = json.loads(out.stdout.strip().splitlines()[-1])

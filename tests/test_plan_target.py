@@ -64,6 +64,11 @@ def test_target_for_follows_the_runtime(catalog):
     assert (gpu.version, gpu.python) == ("0.18.0", None) and "vllm/vllm-openai:v0.18.0-cu130" in gpu.version_reason
     cpu = target_for(catalog.gpu("cpu"), runtime="docker")
     assert cpu.version == "0.32.0" and cpu.host.source == "/proc/cpuinfo flags"
+
+
+def test_target_for_a_local_cpu_plan_is_the_bootstrapped_build(catalog, vllm_python):
+    from servectl.plan.service import target_for
+
     # locally the cpu profile runs the bootstrapped CPU build: its installed release and its torch's view of the CPU
     local = target_for(catalog.gpu("cpu"))
     assert local.python is not None and "installed vllm" in local.version_reason and local.version == "0.32.0"

@@ -306,7 +306,7 @@ def test_unified_memory_leaves_os_headroom(cli):
     assert any("unified memory" in n for n in d["notes"])
 
 
-def test_plan_cli_checks_other_flags_with_vllms_parser(cli):
+def test_plan_cli_checks_other_flags_with_vllms_parser(cli, vllm_python):
     # the cpu profile's vLLM is installed here (0.32): its own parser judges the flags the planner does not use
     ok = cli("plan", "tiny-cpu", "--gpu", "cpu", "--json", "--reasoning-parser", "qwen3", "--served-model-name", "t")
     assert ok.exit_code == 0, ok.output

@@ -126,14 +126,7 @@ def test_render_output_dir_writes_conventional_names(cli, tmp_path):
 # --------------------------------------------------------------------------- validation with the real tools
 
 
-@pytest.fixture(scope="module")
-def vllm_python():
-    from servectl.vllmenv.location import find_vllm_python
-
-    try:
-        return find_vllm_python()
-    except Exception as exc:  # the suite's script bootstraps it; say so rather than pass silently
-        pytest.fail(f"vLLM CPU environment missing ({exc}); scripts/test bootstraps it")
+# vllm_python: the real vLLM CPU environment (tests/conftest.py)
 
 
 def test_vllm_parser_accepts_every_golden_argv_and_config_and_rejects_bad_ones(vllm_python, tmp_path, catalog):

@@ -14,7 +14,7 @@ from servectl.vllmenv.location import default_venv
 from servectl.vllmenv.tinymodel import model_dir
 
 
-def test_tiny_compose_mounts_the_generated_model(cli):
+def test_tiny_compose_mounts_the_generated_model(cli, vllm_python):
     result = cli("render", "tiny-cpu", "--gpu", "cpu", "--format", "compose", "--validate")
     assert result.exit_code == 0, result.output
     service = yaml.safe_load(result.stdout)["services"]["vllm"]
@@ -30,7 +30,7 @@ def test_tiny_docker_command_mounts_it_too(cli):
     assert words[words.index(f"{path}:{path}:ro") - 1] == "-v" and path in words[words.index("servectl/vllm-cpu:0.32.0") + 1:]
 
 
-def test_systemd_names_the_bootstrapped_vllm_and_validates(cli, monkeypatch):
+def test_systemd_names_the_bootstrapped_vllm_and_validates(cli, monkeypatch, vllm_python):
     monkeypatch.delenv("SERVECTL_VLLM_PYTHON", raising=False)
     result = cli("render", "tiny-cpu", "--gpu", "cpu", "--format", "systemd", "--validate")
     assert result.exit_code == 0, result.output

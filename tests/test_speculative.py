@@ -19,8 +19,6 @@ from servectl.render import FORMATS
 from servectl.spec import speculative as S
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
-from servectl.vllmenv.location import find_vllm_python
-from servectl.vllmenv.tinymodel import ensure_tiny_model
 from servectl.vllmenv.vllm_parser import vllm_parse
 from test_checkpoint import write_safetensors
 
@@ -87,7 +85,7 @@ def test_every_format_renders_the_speculative_config(cli, fmt):
     assert re.search(r"num_speculative_tokens\W{1,40}2\b", result.stdout)  # JSON, escaped JSON or YAML
 
 
-def test_vllm_parser_accepts_mtp_commands_for_every_profile(catalog):
+def test_vllm_parser_accepts_mtp_commands_for_every_profile(catalog, vllm_python):
     argvs, pairs = [], []
     for recipe in catalog.models.values():
         if recipe.speculative is None:
@@ -99,7 +97,7 @@ def test_vllm_parser_accepts_mtp_commands_for_every_profile(catalog):
                 argvs.append(["--model", spec.model, *spec.vllm_args])
                 pairs.append((recipe.name, gpu, version))
     bad = ["--model", "x", "--speculative-config", '{"method": "mtp", "num_speculative_tokens": 2, "depth": 2}']
-    verdicts = vllm_parse(argvs + [bad], find_vllm_python())
+    verdicts = vllm_parse(argvs + [bad], vllm_python)
     assert dict(zip(pairs, verdicts[:-1])) == {p: None for p in pairs}
     assert "unknown key(s) depth" in verdicts[-1]  # vLLM's SpeculativeConfig fields are really consulted
 
@@ -113,11 +111,14 @@ def test_refused_below_the_minimum_release(catalog):
 
 
 def test_refused_for_a_checkpoint_without_mtp_tensors(cli, tmp_path):
-    write_safetensors(tmp_path / "model.safetensors", {"model.embed_tokens.weight": ("BF16", [64, 64], 64 * 64 * 2)})
-    result = cli("plan", "tiny-cpu", "--gpu", "cpu", "--model-path", str(tmp_path), "--speculative", "mtp")
+    embed = {"model.embed_tokens.weight": ("BF16", [64, 64], 64 * 64 * 2)}
+    (tmp_path / "none").mkdir(), (tmp_path / "head").mkdir()
+    write_safetensors(tmp_path / "none" / "model.safetensors", embed)
+    result = cli("plan", "tiny-cpu", "--gpu", "cpu", "--model-path", str(tmp_path / "none"), "--speculative", "mtp")
     assert result.exit_code == 2
     assert "no mtp.* tensors" in result.output
-    ok = cli("plan", "tiny-cpu", "--gpu", "cpu", "--model-path", str(ensure_tiny_model("scripted")), "--speculative", "mtp", "--json")
+    write_safetensors(tmp_path / "head" / "model.safetensors", {**embed, "mtp.fc.weight": ("BF16", [64, 128], 64 * 128 * 2)})
+    ok = cli("plan", "tiny-cpu", "--gpu", "cpu", "--model-path", str(tmp_path / "head"), "--speculative", "mtp", "--json")
     assert ok.exit_code == 0, ok.output
 
 
@@ -157,8 +158,10 @@ def test_qwen35_mtp_layout(catalog):
     assert (lay.layers_per_group, lay.attn_groups, lay.mamba_groups, lay.mamba_blocks_per_request) == (11, 1, 3, 2)
 
 
-def test_mtp_weights_from_the_architecture_equal_the_checkpoint(catalog):
-    assert P.mtp_weight_bytes(catalog.model("tiny-cpu").architecture) == weight_bytes(ensure_tiny_model("scripted"))[1]
+def test_mtp_weights_from_the_architecture_equal_the_checkpoint(catalog, cli, tiny_model):
+    assert P.mtp_weight_bytes(catalog.model("tiny-cpu").architecture) == weight_bytes(tiny_model)[1]
+    ok = cli("plan", "tiny-cpu", "--gpu", "cpu", "--model-path", str(tiny_model), "--speculative", "mtp", "--json")
+    assert ok.exit_code == 0, ok.output  # the generated checkpoint carries its MTP head
     # Qwen3.5-35B-A3B's BF16 head: ~1.7 GB (the NVIDIA NVFP4 checkpoint's MTP share, reference vllm-memory.md)
     assert 1.6e9 < P.mtp_weight_bytes(catalog.model("qwen3.5-35b-a3b-nvfp4").architecture) < 1.75e9
 

@@ -22,10 +22,10 @@ import psutil
 import pytest
 
 from conftest import free_port
+from waits import START_S, STOP_S, wait_for
 
 from servectl.launch import ownership, state
 from servectl.launch.record import DeploymentRecord
-from servectl.vllmenv.location import find_vllm_python
 
 pytestmark = pytest.mark.slow  # each `servectl up` probes the real vLLM environment (a few seconds)
 SERVECTL = [sys.executable, "-m", "servectl"]
@@ -52,12 +52,12 @@ http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
 
 
 @pytest.fixture()
-def fake_env(tmp_path) -> Path:
+def fake_env(tmp_path, vllm_python) -> Path:
     """VENV/bin/python (the real vLLM environment's interpreter) and VENV/bin/vllm (the stand-in)."""
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)
     python = bin_dir / "python"
-    python.write_text(f'#!/bin/sh\nexec "{find_vllm_python()}" "$@"\n')
+    python.write_text(f'#!/bin/sh\nexec "{vllm_python}" "$@"\n')
     vllm = bin_dir / "vllm"
     vllm.write_text(f"#!{sys.executable}\n{FAKE_VLLM}")
     for exe in (python, vllm):
@@ -77,7 +77,7 @@ def up_argv(fake_env: Path, port: int, *extra: str) -> list[str]:
             "--model-path", str(fake_env.parent.parent.parent / "model"), "--port", str(port), "--no-check", *extra]
 
 
-def sc(env, *args, timeout=120) -> subprocess.CompletedProcess:
+def sc(env, *args, timeout=STOP_S) -> subprocess.CompletedProcess:
     return subprocess.run([*SERVECTL, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -122,15 +122,6 @@ def kill_leftovers() -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def wait_for(pred, timeout=120.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := pred():
-            return value
-        time.sleep(every)
-    return pred()
-
-
 def ready_deployment(env, name="tiny-cpu"):
     return next((d for d in status(env)["deployments"] if d["name"] == name and d["ready"]), None)
 
@@ -138,15 +129,15 @@ def ready_deployment(env, name="tiny-cpu"):
 def test_sigkill_of_a_foreground_up_leaves_no_process(env, fake_env):
     proc = subprocess.Popen(up_argv(fake_env, free_port()), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        dep = wait_for(lambda: ready_deployment(env), timeout=180, every=0.5)
+        dep = wait_for(lambda: ready_deployment(env), timeout=START_S, every=0.5)
         assert dep, proc.stderr.read() if proc.poll() is not None else "never ready"
         pgid = dep["pid"]
-        assert wait_for(lambda: len(group_and_tree(pgid)) >= 2, timeout=60)  # server + its "EngineCore"
+        assert wait_for(lambda: len(group_and_tree(pgid)) >= 2)  # server + its "EngineCore"
         pids = group_and_tree(pgid)
         proc.kill()  # SIGKILL: no handler, no finally in servectl runs
-        proc.wait(timeout=30)
+        proc.wait(timeout=STOP_S)
         # Nobody else touches the group: the watchdog alone must stop it.
-        assert wait_for(lambda: not live(pids), timeout=60), f"left running: {live(pids)}"
+        assert wait_for(lambda: not live(pids)), f"left running: {live(pids)}"
         data = status(env)
         assert data["deployments"] == [] and [d["name"] for d in data["cleaned"]] == ["tiny-cpu"]
     finally:
@@ -156,7 +147,8 @@ def test_sigkill_of_a_foreground_up_leaves_no_process(env, fake_env):
 
 
 def test_record_exists_before_the_server_and_goes_with_a_failed_start(env, fake_env):
-    res = subprocess.run(up_argv(fake_env, free_port()), env={**env, "FAKE_VLLM_EXIT": "3"}, capture_output=True, text=True, timeout=240)
+    res = subprocess.run(up_argv(fake_env, free_port()), env={**env, "FAKE_VLLM_EXIT": "3"}, capture_output=True, text=True,
+                         timeout=START_S)
     assert res.returncode == 1 and "vLLM exited during start-up" in res.stderr, res.stderr
     (log,) = state.logs_dir().glob("tiny-cpu-*.log")
     assert "record present at start: True" in log.read_text()
@@ -169,20 +161,20 @@ def test_two_ups_of_one_name_at_once_start_one_server(env, fake_env):
     argv = [up_argv(fake_env, port, "--name", "twin") for port in ports]
     procs = [subprocess.Popen(a, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in argv]
     try:
-        loser = wait_for(lambda: next((p for p in procs if p.poll() is not None), None), timeout=180, every=0.2)
+        loser = wait_for(lambda: next((p for p in procs if p.poll() is not None), None), timeout=START_S)
         assert loser is not None, "neither up refused the name"
         err = loser.stderr.read()
         assert loser.returncode == 2 and "deployment 'twin' is already running" in err, err
         assert "Traceback" not in err
         winner = next(p for p in procs if p is not loser)
-        dep = wait_for(lambda: ready_deployment(env, "twin"), timeout=180, every=0.5)
+        dep = wait_for(lambda: ready_deployment(env, "twin"), timeout=START_S, every=0.5)
         assert dep and winner.poll() is None
         assert dep["port"] == (ports[0] if winner is procs[0] else ports[1])
         assert [d["name"] for d in status(env)["deployments"]] == ["twin"]
         pids = group_and_tree(dep["pid"])
         winner.send_signal(signal.SIGINT)
-        assert winner.wait(timeout=60) == 130
-        assert wait_for(lambda: not live(pids), timeout=30) and status(env) == {"deployments": [], "cleaned": []}
+        assert winner.wait(timeout=STOP_S) == 130
+        assert wait_for(lambda: not live(pids)) and status(env) == {"deployments": [], "cleaned": []}
     finally:
         for p in procs:
             if p.poll() is None:
@@ -212,9 +204,9 @@ def test_claim_is_exclusive_among_processes_released_together(tmp_path, env):
     procs = [ctx.Process(target=_claim_at_once, args=(barrier, results, str(tmp_path / "state"), i)) for i in range(n)]
     for p in procs:
         p.start()
-    outcomes = dict(results.get(timeout=120) for _ in range(n))
+    outcomes = dict(results.get(timeout=STOP_S) for _ in range(n))
     for p in procs:
-        p.join(timeout=60)
+        p.join(timeout=STOP_S)
     winners = [i for i, out in outcomes.items() if out == "claimed"]
     assert len(winners) == 1, outcomes
     assert all("UserError: deployment 'same' is already running" in out for i, out in outcomes.items() if i != winners[0])
@@ -224,11 +216,11 @@ def test_claim_is_exclusive_among_processes_released_together(tmp_path, env):
 @pytest.mark.parametrize("damage", ["garbage", "truncated-no-side-file"])
 def test_damaged_record_down_stops_only_what_it_can_prove(env, fake_env, damage):
     res = subprocess.run(up_argv(fake_env, free_port(), "--detach", "--json"), env=env, capture_output=True, text=True,
-                         timeout=240)
+                         timeout=START_S)
     assert res.returncode == 0, res.stderr
     pgid = json.loads(res.stdout)["pid"]
     try:
-        assert wait_for(lambda: len(group_and_tree(pgid)) >= 2, timeout=60)  # outlived the detached up
+        assert wait_for(lambda: len(group_and_tree(pgid)) >= 2)  # outlived the detached up
         pids = group_and_tree(pgid)
         record = state.deployments_dir() / "tiny-cpu.json"
         if damage == "garbage":  # the side file (pid, create time, marker) still proves the processes
@@ -245,7 +237,7 @@ def test_damaged_record_down_stops_only_what_it_can_prove(env, fake_env, damage)
         down = sc(env, "down", "tiny-cpu")
         if damage == "garbage":
             assert down.returncode == 0, down.stderr
-            assert wait_for(lambda: not live(pids), timeout=60), f"left running: {live(pids)}"
+            assert wait_for(lambda: not live(pids)), f"left running: {live(pids)}"
         else:
             assert down.returncode == 1 and "signalled nothing" in down.stderr, down.stderr
             time.sleep(1)

@@ -13,7 +13,6 @@ import pytest
 from servectl.vllmenv import tinymodel
 from servectl.errors import CheckFailed, UserError
 from servectl.vllmenv.tinymodel import ensure_tiny_model
-from servectl.vllmenv.location import find_vllm_python
 
 # Greedy decoding with transformers in the vLLM environment, for each branch of the chat template.
 PROBE = r"""
@@ -45,14 +44,14 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
+def generated(tmp_path_factory, vllm_python):
     root = tmp_path_factory.mktemp("models")
     return root, ensure_tiny_model("scripted", root=root)
 
 
 @pytest.fixture(scope="module")
-def decoded(generated):
-    proc = subprocess.run([str(find_vllm_python()), "-c", PROBE, str(generated[1])],
+def decoded(generated, vllm_python):
+    proc = subprocess.run([str(vllm_python), "-c", PROBE, str(generated[1])],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -121,8 +120,8 @@ def test_tools_branch_writes_a_hermes_call_and_a_summary_after_the_result(decode
     assert after["completion"] == "The weather tool reports sunny skies in Paris today.<|im_end|>"
 
 
-def test_same_seed_same_weights(generated):
-    again = ensure_tiny_model("scripted")  # the user-cache copy the live tests serve, generated separately
+def test_same_seed_same_weights(generated, tiny_model):
+    again = tiny_model  # the user-cache copy the live tests serve, generated separately
 
     def digest(p: Path) -> str:
         return hashlib.sha256((p / "model.safetensors").read_bytes()).hexdigest()

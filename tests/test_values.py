@@ -9,7 +9,6 @@ import socket
 
 import pytest
 
-from servectl.vllmenv.location import find_vllm_python
 
 
 def refused(result, flag: str) -> str:
@@ -72,7 +71,7 @@ def test_the_proxy_refuses_itself_and_a_taken_port_in_one_line(cli_any):
     assert own.exit_code == 2 and "this proxy's own address" in own.stderr
 
 
-def test_up_force_reaches_the_guards_render_force_does(cli_any, tmp_path, monkeypatch):
+def test_up_force_reaches_the_guards_render_force_does(cli_any, tmp_path, monkeypatch, vllm_python):
     """A forceable guard (FP8 KV cache on a hybrid recipe) stops `up` as it stops `render`; --force gets both past
     it (`up` then goes on to its next step, here the port check)."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -80,7 +79,7 @@ def test_up_force_reaches_the_guards_render_force_does(cli_any, tmp_path, monkey
     base = ["qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090"]
     assert guard in refused(cli_any("render", *base, "--", "--kv-cache-dtype", "fp8"), "--kv-cache-dtype")
     assert cli_any("render", *base, "--force", "--", "--kv-cache-dtype", "fp8").exit_code == 0
-    python = str(find_vllm_python())
+    python = str(vllm_python)
     with socket.socket() as taken:  # `up` past the guards meets the port check next: nothing starts
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)

@@ -87,13 +87,12 @@ def test_abbreviations_are_read_as_vllms_argparse_reads_them():
         va.parse_args(["--api", "k"])
 
 
-def test_bundled_table_is_what_the_vllm_environment_reports(tmp_path, monkeypatch):
+def test_bundled_table_is_what_the_vllm_environment_reports(tmp_path, monkeypatch, vllm_python):
     """The shipped table is vLLM's own parser output: the real CPU environment gives the same options."""
-    from servectl.vllmenv.location import find_vllm_python
     from servectl.vllmenv.vllm_parser import serve_options
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    live = serve_options(find_vllm_python())
+    live = serve_options(vllm_python)
     bundled = va.bundled_options()
     assert live.vllm == bundled.vllm
     assert live.options == bundled.options

@@ -45,10 +45,8 @@ def test_a_bad_value_is_one_line_exit_2(cli):
     assert "--tensor-parallel-size expects an integer, got 'two'" in result.stderr
 
 
-def test_the_target_vllm_refuses_unknown_flags_with_did_you_mean(cli, tmp_path, monkeypatch):
-    from servectl.vllmenv.location import find_vllm_python
-
+def test_the_target_vllm_refuses_unknown_flags_with_did_you_mean(cli, tmp_path, monkeypatch, vllm_python):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    result = cli("render", MODEL, "--gpu", GPU, "--python", str(find_vllm_python()), "--", "--max-num-seqz", "64")
+    result = cli("render", MODEL, "--gpu", GPU, "--python", str(vllm_python), "--", "--max-num-seqz", "64")
     assert result.exit_code == 2
     assert "has no option --max-num-seqz (did you mean --max-num-seqs" in result.stderr
