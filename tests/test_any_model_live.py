@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
+from waits import START_S, STOP_S
 from hubfixtures import HubServer
 from servectl.vllmenv.location import find_vllm_python
 
@@ -36,7 +37,7 @@ def env(tmp_path):
     return e
 
 
-def sc(env, *args, timeout=900):
+def sc(env, *args, timeout=START_S):
     return subprocess.run([*SERVECTL, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -68,7 +69,7 @@ def test_up_directory_then_check(env, tiny_dir):
         result = json.loads(out.read_text())
         assert result["recipe"] == tiny_dir.name.lower() and result["results"][0]["completed"] == 2
     finally:
-        sc(env, "down", up["name"], timeout=120)
+        sc(env, "down", up["name"], timeout=STOP_S)
 
 
 def test_up_repo_pulls_first_then_serves_from_the_cache(env, tiny_dir):
@@ -93,11 +94,11 @@ def test_up_repo_pulls_first_then_serves_from_the_cache(env, tiny_dir):
             assert not [r for r in hub.requests if r[1].endswith("pytorch_model.bin") and r[0] == "GET"]
             # vLLM itself (through transformers) never asked the Hub: it started offline from the pulled cache
             assert not [a for a in hub.agents if "transformers" in a or "vllm" in a.lower()], hub.agents
-            status = json.loads(sc(env, "status", "--json", timeout=60).stdout)
+            status = json.loads(sc(env, "status", "--json", timeout=STOP_S).stdout)
             dep = next(d for d in status["deployments"] if d["name"] == up["name"])
             assert dep["model"] == repo and dep["recipe"] == "tiny-thinker"
         finally:
-            sc(env, "down", up["name"], timeout=120)
+            sc(env, "down", up["name"], timeout=STOP_S)
 
 
 @pytest.mark.parametrize("family,parsers", [
@@ -120,4 +121,4 @@ def test_up_family_checkpoint_then_check(env, family, parsers):
         assert got["reasoning"] == ("pass" if parsers["reasoning"] else "skipped")
         assert up["kv_cache_tokens_reported"] == up["kv_cache_tokens_predicted"]
     finally:
-        sc(env, "down", up["name"], timeout=120)
+        sc(env, "down", up["name"], timeout=STOP_S)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+from waits import START_S
 from servectl.verify.diagnose import log_lines
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -105,7 +106,7 @@ def starts(tmp_path_factory):
                 "--host", "127.0.0.1", "--port", str(p)]
         argv = ["serve", model, *_without(base, flags), *flags]
         log = root / f"{name}.log"
-        cases.append({"name": name, "argv": argv, "env": {**env, **extra_env}, "log": str(log), "timeout": 420})
+        cases.append({"name": name, "argv": argv, "env": {**env, **extra_env}, "log": str(log), "timeout": START_S})
         meta[name] = {"log": log, "port": p, "argv": argv}
     try:
         res = subprocess.run([str(python), str(HERE / "vllm_failing_starts.py")], input=json.dumps(cases),

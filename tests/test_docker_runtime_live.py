@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from conftest import free_port
+from waits import START_S, STOP_S
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +42,10 @@ def engine():
     assert proc.stdout.strip() == CPU_IMAGE
     yield
     if not was_running:
-        subprocess.run([str(ROOT / "scripts" / "docker-cpu-image"), "--stop"], capture_output=True, timeout=120)
+        subprocess.run([str(ROOT / "scripts" / "docker-cpu-image"), "--stop"], capture_output=True, timeout=STOP_S)
 
 
-def sc(env, *args, timeout=900):
+def sc(env, *args, timeout=START_S):
     return subprocess.run([sys.executable, "-m", "servectl", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -101,7 +102,7 @@ def registry(tmp_path):
     proc = subprocess.Popen([exe, "serve", str(tmp_path / "registry.yml")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STOP_S
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
@@ -111,7 +112,7 @@ def registry(tmp_path):
         yield f"127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.wait(timeout=STOP_S)
 
 
 def test_a_missing_image_is_pulled_with_progress(engine, registry, tmp_path):
@@ -159,13 +160,13 @@ def test_rendered_compose_runs_the_proxy_image_in_front_of_the_cpu_server(engine
     assert res.returncode == 0, res.stderr[-3000:]
     compose = [compose_binary(), "-f", str(out / "docker-compose.yaml"), "-p", name]
     try:
-        up = subprocess.run([*compose, "up", "-d"], capture_output=True, text=True, timeout=900)  # waits for vllm healthy
+        up = subprocess.run([*compose, "up", "-d"], capture_output=True, text=True, timeout=START_S)  # waits for vllm healthy
         assert up.returncode == 0, up.stderr[-3000:]
         base = f"http://127.0.0.1:{proxy_port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + START_S
         while True:
             try:
-                models = httpx.get(f"{base}/v1/models", timeout=10)
+                models = httpx.get(f"{base}/v1/models", timeout=60)
                 if models.status_code == 200:
                     break
             except httpx.TransportError:
@@ -174,7 +175,7 @@ def test_rendered_compose_runs_the_proxy_image_in_front_of_the_cpu_server(engine
             time.sleep(1)
         ids = {m["id"] for m in models.json()["data"]}
         assert {"tiny-cpu", "tiny-cpu-instruct-general"} <= ids, ids
-        chat = httpx.post(f"{base}/v1/chat/completions", timeout=120, json={
+        chat = httpx.post(f"{base}/v1/chat/completions", timeout=STOP_S, json={
             "model": "tiny-cpu-instruct-general", "max_tokens": 8, "messages": [{"role": "user", "content": "Who are you?"}]})
         assert chat.status_code == 200, chat.text
         assert chat.json()["choices"][0]["message"]["content"] is not None

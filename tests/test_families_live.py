@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from waits import START_S
 from servectl.catalog.load import load_catalog
 from servectl.plan import planner, service
 from servectl.plan.vllm_log import parse_text
@@ -65,7 +66,7 @@ def starts(tmp_path_factory):
     dirs = ensure_tiny_models(sorted({f"family:{f}" for f, _ in CASES.values()}))
     root = tmp_path_factory.mktemp("family-starts")
     cases = [{"name": name, "argv": ["--model", str(dirs[f"family:{fam}"]), *_flags(name)], "env": {},
-              "log": str(root / f"{name}.log"), "timeout": 420, "generate": True}
+              "log": str(root / f"{name}.log"), "timeout": START_S, "generate": True}
              for name, (fam, _) in CASES.items()]
     env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     res = subprocess.run([str(python), str(HERE / "vllm_kv_starts.py")], input=json.dumps(cases), capture_output=True,

@@ -20,6 +20,7 @@ import yaml
 
 import conftest
 from conftest import VllmServer, free_port
+from waits import STOP_S
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def _tool(name: str) -> str:
 
 def _chat(url: str, n: int = 2) -> None:
     for _ in range(n):
-        r = httpx.post(url + "/v1/chat/completions", timeout=60, json={
+        r = httpx.post(url + "/v1/chat/completions", timeout=STOP_S, json={
             "model": "tiny-cpu", "messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 24})
         assert r.status_code == 200, r.text
 
@@ -46,10 +47,10 @@ def _rendered_scrape_config(tmp_path: Path) -> dict:
 
     stack = tmp_path / "docker-compose.yaml"
     proc = subprocess.run([SERVECTL, "render", "tiny-cpu", "--gpu", "cpu", "--format", "compose", "--with-monitoring",
-                           "-o", str(tmp_path)], capture_output=True, text=True, timeout=120)
+                           "-o", str(tmp_path)], capture_output=True, text=True, timeout=STOP_S)
     assert proc.returncode == 0, proc.stderr
     resolved = subprocess.run([compose_binary(), "-f", str(stack), "config", "--format", "json"], capture_output=True,
-                              text=True, timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+                              text=True, timeout=STOP_S, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
     assert resolved.returncode == 0, resolved.stderr
     return yaml.safe_load(json.loads(resolved.stdout)["configs"]["prometheus"]["content"])
 
@@ -69,7 +70,7 @@ def test_prometheus_scrapes_vllm_with_the_rendered_configuration(tiny_server, tm
         api = f"http://127.0.0.1:{port}/api/v1"
         _chat(tiny_server.url)
         before = None
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + STOP_S
         while time.monotonic() < deadline:
             assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
             try:
@@ -87,19 +88,19 @@ def test_prometheus_scrapes_vllm_with_the_rendered_configuration(tiny_server, tm
         # a request later, the next scrape shows it
         first = float(before["value"][1])
         _chat(tiny_server.url)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STOP_S
         while time.monotonic() < deadline:
-            now = httpx.get(api + "/query", params={"query": "vllm:generation_tokens_total"}, timeout=5).json()["data"]["result"]
+            now = httpx.get(api + "/query", params={"query": "vllm:generation_tokens_total"}, timeout=60).json()["data"]["result"]
             if now and float(now[0]["value"][1]) > first:
                 break
             time.sleep(1)
         else:
             pytest.fail("the counter never grew in Prometheus")
-        targets = httpx.get(api + "/targets", timeout=5).json()["data"]["activeTargets"]
+        targets = httpx.get(api + "/targets", timeout=60).json()["data"]["activeTargets"]
         assert [t["health"] for t in targets if t["labels"]["job"] == "vllm"] == ["up"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.wait(timeout=STOP_S)
         log.close()
 
 
@@ -114,14 +115,14 @@ class Tmux:
         self.run("set-option", "-t", "top", "remain-on-exit", "on")
 
     def run(self, *args: str) -> str:
-        proc = subprocess.run([self.tmux, "-S", self.socket, *args], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run([self.tmux, "-S", self.socket, *args], capture_output=True, text=True, timeout=STOP_S)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "top")
 
-    def wait_for(self, predicate, timeout: float = 90) -> str:
+    def wait_for(self, predicate, timeout: float = STOP_S) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.screen()
@@ -134,7 +135,7 @@ class Tmux:
         return self.run("display-message", "-p", "-t", "top", fmt).strip()
 
     def kill(self) -> None:
-        subprocess.run([self.tmux, "-S", self.socket, "kill-server"], capture_output=True, timeout=30)
+        subprocess.run([self.tmux, "-S", self.socket, "kill-server"], capture_output=True, timeout=STOP_S)
 
 
 def _row(screen: str, needle: str) -> str:
@@ -180,7 +181,7 @@ def test_top_in_a_terminal_follows_a_live_server_and_one_stopped_midway(tiny_ser
         other.wait_ready()
         term.wait_for(lambda s: " restarted " in _row(s, b_name) or " up " in _row(s, b_name))
         term.run("send-keys", "-t", "top", "q")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STOP_S
         while term.pane("#{pane_dead}") != "1" and time.monotonic() < deadline:
             time.sleep(0.3)
         assert term.pane("#{pane_dead}") == "1" and term.pane("#{pane_dead_status}") == "0"
@@ -193,12 +194,12 @@ def test_top_in_a_terminal_follows_a_live_server_and_one_stopped_midway(tiny_ser
 def test_top_once_json_against_the_live_server(tiny_server, tmp_path):
     _chat(tiny_server.url, 1)
     proc = subprocess.run([SERVECTL, "top", tiny_server.url, "--once", "--json", "--interval", "1"], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+                          text=True, timeout=STOP_S, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     snap = json.loads(proc.stdout)
     (row,) = snap["servers"]
     assert row["state"] == "up" and row["model"] == "tiny-cpu" and row["generation_tokens_total"] > 0
     assert row["metric_names"]["kv_cache_usage"] == "vllm:kv_cache_usage_perc" and row["ttft_s"]["count"] >= 0
     gone = subprocess.run([SERVECTL, "top", f"http://127.0.0.1:{free_port()}", "--once", "--json", "--interval", "0.2"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+                          capture_output=True, text=True, timeout=STOP_S, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
     assert gone.returncode == 1 and json.loads(gone.stdout)["servers"][0]["state"] == "down"

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from conftest import VllmServer, free_port
+from waits import START_S, STOP_S, wait_for
 from servectl.catalog.presets import select_presets
 from servectl.proxy.app import ProxyThread
 
@@ -27,10 +28,8 @@ MESSAGES = [{"role": "user", "content": "Who are you?"}]
 
 
 @pytest.fixture(scope="module")
-def vllm():
-    from servectl.vllmenv.tinymodel import ensure_tiny_model
-
-    server = VllmServer(ensure_tiny_model("scripted"), port=VLLM_PORT, extra=("--enable-log-requests",))
+def vllm(tiny_model):
+    server = VllmServer(tiny_model, port=VLLM_PORT, extra=("--enable-log-requests",))
     try:
         yield server.wait_ready()
     finally:
@@ -51,7 +50,7 @@ def client(proxy):
 
 def logged_sampling(vllm, since: int, request_id: str | None = None) -> dict[str, str]:
     """key=value pairs of the SamplingParams(...) vLLM logged after byte offset `since`."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + STOP_S
     while time.monotonic() < deadline:
         text = Path(vllm.log_path).read_bytes()[since:].decode(errors="replace")
         lines = [ln for ln in text.splitlines() if "SamplingParams(" in ln and (request_id is None or request_id in ln)]
@@ -166,18 +165,20 @@ def test_client_disconnect_mid_stream_aborts_upstream(vllm, proxy):
     for p in engine:
         p.suspend()
     try:
-        with httpx.stream("POST", proxy.url + "/v1/chat/completions", json=body, timeout=60) as r:
+        with httpx.stream("POST", proxy.url + "/v1/chat/completions", json=body, timeout=STOP_S) as r:
             assert r.status_code == 200
             # vLLM's API server has the request (it logs it) and the engine cannot have run it
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + STOP_S
             while time.monotonic() < deadline and "Received request" not in log_text(vllm, since):
                 time.sleep(0.1)
             assert "Received request" in log_text(vllm, since)
-        time.sleep(1)  # the client is gone: give the proxy and vLLM's API server a moment to notice
+        # the client is gone: the proxy drops its upstream stream and vLLM's API server aborts the request, which
+        # it logs without the engine (a fixed pause here raced both on a busy machine)
+        wait_for(lambda: re.search(r"abort", log_text(vllm, since), re.I))
     finally:
         for p in engine:
             p.resume()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + STOP_S
     while time.monotonic() < deadline and not re.search(r"abort", log_text(vllm, since), re.I):
         time.sleep(0.1)
     assert re.search(r"abort", log_text(vllm, since), re.I), log_text(vllm, since)[-2000:]
@@ -190,22 +191,20 @@ def log_text(vllm, since: int) -> str:
     return Path(vllm.log_path).read_bytes()[since:].decode(errors="replace")
 
 
-def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path):
+def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path, tiny_model):
     """`servectl up tiny-cpu --proxy`: the proxy comes up beside the server; Ctrl-C ends both."""
     import os
     import signal
     import subprocess
     import sys
 
-    from servectl.vllmenv.tinymodel import ensure_tiny_model
-
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     port, proxy_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--model-path", str(ensure_tiny_model("scripted")),
+    proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--model-path", str(tiny_model),
                              "--port", str(port), "--proxy", "--proxy-port", str(proxy_port), "--no-check"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + START_S
         ids: list[str] = []
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -220,7 +219,7 @@ def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path):
                                               extra_body={"top_k": 1})
         assert resp.model == "tiny-cpu" and "tiny test model" in (resp.choices[0].message.content or "")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
+        _, err = proc.communicate(timeout=STOP_S)
         assert proc.returncode == 130, err[-2000:]
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{proxy_port}/v1/models", timeout=2)
@@ -230,7 +229,7 @@ def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path):
         if proc.poll() is None:  # a failed assertion: stop it the clean way, so vLLM goes too
             proc.send_signal(signal.SIGINT)
             try:
-                proc.communicate(timeout=90)
+                proc.communicate(timeout=STOP_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.communicate(timeout=30)
+                proc.communicate(timeout=STOP_S)

@@ -22,6 +22,7 @@ from servectl.verify import acceptance
 from servectl.verify.health import run_checks
 from servectl.vllmenv.tinymodel import ensure_tiny_model
 from conftest import free_port
+from waits import START_S, STOP_S
 
 pytestmark = [pytest.mark.server]
 DEPTH = 2
@@ -36,7 +37,7 @@ class Server:
 
 def spec_counters(url: str) -> dict[str, float]:
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=60).text):
         if family.name.startswith("vllm:spec_decode_num_"):
             for sample in family.samples:
                 if sample.name.endswith("_total") and "position" not in sample.labels:
@@ -47,7 +48,7 @@ def spec_counters(url: str) -> dict[str, float]:
 def chat(url: str, **extra) -> dict:
     body = {"model": "tiny-cpu", "messages": [{"role": "user", "content": "Who are you?"}],
             "max_tokens": 48, "temperature": 0, **extra}
-    reply = httpx.post(url + "/v1/chat/completions", json=body, timeout=120)
+    reply = httpx.post(url + "/v1/chat/completions", json=body, timeout=STOP_S)
     assert reply.status_code == 200, reply.text
     return reply.json()
 
@@ -59,13 +60,13 @@ def speculating(request, tmp_path_factory):
     name = f"mtp-{request.param}"
     res = subprocess.run([*SERVECTL, "up", "tiny-cpu", "--model-path", str(ensure_tiny_model(request.param)),
                           "--port", str(free_port()), "--name", name, "--detach", "--no-check", "--json",
-                          "--speculative", f"mtp:{DEPTH}"], env=env, capture_output=True, text=True, timeout=900)
+                          "--speculative", f"mtp:{DEPTH}"], env=env, capture_output=True, text=True, timeout=START_S)
     assert res.returncode == 0, res.stderr[-3000:]
     up = json.loads(res.stdout)
     try:
         yield request.param, Server(up["endpoint"].removesuffix("/v1"), up)
     finally:
-        subprocess.run([*SERVECTL, "down", name], env=env, capture_output=True, text=True, timeout=120)
+        subprocess.run([*SERVECTL, "down", name], env=env, capture_output=True, text=True, timeout=STOP_S)
 
 
 def test_acceptance_follows_the_head(speculating):

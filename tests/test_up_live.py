@@ -8,24 +8,20 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from conftest import free_port
-from servectl.vllmenv.location import find_vllm_python
+from waits import START_S, STOP_S, wait_for
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 SERVECTL = [sys.executable, "-m", "servectl"]
 
 
 @pytest.fixture(scope="module")
-def model_dir() -> str:
-    from servectl.vllmenv.tinymodel import ensure_tiny_model
-
-    find_vllm_python()  # fails (not skips) without the vLLM CPU environment: scripts/test bootstraps it
-    return str(ensure_tiny_model(variant="scripted"))
+def model_dir(tiny_model) -> str:
+    return str(tiny_model)
 
 
 @pytest.fixture()
@@ -34,12 +30,12 @@ def env(tmp_path):
     return {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
 
 
-def sc(env, *args, timeout=300) -> subprocess.CompletedProcess:
+def sc(env, *args, timeout=START_S) -> subprocess.CompletedProcess:
     return subprocess.run([*SERVECTL, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def status(env) -> dict:
-    res = sc(env, "status", "--json", timeout=60)
+    res = sc(env, "status", "--json", timeout=STOP_S)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 
@@ -55,16 +51,6 @@ def group_alive(pgid: int) -> list[int]:
     return out
 
 
-def wait_for(pred, timeout=120.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    return pred()
-
-
 def foreground_up(env, model_dir: str, port: int) -> subprocess.Popen:
     """`servectl up` in the foreground, as a user runs it; the test stops or kills it."""
     return subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(port), "--no-check"],
@@ -72,7 +58,7 @@ def foreground_up(env, model_dir: str, port: int) -> subprocess.Popen:
 
 
 def ready_deployment(env) -> dict:
-    dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["ready"]), None), timeout=240, every=1)
+    dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["ready"]), None), timeout=START_S, every=1)
     assert dep, "server never became ready"
     return dep
 
@@ -104,13 +90,13 @@ def test_up_detached_check_status_logs_down(env, model_dir):
         (dep,) = status(env)["deployments"]
         assert dep["name"] == "tiny-cpu" and dep["state"] == "running" and dep["pid"] == pgid
         assert dep["rss_bytes"] > 100 * 2**20  # API server + EngineCore + worker
-        logs = sc(env, "logs", "tiny-cpu", timeout=30)
+        logs = sc(env, "logs", "tiny-cpu", timeout=STOP_S)
         assert "Application startup complete" in logs.stdout
 
         again = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--detach")
         assert again.returncode == 2 and "already running" in again.stderr
     finally:
-        down = sc(env, "down", "tiny-cpu", timeout=60)
+        down = sc(env, "down", "tiny-cpu", timeout=STOP_S)
     assert down.returncode == 0, down.stderr
     assert not still_running(pids)
     assert status(env)["deployments"] == []
@@ -122,11 +108,11 @@ def test_kill9_of_a_foreground_server_is_reported(env, model_dir):
         pgid = ready_deployment(env)["pid"]
         os.kill(pgid, signal.SIGKILL)
         # `up` notices at once (it polls the process) and exits 1 with the log tail.
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=STOP_S)
         assert proc.returncode == 1 and "exited while serving" in err
         data = status(env)
         assert data["deployments"] == []
-        assert wait_for(lambda: not group_alive(pgid), timeout=30)  # EngineCore / worker did not linger
+        assert wait_for(lambda: not group_alive(pgid))  # EngineCore / worker did not linger
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -139,9 +125,8 @@ def test_sigkill_of_a_foreground_up_leaves_no_vllm_process(env, model_dir):
         pids = set(group_alive(pgid)) | {c.pid for c in psutil.Process(pgid).children(recursive=True)}
         assert len(pids) >= 2  # API server and EngineCore
         proc.kill()  # no handler runs in servectl: its watchdog alone stops the group
-        proc.wait(timeout=30)
-        assert wait_for(lambda: not still_running(pids),
-                        timeout=120), "vLLM outlived a SIGKILLed `servectl up`"
+        proc.wait(timeout=STOP_S)
+        assert wait_for(lambda: not still_running(pids)), "vLLM outlived a SIGKILLed `servectl up`"
         assert status(env)["deployments"] == []
     finally:
         if proc.poll() is None:
@@ -153,13 +138,13 @@ def test_sigint_to_foreground_up_leaves_no_process(env, model_dir):
     try:
         # Interrupt mid start-up, once vLLM has spawned its engine process.
         # The record exists before the server: wait until it names the process.
-        dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["pid"]), None), timeout=60, every=0.5)
+        dep = wait_for(lambda: next((d for d in status(env)["deployments"] if d["pid"]), None), timeout=START_S, every=0.5)
         assert dep
         pgid = dep["pid"]
-        assert wait_for(lambda: len(group_alive(pgid)) >= 2, timeout=120, every=0.5)
+        assert wait_for(lambda: len(group_alive(pgid)) >= 2, timeout=START_S, every=0.5)
         pids = set(group_alive(pgid)) | {c.pid for c in psutil.Process(pgid).children(recursive=True)}
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
+        proc.communicate(timeout=STOP_S)
         assert proc.returncode == 130
         left = still_running(pids)
         assert left == [] and group_alive(pgid) == []
@@ -171,8 +156,7 @@ def test_sigint_to_foreground_up_leaves_no_process(env, model_dir):
 
 def test_a_start_that_fails_shows_the_log_tail(env, model_dir):
     # argparse accepts any parser name; vLLM fails at start-up (vllm-cpu.md "Real failing starts")
-    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--", "--tool-call-parser", "nosuch",
-             timeout=300)
+    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--", "--tool-call-parser", "nosuch")
     assert res.returncode == 1
     assert "vLLM exited during start-up" in res.stderr
     assert "nosuch" in res.stderr.split("log tail", 1)[1]
@@ -180,7 +164,7 @@ def test_a_start_that_fails_shows_the_log_tail(env, model_dir):
 
 
 def test_a_flag_vllm_does_not_know_is_refused_before_anything_starts(env, model_dir, tmp_path):
-    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--", "--no-such-flag", "3", timeout=120)
+    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--", "--no-such-flag", "3", timeout=STOP_S)
     assert res.returncode == 2
     assert "has no option --no-such-flag" in res.stderr
     assert not (tmp_path / "state" / "servectl" / "logs").exists() and status(env)["deployments"] == []
@@ -191,7 +175,7 @@ def test_port_in_use_refused_before_launch(env, model_dir, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
         s.listen()
-        res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(port), timeout=60)
+        res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(port), timeout=STOP_S)
     assert res.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in res.stderr
     assert not (tmp_path / "state" / "servectl" / "logs").exists()  # nothing was started
 
@@ -201,7 +185,7 @@ def test_failed_start_shows_root_error_and_fix(env, model_dir):
     from servectl.catalog.load import load_catalog
 
     res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--",
-             "--enable-auto-tool-choice", "--tool-call-parser", "nosuch", timeout=180)
+             "--enable-auto-tool-choice", "--tool-call-parser", "nosuch")
     assert res.returncode == 1, res.stderr[-2000:]
     assert "root error (log line" in res.stderr and "KeyError: 'invalid tool call parser: nosuch" in res.stderr
     assert f"fix: --tool-call-parser {load_catalog().model('tiny-cpu').parsers.tool_call}" in res.stderr
@@ -213,7 +197,7 @@ def test_up_with_servectls_own_settings_passes_its_own_full_check(env, model_dir
     be preempted: 64M of KV cache hold 73 requests of 2048 tokens on an AVX-512 BF16 host, 107 on others), and
     its own `check --level full` passes, every gate included."""
     port = free_port()
-    up = sc(env, "up", "tiny-cpu", "--gpu", "cpu", "--port", str(port), "--detach", "--no-check", "--json", timeout=900)
+    up = sc(env, "up", "tiny-cpu", "--gpu", "cpu", "--port", str(port), "--detach", "--no-check", "--json")
     assert up.returncode == 0, up.stderr[-3000:]
     try:
         log = open(json.loads(up.stdout)["log"]).readline()
