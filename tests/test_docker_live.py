@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from conftest import free_port
+from waits import START_S, STOP_S, wait_for
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def engine():
     assert proc.stdout.strip() == IMAGE
     yield
     if not was_running:
-        subprocess.run([str(ROOT / "scripts" / "docker-cpu-image"), "--stop"], capture_output=True, timeout=120)
+        subprocess.run([str(ROOT / "scripts" / "docker-cpu-image"), "--stop"], capture_output=True, timeout=STOP_S)
 
 
 def _has(tool: str) -> bool:
@@ -53,7 +54,7 @@ def env(tmp_path):
     return {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
 
 
-def sc(env, *args, timeout=900):
+def sc(env, *args, timeout=START_S):
     return subprocess.run([sys.executable, "-m", "servectl", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -86,9 +87,9 @@ def test_up_docker_start_check_logs_down_leaves_nothing(engine, env):
         assert data["kv_cache_tokens_reported"] and data["kv_cache_tokens_reported"] > 0
         log = sc(env, "logs", LIVE).stdout
         assert "KV cache size" in log and "Starting vLLM" in log
-        check = sc(env, "check", f"http://127.0.0.1:{port}", "--json", timeout=600)
+        check = sc(env, "check", f"http://127.0.0.1:{port}", "--json")
         assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
-        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=STOP_S).status_code == 200
     finally:
         down = sc(env, "down", LIVE)
     assert down.returncode == 0, down.stderr
@@ -103,7 +104,7 @@ def test_sigkill_of_a_foreground_docker_up_stops_its_container(engine, env):
                              "--name", FOREGROUND, "--port", str(port), "--no-check"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + START_S
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             try:
@@ -114,10 +115,8 @@ def test_sigkill_of_a_foreground_docker_up_stops_its_container(engine, env):
             time.sleep(0.5)
         assert containers(FOREGROUND)
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        while containers(FOREGROUND) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert containers(FOREGROUND) == []
+        proc.wait(timeout=STOP_S)
+        assert wait_for(lambda: containers(FOREGROUND) == [], every=0.5), containers(FOREGROUND)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -125,7 +124,8 @@ def test_sigkill_of_a_foreground_docker_up_stops_its_container(engine, env):
             subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
 
 
-def _image_check(recipe_name: str, image: str, force: bool = False):
+def _image_check(image: str, force: bool = False):
+    """The checks `up --runtime docker` runs on an image, for the tiny recipe's own launch on the cpu profile."""
     from servectl.catalog.load import load_catalog
     from servectl.launch import runners
     from servectl.launch.workflow import image_checks
@@ -133,30 +133,53 @@ def _image_check(recipe_name: str, image: str, force: bool = False):
     from servectl.spec.models import LaunchOptions
 
     cat = load_catalog()
-    profile = cat.gpu("cpu")  # nothing to probe; the recipe only brings its hazards and vLLM range
-    spec = resolve(Request(cat.model("tiny-cpu"), profile, [], options=LaunchOptions(image=image)))
-    image_checks(runners.DockerRunner(), cat.model(recipe_name), profile, spec, force)
+    recipe, profile = cat.model("tiny-cpu"), cat.gpu("cpu")
+    spec = resolve(Request(recipe, profile, [], options=LaunchOptions(image=image)))
+    image_checks(runners.DockerRunner(), recipe, profile, spec, force)
+
+
+def _patches_the_launch_needs(release: str) -> list[str]:
+    """What servectl's known-bug catalog says the tiny recipe's launch needs on `release` (what `patch list` shows)."""
+    from servectl.catalog.load import load_catalog
+    from servectl.spec.known_bug_guards import patches_for_spec
+    from servectl.spec.models import LaunchOptions
+    from servectl.spec.resolve import Request, resolve
+
+    cat = load_catalog()
+    spec = resolve(Request(cat.model("tiny-cpu"), cat.gpu("cpu"), [], options=LaunchOptions(image=IMAGE)))
+    return [p.id for p in patches_for_spec(spec, release)]
+
+
+def _labelled(base: str, tag: str, patches: list[str], tmp_path: Path) -> str:
+    """`base` rebuilt with servectl's patch label naming `patches` (what render --format dockerfile writes)."""
+    (tmp_path / "Dockerfile").write_text(f'FROM {base}\nLABEL io.servectl.patches="{",".join(patches)}"\n')
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(tmp_path)], check=True, capture_output=True, timeout=600)
+    return tag
 
 
 def test_image_checks_refuse_a_missing_image_and_unpatched_known_bugs(engine, tmp_path):
     from servectl.errors import CheckFailed
 
     with pytest.raises(CheckFailed, match="is not on this machine"):
-        _image_check("tiny-cpu", "servectl/no-such-image:1")
-    # the real image tagged as a release with the rope validation bug (patches/: >=0.17.0,<0.19.0)
-    affected = "servectl/vllm-test:v0.17.1"
-    patched = "servectl/vllm-test:v0.17.1-patched"
+        _image_check(f"servectl/no-such-image-{os.getpid()}:1")
+    # The real image tagged as a release whose known bugs the tiny recipe's launch meets (the tiny model is a
+    # hybrid of linear and full attention: the hybrid KV-group bug of 0.17-0.18 among them).
+    needed = _patches_the_launch_needs("0.17.1")
+    assert "hybrid-kv-groups-max-len" in needed, needed
+    assert _patches_the_launch_needs("0.32.0") == []  # the image's own release needs none
+    repo = f"servectl/vllm-test-{os.getpid()}"  # tags of this run only: two suites share one engine
+    affected, partly, patched = f"{repo}:v0.17.1", f"{repo}:v0.17.1-partly", f"{repo}:v0.17.1-patched"
     subprocess.run(["docker", "tag", IMAGE, affected], check=True)
-    (tmp_path / "Dockerfile").write_text(f'FROM {affected}\nLABEL io.servectl.patches="rope-validation-set"\n')
-    subprocess.run(["docker", "build", "-q", "-t", patched, str(tmp_path)], check=True, capture_output=True)
     try:
-        recipe = "qwen3.5-35b-a3b-gptq-8bit"
-        with pytest.raises(CheckFailed, match="rope-validation-set"):
-            _image_check(recipe, affected)
-        # --force, or the patched image, get past the bug check to pre-flight (which refuses GPTQ on the cpu profile)
-        for image, force in ((affected, True), (patched, False)):
-            with pytest.raises(CheckFailed, match="pre-flight: gptq"):
-                _image_check(recipe, image, force=force)
-        _image_check("tiny-cpu", affected)  # a recipe that does not meet the bug passes
+        with pytest.raises(CheckFailed, match="known bugs unpatched for tiny-cpu") as refused:
+            _image_check(affected)
+        assert all(pid in str(refused.value) for pid in needed), (needed, str(refused.value))
+        _labelled(affected, partly, needed[:-1], tmp_path)
+        with pytest.raises(CheckFailed) as refused:
+            _image_check(partly)
+        assert str(refused.value).endswith(f"unpatched for tiny-cpu: {needed[-1]}"), str(refused.value)
+        _image_check(_labelled(affected, patched, needed, tmp_path))  # every patch the launch needs: it passes
+        _image_check(affected, force=True)  # --force runs it anyway (with a warning)
+        _image_check(IMAGE)  # a release without those bugs passes as it is
     finally:
-        subprocess.run(["docker", "rmi", patched, affected], capture_output=True)
+        subprocess.run(["docker", "rmi", patched, partly, affected], capture_output=True)
