@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -128,9 +129,30 @@ KINDS = ["null-create-time", "truncated", "truncated-with-lying-side-file", "pid
          "binary-garbage", "nan-create-time", "pid-of-servectl-itself", "docker-container-not-labelled"]
 
 
+PF_EXITING = 0x4  # include/linux/sched.h: the task is exiting (a fatal signal was delivered)
+
+
+def signalled(pid: int) -> str | None:
+    """What shows that `pid` got a signal, the moment after kill(2) returned to the sender: it is pending (the
+    process's or its thread's mask in /proc/PID/status), being acted on (PF_EXITING in /proc/PID/stat), or done
+    (the process is gone or a zombie). None: nothing was sent. No pause is needed to see it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "gone"
+    pending = {k: v.strip() for k, v in (ln.split(":", 1) for ln in status.splitlines()) if k in ("SigPnd", "ShdPnd")}
+    if any(int(v, 16) for v in pending.values()):
+        return f"a pending signal {pending}"
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3, flags field 9
+    if fields[0] in ("Z", "X") or int(fields[6]) & PF_EXITING:
+        return f"exiting (state {fields[0]})"
+    return None
+
+
 def _survives(proc, pid1_before: float) -> None:
-    time.sleep(0.3)
-    assert proc.poll() is None, f"the foreign process got a signal (exit {proc.returncode})"
+    assert proc.poll() is None and not signalled(proc.pid), \
+        f"the foreign process got a signal ({signalled(proc.pid)}, exit {proc.returncode})"
     assert psutil.Process(1).create_time() == pid1_before
 
 
@@ -160,6 +182,8 @@ def test_a_foreign_process_behind_a_damaged_record_survives_status_and_down(kind
             assert not (state.deployments_dir() / "victim.json").exists()
             if result.exit_code == 1:
                 assert "signalled nothing" in result.stderr and "Traceback" not in result.output
+    time.sleep(0.3)  # and once more after a pause, as a user would find it
+    _survives(proc, pid1)
 
 
 def test_another_users_process_carrying_the_marker_is_never_signalled(foreign, cli):
