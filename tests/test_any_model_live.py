@@ -57,7 +57,7 @@ def test_up_directory_then_check(env, tiny_dir):
         got = checks(up["health"])
         assert got["reasoning"] == "pass" and got["tools"] == "pass" and got["chat"] == "pass"
         assert up["kv_cache_tokens_reported"] == up["kv_cache_tokens_predicted"]  # the derived recipe is planned exactly
-        again = sc(env, "check", up["endpoint"].removesuffix("/v1"), "--json", timeout=300)
+        again = sc(env, "check", up["endpoint"].removesuffix("/v1"), "--json", "--timeout", "600")
         assert again.returncode == 0, again.stderr
         doc = json.loads(again.stdout)
         assert doc["recipe"] == tiny_dir.name.lower() and checks(doc)["tools"] == "pass"

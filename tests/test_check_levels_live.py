@@ -22,7 +22,7 @@ def by_name(data):
 
 
 def test_full_passes_on_a_well_sized_server(tiny_server, cli):
-    result = cli("check", tiny_server.url, "--level", "full", "--json")
+    result = cli("check", tiny_server.url, "--level", "full", "--json", "--timeout", "600")
     data = json.loads(result.stdout)
     checks = by_name(data)
     assert result.exit_code == 0, [(c["name"], c["detail"]) for c in data["checks"] if c["status"] == "fail"]
@@ -74,7 +74,7 @@ def test_full_fails_concurrency_on_an_undersized_server(cli):
                         extra=("--kv-cache-memory-bytes", "4M", "--max-num-seqs", "8"))
     try:
         server.wait_ready()
-        result = cli("check", server.url, "--level", "full", "--json")
+        result = cli("check", server.url, "--level", "full", "--json", "--timeout", "600")
     finally:
         server.stop()
     assert result.exit_code == 1
@@ -95,7 +95,7 @@ def test_full_fails_concurrency_on_an_undersized_server(cli):
 
 
 def test_soak_30s_passes_and_reports_memory(tiny_server, cli):
-    result = cli("check", tiny_server.url, "--level", "soak", "--duration", "30s", "--json")
+    result = cli("check", tiny_server.url, "--level", "soak", "--duration", "30s", "--json", "--timeout", "600")
     data = json.loads(result.stdout)
     assert result.exit_code == 0, [(c["name"], c["detail"]) for c in data["checks"] if c["status"] == "fail"]
     soak = by_name(data)["soak"]
@@ -111,7 +111,7 @@ def test_soak_30s_passes_and_reports_memory(tiny_server, cli):
 
 
 def test_duration_belongs_to_soak(cli):
-    result = cli("check", "http://127.0.0.1:8259", "--duration", "30s")
+    result = cli("check", f"http://127.0.0.1:{free_port()}", "--duration", "30s")
     assert result.exit_code == 2 and "--level soak" in result.stderr
-    result = cli("check", "http://127.0.0.1:8259", "--level", "soak", "--duration", "soon")
+    result = cli("check", f"http://127.0.0.1:{free_port()}", "--level", "soak", "--duration", "soon")
     assert result.exit_code == 2 and "not a duration" in result.stderr

@@ -30,7 +30,7 @@ def test_scripted_model_passes_every_applicable_check(tiny_server):
 
 
 def test_cli_json_and_exit_code(tiny_server, cli):
-    result = cli("check", tiny_server.url, "--json")
+    result = cli("check", tiny_server.url, "--json", "--timeout", "600")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["passed"] is True and data["model"] == "tiny-cpu"

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import free_port
 from servectl.cli.app import _boundary
 
 MODEL, GPU = "qwen3.5-35b-a3b-mxfp4", "rtx-5090"
@@ -54,7 +55,7 @@ def test_control_characters_in_a_message_are_shown_escaped():
 def test_an_unreachable_docker_daemon_is_a_failed_check(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_HOST": "unix:///nonexistent/docker.sock",
            "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    proc = servectl("up", "tiny-cpu", "--runtime", "docker", "--model-path", str(tmp_path), "--port", "8339", env=env)
+    proc = servectl("up", "tiny-cpu", "--runtime", "docker", "--model-path", str(tmp_path), "--port", str(free_port()), env=env)
     assert proc.returncode == 1
     assert "docker" in one_error_line(proc)
 

@@ -87,7 +87,7 @@ def test_up_docker_start_check_logs_down_leaves_nothing(engine, env):
         assert data["kv_cache_tokens_reported"] and data["kv_cache_tokens_reported"] > 0
         log = sc(env, "logs", LIVE).stdout
         assert "KV cache size" in log and "Starting vLLM" in log
-        check = sc(env, "check", f"http://127.0.0.1:{port}", "--json")
+        check = sc(env, "check", f"http://127.0.0.1:{port}", "--json", "--timeout", "600")
         assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=STOP_S).status_code == 200
     finally:
