@@ -9,6 +9,17 @@ from servectl.catalog.load import load_catalog
 from waits import START_S, STOP_S
 
 
+def pytest_configure(config):
+    """Ctrl-C reaches the processes the tests start, as it does a user's. A job started in the background by a shell
+    without job control (CI runners, `... &` in a script) runs with SIGINT ignored, and every process it starts
+    inherits that: Python then installs no KeyboardInterrupt handler, and a test that interrupts `servectl up` waits
+    for an exit that never comes. A handler here is reset to the default in each child at exec."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def catalog():
     return load_catalog()
