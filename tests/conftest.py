@@ -159,8 +159,9 @@ class VllmServer:
 def tiny_server(tiny_model, tmp_path_factory):
     """The scripted tiny-cpu model on a real vLLM CPU server, shared by the whole test run. Sized for
     what it promises: 64M of KV cache hold 73 requests of 2048 tokens and it takes at most 8 at once
-    (vLLM's CPU default, 128, promises more than the cache holds: `check --level full` fails that)."""
-    server = VllmServer(tiny_model, port=free_port(), extra=("--max-num-seqs", "8"),
+    (vLLM's CPU default, 128, promises more than the cache holds: `check --level full` fails that). It logs every
+    request with its SamplingParams (--enable-log-requests): the proxy tests read what reached the engine there."""
+    server = VllmServer(tiny_model, port=free_port(), extra=("--max-num-seqs", "8", "--enable-log-requests"),
                         log_path=str(tmp_path_factory.mktemp("tiny-server") / "vllm.log"))
     try:
         yield server.wait_ready()

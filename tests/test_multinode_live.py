@@ -40,13 +40,13 @@ import psutil
 import pytest
 
 from conftest import free_port
+from waits import START_S, STOP_S
 from servectl.catalog import versions
 from servectl.catalog.load import load_catalog
 from servectl.paths import cache_dir
 from servectl.render import outputs as render_outputs
 from servectl.spec.models import LaunchOptions
 from servectl.spec.resolve import Request, resolve
-from servectl.vllmenv.location import find_vllm_python
 from servectl.vllmenv.tinymodel import ensure_tiny_model
 
 
@@ -65,19 +65,39 @@ def port_is_free(port: int) -> bool:
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-HTTP_PORT = free_port()  # chosen by the OS (Ray's own ports below stay fixed: both nodes need to know them)
-RAY_PORT = 6390
-# every port of both nodes fixed (two nodes share one host), worker ranges apart
-HEAD_ARGS = ("--node-manager-port 6391 --object-manager-port 6392 --runtime-env-agent-port 6393 "
-             "--dashboard-agent-grpc-port 6394 --dashboard-agent-listen-port 6395 --metrics-export-port 6396 "
-             "--ray-client-server-port 6397 --dashboard-port 6398 --min-worker-port 20100 --max-worker-port 20499 "
-             "--include-dashboard=false")
-WORKER_ARGS = ("--node-manager-port 20001 --object-manager-port 20002 --runtime-env-agent-port 20003 "
-               "--dashboard-agent-grpc-port 20004 --dashboard-agent-listen-port 20005 --metrics-export-port 20006 "
-               "--min-worker-port 20500 --max-worker-port 20999")
+def free_range(size: int, low: int = 10000, high: int = 32000) -> int:
+    """The first port of `size` consecutive free ports below the kernel's ephemeral range (32768 and up by default,
+    where an outgoing connection could take one before Ray binds it), at a random place: two suites apart."""
+    import random
+
+    for _ in range(1000):
+        base = random.randrange(low, high - size)
+        if all(port_is_free(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError(f"no {size} consecutive free ports in {low}..{high}")
+
+
+# Every port of both Ray nodes (they share one host) is fixed before they start, since the rendered script passes
+# RAY_PORT to both; taken from one free block chosen here, so that two suites on one host never share one.
+HTTP_PORT = free_port()
+_HEAD_FLAGS = ("--node-manager-port", "--object-manager-port", "--runtime-env-agent-port", "--dashboard-agent-grpc-port",
+               "--dashboard-agent-listen-port", "--metrics-export-port", "--ray-client-server-port", "--dashboard-port")
+_WORKER_FLAGS = _HEAD_FLAGS[:6]
+_HEAD_WORKERS, _WORKER_WORKERS = 400, 500  # each node's worker port range
+_base = free_range(1 + len(_HEAD_FLAGS) + len(_WORKER_FLAGS) + _HEAD_WORKERS + _WORKER_WORKERS)
+RAY_PORT = _base
+HEAD_PORTS = {flag: _base + 1 + i for i, flag in enumerate(_HEAD_FLAGS)}
+WORKER_PORTS = {flag: _base + 1 + len(_HEAD_FLAGS) + i for i, flag in enumerate(_WORKER_FLAGS)}
+_workers = _base + 1 + len(_HEAD_FLAGS) + len(_WORKER_FLAGS)
+HEAD_ARGS = " ".join([*(f"{flag} {port}" for flag, port in HEAD_PORTS.items()),
+                      f"--min-worker-port {_workers} --max-worker-port {_workers + _HEAD_WORKERS - 1}",
+                      "--include-dashboard=false"])
+_workers += _HEAD_WORKERS
+WORKER_ARGS = " ".join([*(f"{flag} {port}" for flag, port in WORKER_PORTS.items()),
+                        f"--min-worker-port {_workers} --max-worker-port {_workers + _WORKER_WORKERS - 1}"])
 # small nodes: one CPU each, a small object store, no dashboard
 COMMON_ARGS = "--object-store-memory 80000000 --num-cpus 1 --disable-usage-stats"
-PORTS = [HTTP_PORT, *range(6390, 6399), *range(20001, 20007)]
+PORTS = [HTTP_PORT, RAY_PORT, *HEAD_PORTS.values(), *WORKER_PORTS.values()]
 
 PLACEMENT = """
 import json, sys
@@ -117,8 +137,8 @@ def _ray_target(python: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def env() -> dict[str, str]:
-    python = find_vllm_python()  # fails (not skips) without the vLLM CPU environment
+def env(vllm_python) -> dict[str, str]:
+    python = vllm_python
     extra = _ray_target(python)
     path = [p for p in (extra.get("bin"), str(python.parent)) if p]
     out = {**os.environ, "PATH": os.pathsep.join([*path, os.environ["PATH"]]), "RAY_USAGE_STATS_ENABLED": "0",
@@ -184,7 +204,7 @@ class Tree:
 
     def stop(self, grace_s: float = 10) -> list[str]:
         """SIGTERM the tree, SIGKILL what is left after grace_s; returns what survived both (should be [])."""
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10)):
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, STOP_S)):
             for p in self.members():
                 try:
                     p.send_signal(sig)
@@ -194,7 +214,7 @@ class Tree:
             while self.members() and time.monotonic() < deadline:
                 time.sleep(0.5)
         if self.proc.poll() is None:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=STOP_S)
         self._log.close()
         return [" ".join(p.cmdline()[:3]) for p in self.members()]
 
@@ -217,7 +237,7 @@ def _node(script: Path, env, log: Path, role: list[str], extra: str, ray_tmp: st
 def test_head_alone_fails_naming_the_missing_node(script, env, tmp_path, ray_tmp):
     head = _node(script, env, tmp_path / "head.log", ["head"], HEAD_ARGS, ray_tmp, SERVECTL_NODES_WAIT_S="3")
     try:
-        rc = head.proc.wait(timeout=300)
+        rc = head.proc.wait(timeout=START_S)
         out = head.text()
         assert rc == 1, out[-3000:]
         assert "servectl: 1 of 2 Ray nodes joined after 3 s (joined: node-0); missing: node-1" in out
@@ -226,23 +246,23 @@ def test_head_alone_fails_naming_the_missing_node(script, env, tmp_path, ray_tmp
         assert head.stop() == []
 
 
-def test_two_ray_nodes_run_the_rendered_layout(script, env, tmp_path, ray_tmp):
+def test_two_ray_nodes_run_the_rendered_layout(script, env, tmp_path, ray_tmp, vllm_python):
     head = _node(script, env, tmp_path / "head.log", ["head"], HEAD_ARGS, ray_tmp, SERVECTL_NODES_WAIT_S="600")
     worker = None
     try:
-        head.wait_for("servectl: waiting up to 600 s for 2 Ray nodes", timeout_s=300)
+        head.wait_for("servectl: waiting up to 600 s for 2 Ray nodes", timeout_s=START_S)
         worker = _node(script, env, tmp_path / "worker.log", ["worker", "127.0.0.1", "1"], WORKER_ARGS, ray_tmp)
-        head.wait_for("servectl: all 2 Ray nodes joined: node-0, node-1", timeout_s=300, running=(worker,))
+        head.wait_for("servectl: all 2 Ray nodes joined: node-0, node-1", timeout_s=START_S, running=(worker,))
         # the head went on to the rendered `vllm serve ... --pipeline-parallel-size 2 --distributed-executor-backend ray`
-        rc = head.proc.wait(timeout=600)
+        rc = head.proc.wait(timeout=START_S)
         out = head.text()
         assert rc != 0
         assert "ValueError: current platform cpu does not support ray." in out, out[-4000:]
         assert "ray_utils.py" in out and "initialize_ray_cluster" in out
         # vLLM's own placement for that layout (TP 1 x PP 2, one device per bundle) on the same two nodes
-        placed = subprocess.run([str(find_vllm_python()), "-c", PLACEMENT],
+        placed = subprocess.run([str(vllm_python), "-c", PLACEMENT],
                                 env={**env, "RAY_ADDRESS": f"127.0.0.1:{RAY_PORT}", "VLLM_TARGET_DEVICE": "cpu"},
-                                capture_output=True, text=True, timeout=300)
+                                capture_output=True, text=True, timeout=START_S)
         assert placed.returncode == 0, placed.stderr[-3000:]
         result = json.loads(placed.stdout.strip().splitlines()[-1])
         assert result == {"specs": [{"GPU": 1.0}, {"GPU": 1.0}], "nodes": ["node-0", "node-1"]}
@@ -268,10 +288,10 @@ def test_pipeline_parallel_2_of_the_rendered_serve_passes_check(script, env, tmp
     server = Tree(argv, env, tmp_path / "vllm.log", {"VLLM_CPU_OMP_THREADS_BIND": "nobind"})
     url = f"http://127.0.0.1:{HTTP_PORT}"
     try:
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + START_S
         while True:
             assert server.proc.poll() is None, f"vLLM exited with {server.proc.returncode}:\n{server.text()[-4000:]}"
-            assert time.monotonic() < deadline, f"not healthy in 900 s:\n{server.text()[-4000:]}"
+            assert time.monotonic() < deadline, f"not healthy in {START_S:.0f} s:\n{server.text()[-4000:]}"
             try:
                 if httpx.get(url + "/health", timeout=2).status_code == 200:
                     break
@@ -280,7 +300,7 @@ def test_pipeline_parallel_2_of_the_rendered_serve_passes_check(script, env, tmp
             time.sleep(1)
         log = server.text()
         assert "(Worker_PP0 " in log and "(Worker_PP1 " in log  # two pipeline stages really started
-        r = cli("check", url, "--json")
+        r = cli("check", url, "--json", "--timeout", "600")
         report = json.loads(r.stdout)
         assert r.exit_code == 0, r.stdout
         statuses = {c["name"]: c["status"] for c in report["checks"]}
@@ -303,10 +323,10 @@ def ray_cluster(env, tmp_path, ray_tmp):
                    env, tmp_path / "ray-head.log")
     worker = None
     try:
-        head.wait_for("Ray runtime started", timeout_s=300)
+        head.wait_for("Ray runtime started", timeout_s=START_S)
         worker = Tree([*ray, "--address", f"127.0.0.1:{RAY_PORT}", *WORKER_ARGS.split(), *COMMON_ARGS.split()],
                          env, tmp_path / "ray-worker.log")
-        worker.wait_for("Ray runtime started", timeout_s=300, running=(head,))
+        worker.wait_for("Ray runtime started", timeout_s=START_S, running=(head,))
         yield f"127.0.0.1:{RAY_PORT}"
         assert head.proc.poll() is None and worker.proc.poll() is None  # `up` leaves the user's cluster alone
     finally:
@@ -318,7 +338,7 @@ def _servectl(env, tmp_path, *args, **more):
     import sys
 
     run_env = {**env, "XDG_STATE_HOME": str(tmp_path / "state"), **more}
-    return subprocess.run([sys.executable, "-m", "servectl", *args], env=run_env, capture_output=True, text=True, timeout=900)
+    return subprocess.run([sys.executable, "-m", "servectl", *args], env=run_env, capture_output=True, text=True, timeout=START_S)
 
 
 def _deployments(env, tmp_path) -> list:

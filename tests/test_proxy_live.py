@@ -14,26 +14,22 @@ import httpx
 import openai
 import pytest
 
-from conftest import VllmServer, free_port
+from conftest import free_port
 from waits import START_S, STOP_S, wait_for
 from servectl.catalog.presets import select_presets
 from servectl.proxy.app import ProxyThread
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-VLLM_PORT = free_port()
 PROXY_PORT = free_port()
 AUTO_PROXY_PORT = free_port()
 MESSAGES = [{"role": "user", "content": "Who are you?"}]
 
 
 @pytest.fixture(scope="module")
-def vllm(tiny_model):
-    server = VllmServer(tiny_model, port=VLLM_PORT, extra=("--enable-log-requests",))
-    try:
-        yield server.wait_ready()
-    finally:
-        server.stop()
+def vllm(tiny_server):
+    """The run's shared tiny server: it logs each request with the SamplingParams that reached the engine."""
+    return tiny_server
 
 
 @pytest.fixture(scope="module")
