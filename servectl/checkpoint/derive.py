@@ -84,7 +84,7 @@ def kv_heads(cfg: ModelConfig, heads: int) -> Sourced:
 
 def head_size(cfg: ModelConfig, hidden: int, heads: int, fam: families.Family) -> Sourced:
     if fam.name == "granite-h":
-        return Sourced(hidden // heads, "vLLM rule: hidden_size / num_attention_heads (granitemoehybrid.py:241)")
+        return Sourced(hidden // heads, "vLLM rule: hidden_size / num_attention_heads (granitemoehybrid.py)")
     hd = cfg.get("head_dim", None)
     if hd.value is not None and hd.value != "auto" and int(hd.value) > 0:
         return Sourced(int(hd.value), hd.source)
@@ -104,7 +104,7 @@ def native_length(cfg: ModelConfig, model_type: str) -> Sourced:
     if mml.value:
         best = (float(mml.value), mml.source + " (overrides the others)")
     if best is None:
-        return Sourced(2048, "vLLM's default: no length key in config.json (config/model.py:2571)")
+        return Sourced(2048, "vLLM's default: no length key in config.json (config/model.py)")
     length, src = best
     rope = cfg.get("rope_parameters", None).value or cfg.get("rope_scaling", None).value
     if isinstance(rope, dict) and "gemma3" not in model_type:
@@ -119,7 +119,7 @@ def native_length(cfg: ModelConfig, model_type: str) -> Sourced:
             if kind not in ROPE_KEEP and p.get("factor") is not None:
                 factor = float(p["factor"])
         if factor != 1.0:
-            return Sourced(int(length * factor), f"{src} x RoPE scaling factor {factor:g} (config/model.py:2580-2616)")
+            return Sourced(int(length * factor), f"{src} x RoPE scaling factor {factor:g} (config/model.py)")
     return Sourced(int(length), src)
 
 
@@ -135,7 +135,7 @@ def model_dtype(cfg: ModelConfig, w: Weights | None) -> Sourced:
     else:
         dtype, src = "float32", "float32 (config.json names no dtype)"
     if dtype == "float32":
-        return Sourced("bfloat16", f"{src}: float32, which vLLM's auto dtype runs in bfloat16 (config/model.py:2422-2424)")
+        return Sourced("bfloat16", f"{src}: float32, which vLLM's auto dtype runs in bfloat16 (config/model.py)")
     return Sourced(dtype, src)
 
 
@@ -179,11 +179,11 @@ def quantization(cfg: ModelConfig, dtype: str, model_type: str) -> tuple[str, st
 def _mamba(cfg: ModelConfig, fam: families.Family, hidden: int, figs: dict[str, Sourced]) -> MambaState:
     if fam.name == "nemotron-h":
         heads, hd = _int(cfg.get("mamba_num_heads"), "mamba_num_heads"), _int(cfg.get("mamba_head_dim"), "mamba_head_dim")
-        inter = Sourced(heads * hd, "mamba_num_heads x mamba_head_dim (nemotron_h.py:801)")
+        inter = Sourced(heads * hd, "mamba_num_heads x mamba_head_dim (nemotron_h.py)")
         groups, state = cfg.get("n_groups"), cfg.get("ssm_state_size")
         conv = cfg.get("conv_kernel") if cfg.has("conv_kernel") else cfg.get("mamba_d_conv", 4)
         ssm = cfg.get("mamba_ssm_cache_dtype", "float32")
-        ssm = Sourced(ssm.value, ssm.source + " (models/config.py:712-738: NemotronH defaults to float32)")
+        ssm = Sourced(ssm.value, ssm.source + " (models/config.py: NemotronH defaults to float32)")
         heads_s, hd_s = cfg.get("mamba_num_heads"), cfg.get("mamba_head_dim")
     elif fam.name in ("granite-h", "falcon-h1"):
         if fam.name == "falcon-h1" and cfg.get("mamba_d_ssm", None).value is not None:
@@ -202,7 +202,7 @@ def _mamba(cfg: ModelConfig, fam: families.Family, hidden: int, figs: dict[str, 
         ssm = Sourced(None, "the model dtype (mamba_ssm_cache_dtype auto)")
     else:  # jamba: Mamba1
         expand = cfg.get("mamba_expand")
-        inter = Sourced(int(expand.value) * hidden, f"mamba_expand x hidden_size ({expand.source}; jamba.py:472-485)")
+        inter = Sourced(int(expand.value) * hidden, f"mamba_expand x hidden_size ({expand.source}; jamba.py)")
         state, conv = cfg.get("mamba_d_state"), cfg.get("mamba_d_conv")
         figs.update(mamba_intermediate_size=inter, mamba_state_size=state, mamba_conv_kernel=conv)
         return MambaState(kind="mamba1", intermediate_size=inter.value, state_size=_int(state, "mamba_d_state"),
@@ -284,7 +284,7 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
                                sparse=sparse)
             figs["kv_lora_rank"], figs["qk_rope_head_dim"] = rank, rope
             figs["mla_head_size"] = Sourced(mla.kv_lora_rank + mla.qk_rope_head_dim,
-                                            f"kv_lora_rank + qk_rope_head_dim, one KV head ({CONVERTOR}:89-100, is_deepseek_mla)")
+                                            f"kv_lora_rank + qk_rope_head_dim, one KV head ({CONVERTOR} is_deepseek_mla)")
     dtype = model_dtype(cfg, None)
     w, wsrc = None, "none (no safetensors headers read)"
     if read_weights:

@@ -86,7 +86,7 @@ def quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None 
     if method in ("fp8", "fbgemm_fp8", "ptpc_fp8"):
         return QuantChoice("fp8", method, f"{where} (FP8 e4m3 weights)")
     if method in ("mxfp4", "gpt_oss_mxfp4"):
-        return QuantChoice("mxfp4", method, f"{where} (vLLM renames it gpt_oss_mxfp4 for gpt-oss: models/config.py:447-463)")
+        return QuantChoice("mxfp4", method, f"{where} (vLLM renames it gpt_oss_mxfp4 for gpt-oss: models/config.py)")
     if method in ("gptq", "gptq_marlin", "gptqmodel"):
         bits = qc.get("bits")
         if bits not in (4, 8):
