@@ -179,12 +179,28 @@ def architecture(source: Source, config: dict[str, Any], dtype: str) -> tuple[An
     return d.architecture, src
 
 
+# Derived recipes kept validated in the user cache (a few KiB each)
+DERIVED_CACHE_ENTRIES = 64
+
+
 def _validated(fields: dict[str, Any]) -> ModelRecipe:
-    """The recipe through the catalog schema (a derived recipe obeys the same rules as a written one)."""
+    """The recipe through the catalog schema (a derived recipe obeys the same rules as a written one).
+
+    The validated recipe is cached, keyed by the exact data validated (as JSON, in its order) and the schemas'
+    source: the same data through the same schema gives the same recipe, so a checkpoint planned again skips
+    pydantic (its import and schema build are most of a `plan DIR`). Data that fails is never cached."""
+    import json
     from dataclasses import asdict, is_dataclass
 
+    from servectl.catalog.load import disk_cached, schema_fingerprint
+
     data = {k: (asdict(v) if is_dataclass(v) and not isinstance(v, type) else v) for k, v in fields.items()}
-    return validate(ModelRecipe, data)
+    try:
+        key = json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError):  # not plain JSON data: validate every time
+        return validate(ModelRecipe, data)
+    return disk_cached(["derived recipe", key], lambda: validate(ModelRecipe, data), ModelRecipe, schema_fingerprint(),
+                       folder="derived", keep=DERIVED_CACHE_ENTRIES)
 
 
 def with_profiles(derived: ModelRecipe, profiles: dict[str, Any], choices: list[Choice], warnings: list[str]) -> ModelRecipe:

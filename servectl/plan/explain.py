@@ -12,7 +12,7 @@ from servectl.plan.models import Figure
 if TYPE_CHECKING:
     from servectl.catalog.gpu import GpuProfile
     from servectl.catalog.recipe import ModelRecipe
-    from servectl.plan.planner import Correction, Settings, Sizing
+    from servectl.plan.sizing import Correction, Settings, Sizing
 
 MIB = 2**20
 GIB = 2**30

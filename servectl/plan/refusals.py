@@ -20,7 +20,7 @@ from servectl.errors import UserError
 if TYPE_CHECKING:
     from servectl.catalog.gpu import GpuProfile
     from servectl.catalog.recipe import ModelRecipe
-    from servectl.plan.planner import Settings, Sizing
+    from servectl.plan.sizing import Settings, Sizing
 
 MIB = 2**20
 
