@@ -11,8 +11,7 @@
 - the dtype: config.json dtype / torch_dtype, else the weights' (safetensors headers), else float32; vLLM's auto
   dtype runs float32 models in bfloat16 (V/config/model.py:2405-2428);
 - the layer layout and the state geometry: the family's rule (servectl.checkpoint.families);
-- quantization: quantization_config (or compression_config) quant_method, and the KV cache dtype a
-  checkpoint asks for (V/utils/torch_utils.py resolve_kv_cache_dtype_string);
+- quantization: servectl.checkpoint.quant (the weight format and the KV cache dtype a checkpoint asks for);
 - weights: the safetensors headers (servectl.checkpoint.safetensors), else model.safetensors.index.json.
 `V/` is vLLM 0.32's `vllm/` package.
 """
@@ -25,7 +24,7 @@ from pathlib import PurePath
 from typing import Any, Literal
 
 from servectl.catalog.recipe import Architecture, LinearAttention, MambaState, MlaAttention, VisionEncoder
-from servectl.checkpoint import configfile, families
+from servectl.checkpoint import configfile, families, quant
 from servectl.checkpoint.configfile import ModelConfig, Sourced
 from servectl.checkpoint.safetensors import Weights, index_total, weights
 from servectl.checkpoint.source import CheckpointSource
@@ -49,7 +48,7 @@ class Derived:
     family: families.Family
     model_type: str
     figures: dict[str, Sourced]
-    quantization: str  # servectl's format label (bf16, fp16, fp8, nvfp4, mxfp4, gptq-int4, gptq-int8)
+    quantization: str  # servectl's format label (catalog.base.Quantization)
     quant_method: str | None
     kv_cache_dtype: str  # what `--kv-cache-dtype auto` resolves to for this checkpoint
     weights: Weights | None
@@ -139,41 +138,14 @@ def model_dtype(cfg: ModelConfig, w: Weights | None) -> Sourced:
     return Sourced(dtype, src)
 
 
-def quantization(cfg: ModelConfig, dtype: str, model_type: str) -> tuple[str, str | None, Literal["auto", "fp8"], str]:
-    """(servectl's label, quant_method, KV dtype `auto` resolves to, where that came from)."""
-    q = cfg.root.get("quantization_config") or cfg.root.get("compression_config") or cfg.text.get("quantization_config")
-    if not isinstance(q, dict):
-        return ("bf16" if dtype == "bfloat16" else "fp16"), None, "auto", "model dtype"
-    method = str(q.get("quant_method", "")).lower().replace("compressed_tensors", "compressed-tensors")
-    if method == "mxfp4" and model_type == "gpt_oss":
-        method = "gpt_oss_mxfp4"  # model_executor/models/config.py:447-463
-    fmt = str(q.get("format", "")).lower()
-    bits = q.get("bits") or q.get("w_bit")
-    inner: dict = q["quantization"] if isinstance(q.get("quantization"), dict) else {}
-    algo = str(inner.get("quant_algo") or q.get("quant_algo") or "").lower()
-    if "nvfp4" in (method + fmt + algo) or method == "modelopt_fp4":
-        label = "nvfp4"
-    elif "mxfp4" in (method + fmt):
-        label = "mxfp4"
-    elif method in ("fp8", "fbgemm_fp8") or "float-quantized" in fmt or algo == "fp8":
-        label = "fp8"
-    elif method in ("gptq", "awq", "gptq_marlin", "awq_marlin", "auto-round") or "pack-quantized" in fmt:
-        label = "gptq-int8" if bits == 8 else "gptq-int4"
-    elif "int-quantized" in fmt:
-        label = "gptq-int8"
-    else:
-        label = "bf16" if dtype == "bfloat16" else "fp16"
-    kv: Literal["auto", "fp8"] = "auto"
-    kv_src = "model dtype"
-    kv_algo = inner.get("kv_cache_scheme") or q.get("kv_cache_scheme") or inner.get("kv_cache_quant_algo") or q.get("kv_cache_quant_algo")
-    if kv_algo:
-        if isinstance(kv_algo, dict) and kv_algo.get("num_bits") == 8 and kv_algo.get("type", "float") == "float":
-            kv = "fp8"
-        elif isinstance(kv_algo, str) and "fp8" in kv_algo.lower():
-            kv = "fp8"
-        if kv != "auto":
-            kv_src = "quantization_config's KV cache scheme (utils/torch_utils.py resolve_kv_cache_dtype_string)"
-    return label, method or None, kv, kv_src
+def quantization(cfg: ModelConfig, dtype: str) -> tuple[str, str | None, Literal["auto", "fp8"], str]:
+    """(servectl's label, quant_method, KV dtype `auto` resolves to, where that came from), read by
+    servectl.checkpoint.quant (one reader for plans and derived recipes); an unquantized checkpoint is labelled
+    by its model dtype (config.json's, else its weights')."""
+    choice = quant.quantization(cfg.root, text=cfg.text)
+    label = choice.quantization if choice.method is not None else ("bf16" if dtype == "bfloat16" else "fp16")
+    kv, kv_src = quant.kv_cache_dtype(cfg.root, cfg.text)
+    return label, choice.method, kv, kv_src
 
 
 def _mamba(cfg: ModelConfig, fam: families.Family, hidden: int, figs: dict[str, Sourced]) -> MambaState:
@@ -298,7 +270,7 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
             w = Weights(total, 0, 0, {}, source="model.safetensors.index.json metadata.total_size")
             wsrc = f"model.safetensors.index.json metadata.total_size ({total / 2**30:.2f} GiB)"
     figs["dtype"] = dtype
-    label, method, kv_dtype, kv_src = quantization(cfg, dtype.value, model_type)
+    label, method, kv_dtype, kv_src = quantization(cfg, dtype.value)
     figs["quantization"] = Sourced(method or "none", "config.json quantization_config.quant_method" if method else "no quantization_config")
     if kv_dtype != "auto":
         figs["kv_cache_dtype"] = Sourced(kv_dtype, kv_src)
@@ -363,14 +335,3 @@ def recipe_name(source: CheckpointSource) -> str:
     base = PurePath(source.name.rstrip("/")).name or "checkpoint"
     name = re.sub(r"[^a-z0-9.-]+", "-", base.lower()).strip("-.") or "checkpoint"
     return name if name[0].isalnum() else "m" + name
-
-
-def as_json(d: Derived) -> dict[str, Any]:
-    """`models show DIR --json`: every figure with its source, and the architecture servectl plans with."""
-    from dataclasses import asdict
-
-    return {"figures": {k: {"value": v.value, "source": v.source} for k, v in d.figures.items()},
-            "architecture": asdict(d.architecture), "family": d.family.name, "quantization": d.quantization,
-            "quant_method": d.quant_method, "kv_cache_dtype": d.kv_cache_dtype,
-            "weights_gib": round(d.weights_gib, 4) if d.weights_gib is not None else None,
-            "weights_source": d.weights_source, "sparse_attention": d.sparse_attention, "notes": d.notes}

@@ -17,7 +17,8 @@ from servectl.catalog.recipe import Choice, Derivation, ModelRecipe
 from servectl.checkpoint import layout_basic, parsers
 from servectl.checkpoint.quant import quantization
 from servectl.checkpoint.ref import ModelRef, recipe_name
-from servectl.checkpoint.files import Source, chat_template, read_json, weight_bytes
+from servectl.checkpoint.files import Source, chat_template, read_json
+from servectl.checkpoint.safetensors import sum_headers
 from servectl.errors import UserError
 from servectl.vllmenv import registries
 from servectl.vllmenv.registries import Registry
@@ -82,8 +83,8 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
     headers = source.safetensors_headers()
     if not headers:
         raise UserError(f"{source.label} has no *.safetensors weights", "vLLM loads safetensors: give a checkpoint that has them")
-    wb = weight_bytes(headers)
-    if wb.loaded <= 0:
+    wb = sum_headers(headers, source.label)
+    if wb.loaded_bytes <= 0:
         raise UserError(f"{source.label}: its safetensors headers list no tensors", "is the checkpoint complete?")
     files = source.weight_files()
     ck = parsers.checkpoint_facts(source.name, config, template)
@@ -101,8 +102,8 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
     choose("quantization", quant.quantization, quant.reason)
     if quant.required_dtype:
         choose("required_dtype", quant.required_dtype, quant.required_dtype_reason or "")
-    choose("weights_gib", f"{wb.loaded / GIB:.3f}", f"safetensors headers: {wb.tensors} tensors in {len(headers)} file(s), "
-           "dtype bytes x shape" + (f"; {wb.skipped / GIB:.3f} GiB of MTP head not loaded" if wb.skipped else ""))
+    choose("weights_gib", f"{wb.loaded_bytes / GIB:.3f}", f"safetensors headers: {wb.tensors} tensors in {len(headers)} file(s), "
+           "dtype bytes x shape" + (f"; {wb.skipped_bytes / GIB:.3f} GiB of MTP head not loaded" if wb.skipped_bytes else ""))
     choose("chat_template", template_src or "-", "where transformers finds it (chat_template.jinja, chat_template.json, "
            "tokenizer_config.json)" if template else "the checkpoint has no chat template: chat requests need --chat-template")
     if not template:
@@ -140,7 +141,7 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
         "served_model_name": served,
         "quantization": quant.quantization,
         "quantization_method": quant.method,
-        "weights_gib": max(wb.loaded / GIB, 1e-6),
+        "weights_gib": max(wb.loaded_bytes / GIB, 1e-6),
         "size_on_disk_gb": max(sum(files.values()) / 1e9, 1e-6) if files else None,
         "architecture": arch,
         "parsers": {"reasoning": fam.reasoning.parser if fam.reasoning else None,
