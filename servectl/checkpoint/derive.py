@@ -71,13 +71,17 @@ def _int(s: Sourced, name: str, minimum: int = 1) -> int:
     return value
 
 
-def kv_heads(cfg: ModelConfig, heads: int) -> Sourced:
+def kv_heads(cfg: ModelConfig, heads: int, config_class: bool = True) -> Sourced:
+    """vLLM's get_total_num_kv_heads: the first KV-head key that is set. `config_class`: a family's transformers
+    config class fills a None with the attention heads (e.g. LlamaConfig.__post_init__); without one (an
+    architecture outside the table) a None key is passed over, as getattr sees it."""
     for key in KV_HEAD_KEYS:
         if cfg.has(key):
             s = cfg.get(key)
             if s.value is not None:
                 return s
-            break  # transformers fills a None with the attention heads (e.g. LlamaConfig.__post_init__)
+            if config_class:
+                break
     return Sourced(heads, f"num_attention_heads (no KV-head key: {CONVERTOR} get_total_num_kv_heads)")
 
 
@@ -187,7 +191,7 @@ def _mamba(cfg: ModelConfig, fam: families.Family, hidden: int, figs: dict[str, 
                       head_dim=hd, ssm_dtype=dtype)
 
 
-def _gdn(cfg: ModelConfig, architecture: str, dtype: str, figs: dict[str, Sourced]) -> LinearAttention:
+def _gdn(cfg: ModelConfig, architecture: str, dtype: str, figs: dict[str, Sourced], generic: bool = False) -> LinearAttention:
     keys = {"num_key_heads": "linear_num_key_heads", "num_value_heads": "linear_num_value_heads",
             "key_head_dim": "linear_key_head_dim", "value_head_dim": "linear_value_head_dim",
             "conv_kernel_dim": "linear_conv_kernel_dim"}
@@ -199,28 +203,54 @@ def _gdn(cfg: ModelConfig, architecture: str, dtype: str, figs: dict[str, Source
     declared = cfg.get("mamba_ssm_dtype", None)
     if architecture.startswith("Qwen3_5") and declared.value in ("float32", "bfloat16", "float16"):
         ssm = Sourced(declared.value, declared.source + " (models/config.py Qwen3_5ForConditionalGenerationConfig)")
+    elif generic and declared.value in ("float32", "float16"):
+        ssm = Sourced(declared.value, declared.source)
     else:
         ssm = Sourced(dtype, "the model dtype (mamba_ssm_cache_dtype auto)")
     figs["ssm_dtype"] = ssm
     return LinearAttention(**vals, ssm_dtype=ssm.value)
 
 
-def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
+def _first(cfg: ModelConfig, keys: tuple[str, ...], label: str) -> Sourced:
+    """An architecture outside the family table: the first of `keys` config.json has (no transformers defaults)."""
+    for key in keys:
+        if cfg.get(key, None).value is not None:
+            return cfg.get(key)
+    where = f"config.json {cfg.text_key}" if cfg.text_key else "config.json"
+    raise UserError(f"{label}: {where} has no {' / '.join(keys)}", "is this a transformers config.json of a language model?")
+
+
+def derive(source: CheckpointSource, *, read_weights: bool = True, generic: bool = False) -> Derived:
+    """The architecture and its figures. An architecture outside the family table is refused, or with `generic`
+    read from config.json alone (servectl.checkpoint.families.GENERIC: full attention, or Gated DeltaNet by
+    layer_types; the layouts only a model file's rule could size are refused in one line)."""
     cfg = configfile.load(source)
     archs = cfg.root.get("architectures")
     if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
         raise UserError(f"{source.name}/config.json names no architectures", "vLLM picks the model class from it")
     arch_name = archs[0]
-    fam = families.family_for(arch_name)
+    try:
+        fam = families.family_for(arch_name)
+    except UserError:
+        if not generic:
+            raise
+        fam = families.GENERIC
+        what = families.generic_refusal(cfg.text)
+        if what:
+            raise UserError(f"{getattr(source, 'label', source.name)}: {what}: a layout servectl's planner cannot size yet",
+                            "plan it with a recipe of a supported layout, or serve it with -- flags of your own") from None
+    is_generic = fam is families.GENERIC
+    ckpt = getattr(source, "label", source.name)  # how messages name the checkpoint
     cfg.defaults, cfg.defaults_source = dict(fam.defaults), f"transformers {fam.config_class}"
     model_type = str(cfg.text.get("model_type") or cfg.root.get("model_type") or "")
     figs: dict[str, Sourced] = {"architecture": Sourced(arch_name, "config.json architectures[0]"),
                                 "model_type": Sourced(model_type, "config.json model_type"),
-                                "family": Sourced(fam.title, f"vLLM model file model_executor/models/{fam.model_file}")}
+                                "family": Sourced(fam.title, "config.json alone (no family rule for this architecture)"
+                                                  if is_generic else f"vLLM model file model_executor/models/{fam.model_file}")}
     if cfg.text_key:
         figs["text_config"] = Sourced(cfg.text_key, f"config.json {cfg.text_key} (transformers get_text_config)")
 
-    n = cfg.get("num_hidden_layers", None)
+    n = _first(cfg, ("num_hidden_layers", "n_layer", "num_layers"), ckpt) if is_generic else cfg.get("num_hidden_layers", None)
     if fam.name == "nemotron-h" and not cfg.text.get("hybrid_override_pattern") and isinstance(cfg.text.get("layers_block_type"), list):
         n = Sourced(len(cfg.text["layers_block_type"]), "len(config.json layers_block_type)")
     elif fam.name == "nemotron-h" and isinstance(cfg.text.get("hybrid_override_pattern"), str):
@@ -230,12 +260,13 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
     layers = _int(n, "num_hidden_layers")
     if layers > MAX_LAYERS:
         raise UserError(f"config.json num_hidden_layers {layers} is implausible")
-    hidden = _int(cfg.get("hidden_size"), "hidden_size")
-    heads_s = cfg.get("num_attention_heads")
+    hidden_s = _first(cfg, ("hidden_size", "n_embd", "d_model"), ckpt) if is_generic else cfg.get("hidden_size")
+    hidden = _int(hidden_s, "hidden_size")
+    heads_s = _first(cfg, ("num_attention_heads", "n_head"), ckpt) if is_generic else cfg.get("num_attention_heads")
     heads = _int(heads_s, "num_attention_heads")
-    kvh = kv_heads(cfg, heads)
+    kvh = kv_heads(cfg, heads, config_class=not is_generic)
     hd = head_size(cfg, hidden, heads, fam)
-    figs.update(num_layers=n, hidden_size=cfg.get("hidden_size"), num_attention_heads=heads_s, num_kv_heads=kvh, head_dim=hd)
+    figs.update(num_layers=n, hidden_size=hidden_s, num_attention_heads=heads_s, num_kv_heads=kvh, head_dim=hd)
 
     lay = fam.layers(cfg, layers)
     kinds = lay.kinds
@@ -276,19 +307,26 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
         figs["kv_cache_dtype"] = Sourced(kv_dtype, kv_src)
     figs["weights"] = Sourced(round(w.loaded_bytes / 2**30, 3) if w else None, wsrc)
 
-    linear = _gdn(cfg, arch_name, dtype.value, figs) if "linear_attention" in kinds else None
+    linear = _gdn(cfg, arch_name, dtype.value, figs, is_generic) if "linear_attention" in kinds else None
     mamba = _mamba(cfg, fam, hidden, figs) if any(k in ("mamba", "attention+mamba") for k in kinds) else None
+    if is_generic:  # a length key is required (no model class to default it)
+        _first(cfg, ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"), ckpt)
     length = native_length(cfg, model_type)
     figs["max_position_embeddings"] = length
     inter = cfg.get("intermediate_size", None)
     if isinstance(inter.value, int) and inter.value > 0:
         figs["intermediate_size"] = inter
-    vocab = cfg.get("vocab_size", 32000)
+    vocab = _first(cfg, ("vocab_size",), ckpt) if is_generic else cfg.get("vocab_size", 32000)
     figs["vocab_size"] = vocab
     experts = cfg.get("num_experts", None).value or cfg.get("n_routed_experts", None).value or cfg.get("num_local_experts", None).value or 0
     per_tok = cfg.get("num_experts_per_tok", None).value or 0
+    moe_inter = cfg.get("moe_intermediate_size", 0).value or 0
     if experts:
         figs["num_experts"] = Sourced(experts, "config.json num_experts / n_routed_experts / num_local_experts")
+        if is_generic:
+            per_s = _first(cfg, ("num_experts_per_tok", "num_experts_per_token", "moe_topk"), ckpt)
+            per_tok, figs["experts_per_token"] = per_s.value, per_s
+            moe_inter = moe_inter or cfg.get("intermediate_size", 0).value or 0
     mtp_s = next((cfg.get(k) for k in ("mtp_num_hidden_layers", "num_nextn_predict_layers") if cfg.has(k)), None)
     mtp = mtp_s.value if mtp_s is not None and isinstance(mtp_s.value, int) and mtp_s.value > 0 else 0
     if mtp and mtp_s is not None:
@@ -301,7 +339,7 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
         hf_architecture=arch_name, num_layers=layers, full_attention_layers=attn, linear_attention_layers=state,
         hidden_size=hidden, num_attention_heads=heads, num_kv_heads=_int(kvh, "num_kv_heads"), head_dim=_int(hd, "head_dim"),
         linear=linear, num_experts=int(experts or 0), experts_per_token=int(per_tok or 0),
-        moe_intermediate_size=int(cfg.get("moe_intermediate_size", 0).value or 0),
+        moe_intermediate_size=int(moe_inter),
         vocab_size=_int(vocab, "vocab_size"), max_position_embeddings=int(length.value), dtype=dtype.value,
         layer_types=kinds, sliding_window=lay.sliding_window.value if lay.sliding_window else None,
         attention_chunk_size=_int(lay.attention_chunk_size, "attention_chunk_size") if lay.attention_chunk_size else None,

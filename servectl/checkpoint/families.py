@@ -288,6 +288,39 @@ FAMILIES: tuple[Family, ...] = (
 _BY_ARCH = {a: f for f in FAMILIES for a in f.architectures}
 
 
+def generic_layers(cfg: ModelConfig, n: int) -> Layers:
+    """An architecture outside the table: full attention on every layer, or a Gated DeltaNet state where
+    layer_types says linear_attention (the layouts a config shows without a model file's own rule)."""
+    types = _layer_types(cfg, n)
+    if types is None:
+        return Layers(["full_attention"] * n, "no family rule: full attention on every layer")
+    return Layers(["linear_attention" if t == "linear_attention" else "full_attention" for t in types],
+                  "config.json layer_types (linear_attention: a Gated DeltaNet state; the others full attention)")
+
+
+# The architectures outside FAMILIES, read from config.json alone (no transformers defaults, every key required).
+GENERIC = Family("generic", "a decoder outside servectl's family table", (), "", "", {}, generic_layers)
+
+
+def generic_refusal(text: dict[str, Any]) -> str | None:
+    """What an architecture outside the table has that only a model file's own rule could size (its text config's
+    keys), or None: MLA, chunked local attention, Mamba layers, sliding windows."""
+    if text.get("kv_lora_rank"):
+        return "multi-head latent attention (kv_lora_rank)"
+    if text.get("attention_chunk_size"):
+        return "chunked local attention (attention_chunk_size)"
+    if any(k in text for k in ("hybrid_override_pattern", "layers_block_type", "mamba_d_state", "ssm_state_size", "mamba_n_heads")):
+        return "Mamba layers"
+    types = text.get("layer_types") if isinstance(text.get("layer_types"), list) else None
+    if types and any(t in ("sliding_attention", "chunked_attention") for t in types):
+        return "sliding-window layers (layer_types)"
+    window = text.get("sliding_window")
+    uses_window = window and (text.get("use_sliding_window", True) if "use_sliding_window" in text else True)
+    if uses_window and not types:
+        return f"sliding-window attention on every layer (sliding_window {window})"
+    return None
+
+
 def family_for(architecture: str) -> Family:
     try:
         return _BY_ARCH[architecture]

@@ -14,7 +14,7 @@ from typing import Any
 from servectl.catalog.base import validate
 from servectl.catalog.parser_schema import Family
 from servectl.catalog.recipe import Choice, Derivation, ModelRecipe
-from servectl.checkpoint import layout_basic, parsers
+from servectl.checkpoint import parsers
 from servectl.checkpoint.quant import quantization
 from servectl.checkpoint.ref import ModelRef, recipe_name
 from servectl.checkpoint.files import Source, chat_template, read_json
@@ -73,11 +73,7 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
         raise UserError(f"{source.label} has no config.json", "give a transformers checkpoint (config.json + safetensors)")
     hf_quant = None if config.get("quantization_config") else read_json(source, "hf_quant_config.json")
     quant = quantization(config, hf_quant)
-    from servectl.checkpoint.quant import config_dtype
-
-    raw_dtype, _ = config_dtype(config)
-    dtype = "float16" if raw_dtype in ("float16", "half") else "bfloat16"
-    arch, arch_src = architecture(source, config, dtype)
+    arch, arch_src = architecture(source)
     template, template_src = chat_template(source)
     gen = read_json(source, "generation_config.json")
     headers = source.safetensors_headers()
@@ -160,19 +156,13 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
     return Derived(recipe=recipe, checkpoint=ck)
 
 
-def architecture(source: Source, config: dict[str, Any], dtype: str) -> tuple[Any, list[tuple[str, str, str]]]:
-    """(the architecture, [(figure, value, source)]) as vLLM builds it: `checkpoint.derive` for the families whose
-    KV-cache layouts servectl knows (sliding windows, MLA, Mamba, chunked local attention, GDN), each figure with its
-    source; an architecture outside them is read by `layout_basic` (full attention or GDN, else refused)."""
+def architecture(source: Source) -> tuple[Any, list[tuple[str, str, str]]]:
+    """(the architecture, [(figure, value, source)]) as vLLM builds it (checkpoint.derive, every figure with its
+    source): the families whose KV-cache layouts servectl knows, and any other architecture read from config.json
+    alone (full attention or Gated DeltaNet; sliding windows, MLA, Mamba and chunked attention refused)."""
     from servectl.checkpoint import derive as general
-    from servectl.checkpoint.families import family_for
 
-    archs = config.get("architectures") or []
-    try:
-        family_for(str(archs[0]) if archs else "")
-    except UserError:
-        return layout_basic.architecture(config, source.label, dtype)
-    d = general.derive(source, read_weights=False)
+    d = general.derive(source, read_weights=False, generic=True)
     skip = ("architecture", "quantization", "weights")  # the recipe's own choices say these
     src = [("hf_architecture", d.architecture.hf_architecture, "config.json architectures[0]")]
     src += [(k, str(f.value), f.source) for k, f in d.figures.items() if k not in skip]
