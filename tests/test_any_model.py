@@ -335,9 +335,9 @@ def test_check_expectations_follow_the_recipe(tmp_path):
 
 
 def test_tiny_family_generator_names_its_families():
-    from servectl.vllmenv.tinyfamilies import ensure_tiny_family, family_names
+    from tiny_checkpoints import ensure_tiny_family, scripted_family_names
 
-    assert {"llama", "granite", "qwen3-moe"} <= set(family_names())
+    assert {"llama", "granite", "qwen3-moe"} <= set(scripted_family_names())
     with pytest.raises(UserError, match="no tiny checkpoint of family"):
         ensure_tiny_family("no-such-family")
 

@@ -143,10 +143,6 @@ def has(key: str, version: str) -> bool:
     return (b.since is None or v >= parse(b.since)) and (b.until is None or v < parse(b.until))
 
 
-def source(key: str) -> str:
-    return _BY_KEY[key].source
-
-
 _TAG = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?(?:(?:rc|\.post|\.dev)\d+)*)(?:[-+].*)?$")
 
 

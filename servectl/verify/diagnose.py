@@ -274,11 +274,6 @@ def load_file() -> DiagnoseFile:
     return _load(str(profiles_dir()))
 
 
-def load_rules() -> tuple[DiagnosisRule, ...]:
-    """The validated rules, highest priority first."""
-    return tuple(sorted(load_file().rules, key=lambda r: -r.priority))
-
-
 # ---------------------------------------------------------------------------------------------- hints
 
 

@@ -66,7 +66,9 @@ class Choice:
     @property
     def env_name(self) -> str:
         """The venv's folder name: one environment per (release, platform/variant)."""
-        return f"vllm-{self.release}-{self.variant}"
+        from servectl.vllmenv.envs import env_name
+
+        return env_name(self.release, self.variant)
 
     def to_json(self) -> dict:
         return {"release": self.release, "platform": self.platform, "variant": self.variant, "method": self.method,
