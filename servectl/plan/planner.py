@@ -76,17 +76,17 @@ def sparse_attention(recipe: ModelRecipe) -> bool:
 
 
 def prefix_caching_default(version: str) -> bool:
-    """Whether vLLM turns prefix caching on by default for hybrid (Gated DeltaNet) models (vllm_versions)."""
+    """Whether vLLM turns prefix caching on by default for hybrid (Gated DeltaNet) models (catalog.versions)."""
     return vv.has("hybrid_prefix_caching_default", version)
 
 
 def group_ratio(version: str) -> float:
-    """Layers per KV group: the smaller layer count unless the larger is within this factor (vllm_versions)."""
+    """Layers per KV group: the smaller layer count unless the larger is within this factor (catalog.versions)."""
     return 1.5 if vv.has("group_size_ratio_1_5", version) else 1.25
 
 
 def estimate_cudagraphs_default(version: str) -> bool:
-    """VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS's default in this version (vllm_versions)."""
+    """VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS's default in this version (catalog.versions)."""
     return vv.has("estimate_cudagraphs_default", version)
 
 

@@ -45,7 +45,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Correction:
-    """What past starts of this (recipe, profile, vLLM version, host) measured (servectl.calibrate)."""
+    """What past starts of this (recipe, profile, vLLM version, host) measured (servectl.plan.calibrate)."""
 
     overhead_mib: float = 0.0  # non-KV memory vLLM used beyond the model's prediction
     block_size: int | None = None  # the block size vLLM chose, when it differs from the rules' (a host they miss)

@@ -33,7 +33,7 @@ from servectl.spec.models import LaunchSpec
 
 HTTP_PORT_NAME = "http"
 PROBE_PERIOD_S = 10
-# Fixed sizing until the planner (servectl/planner.py) exposes host-memory figures: host RAM
+# Fixed sizing until the planner (servectl.plan.planner) exposes host-memory figures: host RAM
 # for reading safetensors shards plus the API server / tokenizer / Ray processes.
 HOST_RAM_OVERHEAD_GIB = 8
 CPU_BASE, CPU_PER_GPU = 2, 2
