@@ -106,7 +106,7 @@ class _LazyConsole:
 
     def __init__(self, **kwargs: Any):
         self._kwargs = kwargs
-        self._console = None
+        self._console: Any = None
 
     def _get(self) -> Any:
         if self._console is None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Required, TypedDict, Unpack
 
 from servectl.catalog import versions as vv
 from servectl.catalog.gpu import GpuProfile
@@ -68,6 +69,17 @@ SAMPLER_BYTES_SORTED = 26
 CUDAGRAPH_MIB_PER_TOKEN = 0.2501
 # Encoder profile delta when video is enabled (card: "video encoder off ~170 MiB").
 VIDEO_ENCODER_MIB = 170.0
+
+
+class Inputs(TypedDict, total=False):
+    """What a plan is for besides the settings (predict's keywords, passed on by the searches over it): the vLLM
+    release, the host's CPU features, past starts' correction, and the checkpoint's weights when read."""
+
+    vllm_version: Required[str]
+    correction: Correction | None
+    host: CpuFeatures | None
+    weights_gib: float | None
+    mtp_weights_gib: float | None
 
 
 def sparse_attention(recipe: ModelRecipe) -> bool:
@@ -420,7 +432,7 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
     )
 
 
-def required_util(recipe: ModelRecipe, profile: GpuProfile, s: Settings, blocks: int, **kw) -> float:
+def required_util(recipe: ModelRecipe, profile: GpuProfile, s: Settings, blocks: int, **kw: Unpack[Inputs]) -> float:
     """Smallest utilization (3 decimals) that gives at least `blocks` KV blocks."""
     lo, hi = 0.0, 1.0
     for _ in range(30):
@@ -434,7 +446,7 @@ def required_util(recipe: ModelRecipe, profile: GpuProfile, s: Settings, blocks:
 
 def _blocks(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
             weights_gib: float | None = None, correction: Correction | None = None, host: CpuFeatures | None = None,
-            mtp_weights_gib: float | None = None, **_: object) -> int:
+            mtp_weights_gib: float | None = None) -> int:
     """num_blocks of a plan, 0 where vLLM would refuse (probe for searches over utilization: numbers, no words)."""
     s = replace(s, max_model_len=1, max_model_len_auto=False)
     try:
@@ -447,7 +459,7 @@ def _blocks(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     return sz.num_blocks
 
 
-def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> Plan:
+def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw: Unpack[Inputs]) -> Plan:
     """Attach the utilization guide: each preset of the profile, computed for the plan's vLLM version."""
     rows = []
     for name, preset in sorted(profile.presets.items(), key=lambda kv: kv[1].gpu_memory_utilization):
@@ -462,13 +474,13 @@ def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings
     return replace(plan, guide=rows)
 
 
-def _longest(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> int:
+def _longest(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw: Unpack[Inputs]) -> int:
     """Longest max_model_len one request really runs with at these settings (the null block counted)."""
     nb = _blocks(recipe, profile, s, **kw)
     return min(recipe.architecture.max_position_embeddings, layout_for(recipe, profile, s, **kw).longest_request(max(0, nb - 1)))
 
 
-def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> Layout:
+def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw: Unpack[Inputs]) -> Layout:
     """The layout predict() uses for these settings (keyword arguments as predict's)."""
     return _layout(recipe, profile, s, kw["vllm_version"], kw.get("host") or CpuFeatures(), kw.get("correction"))[0]
 
@@ -511,7 +523,8 @@ def _layout(recipe: ModelRecipe, profile: GpuProfile, s: Settings, version: str,
 
 
 def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, target_context: int,
-                    target_concurrency: int = 1, ceiling_util: float | None = None, **kw) -> tuple[Settings, list[str]]:
+                    target_concurrency: int = 1, ceiling_util: float | None = None,
+                    **kw: Unpack[Inputs]) -> tuple[Settings, list[str]]:
     """Inverse planning: the utilization that serves `target_concurrency` requests of `target_context` tokens.
 
     Returns the settings to use and notes; raises UserError naming the largest context that fits."""

@@ -319,7 +319,7 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     if nodes is not None and nodes >= 2:
         s = replace(s, tensor_parallel_size=profile.count)  # render.multinode's layout: one TP group per node
     correction = cal.correction_for(recipe.name, profile.name, target.version)
-    kw = dict(vllm_version=target.version, correction=correction, host=target.host)
+    kw: planner.Inputs = {"vllm_version": target.version, "correction": correction, "host": target.host}
     notes: list[str] = [f"vLLM {target.version}: {target.version_reason}", *spec.notes]
     if profile.vendor == "cpu":
         notes.append(f"host CPU: {target.host.describe()}")

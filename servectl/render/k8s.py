@@ -166,7 +166,7 @@ def service(spec: LaunchSpec, selector: dict[str, str], name: str | None = None)
     }
 
 
-def annotations(spec: LaunchSpec, layout: str) -> dict[str, str]:
+def pod_annotations(spec: LaunchSpec, layout: str) -> dict[str, str]:
     return {"servectl.io/recipe": spec.recipe, "servectl.io/profile": spec.profile, "servectl.io/parallel": layout,
             "servectl.io/secrets": secret_hint(spec)}
 
@@ -202,7 +202,7 @@ def manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe) -> lis
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "labels": pod_labels,
-                     "annotations": annotations(spec, f"tensor-parallel {tp} on {gpus} GPU(s), one node")},
+                     "annotations": pod_annotations(spec, f"tensor-parallel {tp} on {gpus} GPU(s), one node")},
         "spec": {
             "replicas": 1,
             # Recreate: a rolling update would need a second set of GPUs while the old pod holds them.

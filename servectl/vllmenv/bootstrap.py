@@ -32,6 +32,7 @@ from servectl.catalog.gpu import GpuProfile
 from servectl.errors import CheckFailed, UserError
 from servectl.fsutil import write_atomic
 from servectl.hardware.host import Host
+from servectl.hardware.models import Detection
 from servectl.vllmenv import patches, pyenv
 from servectl.vllmenv.choose import Choice, choose
 from servectl.vllmenv.envs import MARKER, venvs_root
@@ -52,7 +53,7 @@ class Request:
     recipe: str | None = None
     gpu: str | None = None  # GPU profile (default: matched from the detection)
     host: Host | None = None  # with `detection`: the machine to plan for (default: this one, probed)
-    detection: object | None = None
+    detection: Detection | None = None
     base_python: str | None = None  # the interpreter that makes the venv (default: servectl's)
 
     def resolved(self) -> "Resolved":
