@@ -226,9 +226,12 @@ def derive(source: CheckpointSource, *, read_weights: bool = True, generic: bool
     layer_types; the layouts only a model file's rule could size are refused in one line)."""
     cfg = configfile.load(source)
     archs = cfg.root.get("architectures")
-    if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
+    if isinstance(archs, list) and archs and isinstance(archs[0], str):
+        arch_name = archs[0]
+    elif generic:
+        arch_name = "unknown"  # no model class named: read from config.json alone, as any architecture outside the table
+    else:
         raise UserError(f"{source.name}/config.json names no architectures", "vLLM picks the model class from it")
-    arch_name = archs[0]
     try:
         fam = families.family_for(arch_name)
     except UserError:
