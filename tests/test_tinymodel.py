@@ -147,3 +147,11 @@ def test_generation_failure_is_one_line_and_leaves_nothing(tmp_path):
     with pytest.raises(CheckFailed, match="generating the tiny model failed: .*ModuleNotFoundError"):
         ensure_tiny_model("random", root=tmp_path, python=sys.executable)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_family_names_are_read_from_the_generator_table():
+    """`family:NAME` variants come from the generator's FAMILIES table, read without running it (however the
+    table is written: annotated or not)."""
+    assert {"llama", "gemma3", "deepseek-v3", "nemotron-h", "jamba"} <= set(tinymodel.family_names())
+    with pytest.raises(UserError, match="no tiny checkpoint"):
+        ensure_tiny_model("family:no-such-family")

@@ -26,9 +26,10 @@ def family_names() -> list[str]:
     import ast
 
     for node in ast.parse(_GENERATOR.read_text()).body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
-                and any(getattr(t, "id", None) == "FAMILIES" for t in node.targets)):
-            return [k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        value = getattr(node, "value", None)
+        if isinstance(value, ast.Dict) and any(getattr(t, "id", None) == "FAMILIES" for t in targets):
+            return [k.value for k in value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
     return []
 
 
