@@ -33,15 +33,9 @@ def notes(profile: GpuProfile, s: Settings, sz: Sizing, correction: Correction |
     if sz.cpu and s.cpu_kvcache_space_gib is not None:
         out.append(f"VLLM_CPU_KVCACHE_SPACE={s.cpu_kvcache_space_gib} replaces the KV cache size")
     if profile.unified_memory:
-        out.append(f"unified memory: {m.total_gib:.1f} GiB shared with the OS; the plan leaves {os_headroom(sz) / GIB:.1f} GiB "
+        out.append(f"unified memory: {m.total_gib:.1f} GiB shared with the OS; the plan leaves {sz.os_headroom / GIB:.1f} GiB "
                    f"(wanted >= {profile.os_headroom_gib:g} GiB)")
     return out
-
-
-def os_headroom(sz: Sizing) -> float:
-    """Bytes a unified-memory device leaves the OS once vLLM started."""
-    m = sz.memory
-    return m.total - (m.context + m.requested + (m.cudagraphs - m.cudagraph_estimate) + m.sampler_warmup)
 
 
 def warnings(recipe: ModelRecipe, profile: GpuProfile, s: Settings, sz: Sizing, version: str,
@@ -66,7 +60,7 @@ def warnings(recipe: ModelRecipe, profile: GpuProfile, s: Settings, sz: Sizing, 
     if not vv.has("kv_tokens_logged_from_concurrency", version) and lay.n_groups > 1 and sz.logged and sz.longest < 2**31 - 1:
         out.append(f"vLLM {version} will log {sz.logged:,} KV tokens (num_blocks // {lay.n_groups} groups x {lay.block_size}); "
                    f"its blocks really hold {sz.longest:,} tokens for one request ({sz.longest / sz.logged:.1f}x the logged figure)")
-    if profile.unified_memory and os_headroom(sz) < profile.os_headroom_gib * GIB:
+    if profile.unified_memory and sz.os_headroom < profile.os_headroom_gib * GIB:
         out.append("utilization eats into the OS headroom: lower --gpu-memory-utilization")
     return out
 

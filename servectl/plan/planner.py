@@ -314,7 +314,7 @@ def budget(sz: Sizing, unified_memory: bool) -> dict[str, float]:
         "speculative": (m.mtp_weights + m.cudagraph_speculative) / MIB,
     }
     if unified_memory:
-        out["os_headroom"] = explain.os_headroom(sz) / MIB
+        out["os_headroom"] = sz.os_headroom / MIB
     return out
 
 

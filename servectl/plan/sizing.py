@@ -132,3 +132,10 @@ class Sizing:
         if self.cpu:
             return m.weights + self.kv_allocated
         return m.context + m.weights + m.non_torch + m.calibration + m.kv_available + m.cudagraphs + m.sampler_warmup
+
+    @property
+    def os_headroom(self) -> float:
+        """Bytes a unified-memory device leaves the OS once vLLM started (graphs beyond the estimate and the
+        sampler warm-up come on top of the requested share)."""
+        m = self.memory
+        return m.total - (m.context + m.requested + (m.cudagraphs - m.cudagraph_estimate) + m.sampler_warmup)
