@@ -99,9 +99,10 @@ def test_cli_modules_stay_thin():
 # validates files; a command served from the cached catalog needs neither it nor packaging.tags.
 HEAVY = ["aiohttp", "httpx", "openai", "uvicorn", "docker", "psutil", "huggingface_hub.file_download", "prometheus_client",
          "pydantic", "annotated_types", "packaging.tags", "yaml", "matplotlib"]
-# A rendering plans without the host: no calibration store, no vLLM log reader, no checkpoint headers.
+# A rendering plans without the host: no calibration store, no vLLM log reader, no checkpoint headers; its
+# warnings go to a stderr that is no terminal here, so without rich.
 RENDER_SKIPS = ["servectl.plan.calibrate", "servectl.plan.vllm_log", "servectl.plan.checkpoint", "servectl.plan.multinode",
-                "servectl.checkpoint.safetensors", "huggingface_hub"]
+                "servectl.checkpoint.safetensors", "huggingface_hub", "rich", "subprocess"]
 
 
 @pytest.mark.parametrize("argv, skips", [

@@ -5,6 +5,7 @@ servectl.plan.refusals and servectl.plan.explain read them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from servectl.plan.accounting import Accounting
 from servectl.plan.geometry import Graphs, Layout
@@ -64,9 +65,9 @@ class Correction:
         return None not in (self.weights_mib, self.activation_mib, self.non_torch_mib)
 
 
-@dataclass(frozen=True)
-class Memory:
-    """vLLM's memory budget at start-up, in bytes per GPU (per NUMA node on the CPU build)."""
+class Memory(NamedTuple):
+    """vLLM's memory budget at start-up, in bytes per GPU (per NUMA node on the CPU build). (A NamedTuple, as
+    Sizing: records made per plan and never replaced, cheaper to define than a dataclass at every start.)"""
 
     total_gib: float  # the device (unified memory: the memory the profile gives the GPU)
     requested: int  # ceil(utilization x total) (vllm/v1/worker/utils.py request_memory)
@@ -94,8 +95,7 @@ class Memory:
         return self.total_gib * GIB
 
 
-@dataclass(frozen=True)
-class Sizing:
+class Sizing(NamedTuple):
     """Every number of a plan, before any text: the layout, the budget, the blocks and the tokens."""
 
     layout: Layout
@@ -112,7 +112,6 @@ class Sizing:
     longest: int  # the longest request that really runs (num_blocks - the null block)
     fits: bool  # one request of max_model_len runs
     version: str
-
     cpu: bool  # the CPU build: no graphs, no sampler warm-up, the KV cache is what it allocates
 
     @property
