@@ -159,7 +159,7 @@ def test_qwen35_mtp_layout(catalog):
 
 def test_mtp_weights_from_the_architecture_equal_the_checkpoint(catalog):
     assert P.mtp_weight_bytes(catalog.model("tiny-cpu").architecture) == weight_bytes(ensure_tiny_model("scripted"))[1]
-    # Qwen3.5-35B-A3B's BF16 head: ~1.7 GB (the NVIDIA NVFP4 checkpoint's MTP share, reference vllm-memory.md)
+    # Qwen3.5-35B-A3B's BF16 head: ~1.7 GB (the NVIDIA NVFP4 checkpoint's MTP share, as measured)
     assert 1.6e9 < P.mtp_weight_bytes(catalog.model("qwen3.5-35b-a3b-nvfp4").architecture) < 1.75e9
 
 

