@@ -1,1 +1,1 @@
-"""Known vLLM patches (package data; see servectl.patches)."""
+"""Known vLLM patches (package data; see servectl.vllmenv.patches)."""

@@ -2,7 +2,7 @@
 
 servectl renders this file, with the patch data appended as `main(PATCHES, MODE)`, into the
 RUN steps of docker/Dockerfile.patched (`servectl render --format dockerfile`). It mirrors
-servectl.patches for one-shot use at build time: exact anchors (the fix text already present:
+servectl.vllmenv.patches for one-shot use at build time: exact anchors (the fix text already present:
 nothing to do; the bug text exactly once: replace it; anything else: fail the build; several edits may
 share a file, and an edit's own `versions` narrows it to the releases carrying its text), atomic
 rewrite keeping permissions, then each patch's verification snippet in the same interpreter.

@@ -106,7 +106,7 @@ class _LazyConsole:
 
     def __init__(self, **kwargs: Any):
         self._kwargs = kwargs
-        self._console = None
+        self._console: Any = None
 
     def _get(self) -> Any:
         if self._console is None:
@@ -177,11 +177,34 @@ def emit_json(data: Any) -> None:
     click.echo(json_text(data))
 
 
+def _stderr_styled() -> bool:
+    """Whether stderr shows styles, as rich decides it (TTY_COMPATIBLE, FORCE_COLOR, else a terminal): a line for
+    people then goes through rich for its colour; otherwise it is written as is, and rich is never loaded."""
+    import os
+    import sys
+
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    if os.environ.get("FORCE_COLOR") is not None:
+        return os.environ["FORCE_COLOR"] != ""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def warn(message: str) -> None:
+    if not _stderr_styled():
+        echo("warning: " + safe_block(safe(message)), err=True, redacted=False)  # escaped and redacted here
+        return
     err_console.print("warning: ", style="yellow", end="")
     err_console.print(safe(message), soft_wrap=True)
 
 
 def info(message: str, style: str | None = None) -> None:
     """A line for people on stderr, printed as written (never read as markup), escaped and redacted."""
+    if not _stderr_styled():
+        echo(message, err=True)
+        return
     err_console.print(message, style=style, soft_wrap=True)

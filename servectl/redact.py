@@ -100,7 +100,22 @@ def register_secret(value: str | None) -> None:
             _registered.add(piece)
 
 
+_values_memo: tuple[tuple, list[str]] | None = None
+
+
 def _secret_values() -> list[str]:
+    """Registered values and the secret-looking environment's, longest first. Remembered for as long as the
+    environment and the registered values stay as they are (every printed line asks; the answer rarely changes)."""
+    global _values_memo
+    key = (tuple(os.environ.items()), frozenset(_registered))
+    if _values_memo is not None and _values_memo[0] == key:
+        return _values_memo[1]
+    found = _find_secret_values()
+    _values_memo = (key, found)
+    return found
+
+
+def _find_secret_values() -> list[str]:
     values = set(_registered)
     for name, value in os.environ.items():
         if _SECRET_ENV_NAME.search(name) and value:
@@ -138,9 +153,13 @@ def _more_values(m: re.Match) -> str:
 
 def redact(text: str) -> str:
     """`text` with every secret it carries replaced by <redacted>."""
+    return _redact(text, _secret_values())
+
+
+def _redact(text: str, secret_values: list[str]) -> str:
     if not text:
         return text
-    for value in _secret_values():
+    for value in secret_values:
         if value in text:
             text = text.replace(value, MASK)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{MASK}@", text)
@@ -190,10 +209,14 @@ def redact_argv(argv: list[str]) -> list[str]:
 
 def redact_data(data: Any) -> Any:
     """A JSON-able document with every string redacted (keys too)."""
+    return _redact_data(data, _secret_values())
+
+
+def _redact_data(data: Any, values: list[str]) -> Any:
     if isinstance(data, str):
-        return redact(data)
+        return _redact(data, values)
     if isinstance(data, dict):
-        return {redact_data(k) if isinstance(k, str) else k: redact_data(v) for k, v in data.items()}
+        return {_redact(k, values) if isinstance(k, str) else k: _redact_data(v, values) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [redact_data(v) for v in data]
+        return [_redact_data(v, values) for v in data]
     return data

@@ -67,7 +67,7 @@ CASES = [
     ("zai-org/GLM-4.7", "glm4_moe", GLM, ("glm45", "glm47")),
     ("zai-org/GLM-5", "glm_moe_dsa", GLM, ("glm45", "glm47")),
     ("MiniMaxAI/MiniMax-M2", "minimax_m2", "<minimax:tool_call><think>", ("minimax_m2", "minimax_m2")),
-    # R loads nano_v3 from a plugin file; vLLM 0.32 registers nemotron_v3 (any-model.md section 4)
+    # R loads nano_v3 from a plugin file; vLLM 0.32 registers nemotron_v3
     ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "nemotron_h", QWEN_XML + "<think>", ("nemotron_v3", "qwen3_coder")),
     ("google/gemma-3-27b-it", "gemma3", "<start_of_turn>", (None, None)),
     ("google/gemma-4-31B-it", "gemma4", "<|turn>", ("gemma4", "gemma4")),
@@ -335,9 +335,9 @@ def test_check_expectations_follow_the_recipe(tmp_path):
 
 
 def test_tiny_family_generator_names_its_families():
-    from servectl.vllmenv.tinyfamilies import ensure_tiny_family, family_names
+    from tiny_checkpoints import ensure_tiny_family, scripted_family_names
 
-    assert {"llama", "granite", "qwen3-moe"} <= set(family_names())
+    assert {"llama", "granite", "qwen3-moe"} <= set(scripted_family_names())
     with pytest.raises(UserError, match="no tiny checkpoint of family"):
         ensure_tiny_family("no-such-family")
 

@@ -1,7 +1,7 @@
 """Any checkpoint, served for real: `servectl up DIR` and `servectl up REPO` on the vLLM CPU build with the recipe
 servectl derives, then `servectl check` (tool calls included where the recipe sets a tool parser, skipped where it
 does not), for checkpoints of several families: the Qwen3-Next tiny model, scripted tiny Llama and Granite
-checkpoints (servectl/vllmenv/_tinyfamily_gen.py). Each start costs a few minutes on two cores: four in all."""
+checkpoints (tests/tiny_family_gen.py). Each start costs a few minutes on two cores: four in all."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_up_repo_pulls_first_then_serves_from_the_cache(env, tiny_dir):
     ("granite", {"reasoning": None, "tool_call": "granite4"}),  # the Granite 4.0 family row
 ])
 def test_up_family_checkpoint_then_check(env, family, parsers):
-    from servectl.vllmenv.tinyfamilies import ensure_tiny_family
+    from tiny_checkpoints import ensure_tiny_family
 
     path = ensure_tiny_family(family)
     shown = sc(env, "models", "show", str(path), "--json", timeout=300)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from servectl.vllmenv import bootstrap as bs
-from servectl.vllmenv.location import default_venv
+from vllm_env import default_venv
 
 
 def snapshot(venv: Path) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 Each host is a real captured nvidia-smi / rocm-smi output (tests/data/gpus/, every file with its source) plus
 the facts a capture does not carry (driver where none was captured, Python, glibc, ROCm version), stated the
-way a user planning for that machine states them. Expected values come from reference vllm-install.md
+way a user planning for that machine states them. Expected values come from vLLM's installation docs
 (per-release default CUDA and torch pins from the wheels' METADATA, the NVIDIA driver floors, the ROCm variant
 table) and the known-bug catalog.
 """

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from servectl.cli import main
-from servectl.verify.diagnose import Hints, diagnose, explain, load_rules, root_error
+from servectl.verify.diagnose import Hints, diagnose, explain, load_file, root_error
 
 DATA = Path(__file__).parent / "data" / "logs"
 DIAG = DATA / "diagnose"
@@ -23,7 +23,7 @@ def _read(name: str) -> str:
 
 
 def test_rules_are_data_with_sources_versions_and_how_tested():
-    rules = load_rules()
+    rules = load_file().rules
     assert len(rules) >= 40 and len({r.id for r in rules}) == len(rules)
     for r in rules:
         assert r.source and r.tested, r.id
@@ -34,7 +34,7 @@ def test_rule_messages_are_in_the_installed_vllm_source(vllm_python):
     """Each rule that names vLLM 0.32.0 among its checked versions: its message text is in that release's source."""
     pkg = next(vllm_python.parent.parent.glob("lib/python3*/site-packages/vllm"))
     source = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in pkg.rglob("*.py"))
-    missing = [r.id for r in load_rules() if "0.32.0" in r.versions and r.source_text not in source]
+    missing = [r.id for r in load_file().rules if "0.32.0" in r.versions and r.source_text not in source]
     assert not missing
 
 
@@ -222,7 +222,7 @@ def test_oom_phase_loading_vs_graphs() -> None:
 def test_readme_coverage_table_lists_every_rule() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     table = readme[readme.index("### Diagnosis coverage"):]
-    missing = [r.id for r in load_rules() if not re.search(rf"\| `{re.escape(r.id)}` \|", table)]
+    missing = [r.id for r in load_file().rules if not re.search(rf"\| `{re.escape(r.id)}` \|", table)]
     assert not missing
 
 
@@ -241,7 +241,7 @@ def test_every_rule_is_tested_on_a_log() -> None:
     """Each rule id is expected somewhere: a public or captured log here, or a live failed start."""
     here = Path(__file__).parent
     text = (here / "test_diagnose.py").read_text() + (here / "test_diagnose_live.py").read_text()
-    untested = [r.id for r in load_rules() if f'"{r.id}"' not in text]
+    untested = [r.id for r in load_file().rules if f'"{r.id}"' not in text]
     assert not untested
 
 

@@ -89,13 +89,13 @@ def test_every_catalog_field_is_described(site):
 def test_catalog_diagnosis_and_versions_pages_are_complete(site):
     from servectl.catalog import versions
     from servectl.catalog.load import load_catalog
-    from servectl.verify.diagnose import load_rules
+    from servectl.verify.diagnose import load_file
 
     catalog = page_text(site, "reference/catalog")
     cat = load_catalog()
     assert all(name in catalog for name in [*cat.gpus, *cat.models])
     rules = page_text(site, "reference/diagnosis-rules")
-    assert [r.id for r in load_rules() if r.id not in rules] == []
+    assert [r.id for r in load_file().rules if r.id not in rules] == []
     table = page_text(site, "reference/vllm-versions")
     assert [b.key for b in versions.TABLE if b.key not in table] == []
     from servectl.catalog import dashboards, metrics

@@ -12,7 +12,8 @@ import pytest
 
 from servectl.hardware.cpu_memory import cpu_profile_for_host, probe_cpu_memory
 from servectl.vllmenv import envs
-from servectl.vllmenv.location import default_venv, find_environment, why_not
+from servectl.vllmenv.location import find_environment, why_not
+from vllm_env import default_venv
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def _flags(case: str) -> list[str]:
 def starts(tmp_path_factory):
     """case -> (checkpoint, vLLM's log figures, the start's result)."""
     from servectl.vllmenv.location import find_vllm_python
-    from servectl.vllmenv.tinymodel import ensure_tiny_models
+    from tiny_checkpoints import ensure_tiny_models
 
     python = find_vllm_python()  # fails (not skips) without the vLLM CPU environment: scripts/test bootstraps it
     dirs = ensure_tiny_models(sorted({f"family:{f}" for f, _ in CASES.values()}))

@@ -82,7 +82,8 @@ def test_first_up_names_the_bootstrap_command_and_its_dry_run_is_right(cli, fres
 def test_the_environment_bootstrap_makes_is_the_one_up_finds(cli, monkeypatch, vllm_python):
     """On this machine (no GPU, the suite's real CPU environment): `up tiny-cpu` finds what `bootstrap` made."""
     from servectl.catalog.load import load_catalog
-    from servectl.vllmenv.location import default_venv, find_vllm_python
+    from servectl.vllmenv.location import find_vllm_python
+    from vllm_env import default_venv
 
     monkeypatch.delenv("SERVECTL_VLLM_PYTHON", raising=False)
     data = json.loads(cli("bootstrap", "--dry-run", "--json").stdout)

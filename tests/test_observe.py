@@ -11,13 +11,12 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from servectl.catalog import metrics as table
 from servectl.observe import exposition
 from servectl.observe.exposition import Histogram
-from servectl.observe.fetch import FetchError, get_text
+from servectl.observe.fetch import FetchError, MetricsReader
 from servectl.observe.top import Monitor, strict_json
 from servectl.observe.targets import Target
 from servectl.observe.window import Window, quantile
@@ -123,15 +122,15 @@ def http_server():
 
 
 def test_reads_are_bounded_in_size_and_time(http_server):
-    with httpx.Client(timeout=5) as client:
-        assert get_text(client, http_server(AFTER.encode()) + "/metrics") == AFTER
-        with pytest.raises(FetchError, match="byte limit"):
-            get_text(client, http_server(b"x" * 5000) + "/metrics", max_bytes=1000)
-        slow = http_server(b"ok", delay=3.0)
-        started = time.monotonic()
-        with pytest.raises(FetchError, match="no answer within 0.5 s"):
-            get_text(client, slow + "/metrics", deadline_s=0.5)
-        assert time.monotonic() - started < 2.5
+    with MetricsReader(5) as reader:
+        assert reader.get_text(http_server(AFTER.encode()) + "/metrics") == AFTER
+    with MetricsReader(5, max_bytes=1000) as reader, pytest.raises(FetchError, match="byte limit"):
+        reader.get_text(http_server(b"x" * 5000) + "/metrics")
+    slow = http_server(b"ok", delay=3.0)
+    started = time.monotonic()
+    with MetricsReader(0.5) as reader, pytest.raises(FetchError, match="no answer within 0.5 s"):
+        reader.get_text(slow + "/metrics")
+    assert time.monotonic() - started < 2.5
 
 
 def test_monitor_rows_keep_every_key_and_mark_a_dead_server_down(http_server):

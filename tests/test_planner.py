@@ -41,7 +41,7 @@ def test_cpu_prediction_matches_captured_start(catalog):
     assert round(100 * (lay.page_bytes - lay.mamba_state_bytes) / lay.mamba_state_bytes, 2) == real.mamba_padding_pct
 
 
-# vllm/platforms/cpu.py check_and_update_config, per release (servectl/vllm_versions.py): one row per branch.
+# vllm/platforms/cpu.py check_and_update_config, per release (servectl.catalog.versions): one row per branch.
 @pytest.mark.parametrize("version, host, requested, declared, dtype", [
     ("0.25.1", AMX, "auto", "bfloat16", "bfloat16"),  # no rule yet
     ("0.26.0", AVX512_BF16, "auto", "bfloat16", "bfloat16"),  # 0.26-0.28: AMX only

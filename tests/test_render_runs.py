@@ -10,7 +10,7 @@ import yaml
 from servectl.catalog.load import load_catalog
 from servectl.spec.resolve import Request, resolve
 from servectl.verify import validate
-from servectl.vllmenv.location import default_venv
+from vllm_env import default_venv
 from servectl.vllmenv.tinymodel import model_dir
 
 

@@ -76,7 +76,7 @@ def test_layout_matches_the_catalog_recipe(generated, catalog):
     assert config["num_hidden_layers"] == arch.num_layers
     assert (config["hidden_size"], config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]) == (
         arch.hidden_size, arch.num_attention_heads, arch.num_kv_heads, arch.head_dim)
-    # 32 crashes vLLM's CPU server on the first request (reference vllm-cpu.md)
+    # 32 crashes vLLM's CPU server on the first request
     assert config["linear_key_head_dim"] == config["linear_value_head_dim"] == arch.linear.key_head_dim == 64
     assert (config["num_experts"], config["num_experts_per_tok"]) == (arch.num_experts, arch.experts_per_token) == (4, 2)
     assert config["vocab_size"] == arch.vocab_size
@@ -146,3 +146,11 @@ def test_generation_failure_is_one_line_and_leaves_nothing(tmp_path):
     with pytest.raises(CheckFailed, match="generating the tiny model failed: .*ModuleNotFoundError"):
         ensure_tiny_model("random", root=tmp_path, python=sys.executable)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_family_names_are_read_from_the_generator_table():
+    """`family:NAME` variants come from the generator's FAMILIES table, read without running it (however the
+    table is written: annotated or not)."""
+    assert {"llama", "gemma3", "deepseek-v3", "nemotron-h", "jamba"} <= set(tinymodel.family_names())
+    with pytest.raises(UserError, match="no tiny checkpoint"):
+        ensure_tiny_model("family:no-such-family")

@@ -155,7 +155,7 @@ def test_sigint_to_foreground_up_leaves_no_process(env, model_dir):
 
 
 def test_a_start_that_fails_shows_the_log_tail(env, model_dir):
-    # argparse accepts any parser name; vLLM fails at start-up (vllm-cpu.md "Real failing starts")
+    # argparse accepts any parser name; vLLM fails at start-up
     res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--", "--tool-call-parser", "nosuch")
     assert res.returncode == 1
     assert "vLLM exited during start-up" in res.stderr

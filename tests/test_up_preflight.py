@@ -26,7 +26,7 @@ def test_up_refuses_a_vllm_older_than_the_recipe_needs(tmp_path, monkeypatch, cl
     assert "vllm-0.32.0-cpu: tiny-cpu needs vLLM >=99.0" in result.stderr
     assert "`servectl bootstrap --cpu --recipe tiny-cpu`" in result.stderr
     # The environment named by hand is not chosen: pre-flight refuses its release before anything starts.
-    from servectl.vllmenv.location import default_venv
+    from vllm_env import default_venv
 
     python = default_venv() / "bin" / "python"
     result = cli("up", "tiny-cpu", "--gpu", "cpu", "--port", str(free_port()), "--model-path", str(tmp_path), "--python", str(python))

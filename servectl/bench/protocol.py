@@ -126,10 +126,11 @@ COMPARED = (("request_throughput", "req/s", 1), ("output_throughput", "tok/s", 1
             ("errors", "", -1))
 
 
-def _get(entry: dict, dotted: str):
+def _get(entry: dict, dotted: str) -> Any:
+    value: Any = entry
     for part in dotted.split("."):
-        entry = entry.get(part) if isinstance(entry, dict) else None
-    return entry
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def compare(a: dict, b: dict) -> dict[str, Any]:

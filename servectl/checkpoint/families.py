@@ -27,7 +27,8 @@ from servectl.errors import UserError
 LEGACY_LAYER_TYPES = {"mamba": "linear_attention", "attention": "full_attention",
                       "hybrid": "attention+mamba"}
 # vLLM's model-level window applies only when every layer slides or none is typed (V/engine/arg_utils.py:2248-2254)
-CACHE_WINDOW_RULE = "engine/arg_utils.py:2248-2254 (CacheConfig.sliding_window when layer_types is absent or all sliding)"
+# engine/arg_utils.py (0.32 :2248-2254)
+CACHE_WINDOW_RULE = "engine/arg_utils.py (CacheConfig.sliding_window when layer_types is absent or all sliding)"
 
 # model_type values vLLM treats as DeepSeek-style MLA when kv_lora_rank is set
 # (V/transformers_utils/model_arch_config_convertor.py is_deepseek_mla)
@@ -102,7 +103,7 @@ def decoder_layers(per_layer: bool, use_flag: str | None = None) -> Callable[[Mo
         for i in range(n):
             own = per_layer and types is not None and types[i] == "sliding_attention" and window is not None
             kinds.append("sliding_attention" if (own or cache is not None) else "full_attention")
-        src = ("config.json layer_types and sliding_window (llama.py:185-203); " if per_layer and types else "") + CACHE_WINDOW_RULE
+        src = ("config.json layer_types and sliding_window (llama.py); " if per_layer and types else "") + CACHE_WINDOW_RULE
         return Layers(kinds, src, window if "sliding_attention" in kinds else None)
 
     return rule
@@ -123,7 +124,7 @@ def pattern_layers(default_pattern: int) -> Callable[[ModelConfig, int], Layers]
         else:
             src = "config.json layer_types"
         kinds = [("sliding_attention" if t == "sliding_attention" and window is not None else "full_attention") for t in types]
-        return Layers(kinds, src + " (gemma2.py:155 / gemma3.py:153-155)", window if "sliding_attention" in kinds else None)
+        return Layers(kinds, src + " (gemma2.py / gemma3.py)", window if "sliding_attention" in kinds else None)
 
     return rule
 
@@ -132,7 +133,7 @@ def gpt_oss_layers(cfg: ModelConfig, n: int) -> Layers:
     """gpt-oss: the window on even layers, whatever layer_types says (gpt_oss.py:174-176)."""
     window = _window(cfg)
     kinds = ["sliding_attention" if (i % 2 == 0 and window is not None) else "full_attention" for i in range(n)]
-    return Layers(kinds, "vLLM rule: sliding window on layer_idx % 2 == 0 (gpt_oss.py:174-176)", window)
+    return Layers(kinds, "vLLM rule: sliding window on layer_idx % 2 == 0 (gpt_oss.py)", window)
 
 
 def llama4_layers(cfg: ModelConfig, n: int) -> Layers:
@@ -146,7 +147,7 @@ def llama4_layers(cfg: ModelConfig, n: int) -> Layers:
     if len(nope) != n:
         raise UserError(f"config.json no_rope_layers has {len(nope)} entries for {n} layers")
     kinds = ["chunked_attention" if (chunk.value and nope[i]) else "full_attention" for i in range(n)]
-    return Layers(kinds, "no_rope_layers: RoPE layers chunked, NoPE layers full (llama4.py:184-185, 251-265)",
+    return Layers(kinds, "no_rope_layers: RoPE layers chunked, NoPE layers full (llama4.py)",
                   attention_chunk_size=chunk if chunk.value else None)
 
 
@@ -188,7 +189,7 @@ def nemotron_h_layers(cfg: ModelConfig, n: int) -> Layers:
     window = _window(cfg)
     kinds = [("mamba" if k == "linear_attention" else
               "sliding_attention" if (k == "full_attention" and window) else k) for k in raw]
-    return Layers(kinds, src + " (nemotron_h.py:549-603)", window)
+    return Layers(kinds, src + " (nemotron_h.py)", window)
 
 
 def granite_hybrid_layers(cfg: ModelConfig, n: int) -> Layers:
@@ -196,7 +197,7 @@ def granite_hybrid_layers(cfg: ModelConfig, n: int) -> Layers:
     (granitemoehybrid.py:322-351)."""
     types = _layer_types(cfg, n) or _layer_types(cfg, n, "layers_block_type") or ["linear_attention"] * n
     kinds = ["mamba" if t == "linear_attention" else "full_attention" for t in types]
-    return Layers(kinds, "config.json layer_types (granitemoehybrid.py:322-351)")
+    return Layers(kinds, "config.json layer_types (granitemoehybrid.py)")
 
 
 def jamba_layers(cfg: ModelConfig, n: int) -> Layers:
@@ -209,12 +210,12 @@ def jamba_layers(cfg: ModelConfig, n: int) -> Layers:
     else:
         src = "config.json layers_block_type"
     kinds = ["mamba" if t == "linear_attention" else "full_attention" for t in types]
-    return Layers(kinds, src + " (jamba.py:294-323)")
+    return Layers(kinds, src + " (jamba.py)")
 
 
 def falcon_h1_layers(cfg: ModelConfig, n: int) -> Layers:
     """Falcon-H1: every decoder layer runs attention and Mamba2 in parallel (falcon_h1.py:314-345)."""
-    return Layers(["attention+mamba"] * n, "vLLM rule: every layer is attention + Mamba2 in parallel (falcon_h1.py:314-345)")
+    return Layers(["attention+mamba"] * n, "vLLM rule: every layer is attention + Mamba2 in parallel (falcon_h1.py)")
 
 
 def mla_layers(cfg: ModelConfig, n: int) -> Layers:
@@ -248,7 +249,7 @@ FAMILIES: tuple[Family, ...] = (
            pattern_layers(6)),
     Family("gpt-oss", "gpt-oss (sliding window on even layers, attention sinks)", ("GptOssForCausalLM",), "gpt_oss.py",
            "GptOssConfig", dict(num_key_value_heads=8, head_dim=64, sliding_window=128, max_position_embeddings=131072),
-           gpt_oss_layers, notes=("attention sinks are a per-head parameter, not KV cache (gpt_oss.py:130-132)",)),
+           gpt_oss_layers, notes=("attention sinks are a per-head parameter, not KV cache (gpt_oss.py)",)),
     Family("llama4", "Llama 4 (chunked local attention on RoPE layers)",
            ("Llama4ForConditionalGeneration", "Llama4ForCausalLM"), "llama4.py", "Llama4TextConfig",
            dict(num_key_value_heads=8, head_dim=128, attention_chunk_size=8192, max_position_embeddings=4096 * 32,
@@ -285,6 +286,39 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 _BY_ARCH = {a: f for f in FAMILIES for a in f.architectures}
+
+
+def generic_layers(cfg: ModelConfig, n: int) -> Layers:
+    """An architecture outside the table: full attention on every layer, or a Gated DeltaNet state where
+    layer_types says linear_attention (the layouts a config shows without a model file's own rule)."""
+    types = _layer_types(cfg, n)
+    if types is None:
+        return Layers(["full_attention"] * n, "no family rule: full attention on every layer")
+    return Layers(["linear_attention" if t == "linear_attention" else "full_attention" for t in types],
+                  "config.json layer_types (linear_attention: a Gated DeltaNet state; the others full attention)")
+
+
+# The architectures outside FAMILIES, read from config.json alone (no transformers defaults, every key required).
+GENERIC = Family("generic", "a decoder outside servectl's family table", (), "", "", {}, generic_layers)
+
+
+def generic_refusal(text: dict[str, Any]) -> str | None:
+    """What an architecture outside the table has that only a model file's own rule could size (its text config's
+    keys), or None: MLA, chunked local attention, Mamba layers, sliding windows."""
+    if text.get("kv_lora_rank"):
+        return "multi-head latent attention (kv_lora_rank)"
+    if text.get("attention_chunk_size"):
+        return "chunked local attention (attention_chunk_size)"
+    if any(k in text for k in ("hybrid_override_pattern", "layers_block_type", "mamba_d_state", "ssm_state_size", "mamba_n_heads")):
+        return "Mamba layers"
+    types = text.get("layer_types") if isinstance(text.get("layer_types"), list) else None
+    if types and any(t in ("sliding_attention", "chunked_attention") for t in types):
+        return "sliding-window layers (layer_types)"
+    window = text.get("sliding_window")
+    uses_window = window and (text.get("use_sliding_window", True) if "use_sliding_window" in text else True)
+    if uses_window and not types:
+        return f"sliding-window attention on every layer (sliding_window {window})"
+    return None
 
 
 def family_for(architecture: str) -> Family:

@@ -8,29 +8,18 @@ these files come from outside (a download, someone's directory) and a 2 GB "conf
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass, field
-from math import prod
 from pathlib import Path
 from typing import Any, Protocol
 
+from servectl.checkpoint.safetensors import file_header
+from servectl.checkpoint.source import SMALL_FILE_LIMIT, LocalDirectory
 from servectl.errors import UserError
 
 # Size limits of what is read. tokenizer_config.json carries the added-token table (a few MB for some
-# families); the others are small. A safetensors header lists every tensor: 100 MiB is far above any real one.
-SMALL_FILE_LIMIT = 4 << 20
+# families); the others are small (SMALL_FILE_LIMIT). Safetensors headers: servectl.checkpoint.safetensors.
 TOKENIZER_CONFIG_LIMIT = 32 << 20
-HEADER_LIMIT = 100 << 20
 LIMITS = {"tokenizer_config.json": TOKENIZER_CONFIG_LIMIT}
-
-DTYPE_BYTES = {
-    "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
-    "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1, "F4": 0.5, "F6_E2M3": 0.75, "F6_E3M2": 0.75,
-}
-# vLLM does not load a multi-token-prediction head unless speculative decoding is on
-# (vllm/model_executor/models/qwen3_5.py: skip_prefixes=["mtp."]).
-SKIPPED_PREFIXES = ("mtp.", "model.mtp.")
-
 
 class Source(Protocol):
     """A checkpoint as servectl reads it, wherever it lives."""
@@ -100,54 +89,6 @@ def chat_template(source: Source) -> tuple[str | None, str | None]:
     return None, None
 
 
-def parse_header(raw_length: bytes, read, where: str) -> dict[str, Any]:
-    """A safetensors header: u64 little-endian length, then that much JSON. `read(n)` returns the next n bytes."""
-    if len(raw_length) != 8:
-        raise UserError(f"{where} is not a safetensors file (too short)", "is the checkpoint complete?")
-    (length,) = struct.unpack("<Q", raw_length)
-    if length > HEADER_LIMIT:
-        raise UserError(f"{where} has an implausible safetensors header ({length} bytes)", "is the file complete?")
-    body = read(length)
-    try:
-        header = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{where} has a safetensors header that is not JSON", "is the file complete?") from None
-    if not isinstance(header, dict):
-        raise UserError(f"{where} has a safetensors header that is not a JSON object", "is the file complete?")
-    return header
-
-
-def file_header(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as fh:
-        return parse_header(fh.read(8), fh.read, str(path))
-
-
-@dataclass(frozen=True)
-class WeightBytes:
-    loaded: int  # bytes of the tensors vLLM loads
-    skipped: int  # bytes of the tensors it skips (the MTP head)
-    tensors: int  # tensor count
-
-
-def weight_bytes(headers: dict[str, dict[str, Any]]) -> WeightBytes:
-    """Bytes of every tensor the headers list (dtype size x shape): what vLLM holds after loading them."""
-    loaded = skipped = count = 0
-    for header in headers.values():
-        for tensor, info in header.items():
-            if tensor == "__metadata__" or not isinstance(info, dict):
-                continue
-            try:
-                size = int(prod(int(d) for d in info["shape"]) * DTYPE_BYTES.get(str(info["dtype"]), 1))
-            except (KeyError, TypeError, ValueError):
-                continue  # a malformed entry is not a tensor vLLM loads
-            count += 1
-            if tensor.startswith(SKIPPED_PREFIXES):
-                skipped += size
-            else:
-                loaded += size
-    return WeightBytes(loaded, skipped, count)
-
-
 @dataclass
 class LocalSource:
     """A checkpoint directory on this machine (what `vllm serve DIR` loads)."""
@@ -166,14 +107,7 @@ class LocalSource:
             raise UserError(f"{self.path} has no config.json", "give the directory that holds the checkpoint's config.json")
 
     def read_bytes(self, filename: str, limit: int) -> bytes | None:
-        target = self.path / filename
-        if not target.is_file():
-            return None
-        with open(target, "rb") as fh:
-            data = fh.read(limit + 1)
-        if len(data) > limit:
-            raise UserError(f"{target} is larger than {limit >> 20} MiB", "that is not the small file it should be")
-        return data
+        return self._directory().read_small(filename, limit)
 
     def safetensors_headers(self) -> dict[str, dict[str, Any]]:
         return {p.name: file_header(p) for p in sorted(self.path.glob("*.safetensors"))}
@@ -181,11 +115,10 @@ class LocalSource:
     def weight_files(self) -> dict[str, int]:
         return {p.name: p.stat().st_size for p in sorted(self.path.glob("*.safetensors"))}
 
-    # the checkpoint-source calls of the layout planner (checkpoint.source.CheckpointSource), bounded the same way
+    # the checkpoint-source calls of the layout planner (checkpoint.source.CheckpointSource): one local reader,
+    # its limits, its regular-file and inside-the-checkpoint checks
 
-    def _directory(self):
-        from servectl.checkpoint.source import LocalDirectory
-
+    def _directory(self) -> LocalDirectory:
         return LocalDirectory(self.path)
 
     def list_files(self) -> list[str]:

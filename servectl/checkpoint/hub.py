@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from servectl.checkpoint.ref import ModelRef
-from servectl.checkpoint.files import file_header
+from servectl.checkpoint.safetensors import file_header
 from servectl.errors import CheckFailed, UserError
-from servectl.fsutil import write_atomic
+from servectl.fsutil import read_json_capped, write_atomic
 from servectl.paths import cache_dir
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 120.0
+# servectl's own cache of a repo's safetensors headers (~100 B per tensor: a few MiB for the largest repos)
+HEADER_CACHE_LIMIT = 256 << 20
 _TRUE = ("1", "ON", "YES", "TRUE")
 
 
@@ -211,13 +213,9 @@ class HubSource:
         if self.commit is None:
             self.read_bytes("config.json", 1 << 20)
         cached = self._cache_file()
-        if cached.is_file():
-            try:
-                data = json.loads(cached.read_text())
-                if isinstance(data, dict) and data:
-                    return data
-            except ValueError:
-                pass  # rebuilt below
+        data = self._cached_headers(cached)
+        if data:
+            return data
         names = self._weight_names() or ["model.safetensors"]
         local = {n: self.snapshot / n for n in names} if self.snapshot else {}
         if local and all(p.is_file() for p in local.values()):  # pulled: read the files themselves
@@ -245,6 +243,17 @@ class HubSource:
         write_atomic(cached, json.dumps(headers) + "\n")
         return headers
 
+    @staticmethod
+    def _cached_headers(cached: Path) -> dict[str, Any] | None:
+        """The headers cache of a commit, None when absent or unreadable (then rebuilt), read with a size limit."""
+        if not cached.is_file():
+            return None
+        try:
+            data = read_json_capped(cached, HEADER_CACHE_LIMIT, nofollow=True)
+        except UserError:
+            return None
+        return data if isinstance(data, dict) and data else None
+
     def weight_files(self) -> dict[str, int]:
         """Sizes from the headers: 8 + header + the last tensor's end offset (the header's length re-serialised: within a few kB)."""
         out = {}
@@ -264,12 +273,7 @@ class HubSource:
             self.read_bytes("config.json", 1 << 20)
         if offline():
             names = {str(p.relative_to(self.snapshot)) for p in self.snapshot.rglob("*") if p.is_file()} if self.snapshot else set()
-            cached = self._cache_file()
-            if cached.is_file():
-                try:
-                    names |= set(json.loads(cached.read_text()))
-                except ValueError:
-                    pass
+            names |= set(self._cached_headers(self._cache_file()) or {})
             return sorted(names)
         try:
             entries = self.deadline.run(lambda: list(HfApi().list_repo_tree(self.name, revision=self.commit, recursive=True)))

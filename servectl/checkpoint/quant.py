@@ -8,7 +8,7 @@ the guards check (FP4 formats need Blackwell and never run on ROCm or CPU; GPTQ 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from servectl.errors import UserError
 
@@ -73,20 +73,43 @@ def _compressed_tensors(qc: dict[str, Any]) -> tuple[str, str]:
                     "servectl plans", "supported: nvfp4, mxfp4, fp8, int4, int8 weights")
 
 
-def quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None = None) -> QuantChoice:
-    """The checkpoint's weight format, and why."""
-    qc = config.get("quantization_config") or config.get("compression_config") or _text_config(config).get("quantization_config")
-    if not isinstance(qc, dict) and isinstance(hf_quant_config, dict):
+def quantization_config(config: dict[str, Any], text: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """config.json's quantization_config (or the older compression_config), top level or in the text stack
+    (`text`: the nested text config servectl.checkpoint.configfile found; default text_config)."""
+    text = _text_config(config) if text is None else text
+    qc = config.get("quantization_config") or config.get("compression_config") or text.get("quantization_config")
+    return qc if isinstance(qc, dict) else None
+
+
+def kv_cache_dtype(config: dict[str, Any], text: dict[str, Any] | None = None) -> tuple[Literal["auto", "fp8"], str]:
+    """What `--kv-cache-dtype auto` resolves to for this checkpoint, and why: fp8 when its quantization config
+    carries an 8-bit float KV-cache scheme (vllm/utils/torch_utils.py resolve_kv_cache_dtype_string)."""
+    q = quantization_config(config, text) or {}
+    inner: dict = q["quantization"] if isinstance(q.get("quantization"), dict) else {}
+    algo = inner.get("kv_cache_scheme") or q.get("kv_cache_scheme") or inner.get("kv_cache_quant_algo") or q.get("kv_cache_quant_algo")
+    fp8 = ((isinstance(algo, dict) and algo.get("num_bits") == 8 and algo.get("type", "float") == "float")
+           or (isinstance(algo, str) and "fp8" in algo.lower()))
+    return ("fp8", "quantization_config's KV cache scheme (utils/torch_utils.py resolve_kv_cache_dtype_string)") if fp8 \
+        else ("auto", "model dtype")
+
+
+def quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None = None,
+                 text: dict[str, Any] | None = None) -> QuantChoice:
+    """The checkpoint's weight format, and why (`text`: as for quantization_config)."""
+    qc = quantization_config(config, text)
+    if qc is None and isinstance(hf_quant_config, dict):
         algo = str((hf_quant_config.get("quantization") or {}).get("quant_algo") or "")
         qc = {"quant_method": "modelopt", "quant_algo": algo}
-    if not isinstance(qc, dict):
+    if qc is None:
         return _unquantized(config)
-    method = str(qc.get("quant_method") or "").lower()
+    # vLLM lower-cases the method and spells compressed-tensors one way
+    # (transformers_utils/model_arch_config_convertor.py _normalize_quantization_config)
+    method = str(qc.get("quant_method") or "").lower().replace("compressed_tensors", "compressed-tensors")
     where = f"quantization_config.quant_method {method}"
     if method in ("fp8", "fbgemm_fp8", "ptpc_fp8"):
         return QuantChoice("fp8", method, f"{where} (FP8 e4m3 weights)")
     if method in ("mxfp4", "gpt_oss_mxfp4"):
-        return QuantChoice("mxfp4", method, f"{where} (vLLM renames it gpt_oss_mxfp4 for gpt-oss: models/config.py:447-463)")
+        return QuantChoice("mxfp4", method, f"{where} (vLLM renames it gpt_oss_mxfp4 for gpt-oss: models/config.py)")
     if method in ("gptq", "gptq_marlin", "gptqmodel"):
         bits = qc.get("bits")
         if bits not in (4, 8):

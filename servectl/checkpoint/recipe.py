@@ -13,7 +13,7 @@ from servectl.checkpoint.source import CheckpointSource
 
 # Bytes per parameter of the weight formats (packed 4-bit formats carry one 8-bit scale per group of 16/32).
 BYTES_PER_PARAM = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "nvfp4": 0.5625, "mxfp4": 0.53125, "gptq-int4": 0.53125,
-                   "gptq-int8": 1.03}
+                   "gptq-int8": 1.03, "awq-int4": 0.53125, "int4": 0.53125, "int8": 1.03}
 
 
 def estimated_weight_bytes(arch: Architecture, quantization: str, intermediate_size: int | None = None) -> int:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
+from pathlib import Path
+from typing import Any
 
-from servectl.checkpoint.source import CheckpointSource
+from servectl.checkpoint.source import CheckpointSource, header_length
 from servectl.errors import UserError
-from servectl.fsutil import loads_strict
+from servectl.fsutil import loads_strict, open_regular
 
 DTYPE_BYTES = {
     "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
@@ -36,6 +39,7 @@ class Weights:
     files: int
     dtypes: dict[str, int] = field(default_factory=dict)  # safetensors dtype -> bytes
     source: str = "the safetensors headers"
+    tensors: int = 0
 
     @property
     def main_dtype(self) -> str | None:
@@ -60,27 +64,47 @@ def tensor_bytes(info: dict, where: str) -> float:
     return prod(shape) * DTYPE_BYTES.get(str(info.get("dtype")), 1)
 
 
+def file_header(path: Path, where: str | None = None) -> dict[str, Any]:
+    """The parsed header of one .safetensors file on disk (a regular file only; the header's length checked)."""
+    where = where or str(path)
+    with open_regular(path, where) as fh:  # never a FIFO or a device under a weight file's name
+        length = header_length(fh.read(8), where)
+        raw = fh.read(length)
+    if len(raw) != length:
+        raise UserError(f"{where} ends inside its safetensors header", "is the file complete?")
+    return parse_header(raw, where)
+
+
+def sum_headers(headers: Mapping[str, Mapping[str, Any]], name: str) -> Weights:
+    """What vLLM loads, over the parsed headers of a checkpoint's files ({file: header}); `name` names it in
+    errors. A tensor without a valid dtype and shape is refused, as vLLM could not load it either."""
+    loaded = skipped = 0.0
+    count = 0
+    dtypes: Counter[str] = Counter()
+    for f, header in headers.items():
+        where = f"{name}/{f}"
+        for tensor, info in header.items():
+            if tensor == "__metadata__":
+                continue
+            if not isinstance(info, dict):
+                raise UserError(f"{where} lists tensor {tensor!r} without dtype and shape")
+            size = tensor_bytes(info, where)
+            count += 1
+            if tensor.startswith(SKIPPED_PREFIXES):
+                skipped += size
+            else:
+                loaded += size
+                dtypes[str(info.get("dtype"))] += int(size)
+    return Weights(int(loaded), int(skipped), len(headers), dict(dtypes), tensors=count)
+
+
 def weights(source: CheckpointSource) -> Weights:
     """Sum over every *.safetensors header of the checkpoint (UserError when it has none)."""
     files = [f for f in source.list_files() if f.endswith(".safetensors")]
     if not files:
         raise UserError(f"no *.safetensors files in {source.name}", "point at a checkpoint directory")
-    loaded = skipped = 0.0
-    dtypes: Counter[str] = Counter()
-    for f in files:
-        where = f"{source.name}/{f}"
-        for name, info in parse_header(source.read_safetensors_header(f), where).items():
-            if name == "__metadata__":
-                continue
-            if not isinstance(info, dict):
-                raise UserError(f"{where} lists tensor {name!r} without dtype and shape")
-            size = tensor_bytes(info, where)
-            if name.startswith(SKIPPED_PREFIXES):
-                skipped += size
-            else:
-                loaded += size
-                dtypes[str(info.get("dtype"))] += int(size)
-    return Weights(int(loaded), int(skipped), len(files), dict(dtypes))
+    return sum_headers({f: parse_header(source.read_safetensors_header(f), f"{source.name}/{f}") for f in files},
+                       source.name)
 
 
 def index_total(source: CheckpointSource) -> int | None:

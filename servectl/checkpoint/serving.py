@@ -14,10 +14,11 @@ from typing import Any
 from servectl.catalog.base import validate
 from servectl.catalog.parser_schema import Family
 from servectl.catalog.recipe import Choice, Derivation, ModelRecipe
-from servectl.checkpoint import layout_basic, parsers
+from servectl.checkpoint import parsers
 from servectl.checkpoint.quant import quantization
 from servectl.checkpoint.ref import ModelRef, recipe_name
-from servectl.checkpoint.files import Source, chat_template, read_json, weight_bytes
+from servectl.checkpoint.files import Source, chat_template, read_json
+from servectl.checkpoint.safetensors import sum_headers
 from servectl.errors import UserError
 from servectl.vllmenv import registries
 from servectl.vllmenv.registries import Registry
@@ -72,18 +73,14 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
         raise UserError(f"{source.label} has no config.json", "give a transformers checkpoint (config.json + safetensors)")
     hf_quant = None if config.get("quantization_config") else read_json(source, "hf_quant_config.json")
     quant = quantization(config, hf_quant)
-    from servectl.checkpoint.quant import config_dtype
-
-    raw_dtype, _ = config_dtype(config)
-    dtype = "float16" if raw_dtype in ("float16", "half") else "bfloat16"
-    arch, arch_src = architecture(source, config, dtype)
+    arch, arch_src = architecture(source)
     template, template_src = chat_template(source)
     gen = read_json(source, "generation_config.json")
     headers = source.safetensors_headers()
     if not headers:
         raise UserError(f"{source.label} has no *.safetensors weights", "vLLM loads safetensors: give a checkpoint that has them")
-    wb = weight_bytes(headers)
-    if wb.loaded <= 0:
+    wb = sum_headers(headers, source.label)
+    if wb.loaded_bytes <= 0:
         raise UserError(f"{source.label}: its safetensors headers list no tensors", "is the checkpoint complete?")
     files = source.weight_files()
     ck = parsers.checkpoint_facts(source.name, config, template)
@@ -101,8 +98,8 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
     choose("quantization", quant.quantization, quant.reason)
     if quant.required_dtype:
         choose("required_dtype", quant.required_dtype, quant.required_dtype_reason or "")
-    choose("weights_gib", f"{wb.loaded / GIB:.3f}", f"safetensors headers: {wb.tensors} tensors in {len(headers)} file(s), "
-           "dtype bytes x shape" + (f"; {wb.skipped / GIB:.3f} GiB of MTP head not loaded" if wb.skipped else ""))
+    choose("weights_gib", f"{wb.loaded_bytes / GIB:.3f}", f"safetensors headers: {wb.tensors} tensors in {len(headers)} file(s), "
+           "dtype bytes x shape" + (f"; {wb.skipped_bytes / GIB:.3f} GiB of MTP head not loaded" if wb.skipped_bytes else ""))
     choose("chat_template", template_src or "-", "where transformers finds it (chat_template.jinja, chat_template.json, "
            "tokenizer_config.json)" if template else "the checkpoint has no chat template: chat requests need --chat-template")
     if not template:
@@ -140,7 +137,7 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
         "served_model_name": served,
         "quantization": quant.quantization,
         "quantization_method": quant.method,
-        "weights_gib": max(wb.loaded / GIB, 1e-6),
+        "weights_gib": max(wb.loaded_bytes / GIB, 1e-6),
         "size_on_disk_gb": max(sum(files.values()) / 1e9, 1e-6) if files else None,
         "architecture": arch,
         "parsers": {"reasoning": fam.reasoning.parser if fam.reasoning else None,
@@ -159,19 +156,13 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
     return Derived(recipe=recipe, checkpoint=ck)
 
 
-def architecture(source: Source, config: dict[str, Any], dtype: str) -> tuple[Any, list[tuple[str, str, str]]]:
-    """(the architecture, [(figure, value, source)]) as vLLM builds it: `checkpoint.derive` for the families whose
-    KV-cache layouts servectl knows (sliding windows, MLA, Mamba, chunked local attention, GDN), each figure with its
-    source; an architecture outside them is read by `layout_basic` (full attention or GDN, else refused)."""
+def architecture(source: Source) -> tuple[Any, list[tuple[str, str, str]]]:
+    """(the architecture, [(figure, value, source)]) as vLLM builds it (checkpoint.derive, every figure with its
+    source): the families whose KV-cache layouts servectl knows, and any other architecture read from config.json
+    alone (full attention or Gated DeltaNet; sliding windows, MLA, Mamba and chunked attention refused)."""
     from servectl.checkpoint import derive as general
-    from servectl.checkpoint.families import family_for
 
-    archs = config.get("architectures") or []
-    try:
-        family_for(str(archs[0]) if archs else "")
-    except UserError:
-        return layout_basic.architecture(config, source.label, dtype)
-    d = general.derive(source, read_weights=False)
+    d = general.derive(source, read_weights=False, generic=True)
     skip = ("architecture", "quantization", "weights")  # the recipe's own choices say these
     src = [("hf_architecture", d.architecture.hf_architecture, "config.json architectures[0]")]
     src += [(k, str(f.value), f.source) for k, f in d.figures.items() if k not in skip]
@@ -179,12 +170,28 @@ def architecture(source: Source, config: dict[str, Any], dtype: str) -> tuple[An
     return d.architecture, src
 
 
+# Derived recipes kept validated in the user cache (a few KiB each)
+DERIVED_CACHE_ENTRIES = 64
+
+
 def _validated(fields: dict[str, Any]) -> ModelRecipe:
-    """The recipe through the catalog schema (a derived recipe obeys the same rules as a written one)."""
+    """The recipe through the catalog schema (a derived recipe obeys the same rules as a written one).
+
+    The validated recipe is cached, keyed by the exact data validated (as JSON, in its order) and the schemas'
+    source: the same data through the same schema gives the same recipe, so a checkpoint planned again skips
+    pydantic (its import and schema build are most of a `plan DIR`). Data that fails is never cached."""
+    import json
     from dataclasses import asdict, is_dataclass
 
+    from servectl.catalog.load import disk_cached, schema_fingerprint
+
     data = {k: (asdict(v) if is_dataclass(v) and not isinstance(v, type) else v) for k, v in fields.items()}
-    return validate(ModelRecipe, data)
+    try:
+        key = json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError):  # not plain JSON data: validate every time
+        return validate(ModelRecipe, data)
+    return disk_cached(["derived recipe", key], lambda: validate(ModelRecipe, data), ModelRecipe, schema_fingerprint(),
+                       folder="derived", keep=DERIVED_CACHE_ENTRIES)
 
 
 def with_profiles(derived: ModelRecipe, profiles: dict[str, Any], choices: list[Choice], warnings: list[str]) -> ModelRecipe:

@@ -82,7 +82,8 @@ class LocalDirectory:
         with open_regular(p, f"{self.name}/{path}") as fh:  # never a FIFO or a device under a file's name
             data = fh.read(limit + 1)
         if len(data) > limit:
-            raise UserError(f"{self.name}/{path} is larger than {limit // 1024} KiB", "is it the right file?")
+            size = f"{limit >> 20} MiB" if limit % 2**20 == 0 else f"{limit // 1024} KiB"
+            raise UserError(f"{self.name}/{path} is larger than {size}", "is it the right file?")
         return data
 
     def read_safetensors_header(self, path: str) -> bytes:

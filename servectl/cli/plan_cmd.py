@@ -130,7 +130,9 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     from servectl.plan.any_model import resolve_model
 
     env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
-    plan = service.build(resolve_model(model, python=python).recipe, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
+    # a derived recipe gets settings for the profile asked for only (--gpu); detection needs them all
+    recipe = resolve_model(model, python=python, profiles=[gpu] if gpu else None).recipe
+    plan = service.build(recipe, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
                          target_context=target_context, target_concurrency=target_concurrency, env=env,
                          model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force,
                          after_separator=min(ctx.meta.get("after_separator", 0), len(ctx.args)),

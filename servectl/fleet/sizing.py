@@ -26,8 +26,8 @@ from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
 
 SLEEP_ENV = {"VLLM_SERVER_DEV_MODE": "1"}  # vLLM serves /sleep and /wake_up only in dev mode (0.10.2 - 0.32)
-CPU_NO_SLEEP = ("vLLM's CPU build has no sleep mode (vllm/platforms/interface.py is_sleep_mode_available: "
-                "CUDA, ROCm and XPU only)")
+# vllm/platforms/interface.py is_sleep_mode_available: CUDA, ROCm and XPU only
+CPU_NO_SLEEP = "vLLM's CPU build has no sleep mode (only its CUDA, ROCm and XPU builds have one)"
 
 
 @dataclass(frozen=True)

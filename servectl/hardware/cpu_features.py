@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,6 +82,8 @@ def probe(python: str | None, timeout_s: float = 120) -> CpuFeatures:
             cached = _read_cache().get(key)
             if cached:
                 return CpuFeatures(**cached)
+            import subprocess  # here: a cached probe (every plan after the first) starts no process
+
             try:
                 out = subprocess.run([python, "-c", _TORCH_PROBE], capture_output=True, text=True, timeout=timeout_s,
                                      env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from servectl.catalog.base import Quantization
 from servectl.catalog.load import Catalog
 from servectl.catalog.gpu import ContainerOptions, GpuProfile, KubernetesOptions, UtilizationPreset
 from servectl.hardware.models import Choice, Detection, DetectedGpu
@@ -28,13 +29,13 @@ def architecture_of(cc: str | None) -> str:
     return next(name for floor, name in _ARCH_BY_CC if v >= floor)
 
 
-def quantizations_for(gpu: DetectedGpu) -> list[str]:
+def quantizations_for(gpu: DetectedGpu) -> list[Quantization]:
     """Weight formats vLLM runs natively on this device (FP4 from sm_100, FP8 from sm_89; ROCm: FP8 on gfx942+)."""
     if gpu.vendor == "amd":
-        fp8 = ["fp8"] if gpu.gfx_target in ("gfx942", "gfx950") else []
+        fp8: list[Quantization] = ["fp8"] if gpu.gfx_target in ("gfx942", "gfx950") else []
         return [*fp8, "gptq-int8", "gptq-int4", "bf16", "fp16"]
     cc = float(gpu.compute_capability) if gpu.compute_capability else 0.0
-    out = []
+    out: list[Quantization] = []
     if cc >= 10.0:
         out += ["nvfp4", "mxfp4"]
     if cc >= 8.9:

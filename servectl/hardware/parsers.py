@@ -171,6 +171,8 @@ def parse_rocm_smi_json(data: str | Mapping[str, Any]) -> list[DetectedGpu]:
             data = json.loads(data)
         except json.JSONDecodeError as exc:
             raise UserError(f"not rocm-smi JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise UserError("not rocm-smi JSON: the top level is not an object")
     driver = (data.get("system") or {}).get("Driver version")
     out = []
     for key, card in data.items():

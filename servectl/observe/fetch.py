@@ -1,5 +1,6 @@
 """Network and process reads for `servectl top`, each bounded: a total deadline (the call returns by then,
-whatever the other side does) and, for HTTP, a body limit."""
+whatever the other side does) and, for HTTP, a body limit (servectl.netio's client: one way to read the
+network). `within` bounds a blocking call that has no deadline of its own (the Docker SDK's stats)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import httpx
+
+from servectl import netio
 
 T = TypeVar("T")
 
@@ -50,23 +53,33 @@ def within(deadline_s: float, work: Callable[[Callable[[Callable[[], None]], Non
     return result["value"]  # type: ignore[return-value]
 
 
-def get_text(client: httpx.Client, url: str, deadline_s: float = 5.0, max_bytes: int = MAX_METRICS_BYTES) -> str:
-    """GET url: the body as text; FetchError on a non-200 answer, a body over max_bytes, or no answer by the deadline."""
+class MetricsReader:
+    """GETs of Prometheus text through one servectl.netio client: every request answered (head and body) within
+    `deadline_s` and at most `max_bytes` read, whatever the server does; failures are FetchError lines."""
 
-    def work(on_abort: Callable[[Callable[[], None]], None]) -> str:
-        with client.stream("GET", url) as response:
-            on_abort(response.close)
-            if response.status_code != 200:
-                raise FetchError(f"GET {url} answered {response.status_code}")
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise FetchError(f"GET {url}: body of {declared} bytes is over the {max_bytes} byte limit")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchError(f"GET {url}: body over the {max_bytes} byte limit")
-                chunks.append(chunk)
-            return b"".join(chunks).decode("utf-8", errors="replace")
+    def __init__(self, deadline_s: float = 5.0, max_bytes: int = MAX_METRICS_BYTES):
+        self.deadline_s, self.max_bytes = deadline_s, max_bytes
+        self._http = netio.client(deadline_s, body_limit=max_bytes, headers={"accept": "text/plain"})
 
-    return within(deadline_s, work, "metrics")
+    def get_text(self, url: str) -> str:
+        """The body of GET url as text; FetchError on a non-200 answer, a body over the limit or no answer in time."""
+        try:
+            response = self._http.get(url)
+        except netio.BodyTooLarge:
+            raise FetchError(f"GET {url}: body over the {self.max_bytes} byte limit") from None
+        except httpx.TimeoutException:
+            raise FetchError(f"metrics: no answer within {self.deadline_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise FetchError(f"metrics: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise FetchError(f"GET {url} answered {response.status_code}")
+        return response.content.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "MetricsReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

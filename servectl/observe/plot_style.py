@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servectl.errors import UserError
 from servectl.fsutil import write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 FORMATS = {".png": "png", ".svg": "svg"}
 # Memory terms, bottom to top of a bar; one colour each wherever they are drawn.
@@ -24,7 +27,7 @@ COLORS = {
     "null_block": "#7f7f7f", "attention": "#17becf", "mamba": "#ff9896", "free": "#dfe9df",
 }
 LINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
-RC = {
+RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # text stays <text> in SVG: the figures are searchable and testable
     "font.family": "DejaVu Sans",
     "font.size": 9,

@@ -94,8 +94,9 @@ def memory(target: Target, deadline_s: float = 5.0) -> tuple[int | None, str | N
     if rec.runtime == "local" and rec.pid and runners.process_alive(rec.pid, rec.create_time):
         return tree_rss(rec.pid), "process tree RSS"
     if rec.runtime == "docker" and rec.container_id:
+        container = rec.container_id
         try:
-            return within(deadline_s, lambda _abort: _container_memory(rec.container_id, deadline_s), "docker stats"), "container"
+            return within(deadline_s, lambda _abort: _container_memory(container, deadline_s), "docker stats"), "container"
         except FetchError:
             return None, None
     return None, None

@@ -23,10 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from servectl.observe import exposition
-from servectl.observe.fetch import FetchError, get_text
+from servectl.observe.fetch import FetchError, MetricsReader
 from servectl.observe.targets import Target, memory
 from servectl.observe.window import Window
 
@@ -54,11 +52,10 @@ class Monitor:
         self.watched = [Watched(t, Window(window_s)) for t in targets]
         self.deadline_s = deadline_s
         self.window_s = window_s
-        self.client = httpx.Client(timeout=deadline_s, follow_redirects=False,
-                                   headers={"accept": "text/plain"}, trust_env=False)
+        self.reader = MetricsReader(deadline_s)
 
     def close(self) -> None:
-        self.client.close()
+        self.reader.close()
 
     def poll(self, now: float | None = None) -> None:
         for w in self.watched:
@@ -66,7 +63,7 @@ class Monitor:
 
     def _scrape(self, w: Watched, now: float) -> None:
         try:
-            text = get_text(self.client, w.target.url + "/metrics", self.deadline_s)
+            text = self.reader.get_text(w.target.url + "/metrics")
             scrape = exposition.parse(text)
         except FetchError as exc:
             w.state, w.error = DOWN, str(exc)

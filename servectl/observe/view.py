@@ -4,7 +4,7 @@ is never parsed."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from servectl.console import plain
 
@@ -30,11 +30,12 @@ def _pct(v: float | None) -> str:
 def _bytes(n: int | None) -> str:
     if n is None:
         return "-"
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 def sparkline(values: list[float]) -> str:
@@ -48,12 +49,14 @@ def table(rows: list[dict[str, Any]], history: dict[str, list[float]], interval_
     from rich.table import Table
     from rich.text import Text
 
+    columns: tuple[tuple[str, Literal["left", "right"]], ...]
     t = Table(title=f"servectl top  (every {interval_s:g} s; latency over the last {window_s:g} s; q or Ctrl-C quits)",
               title_justify="left")
-    for col, just in (("server", "left"), ("state", "left"), ("run", "right"), ("wait", "right"),
-                      ("prompt tok/s", "right"), ("gen tok/s", "right"), ("TTFT p50/p99 ms", "right"),
-                      ("ITL p50/p99 ms", "right"), ("KV", "right"), ("preempt", "right"), ("prefix hit", "right"),
-                      ("spec accept", "right"), ("memory", "right"), ("gen tok/s trend", "left")):
+    columns = (("server", "left"), ("state", "left"), ("run", "right"), ("wait", "right"),
+               ("prompt tok/s", "right"), ("gen tok/s", "right"), ("TTFT p50/p99 ms", "right"),
+               ("ITL p50/p99 ms", "right"), ("KV", "right"), ("preempt", "right"), ("prefix hit", "right"),
+               ("spec accept", "right"), ("memory", "right"), ("gen tok/s trend", "left"))
+    for col, just in columns:
         t.add_column(col, justify=just, overflow="fold")
     for r in rows:
         state = Text(r["state"], style=STATE_STYLE.get(r["state"], ""))

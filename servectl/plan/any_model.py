@@ -13,6 +13,7 @@ the reason. Every choice is in `recipe.derivation.choices` (`servectl models sho
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -143,8 +144,10 @@ def _tensor_parallel(recipe: ModelRecipe, profile: GpuProfile) -> tuple[list[str
             f"; tensor parallel over {tp} of the profile's {profile.count} GPUs ({heads} attention heads divide by {tp})")
 
 
-def derive_recipe(model: str, *, python: str | None = None, name: str | None = None, catalog: Catalog | None = None) -> ModelRecipe:
-    """The recipe derived from the checkpoint MODEL names (a repo id or a directory), with per-profile settings."""
+def derive_recipe(model: str, *, python: str | None = None, name: str | None = None, catalog: Catalog | None = None,
+                  profiles: Collection[str] | None = None) -> ModelRecipe:
+    """The recipe derived from the checkpoint MODEL names (a repo id or a directory), with settings for every GPU
+    profile of the catalog, or only for `profiles` (a command that serves one profile plans no other)."""
     from servectl.catalog.parser_table import load_parser_table
     from servectl.checkpoint import ref as refs
     from servectl.checkpoint.serving import derive, with_profiles
@@ -155,23 +158,27 @@ def derive_recipe(model: str, *, python: str | None = None, name: str | None = N
         raise UnknownName("model", model, [*cat.models]) from None
     derived = derive(_source_for(ref), ref, _vllm_registry(python), load_parser_table(), name=name)
     recipe = derived.recipe
-    profiles: dict[str, ProfileSettings] = {}
+    settings_of: dict[str, ProfileSettings] = {}
     choices: list[Choice] = []
     for profile in cat.gpus.values():
+        if profiles is not None and profile.name not in profiles:
+            continue
         settings, choice = _profile_settings(recipe, profile, python)
         choices.append(choice)
         if settings is not None:
-            profiles[profile.name] = settings
-    warnings = [] if profiles else [f"no GPU profile of the catalog can run {ref.label} (see the profiles.* choices)"]
-    return with_profiles(recipe, profiles, choices, warnings)
+            settings_of[profile.name] = settings
+    where = "GPU profile of the catalog" if profiles is None else f"GPU profile asked for ({', '.join(sorted(profiles))})"
+    warnings = [] if settings_of else [f"no {where} can run {ref.label} (see the profiles.* choices)"]
+    return with_profiles(recipe, settings_of, choices, warnings)
 
 
 def resolve_model(model: str, *, python: str | None = None, name: str | None = None,
-                  catalog: Catalog | None = None) -> ResolvedModel:
+                  catalog: Catalog | None = None, profiles: Collection[str] | None = None) -> ResolvedModel:
     """MODEL -> its recipe: curated name, user recipe name, hub repo id (org/name[@revision]) or checkpoint directory.
 
     `python`: the vLLM environment that will run it (its release decides which parsers exist); `name`: the name a
-    derived recipe gets (default: from the checkpoint's name). Raises UserError (one line) for an unknown name,
+    derived recipe gets (default: from the checkpoint's name); `profiles`: derive settings for these GPU profiles
+    only (default: every profile of the catalog). Raises UserError (one line) for an unknown name,
     a broken user recipe (file:line), a gated/missing repo, no network and no cache."""
     from servectl.catalog import user
     from servectl.checkpoint import ref as refs
@@ -188,5 +195,5 @@ def resolve_model(model: str, *, python: str | None = None, name: str | None = N
         err = UnknownName("model", model, known)
         raise UserError(err.message, "give a recipe (`servectl models list`), a hub repo id org/name[@revision] "
                                      "or a checkpoint directory") from None
-    recipe = derive_recipe(model, python=python, name=name, catalog=cat)
+    recipe = derive_recipe(model, python=python, name=name, catalog=cat, profiles=profiles)
     return ResolvedModel(recipe, "repo" if ref.kind == "repo" else "directory")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from servectl import paths
 from servectl.catalog import versions as vv
@@ -24,7 +24,9 @@ from servectl.errors import UserError
 from servectl.fsutil import JSON_LIMIT, read_json_capped, write_atomic
 from servectl.plan.models import Plan
 from servectl.plan.planner import MIB, Correction
-from servectl.plan.vllm_log import LogFigures
+
+if TYPE_CHECKING:  # vLLM's log is read by the commands that learn from a start, not by every plan
+    from servectl.plan.vllm_log import LogFigures
 
 KEEP = 10  # starts remembered per key (the mean of their overheads is applied)
 
@@ -50,7 +52,7 @@ class CalibrationRecord:
 
 def host_id() -> str:
     """The machine a start ran on (calibration is per host)."""
-    return socket.gethostname() or "localhost"
+    return os.uname().nodename or "localhost"  # gethostname(2) and uname(2) name the same node on Linux
 
 
 def calibration_dir() -> Path:

@@ -336,7 +336,7 @@ def _promote(specs: list[Spec]) -> tuple[list[Spec], bool]:
                for s in specs]
     if not (_uniform(out) or _uniform_type(out)):
         raise LayoutRefused("vLLM cannot run this model with the hybrid KV-cache manager off: its Mamba / linear-attention "
-                            "layers cannot be allocated as full attention (kv_cache_utils.py: 'Failed to promote local KV "
+                            "layers cannot be allocated as full attention (vLLM's check: 'Failed to promote local KV "
                             "cache specs to one unified type')",
                             "drop --disable-hybrid-kv-cache-manager (and the KV connector that turns it off)")
     return out, out != specs
@@ -381,6 +381,7 @@ def _unify_pages(specs: list[Spec], pad_uneven: bool) -> list[Spec]:
             out.append(replace(s, padded=top))
         else:
             raise LayoutRefused(f"vLLM cannot give this model's KV-cache layers one page size: a {s.page:,} B page does not "
-                                f"divide the {top:,} B one (kv_cache_utils.py unify_kv_cache_spec_page_size)",
+                                f"divide the {top:,} B one (vLLM's check: 'page size is not divisible by the maximum "
+                                "page size and cannot be padded')",
                                 "a different --kv-cache-dtype or --block-size may make the pages divide")
     return out

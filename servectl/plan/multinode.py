@@ -18,6 +18,7 @@ Activation peak, non-torch memory and CUDA graphs are taken per rank as in the s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from servectl.catalog.recipe import Architecture
@@ -58,6 +59,29 @@ def _slots(stage_layers: range, mask: list[bool], group: int) -> int:
     return len(slots)
 
 
+@dataclass
+class _Node:
+    """One node (pipeline stage) of the split, per rank."""
+
+    node: int
+    layers: range
+    full: int
+    linear: int
+    weights: float  # bytes per rank
+    avail: float  # KV bytes per rank
+    block_bytes: int  # one KV block per rank (the group slots it holds)
+    blocks: int | None  # None: the stage holds no KV layer
+
+    def as_json(self, tp: int, blocks_used: int) -> dict[str, Any]:
+        used = blocks_used * self.block_bytes
+        avail_mib = round(self.avail / MIB, 1)
+        return {"node": self.node, "layers": [self.layers.start, self.layers.stop - 1],
+                "full_attention_layers": self.full, "linear_attention_layers": self.linear, "ranks": tp,
+                "weights_mib_per_rank": round(self.weights / MIB, 1), "kv_available_mib_per_rank": avail_mib,
+                "kv_block_bytes_per_rank": self.block_bytes, "kv_blocks": self.blocks,
+                "kv_used_mib_per_rank": round(used / MIB, 1), "kv_unused_mib_per_rank": round(avail_mib - used / MIB, 1)}
+
+
 def split(plan: Plan, arch: Architecture, lay: Layout, tp: int, nodes: int, kv_pinned: bool) -> dict[str, Any]:
     """The `nodes` block of `plan --nodes N --json`: per node (= per pipeline stage, T ranks each) and the bottleneck."""
     parts = pp_partition(arch.num_layers, nodes)
@@ -66,50 +90,36 @@ def split(plan: Plan, arch: Architecture, lay: Layout, tp: int, nodes: int, kv_p
     total_weights = plan.budget["weights"] * MIB * tp
     per_layer = max(0.0, total_weights - 2 * embed_bytes) / arch.num_layers
     avail_rank = plan.budget["kv_available"] * MIB
-    per_node = []
+    per_node: list[_Node] = []
     start = 0
     for k, count in enumerate(parts):
         layers = range(start, start + count)
         start += count
         weights = (per_layer * count + (embed_bytes if k == 0 else 0) + (embed_bytes if k == nodes - 1 else 0)) / tp
         avail = avail_rank if kv_pinned else avail_rank + plan.budget["weights"] * MIB - weights
-        slots = _slots(layers, mask, lay.layers_per_group)
-        block_bytes = lay.page_bytes * slots
-        blocks = int(avail // block_bytes) if block_bytes else None
-        per_node.append({
-            "node": k, "layers": [layers.start, layers.stop - 1],
-            "full_attention_layers": sum(mask[i] for i in layers),
-            "linear_attention_layers": sum(not mask[i] for i in layers),
-            "ranks": tp,
-            "weights_mib_per_rank": round(weights / MIB, 1),
-            "kv_available_mib_per_rank": round(avail / MIB, 1),
-            "kv_block_bytes_per_rank": block_bytes,
-            "kv_blocks": blocks,
-        })
-    limited = [n for n in per_node if n["kv_blocks"] is not None]
-    bottleneck = min(limited, key=lambda n: n["kv_blocks"]) if limited else per_node[0]
-    blocks = bottleneck["kv_blocks"] or 0
-    for n in per_node:
-        used = blocks * n["kv_block_bytes_per_rank"]
-        n["kv_used_mib_per_rank"] = round(used / MIB, 1)
-        n["kv_unused_mib_per_rank"] = round(n["kv_available_mib_per_rank"] - used / MIB, 1)
+        block_bytes = lay.page_bytes * _slots(layers, mask, lay.layers_per_group)
+        per_node.append(_Node(k, layers, sum(mask[i] for i in layers), sum(not mask[i] for i in layers), weights, avail,
+                              block_bytes, int(avail // block_bytes) if block_bytes else None))
+    limited = [n for n in per_node if n.blocks is not None]
+    bottleneck = min(limited, key=lambda n: n.blocks or 0) if limited else per_node[0]
+    blocks = bottleneck.blocks or 0
     real = min(lay.longest_request(max(0, blocks - 1)), plan.max_model_len)  # one block is vLLM's null block
-    if len({n["kv_blocks"] for n in per_node}) == 1:
+    if len({n.blocks for n in per_node}) == 1:
         why = "every node has the same KV blocks"
     elif kv_pinned:
         why = "fewest KV blocks: the most KV group slots for the same KV memory"
     else:
         why = "fewest KV blocks: its weights leave it the least memory"
+    rows = [n.as_json(tp, blocks) for n in per_node]
     return {
         "count": nodes, "tensor_parallel_size": tp, "pipeline_parallel_size": nodes, "ranks": tp * nodes,
         "layers_per_node": parts,
-        "per_node": per_node,
-        "bottleneck": {"node": bottleneck["node"], "kv_blocks": blocks, "reason": why},
+        "per_node": rows,
+        "bottleneck": {"node": bottleneck.node, "kv_blocks": blocks, "reason": why},
         "num_blocks": blocks,
         "kv_cache_tokens_real": real,
         "fits": real >= plan.max_model_len,
         "weights_mib_total": round(total_weights / MIB, 1),
-        "max_weights_mib_per_rank": max(n["weights_mib_per_rank"] for n in per_node),
+        "max_weights_mib_per_rank": max(r["weights_mib_per_rank"] for r in rows),
         "note": "activation peak, non-torch memory and CUDA graphs per rank as the single-node plan's",
     }
-

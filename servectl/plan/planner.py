@@ -27,18 +27,22 @@ physics estimates with one fitted scale each; benchmarks/planner_accuracy.py pri
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from typing import Required, TypedDict, Unpack
 
 from servectl.catalog import versions as vv
 from servectl.catalog.gpu import GpuProfile
 from servectl.catalog.recipe import Architecture, ModelRecipe
 from servectl.errors import UserError
 from servectl.hardware.cpu_features import CpuFeatures
+from servectl.plan import explain, refusals
 from servectl.plan.accounting import Accounting
 from servectl.plan.cpu_rules import cpu_mla_block, cpu_refusal, cpu_ssm_dtype
 from servectl.plan.geometry import DTYPE_BYTES, Graphs, Layout, capture_sizes, graphs_for, layout
 from servectl.plan.kvcache import LayoutRefused
-from servectl.plan.models import Figure, GuideRow, Plan
+from servectl.plan.models import GuideRow, Plan
+from servectl.plan.refusals import VllmRefuses
+from servectl.plan.sizing import Correction, Memory, Settings, Sizing
 from servectl.spec import values
 from servectl.vllmenv import args as va
 
@@ -67,35 +71,15 @@ CUDAGRAPH_MIB_PER_TOKEN = 0.2501
 VIDEO_ENCODER_MIB = 170.0
 
 
-@dataclass(frozen=True)
-class Settings:
-    """vLLM's memory flags, already parsed (vLLM's names, vLLM's defaults when None)."""
+class Inputs(TypedDict, total=False):
+    """What a plan is for besides the settings (predict's keywords, passed on by the searches over it): the vLLM
+    release, the host's CPU features, past starts' correction, and the checkpoint's weights when read."""
 
-    gpu_memory_utilization: float = 0.9
-    kv_cache_memory_bytes: int | None = None
-    max_model_len: int | None = None  # None: the model's max_position_embeddings
-    max_model_len_auto: bool = False
-    max_num_seqs: int | None = None
-    max_num_batched_tokens: int | None = None
-    max_cudagraph_capture_size: int | None = None
-    enforce_eager: bool = False
-    limit_mm: dict[str, int] = field(default_factory=dict)
-    skip_mm_profiling: bool = False
-    kv_cache_dtype: str = "auto"
-    tensor_parallel_size: int = 1
-    enable_prefix_caching: bool | None = None  # None: the version's default for hybrid models
-    estimate_cudagraphs: bool | None = None  # None: the version's default of the env var
-    mamba_ssm_cache_dtype: str = "auto"
-    block_size: int | None = None
-    num_speculative_tokens: int = 0
-    dtype: str = "auto"
-    cpu_kvcache_space_gib: int | None = None  # VLLM_CPU_KVCACHE_SPACE: overrides the KV bytes on CPU
-    allow_long_max_model_len: bool = False  # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
-    disable_hybrid_kv_cache_manager: bool | None = None  # None: vLLM decides (off for chunked local attention)
-    allow_chunked_local_with_hma: bool = False  # VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1
-    async_scheduling: bool | None = None  # None: vLLM's default (on on GPUs, off on the CPU build)
-    pipeline_parallel_size: int = 1
-    disable_sliding_window: bool = False  # --disable-sliding-window
+    vllm_version: Required[str]
+    correction: Correction | None
+    host: CpuFeatures | None
+    weights_gib: float | None
+    mtp_weights_gib: float | None
 
 
 def sparse_attention(recipe: ModelRecipe) -> bool:
@@ -104,17 +88,17 @@ def sparse_attention(recipe: ModelRecipe) -> bool:
 
 
 def prefix_caching_default(version: str) -> bool:
-    """Whether vLLM turns prefix caching on by default for hybrid (Gated DeltaNet) models (vllm_versions)."""
+    """Whether vLLM turns prefix caching on by default for hybrid (Gated DeltaNet) models (catalog.versions)."""
     return vv.has("hybrid_prefix_caching_default", version)
 
 
 def group_ratio(version: str) -> float:
-    """Layers per KV group: the smaller layer count unless the larger is within this factor (vllm_versions)."""
+    """Layers per KV group: the smaller layer count unless the larger is within this factor (catalog.versions)."""
     return 1.5 if vv.has("group_size_ratio_1_5", version) else 1.25
 
 
 def estimate_cudagraphs_default(version: str) -> bool:
-    """VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS's default in this version (vllm_versions)."""
+    """VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS's default in this version (catalog.versions)."""
     return vv.has("estimate_cudagraphs_default", version)
 
 
@@ -157,27 +141,6 @@ def cudagraph_mib(arch: Architecture, graphs: Graphs) -> float:
     return CUDAGRAPH_MIB_PER_TOKEN * (arch.hidden_size / 2048) * graphs.tokens
 
 
-@dataclass(frozen=True)
-class Correction:
-    """What past starts of this (recipe, profile, vLLM version, host) measured (servectl.calibrate)."""
-
-    overhead_mib: float = 0.0  # non-KV memory vLLM used beyond the model's prediction
-    block_size: int | None = None  # the block size vLLM chose, when it differs from the rules' (a host they miss)
-    rule_block_size: int | None = None  # what the rules gave for that start: the measurement applies to that case only
-    starts: int = 0
-    source: str = ""
-    # vLLM's own memory terms, when a start logged them ("Actual usage is ..."; per GPU): they replace the model's
-    weights_mib: float | None = None
-    activation_mib: float | None = None
-    non_torch_mib: float | None = None
-    cudagraph_mib: float | None = None
-    cudagraph_estimate_mib: float | None = None
-
-    @property
-    def measured_terms(self) -> bool:
-        return None not in (self.weights_mib, self.activation_mib, self.non_torch_mib)
-
-
 def measured_block_size(lay: Layout, correction: Correction | None) -> int | None:
     """The block size past starts measured, where it corrects the rules for this very case: a start whose rules
     gave the same block as this plan's (same host rules, KV dtype, speculation, TP). A start with other flags or
@@ -202,12 +165,12 @@ def batch_defaults(profile: GpuProfile, world_size: int = 1) -> tuple[int, int]:
 
 
 def hma_disabled(arch: Architecture, s: Settings) -> tuple[bool, str]:
-    """Whether vLLM turns the hybrid KV-cache manager off, and why (vllm/config/vllm.py:2141-2197): the flag, or a
-    model with chunked local attention unless VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1."""
+    """Whether vLLM turns the hybrid KV-cache manager off, and why (vllm/config/vllm.py, 0.18 :2141-2197): the flag,
+    or a model with chunked local attention unless VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1."""
     if s.disable_hybrid_kv_cache_manager is not None:
         return s.disable_hybrid_kv_cache_manager, "--disable-hybrid-kv-cache-manager" if s.disable_hybrid_kv_cache_manager else ""
     if arch.attention_chunk_size and "chunked_attention" in arch.kinds() and not s.allow_chunked_local_with_hma:
-        return True, "chunked local attention turns it off by default (vllm/config/vllm.py:2148-2168)"
+        return True, "chunked local attention turns it off by default"
     return False, ""
 
 
@@ -224,60 +187,33 @@ def in_flight_tokens(profile: GpuProfile, s: Settings, version: str, mbt: int) -
     return pp * mbt
 
 
-class VllmRefuses(UserError):
-    """vLLM itself would refuse these flags at start-up (names vLLM's check)."""
-
-
-def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
-            weights_gib: float | None = None, correction: Correction | None = None,
-            flags: list[str] | None = None, host: CpuFeatures | None = None, mtp_weights_gib: float | None = None,
-            check_target: bool = True) -> Plan:
-    """Forward plan: what vLLM `vllm_version` will do with these settings on this hardware (and host CPU).
-    check_target=False sizes a layout even where the target cannot run it (what vLLM would log before failing)."""
+def memory(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, version: str, seqs: int, mbt: int, estimate: bool,
+           weights_gib: float | None, mtp_weights_gib: float | None, correction: Correction | None) -> Memory:
+    """The budget vLLM profiles (vllm/v1/worker/gpu_worker.py determine_available_memory, 0.18 :350-502): the
+    requested share of the device less weights, the activation peak, non-torch memory and (where the profiler
+    estimates them, 0.18+) the CUDA graphs; --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE replace it
+    (gpu_worker.py:362-380, platforms/cpu.py)."""
     arch = recipe.architecture
     cpu = profile.vendor == "cpu"
     tp = s.tensor_parallel_size
-    host = host or CpuFeatures()
-    fig: dict[str, Figure] = {}
-    notes: list[str] = []
-    warnings: list[str] = []
-
-    lay, ssm_reason, ruled_block = _layout(recipe, profile, s, vllm_version, host, correction, check_target)
-    if ruled_block is not None:
-        notes.append(f"block size {lay.block_size} measured by {correction.starts} start(s) on this host "
-                     f"(the rules gave {ruled_block})")
-    if lay.promoted:
-        warnings.append("the hybrid KV-cache manager is off (" + hma_disabled(arch, s)[1] + "): sliding-window / chunked "
-                        "layers get blocks for the whole context like full attention (kv_cache_utils.py "
-                        "_promote_local_kv_cache_specs); their compute stays local")
-    mbt_default, seqs_default = batch_defaults(profile, s.tensor_parallel_size * max(1, s.pipeline_parallel_size))
-    seqs = s.max_num_seqs or seqs_default
-    mbt = s.max_num_batched_tokens or mbt_default
-    estimate = estimate_cudagraphs_default(vllm_version) if s.estimate_cudagraphs is None else s.estimate_cudagraphs
-
     total_gib = profile.memory_gib if profile.unified_memory else profile.total_memory_gib
     total = total_gib * GIB
     w = (weights_gib if weights_gib is not None else recipe.weights_gib) / tp * GIB
     c0 = profile.context_overhead_gib * GIB
     n = 0.0 if cpu else (NON_TORCH_GIB + (MULTIMODAL_RESIDENT_GIB if recipe.multimodal.modalities else 0.0)) * GIB
     corr = (correction.overhead_mib * MIB) if correction else 0.0
-    measured = bool(correction and correction.measured_terms and not cpu)
+    measured = correction if (correction and correction.measured_terms and not cpu) else None
     if measured:
         # vLLM's own terms from a past start of this key replace the model's (and explain the overhead)
-        w, n, corr = correction.weights_mib * MIB, correction.non_torch_mib * MIB, 0.0
+        w, n, corr = (measured.weights_mib or 0.0) * MIB, (measured.non_torch_mib or 0.0) * MIB, 0.0
     # The draft's weights (the checkpoint's mtp.* bytes when known) load with the model ("Model loading took").
     n_spec = s.num_speculative_tokens if arch.mtp_layers else 0
     w_mtp = 0.0
     if n_spec:
         w_mtp = mtp_weights_gib / tp * GIB if mtp_weights_gib is not None else float(mtp_weight_bytes(arch, tp))
         w += w_mtp
-    if correction and correction.starts:
-        notes.insert(0, f"calibrated from {correction.starts} start{'s' if correction.starts != 1 else ''}"
-                     + (": vLLM's measured weights, activation peak, non-torch and CUDA-graph memory" if measured
-                        else f": {correction.overhead_mib:+.0f} MiB non-KV memory" if correction.overhead_mib else "")
-                     + (f" ({correction.source})" if correction.source else ""))
 
-    # Activation peak: max over the profile phases (gpu_model_runner.py profile_run :5456-5529).
+    # Activation peak: max over the profile phases (gpu_model_runner.py profile_run, 0.18 :5456-5529).
     a_lm = activation_mib(arch, mbt)
     a_enc = 0.0
     if recipe.multimodal.modalities and not s.skip_mm_profiling:
@@ -287,7 +223,7 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     a_sampler = sampler_mib(arch, rows)
     a = (0.0 if cpu else max(a_lm + a_enc, a_sampler)) * MIB
     if measured:
-        a = correction.activation_mib * MIB
+        a = (measured.activation_mib or 0.0) * MIB
     # The sampler warm-up after graph capture keeps its buffers reserved (gpu_worker.compile_or_warm_up_model).
     s_warm = 0.0 if cpu else a_sampler * MIB
 
@@ -297,184 +233,115 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
         max_capture = 1024
     graphs = graphs_for(seqs, mbt, max_capture, s.num_speculative_tokens, s.enforce_eager or cpu)
     g_actual = cudagraph_mib(arch, graphs) * MIB
-    g_spec = 0.0  # what capturing (1 + N)-token decode steps adds to the graph pool
+    g_spec = 0.0
     if n_spec and graphs.count:
         g_spec = g_actual - cudagraph_mib(arch, graphs_for(seqs, mbt, s.max_cudagraph_capture_size, 0, False)) * MIB
-    if measured and correction.cudagraph_mib is not None and graphs.count:
-        g_actual = correction.cudagraph_mib * MIB
-    g_est = g_actual if (estimate and graphs.count and vv.has("cudagraph_memory_profiled", vllm_version)) else 0.0
-    if g_est and measured and correction.cudagraph_estimate_mib is not None:
-        g_est = correction.cudagraph_estimate_mib * MIB
+    if measured and measured.cudagraph_mib is not None and graphs.count:
+        g_actual = measured.cudagraph_mib * MIB
+    g_est = g_actual if (estimate and graphs.count and vv.has("cudagraph_memory_profiled", version)) else 0.0
+    if g_est and measured and measured.cudagraph_estimate_mib is not None:
+        g_est = measured.cudagraph_estimate_mib * MIB
 
-    util = s.gpu_memory_utilization
-    requested = math.ceil(util * total)
-    kv_pinned = s.kv_cache_memory_bytes
+    requested = math.ceil(s.gpu_memory_utilization * total)
+    kv_pinned: float | None = s.kv_cache_memory_bytes
     if cpu and s.cpu_kvcache_space_gib is not None:
         kv_pinned = s.cpu_kvcache_space_gib * GIB
-        notes.append(f"VLLM_CPU_KVCACHE_SPACE={s.cpu_kvcache_space_gib} replaces the KV cache size (platforms/cpu.py)")
-    if kv_pinned is not None:
-        avail = float(kv_pinned)
-        avail_reason = ("VLLM_CPU_KVCACHE_SPACE" if kv_pinned != s.kv_cache_memory_bytes else "--kv-cache-memory-bytes") + \
-            " replaces the profiled budget (gpu_worker.py:362-380)"
-    else:
-        avail = requested - w - a - n - g_est - corr
-        avail_reason = (f"ceil({util:g} x {total_gib:.2f} GiB) - weights - activation peak - non-torch"
-                        + (" - CUDA-graph estimate" if g_est else "") + (" - calibration" if corr else "")
-                        + " (gpu_worker.py:405-441)")
+    # vLLM's budget: requested - weights - activation peak - non-torch - graph estimate (gpu_worker.py:405-441)
+    avail = float(kv_pinned) if kv_pinned is not None else requested - w - a - n - g_est - corr
+    return Memory(total_gib=total_gib, requested=requested, context=c0, weights=w, mtp_weights=w_mtp, non_torch=n,
+                  calibration=corr, activation=a, activation_lm_mib=a_lm, activation_encoder_mib=a_enc, sampler_rows=rows,
+                  sampler_run_mib=a_sampler, sampler_warmup=s_warm, graphs=graphs, cudagraphs=g_actual,
+                  cudagraph_speculative=g_spec, cudagraph_estimate=g_est, kv_pinned=kv_pinned, kv_available=avail,
+                  measured=measured is not None)
+
+
+def num_blocks(lay: Layout, available: float) -> int:
+    """KV blocks in `available` bytes (kv_cache_utils.py get_num_blocks: available // page // layers per group;
+    one block id costs the largest group's pages where groups differ, :1520-1551)."""
     if lay.block_bytes == lay.page_bytes * lay.layers_per_group:
-        nb = max(0, int(avail // lay.page_bytes // lay.layers_per_group))
-    else:
-        nb = max(0, int(avail // lay.block_bytes))  # largest group's pages per block id (kv_cache_utils.py:1520-1551)
-    acc = Accounting.of(nb, vllm_version, lay.n_groups > 1)
+        return max(0, int(available // lay.page_bytes // lay.layers_per_group))
+    return max(0, int(available // lay.block_bytes))
 
-    native = arch.max_position_embeddings
+
+def resolved_max_model_len(s: Settings, acc: Accounting, lay: Layout, native: int) -> int:
+    """max_model_len: --max-model-len, `auto` (vLLM's fit, kv_cache_utils.py _auto_fit_max_model_len), else native."""
     if s.max_model_len_auto:
-        mml = acc.auto_length(lay, native)
-        mml_reason = (("auto: vLLM <= 0.18 keeps the native length (its check sizes one request by a mamba group)"
-                       if not lay.groups[0].spec.grows else
-                       "auto: vLLM <= 0.18's fit of one request's group-0 blocks (its check looks at group 0 only)")
-                      if acc.group0_only else
-                      f"auto: vLLM's fit of one request into {acc.check_blocks} blocks"
-                      + (" (num_blocks - the null block)" if acc.null_reserved else " (num_blocks; the null block not counted)"))
-    else:
-        mml = s.max_model_len or native
-        mml_reason = "--max-model-len" if s.max_model_len else "the model's max_position_embeddings"
+        return acc.auto_length(lay, native)
+    return s.max_model_len or native
 
-    # What vLLM refuses (it exits; nothing to warn about then).
-    if mml > native and s.allow_long_max_model_len:
-        warnings.append(f"--max-model-len {mml:,} exceeds the model's max_position_embeddings {native:,} "
-                        "(allowed by VLLM_ALLOW_LONG_MAX_MODEL_LEN=1; outputs past it may be garbage)")
-    elif mml > native:
-        raise VllmRefuses(f"vLLM refuses --max-model-len {mml}: it exceeds the model's max_position_embeddings {native} "
-                          "(ModelConfig: 'User-specified max_model_len ... is greater than the derived max_model_len')",
-                          f"use --max-model-len {native} or less (or set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 if the model really supports more)")
-    if avail <= 0 or nb == 0:
-        raise VllmRefuses(f"vLLM refuses to start on {profile.name}: no memory left for the KV cache "
-                          f"(weights and overheads exceed the budget by {-avail / MIB:.0f} MiB; kv_cache_utils.py: "
-                          "'No available memory for the cache blocks')",
-                          "raise --gpu-memory-utilization or set --kv-cache-memory-bytes, lower --max-num-seqs / "
-                          "--max-num-batched-tokens, or pick a larger GPU")
-    if s.max_model_len_auto and mml <= 0:
-        raise VllmRefuses("vLLM refuses --max-model-len auto: not even one token fits ('Cannot auto-fit max_model_len')",
-                          "raise --gpu-memory-utilization or --kv-cache-memory-bytes")
-    if not acc.vllm_starts(lay, mml):
-        fit = acc.auto_length(lay, native) if not acc.group0_only else 0
-        raise VllmRefuses(f"vLLM refuses max_model_len {mml}: one request needs {acc.vllm_needs(lay, mml)} KV blocks and its "
-                          f"check allows {acc.check_blocks} of the {nb} on {profile.name} "
-                          "(kv_cache_utils.py: 'To serve at least one request with the model's max seq len')",
-                          f"use --max-model-len {fit} (vLLM's own estimate) or give the KV cache more memory" if fit > 0
-                          else "give the KV cache more memory (--gpu-memory-utilization / --kv-cache-memory-bytes) or pick a larger GPU")
 
+def size(recipe: ModelRecipe, profile: GpuProfile, s: Settings, lay: Layout, *, version: str,
+         weights_gib: float | None = None, mtp_weights_gib: float | None = None,
+         correction: Correction | None = None) -> Sizing:
+    """The arithmetic of a plan: numbers only, whether or not vLLM would start (refusals.check_start says)."""
+    arch = recipe.architecture
+    mbt_default, seqs_default = batch_defaults(profile, s.tensor_parallel_size * max(1, s.pipeline_parallel_size))
+    seqs = s.max_num_seqs or seqs_default
+    mbt = s.max_num_batched_tokens or mbt_default
+    estimate = estimate_cudagraphs_default(version) if s.estimate_cudagraphs is None else s.estimate_cudagraphs
+    m = memory(recipe, profile, s, version=version, seqs=seqs, mbt=mbt, estimate=estimate, weights_gib=weights_gib,
+               mtp_weights_gib=mtp_weights_gib, correction=correction)
+    nb = num_blocks(lay, m.kv_available)
+    acc = Accounting.of(nb, version, lay.n_groups > 1)
+    mml = resolved_max_model_len(s, acc, lay, arch.max_position_embeddings)
     per_req = lay.blocks_per_request(mml) if mml else 1
     conc = nb / per_req if per_req else 0.0
-    if vv.has("kv_tokens_logged_from_concurrency", vllm_version):
-        logged = int(conc * mml)
-        logged_reason = "int(max_concurrency x max_model_len) (kv_cache_utils.py, 0.20+)"
-    else:
-        logged = nb // lay.n_groups * lay.block_size
-        logged_reason = f"num_blocks // {lay.n_groups} groups x block_size (kv_cache_utils.py:1299-1303)"
-    longest = acc.longest_real(lay)
-    real = min(longest, mml)
-    fits = per_req <= acc.usable_blocks
-    if not fits:
-        why = ("its check sizes one request by a mamba group only" if acc.group0_only
-               else "its check counts the null block as usable" if not acc.null_reserved else "")
-        warnings.append(f"vLLM {vllm_version} starts, but one request of max_model_len {mml:,} tokens needs {per_req} blocks and "
-                        f"only {acc.usable_blocks} are usable (one of {nb} is the null block{'; ' + why if why else ''}): "
-                        f"the longest request that runs is {longest:,} tokens (--max-model-len {longest} matches it)")
-    if not vv.has("kv_tokens_logged_from_concurrency", vllm_version) and lay.n_groups > 1 and logged and longest < 2**31 - 1:
-        warnings.append(f"vLLM {vllm_version} will log {logged:,} KV tokens (num_blocks // {lay.n_groups} groups x {lay.block_size}); "
-                        f"its blocks really hold {longest:,} tokens for one request ({longest / logged:.1f}x the logged figure)")
+    # the logged KV cache size: 0.20+ int(max_concurrency x max_model_len) (kv_cache_utils.py get_kv_cache_capacity);
+    # before, num_blocks // groups x block_size (_report_kv_cache_config, 0.18 :1299-1303)
+    logged = int(conc * mml) if vv.has("kv_tokens_logged_from_concurrency", version) else nb // lay.n_groups * lay.block_size
+    return Sizing(layout=lay, seqs=seqs, mbt=mbt, estimate=estimate, memory=m, num_blocks=nb, accounting=acc,
+                  max_model_len=mml, blocks_per_request=per_req, concurrency=conc, logged=logged,
+                  longest=acc.longest_real(lay), fits=per_req <= acc.usable_blocks, version=version,
+                  cpu=profile.vendor == "cpu")
 
-    kv_alloc = nb * lay.block_bytes
-    if cpu:
-        vram = w + kv_alloc
-        vram_reason = "weights + KV cache"
-    else:
-        # Activations are freed after profiling (torch.cuda.empty_cache); graphs and the sampler warm-up stay.
-        # The KV term is vLLM's budget for it (whole blocks fill it to within one block).
-        vram = c0 + w + n + corr + avail + g_actual + s_warm
-        vram_reason = "context + weights + non-torch + KV budget + CUDA graphs + sampler warm-up (activations freed)"
-    budget = {
-        "device_total": total / MIB,
-        "requested": (requested if kv_pinned is None else w + a + n + avail) / MIB,
-        "context": c0 / MIB,
-        "weights": w / MIB,
-        "activation_peak": a / MIB,
-        "non_torch": n / MIB,
-        "calibration": corr / MIB,
-        "cudagraph_estimate": g_est / MIB,
-        "cudagraphs": g_actual / MIB,
-        "sampler_warmup": s_warm / MIB,
-        "kv_available": avail / MIB,
-        "kv_allocated": kv_alloc / MIB,
-        "speculative": (w_mtp + g_spec) / MIB,
+
+def budget(sz: Sizing, unified_memory: bool) -> dict[str, float]:
+    """`plan --json` budget: each term of the memory budget, MiB."""
+    m = sz.memory
+    out = {
+        "device_total": m.total / MIB,
+        "requested": (m.requested if m.kv_pinned is None else m.weights + m.activation + m.non_torch + m.kv_available) / MIB,
+        "context": m.context / MIB,
+        "weights": m.weights / MIB,
+        "activation_peak": m.activation / MIB,
+        "non_torch": m.non_torch / MIB,
+        "calibration": m.calibration / MIB,
+        "cudagraph_estimate": m.cudagraph_estimate / MIB,
+        "cudagraphs": m.cudagraphs / MIB,
+        "sampler_warmup": m.sampler_warmup / MIB,
+        "kv_available": m.kv_available / MIB,
+        "kv_allocated": sz.kv_allocated / MIB,
+        "speculative": (m.mtp_weights + m.cudagraph_speculative) / MIB,
     }
-    if profile.unified_memory:
-        left = total - (c0 + requested + (g_actual - g_est) + s_warm)
-        budget["os_headroom"] = left / MIB
-        notes.append(f"unified memory: {total_gib:.1f} GiB shared with the OS; the plan leaves {left / GIB:.1f} GiB "
-                     f"(wanted >= {profile.os_headroom_gib:g} GiB)")
-        if left < profile.os_headroom_gib * GIB:
-            warnings.append("utilization eats into the OS headroom: lower --gpu-memory-utilization")
+    if unified_memory:
+        out["os_headroom"] = sz.os_headroom / MIB
+    return out
 
-    mla_block = arch.mla is not None and cpu and lay.block_size == 16 and not s.block_size
-    fig["block_size"] = Figure(value=lay.block_size, unit="tokens", reason=(
-        f"{'128' if cpu else '16'}-aligned attention block whose page ({lay.page_bytes:,} B) holds one mamba state "
-        f"({lay.mamba_state_bytes:,} B, SSM state {lay.ssm_dtype}: {ssm_reason})"
-        if lay.mamba_state_bytes and lay.attn_groups else
-        "CPU_MLA's block (platforms/cpu.py forces 16)" if mla_block else
-        "--block-size" if s.block_size else "backend default block size"))
-    fig["page_bytes"] = Figure(value=lay.page_bytes, unit="B", reason=(
-        f"block_size x {lay.attn_bytes_per_token_layer} B per token per layer" if lay.attn_groups else "one mamba state"))
-    if lay.groups and all(not g.spec.is_attention for g in lay.groups) or not lay.mamba_groups:
-        kinds = ", ".join(sorted({g.kind for g in lay.groups}))
-        fig["kv_groups"] = Figure(value=f"{lay.n_groups} ({kinds})", reason=(
-            f"{lay.layers_per_group} layers per group share one tensor each" if lay.n_groups > 1 else
-            "one group: every layer has the same kind of KV cache"))
-    else:
-        fig["kv_groups"] = Figure(value=f"{lay.attn_groups} attention + {lay.mamba_groups} mamba",
-                                  reason=f"{lay.layers_per_group} layers per group share one tensor each")
-    fig["num_blocks"] = Figure(value=nb, unit="blocks", reason=(
-        f"kv_available // page // {lay.layers_per_group} (get_num_blocks); one is the null block"
-        if lay.block_bytes == lay.page_bytes * lay.layers_per_group else
-        f"kv_available // {lay.block_bytes:,} B per block (the largest group's pages); one is the null block"))
-    fig["kv_available"] = Figure(value=round(avail / MIB, 1), unit="MiB", reason=avail_reason)
-    fig["weights"] = Figure(value=round(w / MIB, 1), unit="MiB", reason="checkpoint weights resident after load" + (f", / tp {tp}" if tp > 1 else ""))
-    fig["activation_peak"] = Figure(value=round(a / MIB, 1), unit="MiB", reason=(
-        f"max(LM forward over {mbt} tokens {a_lm:.0f} + encoder {a_enc:.0f}, sampler {rows} rows {a_sampler:.0f})"))
-    if n_spec:
-        fig["speculative"] = Figure(value=round((w_mtp + g_spec) / MIB, 1), unit="MiB", reason=(
-            f"MTP draft, {n_spec} tokens per step: head weights {w_mtp / MIB:.1f} MiB (in weights) + CUDA graphs for "
-            f"(1 + {n_spec}) x seqs tokens {g_spec / MIB:+.1f} MiB; its KV: +{arch.mtp_layers} attention layer in the groups, "
-            f"+{n_spec} conv rows per GDN state, {lay.mamba_blocks_per_request} state blocks per request and group"))
-    fig["cudagraphs"] = Figure(value=round(g_actual / MIB, 1), unit="MiB", reason=(
-        "eager: none" if not graphs.count else
-        f"{len(graphs.piecewise)} PIECEWISE (largest {max(graphs.piecewise)}) + {len(graphs.full)} FULL graphs; "
-        + ("subtracted from KV (estimate on)" if g_est else "on top of the budget (estimate off)")))
-    fig["sampler_warmup"] = Figure(value=round(s_warm / MIB, 1), unit="MiB", reason=(
-        "none on CPU" if cpu else f"{rows} rows x {arch.vocab_size:,} vocab kept reserved after graph capture (outside the budget)"))
-    fig["max_model_len"] = Figure(value=mml, unit="tokens", reason=mml_reason)
-    fig["kv_cache_tokens_logged"] = Figure(value=logged, unit="tokens", reason=logged_reason)
-    fig["kv_cache_tokens_real"] = Figure(value=real, unit="tokens", reason=(
-        f"(num_blocks - 1 null - {lay.state_blocks} state blocks) x block_size, capped at max_model_len"
-        if lay.mamba_groups and lay.attn_groups and all(g.spec.grows or not g.spec.is_attention for g in lay.groups) else
-        "the longest request whose blocks fit in num_blocks - 1 (the null block), capped at max_model_len"))
-    fig["max_concurrency"] = Figure(value=round(conc, 2), unit="x", reason=f"num_blocks / {per_req} blocks per request of max_model_len")
-    fig["total_vram"] = Figure(value=round(vram / MIB), unit="MiB", reason=vram_reason)
-    env = {}
-    if not cpu:
-        env["VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS"] = "1" if estimate else "0"
-    if lay.in_flight and any(g.kind in ("sliding_window", "sliding_window_mla", "chunked_local") for g in lay.groups):
-        fig["in_flight_tokens"] = Figure(value=lay.in_flight, unit="tokens", reason=(
-            "sliding / chunked layers keep blocks for the window plus the tokens scheduled but not settled "
-            "(max_concurrent_batches x max_num_batched_tokens, vllm/config/vllm.py max_in_flight_tokens)"))
-    layout_rows = lay.describe(mml)
+
+def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
+            weights_gib: float | None = None, correction: Correction | None = None,
+            flags: list[str] | None = None, host: CpuFeatures | None = None, mtp_weights_gib: float | None = None,
+            check_target: bool = True) -> Plan:
+    """Forward plan: what vLLM `vllm_version` will do with these settings on this hardware (and host CPU).
+    check_target=False sizes a layout even where the target cannot run it (what vLLM would log before failing).
+
+    Three steps: the numbers (size), vLLM's refusals (refusals.check_start raises VllmRefuses), the words
+    (explain)."""
+    cpu = profile.vendor == "cpu"
+    lay, ssm_reason, ruled_block = _layout(recipe, profile, s, vllm_version, host or CpuFeatures(), correction, check_target)
+    sz = size(recipe, profile, s, lay, version=vllm_version, weights_gib=weights_gib, mtp_weights_gib=mtp_weights_gib,
+              correction=correction)
+    refusals.check_start(recipe, profile, s, sz)
+    env = {} if cpu else {"VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS": "1" if sz.estimate else "0"}
+    mml = sz.max_model_len
     return Plan(recipe=recipe.name, profile=profile.name, vllm_version=vllm_version, device="CPU" if cpu else "GPU",
-                max_model_len=mml, block_size=lay.block_size, num_blocks=nb, kv_cache_tokens_logged=logged,
-                kv_cache_tokens_real=real, max_concurrency=conc, total_vram_mib=vram / MIB, budget=budget,
-                figures=fig, flags=flags or [], env=env, fits=fits, vllm_starts=True, warnings=warnings, notes=notes,
-                layout=layout_rows, kv_layout=kv_layout(lay, mml))
+                max_model_len=mml, block_size=lay.block_size, num_blocks=sz.num_blocks, kv_cache_tokens_logged=sz.logged,
+                kv_cache_tokens_real=sz.real, max_concurrency=sz.concurrency, total_vram_mib=sz.total_vram / MIB,
+                budget=budget(sz, profile.unified_memory), figures=explain.figures(recipe, s, sz, ssm_reason),
+                flags=flags or [], env=env, fits=sz.fits, vllm_starts=True,
+                warnings=explain.warnings(recipe, profile, s, sz, vllm_version, hma_disabled(recipe.architecture, s)[1]),
+                notes=explain.notes(profile, s, sz, correction, ruled_block),
+                layout=lay.describe(mml), kv_layout=kv_layout(lay, mml))
 
 
 def kv_layout(lay: Layout, max_model_len: int) -> dict:
@@ -565,7 +432,7 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
     )
 
 
-def required_util(recipe: ModelRecipe, profile: GpuProfile, s: Settings, blocks: int, **kw) -> float:
+def required_util(recipe: ModelRecipe, profile: GpuProfile, s: Settings, blocks: int, **kw: Unpack[Inputs]) -> float:
     """Smallest utilization (3 decimals) that gives at least `blocks` KV blocks."""
     lo, hi = 0.0, 1.0
     for _ in range(30):
@@ -577,15 +444,22 @@ def required_util(recipe: ModelRecipe, profile: GpuProfile, s: Settings, blocks:
     return math.ceil(hi * 1000) / 1000
 
 
-def _blocks(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> int:
-    """num_blocks of a plan, 0 where vLLM would refuse (probe for searches over utilization)."""
+def _blocks(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
+            weights_gib: float | None = None, correction: Correction | None = None, host: CpuFeatures | None = None,
+            mtp_weights_gib: float | None = None) -> int:
+    """num_blocks of a plan, 0 where vLLM would refuse (probe for searches over utilization: numbers, no words)."""
+    s = replace(s, max_model_len=1, max_model_len_auto=False)
     try:
-        return predict(recipe, profile, replace(s, max_model_len=1, max_model_len_auto=False), **kw).num_blocks
+        lay = _layout(recipe, profile, s, vllm_version, host or CpuFeatures(), correction)[0]
+        sz = size(recipe, profile, s, lay, version=vllm_version, weights_gib=weights_gib, mtp_weights_gib=mtp_weights_gib,
+                  correction=correction)
+        refusals.check_start(recipe, profile, s, sz)
     except VllmRefuses:
         return 0
+    return sz.num_blocks
 
 
-def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> Plan:
+def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw: Unpack[Inputs]) -> Plan:
     """Attach the utilization guide: each preset of the profile, computed for the plan's vLLM version."""
     rows = []
     for name, preset in sorted(profile.presets.items(), key=lambda kv: kv[1].gpu_memory_utilization):
@@ -600,13 +474,13 @@ def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings
     return replace(plan, guide=rows)
 
 
-def _longest(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> int:
+def _longest(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw: Unpack[Inputs]) -> int:
     """Longest max_model_len one request really runs with at these settings (the null block counted)."""
     nb = _blocks(recipe, profile, s, **kw)
     return min(recipe.architecture.max_position_embeddings, layout_for(recipe, profile, s, **kw).longest_request(max(0, nb - 1)))
 
 
-def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw) -> Layout:
+def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw: Unpack[Inputs]) -> Layout:
     """The layout predict() uses for these settings (keyword arguments as predict's)."""
     return _layout(recipe, profile, s, kw["vllm_version"], kw.get("host") or CpuFeatures(), kw.get("correction"))[0]
 
@@ -649,7 +523,8 @@ def _layout(recipe: ModelRecipe, profile: GpuProfile, s: Settings, version: str,
 
 
 def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, target_context: int,
-                    target_concurrency: int = 1, ceiling_util: float | None = None, **kw) -> tuple[Settings, list[str]]:
+                    target_concurrency: int = 1, ceiling_util: float | None = None,
+                    **kw: Unpack[Inputs]) -> tuple[Settings, list[str]]:
     """Inverse planning: the utilization that serves `target_concurrency` requests of `target_context` tokens.
 
     Returns the settings to use and notes; raises UserError naming the largest context that fits."""
@@ -696,6 +571,6 @@ def flags_for(base: list[va.Flag], s: Settings) -> list[va.Flag]:
     return out
 
 
-__all__ = ["Accounting", "CpuFeatures", "Correction", "Graphs", "Layout", "Settings", "VllmRefuses", "activation_mib",
+__all__ = ["Accounting", "CpuFeatures", "Correction", "Graphs", "Layout", "Memory", "Settings", "Sizing", "VllmRefuses", "activation_mib",
            "capture_sizes", "cpu_ssm_dtype", "cudagraph_mib", "flags_for", "graphs_for", "layout", "layout_for",
-           "plan_for_target", "predict", "sampler_mib", "settings_from_flags", "with_guide"]
+           "plan_for_target", "predict", "sampler_mib", "settings_from_flags", "size", "with_guide"]

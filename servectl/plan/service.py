@@ -9,6 +9,7 @@ import os
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from servectl.catalog import versions
 from servectl.catalog.gpu import GpuProfile
@@ -16,15 +17,17 @@ from servectl.catalog.load import load_catalog
 from servectl.catalog.recipe import ModelRecipe
 from servectl.errors import UserError
 from servectl.hardware.cpu_features import CpuFeatures
-from servectl.plan import calibrate as cal
-from servectl.plan import multinode, planner, vllm_log
-from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
+from servectl.plan import planner
 from servectl.plan.models import Plan
 from servectl.spec import guards, known_bug_guards
 from servectl.spec.models import LaunchSpec
 from servectl.spec.resolve import Request, resolve
 from servectl.spec.speculative import image_version
 from servectl.vllmenv import args as va
+
+if TYPE_CHECKING:  # calibration, vLLM's log and the checkpoint's headers load only where a command uses them
+    from servectl.plan import calibrate as cal
+    from servectl.plan import vllm_log
 
 # vLLM flags that change memory, as vLLM spells them (plus their dotted / negated forms).
 MEMORY_FLAGS = (
@@ -143,7 +146,11 @@ def plan_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env
     """The forward plan for a launch's whole vLLM argv (flags that do not change memory are ignored)."""
     mem, _ = split_memory_flags(vllm_args)
     s = planner.settings_from_flags(va.parse_args(mem), env)
-    correction = cal.correction_for(recipe.name, profile.name, target.version) if calibrated else None
+    correction = None
+    if calibrated:
+        from servectl.plan import calibrate as cal
+
+        correction = cal.correction_for(recipe.name, profile.name, target.version)
     return planner.predict(recipe, profile, s, vllm_version=target.version, correction=correction, host=target.host,
                            weights_gib=weights_gib, flags=vllm_args)
 
@@ -212,6 +219,9 @@ def default_block_size(profile: GpuProfile, vllm_args: list[str]) -> int:
 def learn_from_start(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str],
                      target: Target, log_text: str, source: str) -> cal.CalibrationRecord | None:
     """Store what a start that reached vLLM's KV cache line measured (None when it did not get there)."""
+    from servectl.plan import calibrate as cal
+    from servectl.plan import vllm_log
+
     fig = vllm_log.parse_text(log_text)
     if fig.kv_cache_tokens is None and fig.available_kv_gib is None:
         return None
@@ -270,6 +280,9 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
         tokens, tail_warnings = written_vllm_flags(vllm_tokens, after_separator, own_options)
     _, other_tokens = split_memory_flags(tokens)
     # servectl's guard table, as for render and up: the same refusals, messages and --force rule
+    from servectl.plan import calibrate as cal
+    from servectl.plan.checkpoint import cached_checkpoint, weight_bytes
+
     local = model_path or recipe.model_path
     checkpoint = Path(local) if local else cached_checkpoint(recipe.repo)
     headers = weight_bytes(checkpoint) if checkpoint is not None else None
@@ -306,7 +319,7 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     if nodes is not None and nodes >= 2:
         s = replace(s, tensor_parallel_size=profile.count)  # render.multinode's layout: one TP group per node
     correction = cal.correction_for(recipe.name, profile.name, target.version)
-    kw = dict(vllm_version=target.version, correction=correction, host=target.host)
+    kw: planner.Inputs = {"vllm_version": target.version, "correction": correction, "host": target.host}
     notes: list[str] = [f"vLLM {target.version}: {target.version_reason}", *spec.notes]
     if profile.vendor == "cpu":
         notes.append(f"host CPU: {target.host.describe()}")
@@ -329,6 +342,8 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
         without = planner.predict(recipe, profile, replace(s, num_speculative_tokens=0), flags=out_flags, **kw)
         plan = replace(plan, speculative=speculative_summary(plan, without, s.num_speculative_tokens))
     if nodes is not None and nodes >= 2:
+        from servectl.plan import multinode
+
         pinned = s.kv_cache_memory_bytes is not None or (profile.vendor == "cpu" and s.cpu_kvcache_space_gib is not None)
         lay = planner.layout_for(recipe, profile, s, **kw)
         plan = replace(plan, nodes=multinode.split(plan, recipe.architecture, lay, profile.count, nodes, pinned))
@@ -354,6 +369,8 @@ _LOG_SWITCHES = ("enforce_eager", "enable_prefix_caching")
 def _tokens_from_log(fig: vllm_log.LogFigures) -> list[str]:
     """The memory flags a start used, from vLLM's "non-default args" line (the keys vllm_log reads; a key is
     its flag's EngineArgs name)."""
+    from servectl.plan import vllm_log
+
     tokens: list[str] = []
     for key in vllm_log.ARG_KEYS:
         if key in fig.args and key not in _LOG_SWITCHES:
@@ -370,6 +387,8 @@ def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path
     """Plan the flags a real start used (for the release it logged), compare with what it logged, store the start
     for (recipe, profile, release, host)."""
     from servectl.fsutil import read_log
+    from servectl.plan import calibrate as cal
+    from servectl.plan import vllm_log
 
     excerpt = read_log(log_file, str(log_file))  # any size: its start and its end, memory bounded
     fig = vllm_log.parse_text(f"{excerpt.head}\n{excerpt.tail}" if excerpt.head else excerpt.tail)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Unpack
 
 from servectl.catalog import versions as vv
 from servectl.catalog.gpu import GpuProfile
@@ -83,7 +84,7 @@ def has_kv_bytes_flag(vllm_version: str) -> bool:
 
 
 def _sized_settings(recipe: ModelRecipe, profile: GpuProfile, s: planner.Settings, context: int | None, concurrency: int,
-                    budget_mib: float | None, **kw) -> tuple[planner.Settings, str]:
+                    budget_mib: float | None, **kw: Unpack[planner.Inputs]) -> tuple[planner.Settings, str]:
     """Settings with the KV cache fixed in bytes, and why it has that size."""
     if s.kv_cache_memory_bytes is not None:
         return s, f"--kv-cache-memory-bytes {s.kv_cache_memory_bytes / MIB:.0f} MiB (given)"
@@ -113,7 +114,7 @@ def share_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], en
     would refuse to start, UserError for a context that does not fit."""
     mem, _ = split_memory_flags(vllm_args)
     s = planner.settings_from_flags(va.parse_args(mem), env)
-    kw = dict(vllm_version=vllm_version, host=host, correction=correction, weights_gib=weights_gib)
+    kw: planner.Inputs = {"vllm_version": vllm_version, "host": host, "correction": correction, "weights_gib": weights_gib}
     sized, why = _sized_settings(recipe, profile, s, context, concurrency, budget_mib, **kw)
     cpu = profile.vendor == "cpu"
     total = (profile.memory_gib if profile.unified_memory else profile.total_memory_gib) * GIB

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 _NUM = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
 
@@ -52,9 +52,6 @@ class LogFigures:
     max_model_len: int | None = None  # "non-default args" or the engine config's max_seq_len
     kv_cache_memory_bytes: int | None = None  # --kv-cache-memory-bytes as vLLM echoed it in "non-default args"
     args: dict[str, str] = field(default_factory=dict)  # memory flags from "non-default args" (vLLM's names)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # (phase name, pattern) in the order a start passes them; other components show these as progress.

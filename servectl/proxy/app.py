@@ -306,6 +306,7 @@ class _Proxy:
         # One watcher task per request cancels this one; closing the upstream connection in the
         # cancelled code makes vLLM abort the generation.
         me = asyncio.current_task()
+        assert me is not None  # called from uvicorn's request task
         state = {"done": False, "gone": False}
 
         async def watch() -> None:

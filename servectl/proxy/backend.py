@@ -19,6 +19,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -65,12 +66,17 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's transport (create_connection)
+
+    def _open_transport(self) -> asyncio.Transport:
+        """The transport, which connection_made set before any data or request."""
+        assert self.transport is not None
+        return self.transport
 
     def data_received(self, data: bytes) -> None:
         if not self.in_flight:  # bytes nobody asked for (say, a 408 before an idle close): drop the connection
             self.lost = True
-            self.transport.close()
+            self._open_transport().close()
             return
         self.got_bytes = True
         try:
@@ -78,14 +84,14 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not (self.head_only and self.status):  # a HEAD answer's length names a body that never comes
                 self._fail(BackendError(f"bad HTTP from the backend: {exc}"))
-                self.transport.close()
+                self._open_transport().close()
         if self._chunks and self._sink is not None:
-            self._flush()
+            self._flush(self._sink)
 
-    def _flush(self) -> None:
+    def _flush(self, sink: Sink) -> None:
         # what one read brought goes on as one piece: a client write (a syscall) per read, not per SSE event
         chunks, self._chunks = self._chunks, []
-        self._sink(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        sink(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -145,7 +151,7 @@ class Connection(asyncio.Protocol):
     def send_request(self, data: bytes, head_only: bool) -> None:
         self.head_only = head_only
         self.in_flight = True
-        self.transport.write(data)
+        self._open_transport().write(data)
 
     async def head(self) -> None:
         await self._head
@@ -154,7 +160,7 @@ class Connection(asyncio.Protocol):
         """From now on the body goes to `sink` as it is read, each read's worth in one call (what came already first)."""
         self._sink = sink
         if self._chunks:
-            self._flush()
+            self._flush(sink)
 
     def detach(self) -> None:
         self._sink = None
@@ -180,7 +186,8 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def reusable(self) -> bool:
-        return self.complete and self.keep_alive and not self.lost and self.error is None and not self.transport.is_closing()
+        return (self.complete and self.keep_alive and not self.lost and self.error is None
+                and not self._open_transport().is_closing())
 
     def close(self) -> None:
         if self.transport is not None:
@@ -195,7 +202,7 @@ class BackendResponse:
 
     def __init__(self, pool: BackendPool, conn: Connection):
         self._pool = pool
-        self.conn = conn
+        self.conn: Connection | None = conn  # None once released (back to the pool, or closed)
         self.status = conn.status
         self.headers = conn.headers
         self.head_at = time.perf_counter()
@@ -205,7 +212,7 @@ class BackendResponse:
 
         A sink may have an async `catch_up()`: it is awaited whenever the sink calls wake(), for
         work that cannot be done on the parser's stack (see servectl.proxy.app._BodySender)."""
-        conn = self.conn
+        conn = self._held()
         catch_up = getattr(sink, "catch_up", None)
         conn.attach(sink)
         try:
@@ -234,7 +241,7 @@ class BackendResponse:
             if seen > limit:  # called on the parser's stack: stop here, let the loop see the closed connection
                 over = True
                 chunks.clear()
-                self.conn.close()
+                self._held().close()
                 return
             chunks.append(chunk)
 
@@ -247,14 +254,19 @@ class BackendResponse:
             raise BackendError(f"the answer is larger than {limit // 2**20} MiB")
         return b"".join(chunks)
 
+    def _held(self) -> Connection:
+        """The connection this answer is read from (a released answer has none: a caller's error)."""
+        assert self.conn is not None, "the answer was released"
+        return self.conn
+
     def wake(self) -> None:
-        self.conn.wake()
+        self._held().wake()
 
     def pause_reading(self) -> None:
-        self.conn.pause_reading()
+        self._held().pause_reading()
 
     def resume_reading(self) -> None:
-        self.conn.resume_reading()
+        self._held().resume_reading()
 
     def release(self) -> None:
         """Back to the pool when the answer was read to its end; otherwise the connection is closed."""
@@ -297,7 +309,7 @@ class BackendPool:
         now = asyncio.get_running_loop().time()
         while self._idle:
             conn, since = self._idle.pop()
-            if now - since < IDLE_SECONDS and not conn.lost and not conn.transport.is_closing():
+            if now - since < IDLE_SECONDS and not conn.lost and not conn._open_transport().is_closing():
                 return conn
             conn.close()
         return None

@@ -33,7 +33,7 @@ from servectl.spec.models import LaunchSpec
 
 HTTP_PORT_NAME = "http"
 PROBE_PERIOD_S = 10
-# Fixed sizing until the planner (servectl/planner.py) exposes host-memory figures: host RAM
+# Fixed sizing until the planner (servectl.plan.planner) exposes host-memory figures: host RAM
 # for reading safetensors shards plus the API server / tokenizer / Ray processes.
 HOST_RAM_OVERHEAD_GIB = 8
 CPU_BASE, CPU_PER_GPU = 2, 2
@@ -166,7 +166,7 @@ def service(spec: LaunchSpec, selector: dict[str, str], name: str | None = None)
     }
 
 
-def annotations(spec: LaunchSpec, layout: str) -> dict[str, str]:
+def pod_annotations(spec: LaunchSpec, layout: str) -> dict[str, str]:
     return {"servectl.io/recipe": spec.recipe, "servectl.io/profile": spec.profile, "servectl.io/parallel": layout,
             "servectl.io/secrets": secret_hint(spec)}
 
@@ -202,7 +202,7 @@ def manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe) -> lis
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "labels": pod_labels,
-                     "annotations": annotations(spec, f"tensor-parallel {tp} on {gpus} GPU(s), one node")},
+                     "annotations": pod_annotations(spec, f"tensor-parallel {tp} on {gpus} GPU(s), one node")},
         "spec": {
             "replicas": 1,
             # Recreate: a rolling update would need a second set of GPUs while the old pod holds them.

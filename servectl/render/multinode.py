@@ -113,7 +113,7 @@ def lws_manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, no
                                       "--node-name=worker-${LWS_WORKER_INDEX} --block"]}
     lws = {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-        "metadata": {"name": name, "labels": base_labels, "annotations": k8s.annotations(spec, layout_note(profile, recipe, tp, pp))},
+        "metadata": {"name": name, "labels": base_labels, "annotations": k8s.pod_annotations(spec, layout_note(profile, recipe, tp, pp))},
         "spec": {
             "replicas": 1,
             "leaderWorkerTemplate": {
@@ -146,7 +146,7 @@ def raycluster_manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRec
               "args": ['ulimit -n 65536; exec /bin/bash -c "$KUBERAY_GEN_RAY_START_CMD"']}
     cluster = {
         "apiVersion": "ray.io/v1", "kind": "RayCluster",
-        "metadata": {"name": name, "labels": k8s.labels(spec), "annotations": k8s.annotations(spec, layout_note(profile, recipe, tp, pp))},
+        "metadata": {"name": name, "labels": k8s.labels(spec), "annotations": k8s.pod_annotations(spec, layout_note(profile, recipe, tp, pp))},
         "spec": {
             "headGroupSpec": {
                 "rayStartParams": {"num-gpus": str(tp)},

@@ -161,7 +161,8 @@ def _speculative_pipeline(g: GuardInput) -> str | None:
     if g.speculative() is None or g.size("--pipeline-parallel-size") <= 1:
         return None
     via = f" (--nodes {g.nodes} runs one pipeline stage per node)" if g.nodes > 1 else ""
-    return ("vLLM's MTP draft does not support pipeline parallelism (vllm-project/vllm#50098)" + via
+    # vllm-project/vllm#50098: the MTP draft model has no pipeline-parallel support
+    return ("vLLM's MTP draft does not support pipeline parallelism" + via
             + "; use --tensor-parallel-size instead or drop --speculative")
 
 

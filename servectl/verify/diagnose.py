@@ -274,11 +274,6 @@ def load_file() -> DiagnoseFile:
     return _load(str(profiles_dir()))
 
 
-def load_rules() -> tuple[DiagnosisRule, ...]:
-    """The validated rules, highest priority first."""
-    return tuple(sorted(load_file().rules, key=lambda r: -r.priority))
-
-
 # ---------------------------------------------------------------------------------------------- hints
 
 
@@ -461,11 +456,12 @@ def diagnose(log_text: str, hints: Hints | None = None, doc: DiagnoseFile | None
         ranked.append((rule.wrapper, root is None or line != root.line, -rule.priority, line, d))
     ranked.sort(key=lambda t: t[:4])
     chosen = [t[-1] for t in ranked if not t[0]] or [t[-1] for t in ranked]
-    seen: set[int] = set()
+    seen: set[int | None] = set()
     out = []
     for d in chosen:
-        if d.evidence.line not in seen:
-            seen.add(d.evidence.line)
+        at = d.evidence.line if d.evidence is not None else None  # every rule's diagnosis names its line
+        if at not in seen:
+            seen.add(at)
             out.append(d)
     return out
 

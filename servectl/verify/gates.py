@@ -26,7 +26,8 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -53,7 +54,7 @@ class GateContext:
     http: httpx.Client
     facts: ServerFacts
     timeout_s: float
-    tools_tool: dict  # the tool definition the quick `tools` check uses
+    tools_tool: Mapping[str, Any]  # the tool definition the quick `tools` check uses
     expect_tools: bool | None
     expect_reasoning: bool | None
     headers: dict[str, str] | None = None  # the API key, for the asyncio clients
@@ -201,7 +202,7 @@ def concurrency(ctx: GateContext) -> CheckResult:
                            detail=f"KV cache holds {f.max_concurrency:.1f} requests of {f.max_model_len} tokens; the "
                                   "promised concurrency is unknown (server not on this machine): pass --max-num-seqs N")
     n = f.max_num_seqs
-    figures = {"max_concurrency": round(f.max_concurrency, 2), "max_num_seqs": n, "max_num_seqs_source": f.max_num_seqs_source,
+    figures: dict[str, Any] = {"max_concurrency": round(f.max_concurrency, 2), "max_num_seqs": n, "max_num_seqs_source": f.max_num_seqs_source,
                "max_model_len": f.max_model_len, "kv_cache_tokens": f.kv_cache_tokens}
     # long prompts near max_model_len, and output long enough to need new KV blocks while decoding
     # (a request that never grows is never preempted)
@@ -337,7 +338,7 @@ def reassemble_tool_calls(deltas: list[dict]) -> list[dict]:
 
 def _chat_stream(ctx: GateContext, body: dict) -> dict:
     """A streamed chat: content, reasoning and tool-call deltas collected."""
-    out = {"content": "", "reasoning": "", "tool_deltas": [], "chunks": 0, "finish_reason": None}
+    out: dict[str, Any] = {"content": "", "reasoning": "", "tool_deltas": [], "chunks": 0, "finish_reason": None}
     with ctx.http.stream("POST", ctx.base + "/v1/chat/completions", json={**body, "stream": True}) as r:
         if r.status_code != 200:
             raise RuntimeError(f"HTTP {r.status_code}: {r.read().decode(errors='replace')[:160]}")

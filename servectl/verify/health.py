@@ -17,6 +17,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -27,6 +28,9 @@ from servectl.verify.sanity import assess
 from servectl.catalog.recipe import ModelRecipe
 from servectl.verify.prompts import NO_THINKING, WEATHER_PROMPT, WEATHER_TOOL, reasoning_text
 from servectl.verify.report import CheckResult, Report
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 
 
@@ -99,9 +103,16 @@ class _Checks:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # every request, ours and the OpenAI client's, within the deadline and the body limit (servectl.netio)
         self.http = netio.client(timeout_s, headers=headers)
+        # openai takes an httpx.Client at run time ("legacy" httpx); its annotation names only its own httpx2
         self.client = openai.OpenAI(base_url=self.base + "/v1", api_key=api_key or "none", timeout=timeout_s, max_retries=0,
-                                    http_client=netio.client(timeout_s))
+                                    http_client=cast(Any, netio.client(timeout_s)))
         self.model: str | None = expect.served_name
+
+    @property
+    def served(self) -> str:
+        """The model the requests name: the models step found it (the later steps run only when it did)."""
+        assert self.model is not None
+        return self.model
 
     def health(self) -> CheckResult:
         r = self.http.get(self.base + "/health")
@@ -132,7 +143,7 @@ class _Checks:
 
     def chat(self) -> tuple[CheckResult, CheckResult]:
         resp = self.client.chat.completions.create(
-            model=self.model, messages=[{"role": "user", "content": self.expect.prompt}],
+            model=self.served, messages=[{"role": "user", "content": self.expect.prompt}],
             max_tokens=128, temperature=0, extra_body=NO_THINKING,
         )
         text = (resp.choices[0].message.content or "").strip()
@@ -153,7 +164,7 @@ class _Checks:
             return CheckResult(name="reasoning", status="skipped", detail="the recipe runs no reasoning parser")
         # thinking models can spend a small budget on reasoning alone: give it room (the card asks for ~32k)
         resp = self.client.chat.completions.create(
-            model=self.model, messages=[{"role": "user", "content": self.expect.prompt}], max_tokens=1024, temperature=0,
+            model=self.served, messages=[{"role": "user", "content": self.expect.prompt}], max_tokens=1024, temperature=0,
         )
         reasoning = _reasoning_of(resp.choices[0].message)
         if reasoning:
@@ -165,10 +176,10 @@ class _Checks:
     def tools(self) -> CheckResult:
         if self.expect.tools is False:
             return CheckResult(name="tools", status="skipped", detail="the recipe enables no tool-call parser")
-        messages = [{"role": "user", "content": WEATHER_PROMPT}]
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": WEATHER_PROMPT}]
         try:
             resp = self.client.chat.completions.create(
-                model=self.model, messages=messages, tools=[WEATHER_TOOL], tool_choice="auto", max_tokens=256,
+                model=self.served, messages=messages, tools=[WEATHER_TOOL], tool_choice="auto", max_tokens=256,
                 temperature=0, extra_body=NO_THINKING,
             )
         except Exception as exc:  # vLLM answers 400 when auto tool choice is off
@@ -181,6 +192,8 @@ class _Checks:
             status = "skipped" if self.expect.tools is None else "fail"
             return CheckResult(name="tools", status=status, detail="no tool call parsed from the reply")
         call = calls[0]
+        if call.type != "function":
+            return CheckResult(name="tools", status="fail", detail=f"a {call.type!r} tool call, not a function call")
         try:
             args = json.loads(call.function.arguments or "{}")
         except json.JSONDecodeError:
@@ -193,7 +206,7 @@ class _Checks:
             {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"city": args.get("city"), "sky": "sunny", "celsius": 21})},
         ]
         final = self.client.chat.completions.create(
-            model=self.model, messages=messages, tools=[WEATHER_TOOL], max_tokens=256, temperature=0, extra_body=NO_THINKING,
+            model=self.served, messages=messages, tools=[WEATHER_TOOL], max_tokens=256, temperature=0, extra_body=NO_THINKING,
         )
         answer = (final.choices[0].message.content or "").strip()
         if not answer:
@@ -205,7 +218,7 @@ class _Checks:
             return CheckResult(name="vision", status="skipped", detail="the recipe accepts no images")
         url = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
         resp = self.client.chat.completions.create(
-            model=self.model, max_tokens=128, temperature=0, extra_body=NO_THINKING,
+            model=self.served, max_tokens=128, temperature=0, extra_body=NO_THINKING,
             messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                                     {"type": "text", "text": "Describe what you see in this image."}]}],
         )
@@ -218,7 +231,7 @@ class _Checks:
         chunks = 0
         usage_tokens = None
         stream = self.client.chat.completions.create(
-            model=self.model, messages=[{"role": "user", "content": self.expect.prompt}], max_tokens=128, temperature=0,
+            model=self.served, messages=[{"role": "user", "content": self.expect.prompt}], max_tokens=128, temperature=0,
             stream=True, stream_options={"include_usage": True}, extra_body=NO_THINKING,
         )
         for event in stream:
@@ -326,7 +339,8 @@ def run_checks(base_url: str, model: str | None = None, api_key_env: str | None 
         if found.recipe:
             checks.expect = expect = found
             report.recipe = found.recipe
-    steps = [checks.chat, checks.reasoning, checks.tools, checks.vision, checks.streaming, checks.metrics, checks.speculative]
+    steps: list[Callable[[], CheckResult | tuple[CheckResult, ...]]] = [
+        checks.chat, checks.reasoning, checks.tools, checks.vision, checks.streaming, checks.metrics, checks.speculative]
     for step in steps:
         name = step.__name__
         if any(c.name == "models" and c.status == "fail" for c in report.checks):

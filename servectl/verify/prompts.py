@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-WEATHER_TOOL = {
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the OpenAI SDK's request types (checked, never imported at run time here)
+    from openai.types.chat import ChatCompletionToolParam
+
+WEATHER_TOOL: ChatCompletionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",

@@ -170,7 +170,8 @@ def discover(http: httpx.Client, base: str, model: str, max_num_seqs: int | None
             facts.max_model_len = mml if isinstance(mml, int) and not isinstance(mml, bool) and mml > 0 else None
             facts.root = root if isinstance(root, str) else None
     metrics = read_metrics(http.get(base + "/metrics").text)
-    cc = metrics.get("cache_config", {})
+    cc = metrics.get("cache_config")
+    cc = cc if isinstance(cc, dict) else {}  # cache_config_info's labels (the other keys are figures)
     facts.kv_cache_tokens = _int(cc.get("kv_cache_size_tokens"))
     facts.block_size = _int(cc.get("block_size"))
     facts.num_blocks = _int(cc.get("num_gpu_blocks"))

@@ -20,7 +20,8 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 from dataclasses import dataclass
 
 import httpx
@@ -71,7 +72,7 @@ class SoakPlan:
     duration_s: float
     workers: int
     long_prompt: str | None  # text of ~25 % of max_model_len
-    tool: dict | None
+    tool: Mapping[str, Any] | None
     timeout_s: float = 120.0
     headers: dict[str, str] | None = None  # the API key, when the server wants one
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 VOCAB_SIZE = 4096
 LAYER_TYPES = {
@@ -145,11 +146,11 @@ def build_model(out: Path, fast, variant: str, seed: int) -> None:
                 for a, b in zip(chain, chain[1:]):
                     assert succ.setdefault(ids[a], ids[b]) == ids[b], f"{a!r} has two successors"
             preds: dict[int, list[int]] = {}
-            for a, b in succ.items():
-                preds.setdefault(b, []).append(a)
+            for src, dst in succ.items():
+                preds.setdefault(dst, []).append(src)
             normed = model.model.norm(emb)  # what the LM head sees at a position holding that token
-            for b, sources in preds.items():
-                head[b] = sum(3.0 * normed[a] / normed[a].norm() for a in sources)
+            for dst, sources in preds.items():
+                head[dst] = sum(3.0 * normed[s] / normed[s].norm() for s in sources)
             logits = model.lm_head(normed[list(succ)])
             got = logits.argmax(-1).tolist()
             assert got == list(succ.values()), "bigram chain does not decode greedily"
@@ -224,7 +225,7 @@ def add_mtp_head(out: Path, model, variant: str, seed: int) -> None:
 # family's rule is checked on more than one shape. Each entry: (transformers config class, model class, kwargs).
 _BASE = dict(vocab_size=VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
              max_position_embeddings=8192, tie_word_embeddings=False)
-FAMILIES = {
+FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "llama": ("LlamaConfig", "LlamaForCausalLM", dict(_BASE, num_hidden_layers=2, head_dim=32)),
     "llama-hd96": ("LlamaConfig", "LlamaForCausalLM", dict(_BASE, hidden_size=192, num_attention_heads=2,
                                                            num_key_value_heads=1, num_hidden_layers=3)),

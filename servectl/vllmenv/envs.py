@@ -20,6 +20,11 @@ MARKER = ".servectl-bootstrap.json"
 _MARKER_LIMIT = 64 * 1024
 
 
+def env_name(release: str, variant: str) -> str:
+    """An environment's folder name: one per (release, platform variant): vllm-0.32.0-cpu, vllm-0.20.2-cu129."""
+    return f"vllm-{release}-{variant}"
+
+
 def venvs_root() -> Path:
     return data_dir() / "venvs"
 

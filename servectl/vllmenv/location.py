@@ -20,14 +20,8 @@ from servectl.catalog.recipe import ModelRecipe
 from servectl.errors import UserError
 from servectl.vllmenv.envs import EnvInfo, list_envs, venvs_root
 
-DEFAULT_CPU_VLLM = versions.CPU_BUILD_VLLM
 ENV_VAR = "SERVECTL_VLLM_PYTHON"
 _PLATFORM = {"cpu": "cpu", "nvidia": "cuda", "amd": "rocm"}
-
-
-def default_venv(version: str = DEFAULT_CPU_VLLM, cpu: bool = True, variant: str | None = None) -> Path:
-    """The venv folder of one (release, variant): vllm-0.32.0-cpu, vllm-0.20.2-cu129, ..."""
-    return venvs_root() / f"vllm-{version}-{'cpu' if cpu else variant or 'cuda'}"
 
 
 def _usable(path: Path) -> bool:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +106,8 @@ def _probe(exe: Path) -> dict:
             return entry["data"]
     except (OSError, ValueError, KeyError, TypeError, UserError):
         pass
+    import subprocess  # here: a cached probe (every later plan) starts no process
+
     try:
         out = subprocess.run([str(exe), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=True)
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:

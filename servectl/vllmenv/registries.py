@@ -14,12 +14,11 @@ import functools
 import hashlib
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from servectl.errors import CheckFailed
-from servectl.fsutil import write_atomic
+from servectl.errors import CheckFailed, UserError
+from servectl.fsutil import JSON_LIMIT, read_json_capped, write_atomic
 from servectl.paths import cache_dir
 
 _TABLE = Path(__file__).with_name("vllm_registries.json")
@@ -98,10 +97,12 @@ def from_environment(python: str | os.PathLike) -> Registry:
     data = None
     if cached.is_file():
         try:
-            data = json.loads(cached.read_text())
-        except ValueError:
+            data = read_json_capped(cached, JSON_LIMIT, nofollow=True)
+        except UserError:
             data = None  # a damaged entry is rebuilt
     if data is None:
+        import subprocess  # here: a cached registry (every later plan) starts no process
+
         env = {**os.environ, "VLLM_TARGET_DEVICE": os.environ.get("VLLM_TARGET_DEVICE", "cpu")}
         proc = subprocess.run([str(python), str(_SCRIPT)], capture_output=True, text=True, timeout=300, env=env)
         try:

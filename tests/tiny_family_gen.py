@@ -1,9 +1,9 @@
 """Scripted tiny checkpoints of other model families, for `servectl up DIR` + `servectl check` on the CPU build.
-Run by the vLLM environment's interpreter; imports nothing from servectl (it loads _tinymodel_gen.py next to it
-by path for the tokenizer, the chat template and the script).
+Run by the vLLM environment's interpreter; imports nothing from servectl (it loads servectl/vllmenv/_tinymodel_gen.py
+by path for the tokenizer, the chat template and the script). The tests make them (tests/tiny_checkpoints.py).
 
-    python _tinyfamily_gen.py OUT_DIR FAMILY [SEED]      # FAMILY: a key of FAMILIES
-    python _tinyfamily_gen.py --script IN_DIR OUT_DIR    # script a copy of any tiny checkpoint made with that tokenizer
+    python tiny_family_gen.py OUT_DIR FAMILY [SEED]      # FAMILY: a key of FAMILIES
+    python tiny_family_gen.py --script IN_DIR OUT_DIR    # script a copy of any tiny checkpoint made with that tokenizer
 
 The same trick as the tiny-cpu model, for any architecture with a residual stream, a final norm and an untied
 LM head: every block's output projection is zeroed (o_proj, down_proj, out_proj), so the last hidden state at a
@@ -22,7 +22,7 @@ import shutil
 import sys
 from pathlib import Path
 
-_BASE = Path(__file__).with_name("_tinymodel_gen.py")
+_BASE = Path(__file__).resolve().parents[1] / "servectl" / "vllmenv" / "_tinymodel_gen.py"
 _spec = importlib.util.spec_from_file_location("servectl_tinymodel_gen", _BASE)
 assert _spec is not None and _spec.loader is not None
 base = importlib.util.module_from_spec(_spec)
