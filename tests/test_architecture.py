@@ -136,3 +136,14 @@ def test_plan_of_a_checkpoint_directory_loads_no_model_library(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
     assert '"layout"' in proc.stdout, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_each_command_lives_in_a_module_named_after_it():
+    from servectl.cli.app import COMMANDS
+
+    misnamed = {name: target for name, (target, _) in COMMANDS.items() if target.split(":")[0] != f"servectl.cli.{name}"}
+    assert not misnamed, misnamed
+    helpers = {"servectl.cli", "servectl.cli.app", "servectl.cli.options", "servectl.cli.progress"}
+    strays = sorted(m for m in MODULES if m.startswith("servectl.cli") and m not in helpers
+                    and m.removeprefix("servectl.cli.") not in COMMANDS)
+    assert not strays, f"modules of servectl/cli/ that are no command: {strays}"

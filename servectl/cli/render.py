@@ -83,8 +83,6 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
             raise UserError("--fleet renders the fleet file's models", "drop MODEL and the vLLM flags (set them in the file)")
         if with_proxy:
             raise UserError("--with-proxy does not apply to --fleet", "the front door serves the presets itself")
-        from servectl.cli.fleet_cmd import render_fleet
-
         return render_fleet(fleet_file, fmt, fleet_layout, image, servectl_bin, validate, vllm_python, out_dir,
                             with_monitoring)
     if not model or not gpu:
@@ -194,3 +192,32 @@ def monitoring_dashboard(spec):
 
     chosen = dashboards.for_image(spec.image or DEFAULT_IMAGE)
     return Dashboard(dashboards.text(chosen), chosen.release, chosen.source, chosen.commit)
+
+
+def render_fleet(fleet_file: Path, fmt: str, layout: str, image: str | None, servectl_bin: str, validate: bool,
+                 python: Path | None, out_dir: Path | None, with_monitoring: bool = False) -> None:
+    """`servectl render --fleet FLEET.yaml --format compose|systemd [--fleet-layout ...] [--with-monitoring]
+    [--validate] [-o DIR]`."""
+    from servectl.fleet import deploy
+    from servectl.fleet.sizing import load
+
+    if with_monitoring and fmt != "compose":
+        raise UserError(f"--with-monitoring is for --format compose, not {fmt}",
+                        "render the fleet with --format compose, or scrape the front door's /metrics and /metrics/models")
+    fleet = load(fleet_file)
+    dashboard = None
+    if with_monitoring:
+        dashboard, notes = deploy.dashboard_for(fleet, layout)
+        for note in notes:
+            warn(note)
+    name, text = deploy.render(fleet, fmt, layout=layout, image=image, servectl_bin=servectl_bin, dashboard=dashboard)
+    if validate:
+        tools, problems = deploy.validate(fleet, fmt, name, text, python, with_monitoring)
+        if problems:
+            raise CheckFailed(problems[0], f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None)
+        info(f"valid: {', '.join(tools)}")
+    if out_dir is None:
+        echo(text, nl=False)
+        return
+    write_atomic(out_dir / name, text, mode=0o644)
+    info(f"wrote {out_dir / name}")

@@ -108,6 +108,10 @@ def results_table(doc: dict) -> Table:
     return t
 
 
+def _figure(v) -> str:
+    return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
 @bench.command("compare")
 @click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
@@ -135,8 +139,7 @@ def bench_compare(a: Path, b: Path, as_json: bool) -> None:
     for row in diff["rows"]:
         change = "" if row["change"] is None else f"{row['change']:+.1%}"
         style = {True: "green", False: "red"}.get(row["better"])
-        fmt = (lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v)))
-        t.add_row(str(row["concurrency"]), f"{row['metric']} {row['unit']}".strip(), fmt(row["a"]), fmt(row["b"]),
+        t.add_row(str(row["concurrency"]), f"{row['metric']} {row['unit']}".strip(), _figure(row["a"]), _figure(row["b"]),
                   Text(change, style=style or ""))
     console.print(t)
     for side in ("a", "b"):

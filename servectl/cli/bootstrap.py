@@ -1,4 +1,4 @@
-"""`servectl bootstrap` (the vLLM environment for this machine and recipe) and `servectl envs` (those there are)."""
+"""`servectl bootstrap`: the vLLM environment for this machine (and recipe), patched and verified."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from servectl.cli.app import console, echo, emit_json, info, warn
+from servectl.cli.app import echo, emit_json, info, warn
 
 
 @click.command()
@@ -44,7 +44,7 @@ def bootstrap(recipe, gpu, version, cpu: bool, venv, with_ray: bool, base_python
     host = detection = None
     facts = dict(driver=driver, arch=arch, python_version=python_version, glibc=glibc, rocm_version=rocm_version)
     if captured is not None or any(facts.values()):
-        from servectl.cli.gpus_cmd import read_capture
+        from servectl.hardware.detect import read_capture
         from servectl.hardware.host import host_and_detection
 
         text = read_capture(captured) if captured is not None else None
@@ -73,38 +73,3 @@ def bootstrap(recipe, gpu, version, cpu: bool, venv, with_ray: bool, base_python
     info(result["message"], style="green")
     echo(f"source {shlex.quote(str(result['venv']) + '/bin/activate')}")
     echo(f"python: {result['python']}")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: {root, envs: [...]}.")
-@click.option("--no-size", is_flag=True, help="Skip measuring each environment's size on disk.")
-def envs(as_json: bool, no_size: bool) -> None:
-    """The vLLM environments servectl made (or finds) side by side: release, platform, patch state, size.
-
-    --json keys: root, envs: [{name, path, python, vllm, platform, variant, distribution, torch, created, recorded,
-    patches: [{id, status}], patch_state (patched | unpatched | none-needed | unknown), size_bytes}].
-    """
-    from servectl.vllmenv.envs import list_envs, report, venvs_root
-
-    rows = [report(e, with_size=not no_size) for e in list_envs()]
-    if as_json:
-        emit_json({"root": str(venvs_root()), "envs": rows})
-        return
-    if not rows:
-        info(f"no vLLM environments in {venvs_root()}: `servectl bootstrap` makes the one for this machine")
-        return
-    from rich.table import Table
-
-    table = Table(title=f"vLLM environments ({venvs_root()})")
-    for col in ("name", "vLLM", "platform", "torch", "patches", "size"):
-        table.add_column(col, no_wrap=col == "name")
-    for r in rows:
-        patches = r["patch_state"] + (f" ({', '.join(p['id'] + ' ' + p['status'] for p in r['patches'])})" if r["patches"] else "")
-        table.add_row(r["name"], r["vllm"] or "-", f"{r['platform']} {r['variant']}", r["torch"] or "-", patches, _size(r["size_bytes"]))
-    console.print(table)

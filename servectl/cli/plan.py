@@ -1,10 +1,9 @@
-"""`servectl plan` (predict vLLM's memory before loading) and `servectl calibrate --log FILE`."""
+"""`servectl plan MODEL [VLLM FLAGS]`: predict vLLM's memory and KV cache before anything loads."""
 
 from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -89,7 +88,7 @@ class _VllmTailCommand(click.Command):
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw the memory and the KV cache's blocks into FILE (.svg or .png; needs matplotlib: servectl[plot]).")
 @click.pass_context
-def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
+def plan(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
              estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
              model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None,
              plot: Path | None = None, force: bool = False) -> None:
@@ -145,31 +144,3 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
         _table(plan)
         if plot is not None:
             console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
-
-
-@click.command("calibrate")
-@click.argument("model")
-@click.option("--gpu", help="GPU profile the log was taken on (default: detected).")
-@click.option("--log", "log_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="vLLM start-up log.")
-@click.option("--host", help="Host the log came from (default: this one); later plans on that host use it.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def calibrate_cmd(model: str, gpu: str | None, log_file: Path, host: str | None, as_json: bool) -> None:
-    """Compare a real vLLM start with the plan for the same flags and release; store it for later plans (per recipe,
-    profile, vLLM release and host; `plan` then says "calibrated from N starts"). `servectl up` does this itself.
-
-    --json keys: recipe, profile, vllm_version, host, overhead_mib, measured_kv_tokens, predicted_kv_tokens,
-    measured_available_mib, predicted_available_mib, measured_block_size, predicted_block_size, measured_terms_gib,
-    starts, overheads, source, file.
-    """
-    from servectl.plan.any_model import resolve_model
-
-    rec, path = service.calibrate_from_log(resolve_model(model).recipe, gpu, log_file, host=host)
-    out = {**asdict(rec), "file": str(path)}
-    if as_json:
-        emit_json(out)
-        return
-    console.print(f"{rec.recipe} on {rec.profile}, vLLM {rec.vllm_version or '?'}, host {rec.host}: KV cache size measured "
-                  f"{rec.measured_kv_tokens if rec.measured_kv_tokens is not None else '?'} vs predicted {rec.predicted_kv_tokens} tokens",
-                  highlight=False)
-    console.print(f"stored ({rec.starts} start{'s' if rec.starts != 1 else ''} for this key): {rec.overhead_mib:+.1f} MiB non-KV "
-                  f"overhead, block size {rec.measured_block_size} (rules: {rec.predicted_block_size}) -> {path}", highlight=False)

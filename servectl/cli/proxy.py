@@ -1,14 +1,12 @@
-"""servectl proxy: sampling presets as virtual model names in front of a running vLLM server."""
+"""`servectl proxy`: sampling presets as virtual model names in front of a running vLLM server."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import click
 
-from servectl.cli.app import console, emit_json, info
+from servectl.catalog.presets import select_presets, virtual_names
+from servectl.cli.app import info
 from servectl.errors import UserError
-from servectl.catalog.presets import load_presets, select_presets, virtual_names
 from servectl.proxy.auto import check_auto, split_auto
 from servectl.proxy.policy import POLICIES
 
@@ -61,30 +59,3 @@ def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) 
     if auto:
         info(f"  {served}: preset from enable_thinking / reasoning_effort / metadata.task (auto)")
     serve_proxy(backend, host, port, served, chosen, policy, auto, max_body=max_body_mib * 2**20)
-
-
-@click.group()
-def presets() -> None:
-    """Sampling presets served by `servectl proxy`."""
-
-
-@presets.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def presets_list(as_json) -> None:
-    """Shipped presets and those of the config file."""
-    data = {name: {k: v for k, v in asdict(p).items() if v is not None} for name, p in load_presets().items()}
-    if as_json:
-        emit_json(data)
-        return
-    from rich import box
-    from rich.table import Table
-
-    # compact (no vertical rules, short headers) so the names stay whole in an 80-column terminal
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="think = enable_thinking; pres/rep = presence/repetition penalty")
-    for col in ("preset", "family", "think", "temp", "top_p", "top_k", "min_p", "pres", "rep"):
-        table.add_column(col, no_wrap=col == "preset")
-    for name, p in load_presets().items():
-        cells = [p.enable_thinking, p.temperature, p.top_p, p.top_k, p.min_p, p.presence_penalty, p.repetition_penalty]
-        table.add_row(name, p.family or "(user)", *["-" if c is None else str(c) for c in cells])
-    console.print(table)
