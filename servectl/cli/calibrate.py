@@ -7,16 +7,18 @@ from pathlib import Path
 
 import click
 
+from servectl.cli import options
+
 from servectl.cli.app import console, emit_json
 from servectl.plan import service
 
 
 @click.command("calibrate")
 @click.argument("model")
-@click.option("--gpu", help="GPU profile the log was taken on (default: detected).")
+@options.GPU("The one the log was taken on. Default: the profile this machine's GPUs match.")
 @click.option("--log", "log_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="vLLM start-up log.")
 @click.option("--host", help="Host the log came from (default: this one); later plans on that host use it.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.JSON("Keys below.")
 def calibrate(model: str, gpu: str | None, log_file: Path, host: str | None, as_json: bool) -> None:
     """Compare a real vLLM start with the plan for the same flags and release; store it for later plans (per recipe,
     profile, vLLM release and host; `plan` then says "calibrated from N starts"). `servectl up` does this itself.

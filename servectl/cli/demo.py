@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import click
 
-from servectl.cli.options import PORT, SECONDS
+from servectl.cli import options
+
 from servectl.launch import workflow
 
 
 @click.command()
-@click.option("--port", type=PORT, help="Port for the demo server (default: a free one).")
-@click.option("--python", "python", help="Interpreter of the vLLM environment (default: bootstrap one).")
-@click.option("--timeout", type=SECONDS, default=300, show_default=True, help="Seconds the start-up may take.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary and health report as JSON.")
+@options.PORT("Default: a free one.", default=None, show_default=False)
+@options.PYTHON("It runs the demo server. Default: $SERVECTL_VLLM_PYTHON, else the CPU environment, made with "
+                "`servectl bootstrap --cpu` when there is none.")
+@options.TIMEOUT("The start-up may take this long; then vLLM is stopped.", default=300)
+@options.JSON("Here: the launch summary and its health report.")
 def demo(port, python, timeout, as_json) -> None:
     """The whole loop on this machine's CPU: vLLM env, tiny model, up, check, down. Exit 0 only if healthy."""
     workflow.demo(port, python, timeout, as_json)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from servectl.cli import options
+
 from servectl.cli.app import console, emit_json
 from servectl.errors import EXIT_CHECK_FAILED
 
@@ -16,7 +18,7 @@ from servectl.errors import EXIT_CHECK_FAILED
 @click.argument("logfile")
 @click.option("--model", "model", metavar="NAME",
               help="The model of the log when the log does not say: a recipe name (its parsers and memory layout) or a repo / path (its family).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: cause, remedy, fix, evidence, rule, root_error.")
+@options.JSON("Keys: cause, remedy, fix, evidence, rule, root_error.")
 def diagnose(logfile: str, model: str | None, as_json: bool) -> None:
     """Explain a failed vLLM start from its log (LOGFILE, or - for stdin): the root error, and the cause, remedy and
     the flags that fix it when a rule knows it."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from servectl.cli import options
+
 from servectl.cli.app import console, emit_json, info
 
 
@@ -14,7 +16,7 @@ def _size(n: int | None) -> str:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: {root, envs: [...]}.")
+@options.JSON("Keys below.")
 @click.option("--no-size", is_flag=True, help="Skip measuring each environment's size on disk.")
 def envs(as_json: bool, no_size: bool) -> None:
     """The vLLM environments servectl made (or finds) side by side: release, platform, patch state, size.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
+from servectl.cli import options
 from rich.table import Table
 
 from servectl.catalog.load import load_catalog
@@ -24,11 +26,10 @@ def detect_and_choose(captured: Path | None = None, processes: Path | None = Non
 
 
 @click.command("gpus")
-@click.option("--from", "captured", type=click.Path(path_type=Path, dir_okay=False),
-              help="Parse a captured `nvidia-smi -q -x`, `nvidia-smi --query-gpu --format=csv`, `nvidia-smi` or `rocm-smi --json` output instead of probing.")
+@options.CAPTURE()
 @click.option("--processes", type=click.Path(path_type=Path, dir_okay=False),
               help="With --from: a captured `nvidia-smi --query-compute-apps=pid,process_name,used_gpu_memory,gpu_name --format=csv` to attach.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.JSON("Keys: detection, choice.")
 def gpus(captured: Path | None, processes: Path | None, as_json: bool) -> None:
     """Show the detected GPUs, free memory, display, and the profile servectl would use."""
     detection, choice = detect_and_choose(captured, processes)

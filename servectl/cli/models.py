@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import click
+
+from servectl.cli import options
 import yaml
 from rich.table import Table
 
@@ -19,7 +21,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.JSON()
 def models_list(as_json: bool) -> None:
     """List the curated recipes and your own ($XDG_CONFIG_HOME/servectl/recipes/), with the GPU profiles each runs on.
     A recipe file of yours that does not validate is named with its line (exit 2 after the listing).
@@ -75,8 +77,9 @@ def _explain(resolved) -> None:
 
 @models.command("show")
 @click.argument("model")
-@click.option("--python", "python", metavar="PATH", help="The vLLM environment that will run it (its release decides the parsers).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.PYTHON("The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
+                "environment that fits, else any there is.")
+@options.JSON()
 def models_show(model: str, python: str | None, as_json: bool) -> None:
     """Show a recipe: a curated or user recipe's every field, or for a hub repo (org/name[@revision]) or a checkpoint
     directory the recipe servectl derives, every choice with its value and reason.
@@ -101,9 +104,10 @@ def models_show(model: str, python: str | None, as_json: bool) -> None:
 @models.command("add")
 @click.argument("model", metavar="REPO|DIR")
 @click.option("--name", help="Recipe name (default: from the checkpoint's name, e.g. Qwen/Qwen3-8B -> qwen3-8b).")
-@click.option("--force", is_flag=True, help="Replace a recipe of yours with the same name.")
-@click.option("--python", "python", metavar="PATH", help="The vLLM environment that will run it (its release decides the parsers).")
-@click.option("--json", "as_json", is_flag=True, help="Print {name, file, source} as JSON.")
+@options.FORCE("Here: replace a recipe of yours with the same name.")
+@options.PYTHON("The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
+                "environment that fits, else any there is.")
+@options.JSON("Keys: name, file, source.")
 def models_add(model: str, name: str | None, force: bool, python: str | None, as_json: bool) -> None:
     """Derive the recipe for a hub repo or a checkpoint directory and keep it in your catalog
     ($XDG_CONFIG_HOME/servectl/recipes/NAME.yaml, written atomically), where you edit it."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from servectl.cli import options
 from servectl.cli.app import console, emit_json
 from servectl.plan import service
 
@@ -61,6 +62,9 @@ class _VllmTailCommand(click.Command):
     """Keeps the vLLM command line after the model as written, and remembers how much of it came after `--`
     (click drops the separator): before it, a flag nobody knows is refused; after it, only warned about."""
 
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[VLLM_FLAGS]..."]
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["after_separator"] = len(args) - args.index("--") - 1 if "--" in args else 0
         return super().parse_args(ctx, args)
@@ -68,34 +72,31 @@ class _VllmTailCommand(click.Command):
 
 @click.command("plan", cls=_VllmTailCommand, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("model")
-@click.option("--gpu", help="GPU profile (default: detected).")
-@click.option("--vllm-version", help="vLLM release the figures are for (default: the vLLM that will run: the environment's "
-                                     "installed one, else the profile's image tag).")
-@click.option("--python", type=click.Path(dir_okay=False), help="Interpreter of the vLLM environment (default: servectl's).")
+@options.GPU(options.DETECTED)
+@options.PRESET()
+@options.VLLM_VERSION("The figures are for it. Default: the vLLM that will run, the environment's installed one, else the "
+                      "profile's image tag.")
+@options.PYTHON("Its installed vLLM is the release planned for, its parser checks the vLLM flags, and (cpu profile) its "
+                "torch says the CPU features. Default: $SERVECTL_VLLM_PYTHON, else the environment that fits the recipe and "
+                "GPU, else none (the profile's image tag).")
 @click.option("--estimate-cudagraphs/--no-estimate-cudagraphs", default=None,
               help=f"Subtract the CUDA-graph estimate from the KV budget (default: ${service.ESTIMATE_ENV}, else the version's default).")
 @click.option("--target-context", type=click.IntRange(1), help="Plan the utilization that serves this context.")
 @click.option("--target-concurrency", type=click.IntRange(1), default=1, show_default=True, help="Concurrent requests of --target-context.")
-@click.option("--desktop", "preset", flag_value="desktop", help="Leave display headroom (the profile's desktop preset).")
-@click.option("--headless", "preset", flag_value="headless", help="No display on this GPU (the headless preset).")
-@click.option("--model-path", type=click.Path(exists=True, file_okay=False),
-              help="Local checkpoint: weights from its safetensors headers (default: the HF cache's copy, if any).")
-@click.option("--speculative", metavar="mtp[:N]|off", help="Plan MTP speculative decoding (the recipe's depth for the GPU, N draft tokens, or off).")
-@click.option("--nodes", type=click.IntRange(1, 64), help="Plan the multi-node Ray layout on N nodes of this GPU profile "
-                                                           "(tensor parallel within a node, pipeline parallel across).")
-@click.option("--force", is_flag=True, help="Plan past the guards that can be overridden (as render --force and up --force).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also draw the memory and the KV cache's blocks into FILE (.svg or .png; needs matplotlib: servectl[plot]).")
+@options.MODEL_PATH("Its safetensors headers give the weights (default: the HF cache's copy, if any).",
+                    type=click.Path(file_okay=False, exists=True))
+@options.SPECULATIVE()
+@options.NODES("Planned per rank and split per node.")
+@options.FORCE(options.GUARDS)
+@options.JSON("Keys below.")
+@options.PLOT("Here: the memory as a stacked bar (one per node with --nodes) and the KV cache's blocks.")
 @click.pass_context
-def plan(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
-             estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
-             model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None,
-             plot: Path | None = None, force: bool = False) -> None:
+def plan(ctx: click.Context, model: str, gpu: str | None, preset: str | None, vllm_version: str | None, python: str | None,
+         estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, model_path: str | None,
+         speculative: str | None, nodes: int | None, force: bool, as_json: bool, plot: Path | None) -> None:
     """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it. MODEL is a recipe
-    (curated or your own), a hub repo id (org/name[@revision]) or a checkpoint directory.
-
-    MODEL is a recipe name or a local checkpoint directory (its config.json read as vLLM reads it).
+    (curated or your own), a hub repo id (org/name[@revision]) or a checkpoint directory (its config.json read as
+    vLLM reads it).
 
     After MODEL goes the vLLM command line as you would write it (`vllm serve REPO` in front is fine). Flags that
     change memory are planned: --gpu-memory-utilization, --kv-cache-memory-bytes, --max-model-len N|auto,
@@ -119,7 +120,6 @@ def plan(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | No
     kv_layout (block_size, page_bytes, layers_per_group, block_bytes, groups [kind, count, blocks_per_request],
     null_blocks, blocks_per_request: what one request of max_model_len pins).
 
-    --plot FILE draws the memory as a stacked bar (one per node with --nodes) and the KV cache's blocks.
     """
     if plot is not None:  # refused before planning; matplotlib loads only here
         from servectl.observe.plot_style import plot_format, require_matplotlib

@@ -6,6 +6,8 @@ from dataclasses import asdict
 
 import click
 
+from servectl.cli import options
+
 from servectl.catalog.presets import load_presets
 from servectl.cli.app import console, emit_json
 
@@ -16,7 +18,7 @@ def presets() -> None:
 
 
 @presets.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@options.JSON()
 def presets_list(as_json) -> None:
     """Shipped presets and those of the config file."""
     data = {name: {k: v for k, v in asdict(p).items() if v is not None} for name, p in load_presets().items()}

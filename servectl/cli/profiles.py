@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import click
+
+from servectl.cli import options
 import yaml
 from rich.table import Table
 
@@ -18,7 +20,7 @@ def profiles() -> None:
 
 
 @profiles.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.JSON()
 def profiles_list(as_json: bool) -> None:
     """List GPU profiles."""
     from servectl.hardware.cpu_memory import for_this_host
@@ -45,7 +47,7 @@ def profiles_list(as_json: bool) -> None:
 
 @profiles.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.JSON()
 def profiles_show(name: str, as_json: bool) -> None:
     """Show every field of one GPU profile."""
     from servectl.hardware.cpu_memory import for_this_host

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from servectl.cli import options
+
 from servectl.catalog.presets import select_presets, virtual_names
 from servectl.cli.app import info
 from servectl.errors import UserError
@@ -11,28 +13,15 @@ from servectl.proxy.auto import check_auto, split_auto
 from servectl.proxy.policy import POLICIES
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """HOST:PORT or PORT -> (host, port); the host defaults to 127.0.0.1."""
-    host, _, port = value.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        n = int(port)
-    except ValueError:
-        raise UserError(f"--listen {value!r} is not HOST:PORT", "e.g. --listen 127.0.0.1:8001") from None
-    if not 1 <= n <= 65535:
-        raise UserError(f"--listen port {n} is out of range", "use 1-65535")
-    return host, n
-
-
 @click.command()
 @click.option("--backend", required=True, help="URL of the vLLM server, e.g. http://127.0.0.1:8000.")
-@click.option("--listen", default="127.0.0.1:8001", show_default=True, help="HOST:PORT the proxy binds.")
+@options.LISTEN(default="127.0.0.1:8001", show_default=True)
 @click.option("--presets", "names", help="Comma-separated preset or family names (default: all); `auto` also picks a preset "
               "for requests to the real model name from their enable_thinking / reasoning_effort / metadata.task.")
 @click.option("--policy", type=click.Choice(POLICIES), default="preset-wins", show_default=True,
               help="Which value counts when the client also sets a sampling field the preset sets.")
 @click.option("--model", "served", help="Served model name of the backend (default: discovered from its /v1/models).")
-@click.option("--api-key-env", help="Environment variable holding the backend's API key (only for discovering the model).")
+@options.API_KEY_ENV("Here: the backend's key, used only to discover its model (clients send their own).")
 @click.option("--max-body-mib", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Largest request body accepted; a larger one is answered 413 in OpenAI's error shape.")
 def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) -> None:
@@ -41,7 +30,7 @@ def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) 
     from servectl.proxy.app import discover_served_model, normalize_backend, refuse_self, serve_proxy
 
     backend = normalize_backend(backend)
-    host, port = parse_listen(listen)
+    host, port = listen
     refuse_self(backend, host, port)
     names, auto = split_auto(names)
     chosen = select_presets(names)
@@ -53,9 +42,12 @@ def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) 
 
     key = api_key_from(api_key_env)  # registered as a secret, refused unless one printable word
     served = served or discover_served_model(backend, key)
-    info(f"proxy http://{host}:{port} -> {backend} (model {served}, policy {policy})")
-    for name in virtual_names(served, chosen):
-        info(f"  {name}")
-    if auto:
-        info(f"  {served}: preset from enable_thinking / reasoning_effort / metadata.task (auto)")
-    serve_proxy(backend, host, port, served, chosen, policy, auto, max_body=max_body_mib * 2**20)
+
+    def bound(port: int) -> None:
+        info(f"proxy http://{host}:{port} -> {backend} (model {served}, policy {policy})")
+        for name in virtual_names(served, chosen):
+            info(f"  {name}")
+        if auto:
+            info(f"  {served}: preset from enable_thinking / reasoning_effort / metadata.task (auto)")
+
+    serve_proxy(backend, host, port, served, chosen, policy, auto, max_body=max_body_mib * 2**20, on_bound=bound)

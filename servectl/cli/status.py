@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from servectl.cli import options
+
 from servectl.cli.app import emit_json, info, warn
 from servectl.launch import state
 
@@ -24,7 +26,7 @@ def fmt_duration(s: float) -> str:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable: {deployments: [...], cleaned: [...]}.")
+@options.JSON("Keys: deployments, cleaned.")
 def status(as_json) -> None:
     """Deployments: PID or container, port, model, uptime, memory. Gone ones are reported and removed;
     corrupt records are listed until `down` removes them."""

@@ -4,39 +4,46 @@ from __future__ import annotations
 
 import click
 
-from servectl.cli.options import PORT, SECONDS
+from servectl.cli import options
 from servectl.launch import workflow
 
 
 @click.command()
 @click.argument("model")
-@click.option("--gpu", help="GPU profile (default: detected; tiny-cpu runs on cpu).")
+@options.GPU(f"{options.DETECTED} A recipe that runs only on cpu (tiny-cpu): cpu.")
+@options.PRESET()
 @click.option("--runtime", type=click.Choice(["local", "docker", "ray"]), default="local", show_default=True,
-              help="Run vLLM from its venv, in a container, or from its venv as the driver of an existing Ray cluster (--nodes, --head).")
-@click.option("--port", type=PORT, default=8000, show_default=True, help="Port the server listens on.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address the server binds.")
-@click.option("--python", "python", help="Interpreter of the vLLM environment: runs the server, generates the tiny model, checks the vLLM flags (default: $SERVECTL_VLLM_PYTHON, else the bootstrapped environment that fits the recipe and GPU).")
-@click.option("--model-path", type=click.Path(exists=True, file_okay=False), help="Serve this local checkpoint directory instead of the recipe's model.")
-@click.option("--detach", is_flag=True, help="Leave the server running and return once it is healthy.")
-@click.option("--apply-patches", "patch", is_flag=True, help="Apply known vLLM fixes to the environment before starting.")
-@click.option("--timeout", type=SECONDS, default=900, show_default=True, help="Seconds the start-up may take.")
-@click.option("--name", help="Deployment name (default: the model's).")
+              help="Run vLLM from its environment, in a container, or from its environment as the driver of an existing "
+                   "Ray cluster (--nodes, --head).")
+@options.PORT()
+@options.HOST()
+@options.PYTHON("It runs the server, makes the tiny model and checks the vLLM flags (not with --runtime docker). "
+                "Default: $SERVECTL_VLLM_PYTHON, else the bootstrapped environment that fits the recipe and GPU.")
+@options.MODEL_PATH("It must exist here.", type=click.Path(file_okay=False, exists=True))
+@options.NAME()
+@options.IMAGE("For --runtime docker.")
+@click.option("--detach", is_flag=True, help="Leave the server running and return once it is healthy (`servectl down` stops it).")
+@click.option("--apply-patches", "apply_patches", is_flag=True,
+              help="Apply the known vLLM fixes this launch needs to the environment before starting (else a missing one "
+                   "refuses the launch).")
+@options.TIMEOUT("The start-up may take this long; then vLLM is stopped.", default=900)
 @click.option("--no-check", is_flag=True, help="Skip the API health checks after start-up (/health is still required).")
-@click.option("--json", "as_json", is_flag=True, help="Print the launch summary as JSON on stdout.")
-@click.option("--proxy", "with_proxy", is_flag=True, help="Also serve the sampling presets as virtual model names (servectl proxy).")
-@click.option("--proxy-port", type=PORT, help="Port of the preset proxy (default: the server's port + 1).")
-@click.option("--strict", is_flag=True, help="Refuse vLLM flags that cannot be checked against the vLLM that runs them.")
-@click.option("--speculative", metavar="mtp[:N]|off", help="MTP speculative decoding: the recipe's depth for the GPU, N draft tokens, or off.")
-@click.option("--nodes", type=click.IntRange(2, 64), help="--runtime ray: Ray nodes of the layout (pipeline parallel N, tensor parallel = the profile's GPUs).")
+@options.JSON("Here: the launch summary and its health report.")
+@options.WITH_PROXY("Here: in the foreground beside the server (not with --detach).", aliases=("--proxy",))
+@options.PROXY_PORT()
+@options.STRICT()
+@options.SPECULATIVE()
+@options.NODES("Here: 2 or more with --runtime ray and --head.")
 @click.option("--head", metavar="ADDRESS", help="--runtime ray: the Ray cluster's head (HOST:PORT of `ray start --head`).")
-@click.option("--image", help="Container image for --runtime docker (default: the profile's).")
-@click.option("--force", is_flag=True, help="Launch past the guards `render --force` overrides (known vLLM bugs included); "
-              "--runtime docker: also start an image whose vLLM release has known bugs unpatched.")
-@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
-def up(model, gpu, runtime, port, host, python, model_path, detach, patch, timeout, name, no_check, as_json, with_proxy, proxy_port,
-       strict, extra, speculative=None, nodes=None, head=None, image=None, force=False) -> None:
-    """Start MODEL on vLLM and wait until it answers. Extra vLLM flags go after `--`."""
+@options.FORCE(f"{options.GUARDS} With --runtime docker, also an image whose vLLM release has known bugs unpatched.")
+@options.vllm_flags()
+def up(model, gpu, preset, runtime, port, host, python, model_path, name, image, detach, apply_patches, timeout, no_check,
+       as_json, with_proxy, proxy_port, strict, speculative, nodes, head, force, vllm_args) -> None:
+    """Start MODEL on vLLM, follow its start-up and health-check it, then serve in the foreground until Ctrl-C (or
+    return with --detach). MODEL is a recipe (curated or your own), a hub repo id (org/name[@revision]) or a
+    checkpoint directory. vLLM flags go after `--`, as `vllm serve` takes them: they override servectl's settings
+    and are checked against vLLM's options."""
     workflow.up(model, gpu=gpu, runtime=runtime, port=port, host=host, python=python, model_path=model_path, detach=detach,
-                patch=patch, timeout=timeout, name=name, no_check=no_check, as_json=as_json, with_proxy=with_proxy,
-                proxy_port=proxy_port, extra=list(extra), strict=strict, speculative=speculative, nodes=nodes, head=head,
-                image=image, force=force)
+                patch=apply_patches, timeout=timeout, name=name, no_check=no_check, as_json=as_json, with_proxy=with_proxy,
+                proxy_port=proxy_port, extra=list(vllm_args), strict=strict, speculative=speculative, nodes=nodes, head=head,
+                image=image, force=force, preset=preset)

@@ -31,7 +31,7 @@ from servectl.launch.ports import base_url, free_port, held_by_another, port_in_
 from servectl.launch.record import DeploymentRecord
 from servectl.spec.models import LaunchOptions, LaunchSpec, proxy_port_for
 from servectl.plan.any_model import resolve_model
-from servectl.spec.resolve import Request, resolve
+from servectl.spec.resolve import Request, preset_of, resolve
 from servectl.spec.speculative import image_version
 from servectl.verify.report import Report, report_table
 from servectl.vllmenv.location import environment_for_launch, find_vllm_python, resolve_target
@@ -266,8 +266,8 @@ def ray_layout(runtime: str, nodes: int | None, head: str | None) -> None:
         if not head or nodes is None or nodes < 2:
             raise UserError("--runtime ray needs --nodes N (2 or more) and --head ADDRESS",
                             "e.g. --runtime ray --nodes 2 --head 10.0.0.1:6379 (the Ray cluster's head, `ray start --head`)")
-    elif nodes is not None or head is not None:
-        raise UserError("--nodes and --head go with --runtime ray", "add --runtime ray, or drop them")
+    elif nodes not in (None, 1) or head is not None:  # --nodes 1: one machine, what local and docker run
+        raise UserError("--nodes 2 or more and --head go with --runtime ray", "add --runtime ray, or drop them")
 
 
 def wait_for_ray_nodes(py: Path, head: str, nodes: int) -> None:
@@ -287,13 +287,15 @@ def wait_for_ray_nodes(py: Path, head: str, nodes: int) -> None:
 def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, python: str | None,
            timeout: float, name: str | None, extra: list[str], patch: bool, model_path: str | None,
            detached: bool, quiet: bool = False, strict: bool = False, speculative: str | None = None,
-           nodes: int | None = None, head: str | None = None, image: str | None = None, force: bool = False) -> Launch:
+           nodes: int | None = None, head: str | None = None, image: str | None = None, force: bool = False,
+           preset: str | None = None) -> Launch:
     ray_layout(runtime, nodes, head)
     cat = load_catalog()
     recipe = resolve_model(model, python=python, catalog=cat).recipe
     from servectl.hardware.cpu_memory import for_this_host
 
     profile = for_this_host(cat.gpu(gpu or detect_profile(recipe)))  # the cpu profile: this host's memory
+    preset_of(profile, preset)  # a preset the profile lacks is refused before anything is looked for
     opts = LaunchOptions(name=name, host=host, port=port, image=image)  # bad values are refused before anything runs
     # The environment that runs the server also generates the tiny model and answers for vLLM's flags: the one
     # that fits the recipe on this GPU, or the error naming the `servectl bootstrap` command that makes it.
@@ -321,7 +323,7 @@ def launch(model: str, *, gpu: str | None, runtime: str, host: str, port: int, p
 
     runtime_env = caller_env(dict(os.environ)) if runtime in ("local", "ray") else {}
     spec = resolve(Request(recipe, profile, list(extra), options=opts, vllm_options=asked, strict=strict,
-                           force=force, warn_patches=False, runtime_env=runtime_env,
+                           force=force, preset=preset, warn_patches=False, runtime_env=runtime_env,
                            nodes=nodes if runtime == "ray" else None, **mtp_kw))
     for w in spec.warnings:
         warn(w)
@@ -502,11 +504,11 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
        detach: bool, patch: bool, timeout: float, name: str | None, no_check: bool, as_json: bool,
        with_proxy: bool, proxy_port: int | None, extra: list[str], strict: bool = False,
        speculative: str | None = None, nodes: int | None = None, head: str | None = None,
-       image: str | None = None, force: bool = False) -> None:
+       image: str | None = None, force: bool = False, preset: str | None = None) -> None:
     """`servectl up`: launch, health-check, then return (detached) or serve in the foreground until the
     server exits or Ctrl-C; nothing is left running unless detached."""
     if with_proxy and detach:
-        raise UserError("--proxy runs in the foreground with the server", "drop --detach, or run `servectl proxy --backend URL` next to the detached server")
+        raise UserError("--with-proxy runs in the foreground with the server", "drop --detach, or run `servectl proxy --backend URL` next to the detached server")
     if with_proxy:
         proxy_port = proxy_port_for(port, proxy_port)  # before anything starts
     proxy_thread = None
@@ -514,7 +516,7 @@ def up(model: str, *, gpu: str | None, runtime: str, port: int, host: str, pytho
         stop_on_sigterm()
     ln = launch(model, gpu=gpu, runtime=runtime, host=host, port=port, python=python, timeout=timeout, name=name,
                 extra=list(extra), patch=patch, model_path=model_path, detached=detach, strict=strict,
-                speculative=speculative, nodes=nodes, head=head, image=image, force=force)
+                speculative=speculative, nodes=nodes, head=head, image=image, force=force, preset=preset)
     keep = False
     try:
         report = None if no_check else health_report(base_url(ln.spec.host, ln.spec.port), ln.spec.served_model_name, ln.spec)
