@@ -128,14 +128,15 @@ def test_sigkill_of_a_foreground_docker_up_stops_its_container(engine, env):
 def _image_check(recipe_name: str, image: str, force: bool = False):
     from servectl.catalog.load import load_catalog
     from servectl.launch import runners
-    from servectl.launch.workflow import image_checks
+    from servectl.launch.checks import image_ready
+    from servectl.launch.events import ignore
     from servectl.spec.resolve import Request, resolve
     from servectl.spec.models import LaunchOptions
 
     cat = load_catalog()
     profile = cat.gpu("cpu")  # nothing to probe; the recipe only brings its hazards and vLLM range
     spec = resolve(Request(cat.model("tiny-cpu"), profile, [], options=LaunchOptions(image=image)))
-    image_checks(runners.DockerRunner(), cat.model(recipe_name), profile, spec, force)
+    image_ready(runners.DockerRunner(), cat.model(recipe_name), profile, spec, force, ignore)
 
 
 def test_image_checks_refuse_a_missing_image_and_unpatched_known_bugs(engine, tmp_path):

@@ -175,7 +175,7 @@ def test_log_follower_keeps_partial_lines(tmp_path):
 
 def test_plan_prediction_next_to_what_vllm_reported(catalog):
     from servectl.hardware.cpu_features import CpuFeatures
-    from servectl.launch.workflow import predicted_kv_tokens
+    from servectl.launch.planning import predicted_kv_tokens
     from servectl.plan.service import Target
 
     spec = _spec(catalog)

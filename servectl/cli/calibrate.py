@@ -10,6 +10,7 @@ import click
 from servectl.cli import options
 
 from servectl.cli.app import console, emit_json
+from servectl.cli.progress import detected
 from servectl.plan import service
 
 
@@ -29,7 +30,7 @@ def calibrate(model: str, gpu: str | None, log_file: Path, host: str | None, as_
     """
     from servectl.plan.any_model import resolve_model
 
-    rec, path = service.calibrate_from_log(resolve_model(model).recipe, gpu, log_file, host=host)
+    rec, path = service.calibrate_from_log(resolve_model(model).recipe, gpu, log_file, host=host, detected=detected(gpu))
     out = {**asdict(rec), "file": str(path)}
     if as_json:
         emit_json(out)

@@ -59,7 +59,7 @@ def check(url: str, level: str, duration: str | None, max_num_seqs: int | None, 
     def on_progress(text: str) -> None:  # long checks say what they do (stderr: --json output stays clean)
         err_console.print(f"  {text}", highlight=False, soft_wrap=True)
 
-    from servectl.launch.workflow import check_expectations
+    from servectl.launch.report import check_expectations
 
     expect = check_expectations(url, model)
     report = run_level(url, level, model=model if expect is None else expect.served_name, api_key_env=api_key_env,

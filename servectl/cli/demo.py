@@ -6,7 +6,8 @@ import click
 
 from servectl.cli import options
 
-from servectl.launch import workflow
+from servectl.cli.progress import LaunchPrinter
+from servectl.launch import up as launch_up
 
 
 @click.command()
@@ -17,4 +18,5 @@ from servectl.launch import workflow
 @options.JSON("Here: the launch summary and its health report.")
 def demo(port, python, timeout, as_json) -> None:
     """The whole loop on this machine's CPU: vLLM env, tiny model, up, check, down. Exit 0 only if healthy."""
-    workflow.demo(port, python, timeout, as_json)
+    with LaunchPrinter(as_json) as printer:
+        launch_up.demo(port, python, timeout, printer)

@@ -83,10 +83,10 @@ def _flag_alias(key: str, option: str, value: str) -> Callable[[click.Context, c
     def callback(ctx: click.Context, param: click.Parameter, given: bool) -> None:
         if not given:
             return
-        earlier = ctx.meta.get(("alias", key)) or ctx.params.get(key)
+        earlier = ctx.meta.get(f"alias:{key}") or ctx.params.get(key)
         if earlier not in (None, value):
             raise click.BadParameter(f"it means {option} {value}, and {option} {earlier} is given too: give one", ctx, param)
-        ctx.meta[("alias", key)] = value
+        ctx.meta[f"alias:{key}"] = value
         if key in ctx.params:  # the option itself was processed already
             ctx.params[key] = value
 
@@ -94,7 +94,7 @@ def _flag_alias(key: str, option: str, value: str) -> Callable[[click.Context, c
 
 
 def _from_flag_alias(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    alias = ctx.meta.get(("alias", param.name))
+    alias = ctx.meta.get(f"alias:{param.name}")
     if value is not None and alias not in (None, value):
         raise click.BadParameter(f"{value}, and --{alias} is given too: give one", ctx, param)
     return value if value is not None else alias

@@ -10,6 +10,7 @@ import click
 
 from servectl.cli import options
 from servectl.cli.app import console, emit_json
+from servectl.cli.progress import detected
 from servectl.plan import service
 
 
@@ -127,13 +128,16 @@ def plan(ctx: click.Context, model: str, gpu: str | None, preset: str | None, vl
         plot_format(plot)
         require_matplotlib()
     from servectl.plan.any_model import resolve_model
+    from servectl.plan.request import PlanRequest
 
-    env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
-    plan = service.build(resolve_model(model, python=python).recipe, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
-                         target_context=target_context, target_concurrency=target_concurrency, env=env,
-                         model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force,
-                         after_separator=min(ctx.meta.get("after_separator", 0), len(ctx.args)),
-                         own_options=[o for p in ctx.command.params for o in p.opts + p.secondary_opts if o.startswith("--")])
+    request = PlanRequest(
+        resolve_model(model, python=python).recipe, gpu, tuple(ctx.args), preset=preset, detected=detected(gpu),
+        vllm_version=vllm_version, estimate=estimate_cudagraphs, target_context=target_context,
+        target_concurrency=target_concurrency, env={k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None},
+        model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force,
+        after_separator=min(ctx.meta.get("after_separator", 0), len(ctx.args)),
+        own_options=tuple(o for p in ctx.command.params for o in p.opts + p.secondary_opts if o.startswith("--")))
+    plan = service.build(request)
     if plot is not None:
         from servectl.observe.plan_plot import draw
 

