@@ -14,7 +14,7 @@ class DeploymentRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Deployment name (unique among live deployments).")
-    runtime: Literal["local", "docker", "dry-run"] = Field(description="Which runner started it.")
+    runtime: Literal["local", "docker"] = Field(description="Which runner started it.")
     recipe: str = Field(description="Model recipe name.")
     profile: str = Field(description="GPU profile name.")
     model: str = Field(description="Model argument given to vllm serve (repo id or path).")
