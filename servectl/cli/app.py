@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("servectl.cli.check:check", "Prove a served model answers sensibly (health, chat, sanity, tools, ...)."),
     "demo": ("servectl.cli.demo:demo", "The whole loop on this machine's CPU: tiny model, up, check, down."),
     "diagnose": ("servectl.cli.diagnose:diagnose", "Root cause of a failed vLLM start from its log, and the flag that fixes it."),
-    "down": ("servectl.cli.down:down", "Stop a deployment (its whole process group or container)."),
+    "down": ("servectl.cli.down:down", "Stop a deployment (the processes carrying its marker, or its container)."),
     "envs": ("servectl.cli.envs:envs", "List the vLLM environments: release, platform, patch state, size."),
     "gpus": ("servectl.cli.gpus:gpus", "Detect GPUs (NVML, rocm-smi, unified memory) and the profile that fits."),
     "logs": ("servectl.cli.logs:logs", "Show a deployment's server log."),

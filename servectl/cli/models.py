@@ -78,7 +78,7 @@ def _explain(resolved) -> None:
 @models.command("show")
 @click.argument("model")
 @options.PYTHON("The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
-                "environment that fits, else any there is.")
+                "bootstrapped environment, else servectl's table of the newest release.")
 @options.JSON()
 def models_show(model: str, python: str | None, as_json: bool) -> None:
     """Show a recipe: a curated or user recipe's every field, or for a hub repo (org/name[@revision]) or a checkpoint
@@ -106,7 +106,7 @@ def models_show(model: str, python: str | None, as_json: bool) -> None:
 @click.option("--name", help="Recipe name (default: from the checkpoint's name, e.g. Qwen/Qwen3-8B -> qwen3-8b).")
 @options.FORCE("Here: replace a recipe of yours with the same name.")
 @options.PYTHON("The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
-                "environment that fits, else any there is.")
+                "bootstrapped environment, else servectl's table of the newest release.")
 @options.JSON("Keys: name, file, source.")
 def models_add(model: str, name: str | None, force: bool, python: str | None, as_json: bool) -> None:
     """Derive the recipe for a hub repo or a checkpoint directory and keep it in your catalog
