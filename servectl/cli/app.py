@@ -44,6 +44,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def show_detected(profile: str, preset: str, reason: str, warnings: tuple[str, ...] | list[str] = ()) -> None:
+    """The profile and preset detection chose, and why, on stderr (the preset shown is the one used)."""
+    info(f"profile {profile} (preset {preset}): {reason}")
+    for w in warnings:
+        warn(w)
+
+
+def detected(gpu: str | None):
+    """Without --gpu: this machine's profile choice (servectl.hardware.models.Choice), shown; with it, None."""
+    if gpu is not None:
+        return None
+    from servectl.catalog.load import load_catalog
+    from servectl.hardware.matching import choose_for_this_machine
+
+    choice = choose_for_this_machine(load_catalog())
+    show_detected(choice.profile.name, choice.preset, choice.reason, choice.warnings)
+    return choice
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {safe(message)}", err=True)
     raise SystemExit(code)

@@ -9,8 +9,7 @@ import click
 
 from servectl.cli import options
 
-from servectl.cli.app import console, emit_json
-from servectl.cli.progress import detected
+from servectl.cli.app import console, detected, emit_json
 from servectl.plan import service
 
 

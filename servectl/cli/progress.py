@@ -1,33 +1,13 @@
 """Prints what a launch reports (servectl.launch.events) for `up` and `demo`: lines on stderr, a live line while
 vLLM starts and while an image is pulled, the health report, the summary (and with --json, the summary as JSON
-on stdout), and for a failed start its log tail and diagnosis above the error line. Also the profile detected
-for a command run without --gpu (`detected`)."""
+on stdout), and for a failed start its log tail and diagnosis above the error line."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from servectl.cli.app import emit_json, err_console, info, warn
+from servectl.cli.app import emit_json, err_console, info, show_detected, warn
 from servectl.launch import events as ev
-
-
-def show_detected(profile: str, preset: str, reason: str, warnings: tuple[str, ...] | list[str] = ()) -> None:
-    """The profile and preset detection chose, and why, on stderr (the preset shown is the one used)."""
-    info(f"profile {profile} (preset {preset}): {reason}")
-    for w in warnings:
-        warn(w)
-
-
-def detected(gpu: str | None):
-    """Without --gpu: this machine's profile choice (servectl.hardware.models.Choice), shown; with it, None."""
-    if gpu is not None:
-        return None
-    from servectl.catalog.load import load_catalog
-    from servectl.hardware.matching import choose_for_this_machine
-
-    choice = choose_for_this_machine(load_catalog())
-    show_detected(choice.profile.name, choice.preset, choice.reason, choice.warnings)
-    return choice
 
 
 class LaunchPrinter:
