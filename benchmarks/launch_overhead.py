@@ -25,7 +25,9 @@ import httpx
 from servectl.catalog.load import load_catalog
 from servectl.spec.resolve import Request, resolve
 from servectl.render.argv import argv
-from servectl.launch.runners import child_env, stop_child_group, vllm_executable
+from servectl.launch.runners import child_env, vllm_executable
+
+from _procgroup import stop_child_group  # benchmarks/_procgroup.py (scripts run from benchmarks/)
 from servectl.spec.models import LaunchOptions
 from servectl.vllmenv.location import find_vllm_python
 

@@ -277,7 +277,7 @@ def port_free(port: int) -> bool:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    from servectl.launch.runners import stop_child_group
+    from _procgroup import stop_child_group  # benchmarks/_procgroup.py
 
     stop_child_group(proc)
 

@@ -24,6 +24,10 @@ class ServectlError(Exception):
     def one_line(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def lines(self) -> list[str]:
+        """What the CLI prints, one `error:` line each: the one line, or one per mistake (a fleet file's)."""
+        return [self.one_line()]
+
 
 class UserError(ServectlError):
     """Bad input: unknown name, malformed file, impossible or unsafe request."""

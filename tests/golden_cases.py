@@ -107,7 +107,7 @@ def k8s_golden_outputs() -> dict[str, str]:
 
 
 def monitoring_golden_outputs() -> dict[str, str]:
-    from servectl.cli.render_cmd import monitoring_dashboard
+    from servectl.render.request import monitoring_dashboard
 
     out = {}
     for stem, recipe, profile, fmt, nodes, proxy in MONITORING_CASES:

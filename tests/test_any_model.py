@@ -326,7 +326,7 @@ def test_add_refuses_curated_names_and_bad_names(cli, tmp_path):
 
 
 def test_check_expectations_follow_the_recipe(tmp_path):
-    from servectl.launch.workflow import check_expectations
+    from servectl.launch.report import check_expectations
 
     path = make(tmp_path, template=QWEN_XML)  # tools, no thinking
     e = check_expectations("http://127.0.0.1:9", path)

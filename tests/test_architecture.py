@@ -145,3 +145,35 @@ def test_plan_of_a_checkpoint_directory_loads_no_model_library(tmp_path):
         assert '"layout"' in proc.stdout, proc.stderr[-2000:]
         assert proc.stdout.strip().splitlines()[-2] == "HEAVY="
     assert proc.stdout.strip().splitlines()[-1] == "VALIDATION="
+
+
+def test_each_command_lives_in_a_module_named_after_it():
+    from servectl.cli.app import COMMANDS
+
+    misnamed = {name: target for name, (target, _) in COMMANDS.items() if target.split(":")[0] != f"servectl.cli.{name}"}
+    assert not misnamed, misnamed
+    helpers = {"servectl.cli", "servectl.cli.app", "servectl.cli.options", "servectl.cli.values", "servectl.cli.progress"}
+    strays = sorted(m for m in MODULES if m.startswith("servectl.cli") and m not in helpers
+                    and m.removeprefix("servectl.cli.") not in COMMANDS)
+    assert not strays, f"modules of servectl/cli/ that are no command: {strays}"
+
+
+def test_no_broad_except_hides_what_it_caught():
+    """`except Exception` (or BaseException, or bare) must re-raise, or use what it caught (say it in a warning,
+    hand it on): an advisory step that fails says so with its reason, and a bug never disappears."""
+    silent = []
+    for mod, path in sorted(MODULES.items()):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ExceptHandler):
+                continue
+            caught = node.type
+            names = [caught] if not isinstance(caught, ast.Tuple) else list(caught.elts)
+            broad = caught is None or any(isinstance(n, ast.Name) and n.id in ("Exception", "BaseException") for n in names)
+            if not broad:
+                continue
+            body = ast.Module(body=node.body, type_ignores=[])
+            raises = any(isinstance(n, ast.Raise) for n in ast.walk(body))
+            used = node.name is not None and any(isinstance(n, ast.Name) and n.id == node.name for n in ast.walk(body))
+            if not (raises or used):
+                silent.append(f"{mod}:{node.lineno}")
+    assert not silent, "broad excepts that hide what they caught: " + ", ".join(silent)

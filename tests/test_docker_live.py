@@ -128,14 +128,15 @@ def _image_check(image: str, force: bool = False):
     """The checks `up --runtime docker` runs on an image, for the tiny recipe's own launch on the cpu profile."""
     from servectl.catalog.load import load_catalog
     from servectl.launch import runners
-    from servectl.launch.workflow import image_checks
+    from servectl.launch.checks import image_ready
+    from servectl.launch.events import ignore
     from servectl.spec.resolve import Request, resolve
     from servectl.spec.models import LaunchOptions
 
     cat = load_catalog()
     recipe, profile = cat.model("tiny-cpu"), cat.gpu("cpu")
     spec = resolve(Request(recipe, profile, [], options=LaunchOptions(image=image)))
-    image_checks(runners.DockerRunner(), recipe, profile, spec, force)
+    image_ready(runners.DockerRunner(), recipe, profile, spec, force, ignore)
 
 
 def _patches_the_launch_needs(release: str) -> list[str]:

@@ -109,3 +109,14 @@ def test_markdown_in_help_text_is_shown_as_written():
     """Help text holds `<served>`-style placeholders and `*`: the reference shows them, not as HTML tags or emphasis."""
     assert "&lt;" not in reference.md_text("`<served>-<preset>`")
     assert reference.md_text("a <served> b *c*") == "a &lt;served&gt; b \\*c\\*"
+
+
+def test_the_option_vocabulary_page_lists_every_shared_option_and_its_commands(site):
+    from servectl.cli.options import HOMONYMS, VOCABULARY
+
+    text = " ".join(page_text(site, "reference/options").split())
+    for concept in VOCABULARY.values():
+        assert concept.option in text and concept.title in text, concept.option
+        assert all(alias in text for alias in [*concept.aliases, *concept.flag_aliases])
+    assert all(name in text for name in HOMONYMS)
+    assert "`plan`, `render`, `up`" in text or "plan , render , up" in text  # --preset's commands, as a reader sees them

@@ -22,6 +22,7 @@ import pytest
 from waits import START_S
 from servectl.catalog.load import load_catalog
 from servectl.plan import planner, service
+from servectl.plan.request import PlanRequest
 from servectl.plan.vllm_log import parse_text
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -95,7 +96,7 @@ def test_plan_equals_vllm_log(starts, target, case):
     model, log, result, path = starts[case]
     assert result["rc"] == 0 and log.kv_cache_tokens is not None, (result, Path(path).read_text()[-3000:])
     assert result["generated"] == 2, result  # the layout vLLM sized also serves a request
-    plan = service.build(_recipe(model), "cpu", _flags(case), target=target)
+    plan = service.build(PlanRequest(_recipe(model), "cpu", tuple(_flags(case))), target=target)
     host = target.host.describe()
     assert plan.kv_cache_tokens_logged == log.kv_cache_tokens, host
     assert round(plan.max_concurrency, 2) == log.max_concurrency, host
@@ -122,8 +123,8 @@ def test_jamba_is_refused_on_cpu_and_vllm_fails_its_first_request(starts, target
 
 def test_hma_off_allocates_windows_as_full_attention(starts, target):
     """The same model with the hybrid manager off holds fewer tokens: its window layers get every block."""
-    on = service.build(_recipe(starts["gemma3"][0]), "cpu", _flags("gemma3"), target=target)
-    off = service.build(_recipe(starts["gemma3-hma-off"][0]), "cpu", _flags("gemma3-hma-off"), target=target)
+    on = service.build(PlanRequest(_recipe(starts["gemma3"][0]), "cpu", tuple(_flags("gemma3"))), target=target)
+    off = service.build(PlanRequest(_recipe(starts["gemma3-hma-off"][0]), "cpu", tuple(_flags("gemma3-hma-off"))), target=target)
     assert starts["gemma3"][1].kv_cache_tokens > starts["gemma3-hma-off"][1].kv_cache_tokens
     assert [g["kind"] for g in off.layout] == ["full_attention"] and len(on.layout) > 1
     assert any("hybrid KV-cache manager is off" in w for w in off.warnings)

@@ -635,7 +635,7 @@ def test_with_proxy_rejects_other_formats(cli):
 
 def test_up_proxy_with_detach_is_refused(cli):
     result = cli("up", "tiny-cpu", "--proxy", "--detach")
-    assert result.exit_code == 2 and "--proxy" in result.stderr
+    assert result.exit_code == 2 and "--with-proxy" in result.stderr
 
 
 def test_proxy_helpers_for_renderers(catalog):

@@ -188,7 +188,7 @@ def log_text(vllm, since: int) -> str:
 
 
 def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path, tiny_model):
-    """`servectl up tiny-cpu --proxy`: the proxy comes up beside the server; Ctrl-C ends both."""
+    """`servectl up tiny-cpu --with-proxy`: the proxy comes up beside the server; Ctrl-C ends both."""
     import os
     import signal
     import subprocess
@@ -197,7 +197,7 @@ def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path, tiny_mod
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     port, proxy_port = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--model-path", str(tiny_model),
-                             "--port", str(port), "--proxy", "--proxy-port", str(proxy_port), "--no-check"],
+                             "--port", str(port), "--with-proxy", "--proxy-port", str(proxy_port), "--no-check"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + START_S

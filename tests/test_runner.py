@@ -69,15 +69,6 @@ def test_process_alive_tells_a_reused_pid_apart():
     assert not runner.process_alive(None, None)
 
 
-def test_dry_run_starts_nothing(catalog, tmp_path):
-    spec = _spec(catalog)
-    dry = runner.DryRunRunner(["/venv/bin/vllm", "serve"])
-    launched = dry.start(spec, tmp_path / "x.log")
-    assert dry.started == [launched.argv]
-    assert launched.argv[:3] == ["/venv/bin/vllm", "serve", "/models/tiny"]
-    assert not dry.alive(launched) and launched.pid is None
-
-
 def test_vllm_executable_prefers_console_script(tmp_path):
     py = tmp_path / "bin" / "python"
     py.parent.mkdir()
@@ -175,7 +166,7 @@ def test_log_follower_keeps_partial_lines(tmp_path):
 
 def test_plan_prediction_next_to_what_vllm_reported(catalog):
     from servectl.hardware.cpu_features import CpuFeatures
-    from servectl.launch.workflow import predicted_kv_tokens
+    from servectl.launch.planning import predicted_kv_tokens
     from servectl.plan.service import Target
 
     spec = _spec(catalog)

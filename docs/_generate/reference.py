@@ -6,6 +6,8 @@ rule or vLLM behaviour added to the code appears in the next build.
 - reference/commands.md: every command of the click group `servectl.cli.app.main`, the lazily loaded
   ones included (the group lists them from its table), walked recursively: usage, description, an
   options table and the verbatim `--help`.
+- reference/options.md: the option vocabulary (servectl/cli/options.py): each idea, its option, the commands
+  that take it, older spellings, and the option names that mean different things on different commands.
 - reference/catalog-schema.md: every field of the catalog schemas (frozen dataclasses in
   servectl/catalog/*.py). A field's description is its trailing `# ...` comment, read with tokenize.
 - reference/catalog.md: the GPU profiles, model recipes, sampling presets and patches shipped today.
@@ -35,8 +37,9 @@ HELP_WIDTH = 100
 # --------------------------------------------------------------------------- commands
 
 
-def walk_commands() -> Iterator[tuple[list[str], click.Command, click.Context]]:
-    """(path, command, context) for the root group and every command below it, depth first, sorted."""
+def walk_commands(hidden: bool = False) -> Iterator[tuple[list[str], click.Command, click.Context]]:
+    """(path, command, context) for the root group and every command below it, depth first, sorted; `hidden`:
+    also the hidden ones (`bench run`, reached as `servectl bench URL`)."""
     from servectl.cli.app import main
 
     def visit(cmd: click.Command, ctx: click.Context, path: list[str]) -> Iterator[tuple[list[str], click.Command, click.Context]]:
@@ -44,7 +47,7 @@ def walk_commands() -> Iterator[tuple[list[str], click.Command, click.Context]]:
         if isinstance(cmd, click.Group):
             for name in cmd.list_commands(ctx):
                 sub = cmd.get_command(ctx, name)
-                if sub is None or sub.hidden:
+                if sub is None or (sub.hidden and not hidden):
                     continue
                 yield from visit(sub, click.Context(sub, info_name=name, parent=ctx, terminal_width=HELP_WIDTH,
                                                     max_content_width=HELP_WIDTH), [*path, name])
@@ -75,24 +78,35 @@ def _cell(text: str) -> str:
     return md_text(" ".join(text.split())).replace("|", "\\|")
 
 
-def _option_row(param: click.Parameter, ctx: click.Context) -> str:
+def _option_names(param: click.Parameter) -> str:
     if isinstance(param, click.Argument):
-        names = f"`{param.human_readable_name}` (argument)"
-    else:
-        names = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
+        return f"`{param.human_readable_name}` (argument)"
+    aliases = getattr(param, "aliases", ())
+    names = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts] if o not in aliases)
+    return names + (f" (older spelling: {', '.join(f'`{a}`' for a in aliases)})" if aliases else "")
+
+
+def _value_text(param: click.Parameter) -> str:
     kind = param.type
     if isinstance(kind, click.Choice):
         what = " \\| ".join(f"`{c}`" for c in kind.choices)
     elif getattr(param, "is_flag", False):
         what = "flag"
     else:
-        what = kind.name
+        what = _cell(param.metavar if kind.name == "text" and getattr(param, "metavar", None) else kind.name)
     if param.multiple:
         what += ", repeatable"
     if param.nargs == -1:
         what += ", any number"
     if isinstance(kind, (click.IntRange, click.FloatRange)):
         what += f" ({kind._describe_range()})"
+    elif hasattr(kind, "describe"):  # servectl.cli.values' finite numbers
+        what += f" ({kind.describe()})"
+    return what
+
+
+def _option_row(param: click.Parameter, ctx: click.Context) -> str:
+    names, what = _option_names(param), _value_text(param)
     default = "required" if param.required else ""
     value = param.get_default(ctx, call=False)
     unset = value is None or type(value).__name__ == "Sentinel"  # click >= 8.3 marks "no default" with a sentinel
@@ -130,6 +144,46 @@ def commands_page() -> str:
         out += [f'??? note "`{" ".join(path)} --help`"', ""]
         out += ["    ```text"] + [f"    {line}".rstrip() for line in cmd.get_help(ctx).splitlines()] + ["    ```", ""]
     return "\n".join(out)
+
+
+def options_page() -> str:
+    """The option vocabulary (servectl.cli.options): each idea, its one option, and every command that takes it."""
+    from collections import defaultdict
+
+    from servectl.cli.options import HOMONYMS, VOCABULARY
+
+    used: dict[str, list[str]] = defaultdict(list)
+    example: dict[str, click.Parameter] = {}
+    for path, cmd, _ in walk_commands(hidden=True):
+        for param in cmd.params:
+            key = getattr(param, "concept", None)
+            if key is not None:
+                used[key].append(" ".join(path[1:]))
+                example.setdefault(key, param)
+    out = ["# Option vocabulary", "",
+           "One idea, one option: every idea more than one command takes is defined once "
+           "(`servectl/cli/options.py`), with the same name, value type, range and meaning on each command. A command's "
+           "help adds only what it does with the value there (see [the command reference](commands.md)). Older "
+           "spellings still work and are listed here; `--help` shows one name. Generated from the code at every build.",
+           "", "| idea | option | takes | commands | meaning |", "| --- | --- | --- | --- | --- |"]
+    for key, concept in VOCABULARY.items():
+        if key not in used:
+            continue
+        older = [f"`{a}`" for a in concept.aliases]
+        older += [f"`{flag}` (= `{concept.option} {value}`)" for flag, value in concept.flag_aliases.items()]
+        option = f"`{concept.option}`" + (f" (older: {', '.join(older)})" if older else "")
+        commands = ", ".join(f"`{c}`" for c in sorted(set(used[key])))
+        out.append(f"| {_cell(concept.title)} | {option} | {_value_text(example[key])} | {commands} | {_cell(concept.meaning)} |")
+    out += ["", "## vLLM flags", "",
+            "`plan`, `render`, `up` and `patch list` take vLLM's own flags after `--`, as `vllm serve` takes them "
+            "(`plan` also before it). They override servectl's settings and are checked against vLLM's options: "
+            "those of the environment given with `--python`, else servectl's table of them (a flag it lacks: a "
+            "warning, refused with `--strict`).", "",
+            "## Same word, another idea", "",
+            "A few option names mean different things on different commands; each fits its command, and scripts "
+            "already use them.", "", "| option | meanings |", "| --- | --- |"]
+    out += [f"| `{name}` | {_cell(text)} |" for name, text in HOMONYMS.items()]
+    return "\n".join(out) + "\n"
 
 
 def inspect_help(text: str) -> str:
@@ -444,6 +498,7 @@ def dashboards_section() -> list[str]:
 
 PAGES = {
     "reference/commands.md": commands_page,
+    "reference/options.md": options_page,
     "reference/catalog-schema.md": catalog_schema_page,
     "reference/catalog.md": catalog_page,
     "reference/diagnosis-rules.md": diagnosis_page,

@@ -156,6 +156,12 @@ def _disk_cached(texts: list[str], build: Callable[[], Catalog]) -> Catalog:
     return disk_cached(texts, build, Catalog, _schema_fingerprint())
 
 
+# what reading a cache file that is not (or no longer) ours raises: servectl.fsutil's refusals, and unpickling
+# a damaged file or one whose classes have changed since
+_STALE_CACHE = (UserError, OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, KeyError,
+                TypeError, ValueError)
+
+
 def disk_cached(texts: list[str], build: Callable[[], M], kind: type, fingerprint: bytes, *, folder: str = "catalog",
                 keep: int | None = None) -> M:
     """`build()` pickled under the user cache dir, keyed by the source texts and the schema source (`fingerprint`).
@@ -166,7 +172,7 @@ def disk_cached(texts: list[str], build: Callable[[], M], kind: type, fingerprin
         cached = pickle.loads(read_bytes_capped(path, 64 * MIB, nofollow=True))
         if isinstance(cached, kind):
             return cast(M, cached)
-    except Exception:  # missing, unreadable or from another version: rebuild below
+    except _STALE_CACHE:  # missing, unreadable, damaged or written by another version: rebuilt below
         pass
     cat = build()
     try:

@@ -15,33 +15,52 @@ from servectl import __version__
 from servectl.console import console, echo, emit_json, err_console, info, plain, safe, safe_block, warn  # noqa: F401  (the commands' output helpers)
 from servectl.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERRUPTED, ServectlError
 
-# Every command: name -> (module:attribute, one-line help). Modules load only when their command runs,
-# so `servectl render` never imports the HTTP clients, the proxy server or the Docker SDK; `--help`
-# lists the commands from this table without importing any of them.
+# Every command: name -> (module:attribute, one-line help); each lives in servectl/cli/<its name>.py. Modules load
+# only when their command runs, so `servectl render` never imports the HTTP clients, the proxy server or the
+# Docker SDK; `--help` lists the commands from this table without importing any of them.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("servectl.cli.bench_cmd:bench", "Benchmark a served model with vLLM's own `vllm bench serve`; compare results."),
-    "bootstrap": ("servectl.cli.env_cmd:bootstrap", "Make the vLLM environment for this machine (and recipe), patched and verified."),
-    "calibrate": ("servectl.cli.plan_cmd:calibrate_cmd", "Store a correction from a real vLLM start-up log for later plans."),
-    "check": ("servectl.cli.check_cmd:check", "Prove a served model answers sensibly (health, chat, sanity, tools, ...)."),
-    "demo": ("servectl.cli.serve_cmd:demo", "The whole loop on this machine's CPU: tiny model, up, check, down."),
-    "diagnose": ("servectl.cli.gpus_cmd:diagnose_cmd", "Root cause of a failed vLLM start from its log, and the flag that fixes it."),
-    "down": ("servectl.cli.serve_cmd:down", "Stop a deployment (its whole process group or container)."),
-    "envs": ("servectl.cli.env_cmd:envs", "List the vLLM environments: release, platform, patch state, size."),
-    "gpus": ("servectl.cli.gpus_cmd:gpus_cmd", "Detect GPUs (NVML, rocm-smi, unified memory) and the profile that fits."),
-    "logs": ("servectl.cli.serve_cmd:logs", "Show a deployment's server log."),
-    "models": ("servectl.cli.catalog_cmds:models", "Model recipes: curated, your own, any hub repo or checkpoint directory."),
-    "patch": ("servectl.cli.patch_cmd:patch", "Known vLLM bugs: check, apply, revert, verify in an installed vLLM."),
-    "plan": ("servectl.cli.plan_cmd:plan_cmd", "Predict vLLM's memory and KV cache before anything loads."),
-    "presets": ("servectl.cli.proxy_cmd:presets", "Sampling presets the proxy serves."),
-    "profiles": ("servectl.cli.catalog_cmds:profiles", "GPU profiles in the catalog."),
-    "pull": ("servectl.cli.pull_cmd:pull", "Download a hub model's files vLLM loads into the HF cache (disk checked first)."),
-    "proxy": ("servectl.cli.proxy_cmd:proxy", "Serve sampling presets as virtual model names in front of vLLM."),
-    "render": ("servectl.cli.render_cmd:render", "Render the launch: vllm argv, config, docker, compose, systemd, Kubernetes."),
-    "serve": ("servectl.cli.fleet_cmd:serve", "Several models behind one endpoint, started and swapped by what fits in memory."),
-    "status": ("servectl.cli.serve_cmd:status", "List deployments and whether they are running."),
-    "top": ("servectl.cli.top_cmd:top", "Watch vLLM servers live from /metrics: load, tokens/s, latency, KV cache, memory."),
-    "up": ("servectl.cli.serve_cmd:up", "Plan, patch-check, launch vLLM, follow its start-up, health-check it."),
+    "bench": ("servectl.cli.bench:bench", "Benchmark a served model with vLLM's own `vllm bench serve`; compare results."),
+    "bootstrap": ("servectl.cli.bootstrap:bootstrap", "Make the vLLM environment for this machine (and recipe), patched and verified."),
+    "calibrate": ("servectl.cli.calibrate:calibrate", "Store a correction from a real vLLM start-up log for later plans."),
+    "check": ("servectl.cli.check:check", "Prove a served model answers sensibly (health, chat, sanity, tools, ...)."),
+    "demo": ("servectl.cli.demo:demo", "The whole loop on this machine's CPU: tiny model, up, check, down."),
+    "diagnose": ("servectl.cli.diagnose:diagnose", "Root cause of a failed vLLM start from its log, and the flag that fixes it."),
+    "down": ("servectl.cli.down:down", "Stop a deployment (the processes carrying its marker, or its container)."),
+    "envs": ("servectl.cli.envs:envs", "List the vLLM environments: release, platform, patch state, size."),
+    "gpus": ("servectl.cli.gpus:gpus", "Detect GPUs (NVML, rocm-smi, unified memory) and the profile that fits."),
+    "logs": ("servectl.cli.logs:logs", "Show a deployment's server log."),
+    "models": ("servectl.cli.models:models", "Model recipes: curated, your own, any hub repo or checkpoint directory."),
+    "patch": ("servectl.cli.patch:patch", "Known vLLM bugs: check, apply, revert, verify in an installed vLLM."),
+    "plan": ("servectl.cli.plan:plan", "Predict vLLM's memory and KV cache before anything loads."),
+    "presets": ("servectl.cli.presets:presets", "Sampling presets the proxy serves."),
+    "profiles": ("servectl.cli.profiles:profiles", "GPU profiles in the catalog."),
+    "pull": ("servectl.cli.pull:pull", "Download a hub model's files vLLM loads into the HF cache (disk checked first)."),
+    "proxy": ("servectl.cli.proxy:proxy", "Serve sampling presets as virtual model names in front of vLLM."),
+    "render": ("servectl.cli.render:render", "Render the launch: vllm argv, config, docker, compose, systemd, Kubernetes."),
+    "serve": ("servectl.cli.serve:serve", "Several models behind one endpoint, started and swapped by what fits in memory."),
+    "status": ("servectl.cli.status:status", "List deployments and whether they are running."),
+    "top": ("servectl.cli.top:top", "Watch vLLM servers live from /metrics: load, tokens/s, latency, KV cache, memory."),
+    "up": ("servectl.cli.up:up", "Plan, patch-check, launch vLLM, follow its start-up, health-check it."),
 }
+
+
+def show_detected(profile: str, preset: str, reason: str, warnings: tuple[str, ...] | list[str] = ()) -> None:
+    """The profile and preset detection chose, and why, on stderr (the preset shown is the one used)."""
+    info(f"profile {profile} (preset {preset}): {reason}")
+    for w in warnings:
+        warn(w)
+
+
+def detected(gpu: str | None):
+    """Without --gpu: this machine's profile choice (servectl.hardware.models.Choice), shown; with it, None."""
+    if gpu is not None:
+        return None
+    from servectl.catalog.load import load_catalog
+    from servectl.hardware.matching import choose_for_this_machine
+
+    choice = choose_for_this_machine(load_catalog())
+    show_detected(choice.profile.name, choice.preset, choice.reason, choice.warnings)
+    return choice
 
 
 def _fail(message: str, code: int) -> None:
@@ -143,7 +162,10 @@ class ServectlGroup(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except ServectlError as exc:
-            _fail(exc.one_line(), exc.exit_code)
+            *first, last = exc.lines()
+            for line in first:
+                click.echo(f"error: {safe(line)}", err=True)
+            _fail(last, exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise SystemExit(EXIT_INTERRUPTED) from None

@@ -113,7 +113,7 @@ def stop(run: Running, grace_s: float = STOP_GRACE_S) -> None:
 
 def diagnosis(log_text: str, spec: LaunchSpec) -> str:
     """`servectl diagnose` on a failed start's log, in one line (root error, cause, remedy, fix)."""
-    from servectl.launch.workflow import diagnosis_lines
+    from servectl.launch.report import diagnosis_lines
 
     try:
         lines, _ = diagnosis_lines(log_text, spec)

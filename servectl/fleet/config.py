@@ -176,6 +176,9 @@ class FleetFileError(UserError):
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(problems[0] + more, "fix each line named")
 
+    def lines(self) -> list[str]:
+        return list(self.problems)
+
 
 @dataclass
 class FleetSource:

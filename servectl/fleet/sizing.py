@@ -82,9 +82,9 @@ def _profile(cat, entry: fc.FleetModel, fleet: fc.FleetFile, recipe) -> Any:
     if name is None and list(recipe.profiles) == ["cpu"]:
         name = "cpu"
     if name is None:
-        from servectl.launch.workflow import detect_profile
+        from servectl.launch.start import detect_profile
 
-        name = detect_profile(recipe)
+        name, _ = detect_profile(recipe, cat)
     return cat.gpu(name)
 
 
@@ -199,7 +199,7 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
     notes += [f"{name}: {w}" for w in spec.warnings]
     if serving:
         with _at():
-            _preflight(recipe, profile, spec, fleet.python)
+            notes += [f"{name}: {w}" for w in _preflight(recipe, profile, spec, fleet.python)]
     with _at("presets"):
         presets, auto = _presets(entry, recipe)
     ttl = fc.seconds(entry.ttl) if entry.ttl is not None else 0.0
@@ -210,7 +210,7 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
 
 
 def _tiny_model(python: str | None) -> Path:
-    from servectl.launch.workflow import tiny_model_path
+    from servectl.launch.start import tiny_model_path
 
     return tiny_model_path(python=python)
 
@@ -223,14 +223,17 @@ def _environment(python: str | None):
     return resolve_target(find_vllm_python(python))
 
 
-def _preflight(recipe, profile, spec: LaunchSpec, python: str | None) -> None:
-    """`servectl up`'s pre-flight and patch check for this launch, in the environment that will run it."""
-    from servectl.launch import workflow
+def _preflight(recipe, profile, spec: LaunchSpec, python: str | None) -> list[str]:
+    """`servectl up`'s pre-flight and patch check for this launch, in the environment that will run it: refused
+    (UserError) on a blocker, else its warnings."""
+    from servectl.launch import checks
 
     target = _environment(python)
-    blockers = workflow.preflight_problems(recipe, profile, spec, target) + workflow.patch_problems(target, spec)
+    errors, warnings = checks.preflight_problems(recipe, profile, spec, target)
+    blockers = errors + checks.patch_problems(target, spec)
     if blockers:
         raise UserError(f"pre-flight: {blockers[0]}", "`servectl up` with the same model says more")
+    return warnings
 
 
 def _routes(members: dict[str, Member], problems: _Problems) -> dict[str, tuple[str, str | None]]:

@@ -17,8 +17,11 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+from servectl.errors import UserError
+from servectl.fsutil import read_text_capped
 from servectl.hardware.models import DetectedGpu, Detection
 from servectl.hardware.parsers import (MIB, parse_captured, parse_nvidia_smi_apps, parse_nvml, parse_rocm_smi_json,
                                        with_processes, with_unified_memory)
@@ -162,3 +165,33 @@ def detection_from_captured(text: str, *, display: bool | None = None, sysmem: M
     return Detection(gpus=gpus, display=disp, source=source,
                      system_memory_mib=sysmem["total"] / MIB if sysmem else None,
                      system_available_mib=sysmem["available"] / MIB if sysmem else None)
+
+
+CAPTURE_LIMIT = 16 * 2**20  # nvidia-smi -q -x of a 16-GPU host is ~1 MiB
+_CAPTURE_HINT = "capture `nvidia-smi -q -x`, `nvidia-smi --query-gpu=... --format=csv` or `rocm-smi --json`"
+# what a malformed capture raises in the parsers (ElementTree's ParseError is a SyntaxError)
+_PARSE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, SyntaxError)
+
+
+def read_capture(path: Path) -> str:
+    """A captured nvidia-smi / rocm-smi output (`--from FILE`): text of at most CAPTURE_LIMIT bytes, checked to
+    parse; a UserError (exit 2) otherwise."""
+    text = read_text_capped(path, CAPTURE_LIMIT, str(path))
+    try:
+        parse_captured(text)
+    except _PARSE_ERRORS as exc:
+        raise UserError(f"cannot read {path.name} as nvidia-smi or rocm-smi output ({type(exc).__name__}: {exc})",
+                        _CAPTURE_HINT) from None
+    return text
+
+
+def detection_from_files(captured: Path, processes: Path | None = None) -> Detection:
+    """`--from FILE [--processes APPS]`: the capture's own figures only (unified memory (GB10) is the captured
+    machine's, not this one's)."""
+    apps = read_text_capped(processes, CAPTURE_LIMIT, str(processes)) if processes is not None else None
+    try:
+        return detection_from_captured(read_text_capped(captured, CAPTURE_LIMIT, str(captured)),
+                                       source=f"captured {captured.name}", processes=apps)
+    except _PARSE_ERRORS as exc:
+        raise UserError(f"cannot read {captured.name} as nvidia-smi or rocm-smi output ({type(exc).__name__}: {exc})",
+                        _CAPTURE_HINT) from None

@@ -3,7 +3,8 @@
 A catalog profile is chosen when its `name_patterns` match the device name, and its vendor, compute capability,
 per-device memory (within 12 %) and device count agree with what was detected. Otherwise a generic profile is
 built from the detection (memory, count, vendor, compute capability) and the choice carries a warning.
-A display attached -> the 'desktop' preset; headless -> 'headless'. No GPU -> the `cpu` profile.
+A display attached -> the 'desktop' preset; headless -> 'headless'. No GPU -> the `cpu` profile. Pure, but for
+`choose_for_this_machine`, which probes.
 """
 
 from __future__ import annotations
@@ -132,13 +133,8 @@ def choose_profile(detection: Detection, catalog: Catalog) -> Choice:
 
 
 def choose_for_this_machine(catalog: Catalog) -> Choice:
-    """Probe this machine and choose its profile, saying on stderr which one and why (for `plan` and `up`
-    without --gpu)."""
-    from servectl.console import info
+    """Probe this machine and choose its profile and preset (`plan`, `up`, `calibrate` without --gpu; the caller
+    says which one and why, and uses that preset)."""
     from servectl.hardware.detect import detect
 
-    choice = choose_profile(detect(), catalog)
-    info(f"profile {choice.profile.name} (preset {choice.preset}): {choice.reason}")
-    for w in choice.warnings:
-        info(f"warning: {w}")
-    return choice
+    return choose_profile(detect(), catalog)

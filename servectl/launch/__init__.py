@@ -1,1 +1,2 @@
-"""Starting and tracking deployments: the launch workflow, runners (local, Docker, dry run), start-up following, records."""
+"""Starting and tracking deployments: the launch request and its jobs (start, checks, follow, record, report),
+the `up` and `demo` flows, runners (local, Docker), records. Never prints: progress is events."""

@@ -17,13 +17,15 @@ STOP_GRACE_S = 15
 
 
 def _watch_owner(container, owner: int) -> None:
+    import docker
+
     while True:
         try:
             os.kill(owner, 0)
         except ProcessLookupError:
             try:
                 container.stop(timeout=STOP_GRACE_S)
-            except Exception:  # already gone
+            except docker.errors.APIError:  # already gone (NotFound), or the engine refused: nothing more to do here
                 pass
             return
         except PermissionError:

@@ -101,12 +101,14 @@ def proof_problem(pid, create_time, marker) -> str | None:
     proc = _proc(pid)
     if proc is None:
         return None
+    import psutil
+
     try:
         if abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE_S:
             return f"pid {pid} now belongs to another process (its create time differs)"
         if proc.uids().real != os.getuid():
             return f"pid {pid} belongs to another user"
-    except Exception:  # it went away while being read
+    except psutil.Error:  # it went away while being read: nothing is left to signal
         return None
     if not carries(pid, marker):
         return f"process {pid} does not carry this deployment's marker in its environment"

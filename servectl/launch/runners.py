@@ -1,6 +1,6 @@
-"""Runners: start a LaunchSpec as a local process, a docker container, or nothing (dry run).
+"""Runners: start a LaunchSpec as a local process or a docker container.
 
-All three share one protocol: `start(spec, log_path) -> Launched`, `alive(launched)`, `stop(launched)`.
+Both share one protocol: `start(spec, log_path) -> Launched`, `alive(launched)`, `stop(launched)`.
 A local server runs in its own session / process group (start_new_session): Ctrl-C in the
 terminal reaches servectl only, and servectl stops every process of the server (API server,
 EngineCore, workers: all carry the deployment's marker, servectl.launch.ownership), SIGTERM first
@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,7 +40,7 @@ CONTAINER_LABEL = "io.servectl.deployment"  # the container's marker label (serv
 class Launched:
     """What a runner started, enough to find it again from another servectl process."""
 
-    runtime: str  # local | docker | dry-run
+    runtime: str  # local | docker
     argv: list[str]
     log_path: Path
     pid: int | None = None
@@ -79,38 +77,6 @@ def process_alive(pid: int | None, create_time: float | None) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.Error, ValueError, OverflowError):
         return False
-
-
-def stop_child_group(popen: subprocess.Popen, grace_s: float = DEFAULT_GRACE_S) -> None:
-    """Stop a process group the caller started itself (start_new_session) and holds the Popen of: the
-    unreaped leader pins the group id, so the group cannot belong to anyone else until `wait` below.
-    SIGTERM, up to grace_s, then SIGKILL; the leader is reaped last."""
-    pgid = popen.pid
-
-    def members() -> list[int]:
-        out = []
-        for proc in psutil.process_iter(["status"]):
-            try:
-                if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
-                    out.append(proc.pid)
-            except (ProcessLookupError, psutil.Error, PermissionError):
-                continue
-        return out
-
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        if not members():
-            break
-        try:
-            os.killpg(pgid, sig)  # safe: the leader is not reaped yet, so the group is still ours
-        except (ProcessLookupError, PermissionError):
-            break
-        deadline = time.monotonic() + wait_s
-        while members() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        else:
-            if not members():
-                break
-    popen.wait()
 
 
 def child_env(spec: LaunchSpec, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -277,9 +243,11 @@ class DockerRunner:
         return Launched("docker", docker_argv(run), log_path, container_id=container.id, marker=marker, watchdog=follower)
 
     def _remove_created(self, name: str) -> None:
+        import docker
+
         try:
             self.client.containers.get(name).remove(force=True)
-        except Exception:
+        except docker.errors.APIError:  # nothing was left in "created" (NotFound), or it is going already
             pass
 
     def logs(self, launched: Launched) -> str:
@@ -325,31 +293,6 @@ class DockerRunner:
             except subprocess.TimeoutExpired:
                 launched.watchdog.kill()
                 launched.watchdog.wait()
-
-    def release(self, launched: Launched) -> None:
-        return None
-
-
-# --------------------------------------------------------------------------- dry run
-
-
-class DryRunRunner:
-    """Starts nothing; records what would run (for `up --dry-run` and tests of the wiring)."""
-
-    def __init__(self, executable: list[str] | None = None):
-        self.executable = executable
-        self.started: list[list[str]] = []
-
-    def start(self, spec: LaunchSpec, log_path: Path, marker: str | None = None) -> Launched:
-        cmd = render_argv(spec, executable=self.executable)
-        self.started.append(cmd)
-        return Launched("dry-run", cmd, log_path)
-
-    def alive(self, launched: Launched) -> bool:
-        return False
-
-    def stop(self, launched: Launched, grace_s: float = DEFAULT_GRACE_S) -> None:
-        return None
 
     def release(self, launched: Launched) -> None:
         return None

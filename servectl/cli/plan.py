@@ -1,15 +1,15 @@
-"""`servectl plan` (predict vLLM's memory before loading) and `servectl calibrate --log FILE`."""
+"""`servectl plan MODEL [VLLM FLAGS]`: predict vLLM's memory and KV cache before anything loads."""
 
 from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from servectl.cli.app import console, emit_json
+from servectl.cli import options
+from servectl.cli.app import console, detected, emit_json
 from servectl.plan import service
 
 
@@ -62,6 +62,9 @@ class _VllmTailCommand(click.Command):
     """Keeps the vLLM command line after the model as written, and remembers how much of it came after `--`
     (click drops the separator): before it, a flag nobody knows is refused; after it, only warned about."""
 
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[VLLM_FLAGS]..."]
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["after_separator"] = len(args) - args.index("--") - 1 if "--" in args else 0
         return super().parse_args(ctx, args)
@@ -69,34 +72,31 @@ class _VllmTailCommand(click.Command):
 
 @click.command("plan", cls=_VllmTailCommand, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("model")
-@click.option("--gpu", help="GPU profile (default: detected).")
-@click.option("--vllm-version", help="vLLM release the figures are for (default: the vLLM that will run: the environment's "
-                                     "installed one, else the profile's image tag).")
-@click.option("--python", type=click.Path(dir_okay=False), help="Interpreter of the vLLM environment (default: servectl's).")
+@options.GPU(options.DETECTED)
+@options.PRESET()
+@options.VLLM_VERSION("The figures are for it. Default: the vLLM that will run, the environment's installed one, else the "
+                      "profile's image tag.")
+@options.PYTHON("Its installed vLLM is the release planned for, its parser checks the vLLM flags, and (cpu profile) its "
+                "torch says the CPU features. Default: $SERVECTL_VLLM_PYTHON, else the environment that fits the recipe and "
+                "GPU, else none (the profile's image tag).")
 @click.option("--estimate-cudagraphs/--no-estimate-cudagraphs", default=None,
               help=f"Subtract the CUDA-graph estimate from the KV budget (default: ${service.ESTIMATE_ENV}, else the version's default).")
 @click.option("--target-context", type=click.IntRange(1), help="Plan the utilization that serves this context.")
 @click.option("--target-concurrency", type=click.IntRange(1), default=1, show_default=True, help="Concurrent requests of --target-context.")
-@click.option("--desktop", "preset", flag_value="desktop", help="Leave display headroom (the profile's desktop preset).")
-@click.option("--headless", "preset", flag_value="headless", help="No display on this GPU (the headless preset).")
-@click.option("--model-path", type=click.Path(exists=True, file_okay=False),
-              help="Local checkpoint: weights from its safetensors headers (default: the HF cache's copy, if any).")
-@click.option("--speculative", metavar="mtp[:N]|off", help="Plan MTP speculative decoding (the recipe's depth for the GPU, N draft tokens, or off).")
-@click.option("--nodes", type=click.IntRange(1, 64), help="Plan the multi-node Ray layout on N nodes of this GPU profile "
-                                                           "(tensor parallel within a node, pipeline parallel across).")
-@click.option("--force", is_flag=True, help="Plan past the guards that can be overridden (as render --force and up --force).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also draw the memory and the KV cache's blocks into FILE (.svg or .png; needs matplotlib: servectl[plot]).")
+@options.MODEL_PATH("Its safetensors headers give the weights (default: the HF cache's copy, if any).",
+                    type=click.Path(file_okay=False, exists=True))
+@options.SPECULATIVE()
+@options.NODES("Planned per rank and split per node.")
+@options.FORCE(options.GUARDS)
+@options.JSON("Keys below.")
+@options.PLOT("Here: the memory as a stacked bar (one per node with --nodes) and the KV cache's blocks.")
 @click.pass_context
-def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str | None, python: str | None,
-             estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, preset: str | None,
-             model_path: str | None, nodes: int | None, as_json: bool, speculative: str | None = None,
-             plot: Path | None = None, force: bool = False) -> None:
+def plan(ctx: click.Context, model: str, gpu: str | None, preset: str | None, vllm_version: str | None, python: str | None,
+         estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, model_path: str | None,
+         speculative: str | None, nodes: int | None, force: bool, as_json: bool, plot: Path | None) -> None:
     """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it. MODEL is a recipe
-    (curated or your own), a hub repo id (org/name[@revision]) or a checkpoint directory.
-
-    MODEL is a recipe name or a local checkpoint directory (its config.json read as vLLM reads it).
+    (curated or your own), a hub repo id (org/name[@revision]) or a checkpoint directory (its config.json read as
+    vLLM reads it).
 
     After MODEL goes the vLLM command line as you would write it (`vllm serve REPO` in front is fine). Flags that
     change memory are planned: --gpu-memory-utilization, --kv-cache-memory-bytes, --max-model-len N|auto,
@@ -120,7 +120,6 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
     kv_layout (block_size, page_bytes, layers_per_group, block_bytes, groups [kind, count, blocks_per_request],
     null_blocks, blocks_per_request: what one request of max_model_len pins).
 
-    --plot FILE draws the memory as a stacked bar (one per node with --nodes) and the KV cache's blocks.
     """
     if plot is not None:  # refused before planning; matplotlib loads only here
         from servectl.observe.plot_style import plot_format, require_matplotlib
@@ -128,15 +127,17 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
         plot_format(plot)
         require_matplotlib()
     from servectl.plan.any_model import resolve_model
+    from servectl.plan.request import PlanRequest
 
-    env = {k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None}
     # a derived recipe gets settings for the profile asked for only (--gpu); detection needs them all
-    recipe = resolve_model(model, python=python, profiles=[gpu] if gpu else None).recipe
-    plan = service.build(recipe, gpu, list(ctx.args), preset=preset, vllm_version=vllm_version, estimate=estimate_cudagraphs,
-                         target_context=target_context, target_concurrency=target_concurrency, env=env,
-                         model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force,
-                         after_separator=min(ctx.meta.get("after_separator", 0), len(ctx.args)),
-                         own_options=[o for p in ctx.command.params for o in p.opts + p.secondary_opts if o.startswith("--")])
+    request = PlanRequest(
+        resolve_model(model, python=python, profiles=[gpu] if gpu else None).recipe, gpu, tuple(ctx.args), preset=preset, detected=detected(gpu),
+        vllm_version=vllm_version, estimate=estimate_cudagraphs, target_context=target_context,
+        target_concurrency=target_concurrency, env={k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None},
+        model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force,
+        after_separator=min(ctx.meta.get("after_separator", 0), len(ctx.args)),
+        own_options=tuple(o for p in ctx.command.params for o in p.opts + p.secondary_opts if o.startswith("--")))
+    plan = service.build(request)
     if plot is not None:
         from servectl.observe.plan_plot import draw
 
@@ -147,31 +148,3 @@ def plan_cmd(ctx: click.Context, model: str, gpu: str | None, vllm_version: str 
         _table(plan)
         if plot is not None:
             console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
-
-
-@click.command("calibrate")
-@click.argument("model")
-@click.option("--gpu", help="GPU profile the log was taken on (default: detected).")
-@click.option("--log", "log_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="vLLM start-up log.")
-@click.option("--host", help="Host the log came from (default: this one); later plans on that host use it.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def calibrate_cmd(model: str, gpu: str | None, log_file: Path, host: str | None, as_json: bool) -> None:
-    """Compare a real vLLM start with the plan for the same flags and release; store it for later plans (per recipe,
-    profile, vLLM release and host; `plan` then says "calibrated from N starts"). `servectl up` does this itself.
-
-    --json keys: recipe, profile, vllm_version, host, overhead_mib, measured_kv_tokens, predicted_kv_tokens,
-    measured_available_mib, predicted_available_mib, measured_block_size, predicted_block_size, measured_terms_gib,
-    starts, overheads, source, file.
-    """
-    from servectl.plan.any_model import resolve_model
-
-    rec, path = service.calibrate_from_log(resolve_model(model).recipe, gpu, log_file, host=host)
-    out = {**asdict(rec), "file": str(path)}
-    if as_json:
-        emit_json(out)
-        return
-    console.print(f"{rec.recipe} on {rec.profile}, vLLM {rec.vllm_version or '?'}, host {rec.host}: KV cache size measured "
-                  f"{rec.measured_kv_tokens if rec.measured_kv_tokens is not None else '?'} vs predicted {rec.predicted_kv_tokens} tokens",
-                  highlight=False)
-    console.print(f"stored ({rec.starts} start{'s' if rec.starts != 1 else ''} for this key): {rec.overhead_mib:+.1f} MiB non-KV "
-                  f"overhead, block size {rec.measured_block_size} (rules: {rec.predicted_block_size}) -> {path}", highlight=False)

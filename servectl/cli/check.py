@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import click
+
+from servectl.cli import options
 from servectl.cli.app import console, emit_json, err_console
-from servectl.cli.options import SECONDS
 from servectl.errors import CheckFailed, UserError
 from servectl.verify.report import STATUS_STYLE, CheckResult, report_table
 
@@ -32,10 +33,10 @@ def _check_url(url: str) -> None:
               help="The concurrency the server promises, when servectl cannot read its flags (a server on another machine).")
 @click.option("--model", help="Expected served model name, or a recipe (curated, your own, a hub repo id or a checkpoint "
                                "directory: its parsers say what is checked); default: the one /v1/models lists.")
-@click.option("--api-key-env", metavar="VAR", help="Environment variable holding the server's API key (sent as Bearer).")
-@click.option("--timeout", type=SECONDS, default=120.0, show_default=True,
-              help="Seconds each request may take in all (a total deadline: a server dripping bytes is cut off).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@options.API_KEY_ENV("Here: the server's key, sent as a Bearer token.")
+@options.TIMEOUT("Each request may take this long in all: connect, answer and body (a server dripping bytes is cut off).",
+                 default=120.0)
+@options.JSON("Here: the report, and its level.")
 def check(url: str, level: str, duration: str | None, max_num_seqs: int | None, model: str | None,
           api_key_env: str | None, timeout: float, as_json: bool) -> None:
     """Check a live OpenAI-compatible endpoint. quick: health, models, chat, output sanity, reasoning,
@@ -58,7 +59,7 @@ def check(url: str, level: str, duration: str | None, max_num_seqs: int | None, 
     def on_progress(text: str) -> None:  # long checks say what they do (stderr: --json output stays clean)
         err_console.print(f"  {text}", highlight=False, soft_wrap=True)
 
-    from servectl.launch.workflow import check_expectations
+    from servectl.launch.report import check_expectations
 
     expect = check_expectations(url, model)
     report = run_level(url, level, model=model if expect is None else expect.served_name, api_key_env=api_key_env,

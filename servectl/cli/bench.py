@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import click
+
+from servectl.cli import options
 from rich.table import Table
 from rich.text import Text
 
@@ -47,9 +49,10 @@ def bench() -> None:
 @click.option("--tokenizer", help="Tokenizer directory or repo id for the prompts [default: the served model's root].")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               help="Result file [default: bench-MODEL-DATE.json here].")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also draw throughput and latency against concurrency (.png or .svg; needs matplotlib).")
-@click.option("--python", "python", metavar="PATH", help="The vLLM environment's interpreter [default: servectl's vLLM environment].")
-@click.option("--json", "as_json", is_flag=True, help="Print the result document as JSON.")
+@options.PLOT("Here: throughput and latency against concurrency.")
+@options.PYTHON("Its `vllm bench serve` runs the benchmark. Default: $SERVECTL_VLLM_PYTHON, else the bootstrapped "
+                "environment, else any there is.")
+@options.JSON("Here: the result document.")
 def bench_run(target: str, levels: str, num_prompts: int | None, input_len: int, output_len: int, model: str | None,
               tokenizer: str | None, output: Path | None, plot: Path | None, python: str | None, as_json: bool) -> None:
     """Run vLLM's serving benchmark against TARGET (a deployment name or a URL) at each concurrency
@@ -108,10 +111,14 @@ def results_table(doc: dict) -> Table:
     return t
 
 
+def _figure(v) -> str:
+    return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
 @bench.command("compare")
 @click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@options.JSON("Here: the comparison.")
 def bench_compare(a: Path, b: Path, as_json: bool) -> None:
     """Compare two `servectl bench` result files side by side: setup differences, then per
     concurrency level each figure of A and B and B's change."""
@@ -135,8 +142,7 @@ def bench_compare(a: Path, b: Path, as_json: bool) -> None:
     for row in diff["rows"]:
         change = "" if row["change"] is None else f"{row['change']:+.1%}"
         style = {True: "green", False: "red"}.get(row["better"])
-        fmt = (lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v)))
-        t.add_row(str(row["concurrency"]), f"{row['metric']} {row['unit']}".strip(), fmt(row["a"]), fmt(row["b"]),
+        t.add_row(str(row["concurrency"]), f"{row['metric']} {row['unit']}".strip(), _figure(row["a"]), _figure(row["b"]),
                   Text(change, style=style or ""))
     console.print(t)
     for side in ("a", "b"):

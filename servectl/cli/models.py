@@ -1,10 +1,12 @@
-"""`servectl profiles list|show` and `servectl models list|show|add`."""
+"""`servectl models list|show|add`: recipes, curated or your own, and any hub repo or checkpoint directory."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
 import click
+
+from servectl.cli import options
 import yaml
 from rich.table import Table
 
@@ -14,57 +16,12 @@ from servectl.console import plain
 
 
 @click.group()
-def profiles() -> None:
-    """GPU profiles servectl can plan for and launch on."""
-
-
-@profiles.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def profiles_list(as_json: bool) -> None:
-    """List GPU profiles."""
-    from servectl.hardware.cpu_memory import for_this_host
-
-    cat = load_catalog()
-    gpus = [for_this_host(g) for g in cat.gpus.values()]  # the cpu profile: this host's memory
-    if as_json:
-        emit_json([
-            {"name": g.name, "title": g.title, "vendor": g.vendor, "count": g.count, "memory_gib": g.memory_gib,
-             "unified_memory": g.unified_memory, "compute_capability": g.compute_capability,
-             "gfx_target": g.gfx_target, "presets": {k: p.gpu_memory_utilization for k, p in g.presets.items()}}
-            for g in gpus
-        ])
-        return
-    table = Table(title="GPU profiles")
-    for col in ("name", "hardware", "devices", "memory / device", "presets (utilization)"):
-        table.add_column(col, no_wrap=col == "name")
-    for g in gpus:
-        mem = f"{g.memory_gib:g} GiB" + (" unified" if g.unified_memory else "")
-        presets = ", ".join(f"{k} {p.gpu_memory_utilization:g}" for k, p in g.presets.items())
-        table.add_row(g.name, g.title, str(g.count), mem, presets)
-    console.print(table)
-
-
-@profiles.command("show")
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def profiles_show(name: str, as_json: bool) -> None:
-    """Show every field of one GPU profile."""
-    from servectl.hardware.cpu_memory import for_this_host
-
-    data = asdict(for_this_host(load_catalog().gpu(name)))
-    if as_json:
-        emit_json(data)
-    else:
-        echo(yaml.safe_dump(data, sort_keys=False))
-
-
-@click.group()
 def models() -> None:
     """Model recipes: the curated catalog, recipes of your own, and any hub repo or checkpoint directory."""
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.JSON()
 def models_list(as_json: bool) -> None:
     """List the curated recipes and your own ($XDG_CONFIG_HOME/servectl/recipes/), with the GPU profiles each runs on.
     A recipe file of yours that does not validate is named with its line (exit 2 after the listing).
@@ -120,8 +77,9 @@ def _explain(resolved) -> None:
 
 @models.command("show")
 @click.argument("model")
-@click.option("--python", "python", metavar="PATH", help="The vLLM environment that will run it (its release decides the parsers).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.PYTHON("The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
+                "bootstrapped environment, else servectl's table of the newest release.")
+@options.JSON()
 def models_show(model: str, python: str | None, as_json: bool) -> None:
     """Show a recipe: a curated or user recipe's every field, or for a hub repo (org/name[@revision]) or a checkpoint
     directory the recipe servectl derives, every choice with its value and reason.
@@ -146,9 +104,10 @@ def models_show(model: str, python: str | None, as_json: bool) -> None:
 @models.command("add")
 @click.argument("model", metavar="REPO|DIR")
 @click.option("--name", help="Recipe name (default: from the checkpoint's name, e.g. Qwen/Qwen3-8B -> qwen3-8b).")
-@click.option("--force", is_flag=True, help="Replace a recipe of yours with the same name.")
-@click.option("--python", "python", metavar="PATH", help="The vLLM environment that will run it (its release decides the parsers).")
-@click.option("--json", "as_json", is_flag=True, help="Print {name, file, source} as JSON.")
+@options.FORCE("Here: replace a recipe of yours with the same name.")
+@options.PYTHON("The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
+                "bootstrapped environment, else servectl's table of the newest release.")
+@options.JSON("Keys: name, file, source.")
 def models_add(model: str, name: str | None, force: bool, python: str | None, as_json: bool) -> None:
     """Derive the recipe for a hub repo or a checkpoint directory and keep it in your catalog
     ($XDG_CONFIG_HOME/servectl/recipes/NAME.yaml, written atomically), where you edit it."""

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import click
 
+from servectl.cli import options
+
 from servectl.cli.app import emit_json, info
 from servectl.console import plain
 
 
 @click.command()
 @click.argument("repo", metavar="REPO[@REVISION]")
-@click.option("--dry-run", is_flag=True, help="Show what would be downloaded and skipped; download nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan (and the snapshot folder) as JSON.")
+@options.DRY_RUN("Show what would be downloaded and skipped.")
+@options.JSON("Keys below.")
 def pull(repo: str, dry_run: bool, as_json: bool) -> None:
     """Download a hub model's files vLLM loads into the Hugging Face cache (progress, resume), skipping what it does not
     (.bin/.pth copies, original/, safetensors the index does not name), after checking the disk has room.

