@@ -65,6 +65,8 @@ def find_environment(recipe: ModelRecipe | None = None, profile: GpuProfile | No
     """(the environment that fits, the others with why not). `prefer` is a venv name chosen first when it fits."""
     platform = platform or (_PLATFORM.get(profile.vendor, "cuda") if profile is not None else None)
     envs = list_envs()
+    if not envs:  # nothing to choose from: no need to probe this machine's GPUs
+        return None, []
     if platform is None:  # no profile: the platforms present decide; several -> this machine's GPU
         present = {e.platform for e in envs if e.release}
         platform = present.pop() if len(present) == 1 else _this_machine_platform()
