@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -219,11 +220,20 @@ def test_oom_phase_loading_vs_graphs() -> None:
     assert explain(graphs).rule == "cuda-oom-cudagraphs"
 
 
-def test_readme_coverage_table_lists_every_rule() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("### Diagnosis coverage"):]
-    missing = [r.id for r in load_file().rules if not re.search(rf"\| `{re.escape(r.id)}` \|", table)]
+def test_docs_coverage_table_lists_every_rule() -> None:
+    """The diagnosis-rules reference page (generated at every docs build) has a row for every rule, each naming the
+    vLLM source it was looked up in and the log it was tested on."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "docs" / "_generate"))
+    import reference
+
+    page = reference.diagnosis_page()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z0-9-]+)`( \([a-z]+\))? \|.*$", page, re.M)}
+    missing = [r.id for r in load_file().rules if r.id not in rows]
     assert not missing
+    for rule, row in rows.items():
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        source, tested_on = cells[-3], cells[-2]
+        assert source and tested_on and tested_on != "-", rule
 
 
 def test_captured_cpu_starts() -> None:

@@ -120,3 +120,15 @@ def test_the_option_vocabulary_page_lists_every_shared_option_and_its_commands(s
         assert all(alias in text for alias in [*concept.aliases, *concept.flag_aliases])
     assert all(name in text for name in HOMONYMS)
     assert "`plan`, `render`, `up`" in text or "plan , render , up" in text  # --preset's commands, as a reader sees them
+
+
+def test_readme_is_short_and_names_the_two_commands():
+    """The README is the front door: at most ~150 lines, with the main job and the tests (the fast tier beside the
+    full suite) on its first screen; everything else lives in docs/. Its links into docs/ point at pages that exist."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 160
+    first_screen = "\n".join(readme.splitlines()[:30])
+    for command in ("scripts/demo", "scripts/test", '-m "not server"'):
+        assert command in first_screen, command
+    links = re.findall(r"\]\((docs/[^)#]+)", readme)
+    assert links and [link for link in links if not (ROOT / link).exists()] == []

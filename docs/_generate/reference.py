@@ -384,6 +384,17 @@ def catalog_page() -> str:
         out.append(f"| `{p.id}` | `{p.hazard}` | `{', '.join(p.distributions)} {p.versions}` | {p.fixed_in or '-'} | "
                    f"{_cell(p.title)} | {', '.join(p.upstream)} |")
     out.append("")
+    from servectl.catalog.known_bugs import known_bugs
+
+    out += ["## Known-bug catalog", "",
+            "Every entry, patches and the guards and warnings no text patch can fix "
+            "([the catalog's fields](../how-to/patches.md#the-known-bug-catalog)).", "",
+            "| id | kind | affected | fixed in | what | workaround | upstream |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for b in known_bugs():
+        workaround = " ".join(b.workaround)
+        out.append(f"| `{b.id}` | {b.kind} | `{b.versions}` | {b.fixed_in or '-'} | {_cell(b.title)} | "
+                   f"{f'`{workaround}`' if workaround else ''} | {', '.join(b.upstream)} |")
+    out.append("")
     return "\n".join(out)
 
 
