@@ -5,7 +5,7 @@
 Starts one real vLLM CPU server of the scripted tiny model (--max-model-len 2048), times each level
 through the same functions the CLI calls (servectl.verify.levels.run_level, servectl.bench.runner
 .run_bench), prints the wall times and each check's status, and stops the server. Figures depend
-on the host's load: run it on a quiet machine for the README's table.
+on the host's load: run it on a quiet machine for the table in docs/measurements.md.
 """
 
 from __future__ import annotations

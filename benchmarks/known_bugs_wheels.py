@@ -5,7 +5,7 @@
 Reads, into an empty temporary cache, every wheel member the catalog's evidence names (the files each entry
 edits or marks, per release, plus each release's METADATA), the way tests/test_known_bugs_wheels.py does, and
 prints the releases, members, bytes fetched by HTTP range requests and the wall time; then reads them again
-(warm cache). Figures depend on the network and the registry: they are for the README, never asserted.
+(warm cache). Figures depend on the network and the registry: they go to docs/measurements.md, never asserted.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def _served(http: httpx.Client, url: str, model: str | None) -> tuple[str, str |
 
 def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike | None = None,
               on_line: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[str]]:
-    """Run every level with vLLM's benchmark: (the result document (README: bench), vLLM's output lines)."""
+    """Run every level with vLLM's benchmark: (the result document (docs: reference/json-output.md, bench), vLLM's output lines)."""
     from servectl.vllmenv.location import find_vllm_python
 
     interpreter = find_vllm_python(python, any_env=True)

@@ -52,10 +52,10 @@ def user_presets(path: Path | None = None) -> dict[str, SamplingPreset]:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise UserError(f"{where}: not valid YAML", "fix the config file's syntax") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping at the top level", "see README, 'Sampling presets'")
+        raise UserError(f"{path}: expected a mapping at the top level", "see the docs: how-to/proxy.md, 'Your own presets'")
     raw = data.get("presets") or {}
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: `presets` must be a mapping of name to fields", "see README, 'Sampling presets'")
+        raise UserError(f"{path}: `presets` must be a mapping of name to fields", "see the docs: how-to/proxy.md, 'Your own presets'")
     from pydantic import ValidationError
 
     out: dict[str, SamplingPreset] = {}

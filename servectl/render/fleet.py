@@ -24,7 +24,7 @@ from servectl.render.container import compose_service, container_run
 from servectl.render.monitoring import Dashboard, ScrapeTarget
 from servectl.spec.models import LaunchSpec
 
-FRONT_DOOR_IMAGE = "servectl:latest"  # an image with servectl and a vLLM environment it finds (see README)
+FRONT_DOOR_IMAGE = "servectl:latest"  # an image with servectl and a vLLM environment it finds (docs: how-to/fleet.md)
 FLEET_FILE_IN_CONTAINER = "/etc/servectl/fleet.yaml"
 FRONT_DOOR_PORT = 8080
 FRONT_DOOR_SERVICE = "fleet"
