@@ -40,8 +40,11 @@ def main() -> None:
     ap.add_argument("--kv", default="64M", help="--kv-cache-memory-bytes of the server")
     ap.add_argument("--max-num-seqs", default="8")
     args = ap.parse_args()
-    server = VllmServer(ensure_tiny_model("scripted"), port=args.port,
-                        extra=("--kv-cache-memory-bytes", args.kv, "--max-num-seqs", args.max_num_seqs))
+    server = VllmServer(
+        ensure_tiny_model("scripted"),
+        port=args.port,
+        extra=("--kv-cache-memory-bytes", args.kv, "--max-num-seqs", args.max_num_seqs),
+    )
     try:
         timed("server start (to /health)", server.wait_ready)
         for level, extra in (("quick", {}), ("full", {}), ("soak", {"duration_s": parse_duration(args.soak)})):
@@ -53,8 +56,10 @@ def main() -> None:
         protocol = Protocol(concurrency=[1, 2], num_prompts=8, input_len=64, output_len=16)
         doc, _ = timed("bench 1,2 (8 prompts 64+16)", lambda: run_bench(Target(url=server.url, local=True), protocol))
         for r in doc["results"]:
-            print(f"   c={r['concurrency']}: {r['request_throughput']:.2f} req/s, {r['output_throughput']:.1f} tok/s, "
-                  f"TTFT p50 {r['ttft_ms']['p50']:.1f} ms, TPOT p50 {r['tpot_ms']['p50']:.2f} ms")
+            print(
+                f"   c={r['concurrency']}: {r['request_throughput']:.2f} req/s, {r['output_throughput']:.1f} tok/s, "
+                f"TTFT p50 {r['ttft_ms']['p50']:.1f} ms, TPOT p50 {r['tpot_ms']['p50']:.2f} ms"
+            )
     finally:
         server.stop()
 

@@ -28,8 +28,17 @@ COMMANDS = {
     "servectl render": [*SERVECTL, "render", "qwen3.5-35b-a3b-mxfp4", "--gpu", "rtx-5090", "--format", "argv"],
     "servectl plan": [*SERVECTL, "plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--max-model-len", "32768"],
     # a checkpoint directory (made in main(): a public config.json and a header-only safetensors file)
-    "servectl plan DIR": [*SERVECTL, "plan", "DIR", "--gpu", "rtx-pro-6000-blackwell", "--vllm-version", "0.32.0",
-                          "--max-model-len", "32768"],
+    "servectl plan DIR": [
+        *SERVECTL,
+        "plan",
+        "DIR",
+        "--gpu",
+        "rtx-pro-6000-blackwell",
+        "--vllm-version",
+        "0.32.0",
+        "--max-model-len",
+        "32768",
+    ],
 }
 CONFIG = PACKAGE.parent / "tests" / "data" / "configs" / "gemma-3-27b-text" / "config.json"
 
@@ -46,6 +55,8 @@ def checkpoint_dir(root: Path) -> Path:
     header = json.dumps({"model.embed_tokens.weight": {"dtype": "BF16", "shape": [n], "data_offsets": [0, 2 * n]}}).encode()
     (out / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
     return out
+
+
 TARGET_RATIO = 8.0
 
 
@@ -81,11 +92,19 @@ def main() -> None:
     base = statistics.median(samples["python -c pass"])
     rows = {name: {"median_ms": statistics.median(s) * 1000, "ratio": statistics.median(s) / base} for name, s in samples.items()}
     if args.json:
-        print(json.dumps({"runs": args.runs, "compiled": not args.no_compile, "target_ratio": TARGET_RATIO, "commands": rows}, indent=2))
+        print(
+            json.dumps(
+                {"runs": args.runs, "compiled": not args.no_compile, "target_ratio": TARGET_RATIO, "commands": rows}, indent=2
+            )
+        )
         return
     print(f"{'command':<18} {'median ms':>10} {'x python -c pass':>17}   ({args.runs} alternating runs)")
     for name, r in rows.items():
-        flag = "" if name in ("python -c pass", "servectl --help") else ("  ok" if r["ratio"] <= TARGET_RATIO else f"  above {TARGET_RATIO:g}x")
+        flag = (
+            ""
+            if name in ("python -c pass", "servectl --help")
+            else ("  ok" if r["ratio"] <= TARGET_RATIO else f"  above {TARGET_RATIO:g}x")
+        )
         print(f"{name:<18} {r['median_ms']:>10.1f} {r['ratio']:>17.1f}{flag}")
 
 

@@ -23,8 +23,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "tests" / "data" / "logs" / "diagnose" / "cpu-max-model-len-too-large.log"
-FILLER = (b"(APIServer pid=4242) INFO 05-09 07:35:25 [loggers.py:259] Engine 000: Avg prompt throughput: 0.0 tokens/s, "
-          b"Avg generation throughput: 12.5 tokens/s, Running: 1 reqs, Waiting: 0 reqs, GPU KV cache usage: 0.4%\n")
+FILLER = (
+    b"(APIServer pid=4242) INFO 05-09 07:35:25 [loggers.py:259] Engine 000: Avg prompt throughput: 0.0 tokens/s, "
+    b"Avg generation throughput: 12.5 tokens/s, Running: 1 reqs, Waiting: 0 reqs, GPU KV cache usage: 0.4%\n"
+)
 
 
 def big_log(path: Path, mib: int) -> None:
@@ -57,14 +59,18 @@ print(json.dumps({"exit": p.returncode, "wall_s": wall, "peak_kib": resource.get
 
 
 def measure(path: Path) -> dict:
-    out = json.loads(subprocess.run([sys.executable, "-c", _WRAPPER, str(path)], capture_output=True, text=True,
-                                    cwd=ROOT).stdout)
+    out = json.loads(subprocess.run([sys.executable, "-c", _WRAPPER, str(path)], capture_output=True, text=True, cwd=ROOT).stdout)
     try:
         rule = json.loads(out["stdout"]).get("rule")
     except ValueError:
         rule = None
-    return {"exit": out["exit"], "wall_s": round(out["wall_s"], 2), "peak_rss_mib": round(out["peak_kib"] / 1024, 1),
-            "rule": rule, "stderr": out["stderr"].strip()[-160:]}
+    return {
+        "exit": out["exit"],
+        "wall_s": round(out["wall_s"], 2),
+        "peak_rss_mib": round(out["peak_kib"] / 1024, 1),
+        "rule": rule,
+        "stderr": out["stderr"].strip()[-160:],
+    }
 
 
 def main() -> None:

@@ -71,22 +71,30 @@ class Front:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         fleet = tmp / f"fleet-{self.port}.yaml"
-        fleet.write_text(textwrap.dedent(f"""
+        fleet.write_text(
+            textwrap.dedent(f"""
             name: bench{self.port}
             models:
               tiny:
                 model: {path}
                 recipe: tiny-cpu
-            """))
+            """)
+        )
         self.env = env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "servectl", "serve", str(fleet), "--listen", f"127.0.0.1:{self.port}"],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "servectl", "serve", str(fleet), "--listen", f"127.0.0.1:{self.port}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_ready(self.proc, self.port, what="servectl serve", timeout=300)
 
     def backend_port(self) -> int:
         """The model's own server, from its deployment record (`servectl status`)."""
-        out = subprocess.run([sys.executable, "-m", "servectl", "status", "--json"], env=self.env, capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "servectl", "status", "--json"], env=self.env, capture_output=True, text=True, timeout=60
+        )
         return next(d["port"] for d in json.loads(out.stdout)["deployments"] if d["served_model_name"] == "tiny")
 
     def stop(self) -> None:
@@ -107,8 +115,10 @@ def cold_front(path: str, tmp: Path) -> float:
 
 def one_request(client: httpx.Client, url: str, model: str) -> float:
     t0 = time.perf_counter()
-    r = client.post(url + "/v1/chat/completions", json={"model": model, "max_tokens": 1,
-                                                       "messages": [{"role": "user", "content": "Who are you?"}]})
+    r = client.post(
+        url + "/v1/chat/completions",
+        json={"model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "Who are you?"}]},
+    )
     r.raise_for_status()
     return time.perf_counter() - t0
 
@@ -141,14 +151,18 @@ def warm(path: str, tmp: Path, n: int) -> dict:
                 d, f = [], []
                 for i in range(n):
                     pair = [(direct, d), (front.url, f)]
-                    for url, sink in (pair if i % 2 == 0 else pair[::-1]):
+                    for url, sink in pair if i % 2 == 0 else pair[::-1]:
                         sink.append(fn(client, url, "tiny"))
                 diffs = [b - a for a, b in zip(d, f)]
                 lo, hi = bootstrap(diffs)
-                out[label] = {"direct_p50_ms": statistics.median(d) * 1e3, "front_p50_ms": statistics.median(f) * 1e3,
-                              "direct_p90_ms": statistics.quantiles(d, n=10)[-1] * 1e3,
-                              "front_p90_ms": statistics.quantiles(f, n=10)[-1] * 1e3,
-                              "added_p50_ms": statistics.median(diffs) * 1e3, "added_ci95_ms": [lo * 1e3, hi * 1e3]}
+                out[label] = {
+                    "direct_p50_ms": statistics.median(d) * 1e3,
+                    "front_p50_ms": statistics.median(f) * 1e3,
+                    "direct_p90_ms": statistics.quantiles(d, n=10)[-1] * 1e3,
+                    "front_p90_ms": statistics.quantiles(f, n=10)[-1] * 1e3,
+                    "added_p50_ms": statistics.median(diffs) * 1e3,
+                    "added_ci95_ms": [lo * 1e3, hi * 1e3],
+                }
         return out
     finally:
         front.stop()
@@ -166,25 +180,38 @@ def main() -> None:
         tmp = Path(tmp)
         bare_s, front_s = [], []
         for i in range(args.cold_runs):
-            for label, fn in ((("bare", lambda: cold_bare(path)), ("front", lambda: cold_front(path, tmp)))[:: 1 if i % 2 == 0 else -1]):
+            for label, fn in (("bare", lambda: cold_bare(path)), ("front", lambda: cold_front(path, tmp)))[
+                :: 1 if i % 2 == 0 else -1
+            ]:
                 (bare_s if label == "bare" else front_s).append(fn())
-        result = {"cold": {"bare_vllm_serve_s": bare_s, "front_door_s": front_s,
-                           "bare_median_s": statistics.median(bare_s), "front_median_s": statistics.median(front_s),
-                           "ratio": statistics.median(front_s) / statistics.median(bare_s)},
-                  "warm": warm(path, tmp, args.requests), "host": {"cpus": os.cpu_count(), "load": os.getloadavg()[0]}}
+        result = {
+            "cold": {
+                "bare_vllm_serve_s": bare_s,
+                "front_door_s": front_s,
+                "bare_median_s": statistics.median(bare_s),
+                "front_median_s": statistics.median(front_s),
+                "ratio": statistics.median(front_s) / statistics.median(bare_s),
+            },
+            "warm": warm(path, tmp, args.requests),
+            "host": {"cpus": os.cpu_count(), "load": os.getloadavg()[0]},
+        }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     c = result["cold"]
     print(f"cold start to first token (tiny model, vLLM CPU build; {args.cold_runs} runs each, alternating)")
     print(f"  bare vllm serve: {', '.join(f'{s:.1f}' for s in c['bare_vllm_serve_s'])} s (median {c['bare_median_s']:.1f})")
-    print(f"  front door     : {', '.join(f'{s:.1f}' for s in c['front_door_s'])} s (median {c['front_median_s']:.1f}); "
-          f"ratio {c['ratio']:.3f}")
+    print(
+        f"  front door     : {', '.join(f'{s:.1f}' for s in c['front_door_s'])} s (median {c['front_median_s']:.1f}); "
+        f"ratio {c['ratio']:.3f}"
+    )
     print(f"warm model, {args.requests} requests per path, alternating")
     for label, w in result["warm"].items():
-        print(f"  {label:<21} direct p50 {w['direct_p50_ms']:.2f} ms (p90 {w['direct_p90_ms']:.2f}), front door p50 "
-              f"{w['front_p50_ms']:.2f} ms (p90 {w['front_p90_ms']:.2f}); added p50 {w['added_p50_ms']:+.2f} ms "
-              f"(95 % interval {w['added_ci95_ms'][0]:+.2f} .. {w['added_ci95_ms'][1]:+.2f})")
+        print(
+            f"  {label:<21} direct p50 {w['direct_p50_ms']:.2f} ms (p90 {w['direct_p90_ms']:.2f}), front door p50 "
+            f"{w['front_p50_ms']:.2f} ms (p90 {w['front_p90_ms']:.2f}); added p50 {w['added_p50_ms']:+.2f} ms "
+            f"(95 % interval {w['added_ci95_ms'][0]:+.2f} .. {w['added_ci95_ms'][1]:+.2f})"
+        )
     print(f"host: {result['host']['cpus']} CPUs, load average {result['host']['load']:.1f}")
 
 

@@ -47,11 +47,14 @@ def launch_bare(path: str, port: int) -> subprocess.Popen:
     cat = load_catalog()
     spec = resolve(Request(cat.model("tiny-cpu"), cat.gpu("cpu"), options=LaunchOptions(model_path=path, port=port)))
     cmd = argv(spec, executable=vllm_executable(find_vllm_python()))
-    return subprocess.Popen(cmd, env=child_env(spec), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=child_env(spec), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
-def wait_ready(proc: subprocess.Popen, port: int, path: str = "/health", what: str = "bare vllm serve",
-               timeout: float | None = None) -> None:
+def wait_ready(
+    proc: subprocess.Popen, port: int, path: str = "/health", what: str = "bare vllm serve", timeout: float | None = None
+) -> None:
     """Poll http://127.0.0.1:PORT/PATH every 0.1 s until it answers 200; exit if the process ends or time runs out."""
     deadline = None if timeout is None else time.monotonic() + timeout
     with httpx.Client(timeout=1) as client:
@@ -79,8 +82,12 @@ def bare(path: str, port: int) -> float:
 
 def servectl_up(path: str, port: int, env: dict) -> float:
     t0 = time.monotonic()
-    res = subprocess.run([*SERVECTL, "up", "tiny-cpu", "--model-path", path, "--port", str(port), "--detach", "--no-check",
-                          "--name", "bench"], env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [*SERVECTL, "up", "tiny-cpu", "--model-path", path, "--port", str(port), "--detach", "--no-check", "--name", "bench"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     took = time.monotonic() - t0
     subprocess.run([*SERVECTL, "down", "bench"], env=env, capture_output=True)
     if res.returncode != 0:
@@ -89,8 +96,13 @@ def servectl_up(path: str, port: int, env: dict) -> float:
 
 
 def crash_latency(path: str, port: int, env: dict) -> tuple[float, float]:
-    proc = subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", path, "--port", str(port), "--no-check",
-                             "--name", "crash"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*SERVECTL, "up", "tiny-cpu", "--model-path", path, "--port", str(port), "--no-check", "--name", "crash"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         while True:
             res = subprocess.run([*SERVECTL, "status", "--json"], env=env, capture_output=True, text=True)
@@ -133,10 +145,14 @@ def main() -> None:
         print(f"run {i + 1}: bare vllm serve {bare_s[-1]:.2f} s, servectl up {up_s[-1]:.2f} s", flush=True)
     if args.runs:
         mb, mu = statistics.median(bare_s), statistics.median(up_s)
-        print(f"time to healthy, median of {args.runs}: bare {mb:.2f} s, servectl up {mu:.2f} s, ratio {mu / mb:.3f} (target <= 1.05)")
+        print(
+            f"time to healthy, median of {args.runs}: bare {mb:.2f} s, servectl up {mu:.2f} s, ratio {mu / mb:.3f} (target <= 1.05)"
+        )
     up_lat, status_s = crash_latency(path, args.port, env)
-    print(f"crash detection: foreground servectl up reported kill -9 after {up_lat:.2f} s (target <= 1 s); "
-          f"a fresh `servectl status` reported it gone in {status_s:.2f} s")
+    print(
+        f"crash detection: foreground servectl up reported kill -9 after {up_lat:.2f} s (target <= 1 s); "
+        f"a fresh `servectl status` reported it gone in {status_s:.2f} s"
+    )
 
 
 if __name__ == "__main__":

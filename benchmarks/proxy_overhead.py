@@ -46,7 +46,10 @@ import httpx
 import psutil
 
 CANNED = {
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "tiny-cpu",
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "tiny-cpu",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "I am a tiny test model."}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17},
 }
@@ -66,10 +69,18 @@ def backend_app():
     async def chat(request: Request):
         data = await request.json()
         if data.get("stream"):
+
             async def gen():
                 for i in range(STREAM_CHUNKS):
-                    yield b"data: " + json.dumps({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": f"t{i}"}}]}).encode() + b"\n\n"
+                    yield (
+                        b"data: "
+                        + json.dumps(
+                            {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": f"t{i}"}}]}
+                        ).encode()
+                        + b"\n\n"
+                    )
                 yield b"data: [DONE]\n\n"
+
             return StreamingResponse(gen(), media_type="text/event-stream")
         return Response(body, media_type="application/json")
 
@@ -98,8 +109,10 @@ def serve(role: str, port: int, backend_port: int) -> None:
 def start(role: str, port: int, backend_port: int) -> subprocess.Popen:
     if not port_free(port):
         raise SystemExit(f"port {port} is already in use; pick another with --port")
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", role, "--port", str(port), "--backend-port", str(backend_port)],
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", role, "--port", str(port), "--backend-port", str(backend_port)],
+        start_new_session=True,
+    )
     return ready(proc, port, "/v1/models", role, timeout=20)
 
 
@@ -123,8 +136,10 @@ def pct(values: list[float], q: float) -> float:
 def p50_difference_ci(proxied: list[float], direct: list[float], resamples: int = 1000) -> tuple[float, float]:
     """95 % bootstrap interval of median(proxied) - median(direct): how far noise alone moves the figure."""
     rng = random.Random(0)
-    diffs = sorted(statistics.median(rng.choices(proxied, k=len(proxied))) - statistics.median(rng.choices(direct, k=len(direct)))
-                   for _ in range(resamples))
+    diffs = sorted(
+        statistics.median(rng.choices(proxied, k=len(proxied))) - statistics.median(rng.choices(direct, k=len(direct)))
+        for _ in range(resamples)
+    )
     return diffs[int(0.025 * resamples)], diffs[int(0.975 * resamples) - 1]
 
 
@@ -147,8 +162,7 @@ class AiohttpLoad:
     async def __aenter__(self):
         import aiohttp
 
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
-                                             connector=aiohttp.TCPConnector(limit=64))
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120), connector=aiohttp.TCPConnector(limit=64))
         return self
 
     async def __aexit__(self, *exc):
@@ -202,8 +216,16 @@ def cpu_seconds(procs: list[psutil.Process]) -> list[float]:
     return [sum(p.cpu_times()[:2]) for p in procs]
 
 
-async def measure(urls: dict[str, str], backend: str, client: str, stream: bool, n: int, concurrency: int,
-                  procs: dict[str, psutil.Process], warmup: int) -> dict[str, dict[str, float]]:
+async def measure(
+    urls: dict[str, str],
+    backend: str,
+    client: str,
+    stream: bool,
+    n: int,
+    concurrency: int,
+    procs: dict[str, psutil.Process],
+    warmup: int,
+) -> dict[str, dict[str, float]]:
     """Direct and proxied measured in alternation, so a busy machine slows both alike."""
     targets = {label: (url, json.dumps(request_body(label == "direct", stream, backend)).encode()) for label, url in urls.items()}
     watched = [*procs.values(), psutil.Process()]  # backend, proxy, this load generator
@@ -213,7 +235,7 @@ async def measure(urls: dict[str, str], backend: str, client: str, stream: bool,
                 await load.one(url, body, stream)
         lat: dict[str, list[float]] = {k: [] for k in targets}
         for i in range(n):  # sequential latency, one request at a time, alternating
-            for label, (url, body) in (targets.items() if i % 2 else reversed(targets.items())):
+            for label, (url, body) in targets.items() if i % 2 else reversed(targets.items()):
                 lat[label].append(await load.one(url, body, stream))
         elapsed = dict.fromkeys(targets, 0.0)
         cpu = {k: [0.0] * len(watched) for k in targets}  # CPU seconds spent during the throughput runs
@@ -233,10 +255,18 @@ async def measure(urls: dict[str, str], backend: str, client: str, stream: bool,
                 c1 = cpu_seconds(watched)
                 cpu[label] = [a + (y - x) for a, x, y in zip(cpu[label], c0, c1)]
     done = (n // rounds) * rounds
-    return {label: {"p50_ms": statistics.median(v) * 1000, "p99_ms": pct(v, 0.99) * 1000, "rps": done / elapsed[label],
-                    "backend_cpu_ms_per_req": cpu[label][0] / done * 1000, "proxy_cpu_ms_per_req": cpu[label][1] / done * 1000,
-                    "client_cpu_ms_per_req": cpu[label][2] / done * 1000, "latencies_ms": [x * 1000 for x in v]}
-            for label, v in lat.items()}
+    return {
+        label: {
+            "p50_ms": statistics.median(v) * 1000,
+            "p99_ms": pct(v, 0.99) * 1000,
+            "rps": done / elapsed[label],
+            "backend_cpu_ms_per_req": cpu[label][0] / done * 1000,
+            "proxy_cpu_ms_per_req": cpu[label][1] / done * 1000,
+            "client_cpu_ms_per_req": cpu[label][2] / done * 1000,
+            "latencies_ms": [x * 1000 for x in v],
+        }
+        for label, v in lat.items()
+    }
 
 
 def pin(procs: list[subprocess.Popen]) -> None:
@@ -284,22 +314,36 @@ def stop(proc: subprocess.Popen) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", choices=["canned", "vllm"],
-                    help="canned responses (the proxy's own cost; the default) or the real vLLM CPU server with the tiny model "
-                         "(the default with --client vllm-bench)")
-    ap.add_argument("--client", choices=[*sorted(LOAD_GENERATORS), "vllm-bench"], default="aiohttp",
-                    help="the load generator's HTTP client, or vLLM's own benchmark client (`vllm bench serve`, "
-                         "see benchmarks/proxy_vllm_bench.py)")
+    ap.add_argument(
+        "--backend",
+        choices=["canned", "vllm"],
+        help="canned responses (the proxy's own cost; the default) or the real vLLM CPU server with the tiny model "
+        "(the default with --client vllm-bench)",
+    )
+    ap.add_argument(
+        "--client",
+        choices=[*sorted(LOAD_GENERATORS), "vllm-bench"],
+        default="aiohttp",
+        help="the load generator's HTTP client, or vLLM's own benchmark client (`vllm bench serve`, "
+        "see benchmarks/proxy_vllm_bench.py)",
+    )
     ap.add_argument("--rounds", type=int, default=3, help="vllm-bench: direct/proxy rounds")
     ap.add_argument("--preset", help="vllm-bench: proxied runs ask for tiny-cpu-PRESET, direct ones send its values")
     ap.add_argument("--pin", action="store_true", help="backend and load generator on CPU 0, the proxy on CPU 1")
-    ap.add_argument("--requests", type=int, help="requests per measurement (latency and throughput each); "
-                                                 "default 1000 (canned), 200 (vllm), 80 (vllm-bench: prompts per run)")
+    ap.add_argument(
+        "--requests",
+        type=int,
+        help="requests per measurement (latency and throughput each); "
+        "default 1000 (canned), 200 (vllm), 80 (vllm-bench: prompts per run)",
+    )
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--port", type=int, default=8165, help="backend port; the proxy uses the next one")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
-    ap.add_argument("--floor", action="store_true", help="vllm-bench: also a path through a bare TCP relay (no HTTP), "
-                                                         "the least a relaying process costs on this host")
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="vllm-bench: also a path through a bare TCP relay (no HTTP), the least a relaying process costs on this host",
+    )
     ap.add_argument("--serve", choices=["backend", "proxy", "tcp-relay"], help=argparse.SUPPRESS)
     ap.add_argument("--backend-port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -322,8 +366,10 @@ def main() -> None:
         watched = {"backend": psutil.Process(procs[0].pid), "proxy": psutil.Process(procs[1].pid)}
         urls = {"direct": f"http://127.0.0.1:{args.port}", "proxy": f"http://127.0.0.1:{args.port + 1}"}
         warmup = 50 if args.backend == "canned" else 5
-        results = {mode: asyncio.run(measure(urls, args.backend, args.client, mode == "stream", n, args.concurrency, watched, warmup))
-                   for mode in ("complete", "stream")}
+        results = {
+            mode: asyncio.run(measure(urls, args.backend, args.client, mode == "stream", n, args.concurrency, watched, warmup))
+            for mode in ("complete", "stream")
+        }
     finally:
         for proc in procs:
             stop(proc)
@@ -331,41 +377,61 @@ def main() -> None:
     for mode, r in results.items():
         d, p = r["direct"], r["proxy"]
         low, high = p50_difference_ci(p.pop("latencies_ms"), d.pop("latencies_ms"))
-        summary[mode] = {"p50_overhead_ms": p["p50_ms"] - d["p50_ms"], "p50_overhead_ci95_ms": [low, high],
-                         "p99_overhead_ms": p["p99_ms"] - d["p99_ms"],
-                         "throughput_pct_of_direct": p["rps"] / d["rps"] * 100,
-                         "proxy_cpu_ms_per_req": p["proxy_cpu_ms_per_req"]}
-    described = {"canned": "starlette/uvicorn app with canned OpenAI responses (chat completion; SSE of "
-                           f"{STREAM_CHUNKS} chunks)",
-                 "vllm": f"vLLM CPU server, scripted tiny model, {VLLM_TOKENS} tokens per request"}
-    setup = {"backend": described[args.backend] + ", loopback, separate processes",
-             "client": args.client, "pinned": args.pin,
-             "requests": n, "concurrency": args.concurrency, "cpus": os.cpu_count(), "loadavg_1m": os.getloadavg()[0]}
+        summary[mode] = {
+            "p50_overhead_ms": p["p50_ms"] - d["p50_ms"],
+            "p50_overhead_ci95_ms": [low, high],
+            "p99_overhead_ms": p["p99_ms"] - d["p99_ms"],
+            "throughput_pct_of_direct": p["rps"] / d["rps"] * 100,
+            "proxy_cpu_ms_per_req": p["proxy_cpu_ms_per_req"],
+        }
+    described = {
+        "canned": f"starlette/uvicorn app with canned OpenAI responses (chat completion; SSE of {STREAM_CHUNKS} chunks)",
+        "vllm": f"vLLM CPU server, scripted tiny model, {VLLM_TOKENS} tokens per request",
+    }
+    setup = {
+        "backend": described[args.backend] + ", loopback, separate processes",
+        "client": args.client,
+        "pinned": args.pin,
+        "requests": n,
+        "concurrency": args.concurrency,
+        "cpus": os.cpu_count(),
+        "loadavg_1m": os.getloadavg()[0],
+    }
     if args.json:
         print(json.dumps({"setup": setup, "results": results, "summary": summary}, indent=2))
         return
     placement = "pinned: backend + load generator on CPU 0, proxy on CPU 1" if args.pin else "not pinned"
-    print(f"backend: {setup['backend']}; load generator: {args.client}; {n} requests per figure (direct and proxy "
-          f"alternating), throughput at concurrency {args.concurrency}; cpus={setup['cpus']} ({placement}), "
-          f"load average {setup['loadavg_1m']:.1f}")
-    print(f"{'mode':<10} {'path':<7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'CPU ms/req: backend':>20} {'proxy':>7} {'client':>7}")
+    print(
+        f"backend: {setup['backend']}; load generator: {args.client}; {n} requests per figure (direct and proxy "
+        f"alternating), throughput at concurrency {args.concurrency}; cpus={setup['cpus']} ({placement}), "
+        f"load average {setup['loadavg_1m']:.1f}"
+    )
+    print(
+        f"{'mode':<10} {'path':<7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'CPU ms/req: backend':>20} {'proxy':>7} {'client':>7}"
+    )
     for mode, r in results.items():
         for label, x in r.items():
             proxy_cpu = f"{x['proxy_cpu_ms_per_req']:7.3f}" if label == "proxy" else f"{'-':>7}"
-            print(f"{mode:<10} {label:<7} {x['p50_ms']:8.3f} {x['p99_ms']:8.3f} {x['rps']:8.0f} "
-                  f"{x['backend_cpu_ms_per_req']:20.3f} {proxy_cpu} {x['client_cpu_ms_per_req']:7.3f}")
+            print(
+                f"{mode:<10} {label:<7} {x['p50_ms']:8.3f} {x['p99_ms']:8.3f} {x['rps']:8.0f} "
+                f"{x['backend_cpu_ms_per_req']:20.3f} {proxy_cpu} {x['client_cpu_ms_per_req']:7.3f}"
+            )
     print()
     for mode, sm in summary.items():
         what = "time to first chunk" if mode == "stream" else "full response"
         over, ratio = sm["p50_overhead_ms"], sm["throughput_pct_of_direct"]
         low, high = sm["p50_overhead_ci95_ms"]
-        print(f"{mode}: p50 overhead {over:+.3f} ms ({what}; 95 % interval {low:+.3f} .. {high:+.3f}; "
-              f"target <= 1 ms: {'met' if over <= 1 else 'NOT met'}), "
-              f"throughput {ratio:.1f} % of direct (target >= 95 %: {'met' if ratio >= 95 else 'NOT met'}), "
-              f"proxy CPU {sm['proxy_cpu_ms_per_req']:.3f} ms per request")
+        print(
+            f"{mode}: p50 overhead {over:+.3f} ms ({what}; 95 % interval {low:+.3f} .. {high:+.3f}; "
+            f"target <= 1 ms: {'met' if over <= 1 else 'NOT met'}), "
+            f"throughput {ratio:.1f} % of direct (target >= 95 %: {'met' if ratio >= 95 else 'NOT met'}), "
+            f"proxy CPU {sm['proxy_cpu_ms_per_req']:.3f} ms per request"
+        )
     if not args.pin and (os.cpu_count() or 1) < 4 and min(sm["throughput_pct_of_direct"] for sm in summary.values()) < 95:
-        print(f"note: on {os.cpu_count()} CPUs the proxied runs share the cores among three processes, the direct ones "
-              "among two; --pin gives the proxy a CPU of its own, as on a GPU server")
+        print(
+            f"note: on {os.cpu_count()} CPUs the proxied runs share the cores among three processes, the direct ones "
+            "among two; --pin gives the proxy a CPU of its own, as on a GPU server"
+        )
 
 
 if __name__ == "__main__":

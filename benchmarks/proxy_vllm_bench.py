@@ -100,12 +100,47 @@ def bench_command(url: str, model_name: str, extra_body: dict | None, out_dir: s
     from servectl.vllmenv.location import find_vllm_python
 
     vllm = vllm_executable(find_vllm_python())[:-1]  # the `vllm` command, without its "serve"
-    cmd = [*vllm, "bench", "serve", "--backend", "openai-chat", "--endpoint", "/v1/chat/completions",
-           "--base-url", url, "--model", SERVED, "--served-model-name", model_name, "--tokenizer", model_dir(None),
-           "--dataset-name", "random", "--random-input-len", str(INPUT_LEN), "--random-output-len", str(OUTPUT_LEN),
-           "--ignore-eos", "--num-prompts", str(prompts), "--max-concurrency", str(concurrency),
-           "--num-warmups", str(concurrency), "--seed", "0", "--disable-tqdm", "--percentile-metrics", "ttft,tpot,itl",
-           "--save-result", "--save-detailed", "--result-dir", out_dir, "--result-filename", "result.json"]
+    cmd = [
+        *vllm,
+        "bench",
+        "serve",
+        "--backend",
+        "openai-chat",
+        "--endpoint",
+        "/v1/chat/completions",
+        "--base-url",
+        url,
+        "--model",
+        SERVED,
+        "--served-model-name",
+        model_name,
+        "--tokenizer",
+        model_dir(None),
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        str(INPUT_LEN),
+        "--random-output-len",
+        str(OUTPUT_LEN),
+        "--ignore-eos",
+        "--num-prompts",
+        str(prompts),
+        "--max-concurrency",
+        str(concurrency),
+        "--num-warmups",
+        str(concurrency),
+        "--seed",
+        "0",
+        "--disable-tqdm",
+        "--percentile-metrics",
+        "ttft,tpot,itl",
+        "--save-result",
+        "--save-detailed",
+        "--result-dir",
+        out_dir,
+        "--result-filename",
+        "result.json",
+    ]
     if extra_body:
         cmd += ["--extra-body", json.dumps(extra_body)]
     return cmd
@@ -128,21 +163,31 @@ def run_once(cmd: list[str], relays: dict[str, psutil.Process], concurrency: int
     marks: list[dict[str, float]] = []
     for line in proc.stdout:
         tail = [*tail[-40:], line]
-        if (not marks and line.startswith("Starting main benchmark run")) or (len(marks) == 1 and "Serving Benchmark Result" in line):
+        if (not marks and line.startswith("Starting main benchmark run")) or (
+            len(marks) == 1 and "Serving Benchmark Result" in line
+        ):
             marks.append({name: cpu_seconds(p) for name, p in relays.items()})
     if proc.wait() != 0 or len(marks) != 2:
         raise SystemExit(f"vllm bench serve failed (exit {proc.returncode}):\n{''.join(tail)}")
     r = json.loads((Path(out_dir) / "result.json").read_text())
     events = sum(len(itl) + 1 for itl in r["itls"]) + 2 * r["completed"]  # + usage event + [DONE] each
-    return {"tpot_ms": r["median_tpot_ms"], "itl_ms": r["median_itl_ms"], "ttft_ms": r["median_ttft_ms"],
-            "req_s": r["request_throughput"], "tok_s": r["output_throughput"], "duration_s": r["duration"],
-            "requests": max(r["completed"], 1), "events": events,
-            "cpu_s": {name: marks[1][name] - marks[0][name] for name in relays},
-            "broken": problems(from_vllm_result(r, asked_output_len=OUTPUT_LEN, concurrency=concurrency))}
+    return {
+        "tpot_ms": r["median_tpot_ms"],
+        "itl_ms": r["median_itl_ms"],
+        "ttft_ms": r["median_ttft_ms"],
+        "req_s": r["request_throughput"],
+        "tok_s": r["output_throughput"],
+        "duration_s": r["duration"],
+        "requests": max(r["completed"], 1),
+        "events": events,
+        "cpu_s": {name: marks[1][name] - marks[0][name] for name in relays},
+        "broken": problems(from_vllm_result(r, asked_output_len=OUTPUT_LEN, concurrency=concurrency)),
+    }
 
 
-def measure(urls: dict[str, str], relays: dict[str, psutil.Process], rounds: int, prompts: int, concurrency: int,
-            preset: str | None) -> dict[str, list[dict]]:
+def measure(
+    urls: dict[str, str], relays: dict[str, psutil.Process], rounds: int, prompts: int, concurrency: int, preset: str | None
+) -> dict[str, list[dict]]:
     """Every path (direct, proxy, and relay with --floor) once per round, the order rotating round by round."""
     extra = None
     model = SERVED
@@ -157,15 +202,24 @@ def measure(urls: dict[str, str], relays: dict[str, psutil.Process], rounds: int
     runs: dict[str, list[dict]] = {label: [] for label in labels}
     with tempfile.TemporaryDirectory(prefix="servectl-vllm-bench-") as tmp:
         for i in range(rounds):
-            for label in labels[i % len(labels):] + labels[:i % len(labels)]:
+            for label in labels[i % len(labels) :] + labels[: i % len(labels)]:
                 proxied = label == "proxy"
-                cmd = bench_command(urls[label], model if proxied else SERVED, None if proxied else extra,
-                                    os.path.join(tmp, f"{label}-{i}"), prompts, concurrency)
+                cmd = bench_command(
+                    urls[label],
+                    model if proxied else SERVED,
+                    None if proxied else extra,
+                    os.path.join(tmp, f"{label}-{i}"),
+                    prompts,
+                    concurrency,
+                )
                 run = run_once(cmd, relays, concurrency)
                 runs[label].append(run)
                 verdict = f" BROKEN: {'; '.join(run['broken'])}" if run["broken"] else ""
-                print(f"round {i + 1}/{rounds} {label:<6} TPOT {run['tpot_ms']:.2f} ms, {run['req_s']:.2f} req/s{verdict}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"round {i + 1}/{rounds} {label:<6} TPOT {run['tpot_ms']:.2f} ms, {run['req_s']:.2f} req/s{verdict}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     for name in relays:
         # its idle CPU (uvicorn's housekeeping tick) per second while the others' runs ran
         others = [r for label in labels if label != name for r in runs[label]]
@@ -185,17 +239,22 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
     figures of a broken round."""
     good = {label: [r for r in rs if not r["broken"]] for label, rs in runs.items()}
     med = {label: ({k: statistics.median(r[k] for r in rs) for k in FIGURES} if rs else None) for label, rs in good.items()}
-    out: dict = {"median": med, "rounds_used": {label: len(rs) for label, rs in good.items()},
-                 "rounds_broken": {label: len(runs[label]) - len(rs) for label, rs in good.items()}}
+    out: dict = {
+        "median": med,
+        "rounds_used": {label: len(rs) for label, rs in good.items()},
+        "rounds_broken": {label: len(runs[label]) - len(rs) for label, rs in good.items()},
+    }
     d = med["direct"]
     for label in runs:
         if label == "direct":
             continue
         m, rs = med[label], good[label]
-        out[label] = {"tpot_pct_over_direct": (m["tpot_ms"] / d["tpot_ms"] - 1) * 100 if m and d else None,
-                      "throughput_pct_of_direct": m["req_s"] / d["req_s"] * 100 if m and d else None,
-                      "cpu_us_per_chunk": statistics.median(r["cpu_us_per_chunk"] for r in rs) if rs else None,
-                      "cpu_ms_per_request": statistics.median(r["cpu_ms_per_request"] for r in rs) if rs else None}
+        out[label] = {
+            "tpot_pct_over_direct": (m["tpot_ms"] / d["tpot_ms"] - 1) * 100 if m and d else None,
+            "throughput_pct_of_direct": m["req_s"] / d["req_s"] * 100 if m and d else None,
+            "cpu_us_per_chunk": statistics.median(r["cpu_us_per_chunk"] for r in rs) if rs else None,
+            "cpu_ms_per_request": statistics.median(r["cpu_ms_per_request"] for r in rs) if rs else None,
+        }
     return out
 
 
@@ -204,26 +263,35 @@ def _pct(value: float | None, fmt: str) -> str:
 
 
 def report(runs: dict[str, list[dict]], summary: dict, setup: dict) -> None:
-    print(f"vllm bench serve --backend openai-chat, random {INPUT_LEN} in / {OUTPUT_LEN} out (ignore_eos), "
-          f"{setup['requests']} prompts, concurrency {setup['concurrency']}, {setup['rounds']} rounds of "
-          f"{' / '.join(runs)} in rotating order; model {setup['model']}; cpus={setup['cpus']} ({setup['placement']}), "
-          f"load average {setup['loadavg_1m']:.1f}")
-    print(f"{'round':<6} {'path':<7} {'TPOT ms':>8} {'ITL ms':>7} {'TTFT ms':>8} {'req/s':>7} {'tok/s':>7} "
-          f"{'events':>7} {'its CPU us/chunk':>17} {'ms/request':>11}")
+    print(
+        f"vllm bench serve --backend openai-chat, random {INPUT_LEN} in / {OUTPUT_LEN} out (ignore_eos), "
+        f"{setup['requests']} prompts, concurrency {setup['concurrency']}, {setup['rounds']} rounds of "
+        f"{' / '.join(runs)} in rotating order; model {setup['model']}; cpus={setup['cpus']} ({setup['placement']}), "
+        f"load average {setup['loadavg_1m']:.1f}"
+    )
+    print(
+        f"{'round':<6} {'path':<7} {'TPOT ms':>8} {'ITL ms':>7} {'TTFT ms':>8} {'req/s':>7} {'tok/s':>7} "
+        f"{'events':>7} {'its CPU us/chunk':>17} {'ms/request':>11}"
+    )
     for i in range(setup["rounds"]):
         for label, rs in runs.items():
             r = rs[i]
-            cpu = (f"{r['cpu_us_per_chunk']:17.1f} {r['cpu_ms_per_request']:11.3f}" if label != "direct"
-                   else f"{'-':>17} {'-':>11}")
-            print(f"{i + 1:<6} {label:<7} {r['tpot_ms']:8.2f} {r['itl_ms']:7.2f} {r['ttft_ms']:8.1f} {r['req_s']:7.2f} "
-                  f"{r['tok_s']:7.0f} {r['events']:7d} {cpu}" + ("  BROKEN (not in the medians)" if r["broken"] else ""))
+            cpu = (
+                f"{r['cpu_us_per_chunk']:17.1f} {r['cpu_ms_per_request']:11.3f}" if label != "direct" else f"{'-':>17} {'-':>11}"
+            )
+            print(
+                f"{i + 1:<6} {label:<7} {r['tpot_ms']:8.2f} {r['itl_ms']:7.2f} {r['ttft_ms']:8.1f} {r['req_s']:7.2f} "
+                f"{r['tok_s']:7.0f} {r['events']:7d} {cpu}" + ("  BROKEN (not in the medians)" if r["broken"] else "")
+            )
     for label, m in summary["median"].items():
         used = f"  ({summary['rounds_used'][label]} of {setup['rounds']} rounds)"
         if m is None:
             print(f"{'median':<6} {label:<7} no plausible round")
         else:
-            print(f"{'median':<6} {label:<7} {m['tpot_ms']:8.2f} {m['itl_ms']:7.2f} {m['ttft_ms']:8.1f} {m['req_s']:7.2f} "
-                  f"{m['tok_s']:7.0f}{used}")
+            print(
+                f"{'median':<6} {label:<7} {m['tpot_ms']:8.2f} {m['itl_ms']:7.2f} {m['ttft_ms']:8.1f} {m['req_s']:7.2f} "
+                f"{m['tok_s']:7.0f}{used}"
+            )
     for label, rs in runs.items():
         for i, r in enumerate(rs):
             for reason in r["broken"]:
@@ -239,12 +307,19 @@ def report(runs: dict[str, list[dict]], summary: dict, setup: dict) -> None:
         if chunk is None:
             print(f"{what}: no plausible round, no figure")
             continue
-        target = f" (target <= {TARGET_CHUNK_US:.0f}: {'met' if chunk <= TARGET_CHUNK_US else 'NOT met'})" if label == "proxy" else ""
-        print(f"{what}: CPU {chunk:.1f} us per chunk{target}, {sm['cpu_ms_per_request']:.3f} ms per request; "
-              f"median TPOT {_pct(tpot, '+.1f')} % vs direct, throughput {_pct(thr, '.1f')} % of direct"
-              + (f" (targets with --pin: TPOT within {TARGET_TPOT_PCT:.0f} %: {'met' if abs(tpot) <= TARGET_TPOT_PCT else 'NOT met'}, "
-                 f"throughput >= {TARGET_THROUGHPUT_PCT:.0f} %: {'met' if thr >= TARGET_THROUGHPUT_PCT else 'NOT met'})"
-                 if pinned and label == "proxy" and tpot is not None and thr is not None else ""))
+        target = (
+            f" (target <= {TARGET_CHUNK_US:.0f}: {'met' if chunk <= TARGET_CHUNK_US else 'NOT met'})" if label == "proxy" else ""
+        )
+        print(
+            f"{what}: CPU {chunk:.1f} us per chunk{target}, {sm['cpu_ms_per_request']:.3f} ms per request; "
+            f"median TPOT {_pct(tpot, '+.1f')} % vs direct, throughput {_pct(thr, '.1f')} % of direct"
+            + (
+                f" (targets with --pin: TPOT within {TARGET_TPOT_PCT:.0f} %: {'met' if abs(tpot) <= TARGET_TPOT_PCT else 'NOT met'}, "
+                f"throughput >= {TARGET_THROUGHPUT_PCT:.0f} %: {'met' if thr >= TARGET_THROUGHPUT_PCT else 'NOT met'})"
+                if pinned and label == "proxy" and tpot is not None and thr is not None
+                else ""
+            )
+        )
     if not pinned:
         print("shared cores: a relay's CPU competes with vLLM and the client; --pin gives it a CPU of its own")
 
@@ -271,10 +346,15 @@ def main(args, start_backend, start_relay, pin, stop) -> None:
         for proc in procs:
             stop(proc)
     summary = summarize(runs)
-    setup = {"requests": prompts, "concurrency": args.concurrency, "rounds": args.rounds,
-             "model": f"{SERVED}-{args.preset} (direct and relay: {SERVED} with its values)" if args.preset else SERVED,
-             "placement": "pinned: vLLM + client on CPU 0, proxy (and relay) on CPU 1" if args.pin else "not pinned",
-             "cpus": os.cpu_count(), "loadavg_1m": os.getloadavg()[0]}
+    setup = {
+        "requests": prompts,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "model": f"{SERVED}-{args.preset} (direct and relay: {SERVED} with its values)" if args.preset else SERVED,
+        "placement": "pinned: vLLM + client on CPU 0, proxy (and relay) on CPU 1" if args.pin else "not pinned",
+        "cpus": os.cpu_count(),
+        "loadavg_1m": os.getloadavg()[0],
+    }
     if args.json:
         print(json.dumps({"setup": setup, "runs": runs, "summary": summary}, indent=2))
     else:

@@ -38,13 +38,45 @@ def measure(variant: str, speculative: str, opts) -> list[dict]:
     from servectl.bench.plausibility import from_bench_level, problems
 
     model = ensure_tiny_model(variant)
-    run(["up", "tiny-cpu", "--gpu", "cpu", "--model-path", str(model), "--port", str(opts.port), "--name", NAME,
-         "--detach", "--no-check", "--speculative", speculative, "--", "--no-enable-prefix-caching"])
+    run(
+        [
+            "up",
+            "tiny-cpu",
+            "--gpu",
+            "cpu",
+            "--model-path",
+            str(model),
+            "--port",
+            str(opts.port),
+            "--name",
+            NAME,
+            "--detach",
+            "--no-check",
+            "--speculative",
+            speculative,
+            "--",
+            "--no-enable-prefix-caching",
+        ]
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "result.json"
-            run(["bench", NAME, "--concurrency", opts.concurrency, "--num-prompts", str(opts.num_prompts),
-                 "--input-len", str(opts.input_len), "--output-len", str(opts.output_len), "-o", str(out)])
+            run(
+                [
+                    "bench",
+                    NAME,
+                    "--concurrency",
+                    opts.concurrency,
+                    "--num-prompts",
+                    str(opts.num_prompts),
+                    "--input-len",
+                    str(opts.input_len),
+                    "--output-len",
+                    str(opts.output_len),
+                    "-o",
+                    str(out),
+                ]
+            )
             doc = json.loads(out.read_text())
             return [{**r, "broken": problems(from_bench_level(r, doc["protocol"]))} for r in doc["results"]]
     finally:
@@ -74,17 +106,31 @@ def main() -> None:
                 if setting == "off":
                     base[c] = tput
                 spec = r.get("spec_decode") or {}
-                rows.append((variant, setting, c, tput, r["tpot_ms"]["p50"], tput / base[c] if base.get(c) else None,
-                             spec.get("acceptance_rate"), spec.get("acceptance_length")))
-                print(f"{variant:8} {setting:6} c={c:<3} {tput:8.1f} tok/s  TPOT p50 {r['tpot_ms']['p50']:7.2f} ms"
-                      + (f"  x{rows[-1][5]:.2f}" if rows[-1][5] else "")
-                      + (f"  acceptance {spec['acceptance_rate']:.1f}% (length {spec['acceptance_length']:.2f})" if spec else ""),
-                      flush=True)
+                rows.append(
+                    (
+                        variant,
+                        setting,
+                        c,
+                        tput,
+                        r["tpot_ms"]["p50"],
+                        tput / base[c] if base.get(c) else None,
+                        spec.get("acceptance_rate"),
+                        spec.get("acceptance_length"),
+                    )
+                )
+                print(
+                    f"{variant:8} {setting:6} c={c:<3} {tput:8.1f} tok/s  TPOT p50 {r['tpot_ms']['p50']:7.2f} ms"
+                    + (f"  x{rows[-1][5]:.2f}" if rows[-1][5] else "")
+                    + (f"  acceptance {spec['acceptance_rate']:.1f}% (length {spec['acceptance_length']:.2f})" if spec else ""),
+                    flush=True,
+                )
     print("\n| head | speculative | concurrency | output tok/s | TPOT p50 ms | vs off | acceptance % | acceptance length |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for v, s, c, t, tpot, x, acc, length in rows:
-        print(f"| {v} | {s} | {c} | {t:.1f} | {tpot:.2f} | {f'x{x:.2f}' if x else '-'} | "
-              f"{f'{acc:.1f}' if acc is not None else '-'} | {f'{length:.2f}' if length is not None else '-'} |")
+        print(
+            f"| {v} | {s} | {c} | {t:.1f} | {tpot:.2f} | {f'x{x:.2f}' if x else '-'} | "
+            f"{f'{acc:.1f}' if acc is not None else '-'} | {f'{length:.2f}' if length is not None else '-'} |"
+        )
 
 
 if __name__ == "__main__":

@@ -97,8 +97,9 @@ def verify(patch):
     root = _root(patch["package"])
     if root is None:
         return True, "%s is not installed" % patch["package"]
-    proc = subprocess.run([sys.executable, "-c", patch["verify"], root], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", patch["verify"], root], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True
+    )
     return proc.returncode == 0, proc.stdout.strip()
 
 

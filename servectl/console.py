@@ -161,8 +161,9 @@ def json_text(data: Any, indent: int | None = 2) -> str:
 def _plainify(data: Any) -> Any:
     """Anything json cannot write natively, as its string (paths, enums, dates)."""
     if isinstance(data, dict):
-        return {str(k) if not isinstance(k, (str, int, float, bool)) and k is not None else k: _plainify(v)
-                for k, v in data.items()}
+        return {
+            str(k) if not isinstance(k, (str, int, float, bool)) and k is not None else k: _plainify(v) for k, v in data.items()
+        }
     if isinstance(data, (list, tuple, set, frozenset)):
         return [_plainify(v) for v in data]
     if data is None or isinstance(data, (str, int, float, bool)):

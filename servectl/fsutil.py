@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 
-def write_atomic(path: Path, data: str | bytes, mode: int | None = None,
-                 before_replace: Callable[[], None] | None = None) -> None:
+def write_atomic(
+    path: Path, data: str | bytes, mode: int | None = None, before_replace: Callable[[], None] | None = None
+) -> None:
     """Write via a temp file in the same directory, fsync, then rename over the target.
 
     Keeps the target's permission bits when it exists (or uses `mode`). The temp file is
@@ -58,9 +59,11 @@ LINE_LIMIT = 64 * KIB  # a longer line is cut there (the rest of it is skipped, 
 def _too_big(what: str, limit: int) -> "Exception":
     from servectl.errors import UserError
 
-    return UserError(f"{what} is larger than {limit // MIB if limit >= MIB else limit // KIB} "
-                     f"{'MiB' if limit >= MIB else 'KiB'}: not an input servectl reads",
-                     "pass the file that command expects")
+    return UserError(
+        f"{what} is larger than {limit // MIB if limit >= MIB else limit // KIB} "
+        f"{'MiB' if limit >= MIB else 'KiB'}: not an input servectl reads",
+        "pass the file that command expects",
+    )
 
 
 def read_bytes_capped(path: Path | str, limit: int, what: str | None = None, nofollow: bool = False) -> bytes:
@@ -80,8 +83,9 @@ def read_bytes_capped(path: Path | str, limit: int, what: str | None = None, nof
             fd = os.open(path, flags)
         except OSError as exc:
             if nofollow and exc.errno == 40:  # ELOOP: a symlink where servectl keeps its own file
-                raise UserError(f"{what} is a symbolic link; servectl reads its own files only as regular files",
-                                "remove the link") from None
+                raise UserError(
+                    f"{what} is a symbolic link; servectl reads its own files only as regular files", "remove the link"
+                ) from None
             raise UserError(f"cannot read {what}: {exc.strerror}", "check the path") from None
         with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fh.fileno())
@@ -194,7 +198,7 @@ def iter_lines(fh, line_limit: int = LINE_LIMIT, chunk: int = MIB):
             nl = buf.find(b"\n")
             if nl < 0:
                 break
-            line, buf = buf[:nl], buf[nl + 1:]
+            line, buf = buf[:nl], buf[nl + 1 :]
             if skipping:
                 skipping = False
                 continue
@@ -225,8 +229,9 @@ def _cut_lines(data: bytes, line_limit: int) -> str:
     return "\n".join(line[:line_limit].decode("utf-8", errors="replace") for line in data.split(b"\n"))
 
 
-def read_log(source, what: str, head_bytes: int = MIB, tail_bytes: int = 4 * MIB, line_limit: int = LINE_LIMIT,
-             chunk: int = MIB) -> LogExcerpt:
+def read_log(
+    source, what: str, head_bytes: int = MIB, tail_bytes: int = 4 * MIB, line_limit: int = LINE_LIMIT, chunk: int = MIB
+) -> LogExcerpt:
     """Stream a log (a path, "-" for stdin, or a binary file object) once, keeping at most
     head_bytes + tail_bytes + one chunk in memory, and counting lines on the way. Binary data (NUL bytes)
     is bad input (UserError)."""
@@ -288,7 +293,7 @@ def read_log(source, what: str, head_bytes: int = MIB, tail_bytes: int = 4 * MIB
     window = window[cut:]
     if b"\n" in window:  # the window starts inside a line: drop that part line
         nl = window.index(b"\n")
-        window = window[nl + 1:]
+        window = window[nl + 1 :]
         lines_before_tail += 1
     head_text = bytes(head[: head.rfind(b"\n")]) if b"\n" in head else bytes(head)
     return LogExcerpt(_cut_lines(head_text, line_limit), _cut_lines(window, line_limit), lines_before_tail + 1, total)

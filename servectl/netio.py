@@ -75,8 +75,9 @@ class _Backend(httpcore.NetworkBackend):
     def __init__(self, inner: httpcore.NetworkBackend, deadline: _Deadline):
         self._inner, self._deadline = inner, deadline
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> _Stream:
+    def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None
+    ) -> _Stream:
         stream = self._inner.connect_tcp(host, port, self._deadline.left(timeout), local_address, socket_options)
         return _Stream(stream, self._deadline)
 
@@ -171,19 +172,23 @@ class AsyncDeadlineTransport(httpx.AsyncHTTPTransport):
         return response
 
 
-def client(total_s: float, *, body_limit: int = BODY_LIMIT, headers: dict[str, str] | None = None,
-           follow_redirects: bool = False) -> httpx.Client:
+def client(
+    total_s: float, *, body_limit: int = BODY_LIMIT, headers: dict[str, str] | None = None, follow_redirects: bool = False
+) -> httpx.Client:
     """A sync client whose every request finishes (head and body) within `total_s` and reads at most `body_limit`."""
-    return httpx.Client(transport=DeadlineTransport(total_s, body_limit), timeout=total_s, headers=headers,
-                        follow_redirects=follow_redirects)
+    return httpx.Client(
+        transport=DeadlineTransport(total_s, body_limit), timeout=total_s, headers=headers, follow_redirects=follow_redirects
+    )
 
 
-def async_client(total_s: float, *, body_limit: int = BODY_LIMIT, headers: dict[str, str] | None = None,
-                 connections: int = 10) -> httpx.AsyncClient:
+def async_client(
+    total_s: float, *, body_limit: int = BODY_LIMIT, headers: dict[str, str] | None = None, connections: int = 10
+) -> httpx.AsyncClient:
     """An asyncio client with the same bounds; `connections` concurrent requests at most."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(transport=AsyncDeadlineTransport(total_s, body_limit, limits=limits), timeout=total_s,
-                             headers=headers)
+    return httpx.AsyncClient(
+        transport=AsyncDeadlineTransport(total_s, body_limit, limits=limits), timeout=total_s, headers=headers
+    )
 
 
 def json_of(response: httpx.Response) -> Any:

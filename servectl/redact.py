@@ -31,8 +31,10 @@ _SECRET_ENV_NAME = re.compile(rf"(?i)(?:^|_){_SECRET_WORD}$|^(?:hf_token|api_key
 _MIN_SECRET_LEN = 4  # shorter values (say "1") would mask ordinary text
 
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s?#]+)@")
-_HEADER = re.compile(r"(?i)\b(authorization|proxy-authorization|x-api-key|api-key|cookie|set-cookie)(\s*[:=]\s*)"
-                     r"(?:(bearer|basic|token)\s+)?(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
+_HEADER = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|x-api-key|api-key|cookie|set-cookie)(\s*[:=]\s*)"
+    r"(?:(bearer|basic|token)\s+)?(\"[^\"]*\"|'[^']*'|[^\s,;]+)"
+)
 _BEARER = re.compile(r"(?i)\b(bearer)\s+([A-Za-z0-9._~+/=-]{4,})")
 _ENV_ASSIGN = re.compile(r"\b((?:[A-Za-z0-9]+_)*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?))=(\"[^\"]*\"|'[^']*'|\S+)")
 _QUOTED_OR_WORD = r"(?:\"[^\"]*\"|'[^']*'|[^\s\"']\S*)"
@@ -67,8 +69,7 @@ def _option_strings() -> dict[str, str]:
 @functools.cache
 def secret_options() -> frozenset[str]:
     """vLLM's long options whose value is a secret: the name's last word says so and the option takes a value."""
-    found = {long for long, spec in _vllm_options().items()
-             if re.search(rf"-{_SECRET_WORD}$", long) and spec.get("nargs") != 0}
+    found = {long for long, spec in _vllm_options().items() if re.search(rf"-{_SECRET_WORD}$", long) and spec.get("nargs") != 0}
     return frozenset(found | {"--api-key", "--hf-token"})
 
 

@@ -35,6 +35,7 @@ def checkpoint_dir(name: str, root: Path, **changes) -> Path:
         (out / "config.json").write_text(json.dumps(cfg))
     d = derive(LocalDirectory(out), read_weights=False)
     inter = d.figures.get("intermediate_size")
-    header_only_safetensors(out / "model.safetensors",
-                            estimated_weight_bytes(d.architecture, d.quantization, inter.value if inter else None))
+    header_only_safetensors(
+        out / "model.safetensors", estimated_weight_bytes(d.architecture, d.quantization, inter.value if inter else None)
+    )
     return out

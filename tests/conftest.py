@@ -103,10 +103,30 @@ class VllmServer:
         self.model_dir = str(model_dir)
         self.log_path = log_path or tempfile.mktemp(prefix="vllm-", suffix=".log")
         env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        argv = [str(python.parent / "vllm"), "serve", self.model_dir, "--served-model-name", served_name,
-                "--enforce-eager", "--dtype", "bfloat16", "--kv-cache-memory-bytes", "64M", "--max-model-len", "2048",
-                "--host", "127.0.0.1", "--port", str(port), "--reasoning-parser", "qwen3",
-                "--enable-auto-tool-choice", "--tool-call-parser", "hermes", *extra]
+        argv = [
+            str(python.parent / "vllm"),
+            "serve",
+            self.model_dir,
+            "--served-model-name",
+            served_name,
+            "--enforce-eager",
+            "--dtype",
+            "bfloat16",
+            "--kv-cache-memory-bytes",
+            "64M",
+            "--max-model-len",
+            "2048",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reasoning-parser",
+            "qwen3",
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "hermes",
+            *extra,
+        ]
         # a leftover server on the port would answer /health for us: refuse before starting
         if not port_is_free(port):
             raise RuntimeError(f"port {port} is already in use on 127.0.0.1 (a leftover server?)")
@@ -161,8 +181,12 @@ def tiny_server(tiny_model, tmp_path_factory):
     what it promises: 64M of KV cache hold 73 requests of 2048 tokens and it takes at most 8 at once
     (vLLM's CPU default, 128, promises more than the cache holds: `check --level full` fails that). It logs every
     request with its SamplingParams (--enable-log-requests): the proxy tests read what reached the engine there."""
-    server = VllmServer(tiny_model, port=free_port(), extra=("--max-num-seqs", "8", "--enable-log-requests"),
-                        log_path=str(tmp_path_factory.mktemp("tiny-server") / "vllm.log"))
+    server = VllmServer(
+        tiny_model,
+        port=free_port(),
+        extra=("--max-num-seqs", "8", "--enable-log-requests"),
+        log_path=str(tmp_path_factory.mktemp("tiny-server") / "vllm.log"),
+    )
     try:
         yield server.wait_ready()
     finally:

@@ -102,8 +102,10 @@ def golden_outputs() -> dict[str, str]:
 
 
 def k8s_golden_outputs() -> dict[str, str]:
-    return {k8s_golden_name(stem, fmt): outputs.text(fmt, _spec(recipe, profile, nodes=outputs.nodes_for(fmt, nodes)), nodes=nodes)
-            for stem, recipe, profile, fmt, nodes in K8S_CASES}
+    return {
+        k8s_golden_name(stem, fmt): outputs.text(fmt, _spec(recipe, profile, nodes=outputs.nodes_for(fmt, nodes)), nodes=nodes)
+        for stem, recipe, profile, fmt, nodes in K8S_CASES
+    }
 
 
 def monitoring_golden_outputs() -> dict[str, str]:
@@ -112,8 +114,13 @@ def monitoring_golden_outputs() -> dict[str, str]:
     out = {}
     for stem, recipe, profile, fmt, nodes, proxy in MONITORING_CASES:
         spec = _spec(recipe, profile)
-        text = outputs.with_monitoring(fmt, spec, outputs.text(fmt, spec, nodes=nodes if nodes > 1 else None),
-                                       monitoring_dashboard(spec), spec.port + 1 if proxy else None)
+        text = outputs.with_monitoring(
+            fmt,
+            spec,
+            outputs.text(fmt, spec, nodes=nodes if nodes > 1 else None),
+            monitoring_dashboard(spec),
+            spec.port + 1 if proxy else None,
+        )
         out[f"{stem}.{fmt}.yaml"] = text
     for stem, file, layout in FLEET_MONITORING_CASES:
         out[f"{stem}.compose.yaml"] = fleet_monitoring_text(file, layout)

@@ -46,29 +46,54 @@ QWEN3_TEMPLATE = (
 
 def qwen3_config(**over) -> dict:
     """Qwen/Qwen3-0.6B's config.json shape (public), shrunk."""
-    cfg = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 64, "num_hidden_layers": 2,
-           "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 128,
-           "max_position_embeddings": 40960, "vocab_size": 256, "torch_dtype": "bfloat16", "sliding_window": None,
-           "use_sliding_window": False, "tie_word_embeddings": True, "rope_theta": 1000000}
+    cfg = {
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "intermediate_size": 128,
+        "max_position_embeddings": 40960,
+        "vocab_size": 256,
+        "torch_dtype": "bfloat16",
+        "sliding_window": None,
+        "use_sliding_window": False,
+        "tie_word_embeddings": True,
+        "rope_theta": 1000000,
+    }
     cfg.update(over)
     return cfg
 
 
-def checkpoint_files(config: dict | None = None, template: str | None = QWEN3_TEMPLATE, *, generation: dict | None = None,
-                     weights: dict[str, tuple[str, list[int]]] | None = None, extra: dict[str, bytes] | None = None,
-                     weight_data: bool = True) -> dict[str, bytes]:
+def checkpoint_files(
+    config: dict | None = None,
+    template: str | None = QWEN3_TEMPLATE,
+    *,
+    generation: dict | None = None,
+    weights: dict[str, tuple[str, list[int]]] | None = None,
+    extra: dict[str, bytes] | None = None,
+    weight_data: bool = True,
+) -> dict[str, bytes]:
     """The files of a tiny checkpoint: config.json, tokenizer_config.json (with the chat template),
     generation_config.json and model.safetensors."""
     config = config or qwen3_config()
     hidden, vocab = config.get("hidden_size", 64), config.get("vocab_size", 256)
     files = {
         "config.json": json.dumps(config, indent=2).encode(),
-        "tokenizer_config.json": json.dumps({"eos_token": "<|im_end|>", **({"chat_template": template} if template else {})}).encode(),
-        "model.safetensors": safetensors_bytes(weights or {
-            "model.embed_tokens.weight": ("BF16", [vocab, hidden]),
-            "model.layers.0.self_attn.q_proj.weight": ("BF16", [hidden, hidden]),
-            "model.norm.weight": ("BF16", [hidden]),
-        }, data=weight_data),
+        "tokenizer_config.json": json.dumps(
+            {"eos_token": "<|im_end|>", **({"chat_template": template} if template else {})}
+        ).encode(),
+        "model.safetensors": safetensors_bytes(
+            weights
+            or {
+                "model.embed_tokens.weight": ("BF16", [vocab, hidden]),
+                "model.layers.0.self_attn.q_proj.weight": ("BF16", [hidden, hidden]),
+                "model.norm.weight": ("BF16", [hidden]),
+            },
+            data=weight_data,
+        ),
     }
     if generation is not None:
         files["generation_config.json"] = json.dumps(generation).encode()
@@ -84,8 +109,9 @@ def write_dir(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def populate_cache(hub_cache: Path, repo: str, files: dict[str, bytes], commit: str = COMMIT,
-                   refs: tuple[str, ...] = ("main",)) -> Path:
+def populate_cache(
+    hub_cache: Path, repo: str, files: dict[str, bytes], commit: str = COMMIT, refs: tuple[str, ...] = ("main",)
+) -> Path:
     """The HF cache layout huggingface_hub writes: blobs named by content hash, snapshot symlinks into them, refs."""
     root = hub_cache / f"models--{repo.replace('/', '--')}"
     snap = root / "snapshots" / commit
@@ -155,8 +181,12 @@ class HubServer:
                 files = self._repo(repo, rev)
                 if files is None:
                     return
-                body = json.dumps([{"type": "file", "path": p, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
-                                   for p, d in sorted(files.items())]).encode()
+                body = json.dumps(
+                    [
+                        {"type": "file", "path": p, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
+                        for p, d in sorted(files.items())
+                    ]
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -184,7 +214,7 @@ class HubServer:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
                 self.end_headers()
                 if not head:
-                    self.wfile.write(data[start:end + 1])
+                    self.wfile.write(data[start : end + 1])
 
             def do_HEAD(self):  # noqa: N802
                 self._handle(True)

@@ -95,8 +95,12 @@ def test_a_parser_the_release_lacks_is_left_out_with_a_warning_never_guessed():
     d = parsers.decide(load_parser_table(), ck, registries.static("0.18.0"))  # gemma4 parsers arrive in 0.19
     assert d.tool_call.parser is None and d.reasoning.parser is None
     assert "not registered in vLLM 0.18.0" in d.tool_call.warning
-    ck = parsers.Checkpoint(name="nvidia/NVIDIA-Nemotron-Nano-9B-v2", model_types=("nemotron_h",), architecture=None,
-                            template="<TOOLCALL>[...]</TOOLCALL>")
+    ck = parsers.Checkpoint(
+        name="nvidia/NVIDIA-Nemotron-Nano-9B-v2",
+        model_types=("nemotron_h",),
+        architecture=None,
+        template="<TOOLCALL>[...]</TOOLCALL>",
+    )
     d = parsers.decide(load_parser_table(), ck, R032)
     assert d.tool_call.parser is None and "nemotron_json" in d.tool_call.warning
 
@@ -115,20 +119,38 @@ def test_every_parser_the_table_names_exists_in_some_release():
 # --------------------------------------------------------------------------- quantization from the config
 
 
-@pytest.mark.parametrize("qc,expected", [
-    ({"quant_method": "fp8", "weight_block_size": [128, 128]}, "fp8"),
-    ({"quant_method": "gptq", "bits": 4, "group_size": 128}, "gptq-int4"),
-    ({"quant_method": "gptq", "bits": 8}, "gptq-int8"),
-    ({"quant_method": "awq", "bits": 4}, "awq-int4"),
-    ({"quant_method": "mxfp4"}, "mxfp4"),
-    ({"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized", "config_groups": {}}, "nvfp4"),
-    ({"quant_method": "compressed-tensors", "config_groups": {"g": {"format": "mxfp4-pack-quantized", "weights": {}}}}, "mxfp4"),
-    ({"quant_method": "compressed-tensors", "format": "float-quantized",
-      "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float"}}}}, "fp8"),
-    ({"quant_method": "compressed-tensors", "format": "pack-quantized",
-      "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int", "group_size": 128}}}}, "int4"),
-    ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "nvfp4"),
-])
+@pytest.mark.parametrize(
+    "qc,expected",
+    [
+        ({"quant_method": "fp8", "weight_block_size": [128, 128]}, "fp8"),
+        ({"quant_method": "gptq", "bits": 4, "group_size": 128}, "gptq-int4"),
+        ({"quant_method": "gptq", "bits": 8}, "gptq-int8"),
+        ({"quant_method": "awq", "bits": 4}, "awq-int4"),
+        ({"quant_method": "mxfp4"}, "mxfp4"),
+        ({"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized", "config_groups": {}}, "nvfp4"),
+        (
+            {"quant_method": "compressed-tensors", "config_groups": {"g": {"format": "mxfp4-pack-quantized", "weights": {}}}},
+            "mxfp4",
+        ),
+        (
+            {
+                "quant_method": "compressed-tensors",
+                "format": "float-quantized",
+                "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float"}}},
+            },
+            "fp8",
+        ),
+        (
+            {
+                "quant_method": "compressed-tensors",
+                "format": "pack-quantized",
+                "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int", "group_size": 128}}},
+            },
+            "int4",
+        ),
+        ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "nvfp4"),
+    ],
+)
 def test_quantization_from_quantization_config(qc, expected):
     q = quantization({"quantization_config": qc, "torch_dtype": "bfloat16"})
     assert q.quantization == expected and q.reason
@@ -175,8 +197,16 @@ def test_models_show_explains_every_choice(cli, tmp_path):
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     settings = {c["setting"]: c for c in doc["derivation"]["choices"]}
-    for key in ("quantization", "parsers.reasoning", "parsers.tool_call", "sampling_defaults", "weights_gib",
-                "profiles.rtx-5090", "profiles.cpu", "architecture.num_kv_heads"):
+    for key in (
+        "quantization",
+        "parsers.reasoning",
+        "parsers.tool_call",
+        "sampling_defaults",
+        "weights_gib",
+        "profiles.rtx-5090",
+        "profiles.cpu",
+        "architecture.num_kv_heads",
+    ):
         assert settings[key]["reason"], key
     assert doc["model_path"] == path and doc["source"] == "directory"
     assert "--max-model-len 40960" == settings["profiles.rtx-5090"]["value"]
@@ -185,8 +215,9 @@ def test_models_show_explains_every_choice(cli, tmp_path):
 
 
 def test_fp4_weights_never_on_rocm_or_cpu_and_need_blackwell(cli, tmp_path):
-    cfg = qwen3_config(quantization_config={"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized",
-                                            "config_groups": {}})
+    cfg = qwen3_config(
+        quantization_config={"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized", "config_groups": {}}
+    )
     path = make(tmp_path, config=cfg)
     doc = json.loads(cli("models", "show", path, "--json").stdout)
     assert doc["quantization"] == "nvfp4"
@@ -207,10 +238,21 @@ def test_gptq_on_rocm_renders_float16(cli, tmp_path):
 
 
 def hybrid_config():
-    return qwen3_config(architectures=["Qwen3NextForCausalLM"], model_type="qwen3_next", num_hidden_layers=4,
-                        layer_types=["linear_attention"] * 3 + ["full_attention"], linear_num_key_heads=2,
-                        linear_num_value_heads=2, linear_key_head_dim=16, linear_value_head_dim=16, linear_conv_kernel_dim=4,
-                        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32)
+    return qwen3_config(
+        architectures=["Qwen3NextForCausalLM"],
+        model_type="qwen3_next",
+        num_hidden_layers=4,
+        layer_types=["linear_attention"] * 3 + ["full_attention"],
+        linear_num_key_heads=2,
+        linear_num_value_heads=2,
+        linear_key_head_dim=16,
+        linear_value_head_dim=16,
+        linear_conv_kernel_dim=4,
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=32,
+        shared_expert_intermediate_size=32,
+    )
 
 
 def test_fp8_kv_cache_refused_on_a_hybrid_model(cli, tmp_path):
@@ -246,8 +288,11 @@ def test_sliding_windows_are_sized_and_unknown_families_refused_in_one_line(cli,
     plan = json.loads(cli("plan", path, "--gpu", "rtx-5090", "--max-model-len", "32768", "--json").stdout)
     assert [g["kind"] for g in plan["layout"]] == ["sliding_window"]
     # an architecture outside those families: full attention is read generically, a window is refused
-    other = make(tmp_path, name="other", config=qwen3_config(architectures=["FooForCausalLM"], model_type="foo",
-                                                             sliding_window=4096, use_sliding_window=True))
+    other = make(
+        tmp_path,
+        name="other",
+        config=qwen3_config(architectures=["FooForCausalLM"], model_type="foo", sliding_window=4096, use_sliding_window=True),
+    )
     res = cli("models", "show", other)
     assert res.exit_code == 2 and "sliding-window" in res.stderr and "Traceback" not in res.stderr
 
@@ -305,11 +350,17 @@ def test_a_broken_recipe_of_ones_own_is_one_line_with_file_and_line(cli, tmp_pat
     assert cli("render", "tiny-cpu", "--gpu", "cpu").exit_code == 0
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda t: t.replace("name: mine", "name: tiny-cpu", 1), "differs from the file name"),
-    (lambda t: t.replace("  profiles:\n", "  card: {source: x}\n  profiles:\n", 1), "model-card settings belong to the curated"),
-    (lambda t: t.replace("    rtx-5090:\n", "    rtx-5900:\n", 1), "did you mean 'rtx-5090'"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda t: t.replace("name: mine", "name: tiny-cpu", 1), "differs from the file name"),
+        (
+            lambda t: t.replace("  profiles:\n", "  card: {source: x}\n  profiles:\n", 1),
+            "model-card settings belong to the curated",
+        ),
+        (lambda t: t.replace("    rtx-5090:\n", "    rtx-5900:\n", 1), "did you mean 'rtx-5090'"),
+    ],
+)
 def test_recipe_rules_beyond_the_schema(cli, tmp_path, edit, message):
     assert cli("models", "add", make(tmp_path), "--name", "mine").exit_code == 0
     f = tmp_path / "config" / "servectl" / "recipes" / "mine.yaml"

@@ -63,8 +63,22 @@ def test_up_directory_then_check(env, tiny_dir):
         assert doc["recipe"] == tiny_dir.name.lower() and checks(doc)["tools"] == "pass"
         # bench by deployment name, as for a curated recipe: the record names the recipe and the tokenizer
         out = Path(env["XDG_STATE_HOME"]) / "bench.json"
-        bench = sc(env, "bench", up["name"], "--concurrency", "1", "--num-prompts", "2", "--input-len", "16",
-                   "--output-len", "8", "-o", str(out), timeout=600)
+        bench = sc(
+            env,
+            "bench",
+            up["name"],
+            "--concurrency",
+            "1",
+            "--num-prompts",
+            "2",
+            "--input-len",
+            "16",
+            "--output-len",
+            "8",
+            "-o",
+            str(out),
+            timeout=600,
+        )
         assert bench.returncode == 0, bench.stderr[-2000:]
         result = json.loads(out.read_text())
         assert result["recipe"] == tiny_dir.name.lower() and result["results"][0]["completed"] == 2
@@ -101,10 +115,13 @@ def test_up_repo_pulls_first_then_serves_from_the_cache(env, tiny_dir):
             sc(env, "down", up["name"], timeout=STOP_S)
 
 
-@pytest.mark.parametrize("family,parsers", [
-    ("llama", {"reasoning": "qwen3", "tool_call": "hermes"}),  # a Llama with a ChatML template: the template's rules
-    ("granite", {"reasoning": None, "tool_call": "granite4"}),  # the Granite 4.0 family row
-])
+@pytest.mark.parametrize(
+    "family,parsers",
+    [
+        ("llama", {"reasoning": "qwen3", "tool_call": "hermes"}),  # a Llama with a ChatML template: the template's rules
+        ("granite", {"reasoning": None, "tool_call": "granite4"}),  # the Granite 4.0 family row
+    ],
+)
 def test_up_family_checkpoint_then_check(env, family, parsers):
     from tiny_checkpoints import ensure_tiny_family
 

@@ -36,8 +36,20 @@ def printed_blocks(log: str) -> list[dict[str, str]]:
 
 def test_bench_figures_are_vllms_own(tiny_server, cli, tmp_path):
     out = tmp_path / "result.json"
-    result = cli("bench", tiny_server.url, "--concurrency", "1,2", "--num-prompts", "8",
-                 "--input-len", "64", "--output-len", "16", "-o", str(out))
+    result = cli(
+        "bench",
+        tiny_server.url,
+        "--concurrency",
+        "1,2",
+        "--num-prompts",
+        "8",
+        "--input-len",
+        "64",
+        "--output-len",
+        "16",
+        "-o",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert {"recipe", "profile", "vllm_version", "flags", "host", "results"} <= set(doc)

@@ -42,10 +42,14 @@ def test_a_round_read_in_bursts_is_broken():
 def test_every_rule_fires_on_its_own():
     good = from_vllm_result(HEALTHY, asked_output_len=64, concurrency=8)
     cases = {
-        "requests completed": dataclasses.replace(good, completed=79, failed=1, total_output_tokens=79 * 64,
-                                                  request_throughput=79 / good.duration_s),
-        "asked 64": dataclasses.replace(good, total_output_tokens=good.total_output_tokens - 5,
-                                        output_throughput=(good.total_output_tokens - 5) / good.duration_s),
+        "requests completed": dataclasses.replace(
+            good, completed=79, failed=1, total_output_tokens=79 * 64, request_throughput=79 / good.duration_s
+        ),
+        "asked 64": dataclasses.replace(
+            good,
+            total_output_tokens=good.total_output_tokens - 5,
+            output_throughput=(good.total_output_tokens - 5) / good.duration_s,
+        ),
         "replies do not have": dataclasses.replace(good, output_lens=(63, *good.output_lens[1:])),
         "request throughput x duration": dataclasses.replace(good, request_throughput=good.request_throughput * 2),
         "output throughput x duration": dataclasses.replace(good, output_throughput=good.output_throughput / 2),
@@ -62,15 +66,39 @@ def test_legitimate_extremes_are_not_mistaken_for_bursts():
     but decoding is a real share of each request. A 100k-token prompt before a 16-token answer: decoding is under
     1 % of the request and under the busiest second's per-token time, but a decoded token is not cheaper than a
     prefilled prompt token was. A round is a burst only when all three signs agree."""
-    sparse = Round(num_prompts=32, completed=32, failed=0, duration_s=70.4, request_throughput=32 / 70.4,
-                   output_throughput=64 * 32 / 70.4, total_output_tokens=64 * 32, asked_output_len=64, concurrency=1,
-                   total_input_tokens=32 * 1024, ttft_p50_ms=2000, tpot_p50_ms=3, mean_e2el_ms=2189,
-                   peak_output_tokens_per_s=64)
+    sparse = Round(
+        num_prompts=32,
+        completed=32,
+        failed=0,
+        duration_s=70.4,
+        request_throughput=32 / 70.4,
+        output_throughput=64 * 32 / 70.4,
+        total_output_tokens=64 * 32,
+        asked_output_len=64,
+        concurrency=1,
+        total_input_tokens=32 * 1024,
+        ttft_p50_ms=2000,
+        tpot_p50_ms=3,
+        mean_e2el_ms=2189,
+        peak_output_tokens_per_s=64,
+    )
     assert problems(sparse) == []
-    long_prompt = Round(num_prompts=8, completed=8, failed=0, duration_s=8 * 30.225, request_throughput=1 / 30.225,
-                        output_throughput=16 / 30.225, total_output_tokens=8 * 16, asked_output_len=16, concurrency=1,
-                        total_input_tokens=8 * 100_000, ttft_p50_ms=30_000, tpot_p50_ms=15, mean_e2el_ms=30_225,
-                        peak_output_tokens_per_s=16)
+    long_prompt = Round(
+        num_prompts=8,
+        completed=8,
+        failed=0,
+        duration_s=8 * 30.225,
+        request_throughput=1 / 30.225,
+        output_throughput=16 / 30.225,
+        total_output_tokens=8 * 16,
+        asked_output_len=16,
+        concurrency=1,
+        total_input_tokens=8 * 100_000,
+        ttft_p50_ms=30_000,
+        tpot_p50_ms=15,
+        mean_e2el_ms=30_225,
+        peak_output_tokens_per_s=16,
+    )
     assert problems(long_prompt) == []
     # the same long-prompt round with its answers read at once is a burst
     burst = dataclasses.replace(long_prompt, total_input_tokens=8 * 64, tpot_p50_ms=0.005)
@@ -95,12 +123,22 @@ def test_proxy_benchmark_medians_leave_broken_rounds_out():
     import proxy_vllm_bench as pvb
 
     def run(tpot, req_s, broken=()):
-        return {"tpot_ms": tpot, "itl_ms": 1.0, "ttft_ms": 100.0, "req_s": req_s, "tok_s": req_s * 64,
-                "cpu_us_per_chunk": 20.0, "cpu_ms_per_request": 1.0, "broken": list(broken)}
+        return {
+            "tpot_ms": tpot,
+            "itl_ms": 1.0,
+            "ttft_ms": 100.0,
+            "req_s": req_s,
+            "tok_s": req_s * 64,
+            "cpu_us_per_chunk": 20.0,
+            "cpu_ms_per_request": 1.0,
+            "broken": list(broken),
+        }
 
-    runs = {"direct": [run(7.7, 14.5), run(0.01, 5.0, ["burst"]), run(0.01, 5.1, ["burst"])],
-            "proxy": [run(8.0, 14.0), run(8.2, 13.8), run(7.9, 14.1)],
-            "relay": [run(0.01, 5.0, ["burst"])] * 3}
+    runs = {
+        "direct": [run(7.7, 14.5), run(0.01, 5.0, ["burst"]), run(0.01, 5.1, ["burst"])],
+        "proxy": [run(8.0, 14.0), run(8.2, 13.8), run(7.9, 14.1)],
+        "relay": [run(0.01, 5.0, ["burst"])] * 3,
+    }
     summary = pvb.summarize(runs)
     assert summary["median"]["direct"]["tpot_ms"] == 7.7 and summary["median"]["direct"]["req_s"] == 14.5
     assert summary["rounds_used"] == {"direct": 1, "proxy": 3, "relay": 0}

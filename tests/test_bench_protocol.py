@@ -30,8 +30,13 @@ def test_every_level_has_the_same_dataset_and_seed():
     one, four = (bench_argv(p, c, "http://h:1", "m", "tok", "/tmp/r") for c in (1, 4))
     differ = [(a, b) for a, b in zip(one, four) if a != b]
     assert differ == [("1", "4"), ("1", "4"), ("c1.json", "c4.json")]  # --max-concurrency, --num-warmups, file
-    for flag, value in (("--dataset-name", "random"), ("--seed", "0"), ("--num-prompts", "32"),
-                        ("--random-input-len", "128"), ("--metric-percentiles", "50,99")):
+    for flag, value in (
+        ("--dataset-name", "random"),
+        ("--seed", "0"),
+        ("--num-prompts", "32"),
+        ("--random-input-len", "128"),
+        ("--metric-percentiles", "50,99"),
+    ):
         assert one[one.index(flag) + 1] == value
     assert "--ignore-eos" in one and "--save-result" in one
 
@@ -45,16 +50,48 @@ def test_results_entry_carries_vllms_figures_unchanged():
     assert r["errors"] == VLLM_JSON["failed"] == 0 and r["completed"] == 8
     assert "spec_decode" not in r  # the server does not speculate
     # keys serve.py writes when the server's /metrics count drafts (vllm/benchmarks/serve.py, 0.32.0)
-    spec = level_result(4, {**VLLM_JSON, "spec_decode_acceptance_rate": 71.5, "spec_decode_acceptance_length": 2.43,
-                            "spec_decode_num_drafts": 100, "spec_decode_draft_tokens": 200, "spec_decode_accepted_tokens": 143})
-    assert spec["spec_decode"] == {"acceptance_rate": 71.5, "acceptance_length": 2.43, "num_drafts": 100,
-                                   "draft_tokens": 200, "accepted_tokens": 143}
+    spec = level_result(
+        4,
+        {
+            **VLLM_JSON,
+            "spec_decode_acceptance_rate": 71.5,
+            "spec_decode_acceptance_length": 2.43,
+            "spec_decode_num_drafts": 100,
+            "spec_decode_draft_tokens": 200,
+            "spec_decode_accepted_tokens": 143,
+        },
+    )
+    assert spec["spec_decode"] == {
+        "acceptance_rate": 71.5,
+        "acceptance_length": 2.43,
+        "num_drafts": 100,
+        "draft_tokens": 200,
+        "accepted_tokens": 143,
+    }
 
 
 def test_shared_flags_hold_no_secret_address_or_path():
-    argv = ["/home/ann/venv/bin/vllm", "serve", "/home/ann/models/Qwen3.5-35B-A3B-NVFP4", "--api-key", "sk-123",
-            "--host", "box.corp.example", "--port", "8000", "--max-num-seqs", "8", "--hf-token=hf_abc",
-            "--tokenizer", "/home/ann/tok/", "--reasoning-parser", "qwen3", "--kv-cache-dtype", "fp8", "--enforce-eager"]
+    argv = [
+        "/home/ann/venv/bin/vllm",
+        "serve",
+        "/home/ann/models/Qwen3.5-35B-A3B-NVFP4",
+        "--api-key",
+        "sk-123",
+        "--host",
+        "box.corp.example",
+        "--port",
+        "8000",
+        "--max-num-seqs",
+        "8",
+        "--hf-token=hf_abc",
+        "--tokenizer",
+        "/home/ann/tok/",
+        "--reasoning-parser",
+        "qwen3",
+        "--kv-cache-dtype",
+        "fp8",
+        "--enforce-eager",
+    ]
     flags = shareable_flags(argv)
     text = " ".join(flags)
     assert "sk-123" not in text and "hf_abc" not in text and "box.corp" not in text and "/home" not in text
@@ -64,9 +101,16 @@ def test_shared_flags_hold_no_secret_address_or_path():
 
 
 def _doc(**changes):
-    doc = {"recipe": "r", "profile": "p", "vllm_version": "0.32.0", "host": {"cpu": "x"}, "flags": ["--a", "1"],
-           "protocol": {"num_prompts": 8}, "model": "m",
-           "results": [level_result(1, VLLM_JSON), level_result(4, VLLM_JSON)]}
+    doc = {
+        "recipe": "r",
+        "profile": "p",
+        "vllm_version": "0.32.0",
+        "host": {"cpu": "x"},
+        "flags": ["--a", "1"],
+        "protocol": {"num_prompts": 8},
+        "model": "m",
+        "results": [level_result(1, VLLM_JSON), level_result(4, VLLM_JSON)],
+    }
     doc.update(changes)
     return doc
 
@@ -155,11 +199,36 @@ def test_a_deployment_name_brings_its_recipe_profile_and_flags(monkeypatch, tmp_
     from servectl.launch.record import DeploymentRecord
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    argv = ["/opt/v/bin/vllm", "serve", "/srv/models/Qwen3.5-35B-A3B-NVFP4", "--served-model-name", "qwen",
-            "--host", "0.0.0.0", "--port", "8123", "--max-num-seqs", "4", "--api-key", "sk-x"]
-    state.save(DeploymentRecord(name="prod", runtime="local", recipe="qwen3.5-35b-a3b-nvfp4", profile="rtx-5090",
-                                model="/srv/models/Qwen3.5-35B-A3B-NVFP4", served_model_name="qwen", host="0.0.0.0",
-                                port=8123, log_path=str(tmp_path / "log"), argv=argv, started_at=0.0))
+    argv = [
+        "/opt/v/bin/vllm",
+        "serve",
+        "/srv/models/Qwen3.5-35B-A3B-NVFP4",
+        "--served-model-name",
+        "qwen",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8123",
+        "--max-num-seqs",
+        "4",
+        "--api-key",
+        "sk-x",
+    ]
+    state.save(
+        DeploymentRecord(
+            name="prod",
+            runtime="local",
+            recipe="qwen3.5-35b-a3b-nvfp4",
+            profile="rtx-5090",
+            model="/srv/models/Qwen3.5-35B-A3B-NVFP4",
+            served_model_name="qwen",
+            host="0.0.0.0",
+            port=8123,
+            log_path=str(tmp_path / "log"),
+            argv=argv,
+            started_at=0.0,
+        )
+    )
     t = target_for("prod")
     assert t.url == "http://127.0.0.1:8123" and (t.recipe, t.profile, t.model) == ("qwen3.5-35b-a3b-nvfp4", "rtx-5090", "qwen")
     assert t.tokenizer == "/srv/models/Qwen3.5-35B-A3B-NVFP4" and t.argv == argv

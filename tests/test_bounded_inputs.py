@@ -30,10 +30,15 @@ def run(tmp_path, *args, stdin=None, timeout=HANG) -> subprocess.CompletedProces
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    return subprocess.run([*SERVECTL, *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=stdin, preexec_fn=cap)
+    env = {
+        **os.environ,
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    return subprocess.run(
+        [*SERVECTL, *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=stdin, preexec_fn=cap
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
@@ -50,21 +55,27 @@ def fifo(tmp_path):
     return str(path)
 
 
-@pytest.mark.parametrize("argv", [
-    ["bench", "compare", "/dev/zero", "/dev/zero"],
-    ["gpus", "--from", "/dev/zero"],
-    ["gpus", "--from", "/dev/urandom"],
-    ["diagnose", "/dev/zero"],
-    ["calibrate", "tiny-cpu", "--gpu", "cpu", "--log", "/dev/zero"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "compare", "/dev/zero", "/dev/zero"],
+        ["gpus", "--from", "/dev/zero"],
+        ["gpus", "--from", "/dev/urandom"],
+        ["diagnose", "/dev/zero"],
+        ["calibrate", "tiny-cpu", "--gpu", "cpu", "--log", "/dev/zero"],
+    ],
+)
 def test_endless_devices_are_bad_input_not_a_memory_blow_up(tmp_path, argv):
     one_line_error(run(tmp_path, *argv))
 
 
-@pytest.mark.parametrize("argv", [
-    ["bench", "compare", "{fifo}", "{fifo}"],
-    ["gpus", "--from", "{fifo}"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "compare", "{fifo}", "{fifo}"],
+        ["gpus", "--from", "{fifo}"],
+    ],
+)
 def test_a_fifo_nobody_writes_is_refused_not_waited_on(tmp_path, fifo, argv):
     assert "not a regular file" in one_line_error(run(tmp_path, *[a.format(fifo=fifo) for a in argv]))
 

@@ -56,7 +56,9 @@ def test_gpu_log_correction_is_used_by_later_plans(cli, tmp_path):
         "(APIServer pid=1) INFO non-default args: {'gpu_memory_utilization': 0.905, 'max_model_len': 32768, "
         "'max_num_seqs': 32, 'max_num_batched_tokens': 2048, 'max_cudagraph_capture_size': 32}\n"
         "(EngineCore pid=2) INFO Initializing a V1 LLM engine (v0.18.0) with config: model='m'\n"
-        + (LOGS / "gpu-v0.24-rtx5090-qwen3.6-nvfp4-fp8kv-a.log").read_text().splitlines()[3].replace("5.98", "1.00") + "\n")
+        + (LOGS / "gpu-v0.24-rtx5090-qwen3.6-nvfp4-fp8kv-a.log").read_text().splitlines()[3].replace("5.98", "1.00")
+        + "\n"
+    )
     args = ("plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--gpu-memory-utilization", "0.905", "--json")
     before = json.loads(cli(*args).stdout)
     assert before["vllm_version"] == "0.18.0"

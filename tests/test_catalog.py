@@ -33,31 +33,58 @@ def installed_wheel(tmp_path_factory):
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "servectl", "profiles", "patches"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(src)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(src)],
+        check=True,
+        capture_output=True,
+    )
     wheel = next((tmp / "dist").glob("servectl-*.whl"))
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)  # this pip installs into it
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
-                    str(wheel)], check=True, capture_output=True)
-    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    site = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return venv
 
 
 def test_wheel_ships_the_catalog_and_runs_from_another_directory(installed_wheel, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SERVECTL_PROFILES_DIR"}
-    where = subprocess.run([str(installed_wheel / "bin" / "python"), "-c", "import servectl; print(servectl.__file__)"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [str(installed_wheel / "bin" / "python"), "-c", "import servectl; print(servectl.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert str(installed_wheel) in where, "servectl must come from the wheel, not the source tree"
-    proc = subprocess.run([str(installed_wheel / "bin" / "servectl"), "profiles", "list", "--json"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(installed_wheel / "bin" / "servectl"), "profiles", "list", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     names = [p["name"] for p in json.loads(proc.stdout)]
     assert names == ["rtx-5090", "rtx-pro-6000-blackwell", "dgx-spark", "rocm-4gpu", "cpu"]
-    models = subprocess.run([str(installed_wheel / "bin" / "servectl"), "models", "list", "--json"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    models = subprocess.run(
+        [str(installed_wheel / "bin" / "servectl"), "models", "list", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert {m["name"] for m in json.loads(models.stdout)} >= {"qwen3.5-35b-a3b-nvfp4", "tiny-cpu"}
 
 
@@ -87,13 +114,16 @@ def test_schema_forbids_unknown_fields():
         validate(GpuProfile, data)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("name", "RTX 5090", "does not match"),
-    ("count", 0, "greater than or equal to 1"),
-    ("compute_capability", "sm_120", "does not match"),
-    ("default_preset", "gaming", "not one of the presets"),
-    ("vendor", "intel", "'nvidia', 'amd' or 'cpu'"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("name", "RTX 5090", "does not match"),
+        ("count", 0, "greater than or equal to 1"),
+        ("compute_capability", "sm_120", "does not match"),
+        ("default_preset", "gaming", "not one of the presets"),
+        ("vendor", "intel", "'nvidia', 'amd' or 'cpu'"),
+    ],
+)
 def test_schema_refuses_bad_values(field, value, message):
     data = {**asdict(load_catalog().gpu("rtx-5090")), field: value}
     with pytest.raises(ValidationError, match=message):
@@ -113,11 +143,20 @@ def _line_of(path: Path, needle: str) -> int:
     return next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if needle in ln)
 
 
-@pytest.mark.parametrize("filename,old,new,needle,field", [
-    ("gpus.yaml", "memory_gib: 32\n", "memory_gib: -32\n", "memory_gib: -32", "gpus.0.memory_gib"),
-    ("gpus.yaml", "    usable_memory_gib: 94.97", "    usable_memory_gb: 94.97", "usable_memory_gb", "gpus.1.usable_memory_gb"),
-    ("models.yaml", "weights_gib: 20.6", "weights_gib: lots", "weights_gib: lots", "models.2.weights_gib"),
-])
+@pytest.mark.parametrize(
+    "filename,old,new,needle,field",
+    [
+        ("gpus.yaml", "memory_gib: 32\n", "memory_gib: -32\n", "memory_gib: -32", "gpus.0.memory_gib"),
+        (
+            "gpus.yaml",
+            "    usable_memory_gib: 94.97",
+            "    usable_memory_gb: 94.97",
+            "usable_memory_gb",
+            "gpus.1.usable_memory_gb",
+        ),
+        ("models.yaml", "weights_gib: 20.6", "weights_gib: lots", "weights_gib: lots", "models.2.weights_gib"),
+    ],
+)
 def test_malformed_profile_gives_file_line_field(cli, monkeypatch, tmp_path, filename, old, new, needle, field):
     folder = _broken_copy(tmp_path, filename, old, new)
     monkeypatch.setenv("SERVECTL_PROFILES_DIR", str(folder))
@@ -137,28 +176,40 @@ def test_broken_yaml_syntax_gives_file_and_line(cli, monkeypatch, tmp_path):
 
 
 def test_recipe_naming_a_missing_profile_is_caught(cli, monkeypatch, tmp_path):
-    folder = _broken_copy(tmp_path, "models.yaml", "      dgx-spark:\n        args: [--max-model-len, \"262144\"]\n        notes: [Decode",
-                          "      dgx-sprak:\n        args: [--max-model-len, \"262144\"]\n        notes: [Decode")
+    folder = _broken_copy(
+        tmp_path,
+        "models.yaml",
+        '      dgx-spark:\n        args: [--max-model-len, "262144"]\n        notes: [Decode',
+        '      dgx-sprak:\n        args: [--max-model-len, "262144"]\n        notes: [Decode',
+    )
     monkeypatch.setenv("SERVECTL_PROFILES_DIR", str(folder))
     result = cli("models", "list")
     assert result.exit_code == 2 and "'dgx-sprak'" in result.stderr and "did you mean 'dgx-spark'" in result.stderr
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["render", "qwen3.5-35b-a3b-nvfp", "--gpu", "rtx-5090"], "unknown model 'qwen3.5-35b-a3b-nvfp': did you mean 'qwen3.5-35b-a3b-nvfp4'"),
-    (["render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx5090"], "unknown profile 'rtx5090': did you mean 'rtx-5090'"),
-    (["models", "show", "tiny_cpu"], "did you mean 'tiny-cpu'"),
-    (["profiles", "show", "dgx_spark"], "did you mean 'dgx-spark'"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (
+            ["render", "qwen3.5-35b-a3b-nvfp", "--gpu", "rtx-5090"],
+            "unknown model 'qwen3.5-35b-a3b-nvfp': did you mean 'qwen3.5-35b-a3b-nvfp4'",
+        ),
+        (["render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx5090"], "unknown profile 'rtx5090': did you mean 'rtx-5090'"),
+        (["models", "show", "tiny_cpu"], "did you mean 'tiny-cpu'"),
+        (["profiles", "show", "dgx_spark"], "did you mean 'dgx-spark'"),
+    ],
+)
 def test_unknown_names_exit_2_with_did_you_mean(cli, args, expected):
     result = cli(*args)
     assert result.exit_code == 2 and result.stdout == ""
     assert expected in result.stderr and result.stderr.strip().count("\n") == 0
 
 
-_LOAD = ("import sys, json\nfrom servectl.catalog.load import load_catalog\n"
-         "cat = load_catalog()\n"
-         "print(json.dumps({'pydantic': 'pydantic' in sys.modules, 'title': cat.gpu('rtx-5090').title}))")
+_LOAD = (
+    "import sys, json\nfrom servectl.catalog.load import load_catalog\n"
+    "cat = load_catalog()\n"
+    "print(json.dumps({'pydantic': 'pydantic' in sys.modules, 'title': cat.gpu('rtx-5090').title}))"
+)
 
 
 def _load_in_child(env: dict[str, str]) -> dict:

@@ -40,8 +40,16 @@ def test_full_passes_on_a_well_sized_server(tiny_server, cli):
     assert rungs[-1]["prompt_tokens"] > 0.85 * 2048
     # vLLM's own per-request counters saw each rung whole (the only request on the server at that time)
     assert checks["context"]["figures"]["counters"] == "exact"
-    assert all(r["vllm_counted"] == {"finished_requests": 1, "finished_prompt_tokens": r["usage_prompt_tokens"],
-                                     "finished_generation_tokens": r["completion_tokens"], "preemptions": 0} for r in rungs)
+    assert all(
+        r["vllm_counted"]
+        == {
+            "finished_requests": 1,
+            "finished_prompt_tokens": r["usage_prompt_tokens"],
+            "finished_generation_tokens": r["completion_tokens"],
+            "preemptions": 0,
+        }
+        for r in rungs
+    )
     assert checks["tool-stream"]["figures"]["tool_call_deltas"] >= 1
 
 
@@ -70,8 +78,9 @@ def test_full_passes_while_other_processes_keep_every_core_busy(tiny_server, cli
 
 def test_full_fails_concurrency_on_an_undersized_server(cli):
     # 4 MiB of KV cache: vLLM 0.32 reports 9,362 tokens, 4.57 requests of 2,048; the flags promise 8
-    server = VllmServer(ensure_tiny_model("scripted"), port=free_port(),
-                        extra=("--kv-cache-memory-bytes", "4M", "--max-num-seqs", "8"))
+    server = VllmServer(
+        ensure_tiny_model("scripted"), port=free_port(), extra=("--kv-cache-memory-bytes", "4M", "--max-num-seqs", "8")
+    )
     try:
         server.wait_ready()
         result = cli("check", server.url, "--level", "full", "--json", "--timeout", "600")

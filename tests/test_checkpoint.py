@@ -25,17 +25,20 @@ def test_tiny_checkpoint_weights_equal_its_tensor_data(tiny_model):
     loaded, skipped = weight_bytes(model)
     raw = (model / "model.safetensors").read_bytes()
     (header_len,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + header_len])
+    header = json.loads(raw[8 : 8 + header_len])
     mtp = sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items() if k.startswith("mtp."))
     assert skipped == mtp > 0  # the MTP head: loaded only when speculating
     assert loaded + skipped == len(raw) - 8 - header_len
 
 
 def test_mtp_head_is_not_counted(tmp_path):
-    write_safetensors(tmp_path / "model-00001.safetensors", {
-        "model.layers.0.mlp.weight": ("BF16", [64, 32], 64 * 32 * 2),
-        "mtp.layers.0.weight": ("BF16", [16, 16], 16 * 16 * 2),
-    })
+    write_safetensors(
+        tmp_path / "model-00001.safetensors",
+        {
+            "model.layers.0.mlp.weight": ("BF16", [64, 32], 64 * 32 * 2),
+            "mtp.layers.0.weight": ("BF16", [16, 16], 16 * 16 * 2),
+        },
+    )
     write_safetensors(tmp_path / "model-00002.safetensors", {"lm_head.weight": ("F8_E4M3", [10, 8], 80)})
     assert weight_bytes(tmp_path) == (64 * 32 * 2 + 80, 16 * 16 * 2)
 

@@ -49,18 +49,21 @@ def test_every_real_config_names_its_source():
 # ------------------------------------------------------------------ derivation, as vLLM reads the file
 
 
-@pytest.mark.parametrize("name, layout, kv_heads, head, window, length", [
-    ("llama-3.1-8b", {"full_attention": 32}, 8, 128, None, 131072),  # llama3 RoPE: no factor applied
-    ("qwen2.5-7b", {"full_attention": 28}, 4, 128, None, 131072),  # use_sliding_window false drops the window
-    ("qwen3-30b-a3b", {"full_attention": 48}, 4, 128, None, 40960),
-    ("mistral-nemo-base-2407", {"full_attention": 40}, 8, 128, None, 128000),  # sliding_window null
-    ("gemma-2-9b-it", {"sliding_attention": 21, "full_attention": 21}, 8, 256, 4096, 8192),
-    ("gemma-3-27b-text", {"sliding_attention": 52, "full_attention": 10}, 16, 128, 1024, 131072),  # gemma3: no factor
-    ("gpt-oss-20b", {"sliding_attention": 12, "full_attention": 12}, 8, 64, 128, 131072),  # yarn: no factor
-    ("llama-4-scout-17b-16e-instruct", {"chunked_attention": 36, "full_attention": 12}, 8, 128, None, 10485760),
-    ("nemotron-h-8b-base-8k", {"mamba": 24, "none": 24, "full_attention": 4}, 8, 128, None, 8192),
-    ("falcon-h1-0.5b", {"attention+mamba": 36}, 2, 64, None, 16384),
-])
+@pytest.mark.parametrize(
+    "name, layout, kv_heads, head, window, length",
+    [
+        ("llama-3.1-8b", {"full_attention": 32}, 8, 128, None, 131072),  # llama3 RoPE: no factor applied
+        ("qwen2.5-7b", {"full_attention": 28}, 4, 128, None, 131072),  # use_sliding_window false drops the window
+        ("qwen3-30b-a3b", {"full_attention": 48}, 4, 128, None, 40960),
+        ("mistral-nemo-base-2407", {"full_attention": 40}, 8, 128, None, 128000),  # sliding_window null
+        ("gemma-2-9b-it", {"sliding_attention": 21, "full_attention": 21}, 8, 256, 4096, 8192),
+        ("gemma-3-27b-text", {"sliding_attention": 52, "full_attention": 10}, 16, 128, 1024, 131072),  # gemma3: no factor
+        ("gpt-oss-20b", {"sliding_attention": 12, "full_attention": 12}, 8, 64, 128, 131072),  # yarn: no factor
+        ("llama-4-scout-17b-16e-instruct", {"chunked_attention": 36, "full_attention": 12}, 8, 128, None, 10485760),
+        ("nemotron-h-8b-base-8k", {"mamba": 24, "none": 24, "full_attention": 4}, 8, 128, None, 8192),
+        ("falcon-h1-0.5b", {"attention+mamba": 36}, 2, 64, None, 16384),
+    ],
+)
 def test_real_configs_derive_as_vllm_reads_them(name, layout, kv_heads, head, window, length):
     a = arch(name)
     counts = {k: a.kinds().count(k) for k in set(a.kinds())}
@@ -81,8 +84,16 @@ def test_mla_and_state_geometry_from_the_models_own_fields():
         a = arch(name)
         assert (a.mla.kv_lora_rank, a.mla.qk_rope_head_dim) == (512, 64)
     m = arch("nemotron-h-8b-base-8k").mamba
-    assert (m.kind, m.intermediate_size, m.n_groups, m.num_heads, m.head_dim, m.state_size, m.conv_kernel, m.ssm_dtype) == \
-        ("mamba2", 128 * 64, 8, 128, 64, 128, 4, "float32")  # NemotronH's SSM state defaults to float32
+    assert (m.kind, m.intermediate_size, m.n_groups, m.num_heads, m.head_dim, m.state_size, m.conv_kernel, m.ssm_dtype) == (
+        "mamba2",
+        128 * 64,
+        8,
+        128,
+        64,
+        128,
+        4,
+        "float32",
+    )  # NemotronH's SSM state defaults to float32
     f = arch("falcon-h1-0.5b").mamba
     assert (f.intermediate_size, f.num_heads, f.head_dim, f.state_size) == (1024, 24, 64, 128)  # transformers' mamba_d_ssm
 
@@ -91,7 +102,11 @@ def test_every_figure_names_its_source(cli, tmp_path):
     r = cli("models", "show", str(checkpoint_dir("gemma-3-27b-text", tmp_path)), "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    figs = {c["setting"].removeprefix("architecture."): c for c in d["derivation"]["choices"] if c["setting"].startswith("architecture.")}
+    figs = {
+        c["setting"].removeprefix("architecture."): c
+        for c in d["derivation"]["choices"]
+        if c["setting"].startswith("architecture.")
+    }
     assert all(f["reason"] for f in figs.values())
     assert "sliding_window_pattern 6" in figs["layer_layout"]["reason"] and "default" in figs["layer_layout"]["reason"]
     assert (figs["sliding_window"]["value"], figs["sliding_window"]["reason"]) == ("1024", "config.json sliding_window")
@@ -122,9 +137,28 @@ def test_real_configs_plan_on_a_fitting_gpu(cli, tmp_path, name):
     # every KV-cache layer of the architecture the checkpoint derives (Falcon-H1: attention and Mamba in each layer)
     specs = sum(2 if k == "attention+mamba" else k != "none" for k in arch(name).kinds())
     assert len({i for g in d["layout"] for i in g["layers"]}) == specs
-    for key in ("kv_cache_tokens_logged", "kv_cache_tokens_real", "max_concurrency", "total_vram_mib", "budget",
-                "max_model_len", "block_size", "num_blocks", "vllm_version", "flags", "env", "fits", "vllm_starts",
-                "warnings", "ignored_flags", "figures", "guide", "notes", "speculative", "layout"):
+    for key in (
+        "kv_cache_tokens_logged",
+        "kv_cache_tokens_real",
+        "max_concurrency",
+        "total_vram_mib",
+        "budget",
+        "max_model_len",
+        "block_size",
+        "num_blocks",
+        "vllm_version",
+        "flags",
+        "env",
+        "fits",
+        "vllm_starts",
+        "warnings",
+        "ignored_flags",
+        "figures",
+        "guide",
+        "notes",
+        "speculative",
+        "layout",
+    ):
         assert key in d
     for g in d["layout"]:
         assert set(g) >= {"kind", "layers", "page_bytes", "block_size", "blocks_per_request"}
@@ -237,40 +271,79 @@ def test_cpu_refusals_name_the_missing_kernel(tmp_path, catalog):
             P.predict(r, cpu, P.Settings(kv_cache_memory_bytes=2**26, max_model_len=2048), vllm_version="0.32.0", host=AVX512)
     llama = recipe("llama-3.1-8b")
     with pytest.raises(P.VllmRefuses, match="AVX-512 or AMX for an fp8"):
-        P.predict(llama, cpu, P.Settings(kv_cache_dtype="fp8", kv_cache_memory_bytes=2**26, max_model_len=2048),
-                  vllm_version="0.32.0", host=AVX2)
+        P.predict(
+            llama,
+            cpu,
+            P.Settings(kv_cache_dtype="fp8", kv_cache_memory_bytes=2**26, max_model_len=2048),
+            vllm_version="0.32.0",
+            host=AVX2,
+        )
     with pytest.raises(P.VllmRefuses, match="no MLA backend"):
-        P.predict(recipe("glm-4.7-flash"), cpu, P.Settings(kv_cache_memory_bytes=2**26, max_model_len=2048),
-                  vllm_version="0.27.1", host=AVX512)
-    ok = P.predict(recipe("glm-4.7-flash"), cpu, P.Settings(kv_cache_memory_bytes=2**28, max_model_len=2048),
-                   vllm_version="0.32.0", host=AVX512)
+        P.predict(
+            recipe("glm-4.7-flash"),
+            cpu,
+            P.Settings(kv_cache_memory_bytes=2**26, max_model_len=2048),
+            vllm_version="0.27.1",
+            host=AVX512,
+        )
+    ok = P.predict(
+        recipe("glm-4.7-flash"),
+        cpu,
+        P.Settings(kv_cache_memory_bytes=2**28, max_model_len=2048),
+        vllm_version="0.32.0",
+        host=AVX512,
+    )
     assert ok.block_size == 16  # CPU_MLA's block without AMX
 
 
 def test_cli_refusal_is_one_line(cli, tmp_path):
     path = checkpoint_dir("glm-4.7-flash", tmp_path, kv_lora_rank=256)
-    r = cli("plan", str(path), "--gpu", "cpu", "--vllm-version", "0.32.0", "--kv-cache-memory-bytes", "64M",
-            "--max-model-len", "2048")
+    r = cli(
+        "plan", str(path), "--gpu", "cpu", "--vllm-version", "0.32.0", "--kv-cache-memory-bytes", "64M", "--max-model-len", "2048"
+    )
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
 # ------------------------------------------------------------------ bad input: one line, exit 2, bounded reads
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda d: None, "has no config.json"),
-    (lambda d: (d / "config.json").write_text("{not json"), "is not valid JSON"),
-    (lambda d: (d / "config.json").write_text("[1, 2]"), "is not a JSON object"),
-    (lambda d: (d / "config.json").write_text('{"architectures": ["NoSuchForCausalLM"]}'), "has no num_hidden_layers"),
-    (lambda d: (d / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
-                                                          "num_attention_heads": 2})), "no num_hidden_layers"),
-    (lambda d: (d / "config.json").write_text(json.dumps({"architectures": ["Gemma2ForCausalLM"], "hidden_size": 64,
-                                                          "num_attention_heads": 2, "num_hidden_layers": 4,
-                                                          "layer_types": ["full_attention"]})), "1 entries for 4 layers"),
-    (lambda d: (d / "config.json").write_bytes(b" " * (SMALL_FILE_LIMIT + 1)), "larger than"),
-    (lambda d: ((d / "config.json").write_text((CONFIGS / "llama-3.1-8b" / "config.json").read_text()),
-                (d / "model.safetensors").write_bytes((2**40).to_bytes(8, "little"))), "implausible safetensors header"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: None, "has no config.json"),
+        (lambda d: (d / "config.json").write_text("{not json"), "is not valid JSON"),
+        (lambda d: (d / "config.json").write_text("[1, 2]"), "is not a JSON object"),
+        (lambda d: (d / "config.json").write_text('{"architectures": ["NoSuchForCausalLM"]}'), "has no num_hidden_layers"),
+        (
+            lambda d: (d / "config.json").write_text(
+                json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 2})
+            ),
+            "no num_hidden_layers",
+        ),
+        (
+            lambda d: (d / "config.json").write_text(
+                json.dumps(
+                    {
+                        "architectures": ["Gemma2ForCausalLM"],
+                        "hidden_size": 64,
+                        "num_attention_heads": 2,
+                        "num_hidden_layers": 4,
+                        "layer_types": ["full_attention"],
+                    }
+                )
+            ),
+            "1 entries for 4 layers",
+        ),
+        (lambda d: (d / "config.json").write_bytes(b" " * (SMALL_FILE_LIMIT + 1)), "larger than"),
+        (
+            lambda d: (
+                (d / "config.json").write_text((CONFIGS / "llama-3.1-8b" / "config.json").read_text()),
+                (d / "model.safetensors").write_bytes((2**40).to_bytes(8, "little")),
+            ),
+            "implausible safetensors header",
+        ),
+    ],
+)
 def test_bad_checkpoints_are_one_line(cli, tmp_path, setup, message):
     d = tmp_path / "ckpt"
     d.mkdir()

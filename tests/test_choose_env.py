@@ -41,58 +41,163 @@ def capture(name: str) -> str:
 CUDA_HOSTS = [
     # RTX 5090 D on driver 576.52 (CUDA 12.9): no CUDA 13 build runs; the newest release with a CUDA 12.9 build is
     # 0.31.0 (+cu129)
-    ("rtx5090-driver-576-mxfp4", ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", MXFP4],
-     "0.31.0", "cu129", "2.13.0+cu129", ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
-     ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"]),
+    (
+        "rtx5090-driver-576-mxfp4",
+        ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", MXFP4],
+        "0.31.0",
+        "cu129",
+        "2.13.0+cu129",
+        ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
+        ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"],
+    ),
     # the NVFP4 card pins v0.18.0 on the RTX 5090, but 0.17-0.19 carry known bug nvfp4-moe-cutlass-sm120 (a warning,
     # no patch: vllm-project/vllm#38423, fixed in 0.20.0) for NVFP4 MoE on sm_120: the newest release without an
     # unpatched known bug the driver runs (576: a CUDA 12.9 build, 0.31.0+cu129; 610: 0.34.0)
-    ("rtx5090-driver-576-nvfp4", ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", NVFP4],
-     "0.31.0", "cu129", "2.13.0+cu129", ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
-     ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"]),
+    (
+        "rtx5090-driver-576-nvfp4",
+        ["--from", capture("rtx5090d-576.52-nvidia-smi.txt"), "--recipe", NVFP4],
+        "0.31.0",
+        "cu129",
+        "2.13.0+cu129",
+        ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
+        ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"],
+    ),
     # the same card on driver 595.71.05 (CUDA 13.2): the default CUDA 13.0 wheel of the newest release, PyPI torch
-    ("rtx5090-driver-595-mxfp4", ["--from", capture("rtx5090-595.71.05-nvidia-smi.txt"), "--recipe", MXFP4],
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
-    ("2x-rtx5090-driver-610-nvfp4", ["--from", capture("rtx5090x2-nvidia-smi.txt"), "--recipe", NVFP4],
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
+    (
+        "rtx5090-driver-595-mxfp4",
+        ["--from", capture("rtx5090-595.71.05-nvidia-smi.txt"), "--recipe", MXFP4],
+        "0.34.0",
+        "cu130",
+        "2.14.0 (PyPI, CUDA 13.0)",
+        ["vllm==0.34.0", "torch==2.14.0"],
+        [],
+    ),
+    (
+        "2x-rtx5090-driver-610-nvfp4",
+        ["--from", capture("rtx5090x2-nvidia-smi.txt"), "--recipe", NVFP4],
+        "0.34.0",
+        "cu130",
+        "2.14.0 (PyPI, CUDA 13.0)",
+        ["vllm==0.34.0", "torch==2.14.0"],
+        [],
+    ),
     # DGX Spark: NVFP4 MoE on GB10 before 0.20.0 is a guard (nvfp4-moe-cutlass-gb10); the newest release anyway
-    ("gb10-nvfp4", ["--from", capture("gb10-nvidia-smi.txt"), "--recipe", NVFP4],
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
-    ("rtx5090+rtx4090-driver-580", ["--from", capture("rtx5090-rtx4090-580.82.09-nvidia-smi.txt")],
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
+    (
+        "gb10-nvfp4",
+        ["--from", capture("gb10-nvidia-smi.txt"), "--recipe", NVFP4],
+        "0.34.0",
+        "cu130",
+        "2.14.0 (PyPI, CUDA 13.0)",
+        ["vllm==0.34.0", "torch==2.14.0"],
+        [],
+    ),
+    (
+        "rtx5090+rtx4090-driver-580",
+        ["--from", capture("rtx5090-rtx4090-580.82.09-nvidia-smi.txt")],
+        "0.34.0",
+        "cu130",
+        "2.14.0 (PyPI, CUDA 13.0)",
+        ["vllm==0.34.0", "torch==2.14.0"],
+        [],
+    ),
     # RTX PRO 6000 Blackwell: the driver of a captured machine (bigstack-oss/cubecos#312, 580.105.06) and the
     # livepeer/ai-runner#679 header's 575.57.08
-    ("rtx-pro-6000-driver-580", ["--gpu", "rtx-pro-6000-blackwell", "--driver", "580.105.06", "--recipe", GPTQ],
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
-    ("rtx-pro-6000-driver-575-fp8", ["--gpu", "rtx-pro-6000-blackwell", "--driver", "575.57.08", "--recipe", FP8],
-     "0.31.0", "cu129", "2.13.0+cu129", ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
-     ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"]),
+    (
+        "rtx-pro-6000-driver-580",
+        ["--gpu", "rtx-pro-6000-blackwell", "--driver", "580.105.06", "--recipe", GPTQ],
+        "0.34.0",
+        "cu130",
+        "2.14.0 (PyPI, CUDA 13.0)",
+        ["vllm==0.34.0", "torch==2.14.0"],
+        [],
+    ),
+    (
+        "rtx-pro-6000-driver-575-fp8",
+        ["--gpu", "rtx-pro-6000-blackwell", "--driver", "575.57.08", "--recipe", FP8],
+        "0.31.0",
+        "cu129",
+        "2.13.0+cu129",
+        ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
+        ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"],
+    ),
     # 0.18.0 asked for: on a CUDA 12 driver the default cu129 wheel with torch 2.10.0 from the cu128 index (its
     # PyPI default CUDA); on a >= 580 driver the +cu130 build, as the card's v0.18.0-cu130 image
-    ("pinned-0.18-driver-575", ["--gpu", "rtx-pro-6000-blackwell", "--driver", "575.57.08", "--vllm", "0.18.0"],
-     "0.18.0", "cu129", "2.10.0+cu128", ["vllm==0.18.0", "torch==2.10.0+cu128", "torchvision==0.25.0+cu128"],
-     ["https://download.pytorch.org/whl/cu128"]),
-    ("pinned-0.18-driver-580", ["--gpu", "rtx-5090", "--driver", "580.82.09", "--vllm", "0.18.0"],
-     "0.18.0", "cu130", "2.10.0+cu130", ["vllm==0.18.0+cu130", "torch==2.10.0+cu130", "torchvision==0.25.0+cu130"],
-     ["https://wheels.vllm.ai/0.18.0/cu130", "https://download.pytorch.org/whl/cu130"]),
+    (
+        "pinned-0.18-driver-575",
+        ["--gpu", "rtx-pro-6000-blackwell", "--driver", "575.57.08", "--vllm", "0.18.0"],
+        "0.18.0",
+        "cu129",
+        "2.10.0+cu128",
+        ["vllm==0.18.0", "torch==2.10.0+cu128", "torchvision==0.25.0+cu128"],
+        ["https://download.pytorch.org/whl/cu128"],
+    ),
+    (
+        "pinned-0.18-driver-580",
+        ["--gpu", "rtx-5090", "--driver", "580.82.09", "--vllm", "0.18.0"],
+        "0.18.0",
+        "cu130",
+        "2.10.0+cu130",
+        ["vllm==0.18.0+cu130", "torch==2.10.0+cu130", "torchvision==0.25.0+cu130"],
+        ["https://wheels.vllm.ai/0.18.0/cu130", "https://download.pytorch.org/whl/cu130"],
+    ),
     # DGX Spark: GB10 is sm_121, never a CUDA 12 build; aarch64 (assumed for GB10, stated or not)
-    ("gb10-fp8", ["--from", capture("gb10-nvidia-smi.txt"), "--recipe", FP8],
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
-    ("gb10-0.19.1", ["--from", capture("nvml-gb10-dgx-spark.json"), "--arch", "aarch64", "--vllm", "0.19.1"],
-     "0.19.1", "cu130", "2.10.0+cu130", ["vllm==0.19.1+cu130", "torch==2.10.0+cu130", "torchvision==0.25.0+cu130"],
-     ["https://wheels.vllm.ai/0.19.1/cu130", "https://download.pytorch.org/whl/cu130"]),
+    (
+        "gb10-fp8",
+        ["--from", capture("gb10-nvidia-smi.txt"), "--recipe", FP8],
+        "0.34.0",
+        "cu130",
+        "2.14.0 (PyPI, CUDA 13.0)",
+        ["vllm==0.34.0", "torch==2.14.0"],
+        [],
+    ),
+    (
+        "gb10-0.19.1",
+        ["--from", capture("nvml-gb10-dgx-spark.json"), "--arch", "aarch64", "--vllm", "0.19.1"],
+        "0.19.1",
+        "cu130",
+        "2.10.0+cu130",
+        ["vllm==0.19.1+cu130", "torch==2.10.0+cu130", "torchvision==0.25.0+cu130"],
+        ["https://wheels.vllm.ai/0.19.1/cu130", "https://download.pytorch.org/whl/cu130"],
+    ),
     # GPUs of no profile: an H100 on 590 (CUDA 13), an RTX 4090 on 535 (CUDA 12 only)
-    ("h100-driver-590", ["--from", capture("nvidia-smi-query-gpu-h100-80gb-hbm3-590.48.01.csv")],
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)", ["vllm==0.34.0", "torch==2.14.0"], []),
-    ("rtx4090-driver-535", ["--from", capture("nvidia-smi-q-x-rtx-4090-driver-535.xml")],
-     "0.31.0", "cu129", "2.13.0+cu129", ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
-     ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"]),
+    (
+        "h100-driver-590",
+        ["--from", capture("nvidia-smi-query-gpu-h100-80gb-hbm3-590.48.01.csv")],
+        "0.34.0",
+        "cu130",
+        "2.14.0 (PyPI, CUDA 13.0)",
+        ["vllm==0.34.0", "torch==2.14.0"],
+        [],
+    ),
+    (
+        "rtx4090-driver-535",
+        ["--from", capture("nvidia-smi-q-x-rtx-4090-driver-535.xml")],
+        "0.31.0",
+        "cu129",
+        "2.13.0+cu129",
+        ["vllm==0.31.0+cu129", "torch==2.13.0+cu129", "torchvision==0.28.0+cu129"],
+        ["https://wheels.vllm.ai/0.31.0/cu129", "https://download.pytorch.org/whl/cu129"],
+    ),
     # Python 3.10: 0.32+ need >= 3.11; glibc 2.28 (manylinux_2_28): 0.20.x and 0.21.0 wheels need 2.35 / 2.24
-    ("h100-python-3.10", ["--from", capture("nvidia-smi-query-gpu-h100-80gb-hbm3-590.48.01.csv"), "--python-version", "3.10.12"],
-     "0.31.0", "cu130", "2.13.0 (PyPI, CUDA 13.0)", ["vllm==0.31.0", "torch==2.13.0"], []),
+    (
+        "h100-python-3.10",
+        ["--from", capture("nvidia-smi-query-gpu-h100-80gb-hbm3-590.48.01.csv"), "--python-version", "3.10.12"],
+        "0.31.0",
+        "cu130",
+        "2.13.0 (PyPI, CUDA 13.0)",
+        ["vllm==0.31.0", "torch==2.13.0"],
+        [],
+    ),
     # glibc 2.27: every manylinux_2_28 wheel is out; 0.21.0's PyPI wheel is manylinux_2_24
-    ("h100-glibc-2.27", ["--from", capture("nvidia-smi-query-gpu-h100-80gb-hbm3-590.48.01.csv"), "--glibc", "2.27"],
-     "0.21.0", "cu130", "2.11.0 (PyPI, CUDA 13.0)", ["vllm==0.21.0", "torch==2.11.0"], []),
+    (
+        "h100-glibc-2.27",
+        ["--from", capture("nvidia-smi-query-gpu-h100-80gb-hbm3-590.48.01.csv"), "--glibc", "2.27"],
+        "0.21.0",
+        "cu130",
+        "2.11.0 (PyPI, CUDA 13.0)",
+        ["vllm==0.21.0", "torch==2.11.0"],
+        [],
+    ),
 ]
 
 
@@ -133,9 +238,23 @@ def test_the_card_release_is_tried_first_unless_it_has_an_unpatched_known_bug(cl
     assert card.release == "0.18.0" and "rope-validation-set" in card.patches and not card.skipped
 
     def guarded(ctx: BugContext) -> list[KnownBug]:
-        extra = [] if ctx.vllm != "0.18.0" else [KnownBug("sm12x-x", "kernels fail", "guard", "<0.20.0", "0.20.0",
-                                                          ("https://github.com/vllm-project/vllm/pull/38423",), "upgrade",
-                                                          "why", Conditions(compute_capabilities=["12.0"]))]
+        extra = (
+            []
+            if ctx.vllm != "0.18.0"
+            else [
+                KnownBug(
+                    "sm12x-x",
+                    "kernels fail",
+                    "guard",
+                    "<0.20.0",
+                    "0.20.0",
+                    ("https://github.com/vllm-project/vllm/pull/38423",),
+                    "upgrade",
+                    "why",
+                    Conditions(compute_capabilities=["12.0"]),
+                )
+            ]
+        )
         return without(ctx) + extra
 
     c = choose(host, profile=profile, recipe=recipe, lookup=guarded)
@@ -153,9 +272,13 @@ def test_a_release_with_a_warning_is_taken_when_nothing_better_fits(catalog):
     assert c.release == "0.18.0" and any("NVFP4 MoE on sm_120" in w for w in c.warnings)
     assert not any("releases without one first" in why for _, why in c.skipped)
     # the same recipe with Marlin experts in its per-profile flags has no such bug: the card's release, clean
-    marlin = replace(recipe, profiles={**recipe.profiles, "rtx-5090": replace(recipe.profiles["rtx-5090"],
-                                                                              args=[*recipe.profiles["rtx-5090"].args,
-                                                                                    "--moe-backend", "marlin"])})
+    marlin = replace(
+        recipe,
+        profiles={
+            **recipe.profiles,
+            "rtx-5090": replace(recipe.profiles["rtx-5090"], args=[*recipe.profiles["rtx-5090"].args, "--moe-backend", "marlin"]),
+        },
+    )
     clean = choose(host, profile=catalog.gpu("rtx-5090"), recipe=marlin)
     assert clean.release == "0.18.0" and not any("NVFP4 MoE" in w for w in clean.warnings)
 
@@ -163,13 +286,23 @@ def test_a_release_with_a_warning_is_taken_when_nothing_better_fits(catalog):
 def test_a_guard_of_the_lookup_moves_the_choice_and_patches_stay(catalog):
     """The chooser takes the known-bug lookup as a parameter: a guard on the newest release moves it down, a
     patch does not (bootstrap applies it)."""
-    host = Host(vendor="nvidia", gpu_name="NVIDIA GeForce RTX 5090", gpu_count=1, compute_capability="12.0",
-                driver_version="595.71.05", arch="x86_64", python_version="3.11.7", glibc_version="2.36")
+    host = Host(
+        vendor="nvidia",
+        gpu_name="NVIDIA GeForce RTX 5090",
+        gpu_count=1,
+        compute_capability="12.0",
+        driver_version="595.71.05",
+        arch="x86_64",
+        python_version="3.11.7",
+        glibc_version="2.36",
+    )
     recipe, profile = catalog.model(MXFP4), catalog.gpu("rtx-5090")
 
     def lookup(ctx: BugContext) -> list[KnownBug]:
-        bugs = {"0.34.0": KnownBug("x", "breaks", "guard", "==0.34.0", "0.35.0", (), "wait", "why", Conditions()),
-                "0.33.0": KnownBug("y", "patched", "patch", "==0.33.0", None, (), "apply", "why", Conditions())}
+        bugs = {
+            "0.34.0": KnownBug("x", "breaks", "guard", "==0.34.0", "0.35.0", (), "wait", "why", Conditions()),
+            "0.33.0": KnownBug("y", "patched", "patch", "==0.33.0", None, (), "apply", "why", Conditions()),
+        }
         return [bugs[ctx.vllm]] if ctx.vllm in bugs else []
 
     c = choose(host, profile=profile, recipe=recipe, lookup=lookup)
@@ -189,19 +322,54 @@ def test_the_recipe_minimum_is_honoured(catalog):
 ROCM = capture("rocm-smi-json-4x-mi300a.json")
 ROCM_HOSTS = [
     # ROCm 7.2.x host, Python 3.12, glibc 2.39: the newest release with a wheel built for ROCm <= the host's
-    ("mi300a-rocm-7.2", ["--from", ROCM, "--rocm-version", "7.2.1", "--python-version", "3.12.3", "--glibc", "2.39", "--recipe", GPTQ],
-     "0.30.0", "rocm723", "pip", ["vllm==0.30.0+rocm723"], ["https://wheels.vllm.ai/rocm/0.30.0/rocm723"]),
+    (
+        "mi300a-rocm-7.2",
+        ["--from", ROCM, "--rocm-version", "7.2.1", "--python-version", "3.12.3", "--glibc", "2.39", "--recipe", GPTQ],
+        "0.30.0",
+        "rocm723",
+        "pip",
+        ["vllm==0.30.0+rocm723"],
+        ["https://wheels.vllm.ai/rocm/0.30.0/rocm723"],
+    ),
     # glibc 2.35 (Ubuntu 22.04): 0.30.0 is manylinux_2_39
-    ("mi300a-glibc-2.35", ["--from", ROCM, "--rocm-version", "7.2.1", "--python-version", "3.12.3", "--glibc", "2.35"],
-     "0.29.0", "rocm723", "pip", ["vllm==0.29.0+rocm723"], ["https://wheels.vllm.ai/rocm/0.29.0/rocm723"]),
+    (
+        "mi300a-glibc-2.35",
+        ["--from", ROCM, "--rocm-version", "7.2.1", "--python-version", "3.12.3", "--glibc", "2.35"],
+        "0.29.0",
+        "rocm723",
+        "pip",
+        ["vllm==0.29.0+rocm723"],
+        ["https://wheels.vllm.ai/rocm/0.29.0/rocm723"],
+    ),
     # ROCm 7.0: the rocm700 wheels (0.17.0-0.18.0); 0.18.0 needs the rope patch for the Qwen3.5 recipes
-    ("mi300a-rocm-7.0", ["--from", ROCM, "--rocm-version", "7.0.2", "--python-version", "3.12.3", "--recipe", GPTQ],
-     "0.18.0", "rocm700", "pip", ["vllm==0.18.0+rocm700"], ["https://wheels.vllm.ai/rocm/0.18.0/rocm700"]),
+    (
+        "mi300a-rocm-7.0",
+        ["--from", ROCM, "--rocm-version", "7.0.2", "--python-version", "3.12.3", "--recipe", GPTQ],
+        "0.18.0",
+        "rocm700",
+        "pip",
+        ["vllm==0.18.0+rocm700"],
+        ["https://wheels.vllm.ai/rocm/0.18.0/rocm700"],
+    ),
     # Python 3.11 (the wheels are cp312 only) or a ROCm 6 host: the release's image
-    ("mi300a-python-3.11", ["--from", ROCM, "--rocm-version", "7.2.1", "--python-version", "3.11.7"],
-     "0.34.0", "image", "docker", [], []),
-    ("mi300a-rocm-6", ["--from", ROCM, "--rocm-version", "6.4.1", "--python-version", "3.12.3"],
-     "0.34.0", "image", "docker", [], []),
+    (
+        "mi300a-python-3.11",
+        ["--from", ROCM, "--rocm-version", "7.2.1", "--python-version", "3.11.7"],
+        "0.34.0",
+        "image",
+        "docker",
+        [],
+        [],
+    ),
+    (
+        "mi300a-rocm-6",
+        ["--from", ROCM, "--rocm-version", "6.4.1", "--python-version", "3.12.3"],
+        "0.34.0",
+        "image",
+        "docker",
+        [],
+        [],
+    ),
 ]
 
 
@@ -231,13 +399,16 @@ def test_gfx908_and_unlisted_targets_need_a_source_build(cli):
     assert result.exit_code == 2 and "source build" in result.stderr
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--from", capture("nvidia-smi-q-x-a100-sxm4-mig.xml")], "runs no vLLM build"),  # driver 510
-    (["--gpu", "rtx-5090", "--driver", "560.35.03"], "Blackwell"),  # below R570
-    (["--from", capture("gb10-nvidia-smi.txt"), "--driver", "575.57.08"], "sm_121"),  # GB10 on a CUDA 12 driver
-    (["--gpu", "rtx-5090", "--driver", "575.57.08", "--vllm", "0.33.0"], "no CUDA 12 build is verified"),
-    (["--from", capture("nvidia-smi-query-gpu-h100-80gb-hbm3-590.48.01.csv"), "--glibc", "2.17"], "glibc"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--from", capture("nvidia-smi-q-x-a100-sxm4-mig.xml")], "runs no vLLM build"),  # driver 510
+        (["--gpu", "rtx-5090", "--driver", "560.35.03"], "Blackwell"),  # below R570
+        (["--from", capture("gb10-nvidia-smi.txt"), "--driver", "575.57.08"], "sm_121"),  # GB10 on a CUDA 12 driver
+        (["--gpu", "rtx-5090", "--driver", "575.57.08", "--vllm", "0.33.0"], "no CUDA 12 build is verified"),
+        (["--from", capture("nvidia-smi-query-gpu-h100-80gb-hbm3-590.48.01.csv"), "--glibc", "2.17"], "glibc"),
+    ],
+)
 def test_hosts_no_release_fits_are_one_line_errors(cli, args, words):
     result = cli("bootstrap", "--dry-run", *args)
     assert result.exit_code == 2 and words in result.stderr
@@ -250,7 +421,13 @@ def test_the_chooser_asks_the_catalog_with_the_recipe_and_gpu(catalog):
     host = Host(vendor="nvidia", compute_capability="12.1", driver_version="580.95.05", arch="aarch64", python_version="3.12.3")
     choose(host, profile=catalog.gpu("dgx-spark"), recipe=catalog.model(FP8), lookup=lambda ctx: seen.append(ctx) or [])
     ctx = seen[0]
-    assert (ctx.vllm, ctx.platform, ctx.compute_capability, ctx.quantization, ctx.recipe) == ("0.34.0", "cuda", "12.1", "fp8", FP8)
+    assert (ctx.vllm, ctx.platform, ctx.compute_capability, ctx.quantization, ctx.recipe) == (
+        "0.34.0",
+        "cuda",
+        "12.1",
+        "fp8",
+        FP8,
+    )
     assert ctx.architecture == catalog.model(FP8).architecture.hf_architecture
 
 

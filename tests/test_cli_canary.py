@@ -56,8 +56,10 @@ class Hostile(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
-        reply = {"choices": [{"message": {"role": "assistant", "content": f"hello {ESC} {self.headers.get('Authorization')}"}}],
-                 "usage": {"completion_tokens": 3}}
+        reply = {
+            "choices": [{"message": {"role": "assistant", "content": f"hello {ESC} {self.headers.get('Authorization')}"}}],
+            "usage": {"completion_tokens": 3},
+        }
         self._send(200, json.dumps(reply).encode())
 
     def log_message(self, *args):
@@ -83,15 +85,23 @@ def tree(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    log = (f"# servectl: vllm serve /m --api-key {CANARY} --served-model-name {ESC}\n"
-           f"(APIServer pid=1) INFO 01-01 00:00:00 [utils.py:1] non-default args: {{'api_key': ['{CANARY}'], 'hf_token': '{CANARY}'}}\n"
-           f"ERROR 01-01 00:00:01 [core.py:1] token {CANARY} {ESC}\n"
-           f"ValueError: bad value {ESC} Authorization: Bearer {CANARY} http://user:{CANARY}@host/x\n")
+    log = (
+        f"# servectl: vllm serve /m --api-key {CANARY} --served-model-name {ESC}\n"
+        f"(APIServer pid=1) INFO 01-01 00:00:00 [utils.py:1] non-default args: {{'api_key': ['{CANARY}'], 'hf_token': '{CANARY}'}}\n"
+        f"ERROR 01-01 00:00:01 [core.py:1] token {CANARY} {ESC}\n"
+        f"ValueError: bad value {ESC} Authorization: Bearer {CANARY} http://user:{CANARY}@host/x\n"
+    )
     (inputs / "vllm.log").write_text(log)
-    (inputs / "gpus.csv").write_text(f"name, memory.total [MiB], memory.free [MiB], driver_version\n"
-                                     f"NVIDIA {ESC} GeForce RTX 5090, 32607 MiB, 30000 MiB, 575.51\n")
-    result = {"format": 1, "model": f"m{ESC}", "flags": ["--api-key", CANARY], "results": [
-        {"concurrency": 1, "request_throughput": 1.0, "output_throughput": 2.0, "ttft_ms": {"p50": 1, "p99": 2}}]}
+    (inputs / "gpus.csv").write_text(
+        f"name, memory.total [MiB], memory.free [MiB], driver_version\n"
+        f"NVIDIA {ESC} GeForce RTX 5090, 32607 MiB, 30000 MiB, 575.51\n"
+    )
+    result = {
+        "format": 1,
+        "model": f"m{ESC}",
+        "flags": ["--api-key", CANARY],
+        "results": [{"concurrency": 1, "request_throughput": 1.0, "output_throughput": 2.0, "ttft_ms": {"p50": 1, "p99": 2}}],
+    }
     (inputs / "a.json").write_text(json.dumps(result))
     (inputs / "config.yaml").write_text(f'presets:\n  "p{ESC}": {{temperature: 0.5}}\n')
     monkeypatch.setenv("SERVECTL_CONFIG", str(inputs / "config.yaml"))
@@ -101,11 +111,28 @@ def tree(tmp_path, monkeypatch):
     state.logs_dir().mkdir(parents=True)
     dep_log = state.logs_dir() / "dep-20260101-000000.log"
     dep_log.write_text(log)
-    (state.deployments_dir() / "dep.json").write_text(json.dumps({
-        "name": "dep", "runtime": "local", "recipe": f"r{ESC}", "profile": "cpu", "model": f"/m/{ESC}{CANARY}",
-        "served_model_name": f"s{ESC}", "host": "127.0.0.1", "port": 8000, "pid": None, "create_time": None,
-        "marker": mark, "log_path": str(dep_log), "argv": ["vllm", "--api-key", CANARY], "started_at": time.time(),
-        "owner_pid": os.getpid(), "owner_create_time": None}))
+    (state.deployments_dir() / "dep.json").write_text(
+        json.dumps(
+            {
+                "name": "dep",
+                "runtime": "local",
+                "recipe": f"r{ESC}",
+                "profile": "cpu",
+                "model": f"/m/{ESC}{CANARY}",
+                "served_model_name": f"s{ESC}",
+                "host": "127.0.0.1",
+                "port": 8000,
+                "pid": None,
+                "create_time": None,
+                "marker": mark,
+                "log_path": str(dep_log),
+                "argv": ["vllm", "--api-key", CANARY],
+                "started_at": time.time(),
+                "owner_pid": os.getpid(),
+                "owner_create_time": None,
+            }
+        )
+    )
     return tmp_path
 
 
@@ -113,12 +140,17 @@ def commands(inputs: Path, url: str) -> list[list[str]]:
     creds = f"http://user:{CANARY}@{url.removeprefix('http://')}"
     log = str(inputs / "vllm.log")
     return [
-        ["diagnose", log], ["diagnose", log, "--json"], ["diagnose", log, "--model", ESC + CANARY],
-        ["gpus", "--from", str(inputs / "gpus.csv")], ["gpus", "--from", str(inputs / "gpus.csv"), "--json"],
+        ["diagnose", log],
+        ["diagnose", log, "--json"],
+        ["diagnose", log, "--model", ESC + CANARY],
+        ["gpus", "--from", str(inputs / "gpus.csv")],
+        ["gpus", "--from", str(inputs / "gpus.csv"), "--json"],
         ["calibrate", "tiny-cpu", "--gpu", "cpu", "--log", log],
         ["bench", "compare", str(inputs / "a.json"), str(inputs / "a.json")],
         ["bench", "compare", str(inputs / "a.json"), str(inputs / "a.json"), "--json"],
-        ["check", url], ["check", url, "--json"], ["check", creds, "--json"],
+        ["check", url],
+        ["check", url, "--json"],
+        ["check", creds, "--json"],
         ["check", url, "--api-key-env", "SERVECTL_CANARY_API_KEY"],
         ["check", url, "--model", ESC + CANARY, "--level", "full", "--max-num-seqs", "1"],
         ["check", creds + ESC],
@@ -128,16 +160,25 @@ def commands(inputs: Path, url: str) -> list[list[str]]:
         ["render", "tiny-cpu", "--gpu", "cpu", "--", "--served-model-name", ESC],
         ["render", "tiny-cpu", "--gpu", "cpu", "--name", ESC],
         ["render", "tiny-cpu", "--gpu", "cpu", "--format", "compose", "-o", "out", "--", "--chat-template", f"x {CANARY}"],
-        ["plan", "tiny-cpu", "--gpu", "cpu", "--api-key", CANARY], ["plan", "tiny-cpu", "--gpu", "cpu", "--json", "--api-ke", CANARY],
-        ["plan", ESC + CANARY], ["plan", "tiny-cpu", "--gpu", ESC],
+        ["plan", "tiny-cpu", "--gpu", "cpu", "--api-key", CANARY],
+        ["plan", "tiny-cpu", "--gpu", "cpu", "--json", "--api-ke", CANARY],
+        ["plan", ESC + CANARY],
+        ["plan", "tiny-cpu", "--gpu", ESC],
         ["up", "tiny-cpu", "--python", "/nonexistent/python", "--", "--api-key", CANARY],
         ["up", "tiny-cpu", "--python", f"/nonexistent/{ESC}{CANARY}"],
-        ["status"], ["status", "--json"], ["logs", "dep"], ["logs", "dep", "-n", "2"],
-        ["proxy", "--backend", f"http://user:{CANARY}@127.0.0.1:1"], ["proxy", "--backend", ESC],
-        ["presets", "list"], ["presets", "list", "--json"],
-        ["profiles", "show", ESC + CANARY], ["models", "show", ESC + CANARY],
+        ["status"],
+        ["status", "--json"],
+        ["logs", "dep"],
+        ["logs", "dep", "-n", "2"],
+        ["proxy", "--backend", f"http://user:{CANARY}@127.0.0.1:1"],
+        ["proxy", "--backend", ESC],
+        ["presets", "list"],
+        ["presets", "list", "--json"],
+        ["profiles", "show", ESC + CANARY],
+        ["models", "show", ESC + CANARY],
         ["patch", "check", "--site-packages", f"/nonexistent/{ESC}"],
-        ["down", "dep"], ["down", "--all"],
+        ["down", "dep"],
+        ["down", "--all"],
     ]
 
 
@@ -173,15 +214,27 @@ def test_no_canary_and_no_control_character_reaches_any_output_or_file(tree, hos
 def test_redaction_covers_every_spelling_of_a_secret():
     from servectl.redact import redact, redact_argv
 
-    for text in [f"--api-key {CANARY}", f"--api_key={CANARY}", f"--api-ke {CANARY}", f"--hf-token {CANARY}",
-                 f"vllm serve m --api-key a {CANARY} --port 1", f"{{'api_key': ['{CANARY}']}}", f'"hf_token": "{CANARY}"',
-                 f"http://u:{CANARY}@h", f"Authorization: Bearer {CANARY}", f"X-Api-Key: {CANARY}",
-                 f"VLLM_API_KEY={CANARY}", f"the token {CANARY} leaked"]:
+    for text in [
+        f"--api-key {CANARY}",
+        f"--api_key={CANARY}",
+        f"--api-ke {CANARY}",
+        f"--hf-token {CANARY}",
+        f"vllm serve m --api-key a {CANARY} --port 1",
+        f"{{'api_key': ['{CANARY}']}}",
+        f'"hf_token": "{CANARY}"',
+        f"http://u:{CANARY}@h",
+        f"Authorization: Bearer {CANARY}",
+        f"X-Api-Key: {CANARY}",
+        f"VLLM_API_KEY={CANARY}",
+        f"the token {CANARY} leaked",
+    ]:
         assert CANARY not in redact(text), text
     assert CANARY not in " ".join(redact_argv(["vllm", "--api-ke", CANARY, "--x", f"--hf_token={CANARY}"]))
     # ordinary flags keep their values
-    assert redact("--max-num-batched-tokens 8192 --tokenizer t --api-server-count 2") == \
-        "--max-num-batched-tokens 8192 --tokenizer t --api-server-count 2"
+    assert (
+        redact("--max-num-batched-tokens 8192 --tokenizer t --api-server-count 2")
+        == "--max-num-batched-tokens 8192 --tokenizer t --api-server-count 2"
+    )
 
 
 def test_plain_escapes_every_control_character_and_keeps_text():

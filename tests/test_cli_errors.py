@@ -37,8 +37,9 @@ def test_a_bad_name_is_one_line_naming_the_option(tmp_path):
     assert "--name 'a b'" in one_error_line(proc)
 
 
-@pytest.mark.parametrize("option,value", [("--host", "a;b"), ("--secret", "A B"), ("--image", "x y"),
-                                          ("--name", "x" * 64), ("--name", "../x")])
+@pytest.mark.parametrize(
+    "option,value", [("--host", "a;b"), ("--secret", "A B"), ("--image", "x y"), ("--name", "x" * 64), ("--name", "../x")]
+)
 def test_values_that_would_not_stay_one_word_are_refused(option, value):
     proc = servectl("render", MODEL, "--gpu", GPU, option, value)
     assert proc.returncode == 2
@@ -53,8 +54,13 @@ def test_control_characters_in_a_message_are_shown_escaped():
 
 
 def test_an_unreachable_docker_daemon_is_a_failed_check(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_HOST": "unix:///nonexistent/docker.sock",
-           "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
     proc = servectl("up", "tiny-cpu", "--runtime", "docker", "--model-path", str(tmp_path), "--port", str(free_port()), env=env)
     assert proc.returncode == 1
     assert "docker" in one_error_line(proc)

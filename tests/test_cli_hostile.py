@@ -37,27 +37,109 @@ CANARY = "hostilecanary7c1e"  # HF_TOKEN's value in every run, and a value the g
 CLOSED_PORT_URL = "http://127.0.0.1:1"  # nothing listens on port 1: connections are refused at once
 
 HOSTILE = [
-    "", " ", "a b", "-", "--", "--help-not", "$(touch pwned)", "`id`", "; rm -rf ~", "a|b", "a&&b", "'", '"', "\\",
-    "\n", "x\nExecStartPre=/bin/touch /tmp/owned", "\r", "\t", "\x00", "\x1b[31mred", "\x7f", "\u202e", "é中🙂",
-    "[bold]x[/]", "[/x]", "[red", "%n", "%%", "$HOME", "${X}", "$$", "{{x}}", "..", "../../etc/passwd", "/",
-    "a" * 5000, "9" * 40, "-1", "0", "1e309", "nan", "true", "null", "{}", "[1,2", "x: [unclosed", ": -", "*a",
-    "&anchor", "!!python/object:os.system", "rtx[/x]", CANARY, f"http://u:{CANARY}@h:1", "\x1b]0;t\x07", "\x9b2J",
+    "",
+    " ",
+    "a b",
+    "-",
+    "--",
+    "--help-not",
+    "$(touch pwned)",
+    "`id`",
+    "; rm -rf ~",
+    "a|b",
+    "a&&b",
+    "'",
+    '"',
+    "\\",
+    "\n",
+    "x\nExecStartPre=/bin/touch /tmp/owned",
+    "\r",
+    "\t",
+    "\x00",
+    "\x1b[31mred",
+    "\x7f",
+    "\u202e",
+    "é中🙂",
+    "[bold]x[/]",
+    "[/x]",
+    "[red",
+    "%n",
+    "%%",
+    "$HOME",
+    "${X}",
+    "$$",
+    "{{x}}",
+    "..",
+    "../../etc/passwd",
+    "/",
+    "a" * 5000,
+    "9" * 40,
+    "-1",
+    "0",
+    "1e309",
+    "nan",
+    "true",
+    "null",
+    "{}",
+    "[1,2",
+    "x: [unclosed",
+    ": -",
+    "*a",
+    "&anchor",
+    "!!python/object:os.system",
+    "rtx[/x]",
+    CANARY,
+    f"http://u:{CANARY}@h:1",
+    "\x1b]0;t\x07",
+    "\x9b2J",
 ]
 MALFORMED_FILES = [
-    b"", b"\x00\xff\xfe binary", b"presets: [unclosed", b"presets:\n  x: {temperature: hot}\n", b": - :\n\t- x",
-    b"!!python/object/apply:os.system ['touch pwned']\n", b"presets: !!binary AAAA\n", b"a: &a [*a, *a, *a]\n",
-    "é中🙂\n".encode(), b"\xef\xbb\xbfpresets: {}\n", b"presets: null\n", b"presets:\n  " + b"x" * 10000 + b": {}\n",
+    b"",
+    b"\x00\xff\xfe binary",
+    b"presets: [unclosed",
+    b"presets:\n  x: {temperature: hot}\n",
+    b": - :\n\t- x",
+    b"!!python/object/apply:os.system ['touch pwned']\n",
+    b"presets: !!binary AAAA\n",
+    b"a: &a [*a, *a, *a]\n",
+    "é中🙂\n".encode(),
+    b"\xef\xbb\xbfpresets: {}\n",
+    b"presets: null\n",
+    b"presets:\n  " + b"x" * 10000 + b": {}\n",
 ]
-VLLM_FLAGS = ["-tp", "--tensor-parallel-size", "--tensor_parallel_size", "--max-model-len", "--max-num-seqs",
-              "--max-num-seq", "--kv-cache-dtype", "--dtype", "--chat-template", "--served-model-name", "--api-key",
-              "--compilation-config", "--compilation-config.mode", "-O3", "--enforce-eager", "--no-enforce-eager",
-              "--speculative-config", "--hf-overrides", "--port", "--host", "--gpu-memory-utilization", "-q",
-              "--api-ke", "--hf-token", "--api_key"]
+VLLM_FLAGS = [
+    "-tp",
+    "--tensor-parallel-size",
+    "--tensor_parallel_size",
+    "--max-model-len",
+    "--max-num-seqs",
+    "--max-num-seq",
+    "--kv-cache-dtype",
+    "--dtype",
+    "--chat-template",
+    "--served-model-name",
+    "--api-key",
+    "--compilation-config",
+    "--compilation-config.mode",
+    "-O3",
+    "--enforce-eager",
+    "--no-enforce-eager",
+    "--speculative-config",
+    "--hf-overrides",
+    "--port",
+    "--host",
+    "--gpu-memory-utilization",
+    "-q",
+    "--api-ke",
+    "--hf-token",
+    "--api_key",
+]
 
 
 def hostile_text() -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40),
-                     st.text(alphabet=st.characters(max_codepoint=0x7f), max_size=20))
+    return st.one_of(
+        st.sampled_from(HOSTILE), st.text(max_size=40), st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=20)
+    )
 
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
@@ -77,11 +159,25 @@ COMMANDS = _commands(main)
 
 # Values servectl accepts, per option name: a run keeps all but one value sane, so it reaches deep
 # into the command (the renderers, the planner) with the one hostile value it carries.
-SANE = {"secrets": ["HF_TOKEN", "API_KEY_2"], "name": ["dep-1", "a.b_c"], "image": ["vllm/vllm-openai:v0.20.2"],
-        "host": ["127.0.0.1", "::1", "0.0.0.0"], "ray_dashboard_host": ["127.0.0.1"], "listen": ["127.0.0.1:8332"],
-        "vllm_bin": ["/opt/vllm/bin/vllm"], "servectl_bin": ["/opt/servectl/bin/servectl"], "names": ["qwen3.5", "auto"],
-        "api_key_env": ["API_KEY"], "preset": ["desktop", "headless"], "duration": ["1s"], "speculative": ["mtp", "off"],
-        "vllm_version": ["0.20.2", "0.32.0"], "head": ["127.0.0.1:6379"], "desktop": ["0.5"], "headless": ["0.9"]}
+SANE = {
+    "secrets": ["HF_TOKEN", "API_KEY_2"],
+    "name": ["dep-1", "a.b_c"],
+    "image": ["vllm/vllm-openai:v0.20.2"],
+    "host": ["127.0.0.1", "::1", "0.0.0.0"],
+    "ray_dashboard_host": ["127.0.0.1"],
+    "listen": ["127.0.0.1:8332"],
+    "vllm_bin": ["/opt/vllm/bin/vllm"],
+    "servectl_bin": ["/opt/servectl/bin/servectl"],
+    "names": ["qwen3.5", "auto"],
+    "api_key_env": ["API_KEY"],
+    "preset": ["desktop", "headless"],
+    "duration": ["1s"],
+    "speculative": ["mtp", "off"],
+    "vllm_version": ["0.20.2", "0.32.0"],
+    "head": ["127.0.0.1:6379"],
+    "desktop": ["0.5"],
+    "headless": ["0.9"],
+}
 
 
 def sane_value(param: click.Parameter, files: list[str], catalog) -> st.SearchStrategy[str]:
@@ -111,19 +207,39 @@ def sane_value(param: click.Parameter, files: list[str], catalog) -> st.SearchSt
 def hostile_value(param: click.Parameter) -> st.SearchStrategy[str]:
     t = param.type
     if isinstance(t, (click.types.IntParamType, click.types.FloatParamType)):
-        return st.one_of(st.integers(-2, 70000).map(str), st.integers().map(str), st.floats(allow_nan=True).map(repr),
-                         hostile_text())
+        return st.one_of(
+            st.integers(-2, 70000).map(str), st.integers().map(str), st.floats(allow_nan=True).map(repr), hostile_text()
+        )
     return hostile_text()
 
 
 def vllm_tail() -> st.SearchStrategy[list[str]]:
     """vLLM flags, mostly as flag-value pairs (aliases, `=` forms, dotted and JSON values), some bare."""
-    value = st.one_of(st.sampled_from(['{"mode": 3}', "[1,2]", "fp8", "auto", "8", "two", "1e9", "64k", "-1", "0", CANARY,
-                                       '{"num_speculative_tokens": 1e400}', '{"num_speculative_tokens": "two"}']),
-                      st.integers(-5, 10**6).map(str), hostile_text())
+    value = st.one_of(
+        st.sampled_from(
+            [
+                '{"mode": 3}',
+                "[1,2]",
+                "fp8",
+                "auto",
+                "8",
+                "two",
+                "1e9",
+                "64k",
+                "-1",
+                "0",
+                CANARY,
+                '{"num_speculative_tokens": 1e400}',
+                '{"num_speculative_tokens": "two"}',
+            ]
+        ),
+        st.integers(-5, 10**6).map(str),
+        hostile_text(),
+    )
     flag = st.one_of(st.sampled_from(VLLM_FLAGS), hostile_text())
-    pair = st.one_of(st.tuples(flag, value).map(list), st.tuples(flag, value).map(lambda p: [f"{p[0]}={p[1]}"]),
-                     flag.map(lambda f: [f]))
+    pair = st.one_of(
+        st.tuples(flag, value).map(list), st.tuples(flag, value).map(lambda p: [f"{p[0]}={p[1]}"]), flag.map(lambda f: [f])
+    )
     return st.lists(pair, max_size=4).map(lambda pairs: [w for p in pairs for w in p])
 
 
@@ -175,8 +291,14 @@ def command_line(draw, path, cmd, files, catalog) -> list[str]:
 
 
 def sane_tail() -> st.SearchStrategy[list[str]]:
-    pairs = [["--max-model-len", "4096"], ["-tp", "1"], ["--enforce-eager"], ["--max_num_seqs=8"],
-             ["--compilation-config.mode", "3"], ["--chat-template", "x\n{{ messages }}"]]
+    pairs = [
+        ["--max-model-len", "4096"],
+        ["-tp", "1"],
+        ["--enforce-eager"],
+        ["--max_num_seqs=8"],
+        ["--compilation-config.mode", "3"],
+        ["--chat-template", "x\n{{ messages }}"],
+    ]
     return st.lists(st.sampled_from(pairs), max_size=3).map(lambda ps: [w for p in ps for w in p])
 
 
@@ -210,8 +332,11 @@ def _consumer_problem(p: Path, text: str) -> str | None:
         from servectl.verify.validate import systemd_unit
 
         # the binaries ExecStart names are not installed here: only what the parser says counts
-        parse = [ln for ln in systemd_unit(text, p.name) if "not executable" not in ln and "No such file" not in ln
-                 and "Command " not in ln]
+        parse = [
+            ln
+            for ln in systemd_unit(text, p.name)
+            if "not executable" not in ln and "No such file" not in ln and "Command " not in ln
+        ]
         if parse:
             return "; ".join(parse)
     return None
@@ -258,7 +383,12 @@ def test_command_survives_hostile_arguments(path, cmd, catalog, monkeypatch):
     runner = CliRunner()
     seen: dict = {}
 
-    @settings(max_examples=int(os.environ.get('SERVECTL_HOSTILE_EXAMPLES', '100')), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(
+        max_examples=int(os.environ.get("SERVECTL_HOSTILE_EXAMPLES", "100")),
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+    )
     @given(args=command_line(path, cmd, files, catalog), config=st.sampled_from(files))
     def check(args, config):
         monkeypatch.setenv("SERVECTL_CONFIG", config)

@@ -24,8 +24,7 @@ def run(**env: str) -> subprocess.CompletedProcess:
 def test_plain_stderr_gets_the_escaped_redacted_line_without_rich():
     proc = run()
     assert proc.stdout.strip() == "RICH=False"
-    assert proc.stderr == ("warning: bad value \\x1b[31mred\\x1b[0m for --api-key <redacted>\n"
-                           "note: one\ntwo\n")
+    assert proc.stderr == ("warning: bad value \\x1b[31mred\\x1b[0m for --api-key <redacted>\nnote: one\ntwo\n")
 
 
 def test_a_styled_stderr_gets_the_same_words_in_colour():

@@ -22,8 +22,9 @@ def test_a_changed_checkpoint_is_validated_again_not_served_from_the_cache(own_c
     assert len(list((own_cache / "derived").glob("*.pickle"))) == 1
     again = resolve_model(str(checkpoint_dir("qwen3-8b", tmp_path / "b")), profiles=["rtx-5090"]).recipe
     assert again.architecture == first.architecture  # same config: same recipe (its path differs, so a new entry)
-    longer = resolve_model(str(checkpoint_dir("qwen3-8b", tmp_path / "c", max_position_embeddings=8192)),
-                           profiles=["rtx-5090"]).recipe
+    longer = resolve_model(
+        str(checkpoint_dir("qwen3-8b", tmp_path / "c", max_position_embeddings=8192)), profiles=["rtx-5090"]
+    ).recipe
     assert longer.architecture.max_position_embeddings == 8192 != first.architecture.max_position_embeddings
     assert len(list((own_cache / "derived").glob("*.pickle"))) == 3
 

@@ -32,11 +32,28 @@ def test_rtx5090_table_two_devices_display_on_second():
 
 
 def test_nvml_dict_and_not_supported_memory():
-    data = {"driver_version": "580.95.05", "cuda_driver_version": 13000, "devices": [
-        {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory": {"total": 85520809984, "used": 0, "free": 85520809984},
-         "compute_capability": [9, 0], "display_active": 0, "processes": [{"pid": 7, "used": 1048576 * 512}]},
-        {"index": 1, "name": "NVIDIA GB10", "memory": {"error": "Not Supported"}, "compute_capability": [12, 1],
-         "display_active": {"error": "Not Supported"}, "processes": {"error": "x"}}]}
+    data = {
+        "driver_version": "580.95.05",
+        "cuda_driver_version": 13000,
+        "devices": [
+            {
+                "index": 0,
+                "name": "NVIDIA H100 80GB HBM3",
+                "memory": {"total": 85520809984, "used": 0, "free": 85520809984},
+                "compute_capability": [9, 0],
+                "display_active": 0,
+                "processes": [{"pid": 7, "used": 1048576 * 512}],
+            },
+            {
+                "index": 1,
+                "name": "NVIDIA GB10",
+                "memory": {"error": "Not Supported"},
+                "compute_capability": [12, 1],
+                "display_active": {"error": "Not Supported"},
+                "processes": {"error": "x"},
+            },
+        ],
+    }
     h100, gb10 = parsers.parse_nvml(data)
     assert h100.compute_capability == "9.0" and h100.memory_total_mib == 81559 and h100.cuda_version == "13.0"
     assert h100.processes[0].used_mib == 512 and h100.display_active is False
@@ -50,8 +67,7 @@ def test_detect_without_gpu_is_clean():
     def no_rocm():
         raise ProbeUnavailable("rocm-smi is not on PATH")
 
-    det = d.detect(nvml=no_nvml, rocm=no_rocm, sysmem=lambda: {"total": 8 << 30, "available": 4 << 30},
-                   display=lambda: False)
+    det = d.detect(nvml=no_nvml, rocm=no_rocm, sysmem=lambda: {"total": 8 << 30, "available": 4 << 30}, display=lambda: False)
     assert det.gpus == [] and "no GPU found" in det.source and "NVML" in det.source
     assert det.system_memory_mib == 8192
 

@@ -52,7 +52,12 @@ def test_xml_rtx4090():
 def test_query_gpu_csv_with_processes(stem, name, total, free, cc, display):
     (g,) = parsers.parse_captured(_read(f"nvidia-smi-query-gpu-{stem}.csv"))
     assert (g.name, g.memory_total_mib, g.memory_free_mib, g.compute_capability, g.display_active) == (
-        name, total, free, cc, display)
+        name,
+        total,
+        free,
+        cc,
+        display,
+    )
     (g,) = parsers.with_processes([g], parsers.parse_nvidia_smi_apps(_read(f"nvidia-smi-query-compute-apps-{stem}.csv")))
     assert len(g.processes) == 3 and all(p.used_mib and p.used_mib > 0 for p in g.processes)
 
@@ -69,13 +74,16 @@ def _as_nvml(g, apps) -> dict:
     return {
         "driver_version": g.driver_version,
         "cuda_driver_version": 13010,  # nvidia-smi --version of these captures: CUDA Version 13.1
-        "devices": [{
-            "index": g.index, "name": g.name,
-            "memory": {"total": to_b(g.memory_total_mib), "used": to_b(g.memory_used_mib), "free": to_b(g.memory_free_mib)},
-            "compute_capability": [int(major), int(minor)],
-            "display_active": int(bool(g.display_active)),
-            "processes": [{"pid": p.pid, "used": to_b(p.used_mib)} for p in apps.get(g.name, [])],
-        }],
+        "devices": [
+            {
+                "index": g.index,
+                "name": g.name,
+                "memory": {"total": to_b(g.memory_total_mib), "used": to_b(g.memory_used_mib), "free": to_b(g.memory_free_mib)},
+                "compute_capability": [int(major), int(minor)],
+                "display_active": int(bool(g.display_active)),
+                "processes": [{"pid": p.pid, "used": to_b(p.used_mib)} for p in apps.get(g.name, [])],
+            }
+        ],
     }
 
 
@@ -85,7 +93,11 @@ def test_nvml_dict_replayed_from_real_values(stem):
     apps = parsers.parse_nvidia_smi_apps(_read(f"nvidia-smi-query-compute-apps-{stem}.csv"))
     (g,) = parsers.parse_nvml(_as_nvml(smi, apps))
     assert (g.name, g.compute_capability, g.display_active, g.cuda_version) == (
-        smi.name, smi.compute_capability, smi.display_active, "13.1")
+        smi.name,
+        smi.compute_capability,
+        smi.display_active,
+        "13.1",
+    )
     assert g.memory_total_mib == pytest.approx(smi.memory_total_mib)
     assert g.memory_free_mib == pytest.approx(smi.memory_free_mib)
     assert sorted(p.pid for p in g.processes) == sorted(p.pid for p in apps[smi.name])
@@ -177,11 +189,14 @@ def test_gpus_from_a_gb10_capture_keeps_the_captured_machines_memory():
     assert table["detection"]["system_memory_mib"] is None and table["choice"]["profile"] == "dgx-spark"
 
 
-@pytest.mark.parametrize(("fixture", "driver", "cuda", "name"), [
-    ("rtx5090d-576.52-nvidia-smi.txt", "576.52", "12.9", "NVIDIA GeForce RTX 5090 D"),
-    ("rtx5090-595.71.05-nvidia-smi.txt", "595.71.05", "13.2", "NVIDIA GeForce RTX 5090"),
-    ("rtx5090-rtx4090-580.82.09-nvidia-smi.txt", "580.82.09", "13.0", "NVIDIA GeForce RTX 5090"),
-])
+@pytest.mark.parametrize(
+    ("fixture", "driver", "cuda", "name"),
+    [
+        ("rtx5090d-576.52-nvidia-smi.txt", "576.52", "12.9", "NVIDIA GeForce RTX 5090 D"),
+        ("rtx5090-595.71.05-nvidia-smi.txt", "595.71.05", "13.2", "NVIDIA GeForce RTX 5090"),
+        ("rtx5090-rtx4090-580.82.09-nvidia-smi.txt", "580.82.09", "13.0", "NVIDIA GeForce RTX 5090"),
+    ],
+)
 def test_driver_captures_parse(fixture, driver, cuda, name):
     gpus = parsers.parse_captured(_read(fixture))
     assert (gpus[0].driver_version, gpus[0].cuda_version, gpus[0].name) == (driver, cuda, name)
@@ -193,4 +208,7 @@ def test_driver_captures_parse(fixture, driver, cuda, name):
 def test_rocm_capture_without_memory_figures():
     gpus = parsers.parse_captured(_read("rocm-smi-json-4x-mi300a.json"))
     assert [(g.gfx_target, g.memory_total_mib) for g in gpus] == [("gfx942", None)] * 4
-    assert choose_profile(d.detection_from_captured(_read("rocm-smi-json-4x-mi300a.json")), load_catalog()).profile.name == "rocm-4gpu"
+    assert (
+        choose_profile(d.detection_from_captured(_read("rocm-smi-json-4x-mi300a.json")), load_catalog()).profile.name
+        == "rocm-4gpu"
+    )

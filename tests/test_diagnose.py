@@ -45,7 +45,11 @@ def test_rule_messages_are_in_the_installed_vllm_source(vllm_python):
     [
         ("issue-transformerlab-370-bf16-v100.log", "bfloat16-unsupported-gpu", ["--dtype half"]),
         # 2 GPUs asked, 1 visible: tensor parallel over the one there is
-        ("issue-15217-world-size-gpu-count.log", "world-size-exceeds-gpus", ["--tensor-parallel-size 1", "--pipeline-parallel-size 1"]),
+        (
+            "issue-15217-world-size-gpu-count.log",
+            "world-size-exceeds-gpus",
+            ["--tensor-parallel-size 1", "--pipeline-parallel-size 1"],
+        ),
         ("issue-verl-omni-133-driver-too-old.log", "nvidia-driver-too-old", []),
         ("issue-nunif-702-cuda-driver-insufficient.log", "cuda-driver-insufficient", []),
         ("issue-13946-failed-to-infer-device.log", "no-gpu-visible", []),
@@ -57,8 +61,16 @@ def test_rule_messages_are_in_the_installed_vllm_source(vllm_python):
         ("issue-8189-flash-attention-ampere.log", "flash-attention-needs-ampere", ["--dtype half"]),
         ("issue-9045-oom-loading.log", "cuda-oom-loading", ["--tensor-parallel-size 2"]),
         ("issue-23230-oom-profiling.log", "cuda-oom-profiling", ["--max-num-batched-tokens 2048", "--max-num-seqs 32"]),
-        ("issue-10439-compose-no-cache-blocks.log", "no-memory-for-cache-blocks", ["--gpu-memory-utilization 0.95", "--max-num-batched-tokens 2048"]),
-        ("issue-17431-no-cache-blocks-a800.log", "no-memory-for-cache-blocks", ["--gpu-memory-utilization 0.95", "--max-num-batched-tokens 2048"]),
+        (
+            "issue-10439-compose-no-cache-blocks.log",
+            "no-memory-for-cache-blocks",
+            ["--gpu-memory-utilization 0.95", "--max-num-batched-tokens 2048"],
+        ),
+        (
+            "issue-17431-no-cache-blocks-a800.log",
+            "no-memory-for-cache-blocks",
+            ["--gpu-memory-utilization 0.95", "--max-num-batched-tokens 2048"],
+        ),
         ("issue-recipes-653-max-model-len-kv.log", "max-model-len-exceeds-kv-cache", ["--max-model-len 199552"]),
         ("issue-2418-max-seq-len-kv-tokens.log", "max-model-len-exceeds-kv-tokens", ["--max-model-len 3664"]),
         ("issue-1282-awq-capability.log", "quantization-not-supported-gpu", []),
@@ -77,9 +89,17 @@ def test_rule_messages_are_in_the_installed_vllm_source(vllm_python):
         ("issue-16231-pipeline-parallel-unsupported.log", "pipeline-parallel-unsupported", ["--pipeline-parallel-size 1"]),
         ("issue-7207-no-hip-gpus.log", "rocm-no-device", []),
         ("issue-transformers-44288-rope-list-set.log", "rope-validation-typeerror", []),
-        ("issue-49064-mamba-blocks-h100.log", "mamba-blocks-below-max-num-seqs", ["--max-num-seqs 969", "--max-cudagraph-capture-size 969"]),
+        (
+            "issue-49064-mamba-blocks-h100.log",
+            "mamba-blocks-below-max-num-seqs",
+            ["--max-num-seqs 969", "--max-cudagraph-capture-size 969"],
+        ),
         # the message inside vLLM's worker wrapper: no root error of its own, the rule still reads the line
-        ("issue-38632-mamba-blocks-worker-wrapper.log", "mamba-blocks-below-max-num-seqs", ["--max-num-seqs 600", "--max-cudagraph-capture-size 600"]),
+        (
+            "issue-38632-mamba-blocks-worker-wrapper.log",
+            "mamba-blocks-below-max-num-seqs",
+            ["--max-num-seqs 600", "--max-cudagraph-capture-size 600"],
+        ),
         ("cpu-lora-adapter-missing.log", "lora-adapter-missing", []),
         ("cpu-ssl-files-missing.log", "file-missing", []),
         ("cpu-weights-lfs-pointer.log", "weights-not-safetensors", []),
@@ -125,8 +145,10 @@ def test_tensor_parallel_fits_the_gpus() -> None:
 
 
 def test_parser_from_the_printed_list_fitting_the_model_family() -> None:
-    msg = ("(APIServer pid=1) INFO 01-01 00:00:00 [api_utils.py:286] non-default args: {'model': 'Qwen/Qwen3-8B'}\n"
-           "KeyError: 'invalid tool call parser: qwen (chose from { hermes,llama3_json,mistral,qwen3_xml })'")
+    msg = (
+        "(APIServer pid=1) INFO 01-01 00:00:00 [api_utils.py:286] non-default args: {'model': 'Qwen/Qwen3-8B'}\n"
+        "KeyError: 'invalid tool call parser: qwen (chose from { hermes,llama3_json,mistral,qwen3_xml })'"
+    )
     assert explain(msg).fix == ["--tool-call-parser hermes"]
     llama = msg.replace("Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B-Instruct")
     assert explain(llama).fix == ["--tool-call-parser llama3_json"]
@@ -195,7 +217,7 @@ def test_unreadable_input_exits_2(tmp_path) -> None:
 def test_wrapper_rule_only_when_the_root_error_is_not_in_the_log() -> None:
     """The tail of a real failed start, cut below its root error: only the wrapper is left."""
     lines = _read("cpu-max-model-len-too-large.log").splitlines()
-    tail = "\n".join(lines[next(i for i, ln in enumerate(lines) if "Engine core initialization failed" in ln) - 3:])
+    tail = "\n".join(lines[next(i for i, ln in enumerate(lines) if "Engine core initialization failed" in ln) - 3 :])
     d = explain(tail)
     assert d.rule == "engine-core-failed" and d.root_error is None
     assert explain("\n".join(lines)).rule != "engine-core-failed"
@@ -264,7 +286,8 @@ def test_a_healthy_start_has_no_cause() -> None:
     warned = healthy + (
         "(APIServer pid=17905) WARNING 12-01 15:26:47 [model.py:2660] User-specified max_model_len (500000) is greater "
         "than the derived max_model_len (max_position_embeddings=4096.0 or model_max_length=None in model's "
-        "config.json). VLLM_ALLOW_LONG_MAX_MODEL_LEN must be used with extreme caution.\n")
+        "config.json). VLLM_ALLOW_LONG_MAX_MODEL_LEN must be used with extreme caution.\n"
+    )
     assert explain(warned).rule is None
     res = CliRunner().invoke(main, ["diagnose", "-"], input=healthy)
     assert res.exit_code == 1 and "no error found in the log" in res.output

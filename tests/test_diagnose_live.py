@@ -68,8 +68,11 @@ CASES: dict[str, tuple[list[str], dict[str, str], str | None]] = {
     "max-model-len-not-a-number": (["--max-model-len", "lots"], {}, None),
     # these two start the engine (about a minute each: the engine and worker processes are spawned, as vLLM does)
     "kv-cache-below-one-block": (["--kv-cache-memory-bytes", "1k"], {}, None),
-    "kv-cache-below-context": (["--kv-cache-memory-bytes", "32M", "--max-model-len", "500000"],
-                               {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}, None),
+    "kv-cache-below-context": (
+        ["--kv-cache-memory-bytes", "32M", "--max-model-len", "500000"],
+        {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"},
+        None,
+    ),
 }
 
 
@@ -83,14 +86,23 @@ def starts(tmp_path_factory):
     tiny = Path(ensure_tiny_model("scripted"))
     root = tmp_path_factory.mktemp("failed-starts")
     variants = {
-        "gptq": _variant(tiny, root, "gptq", quantization_config={
-            "quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False, "sym": True}),
+        "gptq": _variant(
+            tiny,
+            root,
+            "gptq",
+            quantization_config={"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False, "sym": True},
+        ),
         "unknown-arch": _variant(tiny, root, "unknown-arch", architectures=["NoSuchModelForCausalLM"]),
         "unknown-type": _variant(tiny, root, "unknown-type", model_type="no_such_type"),
         "empty": str(root / "empty"),
-        "custom-code": _variant(tiny, root, "custom-code", model_type="tiny_custom", architectures=["TinyForCausalLM"],
-                                auto_map={"AutoConfig": "configuration_tiny.TinyConfig",
-                                          "AutoModelForCausalLM": "modeling_tiny.TinyForCausalLM"}),
+        "custom-code": _variant(
+            tiny,
+            root,
+            "custom-code",
+            model_type="tiny_custom",
+            architectures=["TinyForCausalLM"],
+            auto_map={"AutoConfig": "configuration_tiny.TinyConfig", "AutoModelForCausalLM": "modeling_tiny.TinyForCausalLM"},
+        ),
     }
     (root / "empty").mkdir()
     busy = socket.socket()  # held for the whole run: the port-in-use case starts on it
@@ -102,16 +114,32 @@ def starts(tmp_path_factory):
     for name, (flags, extra_env, model) in CASES.items():
         model = variants.get(model, model) if model else str(tiny)
         p = busy.getsockname()[1] if name == "port-in-use" else port
-        base = ["--enforce-eager", "--dtype", "bfloat16", "--kv-cache-memory-bytes", "64M", "--max-model-len", "2048",
-                "--host", "127.0.0.1", "--port", str(p)]
+        base = [
+            "--enforce-eager",
+            "--dtype",
+            "bfloat16",
+            "--kv-cache-memory-bytes",
+            "64M",
+            "--max-model-len",
+            "2048",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(p),
+        ]
         argv = ["serve", model, *_without(base, flags), *flags]
         log = root / f"{name}.log"
         cases.append({"name": name, "argv": argv, "env": {**env, **extra_env}, "log": str(log), "timeout": START_S})
         meta[name] = {"log": log, "port": p, "argv": argv}
     try:
-        res = subprocess.run([str(python), str(HERE / "vllm_failing_starts.py")], input=json.dumps(cases),
-                             capture_output=True, text=True, timeout=3600,
-                             env={**os.environ, **env})
+        res = subprocess.run(
+            [str(python), str(HERE / "vllm_failing_starts.py")],
+            input=json.dumps(cases),
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            env={**os.environ, **env},
+        )
     finally:
         busy.close()
     assert res.returncode == 0, res.stderr[-3000:]
@@ -165,15 +193,22 @@ def _listed(log_text: str, name: str) -> bool:
 EXPECTED = {
     "tool-parser-unknown": ("tool-call-parser-unknown", lambda t, s: [f"--tool-call-parser {_recipe_parsers().tool_call}"]),
     "reasoning-parser-unknown": ("reasoning-parser-unknown", lambda t, s: [f"--reasoning-parser {_recipe_parsers().reasoning}"]),
-    "auto-tool-choice-without-parser": ("auto-tool-choice-without-parser", lambda t, s: [f"--tool-call-parser {_recipe_parsers().tool_call}"]),
+    "auto-tool-choice-without-parser": (
+        "auto-tool-choice-without-parser",
+        lambda t, s: [f"--tool-call-parser {_recipe_parsers().tool_call}"],
+    ),
     "log-outputs-without-log-requests": ("log-outputs-without-log-requests", ["--enable-log-requests"]),
     "batched-below-max-model-len": ("batched-tokens-below-max-model-len", ["--max-num-batched-tokens 2048"]),
     "batched-below-max-num-seqs": ("batched-tokens-below-max-num-seqs", ["--max-num-batched-tokens 2048"]),
     # the largest tensor-parallel size at most 3 dividing the model's heads
-    "tp-not-dividing-heads": ("tensor-parallel-not-dividing-heads", lambda t, s: [
-        f"--tensor-parallel-size {max(d for d in (1, 2, 3) if _model_config()['num_attention_heads'] % d == 0)}"]),
-    "max-model-len-above-derived": ("max-model-len-above-derived", lambda t, s: [
-        f"--max-model-len {_model_config()['max_position_embeddings']}"]),
+    "tp-not-dividing-heads": (
+        "tensor-parallel-not-dividing-heads",
+        lambda t, s: [f"--tensor-parallel-size {max(d for d in (1, 2, 3) if _model_config()['num_attention_heads'] % d == 0)}"],
+    ),
+    "max-model-len-above-derived": (
+        "max-model-len-above-derived",
+        lambda t, s: [f"--max-model-len {_model_config()['max_position_embeddings']}"],
+    ),
     "model-dir-missing": ("model-path-missing", []),
     "chat-template-missing": ("chat-template-missing", []),
     "port-in-use": ("port-in-use", None),

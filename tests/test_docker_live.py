@@ -76,8 +76,22 @@ def followers(container_id: str) -> list[int]:
 
 def test_up_docker_start_check_logs_down_leaves_nothing(engine, env):
     port = free_port()
-    res = sc(env, "up", "tiny-cpu", "--gpu", "cpu", "--runtime", "docker", "--name", LIVE, "--port", str(port),
-             "--detach", "--no-check", "--json")
+    res = sc(
+        env,
+        "up",
+        "tiny-cpu",
+        "--gpu",
+        "cpu",
+        "--runtime",
+        "docker",
+        "--name",
+        LIVE,
+        "--port",
+        str(port),
+        "--detach",
+        "--no-check",
+        "--json",
+    )
     try:
         assert res.returncode == 0, res.stderr[-3000:]
         data = json.loads(res.stdout)
@@ -100,9 +114,28 @@ def test_up_docker_start_check_logs_down_leaves_nothing(engine, env):
 
 def test_sigkill_of_a_foreground_docker_up_stops_its_container(engine, env):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--gpu", "cpu", "--runtime", "docker",
-                             "--name", FOREGROUND, "--port", str(port), "--no-check"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "servectl",
+            "up",
+            "tiny-cpu",
+            "--gpu",
+            "cpu",
+            "--runtime",
+            "docker",
+            "--name",
+            FOREGROUND,
+            "--port",
+            str(port),
+            "--no-check",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + START_S
         while time.monotonic() < deadline:

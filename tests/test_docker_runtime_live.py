@@ -82,8 +82,21 @@ def test_gpu_access_is_checked_against_the_real_engine(engine, tmp_path):
 
 def test_up_on_a_gpu_profile_says_how_to_reach_the_gpu(engine, tmp_path):
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    res = sc(env, "up", "tiny-cpu", "--gpu", "rtx-5090", "--runtime", "docker", "--force", "--name", "gpu-check",
-             "--port", str(free_port()), "--no-check")
+    res = sc(
+        env,
+        "up",
+        "tiny-cpu",
+        "--gpu",
+        "rtx-5090",
+        "--runtime",
+        "docker",
+        "--force",
+        "--name",
+        "gpu-check",
+        "--port",
+        str(free_port()),
+        "--no-check",
+    )
     assert res.returncode == 1, res.stderr[-2000:]
     assert "no `nvidia` runtime" in res.stderr and "nvidia-ctk runtime configure" in res.stderr
     assert subprocess.run(["docker", "ps", "-aq", "--filter", "name=^gpu-check$"], capture_output=True, text=True).stdout == ""
@@ -98,9 +111,14 @@ def registry(tmp_path):
     port = free_port()
     (tmp_path / "registry.yml").write_text(
         f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'store'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n")
-    proc = subprocess.Popen([exe, "serve", str(tmp_path / "registry.yml")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(
+        [exe, "serve", str(tmp_path / "registry.yml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + STOP_S
         while time.monotonic() < deadline:
@@ -124,8 +142,12 @@ def test_a_missing_image_is_pulled_with_progress(engine, registry, tmp_path):
     (tmp_path / "rootfs" / "blob").write_bytes(os.urandom(6 << 20))
     tag = f"{registry}/servectl-pull-test:{os.getpid()}"
     tar = subprocess.Popen(["tar", "-C", str(tmp_path / "rootfs"), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run(["docker", "import", "--change", "LABEL io.servectl.test=pulled", "-", tag], stdin=tar.stdout,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "import", "--change", "LABEL io.servectl.test=pulled", "-", tag],
+        stdin=tar.stdout,
+        check=True,
+        capture_output=True,
+    )
     tar.wait()
     try:
         subprocess.run(["docker", "push", tag], check=True, capture_output=True, timeout=300)
@@ -145,18 +167,45 @@ def test_rendered_compose_runs_the_proxy_image_in_front_of_the_cpu_server(engine
     from servectl.verify.validate import compose_binary
 
     tag = f"servectl:test-{os.getpid()}"
-    built = subprocess.run([str(ROOT / "scripts" / "docker-servectl-image"), "--base", CPU_IMAGE, "--tag", tag],
-                           capture_output=True, text=True, timeout=1800)
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "docker-servectl-image"), "--base", CPU_IMAGE, "--tag", tag],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     assert built.stdout.strip() == tag  # stdout is the tag only
-    lint = subprocess.run([str(Path(sys.executable).parent / "hadolint"), str(ROOT / "docker" / "Dockerfile.servectl")],
-                          capture_output=True, text=True)
+    lint = subprocess.run(
+        [str(Path(sys.executable).parent / "hadolint"), str(ROOT / "docker" / "Dockerfile.servectl")],
+        capture_output=True,
+        text=True,
+    )
     assert lint.returncode == 0, lint.stdout
     name, port, proxy_port = f"compose-{os.getpid()}", free_port(), free_port()
     out = tmp_path / "deploy"
-    res = sc(os.environ.copy(), "render", "tiny-cpu", "--gpu", "cpu", "--format", "compose", "--with-proxy", "--name", name,
-             "--port", str(port), "--proxy-port", str(proxy_port), "--proxy-image", tag,
-             "--cache-dir", str(tmp_path / "cache"), "-o", str(out), "--validate")
+    res = sc(
+        os.environ.copy(),
+        "render",
+        "tiny-cpu",
+        "--gpu",
+        "cpu",
+        "--format",
+        "compose",
+        "--with-proxy",
+        "--name",
+        name,
+        "--port",
+        str(port),
+        "--proxy-port",
+        str(proxy_port),
+        "--proxy-image",
+        tag,
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-o",
+        str(out),
+        "--validate",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     compose = [compose_binary(), "-f", str(out / "docker-compose.yaml"), "-p", name]
     try:
@@ -175,8 +224,15 @@ def test_rendered_compose_runs_the_proxy_image_in_front_of_the_cpu_server(engine
             time.sleep(1)
         ids = {m["id"] for m in models.json()["data"]}
         assert {"tiny-cpu", "tiny-cpu-instruct-general"} <= ids, ids
-        chat = httpx.post(f"{base}/v1/chat/completions", timeout=STOP_S, json={
-            "model": "tiny-cpu-instruct-general", "max_tokens": 8, "messages": [{"role": "user", "content": "Who are you?"}]})
+        chat = httpx.post(
+            f"{base}/v1/chat/completions",
+            timeout=STOP_S,
+            json={
+                "model": "tiny-cpu-instruct-general",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "Who are you?"}],
+            },
+        )
         assert chat.status_code == 200, chat.text
         assert chat.json()["choices"][0]["message"]["content"] is not None
     finally:

@@ -26,8 +26,14 @@ import reference  # noqa: E402  (docs/_generate/reference.py: the generator walk
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "DISABLE_MKDOCS_2_WARNING": "true", "XDG_CACHE_HOME": str(tmp_path_factory.mktemp("cache"))}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return out
 
@@ -42,8 +48,12 @@ def sections(site: Path, page: str) -> dict[str, str]:
     """Heading id -> the HTML text from that heading to the next heading, decoded."""
     raw = (site / page / "index.html").read_text(encoding="utf-8")
     marks = list(re.finditer(r'<h[1-6][^>]*\bid="([^"]+)"', raw))
-    return {m.group(1): html.unescape(re.sub(r"<[^>]+>", " ", raw[m.start():marks[i + 1].start() if i + 1 < len(marks) else len(raw)]))
-            for i, m in enumerate(marks)}
+    return {
+        m.group(1): html.unescape(
+            re.sub(r"<[^>]+>", " ", raw[m.start() : marks[i + 1].start() if i + 1 < len(marks) else len(raw)])
+        )
+        for i, m in enumerate(marks)
+    }
 
 
 def test_every_command_and_option_is_in_the_reference(site):

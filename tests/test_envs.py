@@ -67,8 +67,11 @@ def test_hand_made_environments_are_read_from_their_distributions(tmp_path, monk
     _fake_env(root, "new", {"vllm": "0.31.0+cu129", "torch": "2.13.0+cu129"})
     _fake_env(root, "rocm", {"vllm": "0.30.0+rocm723"})
     found = {e.name: (e.release, e.platform, e.variant, e.recorded) for e in envs.list_envs()}
-    assert found == {"old": ("0.18.0", "cuda", "cu129", False), "new": ("0.31.0", "cuda", "cu129", False),
-                     "rocm": ("0.30.0", "rocm", "rocm723", False)}
+    assert found == {
+        "old": ("0.18.0", "cuda", "cu129", False),
+        "new": ("0.31.0", "cuda", "cu129", False),
+        "rocm": ("0.30.0", "rocm", "rocm723", False),
+    }
     assert [e.name for e in envs.list_envs()] == ["new", "rocm", "old"]  # newest release first
 
     nvfp4, rtx = catalog.model("qwen3.5-35b-a3b-nvfp4"), catalog.gpu("rtx-5090")
@@ -104,6 +107,18 @@ def test_cpu_profile_memory_is_the_hosts(tmp_path, cli, catalog):
     assert cpu_profile_for_host(catalog.gpu("rtx-5090"), 23 << 30) == catalog.gpu("rtx-5090")
     shown = json.loads(cli("profiles", "show", "cpu", "--json").stdout)
     assert shown["memory_gib"] == round(probe_cpu_memory() / 2**30, 2)
-    plan = json.loads(cli("plan", "tiny-cpu", "--gpu", "cpu", "--json", "--", "--gpu-memory-utilization", "0.5",
-                          "--kv-cache-memory-bytes", "64M").stdout)
+    plan = json.loads(
+        cli(
+            "plan",
+            "tiny-cpu",
+            "--gpu",
+            "cpu",
+            "--json",
+            "--",
+            "--gpu-memory-utilization",
+            "0.5",
+            "--kv-cache-memory-bytes",
+            "64M",
+        ).stdout
+    )
     assert plan["kv_cache_tokens_logged"] > 0

@@ -32,9 +32,26 @@ BASE = ["--enforce-eager", "--dtype", "bfloat16", "--kv-cache-memory-bytes", "64
 
 # case -> (family checkpoint, flags after BASE)
 CASES: dict[str, tuple[str, list[str]]] = {
-    **{f: (f, WINDOWED) for f in ("llama", "llama-hd96", "qwen3", "qwen3-moe", "mistral", "gemma2", "gemma3",
-                                  "gemma3-pattern3", "gpt-oss", "deepseek-v3", "glm4-moe", "nemotron-h", "granite-h",
-                                  "falcon-h1", "jamba")},
+    **{
+        f: (f, WINDOWED)
+        for f in (
+            "llama",
+            "llama-hd96",
+            "qwen3",
+            "qwen3-moe",
+            "mistral",
+            "gemma2",
+            "gemma3",
+            "gemma3-pattern3",
+            "gpt-oss",
+            "deepseek-v3",
+            "glm4-moe",
+            "nemotron-h",
+            "granite-h",
+            "falcon-h1",
+            "jamba",
+        )
+    },
     "mistral-defaults": ("mistral", ["--max-model-len", "8192"]),  # vLLM's own max_num_batched_tokens
     "gpt-oss-defaults": ("gpt-oss", []),  # the native length
     "gemma3-hma-off": ("gemma3", [*WINDOWED, "--disable-hybrid-kv-cache-manager"]),
@@ -53,7 +70,7 @@ def _flags(case: str) -> list[str]:
     extra = CASES[case][1]
     if "--kv-cache-memory-bytes" in extra:  # the case's own KV size replaces the base one
         j = flags.index("--kv-cache-memory-bytes")
-        del flags[j:j + 2]
+        del flags[j : j + 2]
     return flags + extra
 
 
@@ -66,16 +83,37 @@ def starts(tmp_path_factory):
     python = find_vllm_python()  # fails (not skips) without the vLLM CPU environment: scripts/test bootstraps it
     dirs = ensure_tiny_models(sorted({f"family:{f}" for f, _ in CASES.values()}))
     root = tmp_path_factory.mktemp("family-starts")
-    cases = [{"name": name, "argv": ["--model", str(dirs[f"family:{fam}"]), *_flags(name)], "env": {},
-              "log": str(root / f"{name}.log"), "timeout": START_S, "generate": True}
-             for name, (fam, _) in CASES.items()]
+    cases = [
+        {
+            "name": name,
+            "argv": ["--model", str(dirs[f"family:{fam}"]), *_flags(name)],
+            "env": {},
+            "log": str(root / f"{name}.log"),
+            "timeout": START_S,
+            "generate": True,
+        }
+        for name, (fam, _) in CASES.items()
+    ]
     env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    res = subprocess.run([str(python), str(HERE / "vllm_kv_starts.py")], input=json.dumps(cases), capture_output=True,
-                         text=True, timeout=3600, env=env)
+    res = subprocess.run(
+        [str(python), str(HERE / "vllm_kv_starts.py")],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     results = json.loads(res.stdout.strip().splitlines()[-1])
-    return {c["name"]: (dirs[f"family:{CASES[c['name']][0]}"], parse_text(Path(c["log"]).read_text(errors="replace")),
-                        results[c["name"]], c["log"]) for c in cases}
+    return {
+        c["name"]: (
+            dirs[f"family:{CASES[c['name']][0]}"],
+            parse_text(Path(c["log"]).read_text(errors="replace")),
+            results[c["name"]],
+            c["log"],
+        )
+        for c in cases
+    }
 
 
 @functools.lru_cache(maxsize=None)
@@ -116,8 +154,9 @@ def test_jamba_is_refused_on_cpu_and_vllm_fails_its_first_request(starts, target
     assert log.kv_cache_tokens is not None and result["generated"] == 0 and "IndexError" in result["error"]
     recipe = _recipe(model)
     s = planner.settings_from_flags(planner.va.parse_args(_flags("jamba")))
-    plan = planner.predict(recipe, load_catalog().gpu("cpu"), s, vllm_version=target.version, host=target.host,
-                           check_target=False)
+    plan = planner.predict(
+        recipe, load_catalog().gpu("cpu"), s, vllm_version=target.version, host=target.host, check_target=False
+    )
     assert (plan.kv_cache_tokens_logged, round(plan.max_concurrency, 2)) == (log.kv_cache_tokens, log.max_concurrency)
 
 

@@ -40,8 +40,21 @@ def replay(log_path: Path, tmp_path: Path, check_target: bool = True):
 
 def test_every_family_was_captured():
     names = {p.stem for p in LOGS}
-    assert {"llama", "qwen3", "qwen3-moe", "mistral", "gemma2", "gemma3", "gpt-oss", "deepseek-v3", "glm4-moe",
-            "nemotron-h", "granite-h", "falcon-h1", "jamba"} <= names
+    assert {
+        "llama",
+        "qwen3",
+        "qwen3-moe",
+        "mistral",
+        "gemma2",
+        "gemma3",
+        "gpt-oss",
+        "deepseek-v3",
+        "glm4-moe",
+        "nemotron-h",
+        "granite-h",
+        "falcon-h1",
+        "jamba",
+    } <= names
 
 
 @pytest.mark.parametrize("log_path", [p for p in LOGS if p.stem != "jamba"], ids=lambda p: p.stem)

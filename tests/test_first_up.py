@@ -25,16 +25,61 @@ NO_GPU = d.Detection(source="simulated: no GPU")
 CASES = [
     # the NVFP4 card pins 0.18.0, which has known bug nvfp4-moe-cutlass-sm120 on sm_120 (vllm-project/vllm#38423, no
     # patch): the newest release without it in the build each driver runs (CUDA 12.9 on 576, CUDA 13 on the assumed 580)
-    ("rtx-5090", "qwen3.5-35b-a3b-nvfp4", "rtx5090d-576.52-nvidia-smi.txt", ("x86_64", "3.12.3", "2.39"), None, None,
-     "0.31.0", "cu129", "2.13.0+cu129"),
-    ("rtx-pro-6000-blackwell", "qwen3.5-35b-a3b-nvfp4", None, ("x86_64", "3.11.7", "2.36"), None, "rtx-pro-6000-blackwell",
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)"),
-    ("rtx-5090-mxfp4", "qwen3.5-35b-a3b-mxfp4", "rtx5090d-576.52-nvidia-smi.txt", ("x86_64", "3.12.3", "2.39"), None, None,
-     "0.31.0", "cu129", "2.13.0+cu129"),
-    ("dgx-spark", "qwen3.6-35b-a3b-fp8", "nvml-gb10-dgx-spark.json", ("aarch64", "3.12.3", "2.39"), None, None,
-     "0.34.0", "cu130", "2.14.0 (PyPI, CUDA 13.0)"),
-    ("rocm-4gpu", "qwen3.5-35b-a3b-gptq-8bit", "rocm-smi-json-4x-mi300a.json", ("x86_64", "3.12.3", "2.39"), "7.2.1", None,
-     "0.30.0", "rocm723", "bundled ROCm build"),
+    (
+        "rtx-5090",
+        "qwen3.5-35b-a3b-nvfp4",
+        "rtx5090d-576.52-nvidia-smi.txt",
+        ("x86_64", "3.12.3", "2.39"),
+        None,
+        None,
+        "0.31.0",
+        "cu129",
+        "2.13.0+cu129",
+    ),
+    (
+        "rtx-pro-6000-blackwell",
+        "qwen3.5-35b-a3b-nvfp4",
+        None,
+        ("x86_64", "3.11.7", "2.36"),
+        None,
+        "rtx-pro-6000-blackwell",
+        "0.34.0",
+        "cu130",
+        "2.14.0 (PyPI, CUDA 13.0)",
+    ),
+    (
+        "rtx-5090-mxfp4",
+        "qwen3.5-35b-a3b-mxfp4",
+        "rtx5090d-576.52-nvidia-smi.txt",
+        ("x86_64", "3.12.3", "2.39"),
+        None,
+        None,
+        "0.31.0",
+        "cu129",
+        "2.13.0+cu129",
+    ),
+    (
+        "dgx-spark",
+        "qwen3.6-35b-a3b-fp8",
+        "nvml-gb10-dgx-spark.json",
+        ("aarch64", "3.12.3", "2.39"),
+        None,
+        None,
+        "0.34.0",
+        "cu130",
+        "2.14.0 (PyPI, CUDA 13.0)",
+    ),
+    (
+        "rocm-4gpu",
+        "qwen3.5-35b-a3b-gptq-8bit",
+        "rocm-smi-json-4x-mi300a.json",
+        ("x86_64", "3.12.3", "2.39"),
+        "7.2.1",
+        None,
+        "0.30.0",
+        "rocm723",
+        "bundled ROCm build",
+    ),
     ("cpu", "tiny-cpu", None, ("x86_64", "3.11.7", "2.36"), None, None, "0.32.0", "cpu", "2.13.0+cpu"),
 ]
 
@@ -48,7 +93,9 @@ def fresh(tmp_path, monkeypatch):
 
 
 def simulate(monkeypatch, capture: str | None, facts: tuple[str, str, str], rocm: str | None) -> None:
-    detection = NO_GPU if capture is None else d.detection_from_captured((GPUS / capture).read_text(), source=f"captured {capture}")
+    detection = (
+        NO_GPU if capture is None else d.detection_from_captured((GPUS / capture).read_text(), source=f"captured {capture}")
+    )
     monkeypatch.setattr(d, "detect", lambda *a, **k: detection)
     monkeypatch.setattr(h, "probe_platform", lambda python=None: h.PlatformFacts(*facts))
     monkeypatch.setattr(h, "probe_rocm_version", lambda root=None: rocm)
@@ -64,10 +111,15 @@ def test_first_up_names_the_bootstrap_command_and_its_dry_run_is_right(cli, fres
     assert len(errors) == 1 and "Traceback" not in up.stderr, up.stderr
     found = re.search(r"run `(servectl bootstrap [^`]*)`", up.stderr)
     assert found, up.stderr
-    expected = (f"servectl bootstrap --cpu --recipe {recipe}" if profile == "cpu"
-                else f"servectl bootstrap --recipe {recipe}" + (f" --gpu {gpu}" if gpu else ""))
+    expected = (
+        f"servectl bootstrap --cpu --recipe {recipe}"
+        if profile == "cpu"
+        else f"servectl bootstrap --recipe {recipe}" + (f" --gpu {gpu}" if gpu else "")
+    )
     assert found.group(1) == expected
-    assert not (fresh / "state" / "servectl" / "deployments").exists() or not any((fresh / "state" / "servectl" / "deployments").iterdir())
+    assert not (fresh / "state" / "servectl" / "deployments").exists() or not any(
+        (fresh / "state" / "servectl" / "deployments").iterdir()
+    )
 
     words = shlex.split(found.group(1))[1:]
     result = cli(*words, "--dry-run", "--json")

@@ -20,7 +20,9 @@ def write(tmp_path: Path, text: str, name: str = "fleet.yaml") -> Path:
 
 
 def tiny_fleet(tmp_path: Path, limit: str, extra: str = "") -> Path:
-    return write(tmp_path, f"""
+    return write(
+        tmp_path,
+        f"""
         name: t
         memory_limit: {limit}
         models:
@@ -31,7 +33,8 @@ def tiny_fleet(tmp_path: Path, limit: str, extra: str = "") -> Path:
           noise:
             model: tiny-cpu
             ttl: 90s
-        {extra}""")
+        {extra}""",
+    )
 
 
 def plan_json(cli, path: Path) -> dict:
@@ -47,9 +50,17 @@ def test_plan_swaps_when_only_one_fits_and_co_locates_when_both_do(cli, tmp_path
     # the tiny recipe pins 64 MiB of KV cache on cpu; the planner adds its weights
     assert chat["kv_cache_bytes"] == 64 * 2**20 and 64 < chat["awake_mib"] < 100
     assert chat["flags"] == ["--kv-cache-memory-bytes", "64M"] and chat["sleep"] is False and noise["ttl_s"] == 90
-    assert one["preload"] == [{"model": "chat", "starts": True, "used_mib": chat["awake_mib"], "reason": one["preload"][0]["reason"]}]
-    assert one["on_request"] == [{"model": "noise", "outcome": "run", "reason": one["on_request"][0]["reason"],
-                                  "evict": [{"model": "chat", "action": "stop", "frees_mib": chat["awake_mib"]}]}]
+    assert one["preload"] == [
+        {"model": "chat", "starts": True, "used_mib": chat["awake_mib"], "reason": one["preload"][0]["reason"]}
+    ]
+    assert one["on_request"] == [
+        {
+            "model": "noise",
+            "outcome": "run",
+            "reason": one["on_request"][0]["reason"],
+            "evict": [{"model": "chat", "action": "stop", "frees_mib": chat["awake_mib"]}],
+        }
+    ]
     assert one["together"]["cpu"]["fits"] is False
     both = plan_json(cli, tiny_fleet(tmp_path, "200M"))
     assert both["on_request"][0]["evict"] == [] and both["on_request"][0]["outcome"] == "run"
@@ -59,7 +70,9 @@ def test_plan_swaps_when_only_one_fits_and_co_locates_when_both_do(cli, tmp_path
 
 
 def test_every_mistake_is_one_line_naming_file_and_line(cli, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         listen: 127.0.0.1:99999
         memory_limit: lots
         queue:
@@ -72,13 +85,21 @@ def test_every_mistake_is_one_line_naming_file_and_line(cli, tmp_path):
             colour: blue
           other:
             gpu: cpu
-        """)
+        """,
+    )
     result = cli("serve", str(path), "--plan")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     where = {re.search(r":(\d+): ([\w.]+)", ln).group(2): int(re.search(r":(\d+): ", ln).group(1)) for ln in lines}
-    assert where == {"listen": 1, "memory_limit": 2, "queue.max_waiting": 4, "models.chat.ttl": 8,
-                     "models.chat.concurrency": 9, "models.chat.colour": 10, "models.other.model": 11}, lines
+    assert where == {
+        "listen": 1,
+        "memory_limit": 2,
+        "queue.max_waiting": 4,
+        "models.chat.ttl": 8,
+        "models.chat.concurrency": 9,
+        "models.chat.colour": 10,
+        "models.other.model": 11,
+    }, lines
     assert all(ln.startswith(f"error: {path}:") for ln in lines) and "Traceback" not in result.stderr
 
 
@@ -86,7 +107,9 @@ def test_names_recipes_profiles_and_flags_are_checked_with_their_lines(cli, tmp_
     models = tmp_path / "ckpt"
     models.mkdir()
     (models / "config.json").write_text("{}")
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         models:
           chat:
             model: tiny-cpuu
@@ -108,7 +131,8 @@ def test_names_recipes_profiles_and_flags_are_checked_with_their_lines(cli, tmp_
           big:
             model: tiny-cpu
             args: [--kv-cache-memory-bytes, 64G]
-        """)
+        """,
+    )
     result = cli("serve", str(path), "--plan")
     assert result.exit_code == 2
     err = result.stderr
@@ -137,7 +161,9 @@ def test_bad_yaml_and_non_fleet_files_are_one_line(cli, tmp_path):
 
 
 def test_gpu_fleet_sizes_each_model_for_its_context_and_pins_it(cli, tmp_path, catalog):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         gpu: rtx-pro-6000-blackwell
         models:
           coder:
@@ -148,7 +174,8 @@ def test_gpu_fleet_sizes_each_model_for_its_context_and_pins_it(cli, tmp_path, c
           chat:
             model: qwen3.5-35b-a3b-mxfp4
             context: 16384
-        """)
+        """,
+    )
     data = plan_json(cli, path)
     coder, chat = data["models"]
     profile = catalog.gpu("rtx-pro-6000-blackwell")
@@ -165,13 +192,16 @@ def test_gpu_fleet_sizes_each_model_for_its_context_and_pins_it(cli, tmp_path, c
 
 
 def test_a_model_without_context_fills_the_budget_alone(cli, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         gpu: rtx-5090
         memory_limit: 30G
         models:
           big:
             model: qwen3.5-35b-a3b-nvfp4
-        """)
+        """,
+    )
     data = plan_json(cli, path)
     big, budget = data["models"][0], data["pools"][0]["budget_mib"]
     assert budget < 30 * 1024 and "preset" in data["pools"][0]["reason"]  # the preset's share is below the limit here
@@ -234,8 +264,18 @@ def test_render_fleet_compose_front_door_and_services_validate(cli, tmp_path):
 
 def test_render_fleet_systemd_unit_passes_systemd_analyze(cli, tmp_path, stub_servectl):
     path = tiny_fleet(tmp_path, "100M")
-    result = cli("render", "--fleet", str(path), "--format", "systemd", "--servectl-bin", stub_servectl, "--validate",
-                 "-o", str(tmp_path / "out"))
+    result = cli(
+        "render",
+        "--fleet",
+        str(path),
+        "--format",
+        "systemd",
+        "--servectl-bin",
+        stub_servectl,
+        "--validate",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert result.exit_code == 0, result.stderr
     assert "systemd-analyze verify" in result.stderr
     unit = (tmp_path / "out" / "servectl-fleet-t.service").read_text()
@@ -246,19 +286,22 @@ def test_render_fleet_systemd_unit_passes_systemd_analyze(cli, tmp_path, stub_se
     assert cli("render", "tiny-cpu", "--format", "argv").exit_code == 2  # MODEL needs --gpu
 
 
-@pytest.mark.parametrize("text", [
-    "models:\n  a: &a {model: *a}\n",  # a recursive alias
-    "x: &x [*x, *x]\nmodels: {m: {model: tiny-cpu, args: *x}}\n",
-    "lol: &l [a, a, a, a, a, a, a, a, a]\nl2: &l2 [*l, *l, *l, *l, *l, *l, *l, *l, *l]\nmodels: {m: {model: tiny-cpu, args: [*l2, *l2]}}\n",
-    "models:\n  \"\\e[2Jevil\\nname\":\n    model: \"\\e]0;title\\a\"\n",
-    "models: {m: {model: tiny-cpu, ttl: 1e400}}\n",
-    "models: {m: {model: tiny-cpu, ttl: .nan}}\n",
-    "models: {m: {model: tiny-cpu, context: 99999999999999999999}}\n",
-    "models: {m: {model: tiny-cpu, env: {HF_TOKEN: [1]}}}\n",
-    "models: {m: {model: ../../../../../../etc, recipe: tiny-cpu}}\n",  # a directory, but no checkpoint
-    "listen: '[::1]:99999'\nmodels: {m: {model: tiny-cpu}}\n",
-    "models:\n" + "".join(f"  m{i}: {{model: tiny-cpu, aliases: [a]}}\n" for i in range(3)),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "models:\n  a: &a {model: *a}\n",  # a recursive alias
+        "x: &x [*x, *x]\nmodels: {m: {model: tiny-cpu, args: *x}}\n",
+        "lol: &l [a, a, a, a, a, a, a, a, a]\nl2: &l2 [*l, *l, *l, *l, *l, *l, *l, *l, *l]\nmodels: {m: {model: tiny-cpu, args: [*l2, *l2]}}\n",
+        'models:\n  "\\e[2Jevil\\nname":\n    model: "\\e]0;title\\a"\n',
+        "models: {m: {model: tiny-cpu, ttl: 1e400}}\n",
+        "models: {m: {model: tiny-cpu, ttl: .nan}}\n",
+        "models: {m: {model: tiny-cpu, context: 99999999999999999999}}\n",
+        "models: {m: {model: tiny-cpu, env: {HF_TOKEN: [1]}}}\n",
+        "models: {m: {model: ../../../../../../etc, recipe: tiny-cpu}}\n",  # a directory, but no checkpoint
+        "listen: '[::1]:99999'\nmodels: {m: {model: tiny-cpu}}\n",
+        "models:\n" + "".join(f"  m{i}: {{model: tiny-cpu, aliases: [a]}}\n" for i in range(3)),
+    ],
+)
 def test_hostile_fleet_files_are_bad_input_one_clean_line_each(cli, tmp_path, text):
     path = tmp_path / "fleet.yaml"
     path.write_text(text)
@@ -275,22 +318,29 @@ def test_serving_asks_the_vllm_environment_for_flags_tiny_model_and_preflight(tm
     from servectl.fleet import sizing
     from servectl.fleet.config import FleetFileError
 
-    good = write(tmp_path, """
+    good = write(
+        tmp_path,
+        """
         models:
           chat:
             model: tiny-cpu
             args: [--max-num-seqs, "8"]
-        """)
+        """,
+    )
     fleet = sizing.load(good, serving=True)
     spec = fleet.members["chat"].spec
     assert Path(spec.model).is_dir() and (Path(spec.model) / "config.json").is_file()  # the generated checkpoint
     assert spec.vllm_args[spec.vllm_args.index("--max-num-seqs") + 1] == "8"
-    bad = write(tmp_path, """
+    bad = write(
+        tmp_path,
+        """
         models:
           chat:
             model: tiny-cpu
             args: [--max-num-seqz, "8"]
-        """, "bad.yaml")
+        """,
+        "bad.yaml",
+    )
     with pytest.raises(FleetFileError) as exc:
         sizing.load(bad, serving=True)
     assert len(exc.value.problems) == 1 and ":4: models.chat.args: vLLM" in exc.value.problems[0]
@@ -312,10 +362,24 @@ def test_a_second_serve_of_a_running_fleet_is_refused(tmp_path, monkeypatch):
     fleet = sizing.load(tiny_fleet(tmp_path, "100M"))
     me = psutil.Process()
     # a server of fleet `t` being started by a live servectl (this test process stands in for it; nothing is signalled)
-    state.save(DeploymentRecord(name="t-chat", runtime="local", recipe="tiny-cpu", profile="cpu", model="m", host="127.0.0.1",
-                                port=9, log_path=str(tmp_path / "log"), argv=[], started_at=time.time(), owner_pid=os.getpid(),
-                                owner_create_time=me.create_time(), fleet="t http://127.0.0.1:8080",
-                                    marker=ownership.new_marker("t-chat")))
+    state.save(
+        DeploymentRecord(
+            name="t-chat",
+            runtime="local",
+            recipe="tiny-cpu",
+            profile="cpu",
+            model="m",
+            host="127.0.0.1",
+            port=9,
+            log_path=str(tmp_path / "log"),
+            argv=[],
+            started_at=time.time(),
+            owner_pid=os.getpid(),
+            owner_create_time=me.create_time(),
+            fleet="t http://127.0.0.1:8080",
+            marker=ownership.new_marker("t-chat"),
+        )
+    )
     with pytest.raises(UserError, match="fleet t is already served"):
         server.refuse_a_second_copy(fleet)
     state.remove("t-chat")

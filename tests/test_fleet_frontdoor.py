@@ -48,11 +48,13 @@ def canned_app(server: "Canned") -> Starlette:
             return JSONResponse({"error": {"message": f"The model `{data.get('model')}` does not exist."}}, status_code=404)
         await asyncio.sleep(float(data.get("hold", 0)))
         if data.get("stream"):
+
             async def gen():
                 for i in range(3):
                     yield f"data: {json.dumps({'model': server.name, 'i': i})}\n\n".encode()
                     await asyncio.sleep(0.01)
                 yield b"data: [DONE]\n\n"
+
             return StreamingResponse(gen(), media_type="text/event-stream")
         return JSONResponse({"object": "chat.completion", "model": server.name, "received": data})
 
@@ -72,12 +74,20 @@ def canned_app(server: "Canned") -> Starlette:
     async def metrics(request: Request):  # the captured exposition, as this server's served model name says it
         if server.metrics_status != 200:
             return Response(status_code=server.metrics_status)
-        return Response(VLLM_METRICS.replace('model_name="tiny-cpu"', f'model_name="{server.name}"'),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            VLLM_METRICS.replace('model_name="tiny-cpu"', f'model_name="{server.name}"'),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
-    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/sleep", sleep, methods=["POST"]),
-                             Route("/wake_up", wake_up, methods=["POST"]), Route("/health", health),
-                             Route("/metrics", metrics)])
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/sleep", sleep, methods=["POST"]),
+            Route("/wake_up", wake_up, methods=["POST"]),
+            Route("/health", health),
+            Route("/metrics", metrics),
+        ]
+    )
 
 
 class Canned:
@@ -140,8 +150,11 @@ class CannedOps:
             else:
                 self.holding[name] = how
             for pool, budget in self.fleet.budgets.items():
-                total = sum(m.share.awake_mib if self.holding.get(m.name) == "awake" else m.share.asleep_mib
-                            for m in self.fleet.members.values() if m.pool == pool and m.name in self.holding)
+                total = sum(
+                    m.share.awake_mib if self.holding.get(m.name) == "awake" else m.share.asleep_mib
+                    for m in self.fleet.members.values()
+                    if m.pool == pool and m.name in self.holding
+                )
                 if total > budget.budget_mib + 1e-6:
                     self.peak_over.append(f"{pool}: {total:.0f} > {budget.budget_mib:.0f} ({dict(self.holding)})")
 
@@ -161,8 +174,9 @@ class CannedOps:
             text = (LOGS / self.fail[name]).read_text()
             return backend.Failed("vLLM exited during start-up (after 1 s)", text, Path(self.fail[name]), 1.0)
         canned = Canned(self, name)
-        run = CannedRunning(replace(spec, port=canned.port), SimpleNamespace(pid=None, log_path=Path("/dev/null")), canned,
-                            time.monotonic() - t0)
+        run = CannedRunning(
+            replace(spec, port=canned.port), SimpleNamespace(pid=None, log_path=Path("/dev/null")), canned, time.monotonic() - t0
+        )
         self.running[name] = run
         return run
 
@@ -219,14 +233,19 @@ def make_fleet(tmp_path, models: dict[str, dict], budget_mib: float, **fleet_kw)
     for name, kw in models.items():
         m = fleet.members[name]
         share = replace(m.share, awake_mib=kw.get("awake", 60.0), asleep_mib=kw.get("asleep", 10.0))
-        members[name] = replace(m, share=share, sleep=kw.get("sleep", False), ttl_s=kw.get("ttl"), preload=kw.get("preload", False))
+        members[name] = replace(
+            m, share=share, sleep=kw.get("sleep", False), ttl_s=kw.get("ttl"), preload=kw.get("preload", False)
+        )
     budgets = {p: replace(b, budget_mib=budget_mib) for p, b in fleet.budgets.items()}
     return replace(fleet, members=members, budgets=budgets, **fleet_kw)
 
 
 def chat(url: str, model: str, timeout: float = 30, **extra) -> httpx.Response:
-    return httpx.post(url + "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "hi"}], **extra},
-                      timeout=timeout)
+    return httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}], **extra},
+        timeout=timeout,
+    )
 
 
 def concurrently(n: int, fn):
@@ -390,8 +409,11 @@ def test_the_front_door_relays_each_running_servers_own_metrics_by_model(tmp_pat
         types = [ln.split()[2] for ln in r.text.splitlines() if ln.startswith("# TYPE ")]
         assert len(types) == len(set(types)), "a family's TYPE twice"
         fams = {f.name: f for f in text_string_to_metric_families(r.text)}
-        tokens = {(s.labels["model"], s.labels["model_name"]): s.value for s in fams["vllm:generation_tokens"].samples
-                  if s.name == "vllm:generation_tokens_total"}
+        tokens = {
+            (s.labels["model"], s.labels["model_name"]): s.value
+            for s in fams["vllm:generation_tokens"].samples
+            if s.name == "vllm:generation_tokens_total"
+        }
         assert set(tokens) == {("a", "a"), ("b", "b")} and all(v > 0 for v in tokens.values())
         assert {s.labels["model"] for s in fams["vllm:kv_cache_usage_perc"].samples} == {"a", "b"}
         assert {s.labels["model"]: s.value for s in fams["servectl_fleet_relay_up"].samples} == {"a": 1.0, "b": 1.0}
@@ -427,11 +449,19 @@ def test_random_fleets_under_many_clients_never_overcommit_and_answer_everyone(t
     rnd = random.Random(seed)
     n = rnd.randint(2, 5)
     budget = rnd.choice([100.0, 150.0, 250.0])
-    models = {f"m{i}": {"awake": rnd.choice([40.0, 60.0, 90.0]), "asleep": rnd.choice([5.0, 20.0]),
-                        "sleep": rnd.random() < 0.5, "ttl": rnd.choice([None, 0.3, 1.0])} for i in range(n)}
+    models = {
+        f"m{i}": {
+            "awake": rnd.choice([40.0, 60.0, 90.0]),
+            "asleep": rnd.choice([5.0, 20.0]),
+            "sleep": rnd.random() < 0.5,
+            "ttl": rnd.choice([None, 0.3, 1.0]),
+        }
+        for i in range(n)
+    }
     fleet = make_fleet(tmp_path, models, budget, queue_max=rnd.choice([4, 50]), queue_timeout_s=rnd.choice([1.0, 8.0]))
     ops = CannedOps(fleet, delay={name: rnd.uniform(0, 0.3) for name in models})
     with FrontDoorThread(fleet, ops) as fd:
+
         def client(i: int) -> list[tuple[int, str]]:
             r = random.Random(seed * 1000 + i)
             out = []
@@ -456,8 +486,20 @@ def test_random_fleets_under_many_clients_never_overcommit_and_answer_everyone(t
 def test_the_display_prints_each_change_once_with_outside_text_escaped(capsys):
     from servectl.fleet.display import Display
 
-    snap = [{"name": "chat", "state": "stopped", "error": None, "port": None, "pid": None, "note": None, "busy": 0,
-             "waiting": 0, "since_s": 1.0, "memory_mib": 66.0}]
+    snap = [
+        {
+            "name": "chat",
+            "state": "stopped",
+            "error": None,
+            "port": None,
+            "pid": None,
+            "note": None,
+            "busy": 0,
+            "waiting": 0,
+            "since_s": 1.0,
+            "memory_mib": 66.0,
+        }
+    ]
     display = Display(lambda: snap, lambda: {"cpu": (66.0, 100.0)}, live=False)
     display.changed()
     display.changed()  # nothing changed: nothing printed

@@ -43,8 +43,13 @@ class Fleet:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state"), "PYTHONUNBUFFERED": "1"}
         self.err = open(tmp / "serve.err", "w+b")
-        self.proc = subprocess.Popen([sys.executable, "-m", "servectl", "serve", str(self.path), "--listen", f"127.0.0.1:{self.port}"],
-                                     stdout=subprocess.DEVNULL, stderr=self.err, env=self.env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "servectl", "serve", str(self.path), "--listen", f"127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=self.err,
+            env=self.env,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + START_S
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.stderr()
@@ -59,8 +64,11 @@ class Fleet:
         return (self.dir / "serve.err").read_text(errors="replace")
 
     def chat(self, model: str, timeout: float = START_S + STOP_S, **extra) -> httpx.Response:
-        return httpx.post(self.url + "/v1/chat/completions", timeout=timeout,
-                          json={"model": model, "messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 24, **extra})
+        return httpx.post(
+            self.url + "/v1/chat/completions",
+            timeout=timeout,
+            json={"model": model, "messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 24, **extra},
+        )
 
     def models(self) -> dict[str, dict]:
         return {m["id"]: m for m in httpx.get(self.url + "/v1/models", timeout=STOP_S).json()["data"] if m["parent"] is None}
@@ -75,8 +83,9 @@ class Fleet:
         return 0.0
 
     def records(self) -> dict[str, dict]:
-        out = subprocess.run([sys.executable, "-m", "servectl", "status", "--json"], capture_output=True, text=True,
-                             env=self.env, timeout=STOP_S)
+        out = subprocess.run(
+            [sys.executable, "-m", "servectl", "status", "--json"], capture_output=True, text=True, env=self.env, timeout=STOP_S
+        )
         return {d["name"]: d for d in json.loads(out.stdout)["deployments"]}
 
     def stop(self, timeout: float = STOP_S, sig: int = signal.SIGTERM) -> int:
@@ -117,7 +126,9 @@ def fleet(tmp_path_factory, tiny_model):
     broken.mkdir()
     config = json.loads((scripted / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchModelForCausalLM"]}))
-    f = Fleet(tmp, f"""
+    f = Fleet(
+        tmp,
+        f"""
         name: live
         memory_limit: 100M
         queue: {{timeout: {START_S:.0f}s}}
@@ -137,7 +148,8 @@ def fleet(tmp_path_factory, tiny_model):
           coder:
             model: {scripted}
             recipe: tiny-cpu
-        """)
+        """,
+    )
     yield f
     if f.proc.poll() is None:
         f.stop()
@@ -186,8 +198,11 @@ def test_streaming_passes_through_with_the_openai_client(fleet):
     from openai import OpenAI
 
     client = OpenAI(base_url=fleet.url + "/v1", api_key="unused", timeout=STOP_S)
-    chunks = list(client.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "Who are you?"}],
-                                                 max_tokens=24, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="assistant", messages=[{"role": "user", "content": "Who are you?"}], max_tokens=24, stream=True
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(chunks) > 3 and "tiny test model" in text
     listed = {m.id for m in client.models.list().data}
@@ -227,11 +242,34 @@ def test_prometheus_reads_the_fleet_through_its_front_door_with_the_rendered_con
     relayed = httpx.get(fleet.url + "/metrics/models", timeout=STOP_S).text
     assert 'model="chat"' in relayed and 'model="noise"' in relayed and 'model_name="chat"' in relayed
     out = tmp_path / "stack"
-    proc = subprocess.run([sys.executable, "-m", "servectl", "render", "--fleet", str(fleet.path), "--format", "compose",
-                           "--with-monitoring", "-o", str(out)], capture_output=True, text=True, env=fleet.env, timeout=STOP_S)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "servectl",
+            "render",
+            "--fleet",
+            str(fleet.path),
+            "--format",
+            "compose",
+            "--with-monitoring",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=fleet.env,
+        timeout=STOP_S,
+    )
     assert proc.returncode == 0, proc.stderr
-    resolved = subprocess.run([compose_binary(), "-f", str(out / "docker-compose.yaml"), "config", "--format", "json"],
-                              capture_output=True, text=True, timeout=STOP_S, cwd=out, env={"PATH": "/usr/bin:/bin"})
+    resolved = subprocess.run(
+        [compose_binary(), "-f", str(out / "docker-compose.yaml"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=STOP_S,
+        cwd=out,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert resolved.returncode == 0, resolved.stderr
     text = json.loads(resolved.stdout)["configs"]["prometheus"]["content"]
     assert text.count("fleet:8080") == 2
@@ -239,8 +277,17 @@ def test_prometheus_reads_the_fleet_through_its_front_door_with_the_rendered_con
     port = free_port()
     log = open(tmp_path / "prometheus.log", "wb")
     assert fleet.chat("noise").status_code == 200  # used again: its 45 s TTL starts over while Prometheus reads it
-    prom = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    prom = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     api = f"http://127.0.0.1:{port}/api/v1"
     try:
         fleet.chat("chat")
@@ -315,14 +362,17 @@ def test_sigterm_stops_every_model_and_leaves_nothing(fleet):
 
 
 def test_bounded_queue_deadline_and_ctrl_c_during_a_start(tmp_path, tiny_model):
-    f = Fleet(tmp_path, f"""
+    f = Fleet(
+        tmp_path,
+        f"""
         name: quick
         queue: {{max_waiting: 2, timeout: 3s}}
         models:
           slow:
             model: {tiny_model}
             recipe: tiny-cpu
-        """)
+        """,
+    )
     try:
         replies: list[httpx.Response | None] = [None] * 3
 

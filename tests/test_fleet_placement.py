@@ -23,15 +23,30 @@ def fleets(draw):
     slots = []
     for i in range(n):
         awake = draw(st.floats(1, 5000, allow_nan=False))
-        slots.append(Slot(
-            name=f"m{i}", pool=draw(st.sampled_from(pools)), awake_mib=awake,
-            asleep_mib=draw(st.floats(0, awake, allow_nan=False)), state=draw(st.sampled_from(STATES)),
-            busy=draw(st.sampled_from([0, 0, 0, 1, 3])), last_used=draw(st.floats(0, 1000, allow_nan=False)),
-            can_sleep=draw(st.booleans())))
+        slots.append(
+            Slot(
+                name=f"m{i}",
+                pool=draw(st.sampled_from(pools)),
+                awake_mib=awake,
+                asleep_mib=draw(st.floats(0, awake, allow_nan=False)),
+                state=draw(st.sampled_from(STATES)),
+                busy=draw(st.sampled_from([0, 0, 0, 1, 3])),
+                last_used=draw(st.floats(0, 1000, allow_nan=False)),
+                can_sleep=draw(st.booleans()),
+            )
+        )
     target = draw(st.integers(0, n - 1))
     me = slots[target]
-    slots[target] = Slot(me.name, me.pool, me.awake_mib, me.asleep_mib, draw(st.sampled_from(["stopped", "sleeping"])),
-                         0, me.last_used, me.can_sleep)
+    slots[target] = Slot(
+        me.name,
+        me.pool,
+        me.awake_mib,
+        me.asleep_mib,
+        draw(st.sampled_from(["stopped", "sleeping"])),
+        0,
+        me.last_used,
+        me.can_sleep,
+    )
     budgets = {p: draw(st.floats(1, 12000, allow_nan=False)) for p in pools}
     # what runs already fits (the front door never got past its budget before)
     for p in pools:
@@ -96,12 +111,18 @@ def test_a_model_that_fits_starts_beside_the_others():
 
 
 def test_idle_models_sleep_before_any_stops_and_busy_ones_make_it_wait():
-    slots = [Slot("old", "gpu", 50, 10, "ready", 0, 1.0, True), Slot("new", "gpu", 40, 10, "ready", 0, 2.0, True),
-             Slot("x", "gpu", 45, 10, "stopped")]
+    slots = [
+        Slot("old", "gpu", 50, 10, "ready", 0, 1.0, True),
+        Slot("new", "gpu", 40, 10, "ready", 0, 2.0, True),
+        Slot("x", "gpu", 45, 10, "stopped"),
+    ]
     d = place("x", slots, {"gpu": 100})
     assert [(e.name, e.action) for e in d.evict] == [("old", "sleep")]
-    busy = [Slot("old", "gpu", 50, 10, "ready", 1, 1.0, True), Slot("new", "gpu", 40, 10, "ready", 2, 2.0, True),
-            Slot("x", "gpu", 45, 10, "stopped")]
+    busy = [
+        Slot("old", "gpu", 50, 10, "ready", 1, 1.0, True),
+        Slot("new", "gpu", 40, 10, "ready", 2, 2.0, True),
+        Slot("x", "gpu", 45, 10, "stopped"),
+    ]
     d = place("x", busy, {"gpu": 100})
     assert d.outcome == "wait" and "busy: old, new" in d.reason
     assert place("x", slots, {"gpu": 44}).outcome == "never"

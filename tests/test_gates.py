@@ -24,17 +24,28 @@ def test_metrics_of_vllm_0_32_are_read():
 
 
 def test_preemptions_are_summed_over_engines_and_both_spellings():
-    text = ('# TYPE vllm:num_preemptions_total counter\n'
-            'vllm:num_preemptions_total{engine="0",model_name="m"} 3.0\n'
-            'vllm:num_preemptions_total{engine="1",model_name="m"} 2.0\n')
+    text = (
+        "# TYPE vllm:num_preemptions_total counter\n"
+        'vllm:num_preemptions_total{engine="0",model_name="m"} 3.0\n'
+        'vllm:num_preemptions_total{engine="1",model_name="m"} 2.0\n'
+    )
     assert read_metrics(text)["preemptions"] == 5.0
 
 
 # the under-sized server of the live test, as vLLM 0.32.0 reported it: "CPU KV cache size: 9,362
 # tokens, Maximum concurrency for 2,048 tokens per request: 4.57x" with --kv-cache-memory-bytes 4M
-UNDERSIZED = ServerFacts(url="http://127.0.0.1:8000", model="tiny-cpu", max_model_len=2048, kv_cache_tokens=9362,
-                         max_concurrency=4.571428571428571, block_size=256, num_blocks=64,
-                         kv_cache_memory_bytes=4 * 2**20, gpu_memory_utilization=0.92, max_num_seqs=8)
+UNDERSIZED = ServerFacts(
+    url="http://127.0.0.1:8000",
+    model="tiny-cpu",
+    max_model_len=2048,
+    kv_cache_tokens=9362,
+    max_concurrency=4.571428571428571,
+    block_size=256,
+    num_blocks=64,
+    kv_cache_memory_bytes=4 * 2**20,
+    gpu_memory_utilization=0.92,
+    max_num_seqs=8,
+)
 
 
 def test_fixes_are_the_three_ways_out():
@@ -46,8 +57,9 @@ def test_fixes_are_the_three_ways_out():
 
 
 def test_gpu_server_without_a_kv_byte_flag_is_told_how_much_more():
-    facts = ServerFacts(url="u", model="m", max_model_len=262144, max_concurrency=2.5, block_size=16,
-                        gpu_memory_utilization=0.9, max_num_seqs=8)
+    facts = ServerFacts(
+        url="u", model="m", max_model_len=262144, max_concurrency=2.5, block_size=16, gpu_memory_utilization=0.9, max_num_seqs=8
+    )
     fixes = fixes_for(facts, 8)
     assert fixes[0] == "--max-num-seqs 2" and fixes[1] == "--max-model-len 81920"
     assert "3.2x the KV cache" in fixes[2] and "--gpu-memory-utilization from 0.9" in fixes[2]
@@ -68,8 +80,10 @@ def test_vllm_flags_from_either_command_line():
 
 def test_tool_call_deltas_of_vllm_hermes_stream_are_reassembled():
     # captured: vLLM 0.32.0 --tool-call-parser hermes, scripted tiny model, one chunk with two deltas
-    deltas = [{"index": 0, "id": "chatcmpl-tool-a3dc19775e9cb9df", "function": {"name": "get_weather"}, "type": "function"},
-              {"index": 0, "function": {"arguments": "{\"city\": \"Paris\"}"}}]
+    deltas = [
+        {"index": 0, "id": "chatcmpl-tool-a3dc19775e9cb9df", "function": {"name": "get_weather"}, "type": "function"},
+        {"index": 0, "function": {"arguments": '{"city": "Paris"}'}},
+    ]
     [call] = reassemble_tool_calls(deltas)
     assert call["name"] == "get_weather" and call["id"] == "chatcmpl-tool-a3dc19775e9cb9df"
     assert json.loads(call["arguments"]) == {"city": "Paris"}
@@ -77,10 +91,12 @@ def test_tool_call_deltas_of_vllm_hermes_stream_are_reassembled():
 
 def test_arguments_split_over_many_deltas_and_two_calls():
     # the OpenAI streaming contract: arguments arrive in pieces, calls told apart by index
-    deltas = [{"index": 0, "id": "a", "function": {"name": "f", "arguments": ""}},
-              {"index": 0, "function": {"arguments": "{\"ci"}},
-              {"index": 1, "id": "b", "function": {"name": "g", "arguments": "{}"}},
-              {"index": 0, "function": {"arguments": "ty\": \"Oslo\"}"}}]
+    deltas = [
+        {"index": 0, "id": "a", "function": {"name": "f", "arguments": ""}},
+        {"index": 0, "function": {"arguments": '{"ci'}},
+        {"index": 1, "id": "b", "function": {"name": "g", "arguments": "{}"}},
+        {"index": 0, "function": {"arguments": 'ty": "Oslo"}'}},
+    ]
     calls = reassemble_tool_calls(deltas)
     assert [c["name"] for c in calls] == ["f", "g"]
     assert json.loads(calls[0]["arguments"]) == {"city": "Oslo"}

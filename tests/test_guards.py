@@ -15,9 +15,24 @@ NVFP4, GPTQ, MXFP4 = "qwen3.5-35b-a3b-nvfp4", "qwen3.5-35b-a3b-gptq-8bit", "qwen
 # (id, render args, words the error must contain, forceable)
 CASES = [
     ("fp8-kv-cache", [NVFP4, "--gpu", "rtx-5090", "--", "--kv-cache-dtype", "fp8_e4m3"], "gibberish", True),
-    ("fp8-kv-cache-with-scales", [MXFP4, "--gpu", "rtx-5090", "--", "--kv-cache-dtype", "fp8", "--calculate-kv-scales"], "gibberish", True),
-    ("max-num-seqs-above-capture", [NVFP4, "--gpu", "rtx-5090", "--", "--max-num-seqs", "64"], "--max-cudagraph-capture-size 32", True),
-    ("parallel-above-gpu-count", [NVFP4, "--gpu", "rtx-pro-6000-blackwell", "--", "--tensor-parallel-size", "2"], "needs 2 GPUs", True),
+    (
+        "fp8-kv-cache-with-scales",
+        [MXFP4, "--gpu", "rtx-5090", "--", "--kv-cache-dtype", "fp8", "--calculate-kv-scales"],
+        "gibberish",
+        True,
+    ),
+    (
+        "max-num-seqs-above-capture",
+        [NVFP4, "--gpu", "rtx-5090", "--", "--max-num-seqs", "64"],
+        "--max-cudagraph-capture-size 32",
+        True,
+    ),
+    (
+        "parallel-above-gpu-count",
+        [NVFP4, "--gpu", "rtx-pro-6000-blackwell", "--", "--tensor-parallel-size", "2"],
+        "needs 2 GPUs",
+        True,
+    ),
     ("nvfp4-on-rocm", [NVFP4, "--gpu", "rocm-4gpu"], "ROCm", False),
     ("mxfp4-on-rocm", [MXFP4, "--gpu", "rocm-4gpu"], "ROCm", False),
     ("gptq-rocm-without-float16", [GPTQ, "--gpu", "rocm-4gpu", "--", "--dtype", "bfloat16"], "--dtype float16", True),
@@ -70,8 +85,13 @@ def test_literal_secret_in_env_is_refused(catalog):
 
 
 def test_nvfp4_before_blackwell_is_a_forceable_refusal(catalog):
-    hopper = replace(catalog.gpu("rtx-pro-6000-blackwell"), name="h100", architecture="hopper", compute_capability="9.0",
-                     quantizations=["fp8", "gptq-int8", "bf16"])
+    hopper = replace(
+        catalog.gpu("rtx-pro-6000-blackwell"),
+        name="h100",
+        architecture="hopper",
+        compute_capability="9.0",
+        quantizations=["fp8", "gptq-int8", "bf16"],
+    )
     found = guards.check(catalog.model(NVFP4), hopper, va.parse_args([]), {})
     assert [(v.id, v.forceable) for v in found] == [("quantization-unsupported", True)]
     assert "Blackwell" in found[0].message and "9.0" in found[0].message
@@ -98,12 +118,15 @@ def test_every_guard_id_is_in_the_one_table():
     assert {"fp8-kv-cache", "speculative-pipeline-parallel", "speculative-vllm-version", "profile-without-settings"} <= set(ids)
 
 
-@pytest.mark.parametrize("layout", [
-    ["--", "--pipeline-parallel-size", "2"],
-    ["--format", "k8s-lws", "--nodes", "2"],
-    ["--format", "ray-nodes", "--nodes", "3"],
-    ["--format", "k8s-raycluster"],  # the multi-node formats' default: 2 nodes
-])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        ["--", "--pipeline-parallel-size", "2"],
+        ["--format", "k8s-lws", "--nodes", "2"],
+        ["--format", "ray-nodes", "--nodes", "3"],
+        ["--format", "k8s-raycluster"],  # the multi-node formats' default: 2 nodes
+    ],
+)
 def test_mtp_with_pipeline_parallelism_is_refused_however_the_layout_is_reached(cli, layout):
     args = [GPTQ, "--gpu", "rocm-4gpu", "--speculative", "mtp"]
     if layout[0] == "--":
@@ -147,4 +170,6 @@ def test_multi_node_gpus_count_every_node(catalog):
     flags = va.parse_args(["--tensor-parallel-size", "4", "--pipeline-parallel-size", "2"])
     one = guards.check(catalog.model(GPTQ), catalog.gpu("rocm-4gpu"), flags, {})
     two = guards.check(catalog.model(GPTQ), catalog.gpu("rocm-4gpu"), flags, {}, nodes=2)
-    assert [v.id for v in one if v.id == "parallel-above-gpu-count"] and not [v for v in two if v.id == "parallel-above-gpu-count"]
+    assert [v.id for v in one if v.id == "parallel-above-gpu-count"] and not [
+        v for v in two if v.id == "parallel-above-gpu-count"
+    ]

@@ -22,8 +22,14 @@ REPO = "acme/Qwen3-Tiny"
 def env(tmp_path):
     """A private HF cache, servectl cache and config; no token, no endpoint from the caller's shell."""
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    e.update(HF_HOME=str(tmp_path / "hf"), XDG_CACHE_HOME=str(tmp_path / "cache"), XDG_CONFIG_HOME=str(tmp_path / "config"),
-             XDG_STATE_HOME=str(tmp_path / "state"), SERVECTL_HUB_TIMEOUT="30", HF_HUB_DISABLE_TELEMETRY="1")
+    e.update(
+        HF_HOME=str(tmp_path / "hf"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        SERVECTL_HUB_TIMEOUT="30",
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
     return e
 
 
@@ -148,13 +154,17 @@ def test_no_network_and_no_cache_is_one_line(env):
 
 def test_pull_downloads_what_vllm_loads_and_skips_the_rest(env):
     shard = {"model.embed_tokens.weight": ("BF16", [256, 64])}
-    files = checkpoint_files(extra={
-        "model.safetensors.index.json": json.dumps({"weight_map": {"model.embed_tokens.weight": "model.safetensors"}}).encode(),
-        "consolidated.safetensors": safetensors_bytes(shard),  # a duplicate the index does not name
-        "pytorch_model.bin": b"\0" * 1000,
-        "original/consolidated.00.pth": b"\0" * 1000,
-        "tokenizer.json": b"{}",
-    })
+    files = checkpoint_files(
+        extra={
+            "model.safetensors.index.json": json.dumps(
+                {"weight_map": {"model.embed_tokens.weight": "model.safetensors"}}
+            ).encode(),
+            "consolidated.safetensors": safetensors_bytes(shard),  # a duplicate the index does not name
+            "pytorch_model.bin": b"\0" * 1000,
+            "original/consolidated.00.pth": b"\0" * 1000,
+            "tokenizer.json": b"{}",
+        }
+    )
     with HubServer({REPO: files}) as hub:
         dry = sc({**env, "HF_ENDPOINT": hub.url}, "pull", REPO, "--dry-run", "--json")
         assert dry.returncode == 0, dry.stderr
@@ -189,8 +199,17 @@ def test_pull_refuses_when_the_disk_is_too_small(env, tmp_path):
         original = hub.httpd.RequestHandlerClass._tree
 
         def big_tree(self, repo, rev):
-            body = json.dumps([{"type": "file", "path": p, "size": (free + (2 << 30)) if p.endswith(".safetensors") else len(d),
-                                "oid": "0" * 40} for p, d in sorted(files.items())]).encode()
+            body = json.dumps(
+                [
+                    {
+                        "type": "file",
+                        "path": p,
+                        "size": (free + (2 << 30)) if p.endswith(".safetensors") else len(d),
+                        "oid": "0" * 40,
+                    }
+                    for p, d in sorted(files.items())
+                ]
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

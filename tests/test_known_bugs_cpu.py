@@ -23,8 +23,11 @@ HERE = Path(__file__).resolve().parent
 
 # scenario -> (patch id, release, files the scenario loads besides the patched ones)
 SCENARIOS = {
-    "reasoning_tool_call": ("qwen3-reasoning-tool-call-end", "0.19.1",
-                            ["reasoning/abs_reasoning_parsers.py", "reasoning/basic_parsers.py"]),
+    "reasoning_tool_call": (
+        "qwen3-reasoning-tool-call-end",
+        "0.19.1",
+        ["reasoning/abs_reasoning_parsers.py", "reasoning/basic_parsers.py"],
+    ),
     "coder_anyof": ("qwen3coder-anyof-params", "0.17.1", []),
     "coder_malformed": ("qwen3coder-malformed-parameter", "0.20.2", []),
     "engine_whitespace": ("qwen3-parser-keeps-whitespace", "0.25.1", []),
@@ -59,8 +62,9 @@ def results(tmp_path_factory, vllm_python, tiny_model):
         (out,) = patches.apply(from_site_packages(fixed), [pid])
         assert out.action == "applied" and out.verified, out.message
         args += [f"{scenario}={released}", f"{scenario}={fixed}"]
-    proc = subprocess.run([str(python), str(HERE / "vllm_release_code.py"), str(tokenizer), *args],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [str(python), str(HERE / "vllm_release_code.py"), str(tokenizer), *args], capture_output=True, text=True, timeout=900
+    )
     found = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert len(found) == len(args), proc.stdout[-3000:] + proc.stderr[-3000:]
     return {(r["scenario"], "patched" if r["root"].endswith("patched") else "released"): r for r in found}

@@ -98,8 +98,9 @@ def site_of(version: str, patch, files: dict[str, str | None], root: Path) -> Pa
     """A throwaway site-packages holding the release's own files the patch touches and its dist-info."""
     site = root / f"site-{version}"
     for member, text in files.items():
-        if text is None or not (member.startswith("vllm/") and member[5:] in patches.paths(patch)
-                                or member.endswith(".dist-info/METADATA")):
+        if text is None or not (
+            member.startswith("vllm/") and member[5:] in patches.paths(patch) or member.endswith(".dist-info/METADATA")
+        ):
             continue
         path = site / member
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,8 +145,9 @@ def test_evidence_holds_on_the_released_wheel(entry_id, version, state, release_
         if state == "fixed" and version == patch.fixed_in:
             for f in patch.files:
                 if f.in_fixed_release:
-                    assert f.after in (files.get(f"vllm/{f.path}") or ""), \
+                    assert f.after in (files.get(f"vllm/{f.path}") or ""), (
                         f"{entry_id}: {f.path} of {version} lacks the fix text the patch writes"
+                    )
         return
     if state == "older":
         return
@@ -181,6 +183,8 @@ def test_closed_ranges_name_every_release_inside(entry_id):
         pytest.skip(str(exc))
     inside = {v for v in published if version_in_range(v, entry.versions)}
     named = {v for v, state in plain_releases(entry.evidence).items() if state == "affected"}
-    assert inside == named, f"{entry_id}: releases in {entry.versions} without evidence: {sorted(inside - named)}; " \
-                            f"named but not published: {sorted(named - inside)}"
+    assert inside == named, (
+        f"{entry_id}: releases in {entry.versions} without evidence: {sorted(inside - named)}; "
+        f"named but not published: {sorted(named - inside)}"
+    )
     assert entry.fixed_in in plain_releases(entry.evidence), f"{entry_id}: the fixed release {entry.fixed_in} is not checked"

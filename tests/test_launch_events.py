@@ -16,8 +16,10 @@ def test_resolving_a_launch_prints_nothing_and_reports_through_events(capfd, tmp
 
     seen: list[ev.Event] = []
     # a flag servectl's table of vLLM options lacks: a warning, as an event
-    s = settle(LaunchRequest("tiny-cpu", gpu="cpu", runtime="docker", model_path=str(tmp_path),
-                             vllm_args=("--no-such-vllm-flag",)), seen.append)
+    s = settle(
+        LaunchRequest("tiny-cpu", gpu="cpu", runtime="docker", model_path=str(tmp_path), vllm_args=("--no-such-vllm-flag",)),
+        seen.append,
+    )
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     warnings = [e.text for e in seen if isinstance(e, ev.Message) and e.kind == "warning"]
@@ -39,9 +41,16 @@ def test_a_failed_prediction_is_one_warning_with_its_reason(catalog):
 def test_the_cli_prints_what_a_launch_reports(capfd):
     from servectl.cli.progress import LaunchPrinter
 
-    summary = {"startup_s": 12.5, "endpoint": "http://127.0.0.1:8000/v1", "served_model_name": "tiny-cpu",
-               "kv_cache_tokens_reported": 1000, "kv_cache_tokens_predicted": 990, "log": "/tmp/x.log", "pid": 42,
-               "container_id": None}
+    summary = {
+        "startup_s": 12.5,
+        "endpoint": "http://127.0.0.1:8000/v1",
+        "served_model_name": "tiny-cpu",
+        "kv_cache_tokens_reported": 1000,
+        "kv_cache_tokens_predicted": 990,
+        "log": "/tmp/x.log",
+        "pid": 42,
+        "container_id": None,
+    }
     with LaunchPrinter(as_json=True) as printer:
         printer(ev.Detected("rtx-5090", "headless", "RTX 5090 matches", ("mixed devices",)))
         printer(ev.Message("--max-num-seqs 8: what the cache holds", "note"))
@@ -55,9 +64,17 @@ def test_the_cli_prints_what_a_launch_reports(capfd):
         printer(ev.Ready(summary))
     out, err = capfd.readouterr()
     assert json.loads(out) == summary  # --json: the summary, on stdout only
-    for line in ("profile rtx-5090 (preset headless): RTX 5090 matches", "warning: mixed devices",
-                 "note: --max-num-seqs 8", "warning: a flag nobody knows", "pulled vllm/vllm-openai:v0.32.0",
-                 "weights loaded", "3.2 s", "ready in 12.5 s: http://127.0.0.1:8000/v1", "plan predicted 990 (+1.0%)"):
+    for line in (
+        "profile rtx-5090 (preset headless): RTX 5090 matches",
+        "warning: mixed devices",
+        "note: --max-num-seqs 8",
+        "warning: a flag nobody knows",
+        "pulled vllm/vllm-openai:v0.32.0",
+        "weights loaded",
+        "3.2 s",
+        "ready in 12.5 s: http://127.0.0.1:8000/v1",
+        "plan predicted 990 (+1.0%)",
+    ):
         assert line in err, (line, err)
 
 
@@ -65,8 +82,14 @@ def test_a_failed_start_shows_its_log_tail_and_diagnosis_above_the_error(capfd, 
     from servectl.cli.progress import LaunchPrinter
     from servectl.launch.report import StartFailed
 
-    failure = StartFailed("vLLM exited during start-up", tmp_path / "x.log", "line 1\nKeyError: boom", ["root error: boom"],
-                          known=False, headline="vLLM server (pid 7) exited while serving")
+    failure = StartFailed(
+        "vLLM exited during start-up",
+        tmp_path / "x.log",
+        "line 1\nKeyError: boom",
+        ["root error: boom"],
+        known=False,
+        headline="vLLM server (pid 7) exited while serving",
+    )
     with pytest.raises(StartFailed), LaunchPrinter() as _printer:
         raise failure
     err = capfd.readouterr().err

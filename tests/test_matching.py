@@ -20,15 +20,20 @@ def test_rtx5090_desktop_preset_when_display():
 
 
 def test_gb10_unified_memory_headless():
-    det = detection_from_captured((DATA / "gb10-query-gpu-noheader.csv").read_text(), display=False,
-                                  sysmem={"total": 130663165952, "available": 121411960832})
+    det = detection_from_captured(
+        (DATA / "gb10-query-gpu-noheader.csv").read_text(),
+        display=False,
+        sysmem={"total": 130663165952, "available": 121411960832},
+    )
     c = choose_profile(det, CAT)
     assert c.profile.name == "dgx-spark" and c.preset == "headless"
 
 
 def test_amd_single_card_gets_generic_profile_with_warning():
-    text = '{"card0": {"VRAM Total Memory (B)": "21458059264", "VRAM Total Used Memory (B)": "27856896", ' \
-           '"Card Series": "Radeon RX 7900 XT", "GFX Version": "gfx1100"}}'  # marimo-team/marimo#9237
+    text = (
+        '{"card0": {"VRAM Total Memory (B)": "21458059264", "VRAM Total Used Memory (B)": "27856896", '
+        '"Card Series": "Radeon RX 7900 XT", "GFX Version": "gfx1100"}}'
+    )  # marimo-team/marimo#9237
     c = choose_profile(detection_from_captured(text), CAT)
     assert c.generic and c.profile.vendor == "amd" and c.profile.gfx_target == "gfx1100"
     assert round(c.profile.memory_gib, 1) == 20.0 and c.profile.count == 1
@@ -36,9 +41,24 @@ def test_amd_single_card_gets_generic_profile_with_warning():
 
 
 def test_h100_generic_with_detected_memory():
-    det = Detection(gpus=parse_nvml({"driver_version": "590.48.01", "devices": [
-        {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory": {"total": 81559 << 20, "used": 0, "free": 81559 << 20},
-         "compute_capability": [9, 0], "display_active": 0, "processes": []}]}), source="test")
+    det = Detection(
+        gpus=parse_nvml(
+            {
+                "driver_version": "590.48.01",
+                "devices": [
+                    {
+                        "index": 0,
+                        "name": "NVIDIA H100 80GB HBM3",
+                        "memory": {"total": 81559 << 20, "used": 0, "free": 81559 << 20},
+                        "compute_capability": [9, 0],
+                        "display_active": 0,
+                        "processes": [],
+                    }
+                ],
+            }
+        ),
+        source="test",
+    )
     c = choose_profile(det, CAT)
     assert c.generic and c.profile.architecture == "hopper" and c.profile.memory_gib == 79.65
     assert "fp8" in c.profile.quantizations and "nvfp4" not in c.profile.quantizations

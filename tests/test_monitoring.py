@@ -42,15 +42,21 @@ def test_compose_stack_passes_docker_compose_and_the_schema(rendered):
 def test_compose_stack_shape(rendered):
     doc = yaml.safe_load(rendered["nvfp4-rtx-5090-proxy.compose.yaml"])
     services = doc["services"]
-    assert services["prometheus"]["image"] == "prom/prometheus:v3.5.0" and services["grafana"]["image"] == "grafana/grafana:12.2.1"
+    assert (
+        services["prometheus"]["image"] == "prom/prometheus:v3.5.0" and services["grafana"]["image"] == "grafana/grafana:12.2.1"
+    )
     assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"] and services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
     env = services["grafana"]["environment"]
     assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
-    assert "GF_SECURITY_ADMIN_PASSWORD" not in env and doc["secrets"] == {"grafana_admin_password": {"file": "./grafana-admin-password"}}
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env and doc["secrets"] == {
+        "grafana_admin_password": {"file": "./grafana-admin-password"}
+    }
     scrape = yaml.safe_load(doc["configs"]["prometheus"]["content"])
     jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
     assert jobs["vllm"]["static_configs"][0]["targets"] == ["vllm:8000"]
-    assert jobs["servectl-proxy"]["metrics_path"] == "/proxy/metrics" and jobs["servectl-proxy"]["static_configs"][0]["targets"] == ["proxy:8001"]
+    assert jobs["servectl-proxy"]["metrics_path"] == "/proxy/metrics" and jobs["servectl-proxy"]["static_configs"][0][
+        "targets"
+    ] == ["proxy:8001"]
     # the dashboard arrives byte for byte once Compose undoes its `$$` escaping
     assert doc["configs"]["vllm-dashboard"]["content"].replace("$$", "$") == dashboards.text(dashboards.for_release("0.18.0"))
 
@@ -66,8 +72,10 @@ def test_fleet_front_door_stack_scrapes_the_front_door_and_its_relay(rendered):
     assert doc["services"]["fleet"]["command"][-1] == "0.0.0.0:8080"  # reachable from the prometheus container
     assert doc["services"]["prometheus"]["container_name"] == "pair-prometheus"
     jobs = {j["job_name"]: j for j in yaml.safe_load(doc["configs"]["prometheus"]["content"])["scrape_configs"]}
-    assert jobs["servectl-fleet"] == {"job_name": "servectl-fleet",
-                                      "static_configs": [{"targets": ["fleet:8080"], "labels": {"fleet": "pair"}}]}
+    assert jobs["servectl-fleet"] == {
+        "job_name": "servectl-fleet",
+        "static_configs": [{"targets": ["fleet:8080"], "labels": {"fleet": "pair"}}],
+    }
     assert jobs["vllm"]["metrics_path"] == RELAY_PATH == "/metrics/models"
     assert jobs["vllm"]["static_configs"] == [{"targets": ["fleet:8080"], "labels": {"fleet": "pair"}}]
     # the planned release (the profile's v0.18.0 image here) picks vLLM's dashboard
@@ -82,8 +90,10 @@ def test_fleet_services_stack_scrapes_each_model_labelled_by_name(rendered):
     assert sorted(doc["services"]) == ["chat", "coder", "grafana", "prometheus"]
     (job,) = yaml.safe_load(doc["configs"]["prometheus"]["content"])["scrape_configs"]
     assert job["job_name"] == "vllm" and "metrics_path" not in job
-    assert job["static_configs"] == [{"targets": ["coder:8000"], "labels": {"fleet": "pair", "model": "coder"}},
-                                     {"targets": ["chat:8000"], "labels": {"fleet": "pair", "model": "chat"}}]
+    assert job["static_configs"] == [
+        {"targets": ["coder:8000"], "labels": {"fleet": "pair", "model": "coder"}},
+        {"targets": ["chat:8000"], "labels": {"fleet": "pair", "model": "chat"}},
+    ]
     for name in ("coder", "chat"):
         command = doc["services"][name]["command"]
         assert command[command.index("--served-model-name") + 1] == name
@@ -91,8 +101,19 @@ def test_fleet_services_stack_scrapes_each_model_labelled_by_name(rendered):
 
 def test_fleet_monitoring_cli_validates_and_refuses_what_does_not_apply(cli, tmp_path):
     fleet_file = str(golden.FLEETS_DIR / "pro6000-pair.yaml")
-    ok = cli("render", "--fleet", fleet_file, "--format", "compose", "--with-monitoring", "--fleet-layout", "services",
-             "--validate", "-o", str(tmp_path))
+    ok = cli(
+        "render",
+        "--fleet",
+        fleet_file,
+        "--format",
+        "compose",
+        "--with-monitoring",
+        "--fleet-layout",
+        "services",
+        "--validate",
+        "-o",
+        str(tmp_path),
+    )
     assert ok.exit_code == 0, ok.stderr
     assert "docker compose + compose schema" in ok.stderr and "promtool" in ok.stderr
     assert validate.monitoring("compose", (tmp_path / "docker-compose.yaml").read_text()) == []
@@ -108,16 +129,25 @@ def test_fleet_monitoring_cli_validates_and_refuses_what_does_not_apply(cli, tmp
 
 
 def test_one_job_several_targets_must_share_the_path():
-    targets = [monitoring.ScrapeTarget("vllm", "a:8000", labels={"model": "a"}), monitoring.ScrapeTarget("vllm", "b:8000", "/other")]
+    targets = [
+        monitoring.ScrapeTarget("vllm", "a:8000", labels={"model": "a"}),
+        monitoring.ScrapeTarget("vllm", "b:8000", "/other"),
+    ]
     with pytest.raises(ValueError, match="different metrics paths"):
         monitoring.prometheus_config(targets)
 
 
 def test_one_more_scrape_target_is_one_more_entry():
-    targets = [monitoring.ScrapeTarget("vllm", "vllm:8000"), monitoring.ScrapeTarget("fleet", "fleet:9000", "/fleet/metrics", {"tier": "front"})]
+    targets = [
+        monitoring.ScrapeTarget("vllm", "vllm:8000"),
+        monitoring.ScrapeTarget("fleet", "fleet:9000", "/fleet/metrics", {"tier": "front"}),
+    ]
     jobs = monitoring.prometheus_config(targets)["scrape_configs"]
-    assert jobs[1] == {"job_name": "fleet", "metrics_path": "/fleet/metrics",
-                       "static_configs": [{"targets": ["fleet:9000"], "labels": {"tier": "front"}}]}
+    assert jobs[1] == {
+        "job_name": "fleet",
+        "metrics_path": "/fleet/metrics",
+        "static_configs": [{"targets": ["fleet:9000"], "labels": {"tier": "front"}}],
+    }
 
 
 def test_kubernetes_monitoring_validates_against_the_real_schemas(rendered):

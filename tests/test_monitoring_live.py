@@ -37,8 +37,11 @@ def _tool(name: str) -> str:
 
 def _chat(url: str, n: int = 2) -> None:
     for _ in range(n):
-        r = httpx.post(url + "/v1/chat/completions", timeout=STOP_S, json={
-            "model": "tiny-cpu", "messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 24})
+        r = httpx.post(
+            url + "/v1/chat/completions",
+            timeout=STOP_S,
+            json={"model": "tiny-cpu", "messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 24},
+        )
         assert r.status_code == 200, r.text
 
 
@@ -47,11 +50,21 @@ def _rendered_scrape_config(tmp_path: Path) -> dict:
     from servectl.verify.validate import compose_binary
 
     stack = tmp_path / "docker-compose.yaml"
-    proc = subprocess.run([SERVECTL, "render", "tiny-cpu", "--gpu", "cpu", "--format", "compose", "--with-monitoring",
-                           "-o", str(tmp_path)], capture_output=True, text=True, timeout=STOP_S)
+    proc = subprocess.run(
+        [SERVECTL, "render", "tiny-cpu", "--gpu", "cpu", "--format", "compose", "--with-monitoring", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=STOP_S,
+    )
     assert proc.returncode == 0, proc.stderr
-    resolved = subprocess.run([compose_binary(), "-f", str(stack), "config", "--format", "json"], capture_output=True,
-                              text=True, timeout=STOP_S, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    resolved = subprocess.run(
+        [compose_binary(), "-f", str(stack), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=STOP_S,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert resolved.returncode == 0, resolved.stderr
     return yaml.safe_load(json.loads(resolved.stdout)["configs"]["prometheus"]["content"])
 
@@ -65,8 +78,17 @@ def test_prometheus_scrapes_vllm_with_the_rendered_configuration(tiny_server, tm
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     log = open(tmp_path / "prometheus.log", "wb")
-    proc = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         api = f"http://127.0.0.1:{port}/api/v1"
         _chat(tiny_server.url)
@@ -186,7 +208,9 @@ def test_top_in_a_terminal_follows_a_live_server_and_one_stopped_midway(tiny_ser
         assert " up " in _row(screen, a_name)
         assert term.pane("#{pane_dead}") == "0"
         # started again on the same port: its counters start from zero, top shows the new life
-        other = VllmServer(ensure_tiny_model("scripted"), port=port, extra=("--max-num-seqs", "4"), log_path=str(tmp_path / "b2.log"))
+        other = VllmServer(
+            ensure_tiny_model("scripted"), port=port, extra=("--max-num-seqs", "4"), log_path=str(tmp_path / "b2.log")
+        )
         other.wait_ready()
         term.wait_for(lambda s: " restarted " in _row(s, b_name) or " up " in _row(s, b_name))
         term.run("send-keys", "-t", "top", "q")
@@ -206,13 +230,23 @@ def test_top_in_a_terminal_follows_a_live_server_and_one_stopped_midway(tiny_ser
 
 def test_top_once_json_against_the_live_server(tiny_server, tmp_path):
     _chat(tiny_server.url, 1)
-    proc = subprocess.run([SERVECTL, "top", tiny_server.url, "--once", "--json", "--interval", "1"], capture_output=True,
-                          text=True, timeout=STOP_S, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+    proc = subprocess.run(
+        [SERVECTL, "top", tiny_server.url, "--once", "--json", "--interval", "1"],
+        capture_output=True,
+        text=True,
+        timeout=STOP_S,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stderr
     snap = json.loads(proc.stdout)
     (row,) = snap["servers"]
     assert row["state"] == "up" and row["model"] == "tiny-cpu" and row["generation_tokens_total"] > 0
     assert row["metric_names"]["kv_cache_usage"] == "vllm:kv_cache_usage_perc" and row["ttft_s"]["count"] >= 0
-    gone = subprocess.run([SERVECTL, "top", f"http://127.0.0.1:{free_port()}", "--once", "--json", "--interval", "0.2"],
-                          capture_output=True, text=True, timeout=STOP_S, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+    gone = subprocess.run(
+        [SERVECTL, "top", f"http://127.0.0.1:{free_port()}", "--once", "--json", "--interval", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=STOP_S,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+    )
     assert gone.returncode == 1 and json.loads(gone.stdout)["servers"][0]["state"] == "down"

@@ -50,7 +50,6 @@ from servectl.spec.resolve import Request, resolve
 from servectl.vllmenv.tinymodel import ensure_tiny_model
 
 
-
 def port_is_free(port: int) -> bool:
     """Nothing listens there (TIME_WAIT leftovers of closed connections do not count: servers reuse those)."""
     import socket
@@ -63,7 +62,9 @@ def port_is_free(port: int) -> bool:
             return False
     return True
 
+
 pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 
 def free_range(size: int, low: int = 10000, high: int = 32000) -> int:
     """The first port of `size` consecutive free ports below the kernel's ephemeral range (32768 and up by default,
@@ -80,8 +81,16 @@ def free_range(size: int, low: int = 10000, high: int = 32000) -> int:
 # Every port of both Ray nodes (they share one host) is fixed before they start, since the rendered script passes
 # RAY_PORT to both; taken from one free block chosen here, so that two suites on one host never share one.
 HTTP_PORT = free_port()
-_HEAD_FLAGS = ("--node-manager-port", "--object-manager-port", "--runtime-env-agent-port", "--dashboard-agent-grpc-port",
-               "--dashboard-agent-listen-port", "--metrics-export-port", "--ray-client-server-port", "--dashboard-port")
+_HEAD_FLAGS = (
+    "--node-manager-port",
+    "--object-manager-port",
+    "--runtime-env-agent-port",
+    "--dashboard-agent-grpc-port",
+    "--dashboard-agent-listen-port",
+    "--metrics-export-port",
+    "--ray-client-server-port",
+    "--dashboard-port",
+)
 _WORKER_FLAGS = _HEAD_FLAGS[:6]
 _HEAD_WORKERS, _WORKER_WORKERS = 400, 500  # each node's worker port range
 _base = free_range(1 + len(_HEAD_FLAGS) + len(_WORKER_FLAGS) + _HEAD_WORKERS + _WORKER_WORKERS)
@@ -89,12 +98,20 @@ RAY_PORT = _base
 HEAD_PORTS = {flag: _base + 1 + i for i, flag in enumerate(_HEAD_FLAGS)}
 WORKER_PORTS = {flag: _base + 1 + len(_HEAD_FLAGS) + i for i, flag in enumerate(_WORKER_FLAGS)}
 _workers = _base + 1 + len(_HEAD_FLAGS) + len(_WORKER_FLAGS)
-HEAD_ARGS = " ".join([*(f"{flag} {port}" for flag, port in HEAD_PORTS.items()),
-                      f"--min-worker-port {_workers} --max-worker-port {_workers + _HEAD_WORKERS - 1}",
-                      "--include-dashboard=false"])
+HEAD_ARGS = " ".join(
+    [
+        *(f"{flag} {port}" for flag, port in HEAD_PORTS.items()),
+        f"--min-worker-port {_workers} --max-worker-port {_workers + _HEAD_WORKERS - 1}",
+        "--include-dashboard=false",
+    ]
+)
 _workers += _HEAD_WORKERS
-WORKER_ARGS = " ".join([*(f"{flag} {port}" for flag, port in WORKER_PORTS.items()),
-                        f"--min-worker-port {_workers} --max-worker-port {_workers + _WORKER_WORKERS - 1}"])
+WORKER_ARGS = " ".join(
+    [
+        *(f"{flag} {port}" for flag, port in WORKER_PORTS.items()),
+        f"--min-worker-port {_workers} --max-worker-port {_workers + _WORKER_WORKERS - 1}",
+    ]
+)
 # small nodes: one CPU each, a small object store, no dashboard
 COMMON_ARGS = "--object-store-memory 80000000 --num-cpus 1 --disable-usage-stats"
 PORTS = [HTTP_PORT, RAY_PORT, *HEAD_PORTS.values(), *WORKER_PORTS.values()]
@@ -122,13 +139,29 @@ def _ray_target(python: Path) -> dict[str, str]:
     if subprocess.run([str(python), "-c", "import ray"], capture_output=True).returncode == 0:
         return {}
     ray = versions.CPU_BUILD_RAY[versions.CPU_BUILD_VLLM]
-    tag = subprocess.run([str(python), "-c", "import sys; print('py%d%d' % sys.version_info[:2])"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    tag = subprocess.run(
+        [str(python), "-c", "import sys; print('py%d%d' % sys.version_info[:2])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     target = cache_dir() / "ray" / f"ray-{ray}-{tag}"
     if not (target / "bin" / "ray").is_file():
         work = target.with_name(f".{target.name}.{os.getpid()}")
-        subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", "install", "-q", "--no-deps",
-                        "--target", str(work), f"ray=={ray}", "msgpack"], check=True, timeout=900)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "--disable-pip-version-check",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(work),
+                f"ray=={ray}",
+                "msgpack",
+            ],
+            check=True,
+            timeout=900,
+        )
         try:
             os.rename(work, target)
         except OSError:  # another run put it there first: theirs is the same
@@ -141,8 +174,12 @@ def env(vllm_python) -> dict[str, str]:
     python = vllm_python
     extra = _ray_target(python)
     path = [p for p in (extra.get("bin"), str(python.parent)) if p]
-    out = {**os.environ, "PATH": os.pathsep.join([*path, os.environ["PATH"]]), "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_PORT": str(RAY_PORT)}
+    out = {
+        **os.environ,
+        "PATH": os.pathsep.join([*path, os.environ["PATH"]]),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_PORT": str(RAY_PORT),
+    }
     if extra.get("PYTHONPATH"):
         out["PYTHONPATH"] = os.pathsep.join(filter(None, [extra["PYTHONPATH"], os.environ.get("PYTHONPATH")]))
     return out
@@ -153,8 +190,9 @@ def script(tmp_path_factory) -> Path:
     """The ray-nodes rendering of the tiny model, as `servectl render --format ray-nodes --nodes 2` writes it."""
     cat = load_catalog()
     model = ensure_tiny_model("scripted-pp")
-    spec = resolve(Request(cat.model("tiny-cpu"), cat.gpu("cpu"), [],
-                           options=LaunchOptions(port=HTTP_PORT, model_path=str(model))))
+    spec = resolve(
+        Request(cat.model("tiny-cpu"), cat.gpu("cpu"), [], options=LaunchOptions(port=HTTP_PORT, model_path=str(model)))
+    )
     path = tmp_path_factory.mktemp("nodes") / "nodes.sh"
     path.write_text(render_outputs.text("ray-nodes", spec, nodes=2))
     return path
@@ -176,8 +214,9 @@ class Tree:
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, extra_env: dict[str, str] | None = None):
         self.log_path = log
         self._log = open(log, "wb")
-        self.proc = subprocess.Popen(argv, env={**env, **(extra_env or {})}, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, env={**env, **(extra_env or {})}, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.sid = self.proc.pid
 
     def members(self) -> list[psutil.Process]:
@@ -260,9 +299,13 @@ def test_two_ray_nodes_run_the_rendered_layout(script, env, tmp_path, ray_tmp, v
         assert "ValueError: current platform cpu does not support ray." in out, out[-4000:]
         assert "ray_utils.py" in out and "initialize_ray_cluster" in out
         # vLLM's own placement for that layout (TP 1 x PP 2, one device per bundle) on the same two nodes
-        placed = subprocess.run([str(vllm_python), "-c", PLACEMENT],
-                                env={**env, "RAY_ADDRESS": f"127.0.0.1:{RAY_PORT}", "VLLM_TARGET_DEVICE": "cpu"},
-                                capture_output=True, text=True, timeout=START_S)
+        placed = subprocess.run(
+            [str(vllm_python), "-c", PLACEMENT],
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{RAY_PORT}", "VLLM_TARGET_DEVICE": "cpu"},
+            capture_output=True,
+            text=True,
+            timeout=START_S,
+        )
         assert placed.returncode == 0, placed.stderr[-3000:]
         result = json.loads(placed.stdout.strip().splitlines()[-1])
         assert result == {"specs": [{"GPU": 1.0}, {"GPU": 1.0}], "nodes": ["node-0", "node-1"]}
@@ -319,13 +362,19 @@ def test_pipeline_parallel_2_of_the_rendered_serve_passes_check(script, env, tmp
 def ray_cluster(env, tmp_path, ray_tmp):
     """Two Ray nodes started by hand (`ray start`), the existing cluster `up --runtime ray` drives."""
     ray = ["ray", "start", "--block", "--num-gpus", "1"]
-    head = Tree([*ray, "--head", "--port", str(RAY_PORT), *HEAD_ARGS.split(), *COMMON_ARGS.split(), "--temp-dir", ray_tmp],
-                   env, tmp_path / "ray-head.log")
+    head = Tree(
+        [*ray, "--head", "--port", str(RAY_PORT), *HEAD_ARGS.split(), *COMMON_ARGS.split(), "--temp-dir", ray_tmp],
+        env,
+        tmp_path / "ray-head.log",
+    )
     worker = None
     try:
         head.wait_for("Ray runtime started", timeout_s=START_S)
-        worker = Tree([*ray, "--address", f"127.0.0.1:{RAY_PORT}", *WORKER_ARGS.split(), *COMMON_ARGS.split()],
-                         env, tmp_path / "ray-worker.log")
+        worker = Tree(
+            [*ray, "--address", f"127.0.0.1:{RAY_PORT}", *WORKER_ARGS.split(), *COMMON_ARGS.split()],
+            env,
+            tmp_path / "ray-worker.log",
+        )
         worker.wait_for("Ray runtime started", timeout_s=START_S, running=(head,))
         yield f"127.0.0.1:{RAY_PORT}"
         assert head.proc.poll() is None and worker.proc.poll() is None  # `up` leaves the user's cluster alone
@@ -348,8 +397,21 @@ def _deployments(env, tmp_path) -> list:
 
 
 def test_up_on_a_ray_cluster_waits_for_its_nodes(ray_cluster, env, tmp_path):
-    r = _servectl(env, tmp_path, "up", "tiny-cpu", "--runtime", "ray", "--nodes", "3", "--head", ray_cluster,
-                  "--port", str(HTTP_PORT), SERVECTL_NODES_WAIT_S="3")
+    r = _servectl(
+        env,
+        tmp_path,
+        "up",
+        "tiny-cpu",
+        "--runtime",
+        "ray",
+        "--nodes",
+        "3",
+        "--head",
+        ray_cluster,
+        "--port",
+        str(HTTP_PORT),
+        SERVECTL_NODES_WAIT_S="3",
+    )
     assert r.returncode == 1, r.stderr[-3000:]
     assert "2 of 3 Ray nodes joined after 3 s" in r.stderr and "missing: 1 more node(s)" in r.stderr
     assert f"ray start --address {ray_cluster}" in r.stderr
@@ -357,8 +419,22 @@ def test_up_on_a_ray_cluster_waits_for_its_nodes(ray_cluster, env, tmp_path):
 
 
 def test_up_on_a_ray_cluster_drives_vllm_until_its_cpu_refusal(ray_cluster, env, tmp_path):
-    r = _servectl(env, tmp_path, "up", "tiny-cpu", "--runtime", "ray", "--nodes", "2", "--head", ray_cluster,
-                  "--port", str(HTTP_PORT), "--timeout", "600")
+    r = _servectl(
+        env,
+        tmp_path,
+        "up",
+        "tiny-cpu",
+        "--runtime",
+        "ray",
+        "--nodes",
+        "2",
+        "--head",
+        ray_cluster,
+        "--port",
+        str(HTTP_PORT),
+        "--timeout",
+        "600",
+    )
     assert r.returncode == 1, r.stderr[-3000:]
     assert "vLLM exited during start-up" in r.stderr
     assert "current platform cpu does not support ray" in r.stderr, r.stderr[-3000:]

@@ -39,12 +39,17 @@ def test_real_scrape_is_read_under_the_current_names():
 
 def test_old_release_names_are_read_too():
     # the spellings of vLLM <= 0.11 (V1 with deprecated names, or the V0 engine's)
-    old = IDLE.replace("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc").replace(
-        "vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds").replace(
-        "vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries")
+    old = (
+        IDLE.replace("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+        .replace("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
+        .replace("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries")
+    )
     s = exposition.parse(old)
     assert s.names["kv_cache_usage"] == "vllm:gpu_cache_usage_perc" and "kv_cache_usage" in s.values
-    assert s.names["itl"] == "vllm:time_per_output_token_seconds" and s.names["prefix_cache_queries"] == "vllm:gpu_prefix_cache_queries"
+    assert (
+        s.names["itl"] == "vllm:time_per_output_token_seconds"
+        and s.names["prefix_cache_queries"] == "vllm:gpu_prefix_cache_queries"
+    )
 
 
 def test_not_prometheus_text_is_an_error():
@@ -66,7 +71,9 @@ def test_window_rates_deltas_and_percentiles_from_real_scrapes():
     w.add(100.0, exposition.parse(IDLE))
     w.add(102.0, exposition.parse(AFTER))
     idle, after = exposition.parse(IDLE), exposition.parse(AFTER)
-    assert w.rate("generation_tokens") == pytest.approx((after.values["generation_tokens"] - idle.values["generation_tokens"]) / 2)
+    assert w.rate("generation_tokens") == pytest.approx(
+        (after.values["generation_tokens"] - idle.values["generation_tokens"]) / 2
+    )
     p = w.percentiles("ttft")
     assert p["count"] == 3 and 0 < p["p50"] <= p["p99"] <= 0.08  # all three in the (0.02, 0.04] bucket here
     assert w.percentiles("no-such") is None
@@ -172,5 +179,7 @@ def test_table_names_exist_in_the_installed_vllm_source(vllm_python):
 
     for concept in table.CONCEPTS:
         for n in concept.names:
-            exposed = (n.since is None or Version(n.since) <= Version("0.32.0")) and (n.until is None or Version(n.until) >= Version("0.32.0"))
+            exposed = (n.since is None or Version(n.since) <= Version("0.32.0")) and (
+                n.until is None or Version(n.until) >= Version("0.32.0")
+            )
             assert (f'"{n.name}"' in source) == exposed, f"{concept.key}: {n.name}"

@@ -58,8 +58,11 @@ def test_an_option_two_commands_share_is_one_option_of_the_vocabulary():
         concept = options.VOCABULARY[concepts.pop()]
         if len({type_of(p) for _, p in uses}) > 1:
             problems.append(f"{name}: value types differ: { {c: type_of(p) for c, p in uses} }")
-        problems += [f"{c} {name}: help does not start with the shared meaning" for c, p in uses
-                     if not (p.help or "").startswith(concept.meaning)]
+        problems += [
+            f"{c} {name}: help does not start with the shared meaning"
+            for c, p in uses
+            if not (p.help or "").startswith(concept.meaning)
+        ]
     assert not problems, "\n".join(problems)
 
 
@@ -73,13 +76,41 @@ def test_the_ideas_the_issue_names_are_in_the_vocabulary_and_used_where_they_app
         "preset": {"plan", "render", "up"},
         "python": {"plan", "render", "up", "demo", "serve", "bench run", "models show", "models add", "patch list"},
         "force": {"plan", "render", "up", "models add"},
-        "with_proxy": {"render", "up"}, "proxy_port": {"render", "up"},
-        "nodes": {"plan", "render", "up"}, "speculative": {"plan", "render", "up"},
-        "port": {"render", "up", "demo"}, "host": {"render", "up"}, "listen": {"proxy", "serve"},
-        "timeout": {"up", "demo", "check", "top"}, "vllm_version": {"plan", "bootstrap", "patch list"},
-        "as_json": {"plan", "up", "demo", "check", "status", "gpus", "diagnose", "envs", "bootstrap", "calibrate", "pull",
-                    "top", "serve", "bench run", "bench compare", "models list", "models show", "models add",
-                    "profiles list", "profiles show", "presets list", "patch list", "patch check", "patch apply"},
+        "with_proxy": {"render", "up"},
+        "proxy_port": {"render", "up"},
+        "nodes": {"plan", "render", "up"},
+        "speculative": {"plan", "render", "up"},
+        "port": {"render", "up", "demo"},
+        "host": {"render", "up"},
+        "listen": {"proxy", "serve"},
+        "timeout": {"up", "demo", "check", "top"},
+        "vllm_version": {"plan", "bootstrap", "patch list"},
+        "as_json": {
+            "plan",
+            "up",
+            "demo",
+            "check",
+            "status",
+            "gpus",
+            "diagnose",
+            "envs",
+            "bootstrap",
+            "calibrate",
+            "pull",
+            "top",
+            "serve",
+            "bench run",
+            "bench compare",
+            "models list",
+            "models show",
+            "models add",
+            "profiles list",
+            "profiles show",
+            "presets list",
+            "patch list",
+            "patch check",
+            "patch apply",
+        },
     }
     missing = {k: sorted(v - used[k]) for k, v in expect.items() if v - used[k]}
     assert not missing, missing
@@ -109,14 +140,28 @@ def test_older_spellings_parse_as_the_option_and_stay_out_of_help(cli):
     assert clash.exit_code == 2 and "give one" in clash.stderr
 
 
-BAD_VALUES = [("--speculative", "mtp:99"), ("--speculative", "eagle"), ("--nodes", "0"), ("--nodes", "65"),
-              ("--preset", None), ("--preset", "nope"), ("--port", "0"), ("--proxy-port", "70000")]
+BAD_VALUES = [
+    ("--speculative", "mtp:99"),
+    ("--speculative", "eagle"),
+    ("--nodes", "0"),
+    ("--nodes", "65"),
+    ("--preset", None),
+    ("--preset", "nope"),
+    ("--port", "0"),
+    ("--proxy-port", "70000"),
+]
 SERVING_ONLY = ("--port", "--proxy-port")  # plan serves nothing: after MODEL, --port is a vLLM flag there
 
 
-@pytest.mark.parametrize("command, option, value", [
-    ([name, "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090"], option, value)
-    for name in ("plan", "render", "up") for option, value in BAD_VALUES if not (name == "plan" and option in SERVING_ONLY)])
+@pytest.mark.parametrize(
+    "command, option, value",
+    [
+        ([name, "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090"], option, value)
+        for name in ("plan", "render", "up")
+        for option, value in BAD_VALUES
+        if not (name == "plan" and option in SERVING_ONLY)
+    ],
+)
 def test_a_bad_value_is_refused_the_same_way_everywhere(cli, command, option, value):
     args = [option] if value is None else [option, value]
     result = cli(*command, *args)
@@ -124,10 +169,19 @@ def test_a_bad_value_is_refused_the_same_way_everywhere(cli, command, option, va
     assert option in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("argv", [["top", "--once", "--interval", "nan"], ["top", "--once", "--timeout", "nan"],
-                                  ["top", "--once", "--window", "inf"], ["check", "--timeout", "nan"],
-                                  ["up", "m", "--timeout", "-1"], ["demo", "--timeout", "inf"],
-                                  ["plan", "m", "--vllm-version", "not.a.release!"], ["serve", "f.yaml", "--listen", "h:x"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["top", "--once", "--interval", "nan"],
+        ["top", "--once", "--timeout", "nan"],
+        ["top", "--once", "--window", "inf"],
+        ["check", "--timeout", "nan"],
+        ["up", "m", "--timeout", "-1"],
+        ["demo", "--timeout", "inf"],
+        ["plan", "m", "--vllm-version", "not.a.release!"],
+        ["serve", "f.yaml", "--listen", "h:x"],
+    ],
+)
 def test_numbers_and_addresses_are_checked_before_anything_runs(cli, argv):
     result = cli(*argv)
     assert result.exit_code == 2 and "Invalid value for" in result.stderr, result.output

@@ -48,10 +48,27 @@ def foreign():
 
 
 def record_json(name: str, pid, create_time, marker, **over) -> dict:
-    data = {"name": name, "runtime": "local", "recipe": "tiny-cpu", "profile": "cpu", "model": "/m",
-            "served_model_name": "tiny-cpu", "host": "127.0.0.1", "port": 8000, "pid": pid, "create_time": create_time,
-            "marker": marker, "container_id": None, "log_path": "/nonexistent.log", "argv": ["vllm", "serve", "/m"],
-            "started_at": time.time() - 10, "detached": True, "owner_pid": None, "owner_create_time": None, "ready": True}
+    data = {
+        "name": name,
+        "runtime": "local",
+        "recipe": "tiny-cpu",
+        "profile": "cpu",
+        "model": "/m",
+        "served_model_name": "tiny-cpu",
+        "host": "127.0.0.1",
+        "port": 8000,
+        "pid": pid,
+        "create_time": create_time,
+        "marker": marker,
+        "container_id": None,
+        "log_path": "/nonexistent.log",
+        "argv": ["vllm", "serve", "/m"],
+        "started_at": time.time() - 10,
+        "detached": True,
+        "owner_pid": None,
+        "owner_create_time": None,
+        "ready": True,
+    }
     data.update(over)
     return data
 
@@ -123,10 +140,27 @@ def damaged(kind: str, proc, tmp_path) -> None:
         raise AssertionError(kind)
 
 
-KINDS = ["null-create-time", "truncated", "truncated-with-lying-side-file", "pid-1", "pid-0", "negative-pid",
-         "wrong-create-time", "no-marker", "marker-not-in-environment", "marker-of-another-deployment",
-         "record-names-another-deployment", "non-numeric-pid", "float-pid", "huge-record", "symlinked-record",
-         "binary-garbage", "nan-create-time", "pid-of-servectl-itself", "docker-container-not-labelled"]
+KINDS = [
+    "null-create-time",
+    "truncated",
+    "truncated-with-lying-side-file",
+    "pid-1",
+    "pid-0",
+    "negative-pid",
+    "wrong-create-time",
+    "no-marker",
+    "marker-not-in-environment",
+    "marker-of-another-deployment",
+    "record-names-another-deployment",
+    "non-numeric-pid",
+    "float-pid",
+    "huge-record",
+    "symlinked-record",
+    "binary-garbage",
+    "nan-create-time",
+    "pid-of-servectl-itself",
+    "docker-container-not-labelled",
+]
 
 
 PF_EXITING = 0x4  # include/linux/sched.h: the task is exiting (a fatal signal was delivered)
@@ -144,15 +178,16 @@ def signalled(pid: int) -> str | None:
     pending = {k: v.strip() for k, v in (ln.split(":", 1) for ln in status.splitlines()) if k in ("SigPnd", "ShdPnd")}
     if any(int(v, 16) for v in pending.values()):
         return f"a pending signal {pending}"
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3, flags field 9
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is field 3, flags field 9
     if fields[0] in ("Z", "X") or int(fields[6]) & PF_EXITING:
         return f"exiting (state {fields[0]})"
     return None
 
 
 def _survives(proc, pid1_before: float) -> None:
-    assert proc.poll() is None and not signalled(proc.pid), \
+    assert proc.poll() is None and not signalled(proc.pid), (
         f"the foreign process got a signal ({signalled(proc.pid)}, exit {proc.returncode})"
+    )
     assert psutil.Process(1).create_time() == pid1_before
 
 
@@ -191,8 +226,9 @@ def test_another_users_process_carrying_the_marker_is_never_signalled(foreign, c
         pytest.skip("making another user's process needs root (CI runs the suite as root)")
     mark = ownership.new_marker("victim")
     # another user's process carrying this deployment's very marker: only the user check stands in the way
-    proc = subprocess.Popen(["sleep", "600"], start_new_session=True, user=65534, group=65534,
-                            env={**os.environ, ownership.MARKER_ENV: mark})
+    proc = subprocess.Popen(
+        ["sleep", "600"], start_new_session=True, user=65534, group=65534, env={**os.environ, ownership.MARKER_ENV: mark}
+    )
     try:
         time.sleep(0.1)
         write("victim", json.dumps(record_json("victim", proc.pid, made(proc), mark)))
@@ -210,9 +246,15 @@ def test_another_users_process_carrying_the_marker_is_never_signalled(foreign, c
 def test_the_deployments_own_marked_processes_are_stopped_and_nothing_else(foreign, cli):
     """The positive side: a record with its marker and a server carrying it goes down, a foreign one stays."""
     mark = ownership.new_marker("mine")
-    server = subprocess.Popen([sys.executable, "-c", "import subprocess,sys,time; "
-                               "subprocess.Popen([sys.executable,'-c','import time; time.sleep(600)']); time.sleep(600)"],
-                              start_new_session=True, env={**os.environ, ownership.MARKER_ENV: mark})
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(600)']); time.sleep(600)",
+        ],
+        start_new_session=True,
+        env={**os.environ, ownership.MARKER_ENV: mark},
+    )
     bystander = foreign()
     try:
         deadline = time.monotonic() + 20

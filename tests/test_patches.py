@@ -19,8 +19,7 @@ CONFIGS = ["vllm/transformers_utils/configs/qwen3_5.py", "vllm/transformers_util
 
 def digest(site: Path) -> dict[str, str]:
     """sha256 of every file under the folder (the whole tree: proves nothing else was touched)."""
-    return {str(p.relative_to(site)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(site.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(site)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(site.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +132,9 @@ def test_fixed_release_needs_nothing(cli, sources, tmp_path):
 
 def test_hand_edited_file_is_refused_and_nothing_written(cli, affected_site):
     target = affected_site / CONFIGS[1]
-    target.write_text(target.read_text().replace('"mrope_interleaved",\n        ]', '"mrope_interleaved",  # local edit\n        ]'))
+    target.write_text(
+        target.read_text().replace('"mrope_interleaved",\n        ]', '"mrope_interleaved",  # local edit\n        ]')
+    )
     before = digest(affected_site)
     r = cli("patch", "apply", "--site-packages", str(affected_site))
     assert r.exit_code == 2
@@ -178,9 +179,24 @@ def test_read_only_site_packages_gives_the_remedy(sources, tmp_path_factory):
     affected_site = site_packages(AFFECTED, base)
     tmp_path = base
     before = digest(affected_site)
-    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "servectl",
-                           "patch", "apply", "--site-packages", str(affected_site)], capture_output=True, text=True,
-                          env={**os.environ, "HOME": str(tmp_path)})
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "servectl",
+            "patch",
+            "apply",
+            "--site-packages",
+            str(affected_site),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     if "Permission denied" in proc.stderr and "servectl" not in proc.stderr:
         pytest.skip(f"the unprivileged user cannot run servectl here: {proc.stderr.strip()[:200]}")
     assert proc.returncode == 2, proc.stderr

@@ -59,21 +59,28 @@ def test_checked_in_example_is_current():
 
 def test_layout():
     text = rendered()
-    assert text.splitlines()[[i for i, ln in enumerate(text.splitlines()) if ln.startswith("FROM")][0]] == \
-        "FROM vllm/vllm-openai:v0.18.0-cu130"
+    assert (
+        text.splitlines()[[i for i, ln in enumerate(text.splitlines()) if ln.startswith("FROM")][0]]
+        == "FROM vllm/vllm-openai:v0.18.0-cu130"
+    )
     assert "pull/36920" in text
     label = re.search(r'io.servectl.patches="([^"]*)"', text).group(1).split(",")
     # the patches this launch (v0.18.0 image, rtx-5090, qwen3 parsers, hybrid model) needs, and only those
-    assert label == ["hybrid-kv-groups-max-len", "qwen3-reasoning-tool-call-end", "qwen3coder-malformed-parameter",
-                     "rope-validation-set"]
+    assert label == [
+        "hybrid-kv-groups-max-len",
+        "qwen3-reasoning-tool-call-end",
+        "qwen3coder-malformed-parameter",
+        "rope-validation-set",
+    ]
     assert re.search(r'^CMD \["ig1/Qwen3.5-35B-A3B-NVFP4", ', text, re.M)
     assert "HF_TOKEN=" not in text  # secrets never baked into an image
 
 
 # rocm-4gpu's profile image is rocm/vllm:latest: hadolint rightly flags the moving tag (DL3007),
 # and nothing else; --image pins it.
-@pytest.mark.parametrize("model,gpu,expected", [("qwen3.5-35b-a3b-nvfp4", "rtx-5090", set()),
-                                                ("qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", {"DL3007"})])
+@pytest.mark.parametrize(
+    "model,gpu,expected", [("qwen3.5-35b-a3b-nvfp4", "rtx-5090", set()), ("qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", {"DL3007"})]
+)
 def test_hadolint_clean(model, gpu, expected, tmp_path):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
@@ -140,8 +147,9 @@ def test_run_step_and_engine_write_the_same_bytes(tmp_path):
     from servectl.vllmenv.pyenv import from_site_packages
 
     cat = load_catalog()
-    spec = resolve(Request(cat.model("qwen3.5-35b-a3b-nvfp4"), cat.gpu("rtx-5090"),
-                           options=LaunchOptions(image="vllm/vllm-openai:v0.19.1")))
+    spec = resolve(
+        Request(cat.model("qwen3.5-35b-a3b-nvfp4"), cat.gpu("rtx-5090"), options=LaunchOptions(image="vllm/vllm-openai:v0.19.1"))
+    )
     chosen = patches_for_spec(spec)
     assert [p.id for p in chosen] == ["qwen3-reasoning-tool-call-end", "qwen3coder-malformed-parameter"]
     rels = [r for p in chosen for r in patches.paths(p)]

@@ -29,8 +29,11 @@ MANIFEST = ".servectl-patches.json"
 
 
 def digest(site: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    return {str(p.relative_to(site)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(site.rglob("*")) if p.is_file() and p.name not in skip}
+    return {
+        str(p.relative_to(site)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(site.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
 
 
 @pytest.fixture()
@@ -52,8 +55,12 @@ def references(site, cli):
 
 def killed_at(cmd: str, site: Path, step: int) -> bool:
     """Run `servectl patch CMD` until it stops after `step`, then SIGKILL it. False: it finished first."""
-    proc = subprocess.Popen([sys.executable, "-m", "servectl", "patch", cmd, "--site-packages", str(site)],
-                            env={**os.environ, patches.PAUSE_ENV: str(step)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servectl", "patch", cmd, "--site-packages", str(site)],
+        env={**os.environ, patches.PAUSE_ENV: str(step)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     ps = psutil.Process(proc.pid)
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
@@ -175,8 +182,12 @@ def test_a_second_apply_waits_for_the_first_and_completes_what_its_kill_left(cli
     import fcntl
 
     released, patched = references
-    first = subprocess.Popen([sys.executable, "-m", "servectl", "patch", "apply", "--site-packages", str(site)],
-                             env={**os.environ, patches.PAUSE_ENV: "4"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "servectl", "patch", "apply", "--site-packages", str(site)],
+        env={**os.environ, patches.PAUSE_ENV: "4"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     second = None
     try:
         ps = psutil.Process(first.pid)
@@ -191,8 +202,12 @@ def test_a_second_apply_waits_for_the_first_and_completes_what_its_kill_left(cli
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
-        second = subprocess.Popen([sys.executable, "-m", "servectl", "patch", "apply", "--site-packages", str(site), "--json"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        second = subprocess.Popen(
+            [sys.executable, "-m", "servectl", "patch", "apply", "--site-packages", str(site), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         first.kill()
         first.communicate()
         out, err = second.communicate(timeout=120)

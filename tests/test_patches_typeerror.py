@@ -46,11 +46,16 @@ def tf_python() -> Path:
     ok = venv / ".complete"
     if not ok.exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        proc = subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                               f"transformers=={TRANSFORMERS}"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"transformers=={TRANSFORMERS}"],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
-            pytest.skip(f"package registry unreachable, cannot install transformers=={TRANSFORMERS}: "
-                        f"{proc.stderr.strip().splitlines()[-1:]}")
+            pytest.skip(
+                f"package registry unreachable, cannot install transformers=={TRANSFORMERS}: "
+                f"{proc.stderr.strip().splitlines()[-1:]}"
+            )
         ok.write_text("ok\n")
     return py
 

@@ -14,10 +14,17 @@ CASES = [(40, 2), (40, 3), (41, 4), (4, 2), (7, 3), (48, 5), (40, 1)]
 
 def test_layers_per_stage_are_vllms_get_pp_indices(vllm_python):
     """The split is the real vLLM function's, run in the vLLM environment (vllm/distributed/utils.py)."""
-    code = ("import json; from vllm.distributed.utils import get_pp_indices as f; "
-            f"print(json.dumps([[f(n, r, pp) for r in range(pp)] for n, pp in {CASES!r}]))")
-    out = subprocess.run([str(vllm_python), "-c", code], capture_output=True, text=True, timeout=300,
-                         env={"VLLM_TARGET_DEVICE": "cpu", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import json; from vllm.distributed.utils import get_pp_indices as f; "
+        f"print(json.dumps([[f(n, r, pp) for r in range(pp)] for n, pp in {CASES!r}]))"
+    )
+    out = subprocess.run(
+        [str(vllm_python), "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"VLLM_TARGET_DEVICE": "cpu", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     real = json.loads(out.stdout.strip().splitlines()[-1])
     for (n, pp), ranges in zip(CASES, real):
@@ -44,11 +51,30 @@ def test_one_stage_reproduces_the_single_node_plan(cli, catalog):
 
     d = _plan(cli, "--tensor-parallel-size", "4")
     assert "nodes" not in d
-    plan = Plan(**{**{k: d[k] for k in ("recipe", "profile", "vllm_version", "device", "max_model_len",
-                                                     "block_size", "num_blocks", "kv_cache_tokens_logged",
-                                                     "kv_cache_tokens_real", "max_concurrency", "budget", "flags",
-                                                     "fits")},
-                                "total_vram_mib": d["total_vram_mib"], "figures": {}})
+    plan = Plan(
+        **{
+            **{
+                k: d[k]
+                for k in (
+                    "recipe",
+                    "profile",
+                    "vllm_version",
+                    "device",
+                    "max_model_len",
+                    "block_size",
+                    "num_blocks",
+                    "kv_cache_tokens_logged",
+                    "kv_cache_tokens_real",
+                    "max_concurrency",
+                    "budget",
+                    "flags",
+                    "fits",
+                )
+            },
+            "total_vram_mib": d["total_vram_mib"],
+            "figures": {},
+        }
+    )
     recipe, profile = catalog.model("qwen3.5-35b-a3b-gptq-8bit"), catalog.gpu("rocm-4gpu")
     s = planner.settings_from_flags(planner.va.parse_args(d["flags"]), {})
     lay = planner.layout_for(recipe, profile, s, vllm_version="0.32.0")

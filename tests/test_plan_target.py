@@ -9,11 +9,17 @@ from servectl.errors import UserError
 from servectl.hardware.cpu_features import parse_cpuinfo, parse_torch_probe
 
 
-@pytest.mark.parametrize("image, version", [
-    ("vllm/vllm-openai:v0.18.0-cu130", "0.18.0"), ("servectl/vllm-cpu:0.32.0", "0.32.0"),
-    ("vllm/vllm-openai:v0.20.2rc1", "0.20.2rc1"), ("rocm/vllm:latest", None), ("localhost:5000/vllm", None),
-    ("vllm/vllm-openai@sha256:" + "0" * 64, None),
-])
+@pytest.mark.parametrize(
+    "image, version",
+    [
+        ("vllm/vllm-openai:v0.18.0-cu130", "0.18.0"),
+        ("servectl/vllm-cpu:0.32.0", "0.32.0"),
+        ("vllm/vllm-openai:v0.20.2rc1", "0.20.2rc1"),
+        ("rocm/vllm:latest", None),
+        ("localhost:5000/vllm", None),
+        ("vllm/vllm-openai@sha256:" + "0" * 64, None),
+    ],
+)
 def test_version_from_image_tag(image, version):
     assert vv.version_from_image(image) == version
 
@@ -23,19 +29,28 @@ def test_the_version_that_runs():
     assert vv.that_runs(override="0.19.1", installed=cpu_env, image="servectl/vllm-cpu:0.31.0", cpu_profile=True)[0] == "0.19.1"
     assert vv.that_runs(installed=cpu_env, image="servectl/vllm-cpu:0.31.0", cpu_profile=True)[0] == "0.32.0"
     # a CPU build here does not run a GPU profile's plan: the image does
-    assert vv.that_runs(installed=cpu_env, image="vllm/vllm-openai:v0.18.0-cu130") == ("0.18.0", "the image vllm/vllm-openai:v0.18.0-cu130")
+    assert vv.that_runs(installed=cpu_env, image="vllm/vllm-openai:v0.18.0-cu130") == (
+        "0.18.0",
+        "the image vllm/vllm-openai:v0.18.0-cu130",
+    )
     version, why = vv.that_runs(image="rocm/vllm:latest")
     assert version == vv.NEWEST_READ and "--vllm-version" in why
     with pytest.raises(UserError):
         vv.that_runs(override="latest")
 
 
-@pytest.mark.parametrize("name, below, at", [
-    ("null_block_reserved_in_check", "0.28.0", "0.29.0"), ("max_model_len_check_sums_groups", "0.18.0", "0.19.0"),
-    ("kv_tokens_logged_from_concurrency", "0.19.1", "0.20.0"), ("estimate_cudagraphs_default", "0.19.1", "0.20.0"),
-    ("hybrid_prefix_caching_default", "0.27.1", "0.28.0"), ("cpu_ssm_float32_on_avx512_bf16", "0.28.0", "0.29.0"),
-    ("cpu_ssm_float32_on_amx", "0.25.1", "0.26.0"),
-])
+@pytest.mark.parametrize(
+    "name, below, at",
+    [
+        ("null_block_reserved_in_check", "0.28.0", "0.29.0"),
+        ("max_model_len_check_sums_groups", "0.18.0", "0.19.0"),
+        ("kv_tokens_logged_from_concurrency", "0.19.1", "0.20.0"),
+        ("estimate_cudagraphs_default", "0.19.1", "0.20.0"),
+        ("hybrid_prefix_caching_default", "0.27.1", "0.28.0"),
+        ("cpu_ssm_float32_on_avx512_bf16", "0.28.0", "0.29.0"),
+        ("cpu_ssm_float32_on_amx", "0.25.1", "0.26.0"),
+    ],
+)
 def test_version_table_boundaries(name, below, at):
     assert not vv.has(name, below) and vv.has(name, at) and vv.has(name, at + "+cpu")
     assert next(b for b in vv.TABLE if b.key == name).source

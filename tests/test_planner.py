@@ -30,7 +30,11 @@ def test_cpu_prediction_matches_captured_start(catalog):
     arch = recipe.architecture
     # the recipe describes the checkpoint that produced the log
     assert (arch.head_dim, arch.num_kv_heads, arch.linear.key_head_dim, arch.linear.num_value_heads) == (
-        cfg["head_dim"], cfg["num_key_value_heads"], cfg["linear_key_head_dim"], cfg["linear_num_value_heads"])
+        cfg["head_dim"],
+        cfg["num_key_value_heads"],
+        cfg["linear_key_head_dim"],
+        cfg["linear_num_value_heads"],
+    )
     s = P.Settings(kv_cache_memory_bytes=real.kv_cache_memory_bytes, max_model_len=real.max_model_len, enforce_eager=True)
     plan = P.predict(recipe, catalog.gpu("cpu"), s, vllm_version=real.vllm_version, host=NO_AVX512_BF16)
     assert plan.device == real.device
@@ -42,18 +46,21 @@ def test_cpu_prediction_matches_captured_start(catalog):
 
 
 # vllm/platforms/cpu.py check_and_update_config, per release (servectl.catalog.versions): one row per branch.
-@pytest.mark.parametrize("version, host, requested, declared, dtype", [
-    ("0.25.1", AMX, "auto", "bfloat16", "bfloat16"),  # no rule yet
-    ("0.26.0", AVX512_BF16, "auto", "bfloat16", "bfloat16"),  # 0.26-0.28: AMX only
-    ("0.26.0", AMX, "auto", "bfloat16", "float32"),
-    ("0.28.0", AMX, "bfloat16", "bfloat16", "float32"),  # no exception for an explicit bf16 there
-    ("0.29.0", NO_AVX512_BF16, "auto", "bfloat16", "bfloat16"),
-    ("0.29.0", AVX512_BF16, "auto", "bfloat16", "float32"),  # 0.29+: AVX-512 BF16 is enough
-    ("0.32.0", AMX, "auto", "bfloat16", "float32"),
-    ("0.32.0", AVX512_BF16, "bfloat16", "bfloat16", "bfloat16"),  # explicit bf16/fp16 kept ("gdn" backend)
-    ("0.32.0", AVX512_BF16, "float16", "bfloat16", "float16"),
-    ("0.32.0", AVX512_BF16, "auto", "float32", "float32"),  # Qwen3.5's config already asks float32
-])
+@pytest.mark.parametrize(
+    "version, host, requested, declared, dtype",
+    [
+        ("0.25.1", AMX, "auto", "bfloat16", "bfloat16"),  # no rule yet
+        ("0.26.0", AVX512_BF16, "auto", "bfloat16", "bfloat16"),  # 0.26-0.28: AMX only
+        ("0.26.0", AMX, "auto", "bfloat16", "float32"),
+        ("0.28.0", AMX, "bfloat16", "bfloat16", "float32"),  # no exception for an explicit bf16 there
+        ("0.29.0", NO_AVX512_BF16, "auto", "bfloat16", "bfloat16"),
+        ("0.29.0", AVX512_BF16, "auto", "bfloat16", "float32"),  # 0.29+: AVX-512 BF16 is enough
+        ("0.32.0", AMX, "auto", "bfloat16", "float32"),
+        ("0.32.0", AVX512_BF16, "bfloat16", "bfloat16", "bfloat16"),  # explicit bf16/fp16 kept ("gdn" backend)
+        ("0.32.0", AVX512_BF16, "float16", "bfloat16", "float16"),
+        ("0.32.0", AVX512_BF16, "auto", "float32", "float32"),  # Qwen3.5's config already asks float32
+    ],
+)
 def test_cpu_ssm_dtype_rule_each_branch(version, host, requested, declared, dtype):
     assert P.cpu_ssm_dtype(version, host, declared, requested)[0] == dtype
 
@@ -69,8 +76,12 @@ def test_cpu_avx512_bf16_host_gets_the_logged_figures(catalog):
     lay = P.layout(recipe.architecture, cpu=True, prefix_caching=True, ssm_dtype="float32")
     assert round(100 * (lay.page_bytes - lay.mamba_state_bytes) / lay.mamba_state_bytes, 2) == 86.86
     # an explicit bf16 state keeps the AVX2 figures; 0.28 had the rule for AMX hosts only
-    assert P.predict(recipe, cpu, replace(s, mamba_ssm_cache_dtype="bfloat16"), vllm_version="0.32.0",
-                     host=AVX512_BF16).kv_cache_tokens_logged == 190_650
+    assert (
+        P.predict(
+            recipe, cpu, replace(s, mamba_ssm_cache_dtype="bfloat16"), vllm_version="0.32.0", host=AVX512_BF16
+        ).kv_cache_tokens_logged
+        == 190_650
+    )
     assert P.predict(recipe, cpu, s, vllm_version="0.28.0", host=AVX512_BF16).block_size == 128
     # VLLM_CPU_KVCACHE_SPACE (GiB) replaces --kv-cache-memory-bytes
     spaced = P.predict(recipe, cpu, replace(s, cpu_kvcache_space_gib=1), vllm_version="0.32.0", host=AVX512_BF16)
@@ -80,8 +91,13 @@ def test_cpu_avx512_bf16_host_gets_the_logged_figures(catalog):
 @pytest.mark.parametrize("log", ["gpu-v0.24-rtx5090-qwen3.6-nvfp4-fp8kv-a.log", "gpu-v0.24-rtx5090-qwen3.6-nvfp4-fp8kv-b.log"])
 def test_gpu_v024_logged_tokens_exact(catalog, log):
     real = parse_text((LOGS / log).read_text())
-    s = P.Settings(kv_cache_memory_bytes=int(real.available_kv_gib * 2**30), kv_cache_dtype=real.args["kv_cache_dtype"],
-                   enable_prefix_caching=True, max_model_len=real.max_model_len, max_num_seqs=1)
+    s = P.Settings(
+        kv_cache_memory_bytes=int(real.available_kv_gib * 2**30),
+        kv_cache_dtype=real.args["kv_cache_dtype"],
+        enable_prefix_caching=True,
+        max_model_len=real.max_model_len,
+        max_num_seqs=1,
+    )
     plan = P.predict(catalog.model("qwen3.6-35b-a3b-fp8"), catalog.gpu("rtx-5090"), s, vllm_version="0.24.0")
     assert plan.block_size == 2096
     assert plan.kv_cache_tokens_logged == real.kv_cache_tokens
@@ -168,8 +184,13 @@ def test_sampler_memory_follows_the_sampler_path(nvfp4):
 def test_card_settings_run_256_sequences(catalog, nvfp4):
     """The card's 5090 settings with 256 sequences start (the card runs them), and cost more VRAM than 32."""
     gpu = catalog.gpu("rtx-5090")
-    base = P.Settings(gpu_memory_utilization=0.95, max_num_batched_tokens=2048, limit_mm={"video": 0},
-                      max_model_len=32768, estimate_cudagraphs=True)
+    base = P.Settings(
+        gpu_memory_utilization=0.95,
+        max_num_batched_tokens=2048,
+        limit_mm={"video": 0},
+        max_model_len=32768,
+        estimate_cudagraphs=True,
+    )
     few = P.predict(nvfp4, gpu, replace(base, max_num_seqs=32, max_cudagraph_capture_size=32), vllm_version="0.18.0")
     many = P.predict(nvfp4, gpu, replace(base, max_num_seqs=256, max_cudagraph_capture_size=256), vllm_version="0.18.0")
     assert many.total_vram_mib > few.total_vram_mib
@@ -177,10 +198,25 @@ def test_card_settings_run_256_sequences(catalog, nvfp4):
 
 
 def test_flags_parse_like_vllm():
-    flags = P.va.parse_args(["--kv-cache-memory-bytes", "20600M", "--limit-mm-per-prompt", '{"image": 2}',
-                             "--limit-mm-per-prompt.video", "0", "--max-model-len", "auto", "--enforce-eager",
-                             "--speculative-config", '{"method": "mtp", "num_speculative_tokens": 3}',
-                             "--mamba-ssm-cache-dtype", "bfloat16", "--dtype", "float16"])
+    flags = P.va.parse_args(
+        [
+            "--kv-cache-memory-bytes",
+            "20600M",
+            "--limit-mm-per-prompt",
+            '{"image": 2}',
+            "--limit-mm-per-prompt.video",
+            "0",
+            "--max-model-len",
+            "auto",
+            "--enforce-eager",
+            "--speculative-config",
+            '{"method": "mtp", "num_speculative_tokens": 3}',
+            "--mamba-ssm-cache-dtype",
+            "bfloat16",
+            "--dtype",
+            "float16",
+        ]
+    )
     s = P.settings_from_flags(flags, {"VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS": "1", "VLLM_CPU_KVCACHE_SPACE": "2"})
     assert s.kv_cache_memory_bytes == 20600 * 2**20 and s.limit_mm == {"image": 2, "video": 0}
     assert s.max_model_len_auto and s.enforce_eager and s.estimate_cudagraphs is True
@@ -199,8 +235,13 @@ def _plan_or_none(*args, **kw):
 
 
 @hsettings(max_examples=60, deadline=None)
-@given(u1=st.floats(0.5, 0.99), u2=st.floats(0.5, 0.99), version=st.sampled_from(_VERSIONS),
-       auto=st.booleans(), gpu=st.sampled_from(["rtx-pro-6000-blackwell", "rtx-5090"]))
+@given(
+    u1=st.floats(0.5, 0.99),
+    u2=st.floats(0.5, 0.99),
+    version=st.sampled_from(_VERSIONS),
+    auto=st.booleans(),
+    gpu=st.sampled_from(["rtx-pro-6000-blackwell", "rtx-5090"]),
+)
 def test_more_utilization_never_fewer_tokens(catalog, u1, u2, version, auto, gpu):
     lo, hi = sorted((u1, u2))
     recipe, profile = catalog.model("qwen3.5-35b-a3b-nvfp4"), catalog.gpu(gpu)
@@ -215,13 +256,26 @@ def test_more_utilization_never_fewer_tokens(catalog, u1, u2, version, auto, gpu
 
 
 @hsettings(max_examples=60, deadline=None)
-@given(n1=st.integers(1, 512), n2=st.integers(1, 512), kv=st.integers(1, 40), eager=st.booleans(),
-       pinned=st.booleans(), estimate=st.booleans(), util=st.floats(0.8, 0.95), version=st.sampled_from(_VERSIONS))
+@given(
+    n1=st.integers(1, 512),
+    n2=st.integers(1, 512),
+    kv=st.integers(1, 40),
+    eager=st.booleans(),
+    pinned=st.booleans(),
+    estimate=st.booleans(),
+    util=st.floats(0.8, 0.95),
+    version=st.sampled_from(_VERSIONS),
+)
 def test_more_seqs_never_less_vram(catalog, n1, n2, kv, eager, pinned, estimate, util, version):
     lo, hi = sorted((n1, n2))
     recipe, gpu = catalog.model("qwen3.5-35b-a3b-nvfp4"), catalog.gpu("rtx-pro-6000-blackwell")
-    base = P.Settings(kv_cache_memory_bytes=kv * 2**30 if pinned else None, gpu_memory_utilization=util,
-                      max_model_len=8192, enforce_eager=eager, estimate_cudagraphs=estimate)
+    base = P.Settings(
+        kv_cache_memory_bytes=kv * 2**30 if pinned else None,
+        gpu_memory_utilization=util,
+        max_model_len=8192,
+        enforce_eager=eager,
+        estimate_cudagraphs=estimate,
+    )
     a = _plan_or_none(recipe, gpu, replace(base, max_num_seqs=lo), vllm_version=version)
     b = _plan_or_none(recipe, gpu, replace(base, max_num_seqs=hi), vllm_version=version)
     if a is None or b is None:
@@ -233,9 +287,22 @@ def test_plan_cli_json_contract(cli):
     r = cli("plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--target-context", "32768", "--headless", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    for key in ("kv_cache_tokens_logged", "kv_cache_tokens_real", "max_concurrency", "total_vram_mib", "budget",
-                "max_model_len", "block_size", "num_blocks", "vllm_version", "flags", "fits", "vllm_starts", "warnings",
-                "ignored_flags"):
+    for key in (
+        "kv_cache_tokens_logged",
+        "kv_cache_tokens_real",
+        "max_concurrency",
+        "total_vram_mib",
+        "budget",
+        "max_model_len",
+        "block_size",
+        "num_blocks",
+        "vllm_version",
+        "flags",
+        "fits",
+        "vllm_starts",
+        "warnings",
+        "ignored_flags",
+    ):
         assert key in d
     assert d["vllm_version"] == "0.18.0"  # the profile's image tag, vllm/vllm-openai:v0.18.0-cu130
     assert d["max_model_len"] == 32768 and d["kv_cache_tokens_real"] >= 32768 and d["fits"]
@@ -244,14 +311,32 @@ def test_plan_cli_json_contract(cli):
     util = float(flags[flags.index("--gpu-memory-utilization") + 1])
     assert util <= 0.956  # the headless ceiling
     # the returned flags, planned forward again, give the context they promise
-    again = cli("plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--gpu-memory-utilization", str(util),
-                "--max-model-len", "32768", "--json")
+    again = cli(
+        "plan",
+        "qwen3.5-35b-a3b-nvfp4",
+        "--gpu",
+        "rtx-5090",
+        "--gpu-memory-utilization",
+        str(util),
+        "--max-model-len",
+        "32768",
+        "--json",
+    )
     assert json.loads(again.stdout)["kv_cache_tokens_real"] >= 32768
 
 
 def test_plan_cli_impossible_target_names_largest_context(cli):
-    r = cli("plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--target-context", "262144", "--headless",
-            "--vllm-version", "0.19.1")
+    r = cli(
+        "plan",
+        "qwen3.5-35b-a3b-nvfp4",
+        "--gpu",
+        "rtx-5090",
+        "--target-context",
+        "262144",
+        "--headless",
+        "--vllm-version",
+        "0.19.1",
+    )
     assert r.exit_code == 2
     assert "largest context that fits is --max-model-len" in r.stderr and "Traceback" not in r.stderr
 
@@ -272,8 +357,11 @@ def test_card_command_plans_with_exit_0_and_warnings(cli):
     assert any("the longest request that runs is" in w for w in d["warnings"])
     assert any("x the logged figure" in w for w in d["warnings"])
     # the same on 0.19: auto shrinks to what vLLM's check allows, one block above what really runs
-    d19 = json.loads(cli("plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--max-model-len", "auto",
-                         "--vllm-version", "0.19.1", "--json").stdout)
+    d19 = json.loads(
+        cli(
+            "plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--max-model-len", "auto", "--vllm-version", "0.19.1", "--json"
+        ).stdout
+    )
     assert d19["max_model_len"] == d19["kv_cache_tokens_real"] + d19["block_size"] and not d19["fits"]
 
 

@@ -31,8 +31,12 @@ def test_plan_equals_the_real_start_on_this_host(tmp_path):
     find_vllm_python()  # fails (not skips) without the vLLM CPU environment: scripts/test bootstraps it
     model_dir = str(ensure_tiny_model(variant="scripted"))
     # isolated records and calibration: the prediction below comes from the rules alone
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "SERVECTL_CALIBRATION_DIR": str(tmp_path / "calibration")}
+    env = {
+        **os.environ,
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "SERVECTL_CALIBRATION_DIR": str(tmp_path / "calibration"),
+    }
     plan_res = sc(env, "plan", "tiny-cpu", "--gpu", "cpu", "--json", timeout=STOP_S)
     assert plan_res.returncode == 0, plan_res.stderr
     plan = json.loads(plan_res.stdout)

@@ -37,8 +37,12 @@ def predict_blocks(catalog, entry, nb):
     recipe = recipe_for(catalog, entry)
     s = settings_for(entry)
     lay = P.layout_for(recipe, catalog.gpu("rtx-5090"), s, vllm_version=entry["vllm_version"])
-    return P.predict(recipe, catalog.gpu("rtx-5090"), P.replace(s, kv_cache_memory_bytes=nb * lay.block_bytes),
-                     vllm_version=entry["vllm_version"])
+    return P.predict(
+        recipe,
+        catalog.gpu("rtx-5090"),
+        P.replace(s, kv_cache_memory_bytes=nb * lay.block_bytes),
+        vllm_version=entry["vllm_version"],
+    )
 
 
 def test_at_least_eight_distinct_configurations():
@@ -57,11 +61,15 @@ def test_memory_replay_within_one_block(catalog, entry):
     plan = P.predict(recipe, catalog.gpu("rtx-5090"), s, vllm_version=entry["vllm_version"])
     # "Available KV cache memory" is rounded to 0.01 GiB: the block count may be one off, never more
     near = {nb: predict_blocks(catalog, entry, nb) for nb in (plan.num_blocks - 1, plan.num_blocks, plan.num_blocks + 1)}
-    exact = [nb for nb, p in near.items() if p.kv_cache_tokens_logged == log.kv_cache_tokens
-             and round(p.max_concurrency, 2) == log.max_concurrency]
+    exact = [
+        nb
+        for nb, p in near.items()
+        if p.kv_cache_tokens_logged == log.kv_cache_tokens and round(p.max_concurrency, 2) == log.max_concurrency
+    ]
     assert exact, (plan.num_blocks, plan.kv_cache_tokens_logged, log.kv_cache_tokens)
     assert abs(plan.kv_cache_tokens_logged - log.kv_cache_tokens) <= abs(
-        near[plan.num_blocks + 1].kv_cache_tokens_logged - near[plan.num_blocks].kv_cache_tokens_logged)
+        near[plan.num_blocks + 1].kv_cache_tokens_logged - near[plan.num_blocks].kv_cache_tokens_logged
+    )
     assert plan.max_model_len == log.max_concurrency_len
 
 
@@ -72,9 +80,12 @@ def test_layout_replay_exact(catalog, entry):
     s = settings_for(entry)
     lay = P.layout_for(recipe_for(catalog, entry), catalog.gpu("rtx-5090"), s, vllm_version=entry["vllm_version"])
     nb = round(log.max_concurrency * lay.blocks_per_request(log.max_concurrency_len))
-    found = [n for n in range(max(1, nb - 3), nb + 4)
-             if (p := predict_blocks(catalog, entry, n)).kv_cache_tokens_logged == log.kv_cache_tokens
-             and round(p.max_concurrency, 2) == log.max_concurrency]
+    found = [
+        n
+        for n in range(max(1, nb - 3), nb + 4)
+        if (p := predict_blocks(catalog, entry, n)).kv_cache_tokens_logged == log.kv_cache_tokens
+        and round(p.max_concurrency, 2) == log.max_concurrency
+    ]
     assert found, (entry["log"], nb, log.kv_cache_tokens)
 
 
@@ -84,14 +95,24 @@ def test_budget_replay_within_one_percent(catalog, entry):
     budget give the KV memory vLLM reports."""
     log = parse_text((PUBLIC / entry["log"]).read_text())
     base = catalog.gpu("rtx-pro-6000-blackwell")
-    gpu = replace(base, name="h100-80gb", usable_memory_gib=log.total_memory_gib,
-                  context_overhead_gib=round(log.total_memory_gib - log.free_memory_gib, 2))
+    gpu = replace(
+        base,
+        name="h100-80gb",
+        usable_memory_gib=log.total_memory_gib,
+        context_overhead_gib=round(log.total_memory_gib - log.free_memory_gib, 2),
+    )
     gib = 1024.0
-    corr = P.Correction(starts=1, weights_mib=log.weights_gib * gib, activation_mib=log.peak_activation_gib * gib,
-                        non_torch_mib=log.non_torch_gib * gib, cudagraph_mib=log.cudagraph_gib * gib,
-                        cudagraph_estimate_mib=log.cudagraph_estimate_gib * gib)
-    plan = P.predict(catalog.model(entry["recipe"]), gpu, settings_for(entry), vllm_version=entry["vllm_version"],
-                     correction=corr)
+    corr = P.Correction(
+        starts=1,
+        weights_mib=log.weights_gib * gib,
+        activation_mib=log.peak_activation_gib * gib,
+        non_torch_mib=log.non_torch_gib * gib,
+        cudagraph_mib=log.cudagraph_gib * gib,
+        cudagraph_estimate_mib=log.cudagraph_estimate_gib * gib,
+    )
+    plan = P.predict(
+        catalog.model(entry["recipe"]), gpu, settings_for(entry), vllm_version=entry["vllm_version"], correction=corr
+    )
     assert plan.budget["requested"] == pytest.approx(log.requested_gib * gib, rel=0.01)
     assert plan.budget["kv_available"] == pytest.approx(log.available_kv_gib * gib, rel=0.01)
     assert "calibrated from 1 start" in plan.notes[0]

@@ -11,8 +11,13 @@ import pytest
 
 from servectl.observe.plan_plot import kv_blocks, node_segments, segments
 
-CARD_PAIRS = [("qwen3.5-35b-a3b-nvfp4", "rtx-5090"), ("qwen3.5-35b-a3b-nvfp4", "rtx-pro-6000-blackwell"),
-              ("qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu"), ("qwen3.6-35b-a3b-fp8", "dgx-spark"), ("tiny-cpu", "cpu")]
+CARD_PAIRS = [
+    ("qwen3.5-35b-a3b-nvfp4", "rtx-5090"),
+    ("qwen3.5-35b-a3b-nvfp4", "rtx-pro-6000-blackwell"),
+    ("qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu"),
+    ("qwen3.6-35b-a3b-fp8", "dgx-spark"),
+    ("tiny-cpu", "cpu"),
+]
 
 
 def _plan(cli, *args):
@@ -43,11 +48,30 @@ def test_svg_carries_the_plans_figures(cli, tmp_path, recipe, profile):
 
 
 def test_segments_add_up_to_the_device():
-    plan = {"budget": {"device_total": 1000.0, "context": 10.0, "weights": 500.0, "activation_peak": 20.0, "non_torch": 30.0,
-                       "calibration": 0.0, "cudagraphs": 40.0, "sampler_warmup": 5.0, "kv_available": 300.0}}
+    plan = {
+        "budget": {
+            "device_total": 1000.0,
+            "context": 10.0,
+            "weights": 500.0,
+            "activation_peak": 20.0,
+            "non_torch": 30.0,
+            "calibration": 0.0,
+            "cudagraphs": 40.0,
+            "sampler_warmup": 5.0,
+            "kv_available": 300.0,
+        }
+    }
     segs = segments(plan)
-    assert [k for k, _, _ in segs] == ["context", "weights", "activation_peak", "non_torch", "cudagraphs", "sampler_warmup",
-                                       "kv_cache", "headroom"]
+    assert [k for k, _, _ in segs] == [
+        "context",
+        "weights",
+        "activation_peak",
+        "non_torch",
+        "cudagraphs",
+        "sampler_warmup",
+        "kv_cache",
+        "headroom",
+    ]
     assert sum(v for _, _, v in segs) == pytest.approx(1000.0) and segs[-1][2] == pytest.approx(95.0)
     plan["budget"]["kv_available"] = 500.0  # oversubscribed: negative headroom, drawn as "over the device"
     assert segments(plan)[-1][2] == pytest.approx(-105.0)
@@ -89,9 +113,21 @@ def test_bad_extension_and_missing_matplotlib_are_bad_input(cli, tmp_path, monke
 def test_bench_plot_shares_the_style_and_writes_svg(tmp_path):
     from servectl.bench.plot import plot_results
 
-    doc = {"recipe": "tiny-cpu", "profile": "cpu", "vllm_version": "0.32.0", "results": [
-        {"concurrency": c, "output_throughput": 100.0 * c, "request_throughput": 1.5 * c,
-         "ttft_ms": {"p50": 10.0 * c, "p99": 20.0 * c}, "tpot_ms": {"p50": 3.0, "p99": 6.5}} for c in (1, 4)]}
+    doc = {
+        "recipe": "tiny-cpu",
+        "profile": "cpu",
+        "vllm_version": "0.32.0",
+        "results": [
+            {
+                "concurrency": c,
+                "output_throughput": 100.0 * c,
+                "request_throughput": 1.5 * c,
+                "ttft_ms": {"p50": 10.0 * c, "p99": 20.0 * c},
+                "tpot_ms": {"p50": 3.0, "p99": 6.5},
+            }
+            for c in (1, 4)
+        ],
+    }
     plot_results(doc, tmp_path / "bench.svg")
     text = _svg_text(tmp_path / "bench.svg")
     assert "throughput" in text and "latency" in text and "tiny-cpu / cpu / vLLM 0.32.0" in text

@@ -57,17 +57,33 @@ async def echo(request: Request):
         parsed = json.loads(body) if body else None
     except ValueError:
         parsed = None
-    return JSONResponse({
-        "method": request.method, "path": request.url.path, "query": request.url.query,
-        "headers": {k: v for k, v in request.headers.items()}, "body": body.decode(errors="replace"), "json": parsed,
-    }, headers={"x-backend": "yes"})
+    return JSONResponse(
+        {
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "headers": {k: v for k, v in request.headers.items()},
+            "body": body.decode(errors="replace"),
+            "json": parsed,
+        },
+        headers={"x-backend": "yes"},
+    )
 
 
 async def completions(request: Request):
     data = await request.json()
     if data.get("model") != SERVED:
-        return JSONResponse({"error": {"message": f"The model `{data.get('model')}` does not exist.",
-                                       "type": "NotFoundError", "param": "model", "code": 404}}, status_code=404)
+        return JSONResponse(
+            {
+                "error": {
+                    "message": f"The model `{data.get('model')}` does not exist.",
+                    "type": "NotFoundError",
+                    "param": "model",
+                    "code": 404,
+                }
+            },
+            status_code=404,
+        )
     if data.get("stream"):
         n = int(data.get("max_tokens") or 5)
         delay = float(request.query_params.get("delay", "0.05"))
@@ -87,8 +103,12 @@ async def completions(request: Request):
 
 
 async def models(request: Request):
-    return JSONResponse({"object": "list", "data": [
-        {"id": SERVED, "object": "model", "owned_by": "vllm", "root": "/models/tiny", "max_model_len": 2048}]})
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [{"id": SERVED, "object": "model", "owned_by": "vllm", "root": "/models/tiny", "max_model_len": 2048}],
+        }
+    )
 
 
 BIG_CHUNK = bytes(range(256)) * 256  # 64 KiB
@@ -107,7 +127,7 @@ async def big(request: Request):
 
 async def broken_stream(request: Request):
     async def gen():
-        yield b"data: {\"i\": 0}\n\n"
+        yield b'data: {"i": 0}\n\n'
         await asyncio.sleep(0.05)
         raise RuntimeError("backend crashed mid-stream")
 
@@ -121,8 +141,12 @@ async def set_cookie(request: Request):
 
 
 async def fail(request: Request):
-    return Response('{"error": {"message": "teapot", "code": 418}}', status_code=418, media_type="application/json",
-                    headers={"x-why": "short and stout"})
+    return Response(
+        '{"error": {"message": "teapot", "code": 418}}',
+        status_code=418,
+        media_type="application/json",
+        headers={"x-why": "short and stout"},
+    )
 
 
 async def hold(scope, receive, send):
@@ -136,17 +160,19 @@ async def hold(scope, receive, send):
     await JSONResponse({"held": True})(scope, receive, send)
 
 
-backend_app = Starlette(routes=[
-    Mount("/hold", app=hold),
-    Route("/v1/models", models),
-    Route("/v1/chat/completions", completions, methods=["POST"]),
-    Route("/v1/completions", completions, methods=["POST"]),
-    Route("/fail", fail, methods=["GET", "POST"]),
-    Route("/set-cookie", set_cookie),
-    Route("/broken-stream", broken_stream),
-    Route("/big", big),
-    Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
-])
+backend_app = Starlette(
+    routes=[
+        Mount("/hold", app=hold),
+        Route("/v1/models", models),
+        Route("/v1/chat/completions", completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/fail", fail, methods=["GET", "POST"]),
+        Route("/set-cookie", set_cookie),
+        Route("/broken-stream", broken_stream),
+        Route("/big", big),
+        Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    ]
+)
 
 
 def _serve_in_thread(app, port):
@@ -195,9 +221,19 @@ def client_wins_proxy(backend):
 def test_shipped_presets_match_the_model_card():
     p = load_presets()
     assert set(select_presets("qwen3.5")) == {"thinking-general", "thinking-coding", "instruct-general", "instruct-reasoning"}
-    assert p["thinking-coding"].sampling() == {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0,
-                                               "presence_penalty": 0.0, "repetition_penalty": 1.0}
-    assert (p["instruct-reasoning"].temperature, p["instruct-reasoning"].top_k, p["instruct-reasoning"].presence_penalty) == (1.0, 40, 2.0)
+    assert p["thinking-coding"].sampling() == {
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "top_k": 20,
+        "min_p": 0.0,
+        "presence_penalty": 0.0,
+        "repetition_penalty": 1.0,
+    }
+    assert (p["instruct-reasoning"].temperature, p["instruct-reasoning"].top_k, p["instruct-reasoning"].presence_penalty) == (
+        1.0,
+        40,
+        2.0,
+    )
     assert p["thinking-general"].enable_thinking is True and p["instruct-general"].enable_thinking is False
 
 
@@ -209,8 +245,11 @@ def test_recipes_name_an_existing_family(catalog):
 
 def test_user_presets_from_the_config_file(tmp_path, monkeypatch):
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"presets": {"precise": {"temperature": 0.2, "enable_thinking": False},
-                                               "thinking-coding": {"temperature": 0.3}}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"presets": {"precise": {"temperature": 0.2, "enable_thinking": False}, "thinking-coding": {"temperature": 0.3}}}
+        )
+    )
     monkeypatch.setenv("SERVECTL_CONFIG", str(cfg))
     p = load_presets()
     assert p["precise"].sampling() == {"temperature": 0.2} and p["precise"].family is None
@@ -218,12 +257,15 @@ def test_user_presets_from_the_config_file(tmp_path, monkeypatch):
     assert "thinking-general" in p
 
 
-@pytest.mark.parametrize("text, words", [
-    ("presets: {bad: {temperature: -1}}", "temperature"),
-    ("presets: {bad: {tempreature: 1}}", "tempreature"),
-    ("presets: [1, 2]", "mapping"),
-    ("presets: {a: [", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("presets: {bad: {temperature: -1}}", "temperature"),
+        ("presets: {bad: {tempreature: 1}}", "tempreature"),
+        ("presets: [1, 2]", "mapping"),
+        ("presets: {a: [", "not valid YAML"),
+    ],
+)
 def test_bad_config_is_one_line_user_error(tmp_path, cli, monkeypatch, text, words):
     cfg = tmp_path / "config.yaml"
     cfg.write_text(text)
@@ -238,14 +280,20 @@ def test_unknown_preset_name_suggests(cli):
     assert result.exit_code == 2 and "thinking-coding" in result.stderr
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--backend", "ftp://x"], "not an http(s) URL"),
-    (["--backend", "http://127.0.0.1:1", "--listen", "127.0.0.1:notaport"], "HOST:PORT"),
-    (["--backend", "http://127.0.0.1:1", "--listen", "99999"], "out of range"),
-    (["--backend", "http://127.0.0.1:1"], "cannot reach the backend"),
-    (["--backend", "http://127.0.0.1:1", "--api-key-env", "SERVECTL_TEST_UNSET_KEY"], "SERVECTL_TEST_UNSET_KEY"),
-    (["--backend", "http://127.0.0.1:1", "--presets", "auto,instruct-general"], "needs the presets instruct-reasoning, thinking-coding"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--backend", "ftp://x"], "not an http(s) URL"),
+        (["--backend", "http://127.0.0.1:1", "--listen", "127.0.0.1:notaport"], "HOST:PORT"),
+        (["--backend", "http://127.0.0.1:1", "--listen", "99999"], "out of range"),
+        (["--backend", "http://127.0.0.1:1"], "cannot reach the backend"),
+        (["--backend", "http://127.0.0.1:1", "--api-key-env", "SERVECTL_TEST_UNSET_KEY"], "SERVECTL_TEST_UNSET_KEY"),
+        (
+            ["--backend", "http://127.0.0.1:1", "--presets", "auto,instruct-general"],
+            "needs the presets instruct-reasoning, thinking-coding",
+        ),
+    ],
+)
 def test_proxy_cli_bad_input(cli, args, words):
     result = cli("proxy", *args)
     assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.stderr
@@ -253,8 +301,12 @@ def test_proxy_cli_bad_input(cli, args, words):
 
 def test_apply_preset_policies():
     preset = load_presets()["instruct-general"]
-    body = {"model": "tiny-cpu-instruct-general", "temperature": 0.1, "messages": [],
-            "chat_template_kwargs": {"enable_thinking": True, "other": 1}}
+    body = {
+        "model": "tiny-cpu-instruct-general",
+        "temperature": 0.1,
+        "messages": [],
+        "chat_template_kwargs": {"enable_thinking": True, "other": 1},
+    }
     pw = apply_preset(body, preset, SERVED, chat=True, policy="preset-wins")
     cw = apply_preset(body, preset, SERVED, chat=True, policy="client-wins")
     assert pw["model"] == cw["model"] == SERVED
@@ -267,20 +319,23 @@ def test_apply_preset_policies():
     assert "chat_template_kwargs" not in plain
 
 
-@pytest.mark.parametrize("fields, preset", [
-    ({"chat_template_kwargs": {"enable_thinking": False}}, "instruct-general"),
-    ({"chat_template_kwargs": {"enable_thinking": True}}, "thinking-general"),
-    ({"reasoning_effort": "none"}, "instruct-general"),
-    ({"reasoning_effort": "low"}, "thinking-general"),  # any effort but none thinks, as vLLM renders it
-    ({"reasoning_effort": "none", "chat_template_kwargs": {"enable_thinking": True}}, "thinking-general"),  # the switch wins
-    ({"metadata": {"task": "coding"}}, "thinking-coding"),
-    ({"metadata": {"task": "coding"}, "reasoning_effort": "none"}, "instruct-general"),
-    ({"metadata": {"task": "reasoning"}, "chat_template_kwargs": {"enable_thinking": False}}, "instruct-reasoning"),
-    ({"metadata": {"task": "reasoning"}}, "thinking-general"),
-    ({"metadata": {"task": "general"}}, None),
-    ({"metadata": {"task": "poetry"}, "reasoning_effort": "high"}, "thinking-general"),  # an unknown task counts as none
-    ({"temperature": 0.3}, None),  # says nothing: the model's own defaults
-])
+@pytest.mark.parametrize(
+    "fields, preset",
+    [
+        ({"chat_template_kwargs": {"enable_thinking": False}}, "instruct-general"),
+        ({"chat_template_kwargs": {"enable_thinking": True}}, "thinking-general"),
+        ({"reasoning_effort": "none"}, "instruct-general"),
+        ({"reasoning_effort": "low"}, "thinking-general"),  # any effort but none thinks, as vLLM renders it
+        ({"reasoning_effort": "none", "chat_template_kwargs": {"enable_thinking": True}}, "thinking-general"),  # the switch wins
+        ({"metadata": {"task": "coding"}}, "thinking-coding"),
+        ({"metadata": {"task": "coding"}, "reasoning_effort": "none"}, "instruct-general"),
+        ({"metadata": {"task": "reasoning"}, "chat_template_kwargs": {"enable_thinking": False}}, "instruct-reasoning"),
+        ({"metadata": {"task": "reasoning"}}, "thinking-general"),
+        ({"metadata": {"task": "general"}}, None),
+        ({"metadata": {"task": "poetry"}, "reasoning_effort": "high"}, "thinking-general"),  # an unknown task counts as none
+        ({"temperature": 0.3}, None),  # says nothing: the model's own defaults
+    ],
+)
 def test_auto_picks_the_preset_the_request_asks_for(fields, preset):
     body = {"model": SERVED, "messages": [], **fields}
     forwarded, chosen = choose(body)
@@ -300,30 +355,40 @@ def test_split_auto_from_the_presets_option():
 
 
 def test_auto_presets_on_the_real_model_name(auto_proxy):
-    r = httpx.post(auto_proxy + "/v1/chat/completions", json={
-        "model": SERVED, "messages": [], "reasoning_effort": "none", "metadata": {"task": "coding", "user": "u1"}})
+    r = httpx.post(
+        auto_proxy + "/v1/chat/completions",
+        json={"model": SERVED, "messages": [], "reasoning_effort": "none", "metadata": {"task": "coding", "user": "u1"}},
+    )
     got = r.json()["received"]
     assert got["model"] == SERVED and got["chat_template_kwargs"] == {"enable_thinking": False}
     assert (got["temperature"], got["top_p"], got["presence_penalty"]) == (0.7, 0.8, 1.5)  # instruct-general
     assert got["metadata"] == {"user": "u1"} and got["reasoning_effort"] == "none"
     assert r.headers["x-servectl-proxy"].startswith("preset=instruct-general; by=auto; ms=")
-    coding = httpx.post(auto_proxy + "/v1/completions", json={"model": SERVED, "prompt": "def f(", "metadata": {"task": "coding"}})
+    coding = httpx.post(
+        auto_proxy + "/v1/completions", json={"model": SERVED, "prompt": "def f(", "metadata": {"task": "coding"}}
+    )
     got = coding.json()["received"]
     assert (got["temperature"], got["top_k"]) == (0.6, 20) and "metadata" not in got and "chat_template_kwargs" not in got
     assert coding.headers["x-servectl-proxy"].startswith("preset=thinking-coding; by=auto; ")
     silent = httpx.post(auto_proxy + "/v1/chat/completions", json={"model": SERVED, "messages": [], "temperature": 0.3})
     assert silent.json()["received"] == {"model": SERVED, "messages": [], "temperature": 0.3}
     assert silent.headers["x-servectl-proxy"].startswith("preset=none; by=auto; ")
-    virtual = httpx.post(auto_proxy + "/v1/chat/completions", json={"model": f"{SERVED}-instruct-reasoning", "messages": [],
-                                                                    "reasoning_effort": "high"})
-    assert virtual.json()["received"]["top_k"] == 40 and virtual.headers["x-servectl-proxy"].startswith("preset=instruct-reasoning; by=model; ")
+    virtual = httpx.post(
+        auto_proxy + "/v1/chat/completions",
+        json={"model": f"{SERVED}-instruct-reasoning", "messages": [], "reasoning_effort": "high"},
+    )
+    assert virtual.json()["received"]["top_k"] == 40 and virtual.headers["x-servectl-proxy"].startswith(
+        "preset=instruct-reasoning; by=model; "
+    )
 
 
 def test_models_lists_real_and_virtual_names(proxy):
     data = httpx.get(proxy + "/v1/models").json()
     ids = [m["id"] for m in data["data"]]
     assert ids[0] == SERVED
-    assert set(ids[1:]) == {f"{SERVED}-{n}" for n in ("thinking-general", "thinking-coding", "instruct-general", "instruct-reasoning")}
+    assert set(ids[1:]) == {
+        f"{SERVED}-{n}" for n in ("thinking-general", "thinking-coding", "instruct-general", "instruct-reasoning")
+    }
     virt = next(m for m in data["data"] if m["id"] == f"{SERVED}-thinking-coding")
     assert virt["max_model_len"] == 2048 and virt["parent"] == SERVED
 
@@ -334,7 +399,14 @@ def test_virtual_name_is_rewritten_with_the_preset(proxy, path, chat):
     body.update({"messages": [{"role": "user", "content": "hi"}]} if chat else {"prompt": "hi"})
     got = httpx.post(proxy + path, json=body).json()["received"]
     assert got["model"] == SERVED
-    assert (got["temperature"], got["top_p"], got["top_k"], got["min_p"], got["presence_penalty"], got["repetition_penalty"]) == (0.6, 0.95, 20, 0.0, 0.0, 1.0)
+    assert (got["temperature"], got["top_p"], got["top_k"], got["min_p"], got["presence_penalty"], got["repetition_penalty"]) == (
+        0.6,
+        0.95,
+        20,
+        0.0,
+        0.0,
+        1.0,
+    )
     assert got["max_tokens"] == 3
     if chat:
         assert got["chat_template_kwargs"] == {"enable_thinking": True}
@@ -343,8 +415,12 @@ def test_virtual_name_is_rewritten_with_the_preset(proxy, path, chat):
 
 
 def test_client_wins_keeps_client_values(client_wins_proxy):
-    body = {"model": f"{SERVED}-instruct-reasoning", "temperature": 0.25, "messages": [],
-            "chat_template_kwargs": {"enable_thinking": True}}
+    body = {
+        "model": f"{SERVED}-instruct-reasoning",
+        "temperature": 0.25,
+        "messages": [],
+        "chat_template_kwargs": {"enable_thinking": True},
+    }
     got = httpx.post(client_wins_proxy + "/v1/chat/completions", json=body).json()["received"]
     assert got["temperature"] == 0.25 and got["top_k"] == 40 and got["presence_penalty"] == 2.0
     assert got["chat_template_kwargs"] == {"enable_thinking": True}
@@ -365,9 +441,17 @@ def test_unknown_virtual_preset_is_404_in_openai_shape(proxy):
 
 def test_other_paths_pass_through_unchanged(proxy):
     raw = b"\x00not json at all\xff"
-    r = httpx.put(proxy + "/some/path?x=1&y=%20two&x=3", content=raw,
-                  headers={"Authorization": "Bearer sk-secret-test", "X-Custom": "kept", "Connection": "keep-alive, X-Drop", "X-Drop": "gone",
-                           "Content-Type": "application/octet-stream"})
+    r = httpx.put(
+        proxy + "/some/path?x=1&y=%20two&x=3",
+        content=raw,
+        headers={
+            "Authorization": "Bearer sk-secret-test",
+            "X-Custom": "kept",
+            "Connection": "keep-alive, X-Drop",
+            "X-Drop": "gone",
+            "Content-Type": "application/octet-stream",
+        },
+    )
     assert r.status_code == 200 and r.headers["x-backend"] == "yes"
     got = r.json()
     assert got["method"] == "PUT" and got["path"] == "/some/path" and got["query"] == "x=1&y=%20two&x=3"
@@ -402,8 +486,11 @@ def test_proxy_adds_no_headers_of_its_own(proxy):
 
 
 def test_authorization_reaches_the_backend_on_rewritten_requests(proxy):
-    r = httpx.post(proxy + "/v1/chat/completions?delay=0", json={"model": f"{SERVED}-thinking-general", "messages": []},
-                   headers={"Authorization": "Bearer sk-abc"})
+    r = httpx.post(
+        proxy + "/v1/chat/completions?delay=0",
+        json={"model": f"{SERVED}-thinking-general", "messages": []},
+        headers={"Authorization": "Bearer sk-abc"},
+    )
     assert r.status_code == 200
     got = httpx.get(proxy + "/whoami", headers={"Authorization": "Bearer sk-abc"}).json()
     assert got["headers"]["authorization"] == "Bearer sk-abc"
@@ -507,7 +594,6 @@ def test_client_disconnect_before_the_reply_cancels_upstream(proxy):
     assert STATE.hold_disconnected.wait(8), "the backend never saw the client go away"
 
 
-
 def test_answers_to_the_rewritten_paths_say_the_preset_and_the_proxys_own_time(proxy):
     def info(r) -> dict[str, str]:
         return dict(part.split("=", 1) for part in r.headers["x-servectl-proxy"].split("; "))
@@ -570,7 +656,9 @@ def test_a_keep_alive_connection_the_backend_dropped_is_retried_on_a_new_one(clo
 
     server = Server(("127.0.0.1", ONE_ANSWER_PORT), OneAnswer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    p = ProxyThread(f"http://127.0.0.1:{ONE_ANSWER_PORT}", "127.0.0.1", UNREACHABLE_PORT, SERVED, select_presets("qwen3.5")).start()
+    p = ProxyThread(
+        f"http://127.0.0.1:{ONE_ANSWER_PORT}", "127.0.0.1", UNREACHABLE_PORT, SERVED, select_presets("qwen3.5")
+    ).start()
     try:
         answers = [httpx.get(p.url + "/anything") for _ in range(3)]
     finally:
@@ -593,7 +681,9 @@ def test_render_compose_with_proxy_is_valid_compose(cli, tmp_path):
     import sys
     from pathlib import Path
 
-    result = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "compose", "--with-proxy", "--proxy-port", "9001")
+    result = cli(
+        "render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "compose", "--with-proxy", "--proxy-port", "9001"
+    )
     assert result.exit_code == 0, result.stderr
     doc = yaml.safe_load(result.stdout)
     proxy_svc = doc["services"]["proxy"]
@@ -616,15 +706,20 @@ def test_render_systemd_with_proxy_writes_a_second_unit(cli, tmp_path):
     import shutil
     import subprocess
 
-    result = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "systemd", "--with-proxy", "-o", str(tmp_path))
+    result = cli(
+        "render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "systemd", "--with-proxy", "-o", str(tmp_path)
+    )
     assert result.exit_code == 0, result.stderr
     unit = (tmp_path / "qwen3.5-35b-a3b-nvfp4-proxy.service").read_text()
     assert "BindsTo=qwen3.5-35b-a3b-nvfp4.service" in unit and "After=qwen3.5-35b-a3b-nvfp4.service" in unit
     assert "--backend http://127.0.0.1:8000 --listen 127.0.0.1:8001" in unit
     assert (tmp_path / "qwen3.5-35b-a3b-nvfp4.service").is_file()
     if shutil.which("systemd-analyze"):
-        out = subprocess.run(["systemd-analyze", "verify", "--man=no", str(tmp_path / "qwen3.5-35b-a3b-nvfp4-proxy.service")],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", str(tmp_path / "qwen3.5-35b-a3b-nvfp4-proxy.service")],
+            capture_output=True,
+            text=True,
+        )
         assert "Unknown key" not in out.stderr and "Unknown section" not in out.stderr, out.stderr
 
 
@@ -644,8 +739,14 @@ def test_proxy_helpers_for_renderers(catalog):
     from servectl.proxy.app import compose_service, systemd_unit
     from servectl.spec.models import LaunchOptions
 
-    spec = resolve(DeployRequest(catalog.model("qwen3.5-35b-a3b-nvfp4"), catalog.gpu("rtx-5090"), [],
-                                 options=LaunchOptions(port=8000, host="127.0.0.1")))
+    spec = resolve(
+        DeployRequest(
+            catalog.model("qwen3.5-35b-a3b-nvfp4"),
+            catalog.gpu("rtx-5090"),
+            [],
+            options=LaunchOptions(port=8000, host="127.0.0.1"),
+        )
+    )
     svc = compose_service(spec, 9005)
     assert svc["ports"] == ["127.0.0.1:9005:8001"]
     cmd = svc["command"]
@@ -659,9 +760,18 @@ def test_presets_list_json_and_table(cli):
     result = cli("presets", "list", "--json")
     assert result.exit_code == 0, result.stderr
     data = __import__("json").loads(result.stdout)
-    assert data["thinking-coding"] == {"name": "thinking-coding", "family": "qwen3.5", "description": data["thinking-coding"]["description"],
-                                       "enable_thinking": True, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0,
-                                       "presence_penalty": 0.0, "repetition_penalty": 1.0}
+    assert data["thinking-coding"] == {
+        "name": "thinking-coding",
+        "family": "qwen3.5",
+        "description": data["thinking-coding"]["description"],
+        "enable_thinking": True,
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "top_k": 20,
+        "min_p": 0.0,
+        "presence_penalty": 0.0,
+        "repetition_penalty": 1.0,
+    }
     table = cli("presets", "list").stdout
     assert all(name in table for name in data)  # whole names, not cut off with an ellipsis
 
@@ -672,8 +782,23 @@ def test_proxy_command_discovers_the_model_and_serves(backend):
     import sys
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "servectl", "proxy", "--backend", backend + "/v1", "--listen", f"127.0.0.1:{port}",
-                             "--presets", "thinking-coding,instruct-general"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "servectl",
+            "proxy",
+            "--backend",
+            backend + "/v1",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--presets",
+            "thinking-coding,instruct-general",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ids = None
         end = time.monotonic() + 30
@@ -682,7 +807,9 @@ def test_proxy_command_discovers_the_model_and_serves(backend):
                 ids = [m["id"] for m in httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).json()["data"]]
             except httpx.TransportError:
                 time.sleep(0.1)
-        assert ids == [SERVED, f"{SERVED}-thinking-coding", f"{SERVED}-instruct-general"], proc.stderr.read() if proc.poll() is not None else ids
+        assert ids == [SERVED, f"{SERVED}-thinking-coding", f"{SERVED}-instruct-general"], (
+            proc.stderr.read() if proc.poll() is not None else ids
+        )
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
         assert f"{SERVED}-thinking-coding" in err and "Traceback" not in err

@@ -27,8 +27,9 @@ LIMIT = 4096
 
 
 async def hop(request: Request):
-    return Response(b"ok", headers={"Connection": "X-Backend-Hop", "X-Backend-Hop": "secret", "Keep-Alive": "timeout=5",
-                                    "X-Kept": "yes"})
+    return Response(
+        b"ok", headers={"Connection": "X-Backend-Hop", "X-Backend-Hop": "secret", "Keep-Alive": "timeout=5", "X-Kept": "yes"}
+    )
 
 
 async def echo_size(request: Request):
@@ -42,8 +43,9 @@ async def models(request: Request):
     return Response(body, media_type="application/json")
 
 
-backend_app = Starlette(routes=[Route("/hop", hop), Route("/v1/models", models),
-                                Route("/v1/chat/completions", echo_size, methods=["POST"])])
+backend_app = Starlette(
+    routes=[Route("/hop", hop), Route("/v1/models", models), Route("/v1/chat/completions", echo_size, methods=["POST"])]
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,9 @@ def proxy():
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    p = ProxyThread(f"http://127.0.0.1:{BACKEND_PORT}", "127.0.0.1", PROXY_PORT, SERVED, select_presets("qwen3.5"),
-                    max_body=LIMIT).start()
+    p = ProxyThread(
+        f"http://127.0.0.1:{BACKEND_PORT}", "127.0.0.1", PROXY_PORT, SERVED, select_presets("qwen3.5"), max_body=LIMIT
+    ).start()
     yield p
     p.stop()
     server.should_exit = True
@@ -88,8 +91,10 @@ def test_a_chunked_body_over_the_limit_is_413_without_reading_it_all(proxy):
 
 def test_a_declared_length_over_the_limit_is_refused_before_the_body(proxy):
     with socket.create_connection(("127.0.0.1", PROXY_PORT), timeout=10) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 1000000000\r\n\r\n")  # a gigabyte announced, not one byte of it sent
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+        )  # a gigabyte announced, not one byte of it sent
         head = sock.recv(65536)
     assert head.startswith(b"HTTP/1.1 413")
 

@@ -66,10 +66,19 @@ def test_models_through_the_proxy(client):
     assert ids[0] == "tiny-cpu" and "tiny-cpu-thinking-coding" in ids and len(ids) == 5
 
 
-@pytest.mark.parametrize("preset, expected", [
-    ("thinking-coding", {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.0}),
-    ("instruct-reasoning", {"temperature": 1.0, "top_p": 1.0, "top_k": 40, "min_p": 0.0, "presence_penalty": 2.0, "repetition_penalty": 1.0}),
-])
+@pytest.mark.parametrize(
+    "preset, expected",
+    [
+        (
+            "thinking-coding",
+            {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.0},
+        ),
+        (
+            "instruct-reasoning",
+            {"temperature": 1.0, "top_p": 1.0, "top_k": 40, "min_p": 0.0, "presence_penalty": 2.0, "repetition_penalty": 1.0},
+        ),
+    ],
+)
 def test_vllm_logs_the_presets_sampling_params(vllm, client, preset, expected):
     since = log_size(vllm)
     resp = client.chat.completions.create(model=f"tiny-cpu-{preset}", messages=MESSAGES, max_tokens=8)
@@ -83,7 +92,12 @@ def test_completions_endpoint_gets_the_preset(vllm, client):
     since = log_size(vllm)
     client.completions.create(model="tiny-cpu-instruct-general", prompt="Hello", max_tokens=4)
     logged = logged_sampling(vllm, since)
-    assert (float(logged["temperature"]), float(logged["top_p"]), int(logged["top_k"]), float(logged["presence_penalty"])) == (0.7, 0.8, 20, 1.5)
+    assert (float(logged["temperature"]), float(logged["top_p"]), int(logged["top_k"]), float(logged["presence_penalty"])) == (
+        0.7,
+        0.8,
+        20,
+        1.5,
+    )
 
 
 def test_real_name_is_not_given_a_preset(vllm, client):
@@ -100,10 +114,20 @@ def _reasoning(msg) -> str | None:
 
 def test_thinking_and_instruct_presets_switch_the_chat_template(client):
     # greedy-like: the scripted model follows its script whatever the sampling; ask for enough tokens
-    thinking = client.chat.completions.create(model="tiny-cpu-thinking-coding", messages=MESSAGES, max_tokens=200,
-                                              extra_body={"top_k": 1}).choices[0].message
-    instruct = client.chat.completions.create(model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=200,
-                                              extra_body={"top_k": 1}).choices[0].message
+    thinking = (
+        client.chat.completions.create(
+            model="tiny-cpu-thinking-coding", messages=MESSAGES, max_tokens=200, extra_body={"top_k": 1}
+        )
+        .choices[0]
+        .message
+    )
+    instruct = (
+        client.chat.completions.create(
+            model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=200, extra_body={"top_k": 1}
+        )
+        .choices[0]
+        .message
+    )
     assert _reasoning(thinking), thinking
     assert "user asked" in _reasoning(thinking)
     assert instruct.content and "tiny test model" in instruct.content
@@ -111,8 +135,9 @@ def test_thinking_and_instruct_presets_switch_the_chat_template(client):
 
 
 def test_streaming_arrives_as_several_chunks_in_order(client):
-    stream = client.chat.completions.create(model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=40,
-                                            stream=True, extra_body={"top_k": 1})
+    stream = client.chat.completions.create(
+        model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=40, stream=True, extra_body={"top_k": 1}
+    )
     pieces, stamps = [], []
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -130,14 +155,20 @@ def test_auto_preset_from_reasoning_effort_reaches_the_engine(vllm):
     try:
         client = openai.OpenAI(base_url=p.url + "/v1", api_key="unused", max_retries=0)
         since = log_size(vllm)
-        raw = client.chat.completions.with_raw_response.create(model="tiny-cpu", messages=MESSAGES, max_tokens=200,
-                                                               reasoning_effort="none")
+        raw = client.chat.completions.with_raw_response.create(
+            model="tiny-cpu", messages=MESSAGES, max_tokens=200, reasoning_effort="none"
+        )
         msg = raw.parse().choices[0].message
     finally:
         p.stop()
     assert raw.headers["x-servectl-proxy"].startswith("preset=instruct-general; by=auto; ms=")
     logged = logged_sampling(vllm, since)
-    assert (float(logged["temperature"]), float(logged["top_p"]), int(logged["top_k"]), float(logged["presence_penalty"])) == (0.7, 0.8, 20, 1.5)
+    assert (float(logged["temperature"]), float(logged["top_p"]), int(logged["top_k"]), float(logged["presence_penalty"])) == (
+        0.7,
+        0.8,
+        20,
+        1.5,
+    )
     assert msg.content and "tiny test model" in msg.content and not _reasoning(msg)  # thinking off reached the template
 
 
@@ -154,8 +185,7 @@ def test_client_disconnect_mid_stream_aborts_upstream(vllm, proxy):
     import psutil
 
     since = log_size(vllm)
-    body = {"model": "tiny-cpu-thinking-general", "messages": MESSAGES, "stream": True, "max_tokens": 64,
-            "ignore_eos": True}
+    body = {"model": "tiny-cpu-thinking-general", "messages": MESSAGES, "stream": True, "max_tokens": 64, "ignore_eos": True}
     engine = psutil.Process(vllm.proc.pid).children(recursive=True)  # EngineCore (and its helpers); not the API server
     assert engine
     for p in engine:
@@ -196,9 +226,27 @@ def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path, tiny_mod
 
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     port, proxy_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "servectl", "up", "tiny-cpu", "--model-path", str(tiny_model),
-                             "--port", str(port), "--with-proxy", "--proxy-port", str(proxy_port), "--no-check"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "servectl",
+            "up",
+            "tiny-cpu",
+            "--model-path",
+            str(tiny_model),
+            "--port",
+            str(port),
+            "--with-proxy",
+            "--proxy-port",
+            str(proxy_port),
+            "--no-check",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + START_S
         ids: list[str] = []
@@ -211,8 +259,9 @@ def test_up_with_proxy_serves_the_presets_and_stops_on_ctrl_c(tmp_path, tiny_mod
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert "tiny-cpu-thinking-coding" in ids and "tiny-cpu" in ids
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key="unused", max_retries=0)
-        resp = client.chat.completions.create(model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=40,
-                                              extra_body={"top_k": 1})
+        resp = client.chat.completions.create(
+            model="tiny-cpu-instruct-general", messages=MESSAGES, max_tokens=40, extra_body={"top_k": 1}
+        )
         assert resp.model == "tiny-cpu" and "tiny test model" in (resp.choices[0].message.content or "")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=STOP_S)

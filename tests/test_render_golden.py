@@ -55,22 +55,40 @@ NVFP4_DOCKER = (
     "--reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder --max-model-len auto"
 )
 CARD_COMMANDS = [
-    ("qwen3.5-35b-a3b-mxfp4", "rtx-5090", "argv",
-     "vllm serve olka-fi/Qwen3.5-35B-A3B-MXFP4 --gpu-memory-utilization 0.85 --max-model-len 4096 "
-     "--reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder"),
-    ("qwen3.5-35b-a3b-gptq-8bit", "rocm-4gpu", "argv",
-     "vllm serve btbtyler09/Qwen3.5-35B-A3B-GPTQ-8bit --gpu-memory-utilization 0.95 --max-model-len 256000 "
-     "--tensor-parallel-size 4 --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder "
-     "--dtype float16 --skip-mm-profiling --limit-mm-per-prompt '{\"image\": 2}'"),
-    ("qwen3.5-35b-a3b-nvfp4", "rtx-pro-6000-blackwell", "docker",
-     NVFP4_DOCKER + " --gpu-memory-utilization 0.65 --kv-cache-memory-bytes 20600M"),
-    ("qwen3.5-35b-a3b-nvfp4", "rtx-5090", "docker",
-     NVFP4_DOCKER + " --limit-mm-per-prompt.video 0 --max-cudagraph-capture-size 32 --max-num-seqs 32 "
-     "--max-num-batched-tokens 2048 --gpu-memory-utilization 0.95"),
+    (
+        "qwen3.5-35b-a3b-mxfp4",
+        "rtx-5090",
+        "argv",
+        "vllm serve olka-fi/Qwen3.5-35B-A3B-MXFP4 --gpu-memory-utilization 0.85 --max-model-len 4096 "
+        "--reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder",
+    ),
+    (
+        "qwen3.5-35b-a3b-gptq-8bit",
+        "rocm-4gpu",
+        "argv",
+        "vllm serve btbtyler09/Qwen3.5-35B-A3B-GPTQ-8bit --gpu-memory-utilization 0.95 --max-model-len 256000 "
+        "--tensor-parallel-size 4 --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser qwen3_coder "
+        "--dtype float16 --skip-mm-profiling --limit-mm-per-prompt '{\"image\": 2}'",
+    ),
+    (
+        "qwen3.5-35b-a3b-nvfp4",
+        "rtx-pro-6000-blackwell",
+        "docker",
+        NVFP4_DOCKER + " --gpu-memory-utilization 0.65 --kv-cache-memory-bytes 20600M",
+    ),
+    (
+        "qwen3.5-35b-a3b-nvfp4",
+        "rtx-5090",
+        "docker",
+        NVFP4_DOCKER + " --limit-mm-per-prompt.video 0 --max-cudagraph-capture-size 32 --max-num-seqs 32 "
+        "--max-num-batched-tokens 2048 --gpu-memory-utilization 0.95",
+    ),
 ]
 
 
-@pytest.mark.parametrize("recipe,profile,fmt,command", CARD_COMMANDS, ids=lambda v: v if isinstance(v, str) and " " not in v else None)
+@pytest.mark.parametrize(
+    "recipe,profile,fmt,command", CARD_COMMANDS, ids=lambda v: v if isinstance(v, str) and " " not in v else None
+)
 def test_card_render_equals_the_published_command(cli, recipe, profile, fmt, command):
     result = cli("render", recipe, "--gpu", profile, "--card", "--format", fmt)
     assert result.exit_code == 0, result.output
@@ -105,7 +123,9 @@ def test_compose_binds_localhost_and_passes_secrets_by_name(catalog):
     svc = yaml.safe_load(outputs.text("compose", spec))["services"]["vllm"]
     assert svc["ports"] == ["127.0.0.1:8000:8000"]
     assert "HF_TOKEN" in svc["environment"]  # no value: copied from the caller's environment
-    assert svc["deploy"]["resources"]["reservations"]["devices"] == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    assert svc["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
+    ]
     assert "/health" in " ".join(svc["healthcheck"]["test"])
     rocm = resolve(Request(catalog.model("qwen3.5-35b-a3b-gptq-8bit"), catalog.gpu("rocm-4gpu")))
     rsvc = yaml.safe_load(outputs.text("compose", rocm))["services"]["vllm"]
@@ -113,8 +133,13 @@ def test_compose_binds_localhost_and_passes_secrets_by_name(catalog):
 
 
 def test_render_output_dir_writes_conventional_names(cli, tmp_path):
-    for fmt, name in [("argv", "launch.sh"), ("docker", "docker-run.sh"), ("vllm-config", "vllm-config.yaml"),
-                      ("compose", "docker-compose.yaml"), ("systemd", "Qwen3.5-35B-A3B-NVFP4.service")]:
+    for fmt, name in [
+        ("argv", "launch.sh"),
+        ("docker", "docker-run.sh"),
+        ("vllm-config", "vllm-config.yaml"),
+        ("compose", "docker-compose.yaml"),
+        ("systemd", "Qwen3.5-35B-A3B-NVFP4.service"),
+    ]:
         result = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--card", "--format", fmt, "-o", str(tmp_path))
         assert result.exit_code == 0, result.output
         assert (tmp_path / name).is_file()
@@ -149,7 +174,7 @@ def test_vllm_parser_accepts_every_golden_argv_and_config_and_rejects_bad_ones(v
     ]
     results = vllm_parse(argvs + [b[0] for b in bad], vllm_python)
     assert {labels[i]: r for i, r in enumerate(results[: len(argvs)]) if r} == {}
-    for (argv, expected), error in zip(bad, results[len(argvs):]):
+    for (argv, expected), error in zip(bad, results[len(argvs) :]):
         assert error and expected in error and "\n" not in error, (argv, error)
 
 
@@ -166,8 +191,18 @@ def test_compose_validation_catches_schema_and_semantic_errors():
 
 
 def test_render_compose_of_the_nvfp4_5090_card_validates(cli):
-    result = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--card", "--format", "compose",
-                 "--validate", "--python", "/nonexistent/python")
+    result = cli(
+        "render",
+        "qwen3.5-35b-a3b-nvfp4",
+        "--gpu",
+        "rtx-5090",
+        "--card",
+        "--format",
+        "compose",
+        "--validate",
+        "--python",
+        "/nonexistent/python",
+    )
     # an explicit --python that does not exist is bad input; without it the compose checks run alone
     assert result.exit_code == 2 and "no vLLM environment" in result.stderr
     text = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--card", "--format", "compose").stdout
@@ -207,15 +242,35 @@ def test_systemd_unit_shape_and_verify_catches_errors(stub_vllm, catalog):
     assert "Restart=on-failure" in text and "KillMode=mixed" in text and "EnvironmentFile=-" in text
     exec_start = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))
     assert shlex.split(exec_start.removeprefix("ExecStart=")) == [
-        stub_vllm, "serve", spec.model, *spec.vllm_args, "--host", "127.0.0.1", "--port", "8000"]
+        stub_vllm,
+        "serve",
+        spec.model,
+        *spec.vllm_args,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8000",
+    ]
     assert '{"image": 2}' in shlex.split(exec_start)  # JSON survives systemd's quoting as one word
     assert validate.systemd_unit(text.replace("Restart=on-failure", "Restart=sometimes"), "x.service")
     assert validate.systemd_unit(text.replace(stub_vllm, "/nonexistent/vllm"), "x.service")
 
 
 def test_render_validate_shows_only_vllms_error_line(cli, vllm_python):
-    bad = cli("render", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--format", "vllm-config", "--validate",
-              "--python", str(vllm_python), "--", "--kv-cache-dtype", "many")  # a choice only vLLM's parser checks
+    bad = cli(
+        "render",
+        "qwen3.5-35b-a3b-nvfp4",
+        "--gpu",
+        "rtx-5090",
+        "--format",
+        "vllm-config",
+        "--validate",
+        "--python",
+        str(vllm_python),
+        "--",
+        "--kv-cache-dtype",
+        "many",
+    )  # a choice only vLLM's parser checks
     assert bad.exit_code == 1
     # warnings (known bugs of the environment's release) aside, one line: vLLM's own error, no usage dump
     errors = [ln for ln in bad.stderr.strip().splitlines() if not ln.startswith("warning: ")]

@@ -33,9 +33,13 @@ from servectl.verify import validate, validate_k8s
 NEWLINE = "x\nExecStartPre=/bin/touch /tmp/owned\n; touch /tmp/owned é中🙂"
 EXPANSIONS = "a b;$(HF_TOKEN)`id`'\"\\ %n %% $HOME ${X} $$ $(X)"
 CONTROL = "\t\x01\x1b[31m\x7f é中🙂"  # JSON-escaped in the flag's value (json.dumps' default ensure_ascii)
-HOSTILE_PAIRS = [("--chat-template", NEWLINE), ("--served-model-name", EXPANSIONS),
-                 ("--override-generation-config", json.dumps({"k": CONTROL})),
-                 ("--response-role", ";"), ("--middleware", "")]
+HOSTILE_PAIRS = [
+    ("--chat-template", NEWLINE),
+    ("--served-model-name", EXPANSIONS),
+    ("--override-generation-config", json.dumps({"k": CONTROL})),
+    ("--response-role", ";"),
+    ("--middleware", ""),
+]
 SECRET = "SECRET-VALUE-MUST-NOT-APPEAR"
 
 
@@ -54,7 +58,9 @@ def fake_bin(tmp_path):
     bin_dir.mkdir()
     for name in ("vllm", "docker", "ray", "python3"):
         exe = bin_dir / name
-        exe.write_text(f'#!/bin/sh\nif [ "{name}" = vllm ] || [ "{name}" = docker ]; then printf "%s\\0" "{name}" "$@" >> "{record}"; printf "\\n" >> "{record}"; fi\n')
+        exe.write_text(
+            f'#!/bin/sh\nif [ "{name}" = vllm ] || [ "{name}" = docker ]; then printf "%s\\0" "{name}" "$@" >> "{record}"; printf "\\n" >> "{record}"; fi\n'
+        )
         exe.chmod(0o755)
     return bin_dir, record
 
@@ -94,8 +100,8 @@ def kubelet_expand(text: str, env: dict[str, str]) -> str:
             if nxt == "(":
                 end = text.find(")", i + 2)
                 if end != -1:
-                    name = text[i + 2:end]
-                    out.append(env.get(name, text[i:end + 1]))
+                    name = text[i + 2 : end]
+                    out.append(env.get(name, text[i : end + 1]))
                     i = end + 1
                     continue
         out.append(text[i])
@@ -119,8 +125,21 @@ def test_ray_nodes_script_gives_back_the_argv_in_sh(spec, fake_bin):
 
 # --------------------------------------------------------------------------- systemd
 
-_DUMP_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"',
-                 "'": "'", "$": "$", "`": "`", " ": " "}
+_DUMP_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+    "$": "$",
+    "`": "`",
+    " ": " ",
+}
 
 
 def _unescape_dump_word(word: str) -> str:
@@ -134,10 +153,10 @@ def _unescape_dump_word(word: str) -> str:
             out.append(_DUMP_ESCAPES[word[i + 1]])
             i += 2
         elif word[i + 1] == "x":
-            out.append(chr(int(word[i + 2:i + 4], 16)))
+            out.append(chr(int(word[i + 2 : i + 4], 16)))
             i += 4
         else:
-            out.append(chr(int(word[i + 1:i + 4], 8)))
+            out.append(chr(int(word[i + 1 : i + 4], 8)))
             i += 4
     return "".join(out)
 
@@ -155,8 +174,7 @@ def systemd_parsed_command(unit_dir: Path, unit: str) -> list[str]:
     block = out.split(f"-> Unit {unit}:")[1].split("\n\t-> ")[0]
     lines = [ln.split("Command Line: ", 1)[1] for ln in block.splitlines() if "Command Line: " in ln]
     assert len(lines) == 1, block[-3000:]  # one ExecStart, nothing injected
-    words = [_unescape_dump_word(w[1:-1] if w.startswith('"') else w)
-             for w in re.findall(r'"(?:[^"\\]|\\.)*"|[^\s"]+', lines[0])]
+    words = [_unescape_dump_word(w[1:-1] if w.startswith('"') else w) for w in re.findall(r'"(?:[^"\\]|\\.)*"|[^\s"]+', lines[0])]
     for w in words:
         assert re.fullmatch(r"([^$]|\$\$)*", w), f"systemd would expand a variable in {w!r}"
     return [w.replace("$$", "$") for w in words]
@@ -189,8 +207,9 @@ def test_systemd_environment_values_arrive_as_written(spec, unit_dir):
     cmd = [systemd, "--test", "--system", "--unit=e.service", "--no-pager"]
     if os.geteuid() == 0:
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "SYSTEMD_UNIT_PATH": f"{unit_dir}:"},
-                         timeout=120).stdout
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "SYSTEMD_UNIT_PATH": f"{unit_dir}:"}, timeout=120
+    ).stdout
     block = out.split("-> Unit e.service:")[1]
     assert "\tEnvironment: A=v$a%b\\c\"d' e\n" in block  # systemd's dump prints the values raw
     assert "B=line1\nline2" in block
@@ -214,8 +233,9 @@ def _compose_config(text: str, tmp_path: Path) -> dict:
     path = tmp_path / "docker-compose.yaml"
     path.write_text(text)
     env = {"PATH": "/usr/bin:/bin", "HF_TOKEN": SECRET, "HOME": "/nonexistent-home", "X": SECRET}
-    proc = subprocess.run([binary, "-f", str(path), "config", "--format", "json"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [binary, "-f", str(path), "config", "--format", "json"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
     return json.loads(proc.stdout)
 
@@ -298,8 +318,11 @@ def test_ray_dashboard_binds_localhost_unless_asked(cli):
 @pytest.mark.parametrize("fmt", ["k8s", "k8s-lws", "k8s-raycluster"])
 def test_secret_hint_never_puts_the_value_on_a_command_line(spec, fmt):
     text = outputs.text(fmt, spec, nodes=None if fmt == "k8s" else 2)
-    hints = [d["metadata"]["annotations"]["servectl.io/secrets"] for d in yaml.safe_load_all(text)
-             if "servectl.io/secrets" in d.get("metadata", {}).get("annotations", {})]
+    hints = [
+        d["metadata"]["annotations"]["servectl.io/secrets"]
+        for d in yaml.safe_load_all(text)
+        if "servectl.io/secrets" in d.get("metadata", {}).get("annotations", {})
+    ]
     assert hints
     for hint in hints:
         assert "--from-literal" not in hint

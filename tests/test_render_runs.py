@@ -27,7 +27,7 @@ def test_tiny_compose_mounts_the_generated_model(cli, vllm_python):
 def test_tiny_docker_command_mounts_it_too(cli):
     words = shlex.split(cli("render", "tiny-cpu", "--gpu", "cpu", "--format", "docker").stdout)
     path = str(model_dir())
-    assert words[words.index(f"{path}:{path}:ro") - 1] == "-v" and path in words[words.index("servectl/vllm-cpu:0.32.0") + 1:]
+    assert words[words.index(f"{path}:{path}:ro") - 1] == "-v" and path in words[words.index("servectl/vllm-cpu:0.32.0") + 1 :]
 
 
 def test_systemd_names_the_bootstrapped_vllm_and_validates(cli, monkeypatch, vllm_python):
@@ -53,10 +53,12 @@ def test_each_format_gets_its_tool(cli, monkeypatch):
     monkeypatch.setattr(validate, "parser_environment", lambda spec, python, required: (None, ""))
     cat = load_catalog()
     spec = resolve(Request(cat.model("qwen3.5-35b-a3b-gptq-8bit"), cat.gpu("rocm-4gpu")))
-    cases = {"k8s": ("replicas: 1", "replicas: one", "Kubernetes 1.33 schemas"),
-             "k8s-raycluster": ("kind: RayCluster\nmetadata:\n", "kind: RayCluster\nmetadat:\n", "CRD schema"),
-             "ray-nodes": ("\nesac", "\n", "sh -n"),
-             "dockerfile": ("FROM ", "WORKDIR app\nFROM ", "hadolint")}
+    cases = {
+        "k8s": ("replicas: 1", "replicas: one", "Kubernetes 1.33 schemas"),
+        "k8s-raycluster": ("kind: RayCluster\nmetadata:\n", "kind: RayCluster\nmetadat:\n", "CRD schema"),
+        "ray-nodes": ("\nesac", "\n", "sh -n"),
+        "dockerfile": ("FROM ", "WORKDIR app\nFROM ", "hadolint"),
+    }
     for fmt, (good, bad, tool) in cases.items():
         args = ["render", "qwen3.5-35b-a3b-gptq-8bit", "--gpu", "rocm-4gpu", "--format", fmt]
         text = cli(*args).stdout

@@ -94,8 +94,10 @@ def test_docker_kwargs_nvidia(catalog):
     assert req["Count"] == -1 and req["Capabilities"] == [["gpu"]]
     assert kw["ipc_mode"] == "host" and kw["detach"] is True and kw["auto_remove"] is True
     # the cache, and the local checkpoint read-only at the same path (the model argument is an absolute path)
-    assert kw["volumes"] == {spec.cache_host_path: {"bind": "/root/.cache", "mode": "rw"},
-                             "/models/tiny": {"bind": "/models/tiny", "mode": "ro"}}
+    assert kw["volumes"] == {
+        spec.cache_host_path: {"bind": "/root/.cache", "mode": "rw"},
+        "/models/tiny": {"bind": "/models/tiny", "mode": "ro"},
+    }
 
 
 def test_docker_kwargs_rocm(catalog):
@@ -139,8 +141,14 @@ def test_wait_ready_fails_at_once_when_the_process_dies(tmp_path):
     log = tmp_path / "dead.log"
     with open(log, "wb") as fh:
         proc = __import__("subprocess").Popen(
-            [sys.executable, "-c", "print('Resolved architecture: X'); print('ValueError: boom', flush=True); raise SystemExit(1)"],
-            stdout=fh, stderr=fh)
+            [
+                sys.executable,
+                "-c",
+                "print('Resolved architecture: X'); print('ValueError: boom', flush=True); raise SystemExit(1)",
+            ],
+            stdout=fh,
+            stderr=fh,
+        )
     res = startup.wait_ready(log, lambda: proc.poll() is None, f"http://127.0.0.1:{free_port()}/health", timeout_s=120)
     assert not res.ready and res.failure == "exited"
     assert "ValueError: boom" in startup.tail(res.log_text) and "config" in res.phases
@@ -202,8 +210,9 @@ def test_wait_ready_trusts_health_only_from_the_process_on_the_port(tmp_path):
     try:
         url = f"http://127.0.0.1:{port}/health"
         assert held_by_another(port, ours.pid) and not held_by_another(port, os.getpid())
-        other = startup.wait_ready(log, lambda: ours.poll() is None, url, timeout_s=1.0,
-                                   listening=lambda: not held_by_another(port, ours.pid))
+        other = startup.wait_ready(
+            log, lambda: ours.poll() is None, url, timeout_s=1.0, listening=lambda: not held_by_another(port, ours.pid)
+        )
         assert not other.ready and other.failure == "deadline"
         mine = startup.wait_ready(log, lambda: True, url, timeout_s=30, listening=lambda: not held_by_another(port, os.getpid()))
         assert mine.ready

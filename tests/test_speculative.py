@@ -139,8 +139,14 @@ def test_cpu_start_with_and_without_mtp_predicted_exactly(catalog, log, depth):
     assert "Reset SSM cache type to float32" in text
     assert ("speculative_config=SpeculativeConfig(method='mtp'" in text) == bool(depth)
     real = parse_text(text)
-    s = P.Settings(kv_cache_memory_bytes=real.kv_cache_memory_bytes, max_model_len=real.max_model_len, enforce_eager=True,
-                   enable_prefix_caching=False, num_speculative_tokens=depth, mamba_ssm_cache_dtype="float32")
+    s = P.Settings(
+        kv_cache_memory_bytes=real.kv_cache_memory_bytes,
+        max_model_len=real.max_model_len,
+        enforce_eager=True,
+        enable_prefix_caching=False,
+        num_speculative_tokens=depth,
+        mamba_ssm_cache_dtype="float32",
+    )
     plan = P.predict(catalog.model("tiny-cpu"), catalog.gpu("cpu"), s, vllm_version=real.vllm_version)
     assert plan.kv_cache_tokens_logged == real.kv_cache_tokens  # 190,650 without, 74,898 with MTP x 2
     assert round(plan.max_concurrency, 2) == real.max_concurrency

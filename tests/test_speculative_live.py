@@ -46,8 +46,13 @@ def spec_counters(url: str) -> dict[str, float]:
 
 
 def chat(url: str, **extra) -> dict:
-    body = {"model": "tiny-cpu", "messages": [{"role": "user", "content": "Who are you?"}],
-            "max_tokens": 48, "temperature": 0, **extra}
+    body = {
+        "model": "tiny-cpu",
+        "messages": [{"role": "user", "content": "Who are you?"}],
+        "max_tokens": 48,
+        "temperature": 0,
+        **extra,
+    }
     reply = httpx.post(url + "/v1/chat/completions", json=body, timeout=STOP_S)
     assert reply.status_code == 200, reply.text
     return reply.json()
@@ -58,9 +63,28 @@ def speculating(request, tmp_path_factory):
     """`servectl up --speculative mtp:2` of one head (isolated state dir); `down` at the end."""
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path_factory.mktemp("state"))}
     name = f"mtp-{request.param}"
-    res = subprocess.run([*SERVECTL, "up", "tiny-cpu", "--model-path", str(ensure_tiny_model(request.param)),
-                          "--port", str(free_port()), "--name", name, "--detach", "--no-check", "--json",
-                          "--speculative", f"mtp:{DEPTH}"], env=env, capture_output=True, text=True, timeout=START_S)
+    res = subprocess.run(
+        [
+            *SERVECTL,
+            "up",
+            "tiny-cpu",
+            "--model-path",
+            str(ensure_tiny_model(request.param)),
+            "--port",
+            str(free_port()),
+            "--name",
+            name,
+            "--detach",
+            "--no-check",
+            "--json",
+            "--speculative",
+            f"mtp:{DEPTH}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_S,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     up = json.loads(res.stdout)
     try:

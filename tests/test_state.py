@@ -33,9 +33,20 @@ def marker_of(name: str) -> str:
 def _record(name="d1", pid=None, create_time=None, **kw) -> DeploymentRecord:
     kw.setdefault("marker", marker_of(name))
     return DeploymentRecord(
-        name=name, runtime="local", recipe="tiny-cpu", profile="cpu", model="/models/tiny", served_model_name="tiny-cpu",
-        host="127.0.0.1", port=8132, pid=pid, create_time=create_time, log_path=str(state.log_path_for(name)),
-        argv=["vllm", "serve", "/models/tiny"], started_at=time.time() - 65, **kw,
+        name=name,
+        runtime="local",
+        recipe="tiny-cpu",
+        profile="cpu",
+        model="/models/tiny",
+        served_model_name="tiny-cpu",
+        host="127.0.0.1",
+        port=8132,
+        pid=pid,
+        create_time=create_time,
+        log_path=str(state.log_path_for(name)),
+        argv=["vllm", "serve", "/models/tiny"],
+        started_at=time.time() - 65,
+        **kw,
     )
 
 
@@ -116,8 +127,11 @@ def test_a_server_whose_foreground_owner_died_is_orphaned_until_down(procs):
     server = procs("orphan")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    state.save(_record("orphan", server.pid, psutil.Process(server.pid).create_time(),
-                       owner_pid=dead.pid, owner_create_time=time.time() - 5))
+    state.save(
+        _record(
+            "orphan", server.pid, psutil.Process(server.pid).create_time(), owner_pid=dead.pid, owner_create_time=time.time() - 5
+        )
+    )
     live, stale = state.sweep()
     assert stale == [] and [s.as_json()["state"] for s in live] == ["orphaned"]
     time.sleep(0.2)

@@ -73,8 +73,21 @@ def env(tmp_path, monkeypatch):
 
 
 def up_argv(fake_env: Path, port: int, *extra: str) -> list[str]:
-    return [*SERVECTL, "up", "tiny-cpu", "--gpu", "cpu", "--python", str(fake_env),
-            "--model-path", str(fake_env.parent.parent.parent / "model"), "--port", str(port), "--no-check", *extra]
+    return [
+        *SERVECTL,
+        "up",
+        "tiny-cpu",
+        "--gpu",
+        "cpu",
+        "--python",
+        str(fake_env),
+        "--model-path",
+        str(fake_env.parent.parent.parent / "model"),
+        "--port",
+        str(port),
+        "--no-check",
+        *extra,
+    ]
 
 
 def sc(env, *args, timeout=STOP_S) -> subprocess.CompletedProcess:
@@ -147,8 +160,9 @@ def test_sigkill_of_a_foreground_up_leaves_no_process(env, fake_env):
 
 
 def test_record_exists_before_the_server_and_goes_with_a_failed_start(env, fake_env):
-    res = subprocess.run(up_argv(fake_env, free_port()), env={**env, "FAKE_VLLM_EXIT": "3"}, capture_output=True, text=True,
-                         timeout=START_S)
+    res = subprocess.run(
+        up_argv(fake_env, free_port()), env={**env, "FAKE_VLLM_EXIT": "3"}, capture_output=True, text=True, timeout=START_S
+    )
     assert res.returncode == 1 and "vLLM exited during start-up" in res.stderr, res.stderr
     (log,) = state.logs_dir().glob("tiny-cpu-*.log")
     assert "record present at start: True" in log.read_text()
@@ -185,9 +199,21 @@ def test_two_ups_of_one_name_at_once_start_one_server(env, fake_env):
 def _claim_at_once(barrier, results, state_home: str, i: int) -> None:
     os.environ["XDG_STATE_HOME"] = state_home
     me = psutil.Process()
-    rec = DeploymentRecord(name="same", runtime="local", recipe="tiny-cpu", profile="cpu", model="m", host="127.0.0.1",
-                           port=8344 + i, log_path="x.log", argv=[], started_at=time.time(),
-                           owner_pid=me.pid, owner_create_time=me.create_time(), marker=ownership.new_marker("same"))
+    rec = DeploymentRecord(
+        name="same",
+        runtime="local",
+        recipe="tiny-cpu",
+        profile="cpu",
+        model="m",
+        host="127.0.0.1",
+        port=8344 + i,
+        log_path="x.log",
+        argv=[],
+        started_at=time.time(),
+        owner_pid=me.pid,
+        owner_create_time=me.create_time(),
+        marker=ownership.new_marker("same"),
+    )
     barrier.wait()
     try:
         state.claim(rec)
@@ -215,8 +241,9 @@ def test_claim_is_exclusive_among_processes_released_together(tmp_path, env):
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated-no-side-file"])
 def test_damaged_record_down_stops_only_what_it_can_prove(env, fake_env, damage):
-    res = subprocess.run(up_argv(fake_env, free_port(), "--detach", "--json"), env=env, capture_output=True, text=True,
-                         timeout=START_S)
+    res = subprocess.run(
+        up_argv(fake_env, free_port(), "--detach", "--json"), env=env, capture_output=True, text=True, timeout=START_S
+    )
     assert res.returncode == 0, res.stderr
     pgid = json.loads(res.stdout)["pid"]
     try:

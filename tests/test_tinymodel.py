@@ -51,8 +51,7 @@ def generated(tmp_path_factory, vllm_python):
 
 @pytest.fixture(scope="module")
 def decoded(generated, vllm_python):
-    proc = subprocess.run([str(vllm_python), "-c", PROBE, str(generated[1])],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(vllm_python), "-c", PROBE, str(generated[1])], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -75,7 +74,11 @@ def test_layout_matches_the_catalog_recipe(generated, catalog):
     assert config["layer_types"].count("full_attention") == arch.full_attention_layers
     assert config["num_hidden_layers"] == arch.num_layers
     assert (config["hidden_size"], config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]) == (
-        arch.hidden_size, arch.num_attention_heads, arch.num_kv_heads, arch.head_dim)
+        arch.hidden_size,
+        arch.num_attention_heads,
+        arch.num_kv_heads,
+        arch.head_dim,
+    )
     # 32 crashes vLLM's CPU server on the first request
     assert config["linear_key_head_dim"] == config["linear_value_head_dim"] == arch.linear.key_head_dim == 64
     assert (config["num_experts"], config["num_experts_per_tok"]) == (arch.num_experts, arch.experts_per_token) == (4, 2)
@@ -102,9 +105,11 @@ def test_tokenizer_and_generation_config(generated):
 def test_greedy_decoding_follows_the_script(decoded):
     thinking = decoded["thinking"]
     assert thinking["last"] == "<think>"
-    assert thinking["completion"] == ("The user asked who I am. I will answer briefly.</think>"
-                                      "I am a tiny test model served by vLLM through servectl. "
-                                      "Every reply follows one short script.<|im_end|>")
+    assert thinking["completion"] == (
+        "The user asked who I am. I will answer briefly.</think>"
+        "I am a tiny test model served by vLLM through servectl. "
+        "Every reply follows one short script.<|im_end|>"
+    )
     assert decoded["no_thinking"]["last"] == "</think>"
     assert decoded["no_thinking"]["completion"].startswith("I am a tiny test model")
     assert "<think>" not in decoded["no_thinking"]["completion"]
@@ -113,7 +118,8 @@ def test_greedy_decoding_follows_the_script(decoded):
 def test_tools_branch_writes_a_hermes_call_and_a_summary_after_the_result(decoded):
     assert "get_weather" in decoded["tools"]["prompt"]  # the template renders the offered tools
     assert decoded["tools"]["completion"] == (
-        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call><|im_end|>')
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call><|im_end|>'
+    )
     after = decoded["after_tool"]
     assert '<tool_response>{"sky": "sunny"}</tool_response>' in after["prompt"]
     assert '"arguments": {"city": "Paris"}' in after["prompt"]  # string arguments rendered as JSON, not quoted

@@ -53,8 +53,13 @@ def group_alive(pgid: int) -> list[int]:
 
 def foreground_up(env, model_dir: str, port: int) -> subprocess.Popen:
     """`servectl up` in the foreground, as a user runs it; the test stops or kills it."""
-    return subprocess.Popen([*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(port), "--no-check"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*SERVECTL, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(port), "--no-check"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def ready_deployment(env) -> dict:
@@ -164,7 +169,9 @@ def test_a_start_that_fails_shows_the_log_tail(env, model_dir):
 
 
 def test_a_flag_vllm_does_not_know_is_refused_before_anything_starts(env, model_dir, tmp_path):
-    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--", "--no-such-flag", "3", timeout=STOP_S)
+    res = sc(
+        env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--", "--no-such-flag", "3", timeout=STOP_S
+    )
     assert res.returncode == 2
     assert "has no option --no-such-flag" in res.stderr
     assert not (tmp_path / "state" / "servectl" / "logs").exists() and status(env)["deployments"] == []
@@ -184,8 +191,19 @@ def test_failed_start_shows_root_error_and_fix(env, model_dir):
     """`up` prints what `servectl diagnose` prints: the root error and the fix, the recipe's parser for a bad one."""
     from servectl.catalog.load import load_catalog
 
-    res = sc(env, "up", "tiny-cpu", "--model-path", model_dir, "--port", str(free_port()), "--",
-             "--enable-auto-tool-choice", "--tool-call-parser", "nosuch")
+    res = sc(
+        env,
+        "up",
+        "tiny-cpu",
+        "--model-path",
+        model_dir,
+        "--port",
+        str(free_port()),
+        "--",
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "nosuch",
+    )
     assert res.returncode == 1, res.stderr[-2000:]
     assert "root error (log line" in res.stderr and "KeyError: 'invalid tool call parser: nosuch" in res.stderr
     assert f"fix: --tool-call-parser {load_catalog().model('tiny-cpu').parsers.tool_call}" in res.stderr

@@ -10,8 +10,9 @@ from conftest import free_port
 
 def test_up_refuses_a_vllm_older_than_the_recipe_needs(tmp_path, monkeypatch, cli, vllm_python):
     catalog_dir = tmp_path / "profiles"
-    shutil.copytree(Path(__file__).parent.parent / "profiles", catalog_dir,
-                    ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    shutil.copytree(
+        Path(__file__).parent.parent / "profiles", catalog_dir, ignore=shutil.ignore_patterns("__pycache__", "__init__.py")
+    )
     models = yaml.safe_load((catalog_dir / "models.yaml").read_text())
     for m in models["models"]:
         if m["name"] == "tiny-cpu":
@@ -29,7 +30,11 @@ def test_up_refuses_a_vllm_older_than_the_recipe_needs(tmp_path, monkeypatch, cl
     from vllm_env import default_venv
 
     python = default_venv() / "bin" / "python"
-    result = cli("up", "tiny-cpu", "--gpu", "cpu", "--port", str(free_port()), "--model-path", str(tmp_path), "--python", str(python))
+    result = cli(
+        "up", "tiny-cpu", "--gpu", "cpu", "--port", str(free_port()), "--model-path", str(tmp_path), "--python", str(python)
+    )
     assert result.exit_code == 1, result.output
     assert "pre-flight" in result.stderr and "99.0" in result.stderr
-    assert not (tmp_path / "state" / "servectl" / "logs").exists() or not any((tmp_path / "state" / "servectl" / "logs").iterdir())
+    assert not (tmp_path / "state" / "servectl" / "logs").exists() or not any(
+        (tmp_path / "state" / "servectl" / "logs").iterdir()
+    )

@@ -10,7 +10,6 @@ import socket
 import pytest
 
 
-
 def refused(result, flag: str) -> str:
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert result.exit_code == 2, (result.exit_code, result.output)
@@ -18,43 +17,85 @@ def refused(result, flag: str) -> str:
     return lines[-1]
 
 
-@pytest.mark.parametrize("argv,flag", [
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--", "-tp", "0"], "--tensor-parallel-size"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--", "--pipeline-parallel-size", "0"], "--pipeline-parallel-size"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--max-model-len", "0"], "--max-model-len"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--max-num-seqs", "-5"], "--max-num-seqs"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--max-num-batched-tokens", "0"], "--max-num-batched-tokens"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--gpu-memory-utilization", "nan"], "--gpu-memory-utilization"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--block-size", "0"], "--block-size"),
-    (["render", "tiny-cpu", "--gpu", "cpu", "--", "--speculative-config", '{"num_speculative_tokens": 1e400}'], "--speculative-config"),
-    (["render", "tiny-cpu", "--gpu", "cpu", "--", "--speculative-config", '{"num_speculative_tokens": "two"}'], "--speculative-config"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--speculative-config", '{"num_speculative_tokens": true}'], "--speculative-config"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--speculative-config", '{"num_speculative_tokens": NaN}'], "--speculative-config"),
-    (["render", "tiny-cpu", "--gpu", "cpu", "--", "--limit-mm-per-prompt", '{"image": -1}'], "--limit-mm-per-prompt"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--", "-pp", "5"], "--pipeline-parallel-size"),  # 4 layers
-    (["plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--nodes", "64"], "--nodes"),  # 40 layers
-    (["render", "qwen3.5-35b-a3b-gptq-8bit", "--gpu", "rocm-4gpu", "--format", "ray-nodes", "--nodes", "41"], "--nodes"),
-    (["render", "tiny-cpu", "--gpu", "cpu", "--", "-tp", "3"], "--tensor-parallel-size"),  # 4 attention heads
-    (["render", "tiny-cpu", "--gpu", "cpu", "--format", "compose", "--with-proxy", "--port", "65535"], "--proxy-port"),
-    (["render", "tiny-cpu", "--gpu", "cpu", "--format", "compose", "--with-proxy", "--port", "8000", "--proxy-port", "8000"],
-     "--proxy-port"),
-    (["render", "tiny-cpu", "--gpu", "cpu", "--port", "0"], "--port"),
-    (["check", "http://127.0.0.1:1", "--timeout", "nan"], "--timeout"),
-    (["check", "http://127.0.0.1:1", "--timeout", "inf"], "--timeout"),
-    (["check", "http://127.0.0.1:1", "--timeout", "-1"], "--timeout"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--target-contxt", "32768"], "--target-contxt"),
-    (["plan", "tiny-cpu", "--gpu", "cpu", "--", "--api", "x"], "--api"),  # ambiguous, as vLLM's argparse says
-    (["render", "tiny-cpu", "--gpu", "cpu", "--", "--served-model-name", "a\x1b[2Jb"], "--served-model-name"),
-])
+@pytest.mark.parametrize(
+    "argv,flag",
+    [
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--", "-tp", "0"], "--tensor-parallel-size"),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--", "--pipeline-parallel-size", "0"], "--pipeline-parallel-size"),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--max-model-len", "0"], "--max-model-len"),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--max-num-seqs", "-5"], "--max-num-seqs"),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--max-num-batched-tokens", "0"], "--max-num-batched-tokens"),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--gpu-memory-utilization", "nan"], "--gpu-memory-utilization"),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--block-size", "0"], "--block-size"),
+        (
+            ["render", "tiny-cpu", "--gpu", "cpu", "--", "--speculative-config", '{"num_speculative_tokens": 1e400}'],
+            "--speculative-config",
+        ),
+        (
+            ["render", "tiny-cpu", "--gpu", "cpu", "--", "--speculative-config", '{"num_speculative_tokens": "two"}'],
+            "--speculative-config",
+        ),
+        (
+            ["plan", "tiny-cpu", "--gpu", "cpu", "--speculative-config", '{"num_speculative_tokens": true}'],
+            "--speculative-config",
+        ),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--speculative-config", '{"num_speculative_tokens": NaN}'], "--speculative-config"),
+        (["render", "tiny-cpu", "--gpu", "cpu", "--", "--limit-mm-per-prompt", '{"image": -1}'], "--limit-mm-per-prompt"),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--", "-pp", "5"], "--pipeline-parallel-size"),  # 4 layers
+        (["plan", "qwen3.5-35b-a3b-nvfp4", "--gpu", "rtx-5090", "--nodes", "64"], "--nodes"),  # 40 layers
+        (["render", "qwen3.5-35b-a3b-gptq-8bit", "--gpu", "rocm-4gpu", "--format", "ray-nodes", "--nodes", "41"], "--nodes"),
+        (["render", "tiny-cpu", "--gpu", "cpu", "--", "-tp", "3"], "--tensor-parallel-size"),  # 4 attention heads
+        (["render", "tiny-cpu", "--gpu", "cpu", "--format", "compose", "--with-proxy", "--port", "65535"], "--proxy-port"),
+        (
+            [
+                "render",
+                "tiny-cpu",
+                "--gpu",
+                "cpu",
+                "--format",
+                "compose",
+                "--with-proxy",
+                "--port",
+                "8000",
+                "--proxy-port",
+                "8000",
+            ],
+            "--proxy-port",
+        ),
+        (["render", "tiny-cpu", "--gpu", "cpu", "--port", "0"], "--port"),
+        (["check", "http://127.0.0.1:1", "--timeout", "nan"], "--timeout"),
+        (["check", "http://127.0.0.1:1", "--timeout", "inf"], "--timeout"),
+        (["check", "http://127.0.0.1:1", "--timeout", "-1"], "--timeout"),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--target-contxt", "32768"], "--target-contxt"),
+        (["plan", "tiny-cpu", "--gpu", "cpu", "--", "--api", "x"], "--api"),  # ambiguous, as vLLM's argparse says
+        (["render", "tiny-cpu", "--gpu", "cpu", "--", "--served-model-name", "a\x1b[2Jb"], "--served-model-name"),
+    ],
+)
 def test_values_vllm_would_refuse_are_refused_naming_the_flag(cli_any, argv, flag):
     refused(cli_any(*argv), flag)
 
 
 def test_a_misspelt_plan_option_gets_did_you_mean_and_a_whole_command_line_still_plans(cli_any):
-    assert "did you mean --target-context?" in refused(cli_any("plan", "tiny-cpu", "--gpu", "cpu", "--target-contxt", "32768"),
-                                                       "--target-contxt")
-    ok = cli_any("plan", "tiny-cpu", "--gpu", "cpu", "--json", "vllm", "serve", "servectl/tiny-cpu", "--max-model-len", "1024",
-                 "--enforce-eager", "--served-model-name", "t", "--max-num-seq", "4")  # an abbreviation vLLM accepts
+    assert "did you mean --target-context?" in refused(
+        cli_any("plan", "tiny-cpu", "--gpu", "cpu", "--target-contxt", "32768"), "--target-contxt"
+    )
+    ok = cli_any(
+        "plan",
+        "tiny-cpu",
+        "--gpu",
+        "cpu",
+        "--json",
+        "vllm",
+        "serve",
+        "servectl/tiny-cpu",
+        "--max-model-len",
+        "1024",
+        "--enforce-eager",
+        "--served-model-name",
+        "t",
+        "--max-num-seq",
+        "4",
+    )  # an abbreviation vLLM accepts
     assert ok.exit_code == 0, ok.output
     plan = json.loads(ok.stdout)
     assert plan["max_model_len"] == 1024 and "--max-num-seqs" in plan["flags"]

@@ -6,8 +6,15 @@ from servectl.vllmenv import args as va
 
 
 def test_round_trip_keeps_tokens_exactly():
-    tokens = ["--max-model-len", "auto", "--enable-auto-tool-choice", "--limit-mm-per-prompt", '{"image": 2}',
-              "--limit-mm-per-prompt.video", "0"]
+    tokens = [
+        "--max-model-len",
+        "auto",
+        "--enable-auto-tool-choice",
+        "--limit-mm-per-prompt",
+        '{"image": 2}',
+        "--limit-mm-per-prompt.video",
+        "0",
+    ]
     assert va.to_tokens(va.parse_args(tokens)) == tokens
 
 
@@ -39,20 +46,23 @@ def test_sizes_follow_vllm_human_readable_int(text, expected):
 # --------------------------------------------------------------------------- canonical forms, as vLLM's parser reads them
 
 
-@pytest.mark.parametrize(("tokens", "canonical"), [
-    (["-tp", "8"], ["--tensor-parallel-size", "8"]),
-    (["-tp=8"], ["--tensor-parallel-size", "8"]),
-    (["--tensor_parallel_size=2"], ["--tensor-parallel-size", "2"]),
-    (["-pp", "2", "-dp", "1"], ["--pipeline-parallel-size", "2", "--data-parallel-size", "1"]),
-    (["-O3"], ["--optimization-level", "3"]),
-    (["-ep"], ["--enable-expert-parallel"]),
-    (["-q", "gptq"], ["--quantization", "gptq"]),
-    (["--compilation_config.mode=3"], ["--compilation-config.mode", "3"]),
-    (["-cc", '{"mode": 3}'], ["--compilation-config", '{"mode": 3}']),
-    (["--served-model-name", "a", "b", "--enforce-eager"], ["--served-model-name", "a", "b", "--enforce-eager"]),
-    (["--no-enable-prefix-caching"], ["--no-enable-prefix-caching"]),
-    (["--max-model-len", "auto"], ["--max-model-len", "auto"]),
-])
+@pytest.mark.parametrize(
+    ("tokens", "canonical"),
+    [
+        (["-tp", "8"], ["--tensor-parallel-size", "8"]),
+        (["-tp=8"], ["--tensor-parallel-size", "8"]),
+        (["--tensor_parallel_size=2"], ["--tensor-parallel-size", "2"]),
+        (["-pp", "2", "-dp", "1"], ["--pipeline-parallel-size", "2", "--data-parallel-size", "1"]),
+        (["-O3"], ["--optimization-level", "3"]),
+        (["-ep"], ["--enable-expert-parallel"]),
+        (["-q", "gptq"], ["--quantization", "gptq"]),
+        (["--compilation_config.mode=3"], ["--compilation-config.mode", "3"]),
+        (["-cc", '{"mode": 3}'], ["--compilation-config", '{"mode": 3}']),
+        (["--served-model-name", "a", "b", "--enforce-eager"], ["--served-model-name", "a", "b", "--enforce-eager"]),
+        (["--no-enable-prefix-caching"], ["--no-enable-prefix-caching"]),
+        (["--max-model-len", "auto"], ["--max-model-len", "auto"]),
+    ],
+)
 def test_aliases_equals_and_dotted_forms_are_canonical(tokens, canonical):
     assert va.to_tokens(va.parse_args(tokens)) == canonical
 
@@ -61,12 +71,15 @@ def test_the_guards_and_planner_see_tp_through_its_alias():
     assert va.get(va.parse_args(["-tp", "4"]), "--tensor-parallel-size") == "4"
 
 
-@pytest.mark.parametrize(("tokens", "message"), [
-    (["--tensor-parallel-size", "two"], "--tensor-parallel-size expects an integer, got 'two'"),
-    (["--max-model-len", "lots"], "--max-model-len expects a size"),
-    (["--enforce-eager=1"], "--enforce-eager takes no value"),
-    (["-tp"], "--tensor-parallel-size needs a value"),
-])
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        (["--tensor-parallel-size", "two"], "--tensor-parallel-size expects an integer, got 'two'"),
+        (["--max-model-len", "lots"], "--max-model-len expects a size"),
+        (["--enforce-eager=1"], "--enforce-eager takes no value"),
+        (["-tp"], "--tensor-parallel-size needs a value"),
+    ],
+)
 def test_values_vllm_would_refuse_are_refused_with_its_option_name(tokens, message):
     with pytest.raises(ValueError, match=message):
         va.parse_args(tokens)

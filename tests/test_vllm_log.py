@@ -43,7 +43,9 @@ def test_gpu_load_and_cudagraph_lines():
 
 
 def test_first_occurrence_wins_and_phases():
-    text = ("INFO [gpu_worker.py:508] Free memory on device (30.85/31.36 GiB) on startup.\n"
-            "INFO Available KV cache memory: 3.05 GiB\nINFO Available KV cache memory: 9.99 GiB\n")
+    text = (
+        "INFO [gpu_worker.py:508] Free memory on device (30.85/31.36 GiB) on startup.\n"
+        "INFO Available KV cache memory: 3.05 GiB\nINFO Available KV cache memory: 9.99 GiB\n"
+    )
     f = parse_text(text)
     assert (f.free_memory_gib, f.total_memory_gib, f.available_kv_gib) == (30.85, 31.36, 3.05)

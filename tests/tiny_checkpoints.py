@@ -26,8 +26,11 @@ FAMILY_GENERATOR = Path(__file__).with_name("tiny_family_gen.py")
 def scripted_family_names() -> list[str]:
     """The FAMILIES tests/tiny_family_gen.py knows (read from its source, without running it)."""
     for node in ast.parse(FAMILY_GENERATOR.read_text()).body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
-                and any(getattr(t, "id", None) == "FAMILIES" for t in node.targets)):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Dict)
+            and any(getattr(t, "id", None) == "FAMILIES" for t in node.targets)
+        ):
             return [k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
     return []
 
@@ -59,12 +62,17 @@ def ensure_tiny_models(variants: list[Variant], root: Path | None = None, python
         try:
             jobs = [[str(work / str(i)), v] for i, v in enumerate(missing)]
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-            proc = subprocess.run([str(interpreter), str(_GENERATOR), "--batch", json.dumps(jobs)], capture_output=True,
-                                  text=True, env=env, timeout=1800)
+            proc = subprocess.run(
+                [str(interpreter), str(_GENERATOR), "--batch", json.dumps(jobs)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=1800,
+            )
             if proc.returncode != 0:
                 tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
                 raise CheckFailed(f"generating tiny checkpoints failed: {tail}", f"the vLLM environment is {interpreter}")
-            for (out, v) in jobs:
+            for out, v in jobs:
                 try:
                     os.rename(out, model_dir(v, root))
                 except OSError:

@@ -28,17 +28,43 @@ assert _spec is not None and _spec.loader is not None
 base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(base)
 
-_COMMON = dict(vocab_size=base.VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_attention_heads=4,
-               num_key_value_heads=2, max_position_embeddings=8192, tie_word_embeddings=False)
+_COMMON = dict(
+    vocab_size=base.VOCAB_SIZE,
+    hidden_size=128,
+    intermediate_size=256,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=8192,
+    tie_word_embeddings=False,
+)
 # Families vLLM's CPU build runs, on full-attention layouts: (transformers config class, model class, kwargs).
 FAMILIES = {
     "llama": ("LlamaConfig", "LlamaForCausalLM", dict(_COMMON, num_hidden_layers=2, head_dim=32)),
-    "qwen3-moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM", dict(_COMMON, num_hidden_layers=2, head_dim=32,
-                                                                 num_experts=4, num_experts_per_tok=2,
-                                                                 moe_intermediate_size=64, decoder_sparse_step=1)),
-    "granite": ("GraniteConfig", "GraniteForCausalLM", dict(_COMMON, num_hidden_layers=2, embedding_multiplier=12.0,
-                                                           residual_multiplier=0.22, logits_scaling=8.0,
-                                                           attention_multiplier=0.015625)),
+    "qwen3-moe": (
+        "Qwen3MoeConfig",
+        "Qwen3MoeForCausalLM",
+        dict(
+            _COMMON,
+            num_hidden_layers=2,
+            head_dim=32,
+            num_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=64,
+            decoder_sparse_step=1,
+        ),
+    ),
+    "granite": (
+        "GraniteConfig",
+        "GraniteForCausalLM",
+        dict(
+            _COMMON,
+            num_hidden_layers=2,
+            embedding_multiplier=12.0,
+            residual_multiplier=0.22,
+            logits_scaling=8.0,
+            attention_multiplier=0.015625,
+        ),
+    ),
 }
 ZEROED = ("o_proj", "down_proj", "out_proj", "dense_4h_to_h")
 
@@ -85,13 +111,18 @@ def build(out: Path, family: str, seed: int) -> None:
     fast = base.build_tokenizer(out)
     config_cls, model_cls, kwargs = FAMILIES[family]
     torch.manual_seed(seed)
-    cfg = getattr(transformers, config_cls)(**kwargs, eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
-                                            pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"), bos_token_id=None)
+    cfg = getattr(transformers, config_cls)(
+        **kwargs,
+        eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=None,
+    )
     model = getattr(transformers, model_cls)(cfg).float().eval()
     script(model, fast)
     model.to(torch.bfloat16).save_pretrained(out)
-    (out / "generation_config.json").write_text(json.dumps({
-        "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id, "max_new_tokens": 256}, indent=2))
+    (out / "generation_config.json").write_text(
+        json.dumps({"eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id, "max_new_tokens": 256}, indent=2)
+    )
     (out / "servectl-tiny.json").write_text(json.dumps({"family": family, "seed": seed, "script": base.CHAINS}, indent=2))
 
 

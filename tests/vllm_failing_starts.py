@@ -21,11 +21,22 @@ import traceback
 
 # What vllm.entrypoints.cli.main.main() imports lazily, and what a start imports before it fails.
 PRELOAD = [
-    "vllm.entrypoints.cli.main", "vllm.entrypoints.cli.openai", "vllm.entrypoints.cli.serve",
-    "vllm.entrypoints.cli.launch", "vllm.entrypoints.cli.benchmark.main", "vllm.entrypoints.cli.collect_env",
-    "vllm.entrypoints.cli.download_kernels", "vllm.entrypoints.cli.preload", "vllm.entrypoints.cli.run_batch",
-    "vllm.entrypoints.cli.snapshot", "vllm.engine.arg_utils", "vllm.config", "vllm.tool_parsers", "vllm.reasoning",
-    "vllm.transformers_utils.config", "transformers",
+    "vllm.entrypoints.cli.main",
+    "vllm.entrypoints.cli.openai",
+    "vllm.entrypoints.cli.serve",
+    "vllm.entrypoints.cli.launch",
+    "vllm.entrypoints.cli.benchmark.main",
+    "vllm.entrypoints.cli.collect_env",
+    "vllm.entrypoints.cli.download_kernels",
+    "vllm.entrypoints.cli.preload",
+    "vllm.entrypoints.cli.run_batch",
+    "vllm.entrypoints.cli.snapshot",
+    "vllm.engine.arg_utils",
+    "vllm.config",
+    "vllm.tool_parsers",
+    "vllm.reasoning",
+    "vllm.transformers_utils.config",
+    "transformers",
 ]
 
 

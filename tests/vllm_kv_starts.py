@@ -21,9 +21,17 @@ import time
 import traceback
 
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-PRELOAD = ["vllm.engine.arg_utils", "vllm.entrypoints.launchers.cli_args", "vllm.v1.engine.llm_engine",
-           "vllm.v1.engine.core", "vllm.v1.executor.uniproc_executor", "vllm.v1.worker.cpu_worker",
-           "vllm.v1.worker.cpu_model_runner", "vllm.sampling_params", "transformers"]
+PRELOAD = [
+    "vllm.engine.arg_utils",
+    "vllm.entrypoints.launchers.cli_args",
+    "vllm.v1.engine.llm_engine",
+    "vllm.v1.engine.core",
+    "vllm.v1.executor.uniproc_executor",
+    "vllm.v1.worker.cpu_worker",
+    "vllm.v1.worker.cpu_model_runner",
+    "vllm.sampling_params",
+    "transformers",
+]
 
 
 def run_child(case: dict, result_path: str) -> None:
@@ -43,12 +51,12 @@ def run_child(case: dict, result_path: str) -> None:
         from vllm.v1.engine.llm_engine import LLMEngine
 
         args = make_arg_parser(FlexibleArgumentParser()).parse_args(case["argv"])
-        engine = LLMEngine.from_engine_args(AsyncEngineArgs.from_cli_args(args),
-                                            usage_context=UsageContext.OPENAI_API_SERVER)
+        engine = LLMEngine.from_engine_args(AsyncEngineArgs.from_cli_args(args), usage_context=UsageContext.OPENAI_API_SERVER)
         if case.get("generate"):
             try:
-                engine.add_request("probe", {"prompt_token_ids": [11, 12, 13, 14, 15]},
-                                   SamplingParams(max_tokens=2, temperature=0.0))
+                engine.add_request(
+                    "probe", {"prompt_token_ids": [11, 12, 13, 14, 15]}, SamplingParams(max_tokens=2, temperature=0.0)
+                )
                 tokens = []
                 while engine.has_unfinished_requests():
                     for o in engine.step():

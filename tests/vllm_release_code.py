@@ -55,7 +55,7 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(sys.argv[1])
 
 
-WEATHER_CALL = ("<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>")
+WEATHER_CALL = "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"
 
 
 def reasoning_tool_call() -> dict:
@@ -82,8 +82,7 @@ def _coder_parser(tok):
 def _request(properties: dict):
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
-    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": properties}}}
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": properties}}}
     return ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "weather?"}], tools=[tool])
 
 
@@ -94,10 +93,15 @@ def _calls(info) -> list:
 def coder_anyof() -> dict:
     """An anyOf-typed parameter (vllm#36032): an object argument must arrive as an object."""
     parser = _coder_parser(tokenizer())
-    where = {"anyOf": [{"type": "object", "properties": {"city": {"type": "string"}}},
-                       {"type": "object", "properties": {"lat": {"type": "number"}}}]}
-    output = ("<tool_call>\n<function=get_weather>\n<parameter=location>\n{\"city\": \"Paris\"}\n</parameter>\n"
-              "</function>\n</tool_call>")
+    where = {
+        "anyOf": [
+            {"type": "object", "properties": {"city": {"type": "string"}}},
+            {"type": "object", "properties": {"lat": {"type": "number"}}},
+        ]
+    }
+    output = (
+        '<tool_call>\n<function=get_weather>\n<parameter=location>\n{"city": "Paris"}\n</parameter>\n</function>\n</tool_call>'
+    )
     if hasattr(parser, "tools") and parser.tools is None:  # 0.20+ reads the schema from the parser's tools
         parser.tools = _request({"location": where}).tools
     info = parser.extract_tool_calls(output, _request({"location": where}))
@@ -110,11 +114,11 @@ def coder_malformed() -> dict:
     req = _request({"city": {"type": "string"}, "unit": {"type": "string"}})
     if hasattr(parser, "tools") and parser.tools is None:
         parser.tools = req.tools
-    output = ("<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=unit"
-              "</function>\n</tool_call>")
+    output = (
+        "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=unit</function>\n</tool_call>"
+    )
     info = parser.extract_tool_calls(output, req)
-    return {"tools_called": info.tools_called, "calls": _calls(info) if info.tools_called else [],
-            "content": info.content}
+    return {"tools_called": info.tools_called, "calls": _calls(info) if info.tools_called else [], "content": info.content}
 
 
 def engine_whitespace() -> dict:
@@ -129,8 +133,7 @@ def shared_engine() -> dict:
     mod = load("vllm.parser.parser_manager")
     from vllm.parser.engine.parser_engine import ParserEngine
 
-    cls = mod.ParserManager.get_parser(tool_parser_name="qwen3_coder", reasoning_parser_name="qwen3",
-                                       enable_auto_tools=True)
+    cls = mod.ParserManager.get_parser(tool_parser_name="qwen3_coder", reasoning_parser_name="qwen3", enable_auto_tools=True)
     return {"parser": cls.__name__, "raw_engine": issubclass(cls, ParserEngine)}
 
 

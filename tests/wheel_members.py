@@ -73,13 +73,13 @@ class RangeFile(io.RawIOBase):
                 raise Unreachable(f"{self._url} does not answer range requests")
             self.requests += 1
             self._buf_start, self._buf, lo = self._pos, resp.content, 0
-        out = self._buf[lo:lo + n]
+        out = self._buf[lo : lo + n]
         self._pos += len(out)
         return out
 
     def readinto(self, b) -> int:
         data = self.read(len(b))
-        b[:len(data)] = data
+        b[: len(data)] = data
         return len(data)
 
 
@@ -97,8 +97,11 @@ def _index(client: httpx.Client, name: str) -> tuple[str, dict]:
 
 def wheel_url(client: httpx.Client, version: str, name: str = "vllm") -> str:
     base, releases = _index(client, name)
-    wheels = [u for u in releases.get(version) or [] if u["filename"].endswith(".whl") and "x86_64" in u["filename"]
-              and not u.get("yanked")]
+    wheels = [
+        u
+        for u in releases.get(version) or []
+        if u["filename"].endswith(".whl") and "x86_64" in u["filename"] and not u.get("yanked")
+    ]
     if not wheels:
         raise Unreachable(f"{name} {version} has no x86_64 wheel on the registry")
     # the plain build first (0.20.1-1 and the like are re-uploads with a build tag)
@@ -115,8 +118,12 @@ def releases(name: str = "vllm") -> list[str]:
             _, rel = _index(client, name)
     except httpx.HTTPError as exc:
         raise Unreachable(f"cannot read the {name} index from the package registry: {exc}") from None
-    out = [v for v, files in rel.items() if not Version(v).is_prerelease
-           and any(f["filename"].endswith(".whl") and "x86_64" in f["filename"] and not f.get("yanked") for f in files)]
+    out = [
+        v
+        for v, files in rel.items()
+        if not Version(v).is_prerelease
+        and any(f["filename"].endswith(".whl") and "x86_64" in f["filename"] and not f.get("yanked") for f in files)
+    ]
     return sorted(out, key=Version)
 
 

@@ -59,22 +59,31 @@ class Round:
 def from_vllm_result(result: dict[str, Any], *, asked_output_len: int | None, concurrency: int | None = None) -> Round:
     """A round from `vllm bench serve --save-result` JSON (keys of vllm/benchmarks/serve.py)."""
     mean_e2el = result.get("mean_e2el_ms")
-    if mean_e2el is None and result.get("mean_ttft_ms") is not None and result.get("mean_tpot_ms") is not None \
-            and result.get("completed"):
+    if (
+        mean_e2el is None
+        and result.get("mean_ttft_ms") is not None
+        and result.get("mean_tpot_ms") is not None
+        and result.get("completed")
+    ):
         # every request has the same length when EOS is ignored: latency = TTFT + (n - 1) x TPOT
         per_request = result["total_output_tokens"] / result["completed"]
         mean_e2el = result["mean_ttft_ms"] + max(per_request - 1, 0) * result["mean_tpot_ms"]
     lens = result.get("output_lens")
     return Round(
         num_prompts=int(result.get("num_prompts") or result["completed"] + result.get("failed", 0)),
-        completed=int(result["completed"]), failed=int(result.get("failed") or 0),
-        duration_s=float(result["duration"]), request_throughput=float(result["request_throughput"]),
-        output_throughput=float(result["output_throughput"]), total_output_tokens=int(result["total_output_tokens"]),
-        asked_output_len=asked_output_len, concurrency=concurrency or result.get("max_concurrency"),
+        completed=int(result["completed"]),
+        failed=int(result.get("failed") or 0),
+        duration_s=float(result["duration"]),
+        request_throughput=float(result["request_throughput"]),
+        output_throughput=float(result["output_throughput"]),
+        total_output_tokens=int(result["total_output_tokens"]),
+        asked_output_len=asked_output_len,
+        concurrency=concurrency or result.get("max_concurrency"),
         total_input_tokens=result.get("total_input_tokens"),
         ttft_p50_ms=result.get("median_ttft_ms", result.get("p50_ttft_ms")),
         tpot_p50_ms=result.get("median_tpot_ms", result.get("p50_tpot_ms")),
-        mean_e2el_ms=mean_e2el, peak_output_tokens_per_s=result.get("max_output_tokens_per_s"),
+        mean_e2el_ms=mean_e2el,
+        peak_output_tokens_per_s=result.get("max_output_tokens_per_s"),
         output_lens=tuple(int(n) for n in lens) if isinstance(lens, list) else None,
     )
 
@@ -83,11 +92,18 @@ def from_bench_level(entry: dict[str, Any], protocol: dict[str, Any]) -> Round:
     """A round from one `results` entry of a `servectl bench` result file and its `protocol`."""
     completed = int(entry.get("completed") or 0)
     return Round(
-        num_prompts=int(protocol["num_prompts"]), completed=completed, failed=int(entry.get("errors") or 0),
-        duration_s=float(entry["duration_s"]), request_throughput=float(entry["request_throughput"]),
-        output_throughput=float(entry["output_throughput"]), total_output_tokens=int(entry.get("total_output_tokens") or 0),
-        asked_output_len=int(protocol["output_len"]), concurrency=int(entry["concurrency"]),
-        total_input_tokens=entry.get("total_input_tokens"), ttft_p50_ms=(entry.get("ttft_ms") or {}).get("p50"), tpot_p50_ms=(entry.get("tpot_ms") or {}).get("p50"),
+        num_prompts=int(protocol["num_prompts"]),
+        completed=completed,
+        failed=int(entry.get("errors") or 0),
+        duration_s=float(entry["duration_s"]),
+        request_throughput=float(entry["request_throughput"]),
+        output_throughput=float(entry["output_throughput"]),
+        total_output_tokens=int(entry.get("total_output_tokens") or 0),
+        asked_output_len=int(protocol["output_len"]),
+        concurrency=int(entry["concurrency"]),
+        total_input_tokens=entry.get("total_input_tokens"),
+        ttft_p50_ms=(entry.get("ttft_ms") or {}).get("p50"),
+        tpot_p50_ms=(entry.get("tpot_ms") or {}).get("p50"),
         mean_e2el_ms=None,
     )
 
@@ -113,13 +129,17 @@ def problems(r: Round) -> list[str]:
     if _off(r.request_throughput * r.duration_s, r.completed):
         out.append(f"request throughput x duration = {r.request_throughput * r.duration_s:.1f}, not the {r.completed} completed")
     if _off(r.output_throughput * r.duration_s, r.total_output_tokens):
-        out.append(f"output throughput x duration = {r.output_throughput * r.duration_s:.0f} tokens, "
-                   f"not the {r.total_output_tokens} counted")
+        out.append(
+            f"output throughput x duration = {r.output_throughput * r.duration_s:.0f} tokens, "
+            f"not the {r.total_output_tokens} counted"
+        )
     if r.concurrency and r.mean_e2el_ms is not None:
         in_flight = r.mean_e2el_ms / 1000 * r.request_throughput
         if in_flight > r.concurrency * (1 + 5 * TOLERANCE):
-            out.append(f"{in_flight:.1f} requests in flight on average (mean latency x request rate), "
-                       f"more than the concurrency {r.concurrency}")
+            out.append(
+                f"{in_flight:.1f} requests in flight on average (mean latency x request rate), "
+                f"more than the concurrency {r.concurrency}"
+            )
     burst = stream_burst(r)
     if burst:
         out.append(burst)
@@ -143,9 +163,11 @@ def stream_burst(r: Round) -> str | None:
         prefill_ms_per_token = r.ttft_p50_ms / (r.total_input_tokens / r.completed)
         if r.tpot_p50_ms >= prefill_ms_per_token / PREFILL_SLACK:
             return None
-    return (f"median TPOT {r.tpot_p50_ms:.3f} ms is below what the whole server needed per token at its busiest "
-            f"({server_ms_per_token:.2f} ms) and decoding took {share:.2%} of a request's {decode_ms + r.ttft_p50_ms:.0f} ms: "
-            "the client read whole answers at once (a stalled client or API server), so TTFT and TPOT are not the server's")
+    return (
+        f"median TPOT {r.tpot_p50_ms:.3f} ms is below what the whole server needed per token at its busiest "
+        f"({server_ms_per_token:.2f} ms) and decoding took {share:.2%} of a request's {decode_ms + r.ttft_p50_ms:.0f} ms: "
+        "the client read whole answers at once (a stalled client or API server), so TTFT and TPOT are not the server's"
+    )
 
 
 def keep_plausible(rounds: list[Round]) -> tuple[list[int], dict[int, list[str]]]:

@@ -38,8 +38,9 @@ def plot_results(doc: dict[str, Any], path: Path) -> None:
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels, [str(c) for c in levels])
         ax.grid(True)
-    title = " / ".join(str(x) for x in (doc.get("recipe") or doc.get("model"), doc.get("profile"),
-                                        f"vLLM {doc.get('vllm_version')}") if x)
+    title = " / ".join(
+        str(x) for x in (doc.get("recipe") or doc.get("model"), doc.get("profile"), f"vLLM {doc.get('vllm_version')}") if x
+    )
     fig.suptitle(title)
     fig.tight_layout()
     save(fig, path, dpi=100)

@@ -52,13 +52,43 @@ def parse_levels(text: str) -> list[int]:
 def bench_argv(p: Protocol, level: int, base_url: str, model: str, tokenizer: str, result_dir: str) -> list[str]:
     """The `vllm bench serve` arguments of one level."""
     return [
-        "--backend", p.backend, "--endpoint", p.endpoint, "--base-url", base_url,
-        "--model", model, "--tokenizer", tokenizer,
-        "--dataset-name", p.dataset, "--random-input-len", str(p.input_len), "--random-output-len", str(p.output_len),
-        "--num-prompts", str(p.num_prompts), "--seed", str(p.seed), "--temperature", str(p.temperature),
-        "--ignore-eos", "--max-concurrency", str(level), "--num-warmups", str(level),
-        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
-        "--disable-tqdm", "--save-result", "--result-dir", result_dir, "--result-filename", f"c{level}.json",
+        "--backend",
+        p.backend,
+        "--endpoint",
+        p.endpoint,
+        "--base-url",
+        base_url,
+        "--model",
+        model,
+        "--tokenizer",
+        tokenizer,
+        "--dataset-name",
+        p.dataset,
+        "--random-input-len",
+        str(p.input_len),
+        "--random-output-len",
+        str(p.output_len),
+        "--num-prompts",
+        str(p.num_prompts),
+        "--seed",
+        str(p.seed),
+        "--temperature",
+        str(p.temperature),
+        "--ignore-eos",
+        "--max-concurrency",
+        str(level),
+        "--num-warmups",
+        str(level),
+        "--percentile-metrics",
+        "ttft,tpot,itl,e2el",
+        "--metric-percentiles",
+        "50,99",
+        "--disable-tqdm",
+        "--save-result",
+        "--result-dir",
+        result_dir,
+        "--result-filename",
+        f"c{level}.json",
     ]
 
 
@@ -82,8 +112,10 @@ def level_result(level: int, vllm_json: dict[str, Any]) -> dict[str, Any]:
         "total_output_tokens": vllm_json.get("total_output_tokens"),
     }
     if "spec_decode_acceptance_rate" in vllm_json:
-        entry["spec_decode"] = {key: vllm_json.get(f"spec_decode_{key}") for key in (
-            "acceptance_rate", "acceptance_length", "num_drafts", "draft_tokens", "accepted_tokens")}
+        entry["spec_decode"] = {
+            key: vllm_json.get(f"spec_decode_{key}")
+            for key in ("acceptance_rate", "acceptance_length", "num_drafts", "draft_tokens", "accepted_tokens")
+        }
     return entry
 
 
@@ -121,9 +153,15 @@ def shareable_flags(tokens: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- compare
 
 
-COMPARED = (("request_throughput", "req/s", 1), ("output_throughput", "tok/s", 1),
-            ("ttft_ms.p50", "ms", -1), ("ttft_ms.p99", "ms", -1), ("tpot_ms.p50", "ms", -1), ("tpot_ms.p99", "ms", -1),
-            ("errors", "", -1))
+COMPARED = (
+    ("request_throughput", "req/s", 1),
+    ("output_throughput", "tok/s", 1),
+    ("ttft_ms.p50", "ms", -1),
+    ("ttft_ms.p99", "ms", -1),
+    ("tpot_ms.p50", "ms", -1),
+    ("tpot_ms.p99", "ms", -1),
+    ("errors", "", -1),
+)
 
 
 def _get(entry: dict, dotted: str) -> Any:
@@ -147,7 +185,15 @@ def compare(a: dict, b: dict) -> dict[str, Any]:
         for key, unit, better in COMPARED:
             va, vb = _get(by_a[level], key), _get(by_b[level], key)
             change = (vb - va) / va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va else None
-            rows.append({"concurrency": level, "metric": key, "unit": unit, "a": va, "b": vb,
-                         "change": round(change, 4) if change is not None else None,
-                         "better": None if change is None or change == 0 else (change > 0) == (better > 0)})
+            rows.append(
+                {
+                    "concurrency": level,
+                    "metric": key,
+                    "unit": unit,
+                    "a": va,
+                    "b": vb,
+                    "change": round(change, 4) if change is not None else None,
+                    "better": None if change is None or change == 0 else (change > 0) == (better > 0),
+                }
+            )
     return {"setup": setup, "rows": rows, "only_in_a": sorted(set(by_a) - set(by_b)), "only_in_b": sorted(set(by_b) - set(by_a))}

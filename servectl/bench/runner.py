@@ -65,11 +65,14 @@ def host_facts(detection=None) -> dict[str, Any]:
 
         detection = detect()
     return {
-        "cpu": cpu_model(), "cpu_cores": psutil.cpu_count(logical=True),
+        "cpu": cpu_model(),
+        "cpu_cores": psutil.cpu_count(logical=True),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "os": platform.system(),
-        "gpus": [{"name": g.name, "memory_gib": round(g.memory_total_mib / 1024, 1) if g.memory_total_mib else None}
-                 for g in detection.gpus],
+        "gpus": [
+            {"name": g.name, "memory_gib": round(g.memory_total_mib / 1024, 1) if g.memory_total_mib else None}
+            for g in detection.gpus
+        ],
     }
 
 
@@ -77,7 +80,9 @@ def _served(http: httpx.Client, url: str, model: str | None) -> tuple[str, str |
     try:
         listing = json_of(http.get(url + "/v1/models"))
     except httpx.TransportError as exc:
-        raise UserError(f"cannot reach {url}: {exc.__class__.__name__}", "is the server running? `servectl status` lists deployments") from None
+        raise UserError(
+            f"cannot reach {url}: {exc.__class__.__name__}", "is the server running? `servectl status` lists deployments"
+        ) from None
     except (httpx.HTTPError, ValueError):
         raise CheckFailed(f"{url}/v1/models answered no JSON model list", "is this a vLLM server?") from None
     data = listing.get("data") if isinstance(listing, dict) else None
@@ -86,12 +91,15 @@ def _served(http: httpx.Client, url: str, model: str | None) -> tuple[str, str |
         raise CheckFailed(f"{url}/v1/models lists no model", "is this a vLLM server?")
     entry = next((m for m in data if m["id"] == model), None) if model else data[0]
     if entry is None:
-        raise UserError(f"{url} does not serve {model!r} (it serves {', '.join(m['id'] for m in data)})", "drop --model or name one it serves")
+        raise UserError(
+            f"{url} does not serve {model!r} (it serves {', '.join(m['id'] for m in data)})", "drop --model or name one it serves"
+        )
     return entry["id"], entry.get("root")
 
 
-def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike | None = None,
-              on_line: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[str]]:
+def run_bench(
+    target: Target, protocol: Protocol, *, python: str | os.PathLike | None = None, on_line: Callable[[str], None] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Run every level with vLLM's benchmark: (the result document (docs: reference/json-output.md, bench), vLLM's output lines)."""
     from servectl.vllmenv.location import find_vllm_python
 
@@ -114,8 +122,13 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     log: list[str] = []
     started = time.time()
-    proc = subprocess.Popen([str(interpreter), str(_DRIVER), str(work / "runs.json")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(interpreter), str(_DRIVER), str(work / "runs.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout is not None
         for line in iter_lines(proc.stdout):
@@ -131,8 +144,9 @@ def run_bench(target: Target, protocol: Protocol, *, python: str | os.PathLike |
     if proc.returncode != 0:
         (work / "vllm-bench.log").write_text("\n".join(log) + "\n")
         tail = next((line for line in reversed(log) if line.strip()), "no output")
-        raise CheckFailed(f"vllm bench serve failed (exit {proc.returncode}): {tail[:300]}",
-                          f"its whole output is in {work / 'vllm-bench.log'}")
+        raise CheckFailed(
+            f"vllm bench serve failed (exit {proc.returncode}): {tail[:300]}", f"its whole output is in {work / 'vllm-bench.log'}"
+        )
     results = [level_result(level, read_json_capped(work / f"c{level}.json")) for level in protocol.concurrency]
     shutil.rmtree(work, ignore_errors=True)
     return {
@@ -166,8 +180,9 @@ def read_result(path: Path) -> dict[str, Any]:
         raise UserError(exc.message, "give files written by `servectl bench -o`") from None
     results = doc.get("results") if isinstance(doc, dict) else None
     if not isinstance(results, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("concurrency"), int) and not isinstance(r.get("concurrency"), bool)
-            for r in results):
+        isinstance(r, dict) and isinstance(r.get("concurrency"), int) and not isinstance(r.get("concurrency"), bool)
+        for r in results
+    ):
         raise UserError(f"{path} has no `results` list of concurrency levels", "give files written by `servectl bench -o`")
     return doc
 
@@ -183,10 +198,19 @@ def target_for(name_or_url: str, model: str | None = None, tokenizer: str | None
         rec = state.load(name_or_url)
         if rec is None:
             names = [r.name for r in state.list_records()]
-            raise UserError(f"no deployment named {name_or_url!r}" + (f" (running: {', '.join(names)})" if names else ""),
-                            "give a URL such as http://127.0.0.1:8000 or a name `servectl status` lists")
-        return Target(url=base_url(rec.host, rec.port), recipe=rec.recipe, profile=rec.profile, argv=rec.argv,
-                      model=model or rec.served_model_name, tokenizer=tokenizer or rec.model, local=rec.runtime == "local")
+            raise UserError(
+                f"no deployment named {name_or_url!r}" + (f" (running: {', '.join(names)})" if names else ""),
+                "give a URL such as http://127.0.0.1:8000 or a name `servectl status` lists",
+            )
+        return Target(
+            url=base_url(rec.host, rec.port),
+            recipe=rec.recipe,
+            profile=rec.profile,
+            argv=rec.argv,
+            model=model or rec.served_model_name,
+            tokenizer=tokenizer or rec.model,
+            local=rec.runtime == "local",
+        )
     url = name_or_url.rstrip("/")
     if url.endswith("/v1"):
         url = url[:-3]
@@ -194,8 +218,15 @@ def target_for(name_or_url: str, model: str | None = None, tokenizer: str | None
     proc = listening_process(url)  # one scan of the machine's sockets serves every record
     for rec in state.list_records():
         if rec.port == port and proc is not None:
-            return Target(url=url, recipe=rec.recipe, profile=rec.profile, argv=rec.argv,
-                          model=model or rec.served_model_name, tokenizer=tokenizer or rec.model, local=True)
+            return Target(
+                url=url,
+                recipe=rec.recipe,
+                profile=rec.profile,
+                argv=rec.argv,
+                model=model or rec.served_model_name,
+                tokenizer=tokenizer or rec.model,
+                local=True,
+            )
     argv = None
     if proc is not None:
         try:

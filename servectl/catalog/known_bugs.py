@@ -25,8 +25,18 @@ from pathlib import Path
 
 from servectl.catalog.patch_schema import FEATURES, Conditions, GuardSpec, GuardsFileDoc, PatchFileDoc, PatchSpec
 
-__all__ = ["FEATURES", "BugContext", "KnownBug", "applicable_bugs", "known_bugs", "load_patch_specs", "load_guard_specs",
-           "version_in_range", "platform_of", "nvfp4_moe_native"]
+__all__ = [
+    "FEATURES",
+    "BugContext",
+    "KnownBug",
+    "applicable_bugs",
+    "known_bugs",
+    "load_patch_specs",
+    "load_guard_specs",
+    "version_in_range",
+    "platform_of",
+    "nvfp4_moe_native",
+]
 
 GUARDS_FILE = "known-bugs.yaml"
 PLATFORMS = ("cuda", "rocm", "cpu")
@@ -82,8 +92,10 @@ class KnownBug:
     def message(self, version: str) -> str:
         """`vLLM X has bug Z with this setting; use W or upgrade` (one line, with the upstream reference)."""
         fix = f"; or upgrade to vLLM {self.fixed_in}+" if self.fixed_in else " (no fixed release yet)"
-        return (f"vLLM {version} has known bug {self.id} with this setting: {self.title}. "
-                f"Use: {self.advice}{fix} ({self.upstream[0]})")
+        return (
+            f"vLLM {version} has known bug {self.id} with this setting: {self.title}. "
+            f"Use: {self.advice}{fix} ({self.upstream[0]})"
+        )
 
 
 # --------------------------------------------------------------------------- release ranges
@@ -104,7 +116,7 @@ def version_in_range(version: str, spec: str) -> bool:
         op = next((o for o in (">=", "<=", "==", "!=", ">", "<") if clause.startswith(o)), None)
         if op is None:
             raise ValueError(f"cannot read version clause {clause!r}")
-        if not _OPS[op](v, Version(clause[len(op):].strip())):
+        if not _OPS[op](v, Version(clause[len(op) :].strip())):
             return False
     return True
 
@@ -124,8 +136,9 @@ def platform_of(distribution: str | None, version: str | None) -> str:
 _FP4_MOE_NOT_NATIVE = frozenset({"marlin"})
 
 
-def nvfp4_moe_native(quantization: str | None, num_experts: int, moe_backend: str | None,
-                     env: dict[str, str] | None = None) -> bool:
+def nvfp4_moe_native(
+    quantization: str | None, num_experts: int, moe_backend: str | None, env: dict[str, str] | None = None
+) -> bool:
     """An NVFP4 MoE model whose experts run vLLM's native FP4 MoE kernels (feature `nvfp4_moe_native`).
     Shared by the launch's features (spec.known_bug_guards) and the release chooser (its default launch)."""
     if quantization != "nvfp4" or num_experts <= 0:
@@ -150,11 +163,17 @@ def conditions_match(cond: Conditions, ctx: BugContext) -> bool:
         return False
     if cond.quantizations and ctx.quantization is not None and ctx.quantization not in cond.quantizations:
         return False
-    if cond.quantization_methods and ctx.quantization_method is not None \
-            and ctx.quantization_method not in cond.quantization_methods:
+    if (
+        cond.quantization_methods
+        and ctx.quantization_method is not None
+        and ctx.quantization_method not in cond.quantization_methods
+    ):
         return False
-    if cond.architectures and ctx.architecture is not None \
-            and not any(ctx.architecture.startswith(a) for a in cond.architectures):
+    if (
+        cond.architectures
+        and ctx.architecture is not None
+        and not any(ctx.architecture.startswith(a) for a in cond.architectures)
+    ):
         return False
     if cond.recipes and ctx.recipe is not None and ctx.recipe not in cond.recipes:
         return False
@@ -223,16 +242,37 @@ def load_guard_specs() -> list[GuardSpec]:
 
 def _from_patch(p: PatchSpec) -> KnownBug:
     advice = p.advice or "apply servectl's patch (`servectl patch apply`, or an image from `render --format dockerfile`)"
-    return KnownBug(id=p.id, title=p.title, kind="patch", versions=p.versions, fixed_in=p.fixed_in,
-                    upstream=tuple(p.upstream), advice=advice, why=p.why, applies_to=p.applies_to,
-                    package=p.package, distributions=tuple(p.distributions))
+    return KnownBug(
+        id=p.id,
+        title=p.title,
+        kind="patch",
+        versions=p.versions,
+        fixed_in=p.fixed_in,
+        upstream=tuple(p.upstream),
+        advice=advice,
+        why=p.why,
+        applies_to=p.applies_to,
+        package=p.package,
+        distributions=tuple(p.distributions),
+    )
 
 
 def _from_guard(g: GuardSpec) -> KnownBug:
-    return KnownBug(id=g.id, title=g.title, kind=g.kind, versions=g.versions, fixed_in=g.fixed_in,
-                    upstream=tuple(g.upstream), advice=g.advice, why=g.why, applies_to=g.applies_to,
-                    forceable=g.forceable, package=g.package, distributions=tuple(g.distributions),
-                    workaround=tuple(g.workaround))
+    return KnownBug(
+        id=g.id,
+        title=g.title,
+        kind=g.kind,
+        versions=g.versions,
+        fixed_in=g.fixed_in,
+        upstream=tuple(g.upstream),
+        advice=g.advice,
+        why=g.why,
+        applies_to=g.applies_to,
+        forceable=g.forceable,
+        package=g.package,
+        distributions=tuple(g.distributions),
+        workaround=tuple(g.workaround),
+    )
 
 
 @functools.lru_cache(maxsize=1)

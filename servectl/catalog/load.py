@@ -158,12 +158,23 @@ def _disk_cached(texts: list[str], build: Callable[[], Catalog]) -> Catalog:
 
 # what reading a cache file that is not (or no longer) ours raises: servectl.fsutil's refusals, and unpickling
 # a damaged file or one whose classes have changed since
-_STALE_CACHE = (UserError, OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, KeyError,
-                TypeError, ValueError)
+_STALE_CACHE = (
+    UserError,
+    OSError,
+    pickle.UnpicklingError,
+    EOFError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
 
 
-def disk_cached(texts: list[str], build: Callable[[], M], kind: type, fingerprint: bytes, *, folder: str = "catalog",
-                keep: int | None = None) -> M:
+def disk_cached(
+    texts: list[str], build: Callable[[], M], kind: type, fingerprint: bytes, *, folder: str = "catalog", keep: int | None = None
+) -> M:
     """`build()` pickled under the user cache dir, keyed by the source texts and the schema source (`fingerprint`).
     `keep`: the folder holds at most that many entries (the least recently written go), for keys without end."""
     digest = hashlib.sha256(fingerprint + "\0".join(texts).encode()).hexdigest()[:32]
@@ -205,8 +216,9 @@ def schema_fingerprint() -> bytes:
 def _load_cached(key: str) -> Catalog:
     gpus_text, gpus_src = _read("gpus.yaml")
     models_text, models_src = _read("models.yaml")
-    return _disk_cached([gpus_src, gpus_text, models_src, models_text],
-                        lambda: _validate(gpus_text, gpus_src, models_text, models_src))
+    return _disk_cached(
+        [gpus_src, gpus_text, models_src, models_text], lambda: _validate(gpus_text, gpus_src, models_text, models_src)
+    )
 
 
 def _validate(gpus_text: str, gpus_src: str, models_text: str, models_src: str) -> Catalog:
@@ -220,4 +232,3 @@ def _validate(gpus_text: str, gpus_src: str, models_text: str, models_src: str) 
 def load_catalog() -> Catalog:
     """Load (once per catalog folder) and validate the catalog."""
     return _load_cached(str(profiles_dir()))
-

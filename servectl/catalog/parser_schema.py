@@ -36,7 +36,9 @@ class FamilyMatch:
 class ParserChoice:
     """One kind of parser for a family: preferred names, and when the model emits what they read."""
 
-    parsers: list[str] = field(default_factory=list)  # Preference order; the first the vLLM release registers is used. Empty: none.
+    parsers: list[str] = field(
+        default_factory=list
+    )  # Preference order; the first the vLLM release registers is used. Empty: none.
     when_template_has: list[str] = field(default_factory=list)  # The chat template must contain one of these (else: none).
     unless_name: str | None = None  # Regex (case-insensitive): checkpoints whose name matches get none.
     note: str | None = None  # What an operator should know about this choice.

@@ -55,7 +55,9 @@ def user_presets(path: Path | None = None) -> dict[str, SamplingPreset]:
         raise UserError(f"{path}: expected a mapping at the top level", "see the docs: how-to/proxy.md, 'Your own presets'")
     raw = data.get("presets") or {}
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: `presets` must be a mapping of name to fields", "see the docs: how-to/proxy.md, 'Your own presets'")
+        raise UserError(
+            f"{path}: `presets` must be a mapping of name to fields", "see the docs: how-to/proxy.md, 'Your own presets'"
+        )
     from pydantic import ValidationError
 
     out: dict[str, SamplingPreset] = {}
@@ -84,7 +86,9 @@ def families(presets: dict[str, SamplingPreset]) -> dict[str, list[str]]:
     return out
 
 
-def select_presets(names: str | Iterable[str] | None, presets: dict[str, SamplingPreset] | None = None) -> dict[str, SamplingPreset]:
+def select_presets(
+    names: str | Iterable[str] | None, presets: dict[str, SamplingPreset] | None = None
+) -> dict[str, SamplingPreset]:
     """Pick presets by preset or family name (comma-separated string or list); None or empty: all."""
     presets = load_presets() if presets is None else presets
     if names is None:

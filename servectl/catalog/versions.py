@@ -164,8 +164,9 @@ def installed_vllm(versions: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def that_runs(*, override: str | None = None, installed: tuple[str, str] | None = None, image: str | None = None,
-              cpu_profile: bool = False) -> tuple[str, str]:
+def that_runs(
+    *, override: str | None = None, installed: tuple[str, str] | None = None, image: str | None = None, cpu_profile: bool = False
+) -> tuple[str, str]:
     """The release of the vLLM that will run, and why: --vllm-version, else the environment that will run it (a
     CPU build for the cpu profile, a GPU build otherwise), else the container image's tag, else the newest
     release this table was checked against."""

@@ -24,13 +24,38 @@ from packaging.version import Version
 # The releases servectl chooses from: `pip index versions vllm` on the package registry, 0.17.0 and later
 # (older releases predate the Qwen3.5 recipes and the wheel facts below).
 RELEASES: tuple[str, ...] = (
-    "0.17.0", "0.17.1", "0.18.0", "0.18.1", "0.19.0", "0.19.1", "0.20.0", "0.20.1", "0.20.2", "0.21.0",
-    "0.22.0", "0.22.1", "0.23.0", "0.24.0", "0.25.0", "0.25.1", "0.26.0", "0.27.0", "0.27.1", "0.28.0",
-    "0.29.0", "0.30.0", "0.31.0", "0.32.0", "0.33.0", "0.34.0",
+    "0.17.0",
+    "0.17.1",
+    "0.18.0",
+    "0.18.1",
+    "0.19.0",
+    "0.19.1",
+    "0.20.0",
+    "0.20.1",
+    "0.20.2",
+    "0.21.0",
+    "0.22.0",
+    "0.22.1",
+    "0.23.0",
+    "0.24.0",
+    "0.25.0",
+    "0.25.1",
+    "0.26.0",
+    "0.27.0",
+    "0.27.1",
+    "0.28.0",
+    "0.29.0",
+    "0.30.0",
+    "0.31.0",
+    "0.32.0",
+    "0.33.0",
+    "0.34.0",
 )
 
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"  # PyTorch's own index, one per CUDA / ROCm / cpu build
-VLLM_VARIANT_INDEX = "https://wheels.vllm.ai/{release}/{variant}"  # vLLM's variant wheels (vLLM docs: installation gpu.cuda.inc.md)
+VLLM_VARIANT_INDEX = (
+    "https://wheels.vllm.ai/{release}/{variant}"  # vLLM's variant wheels (vLLM docs: installation gpu.cuda.inc.md)
+)
 VLLM_ROCM_INDEX = "https://wheels.vllm.ai/rocm/{release}/{variant}"  # vLLM docs: installation gpu.rocm.inc.md @06d0369
 CUDA_IMAGE = "vllm/vllm-openai:v{release}"  # the default wheel's image; a variant image adds `-{variant}`
 ROCM_IMAGE = "vllm/vllm-openai-rocm:v{release}"  # official since 2026-01-20; rocm/vllm is deprecated (docs)

@@ -85,11 +85,17 @@ def load(source: CheckpointSource) -> ModelConfig:
     text = root
     found = [k for k in TEXT_CONFIG_KEYS if isinstance(root.get(k), dict)]
     if len(found) > 1:
-        raise UserError(f"{source.name}/config.json has several text configs ({', '.join(found)})",
-                        "vLLM cannot pick one either (transformers get_text_config)")
+        raise UserError(
+            f"{source.name}/config.json has several text configs ({', '.join(found)})",
+            "vLLM cannot pick one either (transformers get_text_config)",
+        )
     if found:
         text_key = found[0]
         text = root[text_key]
-    return ModelConfig(root=root, text=text, text_key=text_key,
-                       generation=read_json(source, "generation_config.json"),
-                       tokenizer=read_json(source, "tokenizer_config.json"))
+    return ModelConfig(
+        root=root,
+        text=text,
+        text_key=text_key,
+        generation=read_json(source, "generation_config.json"),
+        tokenizer=read_json(source, "tokenizer_config.json"),
+    )

@@ -32,8 +32,17 @@ from servectl.errors import UserError
 
 CONVERTOR = "transformers_utils/model_arch_config_convertor.py"
 KV_HEAD_KEYS = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num", "num_attention_groups")
-LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
-               "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len")
+LENGTH_KEYS = (
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "model_max_length",
+    "max_target_positions",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
+)
 ROPE_KEEP = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
 TORCH_DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "half": "float16", "float32": "float32", "float": "float32"}
 SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
@@ -181,20 +190,42 @@ def _mamba(cfg: ModelConfig, fam: families.Family, hidden: int, figs: dict[str, 
         inter = Sourced(int(expand.value) * hidden, f"mamba_expand x hidden_size ({expand.source}; jamba.py)")
         state, conv = cfg.get("mamba_d_state"), cfg.get("mamba_d_conv")
         figs.update(mamba_intermediate_size=inter, mamba_state_size=state, mamba_conv_kernel=conv)
-        return MambaState(kind="mamba1", intermediate_size=inter.value, state_size=_int(state, "mamba_d_state"),
-                          conv_kernel=_int(conv, "mamba_d_conv"))
-    figs.update(mamba_intermediate_size=inter, mamba_num_heads=heads_s, mamba_head_dim=hd_s, mamba_n_groups=groups,
-                mamba_state_size=state, mamba_conv_kernel=conv, mamba_ssm_dtype=ssm)
+        return MambaState(
+            kind="mamba1",
+            intermediate_size=inter.value,
+            state_size=_int(state, "mamba_d_state"),
+            conv_kernel=_int(conv, "mamba_d_conv"),
+        )
+    figs.update(
+        mamba_intermediate_size=inter,
+        mamba_num_heads=heads_s,
+        mamba_head_dim=hd_s,
+        mamba_n_groups=groups,
+        mamba_state_size=state,
+        mamba_conv_kernel=conv,
+        mamba_ssm_dtype=ssm,
+    )
     dtype = ssm.value if ssm.value in ("float32", "bfloat16", "float16") else None
-    return MambaState(kind="mamba2", intermediate_size=inter.value, state_size=_int(state, "ssm state size"),
-                      conv_kernel=_int(conv, "conv kernel"), n_groups=_int(groups, "n_groups"), num_heads=heads,
-                      head_dim=hd, ssm_dtype=dtype)
+    return MambaState(
+        kind="mamba2",
+        intermediate_size=inter.value,
+        state_size=_int(state, "ssm state size"),
+        conv_kernel=_int(conv, "conv kernel"),
+        n_groups=_int(groups, "n_groups"),
+        num_heads=heads,
+        head_dim=hd,
+        ssm_dtype=dtype,
+    )
 
 
 def _gdn(cfg: ModelConfig, architecture: str, dtype: str, figs: dict[str, Sourced], generic: bool = False) -> LinearAttention:
-    keys = {"num_key_heads": "linear_num_key_heads", "num_value_heads": "linear_num_value_heads",
-            "key_head_dim": "linear_key_head_dim", "value_head_dim": "linear_value_head_dim",
-            "conv_kernel_dim": "linear_conv_kernel_dim"}
+    keys = {
+        "num_key_heads": "linear_num_key_heads",
+        "num_value_heads": "linear_num_value_heads",
+        "key_head_dim": "linear_key_head_dim",
+        "value_head_dim": "linear_value_head_dim",
+        "conv_kernel_dim": "linear_conv_kernel_dim",
+    }
     vals = {}
     for field_name, key in keys.items():
         s = cfg.get(key)
@@ -240,21 +271,33 @@ def derive(source: CheckpointSource, *, read_weights: bool = True, generic: bool
         fam = families.GENERIC
         what = families.generic_refusal(cfg.text)
         if what:
-            raise UserError(f"{getattr(source, 'label', source.name)}: {what}: a layout servectl's planner cannot size yet",
-                            "plan it with a recipe of a supported layout, or serve it with -- flags of your own") from None
+            raise UserError(
+                f"{getattr(source, 'label', source.name)}: {what}: a layout servectl's planner cannot size yet",
+                "plan it with a recipe of a supported layout, or serve it with -- flags of your own",
+            ) from None
     is_generic = fam is families.GENERIC
     ckpt = getattr(source, "label", source.name)  # how messages name the checkpoint
     cfg.defaults, cfg.defaults_source = dict(fam.defaults), f"transformers {fam.config_class}"
     model_type = str(cfg.text.get("model_type") or cfg.root.get("model_type") or "")
-    figs: dict[str, Sourced] = {"architecture": Sourced(arch_name, "config.json architectures[0]"),
-                                "model_type": Sourced(model_type, "config.json model_type"),
-                                "family": Sourced(fam.title, "config.json alone (no family rule for this architecture)"
-                                                  if is_generic else f"vLLM model file model_executor/models/{fam.model_file}")}
+    figs: dict[str, Sourced] = {
+        "architecture": Sourced(arch_name, "config.json architectures[0]"),
+        "model_type": Sourced(model_type, "config.json model_type"),
+        "family": Sourced(
+            fam.title,
+            "config.json alone (no family rule for this architecture)"
+            if is_generic
+            else f"vLLM model file model_executor/models/{fam.model_file}",
+        ),
+    }
     if cfg.text_key:
         figs["text_config"] = Sourced(cfg.text_key, f"config.json {cfg.text_key} (transformers get_text_config)")
 
     n = _first(cfg, ("num_hidden_layers", "n_layer", "num_layers"), ckpt) if is_generic else cfg.get("num_hidden_layers", None)
-    if fam.name == "nemotron-h" and not cfg.text.get("hybrid_override_pattern") and isinstance(cfg.text.get("layers_block_type"), list):
+    if (
+        fam.name == "nemotron-h"
+        and not cfg.text.get("hybrid_override_pattern")
+        and isinstance(cfg.text.get("layers_block_type"), list)
+    ):
         n = Sourced(len(cfg.text["layers_block_type"]), "len(config.json layers_block_type)")
     elif fam.name == "nemotron-h" and isinstance(cfg.text.get("hybrid_override_pattern"), str):
         n = Sourced(len(cfg.text["hybrid_override_pattern"]), "len(config.json hybrid_override_pattern)")
@@ -286,11 +329,14 @@ def derive(source: CheckpointSource, *, read_weights: bool = True, generic: bool
         if model_type in families.MLA_MODEL_TYPES and rank.value is not None:
             rope = cfg.get("qk_rope_head_dim")
             sparse = model_type in families.SPARSE_MLA_MODEL_TYPES or bool(cfg.get("index_topk", None).value)
-            mla = MlaAttention(kv_lora_rank=_int(rank, "kv_lora_rank"), qk_rope_head_dim=_int(rope, "qk_rope_head_dim", 0),
-                               sparse=sparse)
+            mla = MlaAttention(
+                kv_lora_rank=_int(rank, "kv_lora_rank"), qk_rope_head_dim=_int(rope, "qk_rope_head_dim", 0), sparse=sparse
+            )
             figs["kv_lora_rank"], figs["qk_rope_head_dim"] = rank, rope
-            figs["mla_head_size"] = Sourced(mla.kv_lora_rank + mla.qk_rope_head_dim,
-                                            f"kv_lora_rank + qk_rope_head_dim, one KV head ({CONVERTOR} is_deepseek_mla)")
+            figs["mla_head_size"] = Sourced(
+                mla.kv_lora_rank + mla.qk_rope_head_dim,
+                f"kv_lora_rank + qk_rope_head_dim, one KV head ({CONVERTOR} is_deepseek_mla)",
+            )
     dtype = model_dtype(cfg, None)
     w, wsrc = None, "none (no safetensors headers read)"
     if read_weights:
@@ -305,7 +351,9 @@ def derive(source: CheckpointSource, *, read_weights: bool = True, generic: bool
             wsrc = f"model.safetensors.index.json metadata.total_size ({total / 2**30:.2f} GiB)"
     figs["dtype"] = dtype
     label, method, kv_dtype, kv_src = quantization(cfg, dtype.value)
-    figs["quantization"] = Sourced(method or "none", "config.json quantization_config.quant_method" if method else "no quantization_config")
+    figs["quantization"] = Sourced(
+        method or "none", "config.json quantization_config.quant_method" if method else "no quantization_config"
+    )
     if kv_dtype != "auto":
         figs["kv_cache_dtype"] = Sourced(kv_dtype, kv_src)
     figs["weights"] = Sourced(round(w.loaded_bytes / 2**30, 3) if w else None, wsrc)
@@ -321,7 +369,12 @@ def derive(source: CheckpointSource, *, read_weights: bool = True, generic: bool
         figs["intermediate_size"] = inter
     vocab = _first(cfg, ("vocab_size",), ckpt) if is_generic else cfg.get("vocab_size", 32000)
     figs["vocab_size"] = vocab
-    experts = cfg.get("num_experts", None).value or cfg.get("n_routed_experts", None).value or cfg.get("num_local_experts", None).value or 0
+    experts = (
+        cfg.get("num_experts", None).value
+        or cfg.get("n_routed_experts", None).value
+        or cfg.get("num_local_experts", None).value
+        or 0
+    )
     per_tok = cfg.get("num_experts_per_tok", None).value or 0
     moe_inter = cfg.get("moe_intermediate_size", 0).value or 0
     if experts:
@@ -339,15 +392,31 @@ def derive(source: CheckpointSource, *, read_weights: bool = True, generic: bool
     attn = sum(k in ("full_attention", "sliding_attention", "chunked_attention", "attention+mamba") for k in kinds)
     state = sum(k in ("linear_attention", "mamba", "attention+mamba") for k in kinds)
     arch = Architecture(
-        hf_architecture=arch_name, num_layers=layers, full_attention_layers=attn, linear_attention_layers=state,
-        hidden_size=hidden, num_attention_heads=heads, num_kv_heads=_int(kvh, "num_kv_heads"), head_dim=_int(hd, "head_dim"),
-        linear=linear, num_experts=int(experts or 0), experts_per_token=int(per_tok or 0),
+        hf_architecture=arch_name,
+        num_layers=layers,
+        full_attention_layers=attn,
+        linear_attention_layers=state,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_kv_heads=_int(kvh, "num_kv_heads"),
+        head_dim=_int(hd, "head_dim"),
+        linear=linear,
+        num_experts=int(experts or 0),
+        experts_per_token=int(per_tok or 0),
         moe_intermediate_size=int(moe_inter),
-        vocab_size=_int(vocab, "vocab_size"), max_position_embeddings=int(length.value), dtype=dtype.value,
-        layer_types=kinds, sliding_window=lay.sliding_window.value if lay.sliding_window else None,
+        vocab_size=_int(vocab, "vocab_size"),
+        max_position_embeddings=int(length.value),
+        dtype=dtype.value,
+        layer_types=kinds,
+        sliding_window=lay.sliding_window.value if lay.sliding_window else None,
         attention_chunk_size=_int(lay.attention_chunk_size, "attention_chunk_size") if lay.attention_chunk_size else None,
-        mla=mla, mamba=mamba, kv_cache_dtype=kv_dtype, mtp_layers=mtp,
-        shared_expert_intermediate_size=shared if isinstance(shared, int) and shared > 0 else 0, vision=vision)
+        mla=mla,
+        mamba=mamba,
+        kv_cache_dtype=kv_dtype,
+        mtp_layers=mtp,
+        shared_expert_intermediate_size=shared if isinstance(shared, int) and shared > 0 else 0,
+        vision=vision,
+    )
     notes = list(fam.notes)
     if cfg.get("use_bidirectional_attention", None).value:
         notes.append("use_bidirectional_attention: transformers halves the sliding window for this config")
@@ -358,8 +427,10 @@ def _vision(vision: Any) -> VisionEncoder | None:
     """The vision tower's geometry when config.json has one (its weights come with the checkpoint's)."""
     if not isinstance(vision, dict):
         return None
+
     def first(*keys: str) -> int | None:
         return next((v for k in keys if isinstance(v := vision.get(k), int) and not isinstance(v, bool) and v > 0), None)
+
     depth, hidden, patch = first("depth", "num_hidden_layers"), first("hidden_size", "embed_dim"), first("patch_size")
     return VisionEncoder(depth=depth, hidden_size=hidden, patch_size=patch, params_b=0.0) if depth and hidden and patch else None
 

@@ -19,8 +19,22 @@ from servectl.checkpoint.hub import Deadline, HubSource, explain, offline, timeo
 from servectl.checkpoint.ref import ModelRef
 from servectl.errors import CheckFailed, UserError
 
-SKIP_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".h5", ".msgpack", ".onnx", ".onnx_data", ".gguf", ".tflite",
-                 ".mlmodel", ".ot", ".pb", ".nemo")
+SKIP_SUFFIXES = (
+    ".bin",
+    ".pth",
+    ".pt",
+    ".ckpt",
+    ".h5",
+    ".msgpack",
+    ".onnx",
+    ".onnx_data",
+    ".gguf",
+    ".tflite",
+    ".mlmodel",
+    ".ot",
+    ".pb",
+    ".nemo",
+)
 SKIP_FOLDERS = ("original", "onnx", "openvino", "coreml", "gguf", "tf", "flax", "mlx")
 MARGIN = 1 << 30  # left free after the download
 
@@ -86,7 +100,9 @@ def plan(ref: ModelRef, *, cache_dir: Path | None = None) -> DownloadPlan:
     source.read_bytes("config.json", 1 << 20)  # resolves the revision to its commit (and fails early, one line)
     cache = hub_cache(cache_dir)
     if offline():
-        raise UserError(f"HF_HUB_OFFLINE is set: {ref.label} cannot be downloaded", "unset HF_HUB_OFFLINE where the Hub is reachable")
+        raise UserError(
+            f"HF_HUB_OFFLINE is set: {ref.label} cannot be downloaded", "unset HF_HUB_OFFLINE where the Hub is reachable"
+        )
     try:
         entries = source.deadline.run(lambda: list(HfApi().list_repo_tree(repo, revision=source.commit, recursive=True)))
     except (CheckFailed, UserError):
@@ -110,8 +126,10 @@ def preflight(p: DownloadPlan, cache_dir: Path | None = None) -> tuple[int, Path
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if p.to_fetch_bytes + MARGIN > free:
-        raise CheckFailed(f"{p.repo} needs {p.to_fetch_bytes / 1e9:.1f} GB more in {where} and {free / 1e9:.1f} GB are free",
-                          "free space there or point HF_HUB_CACHE at a larger disk")
+        raise CheckFailed(
+            f"{p.repo} needs {p.to_fetch_bytes / 1e9:.1f} GB more in {where} and {free / 1e9:.1f} GB are free",
+            "free space there or point HF_HUB_CACHE at a larger disk",
+        )
     return free, where
 
 
@@ -125,8 +143,13 @@ def download(p: DownloadPlan, *, cache_dir: Path | None = None, quiet: bool = Fa
         disable_progress_bars()
     # the weights may take hours: the deadline covers each stall, not the whole transfer (huggingface_hub retries)
     try:
-        path = snapshot_download(p.repo, revision=p.commit, allow_patterns=sorted(p.files), etag_timeout=min(30.0, timeout_s()),
-                                 cache_dir=str(cache_dir) if cache_dir is not None else None)
+        path = snapshot_download(
+            p.repo,
+            revision=p.commit,
+            allow_patterns=sorted(p.files),
+            etag_timeout=min(30.0, timeout_s()),
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+        )
     except (CheckFailed, UserError):
         raise
     except Exception as exc:
@@ -134,8 +157,9 @@ def download(p: DownloadPlan, *, cache_dir: Path | None = None, quiet: bool = Fa
     return Path(path)
 
 
-def ensure(ref: ModelRef, *, cache_dir: Path | None = None, quiet: bool = False,
-           on_plan=None) -> tuple[Path, DownloadPlan | None]:
+def ensure(
+    ref: ModelRef, *, cache_dir: Path | None = None, quiet: bool = False, on_plan=None
+) -> tuple[Path, DownloadPlan | None]:
     """Pull unless every file vLLM needs is already cached (offline: only the cache is looked at)."""
     if offline():
         source = HubSource(ref, deadline=Deadline(timeout_s(), f"reading {ref.label}"))
@@ -144,8 +168,10 @@ def ensure(ref: ModelRef, *, cache_dir: Path | None = None, quiet: bool = False,
         names = source._weight_names() or ["model.safetensors"]
         if snap is not None and all((snap / n).is_file() for n in names):
             return snap, None
-        raise UserError(f"{ref.label}'s weights are not in the Hugging Face cache and HF_HUB_OFFLINE is set",
-                        f"run `servectl pull {ref.label}` where the Hub is reachable")
+        raise UserError(
+            f"{ref.label}'s weights are not in the Hugging Face cache and HF_HUB_OFFLINE is set",
+            f"run `servectl pull {ref.label}` where the Hub is reachable",
+        )
     p = plan(ref, cache_dir=cache_dir)
     if on_plan is not None:
         on_plan(p)

@@ -24,17 +24,31 @@ from servectl.checkpoint.configfile import ModelConfig, Sourced
 from servectl.errors import UserError
 
 # transformers' configuration_utils._LEGACY_LAYER_TYPE_REMAP (older checkpoints spell the kinds this way)
-LEGACY_LAYER_TYPES = {"mamba": "linear_attention", "attention": "full_attention",
-                      "hybrid": "attention+mamba"}
+LEGACY_LAYER_TYPES = {"mamba": "linear_attention", "attention": "full_attention", "hybrid": "attention+mamba"}
 # vLLM's model-level window applies only when every layer slides or none is typed (V/engine/arg_utils.py:2248-2254)
 # engine/arg_utils.py (0.32 :2248-2254)
 CACHE_WINDOW_RULE = "engine/arg_utils.py (CacheConfig.sliding_window when layer_types is absent or all sliding)"
 
 # model_type values vLLM treats as DeepSeek-style MLA when kv_lora_rank is set
 # (V/transformers_utils/model_arch_config_convertor.py is_deepseek_mla)
-MLA_MODEL_TYPES = ("axk1", "deepseek_v2", "deepseek_v3", "deepseek_v32", "deepseek_mtp", "glm4_moe_lite", "kimi_k2",
-                   "kimi_linear", "longcat_flash", "pangu_ultra_moe", "dots3_note", "glm_moe_dsa", "glm5_next",
-                   "glm5_next_text", "bailing_hybrid", "hy_v4")
+MLA_MODEL_TYPES = (
+    "axk1",
+    "deepseek_v2",
+    "deepseek_v3",
+    "deepseek_v32",
+    "deepseek_mtp",
+    "glm4_moe_lite",
+    "kimi_k2",
+    "kimi_linear",
+    "longcat_flash",
+    "pangu_ultra_moe",
+    "dots3_note",
+    "glm_moe_dsa",
+    "glm5_next",
+    "glm5_next_text",
+    "bailing_hybrid",
+    "hy_v4",
+)
 SPARSE_MLA_MODEL_TYPES = ("deepseek_v32", "glm_moe_dsa", "glm5_next", "glm5_next_text")
 
 
@@ -147,8 +161,11 @@ def llama4_layers(cfg: ModelConfig, n: int) -> Layers:
     if len(nope) != n:
         raise UserError(f"config.json no_rope_layers has {len(nope)} entries for {n} layers")
     kinds = ["chunked_attention" if (chunk.value and nope[i]) else "full_attention" for i in range(n)]
-    return Layers(kinds, "no_rope_layers: RoPE layers chunked, NoPE layers full (llama4.py)",
-                  attention_chunk_size=chunk if chunk.value else None)
+    return Layers(
+        kinds,
+        "no_rope_layers: RoPE layers chunked, NoPE layers full (llama4.py)",
+        attention_chunk_size=chunk if chunk.value else None,
+    )
 
 
 def gdn_layers(cfg: ModelConfig, n: int) -> Layers:
@@ -187,8 +204,9 @@ def nemotron_h_layers(cfg: ModelConfig, n: int) -> Layers:
         raw = [{"moe": "none", "mlp": "none"}.get(t, t) for t in named]
         src = f"config.json {key}"
     window = _window(cfg)
-    kinds = [("mamba" if k == "linear_attention" else
-              "sliding_attention" if (k == "full_attention" and window) else k) for k in raw]
+    kinds = [
+        ("mamba" if k == "linear_attention" else "sliding_attention" if (k == "full_attention" and window) else k) for k in raw
+    ]
     return Layers(kinds, src + " (nemotron_h.py)", window)
 
 
@@ -227,62 +245,210 @@ _MISTRAL = dict(num_key_value_heads=8, head_dim=None, max_position_embeddings=40
 _QWEN = dict(num_key_value_heads=32, max_position_embeddings=32768, use_sliding_window=False, sliding_window=4096)
 
 FAMILIES: tuple[Family, ...] = (
-    Family("llama", "Llama-style decoder (full or sliding attention)",
-           ("LlamaForCausalLM", "Phi3ForCausalLM", "InternLM3ForCausalLM", "Olmo2ForCausalLM", "GraniteForCausalLM",
-            "Exaone4ForCausalLM"),
-           "llama.py", "LlamaConfig", _LLAMA, decoder_layers(per_layer=True)),
-    Family("mistral", "Mistral / Ministral (sliding window on every layer when set)",
-           ("MistralForCausalLM", "MinistralForCausalLM", "Ministral3ForCausalLM", "MixtralForCausalLM"),
-           "llama.py / mixtral.py", "MistralConfig", _MISTRAL, decoder_layers(per_layer=True)),
-    Family("qwen", "Qwen2 / Qwen3 dense and MoE", ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3ForCausalLM",
-                                                  "Qwen3MoeForCausalLM"),
-           "qwen2.py / qwen3.py / qwen3_moe.py", "Qwen3Config", {**_QWEN, "head_dim": None},
-           decoder_layers(per_layer=False, use_flag="use_sliding_window")),
-    Family("glm", "GLM-4.5 / 4.6 (GLM-4 MoE)", ("Glm4MoeForCausalLM", "Glm4ForCausalLM"), "glm4_moe.py", "Glm4MoeConfig",
-           dict(num_key_value_heads=8, head_dim=None, max_position_embeddings=131072), decoder_layers(per_layer=False)),
-    Family("gemma2", "Gemma 2 (alternating sliding / full)", ("Gemma2ForCausalLM",), "gemma2.py", "Gemma2Config",
-           dict(num_key_value_heads=4, head_dim=256, sliding_window=4096, max_position_embeddings=8192),
-           pattern_layers(2)),
-    Family("gemma3", "Gemma 3 (5 sliding : 1 full by default)", ("Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"),
-           "gemma3.py", "Gemma3TextConfig",
-           dict(num_key_value_heads=4, head_dim=256, sliding_window=4096, max_position_embeddings=131072),
-           pattern_layers(6)),
-    Family("gpt-oss", "gpt-oss (sliding window on even layers, attention sinks)", ("GptOssForCausalLM",), "gpt_oss.py",
-           "GptOssConfig", dict(num_key_value_heads=8, head_dim=64, sliding_window=128, max_position_embeddings=131072),
-           gpt_oss_layers, notes=("attention sinks are a per-head parameter, not KV cache (gpt_oss.py)",)),
-    Family("llama4", "Llama 4 (chunked local attention on RoPE layers)",
-           ("Llama4ForConditionalGeneration", "Llama4ForCausalLM"), "llama4.py", "Llama4TextConfig",
-           dict(num_key_value_heads=8, head_dim=128, attention_chunk_size=8192, max_position_embeddings=4096 * 32,
-                no_rope_layer_interval=4), llama4_layers),
-    Family("deepseek", "DeepSeek-V2/V3, Kimi K2, GLM-4.7-Flash (MLA)",
-           ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "DeepseekV32ForCausalLM", "KimiK2ForCausalLM",
-            "Glm4MoeLiteForCausalLM"),
-           "deepseek_v2.py", "DeepseekV3Config", dict(num_key_value_heads=None, kv_lora_rank=512, qk_rope_head_dim=64,
-                                                      max_position_embeddings=4096), mla_layers, mla=True),
-    Family("qwen3-next", "Qwen3-Next / Qwen3.5 / 3.6 (Gated DeltaNet + attention)",
-           ("Qwen3NextForCausalLM", "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration",
-            "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM"),
-           "qwen3_next.py / qwen3_5.py", "Qwen3NextConfig",
-           dict(num_key_value_heads=2, head_dim=256, max_position_embeddings=32768, linear_conv_kernel_dim=4,
-                linear_key_head_dim=128, linear_value_head_dim=128, linear_num_key_heads=16, linear_num_value_heads=32),
-           gdn_layers, state="gdn"),
-    Family("nemotron-h", "Nemotron-H (Mamba2 + attention)", ("NemotronHForCausalLM",), "nemotron_h.py", "NemotronHConfig",
-           dict(num_key_value_heads=8, head_dim=128, max_position_embeddings=4096, ssm_state_size=128, mamba_num_heads=128,
-                mamba_head_dim=64, n_groups=8, conv_kernel=4, mamba_ssm_cache_dtype="float32"),
-           nemotron_h_layers, state="mamba2"),
-    Family("granite-h", "Granite 4.0-H (Mamba2 + attention)", ("GraniteMoeHybridForCausalLM",), "granitemoehybrid.py",
-           "GraniteMoeHybridConfig", dict(num_key_value_heads=None, max_position_embeddings=2048, mamba_n_heads=128,
-                                          mamba_n_groups=1, mamba_d_state=256, mamba_d_head="auto", mamba_d_conv=4,
-                                          mamba_expand=2),
-           granite_hybrid_layers, state="mamba2"),
-    Family("falcon-h1", "Falcon-H1 (attention and Mamba2 in parallel)", ("FalconH1ForCausalLM",), "falcon_h1.py",
-           "FalconH1Config", dict(num_key_value_heads=8, max_position_embeddings=8192, mamba_d_ssm=1024, mamba_n_heads=128,
-                                  mamba_d_head="auto", mamba_n_groups=1, mamba_d_state=256, mamba_d_conv=4,
-                                  mamba_expand=2),
-           falcon_h1_layers, state="mamba2"),
-    Family("jamba", "Jamba (Mamba1 + attention)", ("JambaForCausalLM",), "jamba.py", "JambaConfig",
-           dict(num_key_value_heads=8, max_position_embeddings=262144, attn_layer_period=8, attn_layer_offset=4,
-                mamba_d_state=16, mamba_d_conv=4, mamba_expand=2), jamba_layers, state="mamba1"),
+    Family(
+        "llama",
+        "Llama-style decoder (full or sliding attention)",
+        (
+            "LlamaForCausalLM",
+            "Phi3ForCausalLM",
+            "InternLM3ForCausalLM",
+            "Olmo2ForCausalLM",
+            "GraniteForCausalLM",
+            "Exaone4ForCausalLM",
+        ),
+        "llama.py",
+        "LlamaConfig",
+        _LLAMA,
+        decoder_layers(per_layer=True),
+    ),
+    Family(
+        "mistral",
+        "Mistral / Ministral (sliding window on every layer when set)",
+        ("MistralForCausalLM", "MinistralForCausalLM", "Ministral3ForCausalLM", "MixtralForCausalLM"),
+        "llama.py / mixtral.py",
+        "MistralConfig",
+        _MISTRAL,
+        decoder_layers(per_layer=True),
+    ),
+    Family(
+        "qwen",
+        "Qwen2 / Qwen3 dense and MoE",
+        ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM"),
+        "qwen2.py / qwen3.py / qwen3_moe.py",
+        "Qwen3Config",
+        {**_QWEN, "head_dim": None},
+        decoder_layers(per_layer=False, use_flag="use_sliding_window"),
+    ),
+    Family(
+        "glm",
+        "GLM-4.5 / 4.6 (GLM-4 MoE)",
+        ("Glm4MoeForCausalLM", "Glm4ForCausalLM"),
+        "glm4_moe.py",
+        "Glm4MoeConfig",
+        dict(num_key_value_heads=8, head_dim=None, max_position_embeddings=131072),
+        decoder_layers(per_layer=False),
+    ),
+    Family(
+        "gemma2",
+        "Gemma 2 (alternating sliding / full)",
+        ("Gemma2ForCausalLM",),
+        "gemma2.py",
+        "Gemma2Config",
+        dict(num_key_value_heads=4, head_dim=256, sliding_window=4096, max_position_embeddings=8192),
+        pattern_layers(2),
+    ),
+    Family(
+        "gemma3",
+        "Gemma 3 (5 sliding : 1 full by default)",
+        ("Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"),
+        "gemma3.py",
+        "Gemma3TextConfig",
+        dict(num_key_value_heads=4, head_dim=256, sliding_window=4096, max_position_embeddings=131072),
+        pattern_layers(6),
+    ),
+    Family(
+        "gpt-oss",
+        "gpt-oss (sliding window on even layers, attention sinks)",
+        ("GptOssForCausalLM",),
+        "gpt_oss.py",
+        "GptOssConfig",
+        dict(num_key_value_heads=8, head_dim=64, sliding_window=128, max_position_embeddings=131072),
+        gpt_oss_layers,
+        notes=("attention sinks are a per-head parameter, not KV cache (gpt_oss.py)",),
+    ),
+    Family(
+        "llama4",
+        "Llama 4 (chunked local attention on RoPE layers)",
+        ("Llama4ForConditionalGeneration", "Llama4ForCausalLM"),
+        "llama4.py",
+        "Llama4TextConfig",
+        dict(
+            num_key_value_heads=8,
+            head_dim=128,
+            attention_chunk_size=8192,
+            max_position_embeddings=4096 * 32,
+            no_rope_layer_interval=4,
+        ),
+        llama4_layers,
+    ),
+    Family(
+        "deepseek",
+        "DeepSeek-V2/V3, Kimi K2, GLM-4.7-Flash (MLA)",
+        (
+            "DeepseekV2ForCausalLM",
+            "DeepseekV3ForCausalLM",
+            "DeepseekV32ForCausalLM",
+            "KimiK2ForCausalLM",
+            "Glm4MoeLiteForCausalLM",
+        ),
+        "deepseek_v2.py",
+        "DeepseekV3Config",
+        dict(num_key_value_heads=None, kv_lora_rank=512, qk_rope_head_dim=64, max_position_embeddings=4096),
+        mla_layers,
+        mla=True,
+    ),
+    Family(
+        "qwen3-next",
+        "Qwen3-Next / Qwen3.5 / 3.6 (Gated DeltaNet + attention)",
+        (
+            "Qwen3NextForCausalLM",
+            "Qwen3_5ForConditionalGeneration",
+            "Qwen3_5MoeForConditionalGeneration",
+            "Qwen3_5ForCausalLM",
+            "Qwen3_5MoeForCausalLM",
+        ),
+        "qwen3_next.py / qwen3_5.py",
+        "Qwen3NextConfig",
+        dict(
+            num_key_value_heads=2,
+            head_dim=256,
+            max_position_embeddings=32768,
+            linear_conv_kernel_dim=4,
+            linear_key_head_dim=128,
+            linear_value_head_dim=128,
+            linear_num_key_heads=16,
+            linear_num_value_heads=32,
+        ),
+        gdn_layers,
+        state="gdn",
+    ),
+    Family(
+        "nemotron-h",
+        "Nemotron-H (Mamba2 + attention)",
+        ("NemotronHForCausalLM",),
+        "nemotron_h.py",
+        "NemotronHConfig",
+        dict(
+            num_key_value_heads=8,
+            head_dim=128,
+            max_position_embeddings=4096,
+            ssm_state_size=128,
+            mamba_num_heads=128,
+            mamba_head_dim=64,
+            n_groups=8,
+            conv_kernel=4,
+            mamba_ssm_cache_dtype="float32",
+        ),
+        nemotron_h_layers,
+        state="mamba2",
+    ),
+    Family(
+        "granite-h",
+        "Granite 4.0-H (Mamba2 + attention)",
+        ("GraniteMoeHybridForCausalLM",),
+        "granitemoehybrid.py",
+        "GraniteMoeHybridConfig",
+        dict(
+            num_key_value_heads=None,
+            max_position_embeddings=2048,
+            mamba_n_heads=128,
+            mamba_n_groups=1,
+            mamba_d_state=256,
+            mamba_d_head="auto",
+            mamba_d_conv=4,
+            mamba_expand=2,
+        ),
+        granite_hybrid_layers,
+        state="mamba2",
+    ),
+    Family(
+        "falcon-h1",
+        "Falcon-H1 (attention and Mamba2 in parallel)",
+        ("FalconH1ForCausalLM",),
+        "falcon_h1.py",
+        "FalconH1Config",
+        dict(
+            num_key_value_heads=8,
+            max_position_embeddings=8192,
+            mamba_d_ssm=1024,
+            mamba_n_heads=128,
+            mamba_d_head="auto",
+            mamba_n_groups=1,
+            mamba_d_state=256,
+            mamba_d_conv=4,
+            mamba_expand=2,
+        ),
+        falcon_h1_layers,
+        state="mamba2",
+    ),
+    Family(
+        "jamba",
+        "Jamba (Mamba1 + attention)",
+        ("JambaForCausalLM",),
+        "jamba.py",
+        "JambaConfig",
+        dict(
+            num_key_value_heads=8,
+            max_position_embeddings=262144,
+            attn_layer_period=8,
+            attn_layer_offset=4,
+            mamba_d_state=16,
+            mamba_d_conv=4,
+            mamba_expand=2,
+        ),
+        jamba_layers,
+        state="mamba1",
+    ),
 )
 
 _BY_ARCH = {a: f for f in FAMILIES for a in f.architectures}
@@ -294,8 +460,10 @@ def generic_layers(cfg: ModelConfig, n: int) -> Layers:
     types = _layer_types(cfg, n)
     if types is None:
         return Layers(["full_attention"] * n, "no family rule: full attention on every layer")
-    return Layers(["linear_attention" if t == "linear_attention" else "full_attention" for t in types],
-                  "config.json layer_types (linear_attention: a Gated DeltaNet state; the others full attention)")
+    return Layers(
+        ["linear_attention" if t == "linear_attention" else "full_attention" for t in types],
+        "config.json layer_types (linear_attention: a Gated DeltaNet state; the others full attention)",
+    )
 
 
 # The architectures outside FAMILIES, read from config.json alone (no transformers defaults, every key required).
@@ -309,7 +477,9 @@ def generic_refusal(text: dict[str, Any]) -> str | None:
         return "multi-head latent attention (kv_lora_rank)"
     if text.get("attention_chunk_size"):
         return "chunked local attention (attention_chunk_size)"
-    if any(k in text for k in ("hybrid_override_pattern", "layers_block_type", "mamba_d_state", "ssm_state_size", "mamba_n_heads")):
+    if any(
+        k in text for k in ("hybrid_override_pattern", "layers_block_type", "mamba_d_state", "ssm_state_size", "mamba_n_heads")
+    ):
         return "Mamba layers"
     types = text.get("layer_types") if isinstance(text.get("layer_types"), list) else None
     if types and any(t in ("sliding_attention", "chunked_attention") for t in types):
@@ -326,5 +496,6 @@ def family_for(architecture: str) -> Family:
         return _BY_ARCH[architecture]
     except KeyError:
         known = ", ".join(sorted(_BY_ARCH))
-        raise UserError(f"servectl has no KV-cache rule for architecture {architecture!r}",
-                        f"families it knows: {known}") from None
+        raise UserError(
+            f"servectl has no KV-cache rule for architecture {architecture!r}", f"families it knows: {known}"
+        ) from None

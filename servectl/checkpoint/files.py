@@ -21,6 +21,7 @@ from servectl.errors import UserError
 TOKENIZER_CONFIG_LIMIT = 32 << 20
 LIMITS = {"tokenizer_config.json": TOKENIZER_CONFIG_LIMIT}
 
+
 class Source(Protocol):
     """A checkpoint as servectl reads it, wherever it lives."""
 
@@ -54,8 +55,9 @@ def read_text(source: Source, filename: str) -> str | None:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{source.label}: {filename} is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                        "is the checkpoint complete?") from None
+        raise UserError(
+            f"{source.label}: {filename} is not UTF-8 text ({exc.reason} at byte {exc.start})", "is the checkpoint complete?"
+        ) from None
 
 
 def read_json(source: Source, filename: str) -> dict[str, Any] | None:
@@ -65,8 +67,9 @@ def read_json(source: Source, filename: str) -> dict[str, Any] | None:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{source.label}: {filename} is not valid JSON (line {exc.lineno}: {exc.msg})",
-                        "is the checkpoint complete?") from None
+        raise UserError(
+            f"{source.label}: {filename} is not valid JSON (line {exc.lineno}: {exc.msg})", "is the checkpoint complete?"
+        ) from None
     if not isinstance(data, dict):
         raise UserError(f"{source.label}: {filename} is not a JSON object", "is the checkpoint complete?")
     return data

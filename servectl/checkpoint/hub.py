@@ -46,8 +46,10 @@ def timeout_s() -> float:
     try:
         return max(1.0, float(os.environ.get("SERVECTL_HUB_TIMEOUT", DEFAULT_TIMEOUT_S)))
     except ValueError:
-        raise UserError(f"SERVECTL_HUB_TIMEOUT={os.environ['SERVECTL_HUB_TIMEOUT']!r} is not a number of seconds",
-                        "e.g. SERVECTL_HUB_TIMEOUT=60") from None
+        raise UserError(
+            f"SERVECTL_HUB_TIMEOUT={os.environ['SERVECTL_HUB_TIMEOUT']!r} is not a number of seconds",
+            "e.g. SERVECTL_HUB_TIMEOUT=60",
+        ) from None
 
 
 class Deadline:
@@ -73,8 +75,10 @@ class Deadline:
             worker.start()
             worker.join(left)
         if "value" not in box and "error" not in box:
-            raise CheckFailed(f"the Hub did not answer within {self.seconds:.0f} s ({self.what}, {endpoint()})",
-                              "check the network or HF_ENDPOINT; SERVECTL_HUB_TIMEOUT sets the limit")
+            raise CheckFailed(
+                f"the Hub did not answer within {self.seconds:.0f} s ({self.what}, {endpoint()})",
+                "check the network or HF_ENDPOINT; SERVECTL_HUB_TIMEOUT sets the limit",
+            )
         if "error" in box:
             raise box["error"]
         return box["value"]
@@ -88,31 +92,46 @@ def explain(exc: BaseException, ref: ModelRef, what: str) -> Exception:
     token_set = bool(os.environ.get("HF_TOKEN"))
     if isinstance(exc, errors.GatedRepoError):
         if token_set:
-            return UserError(f"{label} is gated and the token in HF_TOKEN has no access to it",
-                             f"accept its conditions at {endpoint()}/{ref.repo} with the account of that token")
-        return UserError(f"{label} is gated: it needs an accepted licence and a token",
-                         f"accept its conditions at {endpoint()}/{ref.repo}, then export HF_TOKEN (servectl passes it by name)")
+            return UserError(
+                f"{label} is gated and the token in HF_TOKEN has no access to it",
+                f"accept its conditions at {endpoint()}/{ref.repo} with the account of that token",
+            )
+        return UserError(
+            f"{label} is gated: it needs an accepted licence and a token",
+            f"accept its conditions at {endpoint()}/{ref.repo}, then export HF_TOKEN (servectl passes it by name)",
+        )
     if isinstance(exc, errors.RevisionNotFoundError):
         return UserError(f"{ref.repo} has no revision {ref.revision!r}", "give a branch, tag or commit the repo has")
     if isinstance(exc, errors.RepositoryNotFoundError):
-        hint = ("check the name; the token in HF_TOKEN cannot see a repo of that name" if token_set else
-                "check the name (org/name); a private repo needs a token: export HF_TOKEN")
+        hint = (
+            "check the name; the token in HF_TOKEN cannot see a repo of that name"
+            if token_set
+            else "check the name (org/name); a private repo needs a token: export HF_TOKEN"
+        )
         return UserError(f"no model repo {ref.repo} on {endpoint()}", hint)
     if isinstance(exc, errors.LocalEntryNotFoundError):
         if offline():
-            return UserError(f"{label}: {what} is not in the Hugging Face cache and HF_HUB_OFFLINE is set",
-                             f"run `servectl pull {label}` where the Hub is reachable, or unset HF_HUB_OFFLINE")
-        return CheckFailed(f"cannot reach {endpoint()} and {label}'s {what} is not in the Hugging Face cache",
-                           "check the network (or HF_ENDPOINT), or copy the checkpoint here and give its directory")
+            return UserError(
+                f"{label}: {what} is not in the Hugging Face cache and HF_HUB_OFFLINE is set",
+                f"run `servectl pull {label}` where the Hub is reachable, or unset HF_HUB_OFFLINE",
+            )
+        return CheckFailed(
+            f"cannot reach {endpoint()} and {label}'s {what} is not in the Hugging Face cache",
+            "check the network (or HF_ENDPOINT), or copy the checkpoint here and give its directory",
+        )
     if isinstance(exc, errors.OfflineModeIsEnabled):
-        return UserError(f"{label}: {what} is not cached and HF_HUB_OFFLINE is set",
-                         f"run `servectl pull {label}` where the Hub is reachable, or unset HF_HUB_OFFLINE")
+        return UserError(
+            f"{label}: {what} is not cached and HF_HUB_OFFLINE is set",
+            f"run `servectl pull {label}` where the Hub is reachable, or unset HF_HUB_OFFLINE",
+        )
     if isinstance(exc, errors.HfHubHTTPError):
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         return CheckFailed(f"{endpoint()} answered HTTP {status} for {label}'s {what}", "try again later, or check HF_ENDPOINT")
     if isinstance(exc, OSError) or type(exc).__module__.startswith(("httpx", "httpcore", "requests", "urllib3")):
-        return CheckFailed(f"cannot reach {endpoint()} for {label}'s {what} ({type(exc).__name__})",
-                           "check the network (or HF_ENDPOINT), or give a local checkpoint directory")
+        return CheckFailed(
+            f"cannot reach {endpoint()} for {label}'s {what} ({type(exc).__name__})",
+            "check the network (or HF_ENDPOINT), or give a local checkpoint directory",
+        )
     return CheckFailed(f"reading {label}'s {what} from the Hub failed: {type(exc).__name__}", "SERVECTL_DEBUG=1 shows where")
 
 
@@ -144,8 +163,16 @@ class HubSource:
         from huggingface_hub import hf_hub_download
 
         rev = self.commit or self.ref.revision
-        path = Path(self.deadline.run(hf_hub_download, self.ref.repo, filename, revision=rev, local_files_only=offline(),
-                                      etag_timeout=min(10.0, self.deadline.seconds)))
+        path = Path(
+            self.deadline.run(
+                hf_hub_download,
+                self.ref.repo,
+                filename,
+                revision=rev,
+                local_files_only=offline(),
+                etag_timeout=min(10.0, self.deadline.seconds),
+            )
+        )
         # .../models--org--name/snapshots/<commit>/<filename>: later files come from the same commit
         snap = path
         for _ in filename.split("/"):
@@ -161,8 +188,10 @@ class HubSource:
         except errors.LocalEntryNotFoundError as exc:  # (a subclass of EntryNotFoundError: first)
             if filename == "config.json" or self.commit is None:
                 raise explain(exc, self.ref, filename) from None
-            self.notes.append(f"{filename} is not in the Hugging Face cache ({'HF_HUB_OFFLINE' if offline() else 'Hub unreachable'}): "
-                              "read as absent")
+            self.notes.append(
+                f"{filename} is not in the Hugging Face cache ({'HF_HUB_OFFLINE' if offline() else 'Hub unreachable'}): "
+                "read as absent"
+            )
             return None
         except errors.EntryNotFoundError:
             return None
@@ -175,7 +204,9 @@ class HubSource:
         with open(path, "rb") as fh:
             data = fh.read(limit + 1)
         if len(data) > limit:
-            raise UserError(f"{self.label}: {filename} is larger than {limit >> 20} MiB", "that is not the small file it should be")
+            raise UserError(
+                f"{self.label}: {filename} is larger than {limit >> 20} MiB", "that is not the small file it should be"
+            )
         return data
 
     # ------------------------------------------------------------------ safetensors headers
@@ -200,8 +231,13 @@ class HubSource:
     def _remote_header(self, filename: str) -> dict[str, Any]:
         from huggingface_hub import HfApi
 
-        meta = self.deadline.run(HfApi().parse_safetensors_file_metadata, self.ref.repo, filename, revision=self.commit,
-                                 timeout=min(30.0, self.deadline.seconds))
+        meta = self.deadline.run(
+            HfApi().parse_safetensors_file_metadata,
+            self.ref.repo,
+            filename,
+            revision=self.commit,
+            timeout=min(30.0, self.deadline.seconds),
+        )
         header: dict[str, Any] = {"__metadata__": dict(meta.metadata or {})}
         for tensor, info in meta.tensors.items():
             header[tensor] = {"dtype": info.dtype, "shape": list(info.shape), "data_offsets": list(info.data_offsets)}
@@ -221,8 +257,10 @@ class HubSource:
         if local and all(p.is_file() for p in local.values()):  # pulled: read the files themselves
             return {n: file_header(p) for n, p in local.items()}
         if offline():
-            raise UserError(f"{self.label}: the safetensors headers are not in servectl's cache and HF_HUB_OFFLINE is set",
-                            f"run `servectl models show {self.label}` once where the Hub is reachable, or `servectl pull {self.label}`")
+            raise UserError(
+                f"{self.label}: the safetensors headers are not in servectl's cache and HF_HUB_OFFLINE is set",
+                f"run `servectl models show {self.label}` once where the Hub is reachable, or `servectl pull {self.label}`",
+            )
         headers: dict[str, dict[str, Any]] = {}
         for name in names:
             try:
@@ -234,8 +272,10 @@ class HubSource:
                         break
                     except errors.EntryNotFoundError:
                         pass
-                raise UserError(f"{self.label} has no safetensors weights ({name} is missing)",
-                                "vLLM loads safetensors: give a checkpoint that has them") from None
+                raise UserError(
+                    f"{self.label} has no safetensors weights ({name} is missing)",
+                    "vLLM loads safetensors: give a checkpoint that has them",
+                ) from None
             except (CheckFailed, UserError):
                 raise
             except Exception as exc:
@@ -272,7 +312,9 @@ class HubSource:
         if self.commit is None:
             self.read_bytes("config.json", 1 << 20)
         if offline():
-            names = {str(p.relative_to(self.snapshot)) for p in self.snapshot.rglob("*") if p.is_file()} if self.snapshot else set()
+            names = (
+                {str(p.relative_to(self.snapshot)) for p in self.snapshot.rglob("*") if p.is_file()} if self.snapshot else set()
+            )
             names |= set(self._cached_headers(self._cache_file()) or {})
             return sorted(names)
         try:

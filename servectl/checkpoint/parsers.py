@@ -49,8 +49,12 @@ def checkpoint_facts(name: str, config: dict[str, Any], template: str | None) ->
     if isinstance(text, dict):
         types.append(text.get("model_type"))
     archs = config.get("architectures") or []
-    return Checkpoint(name=name, model_types=tuple(t for t in types if isinstance(t, str)),
-                      architecture=archs[0] if archs and isinstance(archs[0], str) else None, template=template or "")
+    return Checkpoint(
+        name=name,
+        model_types=tuple(t for t in types if isinstance(t, str)),
+        architecture=archs[0] if archs and isinstance(archs[0], str) else None,
+        template=template or "",
+    )
 
 
 def matches(m: FamilyMatch, ck: Checkpoint) -> bool:
@@ -73,17 +77,23 @@ def _decide(kind: str, rule: Family, choice: ParserChoice, ck: Checkpoint, regis
         why = "the checkpoint has no chat template" if not ck.template else f"its chat template has no {what}"
         return ParserDecision(kind, None, f"no {label}: {why}, so the model does not emit what {choice.parsers[0]} reads ({src})")
     if choice.unless_name and re.search(choice.unless_name, ck.name, re.IGNORECASE):
-        return ParserDecision(kind, None, f"no {label}: the name {ck.name!r} matches {choice.unless_name!r}, a variant without it ({src})")
+        return ParserDecision(
+            kind, None, f"no {label}: the name {ck.name!r} matches {choice.unless_name!r}, a variant without it ({src})"
+        )
     note = f"; {choice.note}" if choice.note else ""
     for i, name in enumerate(choice.parsers):
         if registry.has(kind, name):
             passed = f" ({', '.join(choice.parsers[:i])} not registered)" if i else ""
             return ParserDecision(kind, name, f"{src}; registered in vLLM {registry.vllm}{passed} ({registry.source}){note}")
     names = ", ".join(choice.parsers)
-    return ParserDecision(kind, None, f"left out: vLLM {registry.vllm} registers no {names} ({registry.source}); {src}",
-                          warning=f"the {label} for this model ({names}, {src}) is not registered in vLLM {registry.vllm}: "
-                                  "left out; a release or plugin that has it can be named with -- "
-                                  f"--{'reasoning-parser' if kind == 'reasoning' else 'tool-call-parser'} NAME")
+    return ParserDecision(
+        kind,
+        None,
+        f"left out: vLLM {registry.vllm} registers no {names} ({registry.source}); {src}",
+        warning=f"the {label} for this model ({names}, {src}) is not registered in vLLM {registry.vllm}: "
+        "left out; a release or plugin that has it can be named with -- "
+        f"--{'reasoning-parser' if kind == 'reasoning' else 'tool-call-parser'} NAME",
+    )
 
 
 def decide(families: tuple[Family, ...], ck: Checkpoint, registry: Registry) -> FamilyDecision:
@@ -95,9 +105,18 @@ def decide(families: tuple[Family, ...], ck: Checkpoint, registry: Registry) -> 
         rule = next((r for r in matched if getattr(r, kind) is not None), None)
         if rule is None:
             what = "reasoning parser" if kind == "reasoning" else "tool-call parser"
-            out[kind] = ParserDecision(kind, None, f"no {what}: no rule of servectl's family table matches "
-                                                   f"(model_type {', '.join(ck.model_types) or '?'}, chat-template markers)")
+            out[kind] = ParserDecision(
+                kind,
+                None,
+                f"no {what}: no rule of servectl's family table matches "
+                f"(model_type {', '.join(ck.model_types) or '?'}, chat-template markers)",
+            )
             continue
         out[kind] = _decide(kind, rule, getattr(rule, kind), ck, registry)
-    return FamilyDecision(family=first.name if first else None, sources=list(first.sources) if first else [],
-                          hazards=list(first.hazards) if first else [], reasoning=out["reasoning"], tool_call=out["tool_call"])
+    return FamilyDecision(
+        family=first.name if first else None,
+        sources=list(first.sources) if first else [],
+        hazards=list(first.hazards) if first else [],
+        reasoning=out["reasoning"],
+        tool_call=out["tool_call"],
+    )

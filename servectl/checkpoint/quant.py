@@ -44,9 +44,13 @@ def _unquantized(config: dict[str, Any]) -> QuantChoice:
     if dtype in ("float16", "half", "fp16"):
         return QuantChoice("fp16", None, f"no quantization_config; {where} float16")
     if dtype in ("float32", "float", None):
-        return QuantChoice("bf16", None, f"no quantization_config; {where} {dtype or '(none: float32)'}: vLLM's `--dtype auto` "
-                           "serves float32 checkpoints in the platform's preferred dtype, bfloat16 "
-                           "(vllm/config/model.py _resolve_auto_dtype, 'Downcast for float32 models')")
+        return QuantChoice(
+            "bf16",
+            None,
+            f"no quantization_config; {where} {dtype or '(none: float32)'}: vLLM's `--dtype auto` "
+            "serves float32 checkpoints in the platform's preferred dtype, bfloat16 "
+            "(vllm/config/model.py _resolve_auto_dtype, 'Downcast for float32 models')",
+        )
     raise UserError(f"config.json dtype {dtype!r} is not one vLLM serves", "expected bfloat16, float16 or float32")
 
 
@@ -64,13 +68,19 @@ def _compressed_tensors(qc: dict[str, Any]) -> tuple[str, str]:
         if kind == "float" and bits == 8:
             return "fp8", "float 8-bit weights (W8A8 FP8)"
         if kind == "float" and bits == 4:
-            return ("nvfp4", "float 4-bit weights, group 16") if w.get("group_size") == 16 else ("mxfp4", "float 4-bit weights, group 32")
+            return (
+                ("nvfp4", "float 4-bit weights, group 16")
+                if w.get("group_size") == 16
+                else ("mxfp4", "float 4-bit weights, group 32")
+            )
         if kind == "int" and bits == 4:
             return "int4", "int 4-bit weights (W4A16)"
         if kind == "int" and bits == 8:
             return "int8", "int 8-bit weights (W8A8 / W8A16)"
-    raise UserError(f"compressed-tensors config with formats {sorted(formats)} and weights {weights[:1]} is not a format "
-                    "servectl plans", "supported: nvfp4, mxfp4, fp8, int4, int8 weights")
+    raise UserError(
+        f"compressed-tensors config with formats {sorted(formats)} and weights {weights[:1]} is not a format servectl plans",
+        "supported: nvfp4, mxfp4, fp8, int4, int8 weights",
+    )
 
 
 def quantization_config(config: dict[str, Any], text: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -86,15 +96,25 @@ def kv_cache_dtype(config: dict[str, Any], text: dict[str, Any] | None = None) -
     carries an 8-bit float KV-cache scheme (vllm/utils/torch_utils.py resolve_kv_cache_dtype_string)."""
     q = quantization_config(config, text) or {}
     inner: dict = q["quantization"] if isinstance(q.get("quantization"), dict) else {}
-    algo = inner.get("kv_cache_scheme") or q.get("kv_cache_scheme") or inner.get("kv_cache_quant_algo") or q.get("kv_cache_quant_algo")
-    fp8 = ((isinstance(algo, dict) and algo.get("num_bits") == 8 and algo.get("type", "float") == "float")
-           or (isinstance(algo, str) and "fp8" in algo.lower()))
-    return ("fp8", "quantization_config's KV cache scheme (utils/torch_utils.py resolve_kv_cache_dtype_string)") if fp8 \
+    algo = (
+        inner.get("kv_cache_scheme")
+        or q.get("kv_cache_scheme")
+        or inner.get("kv_cache_quant_algo")
+        or q.get("kv_cache_quant_algo")
+    )
+    fp8 = (isinstance(algo, dict) and algo.get("num_bits") == 8 and algo.get("type", "float") == "float") or (
+        isinstance(algo, str) and "fp8" in algo.lower()
+    )
+    return (
+        ("fp8", "quantization_config's KV cache scheme (utils/torch_utils.py resolve_kv_cache_dtype_string)")
+        if fp8
         else ("auto", "model dtype")
+    )
 
 
-def quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None = None,
-                 text: dict[str, Any] | None = None) -> QuantChoice:
+def quantization(
+    config: dict[str, Any], hf_quant_config: dict[str, Any] | None = None, text: dict[str, Any] | None = None
+) -> QuantChoice:
     """The checkpoint's weight format, and why (`text`: as for quantization_config)."""
     qc = quantization_config(config, text)
     if qc is None and isinstance(hf_quant_config, dict):
@@ -114,9 +134,14 @@ def quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None 
         bits = qc.get("bits")
         if bits not in (4, 8):
             raise UserError(f"GPTQ with {bits} bits is not a format servectl plans", "supported: 4 and 8 bits")
-        return QuantChoice(f"gptq-int{bits}", method, f"{where}, bits {bits}", required_dtype="float16",
-                           required_dtype_reason="ROCm's GPTQ kernels have no bfloat16 path: --dtype float16 there "
-                                                 "(servectl.spec.guards gptq-rocm-dtype)")
+        return QuantChoice(
+            f"gptq-int{bits}",
+            method,
+            f"{where}, bits {bits}",
+            required_dtype="float16",
+            required_dtype_reason="ROCm's GPTQ kernels have no bfloat16 path: --dtype float16 there "
+            "(servectl.spec.guards gptq-rocm-dtype)",
+        )
     if method == "awq":
         bits = qc.get("bits", qc.get("w_bit"))
         if bits != 4:
@@ -132,5 +157,7 @@ def quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None 
         if algo in ("NVFP4", "FP4"):
             return QuantChoice("nvfp4", method, f"{where}, quant_algo {algo}")
         raise UserError(f"ModelOpt quant_algo {algo or '(none)'} is not a format servectl plans", "supported: FP8, NVFP4")
-    raise UserError(f"quantization method {method or '(none)'} is not one servectl plans",
-                    "supported: fp8, mxfp4, gptq (4/8-bit), awq (4-bit), compressed-tensors, modelopt (FP8/NVFP4), or unquantized")
+    raise UserError(
+        f"quantization method {method or '(none)'} is not one servectl plans",
+        "supported: fp8, mxfp4, gptq (4/8-bit), awq (4-bit), compressed-tensors, modelopt (FP8/NVFP4), or unquantized",
+    )

@@ -12,8 +12,18 @@ from servectl.checkpoint.derive import Derived, derive, recipe_name
 from servectl.checkpoint.source import CheckpointSource
 
 # Bytes per parameter of the weight formats (packed 4-bit formats carry one 8-bit scale per group of 16/32).
-BYTES_PER_PARAM = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "nvfp4": 0.5625, "mxfp4": 0.53125, "gptq-int4": 0.53125,
-                   "gptq-int8": 1.03, "awq-int4": 0.53125, "int4": 0.53125, "int8": 1.03}
+BYTES_PER_PARAM = {
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "nvfp4": 0.5625,
+    "mxfp4": 0.53125,
+    "gptq-int4": 0.53125,
+    "gptq-int8": 1.03,
+    "awq-int4": 0.53125,
+    "int4": 0.53125,
+    "int8": 1.03,
+}
 
 
 def estimated_weight_bytes(arch: Architecture, quantization: str, intermediate_size: int | None = None) -> int:
@@ -37,7 +47,9 @@ def estimated_weight_bytes(arch: Architecture, quantization: str, intermediate_s
             params += h * (2 * qk + 2 * v) + v * h
         if kind in ("mamba", "attention+mamba") and arch.mamba is not None:
             m = arch.mamba
-            params += h * (2 * m.intermediate_size + 2 * max(1, m.n_groups) * m.state_size + m.num_heads) + m.intermediate_size * h
+            params += (
+                h * (2 * m.intermediate_size + 2 * max(1, m.n_groups) * m.state_size + m.num_heads) + m.intermediate_size * h
+            )
         if separate_mlp and kind != "none":
             continue
         if arch.num_experts:
@@ -47,7 +59,9 @@ def estimated_weight_bytes(arch: Architecture, quantization: str, intermediate_s
     return int(embed + params * b)
 
 
-def checkpoint_recipe(source: CheckpointSource, profiles: list[str], derived: Derived | None = None) -> tuple[ModelRecipe, Derived]:
+def checkpoint_recipe(
+    source: CheckpointSource, profiles: list[str], derived: Derived | None = None
+) -> tuple[ModelRecipe, Derived]:
     """(recipe, derivation) of a checkpoint; every profile may run it with vLLM's defaults."""
     d = derived or derive(source)
     weights = d.weights_gib
@@ -57,8 +71,15 @@ def checkpoint_recipe(source: CheckpointSource, profiles: list[str], derived: De
         d.notes.append(f"weights {weights:.2f} GiB estimated from the architecture (the checkpoint has no safetensors headers)")
     name = recipe_name(source)
     recipe = ModelRecipe(
-        name=name, title=f"{d.family.title}: {source.name}", repo=str(source.name), served_model_name=name,
-        quantization=cast(Any, d.quantization), quantization_method=d.quant_method, weights_gib=weights, architecture=d.architecture,
-        min_vllm=">=0", profiles={p: ProfileSettings() for p in profiles},
+        name=name,
+        title=f"{d.family.title}: {source.name}",
+        repo=str(source.name),
+        served_model_name=name,
+        quantization=cast(Any, d.quantization),
+        quantization_method=d.quant_method,
+        weights_gib=weights,
+        architecture=d.architecture,
+        min_vllm=">=0",
+        profiles={p: ProfileSettings() for p in profiles},
     )
     return recipe, d

@@ -57,13 +57,17 @@ def parse(text: str) -> ModelRef | None:
     if looks_like_path(text) or Path(text).is_dir():
         path = Path(text).expanduser()
         if not path.is_dir():
-            raise UserError(f"{text}: no such directory", "give a checkpoint directory (with config.json) or a hub repo id org/name")
+            raise UserError(
+                f"{text}: no such directory", "give a checkpoint directory (with config.json) or a hub repo id org/name"
+            )
         return ModelRef("path", text, path=path.resolve())
     repo, _, revision = text.partition("@")
     if not REPO_ID.match(repo) or "--" in repo or ".." in repo:
         return None
     if _ and not REVISION.match(revision):
-        raise UserError(f"{text}: {revision!r} is not a revision (a branch, tag or commit)", "e.g. org/name@main or org/name@<commit sha>")
+        raise UserError(
+            f"{text}: {revision!r} is not a revision (a branch, tag or commit)", "e.g. org/name@main or org/name@<commit sha>"
+        )
     return ModelRef("repo", text, repo=repo, revision=revision or None)
 
 

@@ -22,8 +22,24 @@ from servectl.errors import UserError
 from servectl.fsutil import loads_strict, open_regular
 
 DTYPE_BYTES = {
-    "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
-    "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1, "F4": 0.5, "F6_E2M3": 0.75,
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "F32": 4,
+    "I32": 4,
+    "U32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I16": 2,
+    "U16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F4": 0.5,
+    "F6_E2M3": 0.75,
     "F6_E3M2": 0.75,
 }
 SKIPPED_PREFIXES = ("mtp.", "model.mtp.")
@@ -103,8 +119,7 @@ def weights(source: CheckpointSource) -> Weights:
     files = [f for f in source.list_files() if f.endswith(".safetensors")]
     if not files:
         raise UserError(f"no *.safetensors files in {source.name}", "point at a checkpoint directory")
-    return sum_headers({f: parse_header(source.read_safetensors_header(f), f"{source.name}/{f}") for f in files},
-                       source.name)
+    return sum_headers({f: parse_header(source.read_safetensors_header(f), f"{source.name}/{f}") for f in files}, source.name)
 
 
 def index_total(source: CheckpointSource) -> int | None:

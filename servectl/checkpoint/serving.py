@@ -50,8 +50,10 @@ def _min_vllm(arch: str, registry: Registry) -> tuple[str, str, str | None]:
     oldest = registries.known_releases()[0]
     warning = None
     if arch not in registry.architectures:
-        warning = (f"vLLM {registry.vllm} does not register {arch} ({registry.source}); it may still run through "
-                   "vLLM's Transformers backend (--model-impl transformers)")
+        warning = (
+            f"vLLM {registry.vllm} does not register {arch} ({registry.source}); it may still run through "
+            "vLLM's Transformers backend (--model-impl transformers)"
+        )
     if first is None:
         return "", f"no release in servectl's table ({oldest} and later) registers {arch}", warning
     if first == oldest:
@@ -59,8 +61,9 @@ def _min_vllm(arch: str, registry: Registry) -> tuple[str, str, str | None]:
     return f">={first}", f"{arch} is first registered in vLLM {first} (model_executor/models/registry.py)", warning
 
 
-def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Family, ...], *,
-           name: str | None = None) -> Derived:
+def derive(
+    source: Source, ref: ModelRef, registry: Registry, families: tuple[Family, ...], *, name: str | None = None
+) -> Derived:
     """The recipe for the checkpoint `source` reads, with every choice explained (in recipe.derivation)."""
     choices: list[Choice] = []
     warnings: list[str] = []
@@ -87,21 +90,40 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
     fam = parsers.decide(families, ck, registry)
 
     commit = getattr(source, "commit", None)
-    choose("source", source.label, "hub repo, read through huggingface_hub (config, templates, safetensors headers by ranged "
-           "reads; no weights)" if ref.repo else "local checkpoint directory")
+    choose(
+        "source",
+        source.label,
+        "hub repo, read through huggingface_hub (config, templates, safetensors headers by ranged reads; no weights)"
+        if ref.repo
+        else "local checkpoint directory",
+    )
     if commit:
         choose("commit", commit, "the revision's commit the files were read at")
-    choose("family", fam.family or "unknown", "; ".join(fam.sources) if fam.family else
-           f"no rule of servectl's family table matches model_type {', '.join(ck.model_types) or '?'}")
+    choose(
+        "family",
+        fam.family or "unknown",
+        "; ".join(fam.sources)
+        if fam.family
+        else f"no rule of servectl's family table matches model_type {', '.join(ck.model_types) or '?'}",
+    )
     for setting, value, why in arch_src:
         choose(f"architecture.{setting}", value, why)
     choose("quantization", quant.quantization, quant.reason)
     if quant.required_dtype:
         choose("required_dtype", quant.required_dtype, quant.required_dtype_reason or "")
-    choose("weights_gib", f"{wb.loaded_bytes / GIB:.3f}", f"safetensors headers: {wb.tensors} tensors in {len(headers)} file(s), "
-           "dtype bytes x shape" + (f"; {wb.skipped_bytes / GIB:.3f} GiB of MTP head not loaded" if wb.skipped_bytes else ""))
-    choose("chat_template", template_src or "-", "where transformers finds it (chat_template.jinja, chat_template.json, "
-           "tokenizer_config.json)" if template else "the checkpoint has no chat template: chat requests need --chat-template")
+    choose(
+        "weights_gib",
+        f"{wb.loaded_bytes / GIB:.3f}",
+        f"safetensors headers: {wb.tensors} tensors in {len(headers)} file(s), "
+        "dtype bytes x shape" + (f"; {wb.skipped_bytes / GIB:.3f} GiB of MTP head not loaded" if wb.skipped_bytes else ""),
+    )
+    choose(
+        "chat_template",
+        template_src or "-",
+        "where transformers finds it (chat_template.jinja, chat_template.json, tokenizer_config.json)"
+        if template
+        else "the checkpoint has no chat template: chat requests need --chat-template",
+    )
     if not template:
         warnings.append(f"{source.label} has no chat template: /v1/chat/completions needs -- --chat-template FILE")
     for decision in (fam.reasoning, fam.tool_call):
@@ -110,16 +132,29 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
         if decision.warning:
             warnings.append(decision.warning)
     sampling = _sampling(gen)
-    choose("sampling_defaults", ", ".join(f"{k} {v:g}" for k, v in sampling.items()) or "-",
-           "generation_config.json: vLLM applies these as request defaults (--generation-config auto, its default; "
-           "vllm/config/model.py get_diff_sampling_param)" if sampling else
-           "no generation_config.json sampling values: vLLM's own defaults (temperature 1.0, top_p 1.0)")
+    choose(
+        "sampling_defaults",
+        ", ".join(f"{k} {v:g}" for k, v in sampling.items()) or "-",
+        "generation_config.json: vLLM applies these as request defaults (--generation-config auto, its default; "
+        "vllm/config/model.py get_diff_sampling_param)"
+        if sampling
+        else "no generation_config.json sampling values: vLLM's own defaults (temperature 1.0, top_p 1.0)",
+    )
     hazards = list(fam.hazards)
     if arch.linear_attention_layers and "fp8-kv-gibberish" not in hazards:
         hazards.append("fp8-kv-gibberish")
     if hazards:
-        choose("hazards", ", ".join(hazards), "family table" + ("; FP8 KV cache on a hybrid linear-attention model turns "
-               "output into gibberish (guard fp8-kv-cache, diagnosis rule fp8-kv-cache-hybrid)" if "fp8-kv-gibberish" in hazards else ""))
+        choose(
+            "hazards",
+            ", ".join(hazards),
+            "family table"
+            + (
+                "; FP8 KV cache on a hybrid linear-attention model turns "
+                "output into gibberish (guard fp8-kv-cache, diagnosis rule fp8-kv-cache-hybrid)"
+                if "fp8-kv-gibberish" in hazards
+                else ""
+            ),
+        )
     min_vllm, min_reason, min_warning = _min_vllm(arch.hf_architecture, registry)
     choose("min_vllm", min_vllm or "any", min_reason)
     if min_warning:
@@ -140,8 +175,10 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
         "weights_gib": max(wb.loaded_bytes / GIB, 1e-6),
         "size_on_disk_gb": max(sum(files.values()) / 1e9, 1e-6) if files else None,
         "architecture": arch,
-        "parsers": {"reasoning": fam.reasoning.parser if fam.reasoning else None,
-                    "tool_call": fam.tool_call.parser if fam.tool_call else None},
+        "parsers": {
+            "reasoning": fam.reasoning.parser if fam.reasoning else None,
+            "tool_call": fam.tool_call.parser if fam.tool_call else None,
+        },
         "multimodal": {"modalities": ["image"]} if isinstance(config.get("vision_config"), dict) else {},
         "required_dtype": quant.required_dtype,
         "min_vllm": min_vllm,
@@ -149,8 +186,9 @@ def derive(source: Source, ref: ModelRef, registry: Registry, families: tuple[Fa
         "model_path": str(ref.path) if ref.path else None,
         "revision": ref.revision,
         "sampling_defaults": sampling,
-        "derivation": Derivation(source=ref.label, revision=ref.revision, commit=commit, vllm=registry.vllm,
-                                 choices=choices, warnings=warnings),
+        "derivation": Derivation(
+            source=ref.label, revision=ref.revision, commit=commit, vllm=registry.vllm, choices=choices, warnings=warnings
+        ),
     }
     recipe = _validated(recipe_fields)
     return Derived(recipe=recipe, checkpoint=ck)
@@ -190,13 +228,20 @@ def _validated(fields: dict[str, Any]) -> ModelRecipe:
         key = json.dumps(data, allow_nan=False)
     except (TypeError, ValueError):  # not plain JSON data: validate every time
         return validate(ModelRecipe, data)
-    return disk_cached(["derived recipe", key], lambda: validate(ModelRecipe, data), ModelRecipe, schema_fingerprint(),
-                       folder="derived", keep=DERIVED_CACHE_ENTRIES)
+    return disk_cached(
+        ["derived recipe", key],
+        lambda: validate(ModelRecipe, data),
+        ModelRecipe,
+        schema_fingerprint(),
+        folder="derived",
+        keep=DERIVED_CACHE_ENTRIES,
+    )
 
 
 def with_profiles(derived: ModelRecipe, profiles: dict[str, Any], choices: list[Choice], warnings: list[str]) -> ModelRecipe:
     """The recipe with its per-profile settings and their explanations added."""
     d = derived.derivation
     assert d is not None
-    return replace(derived, profiles=profiles,
-                   derivation=replace(d, choices=[*d.choices, *choices], warnings=[*d.warnings, *warnings]))
+    return replace(
+        derived, profiles=profiles, derivation=replace(d, choices=[*d.choices, *choices], warnings=[*d.warnings, *warnings])
+    )

@@ -94,4 +94,3 @@ class LocalDirectory:
         if len(raw) != length:
             raise UserError(f"{self.name}/{path} ends inside its safetensors header", "is the file complete?")
         return raw
-

@@ -20,7 +20,10 @@ from servectl.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERRUPTED,
 # Docker SDK; `--help` lists the commands from this table without importing any of them.
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("servectl.cli.bench:bench", "Benchmark a served model with vLLM's own `vllm bench serve`; compare results."),
-    "bootstrap": ("servectl.cli.bootstrap:bootstrap", "Make the vLLM environment for this machine (and recipe), patched and verified."),
+    "bootstrap": (
+        "servectl.cli.bootstrap:bootstrap",
+        "Make the vLLM environment for this machine (and recipe), patched and verified.",
+    ),
     "calibrate": ("servectl.cli.calibrate:calibrate", "Store a correction from a real vLLM start-up log for later plans."),
     "check": ("servectl.cli.check:check", "Prove a served model answers sensibly (health, chat, sanity, tools, ...)."),
     "demo": ("servectl.cli.demo:demo", "The whole loop on this machine's CPU: tiny model, up, check, down."),
@@ -101,8 +104,7 @@ def _boundary(exc: Exception) -> None:
         _fail(f"{exc.strerror or exc}{where}", EXIT_CHECK_FAILED)
     if os.environ.get("SERVECTL_DEBUG"):
         raise exc
-    _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SERVECTL_DEBUG=1 shows where)",
-          EXIT_CHECK_FAILED)
+    _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SERVECTL_DEBUG=1 shows where)", EXIT_CHECK_FAILED)
 
 
 class ServectlGroup(click.Group):
@@ -127,8 +129,14 @@ class ServectlGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         """click's own messages (usage errors: an unknown option, a bad value) go out escaped and
         redacted like every other line: they quote what the user typed."""
         if not standalone_mode:

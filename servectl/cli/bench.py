@@ -44,17 +44,37 @@ def bench() -> None:
 @click.option("--concurrency", "levels", default="1,4,16", show_default=True, help="Concurrency levels, comma separated.")
 @click.option("--num-prompts", type=click.IntRange(min=1), help="Requests per level [default: max(32, 4 x highest level)].")
 @click.option("--input-len", type=click.IntRange(min=1), default=1024, show_default=True, help="Prompt tokens per request.")
-@click.option("--output-len", type=click.IntRange(min=1), default=256, show_default=True, help="Generated tokens per request (EOS ignored).")
+@click.option(
+    "--output-len", type=click.IntRange(min=1), default=256, show_default=True, help="Generated tokens per request (EOS ignored)."
+)
 @click.option("--model", help="Served model name to benchmark [default: the first /v1/models lists].")
 @click.option("--tokenizer", help="Tokenizer directory or repo id for the prompts [default: the served model's root].")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Result file [default: bench-MODEL-DATE.json here].")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Result file [default: bench-MODEL-DATE.json here].",
+)
 @options.PLOT("Here: throughput and latency against concurrency.")
-@options.PYTHON("Its `vllm bench serve` runs the benchmark. Default: $SERVECTL_VLLM_PYTHON, else the bootstrapped "
-                "environment, else any there is.")
+@options.PYTHON(
+    "Its `vllm bench serve` runs the benchmark. Default: $SERVECTL_VLLM_PYTHON, else the bootstrapped "
+    "environment, else any there is."
+)
 @options.JSON("Here: the result document.")
-def bench_run(target: str, levels: str, num_prompts: int | None, input_len: int, output_len: int, model: str | None,
-              tokenizer: str | None, output: Path | None, plot: Path | None, python: str | None, as_json: bool) -> None:
+def bench_run(
+    target: str,
+    levels: str,
+    num_prompts: int | None,
+    input_len: int,
+    output_len: int,
+    model: str | None,
+    tokenizer: str | None,
+    output: Path | None,
+    plot: Path | None,
+    python: str | None,
+    as_json: bool,
+) -> None:
     """Run vLLM's serving benchmark against TARGET (a deployment name or a URL) at each concurrency
     level, under servectl's fixed protocol, and write one result file."""
     from servectl.bench.protocol import Protocol, default_num_prompts, parse_levels
@@ -70,11 +90,17 @@ def bench_run(target: str, levels: str, num_prompts: int | None, input_len: int,
 
         plot_format(plot)
         require_matplotlib()  # before the run, not after it
-    protocol = Protocol(concurrency=concurrency, num_prompts=num_prompts or default_num_prompts(concurrency),
-                        input_len=input_len, output_len=output_len)
+    protocol = Protocol(
+        concurrency=concurrency,
+        num_prompts=num_prompts or default_num_prompts(concurrency),
+        input_len=input_len,
+        output_len=output_len,
+    )
     tgt = target_for(target, model=model, tokenizer=tokenizer)
-    info(f"vllm bench serve against {tgt.url}: concurrency {levels}, {protocol.num_prompts} prompts of "
-         f"{input_len}+{output_len} tokens per level")
+    info(
+        f"vllm bench serve against {tgt.url}: concurrency {levels}, {protocol.num_prompts} prompts of "
+        f"{input_len}+{output_len} tokens per level"
+    )
 
     block = {"open": False}
 
@@ -100,14 +126,23 @@ def bench_run(target: str, levels: str, num_prompts: int | None, input_len: int,
 
 
 def results_table(doc: dict) -> Table:
-    t = Table(title=f"{doc.get('recipe') or doc['model']}  vLLM {doc.get('vllm_version')}  "
-                    f"{doc['protocol']['input_len']}+{doc['protocol']['output_len']} tokens, {doc['protocol']['num_prompts']} prompts (ms)")
+    t = Table(
+        title=f"{doc.get('recipe') or doc['model']}  vLLM {doc.get('vllm_version')}  "
+        f"{doc['protocol']['input_len']}+{doc['protocol']['output_len']} tokens, {doc['protocol']['num_prompts']} prompts (ms)"
+    )
     for col in ("conc.", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "errors"):
         t.add_column(col, justify="right")
     for r in doc["results"]:
-        t.add_row(str(r["concurrency"]), f"{r['request_throughput']:.2f}", f"{r['output_throughput']:.2f}",
-                  f"{r['ttft_ms']['p50']:.2f}", f"{r['ttft_ms']['p99']:.2f}", f"{r['tpot_ms']['p50']:.2f}",
-                  f"{r['tpot_ms']['p99']:.2f}", str(r["errors"]))
+        t.add_row(
+            str(r["concurrency"]),
+            f"{r['request_throughput']:.2f}",
+            f"{r['output_throughput']:.2f}",
+            f"{r['ttft_ms']['p50']:.2f}",
+            f"{r['ttft_ms']['p99']:.2f}",
+            f"{r['tpot_ms']['p50']:.2f}",
+            f"{r['tpot_ms']['p99']:.2f}",
+            str(r["errors"]),
+        )
     return t
 
 
@@ -142,8 +177,13 @@ def bench_compare(a: Path, b: Path, as_json: bool) -> None:
     for row in diff["rows"]:
         change = "" if row["change"] is None else f"{row['change']:+.1%}"
         style = {True: "green", False: "red"}.get(row["better"])
-        t.add_row(str(row["concurrency"]), f"{row['metric']} {row['unit']}".strip(), _figure(row["a"]), _figure(row["b"]),
-                  Text(change, style=style or ""))
+        t.add_row(
+            str(row["concurrency"]),
+            f"{row['metric']} {row['unit']}".strip(),
+            _figure(row["a"]),
+            _figure(row["b"]),
+            Text(change, style=style or ""),
+        )
     console.print(t)
     for side in ("a", "b"):
         if diff[f"only_in_{side}"]:

@@ -16,7 +16,9 @@ from servectl.plan import service
 @click.command("calibrate")
 @click.argument("model")
 @options.GPU("The one the log was taken on. Default: the profile this machine's GPUs match.")
-@click.option("--log", "log_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="vLLM start-up log.")
+@click.option(
+    "--log", "log_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="vLLM start-up log."
+)
 @click.option("--host", help="Host the log came from (default: this one); later plans on that host use it.")
 @options.JSON("Keys below.")
 def calibrate(model: str, gpu: str | None, log_file: Path, host: str | None, as_json: bool) -> None:
@@ -34,8 +36,13 @@ def calibrate(model: str, gpu: str | None, log_file: Path, host: str | None, as_
     if as_json:
         emit_json(out)
         return
-    console.print(f"{rec.recipe} on {rec.profile}, vLLM {rec.vllm_version or '?'}, host {rec.host}: KV cache size measured "
-                  f"{rec.measured_kv_tokens if rec.measured_kv_tokens is not None else '?'} vs predicted {rec.predicted_kv_tokens} tokens",
-                  highlight=False)
-    console.print(f"stored ({rec.starts} start{'s' if rec.starts != 1 else ''} for this key): {rec.overhead_mib:+.1f} MiB non-KV "
-                  f"overhead, block size {rec.measured_block_size} (rules: {rec.predicted_block_size}) -> {path}", highlight=False)
+    console.print(
+        f"{rec.recipe} on {rec.profile}, vLLM {rec.vllm_version or '?'}, host {rec.host}: KV cache size measured "
+        f"{rec.measured_kv_tokens if rec.measured_kv_tokens is not None else '?'} vs predicted {rec.predicted_kv_tokens} tokens",
+        highlight=False,
+    )
+    console.print(
+        f"stored ({rec.starts} start{'s' if rec.starts != 1 else ''} for this key): {rec.overhead_mib:+.1f} MiB non-KV "
+        f"overhead, block size {rec.measured_block_size} (rules: {rec.predicted_block_size}) -> {path}",
+        highlight=False,
+    )

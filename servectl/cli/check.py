@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from servectl.cli import options
 from servectl.cli.app import console, emit_json, err_console
 from servectl.errors import CheckFailed, UserError
 from servectl.verify.report import STATUS_STYLE, CheckResult, report_table
+
+if TYPE_CHECKING:
+    from servectl.verify.levels import Level
 
 
 def _check_url(url: str) -> None:
@@ -25,20 +30,41 @@ def _check_url(url: str) -> None:
 
 @click.command()
 @click.argument("url", default="http://127.0.0.1:8000")
-@click.option("--level", type=click.Choice(["quick", "full", "soak"]), default="quick", show_default=True,
-              help="quick: one request of each kind; full: + concurrency, context, tool-stream, reasoning-leak; "
-                   "soak: quick + mixed load for --duration.")
+@click.option(
+    "--level",
+    type=click.Choice(["quick", "full", "soak"]),
+    default="quick",
+    show_default=True,
+    help="quick: one request of each kind; full: + concurrency, context, tool-stream, reasoning-leak; "
+    "soak: quick + mixed load for --duration.",
+)
 @click.option("--duration", metavar="TIME", help="How long `--level soak` loads the server (30s, 10m, 1h) [default: 10m].")
-@click.option("--max-num-seqs", type=click.IntRange(min=1), metavar="N",
-              help="The concurrency the server promises, when servectl cannot read its flags (a server on another machine).")
-@click.option("--model", help="Expected served model name, or a recipe (curated, your own, a hub repo id or a checkpoint "
-                               "directory: its parsers say what is checked); default: the one /v1/models lists.")
+@click.option(
+    "--max-num-seqs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="The concurrency the server promises, when servectl cannot read its flags (a server on another machine).",
+)
+@click.option(
+    "--model",
+    help="Expected served model name, or a recipe (curated, your own, a hub repo id or a checkpoint "
+    "directory: its parsers say what is checked); default: the one /v1/models lists.",
+)
 @options.API_KEY_ENV("Here: the server's key, sent as a Bearer token.")
-@options.TIMEOUT("Each request may take this long in all: connect, answer and body (a server dripping bytes is cut off).",
-                 default=120.0)
+@options.TIMEOUT(
+    "Each request may take this long in all: connect, answer and body (a server dripping bytes is cut off).", default=120.0
+)
 @options.JSON("Here: the report, and its level.")
-def check(url: str, level: str, duration: str | None, max_num_seqs: int | None, model: str | None,
-          api_key_env: str | None, timeout: float, as_json: bool) -> None:
+def check(
+    url: str,
+    level: Level,
+    duration: str | None,
+    max_num_seqs: int | None,
+    model: str | None,
+    api_key_env: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """Check a live OpenAI-compatible endpoint. quick: health, models, chat, output sanity, reasoning,
     tools, vision, streaming, metrics. full adds concurrency, context, tool-stream, reasoning-leak;
     soak runs quick, then a mixed load for --duration. Exit 0 when every applicable check passes, 1 otherwise,
@@ -62,9 +88,18 @@ def check(url: str, level: str, duration: str | None, max_num_seqs: int | None, 
     from servectl.launch.report import check_expectations
 
     expect = check_expectations(url, model)
-    report = run_level(url, level, model=model if expect is None else expect.served_name, api_key_env=api_key_env,
-                       timeout_s=timeout, duration_s=duration_s, max_num_seqs=max_num_seqs, on_check=on_check,
-                       on_progress=on_progress, expect=expect)
+    report = run_level(
+        url,
+        level,
+        model=model if expect is None else expect.served_name,
+        api_key_env=api_key_env,
+        timeout_s=timeout,
+        duration_s=duration_s,
+        max_num_seqs=max_num_seqs,
+        on_check=on_check,
+        on_progress=on_progress,
+        expect=expect,
+    )
     if as_json:
         emit_json({**report.to_json(), "level": level})
     else:

@@ -12,8 +12,10 @@ from servectl.launch import up as launch_up
 
 @click.command()
 @options.PORT("Default: a free one.", default=None, show_default=False)
-@options.PYTHON("It runs the demo server. Default: $SERVECTL_VLLM_PYTHON, else the CPU environment, made with "
-                "`servectl bootstrap --cpu` when there is none.")
+@options.PYTHON(
+    "It runs the demo server. Default: $SERVECTL_VLLM_PYTHON, else the CPU environment, made with "
+    "`servectl bootstrap --cpu` when there is none."
+)
 @options.TIMEOUT("The start-up may take this long; then vLLM is stopped.", default=300)
 @options.JSON("Here: the launch summary and its health report.")
 def demo(port, python, timeout, as_json) -> None:

@@ -16,8 +16,12 @@ from servectl.errors import EXIT_CHECK_FAILED
 
 @click.command("diagnose")
 @click.argument("logfile")
-@click.option("--model", "model", metavar="NAME",
-              help="The model of the log when the log does not say: a recipe name (its parsers and memory layout) or a repo / path (its family).")
+@click.option(
+    "--model",
+    "model",
+    metavar="NAME",
+    help="The model of the log when the log does not say: a recipe name (its parsers and memory layout) or a repo / path (its family).",
+)
 @options.JSON("Keys: cause, remedy, fix, evidence, rule, root_error.")
 def diagnose(logfile: str, model: str | None, as_json: bool) -> None:
     """Explain a failed vLLM start from its log (LOGFILE, or - for stdin): the root error, and the cause, remedy and

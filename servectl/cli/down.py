@@ -24,12 +24,16 @@ def down(name, all_) -> None:
         done = state.stop(rec)
         if not done.signalled:
             unverified.append(rec.name)
-            warn(f"{rec.name}: no proof that servectl started what its record names ({done.why}); "
-                 "removed the record and signalled nothing")
+            warn(
+                f"{rec.name}: no proof that servectl started what its record names ({done.why}); "
+                "removed the record and signalled nothing"
+            )
         elif isinstance(rec, state.Corrupt):
             info(f"{rec.name}: damaged record removed" + ("; stopped its processes" if alive else ""))
         else:
             info(f"stopped {rec.name}" if alive else f"{rec.name} was already gone; removed its record")
     if unverified:
-        raise CheckFailed(f"did not signal anything for {', '.join(unverified)}: no proof servectl started it",
-                          "stop such processes yourself if they are yours")
+        raise CheckFailed(
+            f"did not signal anything for {', '.join(unverified)}: no proof servectl started it",
+            "stop such processes yourself if they are yours",
+        )

@@ -39,6 +39,10 @@ def envs(as_json: bool, no_size: bool) -> None:
     for col in ("name", "vLLM", "platform", "torch", "patches", "size"):
         table.add_column(col, no_wrap=col == "name")
     for r in rows:
-        patches = r["patch_state"] + (f" ({', '.join(p['id'] + ' ' + p['status'] for p in r['patches'])})" if r["patches"] else "")
-        table.add_row(r["name"], r["vllm"] or "-", f"{r['platform']} {r['variant']}", r["torch"] or "-", patches, _size(r["size_bytes"]))
+        patches = r["patch_state"] + (
+            f" ({', '.join(p['id'] + ' ' + p['status'] for p in r['patches'])})" if r["patches"] else ""
+        )
+        table.add_row(
+            r["name"], r["vllm"] or "-", f"{r['platform']} {r['variant']}", r["torch"] or "-", patches, _size(r["size_bytes"])
+        )
     console.print(table)

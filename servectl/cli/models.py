@@ -35,12 +35,23 @@ def models_list(as_json: bool) -> None:
     mine, broken = user.load_all(cat)
     rows = [(m, "curated", None) for m in cat.models.values()] + [(u.recipe, "user", str(u.path)) for u in mine]
     if as_json:
-        emit_json([
-            {"name": m.name, "title": m.title, "repo": m.repo, "quantization": m.quantization,
-             "weights_gib": m.weights_gib, "min_vllm": m.min_vllm, "profiles": list(m.profiles),
-             "card_profiles": card_profiles(m, cat), "source": source, **({"file": file} if file else {})}
-            for m, source, file in rows
-        ])
+        emit_json(
+            [
+                {
+                    "name": m.name,
+                    "title": m.title,
+                    "repo": m.repo,
+                    "quantization": m.quantization,
+                    "weights_gib": m.weights_gib,
+                    "min_vllm": m.min_vllm,
+                    "profiles": list(m.profiles),
+                    "card_profiles": card_profiles(m, cat),
+                    "source": source,
+                    **({"file": file} if file else {}),
+                }
+                for m, source, file in rows
+            ]
+        )
     else:
         table = Table(title="Model recipes")
         for col in ("name", "source", "checkpoint", "format", "weights", "runs on (card settings*)"):
@@ -60,12 +71,20 @@ def _explain(resolved) -> None:
     """The choices of a derived (or user) recipe: setting, value, why."""
     rec = resolved.recipe
     d = rec.derivation
-    console.print(plain(f"{rec.name}: {resolved.origin} recipe" + (f" ({resolved.file})" if resolved.file else "")
-                        + (f", derived from {d.source}" if d else "")), highlight=False, soft_wrap=True)
+    console.print(
+        plain(
+            f"{rec.name}: {resolved.origin} recipe"
+            + (f" ({resolved.file})" if resolved.file else "")
+            + (f", derived from {d.source}" if d else "")
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
     if d is None:
         return
-    table = Table(title=f"how {rec.name} is served" + (f" (parsers checked against vLLM {d.vllm})" if d.vllm else ""),
-                  show_lines=False)
+    table = Table(
+        title=f"how {rec.name} is served" + (f" (parsers checked against vLLM {d.vllm})" if d.vllm else ""), show_lines=False
+    )
     for col in ("setting", "value", "why"):
         table.add_column(col, overflow="fold")
     for c in d.choices:
@@ -77,8 +96,10 @@ def _explain(resolved) -> None:
 
 @models.command("show")
 @click.argument("model")
-@options.PYTHON("The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
-                "bootstrapped environment, else servectl's table of the newest release.")
+@options.PYTHON(
+    "The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
+    "bootstrapped environment, else servectl's table of the newest release."
+)
 @options.JSON()
 def models_show(model: str, python: str | None, as_json: bool) -> None:
     """Show a recipe: a curated or user recipe's every field, or for a hub repo (org/name[@revision]) or a checkpoint
@@ -105,8 +126,10 @@ def models_show(model: str, python: str | None, as_json: bool) -> None:
 @click.argument("model", metavar="REPO|DIR")
 @click.option("--name", help="Recipe name (default: from the checkpoint's name, e.g. Qwen/Qwen3-8B -> qwen3-8b).")
 @options.FORCE("Here: replace a recipe of yours with the same name.")
-@options.PYTHON("The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
-                "bootstrapped environment, else servectl's table of the newest release.")
+@options.PYTHON(
+    "The one that will run it: its release decides the parsers. Default: $SERVECTL_VLLM_PYTHON, else the "
+    "bootstrapped environment, else servectl's table of the newest release."
+)
 @options.JSON("Keys: name, file, source.")
 def models_add(model: str, name: str | None, force: bool, python: str | None, as_json: bool) -> None:
     """Derive the recipe for a hub repo or a checkpoint directory and keep it in your catalog
@@ -121,8 +144,10 @@ def models_add(model: str, name: str | None, force: bool, python: str | None, as
         raise UserError(f"--name {name!r}: use lower-case letters, digits, '.' and '-', starting with a letter or digit")
     cat = load_catalog()
     if parse(model) is None:
-        raise UserError(f"{model!r} is neither a hub repo id (org/name[@revision]) nor a checkpoint directory",
-                        "`servectl models add Qwen/Qwen3-8B` or `servectl models add ./my-checkpoint`")
+        raise UserError(
+            f"{model!r} is neither a hub repo id (org/name[@revision]) nor a checkpoint directory",
+            "`servectl models add Qwen/Qwen3-8B` or `servectl models add ./my-checkpoint`",
+        )
     recipe = derive_recipe(model, python=python, name=name, catalog=cat)
     path = user.write(recipe, cat, overwrite=force)
     if as_json:
@@ -130,8 +155,14 @@ def models_add(model: str, name: str | None, force: bool, python: str | None, as
         return
     for w in recipe.derivation.warnings if recipe.derivation else []:
         warn(w)
-    console.print(plain(f"wrote {path}: recipe {recipe.name} (runs on {', '.join(recipe.profiles) or 'no profile'}); "
-                        f"`servectl models show {recipe.name}` explains it, edit the file to change it"), highlight=False, soft_wrap=True)
+    console.print(
+        plain(
+            f"wrote {path}: recipe {recipe.name} (runs on {', '.join(recipe.profiles) or 'no profile'}); "
+            f"`servectl models show {recipe.name}` explains it, edit the file to change it"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def card_profiles(recipe, cat) -> list[str]:

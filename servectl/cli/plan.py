@@ -35,8 +35,13 @@ def _table(plan) -> None:
         for c in ("preset", "utilization", "KV tokens logged", "tokens one request holds", "max-model-len that runs"):
             g.add_column(c, justify="right")
         for r in plan.guide:
-            g.add_row(r.name, f"{r.gpu_memory_utilization:g}", f"{r.kv_cache_tokens_logged:,}",
-                      f"{r.kv_cache_tokens_real:,}", f"{r.max_model_len_fit:,}")
+            g.add_row(
+                r.name,
+                f"{r.gpu_memory_utilization:g}",
+                f"{r.kv_cache_tokens_logged:,}",
+                f"{r.kv_cache_tokens_real:,}",
+                f"{r.max_model_len_fit:,}",
+            )
         console.print(g)
     for n in plan.notes:
         console.print(f"note: {n}", highlight=False, soft_wrap=True)
@@ -49,11 +54,19 @@ def _table(plan) -> None:
         n = plan.nodes
         for row in n["per_node"]:
             mark = "  <- bottleneck" if row["node"] == n["bottleneck"]["node"] else ""
-            console.print(f"node {row['node']}: layers {row['layers'][0]}-{row['layers'][1]}, {row['ranks']} rank(s) with "
-                          f"{row['weights_mib_per_rank']:,.0f} MiB weights, {row['kv_available_mib_per_rank']:,.0f} MiB for KV, "
-                          f"{row['kv_blocks']} blocks{mark}", highlight=False, soft_wrap=True)
-        console.print(f"all nodes: {n['num_blocks']} blocks, {n['kv_cache_tokens_real']:,} tokens per request "
-                      f"({n['bottleneck']['reason']})", highlight=False, soft_wrap=True)
+            console.print(
+                f"node {row['node']}: layers {row['layers'][0]}-{row['layers'][1]}, {row['ranks']} rank(s) with "
+                f"{row['weights_mib_per_rank']:,.0f} MiB weights, {row['kv_available_mib_per_rank']:,.0f} MiB for KV, "
+                f"{row['kv_blocks']} blocks{mark}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        console.print(
+            f"all nodes: {n['num_blocks']} blocks, {n['kv_cache_tokens_real']:,} tokens per request "
+            f"({n['bottleneck']['reason']})",
+            highlight=False,
+            soft_wrap=True,
+        )
     env = " ".join(shlex.quote(f"{k}={v}") for k, v in plan.env.items())
     console.print(f"flags: {env + ' ' if env else ''}vllm serve MODEL {shlex.join(plan.flags)}", highlight=False, soft_wrap=True)
 
@@ -74,26 +87,50 @@ class _VllmTailCommand(click.Command):
 @click.argument("model")
 @options.GPU(options.DETECTED)
 @options.PRESET()
-@options.VLLM_VERSION("The figures are for it. Default: the vLLM that will run, the environment's installed one, else the "
-                      "profile's image tag.")
-@options.PYTHON("Its installed vLLM is the release planned for, its parser checks the vLLM flags, and (cpu profile) its "
-                "torch says the CPU features. Default: $SERVECTL_VLLM_PYTHON, else the environment that fits the recipe and "
-                "GPU, else none (the profile's image tag).")
-@click.option("--estimate-cudagraphs/--no-estimate-cudagraphs", default=None,
-              help=f"Subtract the CUDA-graph estimate from the KV budget (default: ${service.ESTIMATE_ENV}, else the version's default).")
+@options.VLLM_VERSION(
+    "The figures are for it. Default: the vLLM that will run, the environment's installed one, else the profile's image tag."
+)
+@options.PYTHON(
+    "Its installed vLLM is the release planned for, its parser checks the vLLM flags, and (cpu profile) its "
+    "torch says the CPU features. Default: $SERVECTL_VLLM_PYTHON, else the environment that fits the recipe and "
+    "GPU, else none (the profile's image tag)."
+)
+@click.option(
+    "--estimate-cudagraphs/--no-estimate-cudagraphs",
+    default=None,
+    help=f"Subtract the CUDA-graph estimate from the KV budget (default: ${service.ESTIMATE_ENV}, else the version's default).",
+)
 @click.option("--target-context", type=click.IntRange(1), help="Plan the utilization that serves this context.")
-@click.option("--target-concurrency", type=click.IntRange(1), default=1, show_default=True, help="Concurrent requests of --target-context.")
-@options.MODEL_PATH("Its safetensors headers give the weights (default: the HF cache's copy, if any).",
-                    type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--target-concurrency", type=click.IntRange(1), default=1, show_default=True, help="Concurrent requests of --target-context."
+)
+@options.MODEL_PATH(
+    "Its safetensors headers give the weights (default: the HF cache's copy, if any).",
+    type=click.Path(file_okay=False, exists=True),
+)
 @options.SPECULATIVE()
 @options.NODES("Planned per rank and split per node.")
 @options.FORCE(options.GUARDS)
 @options.JSON("Keys below.")
 @options.PLOT("Here: the memory as a stacked bar (one per node with --nodes) and the KV cache's blocks.")
 @click.pass_context
-def plan(ctx: click.Context, model: str, gpu: str | None, preset: str | None, vllm_version: str | None, python: str | None,
-         estimate_cudagraphs: bool | None, target_context: int | None, target_concurrency: int, model_path: str | None,
-         speculative: str | None, nodes: int | None, force: bool, as_json: bool, plot: Path | None) -> None:
+def plan(
+    ctx: click.Context,
+    model: str,
+    gpu: str | None,
+    preset: str | None,
+    vllm_version: str | None,
+    python: str | None,
+    estimate_cudagraphs: bool | None,
+    target_context: int | None,
+    target_concurrency: int,
+    model_path: str | None,
+    speculative: str | None,
+    nodes: int | None,
+    force: bool,
+    as_json: bool,
+    plot: Path | None,
+) -> None:
     """Predict what vLLM does with MODEL's memory before loading it, and the flags that realise it. MODEL is a recipe
     (curated or your own), a hub repo id (org/name[@revision]) or a checkpoint directory (its config.json read as
     vLLM reads it).
@@ -131,12 +168,24 @@ def plan(ctx: click.Context, model: str, gpu: str | None, preset: str | None, vl
 
     # a derived recipe gets settings for the profile asked for only (--gpu); detection needs them all
     request = PlanRequest(
-        resolve_model(model, python=python, profiles=[gpu] if gpu else None).recipe, gpu, tuple(ctx.args), preset=preset, detected=detected(gpu),
-        vllm_version=vllm_version, estimate=estimate_cudagraphs, target_context=target_context,
-        target_concurrency=target_concurrency, env={k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None},
-        model_path=model_path, python=python, speculative=speculative, nodes=nodes, force=force,
+        resolve_model(model, python=python, profiles=[gpu] if gpu else None).recipe,
+        gpu,
+        tuple(ctx.args),
+        preset=preset,
+        detected=detected(gpu),
+        vllm_version=vllm_version,
+        estimate=estimate_cudagraphs,
+        target_context=target_context,
+        target_concurrency=target_concurrency,
+        env={k: os.environ[k] for k in service.PLAN_ENV if os.environ.get(k) is not None},
+        model_path=model_path,
+        python=python,
+        speculative=speculative,
+        nodes=nodes,
+        force=force,
         after_separator=min(ctx.meta.get("after_separator", 0), len(ctx.args)),
-        own_options=tuple(o for p in ctx.command.params for o in p.opts + p.secondary_opts if o.startswith("--")))
+        own_options=tuple(o for p in ctx.command.params for o in p.opts + p.secondary_opts if o.startswith("--")),
+    )
     plan = service.build(request)
     if plot is not None:
         from servectl.observe.plan_plot import draw

@@ -29,8 +29,12 @@ def presets_list(as_json) -> None:
     from rich.table import Table
 
     # compact (no vertical rules, short headers) so the names stay whole in an 80-column terminal
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="think = enable_thinking; pres/rep = presence/repetition penalty")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        caption="think = enable_thinking; pres/rep = presence/repetition penalty",
+    )
     for col in ("preset", "family", "think", "temp", "top_p", "top_k", "min_p", "pres", "rep"):
         table.add_column(col, no_wrap=col == "preset")
     for name, p in load_presets().items():

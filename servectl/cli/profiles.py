@@ -28,12 +28,22 @@ def profiles_list(as_json: bool) -> None:
     cat = load_catalog()
     gpus = [for_this_host(g) for g in cat.gpus.values()]  # the cpu profile: this host's memory
     if as_json:
-        emit_json([
-            {"name": g.name, "title": g.title, "vendor": g.vendor, "count": g.count, "memory_gib": g.memory_gib,
-             "unified_memory": g.unified_memory, "compute_capability": g.compute_capability,
-             "gfx_target": g.gfx_target, "presets": {k: p.gpu_memory_utilization for k, p in g.presets.items()}}
-            for g in gpus
-        ])
+        emit_json(
+            [
+                {
+                    "name": g.name,
+                    "title": g.title,
+                    "vendor": g.vendor,
+                    "count": g.count,
+                    "memory_gib": g.memory_gib,
+                    "unified_memory": g.unified_memory,
+                    "compute_capability": g.compute_capability,
+                    "gfx_target": g.gfx_target,
+                    "presets": {k: p.gpu_memory_utilization for k, p in g.presets.items()},
+                }
+                for g in gpus
+            ]
+        )
         return
     table = Table(title="GPU profiles")
     for col in ("name", "hardware", "devices", "memory / device", "presets (utilization)"):

@@ -92,9 +92,14 @@ class LaunchPrinter:
             from rich.console import Console
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-            bar = Progress(TextColumn("pulling {task.fields[image]}"), BarColumn(), DownloadColumn(),
-                           TextColumn("{task.fields[line]}"), console=Console(stderr=True, markup=False, highlight=False),
-                           transient=True)
+            bar = Progress(
+                TextColumn("pulling {task.fields[image]}"),
+                BarColumn(),
+                DownloadColumn(),
+                TextColumn("{task.fields[line]}"),
+                console=Console(stderr=True, markup=False, highlight=False),
+                transient=True,
+            )
             bar.__enter__()
             self._pull = (bar, bar.add_task("pull", image=event.image, line="", total=None))
         bar, task = self._pull

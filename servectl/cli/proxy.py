@@ -16,14 +16,28 @@ from servectl.proxy.policy import POLICIES
 @click.command()
 @click.option("--backend", required=True, help="URL of the vLLM server, e.g. http://127.0.0.1:8000.")
 @options.LISTEN(default="127.0.0.1:8001", show_default=True)
-@click.option("--presets", "names", help="Comma-separated preset or family names (default: all); `auto` also picks a preset "
-              "for requests to the real model name from their enable_thinking / reasoning_effort / metadata.task.")
-@click.option("--policy", type=click.Choice(POLICIES), default="preset-wins", show_default=True,
-              help="Which value counts when the client also sets a sampling field the preset sets.")
+@click.option(
+    "--presets",
+    "names",
+    help="Comma-separated preset or family names (default: all); `auto` also picks a preset "
+    "for requests to the real model name from their enable_thinking / reasoning_effort / metadata.task.",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(POLICIES),
+    default="preset-wins",
+    show_default=True,
+    help="Which value counts when the client also sets a sampling field the preset sets.",
+)
 @click.option("--model", "served", help="Served model name of the backend (default: discovered from its /v1/models).")
 @options.API_KEY_ENV("Here: the backend's key, used only to discover its model (clients send their own).")
-@click.option("--max-body-mib", type=click.IntRange(1, 4096), default=32, show_default=True,
-              help="Largest request body accepted; a larger one is answered 413 in OpenAI's error shape.")
+@click.option(
+    "--max-body-mib",
+    type=click.IntRange(1, 4096),
+    default=32,
+    show_default=True,
+    help="Largest request body accepted; a larger one is answered 413 in OpenAI's error shape.",
+)
 def proxy(backend, listen, names, policy, served, api_key_env, max_body_mib=32) -> None:
     """Serve sampling presets as virtual model names (<served>-<preset>) in front of BACKEND."""
     # here, not at the top: `presets list` shares this module and needs none of the server's libraries

@@ -30,20 +30,36 @@ def pull(repo: str, dry_run: bool, as_json: bool) -> None:
         raise UserError(f"{repo!r} is not a hub repo id", "e.g. servectl pull Qwen/Qwen3-8B or Qwen/Qwen3-8B@main")
     plan = download.plan(ref)
     free, where = download.preflight(plan) if not dry_run else (None, download.hub_cache())
-    doc = {"repo": plan.repo, "commit": plan.commit, "files": plan.files, "skipped": plan.skipped,
-           "total_bytes": plan.total_bytes, "cached_bytes": plan.cached_bytes, "to_fetch_bytes": plan.to_fetch_bytes,
-           "free_bytes": free, "cache": str(where), "snapshot": None}
+    doc = {
+        "repo": plan.repo,
+        "commit": plan.commit,
+        "files": plan.files,
+        "skipped": plan.skipped,
+        "total_bytes": plan.total_bytes,
+        "cached_bytes": plan.cached_bytes,
+        "to_fetch_bytes": plan.to_fetch_bytes,
+        "free_bytes": free,
+        "cache": str(where),
+        "snapshot": None,
+    }
     if not as_json:
-        info(plain(f"{ref.label} at {plan.commit}: {len(plan.files)} files, {plan.total_bytes / 1e9:.2f} GB "
-             f"({plan.cached_bytes / 1e9:.2f} GB already cached), {len(plan.skipped)} skipped"))
+        info(
+            plain(
+                f"{ref.label} at {plan.commit}: {len(plan.files)} files, {plan.total_bytes / 1e9:.2f} GB "
+                f"({plan.cached_bytes / 1e9:.2f} GB already cached), {len(plan.skipped)} skipped"
+            )
+        )
         for path, why in sorted(plan.skipped.items()):
             info(plain(f"  skip {path}: {why}"))
     if dry_run:
         if as_json:
             emit_json(doc)
         return
-    snapshot = download.download(plan, quiet=as_json) if plan.to_fetch_bytes else \
-        download.hub_cache() / f"models--{plan.repo.replace('/', '--')}" / "snapshots" / (plan.commit or "")
+    snapshot = (
+        download.download(plan, quiet=as_json)
+        if plan.to_fetch_bytes
+        else download.hub_cache() / f"models--{plan.repo.replace('/', '--')}" / "snapshots" / (plan.commit or "")
+    )
     doc["snapshot"] = str(snapshot)
     if as_json:
         emit_json(doc)

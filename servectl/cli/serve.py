@@ -20,8 +20,9 @@ from servectl.errors import UserError
 @click.option("--plan", "plan_only", is_flag=True, help="Print the placement the front door would make and why; start nothing.")
 @options.JSON("With --plan: the placement.")
 @options.LISTEN("Here: the front door's (default: the file's `listen`).")
-@options.PYTHON("It runs the models' servers. Default: the file's `python`, else $SERVECTL_VLLM_PYTHON, else the "
-                "bootstrapped environment.")
+@options.PYTHON(
+    "It runs the models' servers. Default: the file's `python`, else $SERVECTL_VLLM_PYTHON, else the bootstrapped environment."
+)
 def serve(fleet_file, plan_only, as_json, listen, python) -> None:
     """Serve the models of FLEET_FILE behind one OpenAI-compatible endpoint.
 

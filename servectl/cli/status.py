@@ -46,19 +46,31 @@ def status(as_json) -> None:
     for s in live:
         verdict = s.verdict
         if isinstance(s, state.CorruptStatus):
-            what = ("`servectl down` stops what carries its marker and removes it" if verdict.state == "corrupt"
-                    else "`servectl down` removes the record and signals nothing")
+            what = (
+                "`servectl down` stops what carries its marker and removes it"
+                if verdict.state == "corrupt"
+                else "`servectl down` removes the record and signals nothing"
+            )
             warn(f"{s.entry.name}: {verdict.why}; {what}")
             table.add_row(s.entry.name, verdict.state, str(s.entry.pid or "?"), "-", "-", "-", "-")
             continue
         r = s.record
         if verdict.state in ("unverified", "orphaned"):
-            warn(f"{r.name}: {verdict.state}: {verdict.why}; `servectl down {r.name}` "
-                 + ("stops them" if verdict.state == "orphaned" else "removes the record and signals nothing"))
+            warn(
+                f"{r.name}: {verdict.state}: {verdict.why}; `servectl down {r.name}` "
+                + ("stops them" if verdict.state == "orphaned" else "removes the record and signals nothing")
+            )
         shown = verdict.state if verdict.state != "running" else ("ready" if r.ready else "starting")
         name = r.name if not r.fleet else f"{r.name} (fleet {r.fleet.split()[0]})"
-        table.add_row(name, shown, str(r.pid or (r.container_id or "")[:12]),
-                      r.endpoint, r.served_model_name or r.model, fmt_duration(s.uptime_s), fmt_bytes(s.rss_bytes))
+        table.add_row(
+            name,
+            shown,
+            str(r.pid or (r.container_id or "")[:12]),
+            r.endpoint,
+            r.served_model_name or r.model,
+            fmt_duration(s.uptime_s),
+            fmt_bytes(s.rss_bytes),
+        )
     from servectl.cli.app import console
 
     console.print(table)

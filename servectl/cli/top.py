@@ -42,21 +42,31 @@ def _live(monitor, interval: float, window: float) -> None:
                 monitor.poll()
                 history = {w.target.name: w.history for w in monitor.watched}
                 live.update(table(monitor.rows(), history, interval, window), refresh=True)
-                key = _key_pressed(interval) if fd is not None else time.sleep(interval)
-                if key in ("q", "Q"):
+                if fd is None:
+                    time.sleep(interval)
+                elif _key_pressed(interval) in ("q", "Q"):
                     return
     finally:
-        if saved is not None:
+        if fd is not None and saved is not None:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 @click.command()
 @click.argument("targets", nargs=-1)
-@click.option("--interval", type=FiniteFloat(0.2, 3600, low_open=False), default=2.0, show_default=True, help="Seconds between scrapes.")
-@click.option("--window", type=FiniteFloat(1, 86400, low_open=False), default=60.0, show_default=True,
-              help="Seconds of history for the latency percentiles, prefix-cache hit rate and acceptance.")
+@click.option(
+    "--interval", type=FiniteFloat(0.2, 3600, low_open=False), default=2.0, show_default=True, help="Seconds between scrapes."
+)
+@click.option(
+    "--window",
+    type=FiniteFloat(1, 86400, low_open=False),
+    default=60.0,
+    show_default=True,
+    help="Seconds of history for the latency percentiles, prefix-cache hit rate and acceptance.",
+)
 @options.TIMEOUT("One scrape may take this long: connect, answer and body.", default=5.0)
-@click.option("--once", is_flag=True, help="Scrape twice, --interval apart, print one snapshot and exit (1 when a server is down).")
+@click.option(
+    "--once", is_flag=True, help="Scrape twice, --interval apart, print one snapshot and exit (1 when a server is down)."
+)
 @options.JSON("With --once: the snapshot (keys: time, interval_s, window_s, servers).")
 def top(targets: tuple[str, ...], interval: float, window: float, timeout: float, once: bool, as_json: bool) -> None:
     """Watch vLLM servers live: requests running and waiting, tokens/s, TTFT and inter-token latency

@@ -62,8 +62,9 @@ def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
         return ""
 
 
-def start(spec: LaunchSpec, executable: list[str], fleet_label: str, timeout_s: float,
-          cancelled: threading.Event, on_started=None) -> Running | Failed:
+def start(
+    spec: LaunchSpec, executable: list[str], fleet_label: str, timeout_s: float, cancelled: threading.Event, on_started=None
+) -> Running | Failed:
     """Start one server on a free port and wait until it is ready. The record is claimed first (a live deployment
     of the same name refuses: UserError); a start that fails, times out or is cancelled stops what it started and
     removes its record before returning Failed."""
@@ -71,10 +72,22 @@ def start(spec: LaunchSpec, executable: list[str], fleet_label: str, timeout_s: 
     log_path = state.log_path_for(spec.name)
     me = psutil.Process()
     record = DeploymentRecord(
-        name=spec.name, runtime="local", recipe=spec.recipe, profile=spec.profile, model=spec.model,
-        served_model_name=spec.served_model_name, host=spec.host, port=spec.port, log_path=str(log_path), argv=[],
-        started_at=time.time(), owner_pid=me.pid, owner_create_time=me.create_time(), fleet=fleet_label,
-        marker=ownership.new_marker(spec.name))  # the proof every later signal is checked against
+        name=spec.name,
+        runtime="local",
+        recipe=spec.recipe,
+        profile=spec.profile,
+        model=spec.model,
+        served_model_name=spec.served_model_name,
+        host=spec.host,
+        port=spec.port,
+        log_path=str(log_path),
+        argv=[],
+        started_at=time.time(),
+        owner_pid=me.pid,
+        owner_create_time=me.create_time(),
+        fleet=fleet_label,
+        marker=ownership.new_marker(spec.name),
+    )  # the proof every later signal is checked against
     state.claim(record)
     runner = runners.SubprocessRunner(executable)
     launched = None
@@ -86,14 +99,22 @@ def start(spec: LaunchSpec, executable: list[str], fleet_label: str, timeout_s: 
         record = record.model_copy(update={"pid": launched.pid, "create_time": launched.create_time, "argv": launched.argv})
         state.save(record)
         result = startup.wait_ready(
-            log_path, lambda: runner.alive(launched) and not cancelled.is_set(), base_url(spec.host, spec.port) + "/health",
-            timeout_s, listening=lambda: not held_by_another(spec.port, pid))
+            log_path,
+            lambda: runner.alive(launched) and not cancelled.is_set(),
+            base_url(spec.host, spec.port) + "/health",
+            timeout_s,
+            listening=lambda: not held_by_another(spec.port, pid),
+        )
         if not result.ready:
             runner.stop(launched, grace_s=5)
             state.remove(spec.name)
-            why = ("cancelled (the fleet is stopping)" if cancelled.is_set() else
-                   f"vLLM exited during start-up (after {result.elapsed_s:.0f} s)" if result.failure == "exited" else
-                   f"vLLM was not ready within {timeout_s:.0f} s; stopped it")
+            why = (
+                "cancelled (the fleet is stopping)"
+                if cancelled.is_set()
+                else f"vLLM exited during start-up (after {result.elapsed_s:.0f} s)"
+                if result.failure == "exited"
+                else f"vLLM was not ready within {timeout_s:.0f} s; stopped it"
+            )
             return Failed(why, log_tail(log_path), log_path, result.elapsed_s)
         record = record.model_copy(update={"ready": True, "kv_cache_tokens_reported": result.kv_cache_tokens})
         state.save(record)

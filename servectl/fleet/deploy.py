@@ -31,13 +31,22 @@ def dashboard_for(fleet: Fleet, layout: str):
     notes = []
     if len({d.release for d in chosen.values()}) > 1:
         others = ", ".join(f"{n} ({d.release})" for n, d in chosen.items() if d != picked)
-        notes.append(f"the fleet's servers run vLLM releases with different dashboards: Grafana gets vLLM {picked.release}'s; "
-                     f"some panels may stay empty for {others}")
+        notes.append(
+            f"the fleet's servers run vLLM releases with different dashboards: Grafana gets vLLM {picked.release}'s; "
+            f"some panels may stay empty for {others}"
+        )
     return Dashboard(dashboards.text(picked), picked.release, picked.source, picked.commit), notes
 
 
-def render(fleet: Fleet, fmt: str, *, layout: str = "front-door", image: str | None = None,
-           servectl_bin: str = rendered.DEFAULT_SERVECTL_BIN, dashboard=None) -> tuple[str, str]:
+def render(
+    fleet: Fleet,
+    fmt: str,
+    *,
+    layout: str = "front-door",
+    image: str | None = None,
+    servectl_bin: str = rendered.DEFAULT_SERVECTL_BIN,
+    dashboard=None,
+) -> tuple[str, str]:
     """(file name, text) of the fleet in `fmt` (compose or systemd); with `dashboard` (compose only), the monitoring
     stack too: Prometheus scraping the front door and its relay of the servers' metrics, or each model's server."""
     from servectl.fleet.metrics import RELAY_PATH
@@ -45,8 +54,10 @@ def render(fleet: Fleet, fmt: str, *, layout: str = "front-door", image: str | N
     path = str(Path(fleet.path).resolve())
     port = fleet.port or rendered.FRONT_DOOR_PORT
     if dashboard is not None and fmt != "compose":
-        raise UserError(f"--with-monitoring is for --format compose, not {fmt}",
-                        "render the fleet with --format compose, or scrape the front door's /metrics and /metrics/models")
+        raise UserError(
+            f"--with-monitoring is for --format compose, not {fmt}",
+            "render the fleet with --format compose, or scrape the front door's /metrics and /metrics/models",
+        )
     if fmt == "systemd":
         if layout != "front-door":
             raise UserError("--format systemd renders the front door (`servectl serve`)", "drop --fleet-layout services")
@@ -61,18 +72,24 @@ def render(fleet: Fleet, fmt: str, *, layout: str = "front-door", image: str | N
         for pool, budget in fleet.budgets.items():
             total = sum(m.share.awake_mib for m in members if m.pool == pool)
             if total > budget.budget_mib:
-                raise UserError(f"the models of {pool} need {total:,.0f} MiB together, more than the {budget.budget_mib:,.0f} MiB "
-                                f"the fleet may hold ({budget.reason}): they cannot all run at once",
-                                "render the front door (--fleet-layout front-door), which swaps them")
+                raise UserError(
+                    f"the models of {pool} need {total:,.0f} MiB together, more than the {budget.budget_mib:,.0f} MiB "
+                    f"the fleet may hold ({budget.reason}): they cannot all run at once",
+                    "render the front door (--fleet-layout front-door), which swaps them",
+                )
         names = [rendered.service_name(m.name) for m in members]
         if len(set(names)) != len(names):
             raise UserError("two models map to the same Compose service name", "rename one (letters, digits, '.', '_', '-')")
         taken = sorted(set(names) & set(rendered.MONITORING_SERVICES)) if dashboard is not None else []
         if taken:
-            raise UserError(f"model {taken[0]} has the Compose service name of the monitoring stack's server",
-                            "rename the model in the fleet file")
-        sized = [(m.name, replace(m.spec, host=fleet.host, port=port + i, name=m.record), m.share.awake_mib)
-                 for i, m in enumerate(members)]
+            raise UserError(
+                f"model {taken[0]} has the Compose service name of the monitoring stack's server",
+                "rename the model in the fleet file",
+            )
+        sized = [
+            (m.name, replace(m.spec, host=fleet.host, port=port + i, name=m.record), m.share.awake_mib)
+            for i, m in enumerate(members)
+        ]
         if dashboard is None:
             return "docker-compose.yaml", rendered.compose_services(fleet.name, sized)
         doc, header = rendered.compose_services_doc(fleet.name, sized)
@@ -87,8 +104,9 @@ def render(fleet: Fleet, fmt: str, *, layout: str = "front-door", image: str | N
     return "docker-compose.yaml", rendered.with_monitoring(fleet.name, doc, header, targets, dashboard)
 
 
-def validate(fleet: Fleet, fmt: str, filename: str, text: str, python: Path | None,
-             with_monitoring: bool = False) -> tuple[list[str], list[str]]:
+def validate(
+    fleet: Fleet, fmt: str, filename: str, text: str, python: Path | None, with_monitoring: bool = False
+) -> tuple[list[str], list[str]]:
     """(tools run, problems): vLLM's own parser on every model's flags where a vLLM environment exists, then
     Docker Compose and the Compose schema, or systemd-analyze verify; promtool on the monitoring stack."""
     from servectl.verify import validate as checks

@@ -16,8 +16,9 @@ def _mib(v: float) -> str:
 
 
 class Display:
-    def __init__(self, snapshot: Callable[[], list[dict[str, Any]]], memory: Callable[[], dict[str, tuple[float, float]]],
-                 live: bool):
+    def __init__(
+        self, snapshot: Callable[[], list[dict[str, Any]]], memory: Callable[[], dict[str, tuple[float, float]]], live: bool
+    ):
         self.snapshot, self.memory, self.live = snapshot, memory, live
         self._seen: dict[str, tuple[str, str | None]] = {}
         self._live: Any = None
@@ -27,8 +28,12 @@ class Display:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live(get_renderable=self._table, console=Console(stderr=True, markup=False, highlight=False),
-                              refresh_per_second=2, transient=False)
+            self._live = Live(
+                get_renderable=self._table,
+                console=Console(stderr=True, markup=False, highlight=False),
+                refresh_per_second=2,
+                transient=False,
+            )
             self._live.start()
 
     def stop(self) -> None:
@@ -67,9 +72,18 @@ class Display:
         colours = {"ready": "green", "starting": "yellow", "sleeping": "blue", "stopped": "dim"}
         for s in self.snapshot():
             note = s["note"] or s["error"] or ""
-            table.add_row(Text(plain(s["name"])), Text(s["state"], style=colours.get(s["state"], "")), f"{s['since_s']:.0f} s",
-                          str(s["busy"]), str(s["waiting"]), _mib(s["memory_mib"]), str(s["port"] or "-"),
-                          Text(plain(note)[:160], style="red" if s["error"] and not s["note"] else "dim"))
-        caption = "; ".join(f"{plain(pool)}: {_mib(used)} of {_mib(budget)} held" for pool, (used, budget) in self.memory().items())
+            table.add_row(
+                Text(plain(s["name"])),
+                Text(s["state"], style=colours.get(s["state"], "")),
+                f"{s['since_s']:.0f} s",
+                str(s["busy"]),
+                str(s["waiting"]),
+                _mib(s["memory_mib"]),
+                str(s["port"] or "-"),
+                Text(plain(note)[:160], style="red" if s["error"] and not s["note"] else "dim"),
+            )
+        caption = "; ".join(
+            f"{plain(pool)}: {_mib(used)} of {_mib(budget)} held" for pool, (used, budget) in self.memory().items()
+        )
         table.caption = caption
         return table

@@ -35,8 +35,14 @@ from servectl.fleet.sizing import Fleet, Member
 TICK_S = 0.5
 SLEEP_CALL_S = 300.0  # a sleep offloads the weights to host memory: seconds to minutes for a large model
 WAKE_CALL_S = 300.0
-SHOWN = {"stopped": "stopped", "stopping": "stopped", "starting": "starting", "waking": "starting",
-         "ready": "ready", "sleeping": "sleeping"}
+SHOWN = {
+    "stopped": "stopped",
+    "stopping": "stopped",
+    "starting": "starting",
+    "waking": "starting",
+    "ready": "ready",
+    "sleeping": "sleeping",
+}
 
 
 class Refused(Exception):
@@ -76,8 +82,15 @@ class Model:
 
 
 class Manager:
-    def __init__(self, fleet: Fleet, executable: list[str], metrics: FleetMetrics, label: str,
-                 on_change: Callable[[], None] | None = None, ops: Any = backend):
+    def __init__(
+        self,
+        fleet: Fleet,
+        executable: list[str],
+        metrics: FleetMetrics,
+        label: str,
+        on_change: Callable[[], None] | None = None,
+        ops: Any = backend,
+    ):
         self.fleet = fleet
         self.ops = ops  # start / stop / diagnosis / log_tail of one server (servectl.fleet.backend)
         self.executable = executable
@@ -90,8 +103,9 @@ class Manager:
         self.closing = False
         self._changed = asyncio.Event()
         self._cancel = threading.Event()
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max(4, 2 * len(self.models)),
-                                                               thread_name_prefix="servectl-fleet")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(4, 2 * len(self.models)), thread_name_prefix="servectl-fleet"
+        )
         self._ticker: asyncio.Task | None = None
         self._shutdown: asyncio.Task | None = None
         for name in self.models:
@@ -127,9 +141,19 @@ class Manager:
 
     def slots(self) -> list[placement.Slot]:
         # Requests waiting for a ready model are about to be served by it: it is not idle (never evicted under them).
-        return [placement.Slot(m.name, m.member.pool, m.member.share.awake_mib, m.member.share.asleep_mib, m.state,
-                               m.busy + (m.waiting if m.state == "ready" else 0), m.last_used, m.member.sleep)
-                for m in self.models.values()]
+        return [
+            placement.Slot(
+                m.name,
+                m.member.pool,
+                m.member.share.awake_mib,
+                m.member.share.asleep_mib,
+                m.state,
+                m.busy + (m.waiting if m.state == "ready" else 0),
+                m.last_used,
+                m.member.sleep,
+            )
+            for m in self.models.values()
+        ]
 
     async def _thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -146,8 +170,10 @@ class Manager:
         if self.closing:
             raise Refused("shutting_down", "the fleet is shutting down")
         if m.waiting >= self.fleet.queue_max:
-            raise Refused("queue_full", f"{m.waiting} requests already wait for {name!r} (queue.max_waiting "
-                          f"{self.fleet.queue_max}); retry later")
+            raise Refused(
+                "queue_full",
+                f"{m.waiting} requests already wait for {name!r} (queue.max_waiting {self.fleet.queue_max}); retry later",
+            )
         m.waiting += 1
         entered, failures = time.monotonic(), m.failures
         try:
@@ -167,8 +193,10 @@ class Manager:
                     m.task = asyncio.get_running_loop().create_task(self._bring_up(m))
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise Refused("deadline", f"{name!r} was not ready within {time.monotonic() - entered:.0f} s: "
-                                  f"{self._why(m)}; retry later")
+                    raise Refused(
+                        "deadline",
+                        f"{name!r} was not ready within {time.monotonic() - entered:.0f} s: {self._why(m)}; retry later",
+                    )
                 await self._wait_change(left)
         finally:
             m.waiting -= 1
@@ -249,8 +277,9 @@ class Manager:
             m.starting = (launched, runner)
 
         try:
-            result = await self._thread(self.ops.start, spec, self.executable, self.label, m.member.start_timeout_s,
-                                        self._cancel, on_started)
+            result = await self._thread(
+                self.ops.start, spec, self.executable, self.label, m.member.start_timeout_s, self._cancel, on_started
+            )
         except Exception as exc:  # noqa: BLE001 - e.g. the record name is held by a live deployment
             m.starting = None
             self._set(m, "stopped")
@@ -353,8 +382,11 @@ class Manager:
 
         async def clean() -> None:
             text = await self._thread(self.ops.log_tail, run.launched.log_path)
-            m.last_error = (f"died while {was}: "
-                            + await self._thread(self.ops.diagnosis, text, run.spec) + f" (log: {run.launched.log_path})")
+            m.last_error = (
+                f"died while {was}: "
+                + await self._thread(self.ops.diagnosis, text, run.spec)
+                + f" (log: {run.launched.log_path})"
+            )
             await self._stop(m, "died")
 
         asyncio.get_running_loop().create_task(clean())
@@ -367,8 +399,14 @@ class Manager:
             for m in self.models.values():
                 if m.state in ("ready", "sleeping") and m.running is not None and not m.running.alive():
                     self._died(m)
-                elif (m.member.ttl_s and m.state == "ready" and m.busy == 0 and m.waiting == 0
-                      and now - m.last_used >= m.member.ttl_s and not self.lock.locked()):
+                elif (
+                    m.member.ttl_s
+                    and m.state == "ready"
+                    and m.busy == 0
+                    and m.waiting == 0
+                    and now - m.last_used >= m.member.ttl_s
+                    and not self.lock.locked()
+                ):
                     async with self.lock:
                         if m.state == "ready" and m.busy == 0 and m.waiting == 0:
                             self._set(m, "stopping")
@@ -386,8 +424,11 @@ class Manager:
             decision = placement.place(m.name, self.slots(), self.budgets)
             if decision.outcome != "run" or decision.evict:
                 m.note = ""
-                m.last_error = f"not preloaded: {decision.reason}" if decision.outcome != "run" else \
-                    "not preloaded: it would evict " + ", ".join(e.name for e in decision.evict)
+                m.last_error = (
+                    f"not preloaded: {decision.reason}"
+                    if decision.outcome != "run"
+                    else "not preloaded: it would evict " + ", ".join(e.name for e in decision.evict)
+                )
                 self.notify()
                 continue
             m.preload_wanted = True
@@ -415,8 +456,9 @@ class Manager:
             await asyncio.wait(tasks, timeout=wait_s)
         if self._ticker is not None:
             self._ticker.cancel()
-        await asyncio.gather(*(self._stop(m, "shutdown") for m in self.models.values() if m.running is not None),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self._stop(m, "shutdown") for m in self.models.values() if m.running is not None), return_exceptions=True
+        )
         for m in self.models.values():  # a start still in its first steps after the wait: its group too
             if m.starting is not None:
                 launched, runner = m.starting
@@ -428,10 +470,20 @@ class Manager:
         out = []
         for m in self.models.values():
             run = m.running
-            out.append({
-                "name": m.name, "state": m.shown, "pool": m.member.pool, "memory_mib": round(m.member.share.awake_mib, 1),
-                "busy": m.busy, "waiting": m.waiting, "since_s": round(time.monotonic() - m.since, 1),
-                "port": run.spec.port if run else None, "pid": run.launched.pid if run else None,
-                "aliases": list(m.member.aliases), "note": m.note or None, "error": m.last_error,
-            })
+            out.append(
+                {
+                    "name": m.name,
+                    "state": m.shown,
+                    "pool": m.member.pool,
+                    "memory_mib": round(m.member.share.awake_mib, 1),
+                    "busy": m.busy,
+                    "waiting": m.waiting,
+                    "since_s": round(time.monotonic() - m.since, 1),
+                    "port": run.spec.port if run else None,
+                    "pid": run.launched.pid if run else None,
+                    "aliases": list(m.member.aliases),
+                    "note": m.note or None,
+                    "error": m.last_error,
+                }
+            )
         return out

@@ -42,18 +42,23 @@ class FleetMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("servectl_fleet_requests", "Requests routed to a model.", ["model"], registry=r)
-        self.rejected = Counter("servectl_fleet_rejected", "Requests the front door answered 503.", ["model", "reason"], registry=r)
+        self.rejected = Counter(
+            "servectl_fleet_rejected", "Requests the front door answered 503.", ["model", "reason"], registry=r
+        )
         self.starts = Counter("servectl_fleet_starts", "Server starts that reached ready.", ["model"], registry=r)
         self.start_failures = Counter("servectl_fleet_start_failures", "Server starts that failed.", ["model"], registry=r)
         self.swaps = Counter("servectl_fleet_swaps", "Starts or wake-ups that first evicted other models.", ["model"], registry=r)
-        self.evictions = Counter("servectl_fleet_evictions", "Times a model was put to sleep or stopped to make room.",
-                                 ["model", "action"], registry=r)
+        self.evictions = Counter(
+            "servectl_fleet_evictions", "Times a model was put to sleep or stopped to make room.", ["model", "action"], registry=r
+        )
         self.wakeups = Counter("servectl_fleet_wakeups", "Wake-ups from sleep.", ["model"], registry=r)
         self.stops = Counter("servectl_fleet_stops", "Server stops by reason.", ["model", "reason"], registry=r)
-        self.queue_seconds = Histogram("servectl_fleet_queue_seconds", "Time a request waited for its model.", ["model"],
-                                       buckets=_WAIT_BUCKETS, registry=r)
-        self.start_seconds = Histogram("servectl_fleet_start_seconds", "Time from start to ready.", ["model"],
-                                       buckets=_START_BUCKETS, registry=r)
+        self.queue_seconds = Histogram(
+            "servectl_fleet_queue_seconds", "Time a request waited for its model.", ["model"], buckets=_WAIT_BUCKETS, registry=r
+        )
+        self.start_seconds = Histogram(
+            "servectl_fleet_start_seconds", "Time from start to ready.", ["model"], buckets=_START_BUCKETS, registry=r
+        )
         self.state = Gauge("servectl_fleet_model_state", "1 for the model's current state.", ["model", "state"], registry=r)
         self.memory = Gauge("servectl_fleet_memory_mib", "Device budget and what the models hold.", ["pool", "kind"], registry=r)
 
@@ -80,8 +85,9 @@ def relay(scraped: dict[str, str | None]) -> bytes:
     from prometheus_client.parser import text_string_to_metric_families
 
     families: dict[str, Metric] = {}
-    up = GaugeMetricFamily("servectl_fleet_relay_up", "1 when the model's server /metrics was read, 0 when not.",
-                           labels=["model"])
+    up = GaugeMetricFamily(
+        "servectl_fleet_relay_up", "1 when the model's server /metrics was read, 0 when not.", labels=["model"]
+    )
     for model, text in scraped.items():
         parsed: list[Metric] | None = None
         if text is not None:
@@ -94,8 +100,12 @@ def relay(scraped: dict[str, str | None]) -> bytes:
             merged = families.setdefault(fam.name, Metric(fam.name, fam.documentation, fam.type, fam.unit))
             if merged.type != fam.type:
                 continue
-            merged.samples += [Sample(x.name, x.labels if "model" in x.labels else {"model": model, **x.labels}, x.value,
-                                      x.timestamp, x.exemplar) for x in fam.samples]
+            merged.samples += [
+                Sample(
+                    x.name, x.labels if "model" in x.labels else {"model": model, **x.labels}, x.value, x.timestamp, x.exemplar
+                )
+                for x in fam.samples
+            ]
 
     class _Relayed:
         def collect(self):

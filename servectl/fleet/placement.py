@@ -84,12 +84,24 @@ def place(name: str, slots: list[Slot], budgets: dict[str, float]) -> Decision:
         return Decision(name, "run", used_mib=held, budget_mib=budget, reason=f"{name} is {me.state}")
     need = me.awake_mib - me.held_mib()
     if me.awake_mib > budget:
-        return Decision(name, "never", need_mib=need, used_mib=held, budget_mib=budget,
-                        reason=f"{name} needs {me.awake_mib:,.0f} MiB, more than the {budget:,.0f} MiB the device may hold")
+        return Decision(
+            name,
+            "never",
+            need_mib=need,
+            used_mib=held,
+            budget_mib=budget,
+            reason=f"{name} needs {me.awake_mib:,.0f} MiB, more than the {budget:,.0f} MiB the device may hold",
+        )
     free = budget - held
     if need <= free:
-        return Decision(name, "run", need_mib=need, used_mib=held, budget_mib=budget,
-                        reason=f"fits: {need:,.0f} MiB beside {held:,.0f} of {budget:,.0f} MiB in use")
+        return Decision(
+            name,
+            "run",
+            need_mib=need,
+            used_mib=held,
+            budget_mib=budget,
+            reason=f"fits: {need:,.0f} MiB beside {held:,.0f} of {budget:,.0f} MiB in use",
+        )
     idle = sorted((s for s in slots if s.pool == me.pool and s.name != name and s.idle), key=lambda s: (s.last_used, s.name))
     plan: dict[str, Eviction] = {}
     # 1. sleep idle awake models (LRU) while that is enough to matter
@@ -108,14 +120,27 @@ def place(name: str, slots: list[Slot], budgets: dict[str, float]) -> Decision:
         free += s.held_mib() - already
     if free < need:
         busy = [s.name for s in slots if s.pool == me.pool and s.name != name and s.held_mib() > 0 and not s.idle]
-        return Decision(name, "wait", need_mib=need, used_mib=held, budget_mib=budget,
-                        reason=f"{name} needs {need:,.0f} MiB; {budget - held:,.0f} MiB free and the idle models free "
-                        f"{sum(e.frees_mib for e in plan.values()):,.0f} more; busy: {', '.join(busy) or 'none'}")
+        return Decision(
+            name,
+            "wait",
+            need_mib=need,
+            used_mib=held,
+            budget_mib=budget,
+            reason=f"{name} needs {need:,.0f} MiB; {budget - held:,.0f} MiB free and the idle models free "
+            f"{sum(e.frees_mib for e in plan.values()):,.0f} more; busy: {', '.join(busy) or 'none'}",
+        )
     order = {s.name: i for i, s in enumerate(idle)}  # reported least recently used first
     evictions = sorted(_only_needed(list(plan.values()), need - (budget - held)), key=lambda e: order[e.name])
     what = ", ".join(f"{e.action} {e.name}" for e in evictions)
-    return Decision(name, "run", evictions, need_mib=need, used_mib=held, budget_mib=budget,
-                    reason=f"{need:,.0f} MiB needed, {budget - held:,.0f} MiB free: {what} (least recently used first)")
+    return Decision(
+        name,
+        "run",
+        evictions,
+        need_mib=need,
+        used_mib=held,
+        budget_mib=budget,
+        reason=f"{need:,.0f} MiB needed, {budget - held:,.0f} MiB free: {what} (least recently used first)",
+    )
 
 
 def _only_needed(evictions: list[Eviction], short: float) -> list[Eviction]:

@@ -19,8 +19,9 @@ MIB = 2**20
 
 
 def initial_slots(fleet: Fleet) -> list[placement.Slot]:
-    return [placement.Slot(m.name, m.pool, m.share.awake_mib, m.share.asleep_mib, can_sleep=m.sleep)
-            for m in fleet.members.values()]
+    return [
+        placement.Slot(m.name, m.pool, m.share.awake_mib, m.share.asleep_mib, can_sleep=m.sleep) for m in fleet.members.values()
+    ]
 
 
 def report(fleet: Fleet) -> dict[str, Any]:
@@ -36,17 +37,33 @@ def report(fleet: Fleet) -> dict[str, Any]:
         if ok:
             clock += 1
             slots = [replace(s, state="ready", last_used=clock) if s.name == m.name else s for s in slots]
-        preload.append({"model": m.name, "starts": ok, "used_mib": round(placement.used(slots, m.pool), 1),
-                        "reason": d.reason if ok else (f"not preloaded: {d.reason}" if not d.fits else
-                                                       "not preloaded: it would evict " + ", ".join(e.name for e in d.evict))})
+        preload.append(
+            {
+                "model": m.name,
+                "starts": ok,
+                "used_mib": round(placement.used(slots, m.pool), 1),
+                "reason": d.reason
+                if ok
+                else (
+                    f"not preloaded: {d.reason}"
+                    if not d.fits
+                    else "not preloaded: it would evict " + ", ".join(e.name for e in d.evict)
+                ),
+            }
+        )
     on_request = []
     for m in fleet.members.values():
         if any(p["model"] == m.name and p["starts"] for p in preload):
             continue
         d = placement.place(m.name, slots, budgets)
-        on_request.append({"model": m.name, "outcome": d.outcome, "evict": [{"model": e.name, "action": e.action,
-                                                                              "frees_mib": round(e.frees_mib, 1)} for e in d.evict],
-                           "reason": d.reason})
+        on_request.append(
+            {
+                "model": m.name,
+                "outcome": d.outcome,
+                "evict": [{"model": e.name, "action": e.action, "frees_mib": round(e.frees_mib, 1)} for e in d.evict],
+                "reason": d.reason,
+            }
+        )
     together = {}
     for pool, budget in budgets.items():
         total = sum(m.share.awake_mib for m in fleet.members.values() if m.pool == pool)
@@ -54,17 +71,34 @@ def report(fleet: Fleet) -> dict[str, Any]:
     return {
         "fleet": fleet.name,
         "listen": f"{fleet.host}:{fleet.port}",
-        "pools": [{"pool": pool, "total_mib": round(b.total_mib, 1), "budget_mib": round(b.budget_mib, 1), "reason": b.reason}
-                  for pool, b in fleet.budgets.items()],
-        "models": [{
-            "name": m.name, "record": m.record, "recipe": m.spec.recipe, "model": m.spec.model, "profile": m.pool,
-            "awake_mib": round(m.share.awake_mib, 1), "asleep_mib": round(m.share.asleep_mib, 1) if m.sleep else None,
-            "kv_cache_bytes": m.share.kv_cache_bytes, "kv_cache_tokens": m.share.plan.kv_cache_tokens_logged,
-            "max_model_len": m.share.plan.max_model_len, "max_concurrency": round(m.share.plan.max_concurrency, 2),
-            "vllm_version": m.share.plan.vllm_version, "sizing": m.share.sizing,
-            "flags": m.share.flags + (["--enable-sleep-mode"] if m.sleep else []), "sleep": m.sleep,
-            "ttl_s": m.ttl_s, "preload": m.preload, "aliases": list(m.aliases), "presets": sorted(m.presets),
-        } for m in fleet.members.values()],
+        "pools": [
+            {"pool": pool, "total_mib": round(b.total_mib, 1), "budget_mib": round(b.budget_mib, 1), "reason": b.reason}
+            for pool, b in fleet.budgets.items()
+        ],
+        "models": [
+            {
+                "name": m.name,
+                "record": m.record,
+                "recipe": m.spec.recipe,
+                "model": m.spec.model,
+                "profile": m.pool,
+                "awake_mib": round(m.share.awake_mib, 1),
+                "asleep_mib": round(m.share.asleep_mib, 1) if m.sleep else None,
+                "kv_cache_bytes": m.share.kv_cache_bytes,
+                "kv_cache_tokens": m.share.plan.kv_cache_tokens_logged,
+                "max_model_len": m.share.plan.max_model_len,
+                "max_concurrency": round(m.share.plan.max_concurrency, 2),
+                "vllm_version": m.share.plan.vllm_version,
+                "sizing": m.share.sizing,
+                "flags": m.share.flags + (["--enable-sleep-mode"] if m.sleep else []),
+                "sleep": m.sleep,
+                "ttl_s": m.ttl_s,
+                "preload": m.preload,
+                "aliases": list(m.aliases),
+                "presets": sorted(m.presets),
+            }
+            for m in fleet.members.values()
+        ],
         "preload": preload,
         "on_request": on_request,
         "together": together,
@@ -81,9 +115,11 @@ def lines(data: dict[str, Any]) -> list[str]:
     for m in data["models"]:
         asleep = f", asleep {m['asleep_mib']:,.0f} MiB" if m["asleep_mib"] is not None else ", no sleep mode"
         ttl = f"ttl {m['ttl_s']:.0f} s" if m["ttl_s"] else "no ttl"
-        out.append(f"{m['name']}: {m['recipe']} on {m['profile']}, {m['awake_mib']:,.0f} MiB awake{asleep}; "
-                   f"KV cache {m['kv_cache_bytes'] / MIB:,.0f} MiB = {m['kv_cache_tokens']:,} tokens "
-                   f"({m['max_concurrency']:g} x {m['max_model_len']:,}); {ttl}{', preloaded' if m['preload'] else ''}")
+        out.append(
+            f"{m['name']}: {m['recipe']} on {m['profile']}, {m['awake_mib']:,.0f} MiB awake{asleep}; "
+            f"KV cache {m['kv_cache_bytes'] / MIB:,.0f} MiB = {m['kv_cache_tokens']:,} tokens "
+            f"({m['max_concurrency']:g} x {m['max_model_len']:,}); {ttl}{', preloaded' if m['preload'] else ''}"
+        )
         out.append(f"  sized: {m['sizing']}")
         out.append(f"  pinned with: {' '.join(m['flags'])}")
     out.append("")
@@ -95,7 +131,9 @@ def lines(data: dict[str, Any]) -> list[str]:
         verb = {"run": "starts", "wait": "waits", "never": "cannot start"}[r["outcome"]]
         out.append(f"first request for {r['model']}: {verb} ({r['reason']})")
     for pool, t in data["together"].items():
-        out.append(f"all models of {pool} together: {t['awake_mib']:,.0f} of {t['budget_mib']:,.0f} MiB: "
-                   + ("they can all run at once" if t["fits"] else "they cannot all run at once; the front door swaps them"))
+        out.append(
+            f"all models of {pool} together: {t['awake_mib']:,.0f} of {t['budget_mib']:,.0f} MiB: "
+            + ("they can all run at once" if t["fits"] else "they cannot all run at once; the front door swaps them")
+        )
     out += [f"note: {n}" for n in data["notes"]]
     return out

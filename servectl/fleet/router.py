@@ -38,8 +38,11 @@ _JSON = [(b"content-type", b"application/json")]
 
 
 def routable(path: str) -> bool:
-    return path not in NEVER_FORWARDED and not path.startswith("/v1/models") and (
-        path in FORWARD_EXACT or path.startswith(FORWARD_PREFIXES))
+    return (
+        path not in NEVER_FORWARDED
+        and not path.startswith("/v1/models")
+        and (path in FORWARD_EXACT or path.startswith(FORWARD_PREFIXES))
+    )
 
 
 class FrontDoor:
@@ -69,8 +72,14 @@ class FrontDoor:
         method, path = scope["method"], scope["path"]
         if method in ("GET", "HEAD"):
             if path == "/health":
-                return await self._json(send, 200, {"status": "shutting down" if self.manager.closing else "ok",
-                                                     "models": {m["name"]: m["state"] for m in self.manager.snapshot()}})
+                return await self._json(
+                    send,
+                    200,
+                    {
+                        "status": "shutting down" if self.manager.closing else "ok",
+                        "models": {m["name"]: m["state"] for m in self.manager.snapshot()},
+                    },
+                )
             if path == "/metrics":
                 return await _reply(send, 200, self.metrics.text(), [(b"content-type", CONTENT_TYPE)])
             if path == RELAY_PATH:
@@ -78,25 +87,34 @@ class FrontDoor:
             if path == "/v1/models":
                 return await self._json(send, 200, {"object": "list", "data": self.model_list()})
             if path.startswith("/v1/models/"):
-                wanted = path[len("/v1/models/"):]
+                wanted = path[len("/v1/models/") :]
                 entry = next((e for e in self.model_list() if e["id"] == wanted), None)
                 if entry is None:
                     return await self._error(send, 404, f"The model `{wanted}` does not exist.", "NotFoundError", "model")
                 return await self._json(send, 200, entry)
         if not routable(path):
-            return await self._error(send, 404, f"{method} {path} is not served by the front door "
-                                     "(inference paths that name a model in a JSON body, /v1/models, /health, /metrics, "
-                                     f"{RELAY_PATH})",
-                                     "NotFoundError")
+            return await self._error(
+                send,
+                404,
+                f"{method} {path} is not served by the front door "
+                "(inference paths that name a model in a JSON body, /v1/models, /health, /metrics, "
+                f"{RELAY_PATH})",
+                "NotFoundError",
+            )
         declared = _declared_length(scope["headers"])
         try:
             if declared is not None and declared > self.fleet.max_body:
                 raise _TooLarge
             body = await _read_body(receive, self.fleet.max_body)
         except _TooLarge:
-            return await self._error(send, 413, f"Request body too large: the front door accepts at most {self.fleet.max_body} "
-                                     "bytes (max_body_mib in the fleet file).", "invalid_request_error",
-                                     extra=[(b"connection", b"close")])
+            return await self._error(
+                send,
+                413,
+                f"Request body too large: the front door accepts at most {self.fleet.max_body} "
+                "bytes (max_body_mib in the fleet file).",
+                "invalid_request_error",
+                extra=[(b"connection", b"close")],
+            )
         if body is None:
             return
         try:
@@ -105,14 +123,24 @@ class FrontDoor:
             data = None
         asked = data.get("model") if isinstance(data, dict) else None
         if not isinstance(asked, str):
-            return await self._error(send, 400, "Name a model: the front door routes by the `model` field of a JSON body "
-                                     f"({', '.join(self.fleet.members)}; GET /v1/models lists every name).",
-                                     "invalid_request_error", "model")
+            return await self._error(
+                send,
+                400,
+                "Name a model: the front door routes by the `model` field of a JSON body "
+                f"({', '.join(self.fleet.members)}; GET /v1/models lists every name).",
+                "invalid_request_error",
+                "model",
+            )
         route = self.fleet.routes.get(asked)
         if route is None:
             shown = asked if len(asked) <= 200 else asked[:200] + "..."
-            return await self._error(send, 404, f"The model `{shown}` does not exist (GET /v1/models lists the fleet's "
-                                     "models, aliases and preset names).", "NotFoundError", "model")
+            return await self._error(
+                send,
+                404,
+                f"The model `{shown}` does not exist (GET /v1/models lists the fleet's models, aliases and preset names).",
+                "NotFoundError",
+                "model",
+            )
         name, preset = route
         model = await self._acquire(name, receive, send)
         if model is None:
@@ -157,8 +185,11 @@ class FrontDoor:
 
     async def relayed(self) -> bytes:
         """vLLM's /metrics of every server that is up (ready or asleep), merged and labelled by model."""
-        up = {m.name: m.running.url for m in self.manager.models.values()
-              if m.state in ("ready", "sleeping") and m.running is not None}
+        up = {
+            m.name: m.running.url
+            for m in self.manager.models.values()
+            if m.state in ("ready", "sleeping") and m.running is not None
+        }
         texts = await asyncio.gather(*(_read_metrics(url + "/metrics") for url in up.values()))
         return relay(dict(zip(up, texts)))
 
@@ -167,10 +198,25 @@ class FrontDoor:
         out, extra = [], []
         for snap in self.manager.snapshot():
             member = self.fleet.members[snap["name"]]
-            base = {"object": "model", "created": self.created, "owned_by": "servectl", "root": member.spec.model,
-                    "state": snap["state"]}
-            out.append({"id": snap["name"], **base, "parent": None, "recipe": member.spec.recipe, "pool": snap["pool"],
-                        "memory_mib": snap["memory_mib"], "aliases": snap["aliases"], "error": snap["error"]})
+            base = {
+                "object": "model",
+                "created": self.created,
+                "owned_by": "servectl",
+                "root": member.spec.model,
+                "state": snap["state"],
+            }
+            out.append(
+                {
+                    "id": snap["name"],
+                    **base,
+                    "parent": None,
+                    "recipe": member.spec.recipe,
+                    "pool": snap["pool"],
+                    "memory_mib": snap["memory_mib"],
+                    "aliases": snap["aliases"],
+                    "error": snap["error"],
+                }
+            )
             for public, (owner, preset) in self.fleet.routes.items():
                 if owner == snap["name"] and public != owner and (preset is None or public.startswith(owner + "-")):
                     extra.append({"id": public, **base, "parent": owner, "preset": preset})
@@ -179,8 +225,15 @@ class FrontDoor:
     async def _json(self, send: Any, status: int, data: Any) -> None:
         await _reply(send, status, json.dumps(data).encode(), _JSON)
 
-    async def _error(self, send: Any, status: int, message: str, kind: str, param: str | None = None,
-                     extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    async def _error(
+        self,
+        send: Any,
+        status: int,
+        message: str,
+        kind: str,
+        param: str | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         await _reply(send, status, openai_error_body(status, message, kind, param), [*_JSON, *(extra or [])])
 
 

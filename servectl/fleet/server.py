@@ -94,8 +94,10 @@ def refuse_a_second_copy(fleet: Fleet) -> None:
 
     for rec in state.list_records():
         if rec.fleet and rec.fleet.split()[0] == fleet.name and state.is_alive(rec):
-            raise UserError(f"fleet {fleet.name} is already served ({' '.join(rec.fleet.split()[1:])}; its server {rec.name} runs)",
-                            "stop that `servectl serve` first, or give this file another `name:`")
+            raise UserError(
+                f"fleet {fleet.name} is already served ({' '.join(rec.fleet.split()[1:])}; its server {rec.name} runs)",
+                "stop that `servectl serve` first, or give this file another `name:`",
+            )
 
 
 def serve(fleet: Fleet, executable: list[str], live: bool) -> int | None:
@@ -120,8 +122,13 @@ def serve(fleet: Fleet, executable: list[str], live: bool) -> int | None:
     display = Display(manager.snapshot, memory, live)
     app = FrontDoor(fleet, manager, metrics)
     server = _Server(uvicorn_config(app, fleet.host, port), manager)
-    info(plain(f"fleet {fleet.name}: {url}/v1  ({len(fleet.members)} models: {', '.join(fleet.members)}); "
-               "Ctrl-C stops it and every model it started"), style="bold")
+    info(
+        plain(
+            f"fleet {fleet.name}: {url}/v1  ({len(fleet.members)} models: {', '.join(fleet.members)}); "
+            "Ctrl-C stops it and every model it started"
+        ),
+        style="bold",
+    )
     for note in fleet.notes:
         info(plain(f"note: {note}"))
     display.start()

@@ -142,8 +142,9 @@ def _at(*key: Any):
         raise _At(key, exc.one_line()) from None
 
 
-def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: _Targets, serving: bool,
-            notes: list[str]) -> Member:
+def _member(
+    src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: _Targets, serving: bool, notes: list[str]
+) -> Member:
     """One model resolved, sized and pinned (_At on the first problem, naming its key)."""
     fleet = src.fleet
     with _at("recipe" if entry.recipe and entry.recipe not in cat.models else "model"):
@@ -173,8 +174,11 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
 
             asked = serve_options(find_vllm_python(fleet.python))
         overrides = [*entry.args, "--served-model-name", name]
-        spec = resolve(Request(recipe, profile, overrides, env=dict(entry.env), options=opts, vllm_options=asked,
-                               vllm_version=target.version))
+        spec = resolve(
+            Request(
+                recipe, profile, overrides, env=dict(entry.env), options=opts, vllm_options=asked, vllm_version=target.version
+            )
+        )
     from servectl.plan import calibrate
 
     user_flags = va.parse_args(list(entry.args))
@@ -186,10 +190,19 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
         spec = replace(spec, vllm_args=va.to_tokens(kept))
     budget = plan_share.budget(profile, fleet.preset, fc.size_bytes(fleet.memory_limit) if fleet.memory_limit else None)
     with _at("context" if entry.context else "args"):
-        share = plan_share.share_for(recipe, profile, spec.vllm_args, spec.env, vllm_version=target.version, host=target.host,
-                                     correction=calibrate.correction_for(recipe.name, profile.name, target.version),
-                                     weights_gib=_weights_gib(recipe, opts.model_path), context=entry.context,
-                                     concurrency=entry.concurrency, budget_mib=budget.budget_mib)
+        share = plan_share.share_for(
+            recipe,
+            profile,
+            spec.vllm_args,
+            spec.env,
+            vllm_version=target.version,
+            host=target.host,
+            correction=calibrate.correction_for(recipe.name, profile.name, target.version),
+            weights_gib=_weights_gib(recipe, opts.model_path),
+            context=entry.context,
+            concurrency=entry.concurrency,
+            budget_mib=budget.budget_mib,
+        )
     flags = va.merge(va.parse_args(spec.vllm_args), va.parse_args(share.flags))
     env = dict(spec.env)
     if sleep:
@@ -204,9 +217,19 @@ def _member(src: fc.FleetSource, name: str, entry: fc.FleetModel, cat, targets: 
         presets, auto = _presets(entry, recipe)
     ttl = fc.seconds(entry.ttl) if entry.ttl is not None else 0.0
     return Member(
-        name=name, record=spec.name, pool=profile.name, spec=spec, share=share, sleep=sleep, ttl_s=ttl or None,
-        preload=entry.preload, aliases=tuple(entry.aliases), presets=presets, auto_presets=auto,
-        start_timeout_s=fc.seconds(entry.start_timeout if entry.start_timeout is not None else fleet.start_timeout))
+        name=name,
+        record=spec.name,
+        pool=profile.name,
+        spec=spec,
+        share=share,
+        sleep=sleep,
+        ttl_s=ttl or None,
+        preload=entry.preload,
+        aliases=tuple(entry.aliases),
+        presets=presets,
+        auto_presets=auto,
+        start_timeout_s=fc.seconds(entry.start_timeout if entry.start_timeout is not None else fleet.start_timeout),
+    )
 
 
 def _tiny_model(python: str | None) -> Path:
@@ -293,17 +316,34 @@ def load(path: Path, *, serving: bool = False, listen: str | None = None, python
             budgets[m.pool] = plan_share.budget(m.spec.gpu_profile, fleet.preset, limit)
         b = budgets[m.pool]
         if m.share.awake_mib > b.budget_mib:
-            problems.add(("models", m.name), f"needs {m.share.awake_mib:,.0f} MiB on {m.pool}, more than the fleet may hold there "
-                         f"({b.budget_mib:,.0f} MiB: {b.reason}); lower its `context` or KV cache, or raise memory_limit")
-    no_sleep = [m.name for m in members.values() if m.spec.vendor == "cpu" and (fleet.models[m.name].sleep or fleet.sleep) != "off"]
+            problems.add(
+                ("models", m.name),
+                f"needs {m.share.awake_mib:,.0f} MiB on {m.pool}, more than the fleet may hold there "
+                f"({b.budget_mib:,.0f} MiB: {b.reason}); lower its `context` or KV cache, or raise memory_limit",
+            )
+    no_sleep = [
+        m.name for m in members.values() if m.spec.vendor == "cpu" and (fleet.models[m.name].sleep or fleet.sleep) != "off"
+    ]
     if no_sleep:
-        notes.append(f"{CPU_NO_SLEEP}: {', '.join(no_sleep)} stop{'s' if len(no_sleep) == 1 else ''} instead of sleeping "
-                     "when idle or evicted")
+        notes.append(
+            f"{CPU_NO_SLEEP}: {', '.join(no_sleep)} stop{'s' if len(no_sleep) == 1 else ''} instead of sleeping "
+            "when idle or evicted"
+        )
     routes = _routes(members, problems)
     if problems.lines:
         raise fc.FleetFileError(problems.lines)
     host, port = fc.parse_listen(listen if listen is not None else fleet.listen)
-    return Fleet(name=src.name, path=Path(path), host=host, port=port, members=members, budgets=budgets, routes=routes,
-                 queue_max=fleet.queue.max_waiting, queue_timeout_s=fc.seconds(fleet.queue.timeout),
-                 max_body=fleet.max_body_mib * 2**20, python=fleet.python, notes=notes)
-
+    return Fleet(
+        name=src.name,
+        path=Path(path),
+        host=host,
+        port=port,
+        members=members,
+        budgets=budgets,
+        routes=routes,
+        queue_max=fleet.queue.max_waiting,
+        queue_timeout_s=fc.seconds(fleet.queue.timeout),
+        max_body=fleet.max_body_mib * 2**20,
+        python=fleet.python,
+        notes=notes,
+    )

@@ -48,10 +48,14 @@ def resolve_model(model: str, recipe: str | None, catalog: Catalog, base: Path |
         return Resolved(resolve_any(str(path.resolve()) if local else model, catalog=catalog).recipe, None)
     if local:
         if not (path / "config.json").is_file():
-            raise UserError(f"{model!r} is not a checkpoint directory (no config.json)",
-                            "give the directory that holds the model's config.json and weights")
+            raise UserError(
+                f"{model!r} is not a checkpoint directory (no config.json)",
+                "give the directory that holds the model's config.json and weights",
+            )
         return Resolved(named, str(path.resolve()))
     if _REPO.match(model):
         return Resolved(named, None if named.repo == model else model)
-    raise UserError(f"{model!r} is neither a checkpoint directory nor a hub repo id",
-                    "give a directory, org/name, or drop `recipe:` to name a recipe")
+    raise UserError(
+        f"{model!r} is neither a checkpoint directory nor a hub repo id",
+        "give a directory, org/name, or drop `recipe:` to name a recipe",
+    )

@@ -57,8 +57,11 @@ def parse_cpuinfo(text: str) -> CpuFeatures:
 def parse_torch_probe(output: str, python: str) -> CpuFeatures:
     """Pure: the JSON line the torch probe prints -> features."""
     data = json.loads(output.strip().splitlines()[-1])
-    return CpuFeatures(avx512_bf16=bool(data["avx512_bf16"]), amx=bool(data["amx"]),
-                       source=f"torch {data.get('torch', '?')} in {python} reports {data.get('capability', '?')}")
+    return CpuFeatures(
+        avx512_bf16=bool(data["avx512_bf16"]),
+        amx=bool(data["amx"]),
+        source=f"torch {data.get('torch', '?')} in {python} reports {data.get('capability', '?')}",
+    )
 
 
 def _cache_file() -> Path:
@@ -85,8 +88,13 @@ def probe(python: str | None, timeout_s: float = 120) -> CpuFeatures:
             import subprocess  # here: a cached probe (every plan after the first) starts no process
 
             try:
-                out = subprocess.run([python, "-c", _TORCH_PROBE], capture_output=True, text=True, timeout=timeout_s,
-                                     env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+                out = subprocess.run(
+                    [python, "-c", _TORCH_PROBE],
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout_s,
+                    env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                )
                 if out.returncode == 0:
                     found = parse_torch_probe(out.stdout, python)
                     data = _read_cache()

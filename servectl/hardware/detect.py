@@ -23,8 +23,15 @@ from typing import Any
 from servectl.errors import UserError
 from servectl.fsutil import read_text_capped
 from servectl.hardware.models import DetectedGpu, Detection
-from servectl.hardware.parsers import (MIB, parse_captured, parse_nvidia_smi_apps, parse_nvml, parse_rocm_smi_json,
-                                       with_processes, with_unified_memory)
+from servectl.hardware.parsers import (
+    MIB,
+    parse_captured,
+    parse_nvidia_smi_apps,
+    parse_nvml,
+    parse_rocm_smi_json,
+    with_processes,
+    with_unified_memory,
+)
 
 
 class ProbeUnavailable(Exception):
@@ -64,15 +71,18 @@ def probe_nvml() -> dict[str, Any]:
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = attempt(lambda: pynvml.nvmlDeviceGetMemoryInfo(h))
             procs = attempt(lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(h))
-            out["devices"].append({
-                "index": i,
-                "name": text(pynvml.nvmlDeviceGetName(h)),
-                "memory": mem if isinstance(mem, dict) else {"total": mem.total, "used": mem.used, "free": mem.free},
-                "compute_capability": list(attempt(lambda: pynvml.nvmlDeviceGetCudaComputeCapability(h))),
-                "display_active": attempt(lambda: pynvml.nvmlDeviceGetDisplayActive(h)),
-                "processes": procs if isinstance(procs, dict) else [
-                    {"pid": p.pid, "used": getattr(p, "usedGpuMemory", None)} for p in procs],
-            })
+            out["devices"].append(
+                {
+                    "index": i,
+                    "name": text(pynvml.nvmlDeviceGetName(h)),
+                    "memory": mem if isinstance(mem, dict) else {"total": mem.total, "used": mem.used, "free": mem.free},
+                    "compute_capability": list(attempt(lambda: pynvml.nvmlDeviceGetCudaComputeCapability(h))),
+                    "display_active": attempt(lambda: pynvml.nvmlDeviceGetDisplayActive(h)),
+                    "processes": procs
+                    if isinstance(procs, dict)
+                    else [{"pid": p.pid, "used": getattr(p, "usedGpuMemory", None)} for p in procs],
+                }
+            )
         return out
     finally:
         pynvml.nvmlShutdown()
@@ -83,8 +93,12 @@ def probe_rocm_smi(run: Callable[..., subprocess.CompletedProcess] = subprocess.
     exe = shutil.which("rocm-smi")
     if not exe:
         raise ProbeUnavailable("rocm-smi is not on PATH")
-    proc = run([exe, "--showproductname", "--showmeminfo", "vram", "--showdriverversion", "--json"],
-               capture_output=True, text=True, timeout=20)
+    proc = run(
+        [exe, "--showproductname", "--showmeminfo", "vram", "--showdriverversion", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     if proc.returncode != 0:
         raise ProbeUnavailable(f"rocm-smi exited {proc.returncode}: {proc.stderr.strip()[:200]}")
     try:
@@ -110,8 +124,12 @@ def probe_display(env: Mapping[str, str] | None = None) -> bool:
 # --------------------------------------------------------------------------- detection
 
 
-def detect(nvml: Callable[[], dict] = probe_nvml, rocm: Callable[[], dict] = probe_rocm_smi,
-           sysmem: Callable[[], dict] = probe_system_memory, display: Callable[[], bool] = probe_display) -> Detection:
+def detect(
+    nvml: Callable[[], dict] = probe_nvml,
+    rocm: Callable[[], dict] = probe_rocm_smi,
+    sysmem: Callable[[], dict] = probe_system_memory,
+    display: Callable[[], bool] = probe_display,
+) -> Detection:
     """Probe NVIDIA (NVML), then AMD (rocm-smi); none -> a Detection with no GPUs and the reasons."""
     notes: list[str] = []
     mem = sysmem()
@@ -134,8 +152,14 @@ def detect(nvml: Callable[[], dict] = probe_nvml, rocm: Callable[[], dict] = pro
     if not gpus:
         source = "no GPU found (" + "; ".join(notes) + ")"
     disp = display() or any(g.display_active for g in gpus)
-    return Detection(gpus=gpus, display=disp, system_memory_mib=mem["total"] / MIB,
-                     system_available_mib=mem["available"] / MIB, source=source, notes=notes)
+    return Detection(
+        gpus=gpus,
+        display=disp,
+        system_memory_mib=mem["total"] / MIB,
+        system_available_mib=mem["available"] / MIB,
+        source=source,
+        notes=notes,
+    )
 
 
 def captured_system_memory(text: str) -> dict[str, Any] | None:
@@ -152,8 +176,14 @@ def captured_system_memory(text: str) -> dict[str, Any] | None:
     return mem if ok else None
 
 
-def detection_from_captured(text: str, *, display: bool | None = None, sysmem: Mapping[str, Any] | None = None,
-                            source: str = "captured output", processes: str | None = None) -> Detection:
+def detection_from_captured(
+    text: str,
+    *,
+    display: bool | None = None,
+    sysmem: Mapping[str, Any] | None = None,
+    source: str = "captured output",
+    processes: str | None = None,
+) -> Detection:
     """A Detection from a captured tool output (tests, `servectl gpus --from FILE [--processes APPS]`);
     `processes` is a captured `nvidia-smi --query-compute-apps=... --format=csv`."""
     if sysmem is None:
@@ -162,9 +192,13 @@ def detection_from_captured(text: str, *, display: bool | None = None, sysmem: M
     if processes is not None:
         gpus = with_processes(gpus, parse_nvidia_smi_apps(processes))
     disp = any(g.display_active for g in gpus) if display is None else display
-    return Detection(gpus=gpus, display=disp, source=source,
-                     system_memory_mib=sysmem["total"] / MIB if sysmem else None,
-                     system_available_mib=sysmem["available"] / MIB if sysmem else None)
+    return Detection(
+        gpus=gpus,
+        display=disp,
+        source=source,
+        system_memory_mib=sysmem["total"] / MIB if sysmem else None,
+        system_available_mib=sysmem["available"] / MIB if sysmem else None,
+    )
 
 
 CAPTURE_LIMIT = 16 * 2**20  # nvidia-smi -q -x of a 16-GPU host is ~1 MiB
@@ -180,8 +214,9 @@ def read_capture(path: Path) -> str:
     try:
         parse_captured(text)
     except _PARSE_ERRORS as exc:
-        raise UserError(f"cannot read {path.name} as nvidia-smi or rocm-smi output ({type(exc).__name__}: {exc})",
-                        _CAPTURE_HINT) from None
+        raise UserError(
+            f"cannot read {path.name} as nvidia-smi or rocm-smi output ({type(exc).__name__}: {exc})", _CAPTURE_HINT
+        ) from None
     return text
 
 
@@ -190,8 +225,10 @@ def detection_from_files(captured: Path, processes: Path | None = None) -> Detec
     machine's, not this one's)."""
     apps = read_text_capped(processes, CAPTURE_LIMIT, str(processes)) if processes is not None else None
     try:
-        return detection_from_captured(read_text_capped(captured, CAPTURE_LIMIT, str(captured)),
-                                       source=f"captured {captured.name}", processes=apps)
+        return detection_from_captured(
+            read_text_capped(captured, CAPTURE_LIMIT, str(captured)), source=f"captured {captured.name}", processes=apps
+        )
     except _PARSE_ERRORS as exc:
-        raise UserError(f"cannot read {captured.name} as nvidia-smi or rocm-smi output ({type(exc).__name__}: {exc})",
-                        _CAPTURE_HINT) from None
+        raise UserError(
+            f"cannot read {captured.name} as nvidia-smi or rocm-smi output ({type(exc).__name__}: {exc})", _CAPTURE_HINT
+        ) from None

@@ -40,21 +40,38 @@ class Host:
     def describe(self) -> str:
         gpu = "no GPU"
         if self.vendor == "nvidia":
-            gpu = (f"{self.gpu_count} x {self.gpu_name or 'NVIDIA GPU'}" + (f" (sm_{self.compute_capability.replace('.', '')})"
-                   if self.compute_capability else "") + f", driver {self.driver_version or 'unknown'}"
-                   + (f" (CUDA {self.cuda_version})" if self.cuda_version else ""))
+            gpu = (
+                f"{self.gpu_count} x {self.gpu_name or 'NVIDIA GPU'}"
+                + (f" (sm_{self.compute_capability.replace('.', '')})" if self.compute_capability else "")
+                + f", driver {self.driver_version or 'unknown'}"
+                + (f" (CUDA {self.cuda_version})" if self.cuda_version else "")
+            )
         elif self.vendor == "amd":
-            gpu = (f"{self.gpu_count} x {self.gpu_name or 'AMD GPU'}" + (f" ({self.gfx_target})" if self.gfx_target else "")
-                   + f", ROCm {self.rocm_version or 'unknown'}")
-        return (f"{gpu}; {self.arch or '?'}, Python {self.python_version or '?'}, glibc {self.glibc_version or '?'}"
-                f" ({self.source})")
+            gpu = (
+                f"{self.gpu_count} x {self.gpu_name or 'AMD GPU'}"
+                + (f" ({self.gfx_target})" if self.gfx_target else "")
+                + f", ROCm {self.rocm_version or 'unknown'}"
+            )
+        return (
+            f"{gpu}; {self.arch or '?'}, Python {self.python_version or '?'}, glibc {self.glibc_version or '?'} ({self.source})"
+        )
 
     def to_json(self) -> dict:
-        return {"vendor": self.vendor, "gpu_name": self.gpu_name, "gpu_count": self.gpu_count,
-                "compute_capability": self.compute_capability, "gfx_target": self.gfx_target,
-                "driver_version": self.driver_version, "cuda_version": self.cuda_version,
-                "rocm_version": self.rocm_version, "arch": self.arch, "python_version": self.python_version,
-                "glibc_version": self.glibc_version, "source": self.source, "notes": list(self.notes)}
+        return {
+            "vendor": self.vendor,
+            "gpu_name": self.gpu_name,
+            "gpu_count": self.gpu_count,
+            "compute_capability": self.compute_capability,
+            "gfx_target": self.gfx_target,
+            "driver_version": self.driver_version,
+            "cuda_version": self.cuda_version,
+            "rocm_version": self.rocm_version,
+            "arch": self.arch,
+            "python_version": self.python_version,
+            "glibc_version": self.glibc_version,
+            "source": self.source,
+            "notes": list(self.notes),
+        }
 
 
 _VERSION = re.compile(r"^\d{1,6}(\.\d{1,6}){0,3}$")
@@ -91,8 +108,9 @@ def probe_platform(python: str | os.PathLike | None = None) -> PlatformFacts:
     except (ValueError, OSError):
         libc = ""
     m = re.search(r"(\d+\.\d+)", libc)
-    return PlatformFacts(arch=platform.machine() or "x86_64", python_version=python_version_of(python),
-                         glibc_version=m.group(1) if m else None)
+    return PlatformFacts(
+        arch=platform.machine() or "x86_64", python_version=python_version_of(python), glibc_version=m.group(1) if m else None
+    )
 
 
 def probe_rocm_version(root: str | None = None) -> str | None:
@@ -109,8 +127,14 @@ def probe_rocm_version(root: str | None = None) -> str | None:
 # --------------------------------------------------------------------------- pure
 
 
-def host_from(detection: Detection, facts: PlatformFacts | None, *, rocm_version: str | None = None, source: str = "this machine",
-              notes: tuple[str, ...] = ()) -> Host:
+def host_from(
+    detection: Detection,
+    facts: PlatformFacts | None,
+    *,
+    rocm_version: str | None = None,
+    source: str = "this machine",
+    notes: tuple[str, ...] = (),
+) -> Host:
     """Host facts from a detection (first vendor's devices) and the platform facts (None: another machine's
     capture, whose platform is not known)."""
     arch, py, glibc = (facts.arch, facts.python_version, facts.glibc_version) if facts else (None, None, None)
@@ -119,23 +143,49 @@ def host_from(detection: Detection, facts: PlatformFacts | None, *, rocm_version
     first = detection.gpus[0]
     same = [g for g in detection.gpus if g.vendor == first.vendor]
     return Host(
-        vendor=first.vendor, gpu_name=first.name, gpu_count=len(same), compute_capability=first.compute_capability,
-        gfx_target=first.gfx_target, driver_version=first.driver_version if first.vendor == "nvidia" else None,
-        cuda_version=first.cuda_version, rocm_version=rocm_version if first.vendor == "amd" else None,
-        source=source, notes=notes, arch=arch, python_version=py, glibc_version=glibc)
+        vendor=first.vendor,
+        gpu_name=first.name,
+        gpu_count=len(same),
+        compute_capability=first.compute_capability,
+        gfx_target=first.gfx_target,
+        driver_version=first.driver_version if first.vendor == "nvidia" else None,
+        cuda_version=first.cuda_version,
+        rocm_version=rocm_version if first.vendor == "amd" else None,
+        source=source,
+        notes=notes,
+        arch=arch,
+        python_version=py,
+        glibc_version=glibc,
+    )
 
 
-def with_overrides(host: Host, *, driver: str | None = None, arch: str | None = None, python_version: str | None = None,
-                   glibc: str | None = None, rocm_version: str | None = None) -> Host:
+def with_overrides(
+    host: Host,
+    *,
+    driver: str | None = None,
+    arch: str | None = None,
+    python_version: str | None = None,
+    glibc: str | None = None,
+    rocm_version: str | None = None,
+) -> Host:
     """The host with facts the user states (planning for another machine, or a fact no probe can read);
     a version that is not dotted numbers is bad input."""
-    for option, value in (("--driver", driver), ("--python-version", python_version), ("--glibc", glibc),
-                          ("--rocm-version", rocm_version)):
+    for option, value in (
+        ("--driver", driver),
+        ("--python-version", python_version),
+        ("--glibc", glibc),
+        ("--rocm-version", rocm_version),
+    ):
         if value is not None and not _VERSION.match(value):
             raise UserError(f"{option} {value!r} is not a version", f"give dotted numbers, e.g. {option} {_EXAMPLE[option]}")
-    return replace(host, driver_version=driver or host.driver_version, arch=arch or host.arch,
-                   python_version=python_version or host.python_version, glibc_version=glibc or host.glibc_version,
-                   rocm_version=rocm_version or host.rocm_version)
+    return replace(
+        host,
+        driver_version=driver or host.driver_version,
+        arch=arch or host.arch,
+        python_version=python_version or host.python_version,
+        glibc_version=glibc or host.glibc_version,
+        rocm_version=rocm_version or host.rocm_version,
+    )
 
 
 def probe_host(base_python: str | None = None) -> Host:
@@ -153,9 +203,17 @@ def captured_host(detection: Detection) -> Host:
     return host_from(detection, None, source=detection.source)
 
 
-def host_and_detection(captured: str | None = None, *, source: str = "captured output", base_python: str | None = None,
-                       driver: str | None = None, arch: str | None = None, python_version: str | None = None,
-                       glibc: str | None = None, rocm_version: str | None = None) -> tuple[Host, Detection]:
+def host_and_detection(
+    captured: str | None = None,
+    *,
+    source: str = "captured output",
+    base_python: str | None = None,
+    driver: str | None = None,
+    arch: str | None = None,
+    python_version: str | None = None,
+    glibc: str | None = None,
+    rocm_version: str | None = None,
+) -> tuple[Host, Detection]:
     """The host a vLLM environment is made for, and the detection its GPU profile is matched from: this machine,
     or the machine of a captured nvidia-smi / rocm-smi output (`captured`, its text); stated facts win."""
     from servectl.hardware.detect import detect, detection_from_captured
@@ -169,5 +227,6 @@ def host_and_detection(captured: str | None = None, *, source: str = "captured o
         detection = detect()
         amd = any(g.vendor == "amd" for g in detection.gpus)
         host = host_from(detection, probe_platform(base_python), rocm_version=probe_rocm_version() if amd else None)
-    return with_overrides(host, driver=driver, arch=arch, python_version=python_version, glibc=glibc,
-                          rocm_version=rocm_version), detection
+    return with_overrides(
+        host, driver=driver, arch=arch, python_version=python_version, glibc=glibc, rocm_version=rocm_version
+    ), detection

@@ -18,8 +18,16 @@ from servectl.hardware.models import Choice, Detection, DetectedGpu
 
 MEMORY_TOLERANCE = 0.12  # marketed GiB vs what NVML reports (RTX 5090: 32 vs 31.8 GiB; H100: 80 vs 79.6 GiB)
 
-_ARCH_BY_CC = [(12.0, "blackwell"), (10.0, "blackwell"), (9.0, "hopper"), (8.9, "ada"), (8.0, "ampere"),
-               (7.5, "turing"), (7.0, "volta"), (0.0, "older")]
+_ARCH_BY_CC = [
+    (12.0, "blackwell"),
+    (10.0, "blackwell"),
+    (9.0, "hopper"),
+    (8.9, "ada"),
+    (8.0, "ampere"),
+    (7.5, "turing"),
+    (7.0, "volta"),
+    (0.0, "older"),
+]
 
 
 def architecture_of(cc: str | None) -> str:
@@ -73,8 +81,9 @@ def generic_profile(gpu: DetectedGpu, count: int) -> GpuProfile:
     unified = gpu.unified_memory
     desktop, headless = (0.7, 0.8) if unified else (0.85, 0.92)
     if gpu.vendor == "amd":
-        container = ContainerOptions(image="rocm/vllm:latest", devices=["/dev/kfd", "/dev/dri"], group_add=["video"],
-                                     security_opt=["seccomp=unconfined"])
+        container = ContainerOptions(
+            image="rocm/vllm:latest", devices=["/dev/kfd", "/dev/dri"], group_add=["video"], security_opt=["seccomp=unconfined"]
+        )
         kube = KubernetesOptions(gpu_resource="amd.com/gpu")
         arch = gpu.gfx_target or "unknown"
     else:
@@ -82,14 +91,25 @@ def generic_profile(gpu: DetectedGpu, count: int) -> GpuProfile:
         kube = KubernetesOptions(gpu_resource="nvidia.com/gpu")
         arch = architecture_of(gpu.compute_capability)
     return GpuProfile(
-        name=f"generic-{gpu.vendor}", title=f"{count} x {gpu.name} (detected; {mem:.1f} GiB per device)",
-        vendor=gpu.vendor, architecture=arch, count=count, memory_gib=round(mem, 2), usable_memory_gib=round(mem, 2),
-        unified_memory=unified, os_headroom_gib=12.0 if unified else 0.0,
-        compute_capability=gpu.compute_capability, gfx_target=gpu.gfx_target,
-        quantizations=quantizations_for(gpu), container=container,
-        presets={"desktop": UtilizationPreset(gpu_memory_utilization=desktop, description="Display attached (generic)."),
-                 "headless": UtilizationPreset(gpu_memory_utilization=headless, description="No display (generic).")},
-        default_preset="headless", kubernetes=kube,
+        name=f"generic-{gpu.vendor}",
+        title=f"{count} x {gpu.name} (detected; {mem:.1f} GiB per device)",
+        vendor=gpu.vendor,
+        architecture=arch,
+        count=count,
+        memory_gib=round(mem, 2),
+        usable_memory_gib=round(mem, 2),
+        unified_memory=unified,
+        os_headroom_gib=12.0 if unified else 0.0,
+        compute_capability=gpu.compute_capability,
+        gfx_target=gpu.gfx_target,
+        quantizations=quantizations_for(gpu),
+        container=container,
+        presets={
+            "desktop": UtilizationPreset(gpu_memory_utilization=desktop, description="Display attached (generic)."),
+            "headless": UtilizationPreset(gpu_memory_utilization=headless, description="No display (generic)."),
+        },
+        default_preset="headless",
+        kubernetes=kube,
     )
 
 
@@ -106,30 +126,42 @@ def choose_profile(detection: Detection, catalog: Catalog) -> Choice:
     if len({g.name for g in same}) > 1:
         warnings.append("mixed devices: " + ", ".join(sorted({g.name for g in same})) + f"; planning for {gpu.name}")
     rejected = []
-    named = [p for p in catalog.gpus.values() if p.vendor == gpu.vendor
-             and any(re.search(pat, gpu.name, re.I) for pat in p.name_patterns)]
+    named = [
+        p
+        for p in catalog.gpus.values()
+        if p.vendor == gpu.vendor and any(re.search(pat, gpu.name, re.I) for pat in p.name_patterns)
+    ]
     # the most specific pattern first (RTX PRO 6000 Blackwell before Radeon), then the closest count
-    named.sort(key=lambda p: (-max(len(pat) for pat in p.name_patterns if re.search(pat, gpu.name, re.I)),
-                              abs(p.count - count)))
+    named.sort(key=lambda p: (-max(len(pat) for pat in p.name_patterns if re.search(pat, gpu.name, re.I)), abs(p.count - count)))
     for p in named:
         why = _mismatch(p, gpu, count)
         if why is None:
             if count > p.count:
                 warnings.append(f"{count} devices detected, profile {p.name} uses {p.count}")
-            return Choice(profile=p, preset=preset if preset in p.presets else p.default_preset,
-                          reason=f"{gpu.name} matches profile {p.name} (name, "
-                                 f"{'compute capability ' + gpu.compute_capability + ', ' if gpu.compute_capability else ''}"
-                                 f"memory, {count} device(s)); {where}: preset {preset}",
-                          warnings=warnings)
+            return Choice(
+                profile=p,
+                preset=preset if preset in p.presets else p.default_preset,
+                reason=f"{gpu.name} matches profile {p.name} (name, "
+                f"{'compute capability ' + gpu.compute_capability + ', ' if gpu.compute_capability else ''}"
+                f"memory, {count} device(s)); {where}: preset {preset}",
+                warnings=warnings,
+            )
         rejected.append(f"{p.name}: {why}")
     generic = generic_profile(gpu, count)
-    warnings.append(f"no catalog profile fits {gpu.name}"
-                    + (f" ({'; '.join(rejected)})" if rejected else "")
-                    + f": using a generic profile built from detection ({generic.memory_gib:g} GiB x {count}); "
-                      "check its presets before relying on them")
-    return Choice(profile=generic, preset=preset, generic=True, warnings=warnings,
-                  reason=f"unknown hardware {gpu.name}: generic {gpu.vendor} profile, "
-                         f"{generic.memory_gib:g} GiB x {count}; {where}: preset {preset}")
+    warnings.append(
+        f"no catalog profile fits {gpu.name}"
+        + (f" ({'; '.join(rejected)})" if rejected else "")
+        + f": using a generic profile built from detection ({generic.memory_gib:g} GiB x {count}); "
+        "check its presets before relying on them"
+    )
+    return Choice(
+        profile=generic,
+        preset=preset,
+        generic=True,
+        warnings=warnings,
+        reason=f"unknown hardware {gpu.name}: generic {gpu.vendor} profile, "
+        f"{generic.memory_gib:g} GiB x {count}; {where}: preset {preset}",
+    )
 
 
 def choose_for_this_machine(catalog: Catalog) -> Choice:

@@ -24,7 +24,9 @@ class DetectedGpu(Strict):
     index: int = Field(ge=0, description="Device index (NVML / rocm-smi card number).")
     vendor: Literal["nvidia", "amd"] = Field(description="Accelerator vendor.")
     name: str = Field(description="Device name as reported (e.g. 'NVIDIA GeForce RTX 5090').")
-    memory_total_mib: float | None = Field(None, ge=0, description="Dedicated memory, MiB (None: not reported, as on unified-memory systems).")
+    memory_total_mib: float | None = Field(
+        None, ge=0, description="Dedicated memory, MiB (None: not reported, as on unified-memory systems)."
+    )
     memory_used_mib: float | None = Field(None, ge=0, description="Memory in use, MiB.")
     memory_free_mib: float | None = Field(None, ge=0, description="Memory free, MiB.")
     compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$", description="CUDA compute capability, e.g. '12.0'.")

@@ -54,19 +54,24 @@ def parse_nvml(data: Mapping[str, Any]) -> list[DetectedGpu]:
         cc = d.get("compute_capability")
         disp = d.get("display_active")
         procs = d.get("processes")
-        gpus.append(DetectedGpu(
-            index=d["index"], vendor="nvidia", name=d["name"],
-            memory_total_mib=None if unified else mem["total"] / MIB,
-            memory_used_mib=None if unified else mem["used"] / MIB,
-            memory_free_mib=None if unified else mem["free"] / MIB,
-            compute_capability=f"{cc[0]}.{cc[1]}" if isinstance(cc, list) and len(cc) == 2 else None,
-            driver_version=data.get("driver_version"),
-            cuda_version=_cuda_version(data.get("cuda_driver_version")),
-            display_active=bool(disp) if isinstance(disp, int) else None,
-            unified_memory=unified,
-            processes=[GpuProcess(pid=p["pid"], used_mib=(p["used"] / MIB if p.get("used") else None))
-                       for p in procs] if isinstance(procs, list) else [],
-        ))
+        gpus.append(
+            DetectedGpu(
+                index=d["index"],
+                vendor="nvidia",
+                name=d["name"],
+                memory_total_mib=None if unified else mem["total"] / MIB,
+                memory_used_mib=None if unified else mem["used"] / MIB,
+                memory_free_mib=None if unified else mem["free"] / MIB,
+                compute_capability=f"{cc[0]}.{cc[1]}" if isinstance(cc, list) and len(cc) == 2 else None,
+                driver_version=data.get("driver_version"),
+                cuda_version=_cuda_version(data.get("cuda_driver_version")),
+                display_active=bool(disp) if isinstance(disp, int) else None,
+                unified_memory=unified,
+                processes=[GpuProcess(pid=p["pid"], used_mib=(p["used"] / MIB if p.get("used") else None)) for p in procs]
+                if isinstance(procs, list)
+                else [],
+            )
+        )
     return gpus
 
 
@@ -91,16 +96,22 @@ def parse_nvidia_smi_xml(text: str) -> list[DetectedGpu]:
             if pid and pid.isdigit():
                 procs.append(GpuProcess(pid=int(pid), name=get(p, "process_name") or "", used_mib=_mib(get(p, "used_memory"))))
         disp = get(g, "display_active")
-        out.append(DetectedGpu(
-            index=int(get(g, "minor_number") or i) if (get(g, "minor_number") or "").isdigit() else i,
-            vendor="nvidia", name=get(g, "product_name") or "unknown",
-            memory_total_mib=total, memory_used_mib=_mib(get(g, "fb_memory_usage/used")),
-            memory_free_mib=_mib(get(g, "fb_memory_usage/free")),
-            compute_capability=None, driver_version=driver,
-            cuda_version=cuda if cuda and cuda != "Not Found" else None,
-            display_active={"Enabled": True, "Disabled": False}.get(disp or ""),
-            unified_memory=total is None, processes=procs,
-        ))
+        out.append(
+            DetectedGpu(
+                index=int(get(g, "minor_number") or i) if (get(g, "minor_number") or "").isdigit() else i,
+                vendor="nvidia",
+                name=get(g, "product_name") or "unknown",
+                memory_total_mib=total,
+                memory_used_mib=_mib(get(g, "fb_memory_usage/used")),
+                memory_free_mib=_mib(get(g, "fb_memory_usage/free")),
+                compute_capability=None,
+                driver_version=driver,
+                cuda_version=cuda if cuda and cuda != "Not Found" else None,
+                display_active={"Enabled": True, "Disabled": False}.get(disp or ""),
+                unified_memory=total is None,
+                processes=procs,
+            )
+        )
     return out
 
 
@@ -124,16 +135,20 @@ def parse_nvidia_smi_csv(text: str) -> list[DetectedGpu]:
         total = _mib(cells.get("memory.total"))
         disp = cells.get("display_active", "")
         cc = cells.get("compute_cap")
-        out.append(DetectedGpu(
-            index=int(cells["index"]) if cells.get("index", "").isdigit() else n,
-            vendor="nvidia", name=cells.get("name", "unknown"),
-            memory_total_mib=total, memory_used_mib=_mib(cells.get("memory.used")),
-            memory_free_mib=_mib(cells.get("memory.free")),
-            compute_capability=cc if cc and re.fullmatch(r"\d+\.\d+", cc) else None,
-            driver_version=cells.get("driver_version"),
-            display_active={"Enabled": True, "Disabled": False}.get(disp),
-            unified_memory=total is None and "memory.total" in cells,
-        ))
+        out.append(
+            DetectedGpu(
+                index=int(cells["index"]) if cells.get("index", "").isdigit() else n,
+                vendor="nvidia",
+                name=cells.get("name", "unknown"),
+                memory_total_mib=total,
+                memory_used_mib=_mib(cells.get("memory.used")),
+                memory_free_mib=_mib(cells.get("memory.free")),
+                compute_capability=cc if cc and re.fullmatch(r"\d+\.\d+", cc) else None,
+                driver_version=cells.get("driver_version"),
+                display_active={"Enabled": True, "Disabled": False}.get(disp),
+                unified_memory=total is None and "memory.total" in cells,
+            )
+        )
     return out
 
 
@@ -154,13 +169,20 @@ def parse_nvidia_smi_table(text: str) -> list[DetectedGpu]:
         m2 = _TABLE_ROW2.match(lines[i + 1])
         total = float(m2.group("total")) if m2 and m2.group("total") else None
         used = float(m2.group("used")) if m2 and m2.group("used") else None
-        out.append(DetectedGpu(
-            index=int(m.group("index")), vendor="nvidia", name=m.group("name").strip(),
-            memory_total_mib=total, memory_used_mib=used,
-            memory_free_mib=(total - used) if total is not None and used is not None else None,
-            driver_version=head.group("driver") if head else None, cuda_version=head.group("cuda") if head else None,
-            display_active=m.group("disp") == "On", unified_memory=bool(m2 and m2.group("ns")),
-        ))
+        out.append(
+            DetectedGpu(
+                index=int(m.group("index")),
+                vendor="nvidia",
+                name=m.group("name").strip(),
+                memory_total_mib=total,
+                memory_used_mib=used,
+                memory_free_mib=(total - used) if total is not None and used is not None else None,
+                driver_version=head.group("driver") if head else None,
+                cuda_version=head.group("cuda") if head else None,
+                display_active=m.group("disp") == "On",
+                unified_memory=bool(m2 and m2.group("ns")),
+            )
+        )
     return out
 
 
@@ -184,13 +206,18 @@ def parse_rocm_smi_json(data: str | Mapping[str, Any]) -> list[DetectedGpu]:
         total_mib = int(total) / MIB if total and str(total).isdigit() else None
         used_mib = int(used) / MIB if used and str(used).isdigit() else None
         gfx = card.get("GFX Version")
-        out.append(DetectedGpu(
-            index=int(m.group(1)), vendor="amd",
-            name=card.get("Card Series") or card.get("Device Name") or card.get("Card Model") or "AMD GPU",
-            memory_total_mib=total_mib, memory_used_mib=used_mib,
-            memory_free_mib=(total_mib - used_mib) if total_mib is not None and used_mib is not None else None,
-            gfx_target=gfx if gfx and gfx != "N/A" else None, driver_version=driver,
-        ))
+        out.append(
+            DetectedGpu(
+                index=int(m.group(1)),
+                vendor="amd",
+                name=card.get("Card Series") or card.get("Device Name") or card.get("Card Model") or "AMD GPU",
+                memory_total_mib=total_mib,
+                memory_used_mib=used_mib,
+                memory_free_mib=(total_mib - used_mib) if total_mib is not None and used_mib is not None else None,
+                gfx_target=gfx if gfx and gfx != "N/A" else None,
+                driver_version=driver,
+            )
+        )
     return out
 
 
@@ -211,8 +238,9 @@ def parse_nvidia_smi_apps(text: str) -> dict[str, list[GpuProcess]]:
         cells = dict(zip(header, row, strict=False))
         if not cells.get("pid", "").isdigit():
             continue
-        out.setdefault(cells.get("gpu_name", ""), []).append(GpuProcess(
-            pid=int(cells["pid"]), name=cells.get("process_name", ""), used_mib=_mib(cells.get("used_gpu_memory"))))
+        out.setdefault(cells.get("gpu_name", ""), []).append(
+            GpuProcess(pid=int(cells["pid"]), name=cells.get("process_name", ""), used_mib=_mib(cells.get("used_gpu_memory")))
+        )
     return out
 
 
@@ -234,8 +262,10 @@ def parse_captured(text: str) -> list[DetectedGpu]:
     if s.startswith("device,") and "VRAM Total Memory" in s.splitlines()[0]:
         return parse_rocm_smi_csv(text)
     if "used_gpu_memory" in s.splitlines()[0]:
-        raise UserError("this is a process list (--query-compute-apps), not a GPU list",
-                        "capture `nvidia-smi --query-gpu=index,name,memory.total,memory.used,memory.free --format=csv`")
+        raise UserError(
+            "this is a process list (--query-compute-apps), not a GPU list",
+            "capture `nvidia-smi --query-gpu=index,name,memory.total,memory.used,memory.free --format=csv`",
+        )
     if "NVIDIA-SMI" in text:
         return parse_nvidia_smi_table(text)
     return parse_nvidia_smi_csv(text)
@@ -246,5 +276,9 @@ def with_unified_memory(gpus: list[DetectedGpu], sysmem: Mapping[str, Any] | Non
     if not sysmem:
         return gpus
     total, avail = sysmem["total"] / MIB, sysmem["available"] / MIB
-    return [g.model_copy(update={"memory_total_mib": total, "memory_free_mib": avail, "memory_used_mib": total - avail})
-            if g.unified_memory and g.memory_total_mib is None else g for g in gpus]
+    return [
+        g.model_copy(update={"memory_total_mib": total, "memory_free_mib": avail, "memory_used_mib": total - avail})
+        if g.unified_memory and g.memory_total_mib is None
+        else g
+        for g in gpus
+    ]

@@ -38,15 +38,16 @@ def check_free_memory(detection: Detection, utilization: float) -> list[Problem]
         total, free = g.memory_total_mib / 1024, g.memory_free_mib / 1024
         need = utilization * total
         if free < need:
-            others = ", ".join(f"pid {p.pid}" + (f" {p.used_mib / 1024:.1f} GiB" if p.used_mib else "")
-                               for p in g.processes)
+            others = ", ".join(f"pid {p.pid}" + (f" {p.used_mib / 1024:.1f} GiB" if p.used_mib else "") for p in g.processes)
             fits = utilization_that_fits(free, total)
-            out.append(Problem(
-                check="free-memory",
-                what=f"GPU {g.index} ({g.name}) has {free:.2f} of {total:.2f} GiB free; utilization {utilization:g} "
-                     f"needs {need:.2f} GiB" + (f" (held by {others})" if others else ""),
-                fix=f"--gpu-memory-utilization {fits:.2f}, or stop the processes holding GPU memory",
-            ))
+            out.append(
+                Problem(
+                    check="free-memory",
+                    what=f"GPU {g.index} ({g.name}) has {free:.2f} of {total:.2f} GiB free; utilization {utilization:g} "
+                    f"needs {need:.2f} GiB" + (f" (held by {others})" if others else ""),
+                    fix=f"--gpu-memory-utilization {fits:.2f}, or stop the processes holding GPU memory",
+                )
+            )
     return out
 
 
@@ -57,14 +58,23 @@ def check_vllm_version(recipe: ModelRecipe, installed: str | None) -> list[Probl
     try:
         spec, ver = SpecifierSet(recipe.min_vllm), Version(installed)
     except (InvalidSpecifier, InvalidVersion) as exc:
-        return [Problem(check="vllm-version", severity="warning", what=f"cannot compare vLLM versions: {exc}",
-                        fix="check the vLLM version by hand")]
+        return [
+            Problem(
+                check="vllm-version",
+                severity="warning",
+                what=f"cannot compare vLLM versions: {exc}",
+                fix="check the vLLM version by hand",
+            )
+        ]
     if Version(ver.public) in spec or ver in spec:
         return []
-    return [Problem(check="vllm-version",
-                    what=f"vLLM {installed} does not satisfy {recipe.name}'s requirement vllm{recipe.min_vllm}",
-                    fix=f"install a vLLM matching '{recipe.min_vllm}' (`pip install -U 'vllm{recipe.min_vllm}'`) "
-                        "or use a newer image")]
+    return [
+        Problem(
+            check="vllm-version",
+            what=f"vLLM {installed} does not satisfy {recipe.name}'s requirement vllm{recipe.min_vllm}",
+            fix=f"install a vLLM matching '{recipe.min_vllm}' (`pip install -U 'vllm{recipe.min_vllm}'`) or use a newer image",
+        )
+    ]
 
 
 def check_quantization(recipe: ModelRecipe, profile: GpuProfile) -> list[Problem]:
@@ -72,12 +82,20 @@ def check_quantization(recipe: ModelRecipe, profile: GpuProfile) -> list[Problem
     if recipe.quantization in profile.quantizations:
         return []
     cc = f" (compute capability {profile.compute_capability})" if profile.compute_capability else ""
-    hint = "NVFP4/MXFP4 need a Blackwell GPU (sm_100/sm_120)" if recipe.quantization in ("nvfp4", "mxfp4") else \
-        "FP8 needs sm_89 or newer (Ada, Hopper, Blackwell) or MI300" if recipe.quantization == "fp8" else \
-        "this format has no kernels on this hardware"
-    return [Problem(check="quantization",
-                    what=f"{recipe.quantization} weights are not supported on {profile.title}{cc}",
-                    fix=f"pick a recipe in {', '.join(profile.quantizations)}; {hint}")]
+    hint = (
+        "NVFP4/MXFP4 need a Blackwell GPU (sm_100/sm_120)"
+        if recipe.quantization in ("nvfp4", "mxfp4")
+        else "FP8 needs sm_89 or newer (Ada, Hopper, Blackwell) or MI300"
+        if recipe.quantization == "fp8"
+        else "this format has no kernels on this hardware"
+    )
+    return [
+        Problem(
+            check="quantization",
+            what=f"{recipe.quantization} weights are not supported on {profile.title}{cc}",
+            fix=f"pick a recipe in {', '.join(profile.quantizations)}; {hint}",
+        )
+    ]
 
 
 def check_driver(profile: GpuProfile, driver: str | None, image: str | None = None) -> list[Problem]:
@@ -88,16 +106,33 @@ def check_driver(profile: GpuProfile, driver: str | None, image: str | None = No
         if Version(driver) >= Version(profile.min_driver):
             return []
     except InvalidVersion:
-        return [Problem(check="driver", severity="warning", what=f"cannot read driver version {driver!r}",
-                        fix=f"make sure the driver is >= {profile.min_driver}")]
+        return [
+            Problem(
+                check="driver",
+                severity="warning",
+                what=f"cannot read driver version {driver!r}",
+                fix=f"make sure the driver is >= {profile.min_driver}",
+            )
+        ]
     img = image or (profile.container.image if profile.container else None)
-    return [Problem(check="driver",
-                    what=f"driver {driver} is older than {profile.min_driver}, which {img or 'the image'} needs",
-                    fix=f"install an NVIDIA driver >= {profile.min_driver}, or use a cu128 image of the same vLLM")]
+    return [
+        Problem(
+            check="driver",
+            what=f"driver {driver} is older than {profile.min_driver}, which {img or 'the image'} needs",
+            fix=f"install an NVIDIA driver >= {profile.min_driver}, or use a cu128 image of the same vLLM",
+        )
+    ]
 
 
-def preflight(recipe: ModelRecipe, profile: GpuProfile, detection: Detection, *, utilization: float | None = None,
-              vllm_version: str | None = None, image: str | None = None) -> list[Problem]:
+def preflight(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    detection: Detection,
+    *,
+    utilization: float | None = None,
+    vllm_version: str | None = None,
+    image: str | None = None,
+) -> list[Problem]:
     """All checks; an empty list means go."""
     problems: list[Problem] = []
     if utilization is not None and profile.vendor != "cpu":

@@ -54,8 +54,9 @@ def apply_patches(target: Target, spec: LaunchSpec, events: Events) -> None:
         events(Message(f"patch {outcome.id}: {outcome.message}"))
 
 
-def preflight_blockers(recipe: ModelRecipe, profile, *, vllm_version: str | None, image: str | None,
-                       utilization: float | None = None) -> tuple[list[str], list[str]]:
+def preflight_blockers(
+    recipe: ModelRecipe, profile, *, vllm_version: str | None, image: str | None, utilization: float | None = None
+) -> tuple[list[str], list[str]]:
     """Pre-flight (servectl.hardware.preflight) before anything starts, for the venv and the image alike:
     (errors, which refuse the launch; warnings)."""
     from servectl.hardware.detect import detect
@@ -64,8 +65,10 @@ def preflight_blockers(recipe: ModelRecipe, profile, *, vllm_version: str | None
 
     detection = Detection(source="cpu profile: nothing to probe") if profile.vendor == "cpu" else detect()
     problems = preflight(recipe, profile, detection, utilization=utilization, vllm_version=vllm_version, image=image)
-    return ([f"{p.what} ({p.fix})" for p in problems if p.severity == "error"],
-            [f"{p.what} ({p.fix})" for p in problems if p.severity == "warning"])
+    return (
+        [f"{p.what} ({p.fix})" for p in problems if p.severity == "error"],
+        [f"{p.what} ({p.fix})" for p in problems if p.severity == "warning"],
+    )
 
 
 def preflight_problems(recipe: ModelRecipe, profile, spec: LaunchSpec, target: Target) -> tuple[list[str], list[str]]:
@@ -73,18 +76,22 @@ def preflight_problems(recipe: ModelRecipe, profile, spec: LaunchSpec, target: T
     from servectl.vllmenv import args as va
 
     util = va.get(va.parse_args(spec.vllm_args), "--gpu-memory-utilization")
-    return preflight_blockers(recipe, profile, vllm_version=_release(target), image=spec.image,
-                              utilization=float(util) if util else None)
+    return preflight_blockers(
+        recipe, profile, vllm_version=_release(target), image=spec.image, utilization=float(util) if util else None
+    )
 
 
 def _refuse(blockers: list[str]) -> None:
     if blockers:
-        raise CheckFailed(f"pre-flight: {blockers[0]}" + (f" (+{len(blockers) - 1} more)" if len(blockers) > 1 else ""),
-                          "; ".join(blockers[1:]) or None)
+        raise CheckFailed(
+            f"pre-flight: {blockers[0]}" + (f" (+{len(blockers) - 1} more)" if len(blockers) > 1 else ""),
+            "; ".join(blockers[1:]) or None,
+        )
 
 
-def environment_ready(recipe: ModelRecipe, profile, spec: LaunchSpec, target: Target, py: Path | None,
-                      apply: bool, events: Events) -> None:
+def environment_ready(
+    recipe: ModelRecipe, profile, spec: LaunchSpec, target: Target, py: Path | None, apply: bool, events: Events
+) -> None:
     """A local (or Ray driver) start: pre-flight in the environment, and its known bugs patched (or applied)."""
     errors, warnings = preflight_problems(recipe, profile, spec, target)
     for w in warnings:
@@ -92,8 +99,10 @@ def environment_ready(recipe: ModelRecipe, profile, spec: LaunchSpec, target: Ta
     _refuse(errors)
     problems = patch_problems(target, spec)
     if problems and not apply:
-        raise CheckFailed(f"the vLLM environment has known bugs unpatched: {', '.join(problems)}",
-                          f"run `servectl patch apply --python {shlex.quote(str(py))}` or pass --apply-patches")
+        raise CheckFailed(
+            f"the vLLM environment has known bugs unpatched: {', '.join(problems)}",
+            f"run `servectl patch apply --python {shlex.quote(str(py))}` or pass --apply-patches",
+        )
     if problems:
         apply_patches(target, spec, events)
 
@@ -113,8 +122,9 @@ def pull_image(docker_runner: runners.DockerRunner, image: str, events: Events) 
     return labels
 
 
-def image_ready(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profile, spec: LaunchSpec, force: bool,
-                events: Events) -> None:
+def image_ready(
+    docker_runner: runners.DockerRunner, recipe: ModelRecipe, profile, spec: LaunchSpec, force: bool, events: Events
+) -> None:
     """For --runtime docker, what the local runtime checks in the venv, checked on the image: the engine reaches the
     GPUs (NVIDIA container toolkit / ROCm devices), the image is here (pulled when not), pre-flight with the vLLM
     release its tag names, and no known bug of that release the recipe meets unless the image carries servectl's
@@ -133,9 +143,10 @@ def image_ready(docker_runner: runners.DockerRunner, recipe: ModelRecipe, profil
         patched = set(filter(None, labels.get("io.servectl.patches", "").split(",")))
         unpatched = [pid for pid in launch_patch_ids(spec, version) if pid not in patched]
         if unpatched and not force:
-            raise CheckFailed(f"image {image} (vLLM {version}) has known bugs unpatched for {recipe.name}: {', '.join(unpatched)}",
-                              f"build a patched image (`servectl render {recipe.name} --gpu {profile.name} --format dockerfile`), "
-                              "or --force")
+            raise CheckFailed(
+                f"image {image} (vLLM {version}) has known bugs unpatched for {recipe.name}: {', '.join(unpatched)}",
+                f"build a patched image (`servectl render {recipe.name} --gpu {profile.name} --format dockerfile`), or --force",
+            )
         if unpatched:
             events(Message(f"forced: image {image} runs with known bugs unpatched: {', '.join(unpatched)}", "warning"))
     errors, warnings = preflight_blockers(recipe, profile, vllm_version=version, image=image)
@@ -150,10 +161,18 @@ def ray_nodes_up(py: Path, head: str, nodes: int) -> None:
     from servectl.render import multinode
 
     limit = os.environ.get("SERVECTL_NODES_WAIT_S", str(multinode.NODES_WAIT_S))
-    proc = subprocess.run([str(py), "-c", multinode.WAIT_FOR_NODES_PY, str(nodes), limit],
-                          env={**os.environ, "RAY_ADDRESS": head}, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(py), "-c", multinode.WAIT_FOR_NODES_PY, str(nodes), limit],
+        env={**os.environ, "RAY_ADDRESS": head},
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or ["no output"]
         if "No module named 'ray'" in proc.stderr:
-            raise CheckFailed(f"the vLLM environment {py} has no Ray", "run `servectl bootstrap --with-ray` (with --cpu on the CPU build)")
-        raise CheckFailed(lines[-1].removeprefix("servectl: "), f"start the missing Ray node(s) with `ray start --address {shlex.quote(head)}`")
+            raise CheckFailed(
+                f"the vLLM environment {py} has no Ray", "run `servectl bootstrap --with-ray` (with --cpu on the CPU build)"
+            )
+        raise CheckFailed(
+            lines[-1].removeprefix("servectl: "), f"start the missing Ray node(s) with `ray start --address {shlex.quote(head)}`"
+        )

@@ -19,10 +19,13 @@ from typing import Any
 
 from servectl.render.container import ContainerRun
 
-NVIDIA_TOOLKIT_FIX = ("install the NVIDIA Container Toolkit (package nvidia-container-toolkit), then "
-                      "`sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`")
-ROCM_DEVICE_FIX = ("load the amdgpu kernel driver (ROCm's `amdgpu-install --usecase=dkms`, then reboot); "
-                   "the container needs the host's {path}")
+NVIDIA_TOOLKIT_FIX = (
+    "install the NVIDIA Container Toolkit (package nvidia-container-toolkit), then "
+    "`sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`"
+)
+ROCM_DEVICE_FIX = (
+    "load the amdgpu kernel driver (ROCm's `amdgpu-install --usecase=dkms`, then reboot); the container needs the host's {path}"
+)
 
 
 def _cdi_has_nvidia(dirs: Iterable[str], read: Callable[[Path], str]) -> bool:
@@ -40,20 +43,31 @@ def _cdi_has_nvidia(dirs: Iterable[str], read: Callable[[Path], str]) -> bool:
     return False
 
 
-def gpu_access_problem(info: dict[str, Any], run: ContainerRun, exists: Callable[[str], bool] = os.path.exists,
-                       read: Callable[[Path], str] = lambda p: p.read_text(errors="replace")[:1_000_000]) -> tuple[str, str] | None:
+def gpu_access_problem(
+    info: dict[str, Any],
+    run: ContainerRun,
+    exists: Callable[[str], bool] = os.path.exists,
+    read: Callable[[Path], str] = lambda p: p.read_text(errors="replace")[:1_000_000],
+) -> tuple[str, str] | None:
     """(what is wrong, how to fix it) when the engine cannot give the container its accelerators; None when it can."""
     runtimes = sorted((info.get("Runtimes") or {}).keys())
     if run.runtime and run.runtime not in runtimes:
-        return (f"the Docker engine has no `{run.runtime}` runtime (`docker info` Runtimes: {', '.join(runtimes) or 'none'}), "
-                "so the container cannot reach the NVIDIA GPUs", NVIDIA_TOOLKIT_FIX)
+        return (
+            f"the Docker engine has no `{run.runtime}` runtime (`docker info` Runtimes: {', '.join(runtimes) or 'none'}), "
+            "so the container cannot reach the NVIDIA GPUs",
+            NVIDIA_TOOLKIT_FIX,
+        )
     if run.gpus and "nvidia" not in runtimes and not _cdi_has_nvidia(info.get("CDISpecDirs") or [], read):
-        return ("the Docker engine has neither the `nvidia` runtime nor a CDI spec for nvidia.com/gpu "
-                f"(CDI dirs: {', '.join(info.get('CDISpecDirs') or []) or 'none'}), so `--gpus` cannot be honoured",
-                NVIDIA_TOOLKIT_FIX + " (or `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)")
+        return (
+            "the Docker engine has neither the `nvidia` runtime nor a CDI spec for nvidia.com/gpu "
+            f"(CDI dirs: {', '.join(info.get('CDISpecDirs') or []) or 'none'}), so `--gpus` cannot be honoured",
+            NVIDIA_TOOLKIT_FIX + " (or `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)",
+        )
     for dev in run.devices:
         if not exists(dev):
-            return f"{dev} does not exist on this host, so the container cannot reach the AMD GPUs", ROCM_DEVICE_FIX.format(path=dev)
+            return f"{dev} does not exist on this host, so the container cannot reach the AMD GPUs", ROCM_DEVICE_FIX.format(
+                path=dev
+            )
     return None
 
 
@@ -93,5 +107,6 @@ class PullProgress:
 
     def line(self) -> str:
         mib = 2**20
-        return (f"{len(self.done)}/{len(self.layers)} layers, {self.current / mib:,.0f} of {self.total / mib:,.0f} MiB"
-                + (f"; {self.status}" if self.status else ""))
+        return f"{len(self.done)}/{len(self.layers)} layers, {self.current / mib:,.0f} of {self.total / mib:,.0f} MiB" + (
+            f"; {self.status}" if self.status else ""
+        )

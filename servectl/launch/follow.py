@@ -11,8 +11,9 @@ from servectl.launch.ports import base_url, held_by_another
 from servectl.spec.models import LaunchSpec
 
 
-def start_up(runner: runners.Runner, launched: runners.Launched, spec: LaunchSpec, timeout_s: float,
-             events: Events) -> startup.StartupResult:
+def start_up(
+    runner: runners.Runner, launched: runners.Launched, spec: LaunchSpec, timeout_s: float, events: Events
+) -> startup.StartupResult:
     """The readiness wait: each phase of vLLM's start-up as it is reached, and the seconds waited so far."""
     health = base_url(spec.host, spec.port) + "/health"
     # A local server must be the one on the port; a container's port is published by Docker's proxy.

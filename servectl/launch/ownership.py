@@ -168,6 +168,7 @@ def stop(marker: str, grace_s: float, reap=None) -> list[int]:
     """SIGTERM every process carrying the marker, wait up to grace_s for them to go, SIGKILL what is left.
     `reap`: called while waiting (a caller's own child must be reaped to stop counting as alive).
     Returns the pids still alive at the end (empty: all gone)."""
+
     def left() -> list[int]:
         if reap is not None:
             reap()

@@ -34,8 +34,7 @@ def held_by_another(port: int, pid: int) -> bool:
     except (psutil.AccessDenied, PermissionError):
         return False
     ours = set(tree_pids(pid))
-    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid and c.pid not in ours
-               for c in conns)
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid and c.pid not in ours for c in conns)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -23,8 +23,11 @@ class DeploymentRecord(BaseModel):
     port: int = Field(ge=1, le=65535, description="Port the server listens on.")
     pid: int | None = Field(None, description="Process (and process group) id of the local server.")
     create_time: float | None = Field(None, description="psutil create_time of pid: tells a reused PID apart.")
-    marker: str | None = Field(None, description="NAME:RANDOM, put into the server's environment as SERVECTL_DEPLOYMENT_ID "
-                                                 "(a container's label): servectl signals only processes that carry it.")
+    marker: str | None = Field(
+        None,
+        description="NAME:RANDOM, put into the server's environment as SERVECTL_DEPLOYMENT_ID "
+        "(a container's label): servectl signals only processes that carry it.",
+    )
     container_id: str | None = Field(None, description="Docker container id.")
     log_path: str = Field(description="File the server's output goes to.")
     argv: list[str] = Field(description="The command that was started.")
@@ -36,7 +39,9 @@ class DeploymentRecord(BaseModel):
     kv_cache_tokens_reported: int | None = Field(None, description="KV cache size vLLM logged at start-up, tokens.")
     kv_cache_tokens_predicted: int | None = Field(None, description="KV cache size the plan predicted, tokens.")
     ray_head: str | None = Field(None, description="`up --runtime ray`: the Ray cluster's head the local vLLM drives.")
-    fleet: str | None = Field(None, description="`servectl serve`: the fleet this server belongs to and its front door (NAME URL).")
+    fleet: str | None = Field(
+        None, description="`servectl serve`: the fleet this server belongs to and its front door (NAME URL)."
+    )
 
     @property
     def endpoint(self) -> str:
@@ -44,8 +49,9 @@ class DeploymentRecord(BaseModel):
         return f"http://{host}:{self.port}/v1"
 
 
-def new_record(spec, *, recipe: str, profile: str, runtime: str, log_path: str, detached: bool,
-               ray_head: str | None = None) -> DeploymentRecord:
+def new_record(
+    spec, *, recipe: str, profile: str, runtime: str, log_path: str, detached: bool, ray_head: str | None = None
+) -> DeploymentRecord:
     """The record a launch claims before anything starts: owned by this servectl, with the deployment's new marker."""
     import time
 
@@ -55,10 +61,22 @@ def new_record(spec, *, recipe: str, profile: str, runtime: str, log_path: str, 
 
     me = psutil.Process()
     return DeploymentRecord(
-        name=spec.name, runtime="docker" if runtime == "docker" else "local", recipe=recipe, profile=profile,
-        model=spec.model, served_model_name=spec.served_model_name, host=spec.host, port=spec.port,
-        log_path=log_path, argv=[], started_at=time.time(), detached=detached,
-        owner_pid=me.pid, owner_create_time=me.create_time(), ray_head=ray_head, marker=ownership.new_marker(spec.name),
+        name=spec.name,
+        runtime="docker" if runtime == "docker" else "local",
+        recipe=recipe,
+        profile=profile,
+        model=spec.model,
+        served_model_name=spec.served_model_name,
+        host=spec.host,
+        port=spec.port,
+        log_path=log_path,
+        argv=[],
+        started_at=time.time(),
+        detached=detached,
+        owner_pid=me.pid,
+        owner_create_time=me.create_time(),
+        ray_head=ray_head,
+        marker=ownership.new_marker(spec.name),
     )
 
 
@@ -66,10 +84,16 @@ def started(record: DeploymentRecord, launched, predicted_kv_tokens: int | None)
     """What the runner started: its process or container and the command line (secret values masked)."""
     from servectl.redact import redact_argv
 
-    return record.model_copy(update={
-        "runtime": launched.runtime, "pid": launched.pid, "create_time": launched.create_time,
-        "container_id": launched.container_id, "argv": redact_argv(launched.argv),
-        "kv_cache_tokens_predicted": predicted_kv_tokens})
+    return record.model_copy(
+        update={
+            "runtime": launched.runtime,
+            "pid": launched.pid,
+            "create_time": launched.create_time,
+            "container_id": launched.container_id,
+            "argv": redact_argv(launched.argv),
+            "kv_cache_tokens_predicted": predicted_kv_tokens,
+        }
+    )
 
 
 def ready(record: DeploymentRecord, kv_cache_tokens: int | None) -> DeploymentRecord:

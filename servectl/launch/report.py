@@ -33,14 +33,25 @@ def diagnosis_lines(log_text: str, spec: LaunchSpec | None = None) -> tuple[list
     hints = None
     if spec is not None:
         profile = spec.gpu_profile
-        hints = hints_for(log_text, recipe=spec.model_recipe, gpus=profile.count if profile.vendor != "cpu" else None,
-                          gfx_target=profile.gfx_target)
+        hints = hints_for(
+            log_text,
+            recipe=spec.model_recipe,
+            gpus=profile.count if profile.vendor != "cpu" else None,
+            gfx_target=profile.gfx_target,
+        )
     found = explain(log_text, hints)
     return text_lines(found), found.rule is not None
 
 
-def fail_start(runner: runners.Runner, launched: runners.Launched, spec: LaunchSpec, text: str, why: str,
-               grace_s: float = 5, headline: str | None = None) -> StartFailed:
+def fail_start(
+    runner: runners.Runner,
+    launched: runners.Launched,
+    spec: LaunchSpec,
+    text: str,
+    why: str,
+    grace_s: float = 5,
+    headline: str | None = None,
+) -> StartFailed:
     """Stop a failed start and forget it; the StartFailed that carries its log tail and diagnosis (every runtime)."""
     runner.stop(launched, grace_s=grace_s)
     state.remove(spec.name)
@@ -60,9 +71,11 @@ def health_report(url: str, model: str | None, spec: LaunchSpec | None = None) -
     expect = None
     if spec is not None:
         flags = va.parse_args(spec.vllm_args)
-        expect = with_fields(Expectations.from_recipe(spec.model_recipe, served_name=model),
-                             reasoning=va.get(flags, "--reasoning-parser") is not None,
-                             tools=va.get(flags, "--tool-call-parser") is not None)
+        expect = with_fields(
+            Expectations.from_recipe(spec.model_recipe, served_name=model),
+            reasoning=va.get(flags, "--reasoning-parser") is not None,
+            tools=va.get(flags, "--tool-call-parser") is not None,
+        )
     return run_checks(url, model=model, expect=expect)
 
 
@@ -70,11 +83,21 @@ def summary(record: DeploymentRecord, result: startup.StartupResult, report: Rep
     """`up --json` / `demo --json`."""
     r = record
     return {
-        "name": r.name, "endpoint": r.endpoint, "served_model_name": r.served_model_name, "model": r.model,
-        "runtime": r.runtime, "pid": r.pid, "container_id": r.container_id, "port": r.port, "log": r.log_path,
-        "startup_s": result.elapsed_s, "phases": result.phases,
-        "kv_cache_tokens_reported": r.kv_cache_tokens_reported, "kv_cache_tokens_predicted": r.kv_cache_tokens_predicted,
-        "detached": r.detached, "health": None if report is None else report.to_json(),
+        "name": r.name,
+        "endpoint": r.endpoint,
+        "served_model_name": r.served_model_name,
+        "model": r.model,
+        "runtime": r.runtime,
+        "pid": r.pid,
+        "container_id": r.container_id,
+        "port": r.port,
+        "log": r.log_path,
+        "startup_s": result.elapsed_s,
+        "phases": result.phases,
+        "kv_cache_tokens_reported": r.kv_cache_tokens_reported,
+        "kv_cache_tokens_predicted": r.kv_cache_tokens_predicted,
+        "detached": r.detached,
+        "health": None if report is None else report.to_json(),
         "health_passed": None if report is None else report.passed,
     }
 
@@ -107,11 +130,14 @@ def check_expectations(url: str, model: str | None):
         port = urlsplit(url).port or (443 if url.startswith("https") else 80)
     except ValueError:
         return None
-    rec = next((r for r in state.list_records() if r.port == port and r.host in ("127.0.0.1", "localhost", "0.0.0.0", "::1")), None)
+    rec = next(
+        (r for r in state.list_records() if r.port == port and r.host in ("127.0.0.1", "localhost", "0.0.0.0", "::1")), None
+    )
     if rec is None or rec.recipe in cat.models or not rec.argv:
         return None
     words = list(rec.argv)
-    flags = va.parse_args(words[words.index(rec.model) + 1:]) if rec.model in words else []
+    flags = va.parse_args(words[words.index(rec.model) + 1 :]) if rec.model in words else []
     base = Expectations(served_name=rec.served_model_name or rec.model, recipe=rec.recipe)
-    return with_fields(base, reasoning=va.get(flags, "--reasoning-parser") is not None,
-                       tools=va.get(flags, "--tool-call-parser") is not None)
+    return with_fields(
+        base, reasoning=va.get(flags, "--reasoning-parser") is not None, tools=va.get(flags, "--tool-call-parser") is not None
+    )

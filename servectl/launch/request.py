@@ -42,10 +42,14 @@ class LaunchRequest:
         """Combinations refused before anything runs (exit 2)."""
         if self.runtime == "ray":
             if not self.head or self.nodes is None or self.nodes < 2:
-                raise UserError("--runtime ray needs --nodes N (2 or more) and --head ADDRESS",
-                                "e.g. --runtime ray --nodes 2 --head 10.0.0.1:6379 (the Ray cluster's head, `ray start --head`)")
+                raise UserError(
+                    "--runtime ray needs --nodes N (2 or more) and --head ADDRESS",
+                    "e.g. --runtime ray --nodes 2 --head 10.0.0.1:6379 (the Ray cluster's head, `ray start --head`)",
+                )
         elif self.nodes not in (None, 1) or self.head is not None:  # --nodes 1: one machine, what local and docker run
             raise UserError("--nodes 2 or more and --head go with --runtime ray", "add --runtime ray, or drop them")
         if self.with_proxy and self.detach:
-            raise UserError("--with-proxy runs in the foreground with the server",
-                            "drop --detach, or run `servectl proxy --backend URL` next to the detached server")
+            raise UserError(
+                "--with-proxy runs in the foreground with the server",
+                "drop --detach, or run `servectl proxy --backend URL` next to the detached server",
+            )

@@ -102,14 +102,21 @@ class SubprocessRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             # Only names of the environment, never values: the log may be shared in a bug report.
-            log.write(f"# servectl: {shlex.join(redact_argv(cmd))}\n# env: {' '.join(spec.env)} inherited: {' '.join(spec.secret_env)}\n".encode())
+            log.write(
+                f"# servectl: {shlex.join(redact_argv(cmd))}\n# env: {' '.join(spec.env)} inherited: {' '.join(spec.secret_env)}\n".encode()
+            )
             log.flush()
             # -I: the server's environment (PYTHONPATH, ...) must not change the watchdog's own interpreter.
             watchdog = subprocess.Popen(
                 [sys.executable, "-I", str(WATCHDOG), str(DEFAULT_GRACE_S), str(log_path), marker, *cmd],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=child_env(spec),
-                start_new_session=True, close_fds=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=child_env(spec),
+                start_new_session=True,
+                close_fds=True,
             )
+        assert watchdog.stdin is not None and watchdog.stdout is not None  # both are pipes (above)
         word, _, rest = watchdog.stdout.readline().decode(errors="replace").strip().partition(" ")
         if word != "pid":
             watchdog.stdin.close()
@@ -138,7 +145,7 @@ class SubprocessRunner:
     @staticmethod
     def _end_watchdog(launched: Launched, message: bytes) -> None:
         watchdog = launched.watchdog
-        if watchdog is None:
+        if watchdog is None or watchdog.stdin is None or watchdog.stdout is None:
             return
         try:
             if message:
@@ -188,8 +195,9 @@ class DockerRunner:
             return dict(self.client.images.get(image).labels or {})
         except docker.errors.ImageNotFound:
             if not pull:
-                raise CheckFailed(f"image {image} is not on this machine",
-                                  f"docker pull {image} (for the CPU build: scripts/docker-cpu-image)") from None
+                raise CheckFailed(
+                    f"image {image} is not on this machine", f"docker pull {image} (for the CPU build: scripts/docker-cpu-image)"
+                ) from None
         self.pull(image, on_progress)
         return dict(self.client.images.get(image).labels or {})
 
@@ -212,9 +220,11 @@ class DockerRunner:
         except docker.errors.APIError as exc:
             progress.error = str(exc.explanation or exc)
         if progress.error:
-            raise CheckFailed(f"image {image} is not on this machine and pulling it failed: {progress.error.strip()}",
-                              f"check the registry and your login (`docker pull {image}`), or build it "
-                              "(the CPU build: scripts/docker-cpu-image)")
+            raise CheckFailed(
+                f"image {image} is not on this machine and pulling it failed: {progress.error.strip()}",
+                f"check the registry and your login (`docker pull {image}`), or build it "
+                "(the CPU build: scripts/docker-cpu-image)",
+            )
 
     def gpu_problem(self, run: Any) -> tuple[str, str] | None:
         """Why the engine cannot give the container its accelerators (docker_images.gpu_access_problem), or None."""
@@ -231,15 +241,29 @@ class DockerRunner:
         kwargs = sdk_kwargs(run, os.environ)  # a local checkpoint is mounted read-only at the same path (container_run)
         kwargs["labels"] = {CONTAINER_LABEL: marker}  # the proof `stop` checks before it touches the container
         with open(log_path, "ab") as log:
-            log.write(f"# servectl: {shlex.join(redact_argv(docker_argv(run)))}\n# env: {' '.join(run.env)} inherited: {' '.join(run.secret_env)}\n".encode())
+            log.write(
+                f"# servectl: {shlex.join(redact_argv(docker_argv(run)))}\n# env: {' '.join(run.env)} inherited: {' '.join(run.secret_env)}\n".encode()
+            )
         try:
             container = self.client.containers.run(**kwargs)
         except docker.errors.APIError as exc:
             self._remove_created(run.name)  # a failed start can leave a container in "created"
             raise CheckFailed(f"docker could not start {run.image}: {exc.explanation or exc}", "see `docker info`") from None
         follower = subprocess.Popen(
-            [sys.executable, "-m", "servectl.launch.docker_follow", container.id, str(log_path), str(os.getpid() if self.tied else 0)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+            [
+                sys.executable,
+                "-m",
+                "servectl.launch.docker_follow",
+                container.id,
+                str(log_path),
+                str(os.getpid() if self.tied else 0),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
         return Launched("docker", docker_argv(run), log_path, container_id=container.id, marker=marker, watchdog=follower)
 
     def _remove_created(self, name: str) -> None:

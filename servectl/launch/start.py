@@ -61,8 +61,10 @@ def detect_profile(recipe: ModelRecipe, catalog=None):
 
     choice = choose_for_this_machine(catalog or load_catalog())
     if choice.generic:
-        raise UserError(f"no catalog profile for this hardware ({choice.reason})",
-                        "pass --gpu PROFILE (servectl profiles list); `servectl gpus` shows what was detected")
+        raise UserError(
+            f"no catalog profile for this hardware ({choice.reason})",
+            "pass --gpu PROFILE (servectl profiles list); `servectl gpus` shows what was detected",
+        )
     return choice.profile.name, choice
 
 
@@ -78,8 +80,12 @@ def pull_model(recipe: ModelRecipe, spec: LaunchSpec, runtime: str, events: Even
 
     def show(p) -> None:
         if p.to_fetch_bytes:
-            events(Message(f"pulling {ref.label}: {p.to_fetch_bytes / 1e9:.2f} GB of {p.total_bytes / 1e9:.2f} GB "
-                           f"({len(p.files)} files, {len(p.skipped)} skipped) before starting vLLM"))
+            events(
+                Message(
+                    f"pulling {ref.label}: {p.to_fetch_bytes / 1e9:.2f} GB of {p.total_bytes / 1e9:.2f} GB "
+                    f"({len(p.files)} files, {len(p.skipped)} skipped) before starting vLLM"
+                )
+            )
 
     download.ensure(ref, cache_dir=cache, on_plan=show)
     return {"HF_HUB_OFFLINE": "1"} if runtime == "local" else {}
@@ -130,11 +136,24 @@ def settle(req: LaunchRequest, events: Events = ignore) -> Settled:
         mtp_on_disk = has_mtp_head(recipe, model_path or recipe.model_path)
     # Patch entries of the known-bug table are checked in the environment (checks.environment_ready) or on the
     # image's label (checks.image_ready); --nodes' layout is guarded like written flags.
-    spec = resolve(Request(recipe, profile, list(req.vllm_args), options=opts, vllm_options=asked, strict=req.strict,
-                           force=req.force, preset=preset, warn_patches=False,
-                           runtime_env=caller_env(dict(os.environ)) if local else {},
-                           nodes=req.nodes if req.runtime == "ray" else None, vllm_version=found[1] if found else None,
-                           speculative=req.speculative, checkpoint_mtp=mtp_on_disk))
+    spec = resolve(
+        Request(
+            recipe,
+            profile,
+            list(req.vllm_args),
+            options=opts,
+            vllm_options=asked,
+            strict=req.strict,
+            force=req.force,
+            preset=preset,
+            warn_patches=False,
+            runtime_env=caller_env(dict(os.environ)) if local else {},
+            nodes=req.nodes if req.runtime == "ray" else None,
+            vllm_version=found[1] if found else None,
+            speculative=req.speculative,
+            checkpoint_mtp=mtp_on_disk,
+        )
+    )
     for w in spec.warnings:
         events(Message(w, "warning"))
     if req.runtime == "ray":  # the renderers' multi-node layout (applied by resolve) on an existing Ray cluster
@@ -177,8 +196,15 @@ def launch(req: LaunchRequest, events: Events = ignore) -> Launch:
     s = settle(req, events)
     spec = s.spec
     log_path = state.log_path_for(spec.name)
-    record = new_record(spec, recipe=s.recipe.name, profile=s.profile.name, runtime=req.runtime, log_path=str(log_path),
-                        detached=req.detach, ray_head=req.head if req.runtime == "ray" else None)
+    record = new_record(
+        spec,
+        recipe=s.recipe.name,
+        profile=s.profile.name,
+        runtime=req.runtime,
+        log_path=str(log_path),
+        detached=req.detach,
+        ray_head=req.head if req.runtime == "ray" else None,
+    )
     state.claim(record)  # exit 2 while another deployment holds the name; from here on the record is ours
     launched = runner = None
     try:
@@ -188,8 +214,11 @@ def launch(req: LaunchRequest, events: Events = ignore) -> Launch:
         state.save(record)
         result = follow.start_up(runner, launched, spec, req.timeout_s, events)
         if not result.ready:
-            why = (f"vLLM exited during start-up (after {result.elapsed_s:.0f} s)" if result.failure == "exited"
-                   else f"vLLM was not ready within {req.timeout_s:.0f} s; stopped it")
+            why = (
+                f"vLLM exited during start-up (after {result.elapsed_s:.0f} s)"
+                if result.failure == "exited"
+                else f"vLLM was not ready within {req.timeout_s:.0f} s; stopped it"
+            )
             raise fail_start(runner, launched, spec, result.log_text, why)
         planning.learn_from_start(s.recipe, s.profile, spec, plan_tgt, result.log_text, events)
         record = ready(record, result.kv_cache_tokens)

@@ -27,10 +27,22 @@ from servectl.fsutil import LINE_LIMIT, LOG_TAIL_LIMIT, MIB, open_regular
 PHASES: list[tuple[str, str, re.Pattern[str]]] = [
     ("config", "reading the model config", re.compile(r"Resolved architecture:|non-default args:")),
     ("engine", "starting the engine processes", re.compile(r"\(EngineCore[^)]*\)|Waiting for init message from front-end")),
-    ("weights", "loading weights", re.compile(r"Starting to load model|Loading weights took|Model loading took|Loading safetensors checkpoint shards")),
-    ("profiling", "profiling memory", re.compile(r"Memory profiling takes|Available KV cache memory|GiB for KV cache on node|init engine \(profile")),
+    (
+        "weights",
+        "loading weights",
+        re.compile(r"Starting to load model|Loading weights took|Model loading took|Loading safetensors checkpoint shards"),
+    ),
+    (
+        "profiling",
+        "profiling memory",
+        re.compile(r"Memory profiling takes|Available KV cache memory|GiB for KV cache on node|init engine \(profile"),
+    ),
     ("kv_cache", "allocating the KV cache", re.compile(r"(?:GPU|CPU|XPU) KV cache size:\s*[\d,]+\s*tokens")),
-    ("compile", "compiling / capturing CUDA graphs", re.compile(r"torch\.compile takes|Capturing CUDA graph|Graph capturing finished|Compiling a graph")),
+    (
+        "compile",
+        "compiling / capturing CUDA graphs",
+        re.compile(r"torch\.compile takes|Capturing CUDA graph|Graph capturing finished|Compiling a graph"),
+    ),
     ("api", "starting the API server", re.compile(r"Starting vLLM (?:API )?server on|Application startup complete")),
 ]
 PHASE_LABELS = {pid: label for pid, label, _ in PHASES} | {"ready": "ready (/health answered)"}
@@ -50,8 +62,8 @@ def kv_cache_tokens(text: str) -> int | None:
     try:
         from servectl.plan.vllm_log import parse_text  # the planner's parser of vLLM's figures
     except ImportError:
-        parse_text = None
-    if parse_text is not None:
+        pass
+    else:
         return parse_text(text).kv_cache_tokens
     found = _KV_TOKENS.findall(text)
     return int(found[-1].replace(",", "")) if found else None

@@ -62,8 +62,9 @@ def is_valid_name(name: str) -> bool:
 def valid_name(name: str) -> str:
     """A deployment name as LaunchOptions allows it; anything else (a path, a glob) names no deployment."""
     if not is_valid_name(name):
-        raise UserError(f"no deployment named {name!r} (names use letters, digits, '.', '_' and '-')",
-                        "`servectl status` lists deployments")
+        raise UserError(
+            f"no deployment named {name!r} (names use letters, digits, '.', '_' and '-')", "`servectl status` lists deployments"
+        )
     return name
 
 
@@ -100,8 +101,10 @@ Entry = Union[DeploymentRecord, Corrupt]
 def save(record: DeploymentRecord) -> None:
     write_atomic(_path(record.name), record.model_dump_json(indent=2) + "\n")
     if record.pid is not None:
-        write_atomic(_pgid_path(record.name), json.dumps({"pid": record.pid, "create_time": record.create_time,
-                                                          "marker": record.marker}) + "\n")
+        write_atomic(
+            _pgid_path(record.name),
+            json.dumps({"pid": record.pid, "create_time": record.create_time, "marker": record.marker}) + "\n",
+        )
 
 
 def _read_json(path: Path, what: str):
@@ -138,8 +141,11 @@ def read(name: str) -> Entry | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, ValidationError, ValueError, UserError) as exc:
-        why = exc.message if isinstance(exc, UserError) else (
-            exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__)
+        why = (
+            exc.message
+            if isinstance(exc, UserError)
+            else (exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__)
+        )
         return Corrupt(name, f"unreadable record ({why})", *_side_facts(name))
 
 
@@ -174,17 +180,23 @@ def claim(record: DeploymentRecord) -> None:
     with name_lock(name):
         existing = read(name)
         if isinstance(existing, Corrupt):
-            raise UserError(f"deployment {name!r} has a damaged record ({existing.error})",
-                            f"`servectl down {name}` removes it (and stops what it can prove is its own)")
+            raise UserError(
+                f"deployment {name!r} has a damaged record ({existing.error})",
+                f"`servectl down {name}` removes it (and stops what it can prove is its own)",
+            )
         if existing is not None:
             verdict = assess(existing)
             if verdict.state == "unverified":
-                raise UserError(f"deployment {name!r} has a record servectl cannot verify ({verdict.why})",
-                                f"`servectl down {name}` removes it")
+                raise UserError(
+                    f"deployment {name!r} has a record servectl cannot verify ({verdict.why})",
+                    f"`servectl down {name}` removes it",
+                )
             if verdict.state in ("running", "orphaned"):
                 what = "already running" if existing.pid or existing.container_id else "already running (starting)"
-                raise UserError(f"deployment {name!r} is {what} on port {existing.port}",
-                                f"`servectl down {name}` first, or pick another --name")
+                raise UserError(
+                    f"deployment {name!r} is {what} on port {existing.port}",
+                    f"`servectl down {name}` first, or pick another --name",
+                )
             remove(name)
         save(record)
 
@@ -205,8 +217,15 @@ def list_records() -> list[DeploymentRecord]:
 
 
 def launched_of(record: DeploymentRecord) -> runner.Launched:
-    return runner.Launched(record.runtime, record.argv, Path(record.log_path), pid=record.pid,
-                           create_time=record.create_time, container_id=record.container_id, marker=record.marker)
+    return runner.Launched(
+        record.runtime,
+        record.argv,
+        Path(record.log_path),
+        pid=record.pid,
+        create_time=record.create_time,
+        container_id=record.container_id,
+        marker=record.marker,
+    )
 
 
 def runner_for(record: DeploymentRecord) -> runner.Runner:
@@ -264,8 +283,7 @@ def assess(entry: Entry) -> Verdict:
     if entry.pid is None:  # starting: alive while its owner is
         return Verdict("gone" if owner_gone else "running")
     if entry.create_time is None or not isinstance(entry.pid, int) or entry.pid <= 1:
-        return Verdict("unverified", f"pid {entry.pid} without a create time is no proof",
-                       runner.process_alive(entry.pid, None))
+        return Verdict("unverified", f"pid {entry.pid} without a create time is no proof", runner.process_alive(entry.pid, None))
     problem = ownership.proof_problem(entry.pid, entry.create_time, entry.marker)
     leader = runner.process_alive(entry.pid, entry.create_time)
     if problem and leader:  # the recorded process runs but is not provably ours (another user, no marker)
@@ -298,15 +316,31 @@ class Status:
     def as_json(self) -> dict:
         r = self.record
         return {
-            "name": r.name, "state": self.verdict.state, "runtime": r.runtime,
-            "pid": r.pid, "container_id": r.container_id, "host": r.host, "port": r.port,
-            "endpoint": r.endpoint, "recipe": r.recipe, "model": r.model,
-            "served_model_name": r.served_model_name, "uptime_s": round(self.uptime_s, 1),
-            "rss_bytes": self.rss_bytes, "ready": r.ready, "detached": r.detached, "log": r.log_path,
+            "name": r.name,
+            "state": self.verdict.state,
+            "runtime": r.runtime,
+            "pid": r.pid,
+            "container_id": r.container_id,
+            "host": r.host,
+            "port": r.port,
+            "endpoint": r.endpoint,
+            "recipe": r.recipe,
+            "model": r.model,
+            "served_model_name": r.served_model_name,
+            "uptime_s": round(self.uptime_s, 1),
+            "rss_bytes": self.rss_bytes,
+            "ready": r.ready,
+            "detached": r.detached,
+            "log": r.log_path,
             "kv_cache_tokens_reported": r.kv_cache_tokens_reported,
-            "kv_cache_tokens_predicted": r.kv_cache_tokens_predicted, "ray_head": r.ray_head, "fleet": r.fleet,
-            **({"error": self.verdict.why, "process_alive": self.verdict.process_alive}
-               if self.verdict.state in ("unverified", "orphaned") else {}),
+            "kv_cache_tokens_predicted": r.kv_cache_tokens_predicted,
+            "ray_head": r.ray_head,
+            "fleet": r.fleet,
+            **(
+                {"error": self.verdict.why, "process_alive": self.verdict.process_alive}
+                if self.verdict.state in ("unverified", "orphaned")
+                else {}
+            ),
         }
 
 
@@ -321,11 +355,33 @@ class CorruptStatus:
 
     def as_json(self) -> dict:
         e = self.entry
-        keys = ("runtime", "container_id", "host", "port", "endpoint", "recipe", "model", "served_model_name",
-                "uptime_s", "rss_bytes", "ready", "detached", "log", "kv_cache_tokens_reported", "kv_cache_tokens_predicted",
-                "ray_head", "fleet")
-        return {"name": e.name, "state": self.verdict.state, "pid": e.pid, "process_alive": self.verdict.process_alive,
-                "error": self.verdict.why, **dict.fromkeys(keys)}
+        keys = (
+            "runtime",
+            "container_id",
+            "host",
+            "port",
+            "endpoint",
+            "recipe",
+            "model",
+            "served_model_name",
+            "uptime_s",
+            "rss_bytes",
+            "ready",
+            "detached",
+            "log",
+            "kv_cache_tokens_reported",
+            "kv_cache_tokens_predicted",
+            "ray_head",
+            "fleet",
+        )
+        return {
+            "name": e.name,
+            "state": self.verdict.state,
+            "pid": e.pid,
+            "process_alive": self.verdict.process_alive,
+            "error": self.verdict.why,
+            **dict.fromkeys(keys),
+        }
 
 
 def status_of(record: DeploymentRecord, now: float | None = None) -> Status:

@@ -48,14 +48,16 @@ def up(req: LaunchRequest, events: Events = ignore) -> None:
         if report is not None:
             events(HealthChecked(report))
             if not report.passed:
-                raise CheckFailed(f"{ln.spec.name} started but failed its health checks; stopped it",
-                                  f"log: {ln.launched.log_path}")
+                raise CheckFailed(
+                    f"{ln.spec.name} started but failed its health checks; stopped it", f"log: {ln.launched.log_path}"
+                )
         events(Ready(summary(ln.record, ln.result, report)))
         if proxy_port is not None:
             from servectl.proxy.app import start_for_deployment
 
-            proxy_thread = start_for_deployment(url, ln.spec.served_model_name or ln.spec.model,
-                                                ln.spec.model_recipe.sampling_presets, ln.spec.host, proxy_port)
+            proxy_thread = start_for_deployment(
+                url, ln.spec.served_model_name or ln.spec.model, ln.spec.model_recipe.sampling_presets, ln.spec.host, proxy_port
+            )
             events(Message(f"preset proxy: {proxy_thread.url}/v1 (models <served>-<preset>, `servectl presets list`)"))
         if req.detach:
             keep = True
@@ -66,8 +68,15 @@ def up(req: LaunchRequest, events: Events = ignore) -> None:
         events(Message("serving in the foreground; Ctrl-C stops it"))
         follow.while_alive(ln.runner, ln.launched)
         # Report first, clean up after: the leader is gone, its engine processes get a short grace.
-        raise fail_start(ln.runner, ln.launched, ln.spec, read_tail(ln.launched.log_path), "vLLM exited while serving",
-                         grace_s=1, headline=f"vLLM server (pid {ln.launched.pid}) exited while serving")
+        raise fail_start(
+            ln.runner,
+            ln.launched,
+            ln.spec,
+            read_tail(ln.launched.log_path),
+            "vLLM exited while serving",
+            grace_s=1,
+            headline=f"vLLM server (pid {ln.launched.pid}) exited while serving",
+        )
     except KeyboardInterrupt:
         events(Message("stopping vLLM ..."))
         raise
@@ -109,8 +118,19 @@ def demo(port: int | None, python: str | None, timeout_s: float, events: Events 
     events(Message(f"    {path}"))
     port = port or free_port()
     events(Message(f"3/5 servectl up tiny-cpu --gpu cpu --port {port}", "step"))
-    ln = launch(LaunchRequest("tiny-cpu", gpu="cpu", port=port, python=str(py), timeout_s=timeout_s, name="tiny-cpu-demo",
-                              model_path=str(path), detach=True), events)
+    ln = launch(
+        LaunchRequest(
+            "tiny-cpu",
+            gpu="cpu",
+            port=port,
+            python=str(py),
+            timeout_s=timeout_s,
+            name="tiny-cpu-demo",
+            model_path=str(path),
+            detach=True,
+        ),
+        events,
+    )
     try:
         url = base_url("127.0.0.1", port)
         events(Message(f"4/5 servectl check {url}", "step"))

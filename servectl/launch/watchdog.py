@@ -111,8 +111,15 @@ def main(argv: list[str]) -> int:
     entry = f"{MARKER_ENV}={marker}".encode()
     with open(log_path, "ab") as log:
         try:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, close_fds=True, env={**os.environ, **marked_env(marker)})
+            child = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env={**os.environ, **marked_env(marker)},
+            )
         except OSError as exc:
             print(f"error {exc.strerror or exc}", flush=True)
             return 1

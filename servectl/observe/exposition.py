@@ -71,8 +71,9 @@ def parse(text: str) -> Scrape:
         found = next((families[n] for n in (c.name for c in concept.names) if n in families), None)
         if found is None and concept.kind == "info":
             # the parser names an untyped info gauge after its sample (`..._info`) or without the suffix
-            found = next((families[n.name.removesuffix("_info")] for n in concept.names
-                          if n.name.removesuffix("_info") in families), None)
+            found = next(
+                (families[n.name.removesuffix("_info")] for n in concept.names if n.name.removesuffix("_info") in families), None
+            )
         if found is None:
             continue
         names[concept.key] = found.name

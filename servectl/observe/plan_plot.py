@@ -13,9 +13,16 @@ from servectl.observe import plot_style as style
 
 # budget key -> label, bottom to top. The KV cache is drawn at its budget (kv_available): vLLM fills it with
 # whole blocks, to within one block.
-TERMS = (("context", "CUDA context"), ("weights", "weights"), ("activation_peak", "activation peak"),
-         ("non_torch", "non-torch"), ("calibration", "calibration"), ("cudagraphs", "CUDA graphs"),
-         ("sampler_warmup", "sampler warm-up"), ("kv_cache", "KV cache"))
+TERMS = (
+    ("context", "CUDA context"),
+    ("weights", "weights"),
+    ("activation_peak", "activation peak"),
+    ("non_torch", "non-torch"),
+    ("calibration", "calibration"),
+    ("cudagraphs", "CUDA graphs"),
+    ("sampler_warmup", "sampler warm-up"),
+    ("kv_cache", "KV cache"),
+)
 
 
 def _mib(v: float) -> str:
@@ -40,8 +47,12 @@ def node_segments(plan: dict[str, Any]) -> list[list[tuple[str, str, float]]]:
     b = plan["budget"]
     out = []
     for node in plan["nodes"]["per_node"]:
-        values = {**b, "weights": node["weights_mib_per_rank"], "kv_cache": node["kv_used_mib_per_rank"],
-                  "kv_unused": node["kv_unused_mib_per_rank"]}
+        values = {
+            **b,
+            "weights": node["weights_mib_per_rank"],
+            "kv_cache": node["kv_used_mib_per_rank"],
+            "kv_unused": node["kv_unused_mib_per_rank"],
+        }
         segs = [(key, label, float(values.get(key, 0.0))) for key, label in TERMS if values.get(key, 0.0)]
         if values["kv_unused"] > 0:
             segs.append(("kv_unused", "KV memory left unused", values["kv_unused"]))
@@ -58,10 +69,12 @@ def kv_blocks(plan: dict[str, Any]) -> list[tuple[str, str, int]]:
     out = [("null_block", "null block", lay["null_blocks"])]
     for g in lay["groups"]:
         n = g["count"] * g["blocks_per_request"]
-        what = (f"{g['count']} attention group{'s' if g['count'] != 1 else ''} x {g['blocks_per_request']:,} blocks"
-                if g["kind"] == "attention" else
-                f"{g['count']} mamba group{'s' if g['count'] != 1 else ''} x {g['blocks_per_request']} state block"
-                f"{'s' if g['blocks_per_request'] != 1 else ''}")
+        what = (
+            f"{g['count']} attention group{'s' if g['count'] != 1 else ''} x {g['blocks_per_request']:,} blocks"
+            if g["kind"] == "attention"
+            else f"{g['count']} mamba group{'s' if g['count'] != 1 else ''} x {g['blocks_per_request']} state block"
+            f"{'s' if g['blocks_per_request'] != 1 else ''}"
+        )
         out.append((g["kind"], f"one request: {what}", n))
     rest = total - sum(n for _, _, n in out)
     out.append(("free", "other requests", max(rest, 0)))
@@ -74,8 +87,16 @@ def _bar(ax, x: float, segs: list[tuple[str, str, float]], total: float, legend:
         if mib <= 0:
             continue
         hatch = "//" if key in ("kv_unused", "headroom") else None
-        bar = ax.bar(x, mib, bottom=bottom, width=0.6, color=style.COLORS[key], edgecolor="white" if not hatch else "#bbbbbb",
-                     hatch=hatch, linewidth=0.6)
+        bar = ax.bar(
+            x,
+            mib,
+            bottom=bottom,
+            width=0.6,
+            color=style.COLORS[key],
+            edgecolor="white" if not hatch else "#bbbbbb",
+            hatch=hatch,
+            linewidth=0.6,
+        )
         legend.setdefault(key, (bar, label))
         if mib >= 0.045 * total:
             ax.text(x, bottom + mib / 2, f"{label}\n{_mib(mib)}", ha="center", va="center", fontsize=7.5)
@@ -99,8 +120,12 @@ def draw(plan: dict[str, Any], path: Path) -> None:
     mem.axhline(total, color="#444444", linewidth=0.8, linestyle="--")
     device = "GPU" if plan.get("device") == "GPU" else "host memory"
     mem.text(len(bars) - 0.5, total, f"{device}: {_mib(total)}", ha="right", va="bottom", fontsize=8)
-    mem.set_xticks(range(len(bars)), [f"node {n['node']}\n(each of {n['ranks']} ranks)" for n in nodes["per_node"]] if nodes
-                   else [f"{plan['profile']}\n(per GPU)" if plan.get("device") == "GPU" else plan["profile"]])
+    mem.set_xticks(
+        range(len(bars)),
+        [f"node {n['node']}\n(each of {n['ranks']} ranks)" for n in nodes["per_node"]]
+        if nodes
+        else [f"{plan['profile']}\n(per GPU)" if plan.get("device") == "GPU" else plan["profile"]],
+    )
     mem.set_xlim(-0.6, len(bars) - 0.4)
     mem.set_ylabel("MiB")
     mem.set_title(f"memory: {_mib(plan['total_vram_mib'])} in use once started")
@@ -114,8 +139,15 @@ def draw(plan: dict[str, Any], path: Path) -> None:
     for key, label, n in blocks:
         if n <= 0:
             continue
-        kv.barh(0, n, left=left, color=style.COLORS[key], edgecolor="white", height=1.0,
-                label=f"{label}: {n:,} block{'s' if n != 1 else ''}")
+        kv.barh(
+            0,
+            n,
+            left=left,
+            color=style.COLORS[key],
+            edgecolor="white",
+            height=1.0,
+            label=f"{label}: {n:,} block{'s' if n != 1 else ''}",
+        )
         left += n
     lay = plan["kv_layout"]
     per_req = lay["blocks_per_request"]
@@ -137,8 +169,14 @@ def draw(plan: dict[str, Any], path: Path) -> None:
     kv.text(0.0, 0.40, "\n".join(lines), va="top", ha="left", fontsize=9, transform=kv.transAxes)
     kv.set_ylim(-4.5, 2.6)
     kv.legend(loc="upper left", ncol=2)
-    fig.suptitle(f"{plan['recipe']} on {plan['profile']}, vLLM {plan['vllm_version']}"
-                 + (f", {nodes['count']} nodes (tensor parallel {nodes['tensor_parallel_size']} x pipeline parallel "
-                    f"{nodes['pipeline_parallel_size']}; node {nodes['bottleneck']['node']} sets the KV blocks)" if nodes else ""))
+    fig.suptitle(
+        f"{plan['recipe']} on {plan['profile']}, vLLM {plan['vllm_version']}"
+        + (
+            f", {nodes['count']} nodes (tensor parallel {nodes['tensor_parallel_size']} x pipeline parallel "
+            f"{nodes['pipeline_parallel_size']}; node {nodes['bottleneck']['node']} sets the KV blocks)"
+            if nodes
+            else ""
+        )
+    )
     fig.tight_layout()
     style.save(fig, path)

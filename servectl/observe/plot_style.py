@@ -21,10 +21,21 @@ if TYPE_CHECKING:
 FORMATS = {".png": "png", ".svg": "svg"}
 # Memory terms, bottom to top of a bar; one colour each wherever they are drawn.
 COLORS = {
-    "context": "#9e9e9e", "weights": "#1f77b4", "activation_peak": "#ff7f0e", "non_torch": "#8c564b",
-    "calibration": "#bcbd22", "cudagraphs": "#9467bd", "sampler_warmup": "#e377c2", "kv_cache": "#2ca02c",
-    "kv_unused": "#98df8a", "headroom": "#f0f0f0", "over": "#d62728",
-    "null_block": "#7f7f7f", "attention": "#17becf", "mamba": "#ff9896", "free": "#dfe9df",
+    "context": "#9e9e9e",
+    "weights": "#1f77b4",
+    "activation_peak": "#ff7f0e",
+    "non_torch": "#8c564b",
+    "calibration": "#bcbd22",
+    "cudagraphs": "#9467bd",
+    "sampler_warmup": "#e377c2",
+    "kv_cache": "#2ca02c",
+    "kv_unused": "#98df8a",
+    "headroom": "#f0f0f0",
+    "over": "#d62728",
+    "null_block": "#7f7f7f",
+    "attention": "#17becf",
+    "mamba": "#ff9896",
+    "free": "#dfe9df",
 }
 LINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 RC: dict[RcKeyType, Any] = {
@@ -53,8 +64,10 @@ def require_matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise UserError("--plot needs matplotlib, which is not installed",
-                        "pip install 'servectl[plot]' (or drop --plot: --json has every figure)") from None
+        raise UserError(
+            "--plot needs matplotlib, which is not installed",
+            "pip install 'servectl[plot]' (or drop --plot: --json has every figure)",
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -67,6 +80,12 @@ def save(fig: Any, path: Path, dpi: int = 110) -> None:
     import matplotlib.pyplot as plt
 
     buf = BytesIO()
-    fig.savefig(buf, format=plot_format(path), dpi=dpi, bbox_inches="tight", metadata={"Date": None} if path.suffix.lower() == ".svg" else None)
+    fig.savefig(
+        buf,
+        format=plot_format(path),
+        dpi=dpi,
+        bbox_inches="tight",
+        metadata={"Date": None} if path.suffix.lower() == ".svg" else None,
+    )
     plt.close(fig)
     write_atomic(path, buf.getvalue())

@@ -30,7 +30,9 @@ class Target:
 def _base(url: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise UserError(f"{url!r} is not an http(s) URL or a deployment name", "e.g. http://127.0.0.1:8000, or a name `servectl status` lists")
+        raise UserError(
+            f"{url!r} is not an http(s) URL or a deployment name", "e.g. http://127.0.0.1:8000, or a name `servectl status` lists"
+        )
     try:
         port = parsed.port
     except ValueError:
@@ -69,7 +71,9 @@ def resolve(args: list[str]) -> list[Target]:
     records = state.list_records()
     if not args:
         if not records:
-            raise UserError("no deployments to watch", "start one with `servectl up MODEL`, or name a URL: servectl top http://127.0.0.1:8000")
+            raise UserError(
+                "no deployments to watch", "start one with `servectl up MODEL`, or name a URL: servectl top http://127.0.0.1:8000"
+            )
         return [Target(r.name, record_url(r), r) for r in records]
     out = []
     for arg in args:
@@ -81,7 +85,10 @@ def resolve(args: list[str]) -> list[Target]:
         entry = state.read(state.valid_name(arg))
         if not isinstance(entry, DeploymentRecord):
             known = ", ".join(r.name for r in records) or "none"
-            raise UserError(f"no deployment named {arg!r}" + (" (its record is corrupt)" if entry else ""), f"deployments: {known}; or give a URL")
+            raise UserError(
+                f"no deployment named {arg!r}" + (" (its record is corrupt)" if entry else ""),
+                f"deployments: {known}; or give a URL",
+            )
         out.append(Target(entry.name, record_url(entry), entry))
     return out
 

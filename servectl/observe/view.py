@@ -50,26 +50,69 @@ def table(rows: list[dict[str, Any]], history: dict[str, list[float]], interval_
     from rich.text import Text
 
     columns: tuple[tuple[str, Literal["left", "right"]], ...]
-    t = Table(title=f"servectl top  (every {interval_s:g} s; latency over the last {window_s:g} s; q or Ctrl-C quits)",
-              title_justify="left")
-    columns = (("server", "left"), ("state", "left"), ("run", "right"), ("wait", "right"),
-               ("prompt tok/s", "right"), ("gen tok/s", "right"), ("TTFT p50/p99 ms", "right"),
-               ("ITL p50/p99 ms", "right"), ("KV", "right"), ("preempt", "right"), ("prefix hit", "right"),
-               ("spec accept", "right"), ("memory", "right"), ("gen tok/s trend", "left"))
+    t = Table(
+        title=f"servectl top  (every {interval_s:g} s; latency over the last {window_s:g} s; q or Ctrl-C quits)",
+        title_justify="left",
+    )
+    columns = (
+        ("server", "left"),
+        ("state", "left"),
+        ("run", "right"),
+        ("wait", "right"),
+        ("prompt tok/s", "right"),
+        ("gen tok/s", "right"),
+        ("TTFT p50/p99 ms", "right"),
+        ("ITL p50/p99 ms", "right"),
+        ("KV", "right"),
+        ("preempt", "right"),
+        ("prefix hit", "right"),
+        ("spec accept", "right"),
+        ("memory", "right"),
+        ("gen tok/s trend", "left"),
+    )
     for col, just in columns:
         t.add_column(col, justify=just, overflow="fold")
     for r in rows:
         state = Text(r["state"], style=STATE_STYLE.get(r["state"], ""))
         if r["state"] == "down":
-            t.add_row(Text(plain(r["name"])), state, "", "", "", "", "", "", "", "", "", "", "",
-                      Text(plain(f"{r['error']} (retrying)"), style="red"))
+            t.add_row(
+                Text(plain(r["name"])),
+                state,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                Text(plain(f"{r['error']} (retrying)"), style="red"),
+            )
             continue
         name = plain(r["name"]) + (f"\n{plain(r['model'])}" if r.get("model") else "")
-        spec = "off" if r["spec_acceptance_rate"] is None and "spec_draft_tokens" not in r["metric_names"] else _pct(r["spec_acceptance_rate"])
+        spec = (
+            "off"
+            if r["spec_acceptance_rate"] is None and "spec_draft_tokens" not in r["metric_names"]
+            else _pct(r["spec_acceptance_rate"])
+        )
         preempt = "-" if r["preemptions_total"] is None else f"{r['preemptions_total']:.0f} (+{r['preemptions_window'] or 0:.0f})"
-        t.add_row(Text(name), state, _num(r["requests_running"]), _num(r["requests_waiting"]),
-                  _num(r["prompt_tokens_per_s"], "{:.1f}"), _num(r["generation_tokens_per_s"], "{:.1f}"),
-                  f"{_ms(r['ttft_s'], 'p50')} / {_ms(r['ttft_s'], 'p99')}", f"{_ms(r['itl_s'], 'p50')} / {_ms(r['itl_s'], 'p99')}",
-                  _pct(r["kv_cache_usage"]), preempt, _pct(r["prefix_cache_hit_rate"]), spec, _bytes(r["memory_bytes"]),
-                  sparkline(history.get(r["name"], [])))
+        t.add_row(
+            Text(name),
+            state,
+            _num(r["requests_running"]),
+            _num(r["requests_waiting"]),
+            _num(r["prompt_tokens_per_s"], "{:.1f}"),
+            _num(r["generation_tokens_per_s"], "{:.1f}"),
+            f"{_ms(r['ttft_s'], 'p50')} / {_ms(r['ttft_s'], 'p99')}",
+            f"{_ms(r['itl_s'], 'p50')} / {_ms(r['itl_s'], 'p99')}",
+            _pct(r["kv_cache_usage"]),
+            preempt,
+            _pct(r["prefix_cache_hit_rate"]),
+            spec,
+            _bytes(r["memory_bytes"]),
+            sparkline(history.get(r["name"], [])),
+        )
     return t

@@ -14,8 +14,16 @@ from dataclasses import dataclass
 
 from servectl.observe.exposition import Histogram, Scrape
 
-COUNTERS = ("prompt_tokens", "generation_tokens", "preemptions", "prefix_cache_queries", "prefix_cache_hits",
-            "spec_drafts", "spec_draft_tokens", "spec_accepted_tokens")
+COUNTERS = (
+    "prompt_tokens",
+    "generation_tokens",
+    "preemptions",
+    "prefix_cache_queries",
+    "prefix_cache_hits",
+    "spec_drafts",
+    "spec_draft_tokens",
+    "spec_accepted_tokens",
+)
 
 
 def quantile(q: float, hist: Histogram | None) -> float | None:
@@ -130,7 +138,11 @@ class Window:
 
     def acceptance(self) -> tuple[float | None, float | None]:
         """(accepted / draft tokens, 1 + accepted / drafts) over the window; (None, None) without drafts."""
-        accepted, proposed, drafts = self.delta("spec_accepted_tokens"), self.delta("spec_draft_tokens"), self.delta("spec_drafts")
+        accepted, proposed, drafts = (
+            self.delta("spec_accepted_tokens"),
+            self.delta("spec_draft_tokens"),
+            self.delta("spec_drafts"),
+        )
         rate = _ratio(accepted, proposed)
         length = 1 + accepted / drafts if accepted is not None and drafts else None
         return rate, length

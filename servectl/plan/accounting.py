@@ -31,8 +31,13 @@ class Accounting:
     @classmethod
     def of(cls, num_blocks: int, version: str, hybrid: bool) -> "Accounting":
         reserved = vv.has("null_block_reserved_in_check", version)
-        return cls(num_blocks, max(0, num_blocks - 1), max(0, num_blocks - (1 if reserved else 0)),
-                   hybrid and not vv.has("max_model_len_check_sums_groups", version), reserved)
+        return cls(
+            num_blocks,
+            max(0, num_blocks - 1),
+            max(0, num_blocks - (1 if reserved else 0)),
+            hybrid and not vv.has("max_model_len_check_sums_groups", version),
+            reserved,
+        )
 
     def vllm_needs(self, lay: Layout, length: int) -> int:
         """Blocks vLLM's check asks for one request of `length` tokens."""

@@ -99,36 +99,58 @@ def _profile_settings(recipe: ModelRecipe, profile: GpuProfile, python: str | No
     try:
         if profile.vendor == "cpu":
             context = min(native, CPU_CONTEXT_CAP)
-            s2, _ = planner.plan_for_target(recipe, profile, s, context, CPU_CONCURRENCY,
-                                            vllm_version=target.version, host=target.host)
+            s2, _ = planner.plan_for_target(
+                recipe, profile, s, context, CPU_CONCURRENCY, vllm_version=target.version, host=target.host
+            )
             kv = s2.kv_cache_memory_bytes or 0
             need = recipe.weights_gib + kv / 2**30
             if need > profile.memory_gib:
-                return None, Choice(setting=key, value="-", reason=f"left out: weights {recipe.weights_gib:.2f} GiB + KV "
-                                    f"{kv / 2**30:.2f} GiB exceed the profile's {profile.memory_gib:g} GiB")
+                return None, Choice(
+                    setting=key,
+                    value="-",
+                    reason=f"left out: weights {recipe.weights_gib:.2f} GiB + KV "
+                    f"{kv / 2**30:.2f} GiB exceed the profile's {profile.memory_gib:g} GiB",
+                )
             mib = -(-kv // 2**20)
             args = ["--max-model-len", str(context), "--kv-cache-memory-bytes", f"{mib}M", "--enforce-eager"]
-            why = (f"{CPU_CONCURRENCY} requests of {context:,} tokens (the native {native:,}, capped at {CPU_CONTEXT_CAP:,} on CPU) "
-                   f"need {mib:,} MiB of KV cache, sized in bytes (vLLM's CPU build reads utilization as a share of NUMA node 0); "
-                   f"--enforce-eager skips torch.compile at start-up; {release}")
+            why = (
+                f"{CPU_CONCURRENCY} requests of {context:,} tokens (the native {native:,}, capped at {CPU_CONTEXT_CAP:,} on CPU) "
+                f"need {mib:,} MiB of KV cache, sized in bytes (vLLM's CPU build reads utilization as a share of NUMA node 0); "
+                f"--enforce-eager skips torch.compile at start-up; {release}"
+            )
             return ProfileSettings(args=args, notes=[why]), Choice(setting=key, value=" ".join(args), reason=why)
         probe = replace(s, max_model_len=1, max_model_len_auto=False)  # what fits is asked of the guide, not assumed
-        plan = planner.with_guide(planner.predict(recipe, profile, probe, vllm_version=target.version, host=target.host),
-                                  recipe, profile, probe, vllm_version=target.version, host=target.host)
+        plan = planner.with_guide(
+            planner.predict(recipe, profile, probe, vllm_version=target.version, host=target.host),
+            recipe,
+            profile,
+            probe,
+            vllm_version=target.version,
+            host=target.host,
+        )
     except UserError as exc:  # vLLM would refuse: the weights leave no room
         return None, Choice(setting=key, value="-", reason=f"left out: {exc.message}")
     preset = profile.default_preset
     row = next((g for g in plan.guide if g.name == preset), None)
     fit = row.max_model_len_fit if row else 0
     if fit <= 0:
-        return None, Choice(setting=key, value="-", reason=f"left out: at the {preset} preset "
-                            f"({profile.presets[preset].gpu_memory_utilization:g}) no request fits beside the weights")
+        return None, Choice(
+            setting=key,
+            value="-",
+            reason=f"left out: at the {preset} preset "
+            f"({profile.presets[preset].gpu_memory_utilization:g}) no request fits beside the weights",
+        )
     mml = native if fit >= native else (fit // ROUND_TO * ROUND_TO or fit)
     util = profile.presets[preset].gpu_memory_utilization
-    how = (f"the native context {native:,} fits" if mml == native else
-           f"the native {native:,} does not fit; the longest one request holds is {fit:,}, rounded down to {mml:,}")
-    why = (f"plan at the {preset} preset (--gpu-memory-utilization {util:g}; --desktop/--headless or --preset pick "
-           f"another): {how}{tp_why}; {release}")
+    how = (
+        f"the native context {native:,} fits"
+        if mml == native
+        else f"the native {native:,} does not fit; the longest one request holds is {fit:,}, rounded down to {mml:,}"
+    )
+    why = (
+        f"plan at the {preset} preset (--gpu-memory-utilization {util:g}; --desktop/--headless or --preset pick "
+        f"another): {how}{tp_why}; {release}"
+    )
     args = [*tp_args, "--max-model-len", str(mml)]
     return ProfileSettings(args=args, notes=[why]), Choice(setting=key, value=" ".join(args), reason=why)
 
@@ -142,12 +164,20 @@ def _tensor_parallel(recipe: ModelRecipe, profile: GpuProfile) -> tuple[list[str
     tp = next(n for n in range(profile.count, 0, -1) if heads % n == 0)
     if tp == 1:
         return [], f"; one GPU of {profile.count}: {heads} attention heads divide by no larger count"
-    return (["--tensor-parallel-size", str(tp)],
-            f"; tensor parallel over {tp} of the profile's {profile.count} GPUs ({heads} attention heads divide by {tp})")
+    return (
+        ["--tensor-parallel-size", str(tp)],
+        f"; tensor parallel over {tp} of the profile's {profile.count} GPUs ({heads} attention heads divide by {tp})",
+    )
 
 
-def derive_recipe(model: str, *, python: str | None = None, name: str | None = None, catalog: Catalog | None = None,
-                  profiles: Collection[str] | None = None) -> ModelRecipe:
+def derive_recipe(
+    model: str,
+    *,
+    python: str | None = None,
+    name: str | None = None,
+    catalog: Catalog | None = None,
+    profiles: Collection[str] | None = None,
+) -> ModelRecipe:
     """The recipe derived from the checkpoint MODEL names (a repo id or a directory), with settings for every GPU
     profile of the catalog, or only for `profiles` (a command that serves one profile plans no other)."""
     from servectl.catalog.parser_table import load_parser_table
@@ -174,8 +204,14 @@ def derive_recipe(model: str, *, python: str | None = None, name: str | None = N
     return with_profiles(recipe, settings_of, choices, warnings)
 
 
-def resolve_model(model: str, *, python: str | None = None, name: str | None = None,
-                  catalog: Catalog | None = None, profiles: Collection[str] | None = None) -> ResolvedModel:
+def resolve_model(
+    model: str,
+    *,
+    python: str | None = None,
+    name: str | None = None,
+    catalog: Catalog | None = None,
+    profiles: Collection[str] | None = None,
+) -> ResolvedModel:
     """MODEL -> its recipe: curated name, user recipe name, hub repo id (org/name[@revision]) or checkpoint directory.
 
     `python`: the vLLM environment that will run it (its release decides which parsers exist); `name`: the name a
@@ -195,7 +231,8 @@ def resolve_model(model: str, *, python: str | None = None, name: str | None = N
     if ref is None:
         known = [*cat.models, *(u.recipe.name for u in user.load_all(cat)[0])]
         err = UnknownName("model", model, known)
-        raise UserError(err.message, "give a recipe (`servectl models list`), a hub repo id org/name[@revision] "
-                                     "or a checkpoint directory") from None
+        raise UserError(
+            err.message, "give a recipe (`servectl models list`), a hub repo id org/name[@revision] or a checkpoint directory"
+        ) from None
     recipe = derive_recipe(model, python=python, name=name, catalog=cat, profiles=profiles)
     return ResolvedModel(recipe, "repo" if ref.kind == "repo" else "directory")

@@ -74,15 +74,18 @@ def _version_key(version: str | None) -> str:
         return version
 
 
-def compare(plan: Plan, fig: LogFigures, source: str, host: str | None = None,
-            default_block_size: int | None = None) -> CalibrationRecord:
+def compare(
+    plan: Plan, fig: LogFigures, source: str, host: str | None = None, default_block_size: int | None = None
+) -> CalibrationRecord:
     """Pure: what a real start says about this plan (same recipe, profile, flags and version).
 
     `default_block_size` is the block size vLLM keeps when it logs no "Setting attention block size" line
     (the platform's: 128 on CPU, 16 on GPU, or --block-size)."""
     if fig.kv_cache_tokens is None and fig.available_kv_gib is None:
-        raise UserError(f"{source} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
-                        "pass the log of a vLLM start that reached the KV cache allocation")
+        raise UserError(
+            f"{source} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
+            "pass the log of a vLLM start that reached the KV cache allocation",
+        )
     predicted_avail = plan.budget["kv_available"]
     overhead = 0.0
     measured_avail = fig.available_kv_gib * 1024 if fig.available_kv_gib is not None else None
@@ -95,14 +98,34 @@ def compare(plan: Plan, fig: LogFigures, source: str, host: str | None = None,
     # kept the platform's block; an excerpt without the line says nothing
     whole = fig.kv_cache_tokens is not None and fig.vllm_version is not None
     block = fig.block_size if fig.block_size is not None else (default_block_size if whole else None)
-    terms = {k: v for k, v in (("weights", fig.weights_gib), ("activation", fig.peak_activation_gib),
-                               ("non_torch", fig.non_torch_gib), ("cudagraph", fig.cudagraph_gib),
-                               ("cudagraph_estimate", fig.cudagraph_estimate_gib)) if v is not None}
+    terms = {
+        k: v
+        for k, v in (
+            ("weights", fig.weights_gib),
+            ("activation", fig.peak_activation_gib),
+            ("non_torch", fig.non_torch_gib),
+            ("cudagraph", fig.cudagraph_gib),
+            ("cudagraph_estimate", fig.cudagraph_estimate_gib),
+        )
+        if v is not None
+    }
     if not {"weights", "activation", "non_torch"} <= terms.keys() or plan.device == "CPU":
         terms = {}
-    return CalibrationRecord(plan.recipe, plan.profile, fig.vllm_version or plan.vllm_version, host or host_id(),
-                             round(overhead, 1), fig.kv_cache_tokens, plan.kv_cache_tokens_logged, measured_avail,
-                             round(predicted_avail, 1), block, plan.block_size, source, terms)
+    return CalibrationRecord(
+        plan.recipe,
+        plan.profile,
+        fig.vllm_version or plan.vllm_version,
+        host or host_id(),
+        round(overhead, 1),
+        fig.kv_cache_tokens,
+        plan.kv_cache_tokens_logged,
+        measured_avail,
+        round(predicted_avail, 1),
+        block,
+        plan.block_size,
+        source,
+        terms,
+    )
 
 
 def save(rec: CalibrationRecord) -> CalibrationRecord:
@@ -141,12 +164,18 @@ def correction_for(recipe: str, profile: str, vllm_version: str | None, host: st
     block = rec.get("measured_block_size")
     terms = {k: float(v) * 1024 for k, v in (rec.get("measured_terms_gib") or {}).items()}
     rule = rec.get("predicted_block_size")
-    return Correction(overhead_mib=round(sum(overheads) / len(overheads), 1),
-                      block_size=int(block) if block else None, rule_block_size=int(rule) if rule else None,
-                      starts=int(rec.get("starts", 1)),
-                      source=f"last: {rec.get('source', 'a start')}", weights_mib=terms.get("weights"),
-                      activation_mib=terms.get("activation"), non_torch_mib=terms.get("non_torch"),
-                      cudagraph_mib=terms.get("cudagraph"), cudagraph_estimate_mib=terms.get("cudagraph_estimate"))
+    return Correction(
+        overhead_mib=round(sum(overheads) / len(overheads), 1),
+        block_size=int(block) if block else None,
+        rule_block_size=int(rule) if rule else None,
+        starts=int(rec.get("starts", 1)),
+        source=f"last: {rec.get('source', 'a start')}",
+        weights_mib=terms.get("weights"),
+        activation_mib=terms.get("activation"),
+        non_torch_mib=terms.get("non_torch"),
+        cudagraph_mib=terms.get("cudagraph"),
+        cudagraph_estimate_mib=terms.get("cudagraph_estimate"),
+    )
 
 
 __all__ = ["CalibrationRecord", "compare", "save", "load_all", "correction_for", "calibration_dir", "host_id", "MIB"]

@@ -32,7 +32,8 @@ def cpu_ssm_dtype(version: str, host: CpuFeatures, declared: str, requested: str
     if vv.has("cpu_ssm_float32_on_amx", version) and host.amx:
         return "float32", f"vLLM {version} resets it to float32 on an AMX host ({host.source})"
     return cache, ("--mamba-ssm-cache-dtype" if requested != "auto" else "the model's state dtype") + (
-        "" if not (host.avx512_bf16 or host.amx) else f" (vLLM {version} has no reset rule for this host)")
+        "" if not (host.avx512_bf16 or host.amx) else f" (vLLM {version} has no reset rule for this host)"
+    )
 
 
 # CPU_ATTN's head sizes (vllm/v1/attention/backends/cpu_attn.py:69-70)
@@ -40,8 +41,15 @@ CPU_ATTN_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 CPU_MLA_HEAD_SIZE = 576  # CPU_MLA and AMX_MLA: kv_lora_rank 512 + qk_rope_head_dim 64 only (cpu_mla.py:58-72, amx_mla.py:128-130)
 
 
-def cpu_refusal(arch: Architecture, version: str, host: CpuFeatures, *, kv_cache_dtype: str = "auto",
-                dtype: str = "bfloat16", sparse: bool = False) -> str | None:
+def cpu_refusal(
+    arch: Architecture,
+    version: str,
+    host: CpuFeatures,
+    *,
+    kv_cache_dtype: str = "auto",
+    dtype: str = "bfloat16",
+    sparse: bool = False,
+) -> str | None:
     """Why vLLM's CPU build cannot run this layout (one line), or None.
 
     vllm/platforms/cpu.py get_attn_backend_cls: sparse attention raises; MLA goes to AMX_MLA on AMX hosts, else
@@ -56,20 +64,26 @@ def cpu_refusal(arch: Architecture, version: str, host: CpuFeatures, *, kv_cache
             return f"vLLM {version}'s CPU build has no MLA backend (CPU_MLA arrived in 0.28.0)"
         head = arch.mla.kv_lora_rank + arch.mla.qk_rope_head_dim
         if head != CPU_MLA_HEAD_SIZE:
-            return (f"vLLM's CPU MLA kernels decode only a {CPU_MLA_HEAD_SIZE}-wide latent (kv_lora_rank 512 + qk_rope_head_dim 64); "
-                    f"this model caches {head} ({arch.mla.kv_lora_rank} + {arch.mla.qk_rope_head_dim})")
+            return (
+                f"vLLM's CPU MLA kernels decode only a {CPU_MLA_HEAD_SIZE}-wide latent (kv_lora_rank 512 + qk_rope_head_dim 64); "
+                f"this model caches {head} ({arch.mla.kv_lora_rank} + {arch.mla.qk_rope_head_dim})"
+            )
         if host.amx and dtype != "bfloat16":
             return f"AMX_MLA (the CPU build's MLA backend on AMX hosts) runs bfloat16 only, not {dtype}"
         if not host.amx and kv_cache_dtype != "auto":
             return f"CPU_MLA keeps the KV cache in the model dtype only (--kv-cache-dtype {kv_cache_dtype} is refused)"
     elif arch.full_attention_layers and arch.head_dim not in CPU_ATTN_HEAD_SIZES:
-        return (f"vLLM's CPU attention has no kernel for head size {arch.head_dim} (CPU_ATTN: "
-                f"{', '.join(map(str, CPU_ATTN_HEAD_SIZES))})")
+        return (
+            f"vLLM's CPU attention has no kernel for head size {arch.head_dim} (CPU_ATTN: "
+            f"{', '.join(map(str, CPU_ATTN_HEAD_SIZES))})"
+        )
     if kv_cache_dtype.startswith("fp8") and not (host.avx512_bf16 or host.amx):
         return "vLLM's CPU attention needs AVX-512 or AMX for an fp8 KV cache"
     if arch.mamba is not None and arch.mamba.kind == "mamba1":
-        return ("vLLM's CPU build starts Mamba1 models (Jamba) but their first request fails in the Mamba mixer "
-                "(the conv1d weight it views as 3-D is 2-D on CPU; seen on the 0.32.0 CPU build)")
+        return (
+            "vLLM's CPU build starts Mamba1 models (Jamba) but their first request fails in the Mamba mixer "
+            "(the conv1d weight it views as 3-D is 2-D on CPU; seen on the 0.32.0 CPU build)"
+        )
     return None
 
 

@@ -28,21 +28,47 @@ def capture_sizes(max_size: int) -> list[int]:
     return sizes
 
 
-def layout(arch: Architecture, *, tp: int = 1, kv_cache_dtype: str = "auto", cpu: bool = False,
-           prefix_caching: bool = False, num_spec: int = 0, ssm_dtype: str | None = None,
-           block_size: int | None = None, dtype: str = "auto", group_ratio: float = 1.5, in_flight: int = 0,
-           hma: bool = True, pad_uneven_pages: bool = True, mla_block: int | None = None,
-           disable_sliding_window: bool = False, mamba2_checkpoint: bool = False) -> Layout:
+def layout(
+    arch: Architecture,
+    *,
+    tp: int = 1,
+    kv_cache_dtype: str = "auto",
+    cpu: bool = False,
+    prefix_caching: bool = False,
+    num_spec: int = 0,
+    ssm_dtype: str | None = None,
+    block_size: int | None = None,
+    dtype: str = "auto",
+    group_ratio: float = 1.5,
+    in_flight: int = 0,
+    hma: bool = True,
+    pad_uneven_pages: bool = True,
+    mla_block: int | None = None,
+    disable_sliding_window: bool = False,
+    mamba2_checkpoint: bool = False,
+) -> Layout:
     """Block size, page and groups as vLLM computes them for this model (servectl.plan.kvcache.build).
 
     CPU build: cache_config.block_size defaults to 128 and CPU_ATTN's kernel blocks are multiples of 32
     (platforms/cpu.py, v1/attention/backends/cpu_attn.py:65-66); GPU backends (FlashAttention / Triton) have a
     smallest kernel block of 16. --block-size replaces either; CPU_MLA forces 16."""
     platform = Platform(cpu=cpu, block_size=block_size, kernel_block=32 if cpu else 16, mla_block=mla_block)
-    return build(arch, platform, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype, prefix_caching=prefix_caching,
-                 num_spec=num_spec, ssm_dtype=ssm_dtype, in_flight=in_flight, hma=hma, group_ratio=group_ratio,
-                 pad_uneven_pages=pad_uneven_pages, disable_sliding_window=disable_sliding_window,
-                 mamba2_checkpoint=mamba2_checkpoint)
+    return build(
+        arch,
+        platform,
+        tp=tp,
+        kv_cache_dtype=kv_cache_dtype,
+        dtype=dtype,
+        prefix_caching=prefix_caching,
+        num_spec=num_spec,
+        ssm_dtype=ssm_dtype,
+        in_flight=in_flight,
+        hma=hma,
+        group_ratio=group_ratio,
+        pad_uneven_pages=pad_uneven_pages,
+        disable_sliding_window=disable_sliding_window,
+        mamba2_checkpoint=mamba2_checkpoint,
+    )
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,15 @@ class Spec:
 
     def merge_key(self) -> tuple:
         """Specs vLLM merges into one bucket (same type and page; Full layers may differ only in a window field)."""
-        return (self.kind, self.block_size, self.per_token, self.state_bytes, self.padded,
-                None if self.kind in ("full_attention", "mla") else self.window, self.state_blocks)
+        return (
+            self.kind,
+            self.block_size,
+            self.per_token,
+            self.state_bytes,
+            self.padded,
+            None if self.kind in ("full_attention", "mla") else self.window,
+            self.state_blocks,
+        )
 
 
 @dataclass(frozen=True)
@@ -173,25 +180,35 @@ class Layout:
 
     def with_block_size(self, block: int) -> "Layout":
         """The same layout with another attention block size (a measured one; calibration)."""
+
         def scaled(s: Spec) -> Spec:
             if not s.is_attention:
                 return replace(s, padded=block * self.attn_bytes_per_token_layer if s.padded else None)
             return replace(s, block_size=block, padded=None)
+
         groups = tuple(Group(tuple(scaled(s) for s in g.specs), g.layers) for g in self.groups)
         page = block * self.attn_bytes_per_token_layer
-        return replace(self, groups=groups, block_size=block, page_bytes=page,
-                       block_bytes=max(g.page_bytes for g in groups))
+        return replace(self, groups=groups, block_size=block, page_bytes=page, block_bytes=max(g.page_bytes for g in groups))
 
     def describe(self, max_model_len: int) -> list[dict]:
         """`plan --json` key `layout`: per group its spec kind, layers, page bytes, block size, blocks per request.
         A Mamba group's block spans max_model_len tokens without prefix caching (models/config.py MambaModelConfig)."""
+
         def block(g: Group) -> int:
             return max_model_len if (g.kind == "mamba" and not self.mamba_align) else g.spec.block_size
-        return [{"kind": g.kind, "layers": list(g.layers), "page_bytes": g.spec.page, "block_size": block(g),
-                 "blocks_per_request": g.pages(max_model_len, self.in_flight),
-                 **({"sliding_window": g.spec.window} if "sliding" in g.kind else {}),
-                 **({"attention_chunk_size": g.spec.window} if g.kind == "chunked_local" else {})}
-                for g in self.groups]
+
+        return [
+            {
+                "kind": g.kind,
+                "layers": list(g.layers),
+                "page_bytes": g.spec.page,
+                "block_size": block(g),
+                "blocks_per_request": g.pages(max_model_len, self.in_flight),
+                **({"sliding_window": g.spec.window} if "sliding" in g.kind else {}),
+                **({"attention_chunk_size": g.spec.window} if g.kind == "chunked_local" else {}),
+            }
+            for g in self.groups
+        ]
 
 
 @dataclass(frozen=True)
@@ -242,10 +259,23 @@ def layer_kinds(arch: Architecture, mtp: bool = False) -> list[str]:
     return kinds
 
 
-def build(arch: Architecture, platform: Platform, *, tp: int = 1, kv_cache_dtype: str = "auto", dtype: str = "auto",
-          prefix_caching: bool = False, num_spec: int = 0, ssm_dtype: str | None = None, in_flight: int = 0,
-          hma: bool = True, group_ratio: float = 1.5, pad_uneven_pages: bool = True,
-          disable_sliding_window: bool = False, mamba2_checkpoint: bool = False) -> Layout:
+def build(
+    arch: Architecture,
+    platform: Platform,
+    *,
+    tp: int = 1,
+    kv_cache_dtype: str = "auto",
+    dtype: str = "auto",
+    prefix_caching: bool = False,
+    num_spec: int = 0,
+    ssm_dtype: str | None = None,
+    in_flight: int = 0,
+    hma: bool = True,
+    group_ratio: float = 1.5,
+    pad_uneven_pages: bool = True,
+    disable_sliding_window: bool = False,
+    mamba2_checkpoint: bool = False,
+) -> Layout:
     """The layout vLLM builds for `arch` on `platform` with these settings. LayoutRefused where vLLM raises."""
     model_bytes = DTYPE_BYTES[dtype] if dtype != "auto" else DTYPE_BYTES[arch.dtype]
     kv_bytes = kv_bytes_per_element(kv_cache_dtype, model_bytes)
@@ -259,13 +289,20 @@ def build(arch: Architecture, platform: Platform, *, tp: int = 1, kv_cache_dtype
     else:
         heads = max(1, arch.num_kv_heads // tp)
         per_tok = 2 * heads * arch.head_dim * kv_bytes  # K and V (head_size_v = head_size)
-    block = platform.block_size or (platform.mla_block if (arch.mla is not None and platform.mla_block) else None) \
+    block = (
+        platform.block_size
+        or (platform.mla_block if (arch.mla is not None and platform.mla_block) else None)
         or (128 if platform.cpu else 16)
+    )
     if arch.mla is not None and platform.mla_block:
         block = platform.mla_block  # CPU_MLA takes 16 whatever --block-size says (platforms/cpu.py)
     has_state = "mamba" in kinds
-    ssm = ssm_dtype or (arch.mamba.ssm_dtype if arch.mamba and arch.mamba.ssm_dtype else None) \
-        or (arch.linear.ssm_dtype if arch.linear else None) or arch.dtype
+    ssm = (
+        ssm_dtype
+        or (arch.mamba.ssm_dtype if arch.mamba and arch.mamba.ssm_dtype else None)
+        or (arch.linear.ssm_dtype if arch.linear else None)
+        or arch.dtype
+    )
     state = _mamba_state(arch, tp, num_spec, model_bytes, DTYPE_BYTES[ssm]) if has_state else 0
     mamba_padded = None
     if has_state and any(k != "mamba" for k in kinds):
@@ -295,10 +332,21 @@ def build(arch: Architecture, platform: Platform, *, tp: int = 1, kv_cache_dtype
         specs, promoted = _promote(specs)
     groups, padded_layers = _group(specs, group_ratio, pad_uneven_pages)
     page = max((g.spec.page for g in groups), default=0)
-    return Layout(groups=tuple(groups), block_size=block, attn_bytes_per_token_layer=per_tok, mamba_state_bytes=state,
-                  page_bytes=page, block_bytes=max((g.page_bytes for g in groups), default=0), in_flight=in_flight,
-                  mamba_blocks_per_request=state_blocks if has_state else 0, ssm_dtype=ssm, hma=hma, promoted=promoted,
-                  padded_layers=padded_layers, mamba_align=prefix_caching)
+    return Layout(
+        groups=tuple(groups),
+        block_size=block,
+        attn_bytes_per_token_layer=per_tok,
+        mamba_state_bytes=state,
+        page_bytes=page,
+        block_bytes=max((g.page_bytes for g in groups), default=0),
+        in_flight=in_flight,
+        mamba_blocks_per_request=state_blocks if has_state else 0,
+        ssm_dtype=ssm,
+        hma=hma,
+        promoted=promoted,
+        padded_layers=padded_layers,
+        mamba_align=prefix_caching,
+    )
 
 
 def _uniform(specs: list[Spec]) -> bool:
@@ -331,14 +379,19 @@ def _promote(specs: list[Spec]) -> tuple[list[Spec], bool]:
     out = specs
     if has_full and local:
         full_block = next(s.block_size for s in specs if s.kind in ("full_attention", "mla"))
-        out = [replace(s, kind="mla" if s.kind == "sliding_window_mla" else "full_attention", block_size=full_block,
-                       window=None) if s.kind in ("sliding_window", "sliding_window_mla", "chunked_local") else s
-               for s in specs]
+        out = [
+            replace(s, kind="mla" if s.kind == "sliding_window_mla" else "full_attention", block_size=full_block, window=None)
+            if s.kind in ("sliding_window", "sliding_window_mla", "chunked_local")
+            else s
+            for s in specs
+        ]
     if not (_uniform(out) or _uniform_type(out)):
-        raise LayoutRefused("vLLM cannot run this model with the hybrid KV-cache manager off: its Mamba / linear-attention "
-                            "layers cannot be allocated as full attention (vLLM's check: 'Failed to promote local KV "
-                            "cache specs to one unified type')",
-                            "drop --disable-hybrid-kv-cache-manager (and the KV connector that turns it off)")
+        raise LayoutRefused(
+            "vLLM cannot run this model with the hybrid KV-cache manager off: its Mamba / linear-attention "
+            "layers cannot be allocated as full attention (vLLM's check: 'Failed to promote local KV "
+            "cache specs to one unified type')",
+            "drop --disable-hybrid-kv-cache-manager (and the KV connector that turns it off)",
+        )
     return out, out != specs
 
 
@@ -380,8 +433,10 @@ def _unify_pages(specs: list[Spec], pad_uneven: bool) -> list[Spec]:
         elif s.kind not in ("mla", "sliding_window_mla") and pad_uneven:
             out.append(replace(s, padded=top))
         else:
-            raise LayoutRefused(f"vLLM cannot give this model's KV-cache layers one page size: a {s.page:,} B page does not "
-                                f"divide the {top:,} B one (vLLM's check: 'page size is not divisible by the maximum "
-                                "page size and cannot be padded')",
-                                "a different --kv-cache-dtype or --block-size may make the pages divide")
+            raise LayoutRefused(
+                f"vLLM cannot give this model's KV-cache layers one page size: a {s.page:,} B page does not "
+                f"divide the {top:,} B one (vLLM's check: 'page size is not divisible by the maximum "
+                "page size and cannot be padded')",
+                "a different --kv-cache-dtype or --block-size may make the pages divide",
+            )
     return out

@@ -51,9 +51,13 @@ class Plan:
     ignored_flags: list[str] = field(default_factory=list)  # Flags given that do not change memory (accepted, not planned).
     guide: list[GuideRow] = field(default_factory=list)  # Utilization guide for this GPU (computed).
     notes: list[str] = field(default_factory=list)  # What the user should know (OS headroom, version quirks, calibration used).
-    speculative: dict | None = None  # MTP speculation: depth, the draft's MiB, and the same figures without it (None: not speculating).
+    speculative: dict | None = (
+        None  # MTP speculation: depth, the draft's MiB, and the same figures without it (None: not speculating).
+    )
     nodes: dict[str, Any] | None = None  # Multi-node split (plan --nodes N): per node and per rank, and the bottleneck node.
-    layout: list[dict[str, Any]] = field(default_factory=list)  # KV-cache groups: spec kind, layers, page bytes, block size, blocks per request.
+    layout: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # KV-cache groups: spec kind, layers, page bytes, block size, blocks per request.
     kv_layout: dict[str, Any] | None = None  # KV groups and the blocks one request of max_model_len pins in each.
 
     def to_json(self) -> dict:

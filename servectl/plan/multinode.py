@@ -75,11 +75,19 @@ class _Node:
     def as_json(self, tp: int, blocks_used: int) -> dict[str, Any]:
         used = blocks_used * self.block_bytes
         avail_mib = round(self.avail / MIB, 1)
-        return {"node": self.node, "layers": [self.layers.start, self.layers.stop - 1],
-                "full_attention_layers": self.full, "linear_attention_layers": self.linear, "ranks": tp,
-                "weights_mib_per_rank": round(self.weights / MIB, 1), "kv_available_mib_per_rank": avail_mib,
-                "kv_block_bytes_per_rank": self.block_bytes, "kv_blocks": self.blocks,
-                "kv_used_mib_per_rank": round(used / MIB, 1), "kv_unused_mib_per_rank": round(avail_mib - used / MIB, 1)}
+        return {
+            "node": self.node,
+            "layers": [self.layers.start, self.layers.stop - 1],
+            "full_attention_layers": self.full,
+            "linear_attention_layers": self.linear,
+            "ranks": tp,
+            "weights_mib_per_rank": round(self.weights / MIB, 1),
+            "kv_available_mib_per_rank": avail_mib,
+            "kv_block_bytes_per_rank": self.block_bytes,
+            "kv_blocks": self.blocks,
+            "kv_used_mib_per_rank": round(used / MIB, 1),
+            "kv_unused_mib_per_rank": round(avail_mib - used / MIB, 1),
+        }
 
 
 def split(plan: Plan, arch: Architecture, lay: Layout, tp: int, nodes: int, kv_pinned: bool) -> dict[str, Any]:
@@ -98,8 +106,18 @@ def split(plan: Plan, arch: Architecture, lay: Layout, tp: int, nodes: int, kv_p
         weights = (per_layer * count + (embed_bytes if k == 0 else 0) + (embed_bytes if k == nodes - 1 else 0)) / tp
         avail = avail_rank if kv_pinned else avail_rank + plan.budget["weights"] * MIB - weights
         block_bytes = lay.page_bytes * _slots(layers, mask, lay.layers_per_group)
-        per_node.append(_Node(k, layers, sum(mask[i] for i in layers), sum(not mask[i] for i in layers), weights, avail,
-                              block_bytes, int(avail // block_bytes) if block_bytes else None))
+        per_node.append(
+            _Node(
+                k,
+                layers,
+                sum(mask[i] for i in layers),
+                sum(not mask[i] for i in layers),
+                weights,
+                avail,
+                block_bytes,
+                int(avail // block_bytes) if block_bytes else None,
+            )
+        )
     limited = [n for n in per_node if n.blocks is not None]
     bottleneck = min(limited, key=lambda n: n.blocks or 0) if limited else per_node[0]
     blocks = bottleneck.blocks or 0
@@ -112,7 +130,10 @@ def split(plan: Plan, arch: Architecture, lay: Layout, tp: int, nodes: int, kv_p
         why = "fewest KV blocks: its weights leave it the least memory"
     rows = [n.as_json(tp, blocks) for n in per_node]
     return {
-        "count": nodes, "tensor_parallel_size": tp, "pipeline_parallel_size": nodes, "ranks": tp * nodes,
+        "count": nodes,
+        "tensor_parallel_size": tp,
+        "pipeline_parallel_size": nodes,
+        "ranks": tp * nodes,
         "layers_per_node": parts,
         "per_node": rows,
         "bottleneck": {"node": bottleneck.node, "kv_blocks": blocks, "reason": why},

@@ -187,8 +187,19 @@ def in_flight_tokens(profile: GpuProfile, s: Settings, version: str, mbt: int) -
     return pp * mbt
 
 
-def memory(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, version: str, seqs: int, mbt: int, estimate: bool,
-           weights_gib: float | None, mtp_weights_gib: float | None, correction: Correction | None) -> Memory:
+def memory(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    s: Settings,
+    *,
+    version: str,
+    seqs: int,
+    mbt: int,
+    estimate: bool,
+    weights_gib: float | None,
+    mtp_weights_gib: float | None,
+    correction: Correction | None,
+) -> Memory:
     """The budget vLLM profiles (vllm/v1/worker/gpu_worker.py determine_available_memory, 0.18 :350-502): the
     requested share of the device less weights, the activation peak, non-torch memory and (where the profiler
     estimates them, 0.18+) the CUDA graphs; --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE replace it
@@ -248,11 +259,28 @@ def memory(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, version: st
         kv_pinned = s.cpu_kvcache_space_gib * GIB
     # vLLM's budget: requested - weights - activation peak - non-torch - graph estimate (gpu_worker.py:405-441)
     avail = float(kv_pinned) if kv_pinned is not None else requested - w - a - n - g_est - corr
-    return Memory(total_gib=total_gib, requested=requested, context=c0, weights=w, mtp_weights=w_mtp, non_torch=n,
-                  calibration=corr, activation=a, activation_lm_mib=a_lm, activation_encoder_mib=a_enc, sampler_rows=rows,
-                  sampler_run_mib=a_sampler, sampler_warmup=s_warm, graphs=graphs, cudagraphs=g_actual,
-                  cudagraph_speculative=g_spec, cudagraph_estimate=g_est, kv_pinned=kv_pinned, kv_available=avail,
-                  measured=measured is not None)
+    return Memory(
+        total_gib=total_gib,
+        requested=requested,
+        context=c0,
+        weights=w,
+        mtp_weights=w_mtp,
+        non_torch=n,
+        calibration=corr,
+        activation=a,
+        activation_lm_mib=a_lm,
+        activation_encoder_mib=a_enc,
+        sampler_rows=rows,
+        sampler_run_mib=a_sampler,
+        sampler_warmup=s_warm,
+        graphs=graphs,
+        cudagraphs=g_actual,
+        cudagraph_speculative=g_spec,
+        cudagraph_estimate=g_est,
+        kv_pinned=kv_pinned,
+        kv_available=avail,
+        measured=measured is not None,
+    )
 
 
 def num_blocks(lay: Layout, available: float) -> int:
@@ -270,17 +298,35 @@ def resolved_max_model_len(s: Settings, acc: Accounting, lay: Layout, native: in
     return s.max_model_len or native
 
 
-def size(recipe: ModelRecipe, profile: GpuProfile, s: Settings, lay: Layout, *, version: str,
-         weights_gib: float | None = None, mtp_weights_gib: float | None = None,
-         correction: Correction | None = None) -> Sizing:
+def size(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    s: Settings,
+    lay: Layout,
+    *,
+    version: str,
+    weights_gib: float | None = None,
+    mtp_weights_gib: float | None = None,
+    correction: Correction | None = None,
+) -> Sizing:
     """The arithmetic of a plan: numbers only, whether or not vLLM would start (refusals.check_start says)."""
     arch = recipe.architecture
     mbt_default, seqs_default = batch_defaults(profile, s.tensor_parallel_size * max(1, s.pipeline_parallel_size))
     seqs = s.max_num_seqs or seqs_default
     mbt = s.max_num_batched_tokens or mbt_default
     estimate = estimate_cudagraphs_default(version) if s.estimate_cudagraphs is None else s.estimate_cudagraphs
-    m = memory(recipe, profile, s, version=version, seqs=seqs, mbt=mbt, estimate=estimate, weights_gib=weights_gib,
-               mtp_weights_gib=mtp_weights_gib, correction=correction)
+    m = memory(
+        recipe,
+        profile,
+        s,
+        version=version,
+        seqs=seqs,
+        mbt=mbt,
+        estimate=estimate,
+        weights_gib=weights_gib,
+        mtp_weights_gib=mtp_weights_gib,
+        correction=correction,
+    )
     nb = num_blocks(lay, m.kv_available)
     acc = Accounting.of(nb, version, lay.n_groups > 1)
     mml = resolved_max_model_len(s, acc, lay, arch.max_position_embeddings)
@@ -289,10 +335,23 @@ def size(recipe: ModelRecipe, profile: GpuProfile, s: Settings, lay: Layout, *, 
     # the logged KV cache size: 0.20+ int(max_concurrency x max_model_len) (kv_cache_utils.py get_kv_cache_capacity);
     # before, num_blocks // groups x block_size (_report_kv_cache_config, 0.18 :1299-1303)
     logged = int(conc * mml) if vv.has("kv_tokens_logged_from_concurrency", version) else nb // lay.n_groups * lay.block_size
-    return Sizing(layout=lay, seqs=seqs, mbt=mbt, estimate=estimate, memory=m, num_blocks=nb, accounting=acc,
-                  max_model_len=mml, blocks_per_request=per_req, concurrency=conc, logged=logged,
-                  longest=acc.longest_real(lay), fits=per_req <= acc.usable_blocks, version=version,
-                  cpu=profile.vendor == "cpu")
+    return Sizing(
+        layout=lay,
+        seqs=seqs,
+        mbt=mbt,
+        estimate=estimate,
+        memory=m,
+        num_blocks=nb,
+        accounting=acc,
+        max_model_len=mml,
+        blocks_per_request=per_req,
+        concurrency=conc,
+        logged=logged,
+        longest=acc.longest_real(lay),
+        fits=per_req <= acc.usable_blocks,
+        version=version,
+        cpu=profile.vendor == "cpu",
+    )
 
 
 def budget(sz: Sizing, unified_memory: bool) -> dict[str, float]:
@@ -318,10 +377,19 @@ def budget(sz: Sizing, unified_memory: bool) -> dict[str, float]:
     return out
 
 
-def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
-            weights_gib: float | None = None, correction: Correction | None = None,
-            flags: list[str] | None = None, host: CpuFeatures | None = None, mtp_weights_gib: float | None = None,
-            check_target: bool = True) -> Plan:
+def predict(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    s: Settings,
+    *,
+    vllm_version: str,
+    weights_gib: float | None = None,
+    correction: Correction | None = None,
+    flags: list[str] | None = None,
+    host: CpuFeatures | None = None,
+    mtp_weights_gib: float | None = None,
+    check_target: bool = True,
+) -> Plan:
     """Forward plan: what vLLM `vllm_version` will do with these settings on this hardware (and host CPU).
     check_target=False sizes a layout even where the target cannot run it (what vLLM would log before failing).
 
@@ -329,19 +397,42 @@ def predict(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_versi
     (explain)."""
     cpu = profile.vendor == "cpu"
     lay, ssm_reason, ruled_block = _layout(recipe, profile, s, vllm_version, host or CpuFeatures(), correction, check_target)
-    sz = size(recipe, profile, s, lay, version=vllm_version, weights_gib=weights_gib, mtp_weights_gib=mtp_weights_gib,
-              correction=correction)
+    sz = size(
+        recipe,
+        profile,
+        s,
+        lay,
+        version=vllm_version,
+        weights_gib=weights_gib,
+        mtp_weights_gib=mtp_weights_gib,
+        correction=correction,
+    )
     refusals.check_start(recipe, profile, s, sz)
     env = {} if cpu else {"VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS": "1" if sz.estimate else "0"}
     mml = sz.max_model_len
-    return Plan(recipe=recipe.name, profile=profile.name, vllm_version=vllm_version, device="CPU" if cpu else "GPU",
-                max_model_len=mml, block_size=lay.block_size, num_blocks=sz.num_blocks, kv_cache_tokens_logged=sz.logged,
-                kv_cache_tokens_real=sz.real, max_concurrency=sz.concurrency, total_vram_mib=sz.total_vram / MIB,
-                budget=budget(sz, profile.unified_memory), figures=explain.figures(recipe, s, sz, ssm_reason),
-                flags=flags or [], env=env, fits=sz.fits, vllm_starts=True,
-                warnings=explain.warnings(recipe, profile, s, sz, vllm_version, hma_disabled(recipe.architecture, s)[1]),
-                notes=explain.notes(profile, s, sz, correction, ruled_block),
-                layout=lay.describe(mml), kv_layout=kv_layout(lay, mml))
+    return Plan(
+        recipe=recipe.name,
+        profile=profile.name,
+        vllm_version=vllm_version,
+        device="CPU" if cpu else "GPU",
+        max_model_len=mml,
+        block_size=lay.block_size,
+        num_blocks=sz.num_blocks,
+        kv_cache_tokens_logged=sz.logged,
+        kv_cache_tokens_real=sz.real,
+        max_concurrency=sz.concurrency,
+        total_vram_mib=sz.total_vram / MIB,
+        budget=budget(sz, profile.unified_memory),
+        figures=explain.figures(recipe, s, sz, ssm_reason),
+        flags=flags or [],
+        env=env,
+        fits=sz.fits,
+        vllm_starts=True,
+        warnings=explain.warnings(recipe, profile, s, sz, vllm_version, hma_disabled(recipe.architecture, s)[1]),
+        notes=explain.notes(profile, s, sz, correction, ruled_block),
+        layout=lay.describe(mml),
+        kv_layout=kv_layout(lay, mml),
+    )
 
 
 def kv_layout(lay: Layout, max_model_len: int) -> dict:
@@ -358,9 +449,15 @@ def kv_layout(lay: Layout, max_model_len: int) -> dict:
         else:
             groups.append({"kind": kind, "count": 1, "blocks_per_request": pins})
     groups.sort(key=lambda e: e["kind"] != "attention")  # attention entries first, as the key has always listed them
-    return {"block_size": lay.block_size, "page_bytes": lay.page_bytes, "layers_per_group": lay.layers_per_group,
-            "block_bytes": lay.block_bytes, "groups": groups, "null_blocks": 1,
-            "blocks_per_request": lay.blocks_per_request(max_model_len) if max_model_len else 0}
+    return {
+        "block_size": lay.block_size,
+        "page_bytes": lay.page_bytes,
+        "layers_per_group": lay.layers_per_group,
+        "block_bytes": lay.block_bytes,
+        "groups": groups,
+        "null_blocks": 1,
+        "blocks_per_request": lay.blocks_per_request(max_model_len) if max_model_len else 0,
+    }
 
 
 def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None) -> Settings:
@@ -410,23 +507,37 @@ def settings_from_flags(flags: list[va.Flag], env: dict[str, str] | None = None)
         raise UserError(f"--dtype {dtype!r} is not one of {', '.join(sorted(DTYPE_BYTES))}")
     return Settings(
         gpu_memory_utilization=util if util is not None else 0.9,
-        kv_cache_memory_bytes=kv_bytes, max_model_len=mml, max_model_len_auto=auto,
-        max_num_seqs=num("--max-num-seqs"), max_num_batched_tokens=num("--max-num-batched-tokens"),
+        kv_cache_memory_bytes=kv_bytes,
+        max_model_len=mml,
+        max_model_len_auto=auto,
+        max_num_seqs=num("--max-num-seqs"),
+        max_num_batched_tokens=num("--max-num-batched-tokens"),
         max_cudagraph_capture_size=num("--max-cudagraph-capture-size"),
-        enforce_eager=va.has(flags, "--enforce-eager"), limit_mm=limits,
+        enforce_eager=va.has(flags, "--enforce-eager"),
+        limit_mm=limits,
         skip_mm_profiling=va.has(flags, "--skip-mm-profiling"),
         kv_cache_dtype=va.get(flags, "--kv-cache-dtype") or "auto",
-        tensor_parallel_size=num("--tensor-parallel-size") or 1, enable_prefix_caching=prefix,
+        tensor_parallel_size=num("--tensor-parallel-size") or 1,
+        enable_prefix_caching=prefix,
         estimate_cudagraphs=None if est_env is None else est_env.strip() not in ("", "0", "false", "False"),
         mamba_ssm_cache_dtype=(va.get(flags, "--mamba-ssm-cache-dtype") or "auto").lower(),
-        block_size=num("--block-size"), num_speculative_tokens=num_spec, dtype=dtype, cpu_kvcache_space_gib=space_gib,
+        block_size=num("--block-size"),
+        num_speculative_tokens=num_spec,
+        dtype=dtype,
+        cpu_kvcache_space_gib=space_gib,
         allow_long_max_model_len=env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "").strip().lower() in ("1", "true"),
-        disable_hybrid_kv_cache_manager=(True if va.has(flags, "--disable-hybrid-kv-cache-manager") else
-                                         False if va.has(flags, "--no-disable-hybrid-kv-cache-manager") else None),
+        disable_hybrid_kv_cache_manager=(
+            True
+            if va.has(flags, "--disable-hybrid-kv-cache-manager")
+            else False
+            if va.has(flags, "--no-disable-hybrid-kv-cache-manager")
+            else None
+        ),
         allow_chunked_local_with_hma=env.get("VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE", "").strip().lower()
         in ("1", "true"),
-        async_scheduling=(True if va.has(flags, "--async-scheduling") else
-                          False if va.has(flags, "--no-async-scheduling") else None),
+        async_scheduling=(
+            True if va.has(flags, "--async-scheduling") else False if va.has(flags, "--no-async-scheduling") else None
+        ),
         pipeline_parallel_size=num("--pipeline-parallel-size") or 1,
         disable_sliding_window=va.has(flags, "--disable-sliding-window"),
     )
@@ -444,15 +555,31 @@ def required_util(recipe: ModelRecipe, profile: GpuProfile, s: Settings, blocks:
     return math.ceil(hi * 1000) / 1000
 
 
-def _blocks(recipe: ModelRecipe, profile: GpuProfile, s: Settings, *, vllm_version: str,
-            weights_gib: float | None = None, correction: Correction | None = None, host: CpuFeatures | None = None,
-            mtp_weights_gib: float | None = None) -> int:
+def _blocks(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    s: Settings,
+    *,
+    vllm_version: str,
+    weights_gib: float | None = None,
+    correction: Correction | None = None,
+    host: CpuFeatures | None = None,
+    mtp_weights_gib: float | None = None,
+) -> int:
     """num_blocks of a plan, 0 where vLLM would refuse (probe for searches over utilization: numbers, no words)."""
     s = replace(s, max_model_len=1, max_model_len_auto=False)
     try:
         lay = _layout(recipe, profile, s, vllm_version, host or CpuFeatures(), correction)[0]
-        sz = size(recipe, profile, s, lay, version=vllm_version, weights_gib=weights_gib, mtp_weights_gib=mtp_weights_gib,
-                  correction=correction)
+        sz = size(
+            recipe,
+            profile,
+            s,
+            lay,
+            version=vllm_version,
+            weights_gib=weights_gib,
+            mtp_weights_gib=mtp_weights_gib,
+            correction=correction,
+        )
         refusals.check_start(recipe, profile, s, sz)
     except VllmRefuses:
         return 0
@@ -469,8 +596,15 @@ def with_guide(plan: Plan, recipe: ModelRecipe, profile: GpuProfile, s: Settings
             logged, real = p.kv_cache_tokens_logged, p.kv_cache_tokens_real
         except VllmRefuses:
             logged = real = 0
-        rows.append(GuideRow(name=name, gpu_memory_utilization=preset.gpu_memory_utilization, kv_cache_tokens_logged=logged,
-                             kv_cache_tokens_real=real, max_model_len_fit=_longest(recipe, profile, at, **kw)))
+        rows.append(
+            GuideRow(
+                name=name,
+                gpu_memory_utilization=preset.gpu_memory_utilization,
+                kv_cache_tokens_logged=logged,
+                kv_cache_tokens_real=real,
+                max_model_len_fit=_longest(recipe, profile, at, **kw),
+            )
+        )
     return replace(plan, guide=rows)
 
 
@@ -485,35 +619,58 @@ def layout_for(recipe: ModelRecipe, profile: GpuProfile, s: Settings, **kw: Unpa
     return _layout(recipe, profile, s, kw["vllm_version"], kw.get("host") or CpuFeatures(), kw.get("correction"))[0]
 
 
-def _layout(recipe: ModelRecipe, profile: GpuProfile, s: Settings, version: str, host: CpuFeatures,
-            correction: Correction | None, check_target: bool = True) -> tuple[Layout, str, int | None]:
+def _layout(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    s: Settings,
+    version: str,
+    host: CpuFeatures,
+    correction: Correction | None,
+    check_target: bool = True,
+) -> tuple[Layout, str, int | None]:
     """(layout, why the SSM state has its dtype, the rules' block size when a measured one replaced it)."""
     cpu = profile.vendor == "cpu"
     arch = recipe.architecture
     hybrid = bool(arch.linear_attention_layers)
     prefix = prefix_caching_default(version) if s.enable_prefix_caching is None else s.enable_prefix_caching
-    declared = (arch.linear.ssm_dtype if arch.linear else
-                (arch.mamba.ssm_dtype or arch.dtype) if arch.mamba else "float32")
+    declared = arch.linear.ssm_dtype if arch.linear else (arch.mamba.ssm_dtype or arch.dtype) if arch.mamba else "float32"
     if cpu and hybrid:
         ssm, ssm_reason = cpu_ssm_dtype(version, host, declared, s.mamba_ssm_cache_dtype)
     else:
         ssm = s.mamba_ssm_cache_dtype if s.mamba_ssm_cache_dtype != "auto" else declared
         ssm_reason = "--mamba-ssm-cache-dtype" if s.mamba_ssm_cache_dtype != "auto" else "the model's state dtype"
     if cpu and check_target:
-        why = cpu_refusal(arch, version, host, kv_cache_dtype=s.kv_cache_dtype,
-                          dtype=s.dtype if s.dtype != "auto" else arch.dtype, sparse=sparse_attention(recipe))
+        why = cpu_refusal(
+            arch,
+            version,
+            host,
+            kv_cache_dtype=s.kv_cache_dtype,
+            dtype=s.dtype if s.dtype != "auto" else arch.dtype,
+            sparse=sparse_attention(recipe),
+        )
         if why:
             raise VllmRefuses(f"vLLM cannot run {recipe.name} on the CPU build: {why}", "plan it for a GPU profile (--gpu)")
     mbt = s.max_num_batched_tokens or batch_defaults(profile, s.tensor_parallel_size * max(1, s.pipeline_parallel_size))[0]
     off, _ = hma_disabled(arch, s)
     try:
-        lay = layout(arch, tp=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, cpu=cpu,
-                     prefix_caching=prefix and hybrid, num_spec=s.num_speculative_tokens, ssm_dtype=ssm,
-                     block_size=s.block_size, dtype=s.dtype, group_ratio=group_ratio(version),
-                     in_flight=in_flight_tokens(profile, s, version, mbt), hma=not off,
-                     pad_uneven_pages=vv.has("unify_pads_uneven_attention_pages", version),
-                     mla_block=cpu_mla_block(arch, host) if cpu else None, disable_sliding_window=s.disable_sliding_window,
-                     mamba2_checkpoint=vv.has("mamba2_prefill_checkpoint_block", version))
+        lay = layout(
+            arch,
+            tp=s.tensor_parallel_size,
+            kv_cache_dtype=s.kv_cache_dtype,
+            cpu=cpu,
+            prefix_caching=prefix and hybrid,
+            num_spec=s.num_speculative_tokens,
+            ssm_dtype=ssm,
+            block_size=s.block_size,
+            dtype=s.dtype,
+            group_ratio=group_ratio(version),
+            in_flight=in_flight_tokens(profile, s, version, mbt),
+            hma=not off,
+            pad_uneven_pages=vv.has("unify_pads_uneven_attention_pages", version),
+            mla_block=cpu_mla_block(arch, host) if cpu else None,
+            disable_sliding_window=s.disable_sliding_window,
+            mamba2_checkpoint=vv.has("mamba2_prefill_checkpoint_block", version),
+        )
     except LayoutRefused as exc:
         raise VllmRefuses(exc.message, exc.hint) from None
     measured = measured_block_size(lay, correction)
@@ -522,24 +679,34 @@ def _layout(recipe: ModelRecipe, profile: GpuProfile, s: Settings, version: str,
     return lay.with_block_size(measured), ssm_reason, lay.block_size
 
 
-def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, target_context: int,
-                    target_concurrency: int = 1, ceiling_util: float | None = None,
-                    **kw: Unpack[Inputs]) -> tuple[Settings, list[str]]:
+def plan_for_target(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    s: Settings,
+    target_context: int,
+    target_concurrency: int = 1,
+    ceiling_util: float | None = None,
+    **kw: Unpack[Inputs],
+) -> tuple[Settings, list[str]]:
     """Inverse planning: the utilization that serves `target_concurrency` requests of `target_context` tokens.
 
     Returns the settings to use and notes; raises UserError naming the largest context that fits."""
     arch = recipe.architecture
     if target_context > arch.max_position_embeddings:
-        raise UserError(f"target context {target_context} exceeds the model's native {arch.max_position_embeddings}",
-                        f"the largest context is {arch.max_position_embeddings}")
+        raise UserError(
+            f"target context {target_context} exceeds the model's native {arch.max_position_embeddings}",
+            f"the largest context is {arch.max_position_embeddings}",
+        )
     ceiling = ceiling_util or s.gpu_memory_utilization
     cpu = profile.vendor == "cpu"
     lay = layout_for(recipe, profile, s, **kw)
     need = 1 + target_concurrency * lay.blocks_per_request(target_context)  # + the null block
     if s.kv_cache_memory_bytes is not None or cpu:
         kv_bytes = need * lay.block_bytes
-        notes = [f"{target_concurrency} x {target_context} tokens need {need} blocks (one is vLLM's null block) = "
-                 f"{kv_bytes / MIB:.0f} MiB of KV cache"]
+        notes = [
+            f"{target_concurrency} x {target_context} tokens need {need} blocks (one is vLLM's null block) = "
+            f"{kv_bytes / MIB:.0f} MiB of KV cache"
+        ]
         return replace(s, kv_cache_memory_bytes=kv_bytes, max_model_len=target_context, max_model_len_auto=False), notes
     util = required_util(recipe, profile, replace(s, max_model_len=target_context), need, **kw)
     if util > ceiling:
@@ -547,14 +714,20 @@ def plan_for_target(recipe: ModelRecipe, profile: GpuProfile, s: Settings, targe
         per = (nb - 1) // max(1, target_concurrency)
         largest = lay.longest_request(per)
         if largest <= 0:
-            raise UserError(f"{recipe.name} does not fit on {profile.name} at utilization {ceiling:g}: "
-                            "weights and overheads leave no room for the KV cache",
-                            "pick a smaller quantization or a larger GPU")
-        raise UserError(f"{target_concurrency} x {target_context} tokens do not fit on {profile.name} at utilization {ceiling:g} "
-                        + (f"(needs {util:g})" if util < 1 else "(not even the whole device is enough)"),
-                        f"the largest context that fits is --max-model-len {min(largest, arch.max_position_embeddings)}")
-    notes = [f"utilization {util:g} gives the {need} blocks {target_concurrency} x {target_context} tokens need "
-             f"(ceiling {ceiling:g}); equivalently --kv-cache-memory-bytes {need * lay.block_bytes // MIB}M"]
+            raise UserError(
+                f"{recipe.name} does not fit on {profile.name} at utilization {ceiling:g}: "
+                "weights and overheads leave no room for the KV cache",
+                "pick a smaller quantization or a larger GPU",
+            )
+        raise UserError(
+            f"{target_concurrency} x {target_context} tokens do not fit on {profile.name} at utilization {ceiling:g} "
+            + (f"(needs {util:g})" if util < 1 else "(not even the whole device is enough)"),
+            f"the largest context that fits is --max-model-len {min(largest, arch.max_position_embeddings)}",
+        )
+    notes = [
+        f"utilization {util:g} gives the {need} blocks {target_concurrency} x {target_context} tokens need "
+        f"(ceiling {ceiling:g}); equivalently --kv-cache-memory-bytes {need * lay.block_bytes // MIB}M"
+    ]
     return replace(s, gpu_memory_utilization=util, max_model_len=target_context, max_model_len_auto=False), notes
 
 
@@ -571,6 +744,28 @@ def flags_for(base: list[va.Flag], s: Settings) -> list[va.Flag]:
     return out
 
 
-__all__ = ["Accounting", "CpuFeatures", "Correction", "Graphs", "Layout", "Memory", "Settings", "Sizing", "VllmRefuses", "activation_mib",
-           "capture_sizes", "cpu_ssm_dtype", "cudagraph_mib", "flags_for", "graphs_for", "layout", "layout_for",
-           "plan_for_target", "predict", "sampler_mib", "settings_from_flags", "size", "with_guide"]
+__all__ = [
+    "Accounting",
+    "CpuFeatures",
+    "Correction",
+    "Graphs",
+    "Layout",
+    "Memory",
+    "Settings",
+    "Sizing",
+    "VllmRefuses",
+    "activation_mib",
+    "capture_sizes",
+    "cpu_ssm_dtype",
+    "cudagraph_mib",
+    "flags_for",
+    "graphs_for",
+    "layout",
+    "layout_for",
+    "plan_for_target",
+    "predict",
+    "sampler_mib",
+    "settings_from_flags",
+    "size",
+    "with_guide",
+]

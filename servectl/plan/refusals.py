@@ -34,23 +34,32 @@ def check_start(recipe: ModelRecipe, profile: GpuProfile, s: Settings, sz: Sizin
     native = recipe.architecture.max_position_embeddings
     mml, lay, acc = sz.max_model_len, sz.layout, sz.accounting
     if mml > native and not s.allow_long_max_model_len:
-        raise VllmRefuses(f"vLLM refuses --max-model-len {mml}: it exceeds the model's max_position_embeddings {native} "
-                          "(ModelConfig: 'User-specified max_model_len ... is greater than the derived max_model_len')",
-                          f"use --max-model-len {native} or less (or set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 if the model really supports more)")
+        raise VllmRefuses(
+            f"vLLM refuses --max-model-len {mml}: it exceeds the model's max_position_embeddings {native} "
+            "(ModelConfig: 'User-specified max_model_len ... is greater than the derived max_model_len')",
+            f"use --max-model-len {native} or less (or set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 if the model really supports more)",
+        )
     avail = sz.memory.kv_available
     if avail <= 0 or sz.num_blocks == 0:
-        raise VllmRefuses(f"vLLM refuses to start on {profile.name}: no memory left for the KV cache "
-                          f"(weights and overheads exceed the budget by {-avail / MIB:.0f} MiB; vLLM's check: "
-                          "'No available memory for the cache blocks')",
-                          "raise --gpu-memory-utilization or set --kv-cache-memory-bytes, lower --max-num-seqs / "
-                          "--max-num-batched-tokens, or pick a larger GPU")
+        raise VllmRefuses(
+            f"vLLM refuses to start on {profile.name}: no memory left for the KV cache "
+            f"(weights and overheads exceed the budget by {-avail / MIB:.0f} MiB; vLLM's check: "
+            "'No available memory for the cache blocks')",
+            "raise --gpu-memory-utilization or set --kv-cache-memory-bytes, lower --max-num-seqs / "
+            "--max-num-batched-tokens, or pick a larger GPU",
+        )
     if s.max_model_len_auto and mml <= 0:
-        raise VllmRefuses("vLLM refuses --max-model-len auto: not even one token fits ('Cannot auto-fit max_model_len')",
-                          "raise --gpu-memory-utilization or --kv-cache-memory-bytes")
+        raise VllmRefuses(
+            "vLLM refuses --max-model-len auto: not even one token fits ('Cannot auto-fit max_model_len')",
+            "raise --gpu-memory-utilization or --kv-cache-memory-bytes",
+        )
     if not acc.vllm_starts(lay, mml):
         fit = acc.auto_length(lay, native) if not acc.group0_only else 0
-        raise VllmRefuses(f"vLLM refuses max_model_len {mml}: one request needs {acc.vllm_needs(lay, mml)} KV blocks and its "
-                          f"check allows {acc.check_blocks} of the {sz.num_blocks} on {profile.name} "
-                          "(vLLM's check: 'To serve at least one request with the model's max seq len')",
-                          f"use --max-model-len {fit} (vLLM's own estimate) or give the KV cache more memory" if fit > 0
-                          else "give the KV cache more memory (--gpu-memory-utilization / --kv-cache-memory-bytes) or pick a larger GPU")
+        raise VllmRefuses(
+            f"vLLM refuses max_model_len {mml}: one request needs {acc.vllm_needs(lay, mml)} KV blocks and its "
+            f"check allows {acc.check_blocks} of the {sz.num_blocks} on {profile.name} "
+            "(vLLM's check: 'To serve at least one request with the model's max seq len')",
+            f"use --max-model-len {fit} (vLLM's own estimate) or give the KV cache more memory"
+            if fit > 0
+            else "give the KV cache more memory (--gpu-memory-utilization / --kv-cache-memory-bytes) or pick a larger GPU",
+        )

@@ -32,17 +32,38 @@ if TYPE_CHECKING:  # calibration, vLLM's log and the checkpoint's headers load o
 
 # vLLM flags that change memory, as vLLM spells them (plus their dotted / negated forms).
 MEMORY_FLAGS = (
-    "--gpu-memory-utilization", "--kv-cache-memory-bytes", "--max-model-len", "--max-num-seqs",
-    "--max-num-batched-tokens", "--max-cudagraph-capture-size", "--enforce-eager", "--limit-mm-per-prompt",
-    "--skip-mm-profiling", "--kv-cache-dtype", "--tensor-parallel-size", "--enable-prefix-caching",
-    "--no-enable-prefix-caching", "--mamba-ssm-cache-dtype", "--block-size", "--speculative-config", "--dtype",
-    "--disable-hybrid-kv-cache-manager", "--no-disable-hybrid-kv-cache-manager", "--async-scheduling",
-    "--no-async-scheduling", "--pipeline-parallel-size", "--disable-sliding-window",
+    "--gpu-memory-utilization",
+    "--kv-cache-memory-bytes",
+    "--max-model-len",
+    "--max-num-seqs",
+    "--max-num-batched-tokens",
+    "--max-cudagraph-capture-size",
+    "--enforce-eager",
+    "--limit-mm-per-prompt",
+    "--skip-mm-profiling",
+    "--kv-cache-dtype",
+    "--tensor-parallel-size",
+    "--enable-prefix-caching",
+    "--no-enable-prefix-caching",
+    "--mamba-ssm-cache-dtype",
+    "--block-size",
+    "--speculative-config",
+    "--dtype",
+    "--disable-hybrid-kv-cache-manager",
+    "--no-disable-hybrid-kv-cache-manager",
+    "--async-scheduling",
+    "--no-async-scheduling",
+    "--pipeline-parallel-size",
+    "--disable-sliding-window",
 )
 ESTIMATE_ENV = "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS"
 # environment variables of the user's shell that change what vLLM does with memory
-PLAN_ENV = (ESTIMATE_ENV, "VLLM_CPU_KVCACHE_SPACE", "VLLM_ALLOW_LONG_MAX_MODEL_LEN",
-            "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE")
+PLAN_ENV = (
+    ESTIMATE_ENV,
+    "VLLM_CPU_KVCACHE_SPACE",
+    "VLLM_ALLOW_LONG_MAX_MODEL_LEN",
+    "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE",
+)
 
 
 def is_memory_flag(name: str) -> bool:
@@ -74,7 +95,7 @@ def written_vllm_flags(written: list[str], after_separator: int, own_options: li
     flag neither vLLM nor plan knows is refused with did-you-mean over both (a typo of plan's own
     --target-context must not pass for a vLLM flag); the last `after_separator` tokens came after `--`:
     flags vLLM's table lacks are only warned about (another release may have them)."""
-    head, tail = written[: len(written) - after_separator], written[len(written) - after_separator:]
+    head, tail = written[: len(written) - after_separator], written[len(written) - after_separator :]
     head_tokens, tail_tokens = command_tokens(head), command_tokens(tail)
     table = va.bundled_options()
     warnings = []
@@ -83,7 +104,9 @@ def written_vllm_flags(written: list[str], after_separator: int, own_options: li
 
         base = name.split(".", 1)[0]
         close = difflib.get_close_matches(base, own_options, n=1, cutoff=0.7) or table.suggest(base)
-        hint = f"did you mean {' or '.join(close)}?" if close else "`servectl plan --help` and `vllm serve --help` list the options"
+        hint = (
+            f"did you mean {' or '.join(close)}?" if close else "`servectl plan --help` and `vllm serve --help` list the options"
+        )
         raise UserError(f"no such option: {name} (neither plan's nor vLLM {table.vllm}'s)", hint)
     unknown = va.unknown_flags(va.parse_args(tail_tokens))
     if unknown:
@@ -123,9 +146,16 @@ def _local_environment(python: str | None, profile: GpuProfile | None = None, re
         return None, None
 
 
-def target_for(profile: GpuProfile, *, override: str | None = None, image: str | None = None,
-               python: str | None = None, runtime: str | None = None, env_target=None,
-               recipe: ModelRecipe | None = None) -> Target:
+def target_for(
+    profile: GpuProfile,
+    *,
+    override: str | None = None,
+    image: str | None = None,
+    python: str | None = None,
+    runtime: str | None = None,
+    env_target=None,
+    recipe: ModelRecipe | None = None,
+) -> Target:
     """The release that will run (`--vllm-version`, the environment's installed vLLM, or the image tag's) and, on
     the cpu profile, the CPU features that environment's torch reports (/proc/cpuinfo without one)."""
     from servectl.hardware.cpu_features import probe
@@ -135,15 +165,27 @@ def target_for(profile: GpuProfile, *, override: str | None = None, image: str |
     if runtime != "docker":
         py, env = (env_target.python, env_target) if env_target is not None else _local_environment(python, profile, recipe)
     installed = versions.installed_vllm(env.versions) if env is not None else None
-    version, why = versions.that_runs(override=override, installed=installed, cpu_profile=cpu,
-                                      image=image or (profile.container.image if profile.container else None))
+    version, why = versions.that_runs(
+        override=override,
+        installed=installed,
+        cpu_profile=cpu,
+        image=image or (profile.container.image if profile.container else None),
+    )
     local = installed is not None and why.startswith("the vLLM environment")
     host = probe(str(py) if (py and local) else None) if cpu else CpuFeatures(source="not a CPU plan")
     return Target(version, why, host, Path(py) if (py and local) else None)
 
 
-def plan_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str], target: Target, *,
-             weights_gib: float | None = None, calibrated: bool = True) -> Plan:
+def plan_for(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    vllm_args: list[str],
+    env: dict[str, str],
+    target: Target,
+    *,
+    weights_gib: float | None = None,
+    calibrated: bool = True,
+) -> Plan:
     """The forward plan for a launch's whole vLLM argv (flags that do not change memory are ignored)."""
     mem, _ = split_memory_flags(vllm_args)
     s = planner.settings_from_flags(va.parse_args(mem), env)
@@ -152,19 +194,31 @@ def plan_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env
         from servectl.plan import calibrate as cal
 
         correction = cal.correction_for(recipe.name, profile.name, target.version)
-    return planner.predict(recipe, profile, s, vllm_version=target.version, correction=correction, host=target.host,
-                           weights_gib=weights_gib, flags=vllm_args)
+    return planner.predict(
+        recipe,
+        profile,
+        s,
+        vllm_version=target.version,
+        correction=correction,
+        host=target.host,
+        weights_gib=weights_gib,
+        flags=vllm_args,
+    )
 
 
 def render_target(profile: GpuProfile, image: str | None) -> list[Target]:
     """The vLLM a rendering will meet, known only by its image: the release its tag names, and for the cpu
     profile every host feature set vLLM's CPU rules tell apart (the rendering runs on a host not seen here)."""
-    version, why = versions.that_runs(image=image or (profile.container.image if profile.container else None),
-                                      cpu_profile=profile.vendor == "cpu")
+    version, why = versions.that_runs(
+        image=image or (profile.container.image if profile.container else None), cpu_profile=profile.vendor == "cpu"
+    )
     if profile.vendor != "cpu":
         return [Target(version, why, CpuFeatures(source="not a CPU plan"))]
-    return [Target(version, why, CpuFeatures(avx512_bf16=bf16, amx=amx, source="any host"))
-            for bf16 in (False, True) for amx in (False, True)]
+    return [
+        Target(version, why, CpuFeatures(avx512_bf16=bf16, amx=amx, source="any host"))
+        for bf16 in (False, True)
+        for amx in (False, True)
+    ]
 
 
 def settle_max_num_seqs(spec: LaunchSpec, targets: list[Target], *, calibrated: bool = True) -> LaunchSpec:
@@ -179,19 +233,34 @@ def settle_max_num_seqs(spec: LaunchSpec, targets: list[Target], *, calibrated: 
     tp = int(va.get(va.parse_args(spec.vllm_args), "--tensor-parallel-size") or 1)
     default = planner.batch_defaults(profile, world_size=tp)[1]
     try:
-        capacity = min(plan_for(recipe, profile, spec.vllm_args, spec.env, t, calibrated=calibrated).max_concurrency
-                       for t in targets)
+        capacity = min(
+            plan_for(recipe, profile, spec.vllm_args, spec.env, t, calibrated=calibrated).max_concurrency for t in targets
+        )
     except UserError as exc:
-        return replace(spec, notes=[*spec.notes, f"--max-num-seqs left to vLLM's default ({default}): the plan cannot "
-                                                 f"say how many requests the KV cache holds ({exc.message})"])
+        return replace(
+            spec,
+            notes=[
+                *spec.notes,
+                f"--max-num-seqs left to vLLM's default ({default}): the plan cannot "
+                f"say how many requests the KV cache holds ({exc.message})",
+            ],
+        )
     n = math.floor(capacity)
     if n >= default:
         return spec
     if n < 1:
-        return replace(spec, notes=[*spec.notes, f"--max-num-seqs left to vLLM's default ({default}): the KV cache holds "
-                                                 f"{capacity:.2f} requests of max_model_len, not one"])
-    note = (f"--max-num-seqs {n}: the plan's KV cache holds {capacity:.2f} requests of max_model_len "
-            f"(vLLM's default of {default} would be preempted); pass --max-num-seqs to choose yourself")
+        return replace(
+            spec,
+            notes=[
+                *spec.notes,
+                f"--max-num-seqs left to vLLM's default ({default}): the KV cache holds "
+                f"{capacity:.2f} requests of max_model_len, not one",
+            ],
+        )
+    note = (
+        f"--max-num-seqs {n}: the plan's KV cache holds {capacity:.2f} requests of max_model_len "
+        f"(vLLM's default of {default} would be preempted); pass --max-num-seqs to choose yourself"
+    )
     return replace(spec, vllm_args=[*spec.vllm_args, "--max-num-seqs", str(n)], notes=[*spec.notes, note])
 
 
@@ -202,8 +271,9 @@ def launch_spec(req: Request) -> LaunchSpec:
     return settle_max_num_seqs(spec, render_target(spec.gpu_profile, spec.image), calibrated=False)
 
 
-def predicted_kv_tokens(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str],
-                        target: Target) -> int | None:
+def predicted_kv_tokens(
+    recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str], target: Target
+) -> int | None:
     """What the plan says vLLM will log as its KV cache size (None where vLLM would refuse these flags)."""
     try:
         return plan_for(recipe, profile, vllm_args, env, target).kv_cache_tokens_logged
@@ -217,8 +287,15 @@ def default_block_size(profile: GpuProfile, vllm_args: list[str]) -> int:
     return int(raw) if raw else (128 if profile.vendor == "cpu" else 16)
 
 
-def learn_from_start(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str],
-                     target: Target, log_text: str, source: str) -> cal.CalibrationRecord | None:
+def learn_from_start(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    vllm_args: list[str],
+    env: dict[str, str],
+    target: Target,
+    log_text: str,
+    source: str,
+) -> cal.CalibrationRecord | None:
     """Store what a start that reached vLLM's KV cache line measured (None when it did not get there)."""
     from servectl.plan import calibrate as cal
     from servectl.plan import vllm_log
@@ -294,9 +371,18 @@ def build(req: PlanRequest, *, target: Target | None = None) -> Plan:
     local = model_path or recipe.model_path
     checkpoint = Path(local) if local else cached_checkpoint(recipe.repo)
     headers = weight_bytes(checkpoint) if checkpoint is not None else None
-    request = Request(recipe=recipe, profile=profile, overrides=tokens, preset=preset, force=req.force,
-                      speculative=req.speculative, vllm_version=vllm_version, nodes=nodes, known_bugs=False,
-                      checkpoint_mtp=bool(headers[1]) if headers is not None else None)
+    request = Request(
+        recipe=recipe,
+        profile=profile,
+        overrides=tokens,
+        preset=preset,
+        force=req.force,
+        speculative=req.speculative,
+        vllm_version=vllm_version,
+        nodes=nodes,
+        known_bugs=False,
+        checkpoint_mtp=bool(headers[1]) if headers is not None else None,
+    )
     spec = resolve(request)
     # a caller planning many command lines for one target passes it (then vLLM's parser is not asked again)
     given = target is not None
@@ -306,8 +392,13 @@ def build(req: PlanRequest, *, target: Target | None = None) -> Plan:
         spec = resolve(replace(request, vllm_version=target.version))
     # known bugs of the release the plan is for, under the same --force rule as servectl's own guards
     spec = settle_max_num_seqs(spec, [target])  # as `up` will launch it on this host
-    bugs = known_bug_guards.check(recipe, profile, va.parse_args(spec.vllm_args),
-                                  {**known_bug_guards.caller_env(dict(os.environ)), **spec.env}, target.version)
+    bugs = known_bug_guards.check(
+        recipe,
+        profile,
+        va.parse_args(spec.vllm_args),
+        {**known_bug_guards.caller_env(dict(os.environ)), **spec.env},
+        target.version,
+    )
     spec = replace(spec, warnings=[*spec.warnings, *bugs.warnings, *guards.enforce(bugs.violations, req.force)])
     verdict = None if given else _vllm_parser_verdict(target, tokens)
     if verdict:
@@ -320,8 +411,10 @@ def build(req: PlanRequest, *, target: Target | None = None) -> Plan:
     arch = recipe.architecture
     if s.kv_cache_dtype == "auto" and arch.kv_cache_dtype != "auto":
         s = replace(s, kv_cache_dtype=arch.kv_cache_dtype)
-        derived_notes.append(f"KV cache {arch.kv_cache_dtype}: the checkpoint's quantization_config asks for it "
-                             "(vLLM resolves --kv-cache-dtype auto to it)")
+        derived_notes.append(
+            f"KV cache {arch.kv_cache_dtype}: the checkpoint's quantization_config asks for it "
+            "(vLLM resolves --kv-cache-dtype auto to it)"
+        )
     if arch.mla is not None and arch.mla.sparse and profile.vendor != "cpu":
         derived_notes.append("DeepSeek sparse attention: its indexer cache is not in these figures")
     if nodes is not None and nodes >= 2:
@@ -337,11 +430,14 @@ def build(req: PlanRequest, *, target: Target | None = None) -> Plan:
         kw["weights_gib"] = loaded / 2**30
         if skipped:
             kw["mtp_weights_gib"] = skipped / 2**30
-        notes.append(f"weights {loaded / 2**30:.2f} GiB from the safetensors headers in {checkpoint}"
-                     + (f" ({skipped / 2**30:.2f} GiB of MTP head not loaded)" if skipped else ""))
+        notes.append(
+            f"weights {loaded / 2**30:.2f} GiB from the safetensors headers in {checkpoint}"
+            + (f" ({skipped / 2**30:.2f} GiB of MTP head not loaded)" if skipped else "")
+        )
     if req.target_context:
-        s, target_notes = planner.plan_for_target(recipe, profile, s, req.target_context, req.target_concurrency,
-                                                  ceiling_util=s.gpu_memory_utilization, **kw)
+        s, target_notes = planner.plan_for_target(
+            recipe, profile, s, req.target_context, req.target_concurrency, ceiling_util=s.gpu_memory_utilization, **kw
+        )
         notes += target_notes
     out_flags = va.to_tokens(planner.flags_for(va.parse_args(spec.vllm_args), s))
     plan = planner.predict(recipe, profile, s, flags=out_flags, **kw)
@@ -355,20 +451,30 @@ def build(req: PlanRequest, *, target: Target | None = None) -> Plan:
         pinned = s.kv_cache_memory_bytes is not None or (profile.vendor == "cpu" and s.cpu_kvcache_space_gib is not None)
         lay = planner.layout_for(recipe, profile, s, **kw)
         plan = replace(plan, nodes=multinode.split(plan, recipe.architecture, lay, profile.count, nodes, pinned))
-        notes.append(f"{nodes} nodes: tensor parallel {profile.count} x pipeline parallel {nodes}; figures above are per rank "
-                     "of a single stage holding every layer, `nodes` splits them per node")
+        notes.append(
+            f"{nodes} nodes: tensor parallel {profile.count} x pipeline parallel {nodes}; figures above are per rank "
+            "of a single stage holding every layer, `nodes` splits them per node"
+        )
     calibrated = [n for n in plan.notes if n.startswith("calibrated from")]
     rest = [n for n in plan.notes if n not in calibrated]
-    return replace(plan, notes=calibrated + notes + rest, ignored_flags=other_tokens,
-                   warnings=tail_warnings + list(spec.warnings) + plan.warnings)
+    return replace(
+        plan,
+        notes=calibrated + notes + rest,
+        ignored_flags=other_tokens,
+        warnings=tail_warnings + list(spec.warnings) + plan.warnings,
+    )
 
 
 def speculative_summary(plan: Plan, without: Plan, depth: int) -> dict:
     """`plan --json` key `speculative`: the depth, the draft's MiB, and the same figures without speculation."""
     other = without.to_json()
     keys = ("kv_cache_tokens_logged", "kv_cache_tokens_real", "max_concurrency", "num_blocks", "total_vram_mib", "max_model_len")
-    return {"method": "mtp", "num_speculative_tokens": depth, "budget_mib": round(plan.budget.get("speculative", 0.0), 1),
-            "without": {**{k: other[k] for k in keys}, "budget": other["budget"]}}
+    return {
+        "method": "mtp",
+        "num_speculative_tokens": depth,
+        "budget_mib": round(plan.budget.get("speculative", 0.0), 1),
+        "without": {**{k: other[k] for k in keys}, "budget": other["budget"]},
+    }
 
 
 _LOG_SWITCHES = ("enforce_eager", "enable_prefix_caching")
@@ -391,8 +497,9 @@ def _tokens_from_log(fig: vllm_log.LogFigures) -> list[str]:
     return tokens
 
 
-def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path, host: str | None = None,
-                       detected=None) -> tuple[cal.CalibrationRecord, Path]:
+def calibrate_from_log(
+    model: str | ModelRecipe, gpu: str | None, log_file: Path, host: str | None = None, detected=None
+) -> tuple[cal.CalibrationRecord, Path]:
     """Plan the flags a real start used (for the release it logged), compare with what it logged, store the start
     for (recipe, profile, release, host)."""
     from servectl.fsutil import read_log
@@ -402,8 +509,10 @@ def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path
     excerpt = read_log(log_file, str(log_file))  # any size: its start and its end, memory bounded
     fig = vllm_log.parse_text(f"{excerpt.head}\n{excerpt.tail}" if excerpt.head else excerpt.tail)
     if fig.kv_cache_tokens is None and fig.available_kv_gib is None:
-        raise UserError(f"{Path(log_file).name} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
-                        "pass the log of a vLLM start that reached the KV cache allocation")
+        raise UserError(
+            f"{Path(log_file).name} has no KV cache line (GPU/CPU KV cache size, Available KV cache memory)",
+            "pass the log of a vLLM start that reached the KV cache allocation",
+        )
     cat = load_catalog()
     recipe, profile = _recipe(cat, model), profile_for(cat, gpu, detected)
     spec = resolve(Request(recipe=recipe, profile=profile, overrides=_tokens_from_log(fig), force=True))
@@ -411,7 +520,6 @@ def calibrate_from_log(model: str | ModelRecipe, gpu: str | None, log_file: Path
     if fig.vllm_version:
         target = replace(target, version=fig.vllm_version.split("+")[0], version_reason="the log's engine line")
     plan = plan_for(recipe, profile, spec.vllm_args, spec.env, target, calibrated=False)
-    rec = cal.compare(plan, fig, Path(log_file).name, host=host,
-                      default_block_size=default_block_size(profile, spec.vllm_args))
+    rec = cal.compare(plan, fig, Path(log_file).name, host=host, default_block_size=default_block_size(profile, spec.vllm_args))
     rec = cal.save(rec)
     return rec, cal.calibration_dir() / f"{rec.profile}.json"

@@ -83,33 +83,62 @@ def has_kv_bytes_flag(vllm_version: str) -> bool:
     return vv.has("kv_cache_memory_bytes", vllm_version)
 
 
-def _sized_settings(recipe: ModelRecipe, profile: GpuProfile, s: planner.Settings, context: int | None, concurrency: int,
-                    budget_mib: float | None, **kw: Unpack[planner.Inputs]) -> tuple[planner.Settings, str]:
+def _sized_settings(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    s: planner.Settings,
+    context: int | None,
+    concurrency: int,
+    budget_mib: float | None,
+    **kw: Unpack[planner.Inputs],
+) -> tuple[planner.Settings, str]:
     """Settings with the KV cache fixed in bytes, and why it has that size."""
     if s.kv_cache_memory_bytes is not None:
         return s, f"--kv-cache-memory-bytes {s.kv_cache_memory_bytes / MIB:.0f} MiB (given)"
     if s.cpu_kvcache_space_gib is not None and profile.vendor == "cpu":
-        return replace(s, kv_cache_memory_bytes=s.cpu_kvcache_space_gib * GIB), \
-            f"VLLM_CPU_KVCACHE_SPACE={s.cpu_kvcache_space_gib} GiB (given)"
+        return replace(
+            s, kv_cache_memory_bytes=s.cpu_kvcache_space_gib * GIB
+        ), f"VLLM_CPU_KVCACHE_SPACE={s.cpu_kvcache_space_gib} GiB (given)"
     if context is not None:
-        sized, notes = planner.plan_for_target(recipe, profile, replace(s, kv_cache_memory_bytes=0), context, concurrency,
-                                               ceiling_util=s.gpu_memory_utilization, **kw)
+        sized, notes = planner.plan_for_target(
+            recipe,
+            profile,
+            replace(s, kv_cache_memory_bytes=0),
+            context,
+            concurrency,
+            ceiling_util=s.gpu_memory_utilization,
+            **kw,
+        )
         return sized, f"{concurrency} x {context:,} tokens: " + "; ".join(notes)
     # Neither: the whole budget when it runs alone (what `servectl up` gives it on this device), pinned in bytes.
     alone = planner.predict(recipe, profile, s, **kw)
     rest = alone.total_vram_mib - alone.budget["kv_available"]
     kv_mib = (budget_mib if budget_mib is not None else alone.total_vram_mib) - rest
     if kv_mib <= 0:
-        raise UserError(f"{recipe.name}'s weights and overheads ({rest:,.0f} MiB) leave no KV cache in {budget_mib:,.0f} MiB",
-                        "raise memory_limit, or run it on a larger profile")
+        raise UserError(
+            f"{recipe.name}'s weights and overheads ({rest:,.0f} MiB) leave no KV cache in {budget_mib:,.0f} MiB",
+            "raise memory_limit, or run it on a larger profile",
+        )
     return replace(s, kv_cache_memory_bytes=int(kv_mib * MIB) // MIB * MIB), (
         f"no `context` or --kv-cache-memory-bytes: the rest of the device's budget beside its weights and overheads "
-        f"({rest:,.0f} MiB), so alone it fills the device; set `context` (and `concurrency`) to share it")
+        f"({rest:,.0f} MiB), so alone it fills the device; set `context` (and `concurrency`) to share it"
+    )
 
 
-def share_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], env: dict[str, str], *, vllm_version: str,
-              host=None, correction=None, weights_gib: float | None = None, context: int | None = None,
-              concurrency: int = 1, budget_mib: float | None = None) -> Share:
+def share_for(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    vllm_args: list[str],
+    env: dict[str, str],
+    *,
+    vllm_version: str,
+    host=None,
+    correction=None,
+    weights_gib: float | None = None,
+    context: int | None = None,
+    concurrency: int = 1,
+    budget_mib: float | None = None,
+) -> Share:
     """Plan one fleet server and pin it to its plan (see the module doc). Raises planner.VllmRefuses where vLLM
     would refuse to start, UserError for a context that does not fit."""
     mem, _ = split_memory_flags(vllm_args)
@@ -137,5 +166,11 @@ def share_for(recipe: ModelRecipe, profile: GpuProfile, vllm_args: list[str], en
         flags += ["--max-model-len", str(context)]
     plan = replace(plan, flags=flags)
     asleep = plan.total_vram_mib - plan.budget["weights"] - plan.budget["kv_available"]
-    return Share(plan=plan, flags=flags, awake_mib=plan.total_vram_mib, asleep_mib=max(0.0, asleep),
-                 kv_cache_bytes=int(plan.budget["kv_allocated"] * MIB), sizing=why)
+    return Share(
+        plan=plan,
+        flags=flags,
+        awake_mib=plan.total_vram_mib,
+        asleep_mib=max(0.0, asleep),
+        kv_cache_bytes=int(plan.budget["kv_allocated"] * MIB),
+        sizing=why,
+    )

@@ -68,8 +68,20 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("graph", re.compile(r"Graph capturing finished in [0-9.]+ secs?, took " + _NUM + r" GiB")),
     ("graph_est", re.compile(r"Estimated CUDA graph memory: " + _NUM + r" GiB")),
     ("graph_pool", re.compile(r"CUDA graph pool memory: " + _NUM + r" GiB \(actual\), " + _NUM + r" GiB \(estimated\)")),
-    ("usage", re.compile(r"Actual usage is " + _NUM + r" GiB for weight, " + _NUM + r" GiB for peak activation, "
-                         + _NUM + r" GiB for non-torch memory, and " + _NUM + r" GiB for CUDAGraph memory")),
+    (
+        "usage",
+        re.compile(
+            r"Actual usage is "
+            + _NUM
+            + r" GiB for weight, "
+            + _NUM
+            + r" GiB for peak activation, "
+            + _NUM
+            + r" GiB for non-torch memory, and "
+            + _NUM
+            + r" GiB for CUDAGraph memory"
+        ),
+    ),
     ("requested", re.compile(r"Desired GPU memory utilization is \(" + _NUM + r", " + _NUM + r" GiB\)")),
     ("in_use", re.compile(r"Current kv cache memory in use is " + _NUM + r" GiB")),
     ("block", re.compile(r"Setting attention block size to " + _NUM + r" tokens")),
@@ -85,9 +97,19 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
 
 
 # Memory-relevant keys of vLLM's "non-default args: {...}" line (EngineArgs field names).
-ARG_KEYS = ("max_model_len", "kv_cache_memory_bytes", "gpu_memory_utilization", "max_num_seqs",
-             "max_num_batched_tokens", "kv_cache_dtype", "enable_prefix_caching", "enforce_eager",
-             "tensor_parallel_size", "max_cudagraph_capture_size", "dtype")
+ARG_KEYS = (
+    "max_model_len",
+    "kv_cache_memory_bytes",
+    "gpu_memory_utilization",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "kv_cache_dtype",
+    "enable_prefix_caching",
+    "enforce_eager",
+    "tensor_parallel_size",
+    "max_cudagraph_capture_size",
+    "dtype",
+)
 _ARG_RE = re.compile(r"'(" + "|".join(ARG_KEYS) + r")': ('[^']*'|[A-Za-z0-9_.]+)")
 
 

@@ -51,10 +51,20 @@ INFO_HEADER = b"x-servectl-proxy"
 
 # RFC 9110 7.6.1 hop-by-hop headers; host and content-length are the proxy's to set for the
 # backend; expect: the proxy has read the whole body already, the backend must not wait for it.
-_HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
-    b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
-})
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
 _REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 # The proxy reads and rewrites the /v1/models answer: it asks for it unencoded.
 _MODELS_REQUEST_DROP = _REQUEST_DROP | {b"accept-encoding"}
@@ -153,8 +163,9 @@ def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 async def _reply(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = _JSON) -> None:
     """A whole response the proxy makes itself (errors, the rewritten model list)."""
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+    )
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -219,8 +230,15 @@ class _BodySender:
 class _Proxy:
     """The ASGI app: lifespan opens and closes the backend connection pool; http requests are proxied."""
 
-    def __init__(self, backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy,
-                 auto: bool = False, max_body: int | None = None):
+    def __init__(
+        self,
+        backend_url: str,
+        served_model: str,
+        presets: Mapping[str, SamplingPreset],
+        policy: Policy,
+        auto: bool = False,
+        max_body: int | None = None,
+    ):
         if policy not in POLICIES:
             raise UserError(f"unknown policy {policy!r}", f"use one of {', '.join(POLICIES)}")
         if auto:
@@ -273,16 +291,30 @@ class _Proxy:
             body = await _read_body(receive, self.max_body)
         except _TooLarge:
             self.metrics.rejected["body_too_large"] += 1
-            await _reply(send, 413, openai_error_body(
-                413, f"Request body too large: the proxy accepts at most {self.max_body} bytes "
-                f"(servectl proxy --max-body-mib).", "invalid_request_error"), [*_JSON, (b"connection", b"close")])
+            await _reply(
+                send,
+                413,
+                openai_error_body(
+                    413,
+                    f"Request body too large: the proxy accepts at most {self.max_body} bytes (servectl proxy --max-body-mib).",
+                    "invalid_request_error",
+                ),
+                [*_JSON, (b"connection", b"close")],
+            )
             return
         if body is None:
             return
         await self.forward(scope, receive, send, body, started)
 
-    async def forward(self, scope: dict[str, Any], receive: Any, send: Any, body: bytes | None, started: float,
-                      data: dict[str, Any] | None = None) -> None:
+    async def forward(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        body: bytes | None,
+        started: float,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         """Proxy a request whose body was read already: `body` as received, or None with `data` (its JSON, parsed
         and changed by the caller: servectl.fleet's front door routes by `model` and rewrites aliases)."""
         method, path = scope["method"], scope["path"]
@@ -348,8 +380,12 @@ class _Proxy:
             return json.dumps(out).encode(), b"preset=%s; by=model" % preset.name.encode()
         if model.startswith(self.served + "-"):
             known = ", ".join(sorted(self.virtual)) or "none"
-            return 404, openai_error_body(404, f"The model `{model}` does not exist: no sampling preset "
-                                          f"{model[len(self.served) + 1:]!r} (known: {known}).", "NotFoundError", "model")
+            return 404, openai_error_body(
+                404,
+                f"The model `{model}` does not exist: no sampling preset {model[len(self.served) + 1 :]!r} (known: {known}).",
+                "NotFoundError",
+                "model",
+            )
         if not (self.auto and model == self.served):
             return raw, b"preset=none; by=model"
         data, name = choose(data)
@@ -409,8 +445,10 @@ class _Proxy:
         try:
             raw = await asyncio.wait_for(up.read(MODELS_BODY_LIMIT), MODELS_DEADLINE_S)
         except (BackendError, asyncio.TimeoutError) as exc:
-            await self.bad_gateway(send, exc if isinstance(exc, BackendError) else
-                                   BackendError(f"no whole model list within {MODELS_DEADLINE_S:g} s"))
+            await self.bad_gateway(
+                send,
+                exc if isinstance(exc, BackendError) else BackendError(f"no whole model list within {MODELS_DEADLINE_S:g} s"),
+            )
             return
         finally:
             up.release()
@@ -432,8 +470,14 @@ class _Proxy:
         await _reply(send, 200, json.dumps(data).encode(), headers)
 
 
-def build_app(backend_url: str, served_model: str, presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins",
-              auto: bool = False, max_body: int | None = None) -> _Proxy:
+def build_app(
+    backend_url: str,
+    served_model: str,
+    presets: Mapping[str, SamplingPreset],
+    policy: Policy = "preset-wins",
+    auto: bool = False,
+    max_body: int | None = None,
+) -> _Proxy:
     """The proxy as an ASGI app (its backend connection pool opens and closes with the lifespan)."""
     return _Proxy(backend_url, served_model, presets, policy, auto, max_body)
 
@@ -454,15 +498,33 @@ def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -
     # The backend's Date/Server headers are relayed; uvicorn must not add second copies.
     # proxy_headers=False: the app never reads the client address, so uvicorn need not rewrite it
     # from X-Forwarded-For on every request; the header itself is still forwarded.
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=False,
-                            server_header=False, date_header=False, lifespan="on", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+    )
     logging.getLogger("uvicorn.error").addFilter(_SHUTDOWN_FILTER)  # after Config, which sets up uvicorn's loggers
     return config
 
 
-def serve_proxy(backend_url: str, listen_host: str, listen_port: int, served_model: str,
-                presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False,
-                max_body: int | None = None, on_bound: Callable[[int], None] | None = None) -> None:
+def serve_proxy(
+    backend_url: str,
+    listen_host: str,
+    listen_port: int,
+    served_model: str,
+    presets: Mapping[str, SamplingPreset],
+    policy: Policy = "preset-wins",
+    auto: bool = False,
+    max_body: int | None = None,
+    on_bound: Callable[[int], None] | None = None,
+) -> None:
     """Serve the proxy in the foreground until interrupted. UserError (one line) when the backend is the
     proxy's own address or the port is taken: the socket is bound here, before uvicorn starts, and `on_bound`
     gets the port it has (the one the OS chose for port 0)."""
@@ -500,8 +562,10 @@ def refuse_self(backend_url: str, listen_host: str, listen_port: int) -> None:
     wildcard = any(ipaddress.ip_address(a.split("%")[0]).is_unspecified for a in listen)
     local = any(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in backend)
     if backend & listen or (wildcard and local):
-        raise UserError(f"the backend {backend_url} is this proxy's own address ({listen_host}:{listen_port})",
-                        "point --backend at the vLLM server, or --listen on another port")
+        raise UserError(
+            f"the backend {backend_url} is this proxy's own address ({listen_host}:{listen_port})",
+            "point --backend at the vLLM server, or --listen on another port",
+        )
 
 
 def bind_listen(host: str, port: int):
@@ -520,8 +584,9 @@ def bind_listen(host: str, port: int):
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                        "another process holds that port: pick another --listen") from None
+        raise UserError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", "another process holds that port: pick another --listen"
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -529,9 +594,17 @@ def bind_listen(host: str, port: int):
 class ProxyThread:
     """The proxy on a background thread (used by `servectl up --proxy` and tests); stop() ends it."""
 
-    def __init__(self, backend_url: str, listen_host: str, listen_port: int, served_model: str,
-                 presets: Mapping[str, SamplingPreset], policy: Policy = "preset-wins", auto: bool = False,
-                 max_body: int | None = None):
+    def __init__(
+        self,
+        backend_url: str,
+        listen_host: str,
+        listen_port: int,
+        served_model: str,
+        presets: Mapping[str, SamplingPreset],
+        policy: Policy = "preset-wins",
+        auto: bool = False,
+        max_body: int | None = None,
+    ):
         self.url = f"http://{listen_host}:{listen_port}"
         refuse_self(backend_url, listen_host, listen_port)
         sock = bind_listen(listen_host, listen_port)
@@ -566,7 +639,9 @@ def discover_served_model(backend_url: str, api_key: str | None = None, timeout:
     try:
         resp = netio.get(url, timeout, body_limit=MODELS_BODY_LIMIT, headers=headers)
     except httpx.HTTPError as exc:
-        raise UserError(f"cannot reach the backend at {url}: {type(exc).__name__}", "start it first, or check --backend") from None
+        raise UserError(
+            f"cannot reach the backend at {url}: {type(exc).__name__}", "start it first, or check --backend"
+        ) from None
     if resp.status_code != 200:
         raise UserError(f"{url} answered HTTP {resp.status_code}", "check --backend (and the API key), or pass --model")
     try:

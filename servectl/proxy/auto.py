@@ -31,10 +31,16 @@ AUTO = "auto"
 TASKS = ("coding", "reasoning", "general")
 # (task, thinking) -> preset; thinking None: the request does not say
 RULES: dict[tuple[str | None, bool | None], str] = {
-    ("coding", True): "thinking-coding", ("coding", False): "instruct-general", ("coding", None): "thinking-coding",
-    ("reasoning", True): "thinking-general", ("reasoning", False): "instruct-reasoning", ("reasoning", None): "thinking-general",
-    ("general", True): "thinking-general", ("general", False): "instruct-general",
-    (None, True): "thinking-general", (None, False): "instruct-general",
+    ("coding", True): "thinking-coding",
+    ("coding", False): "instruct-general",
+    ("coding", None): "thinking-coding",
+    ("reasoning", True): "thinking-general",
+    ("reasoning", False): "instruct-reasoning",
+    ("reasoning", None): "thinking-general",
+    ("general", True): "thinking-general",
+    ("general", False): "instruct-general",
+    (None, True): "thinking-general",
+    (None, False): "instruct-general",
 }
 NEEDED = frozenset(RULES.values())
 
@@ -51,8 +57,10 @@ def split_auto(names: str | None) -> tuple[str | None, bool]:
 def check_auto(presets: Mapping[str, Any]) -> None:
     """UserError unless the presets the auto rules name are all served."""
     if missing := sorted(NEEDED - set(presets)):
-        raise UserError(f"--presets {AUTO} needs the presets {', '.join(missing)}",
-                        f"add them or the family qwen3.5 to --presets, or give `--presets {AUTO}` alone")
+        raise UserError(
+            f"--presets {AUTO} needs the presets {', '.join(missing)}",
+            f"add them or the family qwen3.5 to --presets, or give `--presets {AUTO}` alone",
+        )
 
 
 def thinking_of(body: Mapping[str, Any]) -> bool | None:

@@ -186,8 +186,9 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def reusable(self) -> bool:
-        return (self.complete and self.keep_alive and not self.lost and self.error is None
-                and not self._open_transport().is_closing())
+        return (
+            self.complete and self.keep_alive and not self.lost and self.error is None and not self._open_transport().is_closing()
+        )
 
     def close(self) -> None:
         if self.transport is not None:
@@ -298,9 +299,11 @@ class BackendPool:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(Connection, self.host, self.port, ssl=self._ssl,
-                                       server_hostname=self.host if self.tls else None),
-                CONNECT_TIMEOUT)
+                loop.create_connection(
+                    Connection, self.host, self.port, ssl=self._ssl, server_hostname=self.host if self.tls else None
+                ),
+                CONNECT_TIMEOUT,
+            )
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
             raise BackendError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
         return conn

@@ -33,14 +33,22 @@ class ProxyMetrics:
         self.requests[(parts.get("preset", "none"), parts.get("by", "model"))] += 1
 
     def text(self) -> bytes:
-        lines = ["# HELP servectl_proxy_requests_total Requests on the completion paths, by the preset applied.",
-                 "# TYPE servectl_proxy_requests_total counter"]
-        lines += [f'servectl_proxy_requests_total{{preset="{_label(p)}",by="{_label(b)}"}} {n}'
-                  for (p, b), n in sorted(self.requests.items())]
-        lines += ["# HELP servectl_proxy_rejected_total Requests the proxy answered itself with an error.",
-                  "# TYPE servectl_proxy_rejected_total counter"]
+        lines = [
+            "# HELP servectl_proxy_requests_total Requests on the completion paths, by the preset applied.",
+            "# TYPE servectl_proxy_requests_total counter",
+        ]
+        lines += [
+            f'servectl_proxy_requests_total{{preset="{_label(p)}",by="{_label(b)}"}} {n}'
+            for (p, b), n in sorted(self.requests.items())
+        ]
+        lines += [
+            "# HELP servectl_proxy_rejected_total Requests the proxy answered itself with an error.",
+            "# TYPE servectl_proxy_rejected_total counter",
+        ]
         lines += [f'servectl_proxy_rejected_total{{reason="{r}"}} {n}' for r, n in sorted(self.rejected.items())]
-        lines += ["# HELP servectl_proxy_backend_errors_total Requests answered 502 because the backend failed.",
-                  "# TYPE servectl_proxy_backend_errors_total counter",
-                  f"servectl_proxy_backend_errors_total {self.backend_errors}"]
+        lines += [
+            "# HELP servectl_proxy_backend_errors_total Requests answered 502 because the backend failed.",
+            "# TYPE servectl_proxy_backend_errors_total counter",
+            f"servectl_proxy_backend_errors_total {self.backend_errors}",
+        ]
         return ("\n".join(lines) + "\n").encode()

@@ -42,15 +42,24 @@ def container_run(spec: LaunchSpec) -> ContainerRun:
     if spec.model.startswith("/") and (":" in spec.model or "," in spec.model):
         from servectl.errors import UserError
 
-        raise UserError(f"{spec.model!r}: a container mount cannot name a path with ':' or ','",
-                        "move or link the checkpoint to a plain path")
+        raise UserError(
+            f"{spec.model!r}: a container mount cannot name a path with ':' or ','", "move or link the checkpoint to a plain path"
+        )
     return ContainerRun(
-        image=spec.image or DEFAULT_IMAGE, name=spec.name, command=[spec.model, *spec.vllm_args], remove=spec.remove,
-        secret_env=list(spec.secret_env), env=dict(spec.env),
-        volume=(spec.cache_host_path, spec.cache_container_path), port=(spec.host, spec.port, spec.container_port),
-        runtime=c.runtime if c else None, gpus=c.gpus if c else None,
-        devices=list(c.devices) if c else [], group_add=list(c.group_add) if c else [],
-        ipc=c.ipc if c else None, shm_size=(c.shm_size if c and not c.ipc else None),
+        image=spec.image or DEFAULT_IMAGE,
+        name=spec.name,
+        command=[spec.model, *spec.vllm_args],
+        remove=spec.remove,
+        secret_env=list(spec.secret_env),
+        env=dict(spec.env),
+        volume=(spec.cache_host_path, spec.cache_container_path),
+        port=(spec.host, spec.port, spec.container_port),
+        runtime=c.runtime if c else None,
+        gpus=c.gpus if c else None,
+        devices=list(c.devices) if c else [],
+        group_add=list(c.group_add) if c else [],
+        ipc=c.ipc if c else None,
+        shm_size=(c.shm_size if c and not c.ipc else None),
         security_opt=list(c.security_opt) if c else [],
         # a model argument that is an absolute path is a local checkpoint (a repo id never starts with '/')
         model_mount=spec.model if spec.model.startswith("/") else None,
@@ -100,9 +109,15 @@ def compose_service(run: ContainerRun) -> dict[str, Any]:
         service["runtime"] = run.runtime
     if run.gpus:
         count: Any = "all" if run.gpus == "all" else int(run.gpus)
-        service["deploy"] = {"resources": {"reservations": {"devices": [
-            {"driver": "nvidia", "count": count, "capabilities": ["gpu"]},
-        ]}}}
+        service["deploy"] = {
+            "resources": {
+                "reservations": {
+                    "devices": [
+                        {"driver": "nvidia", "count": count, "capabilities": ["gpu"]},
+                    ]
+                }
+            }
+        }
     if run.devices:
         service["devices"] = list(run.devices)
     if run.group_add:
@@ -119,7 +134,9 @@ def compose_service(run: ContainerRun) -> dict[str, Any]:
         service["environment"] = env
     host_path, container_path = run.volume
     address, port, container_port = run.port
-    service["volumes"] = [f"{host_path}:{container_path}"] + ([f"{run.model_mount}:{run.model_mount}:ro"] if run.model_mount else [])
+    service["volumes"] = [f"{host_path}:{container_path}"] + (
+        [f"{run.model_mount}:{run.model_mount}:ro"] if run.model_mount else []
+    )
     service["ports"] = [f"{address}:{port}:{container_port}"]
     return service
 
@@ -134,9 +151,16 @@ def sdk_kwargs(run: ContainerRun, environ: Mapping[str, str]) -> dict[str, Any]:
     host_path, container_path = run.volume
     address, port, container_port = run.port
     kw: dict[str, Any] = {
-        "image": run.image, "command": list(run.command), "name": run.name, "detach": True, "auto_remove": run.remove,
-        "environment": env, "volumes": {host_path: {"bind": container_path, "mode": "rw"},
-                                        **({run.model_mount: {"bind": run.model_mount, "mode": "ro"}} if run.model_mount else {})},
+        "image": run.image,
+        "command": list(run.command),
+        "name": run.name,
+        "detach": True,
+        "auto_remove": run.remove,
+        "environment": env,
+        "volumes": {
+            host_path: {"bind": container_path, "mode": "rw"},
+            **({run.model_mount: {"bind": run.model_mount, "mode": "ro"}} if run.model_mount else {}),
+        },
         "ports": {f"{container_port}/tcp": (address, port)},
     }
     if run.runtime:

@@ -43,8 +43,8 @@ def render(spec: LaunchSpec, patch_list: list[PatchSpec]) -> str:
         lines += [f"#   {url}" for url in p.upstream]
     lines += [
         f"FROM {spec.image or DEFAULT_IMAGE}",
-        f"LABEL org.opencontainers.image.description=\"{spec.recipe} on {spec.profile}, patched by servectl\" "
-        f"io.servectl.patches=\"{','.join(p.id for p in patch_list)}\"",
+        f'LABEL org.opencontainers.image.description="{spec.recipe} on {spec.profile}, patched by servectl" '
+        f'io.servectl.patches="{",".join(p.id for p in patch_list)}"',
     ]
     if spec.env:
         lines.append("ENV " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(spec.env.items())))

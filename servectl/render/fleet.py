@@ -52,36 +52,44 @@ def compose_services_doc(fleet: str, members: list[tuple[str, LaunchSpec, float]
         service = compose_service(container_run(spec))
         service["healthcheck"] = compose.healthcheck(spec)
         service["restart"] = "unless-stopped"
-        service["labels"] = {"io.servectl.fleet": fleet, "io.servectl.model": name,
-                             "io.servectl.memory-mib": f"{share_mib:.0f}"}
+        service["labels"] = {"io.servectl.fleet": fleet, "io.servectl.model": name, "io.servectl.memory-mib": f"{share_mib:.0f}"}
         services[service_name(name)] = service
-    header = (f"# fleet {fleet}: one vLLM server per model, each pinned to its planned share of the device\n" + "".join(f"# {n}: {s:,.0f} MiB on {spec.profile}, port {spec.port}\n"
-                                                  for n, spec, s in members))
+    header = f"# fleet {fleet}: one vLLM server per model, each pinned to its planned share of the device\n" + "".join(
+        f"# {n}: {s:,.0f} MiB on {spec.profile}, port {spec.port}\n" for n, spec, s in members
+    )
     return {"name": service_name(fleet).lower(), "services": services}, header
 
 
-def compose_front_door(fleet: str, fleet_file: str, template: LaunchSpec, host: str, port: int, mounts: list[str],
-                       image: str = FRONT_DOOR_IMAGE) -> str:
+def compose_front_door(
+    fleet: str, fleet_file: str, template: LaunchSpec, host: str, port: int, mounts: list[str], image: str = FRONT_DOOR_IMAGE
+) -> str:
     """The front door alone: `servectl serve` in a container with the accelerator access of the fleet's profile
     (`template`: any of its launches), the fleet file and local model directories mounted read-only."""
     doc, header = compose_front_door_doc(fleet, fleet_file, template, host, port, mounts, image)
     return compose.dump(doc, header + RUN)
 
 
-def compose_front_door_doc(fleet: str, fleet_file: str, template: LaunchSpec, host: str, port: int, mounts: list[str],
-                           image: str = FRONT_DOOR_IMAGE) -> tuple[dict[str, Any], str]:
+def compose_front_door_doc(
+    fleet: str, fleet_file: str, template: LaunchSpec, host: str, port: int, mounts: list[str], image: str = FRONT_DOOR_IMAGE
+) -> tuple[dict[str, Any], str]:
     """(Compose document, header) of the front-door layout."""
     service = compose_service(container_run(template))
     service.update(
-        image=image, container_name=f"{fleet}-fleet",
+        image=image,
+        container_name=f"{fleet}-fleet",
         command=["servectl", "serve", FLEET_FILE_IN_CONTAINER, "--listen", f"0.0.0.0:{FRONT_DOOR_PORT}"],
         ports=[f"{host}:{port}:{FRONT_DOOR_PORT}"],
         volumes=[*service["volumes"], f"{fleet_file}:{FLEET_FILE_IN_CONTAINER}:ro", *(f"{m}:{m}:ro" for m in mounts)],
     )
     service["environment"] = [e for e in service.get("environment", []) if not e.startswith("VLLM_SERVER_DEV_MODE")]
     probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{FRONT_DOOR_PORT}/health', timeout=5)"
-    service["healthcheck"] = {"test": ["CMD", "python3", "-c", probe], "interval": "30s", "timeout": "10s",
-                              "retries": 3, "start_period": "2m"}
+    service["healthcheck"] = {
+        "test": ["CMD", "python3", "-c", probe],
+        "interval": "30s",
+        "timeout": "10s",
+        "retries": 3,
+        "start_period": "2m",
+    }
     service["restart"] = "unless-stopped"
     service["stop_grace_period"] = "90s"  # servectl stops every model (15 s grace each, in parallel)
     header = f"# fleet {fleet}: the front door (`servectl serve`), which starts, swaps and stops the models itself\n"
@@ -96,8 +104,10 @@ def front_door_targets(fleet: str, relay_path: str) -> list[ScrapeTarget]:
 
 def services_targets(fleet: str, members: list[tuple[str, LaunchSpec, float]]) -> list[ScrapeTarget]:
     """Each model's vLLM server in the services layout, labelled with the model's name."""
-    return [ScrapeTarget("vllm", f"{service_name(name)}:{spec.container_port}", labels={"fleet": fleet, "model": name})
-            for name, spec, _ in members]
+    return [
+        ScrapeTarget("vllm", f"{service_name(name)}:{spec.container_port}", labels={"fleet": fleet, "model": name})
+        for name, spec, _ in members
+    ]
 
 
 def with_monitoring(fleet: str, doc: dict[str, Any], header: str, targets: list[ScrapeTarget], dashboard: Dashboard) -> str:
@@ -110,8 +120,13 @@ def systemd_filename(fleet: str) -> str:
     return f"servectl-fleet-{fleet}.service"
 
 
-def systemd_unit(fleet: str, fleet_file: str, servectl_bin: str = DEFAULT_SERVECTL_BIN,
-                 cache_dir: str = "/srv/cache", secrets: list[str] | None = None) -> str:
+def systemd_unit(
+    fleet: str,
+    fleet_file: str,
+    servectl_bin: str = DEFAULT_SERVECTL_BIN,
+    cache_dir: str = "/srv/cache",
+    secrets: list[str] | None = None,
+) -> str:
     """A unit running `servectl serve FLEET_FILE`; records under /var/lib/servectl (StateDirectory)."""
     cmd = [servectl_bin, "serve", fleet_file]
     lines = [

@@ -49,8 +49,11 @@ def k8s_name(name: str) -> str:
 
 
 def labels(spec: LaunchSpec) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": k8s_name(spec.name),
-            "app.kubernetes.io/managed-by": "servectl"}
+    return {
+        "app.kubernetes.io/name": "vllm",
+        "app.kubernetes.io/instance": k8s_name(spec.name),
+        "app.kubernetes.io/managed-by": "servectl",
+    }
 
 
 def startup_budget_s(recipe: ModelRecipe) -> int:
@@ -80,8 +83,10 @@ def resources(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, gpus: 
     limits: dict[str, Any] = {}
     if spec.vendor != "cpu":
         if profile.kubernetes is None:
-            raise UserError(f"GPU profile {profile.name} has no kubernetes settings (gpu_resource)",
-                            "add a `kubernetes:` section to the profile")
+            raise UserError(
+                f"GPU profile {profile.name} has no kubernetes settings (gpu_resource)",
+                "add a `kubernetes:` section to the profile",
+            )
         requests[profile.kubernetes.gpu_resource] = gpus
         limits[profile.kubernetes.gpu_resource] = gpus
     out: dict[str, Any] = {"requests": requests}
@@ -99,12 +104,17 @@ def env(spec: LaunchSpec, secret_name: str) -> list[dict[str, Any]]:
 
 def probes(spec: LaunchSpec, recipe: ModelRecipe) -> dict[str, Any]:
     """vLLM answers /health with 200 once the engine is up (vllm/entrypoints/openai/api_server.py)."""
+
     def get() -> dict[str, Any]:  # a fresh dict each time: shared ones become YAML anchors
         return {"path": "/health", "port": HTTP_PORT_NAME}
 
     return {
-        "startupProbe": {"httpGet": get(), "periodSeconds": PROBE_PERIOD_S, "timeoutSeconds": 5,
-                         "failureThreshold": math.ceil(startup_budget_s(recipe) / PROBE_PERIOD_S)},
+        "startupProbe": {
+            "httpGet": get(),
+            "periodSeconds": PROBE_PERIOD_S,
+            "timeoutSeconds": 5,
+            "failureThreshold": math.ceil(startup_budget_s(recipe) / PROBE_PERIOD_S),
+        },
         "readinessProbe": {"httpGet": get(), "periodSeconds": PROBE_PERIOD_S, "timeoutSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {"httpGet": get(), "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 5},
     }
@@ -117,8 +127,14 @@ def literal(word: str) -> str:
 
 
 def serve_args(spec: LaunchSpec, vllm_args: list[str] | None = None) -> list[str]:
-    words = [spec.model, *(spec.vllm_args if vllm_args is None else vllm_args),
-             "--host", "0.0.0.0", "--port", str(spec.container_port)]
+    words = [
+        spec.model,
+        *(spec.vllm_args if vllm_args is None else vllm_args),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(spec.container_port),
+    ]
     return [literal(w) for w in words]
 
 
@@ -150,7 +166,8 @@ def image(spec: LaunchSpec) -> str:
 
 def pvc(spec: LaunchSpec, recipe: ModelRecipe, name: str, access_mode: str = "ReadWriteOnce") -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "labels": labels(spec)},
         "spec": {"accessModes": [access_mode], "resources": {"requests": {"storage": f"{cache_size_gib(recipe)}Gi"}}},
     }
@@ -158,26 +175,35 @@ def pvc(spec: LaunchSpec, recipe: ModelRecipe, name: str, access_mode: str = "Re
 
 def service(spec: LaunchSpec, selector: dict[str, str], name: str | None = None) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {"name": name or k8s_name(spec.name), "labels": labels(spec)},
-        "spec": {"type": "ClusterIP", "selector": selector,
-                 "ports": [{"name": HTTP_PORT_NAME, "port": spec.container_port, "targetPort": HTTP_PORT_NAME,
-                            "protocol": "TCP"}]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": HTTP_PORT_NAME, "port": spec.container_port, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+        },
     }
 
 
 def pod_annotations(spec: LaunchSpec, layout: str) -> dict[str, str]:
-    return {"servectl.io/recipe": spec.recipe, "servectl.io/profile": spec.profile, "servectl.io/parallel": layout,
-            "servectl.io/secrets": secret_hint(spec)}
+    return {
+        "servectl.io/recipe": spec.recipe,
+        "servectl.io/profile": spec.profile,
+        "servectl.io/parallel": layout,
+        "servectl.io/secrets": secret_hint(spec),
+    }
 
 
 def secret_hint(spec: LaunchSpec) -> str:
     """How to create the Secret without the value on a command line (shell history, `ps`): from a file
     of NAME=value lines, or one value from stdin (`--from-file=NAME=/dev/stdin`)."""
     name, first = secret_name(spec), (spec.secret_env or ["HF_TOKEN"])[0]
-    return (f"kubectl create secret generic {name} --from-env-file=FILE (FILE: {', '.join(spec.secret_env)}=... lines, "
-            f"mode 0600); or one from stdin: printenv {first} | tr -d '\\n' | kubectl create secret generic {name} "
-            f"--from-file={first}=/dev/stdin")
+    return (
+        f"kubectl create secret generic {name} --from-env-file=FILE (FILE: {', '.join(spec.secret_env)}=... lines, "
+        f"mode 0600); or one from stdin: printenv {first} | tr -d '\\n' | kubectl create secret generic {name} "
+        f"--from-file={first}=/dev/stdin"
+    )
 
 
 def secret_name(spec: LaunchSpec) -> str:
@@ -191,7 +217,10 @@ def manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe) -> lis
     gpus = spec.gpu_count
     vols, mounts = volumes(spec, tp, f"{name}-cache")
     container = {
-        "name": "vllm", "image": image(spec), "command": ["vllm", "serve"], "args": serve_args(spec),
+        "name": "vllm",
+        "image": image(spec),
+        "command": ["vllm", "serve"],
+        "args": serve_args(spec),
         "ports": [{"name": HTTP_PORT_NAME, "containerPort": spec.container_port, "protocol": "TCP"}],
         "env": env(spec, secret_name(spec)),
         "resources": resources(spec, profile, recipe, gpus, 1.0),
@@ -200,9 +229,13 @@ def manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe) -> lis
     }
     pod_labels = labels(spec)
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "labels": pod_labels,
-                     "annotations": pod_annotations(spec, f"tensor-parallel {tp} on {gpus} GPU(s), one node")},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "labels": pod_labels,
+            "annotations": pod_annotations(spec, f"tensor-parallel {tp} on {gpus} GPU(s), one node"),
+        },
         "spec": {
             "replicas": 1,
             # Recreate: a rolling update would need a second set of GPUs while the old pod holds them.
@@ -210,8 +243,7 @@ def manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe) -> lis
             "selector": {"matchLabels": pod_labels},
             "template": {
                 "metadata": {"labels": pod_labels},
-                "spec": {**scheduling(profile), "terminationGracePeriodSeconds": 60,
-                         "containers": [container], "volumes": vols},
+                "spec": {**scheduling(profile), "terminationGracePeriodSeconds": 60, "containers": [container], "volumes": vols},
             },
         },
     }

@@ -77,13 +77,36 @@ def prometheus_config(targets: list[ScrapeTarget], interval: str = SCRAPE_INTERV
 
 
 def datasource_config(url: str) -> dict[str, Any]:
-    return {"apiVersion": 1, "datasources": [{"name": "Prometheus", "type": "prometheus", "uid": DATASOURCE_UID,
-                                              "access": "proxy", "url": url, "isDefault": True, "editable": False}]}
+    return {
+        "apiVersion": 1,
+        "datasources": [
+            {
+                "name": "Prometheus",
+                "type": "prometheus",
+                "uid": DATASOURCE_UID,
+                "access": "proxy",
+                "url": url,
+                "isDefault": True,
+                "editable": False,
+            }
+        ],
+    }
 
 
 def dashboard_provider() -> dict[str, Any]:
-    return {"apiVersion": 1, "providers": [{"name": "servectl", "folder": "vLLM", "type": "file", "disableDeletion": True,
-                                            "allowUiUpdates": False, "options": {"path": DASHBOARD_DIR}}]}
+    return {
+        "apiVersion": 1,
+        "providers": [
+            {
+                "name": "servectl",
+                "folder": "vLLM",
+                "type": "file",
+                "disableDeletion": True,
+                "allowUiUpdates": False,
+                "options": {"path": DASHBOARD_DIR},
+            }
+        ],
+    }
 
 
 def _yaml(doc: dict[str, Any]) -> str:
@@ -108,8 +131,11 @@ def add_to_compose(doc: dict[str, Any], name: str, targets: list[ScrapeTarget], 
     out["services"]["prometheus"] = {
         "image": PROMETHEUS_IMAGE,
         "container_name": f"{name}-prometheus",
-        "command": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
-                    "--storage.tsdb.retention.time=15d"],
+        "command": [
+            "--config.file=/etc/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            "--storage.tsdb.retention.time=15d",
+        ],
         "configs": [{"source": "prometheus", "target": "/etc/prometheus/prometheus.yml"}],
         "ports": [f"127.0.0.1:{PROMETHEUS_PORT}:{PROMETHEUS_PORT}"],
         "volumes": ["prometheus-data:/prometheus"],
@@ -153,12 +179,14 @@ def compose_header(spec: LaunchSpec, dashboard: Dashboard) -> str:
 
 def stack_header(what: str, dashboard: Dashboard) -> str:
     """The Compose file's comment: what runs, where the stack listens, the password file to make, the dashboard."""
-    return (f"# {what} with Prometheus (127.0.0.1:{PROMETHEUS_PORT}) and Grafana "
-            f"(127.0.0.1:{GRAFANA_PORT}, user admin)\n"
-            f"# Grafana's admin password is read from {PASSWORD_FILE} (no default): create it first, e.g.\n"
-            f"#   (umask 077; openssl rand -base64 24 > {PASSWORD_FILE})\n"
-            f"# Dashboard: vLLM {dashboard.release}'s {dashboard.source} (commit {dashboard.commit}, Apache-2.0)\n"
-            "# docker compose up -d\n")
+    return (
+        f"# {what} with Prometheus (127.0.0.1:{PROMETHEUS_PORT}) and Grafana "
+        f"(127.0.0.1:{GRAFANA_PORT}, user admin)\n"
+        f"# Grafana's admin password is read from {PASSWORD_FILE} (no default): create it first, e.g.\n"
+        f"#   (umask 077; openssl rand -base64 24 > {PASSWORD_FILE})\n"
+        f"# Dashboard: vLLM {dashboard.release}'s {dashboard.source} (commit {dashboard.commit}, Apache-2.0)\n"
+        "# docker compose up -d\n"
+    )
 
 
 def compose_text(spec: LaunchSpec, dashboard: Dashboard, proxy_port: int | None = None) -> str:
@@ -178,19 +206,27 @@ def compose_text(spec: LaunchSpec, dashboard: Dashboard, proxy_port: int | None 
 def service_monitor(spec: LaunchSpec, selector: dict[str, str], name: str, port: str) -> dict[str, Any]:
     """A ServiceMonitor scraping the vLLM Service's named port."""
     return {
-        "apiVersion": SERVICE_MONITOR_API, "kind": "ServiceMonitor",
+        "apiVersion": SERVICE_MONITOR_API,
+        "kind": "ServiceMonitor",
         "metadata": {"name": name, "labels": dict(selector)},
-        "spec": {"selector": {"matchLabels": dict(selector)},
-                 "endpoints": [{"port": port, "path": "/metrics", "interval": SCRAPE_INTERVAL}]},
+        "spec": {
+            "selector": {"matchLabels": dict(selector)},
+            "endpoints": [{"port": port, "path": "/metrics", "interval": SCRAPE_INTERVAL}],
+        },
     }
 
 
 def dashboard_configmap(name: str, labels: dict[str, str], dashboard: Dashboard) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "labels": {**labels, "grafana_dashboard": "1"},
-                     "annotations": {"servectl.io/dashboard-source": f"vLLM {dashboard.release}: {dashboard.source} "
-                                                                     f"(commit {dashboard.commit})"}},
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "labels": {**labels, "grafana_dashboard": "1"},
+            "annotations": {
+                "servectl.io/dashboard-source": f"vLLM {dashboard.release}: {dashboard.source} (commit {dashboard.commit})"
+            },
+        },
         "data": {"vllm.json": dashboard.text},
     }
 
@@ -200,8 +236,10 @@ def k8s_documents(spec: LaunchSpec, dashboard: Dashboard) -> list[dict[str, Any]
     from servectl.render import k8s
 
     name, labels = k8s.k8s_name(spec.name), k8s.labels(spec)
-    return [service_monitor(spec, labels, name, k8s.HTTP_PORT_NAME),
-            dashboard_configmap(f"{name}-grafana-dashboard"[:63].rstrip("-"), labels, dashboard)]
+    return [
+        service_monitor(spec, labels, name, k8s.HTTP_PORT_NAME),
+        dashboard_configmap(f"{name}-grafana-dashboard"[:63].rstrip("-"), labels, dashboard),
+    ]
 
 
 def k8s_text(rendered: str, spec: LaunchSpec, dashboard: Dashboard) -> str:

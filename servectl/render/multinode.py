@@ -75,8 +75,9 @@ def parallel_args(spec: LaunchSpec, tp: int, pp: int) -> list[str]:
 
 def layout_note(profile: GpuProfile, recipe: ModelRecipe, tp: int, pp: int) -> str:
     """Annotation text: the parallel layout only (servectl.plan.planner has no tp x pp sharding function yet)."""
-    return (f"tensor-parallel {tp} x pipeline-parallel {pp} = {tp * pp} {profile.name} GPUs "
-            f"({tp} per node, {pp} nodes, Ray executor)")
+    return (
+        f"tensor-parallel {tp} x pipeline-parallel {pp} = {tp * pp} {profile.name} GPUs ({tp} per node, {pp} nodes, Ray executor)"
+    )
 
 
 def _head_command(spec: LaunchSpec, args: list[str], tp: int, head_flags: list[str], nodes: int, names: list[str]) -> str:
@@ -85,11 +86,16 @@ def _head_command(spec: LaunchSpec, args: list[str], tp: int, head_flags: list[s
     return f"{ray} && export RAY_ADDRESS=127.0.0.1:{RAY_PORT} && {wait_for_nodes(nodes, names)} && exec {serve}"
 
 
-def _pod_spec(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, container: dict, tp: int, pp: int,
-              cache_claim: str) -> dict[str, Any]:
+def _pod_spec(
+    spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, container: dict, tp: int, pp: int, cache_claim: str
+) -> dict[str, Any]:
     vols, mounts = k8s.volumes(spec, tp, cache_claim)
-    container = {**container, "env": k8s.env(spec, k8s.secret_name(spec)),
-                 "resources": k8s.resources(spec, profile, recipe, tp, 1.0 / pp), "volumeMounts": mounts}
+    container = {
+        **container,
+        "env": k8s.env(spec, k8s.secret_name(spec)),
+        "resources": k8s.resources(spec, profile, recipe, tp, 1.0 / pp),
+        "volumeMounts": mounts,
+    }
     return {**k8s.scheduling(profile), "terminationGracePeriodSeconds": 60, "containers": [container], "volumes": vols}
 
 
@@ -104,26 +110,46 @@ def lws_manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRecipe, no
     cache = f"{name}-cache"
     base_labels = k8s.labels(spec)
     names = ["leader", *(f"worker-{i}" for i in range(1, nodes))]
-    leader = {"name": "vllm-leader", "image": k8s.image(spec),
-              "command": ["sh", "-c", _head_command(spec, args, tp, ["--node-name=leader"], nodes, names)],
-              "ports": _http_port(spec), **k8s.probes(spec, recipe)}
-    worker = {"name": "vllm-worker", "image": k8s.image(spec),
-              # LWS sets LWS_WORKER_INDEX (1..size-1) in every worker; the shell expands it
-              "command": ["sh", "-c", f"ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --num-gpus={tp} "
-                                      "--node-name=worker-${LWS_WORKER_INDEX} --block"]}
+    leader = {
+        "name": "vllm-leader",
+        "image": k8s.image(spec),
+        "command": ["sh", "-c", _head_command(spec, args, tp, ["--node-name=leader"], nodes, names)],
+        "ports": _http_port(spec),
+        **k8s.probes(spec, recipe),
+    }
+    worker = {
+        "name": "vllm-worker",
+        "image": k8s.image(spec),
+        # LWS sets LWS_WORKER_INDEX (1..size-1) in every worker; the shell expands it
+        "command": [
+            "sh",
+            "-c",
+            f"ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --num-gpus={tp} "
+            "--node-name=worker-${LWS_WORKER_INDEX} --block",
+        ],
+    }
     lws = {
-        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-        "metadata": {"name": name, "labels": base_labels, "annotations": k8s.pod_annotations(spec, layout_note(profile, recipe, tp, pp))},
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "metadata": {
+            "name": name,
+            "labels": base_labels,
+            "annotations": k8s.pod_annotations(spec, layout_note(profile, recipe, tp, pp)),
+        },
         "spec": {
             "replicas": 1,
             "leaderWorkerTemplate": {
                 "size": nodes,
                 # One failed pod breaks the Ray cluster: restart the whole group together.
                 "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": {"metadata": {"labels": {**base_labels, "role": "leader"}},
-                                   "spec": _pod_spec(spec, profile, recipe, leader, tp, pp, cache)},
-                "workerTemplate": {"metadata": {"labels": {**base_labels, "role": "worker"}},
-                                   "spec": _pod_spec(spec, profile, recipe, worker, tp, pp, cache)},
+                "leaderTemplate": {
+                    "metadata": {"labels": {**base_labels, "role": "leader"}},
+                    "spec": _pod_spec(spec, profile, recipe, leader, tp, pp, cache),
+                },
+                "workerTemplate": {
+                    "metadata": {"labels": {**base_labels, "role": "worker"}},
+                    "spec": _pod_spec(spec, profile, recipe, worker, tp, pp, cache),
+                },
             },
         },
     }
@@ -138,29 +164,49 @@ def raycluster_manifests(spec: LaunchSpec, profile: GpuProfile, recipe: ModelRec
     name = k8s.k8s_name(spec.name)
     cache = f"{name}-cache"
     overwrite = {"ray.io/overwrite-container-cmd": "true"}
-    head = {"name": "ray-head", "image": k8s.image(spec),
-            "command": ["sh", "-c", _head_command(spec, args, tp, [f"--dashboard-host={spec.ray_dashboard_host}"], nodes, [])],
-            "ports": [*_http_port(spec), {"name": "gcs", "containerPort": RAY_PORT, "protocol": "TCP"}],
-            **k8s.probes(spec, recipe)}
-    worker = {"name": "ray-worker", "image": k8s.image(spec), "command": ["/bin/bash", "-c", "--"],
-              "args": ['ulimit -n 65536; exec /bin/bash -c "$KUBERAY_GEN_RAY_START_CMD"']}
+    head = {
+        "name": "ray-head",
+        "image": k8s.image(spec),
+        "command": ["sh", "-c", _head_command(spec, args, tp, [f"--dashboard-host={spec.ray_dashboard_host}"], nodes, [])],
+        "ports": [*_http_port(spec), {"name": "gcs", "containerPort": RAY_PORT, "protocol": "TCP"}],
+        **k8s.probes(spec, recipe),
+    }
+    worker = {
+        "name": "ray-worker",
+        "image": k8s.image(spec),
+        "command": ["/bin/bash", "-c", "--"],
+        "args": ['ulimit -n 65536; exec /bin/bash -c "$KUBERAY_GEN_RAY_START_CMD"'],
+    }
     cluster = {
-        "apiVersion": "ray.io/v1", "kind": "RayCluster",
-        "metadata": {"name": name, "labels": k8s.labels(spec), "annotations": k8s.pod_annotations(spec, layout_note(profile, recipe, tp, pp))},
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {
+            "name": name,
+            "labels": k8s.labels(spec),
+            "annotations": k8s.pod_annotations(spec, layout_note(profile, recipe, tp, pp)),
+        },
         "spec": {
             "headGroupSpec": {
                 "rayStartParams": {"num-gpus": str(tp)},
-                "template": {"metadata": {"labels": k8s.labels(spec), "annotations": overwrite},
-                             "spec": _pod_spec(spec, profile, recipe, head, tp, pp, cache)},
+                "template": {
+                    "metadata": {"labels": k8s.labels(spec), "annotations": overwrite},
+                    "spec": _pod_spec(spec, profile, recipe, head, tp, pp, cache),
+                },
             },
-            "workerGroupSpecs": [{
-                "groupName": "gpu",
-                "replicas": nodes - 1, "minReplicas": nodes - 1, "maxReplicas": nodes - 1,
-                # KubeRay reads only nvidia.com/gpu from resources; state the count for AMD too.
-                "rayStartParams": {"num-gpus": str(tp)},
-                "template": {"metadata": {"labels": k8s.labels(spec), "annotations": overwrite},
-                             "spec": _pod_spec(spec, profile, recipe, worker, tp, pp, cache)},
-            }],
+            "workerGroupSpecs": [
+                {
+                    "groupName": "gpu",
+                    "replicas": nodes - 1,
+                    "minReplicas": nodes - 1,
+                    "maxReplicas": nodes - 1,
+                    # KubeRay reads only nvidia.com/gpu from resources; state the count for AMD too.
+                    "rayStartParams": {"num-gpus": str(tp)},
+                    "template": {
+                        "metadata": {"labels": k8s.labels(spec), "annotations": overwrite},
+                        "spec": _pod_spec(spec, profile, recipe, worker, tp, pp, cache),
+                    },
+                }
+            ],
         },
     }
     selector = {"ray.io/cluster": name, "ray.io/node-type": "head"}

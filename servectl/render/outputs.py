@@ -42,8 +42,14 @@ def nodes_for(fmt: str, nodes: int | None) -> int | None:
     return None
 
 
-def text(fmt: str, spec: LaunchSpec, *, nodes: int | None = None, vllm_bin: str = systemd.DEFAULT_VLLM_BIN,
-         patches: list[PatchSpec] | None = None) -> str:
+def text(
+    fmt: str,
+    spec: LaunchSpec,
+    *,
+    nodes: int | None = None,
+    vllm_bin: str = systemd.DEFAULT_VLLM_BIN,
+    patches: list[PatchSpec] | None = None,
+) -> str:
     """The rendering for stdout (scripts written to files get a shebang on top, see file_text).
 
     Single-node formats need `nodes` unset or 1, multi-node ones N >= 2 (default 2); the Dockerfile
@@ -75,5 +81,7 @@ def with_monitoring(fmt: str, spec: LaunchSpec, rendered: str, dashboard, proxy_
         return monitoring.compose_text(spec, dashboard, proxy_port)
     if fmt in ("k8s", "k8s-lws", "k8s-raycluster"):
         return monitoring.k8s_text(rendered, spec, dashboard)
-    raise UserError(f"--with-monitoring is for --format compose or a Kubernetes format, not {fmt}",
-                    "use --format compose, k8s, k8s-lws or k8s-raycluster")
+    raise UserError(
+        f"--with-monitoring is for --format compose or a Kubernetes format, not {fmt}",
+        "use --format compose, k8s, k8s-lws or k8s-raycluster",
+    )

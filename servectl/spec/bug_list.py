@@ -17,8 +17,13 @@ from servectl.spec import known_bug_guards
 from servectl.vllmenv import args as va
 from servectl.vllmenv.pyenv import Target
 
-_PATCH_STATUS = {"applicable": "needs-patch", "already-applied": "patched", "anchor-mismatch": "anchor-mismatch",
-                 "not-affected": "not-affected", "fixed-upstream": "fixed-upstream"}
+_PATCH_STATUS = {
+    "applicable": "needs-patch",
+    "already-applied": "patched",
+    "anchor-mismatch": "anchor-mismatch",
+    "not-affected": "not-affected",
+    "fixed-upstream": "fixed-upstream",
+}
 
 
 @dataclass
@@ -65,8 +70,14 @@ def rows(scope: Scope) -> list[Row]:
     out = []
     for bug in known_bugs():
         if bug.id in avoided:
-            out.append(Row(**_base(bug), applies=False, status="avoided",
-                           reason=f"servectl's settings add {' '.join(bug.workaround)} on vLLM {scope.version}"))
+            out.append(
+                Row(
+                    **_base(bug),
+                    applies=False,
+                    status="avoided",
+                    reason=f"servectl's settings add {' '.join(bug.workaround)} on vLLM {scope.version}",
+                )
+            )
         else:
             out.append(_row(bug, scope, ctx))
     return out
@@ -77,9 +88,17 @@ def _conditions(bug: KnownBug) -> dict:
 
 
 def _base(bug: KnownBug) -> dict:
-    return dict(id=bug.id, kind=bug.kind, title=bug.title, versions=bug.versions, fixed_in=bug.fixed_in,
-                upgrade=f"vLLM {bug.fixed_in}" if bug.fixed_in else "none yet", upstream=list(bug.upstream),
-                advice=bug.advice, conditions=_conditions(bug))
+    return dict(
+        id=bug.id,
+        kind=bug.kind,
+        title=bug.title,
+        versions=bug.versions,
+        fixed_in=bug.fixed_in,
+        upgrade=f"vLLM {bug.fixed_in}" if bug.fixed_in else "none yet",
+        upstream=list(bug.upstream),
+        advice=bug.advice,
+        conditions=_conditions(bug),
+    )
 
 
 def _row(bug: KnownBug, scope: Scope, ctx) -> Row:
@@ -91,8 +110,12 @@ def _row(bug: KnownBug, scope: Scope, ctx) -> Row:
         from packaging.version import Version
 
         fixed = bug.fixed_in is not None and Version(Version(version).public) >= Version(bug.fixed_in)
-        return Row(**base, applies=False, status="fixed-upstream" if fixed else "not-affected",
-                   reason=f"vLLM {version} carries the fix" if fixed else f"vLLM {version} is outside {bug.versions}")
+        return Row(
+            **base,
+            applies=False,
+            status="fixed-upstream" if fixed else "not-affected",
+            reason=f"vLLM {version} carries the fix" if fixed else f"vLLM {version} is outside {bug.versions}",
+        )
     wanted = bug.applies_to.platforms
     if scope.platform and wanted and scope.platform not in wanted:
         return Row(**base, applies=False, status="not-affected", reason=f"the {scope.platform} build is not affected")
@@ -104,10 +127,15 @@ def _row(bug: KnownBug, scope: Scope, ctx) -> Row:
     if bug.kind == "warning":
         return Row(**base, applies=True, status="warned", reason=f"plan, render and up warn{when}")
     if scope.target is None:
-        return Row(**base, applies=True, status="needs-patch",
-                   reason=f"an image built by `render --format dockerfile` carries it{when}")
+        return Row(
+            **base, applies=True, status="needs-patch", reason=f"an image built by `render --format dockerfile` carries it{when}"
+        )
     from servectl.vllmenv import patches
 
     sel = patches.select_in(scope.target, patches.pick([bug.id])[0])
-    return Row(**base, applies=sel.status.value in ("applicable", "already-applied", "anchor-mismatch"),
-               status=_PATCH_STATUS[sel.status.value], reason=sel.reason)
+    return Row(
+        **base,
+        applies=sel.status.value in ("applicable", "already-applied", "anchor-mismatch"),
+        status=_PATCH_STATUS[sel.status.value],
+        reason=sel.reason,
+    )

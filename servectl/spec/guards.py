@@ -75,24 +75,30 @@ def _unlisted(g: GuardInput) -> Violation | None:
     if not g.unlisted:
         return None
     runs_on = ", ".join(g.recipe.profiles) or "none"
-    return Violation("profile-without-settings",
-                     f"{g.recipe.name} has no settings for GPU profile {g.profile.name} (runs on: {runs_on})",
-                     hint="pick one of those with --gpu, or --force to launch without tuned settings")
+    return Violation(
+        "profile-without-settings",
+        f"{g.recipe.name} has no settings for GPU profile {g.profile.name} (runs on: {runs_on})",
+        hint="pick one of those with --gpu, or --force to launch without tuned settings",
+    )
 
 
 def _fp8_kv(g: GuardInput) -> str | None:
     kv = g.get("--kv-cache-dtype") or "auto"
     if kv.startswith("fp8") and "fp8-kv-gibberish" in g.recipe.hazards:
-        return (f"--kv-cache-dtype {kv} on {g.recipe.name} (hybrid linear-attention model) degrades output into "
-                "gibberish; use --kv-cache-dtype auto")
+        return (
+            f"--kv-cache-dtype {kv} on {g.recipe.name} (hybrid linear-attention model) degrades output into "
+            "gibberish; use --kv-cache-dtype auto"
+        )
     return None
 
 
 def _seqs_above_capture(g: GuardInput) -> str | None:
     seqs, capture = g.get("--max-num-seqs"), g.get("--max-cudagraph-capture-size")
     if seqs and capture and seqs.isdigit() and capture.isdigit() and int(seqs) > int(capture):
-        return (f"--max-num-seqs {seqs} exceeds --max-cudagraph-capture-size {capture}: decode batches above the "
-                f"capture size run without CUDA graphs; set --max-num-seqs {capture} or raise the capture size")
+        return (
+            f"--max-num-seqs {seqs} exceeds --max-cudagraph-capture-size {capture}: decode batches above the "
+            f"capture size run without CUDA graphs; set --max-num-seqs {capture} or raise the capture size"
+        )
     return None
 
 
@@ -101,8 +107,10 @@ def _parallel_above_gpus(g: GuardInput) -> str | None:
     gpus = g.profile.count * g.nodes
     if tp * pp > gpus:
         where = f"profile {g.profile.name} has {g.profile.count}" + (f" per node x {g.nodes} nodes" if g.nodes > 1 else "")
-        return (f"--tensor-parallel-size {tp} x --pipeline-parallel-size {pp} needs {tp * pp} GPUs but {where}; "
-                f"use --tensor-parallel-size {g.profile.count}")
+        return (
+            f"--tensor-parallel-size {tp} x --pipeline-parallel-size {pp} needs {tp * pp} GPUs but {where}; "
+            f"use --tensor-parallel-size {g.profile.count}"
+        )
     return None
 
 
@@ -116,14 +124,20 @@ def _quantization(g: GuardInput) -> Violation | None:
     if profile.vendor == "amd" and fp4:
         why, forceable = "vLLM has no kernels for this FP4 checkpoint format on ROCm", False
     elif recipe.quantization == "nvfp4" and profile.vendor == "nvidia":
-        why, forceable = f"native NVFP4 needs Blackwell (compute capability 10.0+), this is {profile.compute_capability or '?'}", True
+        why, forceable = (
+            f"native NVFP4 needs Blackwell (compute capability 10.0+), this is {profile.compute_capability or '?'}",
+            True,
+        )
     elif profile.vendor == "cpu":
         why, forceable = "vLLM's CPU build has no kernels for it", False
     else:
         why, forceable = "not a format this profile is known to run", True
-    return Violation("quantization-unsupported",
-                     f"{recipe.quantization} weights cannot run on {profile.name} ({why}); pick a recipe in "
-                     f"{', '.join(profile.quantizations)} format", forceable=forceable)
+    return Violation(
+        "quantization-unsupported",
+        f"{recipe.quantization} weights cannot run on {profile.name} ({why}); pick a recipe in "
+        f"{', '.join(profile.quantizations)} format",
+        forceable=forceable,
+    )
 
 
 def quantization_violation(recipe: ModelRecipe, profile: GpuProfile) -> Violation | None:
@@ -144,17 +158,22 @@ def _speculative_release(g: GuardInput) -> str | None:
         return None
     if versions.satisfies(g.vllm_version, spec.min_vllm):
         return None
-    return (f"MTP speculation for {g.recipe.name} needs vLLM {spec.min_vllm}, the target runs {g.vllm_version}; "
-            "use a newer image or drop --speculative")
+    return (
+        f"MTP speculation for {g.recipe.name} needs vLLM {spec.min_vllm}, the target runs {g.vllm_version}; "
+        "use a newer image or drop --speculative"
+    )
 
 
 def _speculative_weights(g: GuardInput) -> Violation | None:
     if g.speculative() is None or g.checkpoint_mtp is not False:
         return None
-    return Violation("speculative-no-mtp-weights",
-                     f"the checkpoint of {g.recipe.name} has no mtp.* tensors (read from its safetensors headers): vLLM "
-                     "would have no draft weights (0.32 refuses to load them; older releases drafted from random weights "
-                     "and accepted nothing); use a checkpoint that keeps the MTP head or drop --speculative", forceable=False)
+    return Violation(
+        "speculative-no-mtp-weights",
+        f"the checkpoint of {g.recipe.name} has no mtp.* tensors (read from its safetensors headers): vLLM "
+        "would have no draft weights (0.32 refuses to load them; older releases drafted from random weights "
+        "and accepted nothing); use a checkpoint that keeps the MTP head or drop --speculative",
+        forceable=False,
+    )
 
 
 def _speculative_pipeline(g: GuardInput) -> str | None:
@@ -162,8 +181,11 @@ def _speculative_pipeline(g: GuardInput) -> str | None:
         return None
     via = f" (--nodes {g.nodes} runs one pipeline stage per node)" if g.nodes > 1 else ""
     # vllm-project/vllm#50098: the MTP draft model has no pipeline-parallel support
-    return ("vLLM's MTP draft does not support pipeline parallelism" + via
-            + "; use --tensor-parallel-size instead or drop --speculative")
+    return (
+        "vLLM's MTP draft does not support pipeline parallelism"
+        + via
+        + "; use --tensor-parallel-size instead or drop --speculative"
+    )
 
 
 def _secrets(g: GuardInput) -> list[Violation]:
@@ -191,7 +213,7 @@ def evaluate(g: GuardInput) -> list[Violation]:
     out: list[Violation] = []
     for gid, forceable, fn in GUARDS:
         found = fn(g)
-        for v in (found if isinstance(found, list) else [found]):
+        for v in found if isinstance(found, list) else [found]:
             if isinstance(v, str):
                 out.append(Violation(gid, v, forceable))
             elif v is not None:
@@ -221,17 +243,21 @@ def secret_violations(flags: list[va.Flag], env: dict[str, str]) -> list[Violati
     out = []
     for f in flags:
         if va.canonical(f.name) in _SECRET_FLAGS or (f.value and _SECRET_VALUE.match(f.value)):
-            out.append(Violation(
-                "secret-on-command-line",
-                f"a secret value is given on the command line to {f.name}; export it (e.g. VLLM_API_KEY, HF_TOKEN) "
-                "and pass its name with --secret NAME",
-                forceable=False,
-            ))
+            out.append(
+                Violation(
+                    "secret-on-command-line",
+                    f"a secret value is given on the command line to {f.name}; export it (e.g. VLLM_API_KEY, HF_TOKEN) "
+                    "and pass its name with --secret NAME",
+                    forceable=False,
+                )
+            )
     for name, value in env.items():
         if _SECRET_VALUE.match(value) or re.search(r"(TOKEN|KEY|SECRET|PASSWORD)", name):
-            out.append(Violation(
-                "secret-on-command-line",
-                f"environment value for {name} given literally; export {name} and pass it with --secret {name}",
-                forceable=False,
-            ))
+            out.append(
+                Violation(
+                    "secret-on-command-line",
+                    f"environment value for {name} given literally; export {name} and pass it with --secret {name}",
+                    forceable=False,
+                )
+            )
     return out

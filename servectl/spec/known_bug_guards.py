@@ -13,8 +13,14 @@ from dataclasses import dataclass, field, replace
 
 from servectl.catalog import versions
 from servectl.catalog.gpu import GpuProfile
-from servectl.catalog.known_bugs import (BugContext, KnownBug, applicable_bugs, conditions_match, load_patch_specs,
-                                         nvfp4_moe_native)
+from servectl.catalog.known_bugs import (
+    BugContext,
+    KnownBug,
+    applicable_bugs,
+    conditions_match,
+    load_patch_specs,
+    nvfp4_moe_native,
+)
 from servectl.catalog.patch_schema import PatchSpec
 from servectl.catalog.recipe import ModelRecipe
 from servectl.spec.guards import Violation
@@ -29,6 +35,8 @@ FEATURE_ENV = ("VLLM_MARLIN_INPUT_DTYPE", "VLLM_USE_DEEP_GEMM", "VLLM_TEST_FORCE
 
 def caller_env(environ: dict[str, str]) -> dict[str, str]:
     return {k: environ[k] for k in FEATURE_ENV if k in environ}
+
+
 _ON = {"1", "true", "yes", "on"}
 
 
@@ -101,13 +109,18 @@ def _all_mm_off(flags: list[va.Flag]) -> bool:
     return bool(limits) and all(v.strip() == "0" for v in limits.values())
 
 
-def context(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str],
-            vllm_version: str) -> BugContext:
+def context(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str], vllm_version: str) -> BugContext:
     return BugContext(
-        vllm=vllm_version, platform=PLATFORM_OF_VENDOR[profile.vendor], compute_capability=profile.compute_capability,
-        gfx_target=profile.gfx_target, quantization=recipe.quantization, quantization_method=recipe.quantization_method,
-        architecture=recipe.architecture.hf_architecture, recipe=recipe.name,
-        features=features(recipe, flags, env, vllm_version))
+        vllm=vllm_version,
+        platform=PLATFORM_OF_VENDOR[profile.vendor],
+        compute_capability=profile.compute_capability,
+        gfx_target=profile.gfx_target,
+        quantization=recipe.quantization,
+        quantization_method=recipe.quantization_method,
+        architecture=recipe.architecture.hf_architecture,
+        recipe=recipe.name,
+        features=features(recipe, flags, env, vllm_version),
+    )
 
 
 @dataclass
@@ -117,8 +130,15 @@ class Outcome:
     bugs: list[KnownBug] = field(default_factory=list)
 
 
-def check(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str],
-          vllm_version: str | None, *, warn_patches: bool = True) -> Outcome:
+def check(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    flags: list[va.Flag],
+    env: dict[str, str],
+    vllm_version: str | None,
+    *,
+    warn_patches: bool = True,
+) -> Outcome:
     """Guards become Violations, warnings and (with warn_patches) patch entries become warning lines.
     An unknown release checks nothing: the bugs are per release."""
     out = Outcome()
@@ -134,8 +154,9 @@ def check(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: d
     return out
 
 
-def workarounds(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str],
-                vllm_version: str | None) -> list[tuple[KnownBug, list[va.Flag], str]]:
+def workarounds(
+    recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str], vllm_version: str | None
+) -> list[tuple[KnownBug, list[va.Flag], str]]:
     """(bug, the flags that avoid it, a line saying so) for each known bug (guard or warning) of this launch whose
     catalog entry gives a `workaround`: resolve adds them to servectl's own settings, before the user's flags."""
     if vllm_version is None:
@@ -144,14 +165,20 @@ def workarounds(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], 
     for bug in applicable_bugs(context(recipe, profile, flags, env, vllm_version)):
         if bug.kind in ("guard", "warning") and bug.workaround:
             fix = f"; vLLM {bug.fixed_in}+ is fixed" if bug.fixed_in else ""
-            out.append((bug, va.parse_args(list(bug.workaround)),
-                        f"vLLM {vllm_version}: servectl's settings add {' '.join(bug.workaround)} to avoid known bug {bug.id} "
-                        f"({bug.title}{fix}; {bug.upstream[0]})"))
+            out.append(
+                (
+                    bug,
+                    va.parse_args(list(bug.workaround)),
+                    f"vLLM {vllm_version}: servectl's settings add {' '.join(bug.workaround)} to avoid known bug {bug.id} "
+                    f"({bug.title}{fix}; {bug.upstream[0]})",
+                )
+            )
     return out
 
 
-def patches_for(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str],
-                vllm_version: str | None) -> list[PatchSpec]:
+def patches_for(
+    recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], env: dict[str, str], vllm_version: str | None
+) -> list[PatchSpec]:
     """The patches a launch needs: for a known release, those whose range holds it; for an unknown one (an image
     tagged `latest`), every patch whose conditions match, left to the image's own version check at build time."""
     if vllm_version is not None:

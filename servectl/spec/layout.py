@@ -25,5 +25,11 @@ def layout(profile: GpuProfile, nodes: int) -> tuple[int, int]:
 def with_layout(flags: list[va.Flag], tp: int, pp: int) -> list[va.Flag]:
     """The flags with the multi-node parallel sizes and the Ray executor, in place (data parallel dropped)."""
     flags = va.remove(flags, "--data-parallel-size")
-    return va.merge(flags, [va.Flag("--tensor-parallel-size", str(tp)), va.Flag("--pipeline-parallel-size", str(pp)),
-                            va.Flag("--distributed-executor-backend", "ray")])
+    return va.merge(
+        flags,
+        [
+            va.Flag("--tensor-parallel-size", str(tp)),
+            va.Flag("--pipeline-parallel-size", str(pp)),
+            va.Flag("--distributed-executor-backend", "ray"),
+        ],
+    )

@@ -22,7 +22,9 @@ class LaunchOptions:
     image: str | None = None  # Container image (default: the profile's).
     cache_dir: str = "/srv/cache"  # Host directory mounted as the container's /root/.cache (HF cache and torch.compile artefacts; keep it between runs).
     model_path: str | None = None  # Local checkpoint directory to serve instead of the repo id.
-    secrets: list[str] = field(default_factory=lambda: ["HF_TOKEN"])  # Environment variables passed by name only (never their values).
+    secrets: list[str] = field(
+        default_factory=lambda: ["HF_TOKEN"]
+    )  # Environment variables passed by name only (never their values).
     api_key_env: str | None = None  # Environment variable holding the API key vLLM should require (passed by name).
     ray_dashboard_host: str = "127.0.0.1"  # Address Ray's dashboard (an unauthenticated job API) binds on a multi-node head.
 
@@ -57,10 +59,14 @@ def _is_ip(value: str) -> bool:
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 # docker/distribution's reference grammar, simplified: [registry[:port]/]path[:tag][@sha256:digest]
-_IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
-                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+_IMAGE = re.compile(
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +76,9 @@ class LaunchSpec:
     name: str  # Deployment / container / unit name.
     recipe: str  # Model recipe name.
     profile: str  # GPU profile name.
-    model_recipe: ModelRecipe = field(compare=False, repr=False)  # The resolved recipe (renderers read it; never reload the catalog).
+    model_recipe: ModelRecipe = field(
+        compare=False, repr=False
+    )  # The resolved recipe (renderers read it; never reload the catalog).
     gpu_profile: GpuProfile = field(compare=False, repr=False)  # The resolved GPU profile.
     card: bool = False  # Rendered from the model card's settings verbatim.
     model: str  # Model argument of vllm serve (repo id or path).
@@ -89,7 +97,9 @@ class LaunchSpec:
     gpu_count: int = 1  # Devices used (tensor x pipeline parallel within one node).
     remove: bool = True  # Remove the container on exit (docker --rm).
     argv_binds: bool = True  # The `vllm serve` argv carries --host/--port (false only for a card's verbatim serve command).
-    ray_dashboard_host: str = "127.0.0.1"  # Address Ray's dashboard binds on a multi-node head (unauthenticated job API: local unless asked).
+    ray_dashboard_host: str = (
+        "127.0.0.1"  # Address Ray's dashboard binds on a multi-node head (unauthenticated job API: local unless asked).
+    )
     warnings: list[str] = field(default_factory=list)  # Things the user should know about this launch.
     notes: list[str] = field(default_factory=list)  # Choices servectl made for this launch, and why (not problems).
     avoided_bugs: tuple[str, ...] = ()  # Known bugs servectl's settings step around with their catalog workaround.

@@ -169,10 +169,14 @@ def unknown_flag_problem(req: Request, flags: list[va.Flag]) -> tuple[str | None
     if req.vllm_options is not None:
         return f"vLLM {table.vllm} has no option {names}", None
     if req.strict:
-        return (f"cannot check {names} against the target's vLLM (unknown to vLLM {table.vllm}, servectl's table); "
-                "--strict refuses flags it cannot check"), None
-    return None, (f"not checked against the target's vLLM: {names} (unknown to vLLM {table.vllm}); "
-                  "pass --python of the target's vLLM environment to check, --strict to refuse")
+        return (
+            f"cannot check {names} against the target's vLLM (unknown to vLLM {table.vllm}, servectl's table); "
+            "--strict refuses flags it cannot check"
+        ), None
+    return None, (
+        f"not checked against the target's vLLM: {names} (unknown to vLLM {table.vllm}); "
+        "pass --python of the target's vLLM environment to check, --strict to refuse"
+    )
 
 
 def resolve(req: Request) -> LaunchSpec:
@@ -198,8 +202,10 @@ def resolve(req: Request) -> LaunchSpec:
         cache_host = launch.volumes[0].split(":")[0] if launch.volumes else opts.cache_dir
         host, port = _published(launch.ports[0]) if launch.ports else (opts.host, opts.port)
         if launch.style == "serve":
-            warnings.append("the card's `vllm serve` command binds all interfaces (vLLM's default); "
-                            "servectl's own settings (without --card) bind 127.0.0.1")
+            warnings.append(
+                "the card's `vllm serve` command binds all interfaces (vLLM's default); "
+                "servectl's own settings (without --card) bind 127.0.0.1"
+            )
         remove, launch_style = launch.remove, launch.style
     else:
         # a derived recipe's settings are derived for every profile; one left out is explained by what refuses it
@@ -213,8 +219,9 @@ def resolve(req: Request) -> LaunchSpec:
         env = {**profile.env, **(recipe.profiles[profile.name].env if profile.name in recipe.profiles else {})}
         # servectl's own settings step around a known bug whose catalog entry names flags that avoid it; a flag
         # you set yourself wins (and meets the guard or warning)
-        for bug, fix, note in known_bug_guards.workarounds(recipe, profile, flags, {**req.runtime_env, **env, **req.env},
-                                                          release):
+        for bug, fix, note in known_bug_guards.workarounds(
+            recipe, profile, flags, {**req.runtime_env, **env, **req.env}, release
+        ):
             if not any(va.has(overrides, f.name) for f in fix):
                 own, avoided = va.merge(own, fix), [*avoided, bug.id]
                 warnings.append(note)
@@ -244,22 +251,49 @@ def resolve(req: Request) -> LaunchSpec:
     mtp = speculative.apply(recipe, profile, flags, spec_choice, vllm_version=release)
     flags = mtp.flags
     warnings += mtp.warnings
-    bugs = known_bug_guards.check(recipe, profile, flags, {**req.runtime_env, **env}, release if req.known_bugs else None,
-                                  warn_patches=req.warn_patches)
+    bugs = known_bug_guards.check(
+        recipe, profile, flags, {**req.runtime_env, **env}, release if req.known_bugs else None, warn_patches=req.warn_patches
+    )
     warnings += bugs.warnings
     # servectl's guard table and the known-bug catalog's guards, under the one --force rule
-    problems = guards.evaluate(guards.GuardInput(recipe, profile, flags, req.env, nodes=nodes, vllm_version=release,
-                                                 checkpoint_mtp=req.checkpoint_mtp, unlisted=unlisted))
+    problems = guards.evaluate(
+        guards.GuardInput(
+            recipe,
+            profile,
+            flags,
+            req.env,
+            nodes=nodes,
+            vllm_version=release,
+            checkpoint_mtp=req.checkpoint_mtp,
+            unlisted=unlisted,
+        )
+    )
     warnings += guards.enforce(problems + bugs.violations, req.force)
 
     tp = int(va.get(flags, "--tensor-parallel-size") or 1)
     pp = int(va.get(flags, "--pipeline-parallel-size") or 1)
     return LaunchSpec(
-        name=name, recipe=recipe.name, profile=profile.name, model_recipe=recipe, gpu_profile=profile, card=req.card, model=model,
-        served_model_name=va.get(flags, "--served-model-name"), vllm_args=va.to_tokens(flags),
-        env=env, secret_env=secrets, image=image, host=host, port=port, cache_host_path=cache_host,
+        name=name,
+        recipe=recipe.name,
+        profile=profile.name,
+        model_recipe=recipe,
+        gpu_profile=profile,
+        card=req.card,
+        model=model,
+        served_model_name=va.get(flags, "--served-model-name"),
+        vllm_args=va.to_tokens(flags),
+        env=env,
+        secret_env=secrets,
+        image=image,
+        host=host,
+        port=port,
+        cache_host_path=cache_host,
         ray_dashboard_host=opts.ray_dashboard_host,
-        container=profile.container, vendor=profile.vendor, gpu_count=max(1, min(tp * pp, profile.count)),
-        remove=remove, argv_binds=not (req.card and launch_style == "serve"), warnings=warnings,
+        container=profile.container,
+        vendor=profile.vendor,
+        gpu_count=max(1, min(tp * pp, profile.count)),
+        remove=remove,
+        argv_binds=not (req.card and launch_style == "serve"),
+        warnings=warnings,
         avoided_bugs=tuple(avoided),
     )

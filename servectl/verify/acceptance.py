@@ -32,17 +32,32 @@ def check(metrics_text: str) -> CheckResult:
     if DRAFTS not in found:
         return CheckResult(name="speculative", status="skipped", detail="the server does not speculate (no spec_decode metrics)")
     drafted, accepted = found[DRAFTS], found.get(ACCEPTED, 0.0)
-    figures = {"draft_tokens": int(drafted), "accepted_tokens": int(accepted),
-               "drafts": int(found.get("vllm:spec_decode_num_drafts", 0)),
-               "acceptance_rate": round(accepted / drafted, 4) if drafted else None}
+    figures = {
+        "draft_tokens": int(drafted),
+        "accepted_tokens": int(accepted),
+        "drafts": int(found.get("vllm:spec_decode_num_drafts", 0)),
+        "acceptance_rate": round(accepted / drafted, 4) if drafted else None,
+    }
     if drafted and found.get("vllm:spec_decode_num_drafts"):
         figures["mean_acceptance_length"] = round(1 + accepted / found["vllm:spec_decode_num_drafts"], 3)
     if not drafted:
-        return CheckResult(name="speculative", status="fail", figures=figures,
-                           detail="the server speculates but has drafted nothing yet, even after the checks' requests")
+        return CheckResult(
+            name="speculative",
+            status="fail",
+            figures=figures,
+            detail="the server speculates but has drafted nothing yet, even after the checks' requests",
+        )
     if not accepted:
-        return CheckResult(name="speculative", status="fail", figures=figures,
-                           detail=f"none of {int(drafted)} draft tokens accepted: the draft only costs time "
-                                  "(a checkpoint without its MTP weights?); serve with --speculative off")
-    return CheckResult(name="speculative", status="pass", figures=figures,
-                       detail=f"{accepted / drafted:.0%} of {int(drafted)} draft tokens accepted")
+        return CheckResult(
+            name="speculative",
+            status="fail",
+            figures=figures,
+            detail=f"none of {int(drafted)} draft tokens accepted: the draft only costs time "
+            "(a checkpoint without its MTP weights?); serve with --speculative off",
+        )
+    return CheckResult(
+        name="speculative",
+        status="pass",
+        figures=figures,
+        detail=f"{accepted / drafted:.0%} of {int(drafted)} draft tokens accepted",
+    )

@@ -300,15 +300,22 @@ _MODEL_NAMES = re.compile(
 def _names_text(log_text: str, head: str) -> str:
     """Where to look for the model's names in a large log: its start (the command, vLLM's args) and its end
     (an unsupported-architecture error); all of a small one."""
-    return f"{head}\n{log_text[-256 * 1024:]}" if head else log_text
+    return f"{head}\n{log_text[-256 * 1024 :]}" if head else log_text
 
 
 def model_names(log_text: str) -> list[str]:
     return [g.strip("'\" ") for m in _MODEL_NAMES.finditer(log_text) for g in m.groups() if g]
 
 
-def hints_for(log_text: str, recipes: Iterable = (), *, recipe=None, model: str | None = None,
-              gpus: int | None = None, gfx_target: str | None = None) -> Hints:
+def hints_for(
+    log_text: str,
+    recipes: Iterable = (),
+    *,
+    recipe=None,
+    model: str | None = None,
+    gpus: int | None = None,
+    gfx_target: str | None = None,
+) -> Hints:
     """Hints for a log: the recipe given, else the catalog recipe whose architecture and sizes the config.json of
     the model directory the log names has (its parsers; its layout sizes the KV cache), and the model's names."""
     names = [model] if model else []
@@ -326,14 +333,29 @@ def hints_for(log_text: str, recipes: Iterable = (), *, recipe=None, model: str 
         break
     if recipe is None and config:
         archs = config.get("architectures") or []
-        recipe = next((r for r in recipes if r.architecture.hf_architecture in archs and all(
-            config.get(k) in (None, v) for k, v in (("hidden_size", r.architecture.hidden_size),
-                                                    ("num_hidden_layers", r.architecture.num_layers)))), None)
+        recipe = next(
+            (
+                r
+                for r in recipes
+                if r.architecture.hf_architecture in archs
+                and all(
+                    config.get(k) in (None, v)
+                    for k, v in (("hidden_size", r.architecture.hidden_size), ("num_hidden_layers", r.architecture.num_layers))
+                )
+            ),
+            None,
+        )
     if recipe is None:
         return Hints(model=" ".join(names), gpus=gpus, gfx_target=gfx_target)
     names += [recipe.name, recipe.repo or "", recipe.architecture.hf_architecture]
-    return Hints(recipe.parsers.tool_call, recipe.parsers.reasoning, " ".join(names), gpus,
-                 kv_context_bytes(recipe.architecture, log_text), gfx_target)
+    return Hints(
+        recipe.parsers.tool_call,
+        recipe.parsers.reasoning,
+        " ".join(names),
+        gpus,
+        kv_context_bytes(recipe.architecture, log_text),
+        gfx_target,
+    )
 
 
 def kv_context_bytes(arch, log_text: str) -> int | None:
@@ -349,8 +371,13 @@ def kv_context_bytes(arch, log_text: str) -> int | None:
         arch = replace(arch, linear=replace(arch.linear, ssm_dtype="float32"))
     tp = re.search(r"'tensor_parallel_size': (\d+)", log_text)
     dtype = re.search(r"'kv_cache_dtype': '([^']+)'", log_text)
-    lay = layout(arch, tp=int(tp.group(1)) if tp else 1, kv_cache_dtype=dtype.group(1) if dtype else "auto", cpu=cpu,
-                 prefix_caching="Mamba cache mode is set to 'align'" in log_text)
+    lay = layout(
+        arch,
+        tp=int(tp.group(1)) if tp else 1,
+        kv_cache_dtype=dtype.group(1) if dtype else "auto",
+        cpu=cpu,
+        prefix_caching="Mamba cache mode is set to 'align'" in log_text,
+    )
     return (lay.blocks_per_request(int(length.group(1))) + 1) * lay.block_bytes
 
 
@@ -371,8 +398,9 @@ class _Default(dict):
 _NOT_A_FAILURE = re.compile(r"^(?:\x1b\[[\d;]*m)*(?:[\w.-]+\s+\|\s)?(?:\s*\([^)]*\)\s*)?(?:INFO|WARNING|DEBUG)\s+\d\d-\d\d ")
 
 
-def _match(rule: DiagnosisRule, lines: list[str], text: str, root: RootError | None,
-           first_line: int = 1, lines_text: str | None = None) -> tuple[int, dict] | None:
+def _match(
+    rule: DiagnosisRule, lines: list[str], text: str, root: RootError | None, first_line: int = 1, lines_text: str | None = None
+) -> tuple[int, dict] | None:
     """(evidence line, named groups) of the rule in this log: the root error when it matches, else the first line."""
     if any(not re.search(rx, text) for rx in rule.requires) or any(re.search(rx, text) for rx in rule.unless):
         return None
@@ -416,17 +444,24 @@ def _values(rule: DiagnosisRule, groups: dict, text: str, base: dict) -> dict[st
     return values
 
 
-def _render(rule: DiagnosisRule, values: dict, line: int, lines: list[str], root: RootError | None,
-            first_line: int = 1) -> Diagnosis:
+def _render(
+    rule: DiagnosisRule, values: dict, line: int, lines: list[str], root: RootError | None, first_line: int = 1
+) -> Diagnosis:
     fill = _Default({k: ("?" if v is None else v) for k, v in values.items()})
     fix = [f.format_map(fill) for f in rule.fix]
-    return Diagnosis(rule=rule.id, cause=rule.cause.format_map(fill), remedy=rule.remedy.format_map(fill),
-                     fix=[f for f in fix if "?" not in re.split(r"[\s=]+", f)],
-                     evidence=Evidence(line=line, text=lines[line - first_line].strip()[:500]), root_error=root)
+    return Diagnosis(
+        rule=rule.id,
+        cause=rule.cause.format_map(fill),
+        remedy=rule.remedy.format_map(fill),
+        fix=[f for f in fix if "?" not in re.split(r"[\s=]+", f)],
+        evidence=Evidence(line=line, text=lines[line - first_line].strip()[:500]),
+        root_error=root,
+    )
 
 
-def diagnose(log_text: str, hints: Hints | None = None, doc: DiagnoseFile | None = None, *, first_line: int = 1,
-             head: str = "") -> list[Diagnosis]:
+def diagnose(
+    log_text: str, hints: Hints | None = None, doc: DiagnoseFile | None = None, *, first_line: int = 1, head: str = ""
+) -> list[Diagnosis]:
     """Every cause the rules find, most relevant first: those matching the root error, then the others by priority
     (one per evidence line); hazards and wrappers only when the log shows no root error. For a large log,
     `log_text` is its tail (starting at line `first_line`) and `head` its start: lines are matched in the tail,
@@ -438,7 +473,8 @@ def diagnose(log_text: str, hints: Hints | None = None, doc: DiagnoseFile | None
     whole = f"{head}\n{log_text}" if head else log_text
     family = _family(doc.families, " ".join([hints.model, *model_names(_names_text(log_text, head))]))
     base = {
-        "recipe_tool_call": hints.tool_call_parser, "recipe_reasoning": hints.reasoning_parser,
+        "recipe_tool_call": hints.tool_call_parser,
+        "recipe_reasoning": hints.reasoning_parser,
         "family_tool_call": ",".join(family.tool_call) if family else None,
         "family_reasoning": ",".join(family.reasoning) if family else None,
         "gpus": str(hints.gpus) if hints.gpus else None,
@@ -476,6 +512,7 @@ def explain(log_text: str, hints: Hints | None = None, *, first_line: int = 1, h
 
 def text_lines(d: Diagnosis, limit: int = 400) -> list[str]:
     """The diagnosis as `servectl diagnose` and a failed `servectl up` print it (plain text)."""
+
     def cut(s: str) -> str:
         return s if len(s) <= limit else s[:limit] + " ..."
 
@@ -494,16 +531,27 @@ def text_lines(d: Diagnosis, limit: int = 400) -> list[str]:
     return out
 
 
-def explain_log(log_text: str, model: str | None = None, *, gpus: int | None = None,
-                gfx_target: str | None = None, first_line: int = 1, head: str = "") -> Diagnosis:
+def explain_log(
+    log_text: str,
+    model: str | None = None,
+    *,
+    gpus: int | None = None,
+    gfx_target: str | None = None,
+    first_line: int = 1,
+    head: str = "",
+) -> Diagnosis:
     """`servectl diagnose`: the hints from the catalog, the recipe `model` names, else the recipe whose model the
     log shows (a `model` that is no recipe name still gives the model family)."""
     from servectl.catalog.load import load_catalog
 
     cat = load_catalog()
     recipe = cat.models.get(model) if model else None
-    return explain(log_text, hints_for(_names_text(log_text, head), cat.models.values(), recipe=recipe, model=model, gpus=gpus,
-                                       gfx_target=gfx_target), first_line=first_line, head=head)
+    return explain(
+        log_text,
+        hints_for(_names_text(log_text, head), cat.models.values(), recipe=recipe, model=model, gpus=gpus, gfx_target=gfx_target),
+        first_line=first_line,
+        head=head,
+    )
 
 
 def explain_file(source, what: str, model: str | None = None) -> Diagnosis:

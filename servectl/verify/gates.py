@@ -40,8 +40,10 @@ from servectl.verify.server_facts import ServerFacts, read_metrics
 THINK_MARKUP = ("<think>", "</think>")
 CONTEXT_RUNGS = (0.25, 0.50, 0.75, 0.90)
 # filler for long prompts: plain words every tokenizer knows; its token ids are taken from /tokenize
-FILLER = ("The weather in the city was sunny and the people went out to see the water. "
-          "They could find a new place to live after the long work of the year. ") * 8
+FILLER = (
+    "The weather in the city was sunny and the people went out to see the water. "
+    "They could find a new place to live after the long work of the year. "
+) * 8
 # how long vLLM may take to count requests whose answers the client already has (it records them in
 # the same loop iteration; the bound only stops a server that never counts from stalling the check)
 COUNT_WAIT_S = 30.0
@@ -98,8 +100,10 @@ def served_since(ctx: GateContext, before: dict, requests: int) -> dict | None:
     deadline = time.monotonic() + COUNT_WAIT_S
     while True:
         now = metrics_now(ctx)
-        delta = {k: now.get(k, 0.0) - before.get(k, 0.0)
-                 for k in ("finished_requests", "finished_prompt_tokens", "finished_generation_tokens", "preemptions")}
+        delta = {
+            k: now.get(k, 0.0) - before.get(k, 0.0)
+            for k in ("finished_requests", "finished_prompt_tokens", "finished_generation_tokens", "preemptions")
+        }
         if delta["finished_requests"] >= requests or time.monotonic() > deadline:
             return {k: int(v) for k, v in delta.items()}
         time.sleep(0.05)
@@ -114,8 +118,10 @@ def count_problems(counted: dict | None, requests: int, prompt_tokens: int, gene
         return [f"vLLM counted {counted['finished_requests']} of {requests} finished requests"]
     alone = counted["finished_requests"] == requests
     problems = []
-    for key, want, what in (("finished_prompt_tokens", prompt_tokens, "prompt"),
-                            ("finished_generation_tokens", generated, "generated")):
+    for key, want, what in (
+        ("finished_prompt_tokens", prompt_tokens, "prompt"),
+        ("finished_generation_tokens", generated, "generated"),
+    ):
         got = counted[key]
         if (got != want) if alone else (got < want):
             problems.append(f"vLLM counted {got} {what} tokens for requests whose replies say {want}")
@@ -139,16 +145,26 @@ def fixes_for(f: ServerFacts, promise: int, preempted: bool = False) -> list[str
     if f.kv_cache_memory_bytes and cap > 0:
         fixes.append(f"--kv-cache-memory-bytes {math.ceil(f.kv_cache_memory_bytes * promise / cap * 1.05 / 2**20)}M")
     elif f.gpu_memory_utilization and cap > 0:
-        fixes.append(f"more KV memory: {promise / cap:.1f}x the KV cache (raise --gpu-memory-utilization "
-                     f"from {f.gpu_memory_utilization:g}, or set --kv-cache-memory-bytes)")
+        fixes.append(
+            f"more KV memory: {promise / cap:.1f}x the KV cache (raise --gpu-memory-utilization "
+            f"from {f.gpu_memory_utilization:g}, or set --kv-cache-memory-bytes)"
+        )
     return fixes
 
 
 async def _one_long(client: httpx.AsyncClient, base: str, model: str, prompt: list[int], out_tokens: int) -> dict:
     try:
-        r = await client.post(base + "/v1/completions", json={
-            "model": model, "prompt": prompt, "max_tokens": out_tokens, "min_tokens": out_tokens,
-            "ignore_eos": True, "temperature": 0})
+        r = await client.post(
+            base + "/v1/completions",
+            json={
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": out_tokens,
+                "min_tokens": out_tokens,
+                "ignore_eos": True,
+                "temperature": 0,
+            },
+        )
         if r.status_code != 200:
             return {"error": f"HTTP {r.status_code}: {r.text[:160]}"}
         body = netio.json_of(r)
@@ -185,25 +201,46 @@ def concurrency_load(ctx: GateContext, n: int, prompt_len: int, out_tokens: int,
     usage_prompt = sum(int(r["usage"].get("prompt_tokens") or 0) for r in done)
     usage_generated = sum(int(r["usage"].get("completion_tokens") or 0) for r in done)
     short = sum(1 for r in done if r["usage"].get("completion_tokens") not in (None, out_tokens))
-    return {"requests": n, "prompt_tokens": prompt_len, "output_tokens": out_tokens, "errors": len(errors),
-            "first_error": errors[0] if errors else None, "empty": empty, "short_replies": short,
-            "preemptions": preemptions, "usage_prompt_tokens": usage_prompt, "usage_generated_tokens": usage_generated,
-            "vllm_counted": counted, "count_problems": count_problems(counted, len(done), usage_prompt, usage_generated),
-            "seconds": round(seconds, 1)}
+    return {
+        "requests": n,
+        "prompt_tokens": prompt_len,
+        "output_tokens": out_tokens,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "empty": empty,
+        "short_replies": short,
+        "preemptions": preemptions,
+        "usage_prompt_tokens": usage_prompt,
+        "usage_generated_tokens": usage_generated,
+        "vllm_counted": counted,
+        "count_problems": count_problems(counted, len(done), usage_prompt, usage_generated),
+        "seconds": round(seconds, 1),
+    }
 
 
 def concurrency(ctx: GateContext) -> CheckResult:
     f = ctx.facts
     if not f.max_model_len or f.max_concurrency is None:
-        return CheckResult(name="concurrency", status="fail",
-                           detail="the server reports no max_model_len or KV cache size (/v1/models, vllm:cache_config_info)")
+        return CheckResult(
+            name="concurrency",
+            status="fail",
+            detail="the server reports no max_model_len or KV cache size (/v1/models, vllm:cache_config_info)",
+        )
     if f.max_num_seqs is None or f.max_num_seqs < 1:
-        return CheckResult(name="concurrency", status="skipped",
-                           detail=f"KV cache holds {f.max_concurrency:.1f} requests of {f.max_model_len} tokens; the "
-                                  "promised concurrency is unknown (server not on this machine): pass --max-num-seqs N")
+        return CheckResult(
+            name="concurrency",
+            status="skipped",
+            detail=f"KV cache holds {f.max_concurrency:.1f} requests of {f.max_model_len} tokens; the "
+            "promised concurrency is unknown (server not on this machine): pass --max-num-seqs N",
+        )
     n = f.max_num_seqs
-    figures: dict[str, Any] = {"max_concurrency": round(f.max_concurrency, 2), "max_num_seqs": n, "max_num_seqs_source": f.max_num_seqs_source,
-               "max_model_len": f.max_model_len, "kv_cache_tokens": f.kv_cache_tokens}
+    figures: dict[str, Any] = {
+        "max_concurrency": round(f.max_concurrency, 2),
+        "max_num_seqs": n,
+        "max_num_seqs_source": f.max_num_seqs_source,
+        "max_model_len": f.max_model_len,
+        "kv_cache_tokens": f.kv_cache_tokens,
+    }
     # long prompts near max_model_len, and output long enough to need new KV blocks while decoding
     # (a request that never grows is never preempted)
     out_tokens = min(512, max(16, f.max_model_len // 5))
@@ -217,8 +254,10 @@ def concurrency(ctx: GateContext) -> CheckResult:
     figures.update(load)
     problems = []
     if short:
-        problems.append(f"KV cache holds {f.max_concurrency:.1f} requests of {f.max_model_len} tokens "
-                        f"(vLLM's maximum concurrency) but the flags promise {n} ({f.max_num_seqs_source})")
+        problems.append(
+            f"KV cache holds {f.max_concurrency:.1f} requests of {f.max_model_len} tokens "
+            f"(vLLM's maximum concurrency) but the flags promise {n} ({f.max_num_seqs_source})"
+        )
     if load["preemptions"]:
         problems.append(f"{load['preemptions']} preemptions with {sent} requests of {prompt_len + out_tokens} tokens at once")
     if load["errors"]:
@@ -234,10 +273,14 @@ def concurrency(ctx: GateContext) -> CheckResult:
             figures["fixes"] = fixes_for(f, n, preempted=bool(load["preemptions"]))
             fix = "; fix: " + " or ".join(figures["fixes"])
         return CheckResult(name="concurrency", status="fail", detail="; ".join(problems) + fix, figures=figures)
-    return CheckResult(name="concurrency", status="pass",
-                       detail=f"KV cache holds {f.max_concurrency:.1f} x {f.max_model_len} tokens >= max_num_seqs {n}; "
-                              f"{n} requests of {prompt_len + out_tokens} tokens completed, no preemption "
-                              f"({load['seconds']:.0f} s)", figures=figures)
+    return CheckResult(
+        name="concurrency",
+        status="pass",
+        detail=f"KV cache holds {f.max_concurrency:.1f} x {f.max_model_len} tokens >= max_num_seqs {n}; "
+        f"{n} requests of {prompt_len + out_tokens} tokens completed, no preemption "
+        f"({load['seconds']:.0f} s)",
+        figures=figures,
+    )
 
 
 # --------------------------------------------------------------------------- context ladder
@@ -247,9 +290,20 @@ def _ladder_request(ctx: GateContext, text: str, out_tokens: int) -> dict:
     """One streamed completion, usage included: usage + the text."""
     usage: dict = {}
     text_out = []
-    with ctx.http.stream("POST", ctx.base + "/v1/completions", json={
-            "model": ctx.model, "prompt": text, "max_tokens": out_tokens, "min_tokens": out_tokens,
-            "ignore_eos": True, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}) as r:
+    with ctx.http.stream(
+        "POST",
+        ctx.base + "/v1/completions",
+        json={
+            "model": ctx.model,
+            "prompt": text,
+            "max_tokens": out_tokens,
+            "min_tokens": out_tokens,
+            "ignore_eos": True,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as r:
         if r.status_code != 200:
             raise RuntimeError(f"HTTP {r.status_code}: {r.read().decode(errors='replace')[:160]}")
         for event in sse_events(r.iter_lines()):
@@ -296,8 +350,13 @@ def context(ctx: GateContext) -> CheckResult:
             continue
         prompt_used, generated = usage.get("prompt_tokens"), usage.get("completion_tokens")
         counted = served_since(ctx, before, 1)
-        rung = {"share": share, "prompt_tokens": measured, "usage_prompt_tokens": prompt_used,
-                "completion_tokens": generated, "vllm_counted": counted}
+        rung = {
+            "share": share,
+            "prompt_tokens": measured,
+            "usage_prompt_tokens": prompt_used,
+            "completion_tokens": generated,
+            "vllm_counted": counted,
+        }
         rungs.append(rung)
         if counted is None or counted["finished_requests"] != 1:
             exact = False
@@ -307,17 +366,29 @@ def context(ctx: GateContext) -> CheckResult:
             problems.append(f"{share:.0%}: usage.prompt_tokens {prompt_used} but /tokenize counted {measured}")
         if generated != out_tokens or not usage.get("text"):
             problems.append(f"{share:.0%}: {generated} tokens generated of the {out_tokens} asked for (EOS ignored)")
-        problems += [f"{share:.0%}: {p}" for p in count_problems(counted, 1, prompt_used if isinstance(prompt_used, int) else 0,
-                                                                  generated if isinstance(generated, int) else 0)]
-    figures = {"max_model_len": f.max_model_len, "rungs": rungs, "counters": "exact" if exact else "at least (other traffic, or none kept)",
-               "needle": "not claimed by the recipe"}
+        problems += [
+            f"{share:.0%}: {p}"
+            for p in count_problems(
+                counted, 1, prompt_used if isinstance(prompt_used, int) else 0, generated if isinstance(generated, int) else 0
+            )
+        ]
+    figures = {
+        "max_model_len": f.max_model_len,
+        "rungs": rungs,
+        "counters": "exact" if exact else "at least (other traffic, or none kept)",
+        "needle": "not claimed by the recipe",
+    }
     if problems:
         return CheckResult(name="context", status="fail", detail="; ".join(problems), figures=figures)
-    counted_note = ("vLLM's counters agree exactly" if exact else "vLLM's counters agree (other traffic ran too)")
-    return CheckResult(name="context", status="pass",
-                       detail=f"{', '.join(str(r['prompt_tokens']) for r in rungs)} prompt tokens "
-                              f"(25-90 % of {f.max_model_len}) served whole: usage matches /tokenize, "
-                              f"{out_tokens} tokens generated each, {counted_note}", figures=figures)
+    counted_note = "vLLM's counters agree exactly" if exact else "vLLM's counters agree (other traffic ran too)"
+    return CheckResult(
+        name="context",
+        status="pass",
+        detail=f"{', '.join(str(r['prompt_tokens']) for r in rungs)} prompt tokens "
+        f"(25-90 % of {f.max_model_len}) served whole: usage matches /tokenize, "
+        f"{out_tokens} tokens generated each, {counted_note}",
+        figures=figures,
+    )
 
 
 # --------------------------------------------------------------------------- tool-stream
@@ -368,8 +439,15 @@ def _chat(ctx: GateContext, body: dict) -> dict:
 def tool_stream(ctx: GateContext) -> CheckResult:
     if ctx.expect_tools is False:
         return CheckResult(name="tool-stream", status="skipped", detail="the recipe enables no tool-call parser")
-    body = {"model": ctx.model, "messages": [{"role": "user", "content": WEATHER_PROMPT}],
-            "tools": [ctx.tools_tool], "tool_choice": "auto", "max_tokens": 256, "temperature": 0, **NO_THINKING}
+    body = {
+        "model": ctx.model,
+        "messages": [{"role": "user", "content": WEATHER_PROMPT}],
+        "tools": [ctx.tools_tool],
+        "tool_choice": "auto",
+        "max_tokens": 256,
+        "temperature": 0,
+        **NO_THINKING,
+    }
     try:
         plain = _chat(ctx, body)
     except RuntimeError as exc:
@@ -382,28 +460,45 @@ def tool_stream(ctx: GateContext) -> CheckResult:
         return CheckResult(name="tool-stream", status=status, detail="no tool call in the non-streamed reply to compare with")
     streamed = _chat_stream(ctx, body)
     calls = reassemble_tool_calls(streamed["tool_deltas"])
-    figures = {"chunks": streamed["chunks"], "tool_call_deltas": len(streamed["tool_deltas"]),
-               "finish_reason": streamed["finish_reason"]}
+    figures = {
+        "chunks": streamed["chunks"],
+        "tool_call_deltas": len(streamed["tool_deltas"]),
+        "finish_reason": streamed["finish_reason"],
+    }
     if not calls:
-        return CheckResult(name="tool-stream", status="fail",
-                           detail=f"the stream carried no tool call (content {streamed['content'][:80]!r})", figures=figures)
+        return CheckResult(
+            name="tool-stream",
+            status="fail",
+            detail=f"the stream carried no tool call (content {streamed['content'][:80]!r})",
+            figures=figures,
+        )
     want = plain_calls[0]["function"]
     got = calls[0]
     try:
         got_args = json.loads(got["arguments"] or "{}")
     except json.JSONDecodeError:
-        return CheckResult(name="tool-stream", status="fail",
-                           detail=f"streamed arguments do not parse as JSON: {got['arguments'][:120]!r}", figures=figures)
+        return CheckResult(
+            name="tool-stream",
+            status="fail",
+            detail=f"streamed arguments do not parse as JSON: {got['arguments'][:120]!r}",
+            figures=figures,
+        )
     want_args = json.loads(want.get("arguments") or "{}")
     if got["name"] != want["name"] or got_args != want_args:
-        return CheckResult(name="tool-stream", status="fail",
-                           detail=f"streamed {got['name']}({got_args}) differs from non-streamed {want['name']}({want_args})",
-                           figures=figures)
+        return CheckResult(
+            name="tool-stream",
+            status="fail",
+            detail=f"streamed {got['name']}({got_args}) differs from non-streamed {want['name']}({want_args})",
+            figures=figures,
+        )
     if not got["id"]:
         return CheckResult(name="tool-stream", status="fail", detail="the streamed tool call has no id", figures=figures)
-    return CheckResult(name="tool-stream", status="pass",
-                       detail=f"{got['name']}({got_args}) from {len(streamed['tool_deltas'])} deltas equals the non-streamed call",
-                       figures=figures)
+    return CheckResult(
+        name="tool-stream",
+        status="pass",
+        detail=f"{got['name']}({got_args}) from {len(streamed['tool_deltas'])} deltas equals the non-streamed call",
+        figures=figures,
+    )
 
 
 # --------------------------------------------------------------------------- reasoning-leak
@@ -431,10 +526,16 @@ def reasoning_leak(ctx: GateContext, prompt: str) -> CheckResult:
                 problems.append(f"{label}{how}: reasoning returned ({len(reply['reasoning'])} characters)")
             if label == "thinking on" and not reply["reasoning"] and ctx.expect_reasoning:
                 problems.append(f"{label}{how}: no reasoning split off")
-        figures[label.replace(" ", "_")] = {"reasoning_chars": len(plain["reasoning"]), "content_chars": len(plain["content"]),
-                                            "streamed_reasoning_chars": len(streamed["reasoning"])}
+        figures[label.replace(" ", "_")] = {
+            "reasoning_chars": len(plain["reasoning"]),
+            "content_chars": len(plain["content"]),
+            "streamed_reasoning_chars": len(streamed["reasoning"]),
+        }
     if problems:
         return CheckResult(name="reasoning-leak", status="fail", detail="; ".join(problems), figures=figures)
-    return CheckResult(name="reasoning-leak", status="pass",
-                       detail="thinking on: reasoning split off, no markup in content; thinking off: no reasoning "
-                              "(plain and streamed)", figures=figures)
+    return CheckResult(
+        name="reasoning-leak",
+        status="pass",
+        detail="thinking on: reasoning split off, no markup in content; thinking off: no reasoning (plain and streamed)",
+        figures=figures,
+    )

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam
 
 
-
 @dataclass(frozen=True)
 class Expectations:
     """What applies to this endpoint; None means 'unknown: probe and skip rather than fail'."""
@@ -49,8 +48,10 @@ class Expectations:
     @classmethod
     def from_recipe(cls, recipe: ModelRecipe, served_name: str | None = None, root: str | None = None) -> "Expectations":
         return cls(
-            served_name=served_name or recipe.served_model_name, root=root,
-            reasoning=recipe.parsers.reasoning is not None, tools=recipe.parsers.tool_call is not None,
+            served_name=served_name or recipe.served_model_name,
+            root=root,
+            reasoning=recipe.parsers.reasoning is not None,
+            tools=recipe.parsers.tool_call is not None,
             vision="image" in recipe.multimodal.modalities and recipe.multimodal.limits.get("image", 1) > 0,
             prompt=recipe.smoke_test if "image" not in recipe.smoke_test.lower() else "Who are you?",
             recipe=recipe.name,
@@ -104,8 +105,13 @@ class _Checks:
         # every request, ours and the OpenAI client's, within the deadline and the body limit (servectl.netio)
         self.http = netio.client(timeout_s, headers=headers)
         # openai takes an httpx.Client at run time ("legacy" httpx); its annotation names only its own httpx2
-        self.client = openai.OpenAI(base_url=self.base + "/v1", api_key=api_key or "none", timeout=timeout_s, max_retries=0,
-                                    http_client=cast(Any, netio.client(timeout_s)))
+        self.client = openai.OpenAI(
+            base_url=self.base + "/v1",
+            api_key=api_key or "none",
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=cast(Any, netio.client(timeout_s)),
+        )
         self.model: str | None = expect.served_name
 
     @property
@@ -131,32 +137,50 @@ class _Checks:
         if self.model is None:
             self.model = next(iter(served))
         if self.model not in served:
-            return CheckResult(name="models", status="fail",
-                               detail=f"expected served model {self.model!r} but this server serves "
-                                      f"{', '.join(served)} (another server on this port?)")
+            return CheckResult(
+                name="models",
+                status="fail",
+                detail=f"expected served model {self.model!r} but this server serves "
+                f"{', '.join(served)} (another server on this port?)",
+            )
         entry = served[self.model]
         root = entry.get("root")
         if self.expect.root and root != self.expect.root:
-            return CheckResult(name="models", status="fail", detail=f"{self.model} is served from {root}, expected {self.expect.root}")
-        return CheckResult(name="models", status="pass", detail=f"{self.model} from {root}",
-                           figures={"root": root, "max_model_len": entry.get("max_model_len")})
+            return CheckResult(
+                name="models", status="fail", detail=f"{self.model} is served from {root}, expected {self.expect.root}"
+            )
+        return CheckResult(
+            name="models",
+            status="pass",
+            detail=f"{self.model} from {root}",
+            figures={"root": root, "max_model_len": entry.get("max_model_len")},
+        )
 
     def chat(self) -> tuple[CheckResult, CheckResult]:
         resp = self.client.chat.completions.create(
-            model=self.served, messages=[{"role": "user", "content": self.expect.prompt}],
-            max_tokens=128, temperature=0, extra_body=NO_THINKING,
+            model=self.served,
+            messages=[{"role": "user", "content": self.expect.prompt}],
+            max_tokens=128,
+            temperature=0,
+            extra_body=NO_THINKING,
         )
         text = (resp.choices[0].message.content or "").strip()
-        chat = CheckResult(name="chat", status="pass" if text else "fail",
-                           detail=f"{len(text)} characters: {text[:80]!r}" if text else "empty answer",
-                           figures={"completion_tokens": resp.usage.completion_tokens if resp.usage else None})
+        chat = CheckResult(
+            name="chat",
+            status="pass" if text else "fail",
+            detail=f"{len(text)} characters: {text[:80]!r}" if text else "empty answer",
+            figures={"completion_tokens": resp.usage.completion_tokens if resp.usage else None},
+        )
         verdict = assess(text) if text else None
         if verdict is None:
             sanity = CheckResult(name="sanity", status="skipped", detail="no text to judge")
         else:
-            sanity = CheckResult(name="sanity", status="pass" if verdict.ok else "fail",
-                                 detail="reads as language" if verdict.ok else "gibberish: " + "; ".join(verdict.reasons),
-                                 figures=verdict.scores)
+            sanity = CheckResult(
+                name="sanity",
+                status="pass" if verdict.ok else "fail",
+                detail="reads as language" if verdict.ok else "gibberish: " + "; ".join(verdict.reasons),
+                figures=verdict.scores,
+            )
         return chat, sanity
 
     def reasoning(self) -> CheckResult:
@@ -164,13 +188,18 @@ class _Checks:
             return CheckResult(name="reasoning", status="skipped", detail="the recipe runs no reasoning parser")
         # thinking models can spend a small budget on reasoning alone: give it room (the card asks for ~32k)
         resp = self.client.chat.completions.create(
-            model=self.served, messages=[{"role": "user", "content": self.expect.prompt}], max_tokens=1024, temperature=0,
+            model=self.served,
+            messages=[{"role": "user", "content": self.expect.prompt}],
+            max_tokens=1024,
+            temperature=0,
         )
         reasoning = _reasoning_of(resp.choices[0].message)
         if reasoning:
             return CheckResult(name="reasoning", status="pass", detail=f"reasoning split off ({len(reasoning)} characters)")
         if self.expect.reasoning is None:
-            return CheckResult(name="reasoning", status="skipped", detail="no reasoning in the reply and no recipe says a parser runs")
+            return CheckResult(
+                name="reasoning", status="skipped", detail="no reasoning in the reply and no recipe says a parser runs"
+            )
         return CheckResult(name="reasoning", status="fail", detail="a reasoning parser should run but the reply has no reasoning")
 
     def tools(self) -> CheckResult:
@@ -179,8 +208,13 @@ class _Checks:
         messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": WEATHER_PROMPT}]
         try:
             resp = self.client.chat.completions.create(
-                model=self.served, messages=messages, tools=[WEATHER_TOOL], tool_choice="auto", max_tokens=256,
-                temperature=0, extra_body=NO_THINKING,
+                model=self.served,
+                messages=messages,
+                tools=[WEATHER_TOOL],
+                tool_choice="auto",
+                max_tokens=256,
+                temperature=0,
+                extra_body=NO_THINKING,
             )
         except Exception as exc:  # vLLM answers 400 when auto tool choice is off
             if self.expect.tools is None:
@@ -201,12 +235,30 @@ class _Checks:
         if call.function.name != "get_weather":
             return CheckResult(name="tools", status="fail", detail=f"called unknown tool {call.function.name!r}")
         messages += [
-            {"role": "assistant", "content": None,
-             "tool_calls": [{"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
-            {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"city": args.get("city"), "sky": "sunny", "celsius": 21})},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.function.name, "arguments": call.function.arguments},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": call.id,
+                "content": json.dumps({"city": args.get("city"), "sky": "sunny", "celsius": 21}),
+            },
         ]
         final = self.client.chat.completions.create(
-            model=self.served, messages=messages, tools=[WEATHER_TOOL], max_tokens=256, temperature=0, extra_body=NO_THINKING,
+            model=self.served,
+            messages=messages,
+            tools=[WEATHER_TOOL],
+            max_tokens=256,
+            temperature=0,
+            extra_body=NO_THINKING,
         )
         answer = (final.choices[0].message.content or "").strip()
         if not answer:
@@ -218,12 +270,24 @@ class _Checks:
             return CheckResult(name="vision", status="skipped", detail="the recipe accepts no images")
         url = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
         resp = self.client.chat.completions.create(
-            model=self.served, max_tokens=128, temperature=0, extra_body=NO_THINKING,
-            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                                    {"type": "text", "text": "Describe what you see in this image."}]}],
+            model=self.served,
+            max_tokens=128,
+            temperature=0,
+            extra_body=NO_THINKING,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": url}},
+                        {"type": "text", "text": "Describe what you see in this image."},
+                    ],
+                }
+            ],
         )
         text = (resp.choices[0].message.content or "").strip()
-        return CheckResult(name="vision", status="pass" if text else "fail", detail=text[:80] if text else "empty answer to an image")
+        return CheckResult(
+            name="vision", status="pass" if text else "fail", detail=text[:80] if text else "empty answer to an image"
+        )
 
     def streaming(self) -> CheckResult:
         start = time.perf_counter()
@@ -231,8 +295,13 @@ class _Checks:
         chunks = 0
         usage_tokens = None
         stream = self.client.chat.completions.create(
-            model=self.served, messages=[{"role": "user", "content": self.expect.prompt}], max_tokens=128, temperature=0,
-            stream=True, stream_options={"include_usage": True}, extra_body=NO_THINKING,
+            model=self.served,
+            messages=[{"role": "user", "content": self.expect.prompt}],
+            max_tokens=128,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=NO_THINKING,
         )
         for event in stream:
             if event.usage:
@@ -249,11 +318,18 @@ class _Checks:
         # tokens after the first over the time to the end of the stream: chunks arrive in bursts, so
         # the last text chunk's arrival would overstate the rate
         decode = (tokens - 1) / (end - first) if tokens > 1 and end > first else None
-        figures = {"ttft_s": round(ttft, 4), "chunks": chunks, "completion_tokens": tokens,
-                   "decode_tokens_per_s": round(decode, 1) if decode else None}
-        return CheckResult(name="streaming", status="pass",
-                           detail=f"first token after {ttft * 1000:.0f} ms, {chunks} chunks"
-                                  + (f", {decode:.1f} tokens/s" if decode else ""), figures=figures)
+        figures = {
+            "ttft_s": round(ttft, 4),
+            "chunks": chunks,
+            "completion_tokens": tokens,
+            "decode_tokens_per_s": round(decode, 1) if decode else None,
+        }
+        return CheckResult(
+            name="streaming",
+            status="pass",
+            detail=f"first token after {ttft * 1000:.0f} ms, {chunks} chunks" + (f", {decode:.1f} tokens/s" if decode else ""),
+            figures=figures,
+        )
 
     def metrics(self) -> CheckResult:
         from prometheus_client.parser import text_string_to_metric_families
@@ -277,9 +353,12 @@ class _Checks:
                             figures[key] = labels[key]
         if "kv_cache_usage_perc" not in figures:
             return CheckResult(name="metrics", status="fail", detail="no vLLM KV cache metrics in /metrics", figures=figures)
-        return CheckResult(name="metrics", status="pass",
-                           detail=f"KV cache {figures['kv_cache_usage_perc']:.1%} used, "
-                                  f"{figures.get('num_requests_running', 0):g} running", figures=figures)
+        return CheckResult(
+            name="metrics",
+            status="pass",
+            detail=f"KV cache {figures['kv_cache_usage_perc']:.1%} used, {figures.get('num_requests_running', 0):g} running",
+            figures=figures,
+        )
 
     def speculative(self) -> CheckResult:
         from servectl.verify import acceptance
@@ -307,14 +386,22 @@ def api_key_from(api_key_env: str | None) -> str | None:
         raise UserError(f"environment variable {api_key_env} is not set", f"export {api_key_env}=... or drop --api-key-env")
     register_secret(api_key)
     if not all(0x21 <= ord(ch) <= 0x7E for ch in api_key):
-        raise UserError(f"environment variable {api_key_env} holds a space, a control character or a non-ASCII "
-                        "character; an API key is one printable word", f"export {api_key_env} again without them")
+        raise UserError(
+            f"environment variable {api_key_env} holds a space, a control character or a non-ASCII "
+            "character; an API key is one printable word",
+            f"export {api_key_env} again without them",
+        )
     return api_key
 
 
-def run_checks(base_url: str, model: str | None = None, api_key_env: str | None = None,
-               expect: Expectations | None = None, timeout_s: float = 120.0,
-               on_check: Callable[[CheckResult], None] | None = None) -> Report:
+def run_checks(
+    base_url: str,
+    model: str | None = None,
+    api_key_env: str | None = None,
+    expect: Expectations | None = None,
+    timeout_s: float = 120.0,
+    on_check: Callable[[CheckResult], None] | None = None,
+) -> Report:
     """Run every check against `base_url`. Raises UserError when the server cannot be reached at all."""
     api_key = api_key_from(api_key_env)
     expect = expect or expectations_for(model)
@@ -323,8 +410,10 @@ def run_checks(base_url: str, model: str | None = None, api_key_env: str | None 
     try:
         first = checks.health()
     except httpx.TransportError as exc:
-        raise UserError(f"cannot reach {base_url}: {exc.__class__.__name__}: {exc}",
-                        "is the server running? `servectl status` lists deployments") from None
+        raise UserError(
+            f"cannot reach {base_url}: {exc.__class__.__name__}: {exc}",
+            "is the server running? `servectl status` lists deployments",
+        ) from None
 
     def record(result: CheckResult) -> None:
         report.checks.append(result)
@@ -340,7 +429,14 @@ def run_checks(base_url: str, model: str | None = None, api_key_env: str | None 
             checks.expect = expect = found
             report.recipe = found.recipe
     steps: list[Callable[[], CheckResult | tuple[CheckResult, ...]]] = [
-        checks.chat, checks.reasoning, checks.tools, checks.vision, checks.streaming, checks.metrics, checks.speculative]
+        checks.chat,
+        checks.reasoning,
+        checks.tools,
+        checks.vision,
+        checks.streaming,
+        checks.metrics,
+        checks.speculative,
+    ]
     for step in steps:
         name = step.__name__
         if any(c.name == "models" and c.status == "fail" for c in report.checks):

@@ -38,10 +38,19 @@ def _gpu_memory_gib() -> float | None:
     return None
 
 
-def run_level(base_url: str, level: Level = "quick", *, model: str | None = None, api_key_env: str | None = None,
-              timeout_s: float = 120.0, duration_s: float | None = None, max_num_seqs: int | None = None,
-              on_check: Callable[[CheckResult], None] | None = None,
-              on_progress: Callable[[str], None] | None = None, expect: Expectations | None = None) -> Report:
+def run_level(
+    base_url: str,
+    level: Level = "quick",
+    *,
+    model: str | None = None,
+    api_key_env: str | None = None,
+    timeout_s: float = 120.0,
+    duration_s: float | None = None,
+    max_num_seqs: int | None = None,
+    on_check: Callable[[CheckResult], None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    expect: Expectations | None = None,
+) -> Report:
     """Run a level against `base_url`: the quick checks, then the gates (full) or the load (soak). `expect`: what
     applies, when the caller knows the recipe (else it comes from the catalog by served name).
     Raises UserError when the server cannot be reached at all."""
@@ -62,18 +71,38 @@ def run_level(base_url: str, level: Level = "quick", *, model: str | None = None
             facts = discover(http, base, report.model, max_num_seqs=max_num_seqs, gpu_memory_gib=_gpu_memory_gib)
         except Exception as exc:  # not vLLM's endpoints (a proxy in front?): every gate fails with why
             for name in names:
-                _record(report, CheckResult(name=name, status="fail", detail=f"cannot read the server's /v1/models and "
-                                            f"/metrics: {exc.__class__.__name__}: {str(exc)[:160]}"), on_check)
+                _record(
+                    report,
+                    CheckResult(
+                        name=name,
+                        status="fail",
+                        detail=f"cannot read the server's /v1/models and /metrics: {exc.__class__.__name__}: {str(exc)[:160]}",
+                    ),
+                    on_check,
+                )
             return report
-        ctx = gates.GateContext(base=base, model=report.model, http=http, facts=facts, timeout_s=timeout_s,
-                                tools_tool=WEATHER_TOOL, expect_tools=expect.tools, expect_reasoning=expect.reasoning,
-                                headers=headers, progress=on_progress)
-        steps: list[tuple[str, Callable[[], CheckResult]]] = [
-            ("concurrency", lambda: gates.concurrency(ctx)),
-            ("context", lambda: gates.context(ctx)),
-            ("tool-stream", lambda: gates.tool_stream(ctx)),
-            ("reasoning-leak", lambda: gates.reasoning_leak(ctx, expect.prompt)),
-        ] if level == "full" else [("soak", lambda: _soak(ctx, expect, duration_s or DEFAULT_SOAK_S, on_progress))]
+        ctx = gates.GateContext(
+            base=base,
+            model=report.model,
+            http=http,
+            facts=facts,
+            timeout_s=timeout_s,
+            tools_tool=WEATHER_TOOL,
+            expect_tools=expect.tools,
+            expect_reasoning=expect.reasoning,
+            headers=headers,
+            progress=on_progress,
+        )
+        steps: list[tuple[str, Callable[[], CheckResult]]] = (
+            [
+                ("concurrency", lambda: gates.concurrency(ctx)),
+                ("context", lambda: gates.context(ctx)),
+                ("tool-stream", lambda: gates.tool_stream(ctx)),
+                ("reasoning-leak", lambda: gates.reasoning_leak(ctx, expect.prompt)),
+            ]
+            if level == "full"
+            else [("soak", lambda: _soak(ctx, expect, duration_s or DEFAULT_SOAK_S, on_progress))]
+        )
         for name, step in steps:
             try:
                 result = step()
@@ -99,15 +128,23 @@ def _soak(ctx: gates.GateContext, expect, duration_s: float, on_progress) -> Che
         long_prompt = long_prompt if isinstance(long_prompt, str) else None
     except (httpx.HTTPError, RuntimeError, KeyError, ValueError, TypeError):  # no /tokenize (not vLLM?): no long kind
         long_prompt = None
-    plan = soak.SoakPlan(base=ctx.base, model=ctx.model, duration_s=duration_s,
-                         workers=max(1, min(soak.MAX_WORKERS, facts.max_num_seqs or soak.MAX_WORKERS)),
-                         long_prompt=long_prompt, tool=WEATHER_TOOL if expect.tools else None,
-                         timeout_s=ctx.timeout_s, headers=ctx.headers)
+    plan = soak.SoakPlan(
+        base=ctx.base,
+        model=ctx.model,
+        duration_s=duration_s,
+        workers=max(1, min(soak.MAX_WORKERS, facts.max_num_seqs or soak.MAX_WORKERS)),
+        long_prompt=long_prompt,
+        tool=WEATHER_TOOL if expect.tools else None,
+        timeout_s=ctx.timeout_s,
+        headers=ctx.headers,
+    )
 
     def tick(p: dict) -> None:
         if on_progress:
             rss = f", server RSS {p['rss_bytes'] / 2**20:.0f} MiB" if p.get("rss_bytes") else ""
-            on_progress(f"soak: {p['elapsed_s']:.0f}/{p['duration_s']:.0f} s, {p['requests']} requests, "
-                        f"{p['errors']} errors, {p['empty']} empty, {p['tokens_per_s']:.0f} tokens/s{rss}")
+            on_progress(
+                f"soak: {p['elapsed_s']:.0f}/{p['duration_s']:.0f} s, {p['requests']} requests, "
+                f"{p['errors']} errors, {p['empty']} empty, {p['tokens_per_s']:.0f} tokens/s{rss}"
+            )
 
     return soak.soak_check(plan, facts, on_progress=tick)

@@ -14,7 +14,9 @@ class CheckResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Check id (health, models, chat, sanity, reasoning, tools, vision, streaming, metrics, speculative).")
+    name: str = Field(
+        description="Check id (health, models, chat, sanity, reasoning, tools, vision, streaming, metrics, speculative)."
+    )
     status: Literal["pass", "fail", "skipped"] = Field(description="Outcome.")
     detail: str = Field("", description="What was seen, or why it was skipped.")
     figures: dict[str, Any] = Field(default_factory=dict, description="Numbers measured by the check (timings, metric values).")
@@ -49,7 +51,9 @@ class Evidence(Strict):
 class RootError(Strict):
     """The failing process's final exception that is not a wrapper."""
 
-    type: str = Field(description="Exception type as printed (KeyError, ValueError, huggingface_hub.errors.HFValidationError, ArgumentError for argparse).")
+    type: str = Field(
+        description="Exception type as printed (KeyError, ValueError, huggingface_hub.errors.HFValidationError, ArgumentError for argparse)."
+    )
     message: str = Field(description="Its message; pydantic's 'Value error, ...' unwrapped.")
     line: int = Field(ge=1, description="1-based line number in the log.")
 
@@ -59,7 +63,9 @@ class Diagnosis(Strict):
 
     cause: str | None = Field(description="Root cause, one line; None when no rule matched.")
     remedy: str | None = Field(description="What to do; None when no rule matched.")
-    fix: list[str] = Field(default_factory=list, description="`vllm serve` flags (or NAME=value environment settings) that fix it.")
+    fix: list[str] = Field(
+        default_factory=list, description="`vllm serve` flags (or NAME=value environment settings) that fix it."
+    )
     evidence: Evidence | None = Field(description="The log line the rule matched.")
     rule: str | None = Field(description="Rule id; None when no rule matched.")
     root_error: RootError | None = Field(description="The failing process's final exception; None when the log shows none.")

@@ -55,8 +55,9 @@ def _known_fraction(words: list[str], numbers_ok: bool) -> float:
     scored = [w for w in words if len(w) > 1 or not w.isalpha()]
     if not scored:
         return 1.0
-    known = sum(1 for w in scored
-                if (w.isdigit() and numbers_ok) or (w.isalpha() and zipf_frequency(w.lower(), "en") >= KNOWN_ZIPF))
+    known = sum(
+        1 for w in scored if (w.isdigit() and numbers_ok) or (w.isalpha() and zipf_frequency(w.lower(), "en") >= KNOWN_ZIPF)
+    )
     return known / len(scored)
 
 
@@ -97,7 +98,7 @@ def assess(text: str) -> Verdict:
         if ratio < 0.2:
             reasons.append(f"highly repetitive (compresses to {ratio:.0%})")
     if len(tokens) >= 24:
-        trigrams = [tuple(tokens[i:i + 3]) for i in range(len(tokens) - 2)]
+        trigrams = [tuple(tokens[i : i + 3]) for i in range(len(tokens) - 2)]
         top = Counter(trigrams).most_common(1)[0][1]
         scores["top_trigram_share"] = round(top * 3 / len(tokens), 3)
         if top >= 4 and scores["top_trigram_share"] > 0.3:

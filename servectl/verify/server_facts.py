@@ -156,8 +156,13 @@ def vllm_flags(cmdline: list[str]) -> dict[str, str | None]:
         return {}
 
 
-def discover(http: httpx.Client, base: str, model: str, max_num_seqs: int | None = None,
-             gpu_memory_gib: Callable[[], float | None] | None = None) -> ServerFacts:
+def discover(
+    http: httpx.Client,
+    base: str,
+    model: str,
+    max_num_seqs: int | None = None,
+    gpu_memory_gib: Callable[[], float | None] | None = None,
+) -> ServerFacts:
     """Read the server's figures; `max_num_seqs` states the promise when its flags cannot be read here.
     `gpu_memory_gib` is called only for a local server with no max_num_seqs given: probing GPUs is slow."""
     from servectl.netio import json_of

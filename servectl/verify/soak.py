@@ -87,8 +87,13 @@ def _bodies(plan: SoakPlan) -> dict[str, dict]:
     if plan.long_prompt:
         out["long"] = {**chat, "messages": [{"role": "user", "content": plan.long_prompt}], **NO_THINKING}
     if plan.tool:
-        out["tool"] = {**chat, "messages": [{"role": "user", "content": WEATHER_PROMPT}],
-                       "tools": [plan.tool], "tool_choice": "auto", **NO_THINKING}
+        out["tool"] = {
+            **chat,
+            "messages": [{"role": "user", "content": WEATHER_PROMPT}],
+            "tools": [plan.tool],
+            "tool_choice": "auto",
+            **NO_THINKING,
+        }
     return out
 
 
@@ -114,7 +119,9 @@ async def _send(client: httpx.AsyncClient, url: str, kind: str, body: dict) -> O
         msg = data["choices"][0]["message"]
         said = (msg.get("content") or "") + reasoning_text(msg)
         empty = not said.strip() and not msg.get("tool_calls")
-        return Outcome(kind, True, empty=empty, tokens=(data.get("usage") or {}).get("completion_tokens", 0), end=time.monotonic())
+        return Outcome(
+            kind, True, empty=empty, tokens=(data.get("usage") or {}).get("completion_tokens", 0), end=time.monotonic()
+        )
     except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         return Outcome(kind, False, error=f"{exc.__class__.__name__}: {str(exc)[:120]}", end=time.monotonic())
 
@@ -125,8 +132,9 @@ def _throughput(outcomes: list[Outcome], t0: float, t1: float) -> float | None:
     return sum(o.tokens for o in outcomes if t0 <= o.end < t1) / (t1 - t0)
 
 
-def run_soak(plan: SoakPlan, pid: int | None, on_progress: Callable[[dict], None] | None = None,
-             progress_every_s: float = 5.0) -> dict:
+def run_soak(
+    plan: SoakPlan, pid: int | None, on_progress: Callable[[dict], None] | None = None, progress_every_s: float = 5.0
+) -> dict:
     """Run the load; returns the figures (see the module doc). pid: the server's process, when local."""
     bodies = _bodies(plan)
     kinds = list(bodies)
@@ -151,18 +159,29 @@ def run_soak(plan: SoakPlan, pid: int | None, on_progress: Callable[[dict], None
             async def progress() -> None:
                 mid = start + plan.duration_s / 2
                 while time.monotonic() < deadline:
-                    await asyncio.sleep(min(progress_every_s, max(0.0, mid - time.monotonic()) or progress_every_s,
-                                            max(0.0, deadline - time.monotonic())))
+                    await asyncio.sleep(
+                        min(
+                            progress_every_s,
+                            max(0.0, mid - time.monotonic()) or progress_every_s,
+                            max(0.0, deadline - time.monotonic()),
+                        )
+                    )
                     now = time.monotonic()
                     rss = tree_rss(pid) if pid else None
                     if "rss_mid" not in memory and now >= mid:
                         memory["rss_mid"], memory["vram_mid"] = rss, tree_vram(pid) if pid else None
                     if on_progress:
-                        on_progress({"elapsed_s": round(now - start), "duration_s": plan.duration_s,
-                                     "requests": len(outcomes), "errors": sum(not o.ok for o in outcomes),
-                                     "empty": sum(o.empty for o in outcomes),
-                                     "tokens_per_s": round(_throughput(outcomes, max(start, now - 30), now) or 0.0, 1),
-                                     "rss_bytes": rss})
+                        on_progress(
+                            {
+                                "elapsed_s": round(now - start),
+                                "duration_s": plan.duration_s,
+                                "requests": len(outcomes),
+                                "errors": sum(not o.ok for o in outcomes),
+                                "empty": sum(o.empty for o in outcomes),
+                                "tokens_per_s": round(_throughput(outcomes, max(start, now - 30), now) or 0.0, 1),
+                                "rss_bytes": rss,
+                            }
+                        )
 
             ticker = asyncio.create_task(progress())
             await asyncio.gather(*(worker(i) for i in range(plan.workers)))
@@ -178,17 +197,24 @@ def run_soak(plan: SoakPlan, pid: int | None, on_progress: Callable[[dict], None
     first, last = _throughput(measured, start, start + quarter), _throughput(measured, end - quarter, end + 1)
     errors = [o for o in outcomes if not o.ok]
     figures = {
-        "duration_s": round(end - start, 1), "workers": plan.workers, "kinds": kinds, "requests": total,
-        "errors": len(errors), "error_rate": round(len(errors) / max(1, len(outcomes)), 4),
+        "duration_s": round(end - start, 1),
+        "workers": plan.workers,
+        "kinds": kinds,
+        "requests": total,
+        "errors": len(errors),
+        "error_rate": round(len(errors) / max(1, len(outcomes)), 4),
         "first_error": errors[0].error if errors else None,
-        "empty": sum(o.empty for o in outcomes), "empty_rate": round(sum(o.empty for o in outcomes) / max(1, len(outcomes)), 4),
+        "empty": sum(o.empty for o in outcomes),
+        "empty_rate": round(sum(o.empty for o in outcomes) / max(1, len(outcomes)), 4),
         "output_tokens": sum(o.tokens for o in measured),
         "tokens_per_s_first_quarter": round(first, 1) if first is not None else None,
         "tokens_per_s_last_quarter": round(last, 1) if last is not None else None,
         "throughput_drift": round(last / first - 1, 3) if first and last is not None else None,
-        "rss_start_bytes": memory["rss_start"], "rss_mid_bytes": memory.get("rss_mid"),
+        "rss_start_bytes": memory["rss_start"],
+        "rss_mid_bytes": memory.get("rss_mid"),
         "rss_end_bytes": tree_rss(pid) if pid else None,
-        "vram_start_bytes": memory["vram_start"], "vram_mid_bytes": memory.get("vram_mid"),
+        "vram_start_bytes": memory["vram_start"],
+        "vram_mid_bytes": memory.get("vram_mid"),
         "vram_end_bytes": tree_vram(pid) if pid else None,
         "growth_bound": f"second half: {GROWTH_BOUND:.0%} of the mid-run figure or {GROWTH_FLOOR_MIB} MiB, whichever is larger",
     }
@@ -201,8 +227,10 @@ def growth_problem(mid: int | None, end: int | None, what: str) -> str | None:
         return None
     allowed = max(mid * GROWTH_BOUND, GROWTH_FLOOR_MIB * 2**20)
     if end - mid > allowed:
-        return (f"{what} kept growing: +{(end - mid) / 2**20:.0f} MiB over the second half "
-                f"({mid / 2**20:.0f} -> {end / 2**20:.0f} MiB), over the bound of {allowed / 2**20:.0f} MiB")
+        return (
+            f"{what} kept growing: +{(end - mid) / 2**20:.0f} MiB over the second half "
+            f"({mid / 2**20:.0f} -> {end / 2**20:.0f} MiB), over the bound of {allowed / 2**20:.0f} MiB"
+        )
     return None
 
 
@@ -217,13 +245,17 @@ def soak_check(plan: SoakPlan, facts: ServerFacts, on_progress=None) -> CheckRes
         p = growth_problem(figures[f"{key}_mid_bytes"], figures[f"{key}_end_bytes"], what)
         if p:
             problems.append(p)
-    mem = ("RSS not measured (server not on this machine)" if figures["rss_start_bytes"] is None else
-           f"RSS {figures['rss_start_bytes'] / 2**20:.0f} -> {figures['rss_end_bytes'] / 2**20:.0f} MiB "
-           f"(growth bound, {figures['growth_bound']})")
+    mem = (
+        "RSS not measured (server not on this machine)"
+        if figures["rss_start_bytes"] is None
+        else f"RSS {figures['rss_start_bytes'] / 2**20:.0f} -> {figures['rss_end_bytes'] / 2**20:.0f} MiB "
+        f"(growth bound, {figures['growth_bound']})"
+    )
     drift = figures["throughput_drift"]
-    summary = (f"{figures['requests']} requests in {figures['duration_s']:.0f} s, {figures['errors']} errors, "
-               f"{figures['empty']} empty, {mem}"
-               + (f", throughput drift {drift:+.0%}" if drift is not None else ""))
+    summary = (
+        f"{figures['requests']} requests in {figures['duration_s']:.0f} s, {figures['errors']} errors, "
+        f"{figures['empty']} empty, {mem}" + (f", throughput drift {drift:+.0%}" if drift is not None else "")
+    )
     if problems:
         return CheckResult(name="soak", status="fail", detail="; ".join(problems) + f" ({summary})", figures=figures)
     return CheckResult(name="soak", status="pass", detail=summary, figures=figures)

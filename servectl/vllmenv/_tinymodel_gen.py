@@ -60,7 +60,7 @@ CHAT_TEMPLATE = (
     "{%- for m in messages -%}"
     "{%- if m.role == 'tool' -%}<|im_start|>user{{ nl }}<tool_response>{{ text(m.content) }}</tool_response><|im_end|>{{ nl }}"
     "{%- elif m.role == 'assistant' and m.tool_calls -%}<|im_start|>assistant{{ nl }}"
-    "{%- for tc in m.tool_calls -%}<tool_call>{\"name\": {{ tc.function.name | tojson }}, \"arguments\": "
+    '{%- for tc in m.tool_calls -%}<tool_call>{"name": {{ tc.function.name | tojson }}, "arguments": '
     "{%- if tc.function.arguments is string %} {{ tc.function.arguments }}{%- else %} {{ tc.function.arguments | tojson }}{%- endif -%}"
     "}</tool_call>{%- endfor -%}<|im_end|>{{ nl }}"
     "{%- else -%}<|im_start|>{{ m.role }}{{ nl }}{{ text(m.content) }}<|im_end|>{{ nl }}{%- endif -%}"
@@ -99,8 +99,12 @@ def build_tokenizer(out: Path):
         words = [CORPUS_WORDS[(i * 31 + j * 17 + (i // 7) * j) % len(CORPUS_WORDS)] for j in range(14)]
         corpus.append(" ".join(words) + (". " if i % 3 else "? ") + str(i))
     n_added = len(SPECIAL) + len(MARKUP) + len(pieces)
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE - n_added, special_tokens=[],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE - n_added,
+        special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(corpus, trainer)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in MARKUP + pieces])
@@ -119,14 +123,29 @@ def build_model(out: Path, fast, variant: str, seed: int) -> None:
 
     torch.manual_seed(seed)
     cfg = Qwen3NextConfig(
-        vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-        linear_num_key_heads=2, linear_num_value_heads=2, linear_key_head_dim=64, linear_value_head_dim=64,
-        linear_conv_kernel_dim=4, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
-        shared_expert_intermediate_size=64, max_position_embeddings=4096,
-        layer_types=LAYER_TYPES[variant], torch_dtype="bfloat16",
-        eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"), pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
-        bos_token_id=None, tie_word_embeddings=False,
+        vocab_size=VOCAB_SIZE,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        linear_num_key_heads=2,
+        linear_num_value_heads=2,
+        linear_key_head_dim=64,
+        linear_value_head_dim=64,
+        linear_conv_kernel_dim=4,
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=64,
+        shared_expert_intermediate_size=64,
+        max_position_embeddings=4096,
+        layer_types=LAYER_TYPES[variant],
+        torch_dtype="bfloat16",
+        eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=None,
+        tie_word_embeddings=False,
     )
     model = Qwen3NextForCausalLM(cfg)
     with torch.no_grad():
@@ -156,9 +175,16 @@ def build_model(out: Path, fast, variant: str, seed: int) -> None:
             assert got == list(succ.values()), "bigram chain does not decode greedily"
     model.to(torch.bfloat16).save_pretrained(out)
     add_mtp_head(out, model, variant, seed)
-    (out / "generation_config.json").write_text(json.dumps({
-        "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id, "max_new_tokens": 256,
-    }, indent=2))
+    (out / "generation_config.json").write_text(
+        json.dumps(
+            {
+                "eos_token_id": cfg.eos_token_id,
+                "pad_token_id": cfg.pad_token_id,
+                "max_new_tokens": 256,
+            },
+            indent=2,
+        )
+    )
 
 
 MTP_LAYER_TEMPLATE = "model.layers.3."  # the full-attention layer: the MTP block is one such layer
@@ -189,7 +215,7 @@ def add_mtp_head(out: Path, model, variant: str, seed: int) -> None:
     for name, t in tensors.items():
         if not name.startswith(MTP_LAYER_TEMPLATE):
             continue
-        sub = name[len(MTP_LAYER_TEMPLATE):]
+        sub = name[len(MTP_LAYER_TEMPLATE) :]
         if "norm" in sub:
             value = torch.zeros_like(t)  # Gemma-style RMSNorm: weight 0 scales by 1
         elif variant == "scripted" and any(k in sub for k in ("o_proj", "down_proj")):
@@ -223,47 +249,166 @@ def add_mtp_head(out: Path, model, variant: str, seed: int) -> None:
 # random weights, the tokenizer above. Shapes stay inside what vLLM's CPU build runs (CPU_ATTN head sizes 32..256,
 # CPU_MLA's 512 + 64 latent) and vary across entries (head sizes, windows, layer patterns, state shapes), so one
 # family's rule is checked on more than one shape. Each entry: (transformers config class, model class, kwargs).
-_BASE = dict(vocab_size=VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
-             max_position_embeddings=8192, tie_word_embeddings=False)
+_BASE = dict(
+    vocab_size=VOCAB_SIZE,
+    hidden_size=128,
+    intermediate_size=256,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=8192,
+    tie_word_embeddings=False,
+)
 FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "llama": ("LlamaConfig", "LlamaForCausalLM", dict(_BASE, num_hidden_layers=2, head_dim=32)),
-    "llama-hd96": ("LlamaConfig", "LlamaForCausalLM", dict(_BASE, hidden_size=192, num_attention_heads=2,
-                                                           num_key_value_heads=1, num_hidden_layers=3)),
+    "llama-hd96": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(_BASE, hidden_size=192, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=3),
+    ),
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(_BASE, num_hidden_layers=2, head_dim=64)),
-    "qwen3-moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM", dict(_BASE, num_hidden_layers=2, num_key_value_heads=1,
-                                                                 head_dim=32, num_experts=4, num_experts_per_tok=2,
-                                                                 moe_intermediate_size=64, decoder_sparse_step=1)),
+    "qwen3-moe": (
+        "Qwen3MoeConfig",
+        "Qwen3MoeForCausalLM",
+        dict(
+            _BASE,
+            num_hidden_layers=2,
+            num_key_value_heads=1,
+            head_dim=32,
+            num_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=64,
+            decoder_sparse_step=1,
+        ),
+    ),
     "mistral": ("MistralConfig", "MistralForCausalLM", dict(_BASE, num_hidden_layers=2, head_dim=32, sliding_window=200)),
-    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", dict(_BASE, num_hidden_layers=4, head_dim=64, sliding_window=256,
-                                                         query_pre_attn_scalar=64, tie_word_embeddings=True)),
-    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(_BASE, num_hidden_layers=6, num_key_value_heads=1,
-                                                             head_dim=32, sliding_window=512, query_pre_attn_scalar=32)),
-    "gemma3-pattern3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(
-        _BASE, num_hidden_layers=7, head_dim=64, sliding_window=384, query_pre_attn_scalar=64,
-        layer_types=["sliding_attention", "sliding_attention", "full_attention"] * 2 + ["sliding_attention"])),
-    "gpt-oss": ("GptOssConfig", "GptOssForCausalLM", dict(_BASE, num_hidden_layers=4, head_dim=64, sliding_window=128,
-                                                         num_local_experts=4, num_experts_per_tok=2)),
-    "deepseek-v3": ("DeepseekV3Config", "DeepseekV3ForCausalLM", dict(
-        _BASE, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, kv_lora_rank=512, q_lora_rank=None,
-        qk_rope_head_dim=64, qk_nope_head_dim=32, v_head_dim=64, n_routed_experts=4, num_experts_per_tok=2,
-        moe_intermediate_size=64, first_k_dense_replace=2, n_group=1, topk_group=1, n_shared_experts=1)),
-    "glm4-moe": ("Glm4MoeConfig", "Glm4MoeForCausalLM", dict(_BASE, num_hidden_layers=2, head_dim=64, n_routed_experts=4,
-                                                            num_experts_per_tok=2, moe_intermediate_size=64,
-                                                            first_k_dense_replace=1, n_group=1, topk_group=1)),
-    "nemotron-h": ("NemotronHConfig", "NemotronHForCausalLM", dict(
-        _BASE, head_dim=32, layers_block_type=["mamba", "attention", "mlp", "mamba", "attention", "mlp"],
-        mamba_num_heads=4, mamba_head_dim=32, n_groups=2, ssm_state_size=32, conv_kernel=4, use_mamba_kernels=False)),
-    "granite-h": ("GraniteMoeHybridConfig", "GraniteMoeHybridForCausalLM", dict(
-        _BASE, num_hidden_layers=4, layer_types=["mamba", "attention", "mamba", "mamba"], mamba_n_heads=4,
-        mamba_n_groups=1, mamba_d_state=32, mamba_d_conv=4, mamba_expand=2, num_local_experts=4,
-        num_experts_per_tok=2, shared_intermediate_size=64)),
-    "falcon-h1": ("FalconH1Config", "FalconH1ForCausalLM", dict(
-        _BASE, num_hidden_layers=2, mamba_d_ssm=256, mamba_n_heads=8, mamba_d_head=32, mamba_n_groups=1,
-        mamba_d_state=16, mamba_d_conv=4)),
-    "jamba": ("JambaConfig", "JambaForCausalLM", dict(
-        _BASE, num_hidden_layers=4, attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
-        expert_layer_offset=1, num_experts=2, num_experts_per_tok=1, mamba_d_state=16, mamba_d_conv=4, mamba_expand=2,
-        use_mamba_kernels=False)),
+    "gemma2": (
+        "Gemma2Config",
+        "Gemma2ForCausalLM",
+        dict(_BASE, num_hidden_layers=4, head_dim=64, sliding_window=256, query_pre_attn_scalar=64, tie_word_embeddings=True),
+    ),
+    "gemma3": (
+        "Gemma3TextConfig",
+        "Gemma3ForCausalLM",
+        dict(_BASE, num_hidden_layers=6, num_key_value_heads=1, head_dim=32, sliding_window=512, query_pre_attn_scalar=32),
+    ),
+    "gemma3-pattern3": (
+        "Gemma3TextConfig",
+        "Gemma3ForCausalLM",
+        dict(
+            _BASE,
+            num_hidden_layers=7,
+            head_dim=64,
+            sliding_window=384,
+            query_pre_attn_scalar=64,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"] * 2 + ["sliding_attention"],
+        ),
+    ),
+    "gpt-oss": (
+        "GptOssConfig",
+        "GptOssForCausalLM",
+        dict(_BASE, num_hidden_layers=4, head_dim=64, sliding_window=128, num_local_experts=4, num_experts_per_tok=2),
+    ),
+    "deepseek-v3": (
+        "DeepseekV3Config",
+        "DeepseekV3ForCausalLM",
+        dict(
+            _BASE,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            kv_lora_rank=512,
+            q_lora_rank=None,
+            qk_rope_head_dim=64,
+            qk_nope_head_dim=32,
+            v_head_dim=64,
+            n_routed_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=64,
+            first_k_dense_replace=2,
+            n_group=1,
+            topk_group=1,
+            n_shared_experts=1,
+        ),
+    ),
+    "glm4-moe": (
+        "Glm4MoeConfig",
+        "Glm4MoeForCausalLM",
+        dict(
+            _BASE,
+            num_hidden_layers=2,
+            head_dim=64,
+            n_routed_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=64,
+            first_k_dense_replace=1,
+            n_group=1,
+            topk_group=1,
+        ),
+    ),
+    "nemotron-h": (
+        "NemotronHConfig",
+        "NemotronHForCausalLM",
+        dict(
+            _BASE,
+            head_dim=32,
+            layers_block_type=["mamba", "attention", "mlp", "mamba", "attention", "mlp"],
+            mamba_num_heads=4,
+            mamba_head_dim=32,
+            n_groups=2,
+            ssm_state_size=32,
+            conv_kernel=4,
+            use_mamba_kernels=False,
+        ),
+    ),
+    "granite-h": (
+        "GraniteMoeHybridConfig",
+        "GraniteMoeHybridForCausalLM",
+        dict(
+            _BASE,
+            num_hidden_layers=4,
+            layer_types=["mamba", "attention", "mamba", "mamba"],
+            mamba_n_heads=4,
+            mamba_n_groups=1,
+            mamba_d_state=32,
+            mamba_d_conv=4,
+            mamba_expand=2,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            shared_intermediate_size=64,
+        ),
+    ),
+    "falcon-h1": (
+        "FalconH1Config",
+        "FalconH1ForCausalLM",
+        dict(
+            _BASE,
+            num_hidden_layers=2,
+            mamba_d_ssm=256,
+            mamba_n_heads=8,
+            mamba_d_head=32,
+            mamba_n_groups=1,
+            mamba_d_state=16,
+            mamba_d_conv=4,
+        ),
+    ),
+    "jamba": (
+        "JambaConfig",
+        "JambaForCausalLM",
+        dict(
+            _BASE,
+            num_hidden_layers=4,
+            attn_layer_period=2,
+            attn_layer_offset=1,
+            expert_layer_period=2,
+            expert_layer_offset=1,
+            num_experts=2,
+            num_experts_per_tok=1,
+            mamba_d_state=16,
+            mamba_d_conv=4,
+            mamba_expand=2,
+            use_mamba_kernels=False,
+        ),
+    ),
 }
 
 
@@ -273,12 +418,18 @@ def build_family(out: Path, fast, name: str, seed: int) -> None:
 
     config_cls, model_cls, kwargs = FAMILIES[name]
     torch.manual_seed(seed)
-    cfg = getattr(transformers, config_cls)(**kwargs, dtype="bfloat16", eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
-                                            pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"), bos_token_id=None)
+    cfg = getattr(transformers, config_cls)(
+        **kwargs,
+        dtype="bfloat16",
+        eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=None,
+    )
     model = getattr(transformers, model_cls)(cfg)
     model.to(torch.bfloat16).save_pretrained(out)
-    (out / "generation_config.json").write_text(json.dumps({
-        "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id, "max_new_tokens": 64}, indent=2))
+    (out / "generation_config.json").write_text(
+        json.dumps({"eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id, "max_new_tokens": 64}, indent=2)
+    )
 
 
 def main(argv: list[str]) -> int:

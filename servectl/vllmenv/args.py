@@ -68,8 +68,10 @@ class VllmOptions:
         pool = [*self.options, *(a for a in self.alias if a.startswith("--"))]
         hits = sorted(s for s in pool if s.startswith(name))
         if len(hits) > 1:
-            raise ValueError(f"ambiguous option {name}: could match {', '.join(hits[:4])}"
-                             + (f" (+{len(hits) - 4} more)" if len(hits) > 4 else ""))
+            raise ValueError(
+                f"ambiguous option {name}: could match {', '.join(hits[:4])}"
+                + (f" (+{len(hits) - 4} more)" if len(hits) > 4 else "")
+            )
         return hits[0] if hits else name
 
     def suggest(self, name: str) -> list[str]:
@@ -125,7 +127,9 @@ def _check_type(name: str, value: str, kind: str | None, bounds: dict | None = N
         else:
             number = None
     except (ValueError, OverflowError):
-        raise ValueError(f"{name} expects {'an integer' if kind == 'int' else 'a number' if kind == 'float' else 'a size such as 32k or 20600M'}, got {value!r}") from None
+        raise ValueError(
+            f"{name} expects {'an integer' if kind == 'int' else 'a number' if kind == 'float' else 'a size such as 32k or 20600M'}, got {value!r}"
+        ) from None
     if number is None:
         return
     if not math.isfinite(number):
@@ -134,8 +138,12 @@ def _check_type(name: str, value: str, kind: str | None, bounds: dict | None = N
         if number != -1 and number < 1:
             raise ValueError(f"{name} must be at least 1 (or auto), got {value!r}")
         return
-    for key, ok, words in (("ge", lambda a, b: a >= b, "at least"), ("gt", lambda a, b: a > b, "more than"),
-                           ("le", lambda a, b: a <= b, "at most"), ("lt", lambda a, b: a < b, "less than")):
+    for key, ok, words in (
+        ("ge", lambda a, b: a >= b, "at least"),
+        ("gt", lambda a, b: a > b, "more than"),
+        ("le", lambda a, b: a <= b, "at most"),
+        ("lt", lambda a, b: a < b, "less than"),
+    ):
         limit = (bounds or {}).get(key)
         if limit is not None and not ok(number, limit):
             raise ValueError(f"{name} must be {words} {limit:g} (vLLM's own bound), got {value!r}")

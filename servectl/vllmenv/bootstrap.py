@@ -63,7 +63,9 @@ class Request:
 
         cat = load_catalog()
         recipe = cat.model(self.recipe) if self.recipe else None
-        host, detection = (self.host, self.detection) if self.host is not None else host_and_detection(base_python=self.base_python)
+        host, detection = (
+            (self.host, self.detection) if self.host is not None else host_and_detection(base_python=self.base_python)
+        )
         profile: GpuProfile | None
         if self.cpu:
             profile = cat.gpu("cpu")
@@ -73,9 +75,13 @@ class Request:
             profile = choose_profile(detection, cat).profile if detection is not None else None
         choice = choose(host, profile=profile, recipe=recipe, version=self.version)
         venv = Path(self.venv).expanduser().absolute() if self.venv else venvs_root() / choice.env_name
-        return Resolved(choice=choice, venv=venv, with_ray=self.with_ray,
-                        base_python=str(Path(self.base_python).expanduser()) if self.base_python else sys.executable,
-                        profile=profile.name if profile else None)
+        return Resolved(
+            choice=choice,
+            venv=venv,
+            with_ray=self.with_ray,
+            base_python=str(Path(self.base_python).expanduser()) if self.base_python else sys.executable,
+            profile=profile.name if profile else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -113,15 +119,25 @@ def commands(req: Resolved) -> list[list[str]]:
         return [["docker", "pull", c.image or ""]]
     if c.method == "source":
         arch = c.variant.removeprefix("source-")
-        return [["git", "clone", "--depth", "1", "--branch", f"v{c.release}", "https://github.com/vllm-project/vllm"],
-                ["docker", "build", "-f", "vllm/docker/Dockerfile.rocm", "--build-arg", f"PYTORCH_ROCM_ARCH={arch}",
-                 "-t", f"vllm-rocm-{arch}:v{c.release}", "vllm"]]
+        return [
+            ["git", "clone", "--depth", "1", "--branch", f"v{c.release}", "https://github.com/vllm-project/vllm"],
+            [
+                "docker",
+                "build",
+                "-f",
+                "vllm/docker/Dockerfile.rocm",
+                "--build-arg",
+                f"PYTORCH_ROCM_ARCH={arch}",
+                "-t",
+                f"vllm-rocm-{arch}:v{c.release}",
+                "vllm",
+            ],
+        ]
     py = str(req.venv / "bin" / "python")
     pip = [py, "-m", "pip", "--disable-pip-version-check"]
     indexes = [a for url in c.indexes for a in ("--extra-index-url", url)]
     ray = [[*pip, "install", "--progress-bar", "off", req.ray_requirement]] if req.with_ray else []
-    out = [[req.base_python, "-m", "venv", str(req.venv)],
-           [*pip, "install", "--progress-bar", "off", *indexes, *c.requirements]]
+    out = [[req.base_python, "-m", "venv", str(req.venv)], [*pip, "install", "--progress-bar", "off", *indexes, *c.requirements]]
     if req.cpu:
         out.append([*pip, "uninstall", "-y", *CPU_REMOVE])
     return out + ray
@@ -181,16 +197,32 @@ def release_patches(version: str, platform: str) -> list[str]:
     so every patch of the release: a text fix is inert where its code path is not used)."""
     from servectl.catalog.known_bugs import version_in_range
 
-    return [p.id for p in patches.load_patches() if version_in_range(version, p.versions)
-            and (not p.applies_to.platforms or platform in p.applies_to.platforms)]
+    return [
+        p.id
+        for p in patches.load_patches()
+        if version_in_range(version, p.versions) and (not p.applies_to.platforms or platform in p.applies_to.platforms)
+    ]
 
 
 def _summary(req: Resolved, status: str, message: str, applied: list[str]) -> dict:
     c = req.choice
-    return {"status": status, "message": message, "venv": str(req.venv), "python": str(req.venv / "bin" / "python"),
-            "vllm": req.version, "cpu": req.cpu, "platform": c.platform, "variant": c.variant, "method": c.method,
-            "torch": c.torch, "profile": req.profile, "with_ray": req.with_ray, "patches_applied": applied,
-            "activate": f"source {req.venv}/bin/activate", "choice": c.to_json()}
+    return {
+        "status": status,
+        "message": message,
+        "venv": str(req.venv),
+        "python": str(req.venv / "bin" / "python"),
+        "vllm": req.version,
+        "cpu": req.cpu,
+        "platform": c.platform,
+        "variant": c.variant,
+        "method": c.method,
+        "torch": c.torch,
+        "profile": req.profile,
+        "with_ray": req.with_ray,
+        "patches_applied": applied,
+        "activate": f"source {req.venv}/bin/activate",
+        "choice": c.to_json(),
+    }
 
 
 def dry_run_commands(req: Resolved) -> list[str]:
@@ -200,18 +232,24 @@ def dry_run_commands(req: Resolved) -> list[str]:
     if req.cpu:
         cmds.append(f"# write {req.venv}/lib/pythonX.Y/site-packages/vllm-{req.version}+cpu.dist-info/METADATA (Name: vllm)")
     due = release_patches(req.version, req.choice.platform)
-    cmds.append(f"servectl patch apply --python {req.venv}/bin/python"
-                + (f"   # {', '.join(due)}" if due else "   # no known patch for this release"))
+    cmds.append(
+        f"servectl patch apply --python {req.venv}/bin/python"
+        + (f"   # {', '.join(due)}" if due else "   # no known patch for this release")
+    )
     return cmds
 
 
 def _not_a_venv(req: Resolved) -> UserError:
     c = req.choice
     if c.method == "docker":
-        return UserError(f"vLLM {c.release} for this machine comes as the image {c.image}, not a venv ({c.reasons[-1]})",
-                         f"`docker pull {c.image}`, then `servectl up MODEL --runtime docker --image {c.image}`")
-    return UserError(f"vLLM {c.release} for this GPU needs a source build ({c.reasons[-1]})",
-                     "`servectl bootstrap --dry-run` prints the build commands; then `servectl up MODEL --runtime docker --image IMAGE`")
+        return UserError(
+            f"vLLM {c.release} for this machine comes as the image {c.image}, not a venv ({c.reasons[-1]})",
+            f"`docker pull {c.image}`, then `servectl up MODEL --runtime docker --image {c.image}`",
+        )
+    return UserError(
+        f"vLLM {c.release} for this GPU needs a source build ({c.reasons[-1]})",
+        "`servectl bootstrap --dry-run` prints the build commands; then `servectl up MODEL --runtime docker --image IMAGE`",
+    )
 
 
 def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> dict:
@@ -219,8 +257,11 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
 
     req = request.resolved()
     if dry_run:
-        return {**_summary(req, "dry-run", "nothing changed", []), "commands": dry_run_commands(req),
-                "patches_to_apply": release_patches(req.version, req.choice.platform) if req.choice.method == "pip" else []}
+        return {
+            **_summary(req, "dry-run", "nothing changed", []),
+            "commands": dry_run_commands(req),
+            "patches_to_apply": release_patches(req.version, req.choice.platform) if req.choice.method == "pip" else [],
+        }
     if req.choice.method != "pip":
         raise _not_a_venv(req)
     label = f"vLLM {req.version} ({req.choice.variant})"
@@ -232,8 +273,12 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
     req.venv.mkdir(parents=True, exist_ok=True)
     log = req.venv / LOG
     steps = commands(req)
-    names = ["create the venv", "install vLLM (minutes; log: " + str(log) + ")",
-             *(["remove CUDA-only extras"] if req.cpu else []), *([f"install {req.ray_requirement}"] if req.with_ray else [])]
+    names = [
+        "create the venv",
+        "install vLLM (minutes; log: " + str(log) + ")",
+        *(["remove CUDA-only extras"] if req.cpu else []),
+        *([f"install {req.ray_requirement}"] if req.with_ray else []),
+    ]
     with console.status("bootstrap") as status:
         for name, cmd in zip(names, steps):
             status.update(f"{name} ...")
@@ -259,8 +304,21 @@ def bootstrap(request: Request, dry_run: bool = False, quiet: bool = False) -> d
     if left:
         raise CheckFailed(f"environment incomplete after install: {left[0]}", f"see {log}")
     c = req.choice
-    write_atomic(req.venv / MARKER, json.dumps({
-        "vllm": req.version, "cpu": req.cpu, "platform": c.platform, "variant": c.variant, "distribution": c.distribution,
-        "torch": c.torch, "patches_applied": applied,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")
+    write_atomic(
+        req.venv / MARKER,
+        json.dumps(
+            {
+                "vllm": req.version,
+                "cpu": req.cpu,
+                "platform": c.platform,
+                "variant": c.variant,
+                "distribution": c.distribution,
+                "torch": c.torch,
+                "patches_applied": applied,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     return _summary(req, "created", f"set up {label} in {req.venv}", applied)

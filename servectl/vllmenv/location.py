@@ -39,8 +39,15 @@ def explicit_python(explicit: str | os.PathLike | None) -> Path | None:
     return path
 
 
-def why_not(env: EnvInfo, *, platform: str, recipe: ModelRecipe | None = None, compute_capability: str | None = None,
-            driver: str | None = None, guards: Callable[[str], list[str]] | None = None) -> str | None:
+def why_not(
+    env: EnvInfo,
+    *,
+    platform: str,
+    recipe: ModelRecipe | None = None,
+    compute_capability: str | None = None,
+    driver: str | None = None,
+    guards: Callable[[str], list[str]] | None = None,
+) -> str | None:
     """Why an environment does not fit (None: it fits). `guards(release)` names known bugs of kind guard."""
     if env.release is None:
         return "no vLLM installed"
@@ -58,10 +65,16 @@ def why_not(env: EnvInfo, *, platform: str, recipe: ModelRecipe | None = None, c
     return f"known bug {', '.join(bugs)}" if bugs else None
 
 
-def find_environment(recipe: ModelRecipe | None = None, profile: GpuProfile | None = None, *,
-                     driver: str | None = None, compute_capability: str | None = None,
-                     guards: Callable[[str], list[str]] | None = None, prefer: str | None = None,
-                     platform: str | None = None) -> tuple[EnvInfo | None, list[tuple[EnvInfo, str]]]:
+def find_environment(
+    recipe: ModelRecipe | None = None,
+    profile: GpuProfile | None = None,
+    *,
+    driver: str | None = None,
+    compute_capability: str | None = None,
+    guards: Callable[[str], list[str]] | None = None,
+    prefer: str | None = None,
+    platform: str | None = None,
+) -> tuple[EnvInfo | None, list[tuple[EnvInfo, str]]]:
     """(the environment that fits, the others with why not). `prefer` is a venv name chosen first when it fits."""
     platform = platform or (_PLATFORM.get(profile.vendor, "cuda") if profile is not None else None)
     envs = list_envs()
@@ -96,8 +109,13 @@ def bootstrap_command(recipe: str | None, profile: str | None, *, cpu: bool = Fa
     return " ".join(words)
 
 
-def missing_environment(recipe: ModelRecipe | None, profile: GpuProfile | None, others: list[tuple[EnvInfo, str]],
-                        explicit_gpu: bool = True, docker: bool = True) -> UserError:
+def missing_environment(
+    recipe: ModelRecipe | None,
+    profile: GpuProfile | None,
+    others: list[tuple[EnvInfo, str]],
+    explicit_gpu: bool = True,
+    docker: bool = True,
+) -> UserError:
     """The error `up` and friends give when no environment fits: the one command that makes it."""
     cpu = profile is not None and profile.vendor == "cpu"
     cmd = bootstrap_command(recipe.name if recipe else None, profile.name if (profile and explicit_gpu) else None, cpu=cpu)
@@ -109,8 +127,14 @@ def missing_environment(recipe: ModelRecipe | None, profile: GpuProfile | None, 
     return UserError(f"no vLLM environment {what} in {venvs_root()}{seen}".replace("  ", " "), hint)
 
 
-def find_vllm_python(explicit: str | os.PathLike | None = None, *, recipe: ModelRecipe | None = None,
-                     profile: GpuProfile | None = None, any_env: bool = False, **fit) -> Path:
+def find_vllm_python(
+    explicit: str | os.PathLike | None = None,
+    *,
+    recipe: ModelRecipe | None = None,
+    profile: GpuProfile | None = None,
+    any_env: bool = False,
+    **fit,
+) -> Path:
     """The interpreter of the vLLM environment, or a UserError saying how to make one.
 
     `any_env`: when none fits the recipe and profile, take the newest environment there is (the tiny model's
@@ -126,8 +150,9 @@ def find_vllm_python(explicit: str | os.PathLike | None = None, *, recipe: Model
     raise missing_environment(recipe, profile, others)
 
 
-def environment_for_launch(recipe: ModelRecipe, profile: GpuProfile, python: str | None = None, *,
-                           explicit_gpu: bool = True, host=None) -> Path:
+def environment_for_launch(
+    recipe: ModelRecipe, profile: GpuProfile, python: str | None = None, *, explicit_gpu: bool = True, host=None
+) -> Path:
     """The environment `up` runs: --python / $SERVECTL_VLLM_PYTHON, else the one that fits the recipe on this
     machine's GPU (driver, compute capability, known bugs of kind guard), the chooser's pick first; else the
     UserError with the bootstrap command that makes it."""
@@ -147,10 +172,17 @@ def environment_for_launch(recipe: ModelRecipe, profile: GpuProfile, python: str
     driver = host.driver_version if on_host and platform == "cuda" else None
 
     def guards(release: str) -> list[str]:
-        ctx = BugContext(vllm=release, platform=platform, compute_capability=cc if platform == "cuda" else None,
-                         gfx_target=((host.gfx_target if on_host else None) or profile.gfx_target) if platform == "rocm" else None,
-                         quantization=recipe.quantization, recipe=recipe.name, quantization_method=recipe.quantization_method,
-                         architecture=recipe.architecture.hf_architecture, features=launch_features(recipe, profile))
+        ctx = BugContext(
+            vllm=release,
+            platform=platform,
+            compute_capability=cc if platform == "cuda" else None,
+            gfx_target=((host.gfx_target if on_host else None) or profile.gfx_target) if platform == "rocm" else None,
+            quantization=recipe.quantization,
+            recipe=recipe.name,
+            quantization_method=recipe.quantization_method,
+            architecture=recipe.architecture.hf_architecture,
+            features=launch_features(recipe, profile),
+        )
         # a guard whose catalog entry gives a workaround does not rule an environment out: servectl's own settings
         # add it there (spec.known_bug_guards.workarounds); bootstrap's chooser still prefers a release without the bug
         return [b.id for b in applicable_bugs(ctx) if b.kind == "guard" and not b.workaround]

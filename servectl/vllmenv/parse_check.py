@@ -50,7 +50,9 @@ def check(argv):
         return f"error: {str(exc).removeprefix('Error: ')}"
     tool = getattr(args, "tool_call_parser", None)
     if tool and tool not in ToolParserManager.list_registered():
-        return f"error: unknown --tool-call-parser {tool!r} (registered: {', '.join(sorted(ToolParserManager.list_registered()))})"
+        return (
+            f"error: unknown --tool-call-parser {tool!r} (registered: {', '.join(sorted(ToolParserManager.list_registered()))})"
+        )
     reasoning = getattr(args, "reasoning_parser", None)
     if reasoning and reasoning not in ReasoningParserManager.list_registered():
         return f"error: unknown --reasoning-parser {reasoning!r} (registered: {', '.join(sorted(ReasoningParserManager.list_registered()))})"

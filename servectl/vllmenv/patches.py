@@ -72,9 +72,17 @@ class Selection:
         return self.status in (Status.APPLICABLE, Status.ANCHOR_MISMATCH)
 
     def to_json(self) -> dict:
-        return {"id": self.patch.id, "hazard": self.patch.hazard, "package": self.patch.package,
-                "version": self.version, "affected": self.patch.versions, "status": self.status.value,
-                "reason": self.reason, "pending_files": list(self.pending), "interrupted": self.interrupted}
+        return {
+            "id": self.patch.id,
+            "hazard": self.patch.hazard,
+            "package": self.patch.package,
+            "version": self.version,
+            "affected": self.patch.versions,
+            "status": self.status.value,
+            "reason": self.reason,
+            "pending_files": list(self.pending),
+            "interrupted": self.interrupted,
+        }
 
 
 @dataclass
@@ -87,8 +95,14 @@ class Outcome:
     verified: bool | None = None
 
     def to_json(self) -> dict:
-        return {"id": self.id, "action": self.action, "message": self.message, "files": self.files,
-                "diff": self.diff, "verified": self.verified}
+        return {
+            "id": self.id,
+            "action": self.action,
+            "message": self.message,
+            "files": self.files,
+            "diff": self.diff,
+            "verified": self.verified,
+        }
 
 
 # --------------------------------------------------------------------------- catalog
@@ -129,12 +143,14 @@ def paths(patch: PatchSpec) -> list[str]:
 
 def edits(patch: PatchSpec, rel: str, version: str | None) -> list[PatchFile]:
     """The replacements of `rel` that the release `version` carries (an edit's own `versions` narrows the range)."""
-    return [f for f in patch.files if f.path == rel
-            and (f.versions is None or version is None or version_in_range(version, f.versions))]
+    return [
+        f
+        for f in patch.files
+        if f.path == rel and (f.versions is None or version is None or version_in_range(version, f.versions))
+    ]
 
 
-def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None],
-           platform: str | None = None) -> Selection:
+def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None], platform: str | None = None) -> Selection:
     """Decide what to do from the installed version, its build (cuda / rocm / cpu; None: unknown) and the target
     files' text (None: absent)."""
     if version is None:
@@ -145,13 +161,21 @@ def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None
         return Selection(patch, Status.ANCHOR_MISMATCH, f"cannot read version {version!r}", version)
     if not version_in_range(version, patch.versions):
         if patch.fixed_in and Version(version) >= Version(patch.fixed_in):
-            return Selection(patch, Status.FIXED_UPSTREAM,
-                             f"{patch.package} {version} carries the fix (since {patch.fixed_in}): fixed upstream, nothing to do", version)
+            return Selection(
+                patch,
+                Status.FIXED_UPSTREAM,
+                f"{patch.package} {version} carries the fix (since {patch.fixed_in}): fixed upstream, nothing to do",
+                version,
+            )
         return Selection(patch, Status.NOT_AFFECTED, f"{patch.package} {version} is outside {patch.versions}", version)
     wanted = patch.applies_to.platforms
     if platform is not None and wanted and platform not in wanted:
-        return Selection(patch, Status.NOT_AFFECTED,
-                         f"{patch.package} {version} is the {platform} build; the bug is in {', '.join(wanted)} builds only", version)
+        return Selection(
+            patch,
+            Status.NOT_AFFECTED,
+            f"{patch.package} {version} is the {platform} build; the bug is in {', '.join(wanted)} builds only",
+            version,
+        )
     files = [rel for rel in paths(patch) if edits(patch, rel, version)]
     present = {rel: contents.get(rel) for rel in files}
     if all(text is None for text in present.values()):
@@ -172,12 +196,14 @@ def select(patch: PatchSpec, version: str | None, contents: dict[str, str | None
     if problems:
         return Selection(patch, Status.ANCHOR_MISMATCH, "; ".join(problems), version)
     if pending:
-        return Selection(patch, Status.APPLICABLE, f"{patch.package} {version} needs it: {', '.join(pending)}", version, tuple(pending))
+        return Selection(
+            patch, Status.APPLICABLE, f"{patch.package} {version} needs it: {', '.join(pending)}", version, tuple(pending)
+        )
     return Selection(patch, Status.APPLIED, f"{patch.package} {version}: already applied", version)
 
 
 def edit_state(text: str, edit: PatchFile) -> str:
-    """"bug" (the released text, exactly once), "fixed" (the fix text in its place) or "unknown"."""
+    """ "bug" (the released text, exactly once), "fixed" (the fix text in its place) or "unknown"."""
     if edit.before in edit.after:  # an insertion around the anchor: the fix text still holds the anchor
         if text.count(edit.after) == 1:
             return "fixed"
@@ -204,8 +230,11 @@ def original_bytes(patch: PatchSpec, rel: str, patched: bytes, version: str | No
 
 
 def unified_diff(rel_label: str, old: str, new: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"a/{rel_label}", tofile=f"b/{rel_label}"))
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=f"a/{rel_label}", tofile=f"b/{rel_label}"
+        )
+    )
 
 
 # --------------------------------------------------------------------------- reading a target
@@ -254,8 +283,12 @@ def check(target: Target, ids: list[str] | None = None) -> list[Selection]:
         sel = select_in(target, p)
         run = _INTERRUPTED.get((entries.get(p.id) or {}).get("state", "applied"))
         if run:
-            sel = replace(sel, interrupted=run, reason=f"{sel.reason}; an interrupted `patch {run}` left this state: "
-                                                      "`servectl patch apply` completes the fix, `servectl patch revert` restores the release")
+            sel = replace(
+                sel,
+                interrupted=run,
+                reason=f"{sel.reason}; an interrupted `patch {run}` left this state: "
+                "`servectl patch apply` completes the fix, `servectl patch revert` restores the release",
+            )
         out.append(sel)
     return out
 
@@ -372,7 +405,9 @@ def _changed_since(target: Target, entry: dict) -> list[str]:
     return bad
 
 
-def _plan_apply(target: Target, sel: Selection, entry: dict | None) -> tuple[list[tuple[Path, bytes, bytes]], list[dict], list[str]]:
+def _plan_apply(
+    target: Target, sel: Selection, entry: dict | None
+) -> tuple[list[tuple[Path, bytes, bytes]], list[dict], list[str]]:
     """(changes, manifest records of every file of the patch, diffs). A file already patched (an
     interrupted run) is recorded too, with the original the intent record holds (or rebuilt)."""
     patch, root = sel.patch, target.package_root(sel.patch.package)
@@ -390,14 +425,14 @@ def _plan_apply(target: Target, sel: Selection, entry: dict | None) -> tuple[lis
             diffs.append(unified_diff(f"{patch.package}/{rel}", cur.decode("utf-8"), new.decode("utf-8")))
             records.append({"path": site_rel, "sha256_before": sha256(cur), "sha256_after": sha256(new)})
         else:
-            before = known[site_rel]["sha256_before"] if site_rel in known else \
-                sha256(original_bytes(patch, rel, cur, sel.version))
+            before = (
+                known[site_rel]["sha256_before"] if site_rel in known else sha256(original_bytes(patch, rel, cur, sel.version))
+            )
             records.append({"path": site_rel, "sha256_before": before, "sha256_after": sha256(cur)})
     return changes, records, diffs
 
 
-def _replace_recorded(target: Target, manifest: dict, patch_id: str, intent: dict, previous: dict | None,
-                      changes) -> None:
+def _replace_recorded(target: Target, manifest: dict, patch_id: str, intent: dict, previous: dict | None, changes) -> None:
     """The intent record first (an interrupted run is then known to check/apply/revert), then the files; on any
     exception (KeyboardInterrupt included) the files are rolled back by _write_all and the entry put back."""
     manifest["patches"][patch_id] = intent
@@ -445,12 +480,16 @@ def _apply(target: Target, ids: list[str] | None, dry_run: bool, do_verify: bool
     # Every refusal is decided before the first write.
     for sel in selections:
         if sel.status is Status.ANCHOR_MISMATCH:
-            raise UserError(f"patch {sel.patch.id} does not match {target.describe()}: {sel.reason}",
-                            "the file differs from the released text; reinstall the package, then apply again")
+            raise UserError(
+                f"patch {sel.patch.id} does not match {target.describe()}: {sel.reason}",
+                "the file differs from the released text; reinstall the package, then apply again",
+            )
         entry = manifest["patches"].get(sel.patch.id)
         if entry and (bad := _changed_since(target, entry)):
-            raise UserError(f"patch {sel.patch.id}: {', '.join(bad)} changed since servectl patched it",
-                            "reinstall the package (pip install --force-reinstall --no-deps), then apply again")
+            raise UserError(
+                f"patch {sel.patch.id}: {', '.join(bad)} changed since servectl patched it",
+                "reinstall the package (pip install --force-reinstall --no-deps), then apply again",
+            )
     if not dry_run:
         _remove_leftovers(target, [s.patch for s in selections])
     outcomes: list[Outcome] = []
@@ -461,7 +500,9 @@ def _apply(target: Target, ids: list[str] | None, dry_run: bool, do_verify: bool
             # every file is patched, only the record still says "applying" / "reverting": finish it
             manifest["patches"][patch.id] = {**previous, "state": "applied"}
             _write_manifest(target, manifest)
-            outcomes.append(Outcome(patch.id, "applied", f"completed an interrupted `patch {sel.interrupted}`: every file is patched"))
+            outcomes.append(
+                Outcome(patch.id, "applied", f"completed an interrupted `patch {sel.interrupted}`: every file is patched")
+            )
             continue
         if sel.status is not Status.APPLICABLE:
             action = "already-applied" if sel.status is Status.APPLIED else "skipped"
@@ -470,10 +511,17 @@ def _apply(target: Target, ids: list[str] | None, dry_run: bool, do_verify: bool
         changes, records, diffs = _plan_apply(target, sel, previous)
         files = [str(p.relative_to(target.site_packages)) for p, _, _ in changes]
         if dry_run:
-            outcomes.append(Outcome(patch.id, "would-apply", f"would patch {len(files)} file(s) ({sel.reason})", files, "".join(diffs)))
+            outcomes.append(
+                Outcome(patch.id, "would-apply", f"would patch {len(files)} file(s) ({sel.reason})", files, "".join(diffs))
+            )
             continue
-        entry = {"package": patch.package, "version": sel.version, "files": records, "state": "applying",
-                 "applied_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        entry = {
+            "package": patch.package,
+            "version": sel.version,
+            "files": records,
+            "state": "applying",
+            "applied_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         _require_writable(target, changes)
         _replace_recorded(target, manifest, patch.id, entry, previous, changes)
         entry["state"] = "applied"
@@ -482,9 +530,13 @@ def _apply(target: Target, ids: list[str] | None, dry_run: bool, do_verify: bool
         if do_verify:
             verified, detail = run_verify(target, patch)
             if not verified:
-                raise CheckFailed(f"patch {patch.id} was written but its verification fails: {detail}",
-                                  "run `servectl patch revert` and report the bug")
-        outcomes.append(Outcome(patch.id, "applied", f"applied to {patch.package} {sel.version}", files, "".join(diffs), verified))
+                raise CheckFailed(
+                    f"patch {patch.id} was written but its verification fails: {detail}",
+                    "run `servectl patch revert` and report the bug",
+                )
+        outcomes.append(
+            Outcome(patch.id, "applied", f"applied to {patch.package} {sel.version}", files, "".join(diffs), verified)
+        )
     return outcomes
 
 
@@ -513,20 +565,26 @@ def _revert(target: Target, ids: list[str] | None, dry_run: bool) -> list[Outcom
             if sha256(cur) == rec["sha256_before"]:
                 continue  # already original (e.g. the package was reinstalled)
             if sha256(cur) != rec["sha256_after"]:
-                raise UserError(f"patch {pid}: {rec['path']} changed since servectl patched it (sha256 differs); nothing reverted",
-                                "reinstall the package to get the original file back")
+                raise UserError(
+                    f"patch {pid}: {rec['path']} changed since servectl patched it (sha256 differs); nothing reverted",
+                    "reinstall the package to get the original file back",
+                )
             rel = str(path.relative_to(target.package_root(patch.package)))
             old = original_bytes(patch, rel, cur, entry.get("version"))
             if sha256(old) != rec["sha256_before"]:
-                raise UserError(f"patch {pid}: cannot rebuild the original of {rec['path']} exactly; nothing reverted",
-                                "reinstall the package to get the original file back")
+                raise UserError(
+                    f"patch {pid}: cannot rebuild the original of {rec['path']} exactly; nothing reverted",
+                    "reinstall the package to get the original file back",
+                )
             changes.append((path, cur, old))
         plans.append((patch, changes))
     if not dry_run:
         _remove_leftovers(target, [by_id[pid] for pid in wanted])
     for patch, changes in plans:
         files = [str(p.relative_to(target.site_packages)) for p, _, _ in changes]
-        diff = "".join(unified_diff(str(p.relative_to(target.site_packages)), cur.decode(), old.decode()) for p, cur, old in changes)
+        diff = "".join(
+            unified_diff(str(p.relative_to(target.site_packages)), cur.decode(), old.decode()) for p, cur, old in changes
+        )
         if dry_run:
             outcomes.append(Outcome(patch.id, "would-revert", f"would restore {len(files)} file(s)", files, diff))
             continue

@@ -112,7 +112,9 @@ def _probe(exe: Path) -> dict:
         out = subprocess.run([str(exe), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=True)
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
-        raise UserError(f"cannot inspect {exe}: {detail.strip().splitlines()[-1] if detail.strip() else exc}", "is it a working python?") from None
+        raise UserError(
+            f"cannot inspect {exe}: {detail.strip().splitlines()[-1] if detail.strip() else exc}", "is it a working python?"
+        ) from None
     data = json.loads(out.stdout)
     try:
         write_atomic(cached, json.dumps({"stamp": _stamp(data, exe), "data": data}))

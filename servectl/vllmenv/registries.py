@@ -71,8 +71,13 @@ def static(version: str) -> Registry | None:
     def names(kind: str) -> frozenset[str]:
         return frozenset(n for n, runs in table[kind].items() if any(order[a] <= at <= order[b] for a, b in runs))
 
-    return Registry(rel, names("tool_parsers"), names("reasoning_parsers"), names("architectures"),
-                    f"servectl's table of vLLM {rel}'s sources")
+    return Registry(
+        rel,
+        names("tool_parsers"),
+        names("reasoning_parsers"),
+        names("architectures"),
+        f"servectl's table of vLLM {rel}'s sources",
+    )
 
 
 def newest_static() -> Registry:
@@ -109,8 +114,14 @@ def from_environment(python: str | os.PathLike) -> Registry:
             data = json.loads(proc.stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise CheckFailed(f"cannot read vLLM's parser registries from {python}: {tail}",
-                              "is vLLM installed there? `servectl bootstrap`") from None
+            raise CheckFailed(
+                f"cannot read vLLM's parser registries from {python}: {tail}", "is vLLM installed there? `servectl bootstrap`"
+            ) from None
         write_atomic(cached, json.dumps(data) + "\n")
-    return Registry(_release(data["vllm"]), frozenset(data["tool_parsers"]), frozenset(data["reasoning_parsers"]),
-                    frozenset(data["architectures"]), f"the vLLM environment at {python}")
+    return Registry(
+        _release(data["vllm"]),
+        frozenset(data["tool_parsers"]),
+        frozenset(data["reasoning_parsers"]),
+        frozenset(data["architectures"]),
+        f"the vLLM environment at {python}",
+    )

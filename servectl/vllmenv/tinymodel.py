@@ -64,8 +64,9 @@ def generate(target: Path, generator: Path, args: list[str], what: str, python: 
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        proc = subprocess.run([str(interpreter), str(generator), str(work / "model"), *args],
-                              capture_output=True, text=True, env=env, timeout=600)
+        proc = subprocess.run(
+            [str(interpreter), str(generator), str(work / "model"), *args], capture_output=True, text=True, env=env, timeout=600
+        )
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise CheckFailed(f"generating {what} failed: {tail}", f"the vLLM environment is {interpreter}")
@@ -90,5 +91,7 @@ def for_render(python: str | None = None) -> tuple[Path, str | None]:
     try:
         return ensure_tiny_model(python=python), None
     except UserError as exc:
-        return target, (f"the rendering names the tiny model at {target}, which is not generated yet ({exc.message}); "
-                        "`servectl up tiny-cpu` generates it")
+        return target, (
+            f"the rendering names the tiny model at {target}, which is not generated yet ({exc.message}); "
+            "`servectl up tiny-cpu` generates it"
+        )

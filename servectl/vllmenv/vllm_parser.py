@@ -24,7 +24,11 @@ def vllm_parse(argvs: list[list[str]], python: Path, timeout: float = 300) -> li
     if not argvs:
         return []
     proc = subprocess.run(
-        [str(python), str(_SCRIPT)], input=json.dumps(argvs), capture_output=True, text=True, timeout=timeout,
+        [str(python), str(_SCRIPT)],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     try:
         results = json.loads(proc.stdout.strip().splitlines()[-1])
