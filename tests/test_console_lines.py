@@ -18,6 +18,7 @@ CODE = (
 
 def run(**env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR")}
+    clean["TERM"] = "xterm-256color"  # rich writes no colour to TERM=dumb (as CI machines may set), whatever it is told
     return subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, env={**clean, **env}, timeout=60)
 
 
