@@ -181,7 +181,11 @@ def test_the_first_requests_start_the_model_once_and_are_all_answered(fleet):
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(names))]
     for t in threads:
         t.start()
-    assert wait_for(lambda: fleet.models()["chat"]["state"] != "stopped", every=0.1) == "starting"
+    def started() -> str | None:  # the state once it is no longer "stopped"
+        state = fleet.models()["chat"]["state"]
+        return None if state == "stopped" else state
+
+    assert wait_for(started, every=0.1) == "starting"
     for t in threads:
         t.join()
     assert [r.status_code for r in replies] == [200] * len(names), [r.text for r in replies]
@@ -293,10 +297,12 @@ def test_prometheus_reads_the_fleet_through_its_front_door_with_the_rendered_con
         fleet.chat("chat")
         deadline = time.monotonic() + STOP_S
         tokens: list[dict] = []
+        own: list[dict] = []
         while time.monotonic() < deadline:
             assert prom.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
             tokens = _query(api, 'vllm:generation_tokens_total{job="vllm"}')
-            if {t["metric"].get("model") for t in tokens} >= {"chat", "noise"}:
+            own = _query(api, 'servectl_fleet_requests_total{job="servectl-fleet",model="chat"}')
+            if {t["metric"].get("model") for t in tokens} >= {"chat", "noise"} and own:  # both jobs scraped
                 break
             if fleet.models()["noise"]["state"] != "ready":  # its TTL ran out before the first scrape (a busy host)
                 assert fleet.chat("noise").status_code == 200
@@ -305,7 +311,6 @@ def test_prometheus_reads_the_fleet_through_its_front_door_with_the_rendered_con
         assert set(by_model) >= {"chat", "noise"}, tokens
         assert by_model["chat"]["model_name"] == "chat" and by_model["chat"]["fleet"] == "live"
         assert float(next(t for t in tokens if t["metric"]["model"] == "chat")["value"][1]) > 0
-        own = _query(api, 'servectl_fleet_requests_total{job="servectl-fleet",model="chat"}')
         assert own and float(own[0]["value"][1]) >= 1 and own[0]["metric"]["fleet"] == "live"
         targets = httpx.get(api + "/targets", timeout=60).json()["data"]["activeTargets"]
         assert sorted((t["labels"]["job"], t["health"]) for t in targets) == [("servectl-fleet", "up"), ("vllm", "up")]
