@@ -181,6 +181,7 @@ def test_the_first_requests_start_the_model_once_and_are_all_answered(fleet):
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(names))]
     for t in threads:
         t.start()
+
     def started() -> str | None:  # the state once it is no longer "stopped"
         state = fleet.models()["chat"]["state"]
         return None if state == "stopped" else state
