@@ -24,7 +24,7 @@ from servectl.hardware.cpu_features import CpuFeatures
 from servectl.plan import planner as P
 from servectl.plan.kvcache import LayoutRefused
 
-from checkpoint_dirs import checkpoint_dir
+from checkpoint_dirs import checkpoint_dir, header_only_safetensors
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
 SOURCES = yaml.safe_load((CONFIGS / "sources.yaml").read_text())["configs"]
@@ -365,3 +365,15 @@ def test_source_refuses_paths_outside_the_checkpoint(tmp_path):
     (tmp_path / "secret.json").write_text("{}")
     with pytest.raises(UserError, match="outside the checkpoint"):
         LocalDirectory(tmp_path / "ckpt").read_small("../secret.json")
+
+
+def test_a_kv_block_larger_than_the_memory_left_is_vllms_one_request_refusal(cli, tmp_path):
+    """Memory is left after the weights, but one KV block of every layer is larger still (a damaged or hostile
+    head_dim): vLLM has no block to give and refuses the longest request; plan says so in one line, exit 2."""
+    path = checkpoint_dir("llama-3.1-8b", tmp_path, head_dim=10**7)
+    header_only_safetensors(path / "model.safetensors", 16 * 2**30)  # the 8B's weights, not what head_dim implies
+    path = str(path)
+    r = cli("plan", path, "--gpu", "rtx-5090", "--vllm-version", "0.32.0")
+    assert r.exit_code == 2, r.output
+    assert "less than one KV block" in r.stderr and "To serve at least one request" in r.stderr
+    assert "exceed the budget by -" not in r.stderr

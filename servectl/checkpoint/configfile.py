@@ -4,12 +4,12 @@ Every value read carries where it came from."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from servectl.checkpoint.source import CheckpointSource
 from servectl.errors import UserError
+from servectl.fsutil import loads_strict
 
 # transformers PreTrainedConfig.get_text_config: the sub-config names that hold the text stack.
 TEXT_CONFIG_KEYS = ("text_encoder", "decoder", "generator", "text_config")
@@ -31,7 +31,7 @@ def read_json(source: CheckpointSource, name: str, required: bool = False) -> di
             raise UserError(f"{source.name} has no {name}", "point at a Hugging Face checkpoint directory")
         return None
     try:
-        data = json.loads(raw)
+        data = loads_strict(raw)  # no NaN / Infinity / 1e400: every figure planned from it is a finite number
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{source.name}/{name} is not valid JSON ({exc})", "is the file complete?") from None
     if not isinstance(data, dict):

@@ -9,7 +9,6 @@ hub's own sum) gives the total.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,7 +127,7 @@ def index_total(source: CheckpointSource) -> int | None:
     if raw is None:
         return None
     try:
-        total = json.loads(raw).get("metadata", {}).get("total_size")
+        total = loads_strict(raw).get("metadata", {}).get("total_size")
     except (ValueError, AttributeError):
         return None
     return int(total) if isinstance(total, (int, float)) and total > 0 else None

@@ -40,7 +40,15 @@ def check_start(recipe: ModelRecipe, profile: GpuProfile, s: Settings, sz: Sizin
             f"use --max-model-len {native} or less (or set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 if the model really supports more)",
         )
     avail = sz.memory.kv_available
-    if avail <= 0 or sz.num_blocks == 0:
+    if avail > 0 and sz.num_blocks == 0:  # memory is left, but less than one block of every layer's page
+        raise VllmRefuses(
+            f"vLLM refuses max_model_len {mml}: {avail / MIB:.0f} MiB are left for the KV cache on {profile.name}, less "
+            "than one KV block of the model's layers (vLLM's check: 'To serve at least one request with the model's "
+            "max seq len')",
+            "give the KV cache more memory (--gpu-memory-utilization / --kv-cache-memory-bytes) or pick a larger GPU; "
+            "check the checkpoint's head_dim / num_key_value_heads if a block this large is unexpected",
+        )
+    if avail <= 0:
         raise VllmRefuses(
             f"vLLM refuses to start on {profile.name}: no memory left for the KV cache "
             f"(weights and overheads exceed the budget by {-avail / MIB:.0f} MiB; vLLM's check: "
