@@ -377,3 +377,15 @@ def test_a_kv_block_larger_than_the_memory_left_is_vllms_one_request_refusal(cli
     assert r.exit_code == 2, r.output
     assert "less than one KV block" in r.stderr and "To serve at least one request" in r.stderr
     assert "exceed the budget by -" not in r.stderr
+
+
+@pytest.mark.parametrize("value", ["1e400", "NaN", "-Infinity"])
+def test_a_config_number_json_cannot_hold_is_one_line(cli, tmp_path, value):
+    path = checkpoint_dir("qwen3-30b-a3b", tmp_path)
+    text = (path / "config.json").read_text()
+    (path / "config.json").write_text(text.replace('"num_experts": 128', f'"num_experts": {value}'))
+    assert f'"num_experts": {value}' in (path / "config.json").read_text()
+    for argv in (["plan", str(path), "--gpu", "rtx-pro-6000-blackwell"], ["models", "show", str(path)]):
+        r = cli(*argv)
+        assert r.exit_code == 2, r.output
+        assert "config.json is not valid JSON" in r.stderr and "internal error" not in r.output
