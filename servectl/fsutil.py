@@ -297,3 +297,14 @@ def read_log(
         lines_before_tail += 1
     head_text = bytes(head[: head.rfind(b"\n")]) if b"\n" in head else bytes(head)
     return LogExcerpt(_cut_lines(head_text, line_limit), _cut_lines(window, line_limit), lines_before_tail + 1, total)
+
+
+def yaml_call(fn, *args, **kwargs):
+    """A PyYAML call (load, compose) whose input nests deeper than Python's recursion limit raises yaml.YAMLError,
+    as any other unreadable YAML does, instead of RecursionError."""
+    import yaml
+
+    try:
+        return fn(*args, **kwargs)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deep to read") from None

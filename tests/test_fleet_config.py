@@ -158,6 +158,9 @@ def test_bad_yaml_and_non_fleet_files_are_one_line(cli, tmp_path):
     assert cli("serve", str(binary), "--plan").exit_code == 2
     assert cli("serve", str(write(tmp_path, "models: {}\n", "empty.yaml")), "--plan").exit_code == 2
     assert cli("serve", str(tiny_fleet(tmp_path, "100M")), "--json").exit_code == 2  # --json goes with --plan
+    deep = write(tmp_path, "models:\n  - " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml")  # deeper than Python recurses
+    result = cli("serve", str(deep), "--plan")
+    assert result.exit_code == 2 and "nested too deep" in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_gpu_fleet_sizes_each_model_for_its_context_and_pins_it(cli, tmp_path, catalog):

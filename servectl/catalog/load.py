@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from servectl.errors import UnknownName, UserError
-from servectl.fsutil import MIB, read_bytes_capped, read_text_capped, write_atomic
+from servectl.fsutil import MIB, read_bytes_capped, read_text_capped, write_atomic, yaml_call
 from servectl.paths import cache_dir
 from servectl.catalog.base import validate
 from servectl.catalog.gpu import GpuProfile, ProfilesFile
@@ -68,7 +68,7 @@ def parse_yaml_model(text: str, source: str, model: type[M]) -> M:
     from pydantic import ValidationError
 
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = yaml_call(yaml.load, text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -81,7 +81,7 @@ def parse_yaml_model(text: str, source: str, model: type[M]) -> M:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
-        node = _node_at(yaml.compose(text, Loader=yaml.SafeLoader), loc)  # line numbers only on the error path
+        node = _node_at(yaml_call(yaml.compose, text, Loader=yaml.SafeLoader), loc)  # line numbers only on the error path
         line = node.start_mark.line + 1 if node is not None else 1
         field = ".".join(str(p) for p in loc) or "(top level)"
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

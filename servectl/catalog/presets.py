@@ -21,7 +21,7 @@ import yaml
 from servectl.catalog.base import validate
 from servectl.catalog.load import CatalogError, _read, parse_yaml_model
 from servectl.errors import UnknownName, UserError
-from servectl.fsutil import MIB, read_text_capped
+from servectl.fsutil import MIB, read_text_capped, yaml_call
 from servectl.paths import config_file
 from servectl.catalog.preset_schema import PresetsFile, SamplingPreset
 
@@ -46,7 +46,7 @@ def user_presets(path: Path | None = None) -> dict[str, SamplingPreset]:
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(read_text_capped(path, CONFIG_LIMIT, f"config file {path}")) or {}
+        data = yaml_call(yaml.safe_load, read_text_capped(path, CONFIG_LIMIT, f"config file {path}")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -21,7 +21,7 @@ from servectl.catalog.base import Ge, Le, SCHEMA_VERSION, schema
 from servectl.catalog.load import CatalogError, Catalog, _node_at, parse_yaml_model
 from servectl.catalog.recipe import ModelRecipe
 from servectl.errors import UserError
-from servectl.fsutil import write_atomic
+from servectl.fsutil import write_atomic, yaml_call
 from servectl.paths import recipes_dir
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few KiB; anything this large is not one
@@ -59,7 +59,7 @@ def _read(path: Path) -> str:
 def _line_of(text: str, loc: tuple[Any, ...]) -> int:
     import yaml
 
-    node = _node_at(yaml.compose(text, Loader=yaml.SafeLoader), loc)
+    node = _node_at(yaml_call(yaml.compose, text, Loader=yaml.SafeLoader), loc)
     return node.start_mark.line + 1 if node is not None else 1
 
 

@@ -33,6 +33,7 @@ from pydantic import AfterValidator, BeforeValidator
 
 from servectl.catalog.base import Ge, Le, MinLen, schema, validate
 from servectl.errors import UserError
+from servectl.fsutil import yaml_call
 
 MAX_FILE_BYTES = 1 << 20  # a fleet file is a few kB; anything near this is not one
 # A model's public name: what clients put in `model` (OpenAI names often carry `org/`), a Prometheus label value.
@@ -251,8 +252,8 @@ def read(path: Path) -> FleetSource:
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text", "give a YAML fleet file") from None
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml_call(yaml.safe_load, text)
+        root = yaml_call(yaml.compose, text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
