@@ -380,7 +380,7 @@ def test_a_kv_block_larger_than_the_memory_left_is_vllms_one_request_refusal(cli
 
 
 @pytest.mark.parametrize("value", ["1e400", "NaN", "-Infinity"])
-def test_a_config_number_json_cannot_hold_is_one_line(cli, tmp_path, value):
+def test_a_figure_that_is_no_finite_number_is_one_line(cli, tmp_path, value):
     path = checkpoint_dir("qwen3-30b-a3b", tmp_path)
     text = (path / "config.json").read_text()
     (path / "config.json").write_text(text.replace('"num_experts": 128', f'"num_experts": {value}'))
@@ -388,4 +388,14 @@ def test_a_config_number_json_cannot_hold_is_one_line(cli, tmp_path, value):
     for argv in (["plan", str(path), "--gpu", "rtx-pro-6000-blackwell"], ["models", "show", str(path)]):
         r = cli(*argv)
         assert r.exit_code == 2, r.output
-        assert "config.json is not valid JSON" in r.stderr and "internal error" not in r.output
+        assert "num_experts is" in r.stderr and "not a finite number" in r.stderr and "internal error" not in r.output
+
+
+def test_infinity_where_transformers_writes_it_is_read(cli, tmp_path):
+    """Mamba configs carry "time_step_limit": [0.0, Infinity] (transformers writes float('inf') so): JSON as
+    transformers and vLLM read it, so the checkpoint plans."""
+    path = checkpoint_dir("nemotron-h-8b-base-8k", tmp_path)
+    cfg = (path / "config.json").read_text()
+    (path / "config.json").write_text(cfg.rstrip().rstrip("}") + ', "time_step_limit": [0.0, Infinity]}')
+    r = cli("plan", str(path), "--gpu", "rtx-pro-6000-blackwell", "--json")
+    assert r.exit_code == 0, r.output

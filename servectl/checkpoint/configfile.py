@@ -4,12 +4,13 @@ Every value read carries where it came from."""
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from servectl.checkpoint.source import CheckpointSource
 from servectl.errors import UserError
-from servectl.fsutil import loads_strict
 
 # transformers PreTrainedConfig.get_text_config: the sub-config names that hold the text stack.
 TEXT_CONFIG_KEYS = ("text_encoder", "decoder", "generator", "text_config")
@@ -31,12 +32,23 @@ def read_json(source: CheckpointSource, name: str, required: bool = False) -> di
             raise UserError(f"{source.name} has no {name}", "point at a Hugging Face checkpoint directory")
         return None
     try:
-        data = loads_strict(raw)  # no NaN / Infinity / 1e400: every figure planned from it is a finite number
+        # as transformers reads it: NaN and Infinity are accepted (Mamba configs write "time_step_limit": [0.0, Infinity]);
+        # a figure servectl plans with is checked to be finite where it is read (ModelConfig.get)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{source.name}/{name} is not valid JSON ({exc})", "is the file complete?") from None
+    except RecursionError:
+        raise UserError(f"{source.name}/{name} is nested too deep to read", "is the file complete?") from None
     if not isinstance(data, dict):
         raise UserError(f"{source.name}/{name} is not a JSON object")
     return data
+
+
+def _finite(value: Any, where: str) -> Any:
+    """A figure of the config as it is, unless it is a number that is not finite (NaN, Infinity, 1e400)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{where} is {value}, not a finite number", "is the checkpoint's config.json damaged?")
+    return value
 
 
 @dataclass
@@ -60,7 +72,7 @@ class ModelConfig:
     def get(self, key: str, default: Any = MISSING, rule: str = "") -> Sourced:
         """A text-stack key: the file's value, else the family's transformers default, else `default`."""
         if key in self.text:
-            return Sourced(self.text[key], self.where(key))
+            return Sourced(_finite(self.text[key], self.where(key)), self.where(key))
         if key in self.defaults:
             return Sourced(self.defaults[key], f"default of {self.defaults_source} ({key})")
         if default is MISSING:
@@ -72,9 +84,9 @@ class ModelConfig:
 
     def root_get(self, key: str) -> Sourced | None:
         if key in self.root:
-            return Sourced(self.root[key], f"config.json {key}")
+            return Sourced(_finite(self.root[key], f"config.json {key}"), f"config.json {key}")
         if self.text_key and key in self.text:
-            return Sourced(self.text[key], self.where(key))
+            return Sourced(_finite(self.text[key], self.where(key)), self.where(key))
         return None
 
 

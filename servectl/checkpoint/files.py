@@ -15,7 +15,6 @@ from typing import Any, Protocol
 from servectl.checkpoint.safetensors import file_header
 from servectl.checkpoint.source import SMALL_FILE_LIMIT, LocalDirectory
 from servectl.errors import UserError
-from servectl.fsutil import loads_strict
 
 # Size limits of what is read. tokenizer_config.json carries the added-token table (a few MB for some
 # families); the others are small (SMALL_FILE_LIMIT). Safetensors headers: servectl.checkpoint.safetensors.
@@ -66,10 +65,12 @@ def read_json(source: Source, filename: str) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        data = loads_strict(text)  # no NaN / Infinity / 1e400: every figure read from it is a finite number
+        data = json.loads(text)  # as transformers reads it (NaN and Infinity accepted): figures are checked where read
     except ValueError as exc:
         why = f"line {exc.lineno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise UserError(f"{source.label}: {filename} is not valid JSON ({why})", "is the checkpoint complete?") from None
+    except RecursionError:
+        raise UserError(f"{source.label}: {filename} is nested too deep to read", "is the checkpoint complete?") from None
     if not isinstance(data, dict):
         raise UserError(f"{source.label}: {filename} is not a JSON object", "is the checkpoint complete?")
     return data

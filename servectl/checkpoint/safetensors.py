@@ -130,4 +130,4 @@ def index_total(source: CheckpointSource) -> int | None:
         total = loads_strict(raw).get("metadata", {}).get("total_size")
     except (ValueError, AttributeError):
         return None
-    return int(total) if isinstance(total, (int, float)) and total > 0 else None
+    return int(total) if isinstance(total, (int, float)) and 0 < total < float("inf") else None
