@@ -182,6 +182,11 @@ def test_model_refs(tmp_path):
             pass
     with pytest.raises(UserError):
         parse("./does-not-exist")
+    # names the OS cannot look up (longer than a file name may be): no repo id, no directory; never an OSError
+    assert parse("org/" + "a" * 5000) is None
+    for path in ("/" + "b" * 5000, "./" + "c/" * 3000):
+        with pytest.raises(UserError, match="no such directory"):
+            parse(path)
 
 
 # --------------------------------------------------------------------------- derived recipes through the commands

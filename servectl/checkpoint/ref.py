@@ -46,17 +46,25 @@ class ModelRef:
         return str(self.path)
 
 
+def _exists(text: str, directory: bool = False) -> bool:
+    """Whether the path exists (is a directory); a name the OS cannot look up (too long, say) does not."""
+    try:
+        return Path(text).is_dir() if directory else Path(text).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def looks_like_path(text: str) -> bool:
-    return text.startswith(("/", "./", "../", "~")) or text in (".", "..") or os.sep in text and Path(text).exists()
+    return text.startswith(("/", "./", "../", "~")) or text in (".", "..") or os.sep in text and _exists(text)
 
 
 def parse(text: str) -> ModelRef | None:
     """The checkpoint `text` names, or None when it is neither an existing directory nor a repo id."""
     if not text or "\x00" in text:
         return None
-    if looks_like_path(text) or Path(text).is_dir():
+    if looks_like_path(text) or _exists(text, directory=True):
         path = Path(text).expanduser()
-        if not path.is_dir():
+        if not _exists(str(path), directory=True):
             raise UserError(
                 f"{text}: no such directory", "give a checkpoint directory (with config.json) or a hub repo id org/name"
             )
