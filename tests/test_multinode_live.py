@@ -40,7 +40,7 @@ import psutil
 import pytest
 
 from conftest import free_port
-from waits import START_S, STOP_S
+from waits import START_S, STOP_S, wait_for
 from servectl.catalog import versions
 from servectl.catalog.load import load_catalog
 from servectl.paths import cache_dir
@@ -200,6 +200,9 @@ def script(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def ports_free():
+    """Every port the nodes take is free: the previous test's Ray processes and their sockets may take a moment
+    to go after its nodes stopped (polled up to a deadline, never a fixed pause)."""
+    wait_for(lambda: all(port_is_free(p) for p in PORTS), STOP_S, every=0.5)
     taken = [p for p in PORTS if not port_is_free(p)]
     assert not taken, f"ports {taken} are in use on 127.0.0.1 (a leftover Ray or vLLM?)"
 
@@ -312,7 +315,7 @@ def test_two_ray_nodes_run_the_rendered_layout(script, env, tmp_path, ray_tmp, v
     finally:
         left = (worker.stop() if worker else []) + head.stop()
     assert left == []
-    assert all(port_is_free(p) for p in PORTS)
+    assert wait_for(lambda: all(port_is_free(p) for p in PORTS), STOP_S, every=0.5)
 
 
 def _serve_argv(script: Path) -> list[str]:
