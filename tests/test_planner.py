@@ -280,7 +280,7 @@ def test_more_seqs_never_less_vram(catalog, n1, n2, kv, eager, pinned, estimate,
     b = _plan_or_none(recipe, gpu, replace(base, max_num_seqs=hi), vllm_version=version)
     if a is None or b is None:
         return
-    assert b.total_vram_mib >= a.total_vram_mib
+    assert b.total_vram_mib >= a.total_vram_mib - 1e-6  # float sums in another order differ in the last bits
 
 
 def test_plan_cli_json_contract(cli):
